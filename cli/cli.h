@@ -1,0 +1,201 @@
+/*
+ * cli.h - the pieces of the `fieldvault` command shared between its files:
+ * argument parsing, passphrase input, output (text, JSON, progress) and the
+ * exit codes. The CLI is a thin layer over fieldvault.h; nothing here is
+ * needed by an app that embeds the library.
+ */
+#ifndef FV_CLI_H
+#define FV_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "fieldvault.h"
+
+/* Exit codes; the table with their meaning is at the top of main.c. */
+enum cli_exit {
+    CLI_OK = 0,
+    CLI_FAIL = 1,
+    CLI_USAGE = 2,
+    CLI_PASSPHRASE = 3,
+    CLI_NOVAULT = 4,
+    CLI_CORRUPT = 5,
+    CLI_NETWORK = 6,
+    CLI_VERSION = 7,
+    CLI_NOTFOUND = 8,
+    CLI_IO = 9,
+    CLI_NOSPACE = 10,
+    CLI_EXISTS = 11,
+    CLI_CANCELED = 12,
+    CLI_BUSY = 13
+};
+
+/* The exit code for a library result code (main.c). */
+int cli_exit_code(int fv_result);
+
+/* ---- the command line ---------------------------------------------------- */
+
+/* How an option takes its value. */
+enum cli_opt_kind {
+    OPT_FLAG = 0, /* no value */
+    OPT_ONE = 1,  /* one value, at most once */
+    OPT_MANY = 2  /* one value, any number of times */
+};
+
+/* One option of a command. The parser fills `values`/`count` (`set` for
+ * flags); free them with cli_opts_free. A table ends with a NULL name. */
+typedef struct cli_opt {
+    const char *name; /* without the leading "--" */
+    int kind;         /* enum cli_opt_kind */
+    const char **values;
+    size_t count;
+} cli_opt;
+
+/* The parsed invocation: global options and what follows the command. */
+typedef struct cli {
+    const char *cmd;  /* the command word, NULL if none */
+    int argc;         /* arguments after the command word */
+    char **argv;
+    const char *vault_opt;       /* --vault */
+    const char *passphrase_file; /* --passphrase-file */
+    const char *passphrase_fd;   /* --passphrase-fd, unparsed */
+    int json;                    /* --json */
+    int help;                    /* --help / -h */
+    const char **pos;            /* positional arguments of the command */
+    size_t npos;
+} cli;
+
+/* Parses c->argv with the command's option table `opts` (may be NULL) and
+ * the global options. Positional arguments go to c->pos. Stops at --help.
+ * Returns 0 or CLI_USAGE (after printing why). */
+int cli_parse(cli *c, cli_opt *opts);
+
+/* Parses one global option at argv[*i] (before the command word). Returns 1
+ * if it was one (and advances *i past its value), 0 if argv[*i] is not a
+ * global option, or -1 after printing a usage error. */
+int cli_parse_global(cli *c, int argc, char **argv, int *i);
+
+/* The option named `name` in `opts` (never NULL for names in the table). */
+cli_opt *cli_opt_get(cli_opt *opts, const char *name);
+
+void cli_opts_free(cli_opt *opts);
+void cli_free(cli *c);
+
+/* Parses a non-negative decimal int with full checks. Returns 0 or -1. */
+int cli_parse_int(const char *s, int *out);
+
+/* ---- passphrases --------------------------------------------------------- */
+
+#define CLI_PASSPHRASE_MAX 4096 /* bytes read from a file, fd or prompt */
+
+/* A passphrase in locked, guarded memory (fv_secure_alloc). */
+typedef struct cli_secret {
+    char *buf; /* NUL-terminated for convenience; may hold other NULs */
+    size_t len;
+} cli_secret;
+
+/* Obtains the passphrase from the first source that is set: --passphrase-file,
+ * FIELDVAULT_PASSPHRASE_FILE, --passphrase-fd, else a prompt on the terminal
+ * (asked twice when `confirm`). Returns 0 or an exit code (message printed). */
+int cli_passphrase_get(cli_secret *out, const cli *c, const char *prompt,
+                       int confirm);
+
+/* Reads a passphrase from the file at `path`. Returns 0 or an exit code. */
+int cli_passphrase_from_file(cli_secret *out, const char *path);
+
+/* Prompts on the terminal (twice when `confirm`). Returns 0 or an exit code. */
+int cli_passphrase_prompt(cli_secret *out, const char *prompt, int confirm);
+
+/* Wipes and frees. Harmless on a zeroed secret. */
+void cli_secret_free(cli_secret *s);
+
+/* Non-zero if the passphrase source of `c` is standard input (fd 0). */
+int cli_passphrase_uses_stdin(const cli *c);
+
+/* ---- output -------------------------------------------------------------- */
+
+/* "fieldvault: MESSAGE\n" on stderr, control characters escaped. */
+void cli_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Prints the failure of a library call (errmsg of `v` when there is a handle,
+ * else fv_strerror) with an optional context, and returns its exit code. */
+int cli_fail(const fv_vault *v, int rc, const char *context);
+
+/* Text for a human: valid UTF-8 passes through; control characters (C0, DEL,
+ * C1) and invalid bytes are escaped so that content cannot drive a terminal.
+ * `multiline` keeps newlines and tabs as they are. */
+void text_put(FILE *f, const char *s, size_t len, int multiline);
+void text_puts(FILE *f, const char *s);
+
+/* A JSON string literal, quotes included. Valid UTF-8 passes through
+ * unchanged; '"', '\\', control characters (incl. NUL, DEL and C1) are
+ * escaped; an invalid byte becomes U+FFFD. */
+void json_str(FILE *f, const char *s, size_t len);
+void json_strz(FILE *f, const char *s);
+/* "key": */
+void json_key(FILE *f, const char *key);
+/* An id as a JSON string of lowercase hex. */
+void json_id(FILE *f, const unsigned char id[FV_ID_BYTES]);
+/* A time as "YYYY-MM-DDTHH:MM:SSZ" (UTC), or null if out of range. */
+void json_time(FILE *f, int64_t t);
+
+/* Formats `t` (Unix seconds) in UTC into out; "?" if out of range. */
+enum time_style {
+    TIME_ISO,     /* 2026-11-27T22:34:51Z */
+    TIME_MINUTES, /* 2026-11-27 22:34 */
+    TIME_SECONDS  /* 2026-11-27 22:34:51 */
+};
+void time_format(char *out, size_t outlen, int64_t t, int style);
+
+/* "12.3 MiB" */
+void size_format(char *out, size_t outlen, uint64_t bytes);
+
+/* Progress bar on stderr for long transfers: drawn only when stderr is a
+ * terminal and the transfer has run for about a second. Pass cli_progress_fn
+ * and the struct as the library's progress callback and payload. */
+typedef struct cli_progress {
+    const char *label;
+    int enabled;
+    int drawn;
+    struct timespec start;
+    struct timespec last;
+} cli_progress;
+
+void cli_progress_start(cli_progress *p, const char *label);
+int cli_progress_fn(uint64_t done, uint64_t total, void *payload);
+void cli_progress_end(cli_progress *p);
+
+/* While armed, the first SIGINT sets a flag that cli_progress_fn and
+ * cli_canceled report, so a transfer stops cleanly (FV_ECANCELED); a second
+ * SIGINT ends the process as usual. */
+void cli_cancel_arm(void);
+void cli_cancel_disarm(void);
+int cli_canceled(void);
+
+/* Flushes stdout; returns 0 or CLI_IO after printing why. */
+int cli_flush_stdout(void);
+
+/* ---- commands (commands.c) and help (help.c) ------------------------------ */
+
+int cmd_init(cli *c);
+int cmd_add(cli *c);
+int cmd_list(cli *c);
+int cmd_show(cli *c);
+int cmd_edit(cli *c);
+int cmd_delete(cli *c);
+int cmd_search(cli *c);
+int cmd_attachment(cli *c);
+int cmd_passwd(cli *c);
+int cmd_panic(cli *c);
+int cmd_version(cli *c);
+
+/* Prints the help of `cmd` (NULL: the overview) on `f`. Returns 0 if the
+ * command is known. */
+int cli_help(FILE *f, const char *cmd);
+
+#endif /* FV_CLI_H */

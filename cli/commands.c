@@ -1,0 +1,1222 @@
+/*
+ * commands.c - the subcommands: parse their arguments, obtain the
+ * passphrase, call the library, print. Every copy of record content made
+ * here (narrative, field keys) is wiped before it is freed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+/* Prints the command's help when --help was given. Returns 1 if it did. */
+static int help_requested(cli *c, int *rc)
+{
+    if (!c->help)
+        return 0;
+    cli_help(stdout, c->cmd);
+    *rc = cli_flush_stdout();
+    return 1;
+}
+
+static int want_positionals(const cli *c, size_t min, size_t max,
+                            const char *what)
+{
+    if (c->npos < min) {
+        cli_error("%s: missing %s (see 'fieldvault %s --help')", c->cmd, what,
+                  c->cmd);
+        return CLI_USAGE;
+    }
+    if (c->npos > max) {
+        cli_error("%s: unexpected argument '%s'", c->cmd, c->pos[max]);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + 1 + strlen(b) + 1;
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* The vault directory: --vault, FIELDVAULT_DIR, $XDG_DATA_HOME/fieldvault,
+ * $HOME/.local/share/fieldvault. *is_default tells the last two apart. */
+static int vault_dir(const cli *c, char **out, int *is_default)
+{
+    const char *e;
+
+    *is_default = 0;
+    *out = NULL;
+    if (c->vault_opt != NULL) {
+        if (*c->vault_opt == '\0') {
+            cli_error("--vault: empty directory name");
+            return CLI_USAGE;
+        }
+        *out = strdup(c->vault_opt);
+    } else if ((e = getenv("FIELDVAULT_DIR")) != NULL && *e != '\0') {
+        *out = strdup(e);
+    } else {
+        *is_default = 1;
+        if ((e = getenv("XDG_DATA_HOME")) != NULL && e[0] == '/') {
+            *out = path_join(e, "fieldvault");
+        } else if ((e = getenv("HOME")) != NULL && *e != '\0') {
+            *out = path_join(e, ".local/share/fieldvault");
+        } else {
+            cli_error("no vault directory: use --vault DIR or set "
+                      "FIELDVAULT_DIR (HOME is not set)");
+            return CLI_USAGE;
+        }
+    }
+    if (*out == NULL) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    return 0;
+}
+
+/* Creates the missing parents of `path` (mode 0700), for the default
+ * per-user location only. */
+static int make_parents(const char *path)
+{
+    char *p = strdup(path);
+    int rc = 0;
+    if (p == NULL) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            cli_error("cannot create %s: %s", p, strerror(errno));
+            rc = CLI_IO;
+            break;
+        }
+        *s = '/';
+    }
+    free(p);
+    return rc;
+}
+
+/* Obtains the passphrase and opens the vault. */
+static int open_vault(const cli *c, fv_vault **v, const char *dir)
+{
+    cli_secret pass;
+    int rc = cli_passphrase_get(&pass, c, "Vault passphrase: ", 0);
+    if (rc != 0)
+        return rc;
+    rc = fv_vault_open(v, dir, pass.buf, pass.len);
+    cli_secret_free(&pass);
+    if (rc != FV_OK) {
+        *v = NULL;
+        return cli_fail(NULL, rc, dir);
+    }
+    return 0;
+}
+
+/* Resolves a full id or unique prefix. */
+static int resolve(fv_vault *v, const char *hex, unsigned char id[FV_ID_BYTES])
+{
+    int rc = fv_record_resolve(v, id, hex);
+    if (rc != FV_OK) {
+        char ctx[96];
+        snprintf(ctx, sizeof ctx, "record %.70s", hex);
+        return cli_fail(v, rc, ctx);
+    }
+    return 0;
+}
+
+/* A buffer of plaintext, wiped when it grows and when it is freed. */
+typedef struct plainbuf {
+    char *p;
+    size_t len;
+    size_t cap;
+} plainbuf;
+
+static void plainbuf_free(plainbuf *b)
+{
+    if (b->p != NULL) {
+        fv_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+static int plainbuf_reserve(plainbuf *b, size_t want)
+{
+    if (want <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < want)
+        cap *= 2;
+    char *p = malloc(cap);
+    if (p == NULL)
+        return -1;
+    if (b->p != NULL) {
+        memcpy(p, b->p, b->len);
+        fv_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Reads a narrative from `path` ("-" = standard input), at most
+ * FV_MAX_NARRATIVE_BYTES. */
+static int read_narrative(const char *path, plainbuf *b)
+{
+    int fd = 0;
+    int rc = 0;
+    const char *what = strcmp(path, "-") == 0 ? "standard input" : path;
+
+    if (strcmp(path, "-") != 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+            cli_error("cannot open narrative file %s: %s", path,
+                      strerror(errno));
+            return CLI_IO;
+        }
+    }
+    for (;;) {
+        if (plainbuf_reserve(b, b->len + 65536 + 1) != 0) {
+            cli_error("out of memory");
+            rc = CLI_FAIL;
+            break;
+        }
+        ssize_t n = read(fd, b->p + b->len, 65536);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_error("cannot read narrative from %s: %s", what,
+                      strerror(errno));
+            rc = CLI_IO;
+            break;
+        }
+        if (n == 0)
+            break;
+        b->len += (size_t)n;
+        if (b->len > FV_MAX_NARRATIVE_BYTES) {
+            cli_error("narrative from %s is longer than %u bytes", what,
+                      (unsigned)FV_MAX_NARRATIVE_BYTES);
+            rc = CLI_USAGE;
+            break;
+        }
+    }
+    if (fd != 0)
+        close(fd);
+    return rc;
+}
+
+/* Fields from "K=V" arguments (split at the first '=') plus, for edit,
+ * removals as K with the value "". Keys are copied; values point into argv. */
+typedef struct fieldlist {
+    fv_field *f;
+    size_t n;
+} fieldlist;
+
+static void fieldlist_free(fieldlist *fl)
+{
+    for (size_t i = 0; i < fl->n; i++) {
+        char *k = (char *)fl->f[i].key;
+        fv_wipe(k, strlen(k));
+        free(k);
+    }
+    free(fl->f);
+    memset(fl, 0, sizeof *fl);
+}
+
+static int fieldlist_build(fieldlist *fl, const cli_opt *set,
+                           const cli_opt *remove)
+{
+    size_t total = set->count + (remove ? remove->count : 0);
+    memset(fl, 0, sizeof *fl);
+    if (total == 0)
+        return 0;
+    fl->f = calloc(total, sizeof *fl->f);
+    if (fl->f == NULL) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        const char *kv = set->values[i];
+        const char *eq = strchr(kv, '=');
+        if (eq == NULL || eq == kv) {
+            cli_error("--field wants KEY=VALUE with a non-empty KEY");
+            return CLI_USAGE;
+        }
+        char *k = strndup(kv, (size_t)(eq - kv));
+        if (k == NULL) {
+            cli_error("out of memory");
+            return CLI_FAIL;
+        }
+        fl->f[fl->n].key = k;
+        fl->f[fl->n].value = eq + 1;
+        fl->n++;
+    }
+    for (size_t i = 0; remove && i < remove->count; i++) {
+        if (remove->values[i][0] == '\0') {
+            cli_error("--remove-field wants a non-empty KEY");
+            return CLI_USAGE;
+        }
+        char *k = strdup(remove->values[i]);
+        if (k == NULL) {
+            cli_error("out of memory");
+            return CLI_FAIL;
+        }
+        fl->f[fl->n].key = k;
+        fl->f[fl->n].value = "";
+        fl->n++;
+    }
+    return 0;
+}
+
+static fv_attachment_source *attachments_build(const cli_opt *attach)
+{
+    fv_attachment_source *a = calloc(attach->count ? attach->count : 1,
+                                     sizeof *a);
+    if (a == NULL)
+        return NULL;
+    for (size_t i = 0; i < attach->count; i++) {
+        a[i].name = NULL; /* the library takes the basename */
+        a[i].path = attach->values[i];
+    }
+    return a;
+}
+
+static void print_id_line(const unsigned char id[FV_ID_BYTES])
+{
+    char hex[FV_ID_HEX_BYTES];
+    fv_id_to_hex(hex, id);
+    fputs(hex, stdout);
+    fputc('\n', stdout);
+}
+
+/* ---- init ------------------------------------------------------------------ */
+
+int cmd_init(cli *c)
+{
+    cli_opt opts[] = {{"kdf", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    cli_secret pass = {NULL, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+        goto cleanup;
+    if (opts[0].count) {
+        const char *k = opts[0].values[0];
+        if (strcmp(k, "desktop") == 0)
+            co.kdf_profile = FV_KDF_DESKTOP;
+        else if (strcmp(k, "phone") == 0)
+            co.kdf_profile = FV_KDF_PHONE;
+        else if (strcmp(k, "test") == 0)
+            co.kdf_profile = FV_KDF_TEST;
+        else {
+            cli_error("--kdf: want desktop, phone or test, not '%s'", k);
+            rc = CLI_USAGE;
+            goto cleanup;
+        }
+    }
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if (is_default && (rc = make_parents(dir)) != 0)
+        goto cleanup;
+    if ((rc = cli_passphrase_get(&pass, c, "New vault passphrase: ", 1)) != 0)
+        goto cleanup;
+    int r = fv_vault_create(&v, dir, pass.buf, pass.len, &co);
+    cli_secret_free(&pass);
+    if (r != FV_OK) {
+        v = NULL;
+        rc = cli_fail(NULL, r, dir);
+        goto cleanup;
+    }
+    unsigned char dev[FV_ID_BYTES];
+    if ((r = fv_vault_device_id(v, dev)) != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "vault");
+        json_strz(stdout, dir);
+        fputs(", ", stdout);
+        json_key(stdout, "device");
+        json_id(stdout, dev);
+        fputs("}\n", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, dev);
+        fputs("created vault ", stdout);
+        text_puts(stdout, dir);
+        fputs("\ndevice ", stdout);
+        fputs(hex, stdout);
+        fputc('\n', stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_secret_free(&pass);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- add and edit -------------------------------------------------------------- */
+
+static int check_stdin_use(const cli *c, const cli_opt *narrative)
+{
+    if (narrative->count && strcmp(narrative->values[0], "-") == 0 &&
+        cli_passphrase_uses_stdin(c)) {
+        cli_error("--narrative-file - and --passphrase-fd 0 both want "
+                  "standard input");
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+/* Runs fv_record_add (edit_id NULL) or fv_record_edit with a progress bar
+ * and Ctrl-C cancel while attachments move. */
+static int write_record(fv_vault *v, unsigned char out[FV_ID_BYTES],
+                        const unsigned char *edit_id, fv_record_input *in)
+{
+    cli_progress prog;
+    int r;
+
+    if (in->nattachments > 0) {
+        cli_progress_start(&prog, "encrypting");
+        in->progress = cli_progress_fn;
+        in->progress_payload = &prog;
+        cli_cancel_arm();
+    }
+    if (edit_id == NULL)
+        r = fv_record_add(v, out, in);
+    else
+        r = fv_record_edit(v, out, edit_id, in);
+    if (in->nattachments > 0) {
+        cli_cancel_disarm();
+        cli_progress_end(&prog);
+    }
+    return r;
+}
+
+int cmd_add(cli *c)
+{
+    cli_opt opts[] = {{"title", OPT_ONE, NULL, 0},
+                      {"narrative-file", OPT_ONE, NULL, 0},
+                      {"field", OPT_MANY, NULL, 0},
+                      {"tag", OPT_MANY, NULL, 0},
+                      {"attach", OPT_MANY, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fieldlist fields = {NULL, 0};
+    fv_attachment_source *att = NULL;
+    plainbuf narrative = {NULL, 0, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    unsigned char id[FV_ID_BYTES];
+    int rc = cli_parse(c, opts);
+    cli_opt *title = cli_opt_get(opts, "title");
+    cli_opt *nfile = cli_opt_get(opts, "narrative-file");
+    cli_opt *tags = cli_opt_get(opts, "tag");
+    cli_opt *attach = cli_opt_get(opts, "attach");
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+        goto cleanup;
+    if (title->count == 0) {
+        cli_error("add: --title is required");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = check_stdin_use(c, nfile)) != 0)
+        goto cleanup;
+    if ((rc = fieldlist_build(&fields, cli_opt_get(opts, "field"), NULL)) != 0)
+        goto cleanup;
+    if ((att = attachments_build(attach)) == NULL) {
+        cli_error("out of memory");
+        rc = CLI_FAIL;
+        goto cleanup;
+    }
+    if (nfile->count && (rc = read_narrative(nfile->values[0], &narrative)) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+
+    in.title = title->values[0];
+    if (nfile->count) {
+        in.narrative = narrative.p ? narrative.p : "";
+        in.narrative_len = narrative.len;
+    }
+    in.fields = fields.f;
+    in.nfields = fields.n;
+    in.tags = tags->values;
+    in.ntags = tags->count;
+    in.attachments = att;
+    in.nattachments = attach->count;
+
+    int r = write_record(v, id, NULL, &in);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    /* The record is durable now: print its id at once. */
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs("}\n", stdout);
+    } else {
+        print_id_line(id);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    free(att);
+    fieldlist_free(&fields);
+    plainbuf_free(&narrative);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_edit(cli *c)
+{
+    cli_opt opts[] = {{"title", OPT_ONE, NULL, 0},
+                      {"narrative-file", OPT_ONE, NULL, 0},
+                      {"field", OPT_MANY, NULL, 0},
+                      {"remove-field", OPT_MANY, NULL, 0},
+                      {"tag", OPT_MANY, NULL, 0},
+                      {"remove-tag", OPT_MANY, NULL, 0},
+                      {"attach", OPT_MANY, NULL, 0},
+                      {"remove-attachment", OPT_MANY, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fieldlist fields = {NULL, 0};
+    fv_attachment_source *att = NULL;
+    plainbuf narrative = {NULL, 0, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    unsigned char id[FV_ID_BYTES];
+    unsigned char rev[FV_ID_BYTES];
+    int rc = cli_parse(c, opts);
+    cli_opt *title = cli_opt_get(opts, "title");
+    cli_opt *nfile = cli_opt_get(opts, "narrative-file");
+    cli_opt *tags = cli_opt_get(opts, "tag");
+    cli_opt *rtags = cli_opt_get(opts, "remove-tag");
+    cli_opt *attach = cli_opt_get(opts, "attach");
+    cli_opt *ratt = cli_opt_get(opts, "remove-attachment");
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
+        goto cleanup;
+    size_t changes = 0;
+    for (cli_opt *o = opts; o->name; o++)
+        changes += o->count;
+    if (changes == 0) {
+        cli_error("edit: nothing to change (see 'fieldvault edit --help')");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = check_stdin_use(c, nfile)) != 0)
+        goto cleanup;
+    if ((rc = fieldlist_build(&fields, cli_opt_get(opts, "field"),
+                              cli_opt_get(opts, "remove-field"))) != 0)
+        goto cleanup;
+    if ((att = attachments_build(attach)) == NULL) {
+        cli_error("out of memory");
+        rc = CLI_FAIL;
+        goto cleanup;
+    }
+    if (nfile->count && (rc = read_narrative(nfile->values[0], &narrative)) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+
+    in.title = title->count ? title->values[0] : NULL;
+    if (nfile->count) {
+        in.narrative = narrative.p ? narrative.p : "";
+        in.narrative_len = narrative.len;
+    }
+    in.fields = fields.f;
+    in.nfields = fields.n;
+    in.tags = tags->values;
+    in.ntags = tags->count;
+    in.remove_tags = rtags->values;
+    in.nremove_tags = rtags->count;
+    in.attachments = att;
+    in.nattachments = attach->count;
+    in.remove_attachments = ratt->values;
+    in.nremove_attachments = ratt->count;
+
+    int r = write_record(v, rev, id, &in);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs(", ", stdout);
+        json_key(stdout, "revision");
+        json_id(stdout, rev);
+        fputs("}\n", stdout);
+    } else {
+        print_id_line(rev);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    free(att);
+    fieldlist_free(&fields);
+    plainbuf_free(&narrative);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- list and search ----------------------------------------------------------- */
+
+typedef struct listing {
+    int json;
+    size_t count;
+} listing;
+
+static int print_summary(const fv_record *r, void *payload)
+{
+    listing *l = payload;
+
+    if (l->json) {
+        fputs(l->count ? ",\n  {" : "\n  {", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, r->id);
+        fputs(", ", stdout);
+        json_key(stdout, "title");
+        json_strz(stdout, r->title);
+        fputs(", ", stdout);
+        json_key(stdout, "created");
+        json_time(stdout, r->created);
+        fputs(", ", stdout);
+        json_key(stdout, "modified");
+        json_time(stdout, r->modified);
+        fputs(", ", stdout);
+        json_key(stdout, "tags");
+        fputs("[", stdout);
+        for (size_t i = 0; i < r->ntags; i++) {
+            if (i)
+                fputs(", ", stdout);
+            json_strz(stdout, r->tags[i]);
+        }
+        fputs("], ", stdout);
+        json_key(stdout, "attachments");
+        fprintf(stdout, "%zu, ", r->nattachments);
+        json_key(stdout, "conflict");
+        fputs(r->nheads > 1 ? "true}" : "false}", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        char when[32];
+        fv_id_to_hex(hex, r->id);
+        time_format(when, sizeof when, r->created, TIME_MINUTES);
+        fputs(hex, stdout);
+        fputs("  ", stdout);
+        fputs(when, stdout);
+        fputs("  ", stdout);
+        text_puts(stdout, r->title);
+        if (r->nheads > 1)
+            fputs(" [conflict]", stdout);
+        fputc('\n', stdout);
+    }
+    l->count++;
+    return 0;
+}
+
+static int list_or_search(cli *c, int search)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    listing l = {c->json, 0};
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, search, search, "search TEXT")) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if (l.json)
+        fputs("[", stdout);
+    int r = search ? fv_vault_search(v, c->pos[0], print_summary, &l)
+                   : fv_vault_list(v, print_summary, &l);
+    /* A document is always completed: on FV_ECORRUPT it holds every record
+     * that verified. */
+    if (l.json)
+        fputs(l.count ? "\n]\n" : "]\n", stdout);
+    rc = cli_flush_stdout();
+    if (r != FV_OK)
+        rc = cli_fail(v, r, NULL);
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
+int cmd_list(cli *c)
+{
+    return list_or_search(c, 0);
+}
+
+int cmd_search(cli *c)
+{
+    return list_or_search(c, 1);
+}
+
+/* ---- show ------------------------------------------------------------------------ */
+
+typedef struct revcopy {
+    unsigned char id[FV_ID_BYTES];
+    unsigned char author[FV_ID_BYTES];
+    int kind;
+    int64_t time;
+    int head;
+    int purged;
+    size_t nparents;
+    unsigned char (*parents)[FV_ID_BYTES];
+} revcopy;
+
+typedef struct history {
+    revcopy *r;
+    size_t n;
+    size_t cap;
+    int oom;
+} history;
+
+static int collect_revision(const fv_revision *rev, void *payload)
+{
+    history *h = payload;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        revcopy *r = realloc(h->r, cap * sizeof *r);
+        if (r == NULL) {
+            h->oom = 1;
+            return 1;
+        }
+        h->r = r;
+        h->cap = cap;
+    }
+    revcopy *rc = &h->r[h->n];
+    memset(rc, 0, sizeof *rc);
+    memcpy(rc->id, rev->id, FV_ID_BYTES);
+    memcpy(rc->author, rev->author, FV_ID_BYTES);
+    rc->kind = rev->kind;
+    rc->time = rev->time;
+    rc->head = rev->head;
+    rc->purged = rev->purged;
+    if (rev->nparents > 0) {
+        rc->parents = malloc(rev->nparents * sizeof *rc->parents);
+        if (rc->parents == NULL) {
+            h->oom = 1;
+            return 1;
+        }
+        memcpy(rc->parents, rev->parents, rev->nparents * sizeof *rc->parents);
+        rc->nparents = rev->nparents;
+    }
+    h->n++;
+    return 0;
+}
+
+static void history_free(history *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->r[i].parents);
+    free(h->r);
+    memset(h, 0, sizeof *h);
+}
+
+static const char *kind_name(int kind)
+{
+    return kind == FV_TOMBSTONE ? "tombstone" : "revision";
+}
+
+static void show_json(const fv_record *r, const history *h)
+{
+    FILE *o = stdout;
+    fputs("{\n  ", o);
+    json_key(o, "id");
+    json_id(o, r->id);
+    fputs(",\n  ", o);
+    json_key(o, "title");
+    json_strz(o, r->title);
+    fputs(",\n  ", o);
+    json_key(o, "narrative");
+    if (r->narrative != NULL)
+        json_str(o, r->narrative, r->narrative_len);
+    else
+        fputs("\"\"", o);
+    fputs(",\n  ", o);
+    json_key(o, "created");
+    json_time(o, r->created);
+    fputs(",\n  ", o);
+    json_key(o, "modified");
+    json_time(o, r->modified);
+    fputs(",\n  ", o);
+    json_key(o, "author");
+    json_id(o, r->author);
+    fputs(",\n  ", o);
+    json_key(o, "fields");
+    fputs("{", o);
+    for (size_t i = 0; i < r->nfields; i++) {
+        fputs(i ? ", " : "", o);
+        json_key(o, r->fields[i].key);
+        json_strz(o, r->fields[i].value);
+    }
+    fputs("},\n  ", o);
+    json_key(o, "tags");
+    fputs("[", o);
+    for (size_t i = 0; i < r->ntags; i++) {
+        fputs(i ? ", " : "", o);
+        json_strz(o, r->tags[i]);
+    }
+    fputs("],\n  ", o);
+    json_key(o, "attachments");
+    fputs("[", o);
+    for (size_t i = 0; i < r->nattachments; i++) {
+        const fv_attachment_info *a = &r->attachments[i];
+        fputs(i ? ",\n    {" : "\n    {", o);
+        json_key(o, "name");
+        json_strz(o, a->name);
+        fputs(", ", o);
+        json_key(o, "size");
+        fprintf(o, "%llu, ", (unsigned long long)a->size);
+        json_key(o, "chunks");
+        fprintf(o, "%llu}", (unsigned long long)a->chunks);
+    }
+    fputs(r->nattachments ? "\n  ],\n  " : "],\n  ", o);
+    json_key(o, "revisions");
+    fputs("[", o);
+    for (size_t i = 0; i < h->n; i++) {
+        const revcopy *rv = &h->r[i];
+        fputs(i ? ",\n    {" : "\n    {", o);
+        json_key(o, "id");
+        json_id(o, rv->id);
+        fputs(", ", o);
+        json_key(o, "kind");
+        json_strz(o, kind_name(rv->kind));
+        fputs(", ", o);
+        json_key(o, "time");
+        json_time(o, rv->time);
+        fputs(", ", o);
+        json_key(o, "author");
+        json_id(o, rv->author);
+        fputs(", ", o);
+        json_key(o, "parents");
+        fputs("[", o);
+        for (size_t k = 0; k < rv->nparents; k++) {
+            fputs(k ? ", " : "", o);
+            json_id(o, rv->parents[k]);
+        }
+        fputs("], ", o);
+        json_key(o, "head");
+        fputs(rv->head ? "true}" : "false}", o);
+    }
+    fputs(h->n ? "\n  ],\n  " : "],\n  ", o);
+    json_key(o, "heads");
+    fputs("[", o);
+    size_t nh = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (!h->r[i].head)
+            continue;
+        fputs(nh++ ? ", " : "", o);
+        json_id(o, h->r[i].id);
+    }
+    fputs("]\n}\n", o);
+}
+
+static void show_text(const fv_record *r, const history *h)
+{
+    FILE *o = stdout;
+    char hex[FV_ID_HEX_BYTES];
+    char when[40];
+
+    fv_id_to_hex(hex, r->id);
+    fprintf(o, "id:          %s\n", hex);
+    fputs("title:       ", o);
+    text_puts(o, r->title);
+    fputc('\n', o);
+    time_format(when, sizeof when, r->created, TIME_SECONDS);
+    fprintf(o, "created:     %s UTC\n", when);
+    time_format(when, sizeof when, r->modified, TIME_SECONDS);
+    fprintf(o, "modified:    %s UTC\n", when);
+    fv_id_to_hex(hex, r->author);
+    fprintf(o, "author:      %s\n", hex);
+    fv_id_to_hex(hex, r->revision);
+    fprintf(o, "revision:    %s\n", hex);
+    if (r->nheads > 1)
+        fprintf(o, "conflict:    %zu heads (concurrent edits; the newest is "
+                   "shown)\n", r->nheads);
+    if (r->nfields > 0) {
+        fputs("fields:\n", o);
+        for (size_t i = 0; i < r->nfields; i++) {
+            fputs("  ", o);
+            text_puts(o, r->fields[i].key);
+            fputs(": ", o);
+            text_puts(o, r->fields[i].value);
+            fputc('\n', o);
+        }
+    }
+    if (r->ntags > 0) {
+        fputs("tags:        ", o);
+        for (size_t i = 0; i < r->ntags; i++) {
+            fputs(i ? ", " : "", o);
+            text_puts(o, r->tags[i]);
+        }
+        fputc('\n', o);
+    }
+    if (r->nattachments > 0) {
+        fputs("attachments:\n", o);
+        for (size_t i = 0; i < r->nattachments; i++) {
+            const fv_attachment_info *a = &r->attachments[i];
+            char sz[32];
+            size_format(sz, sizeof sz, a->size);
+            fputs("  ", o);
+            text_puts(o, a->name);
+            fprintf(o, "  %s (%llu bytes, %llu chunks)\n", sz,
+                    (unsigned long long)a->size,
+                    (unsigned long long)a->chunks);
+        }
+    }
+    if (r->narrative != NULL && r->narrative_len > 0) {
+        fputs("narrative:\n", o);
+        text_put(o, r->narrative, r->narrative_len, 1);
+        if (r->narrative[r->narrative_len - 1] != '\n')
+            fputc('\n', o);
+    }
+    fputs("history (oldest first):\n", o);
+    for (size_t i = 0; i < h->n; i++) {
+        const revcopy *rv = &h->r[i];
+        char author[FV_ID_HEX_BYTES];
+        time_format(when, sizeof when, rv->time, TIME_SECONDS);
+        fv_id_to_hex(hex, rv->id);
+        fv_id_to_hex(author, rv->author);
+        fprintf(o, "  %s  %s  %-9s  by %.16s", hex, when, kind_name(rv->kind),
+                author);
+        if (rv->head)
+            fputs("  [head]", o);
+        if (rv->purged)
+            fputs("  [purged]", o);
+        fputc('\n', o);
+        for (size_t k = 0; k < rv->nparents; k++) {
+            fv_id_to_hex(hex, rv->parents[k]);
+            fprintf(o, "      parent %s\n", hex);
+        }
+    }
+}
+
+int cmd_show(cli *c)
+{
+    fv_vault *v = NULL;
+    fv_record *rec = NULL;
+    history h = {NULL, 0, 0, 0};
+    char *dir = NULL;
+    int is_default;
+    unsigned char id[FV_ID_BYTES];
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    int r = fv_record_get(v, &rec, id);
+    if (r != FV_OK) {
+        rec = NULL;
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    r = fv_record_history(v, id, collect_revision, &h);
+    if (h.oom) {
+        cli_error("out of memory");
+        rc = CLI_FAIL;
+        goto cleanup;
+    }
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json)
+        show_json(rec, &h);
+    else
+        show_text(rec, &h);
+    rc = cli_flush_stdout();
+cleanup:
+    history_free(&h);
+    fv_record_free(rec);
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
+/* ---- delete ----------------------------------------------------------------------- */
+
+int cmd_delete(cli *c)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    unsigned char id[FV_ID_BYTES];
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    int r = fv_record_delete(v, id);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs(", ", stdout);
+        json_key(stdout, "deleted");
+        fputs("true}\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
+/* ---- attachment get ------------------------------------------------------------------ */
+
+static int write_stdout(const unsigned char *buf, size_t len, void *payload)
+{
+    (void)payload;
+    if (cli_canceled())
+        return 1;
+    return fwrite(buf, 1, len, stdout) == len ? 0 : 1;
+}
+
+int cmd_attachment(cli *c)
+{
+    cli_opt opts[] = {{"output", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    unsigned char id[FV_ID_BYTES];
+    cli_progress prog;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if (c->npos == 0 || strcmp(c->pos[0], "get") != 0) {
+        cli_error("attachment: want 'attachment get ID NAME --output FILE'");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = want_positionals(c, 3, 3, "ID and NAME")) != 0)
+        goto cleanup;
+    if (opts[0].count == 0) {
+        cli_error("attachment get: --output FILE is required ('-' for "
+                  "standard output)");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    const char *out = opts[0].values[0];
+    int to_stdout = strcmp(out, "-") == 0;
+    if (to_stdout && c->json) {
+        cli_error("attachment get: --json and --output - both want standard "
+                  "output");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (to_stdout && isatty(STDOUT_FILENO)) {
+        cli_error("attachment get: refusing to write attachment bytes to a "
+                  "terminal");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[1], id)) != 0)
+        goto cleanup;
+
+    cli_progress_start(&prog, "decrypting");
+    cli_cancel_arm();
+    int r;
+    if (to_stdout)
+        r = fv_attachment_read(v, id, c->pos[2], write_stdout, NULL,
+                               cli_progress_fn, &prog);
+    else
+        r = fv_attachment_save(v, id, c->pos[2], out, cli_progress_fn, &prog);
+    cli_cancel_disarm();
+    cli_progress_end(&prog);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs(", ", stdout);
+        json_key(stdout, "name");
+        json_strz(stdout, c->pos[2]);
+        fputs(", ", stdout);
+        json_key(stdout, "output");
+        json_strz(stdout, out);
+        fputs("}\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- passwd, panic, version ---------------------------------------------------------- */
+
+int cmd_passwd(cli *c)
+{
+    cli_opt opts[] = {{"new-passphrase-file", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    cli_secret pass = {NULL, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    if (opts[0].count)
+        rc = cli_passphrase_from_file(&pass, opts[0].values[0]);
+    else
+        rc = cli_passphrase_prompt(&pass, "New passphrase: ", 1);
+    if (rc != 0)
+        goto cleanup;
+    int r = fv_vault_passwd(v, pass.buf, pass.len);
+    cli_secret_free(&pass);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "vault");
+        json_strz(stdout, dir);
+        fputs(", ", stdout);
+        json_key(stdout, "passphrase_changed");
+        fputs("true}\n", stdout);
+    } else {
+        fputs("passphrase changed\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_secret_free(&pass);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_panic(cli *c)
+{
+    char *dir = NULL;
+    int is_default;
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+        goto cleanup;
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    int r = fv_vault_panic(dir);
+    if (r != FV_OK) {
+        rc = cli_fail(NULL, r, dir);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "vault");
+        json_strz(stdout, dir);
+        fputs(", ", stdout);
+        json_key(stdout, "destroyed");
+        fputs("true}\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(dir);
+    return rc;
+}
+
+int cmd_version(cli *c)
+{
+    int rc = cli_parse(c, NULL);
+    if (rc != 0 || help_requested(c, &rc))
+        return rc;
+    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+        return rc;
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "version");
+        json_strz(stdout, fv_version());
+        fputs(", ", stdout);
+        json_key(stdout, "format");
+        fprintf(stdout, "%d}\n", FV_FORMAT_VERSION);
+    } else {
+        fprintf(stdout, "fieldvault %s (vault format %d)\n", fv_version(),
+                FV_FORMAT_VERSION);
+    }
+    return cli_flush_stdout();
+}

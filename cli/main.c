@@ -1,0 +1,148 @@
+/*
+ * main.c - the `fieldvault` command: global options and dispatch.
+ *
+ * Exit codes (stable; the README copies this table):
+ *
+ *   code  meaning
+ *   ----  -------------------------------------------------------------
+ *     0   success
+ *     1   other failure (internal error, out of memory)
+ *     2   usage: bad arguments, unknown option, empty passphrase
+ *     3   wrong passphrase
+ *     4   no vault at the directory
+ *     5   corrupt or tampered data (nothing of it is shown)
+ *     6   network failure (reserved for sync)
+ *     7   vault or data of a newer format
+ *     8   not found (record, attachment) or ambiguous id prefix
+ *     9   I/O error (file missing or unreadable, permission, output)
+ *    10   disk full
+ *    11   already exists (init on an existing vault, output file exists)
+ *    12   canceled
+ *    13   vault busy (another process holds it)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_exit_code(int fv_result)
+{
+    static const struct {
+        int fv;
+        int code;
+    } map[] = {
+        {FV_OK, CLI_OK},
+        {FV_EINVAL, CLI_USAGE},
+        {FV_ENOMEM, CLI_FAIL},
+        {FV_EIO, CLI_IO},
+        {FV_ENOVAULT, CLI_NOVAULT},
+        {FV_EEXIST, CLI_EXISTS},
+        {FV_EPASSPHRASE, CLI_PASSPHRASE},
+        {FV_EVERSION, CLI_VERSION},
+        {FV_ECORRUPT, CLI_CORRUPT},
+        {FV_ENOTFOUND, CLI_NOTFOUND},
+        {FV_ENOSPC, CLI_NOSPACE},
+        {FV_ECANCELED, CLI_CANCELED},
+        {FV_ELIMIT, CLI_USAGE},
+        {FV_EBUSY, CLI_BUSY},
+        {FV_ECRYPTO, CLI_FAIL},
+        {FV_EAMBIGUOUS, CLI_NOTFOUND},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (map[i].fv == fv_result)
+            return map[i].code;
+    }
+    return CLI_FAIL;
+}
+
+static const struct {
+    const char *name;
+    int (*run)(cli *c);
+} commands[] = {
+    {"init", cmd_init},       {"add", cmd_add},
+    {"list", cmd_list},       {"show", cmd_show},
+    {"edit", cmd_edit},       {"delete", cmd_delete},
+    {"search", cmd_search},   {"attachment", cmd_attachment},
+    {"passwd", cmd_passwd},   {"panic", cmd_panic},
+    {"version", cmd_version},
+};
+
+static int run_help_command(cli *c)
+{
+    /* `fieldvault help [COMMAND]` */
+    int rc = cli_parse(c, NULL);
+    if (rc != 0)
+        return rc;
+    if (c->npos > 1) {
+        cli_error("help: too many arguments");
+        return CLI_USAGE;
+    }
+    if (cli_help(stdout, c->npos ? c->pos[0] : NULL) != 0) {
+        cli_error("no such command: %s", c->pos[0]);
+        return CLI_USAGE;
+    }
+    return cli_flush_stdout();
+}
+
+int main(int argc, char **argv)
+{
+    cli c;
+    int rc = CLI_USAGE;
+    int i = 1;
+
+    memset(&c, 0, sizeof c);
+    while (i < argc) {
+        const char *a = argv[i];
+        if (strcmp(a, "--version") == 0) {
+            c.cmd = "version";
+            i++;
+            break;
+        }
+        int g = cli_parse_global(&c, argc, argv, &i);
+        if (g < 0)
+            goto done;
+        if (g > 0)
+            continue;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            if (i < argc)
+                c.cmd = argv[i++];
+            break;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            cli_error("unknown option '%s' (try 'fieldvault --help')", a);
+            goto done;
+        }
+        c.cmd = argv[i++];
+        break;
+    }
+    c.argc = argc - i;
+    c.argv = argv + i;
+
+    if (c.cmd == NULL) {
+        if (c.help) {
+            cli_help(stdout, NULL);
+            rc = cli_flush_stdout();
+        } else {
+            cli_help(stderr, NULL);
+            rc = CLI_USAGE;
+        }
+        goto done;
+    }
+    if (strcmp(c.cmd, "help") == 0) {
+        rc = run_help_command(&c);
+        goto done;
+    }
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+        if (strcmp(c.cmd, commands[k].name) == 0) {
+            rc = commands[k].run(&c);
+            goto done;
+        }
+    }
+    cli_error("unknown command '%s' (try 'fieldvault --help')", c.cmd);
+    rc = CLI_USAGE;
+
+done:
+    cli_free(&c);
+    return rc;
+}

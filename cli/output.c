@@ -1,0 +1,353 @@
+/*
+ * output.c - what the command prints: diagnostics, escaped text, JSON
+ * values, times and sizes, and the progress bar.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* The length (1..4) of the valid UTF-8 sequence at p, with its code point in
+ * *cp, or 0 if the bytes there are not valid UTF-8 (overlong forms,
+ * surrogates and values past U+10FFFF are invalid). */
+static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
+{
+    uint32_t c;
+    size_t len;
+    uint32_t min;
+
+    if (n == 0)
+        return 0;
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    } else if ((p[0] & 0xe0) == 0xc0) {
+        c = p[0] & 0x1f;
+        len = 2;
+        min = 0x80;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        c = p[0] & 0x0f;
+        len = 3;
+        min = 0x800;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        c = p[0] & 0x07;
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+static void put_hex_escape(FILE *f, const char *prefix, unsigned v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    fputs(prefix, f);
+    for (int i = digits - 1; i >= 0; i--)
+        fputc(hex[(v >> (4 * i)) & 0xf], f);
+}
+
+void text_put(FILE *f, const char *s, size_t len, int multiline)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_seq(p + i, len - i, &cp);
+        if (n == 0) {
+            put_hex_escape(f, "\\x", p[i], 2);
+            i++;
+            continue;
+        }
+        if (cp < 0x20 || cp == 0x7f) {
+            if (multiline && (cp == '\n' || cp == '\t'))
+                fputc((int)cp, f);
+            else if (cp == '\n')
+                fputs("\\n", f);
+            else if (cp == '\t')
+                fputs("\\t", f);
+            else if (cp == '\r')
+                fputs("\\r", f);
+            else
+                put_hex_escape(f, "\\x", cp, 2);
+        } else if (cp >= 0x80 && cp <= 0x9f) {
+            put_hex_escape(f, "\\u", cp, 4);
+        } else {
+            fwrite(p + i, 1, n, f);
+        }
+        i += n;
+    }
+}
+
+void text_puts(FILE *f, const char *s)
+{
+    text_put(f, s ? s : "", s ? strlen(s) : 0, 0);
+}
+
+void json_str(FILE *f, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    fputc('"', f);
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_seq(p + i, len - i, &cp);
+        if (n == 0) {
+            fputs("\\ufffd", f);
+            i++;
+            continue;
+        }
+        switch (cp) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+                put_hex_escape(f, "\\u", cp, 4);
+            else
+                fwrite(p + i, 1, n, f);
+        }
+        i += n;
+    }
+    fputc('"', f);
+}
+
+void json_strz(FILE *f, const char *s)
+{
+    if (s == NULL)
+        fputs("null", f);
+    else
+        json_str(f, s, strlen(s));
+}
+
+void json_key(FILE *f, const char *key)
+{
+    json_strz(f, key);
+    fputs(": ", f);
+}
+
+void json_id(FILE *f, const unsigned char id[FV_ID_BYTES])
+{
+    char hex[FV_ID_HEX_BYTES];
+    fv_id_to_hex(hex, id);
+    fputc('"', f);
+    fputs(hex, f);
+    fputc('"', f);
+}
+
+static int to_tm(int64_t t, struct tm *tm)
+{
+    time_t tt = (time_t)t;
+    if ((int64_t)tt != t)
+        return -1;
+    return gmtime_r(&tt, tm) ? 0 : -1;
+}
+
+void time_format(char *out, size_t outlen, int64_t t, int style)
+{
+    struct tm tm;
+    int y;
+    if (outlen == 0)
+        return;
+    if (to_tm(t, &tm) != 0 || (y = tm.tm_year + 1900) < 0 || y > 9999) {
+        snprintf(out, outlen, "?");
+        return;
+    }
+    switch (style) {
+    case TIME_ISO:
+        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ", y,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        break;
+    case TIME_MINUTES:
+        snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d", y, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min);
+        break;
+    default:
+        snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d", y,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        break;
+    }
+}
+
+void json_time(FILE *f, int64_t t)
+{
+    char buf[32];
+    time_format(buf, sizeof buf, t, TIME_ISO);
+    if (strcmp(buf, "?") == 0) {
+        fputs("null", f);
+    } else {
+        fputc('"', f);
+        fputs(buf, f);
+        fputc('"', f);
+    }
+}
+
+void size_format(char *out, size_t outlen, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, outlen, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(out, outlen, "%.1f %s", v, units[u]);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        snprintf(buf, sizeof buf, "error");
+    fflush(stdout);
+    fputs("fieldvault: ", stderr);
+    text_put(stderr, buf, strlen(buf), 0);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+int cli_fail(const fv_vault *v, int rc, const char *context)
+{
+    const char *msg = v ? fv_vault_errmsg(v) : fv_strerror(rc);
+    if (msg == NULL || *msg == '\0')
+        msg = fv_strerror(rc);
+    if (context != NULL)
+        cli_error("%s: %s", context, msg);
+    else
+        cli_error("%s", msg);
+    return cli_exit_code(rc);
+}
+
+int cli_flush_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        cli_error("cannot write to standard output: %s", strerror(e));
+        return e == ENOSPC ? CLI_NOSPACE : CLI_IO;
+    }
+    return CLI_OK;
+}
+
+/* ---- cancel on SIGINT ------------------------------------------------------ */
+
+static volatile sig_atomic_t interrupted;
+static struct sigaction saved_int;
+static int armed;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_cancel_arm(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process */
+    if (sigaction(SIGINT, &sa, &saved_int) == 0)
+        armed = 1;
+}
+
+void cli_cancel_disarm(void)
+{
+    if (armed) {
+        sigaction(SIGINT, &saved_int, NULL);
+        armed = 0;
+    }
+}
+
+int cli_canceled(void)
+{
+    return interrupted != 0;
+}
+
+/* ---- progress bar ---------------------------------------------------------- */
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) +
+           (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+void cli_progress_start(cli_progress *p, const char *label)
+{
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->enabled = isatty(STDERR_FILENO);
+    clock_gettime(CLOCK_MONOTONIC, &p->start);
+}
+
+int cli_progress_fn(uint64_t done, uint64_t total, void *payload)
+{
+    cli_progress *p = payload;
+    struct timespec now;
+    double elapsed;
+
+    if (cli_canceled())
+        return 1;
+    if (p == NULL || !p->enabled)
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    elapsed = seconds_between(&p->start, &now);
+    if (elapsed < 1.0)
+        return 0;
+    if (p->drawn && done < total && seconds_between(&p->last, &now) < 0.1)
+        return 0;
+    p->last = now;
+
+    char sdone[32], stotal[32], srate[32];
+    enum { WIDTH = 24 };
+    char bar[WIDTH + 1];
+    size_t fill = total ? (size_t)((double)done / (double)total * WIDTH) : WIDTH;
+    if (fill > WIDTH)
+        fill = WIDTH;
+    memset(bar, '#', fill);
+    memset(bar + fill, '.', WIDTH - fill);
+    bar[WIDTH] = '\0';
+    size_format(sdone, sizeof sdone, done);
+    size_format(stotal, sizeof stotal, total);
+    size_format(srate, sizeof srate, (uint64_t)((double)done / elapsed));
+    fprintf(stderr, "\r%s [%s] %s / %s  %s/s\033[K", p->label, bar, sdone,
+            stotal, srate);
+    fflush(stderr);
+    p->drawn = 1;
+    return 0;
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->drawn) {
+        fputc('\n', stderr);
+        fflush(stderr);
+        p->drawn = 0;
+    }
+}

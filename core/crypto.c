@@ -1,0 +1,157 @@
+/* crypto.c - thin, fixed-buffer wrappers over libsodium (see crypto.h). */
+#include "crypto.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#include "fieldvault.h"
+
+_Static_assert(sizeof(fv_hash_state) >= sizeof(crypto_generichash_state),
+               "fv_hash_state too small");
+_Static_assert(FV_SEAL_BYTES == crypto_box_SEALBYTES, "seal overhead");
+_Static_assert(FV_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag");
+_Static_assert(FV_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+               "nonce");
+_Static_assert(FV_SALT_BYTES == crypto_pwhash_SALTBYTES, "salt");
+
+int fv_crypto_init(void)
+{
+    /* sodium_init is thread-safe and idempotent: 1 means already done. */
+    return sodium_init() < 0 ? FV_ECRYPTO : FV_OK;
+}
+
+void fv_random(void *buf, size_t n) { randombytes_buf(buf, n); }
+
+int fv_ct_equal(const void *a, const void *b, size_t n)
+{
+    return sodium_memcmp(a, b, n) == 0;
+}
+
+void fv_wipe(void *p, size_t len)
+{
+    if (p)
+        sodium_memzero(p, len);
+}
+
+void *fv_secure_alloc(size_t len)
+{
+    if (fv_crypto_init() != FV_OK)
+        return NULL;
+    return sodium_malloc(len);
+}
+
+void fv_secure_free(void *p) { sodium_free(p); }
+
+void fv_hash(unsigned char out[FV_HASH_BYTES], const void *in, size_t n)
+{
+    crypto_generichash(out, FV_HASH_BYTES, in, n, NULL, 0);
+}
+
+void fv_hash_init(fv_hash_state *st)
+{
+    crypto_generichash_init((crypto_generichash_state *)st, NULL, 0,
+                            FV_HASH_BYTES);
+}
+
+void fv_hash_update(fv_hash_state *st, const void *in, size_t n)
+{
+    crypto_generichash_update((crypto_generichash_state *)st, in, n);
+}
+
+void fv_hash_final(fv_hash_state *st, unsigned char out[FV_HASH_BYTES])
+{
+    crypto_generichash_final((crypto_generichash_state *)st, out,
+                             FV_HASH_BYTES);
+}
+
+void fv_aead_encrypt(unsigned char *c, const unsigned char *m, size_t mlen,
+                     const unsigned char *ad, size_t adlen,
+                     const unsigned char nonce[FV_NONCE_BYTES],
+                     const unsigned char key[FV_KEY_BYTES])
+{
+    crypto_aead_xchacha20poly1305_ietf_encrypt(c, NULL, m, mlen, ad, adlen,
+                                               NULL, nonce, key);
+}
+
+int fv_aead_decrypt(unsigned char *m, const unsigned char *c, size_t clen,
+                    const unsigned char *ad, size_t adlen,
+                    const unsigned char nonce[FV_NONCE_BYTES],
+                    const unsigned char key[FV_KEY_BYTES])
+{
+    if (clen < FV_TAG_BYTES)
+        return FV_ECORRUPT;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(m, NULL, NULL, c, clen, ad,
+                                                   adlen, nonce, key) != 0) {
+        sodium_memzero(m, clen - FV_TAG_BYTES);
+        return FV_ECORRUPT;
+    }
+    return FV_OK;
+}
+
+void fv_sign_keypair(unsigned char pk[FV_SIGN_PK_BYTES],
+                     unsigned char sk[FV_SIGN_SK_BYTES])
+{
+    crypto_sign_keypair(pk, sk);
+}
+
+void fv_sign(unsigned char sig[FV_SIG_BYTES], const unsigned char *m,
+             size_t mlen, const unsigned char sk[FV_SIGN_SK_BYTES])
+{
+    crypto_sign_detached(sig, NULL, m, mlen, sk);
+}
+
+int fv_sign_verify(const unsigned char sig[FV_SIG_BYTES],
+                   const unsigned char *m, size_t mlen,
+                   const unsigned char pk[FV_SIGN_PK_BYTES])
+{
+    return crypto_sign_verify_detached(sig, m, mlen, pk) == 0 ? FV_OK
+                                                              : FV_ECORRUPT;
+}
+
+void fv_box_keypair(unsigned char pk[FV_BOX_PK_BYTES],
+                    unsigned char sk[FV_BOX_SK_BYTES])
+{
+    crypto_box_keypair(pk, sk);
+}
+
+int fv_seal(unsigned char *c, const unsigned char *m, size_t mlen,
+            const unsigned char pk[FV_BOX_PK_BYTES])
+{
+    /* Fails only for a public key of low order. */
+    return crypto_box_seal(c, m, mlen, pk) == 0 ? FV_OK : FV_EINVAL;
+}
+
+int fv_seal_open(unsigned char *m, const unsigned char *c, size_t clen,
+                 const unsigned char pk[FV_BOX_PK_BYTES],
+                 const unsigned char sk[FV_BOX_SK_BYTES])
+{
+    if (clen < FV_SEAL_BYTES)
+        return FV_ECORRUPT;
+    return crypto_box_seal_open(m, c, clen, pk, sk) == 0 ? FV_OK : FV_ECORRUPT;
+}
+
+void fv_kdf_derive(unsigned char *sub, size_t sublen, uint64_t id,
+                   const char ctx[8], const unsigned char key[FV_KEY_BYTES])
+{
+    crypto_kdf_derive_from_key(sub, sublen, id, ctx, key);
+}
+
+int fv_pwhash_params_ok(uint64_t opslimit, uint64_t memlimit)
+{
+    return opslimit >= crypto_pwhash_OPSLIMIT_MIN &&
+           opslimit <= crypto_pwhash_OPSLIMIT_MAX &&
+           memlimit >= crypto_pwhash_MEMLIMIT_MIN &&
+           memlimit <= crypto_pwhash_MEMLIMIT_MAX && memlimit <= SIZE_MAX;
+}
+
+int fv_pwhash(unsigned char *out, size_t outlen, const char *pass,
+              size_t passlen, const unsigned char salt[FV_SALT_BYTES],
+              uint64_t opslimit, uint64_t memlimit)
+{
+    if (!fv_pwhash_params_ok(opslimit, memlimit))
+        return FV_EINVAL;
+    if (crypto_pwhash(out, outlen, pass, passlen, salt, opslimit,
+                      (size_t)memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0)
+        return FV_ENOMEM;
+    return FV_OK;
+}

@@ -1,0 +1,390 @@
+/* envelope.c - build, parse and open envelopes (see envelope.h and
+ * docs/FORMAT.md). */
+#include "envelope.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "fieldvault.h"
+
+#define COSE_TAG_SIGN1 18
+#define COSE_HDR_ALG 1
+#define COSE_HDR_KID 4
+#define COSE_ALG_EDDSA (-8)
+#define SEALED_KEY_BYTES (FV_KEY_BYTES + FV_SEAL_BYTES)
+
+enum body_key {
+    BODY_VERSION = 1,
+    BODY_KIND = 2,
+    BODY_RECORD = 3,
+    BODY_PARENTS = 4,
+    BODY_RECIPIENTS = 5,
+    BODY_NONCE = 6,
+    BODY_CIPHERTEXT = 7,
+    BODY_CHUNKS = 8
+};
+
+static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 32); }
+
+/* COSE Sig_structure for a Sign1 with empty external AAD (RFC 9052 4.4). */
+static int sig_structure(fv_enc *e, const unsigned char *prot, size_t prot_len,
+                         const unsigned char *body, size_t body_len)
+{
+    fv_enc_init(e);
+    fv_enc_array(e, 4);
+    fv_enc_cstr(e, "Signature1");
+    fv_enc_bytes(e, prot, prot_len);
+    fv_enc_bytes(e, "", 0);
+    fv_enc_bytes(e, body, body_len);
+    return e->err;
+}
+
+static void encode_protected(fv_enc *e, const unsigned char *author)
+{
+    fv_enc_init(e);
+    fv_enc_map(e, 2);
+    fv_enc_uint(e, COSE_HDR_ALG);
+    fv_enc_int(e, COSE_ALG_EDDSA);
+    fv_enc_uint(e, COSE_HDR_KID);
+    fv_enc_bytes(e, author, FV_SIGN_PK_BYTES);
+}
+
+int fv_env_build(unsigned char **out, size_t *out_len,
+                 unsigned char id[FV_HASH_BYTES], const fv_env_spec *sp)
+{
+    unsigned char key[FV_KEY_BYTES], nonce[FV_NONCE_BYTES];
+    unsigned char parents[FV_ENV_MAX_PARENTS][32];
+    unsigned char recips[FV_ENV_MAX_RECIPIENTS][32];
+    unsigned char sealed[FV_ENV_MAX_RECIPIENTS][SEALED_KEY_BYTES];
+    unsigned char sig[FV_SIG_BYTES];
+    unsigned char *ct = NULL, *body = NULL, *prot = NULL, *tbs = NULL;
+    size_t body_len = 0, prot_len = 0, tbs_len = 0, i, a, c;
+    fv_enc e;
+    int rc;
+
+    *out = NULL;
+    *out_len = 0;
+    if (sp->nparents > FV_ENV_MAX_PARENTS || sp->nrecipients == 0 ||
+        sp->nrecipients > FV_ENV_MAX_RECIPIENTS ||
+        (sp->record == NULL) != (sp->nparents == 0) ||
+        sp->payload_len > FV_ENV_MAX_BYTES)
+        return FV_EINVAL;
+    ct = malloc(sp->payload_len + FV_TAG_BYTES);
+    if (!ct)
+        return FV_ENOMEM;
+
+    fv_random(key, sizeof key);
+    fv_random(nonce, sizeof nonce);
+    fv_aead_encrypt(ct, sp->payload, sp->payload_len, NULL, 0, nonce, key);
+    memcpy(parents, sp->parents, sp->nparents * 32);
+    qsort(parents, sp->nparents, 32, cmp_id);
+    memcpy(recips, sp->recipients, sp->nrecipients * 32);
+    qsort(recips, sp->nrecipients, 32, cmp_id);
+    for (i = 0; i < sp->nrecipients; i++) {
+        if ((i > 0 && memcmp(recips[i - 1], recips[i], 32) == 0) ||
+            (rc = fv_seal(sealed[i], key, sizeof key, recips[i])) != FV_OK) {
+            rc = FV_EINVAL;
+            goto done;
+        }
+    }
+    for (i = 1; i < sp->nparents; i++)
+        if (memcmp(parents[i - 1], parents[i], 32) == 0) {
+            rc = FV_EINVAL;
+            goto done;
+        }
+
+    fv_enc_init(&e);
+    fv_enc_map(&e, sp->record ? 8 : 7);
+    fv_enc_uint(&e, BODY_VERSION);
+    fv_enc_uint(&e, FV_ENV_VERSION);
+    fv_enc_uint(&e, BODY_KIND);
+    fv_enc_uint(&e, (uint64_t)sp->kind);
+    if (sp->record) {
+        fv_enc_uint(&e, BODY_RECORD);
+        fv_enc_bytes(&e, sp->record, 32);
+    }
+    fv_enc_uint(&e, BODY_PARENTS);
+    fv_enc_array(&e, sp->nparents);
+    for (i = 0; i < sp->nparents; i++)
+        fv_enc_bytes(&e, parents[i], 32);
+    fv_enc_uint(&e, BODY_RECIPIENTS);
+    fv_enc_array(&e, sp->nrecipients);
+    for (i = 0; i < sp->nrecipients; i++) {
+        fv_enc_array(&e, 2);
+        fv_enc_bytes(&e, recips[i], 32);
+        fv_enc_bytes(&e, sealed[i], SEALED_KEY_BYTES);
+    }
+    fv_enc_uint(&e, BODY_NONCE);
+    fv_enc_bytes(&e, nonce, sizeof nonce);
+    fv_enc_uint(&e, BODY_CIPHERTEXT);
+    fv_enc_bytes(&e, ct, sp->payload_len + FV_TAG_BYTES);
+    fv_enc_uint(&e, BODY_CHUNKS);
+    fv_enc_array(&e, sp->nattachments);
+    for (a = 0, c = 0; a < sp->nattachments; a++) {
+        fv_enc_array(&e, sp->chunk_counts[a]);
+        for (uint64_t k = 0; k < sp->chunk_counts[a]; k++, c++)
+            fv_enc_bytes(&e, sp->chunks[c], 32);
+    }
+    if ((rc = fv_enc_finish(&e, &body, &body_len)))
+        goto done;
+
+    encode_protected(&e, sp->sign_pk);
+    if ((rc = fv_enc_finish(&e, &prot, &prot_len)))
+        goto done;
+    if ((rc = sig_structure(&e, prot, prot_len, body, body_len)) ||
+        (rc = fv_enc_finish(&e, &tbs, &tbs_len)))
+        goto done;
+    fv_sign(sig, tbs, tbs_len, sp->sign_sk);
+
+    fv_enc_init(&e);
+    fv_enc_tag(&e, COSE_TAG_SIGN1);
+    fv_enc_array(&e, 4);
+    fv_enc_bytes(&e, prot, prot_len);
+    fv_enc_map(&e, 0);
+    fv_enc_bytes(&e, body, body_len);
+    fv_enc_bytes(&e, sig, sizeof sig);
+    if ((rc = fv_enc_finish(&e, out, out_len)))
+        goto done;
+    fv_hash(id, *out, *out_len);
+done:
+    fv_wipe(key, sizeof key);
+    free(ct);
+    fv_enc_free_buf(body, body_len);
+    fv_enc_free_buf(prot, prot_len);
+    fv_enc_free_buf(tbs, tbs_len);
+    return rc;
+}
+
+static int parse_protected(fv_env *e, const unsigned char *p, size_t n)
+{
+    fv_dec d;
+    size_t m;
+    int64_t alg;
+    fv_dec_init(&d, p, n);
+    fv_dec_map(&d, &m);
+    if (m != 2)
+        return FV_ECORRUPT;
+    fv_dec_key(&d, COSE_HDR_ALG);
+    fv_dec_int(&d, &alg);
+    fv_dec_key(&d, COSE_HDR_KID);
+    fv_dec_bytes_exact(&d, e->author, sizeof e->author);
+    if (fv_dec_finish(&d) || alg != COSE_ALG_EDDSA)
+        return FV_ECORRUPT;
+    return FV_OK;
+}
+
+/* Reads an array of strictly increasing 32-byte ids. */
+static int parse_ids(fv_dec *d, unsigned char (*out)[32], size_t max,
+                     size_t *count)
+{
+    size_t n;
+    if (fv_dec_array(d, &n) || n > max)
+        return FV_ECORRUPT;
+    for (size_t i = 0; i < n; i++) {
+        if (fv_dec_bytes_exact(d, out[i], 32) ||
+            (i > 0 && memcmp(out[i - 1], out[i], 32) >= 0))
+            return FV_ECORRUPT;
+    }
+    *count = n;
+    return FV_OK;
+}
+
+static int parse_chunks(fv_env *e, fv_dec *d)
+{
+    size_t natt, n, total = 0;
+    fv_dec probe;
+
+    if (fv_dec_array(d, &natt) || natt > FV_MAX_ATTACHMENTS)
+        return FV_ECORRUPT;
+    /* First pass counts, so one allocation holds every hash. */
+    probe = *d;
+    for (size_t a = 0; a < natt; a++) {
+        if (fv_dec_array(&probe, &n))
+            return FV_ECORRUPT;
+        total += n; /* each count is bounded by the bytes left: no overflow */
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *h;
+            size_t hl;
+            if (fv_dec_bytes(&probe, &h, &hl) || hl != 32)
+                return FV_ECORRUPT;
+        }
+    }
+    e->chunk_counts = calloc(natt ? natt : 1, sizeof *e->chunk_counts);
+    e->chunks = malloc(total ? total * 32 : 1);
+    if (!e->chunk_counts || !e->chunks)
+        return FV_ENOMEM;
+    for (size_t a = 0, c = 0; a < natt; a++) {
+        fv_dec_array(d, &n);
+        e->chunk_counts[a] = n;
+        for (size_t i = 0; i < n; i++, c++)
+            fv_dec_bytes_exact(d, e->chunks[c], 32);
+    }
+    e->nattachments = natt;
+    e->nchunks = total;
+    return d->err;
+}
+
+static int parse_body(fv_env *e, const unsigned char *p, size_t n)
+{
+    fv_dec d;
+    size_t m, i, len;
+    uint64_t version, kind;
+    const unsigned char *b;
+    int rc;
+
+    fv_dec_init(&d, p, n);
+    if (fv_dec_map(&d, &m) || fv_dec_key(&d, BODY_VERSION) ||
+        fv_dec_uint(&d, &version))
+        return FV_ECORRUPT;
+    if (version > FV_ENV_VERSION)
+        return FV_EVERSION;
+    if (version != FV_ENV_VERSION || (m != 7 && m != 8))
+        return FV_ECORRUPT;
+    fv_dec_key(&d, BODY_KIND);
+    fv_dec_uint(&d, &kind);
+    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE)
+        return FV_ECORRUPT;
+    e->kind = (int)kind;
+    e->genesis = (m == 7);
+    if (!e->genesis) {
+        fv_dec_key(&d, BODY_RECORD);
+        fv_dec_bytes_exact(&d, e->record, 32);
+    }
+    fv_dec_key(&d, BODY_PARENTS);
+    if (parse_ids(&d, e->parents, FV_ENV_MAX_PARENTS, &e->nparents))
+        return FV_ECORRUPT;
+    fv_dec_key(&d, BODY_RECIPIENTS);
+    if (fv_dec_array(&d, &m) || m == 0 || m > FV_ENV_MAX_RECIPIENTS)
+        return FV_ECORRUPT;
+    for (i = 0; i < m; i++) {
+        size_t two;
+        if (fv_dec_array(&d, &two) || two != 2 ||
+            fv_dec_bytes(&d, &b, &len) || len != FV_BOX_PK_BYTES ||
+            (i > 0 && memcmp(e->recipient_pk[i - 1], b, 32) >= 0))
+            return FV_ECORRUPT;
+        e->recipient_pk[i] = b;
+        if (fv_dec_bytes(&d, &b, &len) || len != SEALED_KEY_BYTES)
+            return FV_ECORRUPT;
+        e->recipient_seal[i] = b;
+    }
+    e->nrecipients = m;
+    fv_dec_key(&d, BODY_NONCE);
+    if (fv_dec_bytes(&d, &e->nonce, &len) || len != FV_NONCE_BYTES)
+        return FV_ECORRUPT;
+    fv_dec_key(&d, BODY_CIPHERTEXT);
+    if (fv_dec_bytes(&d, &e->ct, &e->ctlen) || e->ctlen < FV_TAG_BYTES)
+        return FV_ECORRUPT;
+    fv_dec_key(&d, BODY_CHUNKS);
+    if (d.err)
+        return FV_ECORRUPT;
+    if ((rc = parse_chunks(e, &d)) != FV_OK)
+        return rc;
+    if (fv_dec_finish(&d))
+        return FV_ECORRUPT;
+    /* A genesis revision has no parents; every later envelope has some; a
+     * tombstone carries no attachments. */
+    if (e->genesis != (e->nparents == 0) ||
+        (e->kind == FV_ENV_TOMBSTONE && (e->genesis || e->nattachments)))
+        return FV_ECORRUPT;
+    return FV_OK;
+}
+
+int fv_env_parse(fv_env *e, const unsigned char *buf, size_t len)
+{
+    fv_dec d;
+    uint64_t tag;
+    size_t n, prot_len, body_len, tbs_len = 0;
+    const unsigned char *prot, *body, *sig;
+    unsigned char *tbs = NULL;
+    fv_enc enc;
+    int rc;
+
+    memset(e, 0, sizeof *e);
+    if (len > FV_ENV_MAX_BYTES)
+        return FV_ECORRUPT;
+    fv_dec_init(&d, buf, len);
+    fv_dec_tag(&d, &tag);
+    fv_dec_array(&d, &n);
+    if (d.err || tag != COSE_TAG_SIGN1 || n != 4)
+        return FV_ECORRUPT;
+    fv_dec_bytes(&d, &prot, &prot_len);
+    fv_dec_map(&d, &n);
+    if (d.err || n != 0)
+        return FV_ECORRUPT;
+    fv_dec_bytes(&d, &body, &body_len);
+    fv_dec_bytes(&d, &sig, &n);
+    if (fv_dec_finish(&d) || n != FV_SIG_BYTES)
+        return FV_ECORRUPT;
+    if ((rc = parse_protected(e, prot, prot_len)))
+        return rc;
+    if ((rc = sig_structure(&enc, prot, prot_len, body, body_len)) ||
+        (rc = fv_enc_finish(&enc, &tbs, &tbs_len)))
+        return rc;
+    rc = fv_sign_verify(sig, tbs, tbs_len, e->author);
+    fv_enc_free_buf(tbs, tbs_len);
+    if (rc)
+        return rc;
+    fv_hash(e->id, buf, len);
+    rc = parse_body(e, body, body_len);
+    if (rc) {
+        fv_env_clear(e);
+        return rc;
+    }
+    if (e->genesis)
+        memcpy(e->record, e->id, 32);
+    return FV_OK;
+}
+
+void fv_env_clear(fv_env *e)
+{
+    free(e->chunk_counts);
+    free(e->chunks);
+    e->chunk_counts = NULL;
+    e->chunks = NULL;
+    e->nattachments = e->nchunks = 0;
+}
+
+int fv_env_open(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
+                const unsigned char sk[FV_BOX_SK_BYTES], unsigned char **plain,
+                size_t *plain_len)
+{
+    unsigned char key[FV_KEY_BYTES];
+    unsigned char *m;
+    size_t i, mlen;
+    int rc;
+
+    *plain = NULL;
+    *plain_len = 0;
+    for (i = 0; i < e->nrecipients; i++)
+        if (memcmp(e->recipient_pk[i], pk, FV_BOX_PK_BYTES) == 0)
+            break;
+    if (i == e->nrecipients)
+        return FV_ENOTFOUND;
+    if (fv_seal_open(key, e->recipient_seal[i], SEALED_KEY_BYTES, pk, sk))
+        return FV_ECORRUPT;
+    mlen = e->ctlen - FV_TAG_BYTES;
+    m = malloc(mlen ? mlen : 1);
+    if (!m) {
+        rc = FV_ENOMEM;
+        goto done;
+    }
+    rc = fv_aead_decrypt(m, e->ct, e->ctlen, NULL, 0, e->nonce, key);
+    if (rc) {
+        free(m);
+        goto done;
+    }
+    *plain = m;
+    *plain_len = mlen;
+done:
+    fv_wipe(key, sizeof key);
+    return rc;
+}
+
+void fv_env_free_plain(unsigned char *plain, size_t len)
+{
+    if (plain) {
+        fv_wipe(plain, len);
+        free(plain);
+    }
+}

@@ -1,0 +1,80 @@
+/*
+ * envelope.h - signed, encrypted envelopes (docs/FORMAT.md): a COSE_Sign1
+ * (EdDSA) whose payload is a canonical CBOR body carrying the revision graph
+ * in clear and the record's content as XChaCha20-Poly1305 ciphertext under a
+ * fresh key, sealed to each recipient's X25519 key.
+ */
+#ifndef FV_ENVELOPE_H
+#define FV_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto.h"
+
+#define FV_ENV_VERSION 1
+#define FV_ENV_REVISION 1
+#define FV_ENV_TOMBSTONE 2
+#define FV_ENV_MAX_PARENTS 64
+#define FV_ENV_MAX_RECIPIENTS 16
+#define FV_ENV_MAX_BYTES (64u * 1024 * 1024)
+
+/* A parsed, signature-checked envelope. Pointers point into the buffer given
+ * to fv_env_parse, which must outlive this struct. */
+typedef struct fv_env {
+    unsigned char id[FV_HASH_BYTES];     /* BLAKE2b-256 of the whole envelope */
+    unsigned char author[FV_SIGN_PK_BYTES];
+    unsigned char record[FV_HASH_BYTES]; /* the genesis revision's id */
+    int kind;
+    int genesis;
+    size_t nparents;
+    unsigned char parents[FV_ENV_MAX_PARENTS][FV_HASH_BYTES];
+    size_t nrecipients;
+    const unsigned char *recipient_pk[FV_ENV_MAX_RECIPIENTS];
+    const unsigned char *recipient_seal[FV_ENV_MAX_RECIPIENTS];
+    const unsigned char *nonce;
+    const unsigned char *ct;
+    size_t ctlen;
+    size_t nattachments;
+    uint64_t *chunk_counts;         /* malloc'd: chunks per attachment */
+    unsigned char (*chunks)[FV_HASH_BYTES]; /* malloc'd: every chunk hash */
+    size_t nchunks;
+} fv_env;
+
+/* Parses `buf`, checks its structure and its author's signature, and
+ * computes its id. FV_ECORRUPT, FV_EVERSION, FV_ENOMEM. On success release
+ * with fv_env_clear. */
+int fv_env_parse(fv_env *e, const unsigned char *buf, size_t len);
+void fv_env_clear(fv_env *e);
+
+/* What a new envelope carries. */
+typedef struct fv_env_spec {
+    int kind;
+    const unsigned char *record; /* NULL for a genesis revision */
+    const unsigned char (*parents)[FV_HASH_BYTES];
+    size_t nparents;
+    const unsigned char *payload; /* plaintext, canonical CBOR */
+    size_t payload_len;
+    const unsigned char (*recipients)[FV_BOX_PK_BYTES];
+    size_t nrecipients;
+    const uint64_t *chunk_counts; /* per attachment */
+    size_t nattachments;
+    const unsigned char (*chunks)[FV_HASH_BYTES]; /* all, in order */
+    const unsigned char *sign_pk;
+    const unsigned char *sign_sk;
+} fv_env_spec;
+
+/* Builds, encrypts and signs an envelope. *out is malloc'd (the caller
+ * frees it); `id` receives its content address. */
+int fv_env_build(unsigned char **out, size_t *out_len,
+                 unsigned char id[FV_HASH_BYTES], const fv_env_spec *spec);
+
+/* Decrypts the payload with the recipient key pair (pk, sk). *plain is
+ * malloc'd; wipe and free it with fv_env_free_plain. FV_ENOTFOUND if the
+ * envelope is not sealed to pk, FV_ECORRUPT if it does not decrypt. */
+int fv_env_open(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
+                const unsigned char sk[FV_BOX_SK_BYTES], unsigned char **plain,
+                size_t *plain_len);
+void fv_env_free_plain(unsigned char *plain, size_t len);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * fieldvault.h - the FieldVault core: an encrypted, offline store of testimony
+ * records and their attachments.
+ *
+ * Conventions (see docs/API.md):
+ * - Every function that can fail returns FV_OK (0) or a negative FV_E... code.
+ *   Codes are appended, never renumbered. fv_strerror() names a code.
+ * - Out-parameters come first, callback payloads last.
+ * - Arguments are borrowed: the library copies what it keeps. Ownership of a
+ *   returned object passes to the caller only on success.
+ * - A vault handle may be used by one thread at a time; different handles
+ *   (even on the same directory) may be used from different threads at once.
+ *   There is no global mutable state beyond libsodium's one-time init.
+ * - No error message ever contains record content or key material.
+ */
+#ifndef FIELDVAULT_H
+#define FIELDVAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FV_BUILDING_LIBRARY) && defined(__GNUC__)
+#define FV_API __attribute__((visibility("default")))
+#else
+#define FV_API
+#endif
+
+/* ---- versions and result codes ---------------------------------------- */
+
+#define FV_VERSION_STRING "0.1.0"
+#define FV_FORMAT_VERSION 1 /* vault, key file and envelope format */
+
+enum fv_result {
+    FV_OK = 0,
+    FV_EINVAL = -1,      /* bad argument or malformed caller input */
+    FV_ENOMEM = -2,      /* out of memory */
+    FV_EIO = -3,         /* file system error: missing file, permission... */
+    FV_ENOVAULT = -4,    /* no vault at that directory */
+    FV_EEXIST = -5,      /* a vault (or output file) already exists */
+    FV_EPASSPHRASE = -6, /* wrong passphrase */
+    FV_EVERSION = -7,    /* vault or data of a newer, unknown format */
+    FV_ECORRUPT = -8,    /* tampered or corrupt data; nothing of it is shown */
+    FV_ENOTFOUND = -9,   /* no such record, revision or attachment */
+    FV_ENOSPC = -10,     /* disk full */
+    FV_ECANCELED = -11,  /* a callback asked to stop */
+    FV_ELIMIT = -12,     /* input beyond a documented hard limit */
+    FV_EBUSY = -13,      /* another process holds the vault too long */
+    FV_ECRYPTO = -14,    /* the crypto library could not start */
+    FV_EAMBIGUOUS = -15  /* an id prefix matches more than one record */
+};
+
+/* The library's version string ("0.1.0"). Static storage; any thread. */
+FV_API const char *fv_version(void);
+
+/* A short English description of a result code. Static storage; any thread. */
+FV_API const char *fv_strerror(int code);
+
+/* ---- sizes and limits -------------------------------------------------- */
+
+#define FV_ID_BYTES 32          /* record ids and revision ids (BLAKE2b-256) */
+#define FV_ID_HEX_BYTES 65      /* lowercase hex plus NUL */
+#define FV_MAX_TITLE_BYTES 4096
+#define FV_MAX_NARRATIVE_BYTES (16u * 1024 * 1024)
+#define FV_MAX_FIELDS 256
+#define FV_MAX_FIELD_KEY_BYTES 256
+#define FV_MAX_FIELD_VALUE_BYTES 65536
+#define FV_MAX_TAGS 256
+#define FV_MAX_TAG_BYTES 256
+#define FV_MAX_ATTACHMENTS 256
+#define FV_MAX_ATTACHMENT_NAME_BYTES 255
+#define FV_CHUNK_BYTES (256u * 1024) /* plaintext bytes per attachment chunk */
+
+/* ---- opening and creating a vault -------------------------------------- */
+
+typedef struct fv_vault fv_vault;
+
+/* Key-derivation cost profiles for fv_vault_create. The chosen parameters are
+ * stored in the vault, so opening never depends on the profile table. */
+enum fv_kdf_profile {
+    FV_KDF_DESKTOP = 0, /* default: about half a second on a laptop, 256 MiB */
+    FV_KDF_PHONE = 1,   /* 64 MiB: what a low-end phone can give */
+    FV_KDF_TEST = 2     /* the libsodium minimum: for tests only, never real use */
+};
+
+typedef struct fv_create_options {
+    unsigned int version; /* FV_CREATE_OPTIONS_VERSION */
+    int kdf_profile;      /* enum fv_kdf_profile */
+} fv_create_options;
+
+#define FV_CREATE_OPTIONS_VERSION 1
+#define FV_CREATE_OPTIONS_INIT {FV_CREATE_OPTIONS_VERSION, FV_KDF_DESKTOP}
+
+/* Creates a new vault in directory `dir` (created 0700 if missing; must not
+ * already hold a vault) and opens it. The passphrase may hold any bytes but
+ * must not be empty. `opts` may be NULL for the defaults.
+ * Returns FV_OK and *out, or FV_EEXIST, FV_EINVAL, FV_EIO, FV_ENOSPC,
+ * FV_ENOMEM, FV_ECRYPTO. Close the handle with fv_vault_close. */
+FV_API int fv_vault_create(fv_vault **out, const char *dir,
+                           const char *passphrase, size_t passphrase_len,
+                           const fv_create_options *opts);
+
+/* Opens the vault in `dir`. Returns FV_OK and *out, or FV_ENOVAULT,
+ * FV_EPASSPHRASE, FV_EVERSION, FV_ECORRUPT, FV_EIO, FV_EBUSY, FV_ENOMEM. */
+FV_API int fv_vault_open(fv_vault **out, const char *dir,
+                         const char *passphrase, size_t passphrase_len);
+
+/* Wipes the handle's keys and closes it. NULL is harmless. */
+FV_API void fv_vault_close(fv_vault *v);
+
+/* The message of the handle's last failure (no content, no key material).
+ * Valid until the next call on the handle. Never NULL. */
+FV_API const char *fv_vault_errmsg(const fv_vault *v);
+
+/* Rewraps the vault key under a new passphrase; records are not re-encrypted.
+ * The old key file is replaced atomically. */
+FV_API int fv_vault_passwd(fv_vault *v, const char *new_passphrase,
+                           size_t new_passphrase_len);
+
+/* Destroys the vault in `dir` without a passphrase: the key file is overwritten
+ * and removed first (after which nothing in the vault can be decrypted), then
+ * every vault file is removed. Returns FV_OK, FV_ENOVAULT or FV_EIO. */
+FV_API int fv_vault_panic(const char *dir);
+
+/* This device's Ed25519 public key, which signs everything it writes. */
+FV_API int fv_vault_device_id(const fv_vault *v,
+                              unsigned char out[FV_ID_BYTES]);
+
+/* ---- records ----------------------------------------------------------- */
+
+typedef struct fv_field {
+    const char *key;   /* UTF-8, NUL-terminated, 1..FV_MAX_FIELD_KEY_BYTES */
+    const char *value; /* UTF-8, NUL-terminated */
+} fv_field;
+
+/* Reads up to `len` bytes into `buf`. Returns the count read, 0 at the end,
+ * or a negative value on error (the operation then fails with FV_EIO). */
+typedef long long (*fv_read_fn)(unsigned char *buf, size_t len, void *payload);
+
+/* Writes `len` bytes. Returns 0, or non-zero to fail with FV_EIO. */
+typedef int (*fv_write_fn)(const unsigned char *buf, size_t len, void *payload);
+
+/* Called while attachment bytes move. Return non-zero to cancel (the
+ * operation then fails with FV_ECANCELED and changes nothing). */
+typedef int (*fv_progress_fn)(uint64_t done, uint64_t total, void *payload);
+
+typedef struct fv_attachment_source {
+    const char *name; /* shown name, UTF-8, no '/'; NULL = basename of path */
+    const char *path; /* read from this file, or ... */
+    fv_read_fn read;  /* ... from this callback when path is NULL */
+    void *read_payload;
+} fv_attachment_source;
+
+/* The content of a new record, or the changes of an edit. */
+typedef struct fv_record_input {
+    unsigned int version;  /* FV_RECORD_INPUT_VERSION */
+    const char *title;     /* add: required; edit: NULL keeps */
+    const char *narrative; /* NULL: none (add) or keep (edit) */
+    size_t narrative_len;
+    const fv_field *fields; /* add: the fields; edit: set these (value ""
+                               removes the field) */
+    size_t nfields;
+    const char *const *tags; /* add: the tags; edit: added */
+    size_t ntags;
+    const char *const *remove_tags; /* edit only */
+    size_t nremove_tags;
+    const fv_attachment_source *attachments; /* added */
+    size_t nattachments;
+    const char *const *remove_attachments; /* edit only: names */
+    size_t nremove_attachments;
+    fv_progress_fn progress; /* optional, over all attachment bytes */
+    void *progress_payload;
+} fv_record_input;
+
+#define FV_RECORD_INPUT_VERSION 1
+#define FV_RECORD_INPUT_INIT {FV_RECORD_INPUT_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+/* Adds a record. Durable when it returns FV_OK: a crash after that keeps it.
+ * On success `out_id` (may be NULL) receives the new record's id. */
+FV_API int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                         const fv_record_input *in);
+
+/* Writes a new revision of record `id` on top of its newest head, with the
+ * changes in `in`. `out_rev` (may be NULL) receives the revision id.
+ * FV_ENOTFOUND if there is no such (undeleted) record. */
+FV_API int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                          const unsigned char id[FV_ID_BYTES],
+                          const fv_record_input *in);
+
+/* Deletes record `id`: writes a signed tombstone, then destroys the local
+ * ciphertext of every revision and attachment of the record. */
+FV_API int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES]);
+
+/* Resolves a hex id or unique hex prefix (at least 4 digits) of a record id.
+ * FV_ENOTFOUND, FV_EAMBIGUOUS or FV_EINVAL. */
+FV_API int fv_record_resolve(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                             const char *hex);
+
+typedef struct fv_attachment_info {
+    const char *name;
+    uint64_t size;        /* plaintext bytes */
+    uint32_t chunk_bytes; /* plaintext bytes per chunk */
+    uint64_t chunks;
+} fv_attachment_info;
+
+/* One decrypted, verified revision of a record. Every pointer in it stays
+ * valid until fv_record_free (or, in a callback, until the callback returns).
+ * Strings are NUL-terminated UTF-8; narrative may also hold NUL bytes. */
+typedef struct fv_record {
+    unsigned char id[FV_ID_BYTES];       /* the record */
+    unsigned char revision[FV_ID_BYTES]; /* this revision */
+    unsigned char author[FV_ID_BYTES];   /* Ed25519 key that signed it */
+    int64_t created;                     /* record created, Unix seconds */
+    int64_t modified;                    /* this revision written */
+    const char *title;
+    const char *narrative;
+    size_t narrative_len;
+    const fv_field *fields; /* sorted by key */
+    size_t nfields;
+    const char *const *tags; /* sorted */
+    size_t ntags;
+    const fv_attachment_info *attachments;
+    size_t nattachments;
+    size_t nheads; /* heads of the record; more than 1 is a conflict */
+} fv_record;
+
+/* Reads the newest head of record `id`. *out is the caller's: free it with
+ * fv_record_free. FV_ENOTFOUND (also for a deleted record), FV_ECORRUPT. */
+FV_API int fv_record_get(fv_vault *v, fv_record **out,
+                         const unsigned char id[FV_ID_BYTES]);
+
+/* Wipes and frees a record. NULL is harmless. */
+FV_API void fv_record_free(fv_record *r);
+
+/* Called once per record; `r` is borrowed for the call. Return non-zero to
+ * stop (the iteration then returns FV_ECANCELED). */
+typedef int (*fv_record_fn)(const fv_record *r, void *payload);
+
+/* Calls `fn` for the newest head of every undeleted record, oldest record
+ * first. Records that fail verification are skipped and counted: the call
+ * then returns FV_ECORRUPT after visiting every good record. */
+FV_API int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload);
+
+/* Like fv_vault_list, for records whose title, narrative, field keys or
+ * values, tags or attachment names contain `text` (ASCII letters match
+ * regardless of case; other text matches exactly). */
+FV_API int fv_vault_search(fv_vault *v, const char *text, fv_record_fn fn,
+                           void *payload);
+
+enum fv_revision_kind { FV_REVISION = 1, FV_TOMBSTONE = 2 };
+
+typedef struct fv_revision {
+    unsigned char id[FV_ID_BYTES];
+    unsigned char author[FV_ID_BYTES];
+    int kind;         /* enum fv_revision_kind */
+    int64_t time;     /* when it was written, Unix seconds */
+    size_t nparents;
+    const unsigned char (*parents)[FV_ID_BYTES];
+    int head;         /* non-zero if no other revision supersedes it */
+    int purged;       /* its ciphertext was destroyed by a delete */
+} fv_revision;
+
+typedef int (*fv_revision_fn)(const fv_revision *rev, void *payload);
+
+/* Calls `fn` for every revision of record `id`, oldest first (parents before
+ * children). `rev` is borrowed for the call. */
+FV_API int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                             fv_revision_fn fn, void *payload);
+
+/* ---- attachments ------------------------------------------------------- */
+
+/* Decrypts attachment `name` of the newest head of record `id` and passes its
+ * bytes, in order, to `fn`. Every chunk is verified before any of its bytes
+ * are passed on; on FV_ECORRUPT the bytes already passed must be discarded. */
+FV_API int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                              const char *name, fv_write_fn fn, void *payload,
+                              fv_progress_fn progress, void *progress_payload);
+
+/* Writes attachment `name` to file `path`, created 0600. The file appears
+ * under `path` only once every byte has been verified. FV_EEXIST if `path`
+ * exists. */
+FV_API int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                              const char *name, const char *path,
+                              fv_progress_fn progress, void *progress_payload);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* Memory for secrets (passphrases): locked, guarded, wiped on free. Returns
+ * NULL when out of memory. fv_secure_free(NULL) is harmless. Any thread. */
+FV_API void *fv_secure_alloc(size_t len);
+FV_API void fv_secure_free(void *p);
+
+/* Overwrites `len` bytes at `p` with zeros in a way the compiler keeps. */
+FV_API void fv_wipe(void *p, size_t len);
+
+/* Lowercase hex of an id into `out` (FV_ID_HEX_BYTES). */
+FV_API void fv_id_to_hex(char out[FV_ID_HEX_BYTES],
+                         const unsigned char id[FV_ID_BYTES]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FIELDVAULT_H */

@@ -1,0 +1,43 @@
+/*
+ * record.h - the plaintext payload of an envelope (docs/FORMAT.md,
+ * "Payload"): canonical CBOR in, a decoded fv_record out. Everything here is
+ * plaintext, so every buffer is wiped before it is freed.
+ */
+#ifndef FV_RECORD_H
+#define FV_RECORD_H
+
+#include "crypto.h"
+#include "fieldvault.h"
+
+/* A decoded revision: the public view first, then what only the library
+ * needs (attachment keys). Allocated in one wiped arena. */
+typedef struct fv_rec {
+    fv_record pub;
+    unsigned char (*keys)[FV_KEY_BYTES]; /* per attachment */
+    struct fv_arena *arena;
+} fv_rec;
+
+/* Encodes a revision payload. r->fields and r->tags must be in canonical
+ * order without duplicates (fv_sort_fields, fv_sort_tags). */
+int fv_payload_encode(unsigned char **out, size_t *out_len, const fv_record *r,
+                      const unsigned char (*keys)[FV_KEY_BYTES]);
+/* Decodes and validates a revision payload into a new fv_rec (ids, author
+ * and nheads are left for the caller). FV_ECORRUPT, FV_ENOMEM. */
+int fv_payload_decode(fv_rec **out, const unsigned char *p, size_t n);
+void fv_rec_free(fv_rec *r);
+
+int fv_tombstone_encode(unsigned char **out, size_t *out_len, int64_t time);
+int fv_tombstone_decode(int64_t *time, const unsigned char *p, size_t n);
+
+/* Sorts into canonical order; returns FV_EINVAL on a duplicate key. */
+int fv_sort_fields(fv_field *f, size_t n);
+/* Sorts into canonical order and drops duplicates; *n is updated. */
+void fv_sort_tags(const char **t, size_t *n);
+
+/* 1 if s is valid UTF-8 of 1..max bytes with no NUL or control character. */
+int fv_text_ok(const char *s, size_t max);
+/* 1 if s is valid UTF-8 of at most max bytes (a field value: may hold line
+ * breaks). */
+int fv_value_ok(const char *s, size_t max);
+
+#endif

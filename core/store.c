@@ -1,0 +1,601 @@
+/* store.c - the vault's SQLite file (see store.h). */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fieldvault.h"
+
+#define SCHEMA_VERSION 1
+
+/* Hot statements are prepared once per handle. */
+enum stmt_id {
+    ST_META_GET,
+    ST_META_PUT,
+    ST_ENV_INSERT,
+    ST_ENV_GET,
+    ST_EDGE_INSERT,
+    ST_EDGE_HAS_CHILD,
+    ST_HEAD_DELETE,
+    ST_HEAD_INSERT,
+    ST_CHUNKREF_INSERT,
+    ST_CHUNK_PUT,
+    ST_CHUNK_GET,
+    ST_EACH_HEAD,
+    ST_RECORD_HEADS,
+    ST_RECORD_ENVS,
+    ST_RECORDS_BETWEEN,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_META_GET] = "SELECT v FROM meta WHERE k = ?1",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
+    [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes) "
+                      "VALUES (?1, ?2, ?3, ?4)",
+    [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
+                   "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
+                   "AND h.id = e.id) FROM envelope e WHERE e.id = ?1",
+    [ST_EDGE_INSERT] = "INSERT OR IGNORE INTO edge(parent, child) VALUES (?1, ?2)",
+    [ST_EDGE_HAS_CHILD] = "SELECT 1 FROM edge WHERE parent = ?1 LIMIT 1",
+    [ST_HEAD_DELETE] = "DELETE FROM head WHERE record = ?1 AND id = ?2",
+    [ST_HEAD_INSERT] = "INSERT OR IGNORE INTO head(record, id) VALUES (?1, ?2)",
+    [ST_CHUNKREF_INSERT] = "INSERT OR IGNORE INTO chunkref(hash, envelope) "
+                           "VALUES (?1, ?2)",
+    [ST_CHUNK_PUT] = "INSERT OR IGNORE INTO chunk(hash, data) VALUES (?1, ?2)",
+    [ST_CHUNK_GET] = "SELECT data FROM chunk WHERE hash = ?1",
+    /* Records in the order their first envelope arrived. */
+    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
+                     "JOIN envelope e ON e.id = h.id "
+                     "ORDER BY (SELECT min(seq) FROM envelope f "
+                     "WHERE f.record = h.record), e.seq",
+    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
+                        "JOIN envelope e ON e.id = h.id WHERE h.record = ?1 "
+                        "ORDER BY e.seq",
+    [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
+                       "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
+                       "AND h.id = e.id) FROM envelope e WHERE e.record = ?1 "
+                       "ORDER BY e.seq",
+    [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
+                           "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+    /* seq: local arrival order. bytes: NULL once a delete destroyed it. */
+    "CREATE TABLE envelope(seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
+    " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB);"
+    "CREATE INDEX envelope_record ON envelope(record, seq);"
+    "CREATE TABLE edge(parent BLOB NOT NULL, child BLOB NOT NULL,"
+    " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
+    "CREATE TABLE head(record BLOB NOT NULL, id BLOB NOT NULL,"
+    " PRIMARY KEY(record, id)) WITHOUT ROWID;"
+    "CREATE TABLE chunk(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
+    "CREATE TABLE chunkref(hash BLOB NOT NULL, envelope BLOB NOT NULL,"
+    " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
+    "CREATE INDEX chunkref_envelope ON chunkref(envelope);";
+
+struct fv_store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    char msg[160];
+};
+
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return FV_OK;
+    case SQLITE_NOMEM:
+        return FV_ENOMEM;
+    case SQLITE_FULL:
+        return FV_ENOSPC;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return FV_EBUSY;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_SCHEMA:
+    case SQLITE_MISMATCH:
+    case SQLITE_CONSTRAINT:
+        return FV_ECORRUPT;
+    case SQLITE_IOERR:
+        /* A short read means the file was cut: that is corruption. */
+        if (rc == SQLITE_IOERR_SHORT_READ)
+            return FV_ECORRUPT;
+        return FV_EIO;
+    default:
+        return FV_EIO;
+    }
+}
+
+static int fail(fv_store *s, int rc, const char *what)
+{
+    int code = map_rc(rc);
+    if (s)
+        snprintf(s->msg, sizeof s->msg, "database: %s: %s", what,
+                 sqlite3_errstr(rc));
+    return code == FV_OK ? FV_EIO : code;
+}
+
+const char *fv_store_errmsg(const fv_store *s)
+{
+    return s ? s->msg : "database: no handle";
+}
+
+static sqlite3_stmt *stmt(fv_store *s, enum stmt_id id)
+{
+    if (!s->st[id] &&
+        sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                           &s->st[id], NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(s->st[id]);
+    sqlite3_clear_bindings(s->st[id]);
+    return s->st[id];
+}
+
+static int exec(fv_store *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "statement");
+}
+
+/* Runs a prepared statement that returns no rows. */
+static int step_done(fv_store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), what);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? FV_OK : fail(s, rc, what);
+}
+
+static int pragma_int(fv_store *s, const char *sql, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "pragma");
+}
+
+int fv_store_open(fv_store **out, const char *path, int create)
+{
+    fv_store *s;
+    struct stat sb;
+    int rc, version = 0, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+
+    *out = NULL;
+    if (stat(path, &sb) == 0) {
+        if (create)
+            return FV_EEXIST;
+        if (!S_ISREG(sb.st_mode))
+            return FV_ECORRUPT;
+    } else if (!create) {
+        return FV_ENOVAULT;
+    }
+    if (create)
+        flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return FV_ENOMEM;
+    rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        rc = fail(s, rc, "open");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 10000);
+    /* secure_delete: freed pages are zeroed, so a deleted record's
+     * ciphertext and wrapped keys do not linger (see SECURITY.md).
+     * WAL + synchronous FULL: every commit is durable when it returns. */
+    rc = exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = OFF;"
+                 "PRAGMA trusted_schema = OFF;");
+    if (rc)
+        goto fail;
+    if (create) {
+        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+        if (!rc)
+            rc = exec(s, "BEGIN");
+        if (!rc)
+            rc = exec(s, schema_sql);
+        if (!rc)
+            rc = exec(s, "PRAGMA user_version = 1; COMMIT");
+        if (rc)
+            goto fail;
+        chmod(path, 0600);
+    } else {
+        /* Reading the schema is the first touch of the file: a file that is
+         * not a database, or cut short, fails here. */
+        rc = pragma_int(s, "PRAGMA user_version", &version);
+        if (rc)
+            goto fail;
+        if (version > SCHEMA_VERSION) {
+            snprintf(s->msg, sizeof s->msg, "database schema %d is newer",
+                     version);
+            rc = FV_EVERSION;
+            goto fail;
+        }
+        if (version != SCHEMA_VERSION) {
+            rc = FV_ECORRUPT;
+            goto fail;
+        }
+        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+        if (rc)
+            goto fail;
+        rc = exec(s, "PRAGMA quick_check(1)");
+        if (rc)
+            goto fail;
+    }
+    *out = s;
+    return FV_OK;
+fail:
+    fv_store_close(s);
+    return rc;
+}
+
+void fv_store_close(fv_store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    if (s->db) {
+        /* Leave no WAL behind: it may hold freed pages of deleted data. */
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                  NULL, NULL);
+        sqlite3_close_v2(s->db);
+    }
+    free(s);
+}
+
+int fv_store_begin(fv_store *s) { return exec(s, "BEGIN IMMEDIATE"); }
+
+int fv_store_commit(fv_store *s) { return exec(s, "COMMIT"); }
+
+void fv_store_rollback(fv_store *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int fv_store_checkpoint(fv_store *s)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                       NULL, NULL);
+    /* Another reader may hold the WAL: the next close checkpoints again. */
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return FV_OK;
+    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "checkpoint");
+}
+
+int fv_store_meta_get(fv_store *s, const char *key, unsigned char **val,
+                      size_t *len)
+{
+    sqlite3_stmt *st = stmt(s, ST_META_GET);
+    int rc, n;
+    const void *p;
+
+    *val = NULL;
+    *len = 0;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "meta");
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return FV_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return fail(s, rc, "meta");
+    }
+    p = sqlite3_column_blob(st, 0);
+    n = sqlite3_column_bytes(st, 0);
+    *val = malloc(n ? (size_t)n : 1);
+    if (!*val) {
+        sqlite3_reset(st);
+        return FV_ENOMEM;
+    }
+    if (n)
+        memcpy(*val, p, (size_t)n);
+    *len = (size_t)n;
+    sqlite3_reset(st);
+    return FV_OK;
+}
+
+int fv_store_meta_put(fv_store *s, const char *key, const void *val,
+                      size_t len)
+{
+    sqlite3_stmt *st = stmt(s, ST_META_PUT);
+    if (st) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, len ? val : "", len, SQLITE_STATIC);
+    }
+    return step_done(s, st, "meta");
+}
+
+static int bind_id(sqlite3_stmt *st, int col, const unsigned char *id)
+{
+    return sqlite3_bind_blob(st, col, id, 32, SQLITE_STATIC);
+}
+
+int fv_store_env_put(fv_store *s, const fv_store_env *e,
+                     const unsigned char (*parents)[32], size_t nparents,
+                     const unsigned char (*chunks)[32], size_t nchunks,
+                     int *added)
+{
+    sqlite3_stmt *st = stmt(s, ST_ENV_INSERT);
+    int rc;
+    size_t i;
+
+    *added = 0;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "envelope");
+    bind_id(st, 1, e->id);
+    bind_id(st, 2, e->record);
+    sqlite3_bind_int(st, 3, e->kind);
+    sqlite3_bind_blob64(st, 4, e->bytes, e->len, SQLITE_STATIC);
+    rc = step_done(s, st, "envelope");
+    if (rc)
+        return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return FV_OK; /* already stored: content addresses are idempotent */
+    *added = 1;
+
+    for (i = 0; i < nparents; i++) {
+        st = stmt(s, ST_EDGE_INSERT);
+        if (st) {
+            bind_id(st, 1, parents[i]);
+            bind_id(st, 2, e->id);
+        }
+        if ((rc = step_done(s, st, "edge")))
+            return rc;
+        st = stmt(s, ST_HEAD_DELETE);
+        if (st) {
+            bind_id(st, 1, e->record);
+            bind_id(st, 2, parents[i]);
+        }
+        if ((rc = step_done(s, st, "head")))
+            return rc;
+    }
+    for (i = 0; i < nchunks; i++) {
+        st = stmt(s, ST_CHUNKREF_INSERT);
+        if (st) {
+            bind_id(st, 1, chunks[i]);
+            bind_id(st, 2, e->id);
+        }
+        if ((rc = step_done(s, st, "chunk reference")))
+            return rc;
+    }
+    /* An envelope that arrives after one of its children is no head. */
+    st = stmt(s, ST_EDGE_HAS_CHILD);
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "edge");
+    bind_id(st, 1, e->id);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return FV_OK;
+    if (rc != SQLITE_DONE)
+        return fail(s, rc, "edge");
+    st = stmt(s, ST_HEAD_INSERT);
+    if (st) {
+        bind_id(st, 1, e->record);
+        bind_id(st, 2, e->id);
+    }
+    return step_done(s, st, "head");
+}
+
+static void row_env(sqlite3_stmt *st, fv_store_env *e)
+{
+    e->id = sqlite3_column_blob(st, 0);
+    e->record = sqlite3_column_blob(st, 1);
+    e->kind = sqlite3_column_int(st, 2);
+    e->bytes = sqlite3_column_blob(st, 3);
+    e->len = (size_t)sqlite3_column_bytes(st, 3);
+    e->head = sqlite3_column_int(st, 4);
+}
+
+static int row_valid(sqlite3_stmt *st)
+{
+    return sqlite3_column_bytes(st, 0) == 32 &&
+           sqlite3_column_bytes(st, 1) == 32;
+}
+
+int fv_store_env_get(fv_store *s, const unsigned char id[32],
+                     unsigned char record[32], int *kind,
+                     unsigned char **bytes, size_t *len)
+{
+    sqlite3_stmt *st = stmt(s, ST_ENV_GET);
+    fv_store_env e;
+    int rc;
+
+    *bytes = NULL;
+    *len = 0;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "envelope");
+    bind_id(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        rc = FV_ENOTFOUND;
+    else if (rc != SQLITE_ROW)
+        rc = fail(s, rc, "envelope");
+    else if (!row_valid(st))
+        rc = FV_ECORRUPT;
+    else {
+        row_env(st, &e);
+        memcpy(record, e.record, 32);
+        *kind = e.kind;
+        rc = FV_OK;
+        if (e.bytes) {
+            *bytes = malloc(e.len ? e.len : 1);
+            if (!*bytes)
+                rc = FV_ENOMEM;
+            else {
+                memcpy(*bytes, e.bytes, e.len);
+                *len = e.len;
+            }
+        }
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Steps a query and calls fn per row. The statement is reset on every path
+ * so a nested query on the same handle cannot see it half-run. */
+static int each_row(fv_store *s, sqlite3_stmt *st, fv_store_env_fn fn,
+                    void *payload)
+{
+    int rc, r = FV_OK;
+    fv_store_env e;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!row_valid(st)) {
+            r = FV_ECORRUPT;
+            break;
+        }
+        row_env(st, &e);
+        if ((r = fn(&e, payload)) != 0)
+            break;
+    }
+    if (r == FV_OK && rc != SQLITE_DONE)
+        r = fail(s, rc, "query");
+    sqlite3_reset(st);
+    return r;
+}
+
+/* Iterations run on their own statement so that a callback may call other
+ * store functions. */
+static int each_query(fv_store *s, enum stmt_id id, const unsigned char *rec,
+                      fv_store_env_fn fn, void *payload)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, stmt_sql[id], -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "query");
+    if (rec)
+        bind_id(st, 1, rec);
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_each_head(fv_store *s, fv_store_env_fn fn, void *payload)
+{
+    return each_query(s, ST_EACH_HEAD, NULL, fn, payload);
+}
+
+int fv_store_record_heads(fv_store *s, const unsigned char record[32],
+                          fv_store_env_fn fn, void *payload)
+{
+    return each_query(s, ST_RECORD_HEADS, record, fn, payload);
+}
+
+int fv_store_record_envs(fv_store *s, const unsigned char record[32],
+                         fv_store_env_fn fn, void *payload)
+{
+    return each_query(s, ST_RECORD_ENVS, record, fn, payload);
+}
+
+int fv_store_records_between(fv_store *s, const unsigned char lo[32],
+                             const unsigned char hi[32],
+                             unsigned char (*out)[32], size_t max,
+                             size_t *count)
+{
+    sqlite3_stmt *st = stmt(s, ST_RECORDS_BETWEEN);
+    int rc;
+    *count = 0;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "records");
+    bind_id(st, 1, lo);
+    bind_id(st, 2, hi);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32)
+            continue;
+        memcpy(out[*count], sqlite3_column_blob(st, 0), 32);
+        (*count)++;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? FV_OK : fail(s, rc, "records");
+}
+
+int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
+                       const void *data, size_t len)
+{
+    sqlite3_stmt *st = stmt(s, ST_CHUNK_PUT);
+    if (st) {
+        bind_id(st, 1, hash);
+        sqlite3_bind_blob64(st, 2, data, len, SQLITE_STATIC);
+    }
+    return step_done(s, st, "chunk");
+}
+
+int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
+                       unsigned char *buf, size_t cap, size_t *len)
+{
+    sqlite3_stmt *st = stmt(s, ST_CHUNK_GET);
+    int rc, n;
+    if (!st)
+        return fail(s, sqlite3_errcode(s->db), "chunk");
+    bind_id(st, 1, hash);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return FV_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return fail(s, rc, "chunk");
+    }
+    n = sqlite3_column_bytes(st, 0);
+    if ((size_t)n > cap) {
+        sqlite3_reset(st);
+        return FV_ECORRUPT;
+    }
+    memcpy(buf, sqlite3_column_blob(st, 0), (size_t)n);
+    *len = (size_t)n;
+    sqlite3_reset(st);
+    return FV_OK;
+}
+
+int fv_store_purge_record(fv_store *s, const unsigned char record[32],
+                          const unsigned char keep[32])
+{
+    static const char *const sql[] = {
+        "DELETE FROM chunkref WHERE envelope IN (SELECT id FROM envelope "
+        "WHERE record = ?1 AND id <> ?2)",
+        "UPDATE envelope SET bytes = NULL WHERE record = ?1 AND id <> ?2",
+        "DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunkref r "
+        "WHERE r.hash = chunk.hash)",
+    };
+    int rc = FV_OK;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == FV_OK; i++) {
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(s->db, sql[i], -1, &st, NULL);
+        if (src != SQLITE_OK) {
+            rc = fail(s, src, "purge");
+            break;
+        }
+        if (i < 2) {
+            bind_id(st, 1, record);
+            bind_id(st, 2, keep);
+        }
+        rc = step_done(s, st, "purge");
+        sqlite3_finalize(st);
+    }
+    return rc;
+}

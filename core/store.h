@@ -1,0 +1,91 @@
+/*
+ * store.h - the vault's SQLite file. The only module that includes sqlite3.
+ *
+ * Holds only what is safe to hold on a seized device: envelopes (signed
+ * ciphertext), attachment chunks (ciphertext), their content-address ids, the
+ * revision graph between ids, and a few meta values that are ciphertext or
+ * public. Every function returns FV_OK or an FV_E code; fv_store_errmsg
+ * says more (never content: SQLite messages name tables, not values).
+ */
+#ifndef FV_STORE_H
+#define FV_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fv_store fv_store;
+
+/* Opens `path`; with `create`, makes a new database (FV_EEXIST if one is
+ * there). Without it, FV_ENOVAULT if the file is missing, FV_ECORRUPT if it
+ * is not a FieldVault database, FV_EVERSION if its schema is newer. */
+int fv_store_open(fv_store **out, const char *path, int create);
+void fv_store_close(fv_store *s);
+const char *fv_store_errmsg(const fv_store *s);
+
+int fv_store_begin(fv_store *s); /* a write transaction */
+int fv_store_commit(fv_store *s);
+void fv_store_rollback(fv_store *s); /* harmless outside a transaction */
+/* Truncating WAL checkpoint, so deleted pages leave the WAL too. */
+int fv_store_checkpoint(fv_store *s);
+
+/* Meta values: *val is malloc'd, the caller frees it. FV_ENOTFOUND. */
+int fv_store_meta_get(fv_store *s, const char *key, unsigned char **val,
+                      size_t *len);
+int fv_store_meta_put(fv_store *s, const char *key, const void *val,
+                      size_t len);
+
+typedef struct fv_store_env {
+    const unsigned char *id;     /* 32 bytes */
+    const unsigned char *record; /* 32 bytes */
+    int kind;
+    const unsigned char *bytes; /* NULL if purged */
+    size_t len;
+    int head;
+} fv_store_env;
+
+/* Stores an envelope with its parent links and the chunk hashes it refers
+ * to, and updates the record's heads. Storing an id twice changes nothing
+ * (*added = 0). Call inside a transaction. */
+int fv_store_env_put(fv_store *s, const fv_store_env *e,
+                     const unsigned char (*parents)[32], size_t nparents,
+                     const unsigned char (*chunks)[32], size_t nchunks,
+                     int *added);
+
+/* The envelope `id`: its record, kind and a malloc'd copy of its bytes
+ * (*bytes is NULL if purged; the caller frees it). FV_ENOTFOUND. */
+int fv_store_env_get(fv_store *s, const unsigned char id[32],
+                     unsigned char record[32], int *kind,
+                     unsigned char **bytes, size_t *len);
+
+/* Calls fn for every head envelope, oldest record first, then oldest head
+ * first. `e` is valid during the call. fn returns non-zero to stop (that
+ * value is returned). */
+typedef int (*fv_store_env_fn)(const fv_store_env *e, void *payload);
+int fv_store_each_head(fv_store *s, fv_store_env_fn fn, void *payload);
+/* Heads of one record. */
+int fv_store_record_heads(fv_store *s, const unsigned char record[32],
+                          fv_store_env_fn fn, void *payload);
+/* Every envelope of one record, in the order they were stored. */
+int fv_store_record_envs(fv_store *s, const unsigned char record[32],
+                         fv_store_env_fn fn, void *payload);
+
+/* Record ids in [lo, hi] (bytewise); up to `max` of them into out. */
+int fv_store_records_between(fv_store *s, const unsigned char lo[32],
+                             const unsigned char hi[32],
+                             unsigned char (*out)[32], size_t max,
+                             size_t *count);
+
+/* Chunks of ciphertext, by content address. */
+int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
+                       const void *data, size_t len);
+/* Copies chunk `hash` into buf (cap bytes). FV_ENOTFOUND, FV_ECORRUPT if it
+ * does not fit. */
+int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
+                       unsigned char *buf, size_t cap, size_t *len);
+
+/* Destroys the ciphertext of every envelope of `record` but `keep`, and the
+ * chunks no remaining envelope refers to. Call inside a transaction. */
+int fv_store_purge_record(fv_store *s, const unsigned char record[32],
+                          const unsigned char keep[32]);
+
+#endif
