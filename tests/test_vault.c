@@ -1,0 +1,649 @@
+/* test_vault.c - the public vault API: lifecycle, records, revisions,
+ * attachments, tampering, limits, crypto-shredding. Runs on real SQLite files
+ * in a temporary directory. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fieldvault.h"
+
+static char root[256];
+static int seq;
+
+static const char PASS[] = "correct horse battery staple";
+
+/* A fresh, not yet existing vault directory (names live until exit). */
+static const char *new_dir(void)
+{
+    static char dirs[64][320];
+    char *dir = dirs[++seq % 64];
+    snprintf(dir, sizeof dirs[0], "%s/v%d", root, seq);
+    return dir;
+}
+
+static fv_vault *create(const char *dir)
+{
+    fv_create_options o = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    o.kdf_profile = FV_KDF_TEST;
+    CHECK_EQ(fv_vault_create(&v, dir, PASS, strlen(PASS), &o), FV_OK);
+    return v;
+}
+
+static fv_vault *reopen(fv_vault *v, const char *dir)
+{
+    fv_vault_close(v);
+    v = NULL;
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    return v;
+}
+
+static int add_simple(fv_vault *v, unsigned char id[FV_ID_BYTES],
+                      const char *title, const char *narrative)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_field f[2] = {{"place", "Yanji"}, {"interviewee", "W-017"}};
+    const char *tags[] = {"detention", "border", "detention"};
+    in.title = title;
+    in.narrative = narrative;
+    in.narrative_len = strlen(narrative);
+    in.fields = f;
+    in.nfields = 2;
+    in.tags = tags;
+    in.ntags = 3;
+    return fv_record_add(v, id, &in);
+}
+
+static int count_cb(const fv_record *r, void *payload)
+{
+    (void)r;
+    (*(int *)payload)++;
+    return 0;
+}
+
+static int count_records(fv_vault *v, int *rc)
+{
+    int n = 0;
+    *rc = fv_vault_list(v, count_cb, &n);
+    return n;
+}
+
+/* Runs one SQL statement on a vault's database from outside the library. */
+static int db_exec(const char *dir, const char *sql)
+{
+    char path[400];
+    sqlite3 *db;
+    int rc;
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return -1;
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+static long long db_count(const char *dir, const char *sql)
+{
+    char path[400];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long n = -1;
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_lifecycle(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir), *w = NULL;
+    fv_create_options o = FV_CREATE_OPTIONS_INIT;
+    unsigned char dev[FV_ID_BYTES], dev2[FV_ID_BYTES];
+
+    o.kdf_profile = FV_KDF_TEST;
+    CHECK(v != NULL);
+    CHECK_EQ(fv_vault_device_id(v, dev), FV_OK);
+    CHECK_EQ(fv_vault_create(&w, dir, PASS, strlen(PASS), &o), FV_EEXIST);
+    CHECK(w == NULL);
+    CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
+    v = reopen(v, dir);
+    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK(memcmp(dev, dev2, FV_ID_BYTES) == 0);
+    CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
+    CHECK_EQ(fv_vault_open(&w, new_dir(), PASS, strlen(PASS)), FV_ENOVAULT);
+
+    /* passwd rewraps: the old passphrase stops working, records stay. */
+    unsigned char id[FV_ID_BYTES];
+    CHECK_EQ(add_simple(v, id, "before passwd", "text"), FV_OK);
+    CHECK_EQ(fv_vault_passwd(v, "new pass", 8), FV_OK);
+    fv_vault_close(v);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_EPASSPHRASE);
+    CHECK_EQ(fv_vault_open(&v, dir, "new pass", 8), FV_OK);
+    fv_record *r = NULL;
+    CHECK_EQ(fv_record_get(v, &r, id), FV_OK);
+    CHECK(r && strcmp(r->title, "before passwd") == 0);
+    fv_record_free(r);
+    fv_vault_close(v);
+    fv_vault_close(NULL);
+}
+
+/* Walks a record's history: the genesis, then one child of it. */
+struct hist {
+    int n;
+    unsigned char first[FV_ID_BYTES];
+    int parent_ok;
+};
+
+static int hist_cb(const fv_revision *rv, void *p)
+{
+    struct hist *h = p;
+    if (h->n == 0) {
+        memcpy(h->first, rv->id, FV_ID_BYTES);
+        CHECK_EQ(rv->nparents, 0);
+        CHECK(!rv->head);
+    } else {
+        h->parent_ok = rv->nparents == 1 &&
+                       memcmp(rv->parents[0], h->first, FV_ID_BYTES) == 0 &&
+                       rv->head;
+    }
+    CHECK_EQ(rv->kind, FV_REVISION);
+    h->n++;
+    return 0;
+}
+
+static void test_records(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    unsigned char id[FV_ID_BYTES], id2[FV_ID_BYTES], rev[FV_ID_BYTES];
+    char hex[FV_ID_HEX_BYTES];
+    const char *korean = "탈북자 증언: 1998년 겨울, 国境 근처에서";
+    fv_record *r = NULL;
+    int rc, n;
+
+    CHECK_EQ(add_simple(v, id, "first", korean), FV_OK);
+    CHECK_EQ(add_simple(v, id2, "second", "plain"), FV_OK);
+    v = reopen(v, dir);
+    CHECK_EQ(fv_record_get(v, &r, id), FV_OK);
+    if (r) {
+        CHECK(memcmp(r->id, id, FV_ID_BYTES) == 0);
+        CHECK(memcmp(r->revision, id, FV_ID_BYTES) == 0); /* genesis */
+        CHECK(strcmp(r->title, "first") == 0);
+        CHECK(r->narrative_len == strlen(korean) &&
+              memcmp(r->narrative, korean, r->narrative_len) == 0);
+        CHECK_EQ(r->nfields, 2);
+        CHECK_EQ(r->ntags, 2); /* the duplicate tag is dropped */
+        CHECK_EQ(r->nheads, 1);
+        CHECK(r->created > 1700000000);
+    }
+    fv_record_free(r);
+    CHECK_EQ(count_records(v, &rc), 2);
+    CHECK_EQ(rc, FV_OK);
+
+    /* Resolve by prefix. */
+    unsigned char got[FV_ID_BYTES];
+    fv_id_to_hex(hex, id);
+    hex[10] = '\0';
+    CHECK_EQ(fv_record_resolve(v, got, hex), FV_OK);
+    CHECK(memcmp(got, id, FV_ID_BYTES) == 0);
+    CHECK_EQ(fv_record_resolve(v, got, "xyz1"), FV_EINVAL);
+    CHECK_EQ(fv_record_resolve(v, got, "ab"), FV_EINVAL);
+
+    /* Edit: a new revision whose parent is the old head. */
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_field set[] = {{"age_range", "30-39"}, {"place", ""}};
+    const char *addtag[] = {"follow-up"}, *rmtag[] = {"border"};
+    in.fields = set;
+    in.nfields = 2;
+    in.tags = addtag;
+    in.ntags = 1;
+    in.remove_tags = rmtag;
+    in.nremove_tags = 1;
+    CHECK_EQ(fv_record_edit(v, rev, id, &in), FV_OK);
+    CHECK_EQ(fv_record_get(v, &r, id), FV_OK);
+    if (r) {
+        CHECK(memcmp(r->revision, rev, FV_ID_BYTES) == 0);
+        CHECK(strcmp(r->title, "first") == 0);
+        CHECK_EQ(r->nfields, 2); /* interviewee, age_range; place removed */
+        for (size_t i = 0; i < r->nfields; i++)
+            CHECK(strcmp(r->fields[i].key, "place") != 0);
+        CHECK_EQ(r->ntags, 2);
+        CHECK(r->narrative_len == strlen(korean));
+    }
+    fv_record_free(r);
+
+    /* History: genesis then the edit, with the parent link. */
+    struct hist h = {0, {0}, 0};
+    CHECK_EQ(fv_record_history(v, id, hist_cb, &h), FV_OK);
+    CHECK_EQ(h.n, 2);
+    CHECK(h.parent_ok);
+    CHECK_EQ(fv_record_history(v, rev, hist_cb, &h), FV_ENOTFOUND);
+
+    /* Search: case-insensitive ASCII, exact Korean, fields and tags. */
+    n = 0;
+    CHECK_EQ(fv_vault_search(v, "FIRST", count_cb, &n), FV_OK);
+    CHECK_EQ(n, 1);
+    n = 0;
+    CHECK_EQ(fv_vault_search(v, "国境", count_cb, &n), FV_OK);
+    CHECK_EQ(n, 1);
+    n = 0;
+    CHECK_EQ(fv_vault_search(v, "w-017", count_cb, &n), FV_OK);
+    CHECK_EQ(n, 2);
+    n = 0;
+    CHECK_EQ(fv_vault_search(v, "follow-up", count_cb, &n), FV_OK);
+    CHECK_EQ(n, 1);
+    n = 0;
+    CHECK_EQ(fv_vault_search(v, "nowhere", count_cb, &n), FV_OK);
+    CHECK_EQ(n, 0);
+
+    /* Delete: gone from list and get; a second delete is not found. */
+    CHECK_EQ(fv_record_delete(v, id2), FV_OK);
+    CHECK_EQ(count_records(v, &rc), 1);
+    CHECK_EQ(fv_record_get(v, &r, id2), FV_ENOTFOUND);
+    CHECK_EQ(fv_record_delete(v, id2), FV_ENOTFOUND);
+    CHECK_EQ(fv_record_edit(v, rev, id2, &in), FV_ENOTFOUND);
+    fv_vault_close(v);
+}
+
+static void test_bad_input(void)
+{
+    fv_vault *v = create(new_dir());
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char id[FV_ID_BYTES];
+    fv_field dup[] = {{"a", "1"}, {"a", "2"}};
+    const char *badtag[] = {"line\nbreak"};
+    fv_attachment_source missing = {NULL, "/nonexistent/file", NULL, NULL};
+    int rc;
+
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EINVAL); /* no title */
+    in.title = "bad \xff utf8";
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EINVAL);
+    in.title = "ok";
+    in.fields = dup;
+    in.nfields = 2;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EINVAL);
+    in.nfields = 0;
+    in.tags = badtag;
+    in.ntags = 1;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EINVAL);
+    in.ntags = 0;
+    in.attachments = &missing;
+    in.nattachments = 1;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EIO);
+    CHECK(strlen(fv_vault_errmsg(v)) > 0);
+    in.nattachments = 0;
+    in.version = 99;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_EINVAL);
+    CHECK_EQ(count_records(v, &rc), 0);
+    fv_vault_close(v);
+}
+
+/* An attachment source that produces `left` pseudo-random bytes. */
+struct gen {
+    uint64_t left, state, sum;
+    int fail_at_end;
+};
+
+static long long gen_read(unsigned char *buf, size_t len, void *payload)
+{
+    struct gen *g = payload;
+    size_t n = len < g->left ? len : (size_t)g->left;
+    if (n == 0 && g->fail_at_end)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        g->state = g->state * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (unsigned char)(g->state >> 56);
+        g->sum = g->sum * 31 + buf[i];
+    }
+    g->left -= n;
+    return (long long)n;
+}
+
+static int sum_write(const unsigned char *buf, size_t len, void *payload)
+{
+    struct gen *g = payload;
+    for (size_t i = 0; i < len; i++)
+        g->sum = g->sum * 31 + buf[i];
+    g->left += len;
+    return 0;
+}
+
+static int cancel_at_half(uint64_t done, uint64_t total, void *payload)
+{
+    (void)total;
+    return done >= *(uint64_t *)payload;
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void test_attachments(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    unsigned char id[FV_ID_BYTES], rev[FV_ID_BYTES];
+    const uint64_t big = 96ull << 20; /* well above any buffer we keep */
+    struct gen src = {big, 42, 0, 0}, out = {0, 0, 0, 0};
+    struct gen small = {FV_CHUNK_BYTES * 2 + 1, 7, 0, 0}, empty = {0, 1, 0, 0};
+    fv_attachment_source s[3] = {{"video.mp4", NULL, gen_read, &src},
+                                 {"note.txt", NULL, gen_read, &small},
+                                 {"empty", NULL, gen_read, &empty}};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_record *r = NULL;
+    long rss0;
+    int rc;
+
+    in.title = "with media";
+    in.attachments = s;
+    in.nattachments = 3;
+    rss0 = max_rss_kib();
+    CHECK_EQ(fv_record_add(v, id, &in), FV_OK);
+    /* Streaming: memory does not grow with the attachment's size. */
+    CHECK(max_rss_kib() - rss0 < 48 * 1024);
+    CHECK_EQ(fv_record_get(v, &r, id), FV_OK);
+    if (r) {
+        CHECK_EQ(r->nattachments, 3);
+        CHECK_EQ(r->attachments[0].size, big);
+        CHECK_EQ(r->attachments[0].chunks, big / FV_CHUNK_BYTES);
+        CHECK_EQ(r->attachments[1].chunks, 3);
+        CHECK_EQ(r->attachments[2].size, 0);
+    }
+    fv_record_free(r);
+    CHECK_EQ(fv_attachment_read(v, id, "video.mp4", sum_write, &out, NULL, NULL), FV_OK);
+    CHECK_EQ(out.left, big);
+    CHECK(out.sum == src.sum);
+    out.left = out.sum = 0;
+    CHECK_EQ(fv_attachment_read(v, id, "empty", sum_write, &out, NULL, NULL), FV_OK);
+    CHECK_EQ(out.left, 0);
+    CHECK_EQ(fv_attachment_read(v, id, "nope", sum_write, &out, NULL, NULL), FV_ENOTFOUND);
+
+    /* Save to a file: exact bytes; refuses to overwrite. */
+    char path[400];
+    snprintf(path, sizeof path, "%s/out.txt", root);
+    unlink(path);
+    CHECK_EQ(fv_attachment_save(v, id, "note.txt", path, NULL, NULL), FV_OK);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && (uint64_t)sb.st_size == FV_CHUNK_BYTES * 2 + 1);
+    CHECK((sb.st_mode & 0777) == 0600);
+    CHECK_EQ(fv_attachment_save(v, id, "note.txt", path, NULL, NULL), FV_EEXIST);
+
+    /* An edit keeps attachments without re-encrypting; removal works. */
+    const char *rm[] = {"note.txt"};
+    fv_record_input ed = FV_RECORD_INPUT_INIT;
+    long long chunks_before = db_count(dir, "SELECT count(*) FROM chunk");
+    ed.remove_attachments = rm;
+    ed.nremove_attachments = 1;
+    CHECK_EQ(fv_record_edit(v, rev, id, &ed), FV_OK);
+    CHECK_EQ(db_count(dir, "SELECT count(*) FROM chunk"), chunks_before);
+    out.left = out.sum = 0;
+    CHECK_EQ(fv_attachment_read(v, id, "video.mp4", sum_write, &out, NULL, NULL), FV_OK);
+    CHECK(out.sum == src.sum);
+    CHECK_EQ(fv_attachment_read(v, id, "note.txt", sum_write, &out, NULL, NULL), FV_ENOTFOUND);
+
+    /* A canceled or failing add leaves nothing behind. */
+    uint64_t half = 4 * FV_CHUNK_BYTES;
+    struct gen c = {16 * FV_CHUNK_BYTES, 3, 0, 0}, f = {FV_CHUNK_BYTES, 5, 0, 1};
+    fv_attachment_source cs = {"c", NULL, gen_read, &c}, fs = {"f", NULL, gen_read, &f};
+    fv_record_input ci = FV_RECORD_INPUT_INIT;
+    ci.title = "canceled";
+    ci.attachments = &cs;
+    ci.nattachments = 1;
+    ci.progress = cancel_at_half;
+    ci.progress_payload = &half;
+    CHECK_EQ(fv_record_add(v, NULL, &ci), FV_ECANCELED);
+    ci.attachments = &fs;
+    ci.progress = NULL;
+    CHECK_EQ(fv_record_add(v, NULL, &ci), FV_EIO);
+    CHECK_EQ(count_records(v, &rc), 1);
+    CHECK_EQ(db_count(dir, "SELECT count(*) FROM chunk"), chunks_before);
+
+    /* Tampering with a stored chunk is caught before its bytes are given. */
+    fv_vault_close(v);
+    CHECK_EQ(db_exec(dir, "UPDATE chunk SET data = substr(data, 1, 100) || "
+                          "x'00' || substr(data, 102) WHERE rowid = "
+                          "(SELECT min(rowid) FROM chunk)"), SQLITE_OK);
+    v = reopen(NULL, dir);
+    out.left = out.sum = 0;
+    CHECK_EQ(fv_attachment_read(v, id, "video.mp4", sum_write, &out, NULL, NULL), FV_ECORRUPT);
+
+    /* Delete destroys every chunk. */
+    CHECK_EQ(fv_record_delete(v, id), FV_OK);
+    CHECK_EQ(db_count(dir, "SELECT count(*) FROM chunk"), 0);
+    CHECK_EQ(db_count(dir, "SELECT count(*) FROM envelope WHERE bytes IS NOT NULL"), 1);
+    fv_vault_close(v);
+}
+
+static void test_tampering(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    unsigned char a[FV_ID_BYTES], b[FV_ID_BYTES];
+    fv_record *r = NULL;
+    int rc;
+
+    CHECK_EQ(add_simple(v, a, "alpha", "one"), FV_OK);
+    CHECK_EQ(add_simple(v, b, "beta", "two"), FV_OK);
+    long long len = db_count(dir, "SELECT length(bytes) FROM envelope WHERE seq = 1");
+    fv_vault_close(v);
+
+    /* Flip byte positions of the first envelope, one at a time, through a
+     * blob handle: the record is never shown, the other one still is. */
+    char path[400];
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    sqlite3 *db;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    int shown_bad = 0, missed = 0;
+    for (int pos = 0; pos < len; pos += 3) {
+        sqlite3_blob *blob;
+        unsigned char byte;
+        CHECK(sqlite3_blob_open(db, "main", "envelope", "bytes", 1, 1, &blob) == SQLITE_OK);
+        sqlite3_blob_read(blob, &byte, 1, pos);
+        byte ^= 0x01;
+        sqlite3_blob_write(blob, &byte, 1, pos);
+        sqlite3_blob_close(blob);
+
+        CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+        rc = fv_record_get(v, &r, a);
+        if (rc == FV_OK)
+            shown_bad++;
+        fv_record_free(r);
+        r = NULL;
+        int n = count_records(v, &rc);
+        if (n != 1 || rc != FV_ECORRUPT)
+            missed++;
+        fv_vault_close(v);
+
+        CHECK(sqlite3_blob_open(db, "main", "envelope", "bytes", 1, 1, &blob) == SQLITE_OK);
+        byte ^= 0x01;
+        sqlite3_blob_write(blob, &byte, 1, pos);
+        sqlite3_blob_close(blob);
+    }
+    sqlite3_close(db);
+    CHECK_EQ(shown_bad, 0);
+    CHECK_EQ(missed, 0);
+
+    /* Untouched again: both records back. */
+    v = reopen(NULL, dir);
+    CHECK_EQ(count_records(v, &rc), 2);
+    CHECK_EQ(rc, FV_OK);
+
+    /* Swapping an envelope under another id is caught by the content address. */
+    fv_vault_close(v);
+    CHECK_EQ(db_exec(dir, "UPDATE envelope SET bytes = (SELECT bytes FROM envelope "
+                          "WHERE seq = 2) WHERE seq = 1"), SQLITE_OK);
+    v = reopen(NULL, dir);
+    CHECK_EQ(fv_record_get(v, &r, a), FV_ECORRUPT);
+    CHECK_EQ(count_records(v, &rc), 1);
+    CHECK_EQ(rc, FV_ECORRUPT);
+    fv_vault_close(v);
+}
+
+static void test_files(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir), *w = NULL;
+    char path[400];
+    unsigned char kf[120];
+    int fd;
+
+    fv_vault_close(v);
+    snprintf(path, sizeof path, "%s/vault.key", dir);
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && read(fd, kf, sizeof kf) == (ssize_t)sizeof kf);
+    kf[8] = 99; /* format version */
+    CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_EVERSION);
+    kf[8] = 1;
+    kf[40] ^= 1; /* the salt: a different key, indistinguishable from a wrong passphrase */
+    CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_EPASSPHRASE);
+    kf[40] ^= 1;
+    CHECK(pwrite(fd, kf, 60, 0) == 60 && ftruncate(fd, 60) == 0);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+    CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
+    close(fd);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(w);
+    w = NULL;
+
+    /* A truncated database. */
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    CHECK(truncate(path, 3000) == 0);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+    CHECK(w == NULL);
+    /* Garbage in place of the database. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0 && write(fd, "not a database at all, just words.........", 42) == 42);
+    close(fd);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+
+    /* Panic: the key file first, then everything; a second panic finds nothing. */
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+    CHECK(access(dir, F_OK) != 0);
+    CHECK_EQ(fv_vault_panic(dir), FV_ENOVAULT);
+}
+
+/* Nothing a record says appears in any file of the vault directory. */
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = strlen(needle), len = 0, cap = 0;
+    unsigned char *buf = NULL;
+    int found = 0, c;
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 1 << 16;
+            buf = realloc(buf, cap);
+        }
+        buf[len++] = (unsigned char)c;
+    }
+    fclose(f);
+    for (size_t i = 0; i + n <= len && !found; i++)
+        found = memcmp(buf + i, needle, n) == 0;
+    free(buf);
+    return found;
+}
+
+static void test_no_plaintext(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    static const char *markers[] = {"MARKTITLE7", "MARKNARR7", "MARKKEY7",
+                                    "MARKVAL7", "MARKTAG7", "MARKNAME7",
+                                    "MARKBYTES7"};
+    char bytes[64 * 1024];
+    for (size_t i = 0; i + 10 <= sizeof bytes; i += 10)
+        memcpy(bytes + i, "MARKBYTES7", 10);
+    char path[400];
+    snprintf(path, sizeof path, "%s/../att-%d.bin", dir, seq);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(bytes, 1, sizeof bytes, f) == sizeof bytes);
+    fclose(f);
+
+    fv_field fl[] = {{"MARKKEY7", "MARKVAL7"}};
+    const char *tags[] = {"MARKTAG7"};
+    fv_attachment_source s = {"MARKNAME7", path, NULL, NULL};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char id[FV_ID_BYTES], id2[FV_ID_BYTES];
+    in.title = "MARKTITLE7";
+    in.narrative = "MARKNARR7";
+    in.narrative_len = 9;
+    in.fields = fl;
+    in.nfields = 1;
+    in.tags = tags;
+    in.ntags = 1;
+    in.attachments = &s;
+    in.nattachments = 1;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_OK);
+    CHECK_EQ(fv_record_add(v, id2, &in), FV_OK);
+    CHECK_EQ(fv_record_delete(v, id2), FV_OK);
+
+    /* While open (WAL present) and after close. */
+    for (int round = 0; round < 2; round++) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int files = 0;
+        while (d && (de = readdir(d))) {
+            char p[700];
+            if (de->d_name[0] == '.' && (!de->d_name[1] || de->d_name[1] == '.'))
+                continue;
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            files++;
+            for (size_t m = 0; m < sizeof markers / sizeof markers[0]; m++)
+                if (file_contains(p, markers[m])) {
+                    fprintf(stderr, "marker %s found in %s\n", markers[m], p);
+                    CHECK(0);
+                }
+        }
+        if (d)
+            closedir(d);
+        CHECK(files >= 2);
+        if (round == 0) {
+            fv_vault_close(v);
+            v = NULL;
+        }
+    }
+    unlink(path);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/fv-test-vault-XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_lifecycle();
+    test_records();
+    test_bad_input();
+    test_attachments();
+    test_tampering();
+    test_files();
+    test_no_plaintext();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", root);
+    return check_summary("test_vault");
+}
