@@ -101,6 +101,12 @@ void fv_enc_int(fv_enc *e, int64_t v)
         head_done(e, cbor_encode_negint((uint64_t)(-1 - v), ROOM(e)));
 }
 
+void fv_enc_null(fv_enc *e)
+{
+    static const unsigned char null_item = 0xf6;
+    fv_enc_raw(e, &null_item, 1);
+}
+
 void fv_enc_raw(fv_enc *e, const void *p, size_t n)
 {
     if (n > 0 && reserve(e, n)) {
@@ -431,6 +437,14 @@ int fv_dec_map(fv_dec *d, size_t *n)
 int fv_dec_tag(fv_dec *d, uint64_t *tag)
 {
     return next(d, FV_CBOR_TAG, tag, NULL);
+}
+
+int fv_dec_null(fv_dec *d)
+{
+    if (d->err || d->pos >= d->len || d->p[d->pos] != 0xf6)
+        return 0;
+    d->pos++;
+    return 1;
 }
 
 int fv_dec_bool(fv_dec *d, int *b)

@@ -38,6 +38,7 @@ void fv_enc_array(fv_enc *e, size_t n);
 void fv_enc_map(fv_enc *e, size_t n);
 void fv_enc_tag(fv_enc *e, uint64_t tag);
 void fv_enc_bool(fv_enc *e, int b);
+void fv_enc_null(fv_enc *e);
 void fv_enc_raw(fv_enc *e, const void *p, size_t n); /* already-encoded item */
 /* Hands the encoded bytes to the caller (*out, never NULL on FV_OK; free
  * with fv_enc_free_buf) and leaves the writer empty. On FV_ENOMEM the buffer
@@ -82,7 +83,10 @@ int fv_dec_text(fv_dec *d, const char **p, size_t *n);
 int fv_dec_array(fv_dec *d, size_t *n);
 int fv_dec_map(fv_dec *d, size_t *n);
 int fv_dec_tag(fv_dec *d, uint64_t *tag);
-int fv_dec_bool(fv_dec *d, int *b); /* 1 for true, 0 for false */
+int fv_dec_bool(fv_dec *d, int *b);
+/* If the next item is null (0xf6), consumes it and returns 1; else 0. Null is
+ * accepted only where a caller asks for it this way. */
+int fv_dec_null(fv_dec *d); /* 1 for true, 0 for false */
 /* Reads the next uint and checks it equals `key`: for maps with fixed keys. */
 int fv_dec_key(fv_dec *d, uint64_t key);
 /* Reads the next text and checks it equals `key`. */

@@ -47,6 +47,12 @@ void fv_hash(unsigned char out[FV_HASH_BYTES], const void *in, size_t n)
     crypto_generichash(out, FV_HASH_BYTES, in, n, NULL, 0);
 }
 
+void fv_hash_keyed(unsigned char out[FV_HASH_BYTES], const void *in, size_t n,
+                   const unsigned char *key, size_t keylen)
+{
+    crypto_generichash(out, FV_HASH_BYTES, in, n, key, keylen);
+}
+
 void fv_hash_init(fv_hash_state *st)
 {
     crypto_generichash_init((crypto_generichash_state *)st, NULL, 0,

@@ -25,6 +25,10 @@ int fv_crypto_init(void);
 void fv_random(void *buf, size_t n);
 int fv_ct_equal(const void *a, const void *b, size_t n); /* 1 if equal */
 
+/* BLAKE2b-256 keyed with `key` (16..64 bytes): a MAC / PRF. */
+void fv_hash_keyed(unsigned char out[FV_HASH_BYTES], const void *in, size_t n,
+                   const unsigned char *key, size_t keylen);
+
 /* BLAKE2b-256 of one buffer, and incrementally. */
 void fv_hash(unsigned char out[FV_HASH_BYTES], const void *in, size_t n);
 typedef struct fv_hash_state {

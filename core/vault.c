@@ -78,6 +78,13 @@ const char *fv_strerror(int code)
     case FV_EBUSY: return "vault busy";
     case FV_ECRYPTO: return "crypto library failed to start";
     case FV_EAMBIGUOUS: return "id prefix matches more than one record";
+    case FV_ENET: return "network failure";
+    case FV_EPIN: return "the server's key does not match the pinned key";
+    case FV_ETLS: return "TLS failure";
+    case FV_EEOF: return "the connection was closed";
+    case FV_EPROTO: return "protocol error";
+    case FV_EDENIED: return "refused by the server";
+    case FV_EINVITE: return "the invite is damaged, used or expired";
     default: return "unknown error";
     }
 }

@@ -50,7 +50,14 @@ enum fv_result {
     FV_ELIMIT = -12,     /* input beyond a documented hard limit */
     FV_EBUSY = -13,      /* another process holds the vault too long */
     FV_ECRYPTO = -14,    /* the crypto library could not start */
-    FV_EAMBIGUOUS = -15  /* an id prefix matches more than one record */
+    FV_EAMBIGUOUS = -15, /* an id prefix matches more than one record */
+    FV_ENET = -16,       /* network failure: cannot connect, cut, timeout */
+    FV_EPIN = -17,       /* the server's key does not match the pinned key */
+    FV_ETLS = -18,       /* TLS handshake or record failure */
+    FV_EEOF = -19,       /* the peer closed the connection */
+    FV_EPROTO = -20,     /* the peer broke the sync protocol */
+    FV_EDENIED = -21,    /* refused: not enrolled, revoked, not allowed */
+    FV_EINVITE = -22     /* the invite is damaged, used or expired */
 };
 
 /* The library's version string ("0.1.0"). Static storage; any thread. */

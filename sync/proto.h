@@ -1,0 +1,238 @@
+/*
+ * proto.h - the sync protocol's messages and frames (docs/PROTOCOL.md):
+ * encoders, a bounded frame reader, a strict decoder, invites. No I/O.
+ */
+#ifndef FV_PROTO_H
+#define FV_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+#define FV_PROTO_VERSION 1
+#define FV_FRAME_MAX (1u << 20)
+#define FV_PROTO_MAX_BATCH 256
+#define FV_PROTO_MAX_ITEMS 4096
+#define FV_EPOCH_BYTES 16
+#define FV_TOKEN_BYTES 16
+#define FV_MAX_DEVICE_NAME 128
+#define FV_MAX_INVITE_TTL (30u * 24 * 3600)
+/* The largest envelope that fits a PUSH or ENTRIES frame with room to spare. */
+#define FV_SYNC_MAX_ENVELOPE (FV_FRAME_MAX - 4096)
+
+enum fv_msg_type {
+    FV_MSG_HELLO = 1,
+    FV_MSG_PUSH = 2,
+    FV_MSG_PULL = 3,
+    FV_MSG_INVITE = 4,
+    FV_MSG_DEVICES = 5,
+    FV_MSG_REVOKE = 6,
+    FV_MSG_ORGKEY = 7,
+    FV_MSG_BYE = 8,
+    FV_MSG_WELCOME = 16,
+    FV_MSG_RECEIPT = 17,
+    FV_MSG_ENTRIES = 18,
+    FV_MSG_PULLED = 19,
+    FV_MSG_INVITED = 20,
+    FV_MSG_DEVLIST = 21,
+    FV_MSG_OK = 22,
+    FV_MSG_ERROR = 31
+};
+
+enum fv_proto_error {
+    FV_PERR_VERSION = 1,
+    FV_PERR_DENIED = 2,
+    FV_PERR_INVITE = 3,
+    FV_PERR_MALFORMED = 4,
+    FV_PERR_REJECTED = 5,
+    FV_PERR_ROLLBACK = 6,
+    FV_PERR_DIVERGED = 7,
+    FV_PERR_BUSY = 8,
+    FV_PERR_INTERNAL = 9
+};
+
+enum fv_role { FV_ROLE_FIELD = 1, FV_ROLE_COORDINATOR = 2 };
+
+/* ---- frames ----------------------------------------------------------- */
+
+/* Output: frames queued for sending. BearSSL style: the caller takes bytes
+ * from fv_out_pending and reports how many it sent with fv_out_ack. */
+typedef struct fv_out {
+    unsigned char *buf;
+    size_t start, len, cap; /* unsent bytes are buf[start .. len) */
+} fv_out;
+
+void fv_out_init(fv_out *o);
+void fv_out_free(fv_out *o);
+/* Appends one frame holding the writer's bytes (and disposes the writer).
+ * FV_ENOMEM, FV_ELIMIT if over FV_FRAME_MAX. */
+int fv_out_frame(fv_out *o, fv_enc *e);
+const unsigned char *fv_out_pending(const fv_out *o, size_t *len);
+void fv_out_ack(fv_out *o, size_t n);
+size_t fv_out_size(const fv_out *o); /* bytes not yet sent */
+
+/* Input: accumulates bytes into whole frames; the length is checked against
+ * FV_FRAME_MAX before the body buffer grows. */
+typedef struct fv_framer {
+    unsigned char hdr[4];
+    size_t hdr_len;
+    unsigned char *body;
+    size_t body_len, need, cap;
+} fv_framer;
+
+void fv_framer_init(fv_framer *f);
+void fv_framer_free(fv_framer *f);
+/* Consumes bytes from p[0..n) up to the end of one frame. Returns the number
+ * consumed; *frame is set (to the body, *frame_len bytes, valid until the
+ * next call) when a frame completed. *err = FV_EPROTO on a bad length. */
+size_t fv_framer_feed(fv_framer *f, const unsigned char *p, size_t n,
+                      const unsigned char **frame, size_t *frame_len, int *err);
+
+/* ---- messages --------------------------------------------------------- */
+
+typedef struct fv_msg {
+    int type;
+    union {
+        struct {
+            uint64_t versions[8];
+            size_t nversions;
+            const unsigned char *device, *sig;
+            const unsigned char *token, *box; /* NULL unless enrolling */
+        } hello;
+        struct { /* PUSH */
+            size_t n;
+            const unsigned char *env[FV_PROTO_MAX_BATCH];
+            size_t len[FV_PROTO_MAX_BATCH];
+        } push;
+        struct {
+            const unsigned char *epoch; /* NULL if none */
+            uint64_t cursor;
+            const unsigned char *chain;
+        } pull;
+        struct {
+            const char *name;
+            size_t name_len;
+            uint64_t role, ttl;
+        } invite;
+        struct {
+            const unsigned char *device;
+        } revoke;
+        struct {
+            const unsigned char *org;
+        } orgkey;
+        struct {
+            uint64_t version, role;
+            const unsigned char *epoch, *server, *org; /* org NULL if none */
+        } welcome;
+        struct {
+            const unsigned char *body, *sig;
+            size_t body_len;
+        } receipt;
+        struct {
+            size_t n;
+            uint64_t seq[FV_PROTO_MAX_BATCH];
+            const unsigned char *env[FV_PROTO_MAX_BATCH];
+            size_t len[FV_PROTO_MAX_BATCH];
+            const unsigned char *chain[FV_PROTO_MAX_BATCH];
+        } entries;
+        struct {
+            uint64_t head;
+            const unsigned char *chain;
+        } pulled;
+        struct {
+            const char *text;
+            size_t len;
+        } invited;
+        struct {
+            size_t n;
+            fv_dec list; /* positioned at the first entry: see fv_devlist_next */
+        } devlist;
+        struct {
+            uint64_t code;
+            const char *text;
+            size_t len;
+        } error;
+    } u;
+} fv_msg;
+
+/* Decodes one frame body. Pointers point into it. FV_EPROTO if the message
+ * breaks the grammar in docs/PROTOCOL.md. */
+int fv_msg_decode(fv_msg *m, const unsigned char *p, size_t n);
+
+typedef struct fv_devinfo {
+    const unsigned char *device;
+    const char *name;
+    size_t name_len;
+    uint64_t role;
+    int revoked;
+    int64_t enrolled;
+} fv_devinfo;
+/* Reads the next entry of a DEVLIST message. */
+int fv_devlist_next(fv_msg *m, fv_devinfo *d);
+
+/* Encoders: each appends one frame to `o`. */
+int fv_send_hello(fv_out *o, const unsigned char device[32],
+                  const unsigned char sig[64], const unsigned char *token,
+                  const unsigned char *box);
+int fv_send_push(fv_out *o, const unsigned char *const *env, const size_t *len,
+                 size_t n);
+int fv_send_pull(fv_out *o, const unsigned char *epoch, uint64_t cursor,
+                 const unsigned char chain[32]);
+int fv_send_invite(fv_out *o, const char *name, uint64_t role, uint64_t ttl);
+int fv_send_simple(fv_out *o, int type); /* DEVICES, BYE, OK */
+int fv_send_key(fv_out *o, int type, const unsigned char key[32]); /* REVOKE, ORGKEY */
+int fv_send_welcome(fv_out *o, uint64_t version, const unsigned char *epoch,
+                    const unsigned char server[32], uint64_t role,
+                    const unsigned char *org);
+int fv_send_receipt(fv_out *o, const unsigned char *body, size_t body_len,
+                    const unsigned char sig[64]);
+int fv_send_entries(fv_out *o, const uint64_t *seq,
+                    const unsigned char *const *env, const size_t *len,
+                    const unsigned char *const *chain, size_t n);
+int fv_send_pulled(fv_out *o, uint64_t head, const unsigned char chain[32]);
+int fv_send_invited(fv_out *o, const char *invite);
+int fv_send_devlist(fv_out *o, const fv_devinfo *d, size_t n);
+int fv_send_error(fv_out *o, uint64_t code, const char *text);
+
+/* The bytes a device signs in HELLO (docs/PROTOCOL.md, hello-tbs). *out is
+ * malloc'd: free with fv_enc_free_buf. */
+int fv_hello_tbs(unsigned char **out, size_t *len, const unsigned char pin[32],
+                 const unsigned char binding[32], const unsigned char device[32],
+                 const unsigned char *token, const unsigned char *box);
+
+/* Receipt bodies. Encoding: ids and seqs of n entries. */
+int fv_receipt_body(unsigned char **out, size_t *len,
+                    const unsigned char epoch[FV_EPOCH_BYTES],
+                    const unsigned char device[32], int64_t time,
+                    const unsigned char (*ids)[32], const uint64_t *seqs,
+                    size_t n);
+typedef struct fv_receipt {
+    const unsigned char *epoch, *device;
+    int64_t time;
+    size_t n;
+    const unsigned char *id[FV_PROTO_MAX_BATCH];
+    uint64_t seq[FV_PROTO_MAX_BATCH];
+} fv_receipt;
+int fv_receipt_decode(fv_receipt *r, const unsigned char *p, size_t n);
+
+/* The hash chain step: BLAKE2b-256(prev || uint64_be(seq) || id). */
+void fv_chain_next(unsigned char out[32], const unsigned char prev[32],
+                   uint64_t seq, const unsigned char id[32]);
+
+/* ---- invites ---------------------------------------------------------- */
+
+typedef struct fv_invite {
+    char address[256];
+    unsigned char pin[32];
+    unsigned char token[FV_TOKEN_BYTES];
+    int has_org;
+    unsigned char org[32];
+} fv_invite;
+
+/* Writes "fv1-..." into a malloc'd string. */
+int fv_invite_encode(char **out, const fv_invite *inv);
+/* FV_EINVITE if damaged (checksum, grammar). */
+int fv_invite_decode(fv_invite *inv, const char *text);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * tls.h - TLS 1.2 over TCP for sync. The only module that includes mbedtls.
+ *
+ * Policy (not configurable): TLS 1.2 only; ECDHE-ECDSA with AES-GCM or
+ * ChaCha20-Poly1305 only; the server's identity is an ECDSA P-256 key in a
+ * self-signed certificate; clients never consult a CA store: they pin the
+ * BLAKE2b-256 hash of the server's SubjectPublicKeyInfo (DER) and refuse any
+ * other key during the handshake, before a byte of application data moves.
+ * Randomness comes from libsodium (fv_random), not from mbedtls's entropy.
+ *
+ * Functions return FV_OK or an FV_E code; the extra codes below are only
+ * returned by this module. A connection is used by one thread at a time.
+ */
+#ifndef FV_TLS_H
+#define FV_TLS_H
+
+#include <stddef.h>
+
+#define FV_TLS_PIN_BYTES 32
+#define FV_TLS_BINDING_BYTES 32
+
+/* Non-blocking progress: wait until the socket is readable / writable, then
+ * call again with the same arguments. */
+#define FV_TLS_WANT_READ 1
+#define FV_TLS_WANT_WRITE 2
+
+typedef struct fv_tls_server fv_tls_server;
+typedef struct fv_tls_conn fv_tls_conn;
+
+/* Creates a new server identity: an ECDSA P-256 key written to `key_path`
+ * (PEM, created O_EXCL mode 0600) and a self-signed certificate for it at
+ * `cert_path` (PEM). `pin` receives the key's pin. FV_EEXIST, FV_EIO. */
+int fv_tls_identity_create(const char *key_path, const char *cert_path,
+                           unsigned char pin[FV_TLS_PIN_BYTES]);
+
+/* The pin of the certificate at `cert_path`. */
+int fv_tls_identity_pin(const char *cert_path,
+                        unsigned char pin[FV_TLS_PIN_BYTES]);
+
+/* Listens on host:port (port "0" picks a free one) with the identity files.
+ * The socket is non-blocking. */
+int fv_tls_listen(fv_tls_server **out, const char *host, const char *port,
+                  const char *key_path, const char *cert_path);
+int fv_tls_server_fd(const fv_tls_server *s);
+/* The bound port (useful after port "0"). */
+int fv_tls_server_port(const fv_tls_server *s);
+void fv_tls_server_close(fv_tls_server *s);
+
+/* Accepts one pending connection (non-blocking socket, handshake not yet
+ * done: drive it with fv_tls_handshake). FV_ENOTFOUND when none is pending. */
+int fv_tls_accept(fv_tls_server *s, fv_tls_conn **out);
+
+/* Connects to host:port and completes the handshake, refusing a server whose
+ * key does not hash to `pin`, all within `timeout_ms`. The connection is
+ * left blocking-free (non-blocking socket); fv_tls_read/fv_tls_write then
+ * return FV_TLS_WANT_* as on the server side. FV_ENET on network failure or
+ * timeout, FV_EPIN on a pin mismatch, FV_ETLS on any other handshake failure. */
+int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
+                   const unsigned char pin[FV_TLS_PIN_BYTES], int timeout_ms);
+
+/* Server side: advances the handshake. FV_OK when complete, FV_TLS_WANT_*,
+ * or FV_ETLS. */
+int fv_tls_handshake(fv_tls_conn *c);
+
+/* Reads up to len bytes: FV_OK with *n > 0, FV_TLS_WANT_*, FV_EEOF when the
+ * peer closed, FV_ENET / FV_ETLS on failure. */
+int fv_tls_read(fv_tls_conn *c, void *buf, size_t len, size_t *n);
+
+/* Writes up to len bytes (possibly fewer: *n says how many were taken).
+ * After FV_TLS_WANT_*, call again with the same buf and len. */
+int fv_tls_write(fv_tls_conn *c, const void *buf, size_t len, size_t *n);
+
+/* Bytes decrypted and buffered inside TLS, not yet returned by fv_tls_read
+ * (poll() cannot see them). */
+size_t fv_tls_pending(const fv_tls_conn *c);
+
+int fv_tls_fd(const fv_tls_conn *c);
+
+/* A value both ends of this TLS session compute alike and no other session
+ * shares: BLAKE2b-256 keyed with the session's master secret over the
+ * handshake randoms. Signing it binds a signature to this connection. */
+int fv_tls_binding(const fv_tls_conn *c,
+                   unsigned char out[FV_TLS_BINDING_BYTES]);
+
+/* Client side: the pin of the key the server presented. */
+int fv_tls_peer_pin(const fv_tls_conn *c, unsigned char pin[FV_TLS_PIN_BYTES]);
+
+/* Sends close_notify (best effort) and frees. NULL is harmless. */
+void fv_tls_close(fv_tls_conn *c);
+
+#endif
