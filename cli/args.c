@@ -98,6 +98,11 @@ int cli_parse_global(cli *c, int argc, char **argv, int *i)
         return -1;
     if (set_once(slot, value, canon) != 0)
         return -1;
+    int fd;
+    if (slot == &c->passphrase_fd && cli_parse_int(value, &fd) != 0) {
+        cli_error("--passphrase-fd: not a file descriptor number: %s", value);
+        return -1;
+    }
     *i += 1;
     return 1;
 }

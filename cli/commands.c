@@ -108,6 +108,13 @@ static int make_parents(const char *path)
     return rc;
 }
 
+/* Prints "WHAT DIR: reason" for a failure without a handle. */
+static int cli_fail_dir(int rc, const char *what, const char *dir)
+{
+    cli_error("%s %s: %s", what, dir, fv_strerror(rc));
+    return cli_exit_code(rc);
+}
+
 /* Obtains the passphrase and opens the vault. */
 static int open_vault(const cli *c, fv_vault **v, const char *dir)
 {
@@ -119,7 +126,7 @@ static int open_vault(const cli *c, fv_vault **v, const char *dir)
     cli_secret_free(&pass);
     if (rc != FV_OK) {
         *v = NULL;
-        return cli_fail(NULL, rc, dir);
+        return cli_fail_dir(rc, "cannot open vault", dir);
     }
     return 0;
 }
@@ -128,12 +135,7 @@ static int open_vault(const cli *c, fv_vault **v, const char *dir)
 static int resolve(fv_vault *v, const char *hex, unsigned char id[FV_ID_BYTES])
 {
     int rc = fv_record_resolve(v, id, hex);
-    if (rc != FV_OK) {
-        char ctx[96];
-        snprintf(ctx, sizeof ctx, "record %.70s", hex);
-        return cli_fail(v, rc, ctx);
-    }
-    return 0;
+    return rc == FV_OK ? 0 : cli_fail(v, rc, NULL);
 }
 
 /* A buffer of plaintext, wiped when it grows and when it is freed. */
@@ -342,7 +344,7 @@ int cmd_init(cli *c)
     cli_secret_free(&pass);
     if (r != FV_OK) {
         v = NULL;
-        rc = cli_fail(NULL, r, dir);
+        rc = cli_fail_dir(r, "cannot create a vault in", dir);
         goto cleanup;
     }
     unsigned char dev[FV_ID_BYTES];
@@ -660,11 +662,12 @@ static int list_or_search(cli *c, int search)
     fv_vault *v = NULL;
     char *dir = NULL;
     int is_default;
-    listing l = {c->json, 0};
+    listing l = {0, 0};
     int rc = cli_parse(c, NULL);
 
     if (rc != 0 || help_requested(c, &rc))
         goto cleanup;
+    l.json = c->json;
     if ((rc = want_positionals(c, search, search, "search TEXT")) != 0)
         goto cleanup;
     if ((rc = vault_dir(c, &dir, &is_default)) != 0)
@@ -1183,7 +1186,7 @@ int cmd_panic(cli *c)
         goto cleanup;
     int r = fv_vault_panic(dir);
     if (r != FV_OK) {
-        rc = cli_fail(NULL, r, dir);
+        rc = cli_fail_dir(r, "cannot destroy vault", dir);
         goto cleanup;
     }
     if (c->json) {

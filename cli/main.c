@@ -124,7 +124,7 @@ int main(int argc, char **argv)
             cli_help(stdout, NULL);
             rc = cli_flush_stdout();
         } else {
-            cli_help(stderr, NULL);
+            cli_error("no command given (try 'fieldvault --help')");
             rc = CLI_USAGE;
         }
         goto done;

@@ -272,7 +272,9 @@ void cli_cancel_arm(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process */
+    /* A second Ctrl-C ends the process; system calls are restarted so that
+     * the library sees the cancel at its next progress call, not an EINTR. */
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
     if (sigaction(SIGINT, &sa, &saved_int) == 0)
         armed = 1;
 }

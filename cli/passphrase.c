@@ -188,8 +188,9 @@ static int tty_read_line(cli_secret *s, const char *prompt)
     noecho.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
     noecho.c_lflag |= ECHONL | ICANON;
 
+    /* Echo goes off before the prompt appears, so nothing typed after the
+     * prompt is ever shown. */
     tty_signals_install();
-    tty_write(prompt);
     tty_raw = 1;
     if (tcsetattr(tty_fd, TCSAFLUSH, &noecho) != 0) {
         tty_raw = 0;
@@ -197,6 +198,7 @@ static int tty_read_line(cli_secret *s, const char *prompt)
         cli_error("cannot turn off the terminal's echo");
         return CLI_FAIL;
     }
+    tty_write(prompt);
     s->len = 0;
     for (;;) {
         char ch;

@@ -74,11 +74,16 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     if (!ct)
         return FV_ENOMEM;
 
-    fv_random(key, sizeof key);
+    if (sp->content_key)
+        memcpy(key, sp->content_key, sizeof key);
+    else
+        fv_random(key, sizeof key);
     fv_random(nonce, sizeof nonce);
     fv_aead_encrypt(ct, sp->payload, sp->payload_len, NULL, 0, nonce, key);
-    memcpy(parents, sp->parents, sp->nparents * 32);
-    qsort(parents, sp->nparents, 32, cmp_id);
+    if (sp->nparents) {
+        memcpy(parents, sp->parents, sp->nparents * 32);
+        qsort(parents, sp->nparents, 32, cmp_id);
+    }
     memcpy(recips, sp->recipients, sp->nrecipients * 32);
     qsort(recips, sp->nrecipients, 32, cmp_id);
     for (i = 0; i < sp->nrecipients; i++) {
@@ -243,7 +248,8 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     fv_dec_key(&d, BODY_KIND);
     fv_dec_uint(&d, &kind);
-    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE)
+    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE &&
+        kind != FV_ENV_GRANT)
         return FV_ECORRUPT;
     e->kind = (int)kind;
     e->genesis = (m == 7);
@@ -282,10 +288,12 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return rc;
     if (fv_dec_finish(&d))
         return FV_ECORRUPT;
-    /* A genesis revision has no parents; every later envelope has some; a
-     * tombstone carries no attachments. */
+    /* A genesis revision has no parents; every later envelope has some;
+     * tombstones and grants carry no attachments; a grant names exactly the
+     * one envelope whose key it carries. */
     if (e->genesis != (e->nparents == 0) ||
-        (e->kind == FV_ENV_TOMBSTONE && (e->genesis || e->nattachments)))
+        (e->kind != FV_ENV_REVISION && (e->genesis || e->nattachments)) ||
+        (e->kind == FV_ENV_GRANT && e->nparents != 1))
         return FV_ECORRUPT;
     return FV_OK;
 }
@@ -345,38 +353,47 @@ void fv_env_clear(fv_env *e)
     e->nattachments = e->nchunks = 0;
 }
 
+int fv_env_unseal(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
+                  const unsigned char sk[FV_BOX_SK_BYTES],
+                  unsigned char key[FV_KEY_BYTES])
+{
+    for (size_t i = 0; i < e->nrecipients; i++)
+        if (memcmp(e->recipient_pk[i], pk, FV_BOX_PK_BYTES) == 0)
+            return fv_seal_open(key, e->recipient_seal[i], SEALED_KEY_BYTES, pk,
+                                sk) ? FV_ECORRUPT : FV_OK;
+    return FV_ENOTFOUND;
+}
+
+int fv_env_decrypt(const fv_env *e, const unsigned char key[FV_KEY_BYTES],
+                   unsigned char **plain, size_t *plain_len)
+{
+    size_t mlen = e->ctlen - FV_TAG_BYTES;
+    unsigned char *m = malloc(mlen ? mlen : 1);
+
+    *plain = NULL;
+    *plain_len = 0;
+    if (!m)
+        return FV_ENOMEM;
+    if (fv_aead_decrypt(m, e->ct, e->ctlen, NULL, 0, e->nonce, key)) {
+        free(m);
+        return FV_ECORRUPT;
+    }
+    *plain = m;
+    *plain_len = mlen;
+    return FV_OK;
+}
+
 int fv_env_open(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
                 const unsigned char sk[FV_BOX_SK_BYTES], unsigned char **plain,
                 size_t *plain_len)
 {
     unsigned char key[FV_KEY_BYTES];
-    unsigned char *m;
-    size_t i, mlen;
-    int rc;
+    int rc = fv_env_unseal(e, pk, sk, key);
 
     *plain = NULL;
     *plain_len = 0;
-    for (i = 0; i < e->nrecipients; i++)
-        if (memcmp(e->recipient_pk[i], pk, FV_BOX_PK_BYTES) == 0)
-            break;
-    if (i == e->nrecipients)
-        return FV_ENOTFOUND;
-    if (fv_seal_open(key, e->recipient_seal[i], SEALED_KEY_BYTES, pk, sk))
-        return FV_ECORRUPT;
-    mlen = e->ctlen - FV_TAG_BYTES;
-    m = malloc(mlen ? mlen : 1);
-    if (!m) {
-        rc = FV_ENOMEM;
-        goto done;
-    }
-    rc = fv_aead_decrypt(m, e->ct, e->ctlen, NULL, 0, e->nonce, key);
-    if (rc) {
-        free(m);
-        goto done;
-    }
-    *plain = m;
-    *plain_len = mlen;
-done:
+    if (rc == FV_OK)
+        rc = fv_env_decrypt(e, key, plain, plain_len);
     fv_wipe(key, sizeof key);
     return rc;
 }

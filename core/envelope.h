@@ -15,6 +15,7 @@
 #define FV_ENV_VERSION 1
 #define FV_ENV_REVISION 1
 #define FV_ENV_TOMBSTONE 2
+#define FV_ENV_GRANT 3 /* carries another envelope's content key (FORMAT.md) */
 #define FV_ENV_MAX_PARENTS 64
 #define FV_ENV_MAX_RECIPIENTS 16
 #define FV_ENV_MAX_BYTES (64u * 1024 * 1024)
@@ -50,6 +51,8 @@ void fv_env_clear(fv_env *e);
 /* What a new envelope carries. */
 typedef struct fv_env_spec {
     int kind;
+    /* A grant seals this existing content key instead of a fresh one. */
+    const unsigned char *content_key;
     const unsigned char *record; /* NULL for a genesis revision */
     const unsigned char (*parents)[FV_HASH_BYTES];
     size_t nparents;
@@ -76,5 +79,13 @@ int fv_env_open(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
                 const unsigned char sk[FV_BOX_SK_BYTES], unsigned char **plain,
                 size_t *plain_len);
 void fv_env_free_plain(unsigned char *plain, size_t len);
+
+/* The two halves of fv_env_open: unseal the content key for recipient
+ * (pk, sk), and decrypt the payload with a content key. */
+int fv_env_unseal(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
+                  const unsigned char sk[FV_BOX_SK_BYTES],
+                  unsigned char key[FV_KEY_BYTES]);
+int fv_env_decrypt(const fv_env *e, const unsigned char key[FV_KEY_BYTES],
+                   unsigned char **plain, size_t *plain_len);
 
 #endif

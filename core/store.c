@@ -29,14 +29,19 @@ enum stmt_id {
     ST_RECORD_HEADS,
     ST_RECORD_ENVS,
     ST_RECORDS_BETWEEN,
+    ST_GRANT_INSERT,
+    ST_GRANTS,
+    ST_OUTBOX,
+    ST_DELIVERED,
+    ST_RECEIPT_INSERT,
     ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_META_GET] = "SELECT v FROM meta WHERE k = ?1",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
-    [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes) "
-                      "VALUES (?1, ?2, ?3, ?4)",
+    [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
+                      "own) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
                    "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
                    "AND h.id = e.id) FROM envelope e WHERE e.id = ?1",
@@ -62,14 +67,32 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
+    [ST_GRANT_INSERT] = "INSERT OR IGNORE INTO grant_of(target, grant_id) "
+                        "VALUES (?1, ?2)",
+    [ST_GRANTS] = "SELECT e.bytes FROM grant_of g JOIN envelope e "
+                  "ON e.id = g.grant_id WHERE g.target = ?1 AND e.bytes IS NOT NULL",
+    [ST_OUTBOX] = "SELECT seq, id, bytes FROM envelope WHERE own AND NOT delivered "
+                  "AND seq > ?1 AND bytes IS NOT NULL ORDER BY seq LIMIT ?2",
+    [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
+    [ST_RECEIPT_INSERT] = "INSERT INTO receipt(body, sig) VALUES (?1, ?2)",
 };
 
 static const char schema_sql[] =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
     /* seq: local arrival order. bytes: NULL once a delete destroyed it. */
+    /* own: written by this device; delivered: the server's receipt for it is
+     * committed (the outbox is own AND NOT delivered). */
     "CREATE TABLE envelope(seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
-    " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB);"
+    " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB,"
+    " own INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX envelope_record ON envelope(record, seq);"
+    "CREATE INDEX envelope_outbox ON envelope(seq) WHERE own AND NOT delivered;"
+    /* A key grant names the envelope whose key it carries (docs/FORMAT.md). */
+    "CREATE TABLE grant_of(target BLOB NOT NULL, grant_id BLOB NOT NULL,"
+    " PRIMARY KEY(target, grant_id)) WITHOUT ROWID;"
+    /* Signed server receipts, kept as evidence of delivery. */
+    "CREATE TABLE receipt(seq INTEGER PRIMARY KEY, body BLOB NOT NULL,"
+    " sig BLOB NOT NULL);"
     "CREATE TABLE edge(parent BLOB NOT NULL, child BLOB NOT NULL,"
     " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
     "CREATE TABLE head(record BLOB NOT NULL, id BLOB NOT NULL,"
@@ -349,12 +372,25 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
     bind_id(st, 2, e->record);
     sqlite3_bind_int(st, 3, e->kind);
     sqlite3_bind_blob64(st, 4, e->bytes, e->len, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, e->own);
     rc = step_done(s, st, "envelope");
     if (rc)
         return rc;
     if (sqlite3_changes(s->db) == 0)
         return FV_OK; /* already stored: content addresses are idempotent */
     *added = 1;
+    if (e->grant) {
+        /* A grant stands beside the revision graph, not in it. */
+        for (i = 0; i < nparents && rc == FV_OK; i++) {
+            st = stmt(s, ST_GRANT_INSERT);
+            if (st) {
+                bind_id(st, 1, parents[i]);
+                bind_id(st, 2, e->id);
+            }
+            rc = step_done(s, st, "grant");
+        }
+        return rc;
+    }
 
     for (i = 0; i < nparents; i++) {
         st = stmt(s, ST_EDGE_INSERT);
@@ -597,5 +633,98 @@ int fv_store_purge_record(fv_store *s, const unsigned char record[32],
         rc = step_done(s, st, "purge");
         sqlite3_finalize(st);
     }
+    return rc;
+}
+
+int fv_store_grants(fv_store *s, const unsigned char target[32],
+                    fv_store_blob_fn fn, void *payload)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, stmt_sql[ST_GRANTS], -1, &st, NULL), r = 0;
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "grants");
+    bind_id(st, 1, target);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((r = fn(sqlite3_column_blob(st, 0),
+                    (size_t)sqlite3_column_bytes(st, 0), payload)) != 0)
+            break;
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fail(s, rc, "grants");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_store_outbox(fv_store *s, int64_t after, size_t max,
+                    fv_store_outbox_fn fn, void *payload)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, stmt_sql[ST_OUTBOX], -1, &st, NULL), r = 0;
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "outbox");
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 1) != 32) {
+            r = FV_ECORRUPT;
+            break;
+        }
+        if ((r = fn(sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                    sqlite3_column_blob(st, 2),
+                    (size_t)sqlite3_column_bytes(st, 2), payload)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = fail(s, rc, "outbox");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
+                       const unsigned char sig[64],
+                       const unsigned char *const *ids, size_t n)
+{
+    sqlite3_stmt *st = stmt(s, ST_RECEIPT_INSERT);
+    int rc;
+    if (st) {
+        sqlite3_bind_blob64(st, 1, body, body_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, sig, 64, SQLITE_STATIC);
+    }
+    if ((rc = step_done(s, st, "receipt")))
+        return rc;
+    for (size_t i = 0; i < n && rc == FV_OK; i++) {
+        st = stmt(s, ST_DELIVERED);
+        if (st)
+            bind_id(st, 1, ids[i]);
+        rc = step_done(s, st, "delivered");
+    }
+    return rc;
+}
+
+int fv_store_undeliver_all(fv_store *s)
+{
+    return exec(s, "UPDATE envelope SET delivered = 0 WHERE own AND delivered");
+}
+
+int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
+{
+    static const char sql[] = "SELECT id, record, kind, bytes, 0 FROM envelope "
+                              "WHERE own AND bytes IS NOT NULL AND kind <> 3 "
+                              "ORDER BY seq";
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "envelopes");
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_conflicts(fv_store *s, size_t *count)
+{
+    static const char sql[] =
+        "SELECT count(*) FROM (SELECT h.record FROM head h JOIN envelope e "
+        "ON e.id = h.id WHERE e.kind = 1 GROUP BY h.record HAVING count(*) > 1)";
+    int n = 0, rc = pragma_int(s, sql, &n);
+    *count = (size_t)n;
     return rc;
 }

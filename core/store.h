@@ -41,6 +41,8 @@ typedef struct fv_store_env {
     const unsigned char *bytes; /* NULL if purged */
     size_t len;
     int head;
+    int own;   /* written by this device: goes to the outbox */
+    int grant; /* a key grant: linked to its target (parents[0]), no head */
 } fv_store_env;
 
 /* Stores an envelope with its parent links and the chunk hashes it refers
@@ -87,5 +89,32 @@ int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
  * chunks no remaining envelope refers to. Call inside a transaction. */
 int fv_store_purge_record(fv_store *s, const unsigned char record[32],
                           const unsigned char keep[32]);
+
+/* Calls fn with every key grant envelope that targets `target`. */
+typedef int (*fv_store_blob_fn)(const unsigned char *bytes, size_t len,
+                                void *payload);
+int fv_store_grants(fv_store *s, const unsigned char target[32],
+                    fv_store_blob_fn fn, void *payload);
+
+/* The outbox: own envelopes without a committed receipt, in the order they
+ * were written, after local sequence number `after`, at most `max`. */
+typedef int (*fv_store_outbox_fn)(int64_t seq, const unsigned char *id,
+                                  const unsigned char *bytes, size_t len,
+                                  void *payload);
+int fv_store_outbox(fv_store *s, int64_t after, size_t max,
+                    fv_store_outbox_fn fn, void *payload);
+
+/* Stores a signed receipt and marks the envelopes it names delivered.
+ * Call inside a transaction. */
+int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
+                       const unsigned char sig[64],
+                       const unsigned char *const *ids, size_t n);
+/* Puts every own envelope back in the outbox (a new server). */
+int fv_store_undeliver_all(fv_store *s);
+/* Every own, unpurged envelope that is not a grant, in write order. */
+int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload);
+
+/* Records with more than one head that is a revision (a conflict). */
+int fv_store_conflicts(fv_store *s, size_t *count);
 
 #endif

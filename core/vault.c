@@ -17,6 +17,7 @@
 #include "fieldvault.h"
 #include "record.h"
 #include "store.h"
+#include "vault_internal.h"
 
 #define KEY_FILE "vault.key"
 #define DB_FILE "vault.db"
@@ -27,25 +28,11 @@
 #define KF_BYTES (KF_HEADER_BYTES + FV_NONCE_BYTES + FV_KEY_BYTES + FV_TAG_BYTES)
 #define KF_ALG_ARGON2ID13 1
 
-#define DEVKEY_CTX "fvdevkey"
+/* crypto_kdf context and subkey ids of the secrets in the meta table. */
+#define META_KEY_CTX "fvdevkey"
+#define META_DEVICE_KEYS 1
+#define META_ORG_KEY 2
 #define DEVKEY_SECRET_BYTES (FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES)
-
-/* Secrets of an open vault, in one guarded allocation. */
-struct secrets {
-    unsigned char vault_key[FV_KEY_BYTES];
-    unsigned char sign_sk[FV_SIGN_SK_BYTES];
-    unsigned char box_sk[FV_BOX_SK_BYTES];
-};
-
-struct fv_vault {
-    char *dir;
-    fv_store *store;
-    struct secrets *sec; /* fv_secure_alloc */
-    unsigned char sign_pk[FV_SIGN_PK_BYTES];
-    unsigned char box_pk[FV_BOX_PK_BYTES];
-    uint64_t opslimit, memlimit;
-    char msg[256];
-};
 
 static const struct {
     uint64_t ops, mem;
@@ -54,6 +41,8 @@ static const struct {
     [FV_KDF_PHONE] = {3, 64u << 20},
     [FV_KDF_TEST] = {1, 8192},
 };
+
+int64_t fv_v_now(void) { return (int64_t)time(NULL); }
 
 /* ---- messages ------------------------------------------------------- */
 
@@ -95,7 +84,7 @@ const char *fv_vault_errmsg(const fv_vault *v)
 }
 
 /* Records the failure `rc` with a message and returns rc. */
-static int verr(fv_vault *v, int rc, const char *fmt, ...)
+int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
 {
     va_list ap;
     if (rc == FV_OK || !v)
@@ -107,11 +96,11 @@ static int verr(fv_vault *v, int rc, const char *fmt, ...)
 }
 
 /* A store failure: the store's message, which never holds content. */
-static int serr(fv_vault *v, int rc)
+int fv_v_serr(fv_vault *v, int rc)
 {
     if (rc == FV_OK)
         return rc;
-    return verr(v, rc, "%s", rc == FV_ENOSPC ? "disk full"
+    return fv_v_err(v, rc, "%s", rc == FV_ENOSPC ? "disk full"
                                              : fv_store_errmsg(v->store));
 }
 
@@ -271,8 +260,8 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     free(path);
     if (fd < 0)
-        return errno == ENOENT ? verr(v, FV_ENOVAULT, "no vault at %s", v->dir)
-                               : verr(v, FV_EIO, "cannot read the key file: %s",
+        return errno == ENOENT ? fv_v_err(v, FV_ENOVAULT, "no vault at %s", v->dir)
+                               : fv_v_err(v, FV_EIO, "cannot read the key file: %s",
                                       strerror(errno));
     while ((r = read(fd, kf + n, sizeof kf - (size_t)n)) > 0 ||
            (r < 0 && errno == EINTR))
@@ -280,20 +269,20 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
             n += r;
     close(fd);
     if (n < 12 || memcmp(kf, KF_MAGIC, 8) != 0)
-        return verr(v, FV_ECORRUPT, "the key file is not a FieldVault key file");
+        return fv_v_err(v, FV_ECORRUPT, "the key file is not a FieldVault key file");
     if (get_le(kf + 8, 4) > FV_FORMAT_VERSION)
-        return verr(v, FV_EVERSION,
+        return fv_v_err(v, FV_EVERSION,
                     "the vault has format %u; this version reads format %d",
                     (unsigned)get_le(kf + 8, 4), FV_FORMAT_VERSION);
     if (n != KF_BYTES || get_le(kf + 8, 4) != FV_FORMAT_VERSION ||
         get_le(kf + 12, 4) != KF_ALG_ARGON2ID13 ||
         !fv_pwhash_params_ok(get_le(kf + 16, 8), get_le(kf + 24, 8)))
-        return verr(v, FV_ECORRUPT, "the key file is damaged");
+        return fv_v_err(v, FV_ECORRUPT, "the key file is damaged");
     v->opslimit = get_le(kf + 16, 8);
     v->memlimit = get_le(kf + 24, 8);
     wk = fv_secure_alloc(FV_KEY_BYTES);
     if (!wk)
-        return verr(v, FV_ENOMEM, "out of memory");
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
     rc = wrapping_key(wk, kf, pass, passlen);
     if (rc == FV_OK &&
         fv_aead_decrypt(v->sec->vault_key, kf + KF_HEADER_BYTES + FV_NONCE_BYTES,
@@ -302,8 +291,56 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
         rc = FV_EPASSPHRASE;
     fv_secure_free(wk);
     if (rc == FV_EPASSPHRASE)
-        return verr(v, rc, "wrong passphrase");
-    return verr(v, rc, "cannot derive the key: %s", fv_strerror(rc));
+        return fv_v_err(v, rc, "wrong passphrase");
+    return fv_v_err(v, rc, "cannot derive the key: %s", fv_strerror(rc));
+}
+
+/* ---- secrets in the meta table -------------------------------------- */
+
+/* Stored as nonce || XChaCha20-Poly1305(subkey, plain, ad). */
+int fv_v_meta_seal(fv_vault *v, const char *name, uint64_t subkey_id,
+                   const unsigned char *plain, size_t len,
+                   const unsigned char *ad, size_t adlen)
+{
+    unsigned char *k = fv_secure_alloc(FV_KEY_BYTES);
+    unsigned char *blob = malloc(FV_NONCE_BYTES + len + FV_TAG_BYTES);
+    int rc = FV_ENOMEM;
+
+    if (k && blob) {
+        fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
+        fv_random(blob, FV_NONCE_BYTES);
+        fv_aead_encrypt(blob + FV_NONCE_BYTES, plain, len, ad, adlen, blob, k);
+        rc = fv_v_serr(v, fv_store_meta_put(v->store, name, blob,
+                                             FV_NONCE_BYTES + len + FV_TAG_BYTES));
+    }
+    fv_secure_free(k);
+    free(blob);
+    return rc;
+}
+
+int fv_v_meta_open(fv_vault *v, const char *name, uint64_t subkey_id,
+                   unsigned char *plain, size_t len, const unsigned char *ad,
+                   size_t adlen)
+{
+    unsigned char *blob = NULL, *k = NULL;
+    size_t blen;
+    int rc = fv_store_meta_get(v->store, name, &blob, &blen);
+
+    if (rc == FV_OK && blen != FV_NONCE_BYTES + len + FV_TAG_BYTES)
+        rc = FV_ECORRUPT;
+    if (rc == FV_OK) {
+        k = fv_secure_alloc(FV_KEY_BYTES);
+        if (!k)
+            rc = FV_ENOMEM;
+    }
+    if (rc == FV_OK) {
+        fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
+        rc = fv_aead_decrypt(plain, blob + FV_NONCE_BYTES, blen - FV_NONCE_BYTES,
+                             ad, adlen, blob, k);
+    }
+    fv_secure_free(k);
+    free(blob);
+    return rc;
 }
 
 /* ---- device keys ---------------------------------------------------- */
@@ -319,30 +356,23 @@ static void devkey_ad(unsigned char ad[FV_SIGN_PK_BYTES + FV_BOX_PK_BYTES],
 
 static int store_device_keys(fv_vault *v)
 {
-    unsigned char blob[FV_NONCE_BYTES + DEVKEY_SECRET_BYTES + FV_TAG_BYTES];
     unsigned char ad[FV_SIGN_PK_BYTES + FV_BOX_PK_BYTES];
-    unsigned char *k = fv_secure_alloc(FV_KEY_BYTES);
     unsigned char *plain = fv_secure_alloc(DEVKEY_SECRET_BYTES);
-    int rc = FV_ENOMEM;
+    int rc;
 
-    if (k && plain) {
-        fv_kdf_derive(k, FV_KEY_BYTES, 1, DEVKEY_CTX, v->sec->vault_key);
-        memcpy(plain, v->sec->sign_sk, FV_SIGN_SK_BYTES);
-        memcpy(plain + FV_SIGN_SK_BYTES, v->sec->box_sk, FV_BOX_SK_BYTES);
-        devkey_ad(ad, v);
-        fv_random(blob, FV_NONCE_BYTES);
-        fv_aead_encrypt(blob + FV_NONCE_BYTES, plain, DEVKEY_SECRET_BYTES, ad,
-                        sizeof ad, blob, k);
-        rc = fv_store_meta_put(v->store, "sign_pk", v->sign_pk, FV_SIGN_PK_BYTES);
-        if (!rc)
-            rc = fv_store_meta_put(v->store, "box_pk", v->box_pk, FV_BOX_PK_BYTES);
-        if (!rc)
-            rc = fv_store_meta_put(v->store, "device_keys", blob, sizeof blob);
-        serr(v, rc);
-    }
-    fv_secure_free(k);
+    if (!plain)
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
+    memcpy(plain, v->sec->sign_sk, FV_SIGN_SK_BYTES);
+    memcpy(plain + FV_SIGN_SK_BYTES, v->sec->box_sk, FV_BOX_SK_BYTES);
+    devkey_ad(ad, v);
+    rc = fv_store_meta_put(v->store, "sign_pk", v->sign_pk, FV_SIGN_PK_BYTES);
+    if (!rc)
+        rc = fv_store_meta_put(v->store, "box_pk", v->box_pk, FV_BOX_PK_BYTES);
+    if (!rc)
+        rc = fv_v_meta_seal(v, "device_keys", META_DEVICE_KEYS, plain,
+                            DEVKEY_SECRET_BYTES, ad, sizeof ad);
     fv_secure_free(plain);
-    return rc;
+    return fv_v_serr(v, rc);
 }
 
 static int meta_exact(fv_vault *v, const char *key, unsigned char *out,
@@ -351,7 +381,7 @@ static int meta_exact(fv_vault *v, const char *key, unsigned char *out,
     unsigned char *val;
     size_t len;
     int rc = fv_store_meta_get(v->store, key, &val, &len);
-    if (rc == FV_ENOTFOUND || (rc == FV_OK && len != n))
+    if (rc == FV_OK && len != n)
         rc = FV_ECORRUPT;
     if (rc == FV_OK)
         memcpy(out, val, n);
@@ -361,34 +391,44 @@ static int meta_exact(fv_vault *v, const char *key, unsigned char *out,
 
 static int load_device_keys(fv_vault *v)
 {
-    unsigned char blob[FV_NONCE_BYTES + DEVKEY_SECRET_BYTES + FV_TAG_BYTES];
     unsigned char ad[FV_SIGN_PK_BYTES + FV_BOX_PK_BYTES];
-    unsigned char *k = NULL, *plain = NULL;
+    unsigned char *plain;
     int rc;
 
     if ((rc = meta_exact(v, "sign_pk", v->sign_pk, FV_SIGN_PK_BYTES)) ||
-        (rc = meta_exact(v, "box_pk", v->box_pk, FV_BOX_PK_BYTES)) ||
-        (rc = meta_exact(v, "device_keys", blob, sizeof blob)))
-        return rc == FV_ECORRUPT ? verr(v, rc, "the vault database is damaged")
-                                 : serr(v, rc);
-    k = fv_secure_alloc(FV_KEY_BYTES);
-    plain = fv_secure_alloc(DEVKEY_SECRET_BYTES);
-    rc = FV_ENOMEM;
-    if (k && plain) {
-        fv_kdf_derive(k, FV_KEY_BYTES, 1, DEVKEY_CTX, v->sec->vault_key);
-        devkey_ad(ad, v);
-        rc = fv_aead_decrypt(plain, blob + FV_NONCE_BYTES,
-                             sizeof blob - FV_NONCE_BYTES, ad, sizeof ad, blob, k);
-        if (rc == FV_OK) {
-            memcpy(v->sec->sign_sk, plain, FV_SIGN_SK_BYTES);
-            memcpy(v->sec->box_sk, plain + FV_SIGN_SK_BYTES, FV_BOX_SK_BYTES);
-        } else {
-            verr(v, rc, "the vault's device keys do not match its key file");
-        }
+        (rc = meta_exact(v, "box_pk", v->box_pk, FV_BOX_PK_BYTES)))
+        return rc == FV_ECORRUPT || rc == FV_ENOTFOUND
+                   ? fv_v_err(v, FV_ECORRUPT, "the vault database is damaged")
+                   : fv_v_serr(v, rc);
+    if (!(plain = fv_secure_alloc(DEVKEY_SECRET_BYTES)))
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
+    devkey_ad(ad, v);
+    rc = fv_v_meta_open(v, "device_keys", META_DEVICE_KEYS, plain,
+                        DEVKEY_SECRET_BYTES, ad, sizeof ad);
+    if (rc == FV_OK) {
+        memcpy(v->sec->sign_sk, plain, FV_SIGN_SK_BYTES);
+        memcpy(v->sec->box_sk, plain + FV_SIGN_SK_BYTES, FV_BOX_SK_BYTES);
     }
-    fv_secure_free(k);
     fv_secure_free(plain);
-    return rc;
+    if (rc == FV_ECORRUPT || rc == FV_ENOTFOUND)
+        return fv_v_err(v, FV_ECORRUPT,
+                        "the vault's device keys do not match its key file");
+    if (rc)
+        return fv_v_serr(v, rc);
+    /* The organisation's keys, if this vault has them (vault_sync.c). */
+    rc = meta_exact(v, "org_pk", v->org_pk, FV_BOX_PK_BYTES);
+    if (rc == FV_OK) {
+        v->has_org_pk = 1;
+        rc = fv_v_meta_open(v, "org_sk", META_ORG_KEY, v->sec->org_sk,
+                            FV_BOX_SK_BYTES, v->org_pk, FV_BOX_PK_BYTES);
+        if (rc == FV_OK)
+            v->has_org_sk = 1;
+    }
+    if (rc == FV_ENOTFOUND)
+        rc = FV_OK;
+    return rc == FV_ECORRUPT
+               ? fv_v_err(v, rc, "the vault's organisation key is damaged")
+               : fv_v_serr(v, rc);
 }
 
 /* ---- open, create, close ------------------------------------------- */
@@ -424,11 +464,11 @@ static int open_store(fv_vault *v, int create)
     free(path);
     switch (rc) {
     case FV_OK: return FV_OK;
-    case FV_ENOVAULT: return verr(v, rc, "the vault at %s has no database", v->dir);
-    case FV_ECORRUPT: return verr(v, rc, "the vault database is damaged");
-    case FV_EVERSION: return verr(v, rc, "the vault database has a newer format");
-    case FV_EEXIST: return verr(v, rc, "a vault database already exists in %s", v->dir);
-    default: return verr(v, rc, "cannot open the vault database: %s", fv_strerror(rc));
+    case FV_ENOVAULT: return fv_v_err(v, rc, "the vault at %s has no database", v->dir);
+    case FV_ECORRUPT: return fv_v_err(v, rc, "the vault database is damaged");
+    case FV_EVERSION: return fv_v_err(v, rc, "the vault database has a newer format");
+    case FV_EEXIST: return fv_v_err(v, rc, "a vault database already exists in %s", v->dir);
+    default: return fv_v_err(v, rc, "cannot open the vault database: %s", fv_strerror(rc));
     }
 }
 
@@ -523,8 +563,8 @@ void fv_vault_close(fv_vault *v)
 int fv_vault_passwd(fv_vault *v, const char *pass, size_t passlen)
 {
     if (!pass || passlen == 0)
-        return verr(v, FV_EINVAL, "the new passphrase is empty");
-    return verr(v, write_key_file(v, pass, passlen, 0),
+        return fv_v_err(v, FV_EINVAL, "the new passphrase is empty");
+    return fv_v_err(v, write_key_file(v, pass, passlen, 0),
                 "cannot write the new key file");
 }
 
@@ -590,11 +630,11 @@ int fv_vault_panic(const char *dir)
 
 /* Parses a stored envelope and checks that it is what the store says it is:
  * the content address, the record it belongs to. */
-static int parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se)
+int fv_v_parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se)
 {
     int rc;
     if (!se->bytes)
-        return verr(v, FV_ENOTFOUND, "the revision was deleted");
+        return fv_v_err(v, FV_ENOTFOUND, "the revision was deleted");
     rc = fv_env_parse(e, se->bytes, se->len);
     if (rc == FV_OK && (!fv_ct_equal(e->id, se->id, FV_ID_BYTES) ||
                         memcmp(e->record, se->record, FV_ID_BYTES) != 0 ||
@@ -603,8 +643,79 @@ static int parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se)
         rc = FV_ECORRUPT;
     }
     if (rc == FV_ECORRUPT)
-        return verr(v, rc, "an envelope failed verification (tampered or damaged)");
-    return verr(v, rc, "cannot read an envelope: %s", fv_strerror(rc));
+        return fv_v_err(v, rc, "an envelope failed verification (tampered or damaged)");
+    return fv_v_err(v, rc, "cannot read an envelope: %s", fv_strerror(rc));
+}
+
+struct grant_try {
+    fv_vault *v;
+    const fv_env *target;
+    unsigned char *plain;
+    size_t plain_len;
+};
+
+/* Tries one key grant for the target envelope: a grant from the target's
+ * own author, sealed to a key this vault holds, whose key opens the target. */
+static int grant_cb(const unsigned char *bytes, size_t len, void *payload)
+{
+    struct grant_try *t = payload;
+    unsigned char key[FV_KEY_BYTES];
+    fv_env g;
+    int rc;
+
+    if (fv_env_parse(&g, bytes, len) != FV_OK)
+        return 0;
+    rc = FV_ENOTFOUND;
+    if (g.kind == FV_ENV_GRANT &&
+        memcmp(g.author, t->target->author, FV_SIGN_PK_BYTES) == 0 &&
+        memcmp(g.parents[0], t->target->id, FV_ID_BYTES) == 0) {
+        rc = fv_env_unseal(&g, t->v->box_pk, t->v->sec->box_sk, key);
+        if (rc == FV_ENOTFOUND && t->v->has_org_sk)
+            rc = fv_env_unseal(&g, t->v->org_pk, t->v->sec->org_sk, key);
+        if (rc == FV_OK)
+            rc = fv_env_decrypt(t->target, key, &t->plain, &t->plain_len);
+    }
+    fv_wipe(key, sizeof key);
+    fv_env_clear(&g);
+    return rc == FV_OK; /* stop at the first grant that works */
+}
+
+int fv_v_open_payload(fv_vault *v, const fv_env *e, unsigned char **plain,
+                      size_t *plain_len)
+{
+    struct grant_try t = {v, e, NULL, 0};
+    int rc = fv_env_open(e, v->box_pk, v->sec->box_sk, plain, plain_len);
+
+    if (rc == FV_ENOTFOUND && v->has_org_sk)
+        rc = fv_env_open(e, v->org_pk, v->sec->org_sk, plain, plain_len);
+    if (rc != FV_ENOTFOUND)
+        return rc;
+    rc = fv_store_grants(v->store, e->id, grant_cb, &t);
+    if (rc < 0)
+        return rc;
+    if (!t.plain)
+        return FV_ENOTFOUND;
+    *plain = t.plain;
+    *plain_len = t.plain_len;
+    return FV_OK;
+}
+
+size_t fv_v_recipients(const fv_vault *v,
+                       unsigned char out[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES],
+                       const fv_env *extra)
+{
+    size_t n = 0, i, j;
+    memcpy(out[n++], v->box_pk, FV_BOX_PK_BYTES);
+    if (v->has_org_pk)
+        memcpy(out[n++], v->org_pk, FV_BOX_PK_BYTES);
+    for (i = 0; extra && i < extra->nrecipients; i++) {
+        for (j = 0; j < n; j++)
+            if (memcmp(out[j], extra->recipient_pk[i], FV_BOX_PK_BYTES) == 0)
+                break;
+        if (j == n && n < FV_ENV_MAX_RECIPIENTS)
+            memcpy(out[n++], extra->recipient_pk[i], FV_BOX_PK_BYTES);
+    }
+    return n;
 }
 
 /* Decrypts a parsed revision envelope into a record. */
@@ -616,15 +727,15 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
     int rc;
 
     *out = NULL;
-    rc = fv_env_open(e, v->box_pk, v->sec->box_sk, &plain, &plain_len);
+    rc = fv_v_open_payload(v, e, &plain, &plain_len);
     if (rc == FV_ENOTFOUND)
-        return verr(v, rc, "the record is not addressed to this vault");
+        return fv_v_err(v, rc, "the record is not readable by this vault");
     if (rc)
-        return verr(v, FV_ECORRUPT, "an envelope failed to decrypt (tampered or damaged)");
+        return fv_v_err(v, FV_ECORRUPT, "an envelope failed to decrypt (tampered or damaged)");
     rc = fv_payload_decode(&r, plain, plain_len);
     fv_env_free_plain(plain, plain_len);
     if (rc)
-        return verr(v, rc, "a record's content is malformed");
+        return fv_v_err(v, rc, "a record's content is malformed");
     /* The envelope's signed chunk lists must match the payload's manifest. */
     if (r->pub.nattachments != e->nattachments)
         rc = FV_ECORRUPT;
@@ -633,7 +744,7 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
             rc = FV_ECORRUPT;
     if (rc) {
         fv_rec_free(r);
-        return verr(v, rc, "a record's attachment manifest does not match its envelope");
+        return fv_v_err(v, rc, "a record's attachment manifest does not match its envelope");
     }
     memcpy(r->pub.id, e->record, FV_ID_BYTES);
     memcpy(r->pub.revision, e->id, FV_ID_BYTES);
@@ -673,7 +784,7 @@ static int pick_consider(struct head_pick *p, const fv_store_env *se)
     p->nheads++;
     if (se->kind == FV_ENV_TOMBSTONE)
         return FV_OK;
-    if ((rc = parse_stored(p->v, &e, se)))
+    if ((rc = fv_v_parse_stored(p->v, &e, se)))
         return rc;
     rc = open_revision(p->v, &r, &e);
     if (rc) {
@@ -723,9 +834,9 @@ static int newest_head(fv_vault *v, struct head_pick *p,
     p->want_env = want_env;
     rc = fv_store_record_heads(v->store, id, pick_cb, p);
     if (rc && !p->rc)
-        rc = serr(v, rc);
+        rc = fv_v_serr(v, rc);
     if (rc == FV_OK && !p->best)
-        rc = verr(v, FV_ENOTFOUND, p->nheads ? "the record was deleted"
+        rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted"
                                              : "no such record");
     if (rc == FV_OK)
         p->best->pub.nheads = p->nheads;
@@ -864,11 +975,11 @@ static int walk(fv_vault *v, const char *text, fv_record_fn fn, void *payload)
         rc = FV_ECANCELED;
     pick_clear(&w.pick);
     if (rc == FV_ECANCELED)
-        return verr(v, rc, "stopped by the caller");
+        return fv_v_err(v, rc, "stopped by the caller");
     if (rc)
-        return w.stop ? rc : (v->msg[0] ? rc : serr(v, rc));
+        return w.stop ? rc : (v->msg[0] ? rc : fv_v_serr(v, rc));
     if (w.corrupt)
-        return verr(v, FV_ECORRUPT,
+        return fv_v_err(v, FV_ECORRUPT,
                     "%zu record%s failed verification (tampered or damaged) "
                     "and %s not shown",
                     w.corrupt, w.corrupt == 1 ? "" : "s",
@@ -916,7 +1027,7 @@ static int history_cb(const fv_store_env *se, void *payload)
         rev.purged = 1;
         return h->fn(&rev, h->payload) ? FV_ECANCELED : FV_OK;
     }
-    if ((rc = parse_stored(h->v, &e, se)))
+    if ((rc = fv_v_parse_stored(h->v, &e, se)))
         return h->rc = rc;
     memcpy(rev.author, e.author, FV_ID_BYTES);
     rev.parents = (const unsigned char(*)[FV_ID_BYTES])e.parents;
@@ -924,13 +1035,13 @@ static int history_cb(const fv_store_env *se, void *payload)
     if (e.kind == FV_ENV_TOMBSTONE) {
         unsigned char *plain;
         size_t n;
-        rc = fv_env_open(&e, h->v->box_pk, h->v->sec->box_sk, &plain, &n);
+        rc = fv_v_open_payload(h->v, &e, &plain, &n);
         if (rc == FV_OK) {
             rc = fv_tombstone_decode(&rev.time, plain, n);
             fv_env_free_plain(plain, n);
         }
         if (rc)
-            rc = verr(h->v, FV_ECORRUPT, "a tombstone failed verification");
+            rc = fv_v_err(h->v, FV_ECORRUPT, "a tombstone failed verification");
     } else if ((rc = open_revision(h->v, &r, &e)) == FV_OK) {
         rev.time = r->pub.modified;
     }
@@ -955,14 +1066,14 @@ int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len);
     free(bytes);
     if (rc == FV_ENOTFOUND || (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES)))
-        return verr(v, FV_ENOTFOUND, "no such record");
+        return fv_v_err(v, FV_ENOTFOUND, "no such record");
     if (rc)
-        return serr(v, rc);
+        return fv_v_serr(v, rc);
     (void)seen;
     rc = fv_store_record_envs(v->store, id, history_cb, &h);
     if (rc == FV_ECANCELED)
-        return verr(v, rc, "stopped by the caller");
-    return h.rc ? h.rc : serr(v, rc);
+        return fv_v_err(v, rc, "stopped by the caller");
+    return h.rc ? h.rc : fv_v_serr(v, rc);
 }
 
 int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
@@ -973,7 +1084,7 @@ int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
     int rc;
 
     if (!hex || (n = strlen(hex)) < 4 || n > 2 * FV_ID_BYTES)
-        return verr(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
+        return fv_v_err(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
     memset(lo, 0x00, sizeof lo);
     memset(hi, 0xff, sizeof hi);
     for (i = 0; i < n; i++) {
@@ -983,7 +1094,7 @@ int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
         else if (c >= 'a' && c <= 'f')
             d = c - 'a' + 10;
         else
-            return verr(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
+            return fv_v_err(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
         if (i % 2 == 0) {
             lo[i / 2] = (unsigned char)(d << 4);
             hi[i / 2] = (unsigned char)(d << 4 | 0x0f);
@@ -994,11 +1105,11 @@ int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
     }
     rc = fv_store_records_between(v->store, lo, hi, found, 2, &count);
     if (rc)
-        return serr(v, rc);
+        return fv_v_serr(v, rc);
     if (count == 0)
-        return verr(v, FV_ENOTFOUND, "no record with id %s", hex);
+        return fv_v_err(v, FV_ENOTFOUND, "no record with id %s", hex);
     if (count > 1)
-        return verr(v, FV_EAMBIGUOUS, "more than one record id starts with %s", hex);
+        return fv_v_err(v, FV_EAMBIGUOUS, "more than one record id starts with %s", hex);
     memcpy(out, found[0], FV_ID_BYTES);
     return FV_OK;
 }
@@ -1086,24 +1197,24 @@ static int add_attachment(fv_vault *v, struct attach_out *o, size_t idx,
     if (!fv_text_ok(info->name, FV_MAX_ATTACHMENT_NAME_BYTES) ||
         strchr(info->name, '/') || !strcmp(info->name, ".") ||
         !strcmp(info->name, ".."))
-        return verr(v, FV_EINVAL, "attachment %zu has no valid name", idx + 1);
+        return fv_v_err(v, FV_EINVAL, "attachment %zu has no valid name", idx + 1);
     for (size_t j = 0; j < o->n; j++)
         if (strcmp(o->info[j].name, info->name) == 0)
-            return verr(v, FV_EINVAL,
+            return fv_v_err(v, FV_EINVAL,
                         "attachment %zu: the record already has an attachment "
                         "of that name", idx + 1);
     if (src->path) {
         fd = open(src->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-            return verr(v, FV_EIO, "attachment %zu: cannot open the file: %s",
+            return fv_v_err(v, FV_EIO, "attachment %zu: cannot open the file: %s",
                         idx + 1, strerror(errno));
     } else if (!src->read) {
-        return verr(v, FV_EINVAL, "attachment %zu has neither path nor reader", idx + 1);
+        return fv_v_err(v, FV_EINVAL, "attachment %zu has neither path nor reader", idx + 1);
     }
     fv_random(key, FV_KEY_BYTES);
     for (;;) {
         if ((rc = read_full(fd, src, plain, FV_CHUNK_BYTES, &got))) {
-            verr(v, rc, "attachment %zu: cannot read the file", idx + 1);
+            fv_v_err(v, rc, "attachment %zu: cannot read the file", idx + 1);
             break;
         }
         if (got == 0)
@@ -1113,14 +1224,14 @@ static int add_attachment(fv_vault *v, struct attach_out *o, size_t idx,
         fv_hash(hash, ct, got + FV_TAG_BYTES);
         if ((rc = fv_store_chunk_put(v->store, hash, ct, got + FV_TAG_BYTES)) ||
             (rc = chunks_push(o, hash))) {
-            serr(v, rc);
+            fv_v_serr(v, rc);
             break;
         }
         count++;
         size += got;
         pr->done += got;
         if (pr->fn && pr->fn(pr->done, pr->total, pr->payload)) {
-            rc = verr(v, FV_ECANCELED, "canceled");
+            rc = fv_v_err(v, FV_ECANCELED, "canceled");
             break;
         }
         if (got < FV_CHUNK_BYTES)
@@ -1156,27 +1267,22 @@ static int attach_out_init(struct attach_out *o, size_t n)
     return o->info && o->keys && o->counts ? FV_OK : FV_ENOMEM;
 }
 
-/* Seals a payload into an envelope and stores it (inside the transaction). */
-static int store_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
-                          int kind, const unsigned char *record,
-                          const unsigned char (*parents)[FV_ID_BYTES],
-                          size_t nparents, const unsigned char *payload,
-                          size_t payload_len, const struct attach_out *o)
+int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
+                        const fv_v_write *w)
 {
-    const unsigned char(*recipients)[FV_BOX_PK_BYTES] =
-        (const unsigned char(*)[FV_BOX_PK_BYTES])v->box_pk;
+    unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
     fv_env_spec spec = {
-        .kind = kind,
-        .record = record,
-        .parents = parents,
-        .nparents = nparents,
-        .payload = payload,
-        .payload_len = payload_len,
-        .recipients = recipients,
-        .nrecipients = 1,
-        .chunk_counts = o ? o->counts : NULL,
-        .nattachments = o ? o->n : 0,
-        .chunks = o ? (const unsigned char(*)[FV_HASH_BYTES])o->chunks : NULL,
+        .kind = w->kind,
+        .content_key = w->content_key,
+        .record = w->record,
+        .parents = w->parents,
+        .nparents = w->nparents,
+        .payload = w->payload,
+        .payload_len = w->payload_len,
+        .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+        .chunk_counts = w->chunk_counts,
+        .nattachments = w->nattachments,
+        .chunks = w->chunks,
         .sign_pk = v->sign_pk,
         .sign_sk = v->sec->sign_sk,
     };
@@ -1185,49 +1291,61 @@ static int store_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
     size_t env_len;
     int rc, added;
 
+    if (w->recipients) {
+        spec.recipients = w->recipients;
+        spec.nrecipients = w->nrecipients;
+    } else {
+        spec.nrecipients = fv_v_recipients(v, recips, w->base);
+    }
     rc = fv_env_build(&env, &env_len, id_out, &spec);
-    if (rc)
-        return verr(v, rc, "cannot build the envelope: %s", fv_strerror(rc));
+    if (rc == FV_OK && env_len > FV_MAX_ENVELOPE_BYTES)
+        rc = FV_ELIMIT;
+    if (rc) {
+        free(env);
+        return fv_v_err(v, rc, "cannot build the envelope: %s", fv_strerror(rc));
+    }
+    memset(&se, 0, sizeof se);
     se.id = id_out;
-    se.record = record ? record : id_out;
-    se.kind = kind;
+    se.record = w->record ? w->record : id_out;
+    se.kind = w->kind;
     se.bytes = env;
     se.len = env_len;
-    rc = fv_store_env_put(v->store, &se, parents, nparents,
-                          o ? (const unsigned char(*)[FV_HASH_BYTES])o->chunks : NULL,
-                          o ? o->nchunks : 0, &added);
+    se.own = 1;
+    se.grant = w->kind == FV_ENV_GRANT;
+    rc = fv_store_env_put(v->store, &se, w->parents, w->nparents, w->chunks,
+                          w->nchunks, &added);
     free(env);
-    return serr(v, rc);
+    return fv_v_serr(v, rc);
 }
 
 static int check_input(fv_vault *v, const fv_record_input *in, int adding)
 {
     size_t i;
     if (!in || in->version != FV_RECORD_INPUT_VERSION)
-        return verr(v, FV_EINVAL, "unsupported record input version");
+        return fv_v_err(v, FV_EINVAL, "unsupported record input version");
     if ((adding || in->title) && !fv_text_ok(in->title, FV_MAX_TITLE_BYTES))
-        return verr(v, FV_EINVAL, "the title must be 1 to %d bytes of UTF-8 "
+        return fv_v_err(v, FV_EINVAL, "the title must be 1 to %d bytes of UTF-8 "
                     "text without control characters", FV_MAX_TITLE_BYTES);
     if (in->narrative && (in->narrative_len > FV_MAX_NARRATIVE_BYTES))
-        return verr(v, FV_ELIMIT, "the narrative is larger than %u bytes",
+        return fv_v_err(v, FV_ELIMIT, "the narrative is larger than %u bytes",
                     FV_MAX_NARRATIVE_BYTES);
     if (in->narrative && !fv_utf8_valid(in->narrative, in->narrative_len))
-        return verr(v, FV_EINVAL, "the narrative is not valid UTF-8");
+        return fv_v_err(v, FV_EINVAL, "the narrative is not valid UTF-8");
     if (in->nfields > FV_MAX_FIELDS || in->ntags > FV_MAX_TAGS ||
         in->nattachments > FV_MAX_ATTACHMENTS)
-        return verr(v, FV_ELIMIT, "too many fields, tags or attachments");
+        return fv_v_err(v, FV_ELIMIT, "too many fields, tags or attachments");
     for (i = 0; i < in->nfields; i++)
         if (!fv_text_ok(in->fields[i].key, FV_MAX_FIELD_KEY_BYTES) ||
             !fv_value_ok(in->fields[i].value, FV_MAX_FIELD_VALUE_BYTES))
-            return verr(v, FV_EINVAL, "field %zu: a key is 1 to %d bytes of "
+            return fv_v_err(v, FV_EINVAL, "field %zu: a key is 1 to %d bytes of "
                         "UTF-8 without control characters; a value is UTF-8",
                         i + 1, FV_MAX_FIELD_KEY_BYTES);
     for (i = 0; i < in->ntags; i++)
         if (!fv_text_ok(in->tags[i], FV_MAX_TAG_BYTES))
-            return verr(v, FV_EINVAL, "tag %zu is not 1 to %d bytes of UTF-8 "
+            return fv_v_err(v, FV_EINVAL, "tag %zu is not 1 to %d bytes of UTF-8 "
                         "without control characters", i + 1, FV_MAX_TAG_BYTES);
     if (adding && (in->nremove_tags || in->nremove_attachments))
-        return verr(v, FV_EINVAL, "a new record has nothing to remove");
+        return fv_v_err(v, FV_EINVAL, "a new record has nothing to remove");
     return FV_OK;
 }
 
@@ -1257,14 +1375,14 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     int rc;
 
     if (total > FV_MAX_ATTACHMENTS)
-        return verr(v, FV_ELIMIT, "a record holds at most %d attachments",
+        return fv_v_err(v, FV_ELIMIT, "a record holds at most %d attachments",
                     FV_MAX_ATTACHMENTS);
     if ((rc = attach_out_init(&o, total)))
-        return verr(v, rc, "out of memory");
+        return fv_v_err(v, rc, "out of memory");
     plain = fv_secure_alloc(FV_CHUNK_BYTES);
     ct = malloc(FV_CHUNK_BYTES + FV_TAG_BYTES);
     if (!plain || !ct) {
-        rc = verr(v, FV_ENOMEM, "out of memory");
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
         goto done;
     }
     /* Kept attachments reuse their key and chunks: nothing is re-encrypted. */
@@ -1282,7 +1400,7 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
         o.n++;
     }
     if ((rc = fv_store_begin(v->store))) {
-        serr(v, rc);
+        fv_v_serr(v, rc);
         goto done;
     }
     pr.total = sources_total(in);
@@ -1293,21 +1411,30 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     r->nattachments = o.n;
     if ((rc = fv_payload_encode(&payload, &payload_len, r,
                                 (const unsigned char(*)[FV_KEY_BYTES])o.keys))) {
-        verr(v, rc, "cannot encode the record");
+        fv_v_err(v, rc, "cannot encode the record");
         goto rollback;
     }
-    if (base) {
-        rc = store_envelope(v, rev, FV_ENV_REVISION, base->best->pub.id,
-                            (const unsigned char(*)[FV_ID_BYTES])base->best->pub.revision,
-                            1, payload, payload_len, &o);
-    } else {
-        rc = store_envelope(v, rev, FV_ENV_REVISION, NULL, NULL, 0, payload,
-                            payload_len, &o);
+    {
+        fv_v_write w = {
+            .kind = FV_ENV_REVISION,
+            .record = base ? base->best->pub.id : NULL,
+            .parents = base ? (const unsigned char(*)[FV_ID_BYTES])base->best->pub.revision
+                            : NULL,
+            .nparents = base ? 1 : 0,
+            .payload = payload,
+            .payload_len = payload_len,
+            .base = base ? &base->best_env : NULL,
+            .chunk_counts = o.counts,
+            .nattachments = o.n,
+            .chunks = (const unsigned char(*)[FV_HASH_BYTES])o.chunks,
+            .nchunks = o.nchunks,
+        };
+        rc = fv_v_write_envelope(v, rev, &w);
     }
     if (rc)
         goto rollback;
     if ((rc = fv_store_commit(v->store))) {
-        serr(v, rc);
+        fv_v_serr(v, rc);
         goto rollback;
     }
     if (out_rev)
@@ -1323,7 +1450,6 @@ done:
     return rc;
 }
 
-static int64_t now(void) { return (int64_t)time(NULL); }
 
 int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
                   const fv_record_input *in)
@@ -1342,7 +1468,7 @@ int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
     fields = malloc((in->nfields ? in->nfields : 1) * sizeof *fields);
     tags = malloc((in->ntags ? in->ntags : 1) * sizeof *tags);
     if (!fields || !tags) {
-        rc = verr(v, FV_ENOMEM, "out of memory");
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
         goto done;
     }
     if (in->nfields)
@@ -1350,7 +1476,7 @@ int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
     for (ntags = 0; ntags < in->ntags; ntags++)
         tags[ntags] = in->tags[ntags];
     if (fv_sort_fields(fields, in->nfields)) {
-        rc = verr(v, FV_EINVAL, "a field key is given twice");
+        rc = fv_v_err(v, FV_EINVAL, "a field key is given twice");
         goto done;
     }
     fv_sort_tags(tags, &ntags);
@@ -1361,7 +1487,7 @@ int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
     r.nfields = in->nfields;
     r.tags = tags;
     r.ntags = ntags;
-    r.created = r.modified = now();
+    r.created = r.modified = fv_v_now();
     rc = write_revision(v, out_id, &r, NULL, NULL, 0, in);
 done:
     free(fields);
@@ -1392,7 +1518,7 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     fields = malloc((b->nfields + in->nfields + 1) * sizeof *fields);
     tags = malloc((b->ntags + in->ntags + 1) * sizeof *tags);
     if (!fields || !tags) {
-        rc = verr(v, FV_ENOMEM, "out of memory");
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
         goto done;
     }
     /* Fields: the base's, then each given one set (or removed if empty). */
@@ -1409,7 +1535,7 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
             fields[j] = fields[--nfields];
     }
     if (nfields > FV_MAX_FIELDS) {
-        rc = verr(v, FV_ELIMIT, "a record holds at most %d fields", FV_MAX_FIELDS);
+        rc = fv_v_err(v, FV_ELIMIT, "a record holds at most %d fields", FV_MAX_FIELDS);
         goto done;
     }
     fv_sort_fields(fields, nfields);
@@ -1426,7 +1552,7 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                 j++;
     fv_sort_tags(tags, &ntags);
     if (ntags > FV_MAX_TAGS) {
-        rc = verr(v, FV_ELIMIT, "a record holds at most %d tags", FV_MAX_TAGS);
+        rc = fv_v_err(v, FV_ELIMIT, "a record holds at most %d tags", FV_MAX_TAGS);
         goto done;
     }
     /* Attachments: keep all but the removed ones, which must exist. */
@@ -1436,7 +1562,7 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                 strcmp(b->attachments[j].name, in->remove_attachments[i]) == 0)
                 break;
         if (j == b->nattachments) {
-            rc = verr(v, FV_ENOTFOUND, "the record has no attachment of that name");
+            rc = fv_v_err(v, FV_ENOTFOUND, "the record has no attachment of that name");
             goto done;
         }
     }
@@ -1459,7 +1585,7 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     r.nfields = nfields;
     r.tags = tags;
     r.ntags = ntags;
-    r.modified = now();
+    r.modified = fv_v_now();
     /* A revision's time never goes backwards from its parent's. */
     if (r.modified < b->modified)
         r.modified = b->modified;
@@ -1499,35 +1625,43 @@ int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])
         return FV_EINVAL;
     memset(&heads, 0, sizeof heads);
     if ((rc = fv_store_begin(v->store)))
-        return serr(v, rc);
+        return fv_v_serr(v, rc);
     rc = fv_store_record_heads(v->store, id, head_ids_cb, &heads);
     if (rc) {
-        serr(v, rc);
+        fv_v_serr(v, rc);
         goto rollback;
     }
     if (heads.live == 0) {
-        rc = verr(v, FV_ENOTFOUND, heads.n ? "the record was already deleted"
+        rc = fv_v_err(v, FV_ENOTFOUND, heads.n ? "the record was already deleted"
                                            : "no such record");
         goto rollback;
     }
-    if ((rc = fv_tombstone_encode(&payload, &payload_len, now()))) {
-        verr(v, rc, "out of memory");
+    if ((rc = fv_tombstone_encode(&payload, &payload_len, fv_v_now()))) {
+        fv_v_err(v, rc, "out of memory");
         goto rollback;
     }
-    rc = store_envelope(v, tomb, FV_ENV_TOMBSTONE, id,
-                        (const unsigned char(*)[FV_ID_BYTES])heads.ids, heads.n,
-                        payload, payload_len, NULL);
+    {
+        fv_v_write w = {
+            .kind = FV_ENV_TOMBSTONE,
+            .record = id,
+            .parents = (const unsigned char(*)[FV_ID_BYTES])heads.ids,
+            .nparents = heads.n,
+            .payload = payload,
+            .payload_len = payload_len,
+        };
+        rc = fv_v_write_envelope(v, tomb, &w);
+    }
     if (rc)
         goto rollback;
     /* Crypto-shred locally: every revision's ciphertext and sealed keys go,
      * and with them the record's attachments. */
     if ((rc = fv_store_purge_record(v->store, id, tomb)) ||
         (rc = fv_store_commit(v->store))) {
-        serr(v, rc);
+        fv_v_serr(v, rc);
         goto rollback;
     }
     fv_enc_free_buf(payload, payload_len);
-    return serr(v, fv_store_checkpoint(v->store));
+    return fv_v_serr(v, fv_store_checkpoint(v->store));
 rollback:
     fv_store_rollback(v->store);
     fv_enc_free_buf(payload, payload_len);
@@ -1560,13 +1694,13 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         first += (size_t)p.best_env.chunk_counts[i];
     }
     if (!a) {
-        rc = verr(v, FV_ENOTFOUND, "the record has no attachment of that name");
+        rc = fv_v_err(v, FV_ENOTFOUND, "the record has no attachment of that name");
         goto done;
     }
     plain = fv_secure_alloc(a->chunk_bytes);
     ct = malloc((size_t)a->chunk_bytes + FV_TAG_BYTES);
     if (!plain || !ct) {
-        rc = verr(v, FV_ENOMEM, "out of memory");
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
         goto done;
     }
     for (uint64_t c = 0; c < a->chunks; c++) {
@@ -1576,7 +1710,7 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         rc = fv_store_chunk_get(v->store, want, ct,
                                 (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
         if (rc == FV_ENOTFOUND) {
-            rc = verr(v, FV_ECORRUPT, "an attachment chunk is missing");
+            rc = fv_v_err(v, FV_ECORRUPT, "an attachment chunk is missing");
             goto done;
         }
         if (rc == FV_OK) {
@@ -1589,18 +1723,18 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                 rc = FV_ECORRUPT;
         }
         if (rc) {
-            verr(v, rc, rc == FV_ECORRUPT
+            fv_v_err(v, rc, rc == FV_ECORRUPT
                             ? "an attachment chunk failed verification"
                             : "%s", fv_store_errmsg(v->store));
             goto done;
         }
         if (fn(plain, (size_t)expect, payload)) {
-            rc = verr(v, FV_EIO, "cannot write the attachment's bytes");
+            rc = fv_v_err(v, FV_EIO, "cannot write the attachment's bytes");
             goto done;
         }
         done += expect;
         if (progress && progress(done, a->size, progress_payload)) {
-            rc = verr(v, FV_ECANCELED, "canceled");
+            rc = fv_v_err(v, FV_ECANCELED, "canceled");
             goto done;
         }
     }
@@ -1628,27 +1762,27 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     if (!v || !path || !*path)
         return FV_EINVAL;
     if (lstat(path, &sb) == 0)
-        return verr(v, FV_EEXIST, "the output file already exists");
+        return fv_v_err(v, FV_EEXIST, "the output file already exists");
     n = strlen(path) + 16;
     if (!(tmp = malloc(n)))
-        return verr(v, FV_ENOMEM, "out of memory");
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
     snprintf(tmp, n, "%s.fvtmp-XXXXXX", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        rc = verr(v, errno_rc(errno), "cannot create the output file: %s",
+        rc = fv_v_err(v, errno_rc(errno), "cannot create the output file: %s",
                   strerror(errno));
         free(tmp);
         return rc;
     }
     rc = fv_attachment_read(v, id, name, write_fd, &fd, progress, progress_payload);
     if (rc == FV_OK && fsync(fd) != 0)
-        rc = verr(v, errno_rc(errno), "cannot write the output file: %s",
+        rc = fv_v_err(v, errno_rc(errno), "cannot write the output file: %s",
                   strerror(errno));
     close(fd);
     /* Only a fully verified file appears under its name; link() will not
      * replace a file that appeared meanwhile. */
     if (rc == FV_OK && link(tmp, path) != 0)
-        rc = verr(v, errno == EEXIST ? FV_EEXIST : errno_rc(errno),
+        rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : errno_rc(errno),
                   "cannot create the output file: %s", strerror(errno));
     unlink(tmp);
     free(tmp);

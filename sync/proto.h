@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "fieldvault.h"
 
 #define FV_PROTO_VERSION 1
 #define FV_FRAME_MAX (1u << 20)
@@ -52,7 +53,7 @@ enum fv_proto_error {
     FV_PERR_INTERNAL = 9
 };
 
-enum fv_role { FV_ROLE_FIELD = 1, FV_ROLE_COORDINATOR = 2 };
+/* Roles (FV_ROLE_FIELD, FV_ROLE_COORDINATOR) are in fieldvault.h. */
 
 /* ---- frames ----------------------------------------------------------- */
 

@@ -293,6 +293,11 @@ FV_API int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                               const char *name, const char *path,
                               fv_progress_fn progress, void *progress_payload);
 
+/* ---- roles -------------------------------------------------------------- */
+
+/* A device's role in its organisation (sync, fieldvault_sync.h). */
+enum fv_role { FV_ROLE_FIELD = 1, FV_ROLE_COORDINATOR = 2 };
+
 /* ---- helpers ----------------------------------------------------------- */
 
 /* Memory for secrets (passphrases): locked, guarded, wiped on free. Returns

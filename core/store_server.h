@@ -1,0 +1,156 @@
+/*
+ * store_server.h - the sync server's SQLite database (server.db). Part of the
+ * store module: the only files that include sqlite3 are core/store*.c.
+ *
+ * The server holds ciphertext and public keys only: signed envelopes, the
+ * devices' public keys, BLAKE2b-256 hashes of invite tokens (a leaked
+ * database leaks no usable token), and a few public meta values (format,
+ * epoch, receipt public key, listen address, organisation public key).
+ *
+ * Tables (see docs/PROTOCOL.md for the log and feeds):
+ *   meta(k, v)
+ *   device(pk, box, name, role, revoked, enrolled)
+ *   invite(token_hash, name, role, expires, used, device)
+ *   log(seq, id, author, bytes, chain)      the global log, seq 1, 2, 3...
+ *   feed(device, fseq, seq, chain)          a field device's feed of the log
+ *
+ * This module stores what it is given: chains are computed by the caller
+ * (sync/server_engine.c, with fv_chain_next), because the chain formula
+ * belongs to the protocol layer above.
+ *
+ * Every function returns FV_OK or an FV_E code; fv_sstore_errmsg says more
+ * (SQLite messages name tables, never values). A handle is used by one
+ * thread at a time. Writes that must be atomic go between fv_sstore_begin
+ * and fv_sstore_commit.
+ */
+#ifndef FV_STORE_SERVER_H
+#define FV_STORE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FV_SSTORE_NAME_MAX 128 /* bytes of a device or invite name */
+
+typedef struct fv_sstore fv_sstore;
+
+/* Opens the server database at `path`; with `create`, makes a new one
+ * (FV_EEXIST if a file is there). Without it: FV_ENOTFOUND if the file is
+ * missing, FV_ECORRUPT if it is not a FieldVault server database (a vault's
+ * database included), FV_EVERSION if its schema is newer. WAL journal,
+ * synchronous=FULL: a commit is durable when it returns. */
+int fv_sstore_open(fv_sstore **out, const char *path, int create);
+/* Finalizes, checkpoints and closes. NULL is harmless. */
+void fv_sstore_close(fv_sstore *s);
+/* The last failure's message; valid until the next call on the handle. */
+const char *fv_sstore_errmsg(const fv_sstore *s);
+
+int fv_sstore_begin(fv_sstore *s); /* BEGIN IMMEDIATE */
+int fv_sstore_commit(fv_sstore *s);
+void fv_sstore_rollback(fv_sstore *s); /* harmless outside a transaction */
+int fv_sstore_checkpoint(fv_sstore *s); /* truncating WAL checkpoint */
+
+/* Meta values. *val is malloc'd (the caller frees it). FV_ENOTFOUND. */
+int fv_sstore_meta_get(fv_sstore *s, const char *key, unsigned char **val,
+                       size_t *len);
+/* Reads a meta value that must be exactly `len` bytes (FV_ECORRUPT if not). */
+int fv_sstore_meta_get_fixed(fv_sstore *s, const char *key, void *val,
+                             size_t len);
+int fv_sstore_meta_put(fv_sstore *s, const char *key, const void *val,
+                       size_t len);
+
+/* ---- devices ---------------------------------------------------------- */
+
+typedef struct fv_sstore_device {
+    unsigned char pk[32];  /* Ed25519: the device's identity */
+    unsigned char box[32]; /* X25519: what envelopes are sealed to */
+    char name[FV_SSTORE_NAME_MAX + 1]; /* NUL-terminated copy ... */
+    size_t name_len;                   /* ... of name_len bytes */
+    int role;                          /* 1 field, 2 coordinator */
+    int revoked;
+    int64_t enrolled; /* Unix seconds */
+} fv_sstore_device;
+
+/* FV_ENOTFOUND if no device has that key. */
+int fv_sstore_device_get(fv_sstore *s, const unsigned char pk[32],
+                         fv_sstore_device *d);
+int fv_sstore_device_by_box(fv_sstore *s, const unsigned char box[32],
+                            fv_sstore_device *d);
+/* Adds a device. FV_EEXIST if its pk or box is already registered,
+ * FV_EINVAL if the name is too long. */
+int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d);
+/* Marks a device revoked (again is harmless). FV_ENOTFOUND. */
+int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32]);
+/* Calls fn for each device in enrollment order, at most `max` of them; `d`
+ * is valid during the call. fn returns non-zero to stop (that value is
+ * returned). */
+typedef int (*fv_sstore_device_fn)(const fv_sstore_device *d, void *payload);
+int fv_sstore_each_device(fv_sstore *s, size_t max, fv_sstore_device_fn fn,
+                          void *payload);
+
+/* ---- invites ---------------------------------------------------------- */
+
+typedef struct fv_sstore_invite {
+    char name[FV_SSTORE_NAME_MAX + 1];
+    size_t name_len;
+    int role;
+    int64_t expires; /* Unix seconds: valid while now < expires */
+    int used;
+    int has_device;
+    unsigned char device[32]; /* who redeemed it, if used */
+} fv_sstore_invite;
+
+/* Adds an invite under the hash of its token. FV_EEXIST, FV_EINVAL. */
+int fv_sstore_invite_add(fv_sstore *s, const unsigned char token_hash[32],
+                         const char *name, size_t name_len, int role,
+                         int64_t expires);
+/* FV_ENOTFOUND. */
+int fv_sstore_invite_get(fv_sstore *s, const unsigned char token_hash[32],
+                         fv_sstore_invite *inv);
+/* Marks an unused invite used by `device`. FV_EINVITE if it is unknown or
+ * already used (the check and the update are one statement). */
+int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
+                         const unsigned char device[32]);
+
+/* ---- the log and the feeds -------------------------------------------- */
+
+/* The log position of envelope `id`. FV_ENOTFOUND. */
+int fv_sstore_log_find(fv_sstore *s, const unsigned char id[32],
+                       uint64_t *seq);
+/* The log's last position and chain: 0 and 32 zero bytes when empty. */
+int fv_sstore_log_head(fv_sstore *s, uint64_t *seq, unsigned char chain[32]);
+/* The chain at log position seq >= 1. FV_ENOTFOUND. */
+int fv_sstore_log_chain(fv_sstore *s, uint64_t seq, unsigned char chain[32]);
+/* Appends an envelope at `seq` (the caller's head + 1). Call inside a
+ * transaction. FV_EEXIST if the id or seq is taken. */
+int fv_sstore_log_add(fv_sstore *s, uint64_t seq, const unsigned char id[32],
+                      const unsigned char author[32],
+                      const unsigned char *bytes, size_t len,
+                      const unsigned char chain[32]);
+
+/* The same three for the feed of `device`. */
+int fv_sstore_feed_head(fv_sstore *s, const unsigned char device[32],
+                        uint64_t *fseq, unsigned char chain[32]);
+int fv_sstore_feed_chain(fv_sstore *s, const unsigned char device[32],
+                         uint64_t fseq, unsigned char chain[32]);
+int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
+                       uint64_t fseq, uint64_t seq,
+                       const unsigned char chain[32]);
+
+typedef struct fv_sstore_entry {
+    uint64_t seq; /* the position in the feed read (log seq, or fseq) */
+    const unsigned char *bytes;
+    size_t len;
+    const unsigned char *chain; /* 32 bytes */
+} fv_sstore_entry;
+
+/* Calls fn for the entries at positions after < pos <= upto of the log
+ * (device NULL) or of the feed of `device`, in order, at most `max` of them.
+ * `e` and its pointers are valid during the call only; fn must not call
+ * fv_sstore_read itself. fn returns 0 to go on, non-zero to stop (that
+ * value is returned). */
+typedef int (*fv_sstore_entry_fn)(const fv_sstore_entry *e, void *payload);
+int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
+                   uint64_t upto, size_t max, fv_sstore_entry_fn fn,
+                   void *payload);
+
+#endif

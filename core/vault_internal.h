@@ -1,0 +1,92 @@
+/*
+ * vault_internal.h - what vault.c shares with the other files of the vault
+ * (vault_sync.c). Not installed; not for embedders.
+ */
+#ifndef FV_VAULT_INTERNAL_H
+#define FV_VAULT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "crypto.h"
+#include "envelope.h"
+#include "fieldvault.h"
+#include "store.h"
+
+/* Secrets of an open vault, in one guarded allocation. */
+struct secrets {
+    unsigned char vault_key[FV_KEY_BYTES];
+    unsigned char sign_sk[FV_SIGN_SK_BYTES];
+    unsigned char box_sk[FV_BOX_SK_BYTES];
+    unsigned char org_sk[FV_BOX_SK_BYTES]; /* coordinators only */
+};
+
+struct fv_vault {
+    char *dir;
+    fv_store *store;
+    struct secrets *sec; /* fv_secure_alloc */
+    unsigned char sign_pk[FV_SIGN_PK_BYTES];
+    unsigned char box_pk[FV_BOX_PK_BYTES];
+    int has_org_sk;     /* this vault holds the organisation's secret key */
+    int has_org_pk;     /* the organisation's public key is known */
+    unsigned char org_pk[FV_BOX_PK_BYTES];
+    uint64_t opslimit, memlimit;
+    char msg[256];
+};
+
+/* Records a failure message on the handle and returns rc (FV_OK passes). */
+int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A store failure, with the store's message. */
+int fv_v_serr(fv_vault *v, int rc);
+int64_t fv_v_now(void);
+
+/* Secrets kept in the meta table, encrypted under crypto_kdf subkey
+ * `subkey_id` of the vault key and bound to `ad`. */
+int fv_v_meta_seal(fv_vault *v, const char *name, uint64_t subkey_id,
+                   const unsigned char *plain, size_t len,
+                   const unsigned char *ad, size_t adlen);
+int fv_v_meta_open(fv_vault *v, const char *name, uint64_t subkey_id,
+                   unsigned char *plain, size_t len, const unsigned char *ad,
+                   size_t adlen);
+
+/* Parses a stored envelope and checks it is what the store says it is. */
+int fv_v_parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se);
+
+/* Decrypts an envelope's payload with whatever key this vault holds for it:
+ * its own X25519 key, the organisation's, or a key grant. */
+int fv_v_open_payload(fv_vault *v, const fv_env *e, unsigned char **plain,
+                      size_t *plain_len);
+
+/* The recipients of a new envelope: this device, the organisation (when its
+ * key is known), and `extra` (the recipients of the revision it builds on). */
+size_t fv_v_recipients(const fv_vault *v,
+                       unsigned char out[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES],
+                       const fv_env *extra);
+
+/* The largest envelope a vault writes: it must fit one sync frame
+ * (docs/PROTOCOL.md). */
+#define FV_MAX_ENVELOPE_BYTES ((1u << 20) - 4096)
+
+/* A new envelope signed by this device, stored in the open transaction and
+ * queued in the outbox. */
+typedef struct fv_v_write {
+    int kind;
+    const unsigned char *record; /* NULL: a genesis revision */
+    const unsigned char (*parents)[FV_ID_BYTES];
+    size_t nparents;
+    const unsigned char *payload; /* plaintext */
+    size_t payload_len;
+    const fv_env *base; /* its recipients are kept (an edit) */
+    const unsigned char (*recipients)[FV_BOX_PK_BYTES]; /* or exactly these */
+    size_t nrecipients;
+    const unsigned char *content_key; /* a grant: this key, not a fresh one */
+    const uint64_t *chunk_counts;
+    size_t nattachments;
+    const unsigned char (*chunks)[FV_HASH_BYTES];
+    size_t nchunks;
+} fv_v_write;
+
+int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
+                        const fv_v_write *w);
+
+#endif

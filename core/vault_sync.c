@@ -1,0 +1,322 @@
+/* vault_sync.c - a vault's side of sync (see vault_sync.h): sync state,
+ * outbox and receipts, verified import, the organisation key and key grants. */
+#include "vault_sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "envelope.h"
+#include "record.h"
+#include "vault_internal.h"
+
+#define META_SYNC_STATE 3
+
+/* Fixed layout of the (encrypted) state blob. */
+#define ST_SERVER 0
+#define ST_PIN (ST_SERVER + 256)
+#define ST_KEY (ST_PIN + 32)
+#define ST_HAS_EPOCH (ST_KEY + 32)
+#define ST_EPOCH (ST_HAS_EPOCH + 1)
+#define ST_CURSOR (ST_EPOCH + 16)
+#define ST_CHAIN (ST_CURSOR + 8)
+#define ST_ROLE (ST_CHAIN + 32)
+#define ST_BYTES (ST_ROLE + 1)
+
+static const unsigned char state_ad[] = "FieldVault sync state v1";
+
+static void state_pack(unsigned char *b, const fv_sync_state *st)
+{
+    memset(b, 0, ST_BYTES);
+    memcpy(b + ST_SERVER, st->server, strnlen(st->server, 255));
+    memcpy(b + ST_PIN, st->pin, 32);
+    memcpy(b + ST_KEY, st->server_key, 32);
+    b[ST_HAS_EPOCH] = (unsigned char)(st->has_epoch != 0);
+    memcpy(b + ST_EPOCH, st->epoch, 16);
+    for (int i = 0; i < 8; i++)
+        b[ST_CURSOR + i] = (unsigned char)(st->cursor >> (8 * i));
+    memcpy(b + ST_CHAIN, st->chain, 32);
+    b[ST_ROLE] = (unsigned char)st->role;
+}
+
+static void state_unpack(fv_sync_state *st, const unsigned char *b)
+{
+    memset(st, 0, sizeof *st);
+    memcpy(st->server, b + ST_SERVER, 255);
+    memcpy(st->pin, b + ST_PIN, 32);
+    memcpy(st->server_key, b + ST_KEY, 32);
+    st->has_epoch = b[ST_HAS_EPOCH];
+    memcpy(st->epoch, b + ST_EPOCH, 16);
+    for (int i = 7; i >= 0; i--)
+        st->cursor = (st->cursor << 8) | b[ST_CURSOR + i];
+    memcpy(st->chain, b + ST_CHAIN, 32);
+    st->role = b[ST_ROLE];
+}
+
+int fv_vs_state_get(fv_vault *v, fv_sync_state *st)
+{
+    unsigned char b[ST_BYTES];
+    int rc = fv_v_meta_open(v, "sync", META_SYNC_STATE, b, sizeof b, state_ad,
+                            sizeof state_ad);
+    if (rc == FV_ENOTFOUND)
+        return fv_v_err(v, rc, "this vault is not enrolled with a server");
+    if (rc)
+        return fv_v_err(v, rc == FV_ECORRUPT ? rc : rc,
+                        "cannot read the vault's sync state: %s", fv_strerror(rc));
+    state_unpack(st, b);
+    fv_wipe(b, sizeof b);
+    return FV_OK;
+}
+
+/* Inside a transaction. */
+static int state_put(fv_vault *v, const fv_sync_state *st)
+{
+    unsigned char b[ST_BYTES];
+    int rc;
+    state_pack(b, st);
+    rc = fv_v_meta_seal(v, "sync", META_SYNC_STATE, b, sizeof b, state_ad,
+                        sizeof state_ad);
+    fv_wipe(b, sizeof b);
+    return rc;
+}
+
+int fv_vs_state_put(fv_vault *v, const fv_sync_state *st)
+{
+    int rc = fv_store_begin(v->store);
+    if (rc == FV_OK)
+        rc = state_put(v, st);
+    if (rc == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
+}
+
+void fv_vs_device(const fv_vault *v, unsigned char sign_pk[32],
+                  unsigned char box_pk[32])
+{
+    memcpy(sign_pk, v->sign_pk, 32);
+    memcpy(box_pk, v->box_pk, 32);
+}
+
+void fv_vs_sign(fv_vault *v, unsigned char sig[64], const unsigned char *m,
+                size_t n)
+{
+    fv_sign(sig, m, n, v->sec->sign_sk);
+}
+
+int fv_vs_org_pk(const fv_vault *v, unsigned char pk[32])
+{
+    if (!v->has_org_pk)
+        return 0;
+    memcpy(pk, v->org_pk, 32);
+    return 1;
+}
+
+/* ---- key grants ------------------------------------------------------- */
+
+struct granting {
+    fv_vault *v;
+    int rc;
+    size_t count;
+};
+
+/* Writes a grant for one own envelope that the organisation cannot open. */
+static int grant_one(const fv_store_env *se, void *payload)
+{
+    struct granting *g = payload;
+    fv_vault *v = g->v;
+    unsigned char key[FV_KEY_BYTES], gid[FV_ID_BYTES];
+    unsigned char *tp = NULL;
+    size_t tlen = 0, i;
+    fv_env e;
+    int rc;
+
+    if ((rc = fv_v_parse_stored(v, &e, se)))
+        return g->rc = rc;
+    for (i = 0; i < e.nrecipients; i++)
+        if (memcmp(e.recipient_pk[i], v->org_pk, 32) == 0)
+            break;
+    rc = FV_OK;
+    if (i == e.nrecipients) {
+        rc = fv_env_unseal(&e, v->box_pk, v->sec->box_sk, key);
+        if (rc == FV_OK)
+            rc = fv_tombstone_encode(&tp, &tlen, fv_v_now());
+        if (rc == FV_OK) {
+            fv_v_write w = {
+                .kind = FV_ENV_GRANT,
+                .record = e.record,
+                .parents = (const unsigned char(*)[FV_ID_BYTES])e.id,
+                .nparents = 1,
+                .payload = tp,
+                .payload_len = tlen,
+                .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])v->org_pk,
+                .nrecipients = 1,
+                .content_key = key,
+            };
+            rc = fv_v_write_envelope(v, gid, &w);
+            g->count++;
+        }
+        fv_enc_free_buf(tp, tlen);
+        fv_wipe(key, sizeof key);
+    }
+    fv_env_clear(&e);
+    return g->rc = rc;
+}
+
+/* Inside a transaction: grants for everything written before the
+ * organisation's key was known. The ids and signatures of what was recorded
+ * stay untouched: that is the chain of custody. */
+static int grant_all(fv_vault *v)
+{
+    struct granting g = {v, FV_OK, 0};
+    int rc = fv_store_own_envelopes(v->store, grant_one, &g);
+    return g.rc ? g.rc : fv_v_serr(v, rc);
+}
+
+int fv_vs_org_learn(fv_vault *v, const unsigned char pk[32])
+{
+    int rc;
+    if (v->has_org_pk)
+        return memcmp(v->org_pk, pk, 32) == 0
+                   ? FV_OK
+                   : fv_v_err(v, FV_EDENIED,
+                              "the organisation key differs from the one this vault knows");
+    if ((rc = fv_store_begin(v->store)))
+        return fv_v_serr(v, rc);
+    memcpy(v->org_pk, pk, 32);
+    v->has_org_pk = 1;
+    rc = fv_v_serr(v, fv_store_meta_put(v->store, "org_pk", pk, 32));
+    if (rc == FV_OK)
+        rc = grant_all(v);
+    if (rc == FV_OK)
+        rc = fv_v_serr(v, fv_store_commit(v->store));
+    if (rc) {
+        fv_store_rollback(v->store);
+        v->has_org_pk = 0;
+    }
+    return rc;
+}
+
+int fv_vs_org_create(fv_vault *v, unsigned char pk[32])
+{
+    int rc;
+    if (v->has_org_sk || v->has_org_pk)
+        return fv_v_err(v, FV_EEXIST, "this vault already knows an organisation key");
+    fv_box_keypair(pk, v->sec->org_sk);
+    if ((rc = fv_store_begin(v->store)))
+        return fv_v_serr(v, rc);
+    rc = fv_v_meta_seal(v, "org_sk", 2, v->sec->org_sk, FV_BOX_SK_BYTES, pk, 32);
+    if (rc == FV_OK)
+        rc = fv_v_serr(v, fv_store_commit(v->store));
+    if (rc) {
+        fv_store_rollback(v->store);
+        fv_wipe(v->sec->org_sk, FV_BOX_SK_BYTES);
+        return rc;
+    }
+    v->has_org_sk = 1;
+    /* Publishing the public half also grants everything written so far. */
+    return fv_vs_org_learn(v, pk);
+}
+
+/* ---- outbox and receipts ---------------------------------------------- */
+
+int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
+                 fv_store_outbox_fn fn, void *payload)
+{
+    return fv_v_serr(v, fv_store_outbox(v->store, after, max, fn, payload));
+}
+
+int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
+                    const unsigned char sig[64],
+                    const unsigned char *const *ids, size_t n)
+{
+    int rc = fv_store_begin(v->store);
+    if (rc == FV_OK)
+        rc = fv_store_delivered(v->store, body, body_len, sig, ids, n);
+    if (rc == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
+}
+
+int fv_vs_reset(fv_vault *v)
+{
+    return fv_v_serr(v, fv_store_undeliver_all(v->store));
+}
+
+/* ---- import ----------------------------------------------------------- */
+
+static int addressed_to(const fv_env *e, const unsigned char box_pk[32])
+{
+    for (size_t i = 0; i < e->nrecipients; i++)
+        if (memcmp(e->recipient_pk[i], box_pk, 32) == 0)
+            return 1;
+    return 0;
+}
+
+static int import_one(fv_vault *v, int role, const unsigned char *bytes,
+                      size_t len, size_t *added)
+{
+    fv_store_env se;
+    fv_env e;
+    int rc, own, was_added = 0;
+
+    rc = fv_env_parse(&e, bytes, len);
+    if (rc)
+        return fv_v_err(v, rc == FV_EVERSION ? rc : FV_EPROTO,
+                        "the server sent an envelope that fails verification");
+    own = memcmp(e.author, v->sign_pk, 32) == 0;
+    if (role == FV_ROLE_FIELD && !own && !addressed_to(&e, v->box_pk)) {
+        fv_env_clear(&e);
+        return fv_v_err(v, FV_EPROTO,
+                        "the server sent an envelope not meant for this device");
+    }
+    memset(&se, 0, sizeof se);
+    se.id = e.id;
+    se.record = e.record;
+    se.kind = e.kind;
+    se.bytes = bytes;
+    se.len = len;
+    se.own = 0; /* what came from the server needs no pushing */
+    se.grant = e.kind == FV_ENV_GRANT;
+    rc = fv_store_env_put(v->store, &se,
+                          (const unsigned char(*)[FV_ID_BYTES])e.parents,
+                          e.nparents,
+                          (const unsigned char(*)[FV_HASH_BYTES])e.chunks,
+                          e.nchunks, &was_added);
+    fv_env_clear(&e);
+    *added += (size_t)was_added;
+    return fv_v_serr(v, rc);
+}
+
+int fv_vs_import(fv_vault *v, const fv_sync_state *st,
+                 const unsigned char *const *env, const size_t *len, size_t n,
+                 size_t *added)
+{
+    int rc = fv_store_begin(v->store);
+    *added = 0;
+    if (rc)
+        return fv_v_serr(v, rc);
+    for (size_t i = 0; i < n && rc == FV_OK; i++)
+        rc = import_one(v, st ? st->role : FV_ROLE_COORDINATOR, env[i], len[i],
+                        added);
+    if (rc == FV_OK && st)
+        rc = state_put(v, st);
+    if (rc == FV_OK)
+        rc = fv_v_serr(v, fv_store_commit(v->store));
+    if (rc)
+        fv_store_rollback(v->store);
+    return rc;
+}
+
+int fv_vs_conflicts(fv_vault *v, size_t *count)
+{
+    return fv_v_serr(v, fv_store_conflicts(v->store, count));
+}
+
+int fv_vs_fail(fv_vault *v, int rc, const char *msg)
+{
+    return fv_v_err(v, rc, "%s", msg);
+}

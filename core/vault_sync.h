@@ -1,0 +1,83 @@
+/*
+ * vault_sync.h - what the sync engine (sync/) needs from a vault: its sync
+ * state, its outbox, receipts, verified import of pulled envelopes, and the
+ * organisation key. Internal: embedders use fieldvault_sync.h.
+ *
+ * Every function returns FV_OK or an FV_E code and leaves a message on the
+ * vault handle.
+ */
+#ifndef FV_VAULT_SYNC_H
+#define FV_VAULT_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fieldvault.h"
+#include "store.h"
+
+/* What a vault remembers about its server. Stored encrypted in the vault
+ * (it names the organisation's server). */
+typedef struct fv_sync_state {
+    char server[256];              /* host:port */
+    unsigned char pin[32];         /* BLAKE2b-256 of the server's TLS key */
+    unsigned char server_key[32];  /* the server's Ed25519 receipt key */
+    int has_epoch;
+    unsigned char epoch[16];
+    uint64_t cursor;               /* feed position reached */
+    unsigned char chain[32];       /* feed chain at the cursor */
+    int role;                      /* FV_ROLE_* (sync/proto.h) */
+} fv_sync_state;
+
+/* FV_ENOTFOUND if the vault never enrolled. */
+int fv_vs_state_get(fv_vault *v, fv_sync_state *st);
+/* Saves the state (in its own transaction). */
+int fv_vs_state_put(fv_vault *v, const fv_sync_state *st);
+
+void fv_vs_device(const fv_vault *v, unsigned char sign_pk[32],
+                  unsigned char box_pk[32]);
+/* Signs with the device's Ed25519 key. */
+void fv_vs_sign(fv_vault *v, unsigned char sig[64], const unsigned char *m,
+                size_t n);
+
+/* The organisation's public key, if known: 1 and *pk, else 0. */
+int fv_vs_org_pk(const fv_vault *v, unsigned char pk[32]);
+/* Learns the organisation's public key (from an invite or a WELCOME) and
+ * writes key grants so that everything recorded before reaches it readable.
+ * A different key than the one already known is refused (FV_EDENIED). */
+int fv_vs_org_learn(fv_vault *v, const unsigned char pk[32]);
+/* Creates the organisation key pair in this (coordinator's) vault. FV_EEXIST
+ * if it has one. */
+int fv_vs_org_create(fv_vault *v, unsigned char pk[32]);
+
+/* The outbox, as fv_store_outbox. */
+int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
+                 fv_store_outbox_fn fn, void *payload);
+
+/* Commits a server receipt (already verified by the sync engine) and marks
+ * the envelopes it names delivered, in one transaction. */
+int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
+                    const unsigned char sig[64],
+                    const unsigned char *const *ids, size_t n);
+
+/* A new server (another epoch): every own envelope goes back to the outbox. */
+int fv_vs_reset(fv_vault *v);
+
+/* Verifies and stores pulled envelopes in one transaction, together with
+ * *st (the cursor the sync engine advanced after checking the chain). A
+ * field device accepts only envelopes it wrote or that are addressed to it.
+ * FV_EPROTO if an envelope is forged or not meant for this device: nothing
+ * of the batch is stored. *added counts envelopes new to the vault.
+ * With st NULL (a courier bundle) no cursor moves and any author's verified
+ * envelope is accepted. */
+int fv_vs_import(fv_vault *v, const fv_sync_state *st,
+                 const unsigned char *const *env, const size_t *len, size_t n,
+                 size_t *added);
+
+/* Leaves a message on the vault handle (for the sync session's failures)
+ * and returns rc. */
+int fv_vs_fail(fv_vault *v, int rc, const char *msg);
+
+/* Records with more than one live head. */
+int fv_vs_conflicts(fv_vault *v, size_t *count);
+
+#endif

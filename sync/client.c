@@ -1,0 +1,490 @@
+/* client.c - the device side of sync, sans-I/O (see client.h). */
+#include "client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "vault_sync.h"
+
+#define WINDOW 4                   /* PUSH batches in flight */
+#define BATCH_BYTES (512u * 1024)  /* envelope bytes per PUSH */
+
+struct batch {
+    size_t n;
+    unsigned char ids[FV_PROTO_MAX_BATCH][32];
+};
+
+struct fv_client {
+    fv_vault *v;
+    const fv_client_request *req;
+    fv_sync_state st;
+    unsigned char device[32], box[32];
+    fv_out out;
+    fv_framer in;
+    int status;
+    char msg[256];
+    int started, welcomed, pull_done, answered, bye_sent, outbox_done;
+    int64_t last_queued; /* local seq of the last envelope put in a PUSH */
+    struct batch inflight[WINDOW];
+    size_t inflight_head, inflight_count;
+    fv_client_stats stats;
+    char *invite_text;
+};
+
+static int cfail(fv_client *c, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int cfail(fv_client *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->status != FV_OK)
+        return c->status;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+    c->status = rc;
+    return rc;
+}
+
+/* A vault failure: its message. */
+static int vfail(fv_client *c, int rc)
+{
+    return rc ? cfail(c, rc, "%s", fv_vault_errmsg(c->v)) : FV_OK;
+}
+
+int fv_client_new(fv_client **out, fv_vault *v, const fv_client_request *req)
+{
+    fv_client *c;
+    int rc = FV_OK;
+
+    *out = NULL;
+    if (!v || !req || (req->op == FV_CLIENT_ENROLL && !req->invite))
+        return FV_EINVAL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return FV_ENOMEM;
+    c->v = v;
+    c->req = req;
+    fv_out_init(&c->out);
+    fv_framer_init(&c->in);
+    fv_vs_device(v, c->device, c->box);
+    if (req->op == FV_CLIENT_ENROLL) {
+        fv_sync_state old;
+        if (fv_vs_state_get(v, &old) == FV_OK) {
+            free(c);
+            return FV_EEXIST;
+        }
+        snprintf(c->st.server, sizeof c->st.server, "%s",
+                 req->server_override ? req->server_override
+                                      : req->invite->address);
+        memcpy(c->st.pin, req->invite->pin, 32);
+    } else {
+        rc = fv_vs_state_get(v, &c->st);
+    }
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return FV_OK;
+}
+
+void fv_client_free(fv_client *c)
+{
+    if (!c)
+        return;
+    fv_out_free(&c->out);
+    fv_framer_free(&c->in);
+    free(c->invite_text);
+    fv_wipe(&c->st, sizeof c->st);
+    free(c);
+}
+
+/* ---- pushing ---------------------------------------------------------- */
+
+struct gather {
+    const unsigned char *env[FV_PROTO_MAX_BATCH];
+    size_t len[FV_PROTO_MAX_BATCH];
+    unsigned char *copy[FV_PROTO_MAX_BATCH];
+    struct batch *b;
+    size_t bytes;
+    int64_t last;
+};
+
+static int gather_cb(int64_t seq, const unsigned char *id,
+                     const unsigned char *bytes, size_t len, void *payload)
+{
+    struct gather *g = payload;
+    size_t i = g->b->n;
+    if (i > 0 && g->bytes + len > BATCH_BYTES)
+        return 1; /* full: this one goes in the next batch */
+    g->copy[i] = malloc(len ? len : 1);
+    if (!g->copy[i])
+        return FV_ENOMEM;
+    memcpy(g->copy[i], bytes, len);
+    g->env[i] = g->copy[i];
+    g->len[i] = len;
+    memcpy(g->b->ids[i], id, 32);
+    g->b->n++;
+    g->bytes += len;
+    g->last = seq;
+    return 0;
+}
+
+/* Queues PUSH frames while the window has room and the outbox has more;
+ * queues BYE once everything is sent. */
+static int fill_window(fv_client *c)
+{
+    while (c->status == FV_OK && !c->outbox_done && c->inflight_count < WINDOW) {
+        struct gather g;
+        struct batch *b =
+            &c->inflight[(c->inflight_head + c->inflight_count) % WINDOW];
+        int rc;
+
+        memset(&g, 0, sizeof g);
+        b->n = 0;
+        g.b = b;
+        g.last = c->last_queued;
+        rc = fv_vs_outbox(c->v, c->last_queued, FV_PROTO_MAX_BATCH, gather_cb, &g);
+        if (rc < 0) {
+            vfail(c, rc);
+        } else if (b->n == 0) {
+            c->outbox_done = 1;
+        } else {
+            rc = fv_send_push(&c->out, g.env, g.len, b->n);
+            if (rc)
+                cfail(c, rc, "cannot queue a push: %s", fv_strerror(rc));
+            c->last_queued = g.last;
+            c->inflight_count++;
+            c->stats.outbox += b->n;
+        }
+        for (size_t i = 0; i < b->n; i++)
+            free(g.copy[i]);
+    }
+    return c->status;
+}
+
+/* Sends BYE once nothing more will be asked of the server. */
+static void maybe_bye(fv_client *c)
+{
+    if (c->status == FV_OK && !c->bye_sent &&
+        (c->req->op != FV_CLIENT_SYNC || c->outbox_done)) {
+        int rc = fv_send_simple(&c->out, FV_MSG_BYE);
+        if (rc)
+            cfail(c, rc, "cannot queue BYE");
+        c->bye_sent = 1;
+    }
+}
+
+/* ---- start ------------------------------------------------------------ */
+
+int fv_client_start(fv_client *c, const unsigned char pin[32],
+                    const unsigned char binding[32])
+{
+    const fv_client_request *r = c->req;
+    const unsigned char *token = r->op == FV_CLIENT_ENROLL ? r->invite->token : NULL;
+    const unsigned char *box = token ? c->box : NULL;
+    unsigned char sig[64];
+    unsigned char *tbs = NULL;
+    size_t tbs_len = 0;
+    int rc;
+
+    if (c->status || c->started)
+        return c->status ? c->status : FV_EINVAL;
+    c->started = 1;
+    if (!fv_ct_equal(pin, c->st.pin, 32))
+        return cfail(c, FV_EPIN, "the server's key does not match the pinned key");
+    if ((rc = fv_hello_tbs(&tbs, &tbs_len, pin, binding, c->device, token, box)))
+        return cfail(c, rc, "out of memory");
+    fv_vs_sign(c->v, sig, tbs, tbs_len);
+    fv_enc_free_buf(tbs, tbs_len);
+    rc = fv_send_hello(&c->out, c->device, sig, token, box);
+    switch (r->op) {
+    case FV_CLIENT_SYNC:
+        if (!rc)
+            rc = fv_send_pull(&c->out, c->st.has_epoch ? c->st.epoch : NULL,
+                              c->st.cursor, c->st.chain);
+        break;
+    case FV_CLIENT_INVITE:
+        if (!rc)
+            rc = fv_send_invite(&c->out, r->name, (uint64_t)r->role, r->ttl);
+        break;
+    case FV_CLIENT_DEVICES:
+        if (!rc)
+            rc = fv_send_simple(&c->out, FV_MSG_DEVICES);
+        break;
+    case FV_CLIENT_REVOKE:
+        if (!rc)
+            rc = fv_send_key(&c->out, FV_MSG_REVOKE, r->device);
+        break;
+    case FV_CLIENT_ORGKEY: {
+        unsigned char org[32];
+        if (!fv_vs_org_pk(c->v, org))
+            return cfail(c, FV_ENOTFOUND, "this vault has no organisation key");
+        if (!rc)
+            rc = fv_send_key(&c->out, FV_MSG_ORGKEY, org);
+        break;
+    }
+    default:
+        break;
+    }
+    if (rc)
+        return cfail(c, rc, "cannot queue the first messages");
+    /* Pipelined: the server handles everything after HELLO in order, so a
+     * sync with nothing new is one round trip. */
+    if (r->op == FV_CLIENT_SYNC)
+        fill_window(c);
+    maybe_bye(c);
+    return c->status;
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+static int on_welcome(fv_client *c, const fv_msg *m)
+{
+    int rc = FV_OK;
+    if (m->u.welcome.version != FV_PROTO_VERSION)
+        return cfail(c, FV_EPROTO, "the server chose an unknown protocol version");
+    c->stats.role = (int)m->u.welcome.role;
+    if (c->req->op == FV_CLIENT_ENROLL) {
+        memcpy(c->st.server_key, m->u.welcome.server, 32);
+        memcpy(c->st.epoch, m->u.welcome.epoch, 16);
+        c->st.has_epoch = 1;
+        c->st.role = (int)m->u.welcome.role;
+        if ((rc = vfail(c, fv_vs_state_put(c->v, &c->st))))
+            return rc;
+        if (c->req->invite->has_org)
+            rc = vfail(c, fv_vs_org_learn(c->v, c->req->invite->org));
+        c->answered = 1;
+    } else {
+        if (!fv_ct_equal(m->u.welcome.server, c->st.server_key, 32))
+            return cfail(c, FV_EPIN, "the server's receipt key changed since enrollment");
+        if (!c->st.has_epoch ||
+            memcmp(c->st.epoch, m->u.welcome.epoch, 16) != 0) {
+            /* A new server (or a first sync): its log starts over, and it
+             * holds nothing of ours. The PULL already sent carried our old
+             * epoch, so the server sends its feed from the start. */
+            if (c->st.has_epoch && (rc = vfail(c, fv_vs_reset(c->v))))
+                return rc;
+            memcpy(c->st.epoch, m->u.welcome.epoch, 16);
+            c->st.has_epoch = 1;
+            c->st.cursor = 0;
+            memset(c->st.chain, 0, 32);
+            if ((rc = vfail(c, fv_vs_state_put(c->v, &c->st))))
+                return rc;
+        }
+        if (c->st.role != (int)m->u.welcome.role) {
+            c->st.role = (int)m->u.welcome.role;
+            if ((rc = vfail(c, fv_vs_state_put(c->v, &c->st))))
+                return rc;
+        }
+    }
+    if (rc == FV_OK && m->u.welcome.org)
+        rc = vfail(c, fv_vs_org_learn(c->v, m->u.welcome.org));
+    c->welcomed = 1;
+    return rc;
+}
+
+static int on_receipt(fv_client *c, const fv_msg *m)
+{
+    fv_receipt r;
+    struct batch *b;
+    const unsigned char *ids[FV_PROTO_MAX_BATCH];
+    size_t i;
+    int rc;
+
+    if (c->inflight_count == 0)
+        return cfail(c, FV_EPROTO, "the server sent a receipt for nothing");
+    b = &c->inflight[c->inflight_head];
+    if (fv_sign_verify(m->u.receipt.sig, m->u.receipt.body,
+                       m->u.receipt.body_len, c->st.server_key) != FV_OK ||
+        fv_receipt_decode(&r, m->u.receipt.body, m->u.receipt.body_len) ||
+        memcmp(r.epoch, c->st.epoch, 16) != 0 ||
+        memcmp(r.device, c->device, 32) != 0 || r.n != b->n)
+        return cfail(c, FV_EPROTO, "the server's receipt does not verify");
+    for (i = 0; i < r.n; i++) {
+        if (memcmp(r.id[i], b->ids[i], 32) != 0)
+            return cfail(c, FV_EPROTO, "the receipt names other envelopes");
+        ids[i] = r.id[i];
+    }
+    rc = vfail(c, fv_vs_delivered(c->v, m->u.receipt.body, m->u.receipt.body_len,
+                                  m->u.receipt.sig, ids, r.n));
+    if (rc)
+        return rc;
+    c->stats.pushed += r.n;
+    c->inflight_head = (c->inflight_head + 1) % WINDOW;
+    c->inflight_count--;
+    fill_window(c);
+    maybe_bye(c);
+    return c->status;
+}
+
+static int on_entries(fv_client *c, const fv_msg *m)
+{
+    fv_sync_state next = c->st;
+    unsigned char id[32];
+    size_t added = 0;
+    int rc;
+
+    for (size_t i = 0; i < m->u.entries.n; i++) {
+        unsigned char want[32];
+        if (m->u.entries.seq[i] != next.cursor + 1)
+            return cfail(c, FV_EPROTO, "the server's log skips or repeats entries");
+        fv_hash(id, m->u.entries.env[i], m->u.entries.len[i]);
+        fv_chain_next(want, next.chain, m->u.entries.seq[i], id);
+        if (!fv_ct_equal(want, m->u.entries.chain[i], 32))
+            return cfail(c, FV_EPROTO, "the server's log chain does not verify");
+        next.cursor = m->u.entries.seq[i];
+        memcpy(next.chain, want, 32);
+    }
+    rc = vfail(c, fv_vs_import(c->v, &next, m->u.entries.env, m->u.entries.len,
+                               m->u.entries.n, &added));
+    if (rc)
+        return rc;
+    c->st = next;
+    c->stats.pulled += m->u.entries.n;
+    c->stats.added += added;
+    return FV_OK;
+}
+
+static int on_error(fv_client *c, const fv_msg *m)
+{
+    char text[160];
+    size_t n = 0;
+    int rc;
+    /* The server's words, reduced to printable ASCII before they are shown. */
+    for (size_t i = 0; i < m->u.error.len && n + 1 < sizeof text; i++) {
+        char ch = m->u.error.text[i];
+        text[n++] = ch >= 0x20 && ch < 0x7f ? ch : '?';
+    }
+    text[n] = '\0';
+    switch (m->u.error.code) {
+    case FV_PERR_DENIED: rc = FV_EDENIED; break;
+    case FV_PERR_INVITE: rc = FV_EINVITE; break;
+    case FV_PERR_BUSY: rc = FV_ENET; break;
+    default: rc = FV_EPROTO; break;
+    }
+    return cfail(c, rc, "the server refused: %s", text);
+}
+
+static int on_message(fv_client *c, const fv_msg *m)
+{
+    if (!c->welcomed && m->type != FV_MSG_WELCOME && m->type != FV_MSG_ERROR)
+        return cfail(c, FV_EPROTO, "the server did not answer HELLO first");
+    switch (m->type) {
+    case FV_MSG_WELCOME:
+        return c->welcomed ? cfail(c, FV_EPROTO, "a second WELCOME")
+                           : on_welcome(c, m);
+    case FV_MSG_ERROR:
+        return on_error(c, m);
+    case FV_MSG_RECEIPT:
+        return on_receipt(c, m);
+    case FV_MSG_ENTRIES:
+        if (c->req->op != FV_CLIENT_SYNC || c->pull_done)
+            break;
+        return on_entries(c, m);
+    case FV_MSG_PULLED:
+        if (c->req->op != FV_CLIENT_SYNC || c->pull_done)
+            break;
+        if (m->u.pulled.head != c->st.cursor ||
+            !fv_ct_equal(m->u.pulled.chain, c->st.chain, 32))
+            return cfail(c, FV_EPROTO, "the server's log head does not match what it sent");
+        c->pull_done = 1;
+        return FV_OK;
+    case FV_MSG_INVITED:
+        if (c->req->op != FV_CLIENT_INVITE || c->answered)
+            break;
+        c->invite_text = malloc(m->u.invited.len + 1);
+        if (!c->invite_text)
+            return cfail(c, FV_ENOMEM, "out of memory");
+        memcpy(c->invite_text, m->u.invited.text, m->u.invited.len);
+        c->invite_text[m->u.invited.len] = '\0';
+        c->answered = 1;
+        return FV_OK;
+    case FV_MSG_DEVLIST: {
+        fv_msg copy = *m;
+        fv_devinfo d;
+        if (c->req->op != FV_CLIENT_DEVICES || c->answered)
+            break;
+        for (size_t i = 0; i < copy.u.devlist.n; i++)
+            if (fv_devlist_next(&copy, &d) == FV_OK && c->req->device_fn &&
+                c->req->device_fn(&d, c->req->device_payload))
+                return cfail(c, FV_ECANCELED, "stopped by the caller");
+        c->answered = 1;
+        return FV_OK;
+    }
+    case FV_MSG_OK:
+        if ((c->req->op != FV_CLIENT_REVOKE && c->req->op != FV_CLIENT_ORGKEY) ||
+            c->answered)
+            break;
+        c->answered = 1;
+        return FV_OK;
+    default:
+        break;
+    }
+    return cfail(c, FV_EPROTO, "the server sent an unexpected message (type %d)",
+                 m->type);
+}
+
+int fv_client_recv(fv_client *c, const unsigned char *p, size_t n)
+{
+    fv_msg *m = NULL;
+    while (c->status == FV_OK && n > 0) {
+        const unsigned char *frame;
+        size_t flen;
+        int err;
+        size_t used = fv_framer_feed(&c->in, p, n, &frame, &flen, &err);
+        p += used;
+        n -= used;
+        if (err)
+            return cfail(c, err, "the server sent a malformed frame");
+        if (!frame)
+            continue;
+        if (!m && !(m = malloc(sizeof *m)))
+            return cfail(c, FV_ENOMEM, "out of memory");
+        if (fv_msg_decode(m, frame, flen))
+            cfail(c, FV_EPROTO, "the server sent a malformed message");
+        else
+            on_message(c, m);
+    }
+    free(m);
+    return c->status;
+}
+
+const unsigned char *fv_client_pending(const fv_client *c, size_t *n)
+{
+    return fv_out_pending(&c->out, n);
+}
+
+void fv_client_ack(fv_client *c, size_t n) { fv_out_ack(&c->out, n); }
+
+int fv_client_done(const fv_client *c)
+{
+    if (c->status != FV_OK || !c->welcomed || fv_out_size(&c->out) > 0)
+        return 0;
+    switch (c->req->op) {
+    case FV_CLIENT_SYNC:
+        return c->pull_done && c->outbox_done && c->inflight_count == 0;
+    case FV_CLIENT_ENROLL:
+        return 1;
+    default:
+        return c->answered;
+    }
+}
+
+int fv_client_status(const fv_client *c) { return c->status; }
+
+const char *fv_client_errmsg(const fv_client *c)
+{
+    return c->msg[0] ? c->msg : fv_strerror(c->status);
+}
+
+const fv_client_stats *fv_client_get_stats(const fv_client *c)
+{
+    return &c->stats;
+}
+
+const char *fv_client_invite_text(const fv_client *c) { return c->invite_text; }

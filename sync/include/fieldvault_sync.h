@@ -1,0 +1,104 @@
+/*
+ * fieldvault_sync.h - syncing a vault with its organisation's server
+ * (docs/PROTOCOL.md): enrollment, sync, and the coordinator's requests.
+ *
+ * Conventions as in fieldvault.h. Every call here opens one TLS connection
+ * to the server the vault is enrolled with (or `options->server`), pins the
+ * server's key, and closes it before returning. The vault handle must not be
+ * used by another thread during the call. On failure, fv_vault_errmsg(v)
+ * says what happened.
+ */
+#ifndef FIELDVAULT_SYNC_H
+#define FIELDVAULT_SYNC_H
+
+#include <stdint.h>
+
+#include "fieldvault.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fv_sync_options {
+    unsigned int version;   /* FV_SYNC_OPTIONS_VERSION */
+    const char *server;     /* "host:port" instead of the enrolled address */
+    int timeout_ms;         /* connect and stall timeout; 0 = 30 s */
+    /* Called as envelopes move: done and total so far. Non-zero cancels
+     * (FV_ECANCELED); what was committed before stays committed. */
+    fv_progress_fn progress;
+    void *progress_payload;
+} fv_sync_options;
+
+#define FV_SYNC_OPTIONS_VERSION 1
+#define FV_SYNC_OPTIONS_INIT {FV_SYNC_OPTIONS_VERSION, 0, 0, 0, 0}
+
+typedef struct fv_sync_result {
+    uint64_t pushed;         /* envelopes delivered (receipts committed) */
+    uint64_t pulled;         /* envelopes received and verified */
+    uint64_t added;          /* of those, new to this vault */
+    size_t conflicts;        /* records with concurrent edits, after sync */
+    int role;                /* enum fv_role */
+    uint64_t bytes_sent;     /* application bytes, after the TLS handshake */
+    uint64_t bytes_received;
+    unsigned roundtrips;     /* waits for the server after the handshake */
+} fv_sync_result;
+
+/* Pushes every envelope the server has not acknowledged and pulls what is
+ * new for this device. FV_ENOTFOUND if the vault is not enrolled; FV_ENET,
+ * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED. */
+FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
+                   fv_sync_result *result);
+
+/* Redeems an invite: the vault enrolls with the server it names (or
+ * options->server) and remembers it. *role (may be NULL) receives the role.
+ * FV_EINVITE (damaged, used or expired), FV_EEXIST (already enrolled). */
+FV_API int fv_enroll(fv_vault *v, const char *invite,
+                     const fv_sync_options *options, int *role);
+
+/* Coordinator: creates the organisation's key pair in this vault and
+ * publishes its public half to the server. */
+FV_API int fv_org_init(fv_vault *v, const fv_sync_options *options);
+
+/* Coordinator: asks the server for a single-use invite for a new device
+ * called `name` with `role`, valid `ttl_seconds` (at most 30 days).
+ * *invite is malloc'd: free() it. */
+FV_API int fv_org_invite(fv_vault *v, char **invite, const char *name,
+                         int role, uint64_t ttl_seconds,
+                         const fv_sync_options *options);
+
+typedef struct fv_device_info {
+    unsigned char id[32]; /* the device's Ed25519 key */
+    const char *name;     /* valid during the callback */
+    int role;
+    int revoked;
+    int64_t enrolled; /* Unix seconds */
+} fv_device_info;
+
+typedef int (*fv_device_fn)(const fv_device_info *d, void *payload);
+
+/* Coordinator: the organisation's devices. */
+FV_API int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
+                          const fv_sync_options *options);
+
+/* Coordinator: refuses device `id` from its next connection on. */
+FV_API int fv_org_revoke(fv_vault *v, const unsigned char id[32],
+                         const fv_sync_options *options);
+
+/* Courier bundles: writes every envelope the server has not acknowledged to
+ * a new file at `path` (FV_EEXIST if it exists). *count (may be NULL)
+ * receives how many. The outbox is unchanged: only a server's receipt
+ * empties it. */
+FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
+
+/* Reads a bundle: every envelope is verified as if it had arrived over the
+ * network, then stored. Importing a bundle twice changes nothing. FV_ECORRUPT
+ * if the file is damaged or an envelope fails verification (nothing of its
+ * batch is stored). */
+FV_API int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
+                            uint64_t *added);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

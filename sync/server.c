@@ -1,0 +1,831 @@
+/* server.c - the server's directory and its event loop (see server.h). The
+ * protocol itself is in server_engine.c; this file moves bytes between it
+ * and TLS, and keeps time. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "fieldvault.h"
+#include "proto.h"
+#include "server_engine.h"
+#include "store_server.h"
+#include "tls.h"
+
+#define KEY_FILE "tls.key"
+#define CRT_FILE "tls.crt"
+#define RECEIPT_FILE "receipt.key"
+#define DB_FILE "server.db"
+#define FORMAT "1"
+
+#define DEFAULT_MAX_CONN 1024
+#define DEFAULT_HANDSHAKE_MS 10000
+#define DEFAULT_IDLE_MS 60000
+#define DEFAULT_FRAME_MS 120000
+#define TICK_MS 200           /* the stop flag is checked this often */
+#define IO_BYTES 16384        /* per connection: one TLS record each way */
+#define ROUNDS_PER_WAKE 8     /* read/handle/write rounds per connection per poll */
+#define ACCEPTS_PER_WAKE 64
+#define DRAIN_BYTES (256u << 10) /* read and dropped before closing */
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int errno_rc(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void engine_random(void *buf, size_t n, void *payload)
+{
+    (void)payload;
+    fv_random(buf, n);
+}
+
+/* Splits "host:port" or "[v6]:port" into host and port (digits, 0..65535). */
+static int parse_addr(const char *s, char host[256], char port[6])
+{
+    const char *colon, *h = s;
+    size_t hlen, plen;
+    unsigned long v;
+    char *end;
+
+    if (!s)
+        return FV_EINVAL;
+    colon = strrchr(s, ':');
+    if (!colon)
+        return FV_EINVAL;
+    hlen = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (hlen < 3 || s[hlen - 1] != ']')
+            return FV_EINVAL;
+        h = s + 1;
+        hlen -= 2;
+    } else if (memchr(s, ':', hlen)) {
+        return FV_EINVAL; /* a bare IPv6 address needs brackets */
+    }
+    plen = strlen(colon + 1);
+    if (hlen == 0 || hlen > 255 || plen == 0 || plen > 5 ||
+        strspn(colon + 1, "0123456789") != plen)
+        return FV_EINVAL;
+    v = strtoul(colon + 1, &end, 10);
+    if (v > 65535)
+        return FV_EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    memcpy(port, colon + 1, plen + 1);
+    return FV_OK;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return FV_EIO;
+    fsync(fd);
+    close(fd);
+    return FV_OK;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_rc(errno);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return FV_OK;
+}
+
+/* The receipt key: 64 raw bytes, created O_EXCL mode 0600. */
+static int receipt_key_write(const char *path, const unsigned char *sk)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    int rc;
+    if (fd < 0)
+        return errno == EEXIST ? FV_EEXIST : errno_rc(errno);
+    rc = write_all(fd, sk, FV_SIGN_SK_BYTES);
+    if (rc == FV_OK && fsync(fd) != 0)
+        rc = errno_rc(errno);
+    close(fd);
+    return rc;
+}
+
+/* Reads the receipt key into sk (secure memory). */
+static int receipt_key_read(const char *path, unsigned char *sk)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = FV_OK;
+    size_t got = 0;
+    struct stat sb;
+    if (fd < 0)
+        return errno == ENOENT ? FV_ENOTFOUND : FV_EIO;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        sb.st_size != FV_SIGN_SK_BYTES)
+        rc = FV_ECORRUPT;
+    while (rc == FV_OK && got < FV_SIGN_SK_BYTES) {
+        ssize_t r = read(fd, sk + got, FV_SIGN_SK_BYTES - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            rc = r == 0 ? FV_ECORRUPT : FV_EIO;
+        else
+            got += (size_t)r;
+    }
+    close(fd);
+    return rc;
+}
+
+/* The server's files, by name. */
+struct paths {
+    char *key, *crt, *receipt, *db, *wal, *shm;
+};
+
+static void paths_free(struct paths *p)
+{
+    free(p->key);
+    free(p->crt);
+    free(p->receipt);
+    free(p->db);
+    free(p->wal);
+    free(p->shm);
+}
+
+static int paths_make(struct paths *p, const char *dir)
+{
+    memset(p, 0, sizeof *p);
+    p->key = path_join(dir, KEY_FILE);
+    p->crt = path_join(dir, CRT_FILE);
+    p->receipt = path_join(dir, RECEIPT_FILE);
+    p->db = path_join(dir, DB_FILE);
+    p->wal = path_join(dir, DB_FILE "-wal");
+    p->shm = path_join(dir, DB_FILE "-shm");
+    if (!p->key || !p->crt || !p->receipt || !p->db || !p->wal || !p->shm) {
+        paths_free(p);
+        return FV_ENOMEM;
+    }
+    return FV_OK;
+}
+
+/* ---- init ------------------------------------------------------------- */
+
+int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
+                   char **admin_invite)
+{
+    char host[256], port[6];
+    unsigned char epoch[FV_EPOCH_BYTES], pk[FV_SIGN_PK_BYTES];
+    unsigned char token[FV_TOKEN_BYTES];
+    unsigned char *sk = NULL;
+    struct paths p;
+    struct stat sb;
+    fv_sstore *st = NULL;
+    int rc, made_tls = 0, made_receipt = 0, made_db = 0;
+    const char *const *f;
+
+    if (admin_invite)
+        *admin_invite = NULL;
+    if (!dir || !*dir || !pin || !admin_invite ||
+        parse_addr(listen, host, port) || strlen(listen) > 255)
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    if ((rc = paths_make(&p, dir)))
+        return rc;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = errno_rc(errno);
+        goto done;
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        rc = FV_EIO;
+        goto done;
+    }
+    {
+        const char *const any[] = {p.db, p.receipt, p.key, p.crt, NULL};
+        for (f = any; *f; f++)
+            if (lstat(*f, &sb) == 0) {
+                rc = FV_EEXIST;
+                goto done;
+            }
+    }
+    sk = fv_secure_alloc(FV_SIGN_SK_BYTES);
+    if (!sk) {
+        rc = FV_ENOMEM;
+        goto done;
+    }
+
+    if ((rc = fv_tls_identity_create(p.key, p.crt, pin)))
+        goto done;
+    made_tls = 1;
+    fv_sign_keypair(pk, sk);
+    if ((rc = receipt_key_write(p.receipt, sk)))
+        goto done;
+    made_receipt = 1;
+    if ((rc = fv_sstore_open(&st, p.db, 1)))
+        goto done;
+    made_db = 1;
+    fv_random(epoch, sizeof epoch);
+    if ((rc = fv_sstore_begin(st)) ||
+        (rc = fv_sstore_meta_put(st, "format", FORMAT, strlen(FORMAT))) ||
+        (rc = fv_sstore_meta_put(st, "epoch", epoch, sizeof epoch)) ||
+        (rc = fv_sstore_meta_put(st, "receipt_pk", pk, sizeof pk)) ||
+        (rc = fv_sstore_meta_put(st, "listen", listen, strlen(listen))) ||
+        (rc = fv_sstore_commit(st)))
+        goto done;
+    fv_random(token, sizeof token);
+    rc = fv_srv_invite_create(admin_invite, st, listen, pin, NULL, "admin", 5,
+                              FV_ROLE_COORDINATOR,
+                              (int64_t)time(NULL) + FV_SERVER_INVITE_TTL,
+                              token);
+    fv_wipe(token, sizeof token);
+    if (rc)
+        goto done;
+    fv_sstore_close(st);
+    st = NULL;
+    fsync_dir(dir);
+done:
+    if (st) {
+        fv_sstore_rollback(st);
+        fv_sstore_close(st);
+    }
+    if (rc) {
+        /* Undo a half-made server so that the next init can succeed. */
+        if (made_db) {
+            unlink(p.db);
+            unlink(p.wal);
+            unlink(p.shm);
+        }
+        if (made_receipt)
+            unlink(p.receipt);
+        if (made_tls) {
+            unlink(p.key);
+            unlink(p.crt);
+        }
+        if (*admin_invite) {
+            free(*admin_invite);
+            *admin_invite = NULL;
+        }
+        fv_wipe(pin, 32);
+    }
+    fv_secure_free(sk);
+    paths_free(&p);
+    return rc;
+}
+
+/* Opens the store of the server in `dir` and reads its listen address. */
+static int open_server_store(fv_sstore **st, const char *dir,
+                             const struct paths *p, char listen[256])
+{
+    unsigned char *v = NULL;
+    size_t len = 0;
+    struct stat sb;
+    int rc;
+
+    *st = NULL;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return FV_ENOTFOUND;
+    if ((rc = fv_sstore_open(st, p->db, 0)))
+        return rc;
+    rc = fv_sstore_meta_get(*st, "format", &v, &len);
+    if (rc == FV_OK && (len != strlen(FORMAT) || memcmp(v, FORMAT, len)))
+        rc = FV_EVERSION;
+    free(v);
+    v = NULL;
+    if (rc == FV_OK)
+        rc = fv_sstore_meta_get(*st, "listen", &v, &len);
+    if (rc == FV_OK && (len == 0 || len > 255 || memchr(v, 0, len)))
+        rc = FV_ECORRUPT;
+    if (rc == FV_OK) {
+        memcpy(listen, v, len);
+        listen[len] = '\0';
+    }
+    free(v);
+    if (rc == FV_ENOTFOUND)
+        rc = FV_ECORRUPT; /* a meta value is missing */
+    if (rc) {
+        fv_sstore_close(*st);
+        *st = NULL;
+    }
+    return rc;
+}
+
+int fv_server_invite(const char *dir, const char *name, int role,
+                     uint64_t ttl, char **invite)
+{
+    char listen[256];
+    unsigned char pin[32], org[32], token[FV_TOKEN_BYTES];
+    struct paths p;
+    fv_sstore *st = NULL;
+    int rc, has_org;
+
+    if (invite)
+        *invite = NULL;
+    if (!dir || !name || !invite || ttl == 0 || ttl > FV_MAX_INVITE_TTL)
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    if ((rc = paths_make(&p, dir)))
+        return rc;
+    if ((rc = open_server_store(&st, dir, &p, listen)) ||
+        (rc = fv_tls_identity_pin(p.crt, pin)))
+        goto done;
+    rc = fv_sstore_meta_get_fixed(st, "org", org, sizeof org);
+    has_org = rc == FV_OK;
+    if (rc && rc != FV_ENOTFOUND)
+        goto done;
+    fv_random(token, sizeof token);
+    rc = fv_srv_invite_create(invite, st, listen, pin, has_org ? org : NULL,
+                              name, strlen(name), role,
+                              (int64_t)time(NULL) + (int64_t)ttl, token);
+    fv_wipe(token, sizeof token);
+done:
+    fv_sstore_close(st);
+    paths_free(&p);
+    return rc;
+}
+
+/* ---- the event loop --------------------------------------------------- */
+
+enum phase { PH_HANDSHAKE, PH_OPEN };
+
+struct sconn {
+    fv_tls_conn *tls;
+    fv_srv_conn *eng;
+    unsigned long id;
+    int phase;
+    int dead;
+    int kick;     /* has work that poll() would not announce */
+    int hs_want;  /* FV_TLS_WANT_* of the handshake */
+    int r_want;   /* ... of the last read, 0 if it returned data */
+    int w_want;   /* ... of the pending write */
+    int64_t t_start, t_last, t_frame;
+    size_t in_off, in_len; /* bytes read, not yet taken by the engine */
+    size_t w_off, w_len;   /* bytes taken from the engine, not yet written */
+    unsigned char in[IO_BYTES];
+    unsigned char wb[IO_BYTES];
+};
+
+struct server {
+    const fv_server_options *o;
+    unsigned int max_conn, hs_ms, idle_ms, frame_ms;
+    fv_tls_server *tls;
+    fv_sstore *st;
+    fv_srv *srv;
+    fv_srv_env env;
+    struct sconn **conns;
+    size_t nconns;
+    struct pollfd *pfds;
+    unsigned long next_id;
+    int64_t accept_resume;
+};
+
+static void default_log(const char *line, void *payload)
+{
+    (void)payload;
+    fprintf(stderr, "fieldvault serve: %s\n", line);
+}
+
+static void slog(struct server *S, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void slog(struct server *S, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    S->env.log(line, S->env.log_payload);
+}
+
+static void conn_close(struct server *S, struct sconn *c, const char *why)
+{
+    if (why)
+        slog(S, "conn %lu: closed (%s)", c->id, why);
+    fv_srv_conn_free(c->eng);
+    fv_tls_close(c->tls);
+    fv_wipe(c->in, sizeof c->in);
+    free(c);
+    (void)S;
+}
+
+static void accept_some(struct server *S, int64_t now)
+{
+    unsigned refused = 0;
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        fv_tls_conn *t = NULL;
+        struct sconn *c;
+        int rc = fv_tls_accept(S->tls, &t);
+        if (rc == FV_ENOTFOUND)
+            break;
+        if (rc) {
+            /* Out of descriptors or memory: the listener stays readable,
+             * so wait a little instead of spinning. */
+            slog(S, "cannot accept: %s", fv_strerror(rc));
+            S->accept_resume = now + 100;
+            break;
+        }
+        if (S->nconns >= S->max_conn || !(c = calloc(1, sizeof *c))) {
+            fv_tls_close(t);
+            refused++;
+            continue;
+        }
+        c->tls = t;
+        c->id = ++S->next_id;
+        c->phase = PH_HANDSHAKE;
+        c->t_start = c->t_last = now;
+        c->kick = 1; /* the ClientHello may already be there */
+        S->conns[S->nconns++] = c;
+        slog(S, "conn %lu: opened", c->id);
+    }
+    if (refused)
+        slog(S, "refused %u connections (limit %u)", refused, S->max_conn);
+}
+
+/* Moves engine output to TLS. Returns 1 if bytes moved, 0 if not, -1 when
+ * the connection failed. */
+static int conn_flush(struct sconn *c, int64_t now)
+{
+    int moved = 0;
+    for (;;) {
+        size_t n = 0;
+        int rc;
+        if (c->w_len == 0) {
+            size_t len;
+            const unsigned char *p = fv_srv_conn_send_buf(c->eng, &len);
+            if (!p)
+                return moved;
+            if (len > sizeof c->wb)
+                len = sizeof c->wb;
+            /* A copy: after WANT_*, TLS must be called again with the same
+             * bytes, while the engine's queue may move. */
+            memcpy(c->wb, p, len);
+            fv_srv_conn_send_ack(c->eng, len);
+            c->w_off = 0;
+            c->w_len = len;
+        }
+        rc = fv_tls_write(c->tls, c->wb + c->w_off, c->w_len - c->w_off, &n);
+        if (rc == FV_TLS_WANT_READ || rc == FV_TLS_WANT_WRITE) {
+            c->w_want = rc;
+            return moved;
+        }
+        if (rc != FV_OK)
+            return -1;
+        c->w_want = 0;
+        c->w_off += n;
+        if (c->w_off == c->w_len)
+            c->w_off = c->w_len = 0;
+        c->t_last = now;
+        moved = 1;
+    }
+}
+
+static int conn_has_output(struct sconn *c)
+{
+    size_t len;
+    return c->w_len > 0 || fv_srv_conn_send_buf(c->eng, &len) != NULL;
+}
+
+/* Reads and drops what the peer still sends, so that closing does not turn
+ * into a reset that could discard our last frames in flight. */
+static void conn_drain(struct sconn *c)
+{
+    size_t total = 0, n;
+    while (total < DRAIN_BYTES &&
+           fv_tls_read(c->tls, c->in, sizeof c->in, &n) == FV_OK)
+        total += n;
+}
+
+/* Drives one connection as far as it goes without blocking. */
+static void conn_service(struct server *S, struct sconn *c, int64_t now)
+{
+    int rc;
+    c->kick = 0;
+    if (c->phase == PH_HANDSHAKE) {
+        unsigned char binding[32];
+        rc = fv_tls_handshake(c->tls);
+        if (rc == FV_TLS_WANT_READ || rc == FV_TLS_WANT_WRITE) {
+            c->hs_want = rc;
+            return;
+        }
+        if (rc != FV_OK || fv_tls_binding(c->tls, binding) != FV_OK) {
+            slog(S, "conn %lu: TLS handshake failed: %s", c->id,
+                 fv_strerror(rc ? rc : FV_ETLS));
+            c->dead = 1;
+            return;
+        }
+        rc = fv_srv_conn_new(&c->eng, S->srv, binding, c->id);
+        fv_wipe(binding, sizeof binding);
+        if (rc) {
+            slog(S, "conn %lu: %s", c->id, fv_strerror(rc));
+            c->dead = 1;
+            return;
+        }
+        c->phase = PH_OPEN;
+        c->t_last = now;
+    }
+    for (int round = 0; round < ROUNDS_PER_WAKE; round++) {
+        int progress = 0, state;
+        if (c->in_off < c->in_len) {
+            size_t k = fv_srv_conn_recv(c->eng, c->in + c->in_off,
+                                        c->in_len - c->in_off);
+            if (k) {
+                c->in_off += k;
+                progress = 1;
+            }
+            if (c->in_off == c->in_len)
+                c->in_off = c->in_len = 0;
+            if (!fv_srv_conn_in_frame(c->eng))
+                c->t_frame = 0;
+            else if (!c->t_frame)
+                c->t_frame = now;
+        }
+        rc = conn_flush(c, now);
+        if (rc < 0) {
+            slog(S, "conn %lu: closed (write failed)", c->id);
+            c->dead = 1;
+            return;
+        }
+        progress |= rc;
+        state = fv_srv_conn_state(c->eng);
+        if (state == FV_SRV_FAILED) {
+            c->dead = 1;
+            return;
+        }
+        if (state == FV_SRV_CLOSING) {
+            if (!conn_has_output(c)) {
+                conn_drain(c);
+                c->dead = 2; /* a clean close */
+                return;
+            }
+        } else if (c->in_len == 0) {
+            size_t n = 0;
+            rc = fv_tls_read(c->tls, c->in, sizeof c->in, &n);
+            if (rc == FV_OK) {
+                c->in_len = n;
+                c->r_want = 0;
+                c->t_last = now;
+                progress = 1;
+            } else if (rc == FV_TLS_WANT_READ || rc == FV_TLS_WANT_WRITE) {
+                c->r_want = rc;
+            } else {
+                slog(S, "conn %lu: closed (%s)", c->id,
+                     rc == FV_EEOF ? "by the peer" : fv_strerror(rc));
+                c->dead = 1;
+                return;
+            }
+        }
+        if (!progress)
+            return;
+    }
+    c->kick = 1; /* more to do: come back without waiting */
+}
+
+static short conn_events(const struct sconn *c)
+{
+    short ev = 0;
+    if (c->phase == PH_HANDSHAKE)
+        return c->hs_want == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN;
+    if (c->w_len > 0)
+        ev |= c->w_want == FV_TLS_WANT_READ ? POLLIN : POLLOUT;
+    if (c->in_len == 0 && fv_srv_conn_state(c->eng) == FV_SRV_RUNNING)
+        ev |= c->r_want == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN;
+    return ev;
+}
+
+/* Work that needs no event: buffered TLS bytes, input the engine would now
+ * take, output not yet handed to TLS. */
+static int conn_ready(struct sconn *c)
+{
+    if (c->kick)
+        return 1;
+    if (c->phase == PH_HANDSHAKE)
+        return 0;
+    if (c->in_off < c->in_len && fv_srv_conn_wants_input(c->eng))
+        return 1;
+    if (c->in_len == 0 && fv_srv_conn_state(c->eng) == FV_SRV_RUNNING &&
+        fv_tls_pending(c->tls) > 0)
+        return 1;
+    if (c->w_len == 0 && conn_has_output(c))
+        return 1;
+    return fv_srv_conn_state(c->eng) != FV_SRV_RUNNING && !conn_has_output(c);
+}
+
+/* When the connection runs out of time, and which limit that is. */
+static int64_t conn_deadline(const struct server *S, const struct sconn *c,
+                             const char **why)
+{
+    int64_t d = c->t_last + S->idle_ms;
+    *why = "idle";
+    if (c->phase == PH_HANDSHAKE || !fv_srv_conn_authenticated(c->eng)) {
+        if (c->t_start + S->hs_ms < d) {
+            d = c->t_start + S->hs_ms;
+            *why = "handshake deadline";
+        }
+    }
+    if (c->t_frame && c->t_frame + S->frame_ms < d) {
+        d = c->t_frame + S->frame_ms;
+        *why = "frame deadline";
+    }
+    return d;
+}
+
+static int load_engine(struct server *S, const char *dir, const struct paths *p,
+                       const char *listen)
+{
+    unsigned char epoch[FV_EPOCH_BYTES], pk[FV_SIGN_PK_BYTES], pin[32];
+    unsigned char *sk = fv_secure_alloc(FV_SIGN_SK_BYTES);
+    fv_srv_config cfg;
+    struct stat sb;
+    int rc;
+
+    if (!sk)
+        return FV_ENOMEM;
+    if ((rc = fv_sstore_meta_get_fixed(S->st, "epoch", epoch, sizeof epoch)) ||
+        (rc = fv_sstore_meta_get_fixed(S->st, "receipt_pk", pk, sizeof pk))) {
+        rc = rc == FV_ENOTFOUND ? FV_ECORRUPT : rc;
+        goto done;
+    }
+    if ((rc = receipt_key_read(p->receipt, sk)))
+        goto done;
+    if (stat(p->receipt, &sb) == 0 && (sb.st_mode & 077))
+        slog(S, "warning: %s/%s can be read by other users", dir,
+             RECEIPT_FILE);
+    if (!fv_ct_equal(sk + 32, pk, 32)) {
+        slog(S, "the receipt key does not match the database");
+        rc = FV_ECORRUPT;
+        goto done;
+    }
+    if ((rc = fv_tls_identity_pin(p->crt, pin)))
+        goto done;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.version = FV_SRV_CONFIG_VERSION;
+    cfg.store = S->st;
+    cfg.receipt_sk = sk;
+    cfg.epoch = epoch;
+    cfg.pin = pin;
+    cfg.address = listen;
+    cfg.env = &S->env;
+    rc = fv_srv_new(&S->srv, &cfg);
+done:
+    fv_secure_free(sk);
+    return rc;
+}
+
+int fv_server_run(const char *dir, const fv_server_options *opts)
+{
+    fv_server_options defaults = FV_SERVER_OPTIONS_INIT;
+    struct server S;
+    struct paths p;
+    char stored[256], host[256], port[6];
+    const char *listen;
+    int rc;
+
+    if (!opts)
+        opts = &defaults;
+    if (!dir || opts->version != FV_SERVER_OPTIONS_VERSION)
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    memset(&S, 0, sizeof S);
+    S.o = opts;
+    S.max_conn = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONN;
+    S.hs_ms = opts->handshake_ms ? opts->handshake_ms : DEFAULT_HANDSHAKE_MS;
+    S.idle_ms = opts->idle_ms ? opts->idle_ms : DEFAULT_IDLE_MS;
+    S.frame_ms = opts->frame_ms ? opts->frame_ms : DEFAULT_FRAME_MS;
+    S.env.random = engine_random;
+    S.env.log = opts->log ? opts->log : default_log;
+    S.env.log_payload = opts->log ? opts->log_payload : NULL;
+    S.env.now = (int64_t)time(NULL);
+    if (S.max_conn > 65536)
+        return FV_EINVAL;
+    if ((rc = paths_make(&p, dir)))
+        return rc;
+    if ((rc = open_server_store(&S.st, dir, &p, stored)))
+        goto done;
+    listen = opts->listen ? opts->listen : stored;
+    if (parse_addr(listen, host, port)) {
+        rc = FV_EINVAL;
+        goto done;
+    }
+    /* Invites carry the address given at init: a listen override (say,
+     * port 0 in a test) is where we bind, not where devices are sent. */
+    if ((rc = load_engine(&S, dir, &p, stored)))
+        goto done;
+    S.conns = calloc(S.max_conn, sizeof *S.conns);
+    S.pfds = calloc((size_t)S.max_conn + 1, sizeof *S.pfds);
+    if (!S.conns || !S.pfds) {
+        rc = FV_ENOMEM;
+        goto done;
+    }
+    if ((rc = fv_tls_listen(&S.tls, host, port, p.key, p.crt))) {
+        slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
+        goto done;
+    }
+    slog(&S, "listening on %s port %d", host, fv_tls_server_port(S.tls));
+    if (opts->ready)
+        opts->ready(host, fv_tls_server_port(S.tls), opts->ready_payload);
+
+    while (!(opts->stop && *opts->stop)) {
+        int64_t now = mono_ms(), deadline = now + TICK_MS;
+        size_t n = S.nconns, i, j;
+        int timeout, ready = 0;
+
+        S.pfds[0].fd = now >= S.accept_resume ? fv_tls_server_fd(S.tls) : -1;
+        S.pfds[0].events = POLLIN;
+        S.pfds[0].revents = 0;
+        for (i = 0; i < n; i++) {
+            struct sconn *c = S.conns[i];
+            const char *why;
+            int64_t d = conn_deadline(&S, c, &why);
+            S.pfds[i + 1].fd = fv_tls_fd(c->tls);
+            S.pfds[i + 1].events = conn_events(c);
+            S.pfds[i + 1].revents = 0;
+            if (d < deadline)
+                deadline = d;
+            if (conn_ready(c))
+                ready = 1;
+        }
+        if (S.accept_resume > now && S.accept_resume < deadline)
+            deadline = S.accept_resume;
+        timeout = ready ? 0 : (int)(deadline > now ? deadline - now : 0);
+        if (poll(S.pfds, n + 1, timeout) < 0 && errno != EINTR) {
+            slog(&S, "poll failed");
+            rc = FV_EIO;
+            break;
+        }
+        now = mono_ms();
+        S.env.now = (int64_t)time(NULL);
+        for (i = 0; i < n; i++) {
+            struct sconn *c = S.conns[i];
+            if (S.pfds[i + 1].revents || conn_ready(c))
+                conn_service(&S, c, now);
+        }
+        if (S.pfds[0].revents & POLLIN)
+            accept_some(&S, now);
+        for (i = n; i < S.nconns; i++)
+            conn_service(&S, S.conns[i], now);
+        /* Deadlines, then drop the dead and compact. */
+        for (i = 0, j = 0; i < S.nconns; i++) {
+            struct sconn *c = S.conns[i];
+            const char *why;
+            if (!c->dead && now >= conn_deadline(&S, c, &why)) {
+                slog(&S, "conn %lu: closed (%s)", c->id, why);
+                c->dead = 1;
+            }
+            if (c->dead) {
+                conn_close(&S, c, c->dead == 2 ? "done" : NULL);
+                continue;
+            }
+            S.conns[j++] = c;
+        }
+        S.nconns = j;
+    }
+    if (rc == FV_OK || rc == FV_EIO) {
+        for (size_t i = 0; i < S.nconns; i++)
+            conn_close(&S, S.conns[i], NULL);
+        S.nconns = 0;
+        slog(&S, "stopped");
+    }
+done:
+    for (size_t i = 0; i < S.nconns; i++)
+        conn_close(&S, S.conns[i], NULL);
+    fv_tls_server_close(S.tls);
+    fv_srv_free(S.srv);
+    if (S.st)
+        fv_sstore_checkpoint(S.st);
+    fv_sstore_close(S.st);
+    free(S.conns);
+    free(S.pfds);
+    paths_free(&p);
+    return rc;
+}

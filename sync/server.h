@@ -1,0 +1,80 @@
+/*
+ * server.h - the FieldVault sync server: its directory and its event loop.
+ *
+ * A server directory (mode 0700) holds:
+ *   tls.key, tls.crt   the TLS identity (ECDSA P-256; devices pin its key)
+ *   receipt.key        the Ed25519 key that signs receipts (64 raw bytes, 0600)
+ *   server.db          envelopes (ciphertext), devices' public keys, invite
+ *                      token hashes, and meta: format, epoch, receipt public
+ *                      key, listen address, organisation public key
+ * Nothing in it opens a testimony.
+ *
+ * fv_server_run serves devices over TLS on one thread with poll(): it
+ * verifies every envelope before storing it, and bounds what a client can
+ * make it spend (connections, bytes buffered, time per handshake, frame and
+ * idle period). See docs/PROTOCOL.md.
+ */
+#ifndef FV_SERVER_H
+#define FV_SERVER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FV_SERVER_INVITE_TTL (30 * 24 * 3600) /* the first invite, seconds */
+
+/* Creates a server in `dir` (made 0700 if missing) that will listen on
+ * `listen` ("host:port", "[v6addr]:port"); the same address goes into
+ * invites, so make it one devices can reach. Also makes the first invite:
+ * single use, coordinator role, name "admin", valid 30 days. `pin` receives
+ * the pin of the TLS key (what devices check), *admin_invite the invite
+ * string (malloc'd; the caller frees it). Nothing is left behind on failure.
+ * FV_EEXIST if a server is already there, FV_EINVAL (bad address), FV_EIO,
+ * FV_ENOSPC, FV_ENOMEM. Any thread. */
+int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
+                   char **admin_invite);
+
+/* Makes another invite in the server at `dir` (for instance when the admin
+ * invite was lost or expired): role 1 (field) or 2 (coordinator), valid
+ * `ttl` seconds (at most 30 days). May run while the server runs. */
+int fv_server_invite(const char *dir, const char *name, int role,
+                     uint64_t ttl, char **invite);
+
+/* One line per event (no newline): connections, enrollments, push counts,
+ * errors. Never envelope content, key material or client addresses. */
+typedef void (*fv_server_log_fn)(const char *line, void *payload);
+/* Called once the server listens: the host and the bound port. */
+typedef void (*fv_server_ready_fn)(const char *host, int port, void *payload);
+
+typedef struct fv_server_options {
+    unsigned int version;        /* FV_SERVER_OPTIONS_VERSION */
+    const char *listen;          /* "host:port" (port 0: any free one);
+                                    NULL: the address given at init */
+    unsigned int max_connections; /* 0: 1024; over it, accepted and closed */
+    unsigned int handshake_ms;   /* 0: 10 s, from accept until HELLO is
+                                    accepted */
+    unsigned int idle_ms;        /* 0: 60 s without a byte moving */
+    unsigned int frame_ms;       /* 0: 120 s from a frame's first byte to
+                                    its last */
+    fv_server_log_fn log;        /* NULL: "fieldvault serve: ..." on stderr */
+    void *log_payload;
+    fv_server_ready_fn ready;    /* optional */
+    void *ready_payload;
+    volatile sig_atomic_t *stop; /* optional: non-zero stops the server (it
+                                    is checked at least every 200 ms) */
+} fv_server_options;
+
+#define FV_SERVER_OPTIONS_VERSION 1
+#define FV_SERVER_OPTIONS_INIT \
+    {FV_SERVER_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
+
+/* Runs the server in `dir` until *opts->stop becomes non-zero, then closes
+ * every connection, checkpoints the database and returns FV_OK. `opts` may
+ * be NULL for the defaults (then it runs until the process ends). Returns an
+ * error only if it cannot start: FV_ENOTFOUND (no server there),
+ * FV_ECORRUPT, FV_EVERSION, FV_ENET (cannot listen), FV_EINVAL, FV_EIO,
+ * FV_ENOMEM. Runs on the calling thread; several servers may run in one
+ * process on different directories. */
+int fv_server_run(const char *dir, const fv_server_options *opts);
+
+#endif

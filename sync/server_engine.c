@@ -1,0 +1,936 @@
+/* server_engine.c - the server side of the sync protocol, sans I/O (see
+ * server_engine.h and docs/PROTOCOL.md). */
+#include "server_engine.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "envelope.h"
+#include "fieldvault.h"
+#include "proto.h"
+
+_Static_assert(FV_SSTORE_NAME_MAX == FV_MAX_DEVICE_NAME, "name limits agree");
+_Static_assert(FV_SRV_ENTRIES_BYTES < FV_SYNC_MAX_ENVELOPE,
+               "one envelope always fits the pull buffer");
+
+#define PULL_BUF_BYTES FV_SYNC_MAX_ENVELOPE
+#define FEED_CACHE 32 /* feed heads remembered during one PUSH batch */
+#define KEEP_BUF_BYTES (64u << 10) /* larger idle buffers are released */
+#define STOP_READ 1
+
+/* One envelope of a PUSH batch, after verification. Pointers point into the
+ * frame being handled. */
+struct push_item {
+    const unsigned char *bytes;
+    size_t len;
+    size_t nrecip;
+    const unsigned char *recip[FV_ENV_MAX_RECIPIENTS];
+};
+
+struct feed_head {
+    unsigned char device[32];
+    uint64_t fseq;
+    unsigned char chain[32];
+};
+
+struct fv_srv {
+    fv_sstore *st;
+    fv_srv_env *env;
+    unsigned char *sk; /* receipt key, secure memory */
+    unsigned char receipt_pk[32];
+    unsigned char epoch[FV_EPOCH_BYTES];
+    unsigned char pin[32];
+    unsigned char org[32];
+    int has_org;
+    char address[256];
+
+    /* Scratch shared by the connections (one thread uses them all). */
+    fv_msg msg;
+    struct push_item items[FV_PROTO_MAX_BATCH];
+    unsigned char ids[FV_PROTO_MAX_BATCH][32];
+    uint64_t seqs[FV_PROTO_MAX_BATCH];
+    struct feed_head feeds[FEED_CACHE];
+    size_t nfeeds;
+    /* The ENTRIES frame being gathered. */
+    unsigned char *pull_buf;
+    size_t pull_len, pull_n;
+    uint64_t pull_expect;
+    uint64_t pull_seq[FV_PROTO_MAX_BATCH];
+    const unsigned char *pull_env[FV_PROTO_MAX_BATCH];
+    size_t pull_elen[FV_PROTO_MAX_BATCH];
+    unsigned char pull_chain[FV_PROTO_MAX_BATCH][32];
+    const unsigned char *pull_chainp[FV_PROTO_MAX_BATCH];
+};
+
+struct fv_srv_conn {
+    fv_srv *srv;
+    unsigned long id;
+    unsigned char binding[32];
+    fv_framer in;
+    fv_out out;
+    int state;
+    int perr;
+    int authed;
+    fv_sstore_device dev; /* the connected device, once authed */
+    /* A PULL being streamed: entries (pos, head] remain. */
+    int pulling;
+    uint64_t pull_pos, pull_head;
+    unsigned char pull_chain[32];
+};
+
+static const char *const perr_names[] = {
+    "", "version", "denied", "invite", "malformed", "rejected",
+    "rollback", "diverged", "busy", "internal"};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void slog(const fv_srv_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void slog(const fv_srv_conn *c, const char *fmt, ...)
+{
+    const fv_srv_env *env = c->srv->env;
+    char line[256];
+    int n;
+    va_list ap;
+    if (!env->log)
+        return;
+    n = snprintf(line, sizeof line, "conn %lu: ", c->id);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    env->log(line, env->log_payload);
+}
+
+/* The first 8 hex digits of a key: enough to tell devices apart in a log. */
+static const char *short_hex(char out[9], const unsigned char *k)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 4; i++) {
+        out[2 * i] = digits[k[i] >> 4];
+        out[2 * i + 1] = digits[k[i] & 15];
+    }
+    out[8] = '\0';
+    return out;
+}
+
+static const char *role_name(int role)
+{
+    return role == FV_ROLE_COORDINATOR ? "coordinator" : "field";
+}
+
+/* Sends ERROR and closes after it. The message is fixed text: nothing the
+ * peer sent is echoed. */
+static void conn_error(fv_srv_conn *c, int code, const char *text)
+{
+    if (c->state != FV_SRV_RUNNING)
+        return;
+    c->perr = code;
+    c->pulling = 0;
+    slog(c, "error %s: %s", perr_names[code], text);
+    c->state = fv_send_error(&c->out, (uint64_t)code, text) == FV_OK
+                   ? FV_SRV_CLOSING
+                   : FV_SRV_FAILED;
+}
+
+/* A server-side failure: logged with the store's message, the peer told
+ * only "internal". */
+static void conn_internal(fv_srv_conn *c, int rc, const char *what)
+{
+    if (c->state != FV_SRV_RUNNING)
+        return;
+    slog(c, "%s failed: %s (%s)", what, fv_strerror(rc),
+         fv_sstore_errmsg(c->srv->st));
+    conn_error(c, FV_PERR_INTERNAL,
+               rc == FV_ENOSPC ? "the server's disk is full"
+                               : "the server failed");
+}
+
+/* Queues a frame; out of memory leaves nothing to do but close. */
+static int queued(fv_srv_conn *c, int rc)
+{
+    if (rc != FV_OK && c->state == FV_SRV_RUNNING) {
+        slog(c, "cannot queue a reply: %s", fv_strerror(rc));
+        c->state = FV_SRV_FAILED;
+        c->pulling = 0;
+    }
+    return rc;
+}
+
+/* ---- shared state ----------------------------------------------------- */
+
+int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
+                         const unsigned char pin[32], const unsigned char *org,
+                         const char *name, size_t name_len, int role,
+                         int64_t expires, const unsigned char token[16])
+{
+    fv_invite inv;
+    unsigned char hash[32];
+    size_t alen;
+    int rc;
+
+    *out = NULL;
+    if (!address || (alen = strlen(address)) == 0 ||
+        alen >= sizeof inv.address || !name || name_len == 0 ||
+        name_len > FV_MAX_DEVICE_NAME ||
+        (role != FV_ROLE_FIELD && role != FV_ROLE_COORDINATOR))
+        return FV_EINVAL;
+    memset(&inv, 0, sizeof inv);
+    memcpy(inv.address, address, alen);
+    memcpy(inv.pin, pin, 32);
+    memcpy(inv.token, token, FV_TOKEN_BYTES);
+    if (org) {
+        inv.has_org = 1;
+        memcpy(inv.org, org, 32);
+    }
+    /* The string first: a failure then stores nothing. */
+    if ((rc = fv_invite_encode(out, &inv)) == FV_OK) {
+        fv_hash(hash, token, FV_TOKEN_BYTES);
+        rc = fv_sstore_invite_add(st, hash, name, name_len, role, expires);
+        if (rc) {
+            fv_wipe(*out, strlen(*out));
+            free(*out);
+            *out = NULL;
+        }
+    }
+    fv_wipe(&inv, sizeof inv);
+    return rc;
+}
+
+int fv_srv_new(fv_srv **out, const fv_srv_config *cfg)
+{
+    static const unsigned char probe[] = "FieldVault receipt key check";
+    unsigned char sig[FV_SIG_BYTES];
+    fv_srv *s;
+    size_t alen;
+    int rc;
+
+    *out = NULL;
+    if (!cfg || cfg->version != FV_SRV_CONFIG_VERSION || !cfg->store ||
+        !cfg->receipt_sk || !cfg->epoch || !cfg->pin || !cfg->address ||
+        (alen = strlen(cfg->address)) == 0 || alen >= sizeof s->address ||
+        !cfg->env || !cfg->env->random)
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return FV_ENOMEM;
+    s->sk = fv_secure_alloc(FV_SIGN_SK_BYTES);
+    if (!s->sk) {
+        rc = FV_ENOMEM;
+        goto fail;
+    }
+    s->st = cfg->store;
+    s->env = cfg->env;
+    memcpy(s->sk, cfg->receipt_sk, FV_SIGN_SK_BYTES);
+    /* An Ed25519 secret key is seed || public key; a damaged key file would
+     * sign receipts no device accepts, so check the pair now. */
+    memcpy(s->receipt_pk, s->sk + 32, 32);
+    fv_sign(sig, probe, sizeof probe, s->sk);
+    if (fv_sign_verify(sig, probe, sizeof probe, s->receipt_pk) != FV_OK) {
+        rc = FV_ECORRUPT;
+        goto fail;
+    }
+    memcpy(s->epoch, cfg->epoch, FV_EPOCH_BYTES);
+    memcpy(s->pin, cfg->pin, 32);
+    memcpy(s->address, cfg->address, alen + 1);
+    rc = fv_sstore_meta_get_fixed(s->st, "org", s->org, 32);
+    if (rc == FV_OK)
+        s->has_org = 1;
+    else if (rc != FV_ENOTFOUND)
+        goto fail;
+    *out = s;
+    return FV_OK;
+fail:
+    fv_srv_free(s);
+    return rc;
+}
+
+void fv_srv_free(fv_srv *s)
+{
+    if (!s)
+        return;
+    fv_secure_free(s->sk);
+    free(s->pull_buf);
+    free(s);
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+int fv_srv_conn_new(fv_srv_conn **out, fv_srv *s,
+                    const unsigned char binding[32], unsigned long id)
+{
+    fv_srv_conn *c;
+    *out = NULL;
+    if (!s || !binding)
+        return FV_EINVAL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return FV_ENOMEM;
+    c->srv = s;
+    c->id = id;
+    memcpy(c->binding, binding, 32);
+    fv_framer_init(&c->in);
+    fv_out_init(&c->out);
+    c->state = FV_SRV_RUNNING;
+    *out = c;
+    return FV_OK;
+}
+
+void fv_srv_conn_free(fv_srv_conn *c)
+{
+    if (!c)
+        return;
+    fv_framer_free(&c->in);
+    fv_out_free(&c->out);
+    free(c);
+}
+
+int fv_srv_conn_state(const fv_srv_conn *c) { return c->state; }
+int fv_srv_conn_in_frame(const fv_srv_conn *c) { return c->in.hdr_len > 0; }
+int fv_srv_conn_authenticated(const fv_srv_conn *c) { return c->authed; }
+int fv_srv_conn_error(const fv_srv_conn *c) { return c->perr; }
+
+static int paused(const fv_srv_conn *c)
+{
+    return c->pulling || fv_out_size(&c->out) > FV_SRV_OUT_MAX;
+}
+
+int fv_srv_conn_wants_input(const fv_srv_conn *c)
+{
+    return c->state == FV_SRV_RUNNING && !paused(c);
+}
+
+/* ---- HELLO ------------------------------------------------------------ */
+
+static int welcome(fv_srv_conn *c)
+{
+    fv_srv *s = c->srv;
+    char hex[9];
+    if (queued(c, fv_send_welcome(&c->out, FV_PROTO_VERSION, s->epoch,
+                                  s->receipt_pk, (uint64_t)c->dev.role,
+                                  s->has_org ? s->org : NULL)))
+        return -1;
+    c->authed = 1;
+    slog(c, "device %s connected (%s)", short_hex(hex, c->dev.pk),
+         role_name(c->dev.role));
+    return 0;
+}
+
+/* Registers the device through its invite, in one transaction. Returns 0
+ * with c->dev filled, or -1 after an ERROR. */
+static int enroll(fv_srv_conn *c, const unsigned char *device,
+                  const unsigned char *token, const unsigned char *box)
+{
+    fv_srv *s = c->srv;
+    fv_sstore_invite inv;
+    fv_sstore_device other;
+    unsigned char hash[32];
+    char hex[9];
+    int rc;
+
+    fv_hash(hash, token, FV_TOKEN_BYTES);
+    if ((rc = fv_sstore_begin(s->st))) {
+        conn_internal(c, rc, "enrollment");
+        return -1;
+    }
+    rc = fv_sstore_device_get(s->st, device, &c->dev);
+    if (rc == FV_OK) {
+        /* The same device redeeming the token that enrolled it: its WELCOME
+         * was lost on a cut connection. Let it in as enrolled (revocation
+         * still applies); any other enrolled key is refused. */
+        int retry = fv_sstore_invite_get(s->st, hash, &inv) == FV_OK &&
+                    inv.used && inv.has_device &&
+                    memcmp(inv.device, device, 32) == 0 &&
+                    memcmp(c->dev.box, box, 32) == 0;
+        fv_sstore_rollback(s->st);
+        if (!retry) {
+            conn_error(c, FV_PERR_DENIED, "this device is already enrolled");
+            return -1;
+        }
+        if (c->dev.revoked) {
+            conn_error(c, FV_PERR_DENIED, "this device was revoked");
+            return -1;
+        }
+        return 0;
+    }
+    if (rc != FV_ENOTFOUND)
+        goto internal;
+    rc = fv_sstore_invite_get(s->st, hash, &inv);
+    if (rc == FV_ENOTFOUND || (rc == FV_OK && (inv.used || s->env->now >= inv.expires))) {
+        fv_sstore_rollback(s->st);
+        conn_error(c, FV_PERR_INVITE,
+                   rc == FV_ENOTFOUND ? "unknown invite"
+                   : inv.used         ? "the invite was already used"
+                                      : "the invite has expired");
+        return -1;
+    }
+    if (rc)
+        goto internal;
+    if (inv.role != FV_ROLE_FIELD && inv.role != FV_ROLE_COORDINATOR) {
+        rc = FV_ECORRUPT;
+        goto internal;
+    }
+    rc = fv_sstore_device_by_box(s->st, box, &other);
+    if (rc == FV_OK) {
+        fv_sstore_rollback(s->st);
+        conn_error(c, FV_PERR_DENIED, "this encryption key is already enrolled");
+        return -1;
+    }
+    if (rc != FV_ENOTFOUND)
+        goto internal;
+    memset(&c->dev, 0, sizeof c->dev);
+    memcpy(c->dev.pk, device, 32);
+    memcpy(c->dev.box, box, 32);
+    memcpy(c->dev.name, inv.name, inv.name_len + 1);
+    c->dev.name_len = inv.name_len;
+    c->dev.role = inv.role;
+    c->dev.enrolled = s->env->now;
+    if ((rc = fv_sstore_device_add(s->st, &c->dev)) ||
+        (rc = fv_sstore_invite_use(s->st, hash, device)) ||
+        (rc = fv_sstore_commit(s->st)))
+        goto internal;
+    slog(c, "device %s enrolled (%s)", short_hex(hex, device),
+         role_name(c->dev.role));
+    return 0;
+internal:
+    fv_sstore_rollback(s->st);
+    conn_internal(c, rc, "enrollment");
+    return -1;
+}
+
+static void handle_hello(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    unsigned char *tbs = NULL;
+    size_t tbs_len = 0, i;
+    int rc;
+
+    for (i = 0; i < m->u.hello.nversions; i++)
+        if (m->u.hello.versions[i] == FV_PROTO_VERSION)
+            break;
+    if (i == m->u.hello.nversions) {
+        conn_error(c, FV_PERR_VERSION, "no common protocol version");
+        return;
+    }
+    rc = fv_hello_tbs(&tbs, &tbs_len, s->pin, c->binding, m->u.hello.device,
+                      m->u.hello.token, m->u.hello.box);
+    if (rc) {
+        queued(c, rc);
+        return;
+    }
+    rc = fv_sign_verify(m->u.hello.sig, tbs, tbs_len, m->u.hello.device);
+    fv_enc_free_buf(tbs, tbs_len);
+    if (rc) {
+        conn_error(c, FV_PERR_DENIED, "bad HELLO signature");
+        return;
+    }
+    if (m->u.hello.token) {
+        if (enroll(c, m->u.hello.device, m->u.hello.token, m->u.hello.box))
+            return;
+    } else {
+        rc = fv_sstore_device_get(s->st, m->u.hello.device, &c->dev);
+        if (rc == FV_ENOTFOUND) {
+            conn_error(c, FV_PERR_DENIED, "this device is not enrolled");
+            return;
+        }
+        if (rc) {
+            conn_internal(c, rc, "device lookup");
+            return;
+        }
+        if (c->dev.revoked) {
+            conn_error(c, FV_PERR_DENIED, "this device was revoked");
+            return;
+        }
+    }
+    welcome(c);
+}
+
+/* ---- PUSH ------------------------------------------------------------- */
+
+/* The feed head of `device` in this batch: from the cache, or the store. */
+static int feed_append(fv_srv *s, const unsigned char device[32],
+                       uint64_t seq, const unsigned char id[32])
+{
+    struct feed_head *h = NULL, tmp;
+    int rc;
+    for (size_t i = 0; i < s->nfeeds; i++)
+        if (memcmp(s->feeds[i].device, device, 32) == 0) {
+            h = &s->feeds[i];
+            break;
+        }
+    if (!h) {
+        h = s->nfeeds < FEED_CACHE ? &s->feeds[s->nfeeds] : &tmp;
+        memcpy(h->device, device, 32);
+        if ((rc = fv_sstore_feed_head(s->st, device, &h->fseq, h->chain)))
+            return rc;
+        if (h != &tmp)
+            s->nfeeds++;
+    }
+    fv_chain_next(h->chain, h->chain, h->fseq + 1, id);
+    h->fseq++;
+    return fv_sstore_feed_add(s->st, device, h->fseq, seq, h->chain);
+}
+
+/* Appends item i to the log and to the feeds of its field-device readers:
+ * the author (if a field device) and every enrolled, unrevoked field device
+ * whose X25519 key is among its recipients. */
+static int append(fv_srv_conn *c, size_t i, uint64_t *head,
+                  unsigned char chain[32])
+{
+    fv_srv *s = c->srv;
+    const struct push_item *it = &s->items[i];
+    unsigned char readers[1 + FV_ENV_MAX_RECIPIENTS][32];
+    size_t nreaders = 0, r, k;
+    fv_sstore_device d;
+    int rc;
+
+    fv_chain_next(chain, chain, *head + 1, s->ids[i]);
+    if ((rc = fv_sstore_log_add(s->st, *head + 1, s->ids[i], c->dev.pk,
+                                it->bytes, it->len, chain)))
+        return rc;
+    s->seqs[i] = ++*head;
+    if (c->dev.role == FV_ROLE_FIELD)
+        memcpy(readers[nreaders++], c->dev.pk, 32);
+    for (r = 0; r < it->nrecip; r++) {
+        if (memcmp(it->recip[r], c->dev.box, 32) == 0)
+            continue; /* the author itself */
+        rc = fv_sstore_device_by_box(s->st, it->recip[r], &d);
+        if (rc == FV_ENOTFOUND)
+            continue; /* the organisation key, or a device not enrolled */
+        if (rc)
+            return rc;
+        if (d.role != FV_ROLE_FIELD || d.revoked)
+            continue; /* coordinators read the whole log */
+        for (k = 0; k < nreaders; k++)
+            if (memcmp(readers[k], d.pk, 32) == 0)
+                break;
+        if (k == nreaders)
+            memcpy(readers[nreaders++], d.pk, 32);
+    }
+    for (k = 0; k < nreaders; k++)
+        if ((rc = feed_append(s, readers[k], s->seqs[i], s->ids[i])))
+            return rc;
+    return FV_OK;
+}
+
+static void handle_push(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    size_t n = m->u.push.n, i, added = 0;
+    unsigned char chain[32], sig[FV_SIG_BYTES], *body = NULL;
+    size_t body_len = 0;
+    uint64_t head;
+    fv_env env;
+    char hex[9];
+    int rc;
+
+    /* Every envelope is checked before anything is stored. */
+    for (i = 0; i < n; i++) {
+        struct push_item *it = &s->items[i];
+        if (m->u.push.len[i] > FV_SYNC_MAX_ENVELOPE ||
+            fv_env_parse(&env, m->u.push.env[i], m->u.push.len[i]) != FV_OK) {
+            conn_error(c, FV_PERR_REJECTED, "an envelope failed verification");
+            return;
+        }
+        fv_env_clear(&env);
+        if (memcmp(env.author, c->dev.pk, 32) != 0) {
+            conn_error(c, FV_PERR_REJECTED,
+                       "an envelope is not signed by this device");
+            return;
+        }
+        memcpy(s->ids[i], env.id, 32);
+        it->bytes = m->u.push.env[i];
+        it->len = m->u.push.len[i];
+        it->nrecip = env.nrecipients;
+        memcpy(it->recip, env.recipient_pk, env.nrecipients * sizeof it->recip[0]);
+    }
+
+    s->nfeeds = 0;
+    if ((rc = fv_sstore_begin(s->st)))
+        goto internal;
+    if ((rc = fv_sstore_log_head(s->st, &head, chain)))
+        goto internal;
+    for (i = 0; i < n; i++) {
+        /* Known ids (earlier, or earlier in this batch) keep their seq. */
+        rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
+        if (rc == FV_ENOTFOUND) {
+            rc = append(c, i, &head, chain);
+            added++;
+        }
+        if (rc)
+            goto internal;
+    }
+    if ((rc = fv_sstore_commit(s->st)))
+        goto internal;
+
+    rc = fv_receipt_body(&body, &body_len, s->epoch, c->dev.pk, s->env->now,
+                         (const unsigned char(*)[32])s->ids, s->seqs, n);
+    if (rc) {
+        queued(c, rc);
+        return;
+    }
+    fv_sign(sig, body, body_len, s->sk);
+    rc = fv_send_receipt(&c->out, body, body_len, sig);
+    fv_enc_free_buf(body, body_len);
+    if (queued(c, rc))
+        return;
+    slog(c, "device %s pushed %zu envelopes (%zu new)",
+         short_hex(hex, c->dev.pk), n, added);
+    return;
+internal:
+    fv_sstore_rollback(s->st);
+    conn_internal(c, rc, "storing a push");
+}
+
+/* ---- PULL ------------------------------------------------------------- */
+
+static int collect(const fv_sstore_entry *e, void *payload)
+{
+    fv_srv *s = payload;
+    size_t n = s->pull_n;
+    if (n > 0 && s->pull_len + e->len > FV_SRV_ENTRIES_BYTES)
+        return STOP_READ;
+    /* Positions are dense: a gap or a huge entry means a damaged store. */
+    if (e->seq != s->pull_expect || e->len > FV_SYNC_MAX_ENVELOPE ||
+        s->pull_len + e->len > PULL_BUF_BYTES)
+        return FV_ECORRUPT;
+    memcpy(s->pull_buf + s->pull_len, e->bytes, e->len);
+    s->pull_env[n] = s->pull_buf + s->pull_len;
+    s->pull_elen[n] = e->len;
+    s->pull_seq[n] = e->seq;
+    memcpy(s->pull_chain[n], e->chain, 32);
+    s->pull_chainp[n] = s->pull_chain[n];
+    s->pull_len += e->len;
+    s->pull_n++;
+    s->pull_expect++;
+    return 0;
+}
+
+/* Queues ENTRIES frames while the output is small, then PULLED. */
+static void pump(fv_srv_conn *c)
+{
+    fv_srv *s = c->srv;
+    int field = c->dev.role != FV_ROLE_COORDINATOR;
+    int rc;
+
+    while (c->pulling && c->state == FV_SRV_RUNNING &&
+           fv_out_size(&c->out) < FV_SRV_OUT_LOW) {
+        if (c->pull_pos >= c->pull_head) {
+            c->pulling = 0;
+            queued(c, fv_send_pulled(&c->out, c->pull_head, c->pull_chain));
+            return;
+        }
+        if (!s->pull_buf && !(s->pull_buf = malloc(PULL_BUF_BYTES))) {
+            queued(c, FV_ENOMEM);
+            return;
+        }
+        s->pull_len = s->pull_n = 0;
+        s->pull_expect = c->pull_pos + 1;
+        rc = fv_sstore_read(s->st, field ? c->dev.pk : NULL, c->pull_pos,
+                            c->pull_head, FV_PROTO_MAX_BATCH, collect, s);
+        if (rc == STOP_READ)
+            rc = FV_OK;
+        if (rc == FV_OK && s->pull_n == 0)
+            rc = FV_ECORRUPT; /* the head promised more */
+        if (rc) {
+            conn_internal(c, rc, "reading the log");
+            return;
+        }
+        if (queued(c, fv_send_entries(&c->out, s->pull_seq, s->pull_env,
+                                      s->pull_elen, s->pull_chainp,
+                                      s->pull_n)))
+            return;
+        c->pull_pos = s->pull_seq[s->pull_n - 1];
+    }
+}
+
+static void handle_pull(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    int field = c->dev.role != FV_ROLE_COORDINATOR;
+    uint64_t head, cursor = m->u.pull.cursor;
+    unsigned char chain[32], at[32];
+    int rc;
+
+    rc = field ? fv_sstore_feed_head(s->st, c->dev.pk, &head, chain)
+               : fv_sstore_log_head(s->st, &head, chain);
+    if (rc) {
+        conn_internal(c, rc, "reading the log head");
+        return;
+    }
+    if (!m->u.pull.epoch ||
+        memcmp(m->u.pull.epoch, s->epoch, FV_EPOCH_BYTES) != 0) {
+        cursor = 0; /* a new or replaced server: the whole feed */
+    } else if (cursor > head) {
+        conn_error(c, FV_PERR_ROLLBACK, "the cursor is past the server's log");
+        return;
+    } else {
+        if (cursor == 0)
+            memset(at, 0, 32);
+        else if ((rc = field ? fv_sstore_feed_chain(s->st, c->dev.pk, cursor, at)
+                             : fv_sstore_log_chain(s->st, cursor, at))) {
+            conn_internal(c, rc, "reading the chain");
+            return;
+        }
+        if (!fv_ct_equal(at, m->u.pull.chain, 32)) {
+            conn_error(c, FV_PERR_DIVERGED, "the chain at the cursor differs");
+            return;
+        }
+    }
+    c->pulling = 1;
+    c->pull_pos = cursor;
+    c->pull_head = head;
+    memcpy(c->pull_chain, chain, 32);
+    if (head > cursor) {
+        char hex[9];
+        slog(c, "device %s pulls %" PRIu64 " entries",
+             short_hex(hex, c->dev.pk), head - cursor);
+    }
+    pump(c);
+}
+
+/* ---- coordinator requests --------------------------------------------- */
+
+static void handle_invite(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    unsigned char token[FV_TOKEN_BYTES];
+    char *text = NULL;
+    int rc;
+
+    s->env->random(token, sizeof token, s->env->random_payload);
+    rc = fv_srv_invite_create(&text, s->st, s->address, s->pin,
+                              s->has_org ? s->org : NULL, m->u.invite.name,
+                              m->u.invite.name_len, (int)m->u.invite.role,
+                              s->env->now + (int64_t)m->u.invite.ttl, token);
+    fv_wipe(token, sizeof token);
+    if (rc) {
+        conn_internal(c, rc, "making an invite");
+        return;
+    }
+    rc = fv_send_invited(&c->out, text);
+    fv_wipe(text, strlen(text));
+    free(text);
+    if (queued(c, rc) == FV_OK)
+        slog(c, "invite made (%s, valid %" PRIu64 " s)",
+             role_name((int)m->u.invite.role), m->u.invite.ttl);
+}
+
+struct devlist {
+    fv_sstore_device *d;
+    size_t n, cap;
+};
+
+static int devlist_add(const fv_sstore_device *d, void *payload)
+{
+    struct devlist *l = payload;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        fv_sstore_device *p = realloc(l->d, cap * sizeof *p);
+        if (!p)
+            return FV_ENOMEM;
+        l->d = p;
+        l->cap = cap;
+    }
+    l->d[l->n++] = *d;
+    return 0;
+}
+
+static void handle_devices(fv_srv_conn *c)
+{
+    struct devlist l = {NULL, 0, 0};
+    fv_devinfo *info = NULL;
+    int rc;
+
+    /* A device list of FV_PROTO_MAX_ITEMS entries fits one frame (each is
+     * under 200 bytes); more are not listed. */
+    rc = fv_sstore_each_device(c->srv->st, FV_PROTO_MAX_ITEMS, devlist_add, &l);
+    if (rc == FV_OK && l.n &&
+        !(info = calloc(l.n, sizeof *info)))
+        rc = FV_ENOMEM;
+    if (rc) {
+        conn_internal(c, rc, "listing devices");
+        goto done;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        info[i].device = l.d[i].pk;
+        info[i].name = l.d[i].name;
+        info[i].name_len = l.d[i].name_len;
+        info[i].role = (uint64_t)l.d[i].role;
+        info[i].revoked = l.d[i].revoked;
+        info[i].enrolled = l.d[i].enrolled;
+    }
+    queued(c, fv_send_devlist(&c->out, info, l.n));
+done:
+    free(info);
+    free(l.d);
+}
+
+static void handle_revoke(fv_srv_conn *c, const fv_msg *m)
+{
+    char hex[9];
+    int rc;
+    if (memcmp(m->u.revoke.device, c->dev.pk, 32) == 0) {
+        /* The last coordinator could otherwise lock the organisation out. */
+        conn_error(c, FV_PERR_DENIED, "a device cannot revoke itself");
+        return;
+    }
+    rc = fv_sstore_device_revoke(c->srv->st, m->u.revoke.device);
+    if (rc == FV_ENOTFOUND) {
+        conn_error(c, FV_PERR_DENIED, "no such device");
+        return;
+    }
+    if (rc) {
+        conn_internal(c, rc, "revoking");
+        return;
+    }
+    slog(c, "device %s revoked", short_hex(hex, m->u.revoke.device));
+    queued(c, fv_send_simple(&c->out, FV_MSG_OK));
+}
+
+static void handle_orgkey(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    int rc;
+    if (s->has_org) {
+        if (memcmp(s->org, m->u.orgkey.org, 32) != 0) {
+            conn_error(c, FV_PERR_DENIED,
+                       "the organisation key is already set");
+            return;
+        }
+    } else {
+        if ((rc = fv_sstore_meta_put(s->st, "org", m->u.orgkey.org, 32))) {
+            conn_internal(c, rc, "storing the organisation key");
+            return;
+        }
+        memcpy(s->org, m->u.orgkey.org, 32);
+        s->has_org = 1;
+        slog(c, "organisation key set");
+    }
+    queued(c, fv_send_simple(&c->out, FV_MSG_OK));
+}
+
+/* ---- frames ----------------------------------------------------------- */
+
+static void handle_frame(fv_srv_conn *c, const unsigned char *p, size_t n)
+{
+    fv_msg *m = &c->srv->msg;
+
+    if (fv_msg_decode(m, p, n) != FV_OK) {
+        conn_error(c, FV_PERR_MALFORMED, "malformed message");
+        return;
+    }
+    if (!c->authed) {
+        if (m->type != FV_MSG_HELLO)
+            conn_error(c, FV_PERR_MALFORMED, "HELLO must come first");
+        else
+            handle_hello(c, m);
+        return;
+    }
+    switch (m->type) {
+    case FV_MSG_PUSH:
+        handle_push(c, m);
+        return;
+    case FV_MSG_PULL:
+        handle_pull(c, m);
+        return;
+    case FV_MSG_BYE:
+        slog(c, "bye");
+        c->state = FV_SRV_CLOSING;
+        return;
+    case FV_MSG_INVITE:
+    case FV_MSG_DEVICES:
+    case FV_MSG_REVOKE:
+    case FV_MSG_ORGKEY:
+        if (c->dev.role != FV_ROLE_COORDINATOR) {
+            conn_error(c, FV_PERR_DENIED, "this needs the coordinator role");
+            return;
+        }
+        if (m->type == FV_MSG_INVITE)
+            handle_invite(c, m);
+        else if (m->type == FV_MSG_DEVICES)
+            handle_devices(c);
+        else if (m->type == FV_MSG_REVOKE)
+            handle_revoke(c, m);
+        else
+            handle_orgkey(c, m);
+        return;
+    default: /* HELLO again, or a server's message */
+        conn_error(c, FV_PERR_MALFORMED, "unexpected message");
+        return;
+    }
+}
+
+size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
+{
+    size_t used = 0;
+
+    while (used < n && c->state == FV_SRV_RUNNING && !paused(c)) {
+        const unsigned char *frame;
+        size_t frame_len, k;
+        int err;
+
+        /* Check the length before the framer sizes its buffer for it: a
+         * peer that has not authenticated gets only HELLO-sized frames. */
+        if (c->in.hdr_len < 4 && n - used >= 4 - c->in.hdr_len) {
+            size_t max = c->authed ? FV_FRAME_MAX : FV_SRV_PREAUTH_FRAME_MAX;
+            uint32_t len = 0;
+            for (size_t i = 0; i < c->in.hdr_len; i++)
+                len = len << 8 | c->in.hdr[i];
+            for (size_t i = 0; i < 4 - c->in.hdr_len; i++)
+                len = len << 8 | p[used + i];
+            if (len == 0 || len > max) {
+                used += 4 - c->in.hdr_len;
+                conn_error(c, FV_PERR_MALFORMED, "bad frame length");
+                break;
+            }
+        }
+        k = fv_framer_feed(&c->in, p + used, n - used, &frame, &frame_len,
+                           &err);
+        used += k;
+        if (err == FV_EPROTO) {
+            conn_error(c, FV_PERR_MALFORMED, "bad frame length");
+            break;
+        }
+        if (err) {
+            queued(c, err);
+            break;
+        }
+        if (frame) {
+            handle_frame(c, frame, frame_len);
+            /* An idle connection keeps no megabyte buffer. */
+            if (c->in.cap > KEEP_BUF_BYTES) {
+                fv_framer_free(&c->in);
+                fv_framer_init(&c->in);
+            }
+        }
+    }
+    return used;
+}
+
+const unsigned char *fv_srv_conn_send_buf(fv_srv_conn *c, size_t *len)
+{
+    const unsigned char *p = fv_out_pending(&c->out, len);
+    if (*len == 0 || c->state == FV_SRV_FAILED) {
+        *len = 0;
+        return NULL;
+    }
+    return p;
+}
+
+void fv_srv_conn_send_ack(fv_srv_conn *c, size_t n)
+{
+    size_t have = fv_out_size(&c->out);
+    fv_out_ack(&c->out, n < have ? n : have);
+    if (fv_out_size(&c->out) == 0 && c->out.cap > KEEP_BUF_BYTES) {
+        fv_out_free(&c->out);
+        fv_out_init(&c->out);
+    }
+    pump(c);
+}

@@ -1,0 +1,120 @@
+/*
+ * server_engine.h - the server side of the sync protocol (docs/PROTOCOL.md)
+ * as a sans-I/O engine, in the BearSSL style: the caller feeds the bytes it
+ * received (fv_srv_conn_recv), sends what the engine offers
+ * (fv_srv_conn_send_buf) and acknowledges what was sent
+ * (fv_srv_conn_send_ack). The engine touches no socket, and reads no clock
+ * or random source of its own: both come from the fv_srv_env the caller
+ * passes in (and updates). sync/server.c drives it over TLS; tests drive it
+ * directly, byte by byte.
+ *
+ * An fv_srv holds what every connection shares (the store, the receipt key,
+ * epoch, pin, organisation key). An fv_srv_conn is one connection. An fv_srv
+ * and all its connections are used by one thread.
+ *
+ * Bounds: a frame's length is checked before its buffer grows (at most
+ * FV_FRAME_MAX; at most FV_SRV_PREAUTH_FRAME_MAX before HELLO succeeded);
+ * output is bounded: while more than FV_SRV_OUT_MAX bytes wait to be sent,
+ * or while a PULL is being streamed, fv_srv_conn_recv consumes nothing more,
+ * so a client that does not read cannot make the server buffer without
+ * bound. A long PULL is produced one ENTRIES frame at a time, as the output
+ * drains below FV_SRV_OUT_LOW.
+ */
+#ifndef FV_SERVER_ENGINE_H
+#define FV_SERVER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store_server.h"
+
+#define FV_SRV_OUT_MAX (4u << 20)  /* stop reading above this much output */
+#define FV_SRV_OUT_LOW (256u << 10) /* make the next ENTRIES frame below this */
+#define FV_SRV_ENTRIES_BYTES (900u << 10) /* envelope bytes per ENTRIES frame */
+#define FV_SRV_PREAUTH_FRAME_MAX 4096 /* a HELLO is far smaller */
+#define FV_SRV_CONFIG_VERSION 1
+
+/* Fills buf with n random bytes. */
+typedef void (*fv_srv_random_fn)(void *buf, size_t n, void *payload);
+/* One line of log (no newline; never envelope content or key material). */
+typedef void (*fv_srv_log_fn)(const char *line, void *payload);
+
+/* The engine's view of the world, owned by the caller, who sets `now`
+ * (Unix seconds) before feeding bytes. */
+typedef struct fv_srv_env {
+    int64_t now;
+    fv_srv_random_fn random; /* required */
+    void *random_payload;
+    fv_srv_log_fn log; /* optional */
+    void *log_payload;
+} fv_srv_env;
+
+typedef struct fv_srv_config {
+    unsigned int version; /* FV_SRV_CONFIG_VERSION */
+    fv_sstore *store;     /* borrowed: must outlive the fv_srv */
+    const unsigned char *receipt_sk; /* Ed25519 secret key (64): copied into
+                                        secure memory */
+    const unsigned char *epoch;      /* FV_EPOCH_BYTES */
+    const unsigned char *pin;        /* 32: this server's TLS key pin */
+    const char *address;             /* host:port written into invites */
+    fv_srv_env *env;                 /* borrowed: must outlive the fv_srv */
+} fv_srv_config;
+
+typedef struct fv_srv fv_srv;
+typedef struct fv_srv_conn fv_srv_conn;
+
+/* Makes the shared server state. The organisation key, if set, is read from
+ * the store's meta ("org"). FV_EINVAL, FV_ENOMEM, FV_ECORRUPT. Free with
+ * fv_srv_free after every connection is freed. */
+int fv_srv_new(fv_srv **out, const fv_srv_config *cfg);
+/* Wipes the receipt key and frees. NULL is harmless. */
+void fv_srv_free(fv_srv *s);
+
+/* Makes an invite (docs/PROTOCOL.md, Invites): stores the hash of `token`
+ * with the name, role and expiry, and writes the invite string (address,
+ * pin, token, org key or none) into *out (malloc'd; the caller frees it).
+ * Used for INVITE and by fv_server_init. Not inside a transaction of the
+ * caller's. FV_EINVAL, FV_ENOMEM, FV_EIO... */
+int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
+                         const unsigned char pin[32], const unsigned char *org,
+                         const char *name, size_t name_len, int role,
+                         int64_t expires, const unsigned char token[16]);
+
+enum fv_srv_state {
+    FV_SRV_RUNNING = 0, /* exchanging frames */
+    FV_SRV_CLOSING = 1, /* send what is queued, then close (BYE or ERROR) */
+    FV_SRV_FAILED = 2   /* close now: nothing more can be sent */
+};
+
+/* A connection, once the TLS handshake is done: `binding` is its channel
+ * binding (fv_tls_binding), which HELLO's signature must cover. `id` only
+ * names the connection in log lines. FV_ENOMEM. */
+int fv_srv_conn_new(fv_srv_conn **out, fv_srv *s,
+                    const unsigned char binding[32], unsigned long id);
+/* NULL is harmless. */
+void fv_srv_conn_free(fv_srv_conn *c);
+
+/* Consumes received bytes and handles every frame they complete. Returns
+ * how many of the n bytes it took: fewer than n when it pauses (output over
+ * FV_SRV_OUT_MAX, a PULL being streamed, or the state left RUNNING); the
+ * caller keeps the rest and offers it again after sending. */
+size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
+
+/* The bytes waiting to be sent (NULL and 0 when none), valid until the next
+ * call on the connection. */
+const unsigned char *fv_srv_conn_send_buf(fv_srv_conn *c, size_t *len);
+/* Reports that the first n of them were sent; may queue the next part of a
+ * PULL. */
+void fv_srv_conn_send_ack(fv_srv_conn *c, size_t n);
+
+int fv_srv_conn_state(const fv_srv_conn *c); /* enum fv_srv_state */
+/* 1 if fv_srv_conn_recv would take bytes now. */
+int fv_srv_conn_wants_input(const fv_srv_conn *c);
+/* 1 if part of a frame has arrived (its deadline is the caller's). */
+int fv_srv_conn_in_frame(const fv_srv_conn *c);
+/* 1 once HELLO succeeded. */
+int fv_srv_conn_authenticated(const fv_srv_conn *c);
+/* The protocol error sent to the peer (enum fv_proto_error), or 0. */
+int fv_srv_conn_error(const fv_srv_conn *c);
+
+#endif

@@ -1,0 +1,1207 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the `fieldvault` command.
+
+Runs the real binary as subprocesses against vaults made with `init --kdf test`
+in temporary directories. Standard library only.
+
+    python3 tests/test_cli.py build/bin/fieldvault [unittest options]
+
+The binary may also be given as FIELDVAULT_BIN. The full-disk test mounts a
+1 MiB tmpfs and is skipped (with the reason) where mounting is not allowed;
+nothing else is ever skipped.
+"""
+
+import hashlib
+import json
+import os
+import pty
+import random
+import re
+import secrets
+import select
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import unittest
+
+BIN = None  # set in main()
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+LIST_LINE = re.compile(
+    rb"^([0-9a-f]{64})  (\d{4}-\d\d-\d\d \d\d:\d\d)  (.*?)( \[conflict\])?$")
+CHUNK = 256 * 1024
+
+# Exit codes (the table at the top of cli/main.c).
+OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT = 0, 1, 2, 3, 4, 5
+VERSION, NOTFOUND, IO, NOSPACE, EXISTS = 7, 8, 9, 10, 11
+
+LIST_KEYS = {"id", "title", "created", "modified", "tags", "attachments",
+             "conflict"}
+SHOW_KEYS = {"id", "title", "narrative", "created", "modified", "author",
+             "fields", "tags", "attachments", "revisions", "heads"}
+REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
+ATT_KEYS = {"name", "size", "chunks"}
+COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
+            "attachment", "passwd", "panic", "version"]
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FIELDVAULT_")}
+    env["LC_ALL"] = "C.UTF-8"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(args, stdin=None, env=None, timeout=300, pass_fds=()):
+    """Runs the binary in a new session (no controlling terminal, so a
+    missing passphrase source fails instead of prompting)."""
+    return subprocess.run(
+        [BIN] + list(args),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env if env is not None else clean_env(),
+        timeout=timeout, start_new_session=True, pass_fds=pass_fds)
+
+
+class CliTest(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fvtest-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.passfile = self.write("pass.txt", b"correct horse battery\n")
+
+    # ---- helpers --------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, data):
+        p = self.path(name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    def fv(self, *args, expect=OK, stdin=None, env=None, pass_fds=()):
+        """Runs fieldvault and checks its exit code. On failure codes, also
+        checks the one-line `fieldvault: ...` diagnostic."""
+        r = run(args, stdin=stdin, env=env, pass_fds=pass_fds)
+        self.assertEqual(
+            r.returncode, expect,
+            "fieldvault %s: exit %d, want %d\nstdout: %r\nstderr: %r" % (
+                " ".join(map(str, args)), r.returncode, expect,
+                r.stdout[:2000], r.stderr[:2000]))
+        if expect != OK:
+            self.assertTrue(r.stderr.startswith(b"fieldvault: "), r.stderr)
+            self.assertEqual(r.stderr.count(b"\n"), 1,
+                             "want one line on stderr: %r" % r.stderr)
+        return r
+
+    def v(self, vault, *args, passfile=None, **kw):
+        """fieldvault --vault VAULT --passphrase-file PASS ARGS..."""
+        return self.fv("--vault", vault, "--passphrase-file",
+                       passfile or self.passfile, *args, **kw)
+
+    def jv(self, vault, *args, **kw):
+        r = self.v(vault, "--json", *args, **kw)
+        try:
+            return json.loads(r.stdout.decode("utf-8"))
+        except ValueError as e:
+            self.fail("not one JSON document (%s): %r" % (e, r.stdout[:2000]))
+
+    def make_vault(self, name="vault"):
+        d = self.path(name)
+        r = self.v(d, "init", "--kdf", "test")
+        self.assertTrue(r.stdout, "init printed nothing")
+        self.assertTrue(os.path.exists(os.path.join(d, "vault.key")))
+        return d
+
+    def add(self, vault, title, *args):
+        r = self.v(vault, "add", "--title", title, *args)
+        out = r.stdout.decode().strip()
+        self.assertRegex(out, HEX64)
+        return out
+
+    def list_ids(self, vault, expect=OK):
+        r = self.v(vault, "--json", "list", expect=expect)
+        return [x["id"] for x in json.loads(r.stdout)]
+
+    def show(self, vault, rid):
+        return self.jv(vault, "show", rid)
+
+
+# ---- help, version, argument parsing ---------------------------------------
+
+class TestHelpAndUsage(CliTest):
+    def test_help_for_every_command(self):
+        r = self.fv("--help")
+        self.assertIn(b"usage: fieldvault", r.stdout)
+        self.assertEqual(r.stderr, b"")
+        for cmd in COMMANDS:
+            with self.subTest(cmd=cmd):
+                r = self.fv(cmd, "--help")
+                self.assertIn(b"usage: fieldvault", r.stdout)
+                self.assertIn(cmd.encode(), r.stdout)
+                r2 = self.fv("help", cmd)
+                self.assertEqual(r.stdout, r2.stdout)
+                r3 = self.fv(cmd, "-h")
+                self.assertEqual(r.stdout, r3.stdout)
+        self.fv("attachment", "get", "--help")
+        # help needs no vault and no passphrase
+        self.fv("--vault", self.path("none"), "show", "--help")
+
+    def test_version(self):
+        a = self.fv("version").stdout
+        b = self.fv("--version").stdout
+        self.assertEqual(a, b)
+        self.assertRegex(a.decode(), r"^fieldvault \d+\.\d+\.\d+")
+        j = json.loads(self.fv("--json", "version").stdout)
+        self.assertRegex(j["version"], r"^\d+\.\d+\.\d+$")
+
+    def test_usage_errors(self):
+        d = self.make_vault()
+        rid = self.add(d, "one")
+        bad = [
+            ("--bogus", "list"),
+            ("list", "--bogus"),
+            ("frobnicate",),
+            (),
+            ("add",),                               # no --title
+            ("add", "--title"),                     # missing value
+            ("add", "--title", "a", "--title", "b"),
+            ("add", "--title", "a", "--field", "novalue"),
+            ("add", "--title", "a", "--field", "=v"),
+            ("add", "--title", "a", "extra"),
+            ("init", "--kdf", "fast"),
+            ("show",),
+            ("show", rid, rid),
+            ("show", "abc"),                        # prefix too short
+            ("show", "zzzz"),                       # not hex
+            ("edit", rid),                          # nothing to change
+            ("attachment", "get", rid),
+            ("attachment", "put", rid, "x", "--output", "y"),
+            ("attachment", "get", rid, "x"),        # no --output
+            ("--json", "list", "--json=yes"),
+            ("list", "--passphrase-fd", "x"),
+        ]
+        for args in bad:
+            with self.subTest(args=args):
+                r = self.fv("--vault", d, "--passphrase-file", self.passfile,
+                            *args, expect=USAGE)
+                self.assertEqual(r.stdout, b"")
+        self.assertEqual(self.list_ids(d), [rid])
+        r = self.fv("--vault", d, "--passphrase-fd", "-1", "list",
+                    expect=USAGE)
+
+    def test_global_options_after_command(self):
+        d = self.make_vault()
+        rid = self.add(d, "after")
+        r = self.fv("list", "--vault", d, "--passphrase-file", self.passfile,
+                    "--json")
+        self.assertEqual([x["id"] for x in json.loads(r.stdout)], [rid])
+        r = self.fv("show", rid, "--json", "--vault=" + d,
+                    "--passphrase-file=" + self.passfile)
+        self.assertEqual(json.loads(r.stdout)["id"], rid)
+        # "--" ends the options: a search for text that starts with '-'
+        self.add(d, "-dash title")
+        r = self.fv("--vault", d, "--passphrase-file", self.passfile,
+                    "--json", "search", "--", "-dash")
+        self.assertEqual(len(json.loads(r.stdout)), 1)
+
+
+# ---- passphrase sources and vault location ---------------------------------
+
+class TestPassphraseAndLocation(CliTest):
+    def test_passphrase_sources(self):
+        d = self.make_vault()
+        rid = self.add(d, "p")
+        # FIELDVAULT_PASSPHRASE_FILE
+        env = clean_env({"FIELDVAULT_PASSPHRASE_FILE": self.passfile})
+        r = self.fv("--vault", d, "--json", "list", env=env)
+        self.assertEqual(json.loads(r.stdout)[0]["id"], rid)
+        # --passphrase-file wins over the environment
+        wrong = self.write("wrong.txt", b"wrong\n")
+        env = clean_env({"FIELDVAULT_PASSPHRASE_FILE": wrong})
+        self.fv("--vault", d, "--passphrase-file", self.passfile, "list",
+                env=env)
+        self.fv("--vault", d, "list", env=env, expect=PASSPHRASE)
+        # --passphrase-fd 0 and another descriptor
+        self.fv("--vault", d, "--passphrase-fd", "0", "list",
+                stdin=b"correct horse battery\n")
+        rfd, wfd = os.pipe()
+        os.write(wfd, b"correct horse battery\r\n")
+        os.close(wfd)
+        try:
+            self.fv("--vault", d, "--passphrase-fd", str(rfd), "list",
+                    pass_fds=(rfd,))
+        finally:
+            os.close(rfd)
+        # one trailing newline is stripped, not two
+        two = self.write("two.txt", b"correct horse battery\n\n")
+        self.fv("--vault", d, "--passphrase-file", two, "list",
+                expect=PASSPHRASE)
+        crlf = self.write("crlf.txt", b"correct horse battery\r\n")
+        self.fv("--vault", d, "--passphrase-file", crlf, "list")
+        bare = self.write("bare.txt", b"correct horse battery")
+        self.fv("--vault", d, "--passphrase-file", bare, "list")
+
+    def test_no_source_and_no_terminal(self):
+        d = self.make_vault()
+        r = self.fv("--vault", d, "list", expect=USAGE)
+        self.assertIn(b"passphrase", r.stderr)
+        r = self.fv("--vault", self.path("v2"), "init", "--kdf", "test",
+                    expect=USAGE)
+        self.assertFalse(os.path.exists(self.path("v2", "vault.key")))
+
+    def test_bad_passphrase_files(self):
+        empty = self.write("empty.txt", b"")
+        nl = self.write("nl.txt", b"\n")
+        big = self.write("big.txt", b"x" * 5000)
+        for pf in (empty, nl, big):
+            with self.subTest(pf=pf):
+                self.fv("--vault", self.path("v"), "--passphrase-file", pf,
+                        "init", "--kdf", "test", expect=USAGE)
+                self.assertFalse(os.path.exists(self.path("v", "vault.key")))
+        self.fv("--vault", self.path("v"), "--passphrase-file",
+                self.path("missing.txt"), "init", "--kdf", "test", expect=IO)
+        d = self.make_vault()
+        self.fv("--vault", d, "--passphrase-file", empty, "list",
+                expect=USAGE)
+
+    def test_vault_location(self):
+        # FIELDVAULT_DIR
+        d = self.path("envdir")
+        env = clean_env({"FIELDVAULT_DIR": d})
+        self.fv("--passphrase-file", self.passfile, "init", "--kdf", "test",
+                env=env)
+        self.assertTrue(os.path.exists(os.path.join(d, "vault.key")))
+        # --vault wins over FIELDVAULT_DIR
+        other = self.path("other")
+        self.fv("--vault", other, "--passphrase-file", self.passfile, "init",
+                "--kdf", "test", env=env)
+        self.assertTrue(os.path.exists(os.path.join(other, "vault.key")))
+        # XDG_DATA_HOME
+        xdg = self.path("xdg")
+        os.makedirs(xdg)
+        env = clean_env({"XDG_DATA_HOME": xdg, "HOME": self.path("home")})
+        j = json.loads(self.fv("--passphrase-file", self.passfile, "--json",
+                               "init", "--kdf", "test", env=env).stdout)
+        self.assertEqual(j["vault"], os.path.join(xdg, "fieldvault"))
+        self.assertTrue(os.path.exists(os.path.join(xdg, "fieldvault",
+                                                    "vault.key")))
+        # HOME/.local/share (parents created)
+        env = clean_env({"HOME": self.path("home")})
+        env.pop("XDG_DATA_HOME", None)
+        self.fv("--passphrase-file", self.passfile, "init", "--kdf", "test",
+                env=env)
+        self.assertTrue(os.path.exists(self.path(
+            "home", ".local", "share", "fieldvault", "vault.key")))
+
+
+# ---- the main job ---------------------------------------------------------------
+
+class TestHappyPath(CliTest):
+    def test_init_json(self):
+        d = self.path("v")
+        j = self.jv(d, "init", "--kdf", "test")
+        self.assertEqual(set(j), {"vault", "device"})
+        self.assertEqual(j["vault"], d)
+        self.assertRegex(j["device"], HEX64)
+        self.assertEqual(os.stat(d).st_mode & 0o777, 0o700)
+        self.fv("--vault", d, "--passphrase-file", self.passfile, "init",
+                "--kdf", "test", expect=EXISTS)
+
+    def test_add_list_show_edit_delete(self):
+        d = self.path("v")
+        device = self.jv(d, "init", "--kdf", "test")["device"]
+        narrative = b"First paragraph.\nSecond paragraph.\n"
+        nf = self.write("n.txt", narrative)
+        att = self.write("files/photo.jpg", os.urandom(1000))
+        j = self.jv(d, "add", "--title", "Crossing at night",
+                    "--narrative-file", nf, "--field", "place=Yanji",
+                    "--field", "interviewee=W-017", "--field", "eq=a=b",
+                    "--tag", "detention", "--tag", "border",
+                    "--attach", att)
+        self.assertEqual(set(j), {"id"})
+        rid = j["id"]
+        self.assertRegex(rid, HEX64)
+        rid2 = self.add(d, "Second record")
+
+        # list --json
+        lst = self.jv(d, "list")
+        self.assertIsInstance(lst, list)
+        self.assertEqual([x["id"] for x in lst], [rid, rid2])
+        for x in lst:
+            self.assertEqual(set(x), LIST_KEYS)
+            self.assertRegex(x["created"], ISO_UTC)
+            self.assertRegex(x["modified"], ISO_UTC)
+            self.assertIs(x["conflict"], False)
+        self.assertEqual(lst[0]["title"], "Crossing at night")
+        self.assertEqual(sorted(lst[0]["tags"]), ["border", "detention"])
+        self.assertEqual(lst[0]["attachments"], 1)
+        self.assertEqual(lst[1]["tags"], [])
+        self.assertEqual(lst[1]["attachments"], 0)
+
+        # list, text
+        lines = self.v(d, "list").stdout.splitlines()
+        self.assertEqual(len(lines), 2)
+        m = LIST_LINE.match(lines[0])
+        self.assertTrue(m, lines[0])
+        self.assertEqual(m.group(1).decode(), rid)
+        self.assertEqual(m.group(3), b"Crossing at night")
+        self.assertEqual(m.group(2).decode(),
+                         lst[0]["created"][:16].replace("T", " "))
+
+        # show --json
+        s = self.show(d, rid)
+        self.assertEqual(set(s), SHOW_KEYS)
+        self.assertEqual(s["id"], rid)
+        self.assertEqual(s["title"], "Crossing at night")
+        self.assertEqual(s["narrative"], narrative.decode())
+        self.assertEqual(s["fields"], {"place": "Yanji",
+                                       "interviewee": "W-017", "eq": "a=b"})
+        self.assertEqual(sorted(s["tags"]), ["border", "detention"])
+        self.assertEqual(s["author"], device)
+        self.assertRegex(s["created"], ISO_UTC)
+        self.assertEqual(len(s["attachments"]), 1)
+        self.assertEqual(set(s["attachments"][0]), ATT_KEYS)
+        self.assertEqual(s["attachments"][0]["name"], "photo.jpg")
+        self.assertEqual(s["attachments"][0]["size"], 1000)
+        self.assertEqual(s["attachments"][0]["chunks"], 1)
+        self.assertEqual(len(s["revisions"]), 1)
+        rev0 = s["revisions"][0]
+        self.assertEqual(set(rev0), REV_KEYS)
+        self.assertEqual(rev0["kind"], "revision")
+        self.assertEqual(rev0["parents"], [])
+        self.assertIs(rev0["head"], True)
+        self.assertEqual(rev0["author"], device)
+        self.assertRegex(rev0["time"], ISO_UTC)
+        self.assertEqual(s["heads"], [rev0["id"]])
+
+        # show, text
+        t = self.v(d, "show", rid).stdout
+        for want in (rid.encode(), b"Crossing at night", b"place", b"Yanji",
+                     b"detention", b"photo.jpg", b"1000", narrative,
+                     rev0["id"].encode()):
+            self.assertIn(want, t)
+
+        # a prefix resolves
+        self.assertEqual(self.show(d, rid[:10])["id"], rid)
+        self.assertEqual(self.show(d, rid.upper()[:12])["id"], rid)
+
+        # edit, with the narrative from standard input
+        att2 = self.write("files/audio.m4a", os.urandom(5000))
+        e = self.jv(d, "edit", rid[:8], "--title", "Crossing at dawn",
+                    "--narrative-file", "-", "--field", "place=Tumen",
+                    "--remove-field", "eq", "--field", "age_range=30-39",
+                    "--tag", "river", "--remove-tag", "border",
+                    "--attach", att2, "--remove-attachment", "photo.jpg",
+                    stdin=b"A new narrative.\n")
+        self.assertEqual(set(e), {"id", "revision"})
+        self.assertEqual(e["id"], rid)
+        self.assertRegex(e["revision"], HEX64)
+        self.assertNotEqual(e["revision"], rid)
+        s2 = self.show(d, rid)
+        self.assertEqual(s2["id"], rid)
+        self.assertEqual(s2["title"], "Crossing at dawn")
+        self.assertEqual(s2["narrative"], "A new narrative.\n")
+        self.assertEqual(s2["fields"], {"place": "Tumen",
+                                        "interviewee": "W-017",
+                                        "age_range": "30-39"})
+        self.assertEqual(sorted(s2["tags"]), ["detention", "river"])
+        self.assertEqual([a["name"] for a in s2["attachments"]],
+                         ["audio.m4a"])
+        self.assertEqual(s2["created"], s["created"])
+        self.assertGreaterEqual(s2["modified"], s["modified"])
+        self.assertEqual(len(s2["revisions"]), 2)
+        self.assertEqual(s2["revisions"][0]["id"], rev0["id"])
+        self.assertIs(s2["revisions"][0]["head"], False)
+        self.assertEqual(s2["revisions"][1]["id"], e["revision"])
+        self.assertEqual(s2["revisions"][1]["parents"], [rev0["id"]])
+        self.assertIs(s2["revisions"][1]["head"], True)
+        self.assertEqual(s2["heads"], [e["revision"]])
+        # text edit prints the revision id
+        rev2 = self.v(d, "edit", rid, "--tag", "more").stdout.decode().strip()
+        self.assertRegex(rev2, HEX64)
+        self.assertEqual(self.show(d, rid)["heads"], [rev2])
+        # the narrative is kept when not given
+        self.assertEqual(self.show(d, rid)["narrative"], "A new narrative.\n")
+
+        # delete
+        dj = self.jv(d, "delete", rid)
+        self.assertEqual(dj, {"id": rid, "deleted": True})
+        self.v(d, "show", rid, expect=NOTFOUND)
+        self.v(d, "delete", rid, expect=NOTFOUND)
+        self.v(d, "edit", rid, "--title", "x", expect=NOTFOUND)
+        self.assertEqual(self.list_ids(d), [rid2])
+        self.v(d, "delete", rid2)
+        self.assertEqual(self.list_ids(d), [])
+        self.assertEqual(self.v(d, "list").stdout, b"")
+
+    def test_search(self):
+        d = self.make_vault()
+        a = self.add(d, "Interview in Yanji", "--field", "place=Hunchun")
+        b = self.add(d, "Second interview", "--tag", "Detention")
+        nf = self.write("n.txt", b"She crossed the river at night.")
+        c = self.add(d, "Third", "--narrative-file", nf)
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "YANJI")],
+                         [a])
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "interview")],
+                         [a, b])
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "hunchun")],
+                         [a])
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "detention")],
+                         [b])
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "river")], [c])
+        r = self.jv(d, "search", "nothing-matches-this")
+        self.assertEqual(r, [])
+        for x in self.jv(d, "search", "i"):
+            self.assertEqual(set(x), LIST_KEYS)
+        lines = self.v(d, "search", "interview").stdout.splitlines()
+        self.assertEqual([LIST_LINE.match(l).group(1).decode()
+                          for l in lines], [a, b])
+
+    def test_attachment_get_and_errors(self):
+        d = self.make_vault()
+        data = os.urandom(4321)
+        src = self.write("files/doc.pdf", data)
+        rid = self.add(d, "with file", "--attach", src)
+        out = self.path("out.pdf")
+        self.v(d, "attachment", "get", rid, "doc.pdf", "--output", out)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o600)
+        # an existing output file is never overwritten
+        self.write("exists.bin", b"keep me")
+        self.v(d, "attachment", "get", rid, "doc.pdf", "--output",
+               self.path("exists.bin"), expect=EXISTS)
+        with open(self.path("exists.bin"), "rb") as f:
+            self.assertEqual(f.read(), b"keep me")
+        # unknown name, unknown record
+        self.v(d, "attachment", "get", rid, "nope.pdf", "--output",
+               self.path("o2"), expect=NOTFOUND)
+        self.assertFalse(os.path.exists(self.path("o2")))
+        self.v(d, "attachment", "get", secrets.token_hex(32), "doc.pdf",
+               "--output", self.path("o3"), expect=NOTFOUND)
+        j = self.jv(d, "attachment", "get", rid, "doc.pdf", "--output",
+                    self.path("o4"))
+        self.assertEqual(j["id"], rid)
+        self.v(d, "--json", "attachment", "get", rid, "doc.pdf", "--output",
+               "-", expect=USAGE)
+
+    def test_passwd(self):
+        d = self.make_vault()
+        rid = self.add(d, "before passwd")
+        newpf = self.write("new.txt", b"a much better passphrase\n")
+        r = self.v(d, "passwd", "--new-passphrase-file", newpf)
+        self.assertEqual(r.stdout, b"passphrase changed\n")
+        self.v(d, "list", expect=PASSPHRASE)
+        r = self.v(d, "--json", "list", passfile=newpf)
+        self.assertEqual([x["id"] for x in json.loads(r.stdout)], [rid])
+        s = json.loads(self.v(d, "--json", "show", rid,
+                              passfile=newpf).stdout)
+        self.assertEqual(s["title"], "before passwd")
+        # an empty new passphrase is refused and changes nothing
+        empty = self.write("empty.txt", b"")
+        self.v(d, "passwd", "--new-passphrase-file", empty, passfile=newpf,
+               expect=USAGE)
+        self.v(d, "list", passfile=newpf)
+        # no new passphrase source and no terminal
+        self.v(d, "passwd", passfile=newpf, expect=USAGE)
+        self.v(d, "list", passfile=newpf)
+        # wrong current passphrase
+        self.v(d, "passwd", "--new-passphrase-file", self.passfile,
+               expect=PASSPHRASE)
+
+    def test_panic(self):
+        d = self.make_vault()
+        for i in range(5):
+            self.add(d, "record %d" % i)
+        t0 = time.monotonic()
+        r = self.fv("--vault", d, "panic")  # no passphrase, no terminal
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, 2.0, "panic took %.2f s" % elapsed)
+        self.assertEqual(r.stdout, b"")
+        self.v(d, "list", expect=NOVAULT)
+        left = os.listdir(d) if os.path.isdir(d) else []
+        self.assertEqual(left, [], "files left after panic: %r" % left)
+        self.fv("--vault", d, "panic", expect=NOVAULT)
+        d2 = self.make_vault("v2")
+        j = json.loads(self.fv("--vault", d2, "--json", "panic").stdout)
+        self.assertEqual(j, {"vault": d2, "destroyed": True})
+
+
+# ---- UTF-8 and hostile text ------------------------------------------------------
+
+class TestText(CliTest):
+    def test_korean_and_chinese_round_trip(self):
+        d = self.make_vault()
+        title = "탈북자 증언: 두만강을 건너다 / 脱北者证词"
+        narrative = ("우리는 밤에 두만강을 건넜습니다.\n"
+                     "我们在延吉的一个安全屋里进行了采访。\n"
+                     "第二段：她说她害怕被遣返。\n")
+        fkey, fval = "장소", "延吉市 (옌지)"
+        tag = "구금"
+        nf = self.write("n.txt", narrative.encode())
+        att = self.write("files/녹음-录音.m4a", b"audio")
+        rid = self.add(d, title, "--narrative-file", nf,
+                       "--field", fkey + "=" + fval, "--tag", tag,
+                       "--attach", att)
+        s = self.show(d, rid)
+        self.assertEqual(s["title"], title)
+        self.assertEqual(s["narrative"], narrative)
+        self.assertEqual(s["fields"], {fkey: fval})
+        self.assertEqual(s["tags"], [tag])
+        self.assertEqual(s["attachments"][0]["name"], "녹음-录音.m4a")
+        # the raw JSON bytes hold the UTF-8 unescaped
+        raw = self.v(d, "--json", "show", rid).stdout
+        for text in (title, fkey, fval, tag):
+            self.assertIn(text.encode(), raw)
+        # text output, byte for byte
+        t = self.v(d, "show", rid).stdout
+        for text in (title, narrative, fkey, fval, tag, "녹음-录音.m4a"):
+            self.assertIn(text.encode(), t)
+        line = self.v(d, "list").stdout.splitlines()[0]
+        self.assertTrue(line.endswith(b"  " + title.encode()), line)
+        # search finds Korean and Chinese text
+        other = self.add(d, "unrelated")
+        for q in ("두만강", "증언", "安全屋", "구금", "옌지"):
+            with self.subTest(q=q):
+                self.assertEqual([x["id"] for x in self.jv(d, "search", q)],
+                                 [rid])
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "unrel")],
+                         [other])
+        lines = self.v(d, "search", "두만강").stdout.splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertTrue(lines[0].endswith(title.encode()))
+
+    def test_nul_and_escapes(self):
+        d = self.make_vault()
+        nf = self.write("n.bin", b"before\x00after \"quoted\" \\ back\n")
+        title = 'quote " backslash \\ end'
+        rid = self.add(d, title, "--narrative-file", nf,
+                       "--field", "tabbed=a\tb\nc")
+        s = self.show(d, rid)
+        self.assertEqual(s["narrative"],
+                         "before\x00after \"quoted\" \\ back\n")
+        self.assertEqual(s["title"], title)
+        self.assertEqual(s["fields"], {"tabbed": "a\tb\nc"})
+        raw = self.v(d, "--json", "show", rid).stdout
+        self.assertIn(b"before\\u0000after", raw)
+        self.assertIn(b'"a\\tb\\nc"', raw)
+        # text output: the title as it is, the value's newline escaped
+        t = self.v(d, "show", rid).stdout
+        self.assertIn(title.encode(), t)
+        self.assertIn(b"a\\tb\\nc", t)
+        self.assertIn(b"before\\x00after", t)
+
+    def test_control_characters_cannot_drive_the_terminal(self):
+        d = self.make_vault()
+        hostile = "\x1b]0;owned\x07\x1b[2J\u009b31m\r\x7f"
+        nf = self.write("n.txt", ("line1\n" + hostile + "\nline2\n").encode())
+        rid = self.add(d, "evil record", "--narrative-file", nf,
+                       "--field", "k=v" + hostile)
+        bad_bytes = (b"\x1b", b"\x07", b"\r", b"\xc2\x9b", b"\x7f")
+        for args in (("list",), ("show", rid), ("search", "evil"),
+                     ("--json", "show", rid), ("--json", "list")):
+            with self.subTest(args=args):
+                out = self.v(d, *args).stdout
+                for bad in bad_bytes:
+                    self.assertNotIn(bad, out)
+                self.assertIn(b"evil", out)
+        # JSON keeps the exact text, escaped
+        s = self.show(d, rid)
+        self.assertEqual(s["fields"], {"k": "v" + hostile})
+        self.assertEqual(s["narrative"], "line1\n" + hostile + "\nline2\n")
+        # the library may refuse control characters in a title; if it takes
+        # them, they must come out escaped
+        title = "t\x1b[2Jx"
+        r = run(["--vault", d, "--passphrase-file", self.passfile, "add",
+                 "--title", title])
+        self.assertIn(r.returncode, (OK, USAGE), r.stderr)
+        if r.returncode == OK:
+            out = self.v(d, "list").stdout
+            self.assertNotIn(b"\x1b", out)
+            self.assertEqual(self.show(d, r.stdout.decode().strip())["title"],
+                             title)
+
+
+# ---- attachments ---------------------------------------------------------------
+
+class TestAttachments(CliTest):
+    def test_large_and_empty_round_trip(self):
+        d = self.make_vault()
+        size = 3 * 1024 * 1024 + 12345  # not a multiple of 256 KiB
+        big = os.urandom(size)
+        bigp = self.write("files/video.bin", big)
+        emptyp = self.write("files/empty.txt", b"")
+        rid = self.add(d, "files", "--attach", bigp, "--attach", emptyp)
+        s = self.show(d, rid)
+        atts = {a["name"]: a for a in s["attachments"]}
+        self.assertEqual(set(atts), {"video.bin", "empty.txt"})
+        self.assertEqual(atts["video.bin"]["size"], size)
+        self.assertEqual(atts["video.bin"]["chunks"], -(-size // CHUNK))
+        self.assertEqual(atts["empty.txt"]["size"], 0)
+        for name, want in (("video.bin", big), ("empty.txt", b"")):
+            with self.subTest(name=name):
+                out = self.path("out-" + name)
+                self.v(d, "attachment", "get", rid, name, "--output", out)
+                with open(out, "rb") as f:
+                    got = f.read()
+                self.assertEqual(len(got), len(want))
+                self.assertTrue(got == want, "bytes differ")
+                r = self.v(d, "attachment", "get", rid[:6], name,
+                           "--output", "-")
+                self.assertEqual(len(r.stdout), len(want))
+                self.assertTrue(r.stdout == want, "stdout bytes differ")
+
+    def test_missing_attachment_file_adds_nothing(self):
+        d = self.make_vault()
+        self.add(d, "first")
+        before = self.list_ids(d)
+        ok = self.write("files/ok.bin", b"fine")
+        self.v(d, "add", "--title", "second", "--attach", ok, "--attach",
+               self.path("files", "missing.bin"), expect=IO)
+        self.assertEqual(self.list_ids(d), before)
+        rid = before[0]
+        self.v(d, "edit", rid, "--attach", self.path("nope"), expect=IO)
+        self.assertEqual(len(self.show(d, rid)["revisions"]), 1)
+        # a missing narrative file, too
+        self.v(d, "add", "--title", "third", "--narrative-file",
+               self.path("nope.txt"), expect=IO)
+        self.assertEqual(self.list_ids(d), before)
+
+
+# ---- nothing readable in the vault directory --------------------------------------
+
+class TestMarkers(CliTest):
+    def scan(self, vault, markers):
+        """Returns (files scanned, {marker: [files holding it]})."""
+        found = {}
+        files = []
+        for root, _dirs, names in os.walk(vault):
+            for n in names:
+                p = os.path.join(root, n)
+                files.append(n)
+                with open(p, "rb") as f:
+                    data = f.read()
+                for m in markers:
+                    if m in data:
+                        found.setdefault(m, []).append(n)
+        return files, found
+
+    def test_no_plaintext_in_vault_files(self):
+        d = self.make_vault()
+
+        def mk(kind):
+            return ("FVMARK%s%s" % (kind, secrets.token_hex(6))).encode()
+
+        markers = []
+        for rec in ("keep", "gone"):
+            m = {k: mk(k + rec) for k in ("title", "narr", "fkey", "fval",
+                                          "tag", "aname", "abytes", "edit")}
+            markers.extend(m.values())
+            nf = self.write(rec + "/n.txt", b"narrative " + m["narr"] + b"\n")
+            content = os.urandom(CHUNK - 7) + (m["abytes"] * 40000)
+            att = self.write(rec + "/" + m["aname"].decode() + ".bin",
+                             content)
+            rid = self.add(d, m["title"].decode(), "--narrative-file", nf,
+                           "--field", "%s=%s" % (m["fkey"].decode(),
+                                                 m["fval"].decode()),
+                           "--tag", m["tag"].decode(), "--attach", att)
+            self.v(d, "edit", rid, "--field", "note=" + m["edit"].decode())
+            # the markers really went in
+            s = self.show(d, rid)
+            self.assertEqual(s["title"], m["title"].decode())
+            self.assertIn(m["edit"].decode(), s["fields"]["note"])
+            hits = self.jv(d, "search", m["tag"].decode())
+            self.assertEqual([x["id"] for x in hits], [rid])
+            if rec == "gone":
+                self.v(d, "delete", rid)
+        files, found = self.scan(d, markers)
+        self.assertIn("vault.db", files)
+        self.assertIn("vault.key", files)
+        self.assertEqual(found, {}, "plaintext found in vault files")
+        # the scanner itself finds a planted marker
+        self.write("probe/x", b"..." + markers[0] + b"...")
+        self.assertEqual(self.scan(self.path("probe"), markers)[1],
+                         {markers[0]: ["x"]})
+
+
+# ---- errors and exit codes ---------------------------------------------------------
+
+class TestErrors(CliTest):
+    def test_open_errors(self):
+        d = self.make_vault()
+        rid = self.add(d, "secret title")
+        wrong = self.write("wrong.txt", b"not the passphrase\n")
+        r = self.v(d, "list", passfile=wrong, expect=PASSPHRASE)
+        self.assertEqual(r.stdout, b"")
+        self.v(d, "--json", "show", rid, passfile=wrong, expect=PASSPHRASE)
+        self.v(self.path("nothing-here"), "list", expect=NOVAULT)
+        os.makedirs(self.path("emptydir"))
+        self.v(self.path("emptydir"), "list", expect=NOVAULT)
+        self.v(d, "init", "--kdf", "test", expect=EXISTS)
+        self.assertEqual(self.list_ids(d), [rid])
+
+    def test_not_found(self):
+        d = self.make_vault()
+        rid = self.add(d, "exists")
+        other = secrets.token_hex(32)
+        while other.startswith(rid[:4]):
+            other = secrets.token_hex(32)
+        for args in (("show", other), ("show", other[:6]),
+                     ("edit", other, "--title", "x"), ("delete", other),
+                     ("attachment", "get", other, "a", "--output",
+                      self.path("o"))):
+            with self.subTest(args=args):
+                r = self.v(d, *args, expect=NOTFOUND)
+                self.assertEqual(r.stdout, b"")
+        self.assertEqual(self.list_ids(d), [rid])
+
+    def test_ambiguous_prefix(self):
+        # add records until two ids share their first 4 hex digits (about
+        # 320 adds on average; 1500 miss one with probability e^-17)
+        d = self.make_vault()
+        seen = {}
+        pair = None
+        for i in range(1500):
+            rid = self.add(d, "r%d" % i)
+            if rid[:4] in seen:
+                pair = (seen[rid[:4]], rid)
+                break
+            seen[rid[:4]] = rid
+        self.assertIsNotNone(pair, "no 4-digit prefix collision")
+        r = self.v(d, "show", pair[0][:4], expect=NOTFOUND)
+        self.assertEqual(r.stdout, b"")
+        self.v(d, "delete", pair[0][:4], expect=NOTFOUND)
+        # a longer prefix that tells them apart works
+        k = 5
+        while pair[0][:k] == pair[1][:k]:
+            k += 1
+        self.assertEqual(self.show(d, pair[0][:k])["id"], pair[0])
+        self.assertEqual(len(self.list_ids(d)), len(seen) + 1)
+
+    def test_newer_format(self):
+        d = self.make_vault()
+        self.add(d, "x")
+        kp = os.path.join(d, "vault.key")
+        with open(kp, "rb") as f:
+            key = bytearray(f.read())
+        self.assertEqual(struct.unpack("<I", bytes(key[8:12]))[0], 1,
+                         "key file format version is not at bytes 8..11")
+        key[8:12] = struct.pack("<I", 99)
+        with open(kp, "wb") as f:
+            f.write(key)
+        self.v(d, "list", expect=VERSION)
+        self.v(d, "passwd", "--new-passphrase-file", self.passfile,
+               expect=VERSION)
+
+    def find_envelope_rows(self, db, ids):
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute("SELECT rowid, bytes FROM envelope").fetchall()
+        finally:
+            con.close()
+        byid = {}
+        for rowid, blob in rows:
+            h = hashlib.blake2b(bytes(blob), digest_size=32).hexdigest()
+            byid[h] = (rowid, bytes(blob))
+        return rows, {i: byid.get(i) for i in ids}
+
+    def test_tampered_envelope(self):
+        d = self.make_vault()
+        titles = ["TAMPER-A-" + secrets.token_hex(4),
+                  "TAMPER-B-" + secrets.token_hex(4),
+                  "TAMPER-C-" + secrets.token_hex(4)]
+        ids = [self.add(d, t, "--field", "k=" + t) for t in titles]
+        db = os.path.join(d, "vault.db")
+        rows, match = self.find_envelope_rows(db, ids)
+        if match[ids[1]] is not None:
+            rowid, blob = match[ids[1]]
+        else:
+            # ids are not plain hashes of the stored rows: with one envelope
+            # per record, the middle row belongs to the middle record
+            self.assertEqual(len(rows), 3, "cannot tell which row is which")
+            rowid, blob = rows[1][0], bytes(rows[1][1])
+        flipped = bytearray(blob)
+        flipped[len(flipped) // 2] ^= 0x01
+        con = sqlite3.connect(db)
+        con.execute("UPDATE envelope SET bytes = ? WHERE rowid = ?",
+                    (bytes(flipped), rowid))
+        con.commit()
+        con.close()
+
+        results = {}
+        for rid, title in zip(ids, titles):
+            r = run(["--vault", d, "--passphrase-file", self.passfile,
+                     "--json", "show", rid])
+            results[rid] = r
+        bad = [rid for rid in ids if results[rid].returncode != 0]
+        self.assertEqual(len(bad), 1, {k: (v.returncode, v.stderr)
+                                       for k, v in results.items()})
+        victim = bad[0]
+        if match[ids[1]] is not None:
+            self.assertEqual(victim, ids[1])
+        vt = titles[ids.index(victim)]
+        for args in (("show", victim), ("--json", "show", victim)):
+            r = self.v(d, *args, expect=CORRUPT)
+            self.assertEqual(r.stdout, b"")
+            self.assertNotIn(vt.encode(), r.stderr)
+        # list shows the others, then reports the corruption
+        r = self.v(d, "--json", "list", expect=CORRUPT)
+        got = json.loads(r.stdout)
+        self.assertEqual([x["id"] for x in got],
+                         [i for i in ids if i != victim])
+        self.assertNotIn(vt.encode(), r.stdout)
+        r = self.v(d, "list", expect=CORRUPT)
+        self.assertEqual(len(r.stdout.splitlines()), 2)
+        self.assertNotIn(vt.encode(), r.stdout)
+        for rid in ids:
+            if rid != victim:
+                self.assertEqual(self.show(d, rid)["id"], rid)
+
+    def test_tampered_attachment_chunk(self):
+        d = self.make_vault()
+        data = os.urandom(3 * CHUNK + 100)
+        src = self.write("files/a.bin", data)
+        rid = self.add(d, "chunks", "--attach", src)
+        con = sqlite3.connect(os.path.join(d, "vault.db"))
+        rows = con.execute("SELECT rowid, data FROM chunk").fetchall()
+        self.assertEqual(len(rows), 4)
+        rowid, blob = rows[2]
+        flipped = bytearray(blob)
+        flipped[len(flipped) // 3] ^= 0x80
+        con.execute("UPDATE chunk SET data = ? WHERE rowid = ?",
+                    (bytes(flipped), rowid))
+        con.commit()
+        con.close()
+        out = self.path("out.bin")
+        self.v(d, "attachment", "get", rid, "a.bin", "--output", out,
+               expect=CORRUPT)
+        self.assertFalse(os.path.exists(out), "unverified bytes saved")
+        r = self.v(d, "attachment", "get", rid, "a.bin", "--output", "-",
+                   expect=CORRUPT)
+        self.assertLess(len(r.stdout), len(data))
+        self.assertTrue(data.startswith(r.stdout))
+        # the record itself still reads
+        self.assertEqual(self.show(d, rid)["attachments"][0]["size"],
+                         len(data))
+
+    def test_truncated_database(self):
+        d = self.make_vault()
+        nf = self.write("n.txt", os.urandom(3000).hex().encode())
+        for i in range(30):
+            self.add(d, "record %d" % i, "--narrative-file", nf)
+        db = os.path.join(d, "vault.db")
+        for extra in ("vault.db-wal", "vault.db-journal"):
+            p = os.path.join(d, extra)
+            self.assertFalse(os.path.exists(p) and os.path.getsize(p) > 0,
+                             "%s left after a clean exit" % extra)
+        size = os.path.getsize(db)
+        self.assertGreater(size, 100000)
+        os.truncate(db, size // 2)
+        r = self.v(d, "--json", "list", expect=CORRUPT)
+        if r.stdout:
+            json.loads(r.stdout)
+        self.v(d, "add", "--title", "after", expect=CORRUPT)
+
+    def test_full_disk(self):
+        mnt = self.path("mnt")
+        os.makedirs(mnt)
+        m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                            mnt], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        if m.returncode != 0:
+            self.skipTest("cannot mount a 1 MiB tmpfs here: %s" %
+                          m.stdout.decode(errors="replace").strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        d = os.path.join(mnt, "vault")
+        self.v(d, "init", "--kdf", "test")
+        kept = [self.add(d, "kept %d" % i, "--field", "k=v") for i in range(3)]
+        big = self.write("files/big.bin", os.urandom(2 * 1024 * 1024))
+        r = self.v(d, "add", "--title", "too big", "--attach", big,
+                   expect=NOSPACE)
+        self.assertEqual(r.stdout, b"")
+        self.assertEqual(self.list_ids(d), kept)
+        for rid in kept:
+            self.assertEqual(self.show(d, rid)["title"],
+                             "kept %d" % kept.index(rid))
+
+
+# ---- the terminal prompt ----------------------------------------------------------
+
+class PtyRun:
+    """Runs the binary with a new pseudo-terminal as its controlling
+    terminal (and stdin/stdout/stderr)."""
+
+    def __init__(self, args, env=None):
+        env = env if env is not None else clean_env()
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            try:
+                os.execve(BIN, [BIN] + list(args), env)
+            finally:
+                os._exit(127)
+        self.out = b""
+        self.status = None
+
+    def read_until(self, token, timeout=20):
+        deadline = time.monotonic() + timeout
+        while token not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r in terminal output %r" %
+                                     (token, self.out))
+            r, _, _ = select.select([self.fd], [], [], left)
+            if not r:
+                continue
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                raise AssertionError("terminal closed before %r: %r" %
+                                     (token, self.out))
+            self.out += data
+
+    def echo_on(self):
+        return bool(termios.tcgetattr(self.fd)[3] & termios.ECHO)
+
+    def type(self, data):
+        os.write(self.fd, data)
+
+    def wait(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if r:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    data = b""
+                self.out += data
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+                break
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                raise AssertionError("fieldvault hung: %r" % self.out)
+        # drain what is left
+        while True:
+            r, _, _ = select.select([self.fd], [], [], 0.05)
+            if not r:
+                break
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            self.out += data
+        return os.waitstatus_to_exitcode(self.status)
+
+    def close(self):
+        os.close(self.fd)
+
+
+class TestTerminal(CliTest):
+    def pty(self, *args):
+        p = PtyRun(args)
+        self.addCleanup(p.close)
+        return p
+
+    def test_init_and_open_with_prompt(self):
+        d = self.path("v")
+        p = self.pty("--vault", d, "init", "--kdf", "test")
+        p.read_until(b"passphrase: ")
+        self.assertFalse(p.echo_on(), "echo is on at the prompt")
+        p.type(b"typed secret\n")
+        p.read_until(b"Repeat")
+        self.assertFalse(p.echo_on())
+        p.type(b"typed secret\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertNotIn(b"typed secret", p.out)
+        self.assertTrue(p.echo_on(), "echo not restored")
+        pf = self.write("typed.txt", b"typed secret")
+        r = self.fv("--vault", d, "--passphrase-file", pf, "add", "--title",
+                    "via prompt")
+        rid = r.stdout.decode().strip()
+        # a command that opens the vault asks once
+        p = self.pty("--vault", d, "list")
+        p.read_until(b"passphrase: ")
+        p.type(b"typed secret\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertIn(rid.encode(), p.out)
+        self.assertNotIn(b"typed secret", p.out)
+        # wrong passphrase at the prompt
+        p = self.pty("--vault", d, "list")
+        p.read_until(b"passphrase: ")
+        p.type(b"not it\n")
+        self.assertEqual(p.wait(), PASSPHRASE, p.out)
+
+    def test_prompt_mismatch_and_empty(self):
+        d = self.path("v")
+        p = self.pty("--vault", d, "init", "--kdf", "test")
+        p.read_until(b"passphrase: ")
+        p.type(b"one\n")
+        p.read_until(b"Repeat")
+        p.type(b"two\n")
+        self.assertEqual(p.wait(), USAGE, p.out)
+        self.assertIn(b"do not match", p.out)
+        self.assertFalse(os.path.exists(os.path.join(d, "vault.key")))
+        p = self.pty("--vault", d, "init", "--kdf", "test")
+        p.read_until(b"passphrase: ")
+        p.type(b"\n")
+        self.assertEqual(p.wait(), USAGE, p.out)
+        self.assertTrue(p.echo_on())
+
+    def test_signal_at_prompt_restores_echo(self):
+        d = self.make_vault()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig=sig):
+                p = self.pty("--vault", d, "list")
+                p.read_until(b"passphrase: ")
+                self.assertFalse(p.echo_on())
+                os.kill(p.pid, sig)
+                self.assertEqual(p.wait(), -sig)
+                self.assertTrue(p.echo_on(), "echo left off after a signal")
+
+    def test_passwd_prompts_twice(self):
+        d = self.make_vault()
+        p = self.pty("--vault", d, "--passphrase-file", self.passfile,
+                     "passwd")
+        p.read_until(b"New passphrase: ")
+        p.type(b"brand new one\n")
+        p.read_until(b"Repeat")
+        p.type(b"brand new one\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.v(d, "list", expect=PASSPHRASE)
+        self.v(d, "list", passfile=self.write("n.txt", b"brand new one\n"))
+
+
+# ---- cancel ------------------------------------------------------------------------
+
+class TestCancel(CliTest):
+    def test_ctrl_c_cancels_an_attachment_add(self):
+        d = self.make_vault()
+        before = [self.add(d, "before")]
+        fifo = self.path("stream.bin")
+        os.mkfifo(fifo)
+        p = subprocess.Popen(
+            [BIN, "--vault", d, "--passphrase-file", self.passfile, "add",
+             "--title", "canceled", "--attach", fifo],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+        try:
+            with open(fifo, "wb") as w:
+                w.write(os.urandom(4 * CHUNK))  # returns once mostly read
+                w.flush()
+                time.sleep(0.2)
+                p.send_signal(signal.SIGINT)
+                time.sleep(0.2)
+                try:
+                    for _ in range(8):
+                        w.write(os.urandom(CHUNK))
+                        w.flush()
+                except BrokenPipeError:
+                    pass
+        except BrokenPipeError:
+            pass
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 12, err)
+        self.assertEqual(out, b"")
+        self.assertTrue(err.startswith(b"fieldvault: "), err)
+        self.assertEqual(self.list_ids(d), before)
+
+
+# ---- crashes ---------------------------------------------------------------------------
+
+class TestCrash(CliTest):
+    def test_kill_during_add(self):
+        d = self.make_vault()
+        nf = self.write("n.txt", ("narrative " * 300).encode())
+        att = self.write("files/a.bin", os.urandom(600 * 1024))
+        t0 = time.monotonic()
+        printed = [self.add(d, "complete %d" % i, "--narrative-file", nf,
+                            "--attach", att) for i in range(3)]
+        # kill within 0-50 ms, or within a whole add where one takes longer
+        # (sanitizer builds), so that kills land in every phase of an add
+        window = max(0.05, 1.2 * (time.monotonic() - t0) / 3)
+        rng = random.Random()
+        killed = completed = 0
+        deadline = time.monotonic() + 60
+        for i in range(30):
+            if time.monotonic() > deadline:
+                break
+            args = [BIN, "--vault", d, "--passphrase-file", self.passfile,
+                    "add", "--title", "crash %d" % i, "--narrative-file", nf,
+                    "--field", "i=%d" % i]
+            if i % 2:
+                args += ["--attach", att]
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=clean_env(),
+                                 start_new_session=True)
+            time.sleep(rng.uniform(0, window))
+            p.send_signal(signal.SIGKILL)
+            out, err = p.communicate(timeout=60)
+            if p.returncode == -signal.SIGKILL:
+                killed += 1
+            else:
+                self.assertEqual(p.returncode, 0, err)
+                completed += 1
+            for line in out.decode().splitlines():
+                if HEX64.match(line):
+                    printed.append(line)
+            if i % 5 == 4:
+                # the vault opens after every few crashes
+                self.list_ids(d)
+            if i % 3 == 0:
+                printed.append(self.add(d, "between %d" % i))
+        print("\ncrash test: %d killed, %d completed before the kill, "
+              "%d ids printed (kill window %.0f ms)" % (
+                  killed, completed, len(printed), window * 1000),
+              file=sys.stderr)
+        listed = self.list_ids(d)
+        missing = [x for x in printed if x not in listed]
+        self.assertEqual(missing, [], "printed ids lost after kill -9")
+        for rid in listed:
+            self.assertEqual(self.show(d, rid)["id"], rid)
+        # the vault still takes new records
+        self.add(d, "after the crashes")
+
+
+def main():
+    global BIN
+    argv = list(sys.argv)
+    if len(argv) > 1 and not argv[1].startswith("-"):
+        BIN = os.path.abspath(argv.pop(1))
+    else:
+        BIN = os.environ.get("FIELDVAULT_BIN") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+            "fieldvault")
+    if not os.access(BIN, os.X_OK):
+        print("test_cli.py: no fieldvault binary at %s" % BIN, file=sys.stderr)
+        return 2
+    prog = unittest.main(argv=argv, exit=False, verbosity=2)
+    r = prog.result
+    print("test_cli: %d run, %d failures, %d errors, %d skipped" % (
+        r.testsRun, len(r.failures), len(r.errors), len(r.skipped)))
+    return 0 if r.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
