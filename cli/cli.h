@@ -28,7 +28,10 @@ enum cli_exit {
     CLI_NOSPACE = 10,
     CLI_EXISTS = 11,
     CLI_CANCELED = 12,
-    CLI_BUSY = 13
+    CLI_BUSY = 13,
+    CLI_PIN = 14,     /* the server's key does not match the pinned key */
+    CLI_DENIED = 15,  /* refused by the server: not enrolled, revoked... */
+    CLI_INVITE = 16   /* the invite is damaged, used or expired */
 };
 
 /* The exit code for a library result code (main.c). */
@@ -193,6 +196,26 @@ int cmd_attachment(cli *c);
 int cmd_passwd(cli *c);
 int cmd_panic(cli *c);
 int cmd_version(cli *c);
+
+/* Helpers of commands.c that the sync commands share. */
+/* Prints the command's help when --help was given. Returns 1 if it did. */
+int cli_help_requested(cli *c, int *rc);
+/* Checks the number of positional arguments; CLI_USAGE after printing why. */
+int cli_want_positionals(const cli *c, size_t min, size_t max,
+                         const char *what);
+/* Finds the vault directory (*dir, malloc'd, the caller frees it even on
+ * failure), obtains the passphrase and opens the vault. Returns 0 or an
+ * exit code (message printed). */
+int cli_open_vault(const cli *c, fv_vault **v, char **dir);
+
+/* ---- sync commands (sync_cmds.c) ------------------------------------------ */
+
+int cmd_server(cli *c);
+int cmd_serve(cli *c);
+int cmd_enroll(cli *c);
+int cmd_org(cli *c);
+int cmd_sync(cli *c);
+int cmd_bundle(cli *c);
 
 /* Prints the help of `cmd` (NULL: the overview) on `f`. Returns 0 if the
  * command is known. */

@@ -304,6 +304,28 @@ static void print_id_line(const unsigned char id[FV_ID_BYTES])
     fputc('\n', stdout);
 }
 
+/* ---- shared with sync_cmds.c -------------------------------------------------- */
+
+int cli_help_requested(cli *c, int *rc)
+{
+    return help_requested(c, rc);
+}
+
+int cli_want_positionals(const cli *c, size_t min, size_t max, const char *what)
+{
+    return want_positionals(c, min, max, what);
+}
+
+int cli_open_vault(const cli *c, fv_vault **v, char **dir)
+{
+    int is_default;
+    int rc = vault_dir(c, dir, &is_default);
+    *v = NULL;
+    if (rc == 0)
+        rc = open_vault(c, v, *dir);
+    return rc;
+}
+
 /* ---- init ------------------------------------------------------------------ */
 
 int cmd_init(cli *c)

@@ -11,7 +11,8 @@
  *     3   wrong passphrase
  *     4   no vault at the directory
  *     5   corrupt or tampered data (nothing of it is shown)
- *     6   network failure (reserved for sync)
+ *     6   network failure: cannot connect, connection cut or stalled, TLS
+ *         failure
  *     7   vault or data of a newer format
  *     8   not found (record, attachment) or ambiguous id prefix
  *     9   I/O error (file missing or unreadable, permission, output)
@@ -19,6 +20,11 @@
  *    11   already exists (init on an existing vault, output file exists)
  *    12   canceled
  *    13   vault busy (another process holds it)
+ *    14   the server's key does not match the pinned key (nothing was sent)
+ *    15   refused by the server: not enrolled, revoked, or not allowed
+ *    16   the invite is damaged, used or expired
+ *
+ * A server that breaks the sync protocol is treated as corrupt data (5).
  */
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +53,13 @@ int cli_exit_code(int fv_result)
         {FV_EBUSY, CLI_BUSY},
         {FV_ECRYPTO, CLI_FAIL},
         {FV_EAMBIGUOUS, CLI_NOTFOUND},
+        {FV_ENET, CLI_NETWORK},
+        {FV_EPIN, CLI_PIN},
+        {FV_ETLS, CLI_NETWORK},
+        {FV_EEOF, CLI_NETWORK},
+        {FV_EPROTO, CLI_CORRUPT},
+        {FV_EDENIED, CLI_DENIED},
+        {FV_EINVITE, CLI_INVITE},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (map[i].fv == fv_result)
@@ -64,7 +77,10 @@ static const struct {
     {"edit", cmd_edit},       {"delete", cmd_delete},
     {"search", cmd_search},   {"attachment", cmd_attachment},
     {"passwd", cmd_passwd},   {"panic", cmd_panic},
-    {"version", cmd_version},
+    {"version", cmd_version}, {"server", cmd_server},
+    {"serve", cmd_serve},     {"enroll", cmd_enroll},
+    {"org", cmd_org},         {"sync", cmd_sync},
+    {"bundle", cmd_bundle},
 };
 
 static int run_help_command(cli *c)

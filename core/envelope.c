@@ -22,8 +22,33 @@ enum body_key {
     BODY_RECIPIENTS = 5,
     BODY_NONCE = 6,
     BODY_CIPHERTEXT = 7,
-    BODY_CHUNKS = 8
+    BODY_CHUNKS = 8,
+    BODY_COMMIT = 9
 };
+
+/* The key commitment: BLAKE2b-256 keyed with the content key over a fixed
+ * string. It binds every recipient (and every grant) to the one key that
+ * opens the signed ciphertext: no author can hand different readers
+ * different plaintexts. */
+static void key_commit(unsigned char out[FV_HASH_BYTES],
+                       const unsigned char key[FV_KEY_BYTES])
+{
+    static const char label[] = "FieldVault key commitment v1";
+    fv_hash_keyed(out, label, sizeof label - 1, key, FV_KEY_BYTES);
+}
+
+/* The rules fv_env_parse enforces on kinds, parents and attachments, so that
+ * nothing is signed that a reader would refuse. */
+static int shape_ok(int kind, int genesis, size_t nparents, size_t natt)
+{
+    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE &&
+        kind != FV_ENV_GRANT)
+        return 0;
+    return genesis == (nparents == 0) &&
+           (kind == FV_ENV_REVISION || (!genesis && natt == 0)) &&
+           (kind != FV_ENV_GRANT || nparents == 1) &&
+           natt <= FV_MAX_ATTACHMENTS;
+}
 
 static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 32); }
 
@@ -57,7 +82,7 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     unsigned char parents[FV_ENV_MAX_PARENTS][32];
     unsigned char recips[FV_ENV_MAX_RECIPIENTS][32];
     unsigned char sealed[FV_ENV_MAX_RECIPIENTS][SEALED_KEY_BYTES];
-    unsigned char sig[FV_SIG_BYTES];
+    unsigned char sig[FV_SIG_BYTES], commit[FV_HASH_BYTES];
     unsigned char *ct = NULL, *body = NULL, *prot = NULL, *tbs = NULL;
     size_t body_len = 0, prot_len = 0, tbs_len = 0, i, a, c;
     fv_enc e;
@@ -68,8 +93,10 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     if (sp->nparents > FV_ENV_MAX_PARENTS || sp->nrecipients == 0 ||
         sp->nrecipients > FV_ENV_MAX_RECIPIENTS ||
         (sp->record == NULL) != (sp->nparents == 0) ||
-        sp->payload_len > FV_ENV_MAX_BYTES)
+        !shape_ok(sp->kind, sp->record == NULL, sp->nparents, sp->nattachments))
         return FV_EINVAL;
+    if (sp->payload_len > FV_ENV_MAX_BYTES)
+        return FV_ELIMIT;
     ct = malloc(sp->payload_len + FV_TAG_BYTES);
     if (!ct)
         return FV_ENOMEM;
@@ -100,7 +127,7 @@ int fv_env_build(unsigned char **out, size_t *out_len,
         }
 
     fv_enc_init(&e);
-    fv_enc_map(&e, sp->record ? 8 : 7);
+    fv_enc_map(&e, sp->record ? 9 : 8);
     fv_enc_uint(&e, BODY_VERSION);
     fv_enc_uint(&e, FV_ENV_VERSION);
     fv_enc_uint(&e, BODY_KIND);
@@ -131,6 +158,9 @@ int fv_env_build(unsigned char **out, size_t *out_len,
         for (uint64_t k = 0; k < sp->chunk_counts[a]; k++, c++)
             fv_enc_bytes(&e, sp->chunks[c], 32);
     }
+    fv_enc_uint(&e, BODY_COMMIT);
+    key_commit(commit, key);
+    fv_enc_bytes(&e, commit, sizeof commit);
     if ((rc = fv_enc_finish(&e, &body, &body_len)))
         goto done;
 
@@ -151,6 +181,14 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     fv_enc_bytes(&e, sig, sizeof sig);
     if ((rc = fv_enc_finish(&e, out, out_len)))
         goto done;
+    if (*out_len > FV_ENV_MAX_BYTES) {
+        /* Nothing is signed that a reader would refuse. */
+        free(*out);
+        *out = NULL;
+        *out_len = 0;
+        rc = FV_ELIMIT;
+        goto done;
+    }
     fv_hash(id, *out, *out_len);
 done:
     fv_wipe(key, sizeof key);
@@ -234,7 +272,7 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
 {
     fv_dec d;
     size_t m, i, len;
-    uint64_t version, kind;
+    uint64_t version, kind = 0;
     const unsigned char *b;
     int rc;
 
@@ -244,7 +282,7 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     if (version > FV_ENV_VERSION)
         return FV_EVERSION;
-    if (version != FV_ENV_VERSION || (m != 7 && m != 8))
+    if (version != FV_ENV_VERSION || (m != 8 && m != 9))
         return FV_ECORRUPT;
     fv_dec_key(&d, BODY_KIND);
     fv_dec_uint(&d, &kind);
@@ -252,7 +290,7 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         kind != FV_ENV_GRANT)
         return FV_ECORRUPT;
     e->kind = (int)kind;
-    e->genesis = (m == 7);
+    e->genesis = (m == 8);
     if (!e->genesis) {
         fv_dec_key(&d, BODY_RECORD);
         fv_dec_bytes_exact(&d, e->record, 32);
@@ -286,14 +324,14 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     if ((rc = parse_chunks(e, &d)) != FV_OK)
         return rc;
-    if (fv_dec_finish(&d))
+    fv_dec_key(&d, BODY_COMMIT);
+    if (fv_dec_bytes(&d, &e->commit, &len) || len != FV_HASH_BYTES ||
+        fv_dec_finish(&d))
         return FV_ECORRUPT;
     /* A genesis revision has no parents; every later envelope has some;
      * tombstones and grants carry no attachments; a grant names exactly the
      * one envelope whose key it carries. */
-    if (e->genesis != (e->nparents == 0) ||
-        (e->kind != FV_ENV_REVISION && (e->genesis || e->nattachments)) ||
-        (e->kind == FV_ENV_GRANT && e->nparents != 1))
+    if (!shape_ok(e->kind, e->genesis, e->nparents, e->nattachments))
         return FV_ECORRUPT;
     return FV_OK;
 }
@@ -368,10 +406,14 @@ int fv_env_decrypt(const fv_env *e, const unsigned char key[FV_KEY_BYTES],
                    unsigned char **plain, size_t *plain_len)
 {
     size_t mlen = e->ctlen - FV_TAG_BYTES;
-    unsigned char *m = malloc(mlen ? mlen : 1);
+    unsigned char commit[FV_HASH_BYTES], *m;
 
     *plain = NULL;
     *plain_len = 0;
+    key_commit(commit, key);
+    if (!fv_ct_equal(commit, e->commit, FV_HASH_BYTES))
+        return FV_ECORRUPT; /* not the key the author committed to */
+    m = malloc(mlen ? mlen : 1);
     if (!m)
         return FV_ENOMEM;
     if (fv_aead_decrypt(m, e->ct, e->ctlen, NULL, 0, e->nonce, key)) {

@@ -18,7 +18,9 @@
 #define FV_ENV_GRANT 3 /* carries another envelope's content key (FORMAT.md) */
 #define FV_ENV_MAX_PARENTS 64
 #define FV_ENV_MAX_RECIPIENTS 16
-#define FV_ENV_MAX_BYTES (64u * 1024 * 1024)
+/* The largest envelope anyone writes or reads: one sync frame's worth
+ * (docs/PROTOCOL.md). */
+#define FV_ENV_MAX_BYTES ((1u << 20) - 4096)
 
 /* A parsed, signature-checked envelope. Pointers point into the buffer given
  * to fv_env_parse, which must outlive this struct. */
@@ -36,6 +38,7 @@ typedef struct fv_env {
     const unsigned char *nonce;
     const unsigned char *ct;
     size_t ctlen;
+    const unsigned char *commit; /* key commitment (FORMAT.md) */
     size_t nattachments;
     uint64_t *chunk_counts;         /* malloc'd: chunks per attachment */
     unsigned char (*chunks)[FV_HASH_BYTES]; /* malloc'd: every chunk hash */

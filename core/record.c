@@ -259,7 +259,11 @@ static int dec_attachments(fv_dec *d, fv_rec *r)
             return rc;
         if (fv_dec_key_text(d, "size") || fv_dec_uint(d, &att[i].size) ||
             fv_dec_key_text(d, "chunk") || fv_dec_uint(d, &chunk) ||
-            chunk == 0 || chunk > FV_CHUNK_BYTES * 64u)
+            chunk == 0 || chunk > FV_MAX_CHUNK_BYTES)
+            return FV_ECORRUPT;
+        /* Names follow the writer's rules: never a path. */
+        if (strchr(att[i].name, '/') || !strcmp(att[i].name, ".") ||
+            !strcmp(att[i].name, ".."))
             return FV_ECORRUPT;
         att[i].chunk_bytes = (uint32_t)chunk;
         att[i].chunks = att[i].size / chunk + (att[i].size % chunk != 0);

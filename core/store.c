@@ -34,6 +34,7 @@ enum stmt_id {
     ST_OUTBOX,
     ST_DELIVERED,
     ST_RECEIPT_INSERT,
+    ST_ENV_RECORD,
     ST_COUNT
 };
 
@@ -75,6 +76,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "AND seq > ?1 AND bytes IS NOT NULL ORDER BY seq LIMIT ?2",
     [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
     [ST_RECEIPT_INSERT] = "INSERT INTO receipt(body, sig) VALUES (?1, ?2)",
+    [ST_ENV_RECORD] = "SELECT record FROM envelope WHERE id = ?1",
 };
 
 static const char schema_sql[] =
@@ -259,9 +261,15 @@ int fv_store_open(fv_store **out, const char *path, int create)
         rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
         if (rc)
             goto fail;
-        rc = exec(s, "PRAGMA quick_check(1)");
-        if (rc)
-            goto fail;
+        /* Every statement must compile against this file's schema: a
+         * database from another build fails here, not halfway through a
+         * write. */
+        for (int i = 0; i < ST_COUNT; i++)
+            if (!stmt(s, (enum stmt_id)i)) {
+                snprintf(s->msg, sizeof s->msg, "database schema not recognised");
+                rc = FV_ECORRUPT;
+                goto fail;
+            }
     }
     *out = s;
     return FV_OK;
@@ -393,6 +401,22 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
     }
 
     for (i = 0; i < nparents; i++) {
+        /* A revision continues its parents' record, never another one. */
+        st = stmt(s, ST_ENV_RECORD);
+        if (!st)
+            return fail(s, sqlite3_errcode(s->db), "envelope");
+        bind_id(st, 1, parents[i]);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && (sqlite3_column_bytes(st, 0) != 32 ||
+                                 memcmp(sqlite3_column_blob(st, 0), e->record, 32))) {
+            sqlite3_reset(st);
+            snprintf(s->msg, sizeof s->msg,
+                     "database: a revision names a parent of another record");
+            return FV_ECORRUPT;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return fail(s, rc, "envelope");
         st = stmt(s, ST_EDGE_INSERT);
         if (st) {
             bind_id(st, 1, parents[i]);

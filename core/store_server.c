@@ -68,7 +68,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
     [ST_READ_FEED] = "SELECT f.fseq, l.bytes, f.chain FROM feed f "
                      "JOIN log l ON l.seq = f.seq WHERE f.device = ?4 "
-                     "AND f.fseq > ?1 AND f.fseq <= ?2 ORDER BY f.fseq LIMIT ?3",
+                     "AND f.fseq > ?1 AND f.fseq <= ?2 "
+                     "ORDER BY f.fseq LIMIT ?3",
 };
 
 static const char schema_sql[] =

@@ -668,6 +668,7 @@ static int grant_cb(const unsigned char *bytes, size_t len, void *payload)
     rc = FV_ENOTFOUND;
     if (g.kind == FV_ENV_GRANT &&
         memcmp(g.author, t->target->author, FV_SIGN_PK_BYTES) == 0 &&
+        memcmp(g.record, t->target->record, FV_ID_BYTES) == 0 &&
         memcmp(g.parents[0], t->target->id, FV_ID_BYTES) == 0) {
         rc = fv_env_unseal(&g, t->v->box_pk, t->v->sec->box_sk, key);
         if (rc == FV_ENOTFOUND && t->v->has_org_sk)
@@ -1298,12 +1299,11 @@ int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
         spec.nrecipients = fv_v_recipients(v, recips, w->base);
     }
     rc = fv_env_build(&env, &env_len, id_out, &spec);
-    if (rc == FV_OK && env_len > FV_MAX_ENVELOPE_BYTES)
-        rc = FV_ELIMIT;
-    if (rc) {
-        free(env);
+    if (rc == FV_ELIMIT)
+        return fv_v_err(v, rc, "the record is too large for one envelope "
+                               "(at most %u bytes)", FV_ENV_MAX_BYTES);
+    if (rc)
         return fv_v_err(v, rc, "cannot build the envelope: %s", fv_strerror(rc));
-    }
     memset(&se, 0, sizeof se);
     se.id = id_out;
     se.record = w->record ? w->record : id_out;

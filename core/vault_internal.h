@@ -63,10 +63,6 @@ size_t fv_v_recipients(const fv_vault *v,
                        unsigned char out[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES],
                        const fv_env *extra);
 
-/* The largest envelope a vault writes: it must fit one sync frame
- * (docs/PROTOCOL.md). */
-#define FV_MAX_ENVELOPE_BYTES ((1u << 20) - 4096)
-
 /* A new envelope signed by this device, stored in the open transaction and
  * queued in the outbox. */
 typedef struct fv_v_write {

@@ -34,7 +34,7 @@
 #define DEFAULT_FRAME_MS 120000
 #define TICK_MS 200           /* the stop flag is checked this often */
 #define IO_BYTES 16384        /* per connection: one TLS record each way */
-#define ROUNDS_PER_WAKE 8     /* read/handle/write rounds per connection per poll */
+#define ROUNDS_PER_WAKE 8     /* read-handle-write rounds per connection */
 #define ACCEPTS_PER_WAKE 64
 #define DRAIN_BYTES (256u << 10) /* read and dropped before closing */
 
@@ -659,6 +659,26 @@ static int64_t conn_deadline(const struct server *S, const struct sconn *c,
     return d;
 }
 
+/* Closes the dead and the connections past a deadline; compacts. */
+static void reap(struct server *S, int64_t now)
+{
+    size_t i, j;
+    for (i = 0, j = 0; i < S->nconns; i++) {
+        struct sconn *c = S->conns[i];
+        const char *why;
+        if (!c->dead && now >= conn_deadline(S, c, &why)) {
+            slog(S, "conn %lu: closed (%s)", c->id, why);
+            c->dead = 1;
+        }
+        if (c->dead) {
+            conn_close(S, c, c->dead == 2 ? "done" : NULL);
+            continue;
+        }
+        S->conns[j++] = c;
+    }
+    S->nconns = j;
+}
+
 static int load_engine(struct server *S, const char *dir, const struct paths *p,
                        const char *listen)
 {
@@ -718,7 +738,8 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         return FV_ECRYPTO;
     memset(&S, 0, sizeof S);
     S.o = opts;
-    S.max_conn = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONN;
+    S.max_conn =
+        opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONN;
     S.hs_ms = opts->handshake_ms ? opts->handshake_ms : DEFAULT_HANDSHAKE_MS;
     S.idle_ms = opts->idle_ms ? opts->idle_ms : DEFAULT_IDLE_MS;
     S.frame_ms = opts->frame_ms ? opts->frame_ms : DEFAULT_FRAME_MS;
@@ -757,7 +778,7 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
 
     while (!(opts->stop && *opts->stop)) {
         int64_t now = mono_ms(), deadline = now + TICK_MS;
-        size_t n = S.nconns, i, j;
+        size_t n = S.nconns, i;
         int timeout, ready = 0;
 
         S.pfds[0].fd = now >= S.accept_resume ? fv_tls_server_fd(S.tls) : -1;
@@ -790,32 +811,18 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
             if (S.pfds[i + 1].revents || conn_ready(c))
                 conn_service(&S, c, now);
         }
-        if (S.pfds[0].revents & POLLIN)
+        /* Reap before accepting, so that the dead do not count against
+         * the limit. */
+        reap(&S, now);
+        if (S.pfds[0].revents & POLLIN) {
+            n = S.nconns;
             accept_some(&S, now);
-        for (i = n; i < S.nconns; i++)
-            conn_service(&S, S.conns[i], now);
-        /* Deadlines, then drop the dead and compact. */
-        for (i = 0, j = 0; i < S.nconns; i++) {
-            struct sconn *c = S.conns[i];
-            const char *why;
-            if (!c->dead && now >= conn_deadline(&S, c, &why)) {
-                slog(&S, "conn %lu: closed (%s)", c->id, why);
-                c->dead = 1;
-            }
-            if (c->dead) {
-                conn_close(&S, c, c->dead == 2 ? "done" : NULL);
-                continue;
-            }
-            S.conns[j++] = c;
+            for (i = n; i < S.nconns; i++)
+                conn_service(&S, S.conns[i], now);
+            reap(&S, now);
         }
-        S.nconns = j;
     }
-    if (rc == FV_OK || rc == FV_EIO) {
-        for (size_t i = 0; i < S.nconns; i++)
-            conn_close(&S, S.conns[i], NULL);
-        S.nconns = 0;
-        slog(&S, "stopped");
-    }
+    slog(&S, "stopped");
 done:
     for (size_t i = 0; i < S.nconns; i++)
         conn_close(&S, S.conns[i], NULL);

@@ -362,7 +362,8 @@ static int enroll(fv_srv_conn *c, const unsigned char *device,
     if (rc != FV_ENOTFOUND)
         goto internal;
     rc = fv_sstore_invite_get(s->st, hash, &inv);
-    if (rc == FV_ENOTFOUND || (rc == FV_OK && (inv.used || s->env->now >= inv.expires))) {
+    if (rc == FV_ENOTFOUND ||
+        (rc == FV_OK && (inv.used || s->env->now >= inv.expires))) {
         fv_sstore_rollback(s->st);
         conn_error(c, FV_PERR_INVITE,
                    rc == FV_ENOTFOUND ? "unknown invite"
@@ -379,7 +380,8 @@ static int enroll(fv_srv_conn *c, const unsigned char *device,
     rc = fv_sstore_device_by_box(s->st, box, &other);
     if (rc == FV_OK) {
         fv_sstore_rollback(s->st);
-        conn_error(c, FV_PERR_DENIED, "this encryption key is already enrolled");
+        conn_error(c, FV_PERR_DENIED,
+                   "this encryption key is already enrolled");
         return -1;
     }
     if (rc != FV_ENOTFOUND)
@@ -478,8 +480,12 @@ static int feed_append(fv_srv *s, const unsigned char device[32],
 }
 
 /* Appends item i to the log and to the feeds of its field-device readers:
- * the author (if a field device) and every enrolled, unrevoked field device
- * whose X25519 key is among its recipients. */
+ * the author (if a field device) and, for what a coordinator writes, every
+ * enrolled, unrevoked field device whose X25519 key is among its
+ * recipients. A field device's envelope never reaches another field
+ * device's feed, even sealed to it: a seized phone must not hold another
+ * worker's testimony (DESIGN.md, Roles), and the organisation is who
+ * addresses a device (PROTOCOL.md, PULL). */
 static int append(fv_srv_conn *c, size_t i, uint64_t *head,
                   unsigned char chain[32])
 {
@@ -497,7 +503,7 @@ static int append(fv_srv_conn *c, size_t i, uint64_t *head,
     s->seqs[i] = ++*head;
     if (c->dev.role == FV_ROLE_FIELD)
         memcpy(readers[nreaders++], c->dev.pk, 32);
-    for (r = 0; r < it->nrecip; r++) {
+    for (r = 0; c->dev.role == FV_ROLE_COORDINATOR && r < it->nrecip; r++) {
         if (memcmp(it->recip[r], c->dev.box, 32) == 0)
             continue; /* the author itself */
         rc = fv_sstore_device_by_box(s->st, it->recip[r], &d);
@@ -548,7 +554,8 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
         it->bytes = m->u.push.env[i];
         it->len = m->u.push.len[i];
         it->nrecip = env.nrecipients;
-        memcpy(it->recip, env.recipient_pk, env.nrecipients * sizeof it->recip[0]);
+        memcpy(it->recip, env.recipient_pk,
+               env.nrecipients * sizeof it->recip[0]);
     }
 
     s->nfeeds = 0;
@@ -673,7 +680,8 @@ static void handle_pull(fv_srv_conn *c, const fv_msg *m)
     } else {
         if (cursor == 0)
             memset(at, 0, 32);
-        else if ((rc = field ? fv_sstore_feed_chain(s->st, c->dev.pk, cursor, at)
+        else if ((rc = field ? fv_sstore_feed_chain(s->st, c->dev.pk, cursor,
+                                                    at)
                              : fv_sstore_log_chain(s->st, cursor, at))) {
             conn_internal(c, rc, "reading the chain");
             return;

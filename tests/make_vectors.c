@@ -16,7 +16,9 @@
  *   - envelopes are fv_env_build output, signed with the vault's device key
  *     and sealed to the device and to a test organisation key (a record
  *     written before enrollment to the device alone; its key grant to the
- *     organisation alone, as vault_sync.c writes grants);
+ *     organisation alone, as vault_sync.c writes grants); each one's key
+ *     commitment (body key 9) is recomputed here with libsodium directly,
+ *     as FORMAT.md words it, and must be the one the library wrote;
  *   - attachment chunks are encrypted as vault.c's add_attachment does
  *     (FV_CHUNK_BYTES plaintext per chunk, nonce LE64(index) || 0^16).
  *
@@ -28,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "codec.h"
@@ -37,6 +40,8 @@
 #include "record.h"
 
 #define PASSPHRASE "correct horse 배터리 staple"
+/* FORMAT.md 5.2: the key commitment's message, 28 ASCII bytes, no NUL. */
+#define COMMIT_LABEL "FieldVault key commitment v1"
 #define KF_BYTES 120
 #define DEVKEY_BLOB_BYTES (FV_NONCE_BYTES + FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES + FV_TAG_BYTES)
 
@@ -449,7 +454,7 @@ static void j_envelope(const struct env *e, const struct device *d,
                        const unsigned char org_sk[32], int last)
 {
     fv_env p;
-    unsigned char key[FV_KEY_BYTES];
+    unsigned char key[FV_KEY_BYTES], commit[FV_HASH_BYTES];
     char file[128];
     size_t i, c = 0;
 
@@ -459,6 +464,14 @@ static void j_envelope(const struct env *e, const struct device *d,
         must(fv_seal_open(key, p.recipient_seal[i], FV_KEY_BYTES + FV_SEAL_BYTES,
                           dev ? d->box_pk : org_pk, dev ? d->box_sk : org_sk),
              "fv_seal_open");
+        /* Every sealed key is the committed one, as FORMAT.md 5.2 says:
+         * BLAKE2b-256 keyed with the content key over the label. */
+        if (strlen(COMMIT_LABEL) != 28 ||
+            crypto_generichash(commit, sizeof commit,
+                               (const unsigned char *)COMMIT_LABEL,
+                               strlen(COMMIT_LABEL), key, sizeof key) != 0 ||
+            memcmp(commit, p.commit, sizeof commit) != 0)
+            die("the body's key commitment is not FORMAT.md's");
     }
     snprintf(file, sizeof file, "envelope-%s.cbor", e->name);
     fprintf(js, "    ");
@@ -496,6 +509,9 @@ static void j_envelope(const struct env *e, const struct device *d,
     fputs(",\n", js);
     j_key(6, "nonce");
     j_hex(p.nonce, FV_NONCE_BYTES);
+    fputs(",\n", js);
+    j_key(6, "commit");
+    j_hex(p.commit, FV_HASH_BYTES);
     fputs(",\n", js);
     j_key(6, "chunks");
     fputc('[', js);
@@ -778,6 +794,19 @@ int main(int argc, char **argv)
            "one for real data. Hex is lowercase; *.cbor and *.bin files are "
            "raw bytes.");
     fputs(",\n", js);
+
+    j_key(2, "key_commitment");
+    fputs("{\n", js);
+    j_key(4, "label");
+    j_cstr(COMMIT_LABEL);
+    fputs(",\n", js);
+    j_key(4, "label_hex");
+    j_hex((const unsigned char *)COMMIT_LABEL, strlen(COMMIT_LABEL));
+    fputs(",\n", js);
+    j_key(4, "rule");
+    j_cstr("commit = BLAKE2b-256 (crypto_generichash, 32-byte output) keyed "
+           "with the 32-byte content key, over the 28 label bytes");
+    fputs("\n  },\n", js);
 
     j_key(2, "keyfile");
     fputs("{\n", js);

@@ -10,7 +10,10 @@
  *   c. every single-byte and single-bit change of an envelope is rejected;
  *   d. every truncated prefix, and trailing bytes, are rejected;
  *   e. structural violations, hand-built and validly signed, are rejected;
- *   f. payload rules (canonical order, duplicates, text, UTF-8, chunk size);
+ *      the key commitment (a key that is not the committed one never opens);
+ *      the shapes fv_env_build refuses; the envelope size limit;
+ *   f. payload rules (canonical order, duplicates, text, UTF-8, chunk size,
+ *      attachment names, narrative size);
  *   g. a vault written by the library, read back with the documented layout.
  */
 #include <stdint.h>
@@ -20,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "check.h"
@@ -30,6 +34,7 @@
 #include "record.h"
 
 #define SEALED_BYTES (FV_KEY_BYTES + FV_SEAL_BYTES) /* 80 */
+#define COMMIT_LABEL "FieldVault key commitment v1"   /* FORMAT.md 5.2 */
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -108,6 +113,14 @@ static void chunk_nonce(unsigned char nonce[FV_NONCE_BYTES], uint64_t i)
 {
     memset(nonce, 0, FV_NONCE_BYTES);
     put_le(nonce, i, 8);
+}
+
+/* FORMAT.md 5.2, written out with libsodium itself: BLAKE2b-256 keyed with
+ * the 32-byte content key over the 28 bytes of the label. */
+static void key_commit(unsigned char out[32], const unsigned char key[32])
+{
+    crypto_generichash(out, 32, (const unsigned char *)COMMIT_LABEL,
+                       sizeof COMMIT_LABEL - 1, key, 32);
 }
 
 static int parse_rc(const unsigned char *buf, size_t len)
@@ -382,7 +395,10 @@ struct body {
     const uint64_t *counts;
     const unsigned char (*chunks)[32];
     size_t hash_len;
-    int extra_key; /* add key 9 */
+    const unsigned char *commit; /* key 9 */
+    size_t commit_len;
+    int no_commit_key;
+    int extra_key; /* add key 10 */
     int no_chunks_key;
 };
 
@@ -390,8 +406,9 @@ static void enc_body(fv_enc *e, const struct body *b)
 {
     static const unsigned char zero[256];
     size_t n = b->map_count ? b->map_count
-                            : 7u + (b->has_record != 0) + (b->extra_key != 0) -
-                                  (b->no_chunks_key != 0);
+                            : 8u + (b->has_record != 0) + (b->extra_key != 0) -
+                                  (b->no_chunks_key != 0) -
+                                  (b->no_commit_key != 0);
     fv_enc_init(e);
     fv_enc_map(e, n);
     if (b->swap_first) {
@@ -437,8 +454,12 @@ static void enc_body(fv_enc *e, const struct body *b)
                 fv_enc_bytes(e, b->chunks[c], b->hash_len);
         }
     }
-    if (b->extra_key) {
+    if (!b->no_commit_key) {
         fv_enc_uint(e, 9);
+        fv_enc_bytes(e, b->commit_len <= 32 ? b->commit : zero, b->commit_len);
+    }
+    if (b->extra_key) {
+        fv_enc_uint(e, 10);
         fv_enc_uint(e, 0);
     }
 }
@@ -630,6 +651,8 @@ static void check_reencode(const fv_env *p, const unsigned char *bytes,
     b.counts = p->chunk_counts;
     b.chunks = (const unsigned char(*)[32])p->chunks;
     b.hash_len = 32;
+    b.commit = p->commit;
+    b.commit_len = 32;
     enc_body(&e, &b);
     if (finish(&e, &body, &bl))
         return;
@@ -800,7 +823,7 @@ static void test_envelope_vectors(struct vec *V)
         size_t fn, len, plen, want_len;
         unsigned char *bytes, *plain = NULL, *want_payload;
         unsigned char id[32], h[32], rec[32], author[32], nonce[24], key[32];
-        unsigned char key_want[32];
+        unsigned char key_want[32], commit[32], commit_want[32];
         fv_env p;
         int rc, to_org = 0, to_dev = 0;
 
@@ -822,6 +845,10 @@ static void test_envelope_vectors(struct vec *V)
         CHECK(j_hex(j_get(x, "author"), author, 32));
         CHECK(j_hex(j_get(x, "nonce"), nonce, 24));
         CHECK(j_hex(j_get(x, "content_key"), key_want, 32));
+        CHECK(j_hex(j_get(x, "commit"), commit_want, 32));
+        /* The commitment is FORMAT.md's function of the content key. */
+        key_commit(commit, key_want);
+        CHECK(memcmp(commit, commit_want, 32) == 0);
         /* The id is BLAKE2b-256 of the file, whatever parses it. */
         fv_hash(h, bytes, len);
         CHECK(memcmp(h, id, 32) == 0);
@@ -840,6 +867,7 @@ static void test_envelope_vectors(struct vec *V)
         CHECK(memcmp(p.record, rec, 32) == 0);
         CHECK(memcmp(p.author, author, 32) == 0);
         CHECK(memcmp(p.nonce, nonce, 24) == 0);
+        CHECK(memcmp(p.commit, commit_want, 32) == 0);
         CHECK_EQ(p.kind, j_int(j_get(x, "kind")));
         CHECK_EQ(p.genesis, *j_get(x, "genesis").p == 't');
         if (p.genesis)
@@ -875,6 +903,14 @@ static void test_envelope_vectors(struct vec *V)
                                   p.recipient_pk[i], sk), FV_OK);
             CHECK(memcmp(key, key_want, 32) == 0);
         }
+        /* fv_env_decrypt takes the committed key, and no other (here the
+         * content key with one bit changed). */
+        CHECK_EQ(fv_env_decrypt(&p, key_want, &plain, &plen), FV_OK);
+        fv_env_free_plain(plain, plen);
+        key[0] = key_want[0] ^ 1;
+        memcpy(key + 1, key_want + 1, 31);
+        CHECK_EQ(fv_env_decrypt(&p, key, &plain, &plen), FV_ECORRUPT);
+        CHECK(plain == NULL);
         /* Content: XChaCha20-Poly1305 with the body's nonce, empty AAD. */
         want_payload = j_hexdup(j_get(x, "payload_hex"), &want_len);
         plain = xmalloc(p.ctlen);
@@ -953,6 +989,8 @@ static void test_grant_vector(struct vec *V)
             CHECK(g.nparents == 1 && memcmp(g.parents[0], e.id, 32) == 0);
             CHECK(memcmp(g.record, e.record, 32) == 0);
             CHECK(memcmp(g.author, e.author, 32) == 0);
+            /* The grant carries the commitment of the key it grants. */
+            CHECK(memcmp(g.commit, e.commit, 32) == 0);
             CHECK(memcmp(g.recipient_pk[0], org_pk, 32) == 0);
             CHECK(j_hex(j_get(ej, "id"), eid, 32) && memcmp(eid, e.id, 32) == 0);
             /* The early record is not sealed to the organisation ... */
@@ -966,8 +1004,12 @@ static void test_grant_vector(struct vec *V)
             CHECK_EQ(fv_aead_decrypt(plain, e.ct, e.ctlen, NULL, 0, e.nonce, key), FV_OK);
             payload = j_hexdup(j_get(ej, "payload_hex"), &pl);
             CHECK(pl == e.ctlen - FV_TAG_BYTES && memcmp(plain, payload, pl) == 0);
-            free(payload);
             free(plain);
+            /* ... and the library takes it: it is the committed key. */
+            CHECK_EQ(fv_env_decrypt(&e, key, &plain, &fn), FV_OK);
+            CHECK(fn == pl && plain && memcmp(plain, payload, pl) == 0);
+            fv_env_free_plain(plain, fn);
+            free(payload);
             fv_env_clear(&e);
         }
         fv_env_clear(&g);
@@ -1148,6 +1190,14 @@ static void test_round_trips(void)
     CHECK_EQ(fv_env_open(&p, k.bpk[0], k.bsk[0], &plain, &plen), FV_OK);
     CHECK(plen == sizeof payload - 1 && memcmp(plain, payload, plen) == 0);
     fv_env_free_plain(plain, plen);
+    {
+        /* Key 9 is the commitment of the sealed content key. */
+        unsigned char ck[32], cm[32];
+        CHECK_EQ(fv_env_unseal(&p, k.bpk[0], k.bsk[0], ck), FV_OK);
+        key_commit(cm, ck);
+        CHECK(memcmp(cm, p.commit, 32) == 0);
+        fv_wipe(ck, sizeof ck);
+    }
     fv_env_clear(&p);
     /* Fresh key and nonce every time: same input, another envelope. */
     CHECK_EQ(fv_env_build(&env2, &len2, id2, &s), FV_OK);
@@ -1297,6 +1347,8 @@ static void test_round_trips(void)
         CHECK_EQ(fv_env_parse(&gp, genv, glen), FV_OK);
         CHECK(gp.kind == FV_ENV_GRANT && gp.nparents == 1 &&
               memcmp(gp.parents[0], tp.id, 32) == 0);
+        /* It commits to the key it grants: its target's. */
+        CHECK(memcmp(gp.commit, tp.commit, 32) == 0);
         CHECK_EQ(fv_env_unseal(&tp, k.bpk[5], k.bsk[5], gkey), FV_ENOTFOUND);
         CHECK_EQ(fv_env_unseal(&gp, k.bpk[5], k.bsk[5], gkey), FV_OK);
         CHECK(memcmp(gkey, tkey, 32) == 0);
@@ -1433,7 +1485,7 @@ static void test_resigned(const unsigned char *env, size_t len,
     CHECK_EQ(fv_env_parse(&p, env, len), FV_OK);
     fv_sign_keypair(spk, ssk);
     {
-        unsigned char rpk[2][32], rseal[2][SEALED_BYTES], nonce[24];
+        unsigned char rpk[2][32], rseal[2][SEALED_BYTES], nonce[24], commit[32];
         unsigned char *ct = xmalloc(p.ctlen);
         struct body b;
         struct prot pp = {-8, spk, 32, 0, 0, 0};
@@ -1447,6 +1499,7 @@ static void test_resigned(const unsigned char *env, size_t len,
             memcpy(rseal[i], p.recipient_seal[i], SEALED_BYTES);
         }
         memcpy(nonce, p.nonce, 24);
+        memcpy(commit, p.commit, 32);
         memcpy(ct, p.ct, p.ctlen);
         b.version = 1;
         b.kind = (uint64_t)p.kind;
@@ -1464,6 +1517,8 @@ static void test_resigned(const unsigned char *env, size_t len,
         b.counts = p.chunk_counts;
         b.chunks = (const unsigned char(*)[32])p.chunks;
         b.hash_len = 32;
+        b.commit = commit;
+        b.commit_len = 32;
         /* Unchanged content under another signer: opens (the signature is
          * what says who wrote it). */
         CHECK_EQ(try_env(&b, &pp, &o, &q, &qb), FV_OK);
@@ -1476,16 +1531,21 @@ static void test_resigned(const unsigned char *env, size_t len,
             free(qb);
             qb = NULL;
         }
-        /* One ciphertext bit, one nonce bit, one sealed-key bit: parses
-         * (validly signed by its new author), never opens. */
-        for (int which = 0; which < 3; which++) {
+        /* One ciphertext bit, one nonce bit, one sealed-key bit, one
+         * commitment bit: parses (validly signed by its new author), never
+         * opens. */
+        for (int which = 0; which < 4; which++) {
             if (which == 0)
                 ct[p.ctlen / 2] ^= 1;
             else if (which == 1)
                 nonce[3] ^= 0x40;
-            else {
+            else if (which == 2) {
                 for (size_t i = 0; i < p.nrecipients && i < 2; i++)
                     rseal[i][40] ^= 8;
+            } else {
+                for (size_t i = 0; i < p.nrecipients && i < 2; i++)
+                    rseal[i][40] ^= 8; /* undo the sealed keys */
+                commit[17] ^= 0x10;
             }
             CHECK_EQ(try_env(&b, &pp, &o, &q, &qb), FV_OK);
             if (qb) {
@@ -1537,7 +1597,7 @@ static void prefixes(const unsigned char *env, size_t len, const char *what)
 
 struct fixture {
     struct keys k;
-    unsigned char key[32], nonce[24];
+    unsigned char key[32], nonce[24], commit[32];
     unsigned char payload[8];
     unsigned char ct[8 + FV_TAG_BYTES];
     unsigned char rpk[FV_ENV_MAX_RECIPIENTS + 1][32];
@@ -1556,6 +1616,7 @@ static void fixture_init(struct fixture *f)
     fv_random(f->nonce, 24);
     memcpy(f->payload, "\xa1\x64time\x00", 7);
     fv_aead_encrypt(f->ct, f->payload, 7, NULL, 0, f->nonce, f->key);
+    key_commit(f->commit, f->key);
     memcpy(f->rpk, f->k.bpk, sizeof f->rpk);
     qsort(f->rpk, FV_ENV_MAX_RECIPIENTS + 1, 32, cmp32);
     for (size_t i = 0; i <= FV_ENV_MAX_RECIPIENTS; i++)
@@ -1588,6 +1649,8 @@ static struct body body_defaults(const struct fixture *f)
     b.counts = f->counts;
     b.chunks = (const unsigned char(*)[32])f->chunks;
     b.hash_len = 32;
+    b.commit = f->commit;
+    b.commit_len = 32;
     return b;
 }
 
@@ -1709,8 +1772,18 @@ static void test_structure(void)
     b = g0; b.extra_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
     b = c0; b.extra_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
     b = g0; b.no_chunks_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
-    b = g0; b.map_count = 8; REJECT(b, p0, o0, FV_ECORRUPT);
-    b = c0; b.map_count = 7; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.map_count = 9; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = c0; b.map_count = 8; REJECT(b, p0, o0, FV_ECORRUPT);
+    /* The key commitment (key 9): always there, last, 32 bytes. The
+     * bodies of the previous layout (7 or 8 keys, no commitment) are
+     * refused. */
+    b = g0; b.no_commit_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = c0; b.no_commit_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.no_commit_key = 1; b.map_count = 8; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.no_chunks_key = 1; b.no_commit_key = 1; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.commit_len = 31; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.commit_len = 33; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = g0; b.commit_len = 0; REJECT(b, p0, o0, FV_ECORRUPT);
 
     /* The revision graph. */
     b = g0; b.nparents = 1; REJECT(b, p0, o0, FV_ECORRUPT);  /* genesis with parents */
@@ -1783,8 +1856,11 @@ static void test_raw_bodies(void)
     if (finish(&e, &pr, &pl))
         return;
     raw = xmalloc(bl + 16);
-    /* The body starts a7 01 01 02 01 04 80 05 81 82 58 20 ... */
-    CHECK(memcmp(body, "\xa7\x01\x01\x02\x01\x04\x80\x05\x81\x82\x58\x20", 12) == 0);
+    /* The body starts a8 01 01 02 01 04 80 05 81 82 58 20 ... and ends
+     * 09 58 20 <32-byte commitment>. */
+    CHECK(memcmp(body, "\xa8\x01\x01\x02\x01\x04\x80\x05\x81\x82\x58\x20", 12) == 0);
+    CHECK(bl > 35 && memcmp(body + bl - 35, "\x09\x58\x20", 3) == 0 &&
+          memcmp(body + bl - 32, f.commit, 32) == 0);
 
 #define RAW_CASE(edit)                                                   \
     do {                                                                 \
@@ -1814,6 +1890,12 @@ static void test_raw_bodies(void)
     }
     /* a trailing byte inside the body */
     RAW_CASE(raw[bl] = 0x00; rl++);
+    /* the commitment with a two-byte length 59 00 20 (shortest is 58 20) */
+    RAW_CASE(memmove(raw + bl - 32 + 1, raw + bl - 32, 32);
+             raw[bl - 34] = 0x59; raw[bl - 33] = 0; raw[bl - 32] = 0x20; rl++);
+    /* the commitment as key 9 written 18 09 */
+    RAW_CASE(memmove(raw + bl - 35 + 1, raw + bl - 35, 35);
+             raw[bl - 35] = 0x18; raw[bl - 34] = 0x09; rl++);
     /* a key of 1 written as text "1" */
     RAW_CASE(memmove(raw + 2, raw + 1, bl - 1); raw[1] = 0x61; raw[2] = '1'; rl++);
     /* a trailing byte inside the protected header */
@@ -1838,14 +1920,345 @@ static void test_raw_bodies(void)
     fv_enc_free_buf(pr, pl);
 }
 
-/* Envelope size limit: checked before anything is read. */
+/* The secret key of one of the fixture's recipients (f->rpk is sorted). */
+static const unsigned char *fixture_sk(const struct fixture *f,
+                                       const unsigned char pk[32])
+{
+    for (size_t j = 0; j <= FV_ENV_MAX_RECIPIENTS; j++)
+        if (memcmp(f->k.bpk[j], pk, 32) == 0)
+            return f->k.bsk[j];
+    CHECK(!"a fixture recipient");
+    return f->k.bsk[0];
+}
+
+/* The key commitment (FORMAT.md 5.2, 5.5): a body whose commitment is not
+ * that of the sealed key parses (it is validly signed) but never opens, and
+ * a recipient handed another key than the committed one gets FV_ECORRUPT
+ * while the others read the committed content: no author can show two
+ * readers two plaintexts. */
+static void test_commitment(void)
+{
+    static struct fixture f;
+    struct prot p0;
+    struct outer o0;
+    struct body b;
+    unsigned char k2[32], c2[32], rs[2][SEALED_BYTES], *qb = NULL, *plain = NULL;
+    unsigned char got[32];
+    size_t plen = 0;
+    fv_env q;
+
+    fixture_init(&f);
+    p0 = (struct prot){-8, f.k.spk, 32, 0, 0, 0};
+    o0 = outer_defaults(f.k.ssk);
+    fv_random(k2, sizeof k2);
+    key_commit(c2, k2);
+
+    /* The commitment of another key, everything else right: the sealed key
+     * unseals and would decrypt the ciphertext, but it is not the committed
+     * key, so it is refused before decryption; the committed key does not
+     * decrypt the ciphertext. */
+    b = body_defaults(&f);
+    b.commit = c2;
+    CHECK_EQ(try_env(&b, &p0, &o0, &q, &qb), FV_OK);
+    if (qb) {
+        CHECK(memcmp(q.commit, c2, 32) == 0);
+        CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain, &plen),
+                 FV_ECORRUPT);
+        CHECK(plain == NULL && plen == 0);
+        CHECK_EQ(fv_env_unseal(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), got), FV_OK);
+        CHECK(memcmp(got, f.key, 32) == 0);
+        CHECK_EQ(fv_env_decrypt(&q, f.key, &plain, &plen), FV_ECORRUPT);
+        CHECK(plain == NULL);
+        CHECK_EQ(fv_env_decrypt(&q, k2, &plain, &plen), FV_ECORRUPT);
+        CHECK(plain == NULL);
+        fv_env_clear(&q);
+        free(qb);
+        qb = NULL;
+    }
+    /* An all-zero commitment: the same. */
+    {
+        static const unsigned char zero[32];
+        b = body_defaults(&f);
+        b.commit = zero;
+        CHECK_EQ(try_env(&b, &p0, &o0, &q, &qb), FV_OK);
+        if (qb) {
+            CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain,
+                                 &plen), FV_ECORRUPT);
+            fv_env_clear(&q);
+            free(qb);
+            qb = NULL;
+        }
+    }
+    /* Two recipients, the second sealed another key: the first reads the
+     * committed content, the second gets FV_ECORRUPT, not other content. */
+    memcpy(rs[0], f.rseal[0], SEALED_BYTES);
+    CHECK_EQ(fv_seal(rs[1], k2, 32, f.rpk[1]), FV_OK);
+    b = body_defaults(&f);
+    b.rseal = (const unsigned char(*)[SEALED_BYTES])rs;
+    b.nrecip = 2;
+    CHECK_EQ(try_env(&b, &p0, &o0, &q, &qb), FV_OK);
+    if (qb) {
+        CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain, &plen),
+                 FV_OK);
+        CHECK(plen == 7 && plain && memcmp(plain, f.payload, 7) == 0);
+        fv_env_free_plain(plain, plen);
+        CHECK_EQ(fv_env_open(&q, f.rpk[1], fixture_sk(&f, f.rpk[1]), &plain, &plen),
+                 FV_ECORRUPT);
+        CHECK(plain == NULL);
+        fv_env_clear(&q);
+        free(qb);
+        qb = NULL;
+    }
+    /* The same, with the ciphertext under the second key and the
+     * commitment the second key's: now only the second reads, and the
+     * first is refused. Either way one key, one content. */
+    {
+        unsigned char ct2[sizeof f.ct];
+        fv_aead_encrypt(ct2, f.payload, 7, NULL, 0, f.nonce, k2);
+        b.ct = ct2;
+        b.commit = c2;
+        CHECK_EQ(try_env(&b, &p0, &o0, &q, &qb), FV_OK);
+        if (qb) {
+            CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain,
+                                 &plen), FV_ECORRUPT);
+            CHECK_EQ(fv_env_open(&q, f.rpk[1], fixture_sk(&f, f.rpk[1]), &plain,
+                                 &plen), FV_OK);
+            CHECK(plen == 7 && plain && memcmp(plain, f.payload, 7) == 0);
+            fv_env_free_plain(plain, plen);
+            fv_env_clear(&q);
+            free(qb);
+            qb = NULL;
+        }
+    }
+    fv_wipe(k2, sizeof k2);
+}
+
+/* A key grant is bound to its target's commitment: a grant that carries
+ * another key (whether it commits to that key or claims the target's
+ * commitment) never opens the target. */
+static void test_grant_commitment(void)
+{
+    struct keys k;
+    const unsigned char payload[] = "\xa1\x64time\x01";
+    unsigned char *tenv = NULL, *genv = NULL, *gb = NULL, *plain = NULL;
+    unsigned char tid[32], gid[32], tkey[32], k2[32], got[32];
+    size_t tlen = 0, glen = 0, plen = 0;
+    fv_env_spec s;
+    fv_env t, g;
+
+    new_keys(&k);
+    s = spec_for(&k, payload, sizeof payload - 1, 1);
+    CHECK_EQ(fv_env_build(&tenv, &tlen, tid, &s), FV_OK);
+    if (!tenv || fv_env_parse(&t, tenv, tlen) != FV_OK) {
+        CHECK(!"the grant target");
+        free(tenv);
+        return;
+    }
+    CHECK_EQ(fv_env_unseal(&t, k.bpk[0], k.bsk[0], tkey), FV_OK);
+    fv_random(k2, sizeof k2);
+
+    /* Built by the library with another key: a well-formed grant, which
+     * commits to that key, not the target's. */
+    s = spec_for(&k, (const unsigned char *)"\xa1\x64time\x02", 7, 1);
+    s.recipients = (const unsigned char(*)[32])k.bpk[5];
+    s.kind = FV_ENV_GRANT;
+    s.content_key = k2;
+    s.record = t.record;
+    s.parents = (const unsigned char(*)[32])t.id;
+    s.nparents = 1;
+    CHECK_EQ(fv_env_build(&genv, &glen, gid, &s), FV_OK);
+    if (genv && fv_env_parse(&g, genv, glen) == FV_OK) {
+        CHECK(memcmp(g.author, t.author, 32) == 0 &&
+              memcmp(g.record, t.record, 32) == 0 &&
+              memcmp(g.parents[0], t.id, 32) == 0);
+        CHECK(memcmp(g.commit, t.commit, 32) != 0);
+        CHECK_EQ(fv_env_unseal(&g, k.bpk[5], k.bsk[5], got), FV_OK);
+        CHECK(memcmp(got, k2, 32) == 0);
+        CHECK_EQ(fv_env_decrypt(&t, got, &plain, &plen), FV_ECORRUPT);
+        CHECK(plain == NULL && plen == 0);
+        fv_env_clear(&g);
+    } else {
+        CHECK(!"a grant with another key parses");
+    }
+    free(genv);
+
+    /* Hand-built: sealed another key, but claiming the target's
+     * commitment. It parses; neither it nor the target opens with it. */
+    {
+        unsigned char nonce[24], ct[7 + FV_TAG_BYTES], seal[SEALED_BYTES];
+        struct body b;
+        struct prot pp = {-8, k.spk, 32, 0, 0, 0};
+        struct outer o = outer_defaults(k.ssk);
+        memset(&b, 0, sizeof b);
+        fv_random(nonce, sizeof nonce);
+        fv_aead_encrypt(ct, (const unsigned char *)"\xa1\x64time\x02", 7, NULL, 0,
+                        nonce, k2);
+        CHECK_EQ(fv_seal(seal, k2, 32, k.bpk[5]), FV_OK);
+        b.version = 1;
+        b.kind = FV_ENV_GRANT;
+        b.has_record = 1;
+        memcpy(b.record, t.record, 32);
+        b.parents = (const unsigned char(*)[32])t.id;
+        b.nparents = 1;
+        b.rpk = (const unsigned char(*)[32])k.bpk[5];
+        b.rseal = (const unsigned char(*)[SEALED_BYTES])seal;
+        b.nrecip = 1;
+        b.pk_len = 32;
+        b.seal_len = SEALED_BYTES;
+        b.recip_arity = 2;
+        b.nonce = nonce;
+        b.nonce_len = 24;
+        b.ct = ct;
+        b.ct_len = sizeof ct;
+        b.hash_len = 32;
+        b.commit = t.commit;
+        b.commit_len = 32;
+        CHECK_EQ(try_env(&b, &pp, &o, &g, &gb), FV_OK);
+        if (gb) {
+            CHECK(memcmp(g.commit, t.commit, 32) == 0);
+            CHECK_EQ(fv_env_open(&g, k.bpk[5], k.bsk[5], &plain, &plen), FV_ECORRUPT);
+            CHECK_EQ(fv_env_unseal(&g, k.bpk[5], k.bsk[5], got), FV_OK);
+            CHECK_EQ(fv_env_decrypt(&t, got, &plain, &plen), FV_ECORRUPT);
+            CHECK(plain == NULL);
+            fv_env_clear(&g);
+            free(gb);
+        }
+    }
+    /* The control: the target's own key opens it. */
+    CHECK_EQ(fv_env_decrypt(&t, tkey, &plain, &plen), FV_OK);
+    CHECK(plen == sizeof payload - 1 && plain && memcmp(plain, payload, plen) == 0);
+    fv_env_free_plain(plain, plen);
+    fv_wipe(tkey, sizeof tkey);
+    fv_wipe(k2, sizeof k2);
+    fv_env_clear(&t);
+    free(tenv);
+}
+
+/* fv_env_build refuses, with FV_EINVAL and before signing, every shape
+ * fv_env_parse would reject (FORMAT.md 5.1, 5.5 step 8). */
+static void test_build_shapes(void)
+{
+    static uint64_t counts[FV_MAX_ATTACHMENTS + 1];
+    struct keys k;
+    const unsigned char payload[] = "\xa1\x64time\x01";
+    unsigned char parents[2][32], rec[32], chunk[1][32], id[32], *env;
+    size_t len;
+    fv_env_spec s, g, c;
+
+    new_keys(&k);
+    fv_random(parents, sizeof parents);
+    qsort(parents, 2, 32, cmp32);
+    fv_random(rec, sizeof rec);
+    fv_random(chunk, sizeof chunk);
+    g = spec_for(&k, payload, sizeof payload - 1, 2); /* a genesis revision */
+    c = g;                                            /* a child, one parent */
+    c.record = rec;
+    c.parents = (const unsigned char(*)[32])parents;
+    c.nparents = 1;
+
+#define BUILD(spec, want)                                                   \
+    do {                                                                    \
+        int rc_;                                                            \
+        env = (unsigned char *)&len; /* must be reset */                    \
+        len = 1;                                                            \
+        rc_ = fv_env_build(&env, &len, id, &(spec));                        \
+        if (rc_ != (want))                                                  \
+            fprintf(stderr, "  build line %d: rc %d, want %d\n", __LINE__,  \
+                    rc_, want);                                             \
+        CHECK_EQ(rc_, want);                                                \
+        if (rc_ == FV_OK) {                                                 \
+            CHECK_EQ(parse_rc(env, len), FV_OK);                            \
+            free(env);                                                      \
+        } else {                                                            \
+            CHECK(env == NULL && len == 0);                                 \
+        }                                                                   \
+    } while (0)
+
+    /* The controls. */
+    BUILD(g, FV_OK);
+    BUILD(c, FV_OK);
+    s = c; s.kind = FV_ENV_TOMBSTONE; s.nparents = 2; BUILD(s, FV_OK);
+    s = c; s.kind = FV_ENV_GRANT; s.content_key = k.bsk[0]; BUILD(s, FV_OK);
+
+    /* Unknown kinds. */
+    s = g; s.kind = 0; BUILD(s, FV_EINVAL);
+    s = g; s.kind = 4; BUILD(s, FV_EINVAL);
+    s = g; s.kind = -1; BUILD(s, FV_EINVAL);
+    s = c; s.kind = 0; BUILD(s, FV_EINVAL);
+    s = c; s.kind = 4; BUILD(s, FV_EINVAL);
+    /* Only a revision can be a genesis. */
+    s = g; s.kind = FV_ENV_TOMBSTONE; BUILD(s, FV_EINVAL);
+    s = g; s.kind = FV_ENV_GRANT; BUILD(s, FV_EINVAL);
+    /* A grant names exactly one parent. */
+    s = c; s.kind = FV_ENV_GRANT; s.nparents = 2; BUILD(s, FV_EINVAL);
+    /* Tombstones and grants carry no attachments, not even an empty one. */
+    counts[0] = 1;
+    s = c; s.kind = FV_ENV_TOMBSTONE; s.nattachments = 1; s.chunk_counts = counts;
+    s.chunks = (const unsigned char(*)[32])chunk; BUILD(s, FV_EINVAL);
+    counts[0] = 0;
+    s.chunks = NULL; BUILD(s, FV_EINVAL);
+    s.kind = FV_ENV_GRANT; BUILD(s, FV_EINVAL);
+    /* At most FV_MAX_ATTACHMENTS chunk lists. */
+    s = g; s.chunk_counts = counts; s.nattachments = FV_MAX_ATTACHMENTS;
+    BUILD(s, FV_OK);
+    s.nattachments = FV_MAX_ATTACHMENTS + 1; BUILD(s, FV_EINVAL);
+    s = c; s.chunk_counts = counts; s.nattachments = FV_MAX_ATTACHMENTS + 1;
+    BUILD(s, FV_EINVAL);
+    /* Genesis <=> no parents, as before. */
+    s = g; s.parents = (const unsigned char(*)[32])parents; s.nparents = 1;
+    BUILD(s, FV_EINVAL);
+    s = c; s.nparents = 0; BUILD(s, FV_EINVAL);
+#undef BUILD
+}
+
+/* Envelope size limit (FORMAT.md 5.1): FV_ENV_MAX_BYTES, 1 MiB - 4096, for
+ * writers and readers alike. Checked before anything is read, so a buffer
+ * over it is refused whatever it holds; a validly signed envelope of
+ * exactly the limit parses, and one byte more does not. */
 static void test_size_limit(void)
 {
-    size_t n = (size_t)FV_ENV_MAX_BYTES + 1;
-    unsigned char *big = calloc(1, n);
+    size_t n = (size_t)FV_ENV_MAX_BYTES + 1, over, plen = 0;
+    unsigned char *big = calloc(1, n), *env = NULL, *plain = NULL, id[32];
+    size_t len = 0;
+    struct keys k;
+    fv_env_spec s;
+    fv_env p;
+
+    CHECK_EQ(FV_ENV_MAX_BYTES, 1044480);
     if (!big)
         return;
     CHECK_EQ(parse_rc(big, n), FV_ECORRUPT);
+
+    /* The envelope's bytes beyond the payload: every length head is 5
+     * bytes from 65536 on, so the size is payload + a constant. */
+    new_keys(&k);
+    s = spec_for(&k, big, 100000, 2);
+    CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
+    free(env);
+    over = len - 100000;
+    s.payload_len = FV_ENV_MAX_BYTES - over;
+    CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
+    CHECK_EQ(len, FV_ENV_MAX_BYTES);
+    if (env && fv_env_parse(&p, env, len) == FV_OK) {
+        CHECK_EQ(fv_env_open(&p, k.bpk[1], k.bsk[1], &plain, &plen), FV_OK);
+        CHECK_EQ(plen, FV_ENV_MAX_BYTES - over);
+        fv_env_free_plain(plain, plen);
+        fv_env_clear(&p);
+    } else {
+        CHECK(!"an envelope of exactly FV_ENV_MAX_BYTES parses");
+    }
+    free(env);
+    env = NULL;
+    /* One byte more. A writer must not sign it (the vault refuses it with
+     * FV_ELIMIT); if fv_env_build does, no reader takes it. */
+    s.payload_len++;
+    /* One byte over: the builder refuses to sign what no reader accepts. */
+    CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_ELIMIT);
+    CHECK(env == NULL);
+    /* A payload over the limit on its own is refused too. */
+    s.payload_len = n;
+    CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_ELIMIT);
+    CHECK(env == NULL);
     free(big);
 }
 
@@ -2037,6 +2450,17 @@ static void test_payload_rules(void)
     p.narrative = T("\0\x01\n"); CHECK_EQ(pl_rc(&p), FV_OK);
     p.narrative = T(""); CHECK_EQ(pl_rc(&p), FV_OK);
     p.narrative = T("ok \xe0\x80\x80"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    {
+        /* At most FV_MAX_NARRATIVE_BYTES (768 KiB). */
+        char *big = xmalloc(FV_MAX_NARRATIVE_BYTES + 1);
+        CHECK_EQ(FV_MAX_NARRATIVE_BYTES, 786432);
+        memset(big, 'n', FV_MAX_NARRATIVE_BYTES + 1);
+        p.narrative = (txt){big, FV_MAX_NARRATIVE_BYTES};
+        CHECK_EQ(pl_rc(&p), FV_OK);
+        p.narrative = (txt){big, FV_MAX_NARRATIVE_BYTES + 1};
+        CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+        free(big);
+    }
 
     /* Tags: unsorted, duplicate, control, empty, invalid UTF-8. */
     p = pl_defaults();
@@ -2048,13 +2472,17 @@ static void test_payload_rules(void)
     k2[0] = T("a"); k2[1] = T("\x80"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[0] = T("a"); k2[1] = T("b"); CHECK_EQ(pl_rc(&p), FV_OK);
 
-    /* Attachments: chunk size 0 or above 16 MiB, wrong key size, duplicate
-     * or bad names. */
+    /* Attachments: chunk size 0 or above FV_MAX_CHUNK_BYTES (4 MiB), wrong
+     * key size, duplicate or bad names. */
     p = pl_defaults();
+    CHECK_EQ(FV_MAX_CHUNK_BYTES, 4194304);
     p.chunk = 0; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     p.chunk = 1; CHECK_EQ(pl_rc(&p), FV_OK);
-    p.chunk = 64u * FV_CHUNK_BYTES; CHECK_EQ(pl_rc(&p), FV_OK);
-    p.chunk = 64u * FV_CHUNK_BYTES + 1; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    p.chunk = FV_CHUNK_BYTES; CHECK_EQ(pl_rc(&p), FV_OK);
+    p.chunk = FV_MAX_CHUNK_BYTES; CHECK_EQ(pl_rc(&p), FV_OK);
+    p.chunk = FV_MAX_CHUNK_BYTES + 1; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    p.chunk = 64u * FV_CHUNK_BYTES; CHECK_EQ(pl_rc(&p), FV_ECORRUPT); /* the old limit */
+    p.chunk = UINT64_MAX; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     p = pl_defaults();
     p.key_len = 31; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     p.key_len = 33; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
@@ -2063,6 +2491,21 @@ static void test_payload_rules(void)
     CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[1] = T("x\x1f"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[1] = T(""); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    /* A name is never a path: no '/', not "." nor "..". */
+    k2[0] = T("ok.txt");
+    k2[1] = T(".."); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("."); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("a/b"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("/"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("/etc"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("a/"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[1] = T("../x"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[0] = T(".."); k2[1] = T("ok.txt"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    /* ... but dots elsewhere, and other separators, are names. */
+    k2[0] = T("..."); CHECK_EQ(pl_rc(&p), FV_OK);
+    k2[0] = T(".x"); CHECK_EQ(pl_rc(&p), FV_OK);
+    k2[0] = T("a..b"); CHECK_EQ(pl_rc(&p), FV_OK);
+    k2[0] = T("a\\b"); CHECK_EQ(pl_rc(&p), FV_OK);
     {
         static char names[FV_MAX_ATTACHMENTS + 1][8];
         static txt many[FV_MAX_ATTACHMENTS + 1];
@@ -2445,6 +2888,9 @@ int main(void)
     test_round_trips();
     test_structure();
     test_raw_bodies();
+    test_commitment();
+    test_grant_commitment();
+    test_build_shapes();
     test_size_limit();
     test_payload_rules();
     test_live_vault();

@@ -71,7 +71,7 @@ FV_API const char *fv_strerror(int code);
 #define FV_ID_BYTES 32          /* record ids and revision ids (BLAKE2b-256) */
 #define FV_ID_HEX_BYTES 65      /* lowercase hex plus NUL */
 #define FV_MAX_TITLE_BYTES 4096
-#define FV_MAX_NARRATIVE_BYTES (16u * 1024 * 1024)
+#define FV_MAX_NARRATIVE_BYTES (768u * 1024) /* a revision fits one sync frame */
 #define FV_MAX_FIELDS 256
 #define FV_MAX_FIELD_KEY_BYTES 256
 #define FV_MAX_FIELD_VALUE_BYTES 65536
@@ -80,6 +80,7 @@ FV_API const char *fv_strerror(int code);
 #define FV_MAX_ATTACHMENTS 256
 #define FV_MAX_ATTACHMENT_NAME_BYTES 255
 #define FV_CHUNK_BYTES (256u * 1024) /* plaintext bytes per attachment chunk */
+#define FV_MAX_CHUNK_BYTES (4u * 1024 * 1024) /* the most a reader accepts */
 
 /* ---- opening and creating a vault -------------------------------------- */
 

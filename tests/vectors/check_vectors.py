@@ -2,9 +2,10 @@
 """check_vectors.py - a second, independent reader of docs/FORMAT.md.
 
 Checks every vector in this directory without FieldVault's C code: its own
-strict CBOR decoder, COSE_Sign1 Sig_structure, BLAKE2b (hashlib), Argon2id,
-Ed25519, X25519 and Poly1305 (python3-cryptography), and HChaCha20, Salsa20,
-XChaCha20-Poly1305 and crypto_box_seal written out here from their specs.
+strict CBOR decoder, COSE_Sign1 Sig_structure, BLAKE2b and keyed BLAKE2b (the
+key commitment; hashlib), Argon2id, Ed25519, X25519 and Poly1305
+(python3-cryptography), and HChaCha20, Salsa20, XChaCha20-Poly1305 and
+crypto_box_seal written out here from their specs.
 
     python3 tests/vectors/check_vectors.py [tests/vectors]
 
@@ -29,6 +30,18 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 def b2b256(data):
     return hashlib.blake2b(data, digest_size=32).digest()
+
+
+# FORMAT.md 5.2: the key commitment's message, 28 ASCII bytes.
+COMMIT_LABEL = b"FieldVault key commitment v1"
+ENV_MAX_BYTES = 1024 * 1024 - 4096          # FORMAT.md 5.1, "Sizes"
+MAX_NARRATIVE_BYTES = 768 * 1024            # FORMAT.md 6
+MAX_CHUNK_BYTES = 4 * 1024 * 1024           # FORMAT.md 6
+
+
+def key_commit(key):
+    """BLAKE2b-256 keyed with the 32-byte content key over the label."""
+    return hashlib.blake2b(COMMIT_LABEL, digest_size=32, key=key).digest()
 
 
 # ---- strict canonical CBOR (FORMAT.md, "Canonical CBOR") ------------------
@@ -205,7 +218,7 @@ def kdf(key, subkey_id, ctx):
 
 def parse_envelope(buf):
     """FORMAT.md "Verifying an envelope", steps 1 to 8."""
-    if len(buf) > 64 * 1024 * 1024:
+    if len(buf) > ENV_MAX_BYTES:
         raise Corrupt("too large")
     d = Dec(buf)
     if d.head(6)[1] != 18 or d.array() != 4:
@@ -242,14 +255,14 @@ def parse_envelope(buf):
     version = b.uint()
     if version > 1:
         raise Corrupt("FV_EVERSION")
-    if version != 1 or m not in (7, 8):
+    if version != 1 or m not in (8, 9):
         raise Corrupt("version or map size")
     b.key(2)
     env["kind"] = kind = b.uint()
     if kind not in (1, 2, 3):
         raise Corrupt("kind")
-    env["genesis"] = m == 7
-    if m == 8:
+    env["genesis"] = m == 8
+    if m == 9:
         b.key(3)
         env["record"] = b.bytes()
         if len(env["record"]) != 32:
@@ -284,13 +297,28 @@ def parse_envelope(buf):
     chunks = [[b.bytes() for _ in range(b.array())] for _ in range(natt)]
     if any(len(h) != 32 for c in chunks for h in c):
         raise Corrupt("chunk hash")
+    b.key(9)
+    commit = b.bytes()
+    if len(commit) != 32:
+        raise Corrupt("key commitment")
     b.end()
     if env["genesis"] != (len(parents) == 0) or \
        (kind != 1 and (env["genesis"] or natt)) or (kind == 3 and len(parents) != 1):
         raise Corrupt("graph rules")
     env.update(parents=parents, recipients=recips, nonce=nonce, ct=ct,
-               chunks=chunks)
+               chunks=chunks, commit=commit)
     return env
+
+
+def open_with_key(env, key):
+    """FORMAT.md 5.5, "To open": the key must be the committed one (checked
+    before any decryption), then XChaCha20-Poly1305 with empty AAD."""
+    if key_commit(key) != env["commit"]:
+        raise Corrupt("not the committed key")
+    try:
+        return xchacha_open(key, env["nonce"], env["ct"])
+    except InvalidTag:
+        raise Corrupt("ciphertext")
 
 
 def label(s, maxlen):
@@ -327,6 +355,8 @@ def decode_payload(p):
     created = d.int()
     d.key("narrative")
     narrative = d.text()
+    if len(narrative.encode()) > MAX_NARRATIVE_BYTES:
+        raise Corrupt("narrative")
     d.key("attachments")
     atts = []
     for _ in range(d.array()):
@@ -336,8 +366,10 @@ def decode_payload(p):
         d.key("name"); name = label(d.text(), 255)
         d.key("size"); size = d.uint()
         d.key("chunk"); chunk = d.uint()
-        if len(key) != 32 or not 1 <= chunk <= 16 * 1024 * 1024:
+        if len(key) != 32 or not 1 <= chunk <= MAX_CHUNK_BYTES:
             raise Corrupt("attachment fields")
+        if "/" in name or name in (".", ".."):
+            raise Corrupt("attachment name is a path")
         atts.append({"key": key.hex(), "name": name, "size": size, "chunk": chunk})
     d.end()
     for seq in ([t for t in tags], [k for k, _ in fields]):
@@ -362,6 +394,11 @@ def main():
         checks += 1
         if not cond:
             raise SystemExit("check_vectors: FAILED: " + what)
+
+    # The key commitment's label.
+    cj = V["key_commitment"]
+    check(cj["label"].encode() == COMMIT_LABEL == H(cj["label_hex"]) and
+          len(COMMIT_LABEL) == 28, "key commitment label")
 
     # Key file.
     kj = V["keyfile"]
@@ -405,11 +442,20 @@ def main():
         check([p.hex() for p in env["parents"]] == ej["parents"], name + " parents")
         check([pk.hex() for pk, _ in env["recipients"]] == ej["recipients"], name + " recipients")
         check([[h.hex() for h in c] for c in env["chunks"]] == ej["chunks"], name + " chunks")
+        check(env["commit"].hex() == ej["commit"], name + " commit")
+        check(key_commit(H(ej["content_key"])) == env["commit"], name + " key commitment")
         for pk, sealed in env["recipients"]:
             ck = box_seal_open(sealed, pk, keys[pk])
             check(ck.hex() == ej["content_key"], name + " sealed key")
-        plain = xchacha_open(H(ej["content_key"]), env["nonce"], env["ct"])
+            check(key_commit(ck) == env["commit"], name + " sealed key is committed")
+        plain = open_with_key(env, H(ej["content_key"]))
         check(plain.hex() == ej["payload_hex"], name + " payload bytes")
+        # Another key is refused by the commitment, before any decryption.
+        try:
+            open_with_key(env, b2b256(H(ej["content_key"])))
+            check(False, name + ": another key opens")
+        except Corrupt:
+            checks += 1
         if env["kind"] in (2, 3):  # tombstone, key grant: {"time": t}
             d = Dec(plain)
             check(d.map() == 1, "tombstone map")
@@ -437,10 +483,11 @@ def main():
     genv, eenv = parse_envelope(read(g["file"])), parse_envelope(read(e["file"]))
     check(genv["parents"] == [eenv["id"]] and genv["record"] == eenv["record"] and
           genv["author"] == eenv["author"], "grant names its target")
+    check(genv["commit"] == eenv["commit"], "the grant commits to its target's key")
     org_pk = H(V["organisation"]["box_pk"])
     check(org_pk not in [pk for pk, _ in eenv["recipients"]], "early is not for the org")
     k = box_seal_open(genv["recipients"][0][1], org_pk, keys[org_pk])
-    check(xchacha_open(k, eenv["nonce"], eenv["ct"]).hex() == e["payload_hex"],
+    check(open_with_key(eenv, k).hex() == e["payload_hex"],
           "the grant's key opens its target")
 
     # Attachment chunks.

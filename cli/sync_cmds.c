@@ -1,0 +1,905 @@
+/*
+ * sync_cmds.c - the commands that reach beyond the vault: the server
+ * (`server init`, `server invite`, `serve`), enrollment, the coordinator's
+ * `org` requests, `sync`, and courier bundles. Each is a thin layer over
+ * fieldvault_sync.h and sync/server.h; what they print is documented in
+ * help.c and the exit codes in main.c.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "fieldvault_sync.h"
+#include "server.h"
+
+#define TTL_HOURS_DEFAULT (7 * 24)
+#define TTL_HOURS_MAX (30 * 24)
+#define TIMEOUT_S_MAX 86400
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+/* Splits off the subcommand word ("init" in `server init ...`): the caller
+ * parses the rest with that subcommand's option table. NULL when the first
+ * argument is an option or missing (then --help or a usage error). */
+static const char *take_subcommand(cli *c)
+{
+    if (c->argc < 1 || c->argv[0][0] == '-')
+        return NULL;
+    c->argc--;
+    return *c->argv++;
+}
+
+/* For a command whose arguments did not start with a known subcommand:
+ * --help prints the help, anything else is a usage error. */
+static int no_subcommand(cli *c, const char *sub, const char *want)
+{
+    int rc = 0;
+    if (sub == NULL) {
+        rc = cli_parse(c, NULL);
+        if (rc != 0 || cli_help_requested(c, &rc))
+            return rc;
+    }
+    if (sub != NULL)
+        cli_error("%s: unknown subcommand '%s' (want %s)", c->cmd, sub, want);
+    else
+        cli_error("%s: missing subcommand (want %s)", c->cmd, want);
+    return CLI_USAGE;
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+    case FV_ROLE_FIELD: return "field";
+    case FV_ROLE_COORDINATOR: return "coordinator";
+    default: return "unknown";
+    }
+}
+
+/* --role field|coordinator; `dflt` when absent. */
+static int parse_role(const cli_opt *o, int dflt, int *role)
+{
+    *role = dflt;
+    if (o->count == 0)
+        return 0;
+    if (strcmp(o->values[0], "field") == 0)
+        *role = FV_ROLE_FIELD;
+    else if (strcmp(o->values[0], "coordinator") == 0)
+        *role = FV_ROLE_COORDINATOR;
+    else {
+        cli_error("--role: want field or coordinator, not '%s'",
+                  o->values[0]);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+/* --ttl HOURS, 1 to 720 (30 days, the server's limit). */
+static int parse_ttl(const cli_opt *o, uint64_t *seconds)
+{
+    int h = TTL_HOURS_DEFAULT;
+    if (o->count && (cli_parse_int(o->values[0], &h) != 0 || h < 1 ||
+                     h > TTL_HOURS_MAX)) {
+        cli_error("--ttl: want a number of hours from 1 to %d, not '%s'",
+                  TTL_HOURS_MAX, o->values[0]);
+        return CLI_USAGE;
+    }
+    *seconds = (uint64_t)h * 3600;
+    return 0;
+}
+
+/* --name N: what the coordinator will see in `org devices`. */
+static int check_name(const cli_opt *o, const char **name)
+{
+    if (o->count == 0 || o->values[0][0] == '\0') {
+        cli_error("%s", o->count ? "--name: empty name"
+                                 : "--name N is required (who the invite is "
+                                   "for, as the device list will show it)");
+        return CLI_USAGE;
+    }
+    *name = o->values[0];
+    return 0;
+}
+
+/* --data SDIR, required by the server commands. */
+static int check_data(const cli_opt *o, const char **dir)
+{
+    if (o->count == 0 || o->values[0][0] == '\0') {
+        cli_error("--data SDIR is required (the server's directory)");
+        return CLI_USAGE;
+    }
+    *dir = o->values[0];
+    return 0;
+}
+
+/* The options of every command that connects: --server and --timeout. */
+static int sync_options(fv_sync_options *so, const cli_opt *server,
+                        const cli_opt *timeout)
+{
+    int s;
+    if (server != NULL && server->count) {
+        if (server->values[0][0] == '\0' || !strchr(server->values[0], ':')) {
+            cli_error("--server: want HOST:PORT, not '%s'", server->values[0]);
+            return CLI_USAGE;
+        }
+        so->server = server->values[0];
+    }
+    if (timeout->count) {
+        if (cli_parse_int(timeout->values[0], &s) != 0 || s < 1 ||
+            s > TIMEOUT_S_MAX) {
+            cli_error("--timeout: want seconds from 1 to %d, not '%s'",
+                      TIMEOUT_S_MAX, timeout->values[0]);
+            return CLI_USAGE;
+        }
+        so->timeout_ms = s * 1000;
+    }
+    return 0;
+}
+
+/* Decodes 64 hex digits (either case) into a device id. */
+static int parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
+{
+    if (strlen(hex) != 2 * FV_ID_BYTES)
+        return -1;
+    for (size_t i = 0; i < FV_ID_BYTES; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + (size_t)k];
+            int d;
+            if (ch >= '0' && ch <= '9')
+                d = ch - '0';
+            else if (ch >= 'a' && ch <= 'f')
+                d = ch - 'a' + 10;
+            else if (ch >= 'A' && ch <= 'F')
+                d = ch - 'A' + 10;
+            else
+                return -1;
+            v = v * 16 + d;
+        }
+        id[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* ---- progress and cancel while connected --------------------------------- */
+
+/* A progress line on stderr once a transfer has run for PROGRESS_AFTER
+ * seconds, only when stderr is a terminal; Ctrl-C cancels (cli_cancel_arm).
+ * The library calls it as envelopes move: done and total are envelopes. */
+#define PROGRESS_AFTER 2.0
+
+typedef struct net_progress {
+    const char *label;
+    int tty;
+    int drawn;
+    struct timespec start;
+    struct timespec last;
+} net_progress;
+
+static double since(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) +
+           (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static int net_progress_fn(uint64_t done, uint64_t total, void *payload)
+{
+    net_progress *p = payload;
+    struct timespec now;
+
+    if (cli_canceled())
+        return 1;
+    if (!p->tty)
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (since(&p->start, &now) < PROGRESS_AFTER)
+        return 0;
+    if (p->drawn && since(&p->last, &now) < 0.1)
+        return 0;
+    p->last = now;
+    fprintf(stderr, "\r%s: %llu / %llu envelopes\033[K", p->label,
+            (unsigned long long)done, (unsigned long long)total);
+    fflush(stderr);
+    p->drawn = 1;
+    return 0;
+}
+
+/* Arms the progress line and Ctrl-C for one call into the library. */
+static void net_begin(net_progress *p, const char *label, fv_sync_options *so)
+{
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->tty = isatty(STDERR_FILENO);
+    clock_gettime(CLOCK_MONOTONIC, &p->start);
+    so->progress = net_progress_fn;
+    so->progress_payload = p;
+    cli_cancel_arm();
+}
+
+static void net_end(net_progress *p)
+{
+    cli_cancel_disarm();
+    if (p->drawn) {
+        fputc('\n', stderr);
+        fflush(stderr);
+        p->drawn = 0;
+    }
+}
+
+/* ---- server init, server invite --------------------------------------------- */
+
+static int server_init(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"listen", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    unsigned char pin[32];
+    char *invite = NULL;
+    const char *dir;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+        (rc = check_data(&opts[0], &dir)) != 0)
+        goto cleanup;
+    if (opts[1].count == 0) {
+        cli_error("server init: --listen HOST:PORT is required (the address "
+                  "devices will be sent to)");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    int r = fv_server_init(dir, opts[1].values[0], pin, &invite);
+    if (r != FV_OK) {
+        invite = NULL;
+        if (r == FV_EINVAL)
+            cli_error("cannot create a server in %s: bad --listen address "
+                      "'%s' (want HOST:PORT, or [V6ADDR]:PORT)",
+                      dir, opts[1].values[0]);
+        else
+            cli_error("cannot create a server in %s: %s", dir, fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    char hex[FV_ID_HEX_BYTES];
+    fv_id_to_hex(hex, pin);
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "pin");
+        json_strz(stdout, hex);
+        fputs(", ", stdout);
+        json_key(stdout, "admin_invite");
+        json_strz(stdout, invite);
+        fputs("}\n", stdout);
+    } else {
+        fputs("created server ", stdout);
+        text_puts(stdout, dir);
+        fputs(" for ", stdout);
+        text_puts(stdout, opts[1].values[0]);
+        fprintf(stdout, "\npin %s\n", hex);
+        fputs("admin invite (single use, coordinator, valid 30 days):\n",
+              stdout);
+        fputs(invite, stdout);
+        fputc('\n', stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(invite);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int server_invite(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"name", OPT_ONE, NULL, 0},
+                      {"role", OPT_ONE, NULL, 0},
+                      {"ttl", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    char *invite = NULL;
+    const char *dir, *name;
+    uint64_t ttl;
+    int role;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+        (rc = check_data(&opts[0], &dir)) != 0 ||
+        (rc = check_name(&opts[1], &name)) != 0 ||
+        (rc = parse_role(&opts[2], FV_ROLE_COORDINATOR, &role)) != 0 ||
+        (rc = parse_ttl(&opts[3], &ttl)) != 0)
+        goto cleanup;
+    int r = fv_server_invite(dir, name, role, ttl, &invite);
+    if (r != FV_OK) {
+        invite = NULL;
+        cli_error("cannot make an invite in %s: %s", dir,
+                  r == FV_ENOTFOUND ? "no server there" : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "invite");
+        json_strz(stdout, invite);
+        fputs("}\n", stdout);
+    } else {
+        fputs(invite, stdout);
+        fputc('\n', stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(invite);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_server(cli *c)
+{
+    const char *sub = take_subcommand(c);
+    if (sub != NULL && strcmp(sub, "init") == 0)
+        return server_init(c);
+    if (sub != NULL && strcmp(sub, "invite") == 0)
+        return server_invite(c);
+    return no_subcommand(c, sub, "init or invite");
+}
+
+/* ---- serve ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t serve_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    serve_stop = 1;
+}
+
+static void serve_log(const char *line, void *payload)
+{
+    char when[32];
+    (void)payload;
+    time_format(when, sizeof when, (int64_t)time(NULL), TIME_ISO);
+    fprintf(stderr, "fieldvault serve: %s ", when);
+    text_puts(stderr, line);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void serve_ready(const char *host, int port, void *payload)
+{
+    (void)payload;
+    /* The line tests and supervisors wait for: the real port, even when
+     * port 0 was asked for. */
+    fprintf(stderr, "fieldvault serve: listening on %s%s%s:%d\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+            port);
+    fflush(stderr);
+}
+
+int cmd_serve(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"listen", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_server_options so = FV_SERVER_OPTIONS_INIT;
+    struct sigaction sa, old_term, old_int, old_pipe;
+    const char *dir;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+        (rc = check_data(&opts[0], &dir)) != 0)
+        goto cleanup;
+    so.listen = opts[1].count ? opts[1].values[0] : NULL;
+    so.log = serve_log;
+    so.ready = serve_ready;
+    so.stop = &serve_stop;
+
+    /* SIGTERM and SIGINT ask the loop to stop (it looks at least every
+     * 200 ms); a second SIGINT ends the process at once. A log reader that
+     * went away must not kill the server: SIGPIPE is ignored. */
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_int);
+    sa.sa_flags = 0;
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, &old_pipe);
+
+    int r = fv_server_run(dir, &so);
+
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    if (r != FV_OK) {
+        const char *why = fv_strerror(r);
+        if (r == FV_ENOTFOUND)
+            why = "no server there (create one with 'fieldvault server init')";
+        else if (r == FV_ENET)
+            why = "cannot listen on the address";
+        cli_error("cannot serve %s: %s", dir, why);
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    rc = CLI_OK;
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- enroll ------------------------------------------------------------------ */
+
+int cmd_enroll(cli *c)
+{
+    cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
+                      {"timeout", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    net_progress prog;
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int role = 0;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 1, 1, "INVITE")) != 0 ||
+        (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    net_begin(&prog, "enrolling", &so);
+    int r = fv_enroll(v, c->pos[0], &so, &role);
+    net_end(&prog);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, "enroll");
+        goto cleanup;
+    }
+    unsigned char dev[FV_ID_BYTES];
+    if ((r = fv_vault_device_id(v, dev)) != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "role");
+        json_strz(stdout, role_name(role));
+        fputs(", ", stdout);
+        json_key(stdout, "device");
+        json_id(stdout, dev);
+        fputs("}\n", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, dev);
+        fprintf(stdout, "enrolled as %s\ndevice %s\n", role_name(role), hex);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- org init, invite, devices, revoke --------------------------------------- */
+
+/* Parses an org subcommand's arguments (its options table starts with
+ * --timeout) and fills the connection options. *done is set when --help
+ * was answered: the caller then returns rc as it is. */
+static int org_prepare(cli *c, cli_opt *opts, size_t min, size_t max,
+                       const char *what, fv_sync_options *so, int *done)
+{
+    int rc = cli_parse(c, opts);
+    *done = 0;
+    if (rc != 0)
+        return rc;
+    if (cli_help_requested(c, &rc)) {
+        *done = 1;
+        return rc;
+    }
+    if ((rc = cli_want_positionals(c, min, max, what)) != 0)
+        return rc;
+    return sync_options(so, NULL, &opts[0]);
+}
+
+static int org_init(cli *c)
+{
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int done;
+    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+
+    if (rc != 0 || done)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    cli_cancel_arm();
+    int r = fv_org_init(v, &so);
+    cli_cancel_disarm();
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, "org init");
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "published");
+        fputs("true}\n", stdout);
+    } else {
+        fputs("organisation key created and published\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int org_invite(cli *c)
+{
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0},
+                      {"name", OPT_ONE, NULL, 0},
+                      {"role", OPT_ONE, NULL, 0},
+                      {"ttl", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    char *dir = NULL, *invite = NULL;
+    const char *name;
+    uint64_t ttl;
+    int role;
+    int done;
+    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+
+    if (rc != 0 || done)
+        goto cleanup;
+    if ((rc = check_name(&opts[1], &name)) != 0 ||
+        (rc = parse_role(&opts[2], FV_ROLE_FIELD, &role)) != 0 ||
+        (rc = parse_ttl(&opts[3], &ttl)) != 0)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    cli_cancel_arm();
+    int r = fv_org_invite(v, &invite, name, role, ttl, &so);
+    cli_cancel_disarm();
+    if (r != FV_OK) {
+        invite = NULL;
+        rc = cli_fail(v, r, "org invite");
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "invite");
+        json_strz(stdout, invite);
+        fputs(", ", stdout);
+        json_key(stdout, "name");
+        json_strz(stdout, name);
+        fputs(", ", stdout);
+        json_key(stdout, "role");
+        json_strz(stdout, role_name(role));
+        fputs("}\n", stdout);
+    } else {
+        fputs(invite, stdout);
+        fputc('\n', stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(invite);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* The device list, collected whole before anything is printed, so that a
+ * connection cut halfway prints no partial document. */
+typedef struct devcopy {
+    unsigned char id[FV_ID_BYTES];
+    char *name;
+    int role;
+    int revoked;
+    int64_t enrolled;
+} devcopy;
+
+typedef struct devlist {
+    devcopy *d;
+    size_t n;
+    size_t cap;
+    int oom;
+} devlist;
+
+static int collect_device(const fv_device_info *d, void *payload)
+{
+    devlist *l = payload;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        devcopy *p = realloc(l->d, cap * sizeof *p);
+        if (p == NULL) {
+            l->oom = 1;
+            return 1;
+        }
+        l->d = p;
+        l->cap = cap;
+    }
+    devcopy *x = &l->d[l->n];
+    memcpy(x->id, d->id, FV_ID_BYTES);
+    x->role = d->role;
+    x->revoked = d->revoked;
+    x->enrolled = d->enrolled;
+    if ((x->name = strdup(d->name ? d->name : "")) == NULL) {
+        l->oom = 1;
+        return 1;
+    }
+    l->n++;
+    return 0;
+}
+
+static void devlist_free(devlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->d[i].name);
+    free(l->d);
+    memset(l, 0, sizeof *l);
+}
+
+static void print_devices(const devlist *l, int json)
+{
+    FILE *o = stdout;
+    if (json)
+        fputs("[", o);
+    for (size_t i = 0; i < l->n; i++) {
+        const devcopy *d = &l->d[i];
+        if (json) {
+            fputs(i ? ",\n  {" : "\n  {", o);
+            json_key(o, "id");
+            json_id(o, d->id);
+            fputs(", ", o);
+            json_key(o, "name");
+            json_strz(o, d->name);
+            fputs(", ", o);
+            json_key(o, "role");
+            json_strz(o, role_name(d->role));
+            fputs(", ", o);
+            json_key(o, "revoked");
+            fputs(d->revoked ? "true, " : "false, ", o);
+            json_key(o, "enrolled");
+            json_time(o, d->enrolled);
+            fputs("}", o);
+        } else {
+            char hex[FV_ID_HEX_BYTES], when[32];
+            fv_id_to_hex(hex, d->id);
+            time_format(when, sizeof when, d->enrolled, TIME_MINUTES);
+            fprintf(o, "%s  %-11s  %s  ", hex, role_name(d->role), when);
+            text_puts(o, d->name);
+            if (d->revoked)
+                fputs(" [revoked]", o);
+            fputc('\n', o);
+        }
+    }
+    if (json)
+        fputs(l->n ? "\n]\n" : "]\n", o);
+}
+
+static int org_devices(cli *c)
+{
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    devlist l = {NULL, 0, 0, 0};
+    int done;
+    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+
+    if (rc != 0 || done)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    cli_cancel_arm();
+    int r = fv_org_devices(v, collect_device, &l, &so);
+    cli_cancel_disarm();
+    if (l.oom) {
+        cli_error("out of memory");
+        rc = CLI_FAIL;
+        goto cleanup;
+    }
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, "org devices");
+        goto cleanup;
+    }
+    print_devices(&l, c->json);
+    rc = cli_flush_stdout();
+cleanup:
+    devlist_free(&l);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int org_revoke(cli *c)
+{
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    unsigned char id[FV_ID_BYTES];
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int done;
+    int rc = org_prepare(c, opts, 1, 1, "DEVICE_ID", &so, &done);
+
+    if (rc != 0 || done)
+        goto cleanup;
+    if (parse_device_id(c->pos[0], id) != 0) {
+        cli_error("org revoke: want a device id of 64 hex digits (see 'org "
+                  "devices'), not '%s'", c->pos[0]);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    cli_cancel_arm();
+    int r = fv_org_revoke(v, id, &so);
+    cli_cancel_disarm();
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, "org revoke");
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "revoked");
+        json_id(stdout, id);
+        fputs("}\n", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, id);
+        fprintf(stdout, "revoked %s\n", hex);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_org(cli *c)
+{
+    const char *sub = take_subcommand(c);
+    if (sub != NULL && strcmp(sub, "init") == 0)
+        return org_init(c);
+    if (sub != NULL && strcmp(sub, "invite") == 0)
+        return org_invite(c);
+    if (sub != NULL && strcmp(sub, "devices") == 0)
+        return org_devices(c);
+    if (sub != NULL && strcmp(sub, "revoke") == 0)
+        return org_revoke(c);
+    return no_subcommand(c, sub, "init, invite, devices or revoke");
+}
+
+/* ---- sync ---------------------------------------------------------------------- */
+
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+int cmd_sync(cli *c)
+{
+    cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
+                      {"timeout", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res;
+    net_progress prog;
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int rc = cli_parse(c, opts);
+
+    memset(&res, 0, sizeof res);
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+        (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    net_begin(&prog, "syncing", &so);
+    int r = fv_sync(v, &so, &res);
+    net_end(&prog);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, "sync");
+        goto cleanup;
+    }
+    if (c->json) {
+        fprintf(stdout,
+                "{\"pushed\": %llu, \"pulled\": %llu, \"added\": %llu, "
+                "\"conflicts\": %zu, \"bytes_sent\": %llu, "
+                "\"bytes_received\": %llu, \"roundtrips\": %u}\n",
+                (unsigned long long)res.pushed, (unsigned long long)res.pulled,
+                (unsigned long long)res.added, res.conflicts,
+                (unsigned long long)res.bytes_sent,
+                (unsigned long long)res.bytes_received, res.roundtrips);
+    } else {
+        char sent[32], recvd[32];
+        size_format(sent, sizeof sent, res.bytes_sent);
+        size_format(recvd, sizeof recvd, res.bytes_received);
+        fprintf(stdout,
+                "pushed %llu, pulled %llu (%llu new), %zu %s; %s sent, "
+                "%s received, %u round %s\n",
+                (unsigned long long)res.pushed, (unsigned long long)res.pulled,
+                (unsigned long long)res.added, res.conflicts,
+                plural(res.conflicts, "conflict", "conflicts"), sent, recvd,
+                res.roundtrips, plural(res.roundtrips, "trip", "trips"));
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+/* ---- bundle export, import --------------------------------------------------- */
+
+static int bundle_run(cli *c, int import)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    uint64_t count = 0, added = 0;
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 1, 1, "FILE")) != 0)
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    const char *file = c->pos[0];
+    int r = import ? fv_bundle_import(v, file, &count, &added)
+                   : fv_bundle_export(v, file, &count);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, import ? "bundle import" : "bundle export");
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "file");
+        json_strz(stdout, file);
+        fprintf(stdout, ", \"envelopes\": %llu", (unsigned long long)count);
+        if (import)
+            fprintf(stdout, ", \"added\": %llu", (unsigned long long)added);
+        fputs("}\n", stdout);
+    } else if (import) {
+        fprintf(stdout, "imported %llu %s (%llu new)\n",
+                (unsigned long long)count,
+                plural(count, "envelope", "envelopes"),
+                (unsigned long long)added);
+    } else {
+        fprintf(stdout, "exported %llu %s to ", (unsigned long long)count,
+                plural(count, "envelope", "envelopes"));
+        text_puts(stdout, file);
+        fputc('\n', stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
+int cmd_bundle(cli *c)
+{
+    const char *sub = take_subcommand(c);
+    if (sub != NULL && strcmp(sub, "export") == 0)
+        return bundle_run(c, 0);
+    if (sub != NULL && strcmp(sub, "import") == 0)
+        return bundle_run(c, 1);
+    return no_subcommand(c, sub, "export or import");
+}

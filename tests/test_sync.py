@@ -1,0 +1,1433 @@
+#!/usr/bin/env python3
+"""End-to-end tests of syncing: the real `fieldvault` binary as a server
+(`server init`, `serve`) and as devices (`enroll`, `org`, `sync`, `bundle`),
+on 127.0.0.1 only, with free ports (port 0, read back from the
+"listening on ADDR:PORT" line). Standard library only.
+
+    python3 tests/test_sync.py build/bin/fieldvault [unittest options]
+
+The binary may also be given as FIELDVAULT_BIN. Vaults are made with
+`init --kdf test`. Every server, proxy and hostile client started here is
+stopped in the test's cleanup, whatever happens.
+"""
+
+import json
+import os
+import pty
+import random
+import re
+import secrets
+import select
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+BIN = None  # set in main()
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)$")
+
+# Exit codes (the table at the top of cli/main.c).
+OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT, NETWORK = 0, 1, 2, 3, 4, 5, 6
+NOTFOUND, EXISTS, CANCELED = 8, 11, 12
+PIN, DENIED, INVITE = 14, 15, 16
+
+SYNC_KEYS = {"pushed", "pulled", "added", "conflicts", "bytes_sent",
+             "bytes_received", "roundtrips"}
+DEVICE_KEYS = {"id", "name", "role", "revoked", "enrolled"}
+BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+COMMANDS = ["server", "serve", "enroll", "org", "sync", "bundle"]
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FIELDVAULT_")}
+    env["LC_ALL"] = "C.UTF-8"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(args, timeout=120, stdin=None):
+    """Runs the binary in a new session (no controlling terminal, so a
+    missing passphrase source fails instead of prompting)."""
+    return subprocess.run(
+        [BIN] + list(args), input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        timeout=timeout, start_new_session=True)
+
+
+def wait_closed(sock, timeout):
+    """Reads until the peer closes; returns the seconds it took, or None if
+    it was still open after `timeout`."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - start < timeout:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - start
+        except socket.timeout:
+            continue
+        except (ConnectionError, OSError, ssl.SSLError):
+            return time.monotonic() - start
+    return None
+
+
+# ---- a server process ------------------------------------------------------
+
+class Server:
+    """`fieldvault serve` on 127.0.0.1, its stderr collected line by line."""
+
+    def __init__(self, sdir, listen="127.0.0.1:0"):
+        self.sdir = sdir
+        self.lines = []
+        self.cv = threading.Condition()
+        self.p = subprocess.Popen(
+            [BIN, "serve", "--data", sdir, "--listen", listen],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        m = self.wait_for(LISTENING, timeout=30)
+        if m is None:
+            self.kill()
+            raise AssertionError("serve did not print 'listening on': %s"
+                                 % self.log())
+        self.port = int(m.group(1))
+        self.address = "127.0.0.1:%d" % self.port
+
+    def _read(self):
+        for raw in self.p.stderr:
+            with self.cv:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self.cv.notify_all()
+        with self.cv:
+            self.lines.append(None)  # EOF
+            self.cv.notify_all()
+
+    def wait_for(self, regex, timeout=20, start=0):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            i = start
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    if line is None:
+                        return None
+                    m = regex.search(line)
+                    if m:
+                        return m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cv.wait(left)
+
+    def mark(self):
+        with self.cv:
+            return len([x for x in self.lines if x is not None])
+
+    def log(self, start=0):
+        with self.cv:
+            return "\n".join(x for x in self.lines[start:] if x is not None)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("serve did not stop within %d s of signal %d"
+                                 % (timeout, sig))
+        self.reader.join(5)
+        return rc
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+        self.reader.join(5)
+        for f in (self.p.stdout, self.p.stderr):
+            if f:
+                f.close()
+
+
+# ---- a TCP proxy that records, cuts or slows the traffic -----------------
+
+class Proxy:
+    """Forwards 127.0.0.1:self.port to the target port. Records every byte
+    in both directions; with `cut_after`, closes both sides once that many
+    bytes (both directions counted) have passed; with `piece`/`delay`,
+    forwards server-to-client bytes in small pieces with a pause."""
+
+    def __init__(self, target_port, cut_after=None, piece=None, delay=0.0):
+        self.target = target_port
+        self.cut_after = cut_after
+        self.piece = piece
+        self.delay = delay
+        self.c2s = bytearray()
+        self.s2c = bytearray()
+        self.total = 0
+        self.cut = False
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.socks = []
+        self.closed = False
+        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.address = "127.0.0.1:%d" % self.port
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), 10)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.connections += 1
+                self.socks += [c, u]
+            for src, dst, rec, slow in ((c, u, self.c2s, False),
+                                        (u, c, self.s2c, True)):
+                t = threading.Thread(target=self._pump,
+                                     args=(src, dst, rec, slow, (c, u)),
+                                     daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _kill(pair):
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _pump(self, src, dst, rec, slow, pair):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                try:
+                    dst.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            with self.lock:
+                if self.cut:
+                    return
+                if self.cut_after is not None:
+                    data = data[:max(0, self.cut_after - self.total)]
+                self.total += len(data)
+                rec += data
+                cut_now = (self.cut_after is not None and
+                           self.total >= self.cut_after)
+                if cut_now:
+                    self.cut = True
+            try:
+                if slow and self.piece:
+                    for i in range(0, len(data), self.piece):
+                        dst.sendall(data[i:i + self.piece])
+                        time.sleep(self.delay)
+                else:
+                    dst.sendall(data)
+            except OSError:
+                self._kill(pair)
+                return
+            if cut_now:
+                self._kill(pair)
+                return
+
+    def close(self):
+        self.closed = True
+        try:
+            self.ls.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks = list(self.socks)
+        self._kill(socks)
+        for t in self.threads:
+            t.join(5)
+
+
+# ---- the test base ---------------------------------------------------------
+
+class SyncTest(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="fvsync-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.passfile = self.path("pass.txt")
+        with open(self.passfile, "wb") as f:
+            f.write(b"correct horse battery\n")
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, data):
+        p = self.path(name)
+        with open(p, "wb") as f:
+            f.write(data)
+        return p
+
+    # -- running the binary
+
+    def fv(self, *args, expect=OK, timeout=120):
+        """Runs fieldvault and checks its exit code; on failure codes, also
+        the one-line `fieldvault: ...` diagnostic."""
+        t0 = time.monotonic()
+        r = run(args, timeout=timeout)
+        r.elapsed = time.monotonic() - t0
+        self.assertEqual(
+            r.returncode, expect,
+            "fieldvault %s: exit %d, want %d\nstdout: %r\nstderr: %r" % (
+                " ".join(map(str, args)), r.returncode, expect,
+                r.stdout[:2000], r.stderr[:2000]))
+        if expect != OK:
+            self.assertTrue(r.stderr.startswith(b"fieldvault: "), r.stderr)
+            self.assertEqual(r.stderr.count(b"\n"), 1,
+                             "want one line on stderr: %r" % r.stderr)
+            self.assertEqual(r.stdout, b"", "output on a failure")
+        return r
+
+    def v(self, vault, *args, **kw):
+        return self.fv("--vault", vault, "--passphrase-file", self.passfile,
+                       *args, **kw)
+
+    def jv(self, vault, *args, **kw):
+        r = self.v(vault, "--json", *args, **kw)
+        try:
+            return json.loads(r.stdout.decode("utf-8"))
+        except ValueError as e:
+            self.fail("not one JSON document (%s): %r" % (e, r.stdout[:2000]))
+
+    def jfv(self, *args, **kw):
+        r = self.fv("--json", *args, **kw)
+        try:
+            return json.loads(r.stdout.decode("utf-8"))
+        except ValueError as e:
+            self.fail("not one JSON document (%s): %r" % (e, r.stdout[:2000]))
+
+    def make_vault(self, name):
+        d = self.path(name)
+        self.v(d, "init", "--kdf", "test")
+        return d
+
+    def add(self, vault, title, *args):
+        out = self.v(vault, "add", "--title", title, *args).stdout
+        rid = out.decode().strip()
+        self.assertRegex(rid, HEX64)
+        return rid
+
+    def titles(self, vault):
+        return sorted(x["title"] for x in self.jv(vault, "list"))
+
+    def sync(self, vault, *args, expect=OK, **kw):
+        """`sync --json`; returns the counts (or the result on failure)."""
+        if expect != OK:
+            return self.v(vault, "--json", "sync", *args, expect=expect, **kw)
+        j = self.jv(vault, "sync", *args, **kw)
+        self.assertEqual(set(j), SYNC_KEYS, j)
+        for k in SYNC_KEYS:
+            self.assertIsInstance(j[k], int, (k, j))
+            self.assertGreaterEqual(j[k], 0, (k, j))
+        return j
+
+    def settle(self, vault, *args):
+        """Syncs until a sync has nothing to do (at most 3 times): a field
+        device's own envelopes come back once in its feed after it pushed
+        them (added 0). Returns the counts of every sync."""
+        out = []
+        for _ in range(3):
+            j = self.sync(vault, *args)
+            out.append(j)
+            if j["pushed"] == 0 and j["pulled"] == 0:
+                return out
+        self.fail("sync does not settle: %r" % out)
+
+    # -- servers and organisations
+
+    def server_init(self, name="server", listen="127.0.0.1:9"):
+        """`server init --json`: returns (SDIR, pin, admin invite)."""
+        sdir = self.path(name)
+        j = self.jfv("server", "init", "--data", sdir, "--listen", listen)
+        self.assertEqual(set(j), {"pin", "admin_invite"}, j)
+        self.assertRegex(j["pin"], HEX64)
+        self.assertTrue(j["admin_invite"].startswith("fv1-"), j)
+        return sdir, j["pin"], j["admin_invite"]
+
+    def start_server(self, sdir, listen="127.0.0.1:0"):
+        s = Server(sdir, listen)
+        self.addCleanup(s.kill)
+        return s
+
+    def proxy(self, target_port, **kw):
+        p = Proxy(target_port, **kw)
+        self.addCleanup(p.close)
+        return p
+
+    def organisation(self):
+        """A running server and an enrolled coordinator C with the org key.
+        The invites name port 9, where nothing listens: every device reaches
+        the server with --server (remembered at enrollment)."""
+        sdir, pin, admin = self.server_init()
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        j = self.jv(c, "enroll", admin, "--server", srv.address)
+        self.assertEqual(j["role"], "coordinator", j)
+        self.v(c, "org", "init")
+        return sdir, srv, c
+
+    def invite(self, c, name, role=None):
+        args = ["org", "invite", "--name", name]
+        if role:
+            args += ["--role", role]
+        j = self.jv(c, *args)
+        self.assertTrue(j["invite"].startswith("fv1-"), j)
+        return j["invite"]
+
+    def field(self, c, srv, name, vault=None):
+        f = vault or self.make_vault(name)
+        inv = self.invite(c, name)
+        j = self.jv(f, "enroll", inv, "--server", srv.address)
+        self.assertEqual(j["role"], "field", j)
+        self.assertRegex(j["device"], HEX64)
+        return f
+
+    def devices(self, c):
+        j = self.jv(c, "org", "devices")
+        self.assertIsInstance(j, list)
+        for d in j:
+            self.assertEqual(set(d), DEVICE_KEYS, d)
+            self.assertRegex(d["id"], HEX64)
+            self.assertIn(d["role"], ("field", "coordinator"))
+            self.assertIsInstance(d["revoked"], bool)
+            self.assertRegex(d["enrolled"], ISO_UTC)
+        return {d["name"]: d for d in j}
+
+    def server_db(self, sdir):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(sdir, "server.db"),
+                             uri=True, timeout=10)
+        self.addCleanup(db.close)
+        return db
+
+
+# ---- the whole flow ----------------------------------------------------------
+
+class TestFlow(SyncTest):
+    def test_whole_flow(self):
+        sdir, srv, c = self.organisation()
+        self.assertFalse(os.path.exists(os.path.join(sdir, "vault.key")))
+
+        # org invite, as text and JSON
+        j = self.jv(c, "org", "invite", "--name", "worker 17")
+        self.assertEqual(set(j), {"invite", "name", "role"}, j)
+        self.assertEqual((j["name"], j["role"]), ("worker 17", "field"))
+        inv = j["invite"]
+        self.assertRegex(inv, r"^fv1-[a-z2-7]+$")
+        self.assertLess(len(inv), 400, "an invite must fit in a QR code")
+        text_inv = self.v(c, "org", "invite", "--name", "spare").stdout
+        self.assertRegex(text_inv.decode(), r"^fv1-[a-z2-7]+\n$")
+
+        # the field worker records before enrolling: Korean, an attachment
+        f = self.make_vault("F")
+        korean = "탈북자 증언: 국경을 건넌 날"
+        photo = os.urandom(300 * 1024)
+        self.write("photo.jpg", photo)
+        self.write("narr.txt", ("길고 긴 이야기 " * 200).encode())
+        early = [
+            self.add(f, korean, "--narrative-file", self.path("narr.txt"),
+                     "--field", "장소=연길", "--tag", "증언"),
+            self.add(f, "with a photo", "--attach", self.path("photo.jpg")),
+        ]
+        j = self.jv(f, "enroll", inv, "--server", srv.address)
+        self.assertEqual(j["role"], "field")
+        late = [self.add(f, "after enrolling %d" % i) for i in range(3)]
+
+        j = self.sync(f)
+        self.assertGreaterEqual(j["pushed"], 5, j)  # 5 records (+ key grants)
+        self.assertEqual(j["conflicts"], 0)
+        self.assertGreaterEqual(j["roundtrips"], 1)
+        self.assertGreater(j["bytes_sent"], 0)
+        self.assertGreater(j["bytes_received"], 0)
+        pushed = j["pushed"]
+
+        # the coordinator pulls and reads everything, decrypted
+        j = self.sync(c)
+        self.assertGreaterEqual(j["pulled"], pushed, j)
+        self.assertEqual(j["added"], j["pulled"], j)
+        listed = {x["id"]: x for x in self.jv(c, "list")}
+        for rid in early + late:
+            self.assertIn(rid, listed, "a field record did not reach C")
+        s = self.jv(c, "show", early[0])
+        self.assertEqual(s["title"], korean)
+        self.assertEqual(s["narrative"], "길고 긴 이야기 " * 200)
+        self.assertEqual(s["fields"], {"장소": "연길"})
+        self.assertEqual(s["tags"], ["증언"])
+        s = self.jv(c, "show", early[1])
+        self.assertEqual([(a["name"], a["size"]) for a in s["attachments"]],
+                         [("photo.jpg", len(photo))])
+        text = self.v(c, "show", late[2]).stdout.decode()
+        self.assertIn("after enrolling 2", text)
+        hits = [x["id"] for x in self.jv(c, "search", "국경")]
+        self.assertEqual(hits, [early[0]])
+        self.assertIn(korean.encode(), self.v(c, "list").stdout)
+
+        # org devices: text and JSON
+        devs = self.devices(c)
+        self.assertEqual(set(devs), {"admin", "worker 17"}, devs)
+        self.assertEqual(devs["admin"]["role"], "coordinator")
+        self.assertEqual(devs["worker 17"]["role"], "field")
+        self.assertFalse(devs["worker 17"]["revoked"])
+        out = self.v(c, "org", "devices").stdout.decode()
+        self.assertIn(devs["worker 17"]["id"], out)
+        self.assertIn("worker 17", out)
+
+        # the text summary of sync is one line
+        out = self.v(f, "sync").stdout.decode()
+        self.assertEqual(out.count("\n"), 1, out)
+        self.assertRegex(out, r"^pushed \d+, pulled \d+ \(\d+ new\), \d+ "
+                              r"conflicts?; .* sent, .* received, \d+ round "
+                              r"trips?\n$")
+
+        # a field device cannot act as a coordinator
+        for args in (("org", "invite", "--name", "x"), ("org", "devices"),
+                     ("org", "revoke", devs["admin"]["id"])):
+            r = self.v(f, *args, expect=DENIED)
+            self.assertIn(b"refused", r.stderr)
+        self.assertTrue(srv.alive())
+
+    def test_server_init_twice_and_usage(self):
+        sdir, pin, inv = self.server_init()
+        before = sorted(os.listdir(sdir))
+        r = self.fv("server", "init", "--data", sdir, "--listen",
+                    "127.0.0.1:9", expect=EXISTS)
+        self.assertIn(b"exists", r.stderr)
+        self.assertEqual(sorted(os.listdir(sdir)), before)
+        # the text form
+        out = self.fv("server", "init", "--data", self.path("s2"), "--listen",
+                      "127.0.0.1:9").stdout.decode()
+        self.assertRegex(out, r"\npin [0-9a-f]{64}\n")
+        self.assertRegex(out, r"\nfv1-[a-z2-7]+\n$")
+        bad = [
+            ("server",),
+            ("server", "frob"),
+            ("server", "init", "--listen", "127.0.0.1:9"),
+            ("server", "init", "--data", self.path("s3")),
+            ("server", "init", "--data", self.path("s4"), "--listen", "nope"),
+            ("server", "invite", "--data", sdir),
+            ("server", "invite", "--data", sdir, "--name", "x", "--role", "boss"),
+            ("server", "invite", "--data", sdir, "--name", "x", "--ttl", "0"),
+            ("server", "invite", "--data", sdir, "--name", "x", "--ttl", "721"),
+            ("serve",),
+            ("org",),
+            ("org", "frob"),
+            ("bundle", "export"),
+            ("bundle", "zip", "x"),
+            ("enroll",),
+            ("sync", "extra"),
+            ("sync", "--timeout", "0"),
+            ("sync", "--timeout", "x"),
+            ("sync", "--server", "nocolon"),
+            ("org", "revoke", "abcd"),
+            ("org", "invite"),
+        ]
+        v = self.path("nothing")
+        for args in bad:
+            with self.subTest(args=args):
+                self.fv("--vault", v, "--passphrase-file", self.passfile,
+                        *args, expect=USAGE)
+        self.assertFalse(os.path.exists(self.path("s3")))
+        self.assertFalse(os.path.exists(self.path("s4")))
+        # a new invite from the server's own directory
+        j = self.jfv("server", "invite", "--data", sdir, "--name", "lost admin")
+        self.assertEqual(set(j), {"invite"})
+        self.assertTrue(j["invite"].startswith("fv1-"))
+        self.fv("server", "invite", "--data", self.path("none"), "--name",
+                "x", expect=NOTFOUND)
+        self.fv("serve", "--data", self.path("none"), expect=NOTFOUND)
+
+    def test_help(self):
+        for cmd in COMMANDS:
+            with self.subTest(cmd=cmd):
+                r = self.fv(cmd, "--help")
+                self.assertIn(b"usage: fieldvault " + cmd.encode(), r.stdout)
+                self.assertEqual(r.stdout, self.fv("help", cmd).stdout)
+        self.assertEqual(self.fv("org", "invite", "--help").stdout,
+                         self.fv("org", "--help").stdout)
+        top = self.fv("--help").stdout
+        for cmd in COMMANDS:
+            self.assertIn(cmd.encode(), top)
+        for code in (b"14 ", b"15 ", b"16 "):
+            self.assertIn(code, top)
+
+    def test_sync_without_enrollment(self):
+        f = self.make_vault("F")
+        self.add(f, "never synced")
+        r = self.v(f, "sync", expect=NOTFOUND)
+        self.assertIn(b"not enrolled", r.stderr)
+        for args in (("org", "devices"), ("org", "invite", "--name", "x")):
+            r = self.v(f, *args, expect=NOTFOUND)
+            self.assertIn(b"not enrolled", r.stderr)
+        # nothing listens on the enrolled address: a network failure
+        sdir, pin, admin = self.server_init(listen="127.0.0.1:9")
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        self.v(c, "enroll", admin, "--server", srv.address)
+        self.assertEqual(srv.stop(), 0)
+        t0 = time.monotonic()
+        r = self.v(c, "sync", "--timeout", "3", expect=NETWORK)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertIn(b"sync: ", r.stderr)
+
+
+# ---- invites --------------------------------------------------------------------
+
+class TestInvites(SyncTest):
+    def test_used_tampered_and_twice(self):
+        sdir, srv, c = self.organisation()
+        inv = self.invite(c, "worker 1")
+        f1 = self.make_vault("F1")
+        self.v(f1, "enroll", inv, "--server", srv.address)
+        # used
+        f2 = self.make_vault("F2")
+        r = self.v(f2, "enroll", inv, "--server", srv.address, expect=INVITE)
+        self.assertIn(b"invite", r.stderr)
+
+        # tampered: one character changed anywhere after the prefix; the
+        # checksum catches it before any connection is made
+        inv2 = self.invite(c, "worker 2")
+        mark = srv.mark()
+        body = inv2[4:]
+        rng = random.Random(7)
+        positions = sorted(set(range(0, len(body), 3)) |
+                           {len(body) - 1, len(body) - 2})
+        accepted = []
+        for pos in positions:
+            ch = rng.choice([x for x in BASE32 if x != body[pos]])
+            bad = "fv1-" + body[:pos] + ch + body[pos + 1:]
+            r = run(["--vault", f2, "--passphrase-file", self.passfile,
+                     "enroll", bad, "--server", srv.address])
+            if r.returncode != INVITE:
+                accepted.append((pos, r.returncode, r.stderr))
+        self.assertEqual(accepted, [], "tampered invites not refused")
+        # cut short, doubled, garbage
+        for bad in (inv2[:-5], inv2 + inv2[4:], "fv1-", "hello", inv2[4:]):
+            self.v(f2, "enroll", bad, "--server", srv.address, expect=INVITE)
+        self.assertNotIn("opened", srv.log(mark),
+                         "a damaged invite made a connection")
+        # the real one still works, and typed with case and dashes
+        typed = inv2[:4] + "-".join(
+            inv2[4:][i:i + 5] for i in range(0, len(inv2) - 4, 5)).upper()
+        j = self.jv(f2, "enroll", typed, "--server", srv.address)
+        self.assertEqual(j["role"], "field")
+
+        # enrolling twice: refused before connecting, the invite stays unused
+        inv3 = self.invite(c, "worker 3")
+        mark = srv.mark()
+        r = self.v(f2, "enroll", inv3, "--server", srv.address, expect=EXISTS)
+        self.assertIn(b"already enrolled", r.stderr)
+        self.assertNotIn("opened", srv.log(mark))
+        f3 = self.make_vault("F3")
+        self.v(f3, "enroll", inv3, "--server", srv.address)
+
+        # a coordinator invite
+        inv4 = self.invite(c, "second coordinator", role="coordinator")
+        c2 = self.make_vault("C2")
+        j = self.jv(c2, "enroll", inv4, "--server", srv.address)
+        self.assertEqual(j["role"], "coordinator")
+        devs = self.devices(c2)
+        self.assertEqual(devs["second coordinator"]["role"], "coordinator")
+        self.assertEqual(len(devs), 5, devs)
+
+    def test_ttl_and_expiry(self):
+        sdir, srv, c = self.organisation()
+        inv = self.jfv("server", "invite", "--data", sdir, "--name", "ops",
+                       "--role", "field", "--ttl", "1")["invite"]
+        late = self.invite(c, "late")
+        db = sqlite3.connect(os.path.join(sdir, "server.db"), timeout=10)
+        self.addCleanup(db.close)
+        rows = db.execute("SELECT name, expires, used FROM invite "
+                          "WHERE name IN ('ops', 'late')").fetchall()
+        exp = {r[0]: r[1] for r in rows}
+        self.assertLess(abs(exp["ops"] - (time.time() + 3600)), 120, rows)
+        self.assertLess(abs(exp["late"] - (time.time() + 7 * 86400)), 120)
+        self.assertEqual([r[2] for r in rows], [0, 0])
+        # the clock passes the expiry of "late"
+        with db:
+            db.execute("UPDATE invite SET expires = ? WHERE name = 'late'",
+                       (int(time.time()) - 10,))
+        f = self.make_vault("F")
+        r = self.v(f, "enroll", late, "--server", srv.address, expect=INVITE)
+        self.assertIn(b"refused", r.stderr)
+        self.assertEqual(self.jv(f, "enroll", inv, "--server",
+                                 srv.address)["role"], "field")
+
+
+# ---- pinning ----------------------------------------------------------------------
+
+class TestPinning(SyncTest):
+    def test_other_server_is_refused(self):
+        sdir, srv, c = self.organisation()
+        f = self.make_vault("F")
+        inv = self.invite(c, "worker")
+        # another server, its own key, another port
+        sdir2, pin2, admin2 = self.server_init("other")
+        other = self.start_server(sdir2)
+        self.assertNotEqual(other.port, srv.port)
+        self.add(f, "secret title marker-pin")
+        # enrolling through the wrong server: refused, token not spent
+        mark = other.mark()
+        r = self.v(f, "enroll", inv, "--server", other.address, expect=PIN)
+        self.assertIn(b"pin", r.stderr)
+        self.jv(f, "enroll", inv, "--server", srv.address)
+        self.sync(f)
+        # syncing through the wrong server
+        r = self.v(f, "sync", "--server", other.address, expect=PIN)
+        self.assertIn(b"pin", r.stderr.lower())
+        time.sleep(0.3)
+        log = other.log(mark)
+        self.assertIn("opened", log, "the client never reached the server")
+        for word in ("connected", "enrolled", "pushed", "pulls", "device ",
+                     "bye", "error"):
+            self.assertNotIn(word, log, "something of value reached the "
+                             "other server:\n" + log)
+        db = self.server_db(sdir2)
+        self.assertEqual(db.execute("SELECT count(*) FROM log").fetchone()[0], 0)
+        self.assertEqual(db.execute("SELECT count(*) FROM device"
+                                    ).fetchone()[0], 0)
+        self.assertTrue(other.alive())
+        # the right server still answers through a relay (--server)
+        p = self.proxy(srv.port)
+        self.sync(f, "--server", p.address)
+        self.assertGreater(len(p.c2s), 0)
+
+
+# ---- the server holds no testimony ---------------------------------------------
+
+class TestNoPlaintext(SyncTest):
+    def markers(self, who):
+        return {k: "%s-%s-%s" % (who, k, secrets.token_hex(6))
+                for k in ("title", "narrative", "fkey", "fval", "tag",
+                          "attname", "attbytes")}
+
+    def add_marked(self, vault, m):
+        att = self.path(m["attname"])
+        with open(att, "wb") as fh:
+            fh.write((m["attbytes"].encode() + b"\n") * 5000)
+        self.write("n-" + m["title"], m["narrative"].encode())
+        return self.add(vault, m["title"], "--narrative-file",
+                        self.path("n-" + m["title"]),
+                        "--field", "%s=%s" % (m["fkey"], m["fval"]),
+                        "--tag", m["tag"], "--attach", att)
+
+    def scan(self, sdir, markers):
+        found = []
+        for root, _, files in os.walk(sdir):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as fh:
+                    data = fh.read()
+                for m in markers:
+                    for form in (m.encode(), m.upper().encode(),
+                                 m.encode("utf-16-le")):
+                        if form in data:
+                            found.append((name, m))
+        return found
+
+    def test_markers_never_reach_the_server(self):
+        sdir, srv, c = self.organisation()
+        f = self.make_vault("F")
+        mf_early = self.markers("fearly")
+        self.add_marked(f, mf_early)          # before enrolling
+        self.field(c, srv, "worker", vault=f)
+        mf = self.markers("field")
+        self.add_marked(f, mf)
+        mc = self.markers("coord")
+        self.add_marked(c, mc)
+        self.sync(f)
+        self.sync(c)
+        # one more marked record, synced through a recording proxy
+        mw = self.markers("wire")
+        rid = self.add_marked(f, mw)
+        p = self.proxy(srv.port)
+        j = self.sync(f, "--server", p.address)
+        self.assertGreaterEqual(j["pushed"], 1)
+        self.assertGreater(len(p.c2s), j["bytes_sent"] // 2)
+        wire_c = self.proxy(srv.port)
+        self.sync(c, "--server", wire_c.address)
+        self.assertEqual(self.jv(c, "show", rid)["title"], mw["title"])
+        all_markers = [x for m in (mf_early, mf, mc, mw) for x in m.values()]
+        for cap in (p, wire_c):
+            for m in all_markers:
+                self.assertNotIn(m.encode(), bytes(cap.c2s))
+                self.assertNotIn(m.encode(), bytes(cap.s2c))
+        self.assertEqual(self.scan(sdir, all_markers), [])
+        # and after the server stops (its database checkpointed)
+        self.assertEqual(srv.stop(), 0)
+        self.assertEqual(self.scan(sdir, all_markers), [])
+        # the coordinator does read them: the markers were really there
+        titles = self.titles(c)
+        for m in (mf_early, mf, mc, mw):
+            self.assertIn(m["title"], titles)
+        # the server's log names no client address
+        self.assertNotIn("127.0.0.1:%d" % p.port, srv.log())
+
+
+# ---- isolation between field devices -------------------------------------------
+
+class TestIsolation(SyncTest):
+    def test_field_devices_see_only_their_own(self):
+        sdir, srv, c = self.organisation()
+        f1 = self.field(c, srv, "worker 1")
+        f2 = self.field(c, srv, "worker 2")
+        t1 = ["f1 record %d" % i for i in range(3)]
+        t2 = ["f2 record %d" % i for i in range(4)]
+        for t in t1:
+            self.add(f1, t)
+        for t in t2:
+            self.add(f2, t)
+        s1 = self.sync(f1)
+        s2 = self.sync(f2)
+        self.assertEqual(s1["pushed"], 3)
+        self.assertEqual(s2["pushed"], 4)
+        # F2's four are on the server now: F1 pulls at most its own three
+        # back, and adds nothing
+        for dev, first, own in ((f1, s1, 3), (f2, s2, 4)):
+            rest = self.settle(dev)
+            pulled = first["pulled"] + sum(j["pulled"] for j in rest)
+            added = first["added"] + sum(j["added"] for j in rest)
+            self.assertLessEqual(pulled, own, (first, rest))
+            self.assertEqual(added, 0, (first, rest))
+        self.assertEqual(self.titles(f1), sorted(t1))
+        self.assertEqual(self.titles(f2), sorted(t2))
+        self.sync(c)
+        self.assertEqual(self.titles(c), sorted(t1 + t2))
+        # the server's feeds: nothing of F2 in F1's, nothing of F1 in F2's
+        devs = self.devices(c)
+        id1 = bytes.fromhex(devs["worker 1"]["id"])
+        id2 = bytes.fromhex(devs["worker 2"]["id"])
+        db = self.server_db(sdir)
+        for me, other in ((id1, id2), (id2, id1)):
+            n = db.execute(
+                "SELECT count(*) FROM feed JOIN log USING (seq) "
+                "WHERE feed.device = ? AND log.author = ?",
+                (me, other)).fetchone()[0]
+            self.assertEqual(n, 0, "a field feed holds another worker's "
+                             "envelopes")
+            own = db.execute("SELECT count(*) FROM log WHERE author = ?",
+                             (me,)).fetchone()[0]
+            feed = db.execute("SELECT count(*) FROM feed WHERE device = ?",
+                              (me,)).fetchone()[0]
+            self.assertEqual(feed, own)
+        self.assertEqual(self.sync(f1)["pulled"], 0)
+
+
+# ---- idempotent and incremental --------------------------------------------------
+
+class TestIncremental(SyncTest):
+    def test_second_sync_is_one_small_round_trip(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        for i in range(40):
+            self.add(f, "record %d" % i)
+        j = self.sync(f)
+        self.assertEqual(j["pushed"], 40)
+        echo = self.sync(f)
+        self.assertEqual(echo["pushed"], 0)
+        self.assertEqual(echo["added"], 0, "a second sync stored something")
+        noop = self.sync(f)
+        self.assertEqual((noop["pushed"], noop["pulled"], noop["added"]),
+                         (0, 0, 0), noop)
+        self.assertEqual(noop["roundtrips"], 1, noop)
+        self.assertLess(noop["bytes_sent"] + noop["bytes_received"], 1024,
+                        noop)
+        # a new record costs work proportional to it, not to the vault
+        self.add(f, "one more")
+        one = self.sync(f)
+        self.assertEqual(one["pushed"], 1, one)
+        self.assertLess(one["bytes_sent"], 8 * 1024, one)
+        self.assertLess(one["bytes_sent"], j["bytes_sent"] / 10, (one, j))
+        # the coordinator, twice
+        cj = self.sync(c)
+        self.assertEqual(cj["added"], 41)
+        cn = self.sync(c)
+        self.assertEqual((cn["pushed"], cn["pulled"], cn["added"]), (0, 0, 0))
+        self.assertEqual(cn["roundtrips"], 1)
+        self.assertEqual(len(self.titles(c)), 41)
+        db = self.server_db(sdir)
+        self.assertEqual(db.execute("SELECT count(*), count(DISTINCT id) "
+                                    "FROM log").fetchone(), (41, 41))
+
+    def test_echo_of_own_envelopes(self):
+        """Records what a field device pulls right after pushing: its own
+        envelopes come back once, whole (see the report in the lead's
+        notes). This fails if that ever grows beyond one echo."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        for i in range(5):
+            self.add(f, "r%d" % i)
+        j = self.sync(f)
+        echo = self.sync(f)
+        self.assertLessEqual(echo["pulled"], j["pushed"])
+        self.assertEqual(echo["added"], 0)
+        self.assertEqual(self.sync(f)["pulled"], 0)
+
+
+# ---- conflicts ---------------------------------------------------------------------
+
+class TestConflict(SyncTest):
+    def test_concurrent_edits_both_survive(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        rid = self.add(f, "original", "--tag", "base")
+        self.settle(f)
+        self.sync(c)
+        base = self.jv(c, "show", rid)
+        self.assertEqual(base["heads"], self.jv(f, "show", rid)["heads"])
+        # both edit from the same head before either syncs
+        rf = self.jv(f, "edit", rid, "--title", "edited in the field")
+        rc_ = self.jv(c, "edit", rid, "--title", "edited at the office")
+        self.assertNotEqual(rf["revision"], rc_["revision"])
+        self.sync(f)
+        jc = self.sync(c)
+        self.assertGreaterEqual(jc["conflicts"], 1, jc)
+        s = self.jv(c, "show", rid)
+        self.assertEqual(sorted(s["heads"]),
+                         sorted([rf["revision"], rc_["revision"]]), s)
+        revs = {r["id"] for r in s["revisions"]}
+        self.assertTrue({rf["revision"], rc_["revision"],
+                         base["heads"][0]} <= revs)
+        self.assertTrue(any(x["conflict"] for x in self.jv(c, "list")
+                            if x["id"] == rid))
+        self.assertIn(b"[conflict]", self.v(c, "list").stdout)
+        # the field device syncs again: its own edit is still there
+        self.sync(f)
+        sf = self.jv(f, "show", rid)
+        self.assertIn(rf["revision"], sf["heads"])
+        # merging: the coordinator edits on top of both heads
+        m = self.jv(c, "edit", rid, "--title", "merged")
+        s = self.jv(c, "show", rid)
+        self.assertEqual(s["heads"], [m["revision"]])
+        self.assertEqual(self.sync(c)["conflicts"], 0)
+
+
+# ---- revocation -----------------------------------------------------------------
+
+class TestRevocation(SyncTest):
+    def test_revoked_device_is_refused(self):
+        sdir, srv, c = self.organisation()
+        f1 = self.field(c, srv, "worker 1")
+        f2 = self.field(c, srv, "worker 2")
+        self.add(f2, "before revocation")
+        self.sync(f2)
+        devs = self.devices(c)
+        victim = devs["worker 2"]["id"]
+        out = self.v(c, "org", "revoke", victim).stdout.decode()
+        self.assertIn(victim, out)
+        devs = self.devices(c)
+        self.assertTrue(devs["worker 2"]["revoked"])
+        self.assertFalse(devs["worker 1"]["revoked"])
+        self.assertIn("[revoked]", self.v(c, "org", "devices").stdout.decode())
+        self.add(f2, "after revocation")
+        r = self.v(f2, "sync", expect=DENIED)
+        self.assertIn(b"refused", r.stderr)
+        self.v(f2, "sync", expect=DENIED)
+        self.sync(f1)
+        # what F2 sent before stays; what it wrote after does not arrive
+        self.sync(c)
+        titles = self.titles(c)
+        self.assertIn("before revocation", titles)
+        self.assertNotIn("after revocation", titles)
+        # revoking an unknown device
+        r = run(["--vault", c, "--passphrase-file", self.passfile, "org",
+                 "revoke", "ab" * 32])
+        self.assertNotEqual(r.returncode, OK, r)
+
+
+# ---- cuts ------------------------------------------------------------------------
+
+class TestCuts(SyncTest):
+    def test_cut_at_many_offsets(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        big = self.path("big.bin")
+        with open(big, "wb") as fh:
+            fh.write(os.urandom(2 * 1024 * 1024))
+        titles = ["cut record %02d" % i for i in range(30)]
+        for i, t in enumerate(titles):
+            if i == 7:
+                self.add(f, t, "--attach", big)
+            else:
+                self.add(f, t, "--field", "n=%d" % i)
+        rng = random.Random(int(os.environ.get("FV_TEST_SEED", "20261127")))
+        offsets = [50, 300, 1000, 1500, 2000, 3000, 5000, 8000, 12000, 16000]
+        offsets += [rng.randrange(1, 20000) for _ in range(10)]
+        outcomes = []
+        for n in offsets:
+            p = Proxy(srv.port, cut_after=n)
+            try:
+                t0 = time.monotonic()
+                r = run(["--vault", f, "--passphrase-file", self.passfile,
+                         "--json", "sync", "--server", p.address,
+                         "--timeout", "5"], timeout=60)
+                took = time.monotonic() - t0
+            finally:
+                p.close()
+            outcomes.append((n, r.returncode, p.total, round(took, 1)))
+            self.assertLess(took, 20, "a cut sync hung: %r" % (outcomes,))
+            if r.returncode == OK:
+                # the whole session fitted under the cut
+                self.assertFalse(p.cut and p.total < n, outcomes)
+            else:
+                self.assertEqual(r.returncode, NETWORK,
+                                 "cut at %d: %r" % (n, r.stderr))
+                self.assertTrue(p.cut, "failed without a cut: %r" % r.stderr)
+                self.assertTrue(r.stderr.startswith(b"fieldvault: "))
+                self.assertEqual(r.stdout, b"")
+        self.assertGreaterEqual(sum(1 for o in outcomes if o[1] == NETWORK),
+                                10, outcomes)
+        # the vault is intact and the next sync completes the work
+        self.assertEqual(self.titles(f), sorted(titles))
+        self.settle(f)
+        self.assertTrue(srv.alive())
+
+        # the coordinator pulls, also through cuts
+        for n in (200, 2500, 6000, 9000):
+            p = Proxy(srv.port, cut_after=n)
+            try:
+                r = run(["--vault", c, "--passphrase-file", self.passfile,
+                         "sync", "--server", p.address, "--timeout", "5"],
+                        timeout=60)
+            finally:
+                p.close()
+            self.assertIn(r.returncode, (OK, NETWORK), r.stderr)
+        self.sync(c)
+        got = [x["title"] for x in self.jv(c, "list")]
+        self.assertEqual(sorted(got), sorted(titles), "lost or duplicated")
+        self.assertEqual(self.sync(c)["pulled"], 0)
+
+        # the server's log: each envelope once, every revision present
+        db = self.server_db(sdir)
+        n, distinct = db.execute("SELECT count(*), count(DISTINCT id) FROM log"
+                                 ).fetchone()
+        self.assertEqual(n, distinct)
+        ids = set(bytes(r[0]) for r in db.execute("SELECT id FROM log"))
+        for x in self.jv(c, "list"):
+            for rev in self.jv(c, "show", x["id"])["revisions"]:
+                self.assertIn(bytes.fromhex(rev["id"]), ids)
+        rows = db.execute("SELECT device, count(*), count(DISTINCT seq) "
+                          "FROM feed GROUP BY device").fetchall()
+        for dev, a, b in rows:
+            self.assertEqual(a, b, "a feed lists an envelope twice")
+        seqs = [r[0] for r in db.execute("SELECT seq FROM log ORDER BY seq")]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+
+
+# ---- hostile peers -------------------------------------------------------------
+
+class TestHostilePeers(SyncTest):
+    def tls_client(self, port):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        raw = socket.create_connection(("127.0.0.1", port), 10)
+        s = ctx.wrap_socket(raw, server_hostname="fieldvault")
+        self.addCleanup(s.close)
+        return s
+
+    def test_hostile_clients_do_not_hurt_others(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        for i in range(20):
+            self.add(f, "under attack %d" % i)
+        socks = []
+
+        def raw():
+            s = socket.create_connection(("127.0.0.1", srv.port), 10)
+            self.addCleanup(s.close)
+            socks.append(s)
+            return s
+
+        garbage = raw()
+        garbage.sendall(os.urandom(4096))
+        silent = raw()
+        huge = self.tls_client(srv.port)
+        huge.sendall(b"\xff\xff\xff\xff" + b"\x00" * 64)
+        zero = self.tls_client(srv.port)
+        zero.sendall(b"\x00\x00\x00\x00")
+        deep = self.tls_client(srv.port)
+        # a frame of 200 nested arrays
+        body = b"\x81" * 200 + b"\x00"
+        deep.sendall(struct.pack(">I", len(body)) + body)
+        drip = raw()
+        stop = threading.Event()
+        drip_result = {}
+
+        def dripper():
+            t0 = time.monotonic()
+            try:
+                for b in os.urandom(120):
+                    if stop.is_set():
+                        break
+                    drip.sendall(bytes([b | 0x16]))
+                    if stop.wait(1.0):
+                        break
+            except OSError:
+                drip_result["closed_after"] = time.monotonic() - t0
+        t = threading.Thread(target=dripper, daemon=True)
+        t.start()
+        self.addCleanup(stop.set)
+        time.sleep(0.5)
+        # the legitimate sync, while all of them hang on
+        t0 = time.monotonic()
+        j = self.sync(f, "--timeout", "10")
+        took = time.monotonic() - t0
+        self.assertEqual(j["pushed"], 20)
+        self.assertLess(took, 5, "the legitimate sync was held up")
+        t0 = time.monotonic()
+        self.sync(c, "--timeout", "10")
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(len(self.titles(c)), 20)
+        # each hostile connection is dropped
+        for name, s, limit in (("garbage", garbage, 5), ("huge", huge, 5),
+                               ("zero", zero, 5), ("deep", deep, 5),
+                               ("silent", silent, 20)):
+            took = wait_closed(s, limit)
+            self.assertIsNotNone(took, "%s client not dropped within %d s"
+                                 % (name, limit))
+        t.join(25)
+        self.assertIn("closed_after", drip_result,
+                      "a client dripping a byte a second was not dropped")
+        self.assertLess(drip_result["closed_after"], 20)
+        self.assertTrue(srv.alive())
+        # and the server still serves
+        self.add(f, "after the attack")
+        self.assertEqual(self.sync(f)["pushed"], 1)
+
+    def test_many_idle_connections(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "x")
+        held = []
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", srv.port), 10)
+            self.addCleanup(s.close)
+            held.append(s)
+        t0 = time.monotonic()
+        self.assertEqual(self.sync(f)["pushed"], 1)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertTrue(srv.alive())
+
+    def test_server_that_breaks_the_protocol(self):
+        """A fake server presenting the real key (so the pin matches) that
+        answers HELLO with nonsense: the sync fails as corrupt data (5)."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "x")
+        port = srv.port
+        self.assertEqual(srv.stop(), 0)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(sdir, "tls.crt"),
+                            os.path.join(sdir, "tls.key"))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        self.addCleanup(ls.close)
+        fake = "127.0.0.1:%d" % ls.getsockname()[1]
+        answers = [
+            struct.pack(">I", 3) + b"\x81\x18\x63",        # [99]
+            struct.pack(">I", 0),                          # empty frame
+            struct.pack(">I", 0x7fffffff),                 # huge frame
+            struct.pack(">I", 2) + b"\xa0\x00",            # trailing byte
+        ]
+
+        def serve_fake():
+            for a in answers:
+                try:
+                    conn, _ = ls.accept()
+                    s = ctx.wrap_socket(conn, server_side=True)
+                    s.settimeout(5)
+                    s.recv(65536)
+                    s.sendall(a)
+                    time.sleep(0.5)
+                    s.close()
+                except (OSError, ssl.SSLError):
+                    pass
+        t = threading.Thread(target=serve_fake, daemon=True)
+        t.start()
+        for a in answers:
+            r = self.v(f, "sync", "--server", fake, "--timeout", "5",
+                       expect=CORRUPT)
+            self.assertIn(b"server", r.stderr)
+        t.join(10)
+        # nothing was lost: the real server, restarted, gets the record
+        srv2 = self.start_server(sdir, "127.0.0.1:%d" % port)
+        self.assertEqual(self.sync(f, "--server", srv2.address)["pushed"], 1)
+
+
+# ---- bundles ---------------------------------------------------------------------
+
+class TestBundles(SyncTest):
+    def test_export_import(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "courier")
+        titles = ["by hand %d 손으로" % i for i in range(4)]
+        ids = [self.add(f, t, "--tag", "usb") for t in titles]
+        b = self.path("stick.fvb")
+        out = self.v(f, "bundle", "export", b).stdout.decode()
+        m = re.match(r"^exported (\d+) envelopes? to .*\n$", out)
+        self.assertTrue(m, out)
+        count = int(m.group(1))
+        self.assertEqual(count, 4)
+        # an existing file is not overwritten
+        self.v(f, "bundle", "export", b, expect=EXISTS)
+        j = self.jv(f, "bundle", "export", self.path("again.fvb"))
+        self.assertEqual(j["envelopes"], count)
+        with open(b, "rb") as fh:
+            data = fh.read()
+        for t in titles:
+            self.assertNotIn(t.encode(), data)
+        # import twice
+        j = self.jv(c, "bundle", "import", b)
+        self.assertEqual((j["envelopes"], j["added"]), (count, count), j)
+        j = self.jv(c, "bundle", "import", b)
+        self.assertEqual((j["envelopes"], j["added"]), (count, 0), j)
+        out = self.v(c, "bundle", "import", b).stdout.decode()
+        self.assertEqual(out, "imported %d envelopes (0 new)\n" % count)
+        self.assertEqual(self.titles(c), sorted(titles))
+        self.assertEqual(self.jv(c, "show", ids[2])["title"], titles[2])
+        # the outbox is unchanged: the sync still pushes them (harmlessly)
+        self.assertEqual(self.sync(f)["pushed"], count)
+        self.sync(c)
+        self.assertEqual(self.titles(c), sorted(titles))
+
+        # damaged bundles: nothing of the damaged batch is stored
+        more = ["damaged %d" % i for i in range(3)]
+        for t in more:
+            self.add(f, t)
+        b2 = self.path("damaged-src.fvb")
+        self.v(f, "bundle", "export", b2)
+        with open(b2, "rb") as fh:
+            good = fh.read()
+        rng = random.Random(11)
+        cases = [("truncated %d" % n, good[:n])
+                 for n in (len(good) - 1, len(good) - 40, len(good) // 2, 20,
+                           9, 4)]
+        for pos in sorted(rng.sample(range(len(good)), 25)) + [0, 7, 8, 11]:
+            bad = bytearray(good)
+            bad[pos] ^= 1 << rng.randrange(8)
+            cases.append(("flip at %d" % pos, bytes(bad)))
+        before = self.titles(c)
+        for name, data in cases:
+            with self.subTest(case=name):
+                p = self.write("bad.fvb", data)
+                self.v(c, "bundle", "import", p, expect=CORRUPT)
+                self.assertEqual(self.titles(c), before, name)
+        self.v(c, "bundle", "import", self.path("missing.fvb"),
+               expect=NOTFOUND)
+        j = self.jv(c, "bundle", "import", b2)
+        self.assertEqual(j["added"], 3)
+
+    def test_truncation_at_a_frame_boundary(self):
+        """A bundle of more than one batch (over 256 envelopes) cut exactly
+        between two batches must not import as if whole."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "courier")
+        for i in range(260):
+            self.add(f, "bulk %d" % i)
+        b = self.path("bulk.fvb")
+        j = self.jv(f, "bundle", "export", b)
+        self.assertEqual(j["envelopes"], 260)
+        with open(b, "rb") as fh:
+            data = fh.read()
+        first = struct.unpack(">I", data[8:12])[0]
+        cut = data[:8 + 4 + first]
+        self.assertLess(len(cut), len(data))
+        p = self.write("cut.fvb", cut)
+        r = run(["--vault", c, "--passphrase-file", self.passfile, "--json",
+                 "bundle", "import", p])
+        self.assertEqual(r.returncode, CORRUPT,
+                         "a bundle cut between batches imported as whole: %r"
+                         % r.stdout)
+
+
+# ---- serve: stop and restart -------------------------------------------------------
+
+class TestServeLifecycle(SyncTest):
+    def test_sigterm_and_restart(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        for i in range(5):
+            self.add(f, "kept %d" % i)
+        self.settle(f)
+        self.sync(c)
+        self.assertEqual(srv.stop(signal.SIGTERM), 0)
+        self.assertIn("stopped", srv.log())
+        self.assertFalse(os.path.exists(os.path.join(sdir, "server.db-wal")) and
+                         os.path.getsize(os.path.join(sdir, "server.db-wal")))
+        # restarted on the same directory and the same port
+        srv2 = self.start_server(sdir, srv.address)
+        self.assertEqual(srv2.port, srv.port)
+        j = self.sync(c)
+        self.assertEqual((j["pulled"], j["added"]), (0, 0), j)
+        self.assertEqual(self.sync(f)["pulled"], 0)
+        self.add(f, "after restart")
+        self.assertEqual(self.sync(f)["pushed"], 1)
+        self.assertEqual(self.sync(c)["added"], 1)
+        # SIGINT stops it too
+        self.assertEqual(srv2.stop(signal.SIGINT), 0)
+        # two servers cannot share a port
+        srv3 = self.start_server(sdir)
+        r = run(["serve", "--data", sdir, "--listen", srv3.address],
+                timeout=30)
+        self.assertEqual(r.returncode, NETWORK, r.stderr)
+        self.assertTrue(srv3.alive())
+
+
+# ---- progress on a terminal and Ctrl-C ---------------------------------------------
+
+class TestTerminal(SyncTest):
+    def slow_sync(self, vault, port, tty, sigint_after=None):
+        """Runs `sync --json` through a proxy that trickles the server's
+        bytes, stderr on a pty or a pipe; returns (rc, stdout, stderr)."""
+        p = self.proxy(port, piece=64, delay=0.03)
+        args = [BIN, "--vault", vault, "--passphrase-file", self.passfile,
+                "--json", "sync", "--server", p.address]
+        if tty:
+            master, slave = pty.openpty()
+            err = slave
+        else:
+            master, slave, err = None, None, subprocess.PIPE
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err,
+                                env=clean_env(), start_new_session=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        if slave is not None:
+            os.close(slave)
+        errbuf = b""
+        t0 = time.monotonic()
+        sent = False
+        while proc.poll() is None and time.monotonic() - t0 < 60:
+            if sigint_after and not sent and time.monotonic() - t0 > sigint_after:
+                proc.send_signal(signal.SIGINT)
+                sent = True
+            if master is not None:
+                rl, _, _ = select.select([master], [], [], 0.1)
+                if rl:
+                    try:
+                        errbuf += os.read(master, 4096)
+                    except OSError:
+                        pass
+            else:
+                time.sleep(0.1)
+        out, e = proc.communicate(timeout=30)
+        if master is not None:
+            while True:
+                rl, _, _ = select.select([master], [], [], 0.2)
+                if not rl:
+                    break
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                errbuf += chunk
+            os.close(master)
+        else:
+            errbuf = e
+        return proc.returncode, out, errbuf
+
+    def populate(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.write("long.txt", os.urandom(2000).hex().encode())
+        for i in range(60):
+            self.add(f, "slow %d" % i, "--narrative-file",
+                     self.path("long.txt"))
+        self.settle(f)
+        return srv, c
+
+    def test_progress_and_cancel(self):
+        srv, c = self.populate()
+        # Ctrl-C in the middle: canceled (12), what was committed stays
+        rc, out, err = self.slow_sync(c, srv.port, tty=False, sigint_after=1.5)
+        self.assertEqual(rc, CANCELED, err)
+        self.assertEqual(out, b"")
+        self.assertIn(b"cancel", err)
+        # stderr on a terminal: a progress line after two seconds
+        rc, out, err = self.slow_sync(c, srv.port, tty=True)
+        self.assertEqual(rc, OK, err)
+        j = json.loads(out)
+        self.assertGreater(j["pulled"], 0)
+        self.assertIn(b"syncing:", err)
+        self.assertIn(b"envelopes", err)
+        self.assertNotIn(b"syncing", out)
+        self.assertEqual(len(self.titles(c)), 60)
+        # not a terminal: no progress line
+        self.add(c, "another")
+        rc, out, err = self.slow_sync(c, srv.port, tty=False)
+        self.assertEqual(rc, OK, err)
+        self.assertEqual(err, b"")
+
+
+def main():
+    global BIN
+    argv = list(sys.argv)
+    if len(argv) > 1 and not argv[1].startswith("-"):
+        BIN = os.path.abspath(argv.pop(1))
+    else:
+        BIN = os.environ.get("FIELDVAULT_BIN") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+            "fieldvault")
+    if not os.access(BIN, os.X_OK):
+        print("test_sync.py: no fieldvault binary at %s" % BIN, file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    prog = unittest.main(argv=argv, exit=False, verbosity=2)
+    r = prog.result
+    print("test_sync: %d run, %d failures, %d errors, %d skipped in %.0f s" % (
+        r.testsRun, len(r.failures), len(r.errors), len(r.skipped),
+        time.monotonic() - t0))
+    return 0 if r.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
