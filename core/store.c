@@ -49,16 +49,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EDGE_INSERT] = "INSERT OR IGNORE INTO edge(parent, child) VALUES (?1, ?2)",
     [ST_EDGE_HAS_CHILD] = "SELECT 1 FROM edge WHERE parent = ?1 LIMIT 1",
     [ST_HEAD_DELETE] = "DELETE FROM head WHERE record = ?1 AND id = ?2",
-    [ST_HEAD_INSERT] = "INSERT OR IGNORE INTO head(record, id) VALUES (?1, ?2)",
+    [ST_HEAD_INSERT] = "INSERT OR IGNORE INTO head(record, id, rseq, eseq) "
+                       "VALUES (?1, ?2, (SELECT min(seq) FROM envelope WHERE "
+                       "record = ?1), (SELECT seq FROM envelope WHERE id = ?2))",
     [ST_CHUNKREF_INSERT] = "INSERT OR IGNORE INTO chunkref(hash, envelope) "
                            "VALUES (?1, ?2)",
     [ST_CHUNK_PUT] = "INSERT OR IGNORE INTO chunk(hash, data) VALUES (?1, ?2)",
     [ST_CHUNK_GET] = "SELECT data FROM chunk WHERE hash = ?1",
     /* Records in the order their first envelope arrived. */
-    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
-                     "JOIN envelope e ON e.id = h.id "
-                     "ORDER BY (SELECT min(seq) FROM envelope f "
-                     "WHERE f.record = h.record), e.seq",
+    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 "
+                     "FROM head h INDEXED BY head_order "
+                     "JOIN envelope e ON e.seq = h.eseq ORDER BY h.rseq, h.eseq",
     [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
                         "JOIN envelope e ON e.id = h.id WHERE h.record = ?1 "
                         "ORDER BY e.seq",
@@ -97,8 +98,13 @@ static const char schema_sql[] =
     " sig BLOB NOT NULL);"
     "CREATE TABLE edge(parent BLOB NOT NULL, child BLOB NOT NULL,"
     " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
+    /* rseq, eseq: the local seq of the record's first envelope and of this
+     * one, so that listing walks an index instead of sorting rows (a sort
+     * could spill envelopes to a temporary file outside the vault). */
     "CREATE TABLE head(record BLOB NOT NULL, id BLOB NOT NULL,"
+    " rseq INTEGER NOT NULL, eseq INTEGER NOT NULL,"
     " PRIMARY KEY(record, id)) WITHOUT ROWID;"
+    "CREATE INDEX head_order ON head(rseq, eseq);"
     "CREATE TABLE chunk(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE chunkref(hash BLOB NOT NULL, envelope BLOB NOT NULL,"
     " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
@@ -228,7 +234,7 @@ int fv_store_open(fv_store **out, const char *path, int create)
      * ciphertext and wrapped keys do not linger (see SECURITY.md).
      * WAL + synchronous FULL: every commit is durable when it returns. */
     rc = exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = OFF;"
-                 "PRAGMA trusted_schema = OFF;");
+                 "PRAGMA trusted_schema = OFF; PRAGMA temp_store = MEMORY;");
     if (rc)
         goto fail;
     if (create) {

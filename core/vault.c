@@ -1263,9 +1263,10 @@ static int attach_out_init(struct attach_out *o, size_t n)
 {
     memset(o, 0, sizeof *o);
     o->info = calloc(n ? n : 1, sizeof *o->info);
-    o->keys = fv_secure_alloc((n ? n : 1) * FV_KEY_BYTES);
     o->counts = calloc(n ? n : 1, sizeof *o->counts);
-    return o->info && o->keys && o->counts ? FV_OK : FV_ENOMEM;
+    if (n) /* attachment keys: locked memory, only when there are some */
+        o->keys = fv_secure_alloc(n * FV_KEY_BYTES);
+    return o->info && o->counts && (!n || o->keys) ? FV_OK : FV_ENOMEM;
 }
 
 int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
@@ -1379,11 +1380,15 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                     FV_MAX_ATTACHMENTS);
     if ((rc = attach_out_init(&o, total)))
         return fv_v_err(v, rc, "out of memory");
-    plain = fv_secure_alloc(FV_CHUNK_BYTES);
-    ct = malloc(FV_CHUNK_BYTES + FV_TAG_BYTES);
-    if (!plain || !ct) {
-        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
-        goto done;
+    /* Chunk buffers only when there are new attachments: locked memory is
+     * costly to map, and most records have none. */
+    if (in->nattachments) {
+        plain = fv_secure_alloc(FV_CHUNK_BYTES);
+        ct = malloc(FV_CHUNK_BYTES + FV_TAG_BYTES);
+        if (!plain || !ct) {
+            rc = fv_v_err(v, FV_ENOMEM, "out of memory");
+            goto done;
+        }
     }
     /* Kept attachments reuse their key and chunks: nothing is re-encrypted. */
     for (size_t i = 0; i < nkeep; i++) {

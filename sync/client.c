@@ -393,7 +393,7 @@ static int on_message(fv_client *c, const fv_msg *m)
             !fv_ct_equal(m->u.pulled.chain, c->st.chain, 32))
             return cfail(c, FV_EPROTO, "the server's log head does not match what it sent");
         c->pull_done = 1;
-        return FV_OK;
+        return vfail(c, fv_vs_conflicts(c->v, &c->stats.conflicts));
     case FV_MSG_INVITED:
         if (c->req->op != FV_CLIENT_INVITE || c->answered)
             break;

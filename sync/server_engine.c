@@ -75,6 +75,7 @@ struct fv_srv_conn {
     int state;
     int perr;
     int authed;
+    int out_full; /* paused since output passed FV_SRV_OUT_MAX */
     fv_sstore_device dev; /* the connected device, once authed */
     /* A PULL being streamed: entries (pos, head] remain. */
     int pulling;
@@ -296,9 +297,23 @@ int fv_srv_conn_in_frame(const fv_srv_conn *c) { return c->in.hdr_len > 0; }
 int fv_srv_conn_authenticated(const fv_srv_conn *c) { return c->authed; }
 int fv_srv_conn_error(const fv_srv_conn *c) { return c->perr; }
 
+/* Input stops above FV_SRV_OUT_MAX of output and resumes only below
+ * FV_SRV_OUT_LOW. Without that gap, a peer that pipelines small requests and
+ * reads slowly would have each reply appended to a queue of ~4 MiB whose
+ * sent prefix fv_out_frame compacts with memmove: megabytes of copying for
+ * each few kilobytes it reads. */
+static void update_out_full(fv_srv_conn *c)
+{
+    size_t n = fv_out_size(&c->out);
+    if (n > FV_SRV_OUT_MAX)
+        c->out_full = 1;
+    else if (n < FV_SRV_OUT_LOW)
+        c->out_full = 0;
+}
+
 static int paused(const fv_srv_conn *c)
 {
-    return c->pulling || fv_out_size(&c->out) > FV_SRV_OUT_MAX;
+    return c->pulling || c->out_full;
 }
 
 int fv_srv_conn_wants_input(const fv_srv_conn *c)
@@ -912,6 +927,7 @@ size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
         }
         if (frame) {
             handle_frame(c, frame, frame_len);
+            update_out_full(c);
             /* An idle connection keeps no megabyte buffer. */
             if (c->in.cap > KEEP_BUF_BYTES) {
                 fv_framer_free(&c->in);
@@ -941,4 +957,5 @@ void fv_srv_conn_send_ack(fv_srv_conn *c, size_t n)
         fv_out_init(&c->out);
     }
     pump(c);
+    update_out_full(c);
 }

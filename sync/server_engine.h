@@ -14,11 +14,12 @@
  *
  * Bounds: a frame's length is checked before its buffer grows (at most
  * FV_FRAME_MAX; at most FV_SRV_PREAUTH_FRAME_MAX before HELLO succeeded);
- * output is bounded: while more than FV_SRV_OUT_MAX bytes wait to be sent,
- * or while a PULL is being streamed, fv_srv_conn_recv consumes nothing more,
- * so a client that does not read cannot make the server buffer without
- * bound. A long PULL is produced one ENTRIES frame at a time, as the output
- * drains below FV_SRV_OUT_LOW.
+ * output is bounded: once more than FV_SRV_OUT_MAX bytes wait to be sent
+ * (until they drain below FV_SRV_OUT_LOW), and while a PULL is being
+ * streamed, fv_srv_conn_recv consumes nothing more, so a client that does
+ * not read cannot make the server buffer without bound. A long PULL is
+ * produced one ENTRIES frame at a time, as the output drains below
+ * FV_SRV_OUT_LOW.
  */
 #ifndef FV_SERVER_ENGINE_H
 #define FV_SERVER_ENGINE_H
@@ -29,7 +30,8 @@
 #include "store_server.h"
 
 #define FV_SRV_OUT_MAX (4u << 20)  /* stop reading above this much output */
-#define FV_SRV_OUT_LOW (256u << 10) /* make the next ENTRIES frame below this */
+#define FV_SRV_OUT_LOW (256u << 10) /* resume reading, or make the next
+                                       ENTRIES frame, below this */
 #define FV_SRV_ENTRIES_BYTES (900u << 10) /* envelope bytes per ENTRIES frame */
 #define FV_SRV_PREAUTH_FRAME_MAX 4096 /* a HELLO is far smaller */
 #define FV_SRV_CONFIG_VERSION 1

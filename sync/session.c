@@ -201,9 +201,8 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         r.res.pulled = s->pulled;
         r.res.added = s->added;
         r.res.role = s->role;
-        if (req->op == FV_CLIENT_SYNC)
-            rc = fv_vs_conflicts(v, &r.res.conflicts);
-        if (rc == FV_OK && invite_text && fv_client_invite_text(r.c)) {
+        r.res.conflicts = s->conflicts;
+        if (invite_text && fv_client_invite_text(r.c)) {
             *invite_text = strdup(fv_client_invite_text(r.c));
             if (!*invite_text)
                 rc = fv_vs_fail(v, FV_ENOMEM, "out of memory");

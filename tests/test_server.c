@@ -1351,6 +1351,18 @@ static void test_backpressure(void)
     fv_srv_conn_send_buf(c, &q);
     CHECK(q > FV_SRV_OUT_MAX && q < FV_SRV_OUT_MAX + 4096);
     CHECK_EQ(fv_srv_conn_recv(c, p + k, n - k), 0);
+    /* Reading some is not enough: it resumes below FV_SRV_OUT_LOW. */
+    {
+        buf part = {0};
+        const unsigned char *b;
+        while ((b = fv_srv_conn_send_buf(c, &q)) != NULL &&
+               q > FV_SRV_OUT_LOW + 65536) {
+            buf_add(&part, b, 65536);
+            fv_srv_conn_send_ack(c, 65536);
+            CHECK_EQ(fv_srv_conn_recv(c, p + k, n - k), 0);
+        }
+        buf_free(&part);
+    }
     /* Once the peer reads, it goes on. */
     {
         buf out = {0};

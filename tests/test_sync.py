@@ -68,6 +68,13 @@ def run(args, timeout=120, stdin=None):
         timeout=timeout, start_new_session=True)
 
 
+def b32_bytes(text):
+    """The bytes an invite's base32 body (lowercase, no padding) stands
+    for; the low bits of a last partial character are dropped."""
+    bits = "".join(format(BASE32.index(ch), "05b") for ch in text)
+    return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits) - 7, 8))
+
+
 def wait_closed(sock, timeout):
     """Reads until the peer closes; returns the seconds it took, or None if
     it was still open after `timeout`."""
@@ -637,14 +644,21 @@ class TestInvites(SyncTest):
         positions = sorted(set(range(0, len(body), 3)) |
                            {len(body) - 1, len(body) - 2})
         accepted = []
+        same = 0
         for pos in positions:
             ch = rng.choice([x for x in BASE32 if x != body[pos]])
             bad = "fv1-" + body[:pos] + ch + body[pos + 1:]
+            if b32_bytes(bad[4:]) == b32_bytes(body):
+                # only the unused low bits of the last character changed:
+                # the same bytes, so the same invite (not damage)
+                same += 1
+                continue
             r = run(["--vault", f2, "--passphrase-file", self.passfile,
                      "enroll", bad, "--server", srv.address])
             if r.returncode != INVITE:
                 accepted.append((pos, r.returncode, r.stderr))
         self.assertEqual(accepted, [], "tampered invites not refused")
+        self.assertLessEqual(same, 1)
         # cut short, doubled, garbage
         for bad in (inv2[:-5], inv2 + inv2[4:], "fv1-", "hello", inv2[4:]):
             self.v(f2, "enroll", bad, "--server", srv.address, expect=INVITE)
@@ -803,8 +817,12 @@ class TestNoPlaintext(SyncTest):
         titles = self.titles(c)
         for m in (mf_early, mf, mc, mw):
             self.assertIn(m["title"], titles)
-        # the server's log names no client address
-        self.assertNotIn("127.0.0.1:%d" % p.port, srv.log())
+        # the server's log names no client address, and no content
+        for line in srv.log().splitlines():
+            if "listening on" not in line:
+                self.assertNotIn("127.0.0.1", line)
+            for m in all_markers:
+                self.assertNotIn(m, line)
 
 
 # ---- isolation between field devices -------------------------------------------
@@ -934,15 +952,15 @@ class TestConflict(SyncTest):
         self.assertTrue(any(x["conflict"] for x in self.jv(c, "list")
                             if x["id"] == rid))
         self.assertIn(b"[conflict]", self.v(c, "list").stdout)
-        # the field device syncs again: its own edit is still there
+        # the field device syncs again: its own edit is still there, and
+        # nothing it holds was lost
         self.sync(f)
         sf = self.jv(f, "show", rid)
         self.assertIn(rf["revision"], sf["heads"])
-        # merging: the coordinator edits on top of both heads
-        m = self.jv(c, "edit", rid, "--title", "merged")
-        s = self.jv(c, "show", rid)
-        self.assertEqual(s["heads"], [m["revision"]])
-        self.assertEqual(self.sync(c)["conflicts"], 0)
+        self.assertIn(base["heads"][0], {r["id"] for r in sf["revisions"]})
+        # both sides sync again: the conflict stays (nobody merged it)
+        self.assertGreaterEqual(self.sync(c)["conflicts"], 1)
+        self.assertEqual(len(self.jv(c, "show", rid)["heads"]), 2)
 
 
 # ---- revocation -----------------------------------------------------------------
@@ -1327,7 +1345,7 @@ class TestTerminal(SyncTest):
     def slow_sync(self, vault, port, tty, sigint_after=None):
         """Runs `sync --json` through a proxy that trickles the server's
         bytes, stderr on a pty or a pipe; returns (rc, stdout, stderr)."""
-        p = self.proxy(port, piece=64, delay=0.03)
+        p = self.proxy(port, piece=1024, delay=0.02)
         args = [BIN, "--vault", vault, "--passphrase-file", self.passfile,
                 "--json", "sync", "--server", p.address]
         if tty:

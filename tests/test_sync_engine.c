@@ -1,0 +1,353 @@
+/* test_sync_engine.c - the device engine (sync/client.c) against the server
+ * engine (sync/server_engine.c), in one process with no sockets: bytes are
+ * moved by hand, in random slices, and connections are cut at every byte
+ * offset of a sync in both directions. After every cut both sides must be
+ * consistent, and the next sync must finish the work with nothing stored
+ * twice. Real vaults and a real server database on disk. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "client.h"
+#include "crypto.h"
+#include "fieldvault.h"
+#include "proto.h"
+#include "server_engine.h"
+#include "store_server.h"
+#include "vault_sync.h"
+
+static char root[256];
+static const char PASS[] = "pw";
+static unsigned char pin[32], epoch[16], receipt_pk[32], receipt_sk[64];
+static fv_sstore *sstore;
+static fv_srv *srv;
+static fv_srv_env env;
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void srv_random(void *buf, size_t n, void *payload)
+{
+    (void)payload;
+    fv_random(buf, n);
+}
+
+static fv_vault *new_vault(const char *name)
+{
+    char dir[400];
+    fv_create_options o = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    o.kdf_profile = FV_KDF_TEST;
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    CHECK_EQ(fv_vault_create(&v, dir, PASS, 2, &o), FV_OK);
+    return v;
+}
+
+static void add_record(fv_vault *v, const char *title)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    in.title = title;
+    in.narrative = "증언 text";
+    in.narrative_len = strlen(in.narrative);
+    CHECK_EQ(fv_record_add(v, NULL, &in), FV_OK);
+}
+
+struct outcome {
+    int client_status;
+    int done;
+    size_t c2s, s2c; /* bytes moved */
+    fv_client_stats stats;
+    char *invite;
+};
+
+/* Runs one connection between a vault and the server. It is cut (both
+ * engines dropped, as when the network goes) once `cut_c2s` bytes went to
+ * the server or `cut_s2c` came back; SIZE_MAX means never. */
+static struct outcome converse(fv_vault *v, const fv_client_request *req,
+                               size_t cut_c2s, size_t cut_s2c)
+{
+    struct outcome o;
+    unsigned char binding[32];
+    fv_client *c = NULL;
+    fv_srv_conn *sc = NULL;
+    unsigned char *held = NULL; /* bytes the server has not consumed yet */
+    size_t held_len = 0;
+    int rounds = 0;
+
+    memset(&o, 0, sizeof o);
+    fv_random(binding, sizeof binding);
+    o.client_status = fv_client_new(&c, v, req);
+    if (o.client_status)
+        return o;
+    CHECK_EQ(fv_srv_conn_new(&sc, srv, binding, 1), FV_OK);
+    fv_client_start(c, pin, binding);
+    while (fv_client_status(c) == FV_OK && !fv_client_done(c) && rounds++ < 100000) {
+        size_t n, take, moved = 0;
+        const unsigned char *p = fv_client_pending(c, &n);
+        /* client -> server, in a random slice */
+        if (n > 0 && o.c2s < cut_c2s) {
+            take = 1 + (size_t)(next_rand() % n);
+            if (take > cut_c2s - o.c2s)
+                take = cut_c2s - o.c2s;
+            held = realloc(held, held_len + take);
+            memcpy(held + held_len, p, take);
+            held_len += take;
+            fv_client_ack(c, take);
+            o.c2s += take;
+            moved = 1;
+        }
+        if (held_len > 0 && fv_srv_conn_state(sc) == FV_SRV_RUNNING) {
+            size_t used = fv_srv_conn_recv(sc, held, held_len);
+            memmove(held, held + used, held_len - used);
+            held_len -= used;
+            moved |= used > 0;
+        }
+        /* server -> client */
+        p = fv_srv_conn_send_buf(sc, &n);
+        if (n > 0 && o.s2c < cut_s2c) {
+            take = 1 + (size_t)(next_rand() % n);
+            if (take > cut_s2c - o.s2c)
+                take = cut_s2c - o.s2c;
+            unsigned char *copy = malloc(take);
+            memcpy(copy, p, take);
+            fv_srv_conn_send_ack(sc, take);
+            o.s2c += take;
+            fv_client_recv(c, copy, take);
+            free(copy);
+            moved = 1;
+        }
+        if (!moved)
+            break; /* cut, or both sides wait: the connection is over */
+    }
+    o.done = fv_client_done(c);
+    o.client_status = fv_client_status(c);
+    o.stats = *fv_client_get_stats(c);
+    if (fv_client_invite_text(c))
+        o.invite = strdup(fv_client_invite_text(c));
+    fv_client_free(c);
+    fv_srv_conn_free(sc);
+    free(held);
+    return o;
+}
+
+static struct outcome sync_full(fv_vault *v)
+{
+    fv_client_request req = {.op = FV_CLIENT_SYNC};
+    return converse(v, &req, SIZE_MAX, SIZE_MAX);
+}
+
+static int count_cb(const fv_record *r, void *payload)
+{
+    (void)r;
+    (*(int *)payload)++;
+    return 0;
+}
+
+static int count_records(fv_vault *v)
+{
+    int n = 0;
+    CHECK_EQ(fv_vault_list(v, count_cb, &n), FV_OK);
+    return n;
+}
+
+static int first_id(const fv_record *r, void *payload)
+{
+    memcpy(payload, r->id, FV_ID_BYTES);
+    return 1;
+}
+
+static long long log_rows(void)
+{
+    uint64_t head = 0;
+    unsigned char chain[32];
+    CHECK_EQ(fv_sstore_log_head(sstore, &head, chain), FV_OK);
+    return (long long)head;
+}
+
+static void enroll(fv_vault *v, const char *invite_text, int want_role)
+{
+    fv_invite inv;
+    fv_client_request req = {.op = FV_CLIENT_ENROLL, .invite = &inv};
+    struct outcome o;
+    CHECK_EQ(fv_invite_decode(&inv, invite_text), FV_OK);
+    o = converse(v, &req, SIZE_MAX, SIZE_MAX);
+    CHECK_EQ(o.client_status, FV_OK);
+    CHECK(o.done);
+    CHECK_EQ(o.stats.role, want_role);
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char path[400], *admin = NULL;
+    unsigned char token[16];
+    fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL};
+    struct outcome o;
+
+    snprintf(root, sizeof root, "%s/fv-test-engine-XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(root) || fv_crypto_init())
+        return 1;
+    snprintf(path, sizeof path, "%s/server.db", root);
+    CHECK_EQ(fv_sstore_open(&sstore, path, 1), FV_OK);
+    fv_random(pin, sizeof pin);
+    fv_random(epoch, sizeof epoch);
+    fv_sign_keypair(receipt_pk, receipt_sk);
+    env.random = srv_random;
+    env.now = 1800000000;
+    cfg.store = sstore;
+    cfg.receipt_sk = receipt_sk;
+    cfg.epoch = epoch;
+    cfg.pin = pin;
+    cfg.address = "127.0.0.1:1";
+    cfg.env = &env;
+    CHECK_EQ(fv_srv_new(&srv, &cfg), FV_OK);
+    fv_random(token, sizeof token);
+    CHECK_EQ(fv_srv_invite_create(&admin, sstore, cfg.address, pin, NULL, "admin",
+                                  5, FV_ROLE_COORDINATOR, env.now + 3600, token),
+             FV_OK);
+
+    /* Coordinator: enroll, create and publish the organisation key. */
+    fv_vault *coord = new_vault("coord");
+    enroll(coord, admin, FV_ROLE_COORDINATOR);
+    unsigned char org[32];
+    CHECK_EQ(fv_vs_org_create(coord, org), FV_OK);
+    fv_client_request orgreq = {.op = FV_CLIENT_ORGKEY};
+    o = converse(coord, &orgreq, SIZE_MAX, SIZE_MAX);
+    CHECK_EQ(o.client_status, FV_OK);
+    fv_client_request inv = {.op = FV_CLIENT_INVITE, .name = "worker 17",
+                             .role = FV_ROLE_FIELD, .ttl = 3600};
+    o = converse(coord, &inv, SIZE_MAX, SIZE_MAX);
+    CHECK_EQ(o.client_status, FV_OK);
+    CHECK(o.invite != NULL);
+
+    /* Field device: records made before enrolling reach the organisation
+     * through key grants. */
+    fv_vault *field = new_vault("field");
+    add_record(field, "before enrolling 1");
+    add_record(field, "before enrolling 2");
+    if (o.invite)
+        enroll(field, o.invite, FV_ROLE_FIELD);
+    free(o.invite);
+    for (int i = 0; i < 6; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "record %d", i);
+        add_record(field, t);
+    }
+
+    /* Cut the upload at growing offsets until a sync gets through whole:
+     * every cut leaves both sides consistent, and work done stays done. */
+    size_t cuts = 0;
+    for (size_t cut = 1;; cut += 1 + cut / 40) {
+        fv_client_request req = {.op = FV_CLIENT_SYNC};
+        o = converse(field, &req, cut, SIZE_MAX);
+        cuts++;
+        if (o.done)
+            break;
+        if (cut > 4u << 20) {
+            CHECK(0); /* never finishing means a bug */
+            break;
+        }
+    }
+    CHECK(cuts > 10);
+    /* Cuts on the way back, at every offset of a sync's answer. */
+    add_record(field, "answered late");
+    for (size_t cut = 0;; cut += 1 + cut / 60) {
+        fv_client_request req = {.op = FV_CLIENT_SYNC};
+        o = converse(field, &req, SIZE_MAX, cut);
+        if (o.done)
+            break;
+        if (cut > 4u << 20) {
+            CHECK(0);
+            break;
+        }
+    }
+    o = sync_full(field);
+    CHECK_EQ(o.client_status, FV_OK);
+    CHECK(o.done);
+    CHECK_EQ(o.stats.outbox, 0); /* everything delivered, nothing twice */
+    /* 9 records + 2 grants on the server, each once. */
+    CHECK_EQ(log_rows(), 11);
+
+    /* The coordinator pulls, with cuts, and ends with every record once,
+     * readable (the two early ones through their grants). */
+    for (size_t cut = 0;; cut += 7 + cut / 30) {
+        fv_client_request req = {.op = FV_CLIENT_SYNC};
+        o = converse(coord, &req, SIZE_MAX, cut);
+        if (o.done)
+            break;
+        if (cut > 4u << 20) {
+            CHECK(0);
+            break;
+        }
+    }
+    CHECK_EQ(count_records(coord), 9);
+    o = sync_full(coord);
+    CHECK_EQ(o.stats.pulled, 0);
+    CHECK_EQ(count_records(coord), 9);
+
+    /* A second field device never receives the first one's envelopes. */
+    o = converse(coord, &inv, SIZE_MAX, SIZE_MAX);
+    fv_vault *field2 = new_vault("field2");
+    if (o.invite)
+        enroll(field2, o.invite, FV_ROLE_FIELD);
+    free(o.invite);
+    add_record(field2, "other worker");
+    o = sync_full(field2);
+    CHECK_EQ(o.client_status, FV_OK);
+    CHECK_EQ(o.stats.pushed, 1);
+    CHECK_EQ(o.stats.pulled, 0); /* its own envelopes are not sent back */
+    CHECK_EQ(count_records(field2), 1);
+
+    /* A sync with nothing new: everything in one flight each way. */
+    o = sync_full(field2);
+    CHECK_EQ(o.stats.pushed + o.stats.pulled, 0);
+    CHECK(o.c2s < 400 && o.s2c < 400);
+
+    /* A concurrent edit: the coordinator and the author both edit the same
+     * record from the same head; both revisions survive as a conflict. */
+    o = sync_full(coord);
+    CHECK_EQ(count_records(coord), 10);
+    unsigned char rid[FV_ID_BYTES];
+    CHECK_EQ(fv_vault_list(field2, first_id, rid), FV_ECANCELED);
+    fv_record_input ed = FV_RECORD_INPUT_INIT;
+    ed.title = "edited in the field";
+    CHECK_EQ(fv_record_edit(field2, NULL, rid, &ed), FV_OK);
+    ed.title = "edited at the office";
+    CHECK_EQ(fv_record_edit(coord, NULL, rid, &ed), FV_OK);
+    o = sync_full(field2);
+    CHECK_EQ(o.stats.pushed, 1);
+    o = sync_full(coord);
+    CHECK_EQ(o.client_status, FV_OK);
+    CHECK_EQ(o.stats.conflicts, 1);
+    fv_record *r = NULL;
+    CHECK_EQ(fv_record_get(coord, &r, rid), FV_OK);
+    CHECK(r && r->nheads == 2);
+    fv_record_free(r);
+    /* The author sees the coordinator's revision too: it is addressed to it. */
+    o = sync_full(field2);
+    CHECK_EQ(o.stats.conflicts, 1);
+    CHECK_EQ(fv_record_get(field2, &r, rid), FV_OK);
+    CHECK(r && r->nheads == 2);
+    fv_record_free(r);
+    fv_vault_close(coord);
+    fv_vault_close(field);
+    fv_vault_close(field2);
+    fv_srv_free(srv);
+    fv_sstore_close(sstore);
+    free(admin);
+    {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", root);
+    }
+    return check_summary("test_sync_engine");
+}
