@@ -29,13 +29,15 @@ int fv_out_frame(fv_out *o, fv_enc *e)
         fv_enc_dispose(e);
         return FV_ELIMIT;
     }
-    /* Reclaim the sent prefix before growing. */
-    if (o->start > 0) {
+    need = o->len + 4 + n;
+    /* Reclaim the sent prefix only when it is worth a copy: when it is half
+     * the queue, or when the buffer would have to grow. */
+    if (o->start > 0 && (need > o->cap || o->start >= o->len / 2)) {
         memmove(o->buf, o->buf + o->start, o->len - o->start);
         o->len -= o->start;
         o->start = 0;
+        need = o->len + 4 + n;
     }
-    need = o->len + 4 + n;
     if (need > o->cap) {
         size_t cap = o->cap ? o->cap : 4096;
         unsigned char *p;
@@ -67,6 +69,8 @@ const unsigned char *fv_out_pending(const fv_out *o, size_t *len)
 
 void fv_out_ack(fv_out *o, size_t n)
 {
+    if (n > o->len - o->start)
+        n = o->len - o->start;
     o->start += n;
     if (o->start >= o->len)
         o->start = o->len = 0;
@@ -84,34 +88,34 @@ void fv_framer_free(fv_framer *f)
     memset(f, 0, sizeof *f);
 }
 
+#define FRAMER_KEEP (64u * 1024) /* a body buffer above this is not kept */
+
 size_t fv_framer_feed(fv_framer *f, const unsigned char *p, size_t n,
                       const unsigned char **frame, size_t *frame_len, int *err)
 {
     size_t used = 0;
     *frame = NULL;
     *frame_len = 0;
-    *err = FV_OK;
+    *err = f->err;
+    if (f->err)
+        return 0; /* sticky: a framer that failed never reads again */
+    if (f->hdr_len == 0 && f->cap > FRAMER_KEEP) {
+        /* The last frame was large: give the memory back. */
+        free(f->body);
+        f->body = NULL;
+        f->cap = 0;
+    }
     while (used < n && f->hdr_len < 4) {
         f->hdr[f->hdr_len++] = p[used++];
         if (f->hdr_len == 4) {
             uint32_t len = (uint32_t)f->hdr[0] << 24 | (uint32_t)f->hdr[1] << 16 |
                            (uint32_t)f->hdr[2] << 8 | f->hdr[3];
             if (len == 0 || len > FV_FRAME_MAX) {
-                *err = FV_EPROTO;
+                *err = f->err = FV_EPROTO;
                 return used;
             }
             f->need = len;
             f->body_len = 0;
-            if (f->cap < len) {
-                /* Grow to the declared size only: at most FV_FRAME_MAX. */
-                unsigned char *b = realloc(f->body, len);
-                if (!b) {
-                    *err = FV_ENOMEM;
-                    return used;
-                }
-                f->body = b;
-                f->cap = len;
-            }
         }
     }
     if (f->hdr_len < 4)
@@ -120,6 +124,23 @@ size_t fv_framer_feed(fv_framer *f, const unsigned char *p, size_t n,
         size_t take = f->need - f->body_len;
         if (take > n - used)
             take = n - used;
+        /* The buffer grows with the bytes that actually arrived, not with
+         * the length a peer declared. */
+        if (f->body_len + take > f->cap) {
+            size_t cap = f->cap ? f->cap : 4096;
+            unsigned char *b;
+            while (cap < f->body_len + take)
+                cap *= 2;
+            if (cap > f->need)
+                cap = f->need;
+            b = realloc(f->body, cap);
+            if (!b) {
+                *err = f->err = FV_ENOMEM;
+                return used;
+            }
+            f->body = b;
+            f->cap = cap;
+        }
         memcpy(f->body + f->body_len, p + used, take);
         f->body_len += take;
         used += take;

@@ -73,20 +73,23 @@ const unsigned char *fv_out_pending(const fv_out *o, size_t *len);
 void fv_out_ack(fv_out *o, size_t n);
 size_t fv_out_size(const fv_out *o); /* bytes not yet sent */
 
-/* Input: accumulates bytes into whole frames; the length is checked against
- * FV_FRAME_MAX before the body buffer grows. */
+/* Input: accumulates bytes into whole frames. The length is checked against
+ * FV_FRAME_MAX as soon as its 4 bytes arrive, and the body buffer grows only
+ * with bytes that arrived. Errors are sticky. */
 typedef struct fv_framer {
     unsigned char hdr[4];
     size_t hdr_len;
     unsigned char *body;
     size_t body_len, need, cap;
+    int err; /* sticky */
 } fv_framer;
 
 void fv_framer_init(fv_framer *f);
 void fv_framer_free(fv_framer *f);
 /* Consumes bytes from p[0..n) up to the end of one frame. Returns the number
  * consumed; *frame is set (to the body, *frame_len bytes, valid until the
- * next call) when a frame completed. *err = FV_EPROTO on a bad length. */
+ * next call) when a frame completed. *err = FV_EPROTO on a bad length,
+ * FV_ENOMEM; after either, nothing more is consumed. */
 size_t fv_framer_feed(fv_framer *f, const unsigned char *p, size_t n,
                       const unsigned char **frame, size_t *frame_len, int *err);
 

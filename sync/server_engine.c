@@ -495,12 +495,12 @@ static int feed_append(fv_srv *s, const unsigned char device[32],
 }
 
 /* Appends item i to the log and to the feeds of its field-device readers:
- * the author (if a field device) and, for what a coordinator writes, every
- * enrolled, unrevoked field device whose X25519 key is among its
- * recipients. A field device's envelope never reaches another field
- * device's feed, even sealed to it: a seized phone must not hold another
- * worker's testimony (DESIGN.md, Roles), and the organisation is who
- * addresses a device (PROTOCOL.md, PULL). */
+ * for what a coordinator writes, every enrolled, unrevoked field device
+ * whose X25519 key is among its recipients. A field device's envelope never
+ * reaches another field device's feed, even sealed to it: a seized phone
+ * must not hold another worker's testimony (DESIGN.md, Roles), and the
+ * organisation is who addresses a device (PROTOCOL.md, PULL). Nor does it
+ * come back to its author, who has it: on a slow link every byte counts. */
 static int append(fv_srv_conn *c, size_t i, uint64_t *head,
                   unsigned char chain[32])
 {
@@ -516,8 +516,6 @@ static int append(fv_srv_conn *c, size_t i, uint64_t *head,
                                 it->bytes, it->len, chain)))
         return rc;
     s->seqs[i] = ++*head;
-    if (c->dev.role == FV_ROLE_FIELD)
-        memcpy(readers[nreaders++], c->dev.pk, 32);
     for (r = 0; c->dev.role == FV_ROLE_COORDINATOR && r < it->nrecip; r++) {
         if (memcmp(it->recip[r], c->dev.box, 32) == 0)
             continue; /* the author itself */
@@ -928,11 +926,6 @@ size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
         if (frame) {
             handle_frame(c, frame, frame_len);
             update_out_full(c);
-            /* An idle connection keeps no megabyte buffer. */
-            if (c->in.cap > KEEP_BUF_BYTES) {
-                fv_framer_free(&c->in);
-                fv_framer_init(&c->in);
-            }
         }
     }
     return used;
@@ -950,8 +943,7 @@ const unsigned char *fv_srv_conn_send_buf(fv_srv_conn *c, size_t *len)
 
 void fv_srv_conn_send_ack(fv_srv_conn *c, size_t n)
 {
-    size_t have = fv_out_size(&c->out);
-    fv_out_ack(&c->out, n < have ? n : have);
+    fv_out_ack(&c->out, n);
     if (fv_out_size(&c->out) == 0 && c->out.cap > KEEP_BUF_BYTES) {
         fv_out_free(&c->out);
         fv_out_init(&c->out);

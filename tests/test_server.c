@@ -1119,7 +1119,7 @@ static void test_pull(void)
     CHECK(r.done && r.n == 0 && r.head == 0 && r.chains_ok);
 
     /* a: 3 of its own (sealed to itself and an org key); b: 2; the
-     * coordinator: a note to a, and one to itself. */
+     * coordinator: two notes to a. */
     {
         unsigned char org[32], to_a[2][32];
         unsigned char recips[2][32];
@@ -1142,7 +1142,8 @@ static void test_pull(void)
         memcpy(to_a[1], a.box, 32);
         env[5] = make_env(&admin, (const unsigned char(*)[32])to_a, 2, 50,
                           &len[5], ids[5]);
-        env[6] = env_to_self(&admin, &len[6], ids[6]);
+        env[6] = make_env(&admin, (const unsigned char(*)[32])to_a, 2, 60,
+                          &len[6], ids[6]);
         /* sealed to the stranger's key: it is nobody's feed */
         env[7] = make_env(&admin, (const unsigned char(*)[32])stranger.box, 1,
                           50, &len[7], ids[7]);
@@ -1157,49 +1158,46 @@ static void test_pull(void)
     CHECK_EQ(r.head, 8);
     for (int i = 0; i < 8; i++)
         CHECK(has_id(&r, ids[i]));
-    /* a reads its own 3 and the note to it: never b's. */
+    /* a reads the two notes to it: never b's envelopes, even the one b
+     * sealed to a, and never its own (it has them). */
     do_pull(&h, &a, NULL, 0, zero, &r);
     CHECK(r.done && r.chains_ok);
-    CHECK_EQ(r.n, 4);
-    CHECK(has_id(&r, ids[0]) && has_id(&r, ids[1]) && has_id(&r, ids[2]) &&
-          has_id(&r, ids[5]));
-    CHECK(!has_id(&r, ids[3]) && !has_id(&r, ids[4]) && !has_id(&r, ids[6]) &&
-          !has_id(&r, ids[7]));
-    /* b reads only its own. */
+    CHECK_EQ(r.n, 2);
+    CHECK(has_id(&r, ids[5]) && has_id(&r, ids[6]));
+    CHECK(!has_id(&r, ids[0]) && !has_id(&r, ids[1]) && !has_id(&r, ids[2]) &&
+          !has_id(&r, ids[3]) && !has_id(&r, ids[4]) && !has_id(&r, ids[7]));
+    /* b reads nothing: nobody addressed it. */
     do_pull(&h, &b, NULL, 0, zero, &r2);
     CHECK(r2.done && r2.chains_ok);
-    CHECK_EQ(r2.n, 2);
-    CHECK(has_id(&r2, ids[3]) && has_id(&r2, ids[4]));
+    CHECK_EQ(r2.n, 0);
 
-    /* From a's cursor 2 with the right chain: the rest. */
+    /* From a's cursor 1 with the right chain: the rest. */
     {
-        unsigned char c2[32];
-        fv_chain_next(c2, zero, 1, r.id[0]);
-        fv_chain_next(c2, c2, 2, r.id[1]);
-        do_pull(&h, &a, h.epoch, 2, c2, &r2);
-        CHECK(r2.done && r2.chains_ok && r2.n == 2 && r2.head == 4);
+        unsigned char c1[32];
+        fv_chain_next(c1, zero, 1, r.id[0]);
+        do_pull(&h, &a, h.epoch, 1, c1, &r2);
+        CHECK(r2.done && r2.chains_ok && r2.n == 1 && r2.head == 2);
         CHECK(memcmp(r2.head_chain, r.head_chain, 32) == 0);
         /* At the head: nothing but PULLED. */
-        do_pull(&h, &a, h.epoch, 4, r.head_chain, &r2);
-        CHECK(r2.done && r2.n == 0 && r2.head == 4);
+        do_pull(&h, &a, h.epoch, 2, r.head_chain, &r2);
+        CHECK(r2.done && r2.n == 0 && r2.head == 2);
         /* Past the head: rollback. A wrong chain: diverged. */
-        do_pull(&h, &a, h.epoch, 5, r.head_chain, &r2);
+        do_pull(&h, &a, h.epoch, 3, r.head_chain, &r2);
         CHECK_EQ(r2.error, FV_PERR_ROLLBACK);
-        memcpy(wrong, c2, 32);
+        memcpy(wrong, c1, 32);
         wrong[0] ^= 1;
-        do_pull(&h, &a, h.epoch, 2, wrong, &r2);
+        do_pull(&h, &a, h.epoch, 1, wrong, &r2);
         CHECK_EQ(r2.error, FV_PERR_DIVERGED);
         do_pull(&h, &a, h.epoch, 0, wrong, &r2);
         CHECK_EQ(r2.error, FV_PERR_DIVERGED);
-        /* The coordinator's chain at 4 is not a's (their first two agree:
-         * both start with a's envelopes 1 and 2). */
-        do_pull(&h, &admin, h.epoch, 4, r.head_chain, &r2);
+        /* a's chain at 2 is not the coordinator's. */
+        do_pull(&h, &admin, h.epoch, 2, r.head_chain, &r2);
         CHECK_EQ(r2.error, FV_PERR_DIVERGED);
         /* Another epoch (a replaced server): the whole feed, whatever the
          * cursor. */
         fv_random(other_epoch, 16);
         do_pull(&h, &a, other_epoch, 99, wrong, &r2);
-        CHECK(r2.done && r2.chains_ok && r2.n == 4);
+        CHECK(r2.done && r2.chains_ok && r2.n == 2);
     }
     /* Coordinator from cursor 8 at the head chain: nothing new. */
     do_pull(&h, &admin, NULL, 0, zero, &r);

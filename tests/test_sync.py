@@ -75,6 +75,37 @@ def b32_bytes(text):
     return bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits) - 7, 8))
 
 
+def drip(sock, data, result, stop):
+    """Sends `data` a byte a second, watching for the peer closing; sets
+    result["closed_after"] (seconds) and result["sent"] (bytes)."""
+    t0 = time.monotonic()
+    result["sent"] = 0
+    for b in data:
+        try:
+            sock.sendall(bytes([b]))
+        except (OSError, ssl.SSLError):
+            break
+        result["sent"] += 1
+        end = time.monotonic() + 1.0
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                if sock.recv(65536) == b"":
+                    result["closed_after"] = time.monotonic() - t0
+                    return
+            except socket.timeout:
+                continue
+            except (OSError, ssl.SSLError):
+                result["closed_after"] = time.monotonic() - t0
+                return
+        if stop.is_set():
+            return
+    result["closed_after"] = time.monotonic() - t0
+
+
 def wait_closed(sock, timeout):
     """Reads until the peer closes; returns the seconds it took, or None if
     it was still open after `timeout`."""
@@ -1088,6 +1119,22 @@ class TestHostilePeers(SyncTest):
         self.addCleanup(s.close)
         return s
 
+    def client_hello(self):
+        """The bytes of a real TLS 1.2 ClientHello."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="fieldvault")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        self.assertEqual(hello[0], 0x16)
+        return hello
+
     def test_hostile_clients_do_not_hurt_others(self):
         sdir, srv, c = self.organisation()
         f = self.field(c, srv, "worker")
@@ -1112,24 +1159,22 @@ class TestHostilePeers(SyncTest):
         # a frame of 200 nested arrays
         body = b"\x81" * 200 + b"\x00"
         deep.sendall(struct.pack(">I", len(body)) + body)
-        drip = raw()
+        # two drippers, a byte a second: a TLS ClientHello (the TLS layer),
+        # and a frame after a completed TLS handshake (the protocol layer)
         stop = threading.Event()
-        drip_result = {}
-
-        def dripper():
-            t0 = time.monotonic()
-            try:
-                for b in os.urandom(120):
-                    if stop.is_set():
-                        break
-                    drip.sendall(bytes([b | 0x16]))
-                    if stop.wait(1.0):
-                        break
-            except OSError:
-                drip_result["closed_after"] = time.monotonic() - t0
-        t = threading.Thread(target=dripper, daemon=True)
-        t.start()
         self.addCleanup(stop.set)
+        drips = {}
+        threads = []
+        for name, sock, data in (
+                ("drip-tls", raw(), self.client_hello()),
+                ("drip-frame", self.tls_client(srv.port),
+                 struct.pack(">I", 200) + os.urandom(200))):
+            drips[name] = {}
+            th = threading.Thread(target=drip,
+                                  args=(sock, data, drips[name], stop),
+                                  daemon=True)
+            th.start()
+            threads.append(th)
         time.sleep(0.5)
         # the legitimate sync, while all of them hang on
         t0 = time.monotonic()
@@ -1148,10 +1193,14 @@ class TestHostilePeers(SyncTest):
             took = wait_closed(s, limit)
             self.assertIsNotNone(took, "%s client not dropped within %d s"
                                  % (name, limit))
-        t.join(25)
-        self.assertIn("closed_after", drip_result,
-                      "a client dripping a byte a second was not dropped")
-        self.assertLess(drip_result["closed_after"], 20)
+        for th in threads:
+            th.join(30)
+        for name, res in drips.items():
+            self.assertIn("closed_after", res, "%s: a client dripping a byte "
+                          "a second was not dropped" % name)
+            # the server's handshake deadline (10 s by default)
+            self.assertLess(res["closed_after"], 20, name)
+            self.assertGreater(res["sent"], 2, name)
         self.assertTrue(srv.alive())
         # and the server still serves
         self.add(f, "after the attack")
