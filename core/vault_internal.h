@@ -10,6 +10,7 @@
 #include "crypto.h"
 #include "envelope.h"
 #include "fieldvault.h"
+#include "record.h"
 #include "store.h"
 
 /* Secrets of an open vault, in one guarded allocation. */
@@ -84,5 +85,58 @@ typedef struct fv_v_write {
 
 int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
                         const fv_v_write *w);
+
+/* ---- files (vault.c) ---------------------------------------------------- */
+
+int fv_v_write_all(int fd, const unsigned char *p, size_t n);
+int fv_v_errno_rc(int e); /* FV_ENOSPC or FV_EIO */
+void fv_v_put_le(unsigned char *p, uint64_t v, int n);
+
+/* ---- reading records (records.c) ---------------------------------------- */
+
+/* The newest undeleted head of one record, gathered from its head rows. */
+struct head_pick {
+    fv_vault *v;
+    fv_rec *best;
+    fv_env best_env; /* with want_env: kept for attachment chunk lists */
+    unsigned char *best_bytes;
+    size_t nheads;
+    int rc;
+    int want_env;
+};
+
+/* Finds the newest undeleted head of record `id` (FV_ENOTFOUND if none).
+ * Release with fv_v_pick_clear. */
+int fv_v_newest_head(fv_vault *v, struct head_pick *p,
+                     const unsigned char id[FV_ID_BYTES], int want_env);
+void fv_v_pick_clear(struct head_pick *p);
+
+/* ---- writing attachments (attachments.c) --------------------------------- */
+
+/* The attachments of a revision being written. */
+struct attach_out {
+    fv_attachment_info *info;            /* grows with the record */
+    unsigned char (*keys)[FV_KEY_BYTES]; /* locked memory, wiped on free */
+    uint64_t *counts;                    /* chunks per attachment */
+    unsigned char (*chunks)[FV_HASH_BYTES];
+    size_t n, nchunks, chunks_cap;
+};
+
+struct progress {
+    fv_progress_fn fn;
+    void *payload;
+    uint64_t done, total;
+};
+
+int fv_v_attach_init(struct attach_out *o, size_t n);
+void fv_v_attach_free(struct attach_out *o);
+int fv_v_chunks_push(struct attach_out *o, const unsigned char h[FV_HASH_BYTES]);
+/* Encrypts one source into chunks stored inside the open transaction, with
+ * the chunk buffers `plain` (locked) and `ct` of FV_CHUNK_BYTES (+ tag). */
+int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
+                    const fv_attachment_source *src, struct progress *pr,
+                    unsigned char *plain, unsigned char *ct);
+/* The sum of the sizes of the file sources (for progress). */
+uint64_t fv_v_sources_total(const fv_record_input *in);
 
 #endif

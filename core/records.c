@@ -1,0 +1,887 @@
+/* records.c - reading and writing records (fieldvault.h): the newest head
+ * of a record, listing and search, history, id prefixes, and adds, edits and
+ * deletes as signed envelopes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "crypto.h"
+#include "envelope.h"
+#include "fieldvault.h"
+#include "record.h"
+#include "store.h"
+#include "vault_internal.h"
+
+/* ---- reading envelopes ---------------------------------------------- */
+
+/* Parses a stored envelope and checks that it is what the store says it is:
+ * the content address, the record it belongs to. */
+int fv_v_parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se)
+{
+    int rc;
+    if (!se->bytes)
+        return fv_v_err(v, FV_ENOTFOUND, "the revision was deleted");
+    rc = fv_env_parse(e, se->bytes, se->len);
+    if (rc == FV_OK && (!fv_ct_equal(e->id, se->id, FV_ID_BYTES) ||
+                        memcmp(e->record, se->record, FV_ID_BYTES) != 0 ||
+                        e->kind != se->kind)) {
+        fv_env_clear(e);
+        rc = FV_ECORRUPT;
+    }
+    if (rc == FV_ECORRUPT)
+        return fv_v_err(v, rc, "an envelope failed verification (tampered or damaged)");
+    return fv_v_err(v, rc, "cannot read an envelope: %s", fv_strerror(rc));
+}
+
+struct grant_try {
+    fv_vault *v;
+    const fv_env *target;
+    unsigned char *plain;
+    size_t plain_len;
+};
+
+/* Tries one key grant for the target envelope: a grant from the target's
+ * own author, sealed to a key this vault holds, whose key opens the target. */
+static int grant_cb(const unsigned char *bytes, size_t len, void *payload)
+{
+    struct grant_try *t = payload;
+    unsigned char key[FV_KEY_BYTES];
+    fv_env g;
+    int rc;
+
+    if (fv_env_parse(&g, bytes, len) != FV_OK)
+        return 0;
+    rc = FV_ENOTFOUND;
+    if (g.kind == FV_ENV_GRANT &&
+        memcmp(g.author, t->target->author, FV_SIGN_PK_BYTES) == 0 &&
+        memcmp(g.record, t->target->record, FV_ID_BYTES) == 0 &&
+        memcmp(g.parents[0], t->target->id, FV_ID_BYTES) == 0) {
+        rc = fv_env_unseal(&g, t->v->box_pk, t->v->sec->box_sk, key);
+        if (rc == FV_ENOTFOUND && t->v->has_org_sk)
+            rc = fv_env_unseal(&g, t->v->org_pk, t->v->sec->org_sk, key);
+        if (rc == FV_OK)
+            rc = fv_env_decrypt(t->target, key, &t->plain, &t->plain_len);
+    }
+    fv_wipe(key, sizeof key);
+    fv_env_clear(&g);
+    return rc == FV_OK; /* stop at the first grant that works */
+}
+
+int fv_v_open_payload(fv_vault *v, const fv_env *e, unsigned char **plain,
+                      size_t *plain_len)
+{
+    struct grant_try t = {v, e, NULL, 0};
+    int rc = fv_env_open(e, v->box_pk, v->sec->box_sk, plain, plain_len);
+
+    if (rc == FV_ENOTFOUND && v->has_org_sk)
+        rc = fv_env_open(e, v->org_pk, v->sec->org_sk, plain, plain_len);
+    if (rc != FV_ENOTFOUND)
+        return rc;
+    rc = fv_store_grants(v->store, e->id, grant_cb, &t);
+    if (rc < 0)
+        return rc;
+    if (!t.plain)
+        return FV_ENOTFOUND;
+    *plain = t.plain;
+    *plain_len = t.plain_len;
+    return FV_OK;
+}
+
+size_t fv_v_recipients(const fv_vault *v,
+                       unsigned char out[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES],
+                       const fv_env *extra)
+{
+    size_t n = 0, i, j;
+    memcpy(out[n++], v->box_pk, FV_BOX_PK_BYTES);
+    if (v->has_org_pk)
+        memcpy(out[n++], v->org_pk, FV_BOX_PK_BYTES);
+    for (i = 0; extra && i < extra->nrecipients; i++) {
+        for (j = 0; j < n; j++)
+            if (memcmp(out[j], extra->recipient_pk[i], FV_BOX_PK_BYTES) == 0)
+                break;
+        if (j == n && n < FV_ENV_MAX_RECIPIENTS)
+            memcpy(out[n++], extra->recipient_pk[i], FV_BOX_PK_BYTES);
+    }
+    return n;
+}
+
+/* Decrypts a parsed revision envelope into a record. */
+static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
+{
+    unsigned char *plain;
+    size_t plain_len;
+    fv_rec *r;
+    int rc;
+
+    *out = NULL;
+    rc = fv_v_open_payload(v, e, &plain, &plain_len);
+    if (rc == FV_ENOTFOUND)
+        return fv_v_err(v, rc, "the record is not readable by this vault");
+    if (rc)
+        return fv_v_err(v, FV_ECORRUPT, "an envelope failed to decrypt (tampered or damaged)");
+    rc = fv_payload_decode(&r, plain, plain_len);
+    fv_env_free_plain(plain, plain_len);
+    if (rc)
+        return fv_v_err(v, rc, "a record's content is malformed");
+    /* The envelope's signed chunk lists must match the payload's manifest. */
+    if (r->pub.nattachments != e->nattachments)
+        rc = FV_ECORRUPT;
+    for (size_t i = 0; rc == FV_OK && i < e->nattachments; i++)
+        if (r->pub.attachments[i].chunks != e->chunk_counts[i])
+            rc = FV_ECORRUPT;
+    if (rc) {
+        fv_rec_free(r);
+        return fv_v_err(v, rc, "a record's attachment manifest does not match its envelope");
+    }
+    memcpy(r->pub.id, e->record, FV_ID_BYTES);
+    memcpy(r->pub.revision, e->id, FV_ID_BYTES);
+    memcpy(r->pub.author, e->author, FV_ID_BYTES);
+    *out = r;
+    return FV_OK;
+}
+
+void fv_v_pick_clear(struct head_pick *p)
+{
+    fv_rec_free(p->best);
+    fv_env_clear(&p->best_env);
+    free(p->best_bytes);
+    p->best = NULL;
+    p->best_bytes = NULL;
+    p->nheads = 0;
+}
+
+/* Considers one head row: tombstones count as heads but are never shown. */
+static int pick_consider(struct head_pick *p, const fv_store_env *se)
+{
+    fv_env e;
+    fv_rec *r;
+    int rc;
+
+    p->nheads++;
+    if (se->kind == FV_ENV_TOMBSTONE)
+        return FV_OK;
+    if ((rc = fv_v_parse_stored(p->v, &e, se)))
+        return rc;
+    rc = open_revision(p->v, &r, &e);
+    if (rc) {
+        fv_env_clear(&e);
+        return rc;
+    }
+    if (p->best && p->best->pub.modified > r->pub.modified) {
+        fv_rec_free(r);
+        fv_env_clear(&e);
+        return FV_OK;
+    }
+    fv_rec_free(p->best);
+    fv_env_clear(&p->best_env);
+    free(p->best_bytes);
+    p->best = r;
+    p->best_env = e;
+    p->best_bytes = NULL;
+    if (p->want_env) {
+        /* The env points into statement memory: keep its own copy. */
+        fv_env_clear(&p->best_env);
+        p->best_bytes = malloc(se->len);
+        if (!p->best_bytes)
+            return FV_ENOMEM;
+        memcpy(p->best_bytes, se->bytes, se->len);
+        return fv_env_parse(&p->best_env, p->best_bytes, se->len);
+    }
+    fv_env_clear(&p->best_env);
+    return FV_OK;
+}
+
+static int pick_cb(const fv_store_env *se, void *payload)
+{
+    struct head_pick *p = payload;
+    int rc = pick_consider(p, se);
+    if (rc)
+        p->rc = rc;
+    return rc;
+}
+
+/* Finds the newest undeleted head of `id`. */
+int fv_v_newest_head(fv_vault *v, struct head_pick *p,
+                       const unsigned char id[FV_ID_BYTES], int want_env)
+{
+    int rc;
+    memset(p, 0, sizeof *p);
+    p->v = v;
+    p->want_env = want_env;
+    rc = fv_store_record_heads(v->store, id, pick_cb, p);
+    if (rc && !p->rc)
+        rc = fv_v_serr(v, rc);
+    if (rc == FV_OK && !p->best)
+        rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted"
+                                             : "no such record");
+    if (rc == FV_OK)
+        p->best->pub.nheads = p->nheads;
+    else
+        fv_v_pick_clear(p);
+    return rc;
+}
+
+int fv_record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYTES])
+{
+    struct head_pick p;
+    int rc;
+    *out = NULL;
+    if ((rc = fv_v_newest_head(v, &p, id, 0)))
+        return rc;
+    *out = &p.best->pub;
+    p.best = NULL;
+    fv_v_pick_clear(&p);
+    return FV_OK;
+}
+
+void fv_record_free(fv_record *r)
+{
+    /* fv_record is the first member of fv_rec. */
+    fv_rec_free((fv_rec *)r);
+}
+
+/* ---- listing and search --------------------------------------------- */
+
+static int ascii_lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+static int contains(const char *hay, size_t n, const char *needle, size_t m)
+{
+    if (m == 0)
+        return 1;
+    for (size_t i = 0; i + m <= n; i++) {
+        size_t j = 0;
+        while (j < m && ascii_lower((unsigned char)hay[i + j]) ==
+                            ascii_lower((unsigned char)needle[j]))
+            j++;
+        if (j == m)
+            return 1;
+    }
+    return 0;
+}
+
+static int cstr_contains(const char *s, const char *needle)
+{
+    return contains(s, strlen(s), needle, strlen(needle));
+}
+
+static int record_matches(const fv_record *r, const char *text)
+{
+    size_t i;
+    if (cstr_contains(r->title, text) ||
+        contains(r->narrative, r->narrative_len, text, strlen(text)))
+        return 1;
+    for (i = 0; i < r->nfields; i++)
+        if (cstr_contains(r->fields[i].key, text) ||
+            cstr_contains(r->fields[i].value, text))
+            return 1;
+    for (i = 0; i < r->ntags; i++)
+        if (cstr_contains(r->tags[i], text))
+            return 1;
+    for (i = 0; i < r->nattachments; i++)
+        if (cstr_contains(r->attachments[i].name, text))
+            return 1;
+    return 0;
+}
+
+struct walk {
+    fv_vault *v;
+    const char *text; /* NULL: every record */
+    fv_record_fn fn;
+    void *payload;
+    struct head_pick pick;
+    unsigned char record[FV_ID_BYTES];
+    int have_record;
+    int bad_record; /* the current record failed verification */
+    size_t corrupt;
+    int stop;
+};
+
+/* Emits the record gathered so far, if any, and starts over. */
+static int walk_flush(struct walk *w)
+{
+    int rc = 0;
+    if (w->bad_record)
+        w->corrupt++;
+    else if (w->pick.best) {
+        w->pick.best->pub.nheads = w->pick.nheads;
+        if (!w->text || record_matches(&w->pick.best->pub, w->text))
+            rc = w->fn(&w->pick.best->pub, w->payload);
+    }
+    fv_v_pick_clear(&w->pick);
+    w->pick.v = w->v;
+    w->bad_record = 0;
+    return rc;
+}
+
+static int walk_cb(const fv_store_env *se, void *payload)
+{
+    struct walk *w = payload;
+    int rc;
+    if (!w->have_record || memcmp(w->record, se->record, FV_ID_BYTES) != 0) {
+        if (w->have_record && walk_flush(w)) {
+            w->stop = 1;
+            return FV_ECANCELED;
+        }
+        memcpy(w->record, se->record, FV_ID_BYTES);
+        w->have_record = 1;
+    }
+    if (w->bad_record)
+        return FV_OK;
+    rc = pick_consider(&w->pick, se);
+    if (rc == FV_ECORRUPT) {
+        w->bad_record = 1;
+        return FV_OK;
+    }
+    return rc;
+}
+
+static int walk(fv_vault *v, const char *text, fv_record_fn fn, void *payload)
+{
+    struct walk w;
+    int rc;
+
+    memset(&w, 0, sizeof w);
+    w.v = v;
+    w.pick.v = v;
+    w.text = text;
+    w.fn = fn;
+    w.payload = payload;
+    rc = fv_store_each_head(v->store, walk_cb, &w);
+    if (rc == FV_OK && w.have_record && walk_flush(&w))
+        rc = FV_ECANCELED;
+    fv_v_pick_clear(&w.pick);
+    if (rc == FV_ECANCELED)
+        return fv_v_err(v, rc, "stopped by the caller");
+    if (rc)
+        return w.stop ? rc : (v->msg[0] ? rc : fv_v_serr(v, rc));
+    if (w.corrupt)
+        return fv_v_err(v, FV_ECORRUPT,
+                    "%zu record%s failed verification (tampered or damaged) "
+                    "and %s not shown",
+                    w.corrupt, w.corrupt == 1 ? "" : "s",
+                    w.corrupt == 1 ? "was" : "were");
+    return FV_OK;
+}
+
+int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload)
+{
+    if (!v || !fn)
+        return FV_EINVAL;
+    return walk(v, NULL, fn, payload);
+}
+
+int fv_vault_search(fv_vault *v, const char *text, fv_record_fn fn,
+                    void *payload)
+{
+    if (!v || !fn || !text)
+        return FV_EINVAL;
+    return walk(v, text, fn, payload);
+}
+
+/* ---- history -------------------------------------------------------- */
+
+struct history {
+    fv_vault *v;
+    fv_revision_fn fn;
+    void *payload;
+    int rc;
+};
+
+static int history_cb(const fv_store_env *se, void *payload)
+{
+    struct history *h = payload;
+    fv_revision rev;
+    fv_env e;
+    fv_rec *r = NULL;
+    int rc;
+
+    memset(&rev, 0, sizeof rev);
+    memcpy(rev.id, se->id, FV_ID_BYTES);
+    rev.kind = se->kind;
+    rev.head = se->head;
+    if (!se->bytes) {
+        rev.purged = 1;
+        return h->fn(&rev, h->payload) ? FV_ECANCELED : FV_OK;
+    }
+    if ((rc = fv_v_parse_stored(h->v, &e, se)))
+        return h->rc = rc;
+    memcpy(rev.author, e.author, FV_ID_BYTES);
+    rev.parents = (const unsigned char(*)[FV_ID_BYTES])e.parents;
+    rev.nparents = e.nparents;
+    if (e.kind == FV_ENV_TOMBSTONE) {
+        unsigned char *plain;
+        size_t n;
+        rc = fv_v_open_payload(h->v, &e, &plain, &n);
+        if (rc == FV_OK) {
+            rc = fv_tombstone_decode(&rev.time, plain, n);
+            fv_env_free_plain(plain, n);
+        }
+        if (rc)
+            rc = fv_v_err(h->v, FV_ECORRUPT, "a tombstone failed verification");
+    } else if ((rc = open_revision(h->v, &r, &e)) == FV_OK) {
+        rev.time = r->pub.modified;
+    }
+    if (rc == FV_OK && h->fn(&rev, h->payload))
+        rc = FV_ECANCELED;
+    fv_rec_free(r);
+    fv_env_clear(&e);
+    return h->rc = rc;
+}
+
+int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                      fv_revision_fn fn, void *payload)
+{
+    struct history h = {v, fn, payload, FV_OK};
+    int rc, seen = 0;
+    unsigned char rec[FV_ID_BYTES];
+    unsigned char *bytes = NULL;
+    size_t len;
+    int kind;
+
+    /* A record id is its first revision's id. */
+    rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len);
+    free(bytes);
+    if (rc == FV_ENOTFOUND || (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES)))
+        return fv_v_err(v, FV_ENOTFOUND, "no such record");
+    if (rc)
+        return fv_v_serr(v, rc);
+    (void)seen;
+    rc = fv_store_record_envs(v->store, id, history_cb, &h);
+    if (rc == FV_ECANCELED)
+        return fv_v_err(v, rc, "stopped by the caller");
+    return h.rc ? h.rc : fv_v_serr(v, rc);
+}
+
+int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
+                      const char *hex)
+{
+    unsigned char lo[FV_ID_BYTES], hi[FV_ID_BYTES], found[2][FV_ID_BYTES];
+    size_t n, count, i;
+    int rc;
+
+    if (!hex || (n = strlen(hex)) < 4 || n > 2 * FV_ID_BYTES)
+        return fv_v_err(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
+    memset(lo, 0x00, sizeof lo);
+    memset(hi, 0xff, sizeof hi);
+    for (i = 0; i < n; i++) {
+        int c = ascii_lower((unsigned char)hex[i]), d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return fv_v_err(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
+        if (i % 2 == 0) {
+            lo[i / 2] = (unsigned char)(d << 4);
+            hi[i / 2] = (unsigned char)(d << 4 | 0x0f);
+        } else {
+            lo[i / 2] |= (unsigned char)d;
+            hi[i / 2] = (unsigned char)((hi[i / 2] & 0xf0) | d);
+        }
+    }
+    rc = fv_store_records_between(v->store, lo, hi, found, 2, &count);
+    if (rc)
+        return fv_v_serr(v, rc);
+    if (count == 0)
+        return fv_v_err(v, FV_ENOTFOUND, "no record with id %s", hex);
+    if (count > 1)
+        return fv_v_err(v, FV_EAMBIGUOUS, "more than one record id starts with %s", hex);
+    memcpy(out, found[0], FV_ID_BYTES);
+    return FV_OK;
+}
+
+int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
+                        const fv_v_write *w)
+{
+    unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
+    fv_env_spec spec = {
+        .kind = w->kind,
+        .content_key = w->content_key,
+        .record = w->record,
+        .parents = w->parents,
+        .nparents = w->nparents,
+        .payload = w->payload,
+        .payload_len = w->payload_len,
+        .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+        .chunk_counts = w->chunk_counts,
+        .nattachments = w->nattachments,
+        .chunks = w->chunks,
+        .sign_pk = v->sign_pk,
+        .sign_sk = v->sec->sign_sk,
+    };
+    fv_store_env se;
+    unsigned char *env = NULL;
+    size_t env_len;
+    int rc, added;
+
+    if (w->recipients) {
+        spec.recipients = w->recipients;
+        spec.nrecipients = w->nrecipients;
+    } else {
+        spec.nrecipients = fv_v_recipients(v, recips, w->base);
+    }
+    rc = fv_env_build(&env, &env_len, id_out, &spec);
+    if (rc == FV_ELIMIT)
+        return fv_v_err(v, rc, "the record is too large for one envelope "
+                               "(at most %u bytes)", FV_ENV_MAX_BYTES);
+    if (rc)
+        return fv_v_err(v, rc, "cannot build the envelope: %s", fv_strerror(rc));
+    memset(&se, 0, sizeof se);
+    se.id = id_out;
+    se.record = w->record ? w->record : id_out;
+    se.kind = w->kind;
+    se.bytes = env;
+    se.len = env_len;
+    se.own = 1;
+    se.grant = w->kind == FV_ENV_GRANT;
+    rc = fv_store_env_put(v->store, &se, w->parents, w->nparents, w->chunks,
+                          w->nchunks, &added);
+    free(env);
+    return fv_v_serr(v, rc);
+}
+
+static int check_input(fv_vault *v, const fv_record_input *in, int adding)
+{
+    size_t i;
+    if (!in || in->version != FV_RECORD_INPUT_VERSION)
+        return fv_v_err(v, FV_EINVAL, "unsupported record input version");
+    if ((adding || in->title) && !fv_text_ok(in->title, FV_MAX_TITLE_BYTES))
+        return fv_v_err(v, FV_EINVAL, "the title must be 1 to %d bytes of UTF-8 "
+                    "text without control characters", FV_MAX_TITLE_BYTES);
+    if (in->narrative && (in->narrative_len > FV_MAX_NARRATIVE_BYTES))
+        return fv_v_err(v, FV_ELIMIT, "the narrative is larger than %u bytes",
+                    FV_MAX_NARRATIVE_BYTES);
+    if (in->narrative && !fv_utf8_valid(in->narrative, in->narrative_len))
+        return fv_v_err(v, FV_EINVAL, "the narrative is not valid UTF-8");
+    if (in->nfields > FV_MAX_FIELDS || in->ntags > FV_MAX_TAGS ||
+        in->nattachments > FV_MAX_ATTACHMENTS)
+        return fv_v_err(v, FV_ELIMIT, "too many fields, tags or attachments");
+    for (i = 0; i < in->nfields; i++)
+        if (!fv_text_ok(in->fields[i].key, FV_MAX_FIELD_KEY_BYTES) ||
+            !fv_value_ok(in->fields[i].value, FV_MAX_FIELD_VALUE_BYTES))
+            return fv_v_err(v, FV_EINVAL, "field %zu: a key is 1 to %d bytes of "
+                        "UTF-8 without control characters; a value is UTF-8",
+                        i + 1, FV_MAX_FIELD_KEY_BYTES);
+    for (i = 0; i < in->ntags; i++)
+        if (!fv_text_ok(in->tags[i], FV_MAX_TAG_BYTES))
+            return fv_v_err(v, FV_EINVAL, "tag %zu is not 1 to %d bytes of UTF-8 "
+                        "without control characters", i + 1, FV_MAX_TAG_BYTES);
+    if (adding && (in->nremove_tags || in->nremove_attachments))
+        return fv_v_err(v, FV_EINVAL, "a new record has nothing to remove");
+    return FV_OK;
+}
+
+static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                          fv_record *r, const struct head_pick *base,
+                          const size_t *keep, size_t nkeep,
+                          const fv_record_input *in)
+{
+    struct attach_out o;
+    struct progress pr = {in->progress, in->progress_payload, 0, 0};
+    unsigned char *plain = NULL, *ct = NULL, *payload = NULL;
+    unsigned char rev[FV_ID_BYTES];
+    size_t payload_len = 0, total = nkeep + in->nattachments;
+    int rc;
+
+    if (total > FV_MAX_ATTACHMENTS)
+        return fv_v_err(v, FV_ELIMIT, "a record holds at most %d attachments",
+                    FV_MAX_ATTACHMENTS);
+    if ((rc = fv_v_attach_init(&o, total)))
+        return fv_v_err(v, rc, "out of memory");
+    /* Chunk buffers only when there are new attachments: locked memory is
+     * costly to map, and most records have none. */
+    if (in->nattachments) {
+        plain = fv_secure_alloc(FV_CHUNK_BYTES);
+        ct = malloc(FV_CHUNK_BYTES + FV_TAG_BYTES);
+        if (!plain || !ct) {
+            rc = fv_v_err(v, FV_ENOMEM, "out of memory");
+            goto done;
+        }
+    }
+    /* Kept attachments reuse their key and chunks: nothing is re-encrypted. */
+    for (size_t i = 0; i < nkeep; i++) {
+        const fv_env *be = &base->best_env;
+        size_t first = 0;
+        for (size_t j = 0; j < keep[i]; j++)
+            first += (size_t)be->chunk_counts[j];
+        o.info[o.n] = base->best->pub.attachments[keep[i]];
+        memcpy(o.keys[o.n], base->best->keys[keep[i]], FV_KEY_BYTES);
+        o.counts[o.n] = be->chunk_counts[keep[i]];
+        for (uint64_t c = 0; c < be->chunk_counts[keep[i]]; c++)
+            if ((rc = fv_v_chunks_push(&o, be->chunks[first + c])))
+                goto done;
+        o.n++;
+    }
+    if ((rc = fv_store_begin(v->store))) {
+        fv_v_serr(v, rc);
+        goto done;
+    }
+    pr.total = fv_v_sources_total(in);
+    for (size_t i = 0; i < in->nattachments; i++)
+        if ((rc = fv_v_attach_add(v, &o, i, &in->attachments[i], &pr, plain, ct)))
+            goto rollback;
+    r->attachments = o.info;
+    r->nattachments = o.n;
+    if ((rc = fv_payload_encode(&payload, &payload_len, r,
+                                (const unsigned char(*)[FV_KEY_BYTES])o.keys))) {
+        fv_v_err(v, rc, "cannot encode the record");
+        goto rollback;
+    }
+    {
+        fv_v_write w = {
+            .kind = FV_ENV_REVISION,
+            .record = base ? base->best->pub.id : NULL,
+            .parents = base ? (const unsigned char(*)[FV_ID_BYTES])base->best->pub.revision
+                            : NULL,
+            .nparents = base ? 1 : 0,
+            .payload = payload,
+            .payload_len = payload_len,
+            .base = base ? &base->best_env : NULL,
+            .chunk_counts = o.counts,
+            .nattachments = o.n,
+            .chunks = (const unsigned char(*)[FV_HASH_BYTES])o.chunks,
+            .nchunks = o.nchunks,
+        };
+        rc = fv_v_write_envelope(v, rev, &w);
+    }
+    if (rc)
+        goto rollback;
+    if ((rc = fv_store_commit(v->store))) {
+        fv_v_serr(v, rc);
+        goto rollback;
+    }
+    if (out_rev)
+        memcpy(out_rev, rev, FV_ID_BYTES);
+    goto done;
+rollback:
+    fv_store_rollback(v->store);
+done:
+    fv_enc_free_buf(payload, payload_len);
+    fv_secure_free(plain);
+    free(ct);
+    fv_v_attach_free(&o);
+    return rc;
+}
+
+int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                  const fv_record_input *in)
+{
+    fv_record r;
+    fv_field *fields = NULL;
+    const char **tags = NULL;
+    size_t ntags;
+    int rc;
+
+    if (!v)
+        return FV_EINVAL;
+    if ((rc = check_input(v, in, 1)))
+        return rc;
+    memset(&r, 0, sizeof r);
+    fields = malloc((in->nfields ? in->nfields : 1) * sizeof *fields);
+    tags = malloc((in->ntags ? in->ntags : 1) * sizeof *tags);
+    if (!fields || !tags) {
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (in->nfields)
+        memcpy(fields, in->fields, in->nfields * sizeof *fields);
+    for (ntags = 0; ntags < in->ntags; ntags++)
+        tags[ntags] = in->tags[ntags];
+    if (fv_sort_fields(fields, in->nfields)) {
+        rc = fv_v_err(v, FV_EINVAL, "a field key is given twice");
+        goto done;
+    }
+    fv_sort_tags(tags, &ntags);
+    r.title = in->title;
+    r.narrative = in->narrative ? in->narrative : "";
+    r.narrative_len = in->narrative ? in->narrative_len : 0;
+    r.fields = fields;
+    r.nfields = in->nfields;
+    r.tags = tags;
+    r.ntags = ntags;
+    r.created = r.modified = fv_v_now();
+    rc = write_revision(v, out_id, &r, NULL, NULL, 0, in);
+done:
+    free(fields);
+    free(tags);
+    return rc;
+}
+
+int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                   const unsigned char id[FV_ID_BYTES],
+                   const fv_record_input *in)
+{
+    struct head_pick base;
+    const fv_record *b;
+    fv_record r;
+    fv_field *fields = NULL;
+    const char **tags = NULL;
+    size_t nfields = 0, ntags = 0, nkeep = 0, i, j;
+    size_t keep[FV_MAX_ATTACHMENTS];
+    int rc;
+
+    if (!v)
+        return FV_EINVAL;
+    if ((rc = check_input(v, in, 0)))
+        return rc;
+    if ((rc = fv_v_newest_head(v, &base, id, 1)))
+        return rc;
+    b = &base.best->pub;
+    fields = malloc((b->nfields + in->nfields + 1) * sizeof *fields);
+    tags = malloc((b->ntags + in->ntags + 1) * sizeof *tags);
+    if (!fields || !tags) {
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* Fields: the base's, then each given one set (or removed if empty). */
+    for (i = 0; i < b->nfields; i++)
+        fields[nfields++] = b->fields[i];
+    for (i = 0; i < in->nfields; i++) {
+        for (j = 0; j < nfields && strcmp(fields[j].key, in->fields[i].key); j++)
+            ;
+        if (j == nfields && in->fields[i].value[0])
+            fields[nfields++] = in->fields[i];
+        else if (j < nfields && in->fields[i].value[0])
+            fields[j].value = in->fields[i].value;
+        else if (j < nfields)
+            fields[j] = fields[--nfields];
+    }
+    if (nfields > FV_MAX_FIELDS) {
+        rc = fv_v_err(v, FV_ELIMIT, "a record holds at most %d fields", FV_MAX_FIELDS);
+        goto done;
+    }
+    fv_sort_fields(fields, nfields);
+    /* Tags: the base's plus the added, less the removed. */
+    for (i = 0; i < b->ntags; i++)
+        tags[ntags++] = b->tags[i];
+    for (i = 0; i < in->ntags; i++)
+        tags[ntags++] = in->tags[i];
+    for (i = 0; i < in->nremove_tags; i++)
+        for (j = 0; j < ntags;)
+            if (in->remove_tags[i] && strcmp(tags[j], in->remove_tags[i]) == 0)
+                tags[j] = tags[--ntags];
+            else
+                j++;
+    fv_sort_tags(tags, &ntags);
+    if (ntags > FV_MAX_TAGS) {
+        rc = fv_v_err(v, FV_ELIMIT, "a record holds at most %d tags", FV_MAX_TAGS);
+        goto done;
+    }
+    /* Attachments: keep all but the removed ones, which must exist. */
+    for (i = 0; i < in->nremove_attachments; i++) {
+        for (j = 0; j < b->nattachments; j++)
+            if (in->remove_attachments[i] &&
+                strcmp(b->attachments[j].name, in->remove_attachments[i]) == 0)
+                break;
+        if (j == b->nattachments) {
+            rc = fv_v_err(v, FV_ENOTFOUND, "the record has no attachment of that name");
+            goto done;
+        }
+    }
+    for (j = 0; j < b->nattachments; j++) {
+        for (i = 0; i < in->nremove_attachments; i++)
+            if (in->remove_attachments[i] &&
+                strcmp(b->attachments[j].name, in->remove_attachments[i]) == 0)
+                break;
+        if (i == in->nremove_attachments)
+            keep[nkeep++] = j;
+    }
+    r = *b;
+    if (in->title)
+        r.title = in->title;
+    if (in->narrative) {
+        r.narrative = in->narrative;
+        r.narrative_len = in->narrative_len;
+    }
+    r.fields = fields;
+    r.nfields = nfields;
+    r.tags = tags;
+    r.ntags = ntags;
+    r.modified = fv_v_now();
+    /* A revision's time never goes backwards from its parent's. */
+    if (r.modified < b->modified)
+        r.modified = b->modified;
+    rc = write_revision(v, out_rev, &r, &base, keep, nkeep, in);
+done:
+    free(fields);
+    free(tags);
+    fv_v_pick_clear(&base);
+    return rc;
+}
+
+struct head_ids {
+    unsigned char ids[FV_ENV_MAX_PARENTS][FV_ID_BYTES];
+    size_t n;
+    int live; /* heads that are not tombstones */
+};
+
+static int head_ids_cb(const fv_store_env *se, void *payload)
+{
+    struct head_ids *h = payload;
+    if (h->n == FV_ENV_MAX_PARENTS)
+        return FV_ELIMIT;
+    memcpy(h->ids[h->n++], se->id, FV_ID_BYTES);
+    if (se->kind != FV_ENV_TOMBSTONE)
+        h->live++;
+    return FV_OK;
+}
+
+int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+{
+    struct head_ids heads;
+    unsigned char *payload = NULL, tomb[FV_ID_BYTES];
+    size_t payload_len = 0;
+    int rc;
+
+    if (!v)
+        return FV_EINVAL;
+    memset(&heads, 0, sizeof heads);
+    if ((rc = fv_store_begin(v->store)))
+        return fv_v_serr(v, rc);
+    rc = fv_store_record_heads(v->store, id, head_ids_cb, &heads);
+    if (rc) {
+        fv_v_serr(v, rc);
+        goto rollback;
+    }
+    if (heads.live == 0) {
+        rc = fv_v_err(v, FV_ENOTFOUND, heads.n ? "the record was already deleted"
+                                           : "no such record");
+        goto rollback;
+    }
+    if ((rc = fv_tombstone_encode(&payload, &payload_len, fv_v_now()))) {
+        fv_v_err(v, rc, "out of memory");
+        goto rollback;
+    }
+    {
+        fv_v_write w = {
+            .kind = FV_ENV_TOMBSTONE,
+            .record = id,
+            .parents = (const unsigned char(*)[FV_ID_BYTES])heads.ids,
+            .nparents = heads.n,
+            .payload = payload,
+            .payload_len = payload_len,
+        };
+        rc = fv_v_write_envelope(v, tomb, &w);
+    }
+    if (rc)
+        goto rollback;
+    /* Crypto-shred locally: every revision's ciphertext and sealed keys go,
+     * and with them the record's attachments. */
+    if ((rc = fv_store_purge_record(v->store, id, tomb)) ||
+        (rc = fv_store_commit(v->store))) {
+        fv_v_serr(v, rc);
+        goto rollback;
+    }
+    fv_enc_free_buf(payload, payload_len);
+    return fv_v_serr(v, fv_store_checkpoint(v->store));
+rollback:
+    fv_store_rollback(v->store);
+    fv_enc_free_buf(payload, payload_len);
+    return rc;
+}
+
