@@ -5,7 +5,6 @@
  * fieldvault_sync.h and sync/server.h; what they print is documented in
  * help.c and the exit codes in main.c.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,8 +166,10 @@ static int parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
 /* ---- progress and cancel while connected --------------------------------- */
 
 /* A progress line on stderr once a transfer has run for PROGRESS_AFTER
- * seconds, only when stderr is a terminal; Ctrl-C cancels (cli_cancel_arm).
- * The library calls it as envelopes move: done and total are envelopes. */
+ * seconds, only when stderr is a terminal and there is a label; Ctrl-C
+ * cancels (cli_cancel_arm). The library calls it as bytes arrive: done and
+ * total count envelopes. It is not called while nothing arrives, so a
+ * cancel during a stall waits for the stall timeout (or a second Ctrl-C). */
 #define PROGRESS_AFTER 2.0
 
 typedef struct net_progress {
@@ -207,12 +208,13 @@ static int net_progress_fn(uint64_t done, uint64_t total, void *payload)
     return 0;
 }
 
-/* Arms the progress line and Ctrl-C for one call into the library. */
+/* Arms the progress line (none when `label` is NULL) and Ctrl-C for one
+ * call into the library. */
 static void net_begin(net_progress *p, const char *label, fv_sync_options *so)
 {
     memset(p, 0, sizeof *p);
     p->label = label;
-    p->tty = isatty(STDERR_FILENO);
+    p->tty = label != NULL && isatty(STDERR_FILENO);
     clock_gettime(CLOCK_MONOTONIC, &p->start);
     so->progress = net_progress_fn;
     so->progress_payload = p;
@@ -458,7 +460,7 @@ int cmd_enroll(cli *c)
     int r = fv_enroll(v, c->pos[0], &so, &role);
     net_end(&prog);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "enroll");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     unsigned char dev[FV_ID_BYTES];
@@ -510,6 +512,7 @@ static int org_prepare(cli *c, cli_opt *opts, size_t min, size_t max,
 
 static int org_init(cli *c)
 {
+    net_progress prog;
     cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
@@ -521,11 +524,11 @@ static int org_init(cli *c)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    cli_cancel_arm();
+    net_begin(&prog, NULL, &so);
     int r = fv_org_init(v, &so);
-    cli_cancel_disarm();
+    net_end(&prog);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "org init");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (c->json) {
@@ -545,6 +548,7 @@ cleanup:
 
 static int org_invite(cli *c)
 {
+    net_progress prog;
     cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0},
                       {"name", OPT_ONE, NULL, 0},
                       {"role", OPT_ONE, NULL, 0},
@@ -567,12 +571,12 @@ static int org_invite(cli *c)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    cli_cancel_arm();
+    net_begin(&prog, NULL, &so);
     int r = fv_org_invite(v, &invite, name, role, ttl, &so);
-    cli_cancel_disarm();
+    net_end(&prog);
     if (r != FV_OK) {
         invite = NULL;
-        rc = cli_fail(v, r, "org invite");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (c->json) {
@@ -690,6 +694,7 @@ static void print_devices(const devlist *l, int json)
 
 static int org_devices(cli *c)
 {
+    net_progress prog;
     cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
@@ -702,16 +707,16 @@ static int org_devices(cli *c)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    cli_cancel_arm();
+    net_begin(&prog, NULL, &so);
     int r = fv_org_devices(v, collect_device, &l, &so);
-    cli_cancel_disarm();
+    net_end(&prog);
     if (l.oom) {
         cli_error("out of memory");
         rc = CLI_FAIL;
         goto cleanup;
     }
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "org devices");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     print_devices(&l, c->json);
@@ -726,6 +731,7 @@ cleanup:
 
 static int org_revoke(cli *c)
 {
+    net_progress prog;
     cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     unsigned char id[FV_ID_BYTES];
@@ -744,11 +750,11 @@ static int org_revoke(cli *c)
     }
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    cli_cancel_arm();
+    net_begin(&prog, NULL, &so);
     int r = fv_org_revoke(v, id, &so);
-    cli_cancel_disarm();
+    net_end(&prog);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "org revoke");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (c->json) {
@@ -814,7 +820,7 @@ int cmd_sync(cli *c)
     int r = fv_sync(v, &so, &res);
     net_end(&prog);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "sync");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (c->json) {
@@ -865,7 +871,7 @@ static int bundle_run(cli *c, int import)
     int r = import ? fv_bundle_import(v, file, &count, &added)
                    : fv_bundle_export(v, file, &count);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, import ? "bundle import" : "bundle export");
+        rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (c->json) {

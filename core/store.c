@@ -1,21 +1,14 @@
 /* store.c - the vault's SQLite file (see store.h). */
 #include "store.h"
 
-#include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "fieldvault.h"
-
-#define SCHEMA_VERSION 1
+#include "store_db.h"
 
 /* Hot statements are prepared once per handle. */
 enum stmt_id {
-    ST_META_GET,
-    ST_META_PUT,
     ST_ENV_INSERT,
     ST_ENV_GET,
     ST_EDGE_INSERT,
@@ -39,8 +32,6 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_META_GET] = "SELECT v FROM meta WHERE k = ?1",
-    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
     [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
                       "own) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
@@ -110,259 +101,77 @@ static const char schema_sql[] =
     " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
     "CREATE INDEX chunkref_envelope ON chunkref(envelope);";
 
-struct fv_store {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    char msg[160];
+static const fv_db_schema vault_schema = {
+    .label = "database",
+    .create_sql = schema_sql,
+    .user_version = 1,
+    /* 'FVVT': tells a vault's database from a server's ('FVSV'). */
+    .application_id = 0x46565654,
+    /* secure_delete: freed pages are zeroed, so a deleted record's
+     * ciphertext and wrapped keys do not linger (see SECURITY.md).
+     * temp_store: sorts and temporary tables stay in memory, never in a
+     * file outside the vault. */
+    .pragmas = "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+    .missing_rc = FV_ENOVAULT,
+    /* Inserts here are OR IGNORE, OR REPLACE or take a fresh seq: a
+     * constraint that still fails means a damaged file, not a duplicate. */
+    .constraint_rc = FV_ECORRUPT,
+    .stmt_sql = stmt_sql,
+    .nstmts = ST_COUNT,
+    .check_stmts = 1,
 };
+_Static_assert(ST_COUNT <= FV_DB_STMTS_MAX, "statement cache");
 
-static int map_rc(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_DONE:
-    case SQLITE_ROW:
-        return FV_OK;
-    case SQLITE_NOMEM:
-        return FV_ENOMEM;
-    case SQLITE_FULL:
-        return FV_ENOSPC;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return FV_EBUSY;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-    case SQLITE_SCHEMA:
-    case SQLITE_MISMATCH:
-    case SQLITE_CONSTRAINT:
-        return FV_ECORRUPT;
-    case SQLITE_IOERR:
-        /* A short read means the file was cut: that is corruption. */
-        if (rc == SQLITE_IOERR_SHORT_READ)
-            return FV_ECORRUPT;
-        return FV_EIO;
-    default:
-        return FV_EIO;
-    }
-}
-
-static int fail(fv_store *s, int rc, const char *what)
-{
-    int code = map_rc(rc);
-    if (s)
-        snprintf(s->msg, sizeof s->msg, "database: %s: %s", what,
-                 sqlite3_errstr(rc));
-    return code == FV_OK ? FV_EIO : code;
-}
+struct fv_store {
+    fv_db d;
+};
 
 const char *fv_store_errmsg(const fv_store *s)
 {
-    return s ? s->msg : "database: no handle";
-}
-
-static sqlite3_stmt *stmt(fv_store *s, enum stmt_id id)
-{
-    if (!s->st[id] &&
-        sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                           &s->st[id], NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_reset(s->st[id]);
-    sqlite3_clear_bindings(s->st[id]);
-    return s->st[id];
-}
-
-static int exec(fv_store *s, const char *sql)
-{
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "statement");
-}
-
-/* Runs a prepared statement that returns no rows. */
-static int step_done(fv_store *s, sqlite3_stmt *st, const char *what)
-{
-    int rc;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), what);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? FV_OK : fail(s, rc, what);
-}
-
-static int pragma_int(fv_store *s, const char *sql, int *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int(st, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "pragma");
+    return s ? s->d.msg : "database: no handle";
 }
 
 int fv_store_open(fv_store **out, const char *path, int create)
 {
-    fv_store *s;
-    struct stat sb;
-    int rc, version = 0, flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    fv_store *s = calloc(1, sizeof *s);
+    int rc;
 
     *out = NULL;
-    if (stat(path, &sb) == 0) {
-        if (create)
-            return FV_EEXIST;
-        if (!S_ISREG(sb.st_mode))
-            return FV_ECORRUPT;
-    } else if (!create) {
-        return FV_ENOVAULT;
-    }
-    if (create)
-        flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;
-    s = calloc(1, sizeof *s);
     if (!s)
         return FV_ENOMEM;
-    rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        rc = fail(s, rc, "open");
-        goto fail;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 10000);
-    /* secure_delete: freed pages are zeroed, so a deleted record's
-     * ciphertext and wrapped keys do not linger (see SECURITY.md).
-     * WAL + synchronous FULL: every commit is durable when it returns. */
-    rc = exec(s, "PRAGMA secure_delete = ON; PRAGMA foreign_keys = OFF;"
-                 "PRAGMA trusted_schema = OFF; PRAGMA temp_store = MEMORY;");
-    if (rc)
-        goto fail;
-    if (create) {
-        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-        if (!rc)
-            rc = exec(s, "BEGIN");
-        if (!rc)
-            rc = exec(s, schema_sql);
-        if (!rc)
-            rc = exec(s, "PRAGMA user_version = 1; COMMIT");
-        if (rc)
-            goto fail;
-        chmod(path, 0600);
-    } else {
-        /* Reading the schema is the first touch of the file: a file that is
-         * not a database, or cut short, fails here. */
-        rc = pragma_int(s, "PRAGMA user_version", &version);
-        if (rc)
-            goto fail;
-        if (version > SCHEMA_VERSION) {
-            snprintf(s->msg, sizeof s->msg, "database schema %d is newer",
-                     version);
-            rc = FV_EVERSION;
-            goto fail;
-        }
-        if (version != SCHEMA_VERSION) {
-            rc = FV_ECORRUPT;
-            goto fail;
-        }
-        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-        if (rc)
-            goto fail;
-        /* Every statement must compile against this file's schema: a
-         * database from another build fails here, not halfway through a
-         * write. */
-        for (int i = 0; i < ST_COUNT; i++)
-            if (!stmt(s, (enum stmt_id)i)) {
-                snprintf(s->msg, sizeof s->msg, "database schema not recognised");
-                rc = FV_ECORRUPT;
-                goto fail;
-            }
+    if ((rc = fv_db_open(&s->d, path, create, &vault_schema))) {
+        free(s);
+        return rc;
     }
     *out = s;
     return FV_OK;
-fail:
-    fv_store_close(s);
-    return rc;
 }
 
 void fv_store_close(fv_store *s)
 {
-    if (!s)
-        return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    if (s->db) {
-        /* Leave no WAL behind: it may hold freed pages of deleted data. */
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                  NULL, NULL);
-        sqlite3_close_v2(s->db);
-    }
+    if (s)
+        fv_db_close(&s->d);
     free(s);
 }
 
-int fv_store_begin(fv_store *s) { return exec(s, "BEGIN IMMEDIATE"); }
+int fv_store_begin(fv_store *s) { return fv_db_begin(&s->d); }
 
-int fv_store_commit(fv_store *s) { return exec(s, "COMMIT"); }
+int fv_store_commit(fv_store *s) { return fv_db_commit(&s->d); }
 
-void fv_store_rollback(fv_store *s)
-{
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
+void fv_store_rollback(fv_store *s) { fv_db_rollback(&s->d); }
 
-int fv_store_checkpoint(fv_store *s)
-{
-    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                       NULL, NULL);
-    /* Another reader may hold the WAL: the next close checkpoints again. */
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-        return FV_OK;
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "checkpoint");
-}
+int fv_store_checkpoint(fv_store *s) { return fv_db_checkpoint(&s->d); }
 
 int fv_store_meta_get(fv_store *s, const char *key, unsigned char **val,
                       size_t *len)
 {
-    sqlite3_stmt *st = stmt(s, ST_META_GET);
-    int rc, n;
-    const void *p;
-
-    *val = NULL;
-    *len = 0;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), "meta");
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
-        return FV_ENOTFOUND;
-    }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return fail(s, rc, "meta");
-    }
-    p = sqlite3_column_blob(st, 0);
-    n = sqlite3_column_bytes(st, 0);
-    *val = malloc(n ? (size_t)n : 1);
-    if (!*val) {
-        sqlite3_reset(st);
-        return FV_ENOMEM;
-    }
-    if (n)
-        memcpy(*val, p, (size_t)n);
-    *len = (size_t)n;
-    sqlite3_reset(st);
-    return FV_OK;
+    return fv_db_meta_get(&s->d, key, val, len);
 }
 
 int fv_store_meta_put(fv_store *s, const char *key, const void *val,
                       size_t len)
 {
-    sqlite3_stmt *st = stmt(s, ST_META_PUT);
-    if (st) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_blob64(st, 2, len ? val : "", len, SQLITE_STATIC);
-    }
-    return step_done(s, st, "meta");
+    return fv_db_meta_put(&s->d, key, val, len);
 }
 
 static int bind_id(sqlite3_stmt *st, int col, const unsigned char *id)
@@ -375,95 +184,90 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
                      const unsigned char (*chunks)[32], size_t nchunks,
                      int *added)
 {
-    sqlite3_stmt *st = stmt(s, ST_ENV_INSERT);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_ENV_INSERT);
     int rc;
     size_t i;
 
     *added = 0;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), "envelope");
-    bind_id(st, 1, e->id);
-    bind_id(st, 2, e->record);
-    sqlite3_bind_int(st, 3, e->kind);
-    sqlite3_bind_blob64(st, 4, e->bytes, e->len, SQLITE_STATIC);
-    sqlite3_bind_int(st, 5, e->own);
-    rc = step_done(s, st, "envelope");
-    if (rc)
+    if (st) {
+        bind_id(st, 1, e->id);
+        bind_id(st, 2, e->record);
+        sqlite3_bind_int(st, 3, e->kind);
+        sqlite3_bind_blob64(st, 4, e->bytes, e->len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, e->own);
+    }
+    if ((rc = fv_db_step_done(&s->d, st, "envelope")))
         return rc;
-    if (sqlite3_changes(s->db) == 0)
+    if (sqlite3_changes(s->d.db) == 0)
         return FV_OK; /* already stored: content addresses are idempotent */
     *added = 1;
     if (e->grant) {
         /* A grant stands beside the revision graph, not in it. */
         for (i = 0; i < nparents && rc == FV_OK; i++) {
-            st = stmt(s, ST_GRANT_INSERT);
+            st = fv_db_stmt(&s->d, ST_GRANT_INSERT);
             if (st) {
                 bind_id(st, 1, parents[i]);
                 bind_id(st, 2, e->id);
             }
-            rc = step_done(s, st, "grant");
+            rc = fv_db_step_done(&s->d, st, "grant");
         }
         return rc;
     }
 
     for (i = 0; i < nparents; i++) {
         /* A revision continues its parents' record, never another one. */
-        st = stmt(s, ST_ENV_RECORD);
-        if (!st)
-            return fail(s, sqlite3_errcode(s->db), "envelope");
-        bind_id(st, 1, parents[i]);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && (sqlite3_column_bytes(st, 0) != 32 ||
-                                 memcmp(sqlite3_column_blob(st, 0), e->record, 32))) {
+        st = fv_db_stmt(&s->d, ST_ENV_RECORD);
+        if (st)
+            bind_id(st, 1, parents[i]);
+        rc = fv_db_step_row(&s->d, st, "envelope");
+        if (rc == FV_OK) {
+            int other = sqlite3_column_bytes(st, 0) != 32 ||
+                        memcmp(sqlite3_column_blob(st, 0), e->record, 32);
             sqlite3_reset(st);
-            snprintf(s->msg, sizeof s->msg,
-                     "database: a revision names a parent of another record");
-            return FV_ECORRUPT;
+            if (other)
+                return fv_db_error(&s->d, FV_ECORRUPT, "a revision names "
+                                   "a parent of another record");
+        } else if (rc != FV_ENOTFOUND) {
+            return rc;
         }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            return fail(s, rc, "envelope");
-        st = stmt(s, ST_EDGE_INSERT);
+        st = fv_db_stmt(&s->d, ST_EDGE_INSERT);
         if (st) {
             bind_id(st, 1, parents[i]);
             bind_id(st, 2, e->id);
         }
-        if ((rc = step_done(s, st, "edge")))
+        if ((rc = fv_db_step_done(&s->d, st, "edge")))
             return rc;
-        st = stmt(s, ST_HEAD_DELETE);
+        st = fv_db_stmt(&s->d, ST_HEAD_DELETE);
         if (st) {
             bind_id(st, 1, e->record);
             bind_id(st, 2, parents[i]);
         }
-        if ((rc = step_done(s, st, "head")))
+        if ((rc = fv_db_step_done(&s->d, st, "head")))
             return rc;
     }
     for (i = 0; i < nchunks; i++) {
-        st = stmt(s, ST_CHUNKREF_INSERT);
+        st = fv_db_stmt(&s->d, ST_CHUNKREF_INSERT);
         if (st) {
             bind_id(st, 1, chunks[i]);
             bind_id(st, 2, e->id);
         }
-        if ((rc = step_done(s, st, "chunk reference")))
+        if ((rc = fv_db_step_done(&s->d, st, "chunk reference")))
             return rc;
     }
     /* An envelope that arrives after one of its children is no head. */
-    st = stmt(s, ST_EDGE_HAS_CHILD);
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), "edge");
-    bind_id(st, 1, e->id);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return FV_OK;
-    if (rc != SQLITE_DONE)
-        return fail(s, rc, "edge");
-    st = stmt(s, ST_HEAD_INSERT);
+    st = fv_db_stmt(&s->d, ST_EDGE_HAS_CHILD);
+    if (st)
+        bind_id(st, 1, e->id);
+    if ((rc = fv_db_step_row(&s->d, st, "edge")) == FV_OK)
+        sqlite3_reset(st);
+    if (rc != FV_ENOTFOUND)
+        return rc; /* FV_OK: it has a child */
+    st = fv_db_stmt(&s->d, ST_HEAD_INSERT);
     if (st) {
         bind_id(st, 1, e->record);
         bind_id(st, 2, e->id);
     }
-    return step_done(s, st, "head");
+    return fv_db_step_done(&s->d, st, "head");
 }
 
 static void row_env(sqlite3_stmt *st, fv_store_env *e)
@@ -486,27 +290,22 @@ int fv_store_env_get(fv_store *s, const unsigned char id[32],
                      unsigned char record[32], int *kind,
                      unsigned char **bytes, size_t *len)
 {
-    sqlite3_stmt *st = stmt(s, ST_ENV_GET);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_ENV_GET);
     fv_store_env e;
     int rc;
 
     *bytes = NULL;
     *len = 0;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), "envelope");
-    bind_id(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        rc = FV_ENOTFOUND;
-    else if (rc != SQLITE_ROW)
-        rc = fail(s, rc, "envelope");
-    else if (!row_valid(st))
+    if (st)
+        bind_id(st, 1, id);
+    if ((rc = fv_db_step_row(&s->d, st, "envelope")))
+        return rc;
+    if (!row_valid(st))
         rc = FV_ECORRUPT;
     else {
         row_env(st, &e);
         memcpy(record, e.record, 32);
         *kind = e.kind;
-        rc = FV_OK;
         if (e.bytes) {
             *bytes = malloc(e.len ? e.len : 1);
             if (!*bytes)
@@ -538,7 +337,7 @@ static int each_row(fv_store *s, sqlite3_stmt *st, fv_store_env_fn fn,
             break;
     }
     if (r == FV_OK && rc != SQLITE_DONE)
-        r = fail(s, rc, "query");
+        r = fv_db_fail(&s->d, rc, "query");
     sqlite3_reset(st);
     return r;
 }
@@ -548,10 +347,10 @@ static int each_row(fv_store *s, sqlite3_stmt *st, fv_store_env_fn fn,
 static int each_query(fv_store *s, enum stmt_id id, const unsigned char *rec,
                       fv_store_env_fn fn, void *payload)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, stmt_sql[id], -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return fail(s, rc, "query");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, stmt_sql[id], &st, "query");
+    if (rc)
+        return rc;
     if (rec)
         bind_id(st, 1, rec);
     rc = each_row(s, st, fn, payload);
@@ -581,11 +380,11 @@ int fv_store_records_between(fv_store *s, const unsigned char lo[32],
                              unsigned char (*out)[32], size_t max,
                              size_t *count)
 {
-    sqlite3_stmt *st = stmt(s, ST_RECORDS_BETWEEN);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RECORDS_BETWEEN);
     int rc;
     *count = 0;
     if (!st)
-        return fail(s, sqlite3_errcode(s->db), "records");
+        return fv_db_fail(&s->d, sqlite3_errcode(s->d.db), "records");
     bind_id(st, 1, lo);
     bind_id(st, 2, hi);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
@@ -596,46 +395,38 @@ int fv_store_records_between(fv_store *s, const unsigned char lo[32],
         (*count)++;
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? FV_OK : fail(s, rc, "records");
+    return rc == SQLITE_DONE ? FV_OK : fv_db_fail(&s->d, rc, "records");
 }
 
 int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
                        const void *data, size_t len)
 {
-    sqlite3_stmt *st = stmt(s, ST_CHUNK_PUT);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_PUT);
     if (st) {
         bind_id(st, 1, hash);
         sqlite3_bind_blob64(st, 2, data, len, SQLITE_STATIC);
     }
-    return step_done(s, st, "chunk");
+    return fv_db_step_done(&s->d, st, "chunk");
 }
 
 int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
                        unsigned char *buf, size_t cap, size_t *len)
 {
-    sqlite3_stmt *st = stmt(s, ST_CHUNK_GET);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_GET);
     int rc, n;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), "chunk");
-    bind_id(st, 1, hash);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
-        return FV_ENOTFOUND;
-    }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        return fail(s, rc, "chunk");
-    }
+    if (st)
+        bind_id(st, 1, hash);
+    if ((rc = fv_db_step_row(&s->d, st, "chunk")))
+        return rc;
     n = sqlite3_column_bytes(st, 0);
-    if ((size_t)n > cap) {
-        sqlite3_reset(st);
-        return FV_ECORRUPT;
+    if ((size_t)n > cap)
+        rc = FV_ECORRUPT;
+    else {
+        memcpy(buf, sqlite3_column_blob(st, 0), (size_t)n);
+        *len = (size_t)n;
     }
-    memcpy(buf, sqlite3_column_blob(st, 0), (size_t)n);
-    *len = (size_t)n;
     sqlite3_reset(st);
-    return FV_OK;
+    return rc;
 }
 
 int fv_store_purge_record(fv_store *s, const unsigned char record[32],
@@ -650,17 +441,14 @@ int fv_store_purge_record(fv_store *s, const unsigned char record[32],
     };
     int rc = FV_OK;
     for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == FV_OK; i++) {
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(s->db, sql[i], -1, &st, NULL);
-        if (src != SQLITE_OK) {
-            rc = fail(s, src, "purge");
+        sqlite3_stmt *st;
+        if ((rc = fv_db_prepare(&s->d, sql[i], &st, "purge")))
             break;
-        }
         if (i < 2) {
             bind_id(st, 1, record);
             bind_id(st, 2, keep);
         }
-        rc = step_done(s, st, "purge");
+        rc = fv_db_step_done(&s->d, st, "purge");
         sqlite3_finalize(st);
     }
     return rc;
@@ -669,17 +457,17 @@ int fv_store_purge_record(fv_store *s, const unsigned char record[32],
 int fv_store_grants(fv_store *s, const unsigned char target[32],
                     fv_store_blob_fn fn, void *payload)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, stmt_sql[ST_GRANTS], -1, &st, NULL), r = 0;
-    if (rc != SQLITE_OK)
-        return fail(s, rc, "grants");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, stmt_sql[ST_GRANTS], &st, "grants"), r = 0;
+    if (rc)
+        return rc;
     bind_id(st, 1, target);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if ((r = fn(sqlite3_column_blob(st, 0),
                     (size_t)sqlite3_column_bytes(st, 0), payload)) != 0)
             break;
     if (r == 0 && rc != SQLITE_DONE)
-        r = fail(s, rc, "grants");
+        r = fv_db_fail(&s->d, rc, "grants");
     sqlite3_finalize(st);
     return r;
 }
@@ -687,10 +475,10 @@ int fv_store_grants(fv_store *s, const unsigned char target[32],
 int fv_store_outbox(fv_store *s, int64_t after, size_t max,
                     fv_store_outbox_fn fn, void *payload)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, stmt_sql[ST_OUTBOX], -1, &st, NULL), r = 0;
-    if (rc != SQLITE_OK)
-        return fail(s, rc, "outbox");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, stmt_sql[ST_OUTBOX], &st, "outbox"), r = 0;
+    if (rc)
+        return rc;
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -704,7 +492,7 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
             break;
     }
     if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
-        r = fail(s, rc, "outbox");
+        r = fv_db_fail(&s->d, rc, "outbox");
     sqlite3_finalize(st);
     return r;
 }
@@ -713,26 +501,27 @@ int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
                        const unsigned char sig[64],
                        const unsigned char *const *ids, size_t n)
 {
-    sqlite3_stmt *st = stmt(s, ST_RECEIPT_INSERT);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RECEIPT_INSERT);
     int rc;
     if (st) {
         sqlite3_bind_blob64(st, 1, body, body_len, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, sig, 64, SQLITE_STATIC);
     }
-    if ((rc = step_done(s, st, "receipt")))
+    if ((rc = fv_db_step_done(&s->d, st, "receipt")))
         return rc;
     for (size_t i = 0; i < n && rc == FV_OK; i++) {
-        st = stmt(s, ST_DELIVERED);
+        st = fv_db_stmt(&s->d, ST_DELIVERED);
         if (st)
             bind_id(st, 1, ids[i]);
-        rc = step_done(s, st, "delivered");
+        rc = fv_db_step_done(&s->d, st, "delivered");
     }
     return rc;
 }
 
 int fv_store_undeliver_all(fv_store *s)
 {
-    return exec(s, "UPDATE envelope SET delivered = 0 WHERE own AND delivered");
+    return fv_db_exec(&s->d, "UPDATE envelope SET delivered = 0 "
+                             "WHERE own AND delivered");
 }
 
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
@@ -740,10 +529,10 @@ int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
     static const char sql[] = "SELECT id, record, kind, bytes, 0 FROM envelope "
                               "WHERE own AND bytes IS NOT NULL AND kind <> 3 "
                               "ORDER BY seq";
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return fail(s, rc, "envelopes");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
+    if (rc)
+        return rc;
     rc = each_row(s, st, fn, payload);
     sqlite3_finalize(st);
     return rc;
@@ -754,7 +543,7 @@ int fv_store_conflicts(fv_store *s, size_t *count)
     static const char sql[] =
         "SELECT count(*) FROM (SELECT h.record FROM head h JOIN envelope e "
         "ON e.id = h.id WHERE e.kind = 1 GROUP BY h.record HAVING count(*) > 1)";
-    int n = 0, rc = pragma_int(s, sql, &n);
+    int n = 0, rc = fv_db_pragma_int(&s->d, sql, &n);
     *count = (size_t)n;
     return rc;
 }

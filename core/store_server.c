@@ -1,21 +1,13 @@
 /* store_server.c - the sync server's SQLite database (see store_server.h). */
 #include "store_server.h"
 
-#include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "fieldvault.h"
-
-#define SCHEMA_VERSION 1
-/* 'FVSV': tells a server database from a vault's (which has none). */
-#define APPLICATION_ID 0x46565356
+#include "store_db.h"
 
 enum stmt_id {
-    ST_META_GET,
-    ST_META_PUT,
     ST_DEV_GET,
     ST_DEV_BY_BOX,
     ST_DEV_ADD,
@@ -39,8 +31,6 @@ enum stmt_id {
 #define DEV_COLS "pk, box, name, role, revoked, enrolled"
 
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_META_GET] = "SELECT v FROM meta WHERE k = ?1",
-    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
     [ST_DEV_GET] = "SELECT " DEV_COLS " FROM device WHERE pk = ?1",
     [ST_DEV_BY_BOX] = "SELECT " DEV_COLS " FROM device WHERE box = ?1",
     [ST_DEV_ADD] = "INSERT INTO device(" DEV_COLS ") "
@@ -88,283 +78,80 @@ static const char schema_sql[] =
     " seq INTEGER NOT NULL, chain BLOB NOT NULL, PRIMARY KEY(device, fseq))"
     " WITHOUT ROWID;";
 
-struct fv_sstore {
-    sqlite3 *db;
-    sqlite3_stmt *st[ST_COUNT];
-    char msg[160];
+static const fv_db_schema server_schema = {
+    .label = "server database",
+    .create_sql = schema_sql,
+    .user_version = 1,
+    /* 'FVSV': tells a server database from a vault's ('FVVT'). */
+    .application_id = 0x46565356,
+    /* No secure_delete: the server holds ciphertext only and never deletes. */
+    .pragmas = NULL,
+    .missing_rc = FV_ENOTFOUND,
+    /* A duplicate device, invite or log entry (store_server.h). */
+    .constraint_rc = FV_EEXIST,
+    .stmt_sql = stmt_sql,
+    .nstmts = ST_COUNT,
 };
+_Static_assert(ST_COUNT <= FV_DB_STMTS_MAX, "statement cache");
 
-static int map_rc(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_OK:
-    case SQLITE_DONE:
-    case SQLITE_ROW:
-        return FV_OK;
-    case SQLITE_NOMEM:
-        return FV_ENOMEM;
-    case SQLITE_FULL:
-        return FV_ENOSPC;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return FV_EBUSY;
-    case SQLITE_CONSTRAINT:
-        return FV_EEXIST;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-    case SQLITE_SCHEMA:
-    case SQLITE_MISMATCH:
-        return FV_ECORRUPT;
-    case SQLITE_IOERR:
-        if (rc == SQLITE_IOERR_SHORT_READ)
-            return FV_ECORRUPT;
-        return FV_EIO;
-    default:
-        return FV_EIO;
-    }
-}
-
-static int fail(fv_sstore *s, int rc, const char *what)
-{
-    int code = map_rc(rc);
-    if (s)
-        snprintf(s->msg, sizeof s->msg, "server database: %s: %s", what,
-                 sqlite3_errstr(rc));
-    return code == FV_OK ? FV_EIO : code;
-}
+struct fv_sstore {
+    fv_db d;
+};
 
 const char *fv_sstore_errmsg(const fv_sstore *s)
 {
-    return s ? s->msg : "server database: no handle";
-}
-
-static sqlite3_stmt *stmt(fv_sstore *s, enum stmt_id id)
-{
-    if (!s->st[id] &&
-        sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                           &s->st[id], NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_reset(s->st[id]);
-    sqlite3_clear_bindings(s->st[id]);
-    return s->st[id];
-}
-
-static int exec(fv_sstore *s, const char *sql)
-{
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "statement");
-}
-
-static int step_done(fv_sstore *s, sqlite3_stmt *st, const char *what)
-{
-    int rc;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), what);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? FV_OK : fail(s, rc, what);
-}
-
-/* Steps a query expected to return at most one row: FV_OK with the row
- * current (the caller reads it, then resets), FV_ENOTFOUND, or an error.
- * On anything but FV_OK the statement is already reset. */
-static int step_row(fv_sstore *s, sqlite3_stmt *st, const char *what)
-{
-    int rc;
-    if (!st)
-        return fail(s, sqlite3_errcode(s->db), what);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return FV_OK;
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? FV_ENOTFOUND : fail(s, rc, what);
-}
-
-static int pragma_int(fv_sstore *s, const char *sql, int *out)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int(st, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "pragma");
+    return s ? s->d.msg : "server database: no handle";
 }
 
 int fv_sstore_open(fv_sstore **out, const char *path, int create)
 {
-    fv_sstore *s;
-    struct stat sb;
-    int rc, version = 0, appid = 0;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    fv_sstore *s = calloc(1, sizeof *s);
+    int rc;
 
     *out = NULL;
-    if (stat(path, &sb) == 0) {
-        if (create)
-            return FV_EEXIST;
-        if (!S_ISREG(sb.st_mode))
-            return FV_ECORRUPT;
-    } else if (!create) {
-        return FV_ENOTFOUND;
-    }
-    if (create)
-        flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;
-    s = calloc(1, sizeof *s);
     if (!s)
         return FV_ENOMEM;
-    rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        rc = fail(s, rc, "open");
-        goto fail;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 10000);
-    /* No secure_delete: the server holds ciphertext only and never deletes.
-     * WAL + synchronous FULL: every commit is durable when it returns, so a
-     * receipt is only ever sent for envelopes that are on disk. */
-    rc = exec(s, "PRAGMA foreign_keys = OFF; PRAGMA trusted_schema = OFF;");
-    if (rc)
-        goto fail;
-    if (create) {
-        chmod(path, 0600);
-        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-        if (!rc)
-            rc = exec(s, "BEGIN");
-        if (!rc)
-            rc = exec(s, schema_sql);
-        if (!rc)
-            rc = exec(s, "PRAGMA user_version = 1;"
-                         "PRAGMA application_id = 1180062550; COMMIT");
-        if (rc)
-            goto fail;
-    } else {
-        rc = pragma_int(s, "PRAGMA application_id", &appid);
-        if (!rc)
-            rc = pragma_int(s, "PRAGMA user_version", &version);
-        if (rc)
-            goto fail;
-        if (appid != APPLICATION_ID) {
-            snprintf(s->msg, sizeof s->msg,
-                     "server database: not a FieldVault server database");
-            rc = FV_ECORRUPT;
-            goto fail;
-        }
-        if (version > SCHEMA_VERSION) {
-            snprintf(s->msg, sizeof s->msg,
-                     "server database: schema %d is newer", version);
-            rc = FV_EVERSION;
-            goto fail;
-        }
-        if (version != SCHEMA_VERSION) {
-            rc = FV_ECORRUPT;
-            goto fail;
-        }
-        rc = exec(s, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
-        if (rc)
-            goto fail;
+    if ((rc = fv_db_open(&s->d, path, create, &server_schema))) {
+        free(s);
+        return rc;
     }
     *out = s;
     return FV_OK;
-fail:
-    fv_sstore_close(s);
-    return rc;
 }
-
-_Static_assert(APPLICATION_ID == 1180062550, "application_id in the SQL");
 
 void fv_sstore_close(fv_sstore *s)
 {
-    if (!s)
-        return;
-    for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize(s->st[i]);
-    if (s->db) {
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                  NULL, NULL);
-        sqlite3_close_v2(s->db);
-    }
+    if (s)
+        fv_db_close(&s->d);
     free(s);
 }
 
-int fv_sstore_begin(fv_sstore *s) { return exec(s, "BEGIN IMMEDIATE"); }
+int fv_sstore_begin(fv_sstore *s) { return fv_db_begin(&s->d); }
 
-int fv_sstore_commit(fv_sstore *s) { return exec(s, "COMMIT"); }
+int fv_sstore_commit(fv_sstore *s) { return fv_db_commit(&s->d); }
 
-void fv_sstore_rollback(fv_sstore *s)
-{
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
+void fv_sstore_rollback(fv_sstore *s) { fv_db_rollback(&s->d); }
 
-int fv_sstore_checkpoint(fv_sstore *s)
-{
-    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
-                                       NULL, NULL);
-    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-        return FV_OK;
-    return rc == SQLITE_OK ? FV_OK : fail(s, rc, "checkpoint");
-}
+int fv_sstore_checkpoint(fv_sstore *s) { return fv_db_checkpoint(&s->d); }
 
 /* ---- meta ------------------------------------------------------------- */
 
 int fv_sstore_meta_get(fv_sstore *s, const char *key, unsigned char **val,
                        size_t *len)
 {
-    sqlite3_stmt *st = stmt(s, ST_META_GET);
-    int rc, n;
-
-    *val = NULL;
-    *len = 0;
-    if (st)
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if ((rc = step_row(s, st, "meta")))
-        return rc;
-    n = sqlite3_column_bytes(st, 0);
-    *val = malloc(n ? (size_t)n : 1);
-    if (!*val)
-        rc = FV_ENOMEM;
-    else {
-        if (n)
-            memcpy(*val, sqlite3_column_blob(st, 0), (size_t)n);
-        *len = (size_t)n;
-    }
-    sqlite3_reset(st);
-    return rc;
+    return fv_db_meta_get(&s->d, key, val, len);
 }
 
 int fv_sstore_meta_get_fixed(fv_sstore *s, const char *key, void *val,
                              size_t len)
 {
-    sqlite3_stmt *st = stmt(s, ST_META_GET);
-    int rc;
-    if (st)
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if ((rc = step_row(s, st, "meta")))
-        return rc;
-    if ((size_t)sqlite3_column_bytes(st, 0) != len) {
-        snprintf(s->msg, sizeof s->msg, "server database: meta %s is damaged",
-                 key);
-        rc = FV_ECORRUPT;
-    } else if (len) {
-        memcpy(val, sqlite3_column_blob(st, 0), len);
-    }
-    sqlite3_reset(st);
-    return rc;
+    return fv_db_meta_get_fixed(&s->d, key, val, len);
 }
 
 int fv_sstore_meta_put(fv_sstore *s, const char *key, const void *val,
                        size_t len)
 {
-    sqlite3_stmt *st = stmt(s, ST_META_PUT);
-    if (st) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        sqlite3_bind_blob64(st, 2, len ? val : "", len, SQLITE_STATIC);
-    }
-    return step_done(s, st, "meta");
+    return fv_db_meta_put(&s->d, key, val, len);
 }
 
 /* ---- devices ---------------------------------------------------------- */
@@ -410,11 +197,11 @@ static int row_device(sqlite3_stmt *st, fv_sstore_device *d)
 static int device_query(fv_sstore *s, enum stmt_id id,
                         const unsigned char key[32], fv_sstore_device *d)
 {
-    sqlite3_stmt *st = stmt(s, id);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, id);
     int rc;
     if (st)
         bind_key(st, 1, key);
-    if ((rc = step_row(s, st, "device")))
+    if ((rc = fv_db_step_row(&s->d, st, "device")))
         return rc;
     rc = row_device(st, d);
     sqlite3_reset(st);
@@ -438,7 +225,7 @@ int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d)
     sqlite3_stmt *st;
     if (d->name_len > FV_SSTORE_NAME_MAX)
         return FV_EINVAL;
-    st = stmt(s, ST_DEV_ADD);
+    st = fv_db_stmt(&s->d, ST_DEV_ADD);
     if (st) {
         bind_key(st, 1, d->pk);
         bind_key(st, 2, d->box);
@@ -447,37 +234,37 @@ int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d)
         sqlite3_bind_int(st, 5, d->revoked ? 1 : 0);
         sqlite3_bind_int64(st, 6, d->enrolled);
     }
-    return step_done(s, st, "device");
+    return fv_db_step_done(&s->d, st, "device");
 }
 
 int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_DEV_REVOKE);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_DEV_REVOKE);
     int rc;
     if (st)
         bind_key(st, 1, pk);
-    if ((rc = step_done(s, st, "device")))
+    if ((rc = fv_db_step_done(&s->d, st, "device")))
         return rc;
-    return sqlite3_changes(s->db) ? FV_OK : FV_ENOTFOUND;
+    return sqlite3_changes(s->d.db) ? FV_OK : FV_ENOTFOUND;
 }
 
 int fv_sstore_each_device(fv_sstore *s, size_t max, fv_sstore_device_fn fn,
                           void *payload)
 {
     /* Its own statement, so the callback may use the handle. */
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     fv_sstore_device d;
-    int rc = sqlite3_prepare_v2(s->db, stmt_sql[ST_DEV_EACH], -1, &st, NULL);
+    int rc = fv_db_prepare(&s->d, stmt_sql[ST_DEV_EACH], &st, "device");
     int r = FV_OK;
-    if (rc != SQLITE_OK)
-        return fail(s, rc, "device");
+    if (rc)
+        return rc;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if ((r = row_device(st, &d)) != FV_OK || (r = fn(&d, payload)) != 0)
             break;
     }
     if (r == FV_OK && rc != SQLITE_DONE)
-        r = fail(s, rc, "device");
+        r = fv_db_fail(&s->d, rc, "device");
     sqlite3_finalize(st);
     return r;
 }
@@ -491,25 +278,25 @@ int fv_sstore_invite_add(fv_sstore *s, const unsigned char token_hash[32],
     sqlite3_stmt *st;
     if (name_len > FV_SSTORE_NAME_MAX)
         return FV_EINVAL;
-    st = stmt(s, ST_INV_ADD);
+    st = fv_db_stmt(&s->d, ST_INV_ADD);
     if (st) {
         bind_key(st, 1, token_hash);
         sqlite3_bind_text(st, 2, name, (int)name_len, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, role);
         sqlite3_bind_int64(st, 4, expires);
     }
-    return step_done(s, st, "invite");
+    return fv_db_step_done(&s->d, st, "invite");
 }
 
 int fv_sstore_invite_get(fv_sstore *s, const unsigned char token_hash[32],
                          fv_sstore_invite *inv)
 {
-    sqlite3_stmt *st = stmt(s, ST_INV_GET);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_INV_GET);
     int rc;
     memset(inv, 0, sizeof *inv);
     if (st)
         bind_key(st, 1, token_hash);
-    if ((rc = step_row(s, st, "invite")))
+    if ((rc = fv_db_step_row(&s->d, st, "invite")))
         return rc;
     if (!col_name(st, 0, inv->name, &inv->name_len))
         rc = FV_ECORRUPT;
@@ -524,15 +311,15 @@ int fv_sstore_invite_get(fv_sstore *s, const unsigned char token_hash[32],
 int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
                          const unsigned char device[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_INV_USE);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_INV_USE);
     int rc;
     if (st) {
         bind_key(st, 1, token_hash);
         bind_key(st, 2, device);
     }
-    if ((rc = step_done(s, st, "invite")))
+    if ((rc = fv_db_step_done(&s->d, st, "invite")))
         return rc;
-    return sqlite3_changes(s->db) == 1 ? FV_OK : FV_EINVITE;
+    return sqlite3_changes(s->d.db) == 1 ? FV_OK : FV_EINVITE;
 }
 
 /* ---- log and feeds ---------------------------------------------------- */
@@ -540,11 +327,11 @@ int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
 int fv_sstore_log_find(fv_sstore *s, const unsigned char id[32],
                        uint64_t *seq)
 {
-    sqlite3_stmt *st = stmt(s, ST_LOG_FIND);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_FIND);
     int rc;
     if (st)
         bind_key(st, 1, id);
-    if ((rc = step_row(s, st, "log")))
+    if ((rc = fv_db_step_row(&s->d, st, "log")))
         return rc;
     *seq = (uint64_t)sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
@@ -565,7 +352,7 @@ static int row_pos_chain(sqlite3_stmt *st, uint64_t *pos,
 static int head_query(fv_sstore *s, sqlite3_stmt *st, uint64_t *pos,
                       unsigned char chain[32])
 {
-    int rc = step_row(s, st, "head");
+    int rc = fv_db_step_row(&s->d, st, "head");
     if (rc == FV_ENOTFOUND) {
         *pos = 0;
         memset(chain, 0, 32);
@@ -580,7 +367,7 @@ static int head_query(fv_sstore *s, sqlite3_stmt *st, uint64_t *pos,
 
 static int chain_query(fv_sstore *s, sqlite3_stmt *st, unsigned char chain[32])
 {
-    int rc = step_row(s, st, "chain");
+    int rc = fv_db_step_row(&s->d, st, "chain");
     if (rc)
         return rc;
     if (!col_key(st, 0, chain))
@@ -591,12 +378,12 @@ static int chain_query(fv_sstore *s, sqlite3_stmt *st, unsigned char chain[32])
 
 int fv_sstore_log_head(fv_sstore *s, uint64_t *seq, unsigned char chain[32])
 {
-    return head_query(s, stmt(s, ST_LOG_HEAD), seq, chain);
+    return head_query(s, fv_db_stmt(&s->d, ST_LOG_HEAD), seq, chain);
 }
 
 int fv_sstore_log_chain(fv_sstore *s, uint64_t seq, unsigned char chain[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_LOG_CHAIN);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_CHAIN);
     if (seq > INT64_MAX)
         return FV_ENOTFOUND;
     if (st)
@@ -609,7 +396,7 @@ int fv_sstore_log_add(fv_sstore *s, uint64_t seq, const unsigned char id[32],
                       const unsigned char *bytes, size_t len,
                       const unsigned char chain[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_LOG_ADD);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_ADD);
     if (seq > INT64_MAX)
         return FV_ELIMIT;
     if (st) {
@@ -620,13 +407,13 @@ int fv_sstore_log_add(fv_sstore *s, uint64_t seq, const unsigned char id[32],
                             SQLITE_STATIC);
         bind_key(st, 5, chain);
     }
-    return step_done(s, st, "log");
+    return fv_db_step_done(&s->d, st, "log");
 }
 
 int fv_sstore_feed_head(fv_sstore *s, const unsigned char device[32],
                         uint64_t *fseq, unsigned char chain[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_FEED_HEAD);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_HEAD);
     if (st)
         bind_key(st, 1, device);
     return head_query(s, st, fseq, chain);
@@ -635,7 +422,7 @@ int fv_sstore_feed_head(fv_sstore *s, const unsigned char device[32],
 int fv_sstore_feed_chain(fv_sstore *s, const unsigned char device[32],
                          uint64_t fseq, unsigned char chain[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_FEED_CHAIN);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_CHAIN);
     if (fseq > INT64_MAX)
         return FV_ENOTFOUND;
     if (st) {
@@ -649,7 +436,7 @@ int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
                        uint64_t fseq, uint64_t seq,
                        const unsigned char chain[32])
 {
-    sqlite3_stmt *st = stmt(s, ST_FEED_ADD);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_ADD);
     if (fseq > INT64_MAX || seq > INT64_MAX)
         return FV_ELIMIT;
     if (st) {
@@ -658,19 +445,19 @@ int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
         sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
         bind_key(st, 4, chain);
     }
-    return step_done(s, st, "feed");
+    return fv_db_step_done(&s->d, st, "feed");
 }
 
 int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
                    uint64_t upto, size_t max, fv_sstore_entry_fn fn,
                    void *payload)
 {
-    sqlite3_stmt *st = stmt(s, device ? ST_READ_FEED : ST_READ_LOG);
+    sqlite3_stmt *st = fv_db_stmt(&s->d, device ? ST_READ_FEED : ST_READ_LOG);
     fv_sstore_entry e;
     int rc, r = FV_OK;
 
     if (!st)
-        return fail(s, sqlite3_errcode(s->db), "read");
+        return fv_db_fail(&s->d, sqlite3_errcode(s->d.db), "read");
     if (upto > INT64_MAX)
         upto = INT64_MAX;
     if (after >= upto || max == 0)
@@ -686,9 +473,7 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
         e.len = (size_t)sqlite3_column_bytes(st, 1);
         e.chain = sqlite3_column_blob(st, 2);
         if (pos < 1 || !e.bytes || sqlite3_column_bytes(st, 2) != 32) {
-            r = FV_ECORRUPT;
-            snprintf(s->msg, sizeof s->msg, "server database: a log entry "
-                                            "is damaged");
+            r = fv_db_error(&s->d, FV_ECORRUPT, "a log entry is damaged");
             break;
         }
         e.seq = (uint64_t)pos;
@@ -696,7 +481,7 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
             break;
     }
     if (r == FV_OK && rc != SQLITE_DONE)
-        r = fail(s, rc, "read");
+        r = fv_db_fail(&s->d, rc, "read");
     sqlite3_reset(st);
     return r;
 }

@@ -1,6 +1,8 @@
 /* bundle.c - courier bundles: the outbox written to a file for a USB stick
  * or SD card, and read back elsewhere with the same verification as a sync
- * (docs/PROTOCOL.md, "Courier bundles"). */
+ * (docs/PROTOCOL.md, "Courier bundles"; the file's layout is in bundle.h).
+ * The reader (fv_bundle_read) serves the vault's importer here and the
+ * server's (fv_server_import). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,12 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "fieldvault_sync.h"
 #include "proto.h"
 #include "vault_sync.h"
 
 #define BUNDLE_MAGIC "FVBUNDL1"
 #define BUNDLE_BATCH_BYTES (512u * 1024)
+#define READ_BYTES (64u * 1024)
 
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
@@ -101,6 +105,14 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
         if (x.last == before)
             break;
     }
+    /* The end mark: without it, a bundle cut between two frames would read
+     * as whole. */
+    if (rc == FV_OK && (rc = fv_send_simple(&x.out, FV_MSG_BYE)) == FV_OK) {
+        size_t pending;
+        const unsigned char *p = fv_out_pending(&x.out, &pending);
+        rc = write_all(fd, p, pending);
+        fv_out_ack(&x.out, pending);
+    }
     if (rc == FV_OK && fsync(fd) != 0)
         rc = FV_EIO;
     close(fd);
@@ -116,74 +128,177 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
     return FV_OK;
 }
 
-int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                     uint64_t *added)
+/* Reads exactly n bytes unless the file ends first: the count read, or -1. */
+static ssize_t read_full(int fd, unsigned char *p, size_t n)
 {
-    unsigned char *buf = NULL, magic[8];
-    fv_framer fr;
-    fv_msg *m = NULL;
-    int fd, rc = FV_OK;
-    uint64_t total = 0, new_total = 0;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
 
-    if (!v || !path)
-        return FV_EINVAL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fv_vs_fail(v, errno == ENOENT ? FV_ENOTFOUND : FV_EIO,
-                          "cannot open the bundle file");
+/* One pass over the open bundle from its start: checks the magic, every
+ * frame, and the end mark; with fn set, hands it each batch. */
+static int read_pass(int fd, unsigned char *buf, fv_msg *m,
+                     fv_bundle_batch_fn fn, void *payload, const char **msg)
+{
+    unsigned char magic[8];
+    fv_framer fr;
+    int rc = FV_OK, ended = 0;
+    ssize_t got;
+
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        *msg = "cannot read the bundle file";
+        return FV_EIO;
+    }
+    got = read_full(fd, magic, sizeof magic);
+    if (got < 0) {
+        *msg = "cannot read the bundle file";
+        return FV_EIO;
+    }
+    if (got != (ssize_t)sizeof magic || memcmp(magic, BUNDLE_MAGIC, 8) != 0) {
+        *msg = "not a FieldVault bundle";
+        return FV_ECORRUPT;
+    }
     fv_framer_init(&fr);
-    buf = malloc(64 * 1024);
-    m = malloc(sizeof *m);
-    if (!buf || !m)
-        rc = FV_ENOMEM;
-    else if (read(fd, magic, 8) != 8 || memcmp(magic, BUNDLE_MAGIC, 8) != 0)
-        rc = fv_vs_fail(v, FV_ECORRUPT, "not a FieldVault bundle");
     while (rc == FV_OK) {
-        ssize_t n = read(fd, buf, 64 * 1024);
+        ssize_t n = read(fd, buf, READ_BYTES);
         size_t off = 0;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = fv_vs_fail(v, FV_EIO, "cannot read the bundle file");
+            rc = FV_EIO;
+            *msg = "cannot read the bundle file";
             break;
         }
         if (n == 0) {
-            if (fr.hdr_len || fr.body_len)
-                rc = fv_vs_fail(v, FV_ECORRUPT, "the bundle is truncated");
+            /* A frame begun and not finished, or no end mark: cut short. */
+            if (!ended || fr.hdr_len) {
+                rc = FV_ECORRUPT;
+                *msg = "the bundle is truncated";
+            }
             break;
         }
         while (rc == FV_OK && off < (size_t)n) {
             const unsigned char *frame;
-            size_t flen, nadded = 0;
+            size_t flen;
             int err;
-            off += fv_framer_feed(&fr, buf + off, (size_t)n - off, &frame, &flen, &err);
+            if (ended) {
+                rc = FV_ECORRUPT; /* bytes after the end mark */
+                *msg = "the bundle is damaged";
+                break;
+            }
+            off += fv_framer_feed(&fr, buf + off, (size_t)n - off, &frame,
+                                  &flen, &err);
             if (err) {
-                rc = fv_vs_fail(v, FV_ECORRUPT, "the bundle is damaged");
+                rc = err == FV_ENOMEM ? FV_ENOMEM : FV_ECORRUPT;
+                *msg = rc == FV_ECORRUPT ? "the bundle is damaged"
+                                         : "out of memory";
                 break;
             }
             if (!frame)
                 continue;
-            if (fv_msg_decode(m, frame, flen) || m->type != FV_MSG_PUSH) {
-                rc = fv_vs_fail(v, FV_ECORRUPT, "the bundle is damaged");
+            if (fv_msg_decode(m, frame, flen) != FV_OK ||
+                (m->type != FV_MSG_PUSH && m->type != FV_MSG_BYE)) {
+                rc = FV_ECORRUPT;
+                *msg = "the bundle is damaged";
                 break;
             }
-            /* Verified and stored exactly as pulled envelopes are. */
-            rc = fv_vs_import(v, NULL, m->u.push.env, m->u.push.len,
-                              m->u.push.n, &nadded);
-            if (rc == FV_EPROTO)
-                rc = fv_vs_fail(v, FV_ECORRUPT,
-                                "an envelope in the bundle fails verification");
-            total += m->u.push.n;
-            new_total += nadded;
+            if (m->type == FV_MSG_BYE)
+                ended = 1;
+            else if (fn)
+                rc = fn(m->u.push.env, m->u.push.len, m->u.push.n, payload);
         }
     }
-    close(fd);
     fv_framer_free(&fr);
+    return rc;
+}
+
+int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
+                   const char **why)
+{
+    unsigned char *buf = NULL;
+    const char *msg = NULL;
+    fv_msg *m = NULL;
+    int fd, rc;
+
+    if (why)
+        *why = NULL;
+    if (!path || !fn)
+        return FV_EINVAL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (why)
+            *why = "cannot open the bundle file";
+        return errno == ENOENT ? FV_ENOTFOUND : FV_EIO;
+    }
+    buf = malloc(READ_BYTES);
+    m = malloc(sizeof *m);
+    if (!buf || !m) {
+        rc = FV_ENOMEM;
+        msg = "out of memory";
+    } else {
+        /* The whole file is checked first, so that a bundle cut short or
+         * damaged in its framing stores nothing; then its batches are
+         * handed over. (The second pass checks again: the file may have
+         * changed in between.) */
+        rc = read_pass(fd, buf, m, NULL, NULL, &msg);
+        if (rc == FV_OK)
+            rc = read_pass(fd, buf, m, fn, payload, &msg);
+    }
+    close(fd);
     free(buf);
     free(m);
+    if (why)
+        *why = msg;
+    return rc;
+}
+
+struct vault_import {
+    fv_vault *v;
+    uint64_t total, added;
+};
+
+static int vault_batch(const unsigned char *const *env, const size_t *len,
+                       size_t n, void *payload)
+{
+    struct vault_import *x = payload;
+    size_t nadded = 0;
+    /* Verified and stored exactly as pulled envelopes are. */
+    int rc = fv_vs_import(x->v, NULL, env, len, n, &nadded);
+    if (rc == FV_EPROTO)
+        rc = fv_vs_fail(x->v, FV_ECORRUPT,
+                        "an envelope in the bundle fails verification");
+    if (rc == FV_OK) {
+        x->total += n;
+        x->added += nadded;
+    }
+    return rc;
+}
+
+int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
+                     uint64_t *added)
+{
+    struct vault_import x = {v, 0, 0};
+    const char *why = NULL;
+    int rc;
+
+    if (!v || !path)
+        return FV_EINVAL;
+    rc = fv_bundle_read(path, vault_batch, &x, &why);
+    if (rc && why)
+        rc = fv_vs_fail(v, rc, why); /* the file's failure, not a batch's */
     if (count)
-        *count = total;
+        *count = x.total;
     if (added)
-        *added = new_total;
+        *added = x.added;
     return rc;
 }

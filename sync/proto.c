@@ -141,7 +141,8 @@ size_t fv_framer_feed(fv_framer *f, const unsigned char *p, size_t n,
             f->body = b;
             f->cap = cap;
         }
-        memcpy(f->body + f->body_len, p + used, take);
+        if (take)
+            memcpy(f->body + f->body_len, p + used, take);
         f->body_len += take;
         used += take;
     }

@@ -40,6 +40,26 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
 int fv_server_invite(const char *dir, const char *name, int role,
                      uint64_t ttl, char **invite);
 
+/* Imports a courier bundle (docs/PROTOCOL.md, "Courier bundles") into the
+ * server at `dir`, opened as fv_server_run opens it: every envelope is
+ * verified and stored exactly as a PUSH from its author would be (log and
+ * feeds, one transaction per batch, known envelopes keep their position),
+ * so importing a bundle twice changes nothing. Each envelope's author must
+ * be an enrolled device that is not revoked. A bundle is written by one
+ * device, but a batch of several authors is taken as runs of the same
+ * author, still in one transaction. *count (may be NULL) receives how many
+ * envelopes were read, *added how many were new to the log, both counting
+ * only batches stored. May run while the server runs (SQLite WAL; each
+ * batch waits its turn to write). Logs nothing.
+ *
+ * A damaged or truncated file stores nothing: FV_ECORRUPT. An envelope that
+ * fails verification (FV_ECORRUPT) or an author not enrolled or revoked
+ * (FV_EDENIED) stops the import at its batch: nothing of that batch is
+ * stored, the batches before it stay. Also FV_ENOTFOUND (no bundle there,
+ * or no server), FV_EVERSION, FV_EIO, FV_ENOSPC, FV_ENOMEM, FV_EINVAL. */
+int fv_server_import(const char *dir, const char *path, uint64_t *count,
+                     uint64_t *added);
+
 /* One line per event (no newline): connections, enrollments, push counts,
  * errors. Never envelope content, key material or client addresses. */
 typedef void (*fv_server_log_fn)(const char *line, void *payload);

@@ -23,12 +23,14 @@ _Static_assert(FV_SRV_ENTRIES_BYTES < FV_SYNC_MAX_ENVELOPE,
 #define STOP_READ 1
 
 /* One envelope of a PUSH batch, after verification. Pointers point into the
- * frame being handled. */
+ * frame being handled (or the caller's batch). */
 struct push_item {
     const unsigned char *bytes;
     size_t len;
     size_t nrecip;
     const unsigned char *recip[FV_ENV_MAX_RECIPIENTS];
+    unsigned char author[32];
+    const fv_sstore_device *dev; /* its author, once looked up */
 };
 
 struct feed_head {
@@ -55,6 +57,8 @@ struct fv_srv {
     uint64_t seqs[FV_PROTO_MAX_BATCH];
     struct feed_head feeds[FEED_CACHE];
     size_t nfeeds;
+    /* The authors of a batch stored with no connection. */
+    fv_sstore_device authors[FV_PROTO_MAX_BATCH];
     /* The ENTRIES frame being gathered. */
     unsigned char *pull_buf;
     size_t pull_len, pull_n;
@@ -501,23 +505,23 @@ static int feed_append(fv_srv *s, const unsigned char device[32],
  * must not hold another worker's testimony (DESIGN.md, Roles), and the
  * organisation is who addresses a device (PROTOCOL.md, PULL). Nor does it
  * come back to its author, who has it: on a slow link every byte counts. */
-static int append(fv_srv_conn *c, size_t i, uint64_t *head,
+static int append(fv_srv *s, size_t i, uint64_t *head,
                   unsigned char chain[32])
 {
-    fv_srv *s = c->srv;
     const struct push_item *it = &s->items[i];
+    const fv_sstore_device *author = it->dev;
     unsigned char readers[1 + FV_ENV_MAX_RECIPIENTS][32];
     size_t nreaders = 0, r, k;
     fv_sstore_device d;
     int rc;
 
     fv_chain_next(chain, chain, *head + 1, s->ids[i]);
-    if ((rc = fv_sstore_log_add(s->st, *head + 1, s->ids[i], c->dev.pk,
+    if ((rc = fv_sstore_log_add(s->st, *head + 1, s->ids[i], author->pk,
                                 it->bytes, it->len, chain)))
         return rc;
     s->seqs[i] = ++*head;
-    for (r = 0; c->dev.role == FV_ROLE_COORDINATOR && r < it->nrecip; r++) {
-        if (memcmp(it->recip[r], c->dev.box, 32) == 0)
+    for (r = 0; author->role == FV_ROLE_COORDINATOR && r < it->nrecip; r++) {
+        if (memcmp(it->recip[r], author->box, 32) == 0)
             continue; /* the author itself */
         rc = fv_sstore_device_by_box(s->st, it->recip[r], &d);
         if (rc == FV_ENOTFOUND)
@@ -538,56 +542,164 @@ static int append(fv_srv_conn *c, size_t i, uint64_t *head,
     return FV_OK;
 }
 
+/* Checks envelopes [0, n) of a batch before anything is stored: size,
+ * structure and signature, and, if `author` is set, that `author` wrote
+ * each. Fills s->items (without their device) and s->ids. Returns FV_OK, or
+ * an error with *why the rejection's fixed text (FV_ECORRUPT, or FV_ENOMEM
+ * while parsing). */
+static int verify_batch(fv_srv *s, const unsigned char *author,
+                        const unsigned char *const *bytes, const size_t *len,
+                        size_t n, const char **why)
+{
+    fv_env env;
+    int rc;
+
+    *why = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct push_item *it = &s->items[i];
+        rc = len[i] > FV_SYNC_MAX_ENVELOPE
+                 ? FV_ECORRUPT
+                 : fv_env_parse(&env, bytes[i], len[i]);
+        if (rc) {
+            *why = "an envelope failed verification";
+            return rc == FV_ENOMEM ? FV_ENOMEM : FV_ECORRUPT;
+        }
+        fv_env_clear(&env);
+        if (author && memcmp(env.author, author, 32) != 0) {
+            *why = "an envelope is not signed by this device";
+            return FV_ECORRUPT;
+        }
+        memcpy(s->ids[i], env.id, 32);
+        it->bytes = bytes[i];
+        it->len = len[i];
+        it->nrecip = env.nrecipients;
+        memcpy(it->recip, env.recipient_pk,
+               env.nrecipients * sizeof it->recip[0]);
+        memcpy(it->author, env.author, 32);
+        it->dev = NULL;
+    }
+    return FV_OK;
+}
+
+/* Stores the verified items [0, n), each with its device set, in one
+ * transaction: known ids (earlier, or earlier in this batch) keep their
+ * seq, the others are appended. s->seqs receives the positions. On failure
+ * the transaction is rolled back. */
+static int store_items(fv_srv *s, size_t n, size_t *added)
+{
+    unsigned char chain[32];
+    uint64_t head;
+    int rc;
+
+    *added = 0;
+    s->nfeeds = 0;
+    if ((rc = fv_sstore_begin(s->st)))
+        goto fail;
+    if ((rc = fv_sstore_log_head(s->st, &head, chain)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
+        if (rc == FV_ENOTFOUND) {
+            rc = append(s, i, &head, chain);
+            ++*added;
+        }
+        if (rc)
+            goto fail;
+    }
+    if ((rc = fv_sstore_commit(s->st)))
+        goto fail;
+    return FV_OK;
+fail:
+    fv_sstore_rollback(s->st);
+    return rc;
+}
+
+/* The device `pk` into *d: FV_EDENIED if unknown or revoked. */
+static int author_get(fv_srv *s, const unsigned char pk[32],
+                      fv_sstore_device *d)
+{
+    int rc = fv_sstore_device_get(s->st, pk, d);
+    if (rc == FV_ENOTFOUND || (rc == FV_OK && d->revoked))
+        return FV_EDENIED;
+    return rc;
+}
+
+int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
+                       const unsigned char *const *env, const size_t *len,
+                       size_t n, uint64_t *seqs, size_t *added)
+{
+    const char *why;
+    size_t nauthors = 0, nadded = 0, i, k;
+    int rc;
+
+    if (added)
+        *added = 0;
+    if (!s || n > FV_PROTO_MAX_BATCH || (n > 0 && (!env || !len)))
+        return FV_EINVAL;
+    for (i = 0; i < n; i++)
+        if (!env[i])
+            return FV_EINVAL;
+    if (author) {
+        if ((rc = author_get(s, author, &s->authors[0])))
+            return rc;
+        nauthors = 1;
+    }
+    if ((rc = verify_batch(s, author, env, len, n, &why)))
+        return rc;
+    for (i = 0; i < n; i++) {
+        struct push_item *it = &s->items[i];
+        if (author) {
+            it->dev = &s->authors[0];
+            continue;
+        }
+        /* A run of the same author shares its device; a new run looks it
+         * up (once per distinct author in the batch). */
+        if (i > 0 && memcmp(it->author, s->items[i - 1].author, 32) == 0) {
+            it->dev = s->items[i - 1].dev;
+            continue;
+        }
+        for (k = 0; k < nauthors; k++)
+            if (memcmp(s->authors[k].pk, it->author, 32) == 0)
+                break;
+        if (k == nauthors) {
+            if ((rc = author_get(s, it->author, &s->authors[k])))
+                return rc;
+            nauthors++;
+        }
+        it->dev = &s->authors[k];
+    }
+    if ((rc = store_items(s, n, &nadded)))
+        return rc;
+    if (seqs && n > 0)
+        memcpy(seqs, s->seqs, n * sizeof *seqs);
+    if (added)
+        *added = nadded;
+    return FV_OK;
+}
+
 static void handle_push(fv_srv_conn *c, const fv_msg *m)
 {
     fv_srv *s = c->srv;
     size_t n = m->u.push.n, i, added = 0;
-    unsigned char chain[32], sig[FV_SIG_BYTES], *body = NULL;
+    unsigned char sig[FV_SIG_BYTES], *body = NULL;
     size_t body_len = 0;
-    uint64_t head;
-    fv_env env;
+    const char *why;
     char hex[9];
     int rc;
 
-    /* Every envelope is checked before anything is stored. */
-    for (i = 0; i < n; i++) {
-        struct push_item *it = &s->items[i];
-        if (m->u.push.len[i] > FV_SYNC_MAX_ENVELOPE ||
-            fv_env_parse(&env, m->u.push.env[i], m->u.push.len[i]) != FV_OK) {
-            conn_error(c, FV_PERR_REJECTED, "an envelope failed verification");
-            return;
-        }
-        fv_env_clear(&env);
-        if (memcmp(env.author, c->dev.pk, 32) != 0) {
-            conn_error(c, FV_PERR_REJECTED,
-                       "an envelope is not signed by this device");
-            return;
-        }
-        memcpy(s->ids[i], env.id, 32);
-        it->bytes = m->u.push.env[i];
-        it->len = m->u.push.len[i];
-        it->nrecip = env.nrecipients;
-        memcpy(it->recip, env.recipient_pk,
-               env.nrecipients * sizeof it->recip[0]);
+    /* As fv_srv_store_batch, for the device authenticated at HELLO (a
+     * revocation applies from its next connection on). Every envelope is
+     * checked before anything is stored. */
+    if (verify_batch(s, c->dev.pk, m->u.push.env, m->u.push.len, n, &why)) {
+        conn_error(c, FV_PERR_REJECTED, why);
+        return;
     }
-
-    s->nfeeds = 0;
-    if ((rc = fv_sstore_begin(s->st)))
-        goto internal;
-    if ((rc = fv_sstore_log_head(s->st, &head, chain)))
-        goto internal;
-    for (i = 0; i < n; i++) {
-        /* Known ids (earlier, or earlier in this batch) keep their seq. */
-        rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
-        if (rc == FV_ENOTFOUND) {
-            rc = append(c, i, &head, chain);
-            added++;
-        }
-        if (rc)
-            goto internal;
+    for (i = 0; i < n; i++)
+        s->items[i].dev = &c->dev;
+    if ((rc = store_items(s, n, &added))) {
+        conn_internal(c, rc, "storing a push");
+        return;
     }
-    if ((rc = fv_sstore_commit(s->st)))
-        goto internal;
 
     rc = fv_receipt_body(&body, &body_len, s->epoch, c->dev.pk, s->env->now,
                          (const unsigned char(*)[32])s->ids, s->seqs, n);
@@ -602,10 +714,6 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
         return;
     slog(c, "device %s pushed %zu envelopes (%zu new)",
          short_hex(hex, c->dev.pk), n, added);
-    return;
-internal:
-    fv_sstore_rollback(s->st);
-    conn_internal(c, rc, "storing a push");
 }
 
 /* ---- PULL ------------------------------------------------------------- */

@@ -82,6 +82,30 @@ int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
                          const char *name, size_t name_len, int role,
                          int64_t expires, const unsigned char token[16]);
 
+/* Verifies and stores a batch of envelopes exactly as a PUSH from `author`
+ * would, with no connection (a courier bundle read on the server): `author`
+ * must be an enrolled device that is not revoked (FV_EDENIED if not); every
+ * envelope is checked (size, structure, signature, written by `author`)
+ * before anything is stored (FV_ECORRUPT if one fails: nothing is stored);
+ * then the batch goes to the log and the feeds in one transaction, as a
+ * PUSH's does. Envelopes already in the log keep their position.
+ *
+ * With `author` NULL, each envelope's own author is used: the batch is
+ * split into runs of envelopes by the same author, and every one of them
+ * must be enrolled and not revoked (else FV_EDENIED, nothing stored); the
+ * whole batch is still stored in one transaction.
+ *
+ * n is at most FV_PROTO_MAX_BATCH (FV_EINVAL). seqs (may be NULL; room for
+ * n) receives each envelope's log position, *added (may be NULL) how many
+ * were new. Writes no log line. FV_ENOMEM, FV_EIO, FV_ENOSPC... from the
+ * store (the transaction is rolled back). A PUSH runs the same checks and
+ * storage for the device that passed HELLO (not looked up again: a
+ * revocation applies from its next connection). Uses the fv_srv's scratch:
+ * call it on the thread that uses the fv_srv, between connection calls. */
+int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
+                       const unsigned char *const *env, const size_t *len,
+                       size_t n, uint64_t *seqs, size_t *added);
+
 enum fv_srv_state {
     FV_SRV_RUNNING = 0, /* exchanging frames */
     FV_SRV_CLOSING = 1, /* send what is queued, then close (BYE or ERROR) */

@@ -7,6 +7,8 @@
  * fv_hello_tbs with a fixed fake pin and binding, envelopes with
  * fv_env_build. The last test runs fv_server_run over real TLS on 127.0.0.1
  * in a thread, with a good client served while bad ones are dropped.
+ * Courier bundles (fv_server_import) are written by real vaults enrolled
+ * through the device engine (sync/client.c), and by hand.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,16 +25,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "check.h"
+#include "client.h"
 #include "codec.h"
 #include "crypto.h"
 #include "envelope.h"
 #include "fieldvault.h"
+#include "fieldvault_sync.h"
 #include "proto.h"
 #include "server.h"
 #include "server_engine.h"
 #include "store_server.h"
 #include "tls.h"
+#include "vault_sync.h"
 
 #define NOW 1700000000
 #define ADDRESS "vault.example.org:7443"
@@ -1968,6 +1974,601 @@ stop:
     rm_rf(top);
 }
 
+/* ---- courier bundles into the server ---------------------------------- */
+
+/* A harness on a real server directory (fv_server_init), as fv_server_import
+ * opens it: the engine uses the directory's receipt key, epoch and pin. */
+static void harness_open_server(harness *h)
+{
+    fv_srv_config cfg;
+    fv_invite inv;
+    char *admin = NULL, path[160];
+    FILE *f;
+
+    memset(h, 0, sizeof *h);
+    make_tmpdir(h->dir);
+    CHECK_EQ(fv_server_init(h->dir, ADDRESS, h->pin, &admin), FV_OK);
+    if (!admin || fv_invite_decode(&inv, admin) != FV_OK)
+        exit(2);
+    memcpy(h->admin_token, inv.token, sizeof h->admin_token);
+    free(admin);
+    snprintf(path, sizeof path, "%s/receipt.key", h->dir);
+    f = fopen(path, "rb");
+    if (!f || fread(h->sk, 1, 64, f) != 64)
+        exit(2);
+    fclose(f);
+    memcpy(h->pk, h->sk + 32, 32);
+    snprintf(h->db, sizeof h->db, "%s/server.db", h->dir);
+    if (fv_sstore_open(&h->st, h->db, 0) != FV_OK ||
+        fv_sstore_meta_get_fixed(h->st, "epoch", h->epoch, 16) != FV_OK)
+        exit(2);
+    h->env.now = NOW;
+    h->env.random = test_random;
+    h->env.log = test_log;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.version = FV_SRV_CONFIG_VERSION;
+    cfg.store = h->st;
+    cfg.receipt_sk = h->sk;
+    cfg.epoch = h->epoch;
+    cfg.pin = h->pin;
+    cfg.address = ADDRESS;
+    cfg.env = &h->env;
+    CHECK_EQ(fv_srv_new(&h->srv, &cfg), FV_OK);
+}
+
+static fv_vault *vault_new(const harness *h, const char *name)
+{
+    char dir[160];
+    fv_create_options o = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    o.kdf_profile = FV_KDF_TEST;
+    snprintf(dir, sizeof dir, "%s/%s", h->dir, name);
+    CHECK_EQ(fv_vault_create(&v, dir, "pw", 2, &o), FV_OK);
+    if (!v)
+        exit(2);
+    return v;
+}
+
+static void vault_add(fv_vault *v, const char *title)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    in.title = title;
+    in.narrative = "carried by hand";
+    in.narrative_len = strlen(in.narrative);
+    CHECK_EQ(fv_record_add(v, NULL, &in), FV_OK);
+}
+
+/* Runs one request of a real vault against the harness's engine, moving
+ * every byte by hand. The client's final status; *stats if given. */
+static int vault_converse(harness *h, fv_vault *v, const fv_client_request *req,
+                          fv_client_stats *stats)
+{
+    static unsigned long id = 5000;
+    fv_client *c = NULL;
+    fv_srv_conn *sc = NULL;
+    int rc = fv_client_new(&c, v, req), rounds = 0;
+
+    if (rc)
+        return rc;
+    if (fv_srv_conn_new(&sc, h->srv, binding_a, ++id) != FV_OK)
+        exit(2);
+    fv_client_start(c, h->pin, binding_a);
+    while (fv_client_status(c) == FV_OK && !fv_client_done(c) &&
+           rounds++ < 100000) {
+        const unsigned char *p;
+        size_t n;
+        int moved = 0;
+        p = fv_client_pending(c, &n);
+        if (n > 0 && fv_srv_conn_state(sc) == FV_SRV_RUNNING) {
+            size_t used = fv_srv_conn_recv(sc, p, n);
+            fv_client_ack(c, used);
+            moved |= used > 0;
+        }
+        while ((p = fv_srv_conn_send_buf(sc, &n)) != NULL) {
+            fv_client_recv(c, p, n);
+            fv_srv_conn_send_ack(sc, n);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    rc = fv_client_done(c) ? fv_client_status(c)
+                           : (fv_client_status(c) ? fv_client_status(c)
+                                                  : FV_EPROTO);
+    if (stats)
+        *stats = *fv_client_get_stats(c);
+    fv_client_free(c);
+    fv_srv_conn_free(sc);
+    return rc;
+}
+
+/* Enrolls a real vault with `token` through the engines. */
+static int vault_enroll(harness *h, fv_vault *v, const unsigned char token[16])
+{
+    fv_invite inv;
+    fv_client_request req;
+    memset(&inv, 0, sizeof inv);
+    snprintf(inv.address, sizeof inv.address, "%s", ADDRESS);
+    memcpy(inv.pin, h->pin, 32);
+    memcpy(inv.token, token, 16);
+    memset(&req, 0, sizeof req);
+    req.op = FV_CLIENT_ENROLL;
+    req.invite = &inv;
+    return vault_converse(h, v, &req, NULL);
+}
+
+/* The envelopes of a bundle, as fv_bundle_read hands them over. */
+typedef struct bundle_ids {
+    size_t n, batches;
+    unsigned char id[64][32];
+    unsigned char author[64][32];
+} bundle_ids;
+
+static int collect_ids(const unsigned char *const *env, const size_t *len,
+                       size_t n, void *payload)
+{
+    bundle_ids *b = payload;
+    b->batches++;
+    for (size_t i = 0; i < n; i++) {
+        fv_env e;
+        if (fv_env_parse(&e, env[i], len[i]) != FV_OK)
+            return FV_ECORRUPT;
+        fv_env_clear(&e);
+        if (b->n < 64) {
+            memcpy(b->id[b->n], e.id, 32);
+            memcpy(b->author[b->n], e.author, 32);
+        }
+        b->n++;
+    }
+    return FV_OK;
+}
+
+static unsigned char *file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *p;
+    long n;
+    if (!f || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+        fseek(f, 0, SEEK_SET) != 0)
+        exit(2);
+    p = xmalloc((size_t)n);
+    if (fread(p, 1, (size_t)n, f) != (size_t)n)
+        exit(2);
+    fclose(f);
+    *len = (size_t)n;
+    return p;
+}
+
+static void file_write(const char *path, const unsigned char *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(p, 1, n, f) != n))
+        exit(2);
+    fclose(f);
+}
+
+/* How many times each id appears in the whole log (counts[i] for ids[i]). */
+struct log_count {
+    const unsigned char (*ids)[32];
+    size_t n;
+    size_t *counts;
+    size_t entries;
+};
+
+static int count_in_log(const fv_sstore_entry *e, void *payload)
+{
+    struct log_count *lc = payload;
+    fv_env env;
+    lc->entries++;
+    if (fv_env_parse(&env, e->bytes, e->len) != FV_OK)
+        return FV_ECORRUPT;
+    fv_env_clear(&env);
+    for (size_t i = 0; i < lc->n; i++)
+        if (memcmp(env.id, lc->ids[i], 32) == 0)
+            lc->counts[i]++;
+    return 0;
+}
+
+/* 1 if every one of the n ids is in the log exactly once. */
+static int log_holds_once(harness *h, const unsigned char (*ids)[32], size_t n)
+{
+    size_t counts[64] = {0};
+    struct log_count lc = {ids, n, counts, 0};
+    int ok = 1;
+    if (n > 64)
+        return 0;
+    CHECK_EQ(fv_sstore_read(h->st, NULL, 0, log_head(h), 100000, count_in_log,
+                            &lc),
+             FV_OK);
+    CHECK_EQ(lc.entries, log_head(h));
+    for (size_t i = 0; i < n; i++)
+        if (counts[i] != 1)
+            ok = 0;
+    return ok;
+}
+
+/* None of the n ids is in the log. */
+static int log_holds_none(harness *h, const unsigned char (*ids)[32], size_t n)
+{
+    uint64_t seq;
+    for (size_t i = 0; i < n; i++)
+        if (fv_sstore_log_find(h->st, ids[i], &seq) != FV_ENOTFOUND)
+            return 0;
+    return 1;
+}
+
+/* A bundle written by a real, enrolled field vault, imported into the
+ * server: stored as a push would be, once, readable by a coordinator's
+ * pull; damaged copies store nothing; strangers and the revoked are
+ * refused. */
+static void test_bundle_import(void)
+{
+    enum { N = 3 };
+    harness h;
+    device admin;
+    fv_vault *field, *stranger;
+    unsigned char token[16], device_pk[32], box_pk[32], zero[32] = {0};
+    char good[160], bad[160], other[160];
+    unsigned char *data;
+    size_t data_len, first;
+    uint64_t count = 99, added = 99;
+    bundle_ids b;
+    pulled r;
+    fv_client_stats stats;
+    fv_client_request sync_req;
+
+    harness_open_server(&h);
+    device_new(&admin);
+    CHECK(enroll(&h, &admin, h.admin_token));
+    CHECK(make_invite(&h, &admin, "courier", FV_ROLE_FIELD, token));
+    field = vault_new(&h, "field");
+    CHECK_EQ(vault_enroll(&h, field, token), FV_OK);
+    fv_vs_device(field, device_pk, box_pk);
+    for (int i = 0; i < N; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "by hand %d", i);
+        vault_add(field, t);
+    }
+    snprintf(good, sizeof good, "%s/stick.fvb", h.dir);
+    snprintf(bad, sizeof bad, "%s/bad.fvb", h.dir);
+    snprintf(other, sizeof other, "%s/stranger.fvb", h.dir);
+    CHECK_EQ(fv_bundle_export(field, good, &count), FV_OK);
+    CHECK_EQ(count, N);
+
+    /* What the bundle holds: N envelopes by the field device, one batch. */
+    memset(&b, 0, sizeof b);
+    CHECK_EQ(fv_bundle_read(good, collect_ids, &b, NULL), FV_OK);
+    CHECK_EQ(b.n, N);
+    CHECK_EQ(b.batches, 1);
+    for (size_t i = 0; i < b.n && i < 64; i++)
+        CHECK(memcmp(b.author[i], device_pk, 32) == 0);
+    CHECK_EQ(log_head(&h), 0);
+
+    /* Damaged copies: FV_ECORRUPT, and nothing of the batch is stored. */
+    data = file_read(good, &data_len);
+    CHECK(data_len > 12 && memcmp(data, "FVBUNDL1", 8) == 0);
+    first = (size_t)data[8] << 24 | (size_t)data[9] << 16 |
+            (size_t)data[10] << 8 | data[11];
+    CHECK(8 + 4 + first < data_len); /* the end mark follows the batch */
+    {
+        const size_t cuts[] = {data_len - 1, 8 + 4 + first, 8 + 4 + first - 1,
+                               8 + 4 + first / 2, 12, 10, 8, 5, 0};
+        for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+            count = added = 99;
+            file_write(bad, data, cuts[i]);
+            CHECK_EQ(fv_server_import(h.dir, bad, &count, &added),
+                     FV_ECORRUPT);
+            CHECK_EQ(count, 0);
+            CHECK_EQ(added, 0);
+            CHECK_EQ(log_head(&h), 0);
+        }
+    }
+    {
+        /* in the magic; mid-batch; in the last envelope's signature (the
+         * frame still decodes: the envelope fails verification); in the end
+         * mark; and a byte after it */
+        const size_t flips[] = {3, 8 + 4 + first / 2, 8 + 4 + first - 10,
+                                data_len - 1};
+        unsigned char *copy = xmalloc(data_len + 1);
+        for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+            memcpy(copy, data, data_len);
+            copy[flips[i]] ^= 0x20;
+            file_write(bad, copy, data_len);
+            CHECK_EQ(fv_server_import(h.dir, bad, &count, &added),
+                     FV_ECORRUPT);
+            CHECK_EQ(log_head(&h), 0);
+        }
+        memcpy(copy, data, data_len);
+        copy[data_len] = 0;
+        file_write(bad, copy, data_len + 1);
+        CHECK_EQ(fv_server_import(h.dir, bad, &count, &added), FV_ECORRUPT);
+        CHECK_EQ(log_head(&h), 0);
+        free(copy);
+    }
+    CHECK(log_holds_none(&h, (const unsigned char(*)[32])b.id, N));
+
+    /* A real vault that never enrolled: its bundle is refused whole. */
+    stranger = vault_new(&h, "stranger");
+    vault_add(stranger, "not one of ours");
+    CHECK_EQ(fv_bundle_export(stranger, other, &count), FV_OK);
+    CHECK_EQ(count, 1);
+    CHECK_EQ(fv_server_import(h.dir, other, &count, &added), FV_EDENIED);
+    CHECK_EQ(count, 0);
+    CHECK_EQ(log_head(&h), 0);
+
+    /* The good bundle: every envelope stored, each once. */
+    CHECK_EQ(fv_server_import(h.dir, good, &count, &added), FV_OK);
+    CHECK_EQ(count, N);
+    CHECK_EQ(added, N);
+    CHECK_EQ(log_head(&h), N);
+    CHECK(log_holds_once(&h, (const unsigned char(*)[32])b.id, N));
+    /* Twice: nothing changes. */
+    CHECK_EQ(fv_server_import(h.dir, good, &count, &added), FV_OK);
+    CHECK_EQ(count, N);
+    CHECK_EQ(added, 0);
+    CHECK_EQ(log_head(&h), N);
+    CHECK(log_holds_once(&h, (const unsigned char(*)[32])b.id, N));
+
+    /* The coordinator's pull gets them, chained. */
+    do_pull(&h, &admin, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.error == 0);
+    CHECK_EQ(r.n, N);
+    for (size_t i = 0; i < N; i++)
+        CHECK(has_id(&r, b.id[i]));
+
+    /* The field device's network sync then delivers the same envelopes:
+     * receipts for all, nothing stored twice, nothing echoed back. */
+    memset(&sync_req, 0, sizeof sync_req);
+    sync_req.op = FV_CLIENT_SYNC;
+    CHECK_EQ(vault_converse(&h, field, &sync_req, &stats), FV_OK);
+    CHECK_EQ(stats.pushed, N);
+    CHECK_EQ(stats.pulled, 0);
+    CHECK_EQ(log_head(&h), N);
+    CHECK(log_holds_once(&h, (const unsigned char(*)[32])b.id, N));
+
+    /* Once the device is revoked, its bundles are refused. */
+    CHECK_EQ(fv_sstore_device_revoke(h.st, device_pk), FV_OK);
+    CHECK_EQ(fv_server_import(h.dir, good, &count, &added), FV_EDENIED);
+    CHECK_EQ(log_head(&h), N);
+
+    /* No bundle, or no server there. */
+    snprintf(bad, sizeof bad, "%s/missing.fvb", h.dir);
+    CHECK_EQ(fv_server_import(h.dir, bad, &count, &added), FV_ENOTFOUND);
+    snprintf(bad, sizeof bad, "%s/field", h.dir);
+    CHECK_EQ(fv_server_import(bad, good, &count, &added), FV_ENOTFOUND);
+    CHECK_EQ(fv_server_import(NULL, good, &count, &added), FV_EINVAL);
+
+    free(data);
+    fv_vault_close(field);
+    fv_vault_close(stranger);
+    harness_close(&h);
+}
+
+/* Writes a bundle by hand: the magic, a PUSH frame per batch (sizes[k]
+ * envelopes each), and the end mark if asked. */
+static void write_bundle(const char *path, unsigned char **env,
+                         const size_t *len, const size_t *sizes,
+                         size_t nbatches, int end_mark)
+{
+    fv_out o;
+    const unsigned char *p;
+    size_t k = 0, n;
+    buf all = {0};
+    fv_out_init(&o);
+    for (size_t i = 0; i < nbatches; i++) {
+        CHECK_EQ(fv_send_push(&o, (const unsigned char *const *)env + k,
+                              len + k, sizes[i]),
+                 FV_OK);
+        k += sizes[i];
+    }
+    if (end_mark)
+        CHECK_EQ(fv_send_simple(&o, FV_MSG_BYE), FV_OK);
+    buf_add(&all, "FVBUNDL1", 8);
+    p = fv_out_pending(&o, &n);
+    buf_add(&all, p, n);
+    file_write(path, all.p, all.len);
+    buf_free(&all);
+    fv_out_free(&o);
+}
+
+/* Hand-made bundles: batches of several authors (each envelope routed to
+ * the feeds as its own author's push would), an unknown author in a batch,
+ * a damaged second batch, a missing end mark, other frames; and
+ * fv_srv_store_batch itself. */
+static void test_bundle_batches(void)
+{
+    enum { NE = 12 };
+    harness h;
+    device admin, a, b, stranger;
+    unsigned char token[16], zero[32] = {0}, *env[NE], ids[NE][32];
+    size_t len[NE];
+    char path[160];
+    uint64_t count, added;
+    pulled r;
+
+    harness_open_server(&h);
+    device_new(&admin);
+    device_new(&a);
+    device_new(&b);
+    device_new(&stranger);
+    CHECK(enroll(&h, &admin, h.admin_token));
+    CHECK(make_invite(&h, &admin, "a", FV_ROLE_FIELD, token));
+    CHECK(enroll(&h, &a, token));
+    CHECK(make_invite(&h, &admin, "b", FV_ROLE_FIELD, token));
+    CHECK(enroll(&h, &b, token));
+    snprintf(path, sizeof path, "%s/hand.fvb", h.dir);
+
+    /* 0-2, 6-9: a's own; 3: the coordinator's to a; 4: to b; 5: the
+     * stranger's; 10: a's, sealed to b too (never b's to read); 11: a's. */
+    for (int i = 0; i < NE; i++)
+        env[i] = env_to_self(&a, &len[i], ids[i]);
+    free(env[3]);
+    env[3] = make_env(&admin, (const unsigned char(*)[32])a.box, 1, 70,
+                      &len[3], ids[3]);
+    free(env[4]);
+    env[4] = make_env(&admin, (const unsigned char(*)[32])b.box, 1, 70,
+                      &len[4], ids[4]);
+    free(env[5]);
+    env[5] = env_to_self(&stranger, &len[5], ids[5]);
+    free(env[10]);
+    {
+        unsigned char to[2][32];
+        memcpy(to[0], a.box, 32);
+        memcpy(to[1], b.box, 32);
+        env[10] = make_env(&a, (const unsigned char(*)[32])to, 2, 70, &len[10],
+                           ids[10]);
+    }
+
+    /* Runs a, a, coordinator, a, coordinator in one batch; a second batch
+     * repeats one. One transaction each; routed by each author's role. */
+    {
+        unsigned char *e[6] = {env[0], env[1], env[3], env[2], env[4], env[1]};
+        size_t l[6] = {len[0], len[1], len[3], len[2], len[4], len[1]};
+        size_t sizes[2] = {5, 1};
+        write_bundle(path, e, l, sizes, 2, 1);
+        CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_OK);
+        CHECK_EQ(count, 6);
+        CHECK_EQ(added, 5);
+        CHECK_EQ(log_head(&h), 5);
+        CHECK(log_holds_once(&h, (const unsigned char(*)[32])ids, 5));
+        do_pull(&h, &a, NULL, 0, zero, &r);
+        CHECK(r.done && r.chains_ok && r.n == 1 && has_id(&r, ids[3]));
+        do_pull(&h, &b, NULL, 0, zero, &r);
+        CHECK(r.done && r.chains_ok && r.n == 1 && has_id(&r, ids[4]));
+        do_pull(&h, &admin, NULL, 0, zero, &r);
+        CHECK(r.done && r.chains_ok && r.n == 5);
+    }
+
+    /* A batch with an author never enrolled: nothing of it is stored, the
+     * batch before it is. */
+    {
+        unsigned char *e[3] = {env[6], env[7], env[5]};
+        size_t l[3] = {len[6], len[7], len[5]};
+        size_t sizes[2] = {1, 2};
+        write_bundle(path, e, l, sizes, 2, 1);
+        CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_EDENIED);
+        CHECK_EQ(count, 1);
+        CHECK_EQ(added, 1);
+        CHECK_EQ(log_head(&h), 6);
+        CHECK(log_holds_none(&h, (const unsigned char(*)[32])ids[7], 1));
+        CHECK(log_holds_none(&h, (const unsigned char(*)[32])ids[5], 1));
+    }
+
+    /* A damaged envelope in the second batch: the first is stored, nothing
+     * of the second. */
+    {
+        unsigned char *flipped = xmalloc(len[9]);
+        unsigned char *e[3] = {env[7], env[8], flipped};
+        size_t l[3] = {len[7], len[8], len[9]};
+        size_t sizes[2] = {1, 2};
+        memcpy(flipped, env[9], len[9]);
+        flipped[len[9] / 2] ^= 0x40;
+        write_bundle(path, e, l, sizes, 2, 1);
+        CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_ECORRUPT);
+        CHECK_EQ(count, 1);
+        CHECK_EQ(added, 1);
+        CHECK_EQ(log_head(&h), 7);
+        CHECK(log_holds_none(&h, (const unsigned char(*)[32])ids[8], 2));
+        free(flipped);
+    }
+
+    /* No end mark: a bundle cut between frames stores nothing. Bytes after
+     * the end mark, or a frame other than PUSH, are damage. */
+    {
+        unsigned char *e[2] = {env[8], env[9]};
+        size_t l[2] = {len[8], len[9]};
+        size_t sizes[2] = {1, 1};
+        write_bundle(path, e, l, sizes, 2, 0);
+        CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_ECORRUPT);
+        CHECK_EQ(count, 0);
+        CHECK_EQ(log_head(&h), 7);
+    }
+    {
+        fv_out o;
+        buf all = {0};
+        const unsigned char *p;
+        size_t n;
+        for (int t = 0; t < 2; t++) {
+            fv_out_init(&o);
+            fv_send_push(&o, (const unsigned char *const *)&env[8], &len[8], 1);
+            if (t == 0) {
+                fv_send_simple(&o, FV_MSG_BYE);
+                fv_send_simple(&o, FV_MSG_BYE);
+            } else {
+                fv_send_pull(&o, NULL, 0, zero);
+                fv_send_simple(&o, FV_MSG_BYE);
+            }
+            all.len = 0;
+            buf_add(&all, "FVBUNDL1", 8);
+            p = fv_out_pending(&o, &n);
+            buf_add(&all, p, n);
+            file_write(path, all.p, all.len);
+            CHECK_EQ(fv_server_import(h.dir, path, &count, &added),
+                     FV_ECORRUPT);
+            CHECK_EQ(log_head(&h), 7);
+            fv_out_free(&o);
+        }
+        buf_free(&all);
+    }
+    /* An empty bundle is whole. */
+    write_bundle(path, env, len, NULL, 0, 1);
+    CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_OK);
+    CHECK_EQ(count, 0);
+    CHECK_EQ(added, 0);
+
+    /* fv_srv_store_batch itself, with an author given. */
+    {
+        uint64_t seqs[3] = {0};
+        size_t nadded = 99;
+        const unsigned char *e[3] = {env[8], env[0], env[8]};
+        size_t l[3] = {len[8], len[0], len[8]};
+        CHECK_EQ(fv_srv_store_batch(h.srv, a.pk, e, l, 3, seqs, &nadded),
+                 FV_OK);
+        CHECK_EQ(nadded, 1);
+        CHECK_EQ(seqs[0], 8);
+        CHECK_EQ(seqs[1], 1); /* known: keeps its seq */
+        CHECK_EQ(seqs[2], 8);
+        CHECK_EQ(log_head(&h), 8);
+        /* someone else's envelope in a's batch */
+        e[0] = env[9];
+        l[0] = len[9];
+        e[1] = env[3];
+        l[1] = len[3];
+        CHECK_EQ(fv_srv_store_batch(h.srv, a.pk, e, l, 2, NULL, &nadded),
+                 FV_ECORRUPT);
+        e[0] = env[5];
+        l[0] = len[5];
+        CHECK_EQ(fv_srv_store_batch(h.srv, stranger.pk, e, l, 1, NULL,
+                                    &nadded),
+                 FV_EDENIED);
+        CHECK_EQ(fv_srv_store_batch(h.srv, a.pk, e, l, FV_PROTO_MAX_BATCH + 1,
+                                    NULL, &nadded),
+                 FV_EINVAL);
+        CHECK_EQ(log_head(&h), 8);
+        CHECK(log_holds_none(&h, (const unsigned char(*)[32])ids[9], 1));
+        /* revoked: refused, given or found */
+        CHECK_EQ(fv_sstore_device_revoke(h.st, b.pk), FV_OK);
+        {
+            unsigned char bid[32];
+            size_t blen;
+            unsigned char *by_b = env_to_self(&b, &blen, bid);
+            const unsigned char *be[1] = {by_b};
+            CHECK_EQ(fv_srv_store_batch(h.srv, b.pk, be, &blen, 1, NULL,
+                                        &nadded),
+                     FV_EDENIED);
+            CHECK_EQ(fv_srv_store_batch(h.srv, NULL, be, &blen, 1, NULL,
+                                        &nadded),
+                     FV_EDENIED);
+            CHECK_EQ(log_head(&h), 8);
+            free(by_b);
+        }
+    }
+
+    for (int i = 0; i < NE; i++)
+        free(env[i]);
+    harness_close(&h);
+}
+
 int main(void)
 {
     if (fv_crypto_init() != FV_OK)
@@ -1983,6 +2584,8 @@ int main(void)
     test_prefixes();
     test_garbage();
     test_run();
+    test_bundle_import();
+    test_bundle_batches();
     CHECK(!log_leak);
     CHECK(log_lines > 0);
     return check_summary("test_server");

@@ -236,6 +236,17 @@ int main(void)
     if (o.invite)
         enroll(field, o.invite, FV_ROLE_FIELD);
     free(o.invite);
+    /* The author still reads what it recorded before enrolling, also after
+     * opening its vault again. */
+    CHECK_EQ(count_records(field), 2);
+    {
+        char dir[400];
+        snprintf(dir, sizeof dir, "%s/field", root);
+        fv_vault_close(field);
+        field = NULL;
+        CHECK_EQ(fv_vault_open(&field, dir, PASS, 2), FV_OK);
+        CHECK_EQ(count_records(field), 2);
+    }
     for (int i = 0; i < 6; i++) {
         char t[32];
         snprintf(t, sizeof t, "record %d", i);

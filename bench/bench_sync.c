@@ -1,0 +1,1575 @@
+/*
+ * bench_sync.c - FieldVault's sync benchmarks (run them with scripts/bench).
+ *
+ *   bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]
+ *              [--devices N] [--fieldvault PATH] [NAME...]
+ *
+ * A NAME selects the measurements whose name starts with it; no NAME runs
+ * them all. Each measurement prints one JSON object on its own line on
+ * stdout, as bench_vault does:
+ *
+ *   {"bench": NAME, "value": X, "unit": U, "limit": Y, "ratio": X/Y}
+ *
+ * with "limit" and "ratio" where a limit applies. Everything else goes to
+ * stderr. Scratch files (vaults, servers, the limit's database) go in one
+ * new directory under DIR, so every disk write of a figure and of its limit
+ * lands on the same file system; it is removed at exit.
+ *
+ * sync.push (envelopes/s; target ratio >= 0.5). A server is made with
+ * fv_server_init; a coordinator enrolls with the admin invite and publishes
+ * the organisation key (fv_org_init), so records are sealed to the device
+ * and the organisation as in real use; a field device enrolls with an invite
+ * from fv_server_invite. The server is then stopped and N small records
+ * (100,000; --quick 10,000: a title, a 300-byte narrative, 2 fields, a tag)
+ * are added to the device's vault (FV_KDF_TEST) with fv_record_add. The
+ * server directory and the vault directory, closed, are the starting point
+ * of every round (--rounds, 3): each round copies both, runs fv_server_run
+ * on the copy in a thread of this process (its real server.db, on disk,
+ * listening on 127.0.0.1) and times one fv_sync of the device over loopback
+ * TLS, which pushes the N envelopes. The server's log must then hold
+ * exactly N envelopes. The limit is the work the server cannot avoid for
+ * the same envelopes, done with libsodium and SQLite alone: the real
+ * envelope bytes are read from the vault file before timing, and per batch
+ * of 256 (a PUSH's most) each envelope's real Ed25519 signature is checked
+ * over its real COSE Sig_structure (crypto_sign_verify_detached) and its id
+ * recomputed (BLAKE2b-256 of its bytes, which the server must do too: it
+ * cannot take the device's word for an id); then, in a fresh database with
+ * journal_mode=WAL and synchronous=FULL, one BEGIN IMMEDIATE ... COMMIT
+ * inserts the 256 envelopes into env(id BLOB PRIMARY KEY, bytes BLOB) and
+ * one row each into log(seq INTEGER PRIMARY KEY, id BLOB): what the server
+ * stores per envelope without its other bookkeeping. Rounds alternate the
+ * order (sync then limit, limit then sync). The figures come from the
+ * quietest round, the one whose limit took least time: value = N / t_sync,
+ * limit = N / t_limit. The sync shares the machine with its client (the
+ * device, in this process); the limit does server work only.
+ *
+ * sync.noop.bytes, sync.noop.roundtrips (bytes, round trips; no limit). On
+ * the server and device of the last round (N envelopes on both sides), an
+ * fv_sync with nothing new: fv_sync_result's bytes_sent + bytes_received
+ * (application bytes after the TLS handshake: no TLS record overhead) and
+ * roundtrips (waits for the server after the handshake). The same for a
+ * second field device of 1,000 records on the same server:
+ * sync.noop.bytes.1k, sync.noop.roundtrips.1k. Neither may grow with N.
+ *
+ * sync.one.bytes (bytes; no limit): one more record on the N-record device,
+ * then fv_sync: bytes_sent + bytes_received.
+ *
+ * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices (500;
+ * --quick 50) sync at once with a server running as its own process, the
+ * Release `fieldvault serve` (--fieldvault PATH; default: `fieldvault` next
+ * to this program). Before timing, each device is invited (fv_server_invite),
+ * its vault created (FV_KDF_TEST) and enrolled (fv_enroll) and given 20
+ * records; every vault stays open, one handle per device. Then M threads,
+ * released together by a barrier, each run fv_sync on their own handle: a
+ * full TLS handshake and 20 envelopes pushed. seconds: wall time from the
+ * release until the last fv_sync returned; ok: how many succeeded (anything
+ * but M fails the benchmark); server_rss: the server process's peak
+ * resident set in KiB (VmHWM of /proc/PID/status, read after the load, so
+ * it covers the server's whole life: start, M enrollments, the load).
+ * Afterwards the server is stopped with SIGTERM and its log, read with
+ * SQLite, must hold exactly M * 20 envelopes from M authors.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fieldvault.h"
+#include "fieldvault_sync.h"
+#include "server.h"
+
+#define PASSPHRASE "correct horse battery staple"
+#define NARRATIVE_BYTES 300
+#define NFIELDS 2
+#define BATCH 256            /* envelopes per PUSH (docs/PROTOCOL.md) */
+#define SMALL_RECORDS 1000   /* the second device of sync.noop.*.1k */
+#define LOAD_RECORDS 20      /* per device in sync.load */
+#define INVITE_TTL 3600
+#define LOG_LINES 8          /* server log lines kept for a failure message */
+
+static struct {
+    int quick;
+    int rounds;
+    size_t records;
+    size_t devices;
+    const char *base;       /* where the scratch directory goes */
+    const char *fieldvault; /* the CLI, for sync.load */
+    char **names;
+    int nnames;
+} opt;
+
+static char *scratch;      /* removed at exit */
+static unsigned dir_serial;
+static pid_t serve_pid;    /* a `fieldvault serve` child, killed at exit */
+
+/* ---- diagnostics and output ----------------------------------------- */
+
+static void rm_tree(const char *path);
+
+static void cleanup(void)
+{
+    if (serve_pid > 0) {
+        kill(serve_pid, SIGKILL);
+        waitpid(serve_pid, NULL, 0);
+        serve_pid = 0;
+    }
+    if (scratch) {
+        rm_tree(scratch);
+        free(scratch);
+        scratch = NULL;
+    }
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_sync: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1); /* cleanup() runs from atexit */
+}
+
+__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_sync: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* One measurement, one line. `limit` <= 0: no limit applies. */
+static void report(const char *name, double value, const char *unit,
+                   double limit, int decimals)
+{
+    printf("{\"bench\": \"%s\", \"value\": %.*f, \"unit\": \"%s\"", name,
+           decimals, value, unit);
+    if (limit > 0)
+        printf(", \"limit\": %.*f, \"ratio\": %.3f", decimals, limit,
+               value / limit);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static int wanted(const char *name)
+{
+    if (opt.nnames == 0)
+        return 1;
+    for (int i = 0; i < opt.nnames; i++)
+        if (strncmp(name, opt.names[i], strlen(opt.names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long my_tid(void)
+{
+    return (long)syscall(SYS_gettid);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("out of memory");
+    return p;
+}
+
+static void fv_check(int rc, fv_vault *v, const char *what)
+{
+    if (rc != FV_OK)
+        die("%s: %s (%s)", what, fv_strerror(rc),
+            v ? fv_vault_errmsg(v) : "no handle");
+}
+
+/* ---- scratch files -------------------------------------------------- */
+
+static void rm_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        if (d) {
+            while ((de = readdir(d)) != NULL) {
+                char *child;
+                size_t n;
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                    continue;
+                n = strlen(path) + strlen(de->d_name) + 2;
+                child = xmalloc(n);
+                snprintf(child, n, "%s/%s", path, de->d_name);
+                rm_tree(child);
+                free(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void make_scratch(void)
+{
+    const char *base = opt.base ? opt.base : getenv("TMPDIR");
+    size_t n;
+    if (!base || !*base)
+        base = "/tmp";
+    if (mkdir(base, 0700) != 0 && errno != EEXIST)
+        die("cannot make %s: %s", base, strerror(errno));
+    n = strlen(base) + 32;
+    scratch = xmalloc(n);
+    snprintf(scratch, n, "%s/fv-bench.XXXXXX", base);
+    if (!mkdtemp(scratch)) {
+        free(scratch);
+        scratch = NULL;
+        die("cannot make a scratch directory in %s: %s", base, strerror(errno));
+    }
+    atexit(cleanup);
+}
+
+/* A new path in the scratch directory; the caller frees it. */
+static char *scratch_path(const char *what)
+{
+    size_t n = strlen(scratch) + strlen(what) + 24;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s-%u", scratch, what, ++dir_serial);
+    return p;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode)
+{
+    static unsigned char buf[1 << 20];
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0777);
+    ssize_t r;
+    if (in < 0 || out < 0)
+        die("cannot copy %s to %s: %s", from, to, strerror(errno));
+    while ((r = read(in, buf, sizeof buf)) != 0) {
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            die("cannot read %s: %s", from, strerror(errno));
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                die("cannot write %s: %s", to, strerror(errno));
+            off += w;
+        }
+    }
+    close(in);
+    if (close(out) != 0)
+        die("cannot write %s: %s", to, strerror(errno));
+}
+
+/* Copies a directory of files (a closed vault, a stopped server). */
+static void copy_tree(const char *from, const char *to)
+{
+    DIR *d = opendir(from);
+    struct dirent *de;
+    struct stat sb;
+    if (!d || stat(from, &sb) != 0 || mkdir(to, sb.st_mode & 0777) != 0)
+        die("cannot copy %s to %s: %s", from, to, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        char *src, *dst;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        src = path_join(from, de->d_name);
+        dst = path_join(to, de->d_name);
+        if (lstat(src, &sb) != 0)
+            die("cannot read %s: %s", src, strerror(errno));
+        if (S_ISDIR(sb.st_mode))
+            copy_tree(src, dst);
+        else if (S_ISREG(sb.st_mode))
+            copy_file(src, dst, sb.st_mode);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+}
+
+/* ---- test records --------------------------------------------------- */
+
+struct rec_in {
+    char title[32];
+    char narrative[NARRATIVE_BYTES];
+    char values[NFIELDS][40];
+    char tagbuf[16];
+    fv_field fields[NFIELDS];
+    const char *tags[1];
+    fv_record_input in;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: the content only has to look like text. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static void make_narrative(char *out, size_t len, uint64_t seed)
+{
+    static const char *const words[] = {
+        "the", "soldiers", "came", "to", "village", "at", "night", "and",
+        "we", "were", "taken", "from", "our", "houses", "my", "brother",
+        "was", "beaten", "in", "front", "of", "his", "children", "they",
+        "asked", "about", "men", "who", "had", "left", "for", "city",
+        "nobody", "told", "us", "where", "detained", "three", "days",
+        "later", "water", "was", "cut", "market", "burned", "witness",
+    };
+    size_t pos = 0, nwords = sizeof words / sizeof words[0];
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    while (pos < len) {
+        uint64_t r = rng_next(&s);
+        const char *w = words[r % nwords];
+        size_t wl = strlen(w);
+        for (size_t i = 0; i < wl && pos < len; i++)
+            out[pos++] = w[i];
+        if (pos < len)
+            out[pos++] = (r >> 32) % 23 == 0 ? '\n' : ' ';
+    }
+}
+
+/* Record i of a device: fixed-width content, so that every envelope of a
+ * run has the same size. */
+static void make_record(struct rec_in *r, unsigned device, size_t i)
+{
+    static const char *const keys[NFIELDS] = {"location", "date"};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned k = (unsigned)(i % 1000000);
+    snprintf(r->title, sizeof r->title, "Testimony %04u-%06u", device % 10000, k);
+    make_narrative(r->narrative, NARRATIVE_BYTES, (uint64_t)device << 32 | i);
+    snprintf(r->values[0], sizeof r->values[0], "District %02u, village %03u",
+             k % 97, k % 997);
+    snprintf(r->values[1], sizeof r->values[1], "2024-%02u-%02u", 1 + k % 12,
+             1 + k % 28);
+    for (int f = 0; f < NFIELDS; f++) {
+        r->fields[f].key = keys[f];
+        r->fields[f].value = r->values[f];
+    }
+    snprintf(r->tagbuf, sizeof r->tagbuf, "region-%c", 'a' + k % 26);
+    r->tags[0] = r->tagbuf;
+    in.title = r->title;
+    in.narrative = r->narrative;
+    in.narrative_len = NARRATIVE_BYTES;
+    in.fields = r->fields;
+    in.nfields = NFIELDS;
+    in.tags = r->tags;
+    in.ntags = 1;
+    r->in = in;
+}
+
+static void add_records(fv_vault *v, unsigned device, size_t first, size_t n)
+{
+    struct rec_in rec;
+    for (size_t i = first; i < first + n; i++) {
+        make_record(&rec, device, i);
+        fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
+    }
+}
+
+static fv_vault *create_vault(const char *dir)
+{
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    co.kdf_profile = FV_KDF_TEST;
+    fv_check(fv_vault_create(&v, dir, PASSPHRASE, strlen(PASSPHRASE), &co),
+             NULL, "fv_vault_create");
+    return v;
+}
+
+static fv_vault *open_vault(const char *dir)
+{
+    fv_vault *v = NULL;
+    fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), v,
+             "fv_vault_open");
+    return v;
+}
+
+/* ---- a server in a thread of this process --------------------------- */
+
+struct server_thread {
+    const char *dir;
+    pthread_t tid;
+    long tid_linux; /* for its schedstat */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state; /* 0 starting, 1 listening, 2 returned */
+    int rc;
+    int port;
+    char addr[64]; /* "127.0.0.1:PORT", for fv_sync_options.server */
+    volatile sig_atomic_t stop;
+    char last[LOG_LINES][200]; /* the last log lines, for failures */
+    unsigned long lines;
+};
+
+static void st_log(const char *line, void *payload)
+{
+    struct server_thread *t = payload;
+    snprintf(t->last[t->lines++ % LOG_LINES], sizeof t->last[0], "%s", line);
+}
+
+static void st_ready(const char *host, int port, void *payload)
+{
+    struct server_thread *t = payload;
+    pthread_mutex_lock(&t->mu);
+    snprintf(t->addr, sizeof t->addr, "%s:%d", host, port);
+    t->tid_linux = my_tid(); /* ready runs on the server's thread */
+    t->port = port;
+    t->state = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void *st_main(void *arg)
+{
+    struct server_thread *t = arg;
+    fv_server_options so = FV_SERVER_OPTIONS_INIT;
+    int rc;
+    so.listen = "127.0.0.1:0";
+    so.log = st_log;
+    so.log_payload = t;
+    so.ready = st_ready;
+    so.ready_payload = t;
+    so.stop = &t->stop;
+    rc = fv_server_run(t->dir, &so);
+    pthread_mutex_lock(&t->mu);
+    t->rc = rc;
+    t->state = 2;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static void st_dump_log(const struct server_thread *t)
+{
+    unsigned long first = t->lines > LOG_LINES ? t->lines - LOG_LINES : 0;
+    for (unsigned long i = first; i < t->lines; i++)
+        note("server: %s", t->last[i % LOG_LINES]);
+}
+
+static void server_start(struct server_thread *t, const char *dir)
+{
+    memset(t, 0, sizeof *t);
+    t->dir = dir;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (pthread_create(&t->tid, NULL, st_main, t) != 0)
+        die("cannot start a thread");
+    pthread_mutex_lock(&t->mu);
+    while (t->state == 0)
+        pthread_cond_wait(&t->cv, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    if (t->state == 2) {
+        pthread_join(t->tid, NULL);
+        st_dump_log(t);
+        die("fv_server_run: %s", fv_strerror(t->rc));
+    }
+}
+
+static void server_stop(struct server_thread *t)
+{
+    t->stop = 1;
+    pthread_join(t->tid, NULL);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    if (t->rc != FV_OK) {
+        st_dump_log(t);
+        die("fv_server_run: %s", fv_strerror(t->rc));
+    }
+}
+
+/* ---- server setup ---------------------------------------------------- */
+
+static char *server_create(const char *dir)
+{
+    unsigned char pin[32];
+    char *admin = NULL;
+    int rc = fv_server_init(dir, "127.0.0.1:0", pin, &admin);
+    if (rc != FV_OK)
+        die("fv_server_init: %s", fv_strerror(rc));
+    return admin;
+}
+
+/* Enrolls a new coordinator with the admin invite and publishes the
+ * organisation key, so that field devices seal to it as in real use. */
+static void coordinator_setup(const char *admin, const char *addr)
+{
+    char *cdir = scratch_path("coordinator");
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_vault *c = create_vault(cdir);
+    int role = 0;
+    so.server = addr;
+    fv_check(fv_enroll(c, admin, &so, &role), c, "fv_enroll (admin invite)");
+    if (role != FV_ROLE_COORDINATOR)
+        die("the admin invite gave role %d, not coordinator", role);
+    fv_check(fv_org_init(c, &so), c, "fv_org_init");
+    fv_vault_close(c);
+    free(cdir);
+}
+
+/* A new vault in `dir`, enrolled as a field device through an invite made
+ * with fv_server_invite. */
+static fv_vault *field_device(const char *server_dir, const char *addr,
+                              const char *dir, const char *name)
+{
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    char *invite = NULL;
+    fv_vault *v;
+    int role = 0, rc;
+    so.server = addr;
+    rc = fv_server_invite(server_dir, name, FV_ROLE_FIELD, INVITE_TTL, &invite);
+    if (rc != FV_OK)
+        die("fv_server_invite: %s", fv_strerror(rc));
+    v = create_vault(dir);
+    fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+    if (role != FV_ROLE_FIELD)
+        die("a field invite gave role %d", role);
+    free(invite);
+    return v;
+}
+
+static fv_sync_result sync_or_die(fv_vault *v, const char *addr,
+                                  const char *what)
+{
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res;
+    memset(&res, 0, sizeof res);
+    so.server = addr;
+    fv_check(fv_sync(v, &so, &res), v, what);
+    return res;
+}
+
+static sqlite3 *open_ro(const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        die("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+    return db;
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        die("sqlite: %s: %s", sql, sqlite3_errmsg(db));
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* How many envelopes, and from how many authors, the server's log holds. */
+static void server_log_count(const char *server_dir, int64_t *envelopes,
+                             int64_t *authors)
+{
+    char *path = path_join(server_dir, "server.db");
+    sqlite3 *db = open_ro(path);
+    *envelopes = query_int(db, "SELECT count(*) FROM log");
+    if (authors)
+        *authors = query_int(db, "SELECT count(DISTINCT author) FROM log");
+    sqlite3_close(db);
+    free(path);
+}
+
+/* ---- reading envelopes (COSE_Sign1, docs/FORMAT.md) ------------------ */
+
+/* A minimal CBOR reader: enough to find the signed parts of an envelope. */
+struct cur {
+    const unsigned char *p;
+    size_t n, pos;
+    int err;
+};
+
+static int cbor_head(struct cur *c, int *major, uint64_t *arg)
+{
+    unsigned b, ai, len;
+    if (c->err || c->pos >= c->n)
+        return c->err = 1;
+    b = c->p[c->pos++];
+    *major = (int)(b >> 5);
+    ai = b & 31;
+    if (ai < 24) {
+        *arg = ai;
+        return 0;
+    }
+    if (ai > 27)
+        return c->err = 1;
+    len = 1u << (ai - 24);
+    if (c->n - c->pos < len)
+        return c->err = 1;
+    *arg = 0;
+    for (unsigned i = 0; i < len; i++)
+        *arg = *arg << 8 | c->p[c->pos++];
+    return 0;
+}
+
+static int cbor_expect(struct cur *c, int major, uint64_t *arg)
+{
+    int m;
+    if (cbor_head(c, &m, arg) || m != major)
+        return c->err = 1;
+    return 0;
+}
+
+static int cbor_bytes(struct cur *c, const unsigned char **p, size_t *n)
+{
+    uint64_t len;
+    if (cbor_expect(c, 2, &len) || len > c->n - c->pos)
+        return c->err = 1;
+    *p = c->p + c->pos;
+    *n = (size_t)len;
+    c->pos += (size_t)len;
+    return 0;
+}
+
+static int cbor_skip(struct cur *c, int depth)
+{
+    int major;
+    uint64_t arg;
+    if (depth > 8 || cbor_head(c, &major, &arg))
+        return c->err = 1;
+    switch (major) {
+    case 2:
+    case 3:
+        if (arg > c->n - c->pos)
+            return c->err = 1;
+        c->pos += (size_t)arg;
+        return 0;
+    case 4:
+        for (uint64_t i = 0; i < arg && !c->err; i++)
+            cbor_skip(c, depth + 1);
+        return c->err;
+    case 5:
+        for (uint64_t i = 0; i < 2 * arg && !c->err; i++)
+            cbor_skip(c, depth + 1);
+        return c->err;
+    case 6:
+        return cbor_skip(c, depth + 1);
+    default:
+        return 0;
+    }
+}
+
+struct env_view {
+    const unsigned char *prot, *body, *sig, *author;
+    size_t prot_len, body_len;
+};
+
+/* Finds an envelope's protected header (and in it the author's key), its
+ * body and its signature. 0 on success. */
+static int parse_env(struct env_view *ev, const unsigned char *p, size_t n)
+{
+    struct cur c = {p, n, 0, 0}, h;
+    uint64_t arg, key;
+    size_t len;
+    memset(ev, 0, sizeof *ev);
+    if (cbor_expect(&c, 6, &arg) || arg != 18 || cbor_expect(&c, 4, &arg) ||
+        arg != 4 || cbor_bytes(&c, &ev->prot, &ev->prot_len) ||
+        cbor_expect(&c, 5, &arg) || arg != 0 ||
+        cbor_bytes(&c, &ev->body, &ev->body_len) ||
+        cbor_bytes(&c, &ev->sig, &len) || len != crypto_sign_BYTES ||
+        c.pos != n)
+        return 1;
+    h = (struct cur){ev->prot, ev->prot_len, 0, 0};
+    if (cbor_expect(&h, 5, &arg))
+        return 1;
+    for (uint64_t i = 0, m = arg; i < m; i++) {
+        if (cbor_expect(&h, 0, &key))
+            return 1;
+        if (key == 4) {
+            if (cbor_bytes(&h, &ev->author, &len) ||
+                len != crypto_sign_PUBLICKEYBYTES)
+                return 1;
+        } else if (cbor_skip(&h, 0)) {
+            return 1;
+        }
+    }
+    return !ev->author;
+}
+
+static size_t put_head(unsigned char *out, int major, uint64_t arg)
+{
+    unsigned char tmp[9];
+    size_t n;
+    if (arg < 24) {
+        tmp[0] = (unsigned char)(major << 5 | (int)arg);
+        n = 1;
+    } else {
+        int ai = arg <= 0xff ? 24 : arg <= 0xffff ? 25 : arg <= 0xffffffffu ? 26 : 27;
+        size_t len = (size_t)1 << (ai - 24);
+        tmp[0] = (unsigned char)(major << 5 | ai);
+        for (size_t i = 0; i < len; i++)
+            tmp[1 + i] = (unsigned char)(arg >> (8 * (len - 1 - i)));
+        n = 1 + len;
+    }
+    if (out)
+        memcpy(out, tmp, n);
+    return n;
+}
+
+/* The COSE Sig_structure ["Signature1", protected, h'', body] that the
+ * envelope's signature covers (RFC 9052 4.4). With out == NULL, its size. */
+static size_t sig_structure(unsigned char *out, const struct env_view *ev)
+{
+    static const char ctx[] = "Signature1";
+    size_t n = 0;
+#define PUT(major, arg) n += put_head(out ? out + n : NULL, major, arg)
+#define RAW(p, len)                       \
+    do {                                  \
+        if (out)                          \
+            memcpy(out + n, (p), (len));  \
+        n += (len);                       \
+    } while (0)
+    PUT(4, 4);
+    PUT(3, sizeof ctx - 1);
+    RAW(ctx, sizeof ctx - 1);
+    PUT(2, ev->prot_len);
+    RAW(ev->prot, ev->prot_len);
+    PUT(2, 0);
+    PUT(2, ev->body_len);
+    RAW(ev->body, ev->body_len);
+#undef PUT
+#undef RAW
+    return n;
+}
+
+/* ---- the limit of sync.push ------------------------------------------ */
+
+/* One envelope as the limit handles it: the real bytes, signature, author
+ * and signed message, read from the device's vault. */
+struct env_item {
+    unsigned char id[32];
+    unsigned char author[crypto_sign_PUBLICKEYBYTES];
+    unsigned char sig[crypto_sign_BYTES];
+    unsigned char *env, *tbs;
+    size_t env_len, tbs_len;
+};
+
+/* The device's own envelopes (what its first sync pushes), in order. */
+static struct env_item *load_items(const char *vault_dir, size_t *count,
+                                   size_t *env_bytes, size_t *tbs_bytes)
+{
+    char *path = path_join(vault_dir, "vault.db");
+    sqlite3 *db = open_ro(path);
+    sqlite3_stmt *st = NULL;
+    size_t n = 0, cap = 1024;
+    struct env_item *items = xmalloc(cap * sizeof *items);
+    int rc;
+
+    *env_bytes = *tbs_bytes = 0;
+    if (sqlite3_prepare_v2(db, "SELECT id, bytes FROM envelope WHERE own "
+                           "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+        die("cannot read %s: %s", path, sqlite3_errmsg(db));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+        struct env_view ev;
+        struct env_item *it;
+        if (n == cap) {
+            cap *= 2;
+            items = realloc(items, cap * sizeof *items);
+            if (!items)
+                die("out of memory");
+        }
+        it = &items[n++];
+        if (sqlite3_column_bytes(st, 0) != 32)
+            die("an envelope id is not 32 bytes");
+        memcpy(it->id, sqlite3_column_blob(st, 0), 32);
+        it->env = xmalloc(len);
+        memcpy(it->env, sqlite3_column_blob(st, 1), len);
+        it->env_len = len;
+        if (parse_env(&ev, it->env, len))
+            die("cannot parse an envelope of the vault (has the format changed?)");
+        memcpy(it->author, ev.author, sizeof it->author);
+        memcpy(it->sig, ev.sig, sizeof it->sig);
+        it->tbs_len = sig_structure(NULL, &ev);
+        it->tbs = xmalloc(it->tbs_len);
+        sig_structure(it->tbs, &ev);
+        *env_bytes += len;
+        *tbs_bytes += it->tbs_len;
+    }
+    if (rc != SQLITE_DONE)
+        die("cannot read %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(path);
+    *count = n;
+    return items;
+}
+
+static void free_items(struct env_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].env);
+        free(items[i].tbs);
+    }
+    free(items);
+}
+
+static void exec_or_die(sqlite3 *db, const char *sql)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        die("sqlite: %s: %s", sql, sqlite3_errmsg(db));
+}
+
+static void step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
+{
+    if (sqlite3_step(st) != SQLITE_DONE)
+        die("sqlite: %s: %s", what, sqlite3_errmsg(db));
+    sqlite3_reset(st);
+}
+
+/* The server's unavoidable work for the n envelopes, batch by batch, in a
+ * fresh database. *t_verify and *t_store receive the two parts' times. */
+static void limit_round(const struct env_item *items, size_t n,
+                        double *t_verify, double *t_store)
+{
+    char *dir = scratch_path("limit"), *path;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *begin = NULL, *ins_env = NULL, *ins_log = NULL,
+                 *commit = NULL;
+    double tv = 0, ts = 0;
+
+    if (mkdir(dir, 0700) != 0)
+        die("cannot make %s: %s", dir, strerror(errno));
+    path = path_join(dir, "server.db");
+    /* The server store's open flags and durability pragmas. */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                       SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        die("cannot create %s", path);
+    exec_or_die(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+    exec_or_die(db, "CREATE TABLE env(id BLOB PRIMARY KEY, bytes BLOB NOT NULL);"
+                    "CREATE TABLE log(seq INTEGER PRIMARY KEY, id BLOB NOT NULL);");
+    if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) ||
+        sqlite3_prepare_v2(db, "INSERT INTO env(id, bytes) VALUES (?1, ?2)",
+                           -1, &ins_env, NULL) ||
+        sqlite3_prepare_v2(db, "INSERT INTO log(seq, id) VALUES (?1, ?2)", -1,
+                           &ins_log, NULL) ||
+        sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL))
+        die("sqlite: %s", sqlite3_errmsg(db));
+
+    for (size_t b = 0; b < n; b += BATCH) {
+        size_t m = n - b < BATCH ? n - b : BATCH;
+        double t0 = now(), t1, t2;
+        for (size_t i = b; i < b + m; i++) {
+            const struct env_item *it = &items[i];
+            unsigned char id[32];
+            if (crypto_sign_verify_detached(it->sig, it->tbs, it->tbs_len,
+                                            it->author) != 0)
+                die("limit: the signature of an envelope does not verify");
+            crypto_generichash(id, sizeof id, it->env, it->env_len, NULL, 0);
+            if (sodium_memcmp(id, it->id, sizeof id) != 0)
+                die("limit: an envelope does not match its id");
+        }
+        t1 = now();
+        step_done(db, begin, "begin");
+        for (size_t i = b; i < b + m; i++) {
+            const struct env_item *it = &items[i];
+            sqlite3_bind_blob(ins_env, 1, it->id, 32, SQLITE_STATIC);
+            sqlite3_bind_blob64(ins_env, 2, it->env, it->env_len, SQLITE_STATIC);
+            step_done(db, ins_env, "insert");
+            sqlite3_bind_int64(ins_log, 1, (sqlite3_int64)(i + 1));
+            sqlite3_bind_blob(ins_log, 2, it->id, 32, SQLITE_STATIC);
+            step_done(db, ins_log, "insert");
+        }
+        step_done(db, commit, "commit");
+        t2 = now();
+        tv += t1 - t0;
+        ts += t2 - t1;
+    }
+    sqlite3_finalize(begin);
+    sqlite3_finalize(ins_env);
+    sqlite3_finalize(ins_log);
+    sqlite3_finalize(commit);
+    sqlite3_close(db);
+    rm_tree(dir);
+    free(dir);
+    free(path);
+    *t_verify = tv;
+    *t_store = ts;
+}
+
+/* ---- sync.push, sync.noop.*, sync.one.bytes -------------------------- */
+
+/* A thread's time on a CPU and waiting for one, in seconds so far
+ * (/proc/self/task/TID/schedstat; zeros where the kernel does not keep it).
+ * The rest of its wall time it was blocked: on the disk, or on its peer. */
+static void sched_times(long tid, double *run, double *wait)
+{
+    char path[64];
+    unsigned long long r = 0, w = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/self/task/%ld/schedstat", tid);
+    *run = *wait = 0;
+    if (!(f = fopen(path, "r")))
+        return;
+    if (fscanf(f, "%llu %llu", &r, &w) == 2) {
+        *run = (double)r * 1e-9;
+        *wait = (double)w * 1e-9;
+    }
+    fclose(f);
+}
+
+/* The machine's busy and total CPU seconds so far (/proc/stat), to tell a
+ * thread that waits for the disk from one that waits for a CPU. */
+static void machine_cpu(double *busy, double *total)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[10] = {0};
+    long hz = sysconf(_SC_CLK_TCK);
+    *busy = *total = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+               &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8 && hz > 0) {
+        unsigned long long all = 0;
+        for (int i = 0; i < 8; i++)
+            all += v[i];
+        *total = (double)all / (double)hz;
+        *busy = (double)(all - v[3] - v[4]) / (double)hz; /* not idle, iowait */
+    }
+    fclose(f);
+}
+
+/* One round of sync.push: a copy of the server and of the device, one
+ * fv_sync. Returns its time; the copies stay (the caller removes them). */
+static double push_round(const char *server0, const char *device0,
+                         const char *server_dir, const char *device_dir,
+                         size_t n)
+{
+    struct server_thread srv;
+    fv_sync_result res;
+    fv_vault *v;
+    double t0, t, busy0, busy1, all0, all1;
+    double srun0, srun1, swait0, swait1, crun0, crun1, cwait0, cwait1;
+    int64_t logged;
+
+    copy_tree(server0, server_dir);
+    copy_tree(device0, device_dir);
+    server_start(&srv, server_dir);
+    v = open_vault(device_dir);
+    machine_cpu(&busy0, &all0);
+    sched_times(srv.tid_linux, &srun0, &swait0);
+    sched_times(my_tid(), &crun0, &cwait0);
+    t0 = now();
+    res = sync_or_die(v, srv.addr, "fv_sync (push)");
+    t = now() - t0;
+    sched_times(srv.tid_linux, &srun1, &swait1);
+    sched_times(my_tid(), &crun1, &cwait1);
+    machine_cpu(&busy1, &all1);
+    fv_vault_close(v);
+    server_stop(&srv);
+    if (res.pushed != n || res.pulled != 0)
+        die("sync.push: fv_sync pushed %llu and pulled %llu envelopes; "
+            "expected %zu and 0", (unsigned long long)res.pushed,
+            (unsigned long long)res.pulled, n);
+    server_log_count(server_dir, &logged, NULL);
+    if (logged != (int64_t)n)
+        die("sync.push: the server's log holds %lld envelopes, expected %zu",
+            (long long)logged, n);
+    note("sync.push: fv_sync %.2f s (%.0f envelopes/s), %llu bytes sent, "
+         "%llu received, %u round trips", t, (double)n / t,
+         (unsigned long long)res.bytes_sent,
+         (unsigned long long)res.bytes_received, res.roundtrips);
+    note("sync.push: during fv_sync, the server thread ran %.2f s (%.1f "
+         "us/envelope), waited for a CPU %.2f s, was blocked %.2f s; the "
+         "device ran %.2f s, waited %.2f s, was blocked %.2f s; the machine "
+         "(every process) was busy %.2f of %.2f CPU-seconds", srun1 - srun0,
+         1e6 * (srun1 - srun0) / (double)n, swait1 - swait0,
+         t - (srun1 - srun0) - (swait1 - swait0), crun1 - crun0,
+         cwait1 - cwait0, t - (crun1 - crun0) - (cwait1 - cwait0),
+         busy1 - busy0, all1 - all0);
+    return t;
+}
+
+/* Syncs with nothing new (three: they must agree) and reports the first. */
+static void noop_measure(fv_vault *v, const char *addr, const char *suffix)
+{
+    char name[64];
+    fv_sync_result r[3];
+    double t[3];
+    uint64_t bytes;
+    for (int i = 0; i < 3; i++) {
+        double t0 = now();
+        r[i] = sync_or_die(v, addr, "fv_sync (nothing new)");
+        t[i] = now() - t0;
+        if (r[i].pushed || r[i].pulled)
+            die("sync.noop%s: a sync with nothing new moved envelopes", suffix);
+        if (i > 0 && (r[i].bytes_sent != r[0].bytes_sent ||
+                      r[i].bytes_received != r[0].bytes_received ||
+                      r[i].roundtrips != r[0].roundtrips))
+            note("sync.noop%s: syncs with nothing new differ: %llu+%llu "
+                 "bytes, %u round trips, then %llu+%llu, %u", suffix,
+                 (unsigned long long)r[0].bytes_sent,
+                 (unsigned long long)r[0].bytes_received, r[0].roundtrips,
+                 (unsigned long long)r[i].bytes_sent,
+                 (unsigned long long)r[i].bytes_received, r[i].roundtrips);
+    }
+    bytes = r[0].bytes_sent + r[0].bytes_received;
+    note("sync.noop%s: %llu bytes sent, %llu received, %u round trips; "
+         "fv_sync took %.1f, %.1f, %.1f ms", suffix,
+         (unsigned long long)r[0].bytes_sent,
+         (unsigned long long)r[0].bytes_received, r[0].roundtrips, 1e3 * t[0],
+         1e3 * t[1], 1e3 * t[2]);
+    snprintf(name, sizeof name, "sync.noop.bytes%s", suffix);
+    if (wanted(name))
+        report(name, (double)bytes, "bytes", 0, 0);
+    snprintf(name, sizeof name, "sync.noop.roundtrips%s", suffix);
+    if (wanted(name))
+        report(name, (double)r[0].roundtrips, "roundtrips", 0, 0);
+}
+
+static void bench_push(void)
+{
+    int want_push = wanted("sync.push");
+    int want_big = want_push || wanted("sync.noop.bytes") ||
+                   wanted("sync.noop.roundtrips") || wanted("sync.one.bytes");
+    /* A prefix such as "sync.noop.bytes" selects the .1k figure too. */
+    int want_small = wanted("sync.noop.bytes.1k") ||
+                     wanted("sync.noop.roundtrips.1k");
+    size_t n = opt.records, count = 0, env_bytes, tbs_bytes;
+    int rounds = want_push ? opt.rounds : 1;
+    char *server0 = scratch_path("server"), *admin;
+    char *device0 = scratch_path("device");
+    char *server_dir = NULL, *device_dir = NULL;
+    struct server_thread srv;
+    struct env_item *items = NULL;
+    fv_vault *v;
+    fv_sync_result a;
+    double t0, tp = 0, tv = 0, ts = -1;
+
+    /* The starting point: a server with a coordinator, the organisation key
+     * and an enrolled field device. */
+    admin = server_create(server0);
+    server_start(&srv, server0);
+    coordinator_setup(admin, srv.addr);
+    free(admin);
+    v = field_device(server0, srv.addr, device0, "field 1");
+    if (!want_big) {
+        fv_vault_close(v);
+        server_dir = server0;
+        goto small;
+    }
+    server_stop(&srv);
+
+    note("sync.push: adding %zu records to the device's vault", n);
+    t0 = now();
+    add_records(v, 1, 0, n);
+    fv_vault_close(v);
+    note("sync.push: added in %.1f s", now() - t0);
+    if (want_push) {
+        items = load_items(device0, &count, &env_bytes, &tbs_bytes);
+        if (count != n)
+            die("the device's vault holds %zu own envelopes, expected %zu",
+                count, n);
+        note("sync.push: %zu envelopes of %.0f bytes on average (signed "
+             "part %.0f); %d rounds", n, (double)env_bytes / (double)n,
+             (double)tbs_bytes / (double)n, rounds);
+    }
+
+    for (int r = 0; r < rounds; r++) {
+        double t_sync, t_v = 0, t_s = 0;
+        if (server_dir) {
+            rm_tree(server_dir);
+            rm_tree(device_dir);
+            free(server_dir);
+            free(device_dir);
+        }
+        server_dir = scratch_path("server");
+        device_dir = scratch_path("device");
+        if (want_push && r % 2 == 1)
+            limit_round(items, n, &t_v, &t_s);
+        t_sync = push_round(server0, device0, server_dir, device_dir, n);
+        if (want_push && r % 2 == 0)
+            limit_round(items, n, &t_v, &t_s);
+        if (want_push) {
+            note("sync.push round %d: sync %.1f us/envelope; limit %.1f "
+                 "(verify %.1f + sqlite %.1f)", r + 1, 1e6 * t_sync / (double)n,
+                 1e6 * (t_v + t_s) / (double)n, 1e6 * t_v / (double)n,
+                 1e6 * t_s / (double)n);
+            if (ts < 0 || t_v + t_s < tv + ts) {
+                tp = t_sync;
+                tv = t_v;
+                ts = t_s;
+            }
+        }
+    }
+    if (want_push)
+        report("sync.push", (double)n / tp, "envelopes/s",
+               (double)n / (tv + ts), 1);
+    free_items(items, count);
+
+    /* N envelopes on both sides: the device of the last round. */
+    server_start(&srv, server_dir);
+    v = open_vault(device_dir);
+    noop_measure(v, srv.addr, "");
+    if (wanted("sync.one.bytes")) {
+        add_records(v, 1, n, 1);
+        t0 = now();
+        a = sync_or_die(v, srv.addr, "fv_sync (one record)");
+        t0 = now() - t0;
+        if (a.pushed != 1 || a.pulled != 0)
+            die("sync.one.bytes: fv_sync pushed %llu envelopes, pulled %llu",
+                (unsigned long long)a.pushed, (unsigned long long)a.pulled);
+        note("sync.one: %llu bytes sent, %llu received, %u round trips; "
+             "fv_sync took %.1f ms", (unsigned long long)a.bytes_sent,
+             (unsigned long long)a.bytes_received, a.roundtrips, 1e3 * t0);
+        report("sync.one.bytes", (double)(a.bytes_sent + a.bytes_received),
+               "bytes", 0, 0);
+    }
+    fv_vault_close(v);
+
+small:
+    if (want_small) {
+        char *dir = scratch_path("device-1k");
+        v = field_device(server_dir, srv.addr, dir, "field 2");
+        add_records(v, 2, 0, SMALL_RECORDS);
+        a = sync_or_die(v, srv.addr, "fv_sync (1k records)");
+        if (a.pushed != SMALL_RECORDS)
+            die("sync.noop.*.1k: the first sync pushed %llu envelopes",
+                (unsigned long long)a.pushed);
+        noop_measure(v, srv.addr, ".1k");
+        fv_vault_close(v);
+        rm_tree(dir);
+        free(dir);
+    }
+    server_stop(&srv);
+    rm_tree(server0);
+    rm_tree(device0);
+    if (server_dir != server0) {
+        rm_tree(server_dir);
+        free(server_dir);
+    }
+    if (device_dir) {
+        rm_tree(device_dir);
+        free(device_dir);
+    }
+    free(server0);
+    free(device0);
+}
+
+/* ---- sync.load ------------------------------------------------------- */
+
+/* A value in KiB from /proc/PID/status ("VmRSS", "VmHWM"), or -1. */
+static long status_kib(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    FILE *f;
+    long v = -1;
+    size_t n = strlen(field);
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') {
+            v = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* The last lines of a file, on stderr (a server's log, after a failure). */
+static void tail_file(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    char buf[512];
+    char **ring;
+    long n = 0;
+    if (!f)
+        return;
+    ring = calloc((size_t)lines, sizeof *ring);
+    while (ring && fgets(buf, sizeof buf, f)) {
+        free(ring[n % lines]);
+        ring[n % lines] = strdup(buf);
+        n++;
+    }
+    for (long i = n > lines ? n - lines : 0; ring && i < n; i++) {
+        fprintf(stderr, "  %s", ring[i % lines] ? ring[i % lines] : "\n");
+        free(ring[i % lines]);
+    }
+    free(ring);
+    fclose(f);
+}
+
+/* Starts `fieldvault serve --data DIR --listen 127.0.0.1:0`, its stderr to
+ * `log`, and waits for its "listening on HOST:PORT" line. */
+static pid_t serve_start(const char *dir, const char *log, char *addr,
+                         size_t addr_cap)
+{
+    double deadline = now() + 30;
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 ||
+            dup2(fd, 2) < 0)
+            _exit(126);
+        execl(opt.fieldvault, "fieldvault", "serve", "--data", dir, "--listen",
+              "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    serve_pid = pid;
+    for (;;) {
+        FILE *f = fopen(log, "r");
+        char line[512];
+        int status;
+        if (f) {
+            while (fgets(line, sizeof line, f)) {
+                /* The ready line (not the log line "listening on HOST port
+                 * N" that precedes it). */
+                static const char ready[] = "fieldvault serve: listening on ";
+                if (!strncmp(line, ready, sizeof ready - 1)) {
+                    const char *p = line + sizeof ready - 1;
+                    size_t len;
+                    len = strcspn(p, " \r\n");
+                    if (len == 0 || len >= addr_cap)
+                        die("cannot read the server's address: %s", line);
+                    memcpy(addr, p, len);
+                    addr[len] = '\0';
+                    fclose(f);
+                    return pid;
+                }
+            }
+            fclose(f);
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            serve_pid = 0;
+            note("%s serve exited (status %d) before listening:", opt.fieldvault,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            tail_file(log, 20);
+            die("cannot run %s (build it, or give --fieldvault PATH)",
+                opt.fieldvault);
+        }
+        if (now() > deadline)
+            die("%s serve did not listen within 30 s", opt.fieldvault);
+        usleep(20000);
+    }
+}
+
+/* Stops the server with SIGTERM; its exit status must be 0. */
+static void serve_stop(pid_t pid, const char *log, long *maxrss)
+{
+    struct rusage ru;
+    int status;
+    kill(pid, SIGTERM);
+    if (wait4(pid, &status, 0, &ru) != pid)
+        die("waiting for the server: %s", strerror(errno));
+    serve_pid = 0;
+    *maxrss = ru.ru_maxrss;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        note("the server ended with status %d:", status);
+        tail_file(log, 20);
+        die("the server failed");
+    }
+}
+
+static void raise_nofile(size_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+                          ? want
+                          : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            note("cannot raise the descriptor limit: %s", strerror(errno));
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < want)
+        note("the descriptor limit is %llu; %zu devices may want %zu",
+             (unsigned long long)rl.rlim_cur, opt.devices, want);
+}
+
+struct device {
+    fv_vault *v;
+    const char *addr;
+    pthread_barrier_t *go;
+    pthread_t tid;
+    int rc;
+    fv_sync_result res;
+    double start, end;
+    char msg[200];
+};
+
+static void *device_main(void *arg)
+{
+    struct device *d = arg;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    so.server = d->addr;
+    pthread_barrier_wait(d->go);
+    d->start = now();
+    d->rc = fv_sync(d->v, &so, &d->res);
+    d->end = now();
+    if (d->rc != FV_OK)
+        snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void bench_load(void)
+{
+    size_t m = opt.devices, ok = 0, failed_shown = 0;
+    char *server_dir = scratch_path("load-server");
+    char *log = scratch_path("serve.log");
+    char *admin, addr[64];
+    struct device *devs = calloc(m, sizeof *devs);
+    char **dirs = calloc(m, sizeof *dirs);
+    double *lat = calloc(m, sizeof *lat);
+    pthread_barrier_t go;
+    pid_t pid;
+    long rss_before, hwm, maxrss;
+    int64_t logged, authors;
+    double t0, t;
+
+    if (!devs || !dirs || !lat)
+        die("out of memory");
+    /* Per device: a socket, and the vault's database, WAL and shm. */
+    raise_nofile(4 * m + 256);
+    admin = server_create(server_dir);
+    pid = serve_start(server_dir, log, addr, sizeof addr);
+    note("sync.load: %s serve (pid %ld) listening on %s", opt.fieldvault,
+         (long)pid, addr);
+    coordinator_setup(admin, addr);
+    free(admin);
+
+    note("sync.load: preparing %zu devices of %d records", m, LOAD_RECORDS);
+    t0 = now();
+    for (size_t i = 0; i < m; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "device %zu", i);
+        dirs[i] = scratch_path("load-device");
+        devs[i].v = field_device(server_dir, addr, dirs[i], name);
+        add_records(devs[i].v, (unsigned)(100 + i), 0, LOAD_RECORDS);
+        devs[i].addr = addr;
+        devs[i].go = &go;
+    }
+    note("sync.load: prepared in %.1f s", now() - t0);
+    rss_before = status_kib(pid, "VmRSS");
+
+    if (pthread_barrier_init(&go, NULL, (unsigned)m + 1) != 0)
+        die("cannot make a barrier");
+    for (size_t i = 0; i < m; i++)
+        if (pthread_create(&devs[i].tid, NULL, device_main, &devs[i]) != 0)
+            die("cannot start thread %zu of %zu", i + 1, m);
+    pthread_barrier_wait(&go);
+    t0 = now();
+    for (size_t i = 0; i < m; i++)
+        pthread_join(devs[i].tid, NULL);
+    t = now() - t0;
+    pthread_barrier_destroy(&go);
+
+    hwm = status_kib(pid, "VmHWM");
+    serve_stop(pid, log, &maxrss);
+    server_log_count(server_dir, &logged, &authors);
+
+    for (size_t i = 0; i < m; i++) {
+        struct device *d = &devs[i];
+        lat[i] = d->end - d->start;
+        if (d->rc == FV_OK && d->res.pushed == LOAD_RECORDS) {
+            ok++;
+        } else if (failed_shown++ < 10) {
+            if (d->rc == FV_OK)
+                note("sync.load: device %zu pushed %llu envelopes, not %d", i,
+                     (unsigned long long)d->res.pushed, LOAD_RECORDS);
+            else
+                note("sync.load: device %zu failed after %.2f s: %s (%s)", i,
+                     lat[i], fv_strerror(d->rc), d->msg);
+        }
+    }
+    qsort(lat, m, sizeof *lat, cmp_double);
+    note("sync.load: %zu of %zu devices synced in %.2f s; per device: "
+         "fastest %.2f s, median %.2f s, slowest %.2f s", ok, m, t, lat[0],
+         lat[m / 2], lat[m - 1]);
+    note("sync.load: server resident set %ld KiB before the load, peak %ld "
+         "KiB (VmHWM; getrusage says %ld KiB)", rss_before, hwm, maxrss);
+    note("sync.load: the server's log holds %lld envelopes from %lld devices",
+         (long long)logged, (long long)authors);
+
+    if (wanted("sync.load.ok"))
+        report("sync.load.ok", (double)ok, "devices", 0, 0);
+    if (ok != m)
+        die("sync.load: %zu of %zu devices failed to sync", m - ok, m);
+    if (logged != (int64_t)(m * LOAD_RECORDS) || authors != (int64_t)m)
+        die("sync.load: the server's log holds %lld envelopes from %lld "
+            "devices; expected %zu from %zu", (long long)logged,
+            (long long)authors, m * LOAD_RECORDS, m);
+    if (wanted("sync.load.seconds"))
+        report("sync.load.seconds", t, "s", 0, 2);
+    if (wanted("sync.load.server_rss"))
+        report("sync.load.server_rss", (double)(hwm > 0 ? hwm : maxrss), "KiB",
+               0, 0);
+
+    for (size_t i = 0; i < m; i++) {
+        fv_vault_close(devs[i].v);
+        rm_tree(dirs[i]);
+        free(dirs[i]);
+    }
+    rm_tree(server_dir);
+    unlink(log);
+    free(server_dir);
+    free(log);
+    free(devs);
+    free(dirs);
+    free(lat);
+}
+
+/* ---- main ----------------------------------------------------------- */
+
+static const char usage[] =
+    "usage: bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]\n"
+    "                  [--devices N] [--fieldvault PATH] [NAME...]\n"
+    "Runs the measurements whose names start with a NAME (sync.push,\n"
+    "sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
+    "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
+    "sync.load.server_rss; none: all) and prints one JSON line per\n"
+    "measurement. --records: sync.push's records (100000; --quick 10000);\n"
+    "--devices: sync.load's devices (500; --quick 50); --fieldvault: the CLI\n"
+    "that sync.load runs as `serve` (default: fieldvault next to this\n"
+    "program). Scratch files go in a new directory under DIR (default\n"
+    "$TMPDIR or /tmp) and are removed afterwards.\n";
+
+static size_t parse_count(const char *s, const char *what)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s ? s : "", &end, 10);
+    if (!s || errno || *end || v == 0 || v > 10000000)
+        die("%s needs a count from 1 to 10000000", what);
+    return (size_t)v;
+}
+
+/* `fieldvault` in the directory of this program. */
+static char *default_fieldvault(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+    char *slash;
+    if (n <= 0)
+        return "fieldvault";
+    path[n] = '\0';
+    slash = strrchr(path, '/');
+    if (!slash)
+        return "fieldvault";
+    strcpy(slash + 1, "fieldvault");
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const known[] = {
+        "sync.push", "sync.noop.bytes", "sync.noop.roundtrips",
+        "sync.noop.bytes.1k", "sync.noop.roundtrips.1k", "sync.one.bytes",
+        "sync.load.seconds", "sync.load.ok", "sync.load.server_rss"};
+    size_t records = 0, devices = 0;
+    struct sigaction sa;
+
+    opt.rounds = 3;
+    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quick")) {
+            opt.quick = 1;
+        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
+            opt.base = argv[++i];
+        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
+            opt.rounds = (int)parse_count(argv[++i], "--rounds");
+        } else if (!strcmp(a, "--records") && i + 1 < argc) {
+            records = parse_count(argv[++i], "--records");
+        } else if (!strcmp(a, "--devices") && i + 1 < argc) {
+            devices = parse_count(argv[++i], "--devices");
+        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
+            opt.fieldvault = argv[++i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "bench_sync: unknown option %s\n%s", a, usage);
+            return 2;
+        } else {
+            int hit = 0;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                hit |= strncmp(known[k], a, strlen(a)) == 0;
+            if (!hit) {
+                fprintf(stderr, "bench_sync: no measurement is named %s\n%s",
+                        a, usage);
+                return 2;
+            }
+            opt.names[opt.nnames++] = argv[i];
+        }
+    }
+    opt.records = records ? records : opt.quick ? 10000 : 100000;
+    opt.devices = devices ? devices : opt.quick ? 50 : 500;
+    if (!opt.fieldvault)
+        opt.fieldvault = default_fieldvault();
+
+    /* A peer that closes first must not end the benchmark. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    if (sodium_init() < 0)
+        die("libsodium failed to start");
+    make_scratch();
+    note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
+         sqlite3_libversion(), sodium_version_string(), scratch);
+
+    if (wanted("sync.push") || wanted("sync.noop.bytes") ||
+        wanted("sync.noop.roundtrips") || wanted("sync.noop.bytes.1k") ||
+        wanted("sync.noop.roundtrips.1k") || wanted("sync.one.bytes"))
+        bench_push();
+    if (wanted("sync.load.seconds") || wanted("sync.load.ok") ||
+        wanted("sync.load.server_rss"))
+        bench_load();
+    free(opt.names);
+    return 0;
+}
