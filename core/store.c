@@ -54,10 +54,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
                         "JOIN envelope e ON e.id = h.id WHERE h.record = ?1 "
                         "ORDER BY e.seq",
+    /* A record's revisions and tombstones; its key grants (kind 3) stand
+     * beside its history, not in it. */
     [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
                        "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
                        "AND h.id = e.id) FROM envelope e WHERE e.record = ?1 "
-                       "ORDER BY e.seq",
+                       "AND e.kind <> 3 ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
     [ST_GRANT_INSERT] = "INSERT OR IGNORE INTO grant_of(target, grant_id) "

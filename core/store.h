@@ -67,7 +67,8 @@ int fv_store_each_head(fv_store *s, fv_store_env_fn fn, void *payload);
 /* Heads of one record. */
 int fv_store_record_heads(fv_store *s, const unsigned char record[32],
                           fv_store_env_fn fn, void *payload);
-/* Every envelope of one record, in the order they were stored. */
+/* Every revision and tombstone of one record (not its key grants), in the
+ * order they were stored. */
 int fv_store_record_envs(fv_store *s, const unsigned char record[32],
                          fv_store_env_fn fn, void *payload);
 

@@ -164,6 +164,13 @@ static int first_id(const fv_record *r, void *payload)
     return 1;
 }
 
+static int count_rev(const fv_revision *rev, void *payload)
+{
+    CHECK_EQ(rev->kind, FV_REVISION);
+    (*(int *)payload)++;
+    return 0;
+}
+
 static long long log_rows(void)
 {
     uint64_t head = 0;
@@ -246,6 +253,12 @@ int main(void)
         field = NULL;
         CHECK_EQ(fv_vault_open(&field, dir, PASS, 2), FV_OK);
         CHECK_EQ(count_records(field), 2);
+        /* Its history shows the one revision, not the key grant beside it. */
+        unsigned char early[FV_ID_BYTES];
+        int revs = 0;
+        CHECK_EQ(fv_vault_list(field, first_id, early), FV_ECANCELED);
+        CHECK_EQ(fv_record_history(field, early, count_rev, &revs), FV_OK);
+        CHECK_EQ(revs, 1);
     }
     for (int i = 0; i < 6; i++) {
         char t[32];
