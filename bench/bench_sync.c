@@ -41,7 +41,11 @@
  * order (sync then limit, limit then sync). The figures come from the
  * quietest round, the one whose limit took least time: value = N / t_sync,
  * limit = N / t_limit. The sync shares the machine with its client (the
- * device, in this process); the limit does server work only.
+ * device, in this process); the limit does server work only. On stderr,
+ * each round also says how the server thread and the device spent the
+ * sync's wall time (/proc/self/task/TID/schedstat: running, waiting for a
+ * CPU, blocked on the disk or the peer) and how busy the whole machine was:
+ * the machines are shared, and that tells a slow server from a busy one.
  *
  * sync.noop.bytes, sync.noop.roundtrips (bytes, round trips; no limit). On
  * the server and device of the last round (N envelopes on both sides), an
@@ -50,6 +54,8 @@
  * roundtrips (waits for the server after the handshake). The same for a
  * second field device of 1,000 records on the same server:
  * sync.noop.bytes.1k, sync.noop.roundtrips.1k. Neither may grow with N.
+ * Three syncs are made each time (they must agree); stderr gives their
+ * wall times, which are not measured against a limit.
  *
  * sync.one.bytes (bytes; no limit): one more record on the N-record device,
  * then fv_sync: bytes_sent + bytes_received.
@@ -64,8 +70,10 @@
  * full TLS handshake and 20 envelopes pushed. seconds: wall time from the
  * release until the last fv_sync returned; ok: how many succeeded (anything
  * but M fails the benchmark); server_rss: the server process's peak
- * resident set in KiB (VmHWM of /proc/PID/status, read after the load, so
- * it covers the server's whole life: start, M enrollments, the load).
+ * resident set in KiB (VmHWM of /proc/PID/status, read right after the
+ * load: the peak of its start, the M enrollments and the load; stderr also
+ * gives ru_maxrss from wait4, which adds the shutdown's checkpoint and, in
+ * a sanitizer build, the leak check at exit).
  * Afterwards the server is stopped with SIGTERM and its log, read with
  * SQLite, must hold exactly M * 20 envelopes from M authors.
  */
@@ -1210,6 +1218,36 @@ static long status_kib(pid_t pid, const char *field)
     return v;
 }
 
+/* CPU seconds (user + system) a process has used so far, or -1. */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut, st;
+    long hz = sysconf(_SC_CLK_TCK);
+    FILE *f;
+    size_t n;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* After "pid (comm) ": state is field 3, utime and stime 14 and 15. */
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) != 2 || hz <= 0)
+        return -1;
+    return (double)(ut + st) / (double)hz;
+}
+
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 /* The last lines of a file, on stderr (a server's log, after a failure). */
 static void tail_file(const char *path, int lines)
 {
@@ -1369,7 +1407,7 @@ static void bench_load(void)
     pid_t pid;
     long rss_before, hwm, maxrss;
     int64_t logged, authors;
-    double t0, t;
+    double t0, t, srv0, srv1, dev0, dev1, busy0, busy1, all0, all1;
 
     if (!devs || !dirs || !lat)
         die("out of memory");
@@ -1401,11 +1439,17 @@ static void bench_load(void)
     for (size_t i = 0; i < m; i++)
         if (pthread_create(&devs[i].tid, NULL, device_main, &devs[i]) != 0)
             die("cannot start thread %zu of %zu", i + 1, m);
+    machine_cpu(&busy0, &all0);
+    srv0 = proc_cpu(pid);
+    dev0 = self_cpu();
     pthread_barrier_wait(&go);
     t0 = now();
     for (size_t i = 0; i < m; i++)
         pthread_join(devs[i].tid, NULL);
     t = now() - t0;
+    srv1 = proc_cpu(pid);
+    dev1 = self_cpu();
+    machine_cpu(&busy1, &all1);
     pthread_barrier_destroy(&go);
 
     hwm = status_kib(pid, "VmHWM");
@@ -1430,8 +1474,14 @@ static void bench_load(void)
     note("sync.load: %zu of %zu devices synced in %.2f s; per device: "
          "fastest %.2f s, median %.2f s, slowest %.2f s", ok, m, t, lat[0],
          lat[m / 2], lat[m - 1]);
-    note("sync.load: server resident set %ld KiB before the load, peak %ld "
-         "KiB (VmHWM; getrusage says %ld KiB)", rss_before, hwm, maxrss);
+    note("sync.load: during the load the server process used %.2f "
+         "CPU-seconds (%.1f ms per device), the devices (this process) "
+         "%.2f; the machine (every process) was busy %.2f of %.2f",
+         srv1 - srv0, 1e3 * (srv1 - srv0) / (double)m, dev1 - dev0,
+         busy1 - busy0, all1 - all0);
+    note("sync.load: server resident set %ld KiB before the load; peak %ld "
+         "KiB after it (VmHWM), %ld KiB over its whole life with the "
+         "shutdown (getrusage)", rss_before, hwm, maxrss);
     note("sync.load: the server's log holds %lld envelopes from %lld devices",
          (long long)logged, (long long)authors);
 
@@ -1446,8 +1496,8 @@ static void bench_load(void)
     if (wanted("sync.load.seconds"))
         report("sync.load.seconds", t, "s", 0, 2);
     if (wanted("sync.load.server_rss"))
-        report("sync.load.server_rss", (double)(hwm > 0 ? hwm : maxrss), "KiB",
-               0, 0);
+        report("sync.load.server_rss", (double)(hwm > 0 ? hwm : maxrss),
+               "KiB", 0, 0);
 
     for (size_t i = 0; i < m; i++) {
         fv_vault_close(devs[i].v);

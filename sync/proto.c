@@ -689,7 +689,10 @@ int fv_invite_decode(fv_invite *inv, const char *text)
             bits -= 8;
         }
     }
-    if (n < 5)
+    /* Strict base32: the leftover bits must be fewer than a character's
+     * and zero, so one invite has exactly one spelling (up to case and
+     * dashes). */
+    if (n < 5 || bits >= 5 || (acc & ((1u << bits) - 1)) != 0)
         return FV_EINVITE;
     fv_hash(hash, raw, n - 4);
     if (!fv_ct_equal(hash, raw + n - 4, 4))

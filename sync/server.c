@@ -775,7 +775,8 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
         goto done;
     }
-    slog(&S, "listening on %s port %d", host, fv_tls_server_port(S.tls));
+    if (!opts->ready) /* the ready callback reports it otherwise */
+        slog(&S, "listening on %s port %d", host, fv_tls_server_port(S.tls));
     if (opts->ready)
         opts->ready(host, fv_tls_server_port(S.tls), opts->ready_payload);
 

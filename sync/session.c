@@ -141,6 +141,11 @@ static int pump(struct run *r, int timeout_ms)
                 p.events |= POLLOUT;
             poll(&p, 1, 200);
         }
+        /* Also between bytes: a caller can cancel a stalled link. */
+        if (progress(r)) {
+            rc = FV_ECANCELED;
+            break;
+        }
     }
     free(buf);
     if (rc == FV_OK)
