@@ -144,6 +144,7 @@ static const struct {
      "       fieldvault server invite --data SDIR --name N\n"
      "                                [--role field|coordinator] [--ttl HOURS]\n"
      "                                [--json]\n"
+     "       fieldvault server import --data SDIR FILE [--json]\n"
      "\n"
      "server init creates a server in directory SDIR (no vault, no\n"
      "passphrase): its TLS key, its receipt key and its database. HOST:PORT\n"
@@ -157,6 +158,12 @@ static const struct {
      "for instance when the admin invite was lost; it may run while the\n"
      "server runs. --role defaults to coordinator, --ttl to 168 hours (at\n"
      "most 720). With --json prints {\"invite\": INVITE}.\n"
+     "\n"
+     "server import stores a courier bundle (from 'bundle export') as if its\n"
+     "envelopes had been pushed over the network: each is verified, and its\n"
+     "author must be an enrolled, unrevoked device. Importing twice changes\n"
+     "nothing; a damaged bundle exits 5 with nothing of the damaged batch\n"
+     "stored. With --json prints {\"file\", \"envelopes\", \"added\"}.\n"
      "Nothing in SDIR opens a testimony; keep it private all the same.\n"},
     {"serve",
      "usage: fieldvault serve --data SDIR [--listen HOST:PORT]\n"

@@ -339,6 +339,56 @@ cleanup:
     return rc;
 }
 
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+static void print_import(const cli *c, const char *file, uint64_t count,
+                         uint64_t added)
+{
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "file");
+        json_strz(stdout, file);
+        fprintf(stdout, ", \"envelopes\": %llu, \"added\": %llu}\n",
+                (unsigned long long)count, (unsigned long long)added);
+    } else {
+        fprintf(stdout, "imported %llu %s (%llu new)\n",
+                (unsigned long long)count,
+                plural(count, "envelope", "envelopes"),
+                (unsigned long long)added);
+    }
+}
+
+static int server_import(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    const char *dir;
+    uint64_t count = 0, added = 0;
+    int rc = cli_parse(c, opts);
+
+    if (rc != 0 || cli_help_requested(c, &rc))
+        goto cleanup;
+    if ((rc = cli_want_positionals(c, 1, 1, "FILE")) != 0 ||
+        (rc = check_data(&opts[0], &dir)) != 0)
+        goto cleanup;
+    int r = fv_server_import(dir, c->pos[0], &count, &added);
+    if (r != FV_OK) {
+        cli_error("cannot import the bundle: %s",
+                  r == FV_ENOTFOUND ? "no server or no bundle there"
+                  : r == FV_EDENIED ? "an envelope's author is not an enrolled device"
+                                    : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    print_import(c, c->pos[0], count, added);
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
 int cmd_server(cli *c)
 {
     const char *sub = take_subcommand(c);
@@ -346,7 +396,9 @@ int cmd_server(cli *c)
         return server_init(c);
     if (sub != NULL && strcmp(sub, "invite") == 0)
         return server_invite(c);
-    return no_subcommand(c, sub, "init or invite");
+    if (sub != NULL && strcmp(sub, "import") == 0)
+        return server_import(c);
+    return no_subcommand(c, sub, "init, invite or import");
 }
 
 /* ---- serve ------------------------------------------------------------------ */
@@ -791,11 +843,6 @@ int cmd_org(cli *c)
 
 /* ---- sync ---------------------------------------------------------------------- */
 
-static const char *plural(uint64_t n, const char *one, const char *many)
-{
-    return n == 1 ? one : many;
-}
-
 int cmd_sync(cli *c)
 {
     cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
@@ -874,19 +921,13 @@ static int bundle_run(cli *c, int import)
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
-    if (c->json) {
+    if (import) {
+        print_import(c, file, count, added);
+    } else if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");
         json_strz(stdout, file);
-        fprintf(stdout, ", \"envelopes\": %llu", (unsigned long long)count);
-        if (import)
-            fprintf(stdout, ", \"added\": %llu", (unsigned long long)added);
-        fputs("}\n", stdout);
-    } else if (import) {
-        fprintf(stdout, "imported %llu %s (%llu new)\n",
-                (unsigned long long)count,
-                plural(count, "envelope", "envelopes"),
-                (unsigned long long)added);
+        fprintf(stdout, ", \"envelopes\": %llu}\n", (unsigned long long)count);
     } else {
         fprintf(stdout, "exported %llu %s to ", (unsigned long long)count,
                 plural(count, "envelope", "envelopes"));

@@ -1355,6 +1355,40 @@ class TestBundles(SyncTest):
         j = self.jv(c, "bundle", "import", b2)
         self.assertEqual(j["added"], 3)
 
+    def test_server_import(self):
+        """A bundle imported on the server's side is stored as if pushed:
+        verified, author checked, once only; the coordinator then pulls it."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "courier")
+        titles = ["carried %d" % i for i in range(3)]
+        for t in titles:
+            self.add(f, t)
+        b = self.path("to-server.fvb")
+        self.v(f, "bundle", "export", b)
+        j = json.loads(self.fv("server", "import", "--data", sdir, b,
+                               "--json").stdout)
+        self.assertEqual((j["envelopes"], j["added"]), (3, 3), j)
+        j = json.loads(self.fv("server", "import", "--data", sdir, b,
+                               "--json").stdout)
+        self.assertEqual((j["envelopes"], j["added"]), (3, 0), j)
+        self.sync(c)
+        self.assertEqual(self.titles(c), sorted(titles))
+        # the device's next sync gets its receipts; nothing is stored twice
+        self.assertEqual(self.sync(f)["pushed"], 3)
+        self.assertEqual(self.sync(c)["pulled"], 0)
+        # a damaged bundle stores nothing; a stranger's bundle is refused
+        with open(b, "rb") as fh:
+            data = bytearray(fh.read())
+        data[len(data) // 2] ^= 0x10
+        self.fv("server", "import", "--data", sdir,
+                self.write("bad.fvb", bytes(data)), expect=CORRUPT)
+        stranger = self.make_vault("stranger")
+        self.add(stranger, "not enrolled")
+        sb = self.path("stranger.fvb")
+        self.v(stranger, "bundle", "export", sb)
+        self.fv("server", "import", "--data", sdir, sb, expect=DENIED)
+        self.assertEqual(self.sync(c)["pulled"], 0)
+
     def test_truncation_at_a_frame_boundary(self):
         """A bundle of more than one batch (a batch holds at most 512 KiB of
         envelopes) cut exactly between two batches must not import as if
