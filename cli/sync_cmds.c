@@ -435,6 +435,8 @@ static void serve_ready(const char *host, int port, void *payload)
 
 int cmd_serve(cli *c)
 {
+    /* One write per log line, not one per character. */
+    setvbuf(stderr, NULL, _IOLBF, 0);
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"listen", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};

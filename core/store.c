@@ -28,8 +28,14 @@ enum stmt_id {
     ST_DELIVERED,
     ST_RECEIPT_INSERT,
     ST_ENV_RECORD,
+    ST_CONFLICT_SET,
+    ST_CONFLICT_CLEAR,
     ST_COUNT
 };
+
+/* The heads of record ?1 that are revisions (not tombstones). */
+#define LIVE_HEADS "(SELECT count(*) FROM head h JOIN envelope e ON e.seq = " \
+                   "h.eseq WHERE h.record = ?1 AND e.kind = 1)"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
@@ -71,6 +77,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
     [ST_RECEIPT_INSERT] = "INSERT INTO receipt(body, sig) VALUES (?1, ?2)",
     [ST_ENV_RECORD] = "SELECT record FROM envelope WHERE id = ?1",
+    [ST_CONFLICT_SET] = "INSERT OR IGNORE INTO conflict(record) SELECT ?1 "
+                        "WHERE " LIVE_HEADS " > 1",
+    [ST_CONFLICT_CLEAR] = "DELETE FROM conflict WHERE record = ?1 AND "
+                          LIVE_HEADS " <= 1",
 };
 
 static const char schema_sql[] =
@@ -98,6 +108,9 @@ static const char schema_sql[] =
     " rseq INTEGER NOT NULL, eseq INTEGER NOT NULL,"
     " PRIMARY KEY(record, id)) WITHOUT ROWID;"
     "CREATE INDEX head_order ON head(rseq, eseq);"
+    /* Records with more than one head that is a revision (kept by
+     * fv_store_env_put). */
+    "CREATE TABLE conflict(record BLOB PRIMARY KEY) WITHOUT ROWID;"
     "CREATE TABLE chunk(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE chunkref(hash BLOB NOT NULL, envelope BLOB NOT NULL,"
     " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
@@ -262,14 +275,27 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
         bind_id(st, 1, e->id);
     if ((rc = fv_db_step_row(&s->d, st, "edge")) == FV_OK)
         sqlite3_reset(st);
-    if (rc != FV_ENOTFOUND)
-        return rc; /* FV_OK: it has a child */
-    st = fv_db_stmt(&s->d, ST_HEAD_INSERT);
-    if (st) {
-        bind_id(st, 1, e->record);
-        bind_id(st, 2, e->id);
+    if (rc == FV_ENOTFOUND) {
+        st = fv_db_stmt(&s->d, ST_HEAD_INSERT);
+        if (st) {
+            bind_id(st, 1, e->record);
+            bind_id(st, 2, e->id);
+        }
+        rc = fv_db_step_done(&s->d, st, "head");
     }
-    return fv_db_step_done(&s->d, st, "head");
+    if (rc)
+        return rc;
+    /* The record's heads changed: keep its entry in the conflict table
+     * right, so that counting conflicts never scans the vault. */
+    st = fv_db_stmt(&s->d, ST_CONFLICT_SET);
+    if (st)
+        bind_id(st, 1, e->record);
+    if ((rc = fv_db_step_done(&s->d, st, "conflict")))
+        return rc;
+    st = fv_db_stmt(&s->d, ST_CONFLICT_CLEAR);
+    if (st)
+        bind_id(st, 1, e->record);
+    return fv_db_step_done(&s->d, st, "conflict");
 }
 
 static void row_env(sqlite3_stmt *st, fv_store_env *e)
@@ -542,9 +568,7 @@ int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
 
 int fv_store_conflicts(fv_store *s, size_t *count)
 {
-    static const char sql[] =
-        "SELECT count(*) FROM (SELECT h.record FROM head h JOIN envelope e "
-        "ON e.id = h.id WHERE e.kind = 1 GROUP BY h.record HAVING count(*) > 1)";
+    static const char sql[] = "SELECT count(*) FROM conflict";
     int n = 0, rc = fv_db_pragma_int(&s->d, sql, &n);
     *count = (size_t)n;
     return rc;

@@ -44,7 +44,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "WHERE token_hash = ?1",
     [ST_INV_USE] = "UPDATE invite SET used = 1, device = ?2 "
                    "WHERE token_hash = ?1 AND used = 0",
-    [ST_LOG_FIND] = "SELECT seq FROM log WHERE id = ?1",
+    [ST_LOG_FIND] = "SELECT seq, author FROM log WHERE id = ?1",
     [ST_LOG_HEAD] = "SELECT seq, chain FROM log ORDER BY seq DESC LIMIT 1",
     [ST_LOG_CHAIN] = "SELECT chain FROM log WHERE seq = ?1",
     [ST_LOG_ADD] = "INSERT INTO log(seq, id, author, bytes, chain) "
@@ -327,15 +327,23 @@ int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
 int fv_sstore_log_find(fv_sstore *s, const unsigned char id[32],
                        uint64_t *seq)
 {
+    return fv_sstore_log_find_author(s, id, seq, NULL);
+}
+
+int fv_sstore_log_find_author(fv_sstore *s, const unsigned char id[32],
+                              uint64_t *seq, unsigned char *author)
+{
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_FIND);
-    int rc;
+    int rc = FV_OK;
     if (st)
         bind_key(st, 1, id);
     if ((rc = fv_db_step_row(&s->d, st, "log")))
         return rc;
     *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    if (author && !col_key(st, 1, author))
+        rc = FV_ECORRUPT;
     sqlite3_reset(st);
-    return FV_OK;
+    return rc;
 }
 
 /* Reads (position, chain) from the current row; FV_ECORRUPT if damaged. */

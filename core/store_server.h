@@ -116,6 +116,9 @@ int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
 /* The log position of envelope `id`. FV_ENOTFOUND. */
 int fv_sstore_log_find(fv_sstore *s, const unsigned char id[32],
                        uint64_t *seq);
+/* The same, with the envelope's author (32 bytes) into `author`. */
+int fv_sstore_log_find_author(fv_sstore *s, const unsigned char id[32],
+                              uint64_t *seq, unsigned char *author);
 /* The log's last position and chain: 0 and 32 zero bytes when empty. */
 int fv_sstore_log_head(fv_sstore *s, uint64_t *seq, unsigned char chain[32]);
 /* The chain at log position seq >= 1. FV_ENOTFOUND. */
