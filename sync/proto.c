@@ -306,6 +306,34 @@ static int dec_body(fv_msg *m, fv_dec *d, size_t fields)
                 return FV_EPROTO;
         }
         return FV_OK;
+    case FV_MSG_CHUNK_QUERY:
+    case FV_MSG_CHUNK_GET:
+    case FV_MSG_CHUNK_ACK: {
+        size_t max = m->type == FV_MSG_CHUNK_QUERY ? FV_PROTO_MAX_QUERY
+                                                   : FV_PROTO_MAX_GET;
+        if (fields != 2 || fv_dec_array(d, &n) || n == 0 || n > max)
+            return FV_EPROTO;
+        for (i = 0; i < n; i++)
+            if (key32(d, &m->u.hashes.hash[i]))
+                return FV_EPROTO;
+        m->u.hashes.n = n;
+        return FV_OK;
+    }
+    case FV_MSG_CHUNK_PUT:
+    case FV_MSG_CHUNK:
+        if (fields != 3 || key32(d, &m->u.chunk.hash))
+            return FV_EPROTO;
+        if (m->type == FV_MSG_CHUNK && fv_dec_null(d))
+            return FV_OK; /* not held */
+        if (fv_dec_bytes(d, &m->u.chunk.data, &m->u.chunk.len) ||
+            m->u.chunk.len < 16 || m->u.chunk.len > FV_SYNC_MAX_CHUNK)
+            return FV_EPROTO;
+        return FV_OK;
+    case FV_MSG_CHUNK_HAVE:
+        if (fields != 2 || fv_dec_bytes(d, &m->u.have.bits, &m->u.have.len) ||
+            m->u.have.len == 0 || m->u.have.len > (FV_PROTO_MAX_QUERY + 7) / 8)
+            return FV_EPROTO;
+        return FV_OK;
     case FV_MSG_ERROR:
         if (fields != 3 || fv_dec_uint(d, &m->u.error.code) ||
             fv_dec_text(d, &m->u.error.text, &m->u.error.len) ||
@@ -542,6 +570,44 @@ int fv_send_error(fv_out *o, uint64_t code, const char *text)
     fv_enc_uint(&e, FV_MSG_ERROR);
     fv_enc_uint(&e, code);
     fv_enc_cstr(&e, text);
+    return fv_out_frame(o, &e);
+}
+
+int fv_send_hashes(fv_out *o, int type, const unsigned char *const *hash,
+                   size_t n)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_array(&e, 2);
+    fv_enc_uint(&e, (uint64_t)type);
+    fv_enc_array(&e, n);
+    for (size_t i = 0; i < n; i++)
+        fv_enc_bytes(&e, hash[i], 32);
+    return fv_out_frame(o, &e);
+}
+
+int fv_send_chunk(fv_out *o, int type, const unsigned char hash[32],
+                  const unsigned char *data, size_t len)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_array(&e, 3);
+    fv_enc_uint(&e, (uint64_t)type);
+    fv_enc_bytes(&e, hash, 32);
+    if (data)
+        fv_enc_bytes(&e, data, len);
+    else
+        fv_enc_null(&e);
+    return fv_out_frame(o, &e);
+}
+
+int fv_send_have(fv_out *o, const unsigned char *bits, size_t nbits)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_array(&e, 2);
+    fv_enc_uint(&e, FV_MSG_CHUNK_HAVE);
+    fv_enc_bytes(&e, bits, (nbits + 7) / 8);
     return fv_out_frame(o, &e);
 }
 

@@ -21,6 +21,11 @@
 #define FV_MAX_INVITE_TTL (30u * 24 * 3600)
 /* The largest envelope that fits a PUSH or ENTRIES frame with room to spare. */
 #define FV_SYNC_MAX_ENVELOPE (FV_FRAME_MAX - 4096)
+#define FV_PROTO_MAX_QUERY 1024  /* hashes per CHUNK-QUERY */
+#define FV_PROTO_MAX_GET 64      /* hashes per CHUNK-GET and CHUNK-ACK */
+/* The largest chunk ciphertext on the wire: the largest plaintext chunk a
+ * reader accepts plus the AEAD tag (FV_MAX_CHUNK_BYTES, fieldvault.h). */
+#define FV_SYNC_MAX_CHUNK (FV_MAX_CHUNK_BYTES + 16)
 
 enum fv_msg_type {
     FV_MSG_HELLO = 1,
@@ -31,6 +36,9 @@ enum fv_msg_type {
     FV_MSG_REVOKE = 6,
     FV_MSG_ORGKEY = 7,
     FV_MSG_BYE = 8,
+    FV_MSG_CHUNK_QUERY = 9,
+    FV_MSG_CHUNK_PUT = 10,
+    FV_MSG_CHUNK_GET = 11,
     FV_MSG_WELCOME = 16,
     FV_MSG_RECEIPT = 17,
     FV_MSG_ENTRIES = 18,
@@ -38,6 +46,9 @@ enum fv_msg_type {
     FV_MSG_INVITED = 20,
     FV_MSG_DEVLIST = 21,
     FV_MSG_OK = 22,
+    FV_MSG_CHUNK_HAVE = 23,
+    FV_MSG_CHUNK_ACK = 24,
+    FV_MSG_CHUNK = 25,
     FV_MSG_ERROR = 31
 };
 
@@ -157,6 +168,18 @@ typedef struct fv_msg {
             const char *text;
             size_t len;
         } error;
+        struct { /* CHUNK-QUERY, CHUNK-GET, CHUNK-ACK */
+            size_t n;
+            const unsigned char *hash[FV_PROTO_MAX_QUERY];
+        } hashes;
+        struct { /* CHUNK-PUT, CHUNK (data NULL: not held) */
+            const unsigned char *hash, *data;
+            size_t len;
+        } chunk;
+        struct { /* CHUNK-HAVE: bit i of byte i/8, least significant first */
+            const unsigned char *bits;
+            size_t len;
+        } have;
     } u;
 } fv_msg;
 
@@ -198,6 +221,13 @@ int fv_send_pulled(fv_out *o, uint64_t head, const unsigned char chain[32]);
 int fv_send_invited(fv_out *o, const char *invite);
 int fv_send_devlist(fv_out *o, const fv_devinfo *d, size_t n);
 int fv_send_error(fv_out *o, uint64_t code, const char *text);
+/* CHUNK-QUERY, CHUNK-GET, CHUNK-ACK: a type and its hashes. */
+int fv_send_hashes(fv_out *o, int type, const unsigned char *const *hash,
+                   size_t n);
+/* CHUNK-PUT, or CHUNK (data NULL: the server does not hold it). */
+int fv_send_chunk(fv_out *o, int type, const unsigned char hash[32],
+                  const unsigned char *data, size_t len);
+int fv_send_have(fv_out *o, const unsigned char *bits, size_t nbits);
 
 /* The bytes a device signs in HELLO (docs/PROTOCOL.md, hello-tbs). *out is
  * malloc'd: free with fv_enc_free_buf. */
