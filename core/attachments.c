@@ -112,7 +112,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
         chunk_nonce(nonce, count);
         fv_aead_encrypt(ct, plain, got, NULL, 0, nonce, key);
         fv_hash(hash, ct, got + FV_TAG_BYTES);
-        if ((rc = fv_store_chunk_put(v->store, hash, ct, got + FV_TAG_BYTES)) ||
+        if ((rc = fv_store_chunk_put(v->store, hash, ct, got + FV_TAG_BYTES, 0)) ||
             (rc = fv_v_chunks_push(o, hash))) {
             fv_v_serr(v, rc);
             break;
@@ -213,7 +213,11 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         rc = fv_store_chunk_get(v->store, want, ct,
                                 (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
         if (rc == FV_ENOTFOUND) {
-            rc = fv_v_err(v, FV_ECORRUPT, "an attachment chunk is missing");
+            rc = fv_v_err(v, FV_EINCOMPLETE,
+                          "the attachment has not fully arrived: %llu of %llu "
+                          "chunks so far",
+                          (unsigned long long)a->chunks_present,
+                          (unsigned long long)a->chunks);
             goto done;
         }
         if (rc == FV_OK) {

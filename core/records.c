@@ -138,6 +138,19 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
         fv_rec_free(r);
         return fv_v_err(v, rc, "a record's attachment manifest does not match its envelope");
     }
+    /* How much of each attachment this vault holds (a reader that pulled
+     * the record may still be waiting for chunks). */
+    for (size_t i = 0, c = 0; i < e->nattachments; i++) {
+        fv_attachment_info *a = (fv_attachment_info *)&r->pub.attachments[i];
+        for (uint64_t k = 0; k < e->chunk_counts[i]; k++, c++) {
+            rc = fv_store_chunk_has(v->store, e->chunks[c]);
+            if (rc < 0) {
+                fv_rec_free(r);
+                return fv_v_serr(v, rc);
+            }
+            a->chunks_present += (uint64_t)rc;
+        }
+    }
     memcpy(r->pub.id, e->record, FV_ID_BYTES);
     memcpy(r->pub.revision, e->id, FV_ID_BYTES);
     memcpy(r->pub.author, e->author, FV_ID_BYTES);
@@ -163,7 +176,9 @@ static int pick_consider(struct head_pick *p, const fv_store_env *se)
     int rc;
 
     p->nheads++;
-    if (se->kind == FV_ENV_TOMBSTONE)
+    /* Tombstones, and revisions dropped after delivery (retention), count
+     * as heads but are never shown. */
+    if (se->kind == FV_ENV_TOMBSTONE || !se->bytes)
         return FV_OK;
     if ((rc = fv_v_parse_stored(p->v, &e, se)))
         return rc;
@@ -217,7 +232,7 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
     if (rc && !p->rc)
         rc = fv_v_serr(v, rc);
     if (rc == FV_OK && !p->best)
-        rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted"
+        rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted, or dropped from this device after delivery"
                                              : "no such record");
     if (rc == FV_OK)
         p->best->pub.nheads = p->nheads;

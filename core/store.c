@@ -30,6 +30,11 @@ enum stmt_id {
     ST_ENV_RECORD,
     ST_CONFLICT_SET,
     ST_CONFLICT_CLEAR,
+    ST_CHUNK_HAS,
+    ST_CHUNK_REFERENCED,
+    ST_CHUNK_DELIVERED,
+    ST_CHUNK_OUTBOX,
+    ST_CHUNK_MISSING,
     ST_COUNT
 };
 
@@ -51,7 +56,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                        "record = ?1), (SELECT seq FROM envelope WHERE id = ?2))",
     [ST_CHUNKREF_INSERT] = "INSERT OR IGNORE INTO chunkref(hash, envelope) "
                            "VALUES (?1, ?2)",
-    [ST_CHUNK_PUT] = "INSERT OR IGNORE INTO chunk(hash, data) VALUES (?1, ?2)",
+    [ST_CHUNK_PUT] = "INSERT OR IGNORE INTO chunk(hash, data, delivered) "
+                     "VALUES (?1, ?2, ?3)",
     [ST_CHUNK_GET] = "SELECT data FROM chunk WHERE hash = ?1",
     /* Records in the order their first envelope arrived. */
     [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 "
@@ -81,6 +87,21 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "WHERE " LIVE_HEADS " > 1",
     [ST_CONFLICT_CLEAR] = "DELETE FROM conflict WHERE record = ?1 AND "
                           LIVE_HEADS " <= 1",
+    [ST_CHUNK_HAS] = "SELECT 1 FROM chunk WHERE hash = ?1",
+    [ST_CHUNK_REFERENCED] = "SELECT 1 FROM chunkref WHERE hash = ?1 LIMIT 1",
+    [ST_CHUNK_DELIVERED] = "UPDATE chunk SET delivered = 1 WHERE hash = ?1",
+    /* Chunks of own envelopes whose receipts are in, not yet acknowledged;
+     * paged by hash. */
+    [ST_CHUNK_OUTBOX] = "SELECT c.hash, length(c.data) FROM chunk c "
+                        "INDEXED BY chunk_outbox WHERE NOT c.delivered "
+                        "AND c.hash > ?1 AND EXISTS (SELECT 1 FROM chunkref r "
+                        "JOIN envelope e ON e.id = r.envelope WHERE "
+                        "r.hash = c.hash AND e.own AND e.delivered) "
+                        "ORDER BY c.hash LIMIT ?2",
+    /* Chunks that stored envelopes list and this vault does not hold. */
+    [ST_CHUNK_MISSING] = "SELECT DISTINCT r.hash FROM chunkref r WHERE "
+                         "r.hash > ?1 AND NOT EXISTS (SELECT 1 FROM chunk c "
+                         "WHERE c.hash = r.hash) ORDER BY r.hash LIMIT ?2",
 };
 
 static const char schema_sql[] =
@@ -111,7 +132,11 @@ static const char schema_sql[] =
     /* Records with more than one head that is a revision (kept by
      * fv_store_env_put). */
     "CREATE TABLE conflict(record BLOB PRIMARY KEY) WITHOUT ROWID;"
-    "CREATE TABLE chunk(hash BLOB PRIMARY KEY, data BLOB NOT NULL);"
+    /* delivered: for a chunk of this device's own envelopes, the server
+     * acknowledged storing it (the chunk outbox is the rest). */
+    "CREATE TABLE chunk(hash BLOB PRIMARY KEY, data BLOB NOT NULL,"
+    " delivered INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX chunk_outbox ON chunk(hash) WHERE NOT delivered;"
     "CREATE TABLE chunkref(hash BLOB NOT NULL, envelope BLOB NOT NULL,"
     " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
     "CREATE INDEX chunkref_envelope ON chunkref(envelope);";
@@ -427,14 +452,86 @@ int fv_store_records_between(fv_store *s, const unsigned char lo[32],
 }
 
 int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
-                       const void *data, size_t len)
+                       const void *data, size_t len, int delivered)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_PUT);
     if (st) {
         bind_id(st, 1, hash);
         sqlite3_bind_blob64(st, 2, data, len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, delivered != 0);
     }
     return fv_db_step_done(&s->d, st, "chunk");
+}
+
+/* 1 if a single-row query on `hash` finds a row, 0 if not, or an error. */
+static int hash_exists(fv_store *s, enum stmt_id id, const unsigned char hash[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, id);
+    int rc;
+    if (st)
+        bind_id(st, 1, hash);
+    rc = fv_db_step_row(&s->d, st, "chunk");
+    if (rc == FV_OK) {
+        sqlite3_reset(st);
+        return 1;
+    }
+    return rc == FV_ENOTFOUND ? 0 : rc;
+}
+
+int fv_store_chunk_has(fv_store *s, const unsigned char hash[32])
+{
+    return hash_exists(s, ST_CHUNK_HAS, hash);
+}
+
+int fv_store_chunk_referenced(fv_store *s, const unsigned char hash[32])
+{
+    return hash_exists(s, ST_CHUNK_REFERENCED, hash);
+}
+
+int fv_store_chunk_delivered(fv_store *s, const unsigned char hash[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_DELIVERED);
+    if (st)
+        bind_id(st, 1, hash);
+    return fv_db_step_done(&s->d, st, "chunk");
+}
+
+/* Pages through a hash query: up to max hashes greater than `after`. */
+static int hash_page(fv_store *s, enum stmt_id id, const unsigned char after[32],
+                     size_t max, fv_store_hash_fn fn, void *payload)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, id);
+    int rc, r = 0;
+    if (!st)
+        return fv_db_fail(&s->d, sqlite3_errcode(s->d.db), "chunks");
+    bind_id(st, 1, after);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32) {
+            r = FV_ECORRUPT;
+            break;
+        }
+        if ((r = fn(sqlite3_column_blob(st, 0),
+                    id == ST_CHUNK_OUTBOX ? (uint64_t)sqlite3_column_int64(st, 1) : 0,
+                    payload)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fv_db_fail(&s->d, rc, "chunks");
+    sqlite3_reset(st);
+    return r;
+}
+
+int fv_store_chunk_outbox(fv_store *s, const unsigned char after[32], size_t max,
+                          fv_store_hash_fn fn, void *payload)
+{
+    return hash_page(s, ST_CHUNK_OUTBOX, after, max, fn, payload);
+}
+
+int fv_store_chunk_missing(fv_store *s, const unsigned char after[32], size_t max,
+                           fv_store_hash_fn fn, void *payload)
+{
+    return hash_page(s, ST_CHUNK_MISSING, after, max, fn, payload);
 }
 
 int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
@@ -572,4 +669,56 @@ int fv_store_conflicts(fv_store *s, size_t *count)
     int n = 0, rc = fv_db_pragma_int(&s->d, sql, &n);
     *count = (size_t)n;
     return rc;
+}
+
+/* A record this device wrote is delivered once every own envelope of it has
+ * its receipt and every chunk those envelopes list was acknowledged. */
+#define RECORD_DELIVERED(r)                                                   \
+    "NOT EXISTS (SELECT 1 FROM envelope x WHERE x.record = " r " AND x.own "  \
+    "AND NOT x.delivered AND x.bytes IS NOT NULL) AND NOT EXISTS (SELECT 1 "  \
+    "FROM chunkref cr JOIN envelope y ON y.id = cr.envelope LEFT JOIN chunk " \
+    "c ON c.hash = cr.hash WHERE y.record = " r " AND y.own AND "            \
+    "(c.hash IS NULL OR NOT c.delivered))"
+
+int fv_store_record_delivered(fv_store *s, const unsigned char record[32],
+                              int *delivered)
+{
+    static const char sql[] = "SELECT " RECORD_DELIVERED("?1");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "delivered");
+    if (rc)
+        return rc;
+    bind_id(st, 1, record);
+    rc = fv_db_step_row(&s->d, st, "delivered");
+    if (rc == FV_OK)
+        *delivered = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_delivered_records(fv_store *s, int (*fn)(const unsigned char *record,
+                                                      void *payload),
+                               void *payload)
+{
+    /* Records this device created, with something left to destroy. */
+    static const char sql[] =
+        "SELECT g.record FROM envelope g WHERE g.id = g.record AND g.own AND "
+        "EXISTS (SELECT 1 FROM envelope b WHERE b.record = g.record AND "
+        "b.bytes IS NOT NULL AND b.kind <> 2) AND " RECORD_DELIVERED("g.record");
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "delivered"), r = 0;
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32) {
+            r = FV_ECORRUPT;
+            break;
+        }
+        if ((r = fn(sqlite3_column_blob(st, 0), payload)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fv_db_fail(&s->d, rc, "delivered");
+    sqlite3_finalize(st);
+    return r;
 }

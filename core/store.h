@@ -78,9 +78,27 @@ int fv_store_records_between(fv_store *s, const unsigned char lo[32],
                              unsigned char (*out)[32], size_t max,
                              size_t *count);
 
-/* Chunks of ciphertext, by content address. */
+/* Chunks of ciphertext, by content address. `delivered`: the server holds
+ * it (a chunk received from the server, or acknowledged by it). */
 int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
-                       const void *data, size_t len);
+                       const void *data, size_t len, int delivered);
+/* 1 if held / listed by a stored envelope, 0 if not, or an FV_E code. */
+int fv_store_chunk_has(fv_store *s, const unsigned char hash[32]);
+int fv_store_chunk_referenced(fv_store *s, const unsigned char hash[32]);
+/* Marks a chunk acknowledged by the server. */
+int fv_store_chunk_delivered(fv_store *s, const unsigned char hash[32]);
+
+/* Pages of chunk hashes, in hash order after `after` (32 zero bytes to
+ * start), at most `max`: fn returns non-zero to stop. */
+typedef int (*fv_store_hash_fn)(const unsigned char *hash, uint64_t len,
+                                void *payload);
+/* The chunk outbox: chunks of own envelopes whose receipts are committed,
+ * not yet acknowledged by the server (`len`: their size). */
+int fv_store_chunk_outbox(fv_store *s, const unsigned char after[32], size_t max,
+                          fv_store_hash_fn fn, void *payload);
+/* Chunks that stored envelopes list but this vault does not hold. */
+int fv_store_chunk_missing(fv_store *s, const unsigned char after[32], size_t max,
+                           fv_store_hash_fn fn, void *payload);
 /* Copies chunk `hash` into buf (cap bytes). FV_ENOTFOUND, FV_ECORRUPT if it
  * does not fit. */
 int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
@@ -114,6 +132,16 @@ int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
 int fv_store_undeliver_all(fv_store *s);
 /* Every own, unpurged envelope that is not a grant, in write order. */
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload);
+
+/* Whether every own envelope of `record` has its receipt and every chunk
+ * they list was acknowledged. */
+int fv_store_record_delivered(fv_store *s, const unsigned char record[32],
+                              int *delivered);
+/* Calls fn for each record this device created that is delivered as above
+ * and still has ciphertext here. */
+int fv_store_delivered_records(fv_store *s, int (*fn)(const unsigned char *record,
+                                                      void *payload),
+                               void *payload);
 
 /* Records with more than one head that is a revision (a conflict). */
 int fv_store_conflicts(fv_store *s, size_t *count);

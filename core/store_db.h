@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <sqlite3.h>
 
-#define FV_DB_STMTS_MAX 24 /* cached statements per handle */
+#define FV_DB_STMTS_MAX 40 /* cached statements per handle */
 
 /* One kind of database: how to make it, and how to recognise it. Every
  * kind has the table meta(k TEXT PRIMARY KEY, v BLOB NOT NULL). */

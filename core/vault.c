@@ -76,6 +76,7 @@ const char *fv_strerror(int code)
     case FV_EPROTO: return "protocol error";
     case FV_EDENIED: return "refused by the server";
     case FV_EINVITE: return "the invite is damaged, used or expired";
+    case FV_EINCOMPLETE: return "the attachment has not fully arrived yet";
     default: return "unknown error";
     }
 }

@@ -320,3 +320,140 @@ int fv_vs_fail(fv_vault *v, int rc, const char *msg)
 {
     return fv_v_err(v, rc, "%s", msg);
 }
+
+/* ---- attachment chunks ------------------------------------------------ */
+
+int fv_vs_chunk_outbox(fv_vault *v, const unsigned char after[32], size_t max,
+                       fv_store_hash_fn fn, void *payload)
+{
+    int rc = fv_store_chunk_outbox(v->store, after, max, fn, payload);
+    return rc < 0 ? fv_v_serr(v, rc) : rc;
+}
+
+int fv_vs_chunk_missing(fv_vault *v, const unsigned char after[32], size_t max,
+                        fv_store_hash_fn fn, void *payload)
+{
+    int rc = fv_store_chunk_missing(v->store, after, max, fn, payload);
+    return rc < 0 ? fv_v_serr(v, rc) : rc;
+}
+
+int fv_vs_chunk_get(fv_vault *v, const unsigned char hash[32],
+                    unsigned char *buf, size_t cap, size_t *len)
+{
+    return fv_v_serr(v, fv_store_chunk_get(v->store, hash, buf, cap, len));
+}
+
+int fv_vs_chunks_delivered(fv_vault *v, const unsigned char *const *hash,
+                           size_t n)
+{
+    int rc = fv_store_begin(v->store);
+    for (size_t i = 0; i < n && rc == FV_OK; i++)
+        rc = fv_store_chunk_delivered(v->store, hash[i]);
+    if (rc == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
+}
+
+int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
+                      const unsigned char *data, size_t len)
+{
+    unsigned char h[FV_HASH_BYTES];
+    int rc;
+
+    /* Checked against the signed manifest before anything is stored. */
+    fv_hash(h, data, len);
+    if (!fv_ct_equal(h, hash, FV_HASH_BYTES))
+        return fv_v_err(v, FV_EPROTO, "a chunk from the server does not match its hash");
+    rc = fv_store_chunk_referenced(v->store, hash);
+    if (rc == 0)
+        return fv_v_err(v, FV_EPROTO, "the server sent a chunk no envelope lists");
+    if (rc < 0)
+        return fv_v_serr(v, rc);
+    return fv_v_serr(v, fv_store_chunk_put(v->store, hash, data, len, 1));
+}
+
+/* ---- retention -------------------------------------------------------- */
+
+int fv_vault_set_retention(fv_vault *v, int policy)
+{
+    unsigned char b = (unsigned char)policy;
+    if (!v || (policy != FV_RETENTION_KEEP &&
+               policy != FV_RETENTION_DROP_AFTER_RECEIPT))
+        return FV_EINVAL;
+    return fv_v_serr(v, fv_store_meta_put(v->store, "retention", &b, 1));
+}
+
+int fv_vault_get_retention(fv_vault *v, int *policy)
+{
+    unsigned char *val = NULL;
+    size_t len;
+    int rc;
+    if (!v || !policy)
+        return FV_EINVAL;
+    rc = fv_store_meta_get(v->store, "retention", &val, &len);
+    *policy = FV_RETENTION_KEEP;
+    if (rc == FV_OK && len == 1)
+        *policy = val[0];
+    free(val);
+    return rc == FV_ENOTFOUND ? FV_OK : fv_v_serr(v, rc);
+}
+
+int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                        int *delivered)
+{
+    int rc;
+    if (!v || !delivered)
+        return FV_EINVAL;
+    rc = fv_store_record_delivered(v->store, id, delivered);
+    return fv_v_serr(v, rc);
+}
+
+struct dropping {
+    fv_vault *v;
+    unsigned char (*ids)[FV_ID_BYTES];
+    size_t n, cap;
+};
+
+static int collect_delivered(const unsigned char *record, void *payload)
+{
+    struct dropping *d = payload;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        void *p = realloc(d->ids, cap * FV_ID_BYTES);
+        if (!p)
+            return FV_ENOMEM;
+        d->ids = p;
+        d->cap = cap;
+    }
+    memcpy(d->ids[d->n++], record, FV_ID_BYTES);
+    return 0;
+}
+
+int fv_vs_apply_retention(fv_vault *v, size_t *dropped)
+{
+    static const unsigned char none[FV_ID_BYTES]; /* no envelope has this id */
+    struct dropping d = {v, NULL, 0, 0};
+    int policy, rc;
+
+    *dropped = 0;
+    if ((rc = fv_vault_get_retention(v, &policy)) || policy != FV_RETENTION_DROP_AFTER_RECEIPT)
+        return rc;
+    rc = fv_store_delivered_records(v->store, collect_delivered, &d);
+    if (rc == FV_OK)
+        rc = fv_store_begin(v->store);
+    for (size_t i = 0; i < d.n && rc == FV_OK; i++)
+        rc = fv_store_purge_record(v->store, d.ids[i], none);
+    if (rc == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    else {
+        *dropped = d.n;
+        if (d.n)
+            rc = fv_store_checkpoint(v->store);
+    }
+    free(d.ids);
+    return fv_v_serr(v, rc);
+}

@@ -73,6 +73,29 @@ int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added);
 
+/* ---- attachment chunks ------------------------------------------------ */
+
+/* The chunk outbox and the missing chunks, as in store.h. */
+int fv_vs_chunk_outbox(fv_vault *v, const unsigned char after[32], size_t max,
+                       fv_store_hash_fn fn, void *payload);
+int fv_vs_chunk_missing(fv_vault *v, const unsigned char after[32], size_t max,
+                        fv_store_hash_fn fn, void *payload);
+/* A chunk's ciphertext into buf. */
+int fv_vs_chunk_get(fv_vault *v, const unsigned char hash[32],
+                    unsigned char *buf, size_t cap, size_t *len);
+/* The server holds these chunks: marks them delivered, in one transaction. */
+int fv_vs_chunks_delivered(fv_vault *v, const unsigned char *const *hash,
+                           size_t n);
+/* Stores a chunk that arrived: it must hash to `hash` and be listed by a
+ * stored envelope (FV_EPROTO otherwise, and nothing is stored). */
+int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
+                      const unsigned char *data, size_t len);
+
+/* Applies the retention policy after a sync: with drop-after-receipt,
+ * destroys the local copy of every record this device wrote whose envelopes
+ * and chunks are all delivered. *dropped counts them. */
+int fv_vs_apply_retention(fv_vault *v, size_t *dropped);
+
 /* Leaves a message on the vault handle (for the sync session's failures)
  * and returns rc. */
 int fv_vs_fail(fv_vault *v, int rc, const char *msg);

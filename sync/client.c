@@ -11,6 +11,19 @@
 
 #define WINDOW 4                   /* PUSH batches in flight */
 #define BATCH_BYTES (512u * 1024)  /* envelope bytes per PUSH */
+#define CHUNK_WINDOW 8             /* CHUNK-PUTs not yet acknowledged */
+#define OUT_HIGH (2u << 20)        /* queue no more chunks above this */
+
+/* One page of attachment chunks being uploaded or downloaded. */
+struct chunk_page {
+    unsigned char hash[FV_PROTO_MAX_QUERY][32];
+    uint64_t len[FV_PROTO_MAX_QUERY];
+    size_t n;
+    size_t todo[FV_PROTO_MAX_QUERY]; /* upload: indexes the server lacks */
+    size_t ntodo, next;              /* upload: how many, the next to send */
+    size_t answered;                 /* download: CHUNKs received */
+    int out;                         /* a QUERY or GET awaits its answer */
+};
 
 struct batch {
     size_t n;
@@ -32,6 +45,13 @@ struct fv_client {
     size_t inflight_head, inflight_count;
     fv_client_stats stats;
     char *invite_text;
+    /* attachment chunks: upload after the envelopes' receipts, then
+     * download what this vault lacks */
+    int up_done, down_done;
+    unsigned char up_after[32], down_after[32]; /* paging cursors */
+    struct chunk_page *page;
+    size_t unacked; /* CHUNK-PUTs sent, not yet acknowledged */
+    unsigned char *chunkbuf;
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -99,6 +119,8 @@ void fv_client_free(fv_client *c)
     fv_out_free(&c->out);
     fv_framer_free(&c->in);
     free(c->invite_text);
+    free(c->page);
+    free(c->chunkbuf);
     fv_wipe(&c->st, sizeof c->st);
     free(c);
 }
@@ -171,12 +193,168 @@ static int fill_window(fv_client *c)
 static void maybe_bye(fv_client *c)
 {
     if (c->status == FV_OK && !c->bye_sent &&
-        (c->req->op != FV_CLIENT_SYNC || c->outbox_done)) {
+        (c->req->op != FV_CLIENT_SYNC || (c->up_done && c->down_done))) {
         int rc = fv_send_simple(&c->out, FV_MSG_BYE);
         if (rc)
             cfail(c, rc, "cannot queue BYE");
         c->bye_sent = 1;
     }
+}
+
+/* ---- attachment chunks ------------------------------------------------- */
+
+static int page_cb(const unsigned char *hash, uint64_t len, void *payload)
+{
+    struct chunk_page *pg = payload;
+    memcpy(pg->hash[pg->n], hash, 32);
+    pg->len[pg->n++] = len;
+    return 0;
+}
+
+/* Starts the next page of chunks to upload (CHUNK-QUERY) or to download
+ * (CHUNK-GET), or notes that there is none. */
+static void next_page(fv_client *c, int upload)
+{
+    struct chunk_page *pg = c->page;
+    const unsigned char *hashes[FV_PROTO_MAX_QUERY];
+    unsigned char *after = upload ? c->up_after : c->down_after;
+    int rc;
+
+    memset(pg, 0, sizeof *pg);
+    rc = upload ? fv_vs_chunk_outbox(c->v, after, FV_PROTO_MAX_QUERY, page_cb, pg)
+                : fv_vs_chunk_missing(c->v, after, FV_PROTO_MAX_GET, page_cb, pg);
+    if (rc) {
+        vfail(c, rc);
+        return;
+    }
+    if (pg->n == 0) {
+        if (upload)
+            c->up_done = 1;
+        else
+            c->down_done = 1;
+        return;
+    }
+    memcpy(after, pg->hash[pg->n - 1], 32);
+    for (size_t i = 0; i < pg->n; i++)
+        hashes[i] = pg->hash[i];
+    rc = fv_send_hashes(&c->out, upload ? FV_MSG_CHUNK_QUERY : FV_MSG_CHUNK_GET,
+                        hashes, pg->n);
+    if (rc)
+        cfail(c, rc, "cannot queue a chunk request");
+    pg->out = 1;
+}
+
+/* Queues CHUNK-PUTs of the current page while few are unacknowledged. */
+static void send_chunks(fv_client *c)
+{
+    struct chunk_page *pg = c->page;
+    while (c->status == FV_OK && pg->next < pg->ntodo &&
+           c->unacked < CHUNK_WINDOW && fv_out_size(&c->out) < OUT_HIGH) {
+        size_t i = pg->todo[pg->next++], len;
+        int rc = fv_vs_chunk_get(c->v, pg->hash[i], c->chunkbuf,
+                                 FV_SYNC_MAX_CHUNK, &len);
+        if (rc) {
+            vfail(c, rc);
+            return;
+        }
+        if ((rc = fv_send_chunk(&c->out, FV_MSG_CHUNK_PUT, pg->hash[i],
+                                c->chunkbuf, len))) {
+            cfail(c, rc, "cannot queue a chunk");
+            return;
+        }
+        c->unacked++;
+        c->stats.chunk_bytes_sent += len;
+    }
+}
+
+/* Moves the attachment phases along: called whenever something changed. */
+static void chunk_step(fv_client *c)
+{
+    if (c->req->op != FV_CLIENT_SYNC || !c->welcomed || c->status)
+        return;
+    if (!c->page) {
+        c->page = malloc(sizeof *c->page);
+        c->chunkbuf = malloc(FV_SYNC_MAX_CHUNK);
+        if (!c->page || !c->chunkbuf) {
+            cfail(c, FV_ENOMEM, "out of memory");
+            return;
+        }
+        memset(c->page, 0, sizeof *c->page);
+    }
+    /* Upload once every envelope has its receipt: the server accepts only
+     * chunks its stored envelopes list. */
+    if (!c->up_done && c->outbox_done && c->inflight_count == 0) {
+        struct chunk_page *pg = c->page;
+        if (!pg->out && pg->next == pg->ntodo && c->unacked == 0)
+            next_page(c, 1);
+        if (!c->up_done && !pg->out)
+            send_chunks(c);
+    }
+    /* Then download what the pulled envelopes list and this vault lacks. */
+    if (c->up_done && c->pull_done && !c->down_done && !c->page->out)
+        next_page(c, 0);
+    maybe_bye(c);
+}
+
+static int on_have(fv_client *c, const fv_msg *m)
+{
+    struct chunk_page *pg = c->page;
+    const unsigned char *held[FV_PROTO_MAX_QUERY];
+    size_t nheld = 0;
+
+    if (!pg || !pg->out || c->up_done || m->u.have.len != (pg->n + 7) / 8)
+        return cfail(c, FV_EPROTO, "an unexpected CHUNK-HAVE");
+    pg->out = 0;
+    for (size_t i = 0; i < pg->n; i++) {
+        if (m->u.have.bits[i / 8] >> (i % 8) & 1)
+            held[nheld++] = pg->hash[i]; /* arrived before a cut */
+        else
+            pg->todo[pg->ntodo++] = i;
+    }
+    if (nheld)
+        vfail(c, fv_vs_chunks_delivered(c->v, held, nheld));
+    c->stats.chunks_sent += nheld;
+    return c->status;
+}
+
+static int on_ack(fv_client *c, const fv_msg *m)
+{
+    if (m->u.hashes.n > c->unacked)
+        return cfail(c, FV_EPROTO, "the server acknowledged chunks not sent");
+    /* Delivered only once the server says the chunk is durably stored. */
+    if (vfail(c, fv_vs_chunks_delivered(c->v, m->u.hashes.hash, m->u.hashes.n)))
+        return c->status;
+    c->unacked -= m->u.hashes.n;
+    c->stats.chunks_sent += m->u.hashes.n;
+    return FV_OK;
+}
+
+static int on_chunk(fv_client *c, const fv_msg *m)
+{
+    struct chunk_page *pg = c->page;
+    int rc;
+
+    if (!pg || !pg->out || !c->up_done || pg->answered >= pg->n ||
+        memcmp(m->u.chunk.hash, pg->hash[pg->answered], 32) != 0)
+        return cfail(c, FV_EPROTO, "an unexpected CHUNK");
+    if (++pg->answered == pg->n)
+        pg->out = 0;
+    if (!m->u.chunk.data) {
+        c->stats.chunks_unavailable++; /* its author has not uploaded it yet */
+        return FV_OK;
+    }
+    rc = fv_vs_chunk_store(c->v, m->u.chunk.hash, m->u.chunk.data,
+                           m->u.chunk.len);
+    if (rc == FV_EPROTO) {
+        /* Never accepted: dropped, and asked for again next time. */
+        c->stats.chunks_rejected++;
+        return FV_OK;
+    }
+    if (rc)
+        return vfail(c, rc);
+    c->stats.chunks_received++;
+    c->stats.chunk_bytes_received += m->u.chunk.len;
+    return FV_OK;
 }
 
 /* ---- start ------------------------------------------------------------ */
@@ -416,6 +594,12 @@ static int on_message(fv_client *c, const fv_msg *m)
         c->answered = 1;
         return FV_OK;
     }
+    case FV_MSG_CHUNK_HAVE:
+        return on_have(c, m);
+    case FV_MSG_CHUNK_ACK:
+        return on_ack(c, m);
+    case FV_MSG_CHUNK:
+        return on_chunk(c, m);
     case FV_MSG_OK:
         if ((c->req->op != FV_CLIENT_REVOKE && c->req->op != FV_CLIENT_ORGKEY) ||
             c->answered)
@@ -447,8 +631,8 @@ int fv_client_recv(fv_client *c, const unsigned char *p, size_t n)
             return cfail(c, FV_ENOMEM, "out of memory");
         if (fv_msg_decode(m, frame, flen))
             cfail(c, FV_EPROTO, "the server sent a malformed message");
-        else
-            on_message(c, m);
+        else if (on_message(c, m) == FV_OK)
+            chunk_step(c);
     }
     free(m);
     return c->status;
@@ -459,7 +643,15 @@ const unsigned char *fv_client_pending(const fv_client *c, size_t *n)
     return fv_out_pending(&c->out, n);
 }
 
-void fv_client_ack(fv_client *c, size_t n) { fv_out_ack(&c->out, n); }
+size_t fv_client_pending_bytes(const fv_client *c) { return fv_out_size(&c->out); }
+
+void fv_client_ack(fv_client *c, size_t n)
+{
+    fv_out_ack(&c->out, n);
+    /* The queue drained: room for more chunks. */
+    if (c->status == FV_OK && c->page && c->page->next < c->page->ntodo)
+        chunk_step(c);
+}
 
 int fv_client_done(const fv_client *c)
 {
@@ -467,7 +659,8 @@ int fv_client_done(const fv_client *c)
         return 0;
     switch (c->req->op) {
     case FV_CLIENT_SYNC:
-        return c->pull_done && c->outbox_done && c->inflight_count == 0;
+        return c->pull_done && c->outbox_done && c->inflight_count == 0 &&
+               c->up_done && c->down_done && c->unacked == 0;
     case FV_CLIENT_ENROLL:
         return 1;
     default:

@@ -51,6 +51,11 @@ typedef struct fv_client_stats {
     uint64_t outbox;    /* envelopes the sync set out to push */
     size_t conflicts;   /* records with concurrent heads, after the sync */
     int role;           /* the device's role, from WELCOME */
+    uint64_t chunks_sent;        /* acknowledged (or found held) by the server */
+    uint64_t chunks_received;    /* verified and stored */
+    uint64_t chunks_unavailable; /* listed, but not on the server yet */
+    uint64_t chunks_rejected;    /* failed verification: dropped */
+    uint64_t chunk_bytes_sent, chunk_bytes_received;
 } fv_client_stats;
 
 /* `req` and everything it points to must outlive the engine. */
@@ -67,6 +72,8 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
 int fv_client_recv(fv_client *c, const unsigned char *p, size_t n);
 
 const unsigned char *fv_client_pending(const fv_client *c, size_t *n);
+/* Bytes queued and not yet taken. */
+size_t fv_client_pending_bytes(const fv_client *c);
 void fv_client_ack(fv_client *c, size_t n);
 
 int fv_client_done(const fv_client *c);

@@ -61,10 +61,13 @@ struct run {
 
 static int progress(struct run *r)
 {
-    const fv_client_stats *s = fv_client_get_stats(r->c);
     if (!r->o->progress)
         return 0;
-    return r->o->progress(s->pushed + s->pulled, s->outbox + s->pulled,
+    /* Bytes on the wire each way stand for the work done; the total is not
+     * known ahead, so report what moved as both (callers show a rate). */
+    return r->o->progress(r->res.bytes_sent + r->res.bytes_received,
+                          r->res.bytes_sent + r->res.bytes_received +
+                              fv_client_pending_bytes(r->c),
                           r->o->progress_payload);
 }
 
@@ -207,6 +210,12 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         r.res.added = s->added;
         r.res.role = s->role;
         r.res.conflicts = s->conflicts;
+        r.res.chunks_sent = s->chunks_sent;
+        r.res.chunks_received = s->chunks_received;
+        r.res.chunks_unavailable = s->chunks_unavailable;
+        r.res.chunks_rejected = s->chunks_rejected;
+        if (req->op == FV_CLIENT_SYNC)
+            rc = fv_vs_apply_retention(v, &r.res.dropped);
         if (invite_text && fv_client_invite_text(r.c)) {
             *invite_text = strdup(fv_client_invite_text(r.c));
             if (!*invite_text)

@@ -1381,8 +1381,8 @@ static void test_round_trips(void)
         fv_field f[3] = {{"zz", "last"}, {"a", "first\nline"}, {"장소", "연길"}};
         const char *tags[4] = {"b", "a", "탈북", "a"};
         size_t ntags = 4;
-        fv_attachment_info info[2] = {{"a.txt", 0, FV_CHUNK_BYTES, 0},
-                                      {"b.wav", 3 * FV_CHUNK_BYTES + 1, FV_CHUNK_BYTES, 4}};
+        fv_attachment_info info[2] = {{"a.txt", 0, FV_CHUNK_BYTES, 0, 0},
+                                      {"b.wav", 3 * FV_CHUNK_BYTES + 1, FV_CHUNK_BYTES, 4, 0}};
         unsigned char keys[2][32];
         fv_record r;
         fv_rec *d = NULL;

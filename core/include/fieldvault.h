@@ -57,7 +57,8 @@ enum fv_result {
     FV_EEOF = -19,       /* the peer closed the connection */
     FV_EPROTO = -20,     /* the peer broke the sync protocol */
     FV_EDENIED = -21,    /* refused: not enrolled, revoked, not allowed */
-    FV_EINVITE = -22     /* the invite is damaged, used or expired */
+    FV_EINVITE = -22,    /* the invite is damaged, used or expired */
+    FV_EINCOMPLETE = -23 /* an attachment has not fully arrived yet */
 };
 
 /* The library's version string ("0.1.0"). Static storage; any thread. */
@@ -212,6 +213,7 @@ typedef struct fv_attachment_info {
     uint64_t size;        /* plaintext bytes */
     uint32_t chunk_bytes; /* plaintext bytes per chunk */
     uint64_t chunks;
+    uint64_t chunks_present; /* held by this vault: < chunks while arriving */
 } fv_attachment_info;
 
 /* One decrypted, verified revision of a record. Every pointer in it stays
@@ -293,6 +295,28 @@ FV_API int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
 FV_API int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                               const char *name, const char *path,
                               fv_progress_fn progress, void *progress_payload);
+
+/* ---- retention ---------------------------------------------------------- */
+
+enum fv_retention {
+    FV_RETENTION_KEEP = 0,              /* keep every record (default) */
+    FV_RETENTION_DROP_AFTER_RECEIPT = 1 /* once the server's receipts cover
+                                           a record this device wrote and
+                                           all its chunks, destroy the local
+                                           copy: a seized phone then holds
+                                           nothing already delivered */
+};
+
+/* Sets or reads the vault's retention policy (stored in the vault). The
+ * policy is applied at the end of each successful sync. */
+FV_API int fv_vault_set_retention(fv_vault *v, int policy);
+FV_API int fv_vault_get_retention(fv_vault *v, int *policy);
+
+/* *delivered = 1 if every envelope of record `id` that this device wrote
+ * has a committed server receipt and every chunk of its attachments was
+ * acknowledged; 0 otherwise. */
+FV_API int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                               int *delivered);
 
 /* ---- roles -------------------------------------------------------------- */
 

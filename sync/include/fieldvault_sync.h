@@ -23,8 +23,9 @@ typedef struct fv_sync_options {
     unsigned int version;   /* FV_SYNC_OPTIONS_VERSION */
     const char *server;     /* "host:port" instead of the enrolled address */
     int timeout_ms;         /* connect and stall timeout; 0 = 30 s */
-    /* Called as envelopes move: done and total so far. Non-zero cancels
-     * (FV_ECANCELED); what was committed before stays committed. */
+    /* Called as the sync moves: bytes of envelopes and attachment chunks
+     * done, and the total known so far (it grows as work is found).
+     * Non-zero cancels (FV_ECANCELED); what was committed stays committed. */
     fv_progress_fn progress;
     void *progress_payload;
 } fv_sync_options;
@@ -41,6 +42,12 @@ typedef struct fv_sync_result {
     uint64_t bytes_sent;     /* application bytes, after the TLS handshake */
     uint64_t bytes_received;
     unsigned roundtrips;     /* waits for the server after the handshake */
+    uint64_t chunks_sent;    /* attachment chunks the server now holds */
+    uint64_t chunks_received;    /* verified against their envelopes, stored */
+    uint64_t chunks_unavailable; /* listed, not yet uploaded by their author */
+    uint64_t chunks_rejected;    /* failed verification: dropped, asked for
+                                    again at the next sync */
+    size_t dropped;          /* records dropped after delivery (retention) */
 } fv_sync_result;
 
 /* Pushes every envelope the server has not acknowledged and pulls what is
