@@ -18,6 +18,9 @@
 #include "store.h"
 #include "vault_internal.h"
 
+/* Files with more chunks than this at FV_CHUNK_BYTES use FV_MAX_CHUNK_BYTES. */
+#define FV_LARGE_FILE_CHUNKS 16384
+
 /* ---- writing attachments ------------------------------------------- */
 
 /* Chunk i of an attachment is encrypted under the attachment's own key with
@@ -80,7 +83,8 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     unsigned char *key = o->keys[o->n];
     unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
     uint64_t count = 0, size = 0;
-    size_t got;
+    size_t got, chunk = FV_CHUNK_BYTES;
+    struct stat sb;
     int fd = -1, rc = FV_OK;
 
     info->name = src->name ? src->name : (src->path ? base_name(src->path) : NULL);
@@ -98,12 +102,17 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
         if (fd < 0)
             return fv_v_err(v, FV_EIO, "attachment %zu: cannot open the file: %s",
                         idx + 1, strerror(errno));
+        /* Very large files get larger chunks, so that their hash list
+         * still fits the signed envelope (FORMAT.md, Attachments). */
+        if (fstat(fd, &sb) == 0 &&
+            (uint64_t)sb.st_size > (uint64_t)FV_CHUNK_BYTES * FV_LARGE_FILE_CHUNKS)
+            chunk = FV_MAX_CHUNK_BYTES;
     } else if (!src->read) {
         return fv_v_err(v, FV_EINVAL, "attachment %zu has neither path nor reader", idx + 1);
     }
     fv_random(key, FV_KEY_BYTES);
     for (;;) {
-        if ((rc = read_full(fd, src, plain, FV_CHUNK_BYTES, &got))) {
+        if ((rc = read_full(fd, src, plain, chunk, &got))) {
             fv_v_err(v, rc, "attachment %zu: cannot read the file", idx + 1);
             break;
         }
@@ -124,7 +133,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
             rc = fv_v_err(v, FV_ECANCELED, "canceled");
             break;
         }
-        if (got < FV_CHUNK_BYTES)
+        if (got < chunk)
             break;
     }
     if (fd >= 0)
@@ -132,7 +141,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     if (rc)
         return rc;
     info->size = size;
-    info->chunk_bytes = FV_CHUNK_BYTES;
+    info->chunk_bytes = (uint32_t)chunk;
     info->chunks = count;
     o->counts[o->n] = count;
     o->n++;

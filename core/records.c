@@ -611,8 +611,8 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     /* Chunk buffers only when there are new attachments: locked memory is
      * costly to map, and most records have none. */
     if (in->nattachments) {
-        plain = fv_secure_alloc(FV_CHUNK_BYTES);
-        ct = malloc(FV_CHUNK_BYTES + FV_TAG_BYTES);
+        plain = fv_secure_alloc(FV_MAX_CHUNK_BYTES);
+        ct = malloc(FV_MAX_CHUNK_BYTES + FV_TAG_BYTES);
         if (!plain || !ct) {
             rc = fv_v_err(v, FV_ENOMEM, "out of memory");
             goto done;

@@ -2472,10 +2472,10 @@ static void test_payload_rules(void)
     k2[0] = T("a"); k2[1] = T("\x80"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[0] = T("a"); k2[1] = T("b"); CHECK_EQ(pl_rc(&p), FV_OK);
 
-    /* Attachments: chunk size 0 or above FV_MAX_CHUNK_BYTES (4 MiB), wrong
+    /* Attachments: chunk size 0 or above FV_MAX_CHUNK_BYTES (512 KiB), wrong
      * key size, duplicate or bad names. */
     p = pl_defaults();
-    CHECK_EQ(FV_MAX_CHUNK_BYTES, 4194304);
+    CHECK_EQ(FV_MAX_CHUNK_BYTES, 524288);
     p.chunk = 0; CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     p.chunk = 1; CHECK_EQ(pl_rc(&p), FV_OK);
     p.chunk = FV_CHUNK_BYTES; CHECK_EQ(pl_rc(&p), FV_OK);

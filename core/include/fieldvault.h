@@ -81,7 +81,11 @@ FV_API const char *fv_strerror(int code);
 #define FV_MAX_ATTACHMENTS 256
 #define FV_MAX_ATTACHMENT_NAME_BYTES 255
 #define FV_CHUNK_BYTES (256u * 1024) /* plaintext bytes per attachment chunk */
-#define FV_MAX_CHUNK_BYTES (4u * 1024 * 1024) /* the most a reader accepts */
+/* The most a reader accepts, and what files over 4 GiB are cut into. A
+ * chunk travels in one sync frame. The signed envelope lists every chunk,
+ * which bounds one record's attachments to about 30,000 chunks: 7.5 GiB at
+ * 256 KiB, 15 GiB for files over 4 GiB (FV_ELIMIT beyond). */
+#define FV_MAX_CHUNK_BYTES (512u * 1024)
 
 /* ---- opening and creating a vault -------------------------------------- */
 
