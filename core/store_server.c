@@ -1,8 +1,14 @@
 /* store_server.c - the sync server's SQLite database (see store_server.h). */
 #include "store_server.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fieldvault.h"
 #include "store_db.h"
@@ -25,6 +31,12 @@ enum stmt_id {
     ST_FEED_ADD,
     ST_READ_LOG,
     ST_READ_FEED,
+    ST_REF_ADD,
+    ST_REF_ANY,
+    ST_REF_AUTHOR,
+    ST_CHUNK_ADD,
+    ST_CHUNK_FIND,
+    ST_CHUNK_FIND_READER,
     ST_COUNT
 };
 
@@ -60,6 +72,22 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "JOIN log l ON l.seq = f.seq WHERE f.device = ?4 "
                      "AND f.fseq > ?1 AND f.fseq <= ?2 "
                      "ORDER BY f.fseq LIMIT ?3",
+    [ST_REF_ADD] = "INSERT OR IGNORE INTO chunkref(hash, seq) VALUES (?1, ?2)",
+    [ST_REF_ANY] = "SELECT 1 FROM chunkref WHERE hash = ?1 LIMIT 1",
+    [ST_REF_AUTHOR] = "SELECT 1 FROM chunkref r JOIN log l ON l.seq = r.seq "
+                      "WHERE r.hash = ?1 AND l.author = ?2 LIMIT 1",
+    [ST_CHUNK_ADD] = "INSERT OR IGNORE INTO chunk(hash, pack, off, len) "
+                     "VALUES (?1, ?2, ?3, ?4)",
+    [ST_CHUNK_FIND] = "SELECT pack, off, len FROM chunk WHERE hash = ?1",
+    /* Listed by an entry the reader wrote, or by one in its feed: from the
+     * few entries that list the hash to the feed (CROSS JOIN fixes that
+     * order; feed_seq makes it a lookup), not through the whole feed. */
+    [ST_CHUNK_FIND_READER] =
+        "SELECT pack, off, len FROM chunk WHERE hash = ?1 AND ("
+        "EXISTS (SELECT 1 FROM chunkref r JOIN log l ON l.seq = r.seq "
+        "WHERE r.hash = ?1 AND l.author = ?2) OR "
+        "EXISTS (SELECT 1 FROM chunkref r CROSS JOIN feed f "
+        "ON f.device = ?2 AND f.seq = r.seq WHERE r.hash = ?1))",
 };
 
 static const char schema_sql[] =
@@ -76,7 +104,16 @@ static const char schema_sql[] =
     " author BLOB NOT NULL, bytes BLOB NOT NULL, chain BLOB NOT NULL);"
     "CREATE TABLE feed(device BLOB NOT NULL, fseq INTEGER NOT NULL,"
     " seq INTEGER NOT NULL, chain BLOB NOT NULL, PRIMARY KEY(device, fseq))"
-    " WITHOUT ROWID;";
+    " WITHOUT ROWID;"
+    /* Is log entry seq in the feed of device? (a field device's chunk
+     * reads) */
+    "CREATE INDEX feed_seq ON feed(device, seq);"
+    /* The chunks each log entry lists (its signed manifest), and where the
+     * chunks held are: their bytes are in pack files (store_server.h). */
+    "CREATE TABLE chunkref(hash BLOB NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY(hash, seq)) WITHOUT ROWID;"
+    "CREATE TABLE chunk(hash BLOB PRIMARY KEY, pack INTEGER NOT NULL,"
+    " off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;";
 
 static const fv_db_schema server_schema = {
     .label = "server database",
@@ -94,13 +131,41 @@ static const fv_db_schema server_schema = {
 };
 _Static_assert(ST_COUNT <= FV_DB_STMTS_MAX, "statement cache");
 
+#define PACK_READERS 4 /* pack files kept open for reading */
+
 struct fv_sstore {
     fv_db d;
+    /* Chunk packs (see store_server.h). */
+    char *chunk_dir;
+    uint64_t pack_max;
+    int wfd;          /* the pack being appended to, or -1 */
+    uint32_t wpack;   /* its number */
+    uint64_t wsize;   /* its size: where the next chunk goes */
+    int dirty;        /* appended to since the last sync */
+    int sync_failed;  /* a pack closed without its sync: the next fails */
+    struct {
+        int fd; /* -1: free */
+        uint32_t pack;
+    } rd[PACK_READERS];
+    unsigned rd_next;
 };
 
 const char *fv_sstore_errmsg(const fv_sstore *s)
 {
     return s ? s->d.msg : "server database: no handle";
+}
+
+/* The chunk directory beside the database at `path`: DIR/chunks. */
+static char *chunk_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) + 1 : 0;
+    char *p = malloc(n + sizeof "chunks");
+    if (p) {
+        memcpy(p, path, n);
+        memcpy(p + n, "chunks", sizeof "chunks");
+    }
+    return p;
 }
 
 int fv_sstore_open(fv_sstore **out, const char *path, int create)
@@ -111,7 +176,16 @@ int fv_sstore_open(fv_sstore **out, const char *path, int create)
     *out = NULL;
     if (!s)
         return FV_ENOMEM;
+    s->wfd = -1;
+    for (int i = 0; i < PACK_READERS; i++)
+        s->rd[i].fd = -1;
+    s->pack_max = FV_SSTORE_PACK_MAX;
+    if (!(s->chunk_dir = chunk_dir_of(path))) {
+        free(s);
+        return FV_ENOMEM;
+    }
     if ((rc = fv_db_open(&s->d, path, create, &server_schema))) {
+        free(s->chunk_dir);
         free(s);
         return rc;
     }
@@ -121,8 +195,15 @@ int fv_sstore_open(fv_sstore **out, const char *path, int create)
 
 void fv_sstore_close(fv_sstore *s)
 {
-    if (s)
-        fv_db_close(&s->d);
+    if (!s)
+        return;
+    fv_db_close(&s->d);
+    if (s->wfd >= 0)
+        close(s->wfd);
+    for (int i = 0; i < PACK_READERS; i++)
+        if (s->rd[i].fd >= 0)
+            close(s->rd[i].fd);
+    free(s->chunk_dir);
     free(s);
 }
 
@@ -492,4 +573,326 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
         r = fv_db_fail(&s->d, rc, "read");
     sqlite3_reset(st);
     return r;
+}
+
+/* ---- attachment chunks ------------------------------------------------ */
+
+int fv_sstore_chunkref_add(fv_sstore *s, const unsigned char hash[32],
+                           uint64_t seq)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REF_ADD);
+    if (seq > INT64_MAX)
+        return FV_ELIMIT;
+    if (st) {
+        bind_key(st, 1, hash);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    }
+    return fv_db_step_done(&s->d, st, "chunkref");
+}
+
+int fv_sstore_chunk_listed(fv_sstore *s, const unsigned char hash[32],
+                           const unsigned char *author)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, author ? ST_REF_AUTHOR : ST_REF_ANY);
+    int rc;
+    if (st) {
+        bind_key(st, 1, hash);
+        if (author)
+            bind_key(st, 2, author);
+    }
+    if ((rc = fv_db_step_row(&s->d, st, "chunkref")) == FV_OK)
+        sqlite3_reset(st);
+    return rc;
+}
+
+int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
+                        const fv_sstore_chunkloc *loc)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_ADD);
+    if (loc->off > INT64_MAX)
+        return FV_ELIMIT;
+    if (st) {
+        bind_key(st, 1, hash);
+        sqlite3_bind_int64(st, 2, loc->pack);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)loc->off);
+        sqlite3_bind_int64(st, 4, loc->len);
+    }
+    return fv_db_step_done(&s->d, st, "chunk");
+}
+
+int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
+                         const unsigned char *reader, fv_sstore_chunkloc *loc)
+{
+    sqlite3_stmt *st =
+        fv_db_stmt(&s->d, reader ? ST_CHUNK_FIND_READER : ST_CHUNK_FIND);
+    sqlite3_int64 pack, off, len;
+    int rc;
+    if (st) {
+        bind_key(st, 1, hash);
+        if (reader)
+            bind_key(st, 2, reader);
+    }
+    if ((rc = fv_db_step_row(&s->d, st, "chunk")))
+        return rc;
+    pack = sqlite3_column_int64(st, 0);
+    off = sqlite3_column_int64(st, 1);
+    len = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    if (pack < 1 || pack > UINT32_MAX || off < 0 || len < 1 ||
+        len > UINT32_MAX)
+        return fv_db_error(&s->d, FV_ECORRUPT, "a chunk's index is damaged");
+    loc->pack = (uint32_t)pack;
+    loc->off = (uint64_t)off;
+    loc->len = (uint32_t)len;
+    return FV_OK;
+}
+
+void fv_sstore_chunk_set_pack_max(fv_sstore *s, uint64_t bytes)
+{
+    s->pack_max = bytes ? bytes : FV_SSTORE_PACK_MAX;
+}
+
+/* Records errno from doing `what`; returns its FV_E code. */
+static int pack_fail(fv_sstore *s, const char *what)
+{
+    int e = errno;
+    return fv_db_error(&s->d,
+                       e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO,
+                       "chunks: %s: %s", what, strerror(e));
+}
+
+static void pack_path(const fv_sstore *s, uint32_t pack, char *out,
+                      size_t size)
+{
+    snprintf(out, size, "%s/pack-%06u", s->chunk_dir, (unsigned)pack);
+}
+
+static void fsync_path(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Makes the chunk directory (0700) if it is missing: a server made before
+ * chunks existed has none. */
+static int chunk_dir_make(fv_sstore *s)
+{
+    struct stat sb;
+    if (mkdir(s->chunk_dir, 0700) == 0) {
+        /* Its entry in the server directory must survive a crash too. */
+        char *parent = strdup(s->chunk_dir), *slash;
+        if (parent && (slash = strrchr(parent, '/'))) {
+            *slash = '\0';
+            fsync_path(slash == parent ? "/" : parent);
+        } else if (parent) {
+            fsync_path(".");
+        }
+        free(parent);
+        return FV_OK;
+    }
+    if (errno != EEXIST)
+        return pack_fail(s, "cannot make the directory");
+    if (lstat(s->chunk_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fv_db_error(&s->d, FV_EIO, "chunks: not a directory");
+    return FV_OK;
+}
+
+/* The highest pack number in the directory (0 if none). */
+static int pack_last(fv_sstore *s, uint32_t *last)
+{
+    DIR *d = opendir(s->chunk_dir);
+    struct dirent *e;
+    *last = 0;
+    if (!d)
+        return pack_fail(s, "cannot list the directory");
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        unsigned long v;
+        char *end;
+        if (strncmp(n, "pack-", 5) != 0 || strlen(n + 5) < 6 ||
+            strspn(n + 5, "0123456789") != strlen(n + 5))
+            continue;
+        errno = 0;
+        v = strtoul(n + 5, &end, 10);
+        if (errno == 0 && v > *last && v < UINT32_MAX)
+            *last = (uint32_t)v;
+    }
+    closedir(d);
+    return FV_OK;
+}
+
+/* Opens pack `pack` for appending, creating it (0600) if `create`. */
+static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
+{
+    char path[4096];
+    struct stat sb;
+    int fd;
+    pack_path(s, pack, path, sizeof path);
+    fd = open(path,
+              O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW |
+                  (create ? O_CREAT | O_EXCL : 0),
+              0600);
+    if (fd < 0)
+        return pack_fail(s, "cannot open a pack");
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return fv_db_error(&s->d, FV_EIO, "chunks: a pack is not a file");
+    }
+    if (create)
+        fsync_path(s->chunk_dir); /* the new name survives a crash */
+    s->wfd = fd;
+    s->wpack = pack;
+    s->wsize = (uint64_t)sb.st_size;
+    s->dirty = 0;
+    return FV_OK;
+}
+
+/* Makes sure a pack with room for `len` more bytes is open. */
+static int pack_ready(fv_sstore *s, size_t len)
+{
+    uint32_t last;
+    int rc;
+    if (s->wfd >= 0 && (s->wsize == 0 || s->wsize + len <= s->pack_max))
+        return FV_OK;
+    if (s->wfd >= 0) {
+        /* Full: what was appended to it must be durable before the next
+         * sync, which covers the new pack only. */
+        if ((rc = fv_sstore_chunk_sync(s)))
+            return rc;
+        close(s->wfd);
+        s->wfd = -1;
+        return pack_open_write(s, s->wpack + 1, 1);
+    }
+    if ((rc = chunk_dir_make(s)) || (rc = pack_last(s, &last)))
+        return rc;
+    if (last == 0)
+        return pack_open_write(s, 1, 1);
+    if ((rc = pack_open_write(s, last, 0)))
+        return rc;
+    if (s->wsize == 0 || s->wsize + len <= s->pack_max)
+        return FV_OK;
+    close(s->wfd);
+    s->wfd = -1;
+    return pack_open_write(s, last + 1, 1);
+}
+
+int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
+                           size_t len, fv_sstore_chunkloc *loc)
+{
+    const unsigned char *p = data;
+    size_t left = len;
+    uint64_t off;
+    int rc;
+
+    if (len == 0 || len > UINT32_MAX || len > s->pack_max)
+        return FV_EINVAL;
+    if ((rc = pack_ready(s, len)))
+        return rc;
+    off = s->wsize;
+    /* One write() of the whole chunk; a short one (a signal, a full disk)
+     * goes on where it stopped. */
+    while (left > 0) {
+        ssize_t w = write(s->wfd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            rc = pack_fail(s, "cannot write a pack");
+            /* Cut the partial chunk back off. If that fails too, its bytes
+             * stay as garbage no index row names, and the next chunk goes
+             * after them (O_APPEND): measure where that is. */
+            if (ftruncate(s->wfd, (off_t)off) != 0) {
+                off_t end = lseek(s->wfd, 0, SEEK_END);
+                if (end >= (off_t)off)
+                    s->wsize = (uint64_t)end;
+                else {
+                    /* Cannot tell: make what other batches appended
+                     * durable, and reopen (and measure) next time. */
+                    if (s->dirty && fdatasync(s->wfd) != 0)
+                        s->sync_failed = 1;
+                    close(s->wfd);
+                    s->wfd = -1;
+                    s->dirty = 0;
+                }
+            }
+            return rc;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    s->wsize = off + len;
+    s->dirty = 1;
+    loc->pack = s->wpack;
+    loc->off = off;
+    loc->len = (uint32_t)len;
+    return FV_OK;
+}
+
+int fv_sstore_chunk_sync(fv_sstore *s)
+{
+    if (s->sync_failed) {
+        s->sync_failed = 0;
+        return fv_db_error(&s->d, FV_EIO, "chunks: a pack could not be synced");
+    }
+    if (s->wfd < 0 || !s->dirty)
+        return FV_OK;
+    if (fdatasync(s->wfd) != 0)
+        return pack_fail(s, "cannot sync a pack");
+    s->dirty = 0;
+    return FV_OK;
+}
+
+/* A descriptor to read pack `pack` with. */
+static int pack_reader(fv_sstore *s, uint32_t pack, int *fd)
+{
+    char path[4096];
+    unsigned i;
+    if (s->wfd >= 0 && pack == s->wpack) {
+        *fd = s->wfd; /* opened O_RDWR: pread ignores O_APPEND */
+        return FV_OK;
+    }
+    for (i = 0; i < PACK_READERS; i++)
+        if (s->rd[i].fd >= 0 && s->rd[i].pack == pack) {
+            *fd = s->rd[i].fd;
+            return FV_OK;
+        }
+    pack_path(s, pack, path, sizeof path);
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (*fd < 0)
+        return errno == ENOENT
+                   ? fv_db_error(&s->d, FV_ECORRUPT, "chunks: a pack is missing")
+                   : pack_fail(s, "cannot open a pack");
+    i = s->rd_next++ % PACK_READERS;
+    if (s->rd[i].fd >= 0)
+        close(s->rd[i].fd);
+    s->rd[i].fd = *fd;
+    s->rd[i].pack = pack;
+    return FV_OK;
+}
+
+int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
+                         unsigned char *buf)
+{
+    size_t got = 0;
+    int fd, rc;
+    if (loc->off > INT64_MAX - (uint64_t)loc->len)
+        return FV_ECORRUPT;
+    if ((rc = pack_reader(s, loc->pack, &fd)))
+        return rc;
+    while (got < loc->len) {
+        ssize_t r = pread(fd, buf + got, loc->len - got,
+                          (off_t)(loc->off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return pack_fail(s, "cannot read a pack");
+        if (r == 0)
+            return fv_db_error(&s->d, FV_ECORRUPT, "chunks: a pack is cut short");
+        got += (size_t)r;
+    }
+    return FV_OK;
 }

@@ -13,6 +13,11 @@
  *   invite(token_hash, name, role, expires, used, device)
  *   log(seq, id, author, bytes, chain)      the global log, seq 1, 2, 3...
  *   feed(device, fseq, seq, chain)          a field device's feed of the log
+ *   chunkref(hash, seq)                     the chunks each log entry lists
+ *   chunk(hash, pack, off, len)             where a chunk's bytes are
+ *
+ * Chunk bodies (attachment ciphertext) are not in the database: they are in
+ * pack files beside it (see "attachment chunks" below).
  *
  * This module stores what it is given: chains are computed by the caller
  * (sync/server_engine.c, with fv_chain_next), because the chain formula
@@ -155,5 +160,70 @@ typedef int (*fv_sstore_entry_fn)(const fv_sstore_entry *e, void *payload);
 int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
                    uint64_t upto, size_t max, fv_sstore_entry_fn fn,
                    void *payload);
+
+/* ---- attachment chunks ------------------------------------------------ */
+
+/*
+ * A chunk is attachment ciphertext named by its BLAKE2b-256 hash
+ * (docs/FORMAT.md, Attachments). Its bytes go into append-only pack files in
+ * the directory `chunks` beside the database (DIR/chunks/pack-000001,
+ * pack-000002...; the directory 0700, made when first needed, the files
+ * 0600); a new pack starts when the current one would pass
+ * FV_SSTORE_PACK_MAX. The table chunk indexes them; chunkref records which
+ * log entries list which chunk hashes (their signed manifests), for the
+ * permission checks.
+ *
+ * Storing a chunk takes three steps: fv_sstore_chunk_append writes its
+ * bytes at the end of the current pack (neither durable nor findable yet);
+ * fv_sstore_chunk_sync makes everything appended so far durable; then
+ * fv_sstore_chunk_add indexes it (inside a transaction: a batch of chunks
+ * is one commit). A crash between the steps leaves bytes no index row
+ * names: unreachable and harmless (the space is lost; packs are never
+ * rewritten).
+ */
+
+#define FV_SSTORE_PACK_MAX (1ull << 30) /* bytes per pack file */
+
+typedef struct fv_sstore_chunkloc {
+    uint32_t pack; /* pack-NNNNNN, from 1 */
+    uint64_t off;
+    uint32_t len;
+} fv_sstore_chunkloc;
+
+/* Records that log entry `seq` lists chunk `hash` (again is harmless). Call
+ * inside the transaction that appends the entry. */
+int fv_sstore_chunkref_add(fv_sstore *s, const unsigned char hash[32],
+                           uint64_t seq);
+/* FV_OK if some log entry written by `author` lists `hash` (any entry, with
+ * `author` NULL), else FV_ENOTFOUND. */
+int fv_sstore_chunk_listed(fv_sstore *s, const unsigned char hash[32],
+                           const unsigned char *author);
+
+/* Appends len (1..FV_SSTORE_PACK_MAX) bytes to the current pack with one
+ * write(), starting a new pack (the old one made durable first) when this
+ * one would grow past the limit. *loc receives where they are. On failure
+ * the pack is cut back to where it was. FV_EIO, FV_ENOSPC, FV_EINVAL. */
+int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
+                           size_t len, fv_sstore_chunkloc *loc);
+/* Makes every byte appended so far durable (fdatasync). FV_EIO. */
+int fv_sstore_chunk_sync(fv_sstore *s);
+/* Indexes a chunk whose bytes are durable at *loc. A hash already indexed
+ * keeps its first copy. Call inside a transaction. */
+int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
+                        const fv_sstore_chunkloc *loc);
+/* Where chunk `hash` is, if the store holds it and `reader` may have it:
+ * with `reader` NULL, any chunk held (a coordinator's view: every chunk held
+ * is listed by some log entry); else only a chunk listed by an entry that
+ * `reader` wrote or that is in the feed of `reader`. FV_ENOTFOUND
+ * otherwise (held or not: the two are not told apart). */
+int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
+                         const unsigned char *reader, fv_sstore_chunkloc *loc);
+/* Reads the loc->len bytes at *loc into buf (pread). FV_ECORRUPT if the
+ * pack is missing or too short, FV_EIO. The bytes are not checked against
+ * their hash: every reader checks them (docs/PROTOCOL.md). */
+int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
+                         unsigned char *buf);
+/* Sets the pack size limit of this handle (tests make small packs). */
+void fv_sstore_chunk_set_pack_max(fv_sstore *s, uint64_t bytes);
 
 #endif

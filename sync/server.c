@@ -27,6 +27,7 @@
 #define CRT_FILE "tls.crt"
 #define RECEIPT_FILE "receipt.key"
 #define DB_FILE "server.db"
+#define CHUNK_DIR "chunks" /* pack files of attachment chunks (store_server.h) */
 #define FORMAT "1"
 
 #define DEFAULT_MAX_CONN 1024
@@ -169,7 +170,7 @@ static int receipt_key_read(const char *path, unsigned char *sk)
 
 /* The server's files, by name. */
 struct paths {
-    char *key, *crt, *receipt, *db, *wal, *shm;
+    char *key, *crt, *receipt, *db, *wal, *shm, *chunks;
 };
 
 static void paths_free(struct paths *p)
@@ -180,6 +181,7 @@ static void paths_free(struct paths *p)
     free(p->db);
     free(p->wal);
     free(p->shm);
+    free(p->chunks);
 }
 
 static int paths_make(struct paths *p, const char *dir)
@@ -191,7 +193,9 @@ static int paths_make(struct paths *p, const char *dir)
     p->db = path_join(dir, DB_FILE);
     p->wal = path_join(dir, DB_FILE "-wal");
     p->shm = path_join(dir, DB_FILE "-shm");
-    if (!p->key || !p->crt || !p->receipt || !p->db || !p->wal || !p->shm) {
+    p->chunks = path_join(dir, CHUNK_DIR);
+    if (!p->key || !p->crt || !p->receipt || !p->db || !p->wal || !p->shm ||
+        !p->chunks) {
         paths_free(p);
         return FV_ENOMEM;
     }
@@ -210,7 +214,7 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
     struct paths p;
     struct stat sb;
     fv_sstore *st = NULL;
-    int rc, made_tls = 0, made_receipt = 0, made_db = 0;
+    int rc, made_tls = 0, made_receipt = 0, made_db = 0, made_chunks = 0;
     const char *const *f;
 
     if (admin_invite)
@@ -231,7 +235,8 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
         goto done;
     }
     {
-        const char *const any[] = {p.db, p.receipt, p.key, p.crt, NULL};
+        const char *const any[] = {p.db, p.receipt, p.key, p.crt, p.chunks,
+                                   NULL};
         for (f = any; *f; f++)
             if (lstat(*f, &sb) == 0) {
                 rc = FV_EEXIST;
@@ -251,6 +256,13 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
     if ((rc = receipt_key_write(p.receipt, sk)))
         goto done;
     made_receipt = 1;
+    /* The store makes it when first needed too (a server made before
+     * attachments has none). */
+    if (mkdir(p.chunks, 0700) != 0) {
+        rc = errno_rc(errno);
+        goto done;
+    }
+    made_chunks = 1;
     if ((rc = fv_sstore_open(&st, p.db, 1)))
         goto done;
     made_db = 1;
@@ -285,6 +297,8 @@ done:
             unlink(p.wal);
             unlink(p.shm);
         }
+        if (made_chunks)
+            rmdir(p.chunks);
         if (made_receipt)
             unlink(p.receipt);
         if (made_tls) {
@@ -559,8 +573,10 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
     for (int round = 0; round < ROUNDS_PER_WAKE; round++) {
         int progress = 0, state;
         if (c->in_off < c->in_len) {
-            size_t k = fv_srv_conn_recv(c->eng, c->in + c->in_off,
-                                        c->in_len - c->in_off);
+            /* More may be at hand: chunks stay pending (a durable batch
+             * costs an fdatasync) until the input runs dry, below. */
+            size_t k = fv_srv_conn_recv_more(c->eng, c->in + c->in_off,
+                                             c->in_len - c->in_off);
             if (k) {
                 c->in_off += k;
                 progress = 1;
@@ -607,8 +623,14 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
                 return;
             }
         }
-        if (!progress)
+        if (!progress) {
+            /* Nothing more to read for now: the chunks received become
+             * durable, and their acknowledgements go out (the device may
+             * be waiting for them to send more). */
+            if (fv_srv_conn_flush(c->eng))
+                c->kick = 1;
             return;
+        }
     }
     c->kick = 1; /* more to do: come back without waiting */
 }

@@ -5,8 +5,11 @@
  *   tls.key, tls.crt   the TLS identity (ECDSA P-256; devices pin its key)
  *   receipt.key        the Ed25519 key that signs receipts (64 raw bytes, 0600)
  *   server.db          envelopes (ciphertext), devices' public keys, invite
- *                      token hashes, and meta: format, epoch, receipt public
- *                      key, listen address, organisation public key
+ *                      token hashes, the index of attachment chunks, and
+ *                      meta: format, epoch, receipt public key, listen
+ *                      address, organisation public key
+ *   chunks/            attachment chunks (ciphertext) in append-only pack
+ *                      files pack-000001, ... (0700, files 0600)
  * Nothing in it opens a testimony.
  *
  * fv_server_run serves devices over TLS on one thread with poll(): it

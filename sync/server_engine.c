@@ -31,6 +31,7 @@ struct push_item {
     const unsigned char *recip[FV_ENV_MAX_RECIPIENTS];
     unsigned char author[32];
     const fv_sstore_device *dev; /* its author, once looked up */
+    size_t ref0, nref; /* the chunk hashes it lists: s->refs[ref0 ..] */
 };
 
 struct feed_head {
@@ -59,6 +60,13 @@ struct fv_srv {
     size_t nfeeds;
     /* The authors of a batch stored with no connection. */
     fv_sstore_device authors[FV_PROTO_MAX_BATCH];
+    /* The chunk hashes the envelopes of a batch list (up to ~30,000 per
+     * envelope): allocated per batch, freed after it. */
+    unsigned char (*refs)[32];
+    size_t nrefs, refs_cap;
+    /* A chunk read for CHUNK-GET (at most one chunk). */
+    unsigned char *chunk_buf;
+    size_t chunk_cap;
     /* The ENTRIES frame being gathered. */
     unsigned char *pull_buf;
     size_t pull_len, pull_n;
@@ -85,7 +93,25 @@ struct fv_srv_conn {
     int pulling;
     uint64_t pull_pos, pull_head;
     unsigned char pull_chain[32];
+    /* Chunks received, written, not yet durable and acknowledged. */
+    struct chunk_pend *pend;
+    size_t npend, pend_cap;
+    uint64_t pend_bytes; /* written by this batch */
+    /* A CHUNK-GET being answered: hashes [get_pos, get_n) remain. */
+    int getting;
+    size_t get_pos, get_n;
+    unsigned char get_hash[FV_PROTO_MAX_GET][32];
+    /* For the log line at the end. */
+    uint64_t put_count, put_bytes, get_count, get_bytes;
 };
+
+struct chunk_pend {
+    unsigned char hash[32];
+    fv_sstore_chunkloc loc;
+    int written; /* 0: already held (or earlier in the batch): ack only */
+};
+
+static int chunk_flush(fv_srv_conn *c, int ack);
 
 static const char *const perr_names[] = {
     "", "version", "denied", "invite", "malformed", "rejected",
@@ -134,8 +160,15 @@ static void conn_error(fv_srv_conn *c, int code, const char *text)
 {
     if (c->state != FV_SRV_RUNNING)
         return;
+    /* The chunks before the fault are good: store them, and acknowledge
+     * them before the ERROR. (A failing flush reports itself.) */
+    if (c->npend)
+        chunk_flush(c, 1);
+    if (c->state != FV_SRV_RUNNING)
+        return;
     c->perr = code;
     c->pulling = 0;
+    c->getting = 0;
     slog(c, "error %s: %s", perr_names[code], text);
     c->state = fv_send_error(&c->out, (uint64_t)code, text) == FV_OK
                    ? FV_SRV_CLOSING
@@ -162,6 +195,7 @@ static int queued(fv_srv_conn *c, int rc)
         slog(c, "cannot queue a reply: %s", fv_strerror(rc));
         c->state = FV_SRV_FAILED;
         c->pulling = 0;
+        c->getting = 0;
     }
     return rc;
 }
@@ -262,6 +296,8 @@ void fv_srv_free(fv_srv *s)
         return;
     fv_secure_free(s->sk);
     free(s->pull_buf);
+    free(s->refs);
+    free(s->chunk_buf);
     free(s);
 }
 
@@ -289,8 +325,17 @@ int fv_srv_conn_new(fv_srv_conn **out, fv_srv *s,
 
 void fv_srv_conn_free(fv_srv_conn *c)
 {
+    char hex[9];
     if (!c)
         return;
+    /* However the connection ends, what arrived whole is kept. */
+    chunk_flush(c, 0);
+    if (c->put_count || c->get_count)
+        slog(c, "device %s: %" PRIu64 " chunks stored (%" PRIu64
+                " bytes), %" PRIu64 " sent (%" PRIu64 " bytes)",
+             short_hex(hex, c->dev.pk), c->put_count, c->put_bytes,
+             c->get_count, c->get_bytes);
+    free(c->pend);
     fv_framer_free(&c->in);
     fv_out_free(&c->out);
     free(c);
@@ -317,7 +362,7 @@ static void update_out_full(fv_srv_conn *c)
 
 static int paused(const fv_srv_conn *c)
 {
-    return c->pulling || c->out_full;
+    return c->pulling || c->getting || c->out_full;
 }
 
 int fv_srv_conn_wants_input(const fv_srv_conn *c)
@@ -520,6 +565,10 @@ static int append(fv_srv *s, size_t i, uint64_t *head,
                                 it->bytes, it->len, chain)))
         return rc;
     s->seqs[i] = ++*head;
+    for (k = 0; k < it->nref; k++)
+        if ((rc = fv_sstore_chunkref_add(s->st, s->refs[it->ref0 + k],
+                                         s->seqs[i])))
+            return rc;
     for (r = 0; author->role == FV_ROLE_COORDINATOR && r < it->nrecip; r++) {
         if (memcmp(it->recip[r], author->box, 32) == 0)
             continue; /* the author itself */
@@ -542,6 +591,30 @@ static int append(fv_srv *s, size_t i, uint64_t *head,
     return FV_OK;
 }
 
+/* Room for `more` hashes in s->refs. */
+static int refs_reserve(fv_srv *s, size_t more)
+{
+    size_t need = s->nrefs + more, cap = s->refs_cap ? s->refs_cap : 256;
+    unsigned char(*p)[32];
+    if (need <= s->refs_cap)
+        return FV_OK;
+    while (cap < need)
+        cap *= 2;
+    if (!(p = realloc(s->refs, cap * sizeof *p)))
+        return FV_ENOMEM;
+    s->refs = p;
+    s->refs_cap = cap;
+    return FV_OK;
+}
+
+/* The batch is done: its hash list goes. */
+static void refs_release(fv_srv *s)
+{
+    free(s->refs);
+    s->refs = NULL;
+    s->nrefs = s->refs_cap = 0;
+}
+
 /* Checks envelopes [0, n) of a batch before anything is stored: size,
  * structure and signature, and, if `author` is set, that `author` wrote
  * each. Fills s->items (without their device) and s->ids. Returns FV_OK, or
@@ -557,6 +630,7 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
     int rc;
 
     *why = NULL;
+    s->nrefs = 0;
     for (size_t i = 0; i < n; i++) {
         struct push_item *it = &s->items[i];
         /* An envelope the log already holds from this author was verified
@@ -569,6 +643,7 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
             it->bytes = bytes[i];
             it->len = len[i];
             it->nrecip = 0; /* not appended again: no feeds to compute */
+            it->nref = 0;   /* nor chunk references: recorded then */
             memcpy(it->author, author, 32);
             it->dev = NULL;
             continue;
@@ -580,11 +655,24 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
             *why = "an envelope failed verification";
             return rc == FV_ENOMEM ? FV_ENOMEM : FV_ECORRUPT;
         }
-        fv_env_clear(&env);
         if (author && memcmp(env.author, author, 32) != 0) {
+            fv_env_clear(&env);
             *why = "an envelope is not signed by this device";
             return FV_ECORRUPT;
         }
+        /* The chunks it lists, recorded with its log position when it is
+         * appended (the permission checks of CHUNK-PUT and -GET). */
+        it->ref0 = s->nrefs;
+        it->nref = env.nchunks;
+        if (env.nchunks && refs_reserve(s, env.nchunks)) {
+            fv_env_clear(&env);
+            *why = "the server is out of memory";
+            return FV_ENOMEM;
+        }
+        if (env.nchunks)
+            memcpy(s->refs[s->nrefs], env.chunks, env.nchunks * 32);
+        s->nrefs += env.nchunks;
+        fv_env_clear(&env);
         memcpy(s->ids[i], env.id, 32);
         it->bytes = bytes[i];
         it->len = len[i];
@@ -640,28 +728,13 @@ static int author_get(fv_srv *s, const unsigned char pk[32],
     return rc;
 }
 
-int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
-                       const unsigned char *const *env, const size_t *len,
-                       size_t n, uint64_t *seqs, size_t *added)
+/* Sets each verified item's device: `author`'s (s->authors[0]), or its own
+ * author's, looked up once per distinct author (nauthors already known). */
+static int batch_authors(fv_srv *s, const unsigned char *author, size_t n,
+                         size_t nauthors)
 {
-    const char *why;
-    size_t nauthors = 0, nadded = 0, i, k;
+    size_t i, k;
     int rc;
-
-    if (added)
-        *added = 0;
-    if (!s || n > FV_PROTO_MAX_BATCH || (n > 0 && (!env || !len)))
-        return FV_EINVAL;
-    for (i = 0; i < n; i++)
-        if (!env[i])
-            return FV_EINVAL;
-    if (author) {
-        if ((rc = author_get(s, author, &s->authors[0])))
-            return rc;
-        nauthors = 1;
-    }
-    if ((rc = verify_batch(s, author, env, len, n, &why)))
-        return rc;
     for (i = 0; i < n; i++) {
         struct push_item *it = &s->items[i];
         if (author) {
@@ -684,7 +757,36 @@ int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
         }
         it->dev = &s->authors[k];
     }
-    if ((rc = store_items(s, n, &nadded)))
+    return FV_OK;
+}
+
+int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
+                       const unsigned char *const *env, const size_t *len,
+                       size_t n, uint64_t *seqs, size_t *added)
+{
+    const char *why;
+    size_t nauthors = 0, nadded = 0, i;
+    int rc;
+
+    if (added)
+        *added = 0;
+    if (!s || n > FV_PROTO_MAX_BATCH || (n > 0 && (!env || !len)))
+        return FV_EINVAL;
+    for (i = 0; i < n; i++)
+        if (!env[i])
+            return FV_EINVAL;
+    if (author) {
+        if ((rc = author_get(s, author, &s->authors[0])))
+            return rc;
+        nauthors = 1;
+    }
+    rc = verify_batch(s, author, env, len, n, &why);
+    if (rc == FV_OK)
+        rc = batch_authors(s, author, n, nauthors);
+    if (rc == FV_OK)
+        rc = store_items(s, n, &nadded);
+    refs_release(s);
+    if (rc)
         return rc;
     if (seqs && n > 0)
         memcpy(seqs, s->seqs, n * sizeof *seqs);
@@ -706,14 +808,22 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
     /* As fv_srv_store_batch, for the device authenticated at HELLO (a
      * revocation applies from its next connection on). Every envelope is
      * checked before anything is stored. */
-    if (verify_batch(s, c->dev.pk, m->u.push.env, m->u.push.len, n, &why)) {
-        conn_error(c, FV_PERR_REJECTED, why);
-        return;
-    }
-    for (i = 0; i < n; i++)
-        s->items[i].dev = &c->dev;
-    if ((rc = store_items(s, n, &added))) {
-        conn_internal(c, rc, "storing a push");
+    rc = verify_batch(s, c->dev.pk, m->u.push.env, m->u.push.len, n, &why);
+    if (rc == FV_OK) {
+        for (i = 0; i < n; i++)
+            s->items[i].dev = &c->dev;
+        rc = store_items(s, n, &added);
+        refs_release(s);
+        if (rc) {
+            conn_internal(c, rc, "storing a push");
+            return;
+        }
+    } else {
+        refs_release(s);
+        if (rc == FV_ENOMEM)
+            conn_internal(c, rc, "verifying a push");
+        else
+            conn_error(c, FV_PERR_REJECTED, why);
         return;
     }
 
@@ -838,6 +948,259 @@ static void handle_pull(fv_srv_conn *c, const fv_msg *m)
              short_hex(hex, c->dev.pk), head - cursor);
     }
     pump(c);
+}
+
+/* ---- attachment chunks ------------------------------------------------ */
+
+/* Who may read what (docs/PROTOCOL.md, Attachments): a coordinator any
+ * chunk held; a field device those listed by envelopes it wrote or that
+ * are in its feed. NULL: no restriction. */
+static const unsigned char *reader_of(const fv_srv_conn *c)
+{
+    return c->dev.role == FV_ROLE_COORDINATOR ? NULL : c->dev.pk;
+}
+
+/* Makes the pending batch durable: fdatasync of the pack (all that was
+ * appended, other connections' bytes too), then ONE transaction indexing
+ * the chunks this batch wrote, and only then, with `ack`, the CHUNK-ACKs
+ * (up to FV_PROTO_MAX_GET hashes each), in the order the chunks came.
+ * Returns 1 if it queued output, 0 if not, -1 on failure (reported to the
+ * peer; the batch is dropped: its bytes stay in the pack, unindexed, and
+ * the device sends those chunks again). A crash between the write and the
+ * commit leaves the same: bytes in a pack that no index row names, never
+ * read, harmless (the device's next query does not find those chunks). */
+static int chunk_flush(fv_srv_conn *c, int ack)
+{
+    fv_srv *s = c->srv;
+    size_t n = c->npend, i, k;
+    int rc = FV_OK, written = 0;
+
+    if (n == 0)
+        return 0;
+    c->npend = 0; /* whatever happens: a failure below reports itself */
+    c->pend_bytes = 0;
+    for (i = 0; i < n; i++)
+        written |= c->pend[i].written;
+    if (written) {
+        if ((rc = fv_sstore_chunk_sync(s->st)) == FV_OK &&
+            (rc = fv_sstore_begin(s->st)) == FV_OK) {
+            for (i = 0; i < n && rc == FV_OK; i++)
+                if (c->pend[i].written)
+                    rc = fv_sstore_chunk_add(s->st, c->pend[i].hash,
+                                             &c->pend[i].loc);
+            if (rc == FV_OK)
+                rc = fv_sstore_commit(s->st);
+            if (rc)
+                fv_sstore_rollback(s->st);
+        }
+        if (rc) {
+            if (c->state == FV_SRV_RUNNING)
+                conn_internal(c, rc, "storing chunks");
+            else
+                slog(c, "storing chunks failed: %s (%s)", fv_strerror(rc),
+                     fv_sstore_errmsg(s->st));
+            return -1;
+        }
+    }
+    for (i = 0; i < n; i++)
+        if (c->pend[i].written) {
+            c->put_count++;
+            c->put_bytes += c->pend[i].loc.len;
+        }
+    if (!ack || c->state != FV_SRV_RUNNING)
+        return 0;
+    for (i = 0; i < n; i += k) {
+        const unsigned char *h[FV_PROTO_MAX_GET];
+        for (k = 0; k < FV_PROTO_MAX_GET && i + k < n; k++)
+            h[k] = c->pend[i + k].hash;
+        if (queued(c, fv_send_hashes(&c->out, FV_MSG_CHUNK_ACK, h, k)))
+            return -1;
+    }
+    return 1;
+}
+
+int fv_srv_conn_flush(fv_srv_conn *c)
+{
+    int r = chunk_flush(c, 1);
+    update_out_full(c);
+    return r != 0 && c->state != FV_SRV_FAILED;
+}
+
+/* Room for one more pending chunk. */
+static int pend_reserve(fv_srv_conn *c)
+{
+    size_t cap;
+    struct chunk_pend *p;
+    if (c->npend < c->pend_cap)
+        return FV_OK;
+    cap = c->pend_cap ? c->pend_cap * 4 : 16;
+    if (cap > FV_SRV_CHUNK_PENDING)
+        cap = FV_SRV_CHUNK_PENDING;
+    if (!(p = realloc(c->pend, cap * sizeof *p)))
+        return FV_ENOMEM;
+    c->pend = p;
+    c->pend_cap = cap;
+    return FV_OK;
+}
+
+static void handle_chunk_put(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    const unsigned char *hash = m->u.chunk.hash;
+    unsigned char got[32];
+    struct chunk_pend *p;
+    fv_sstore_chunkloc loc;
+    size_t i;
+    int rc, held = 0;
+
+    if (!m->u.chunk.data || m->u.chunk.len > FV_SYNC_MAX_CHUNK) {
+        conn_error(c, FV_PERR_MALFORMED, "malformed message");
+        return;
+    }
+    /* Listed by a signed envelope in the log that this device wrote (a
+     * coordinator may upload any listed chunk): nothing else is stored. */
+    rc = fv_sstore_chunk_listed(s->st, hash,
+                                c->dev.role == FV_ROLE_COORDINATOR ? NULL
+                                                                   : c->dev.pk);
+    if (rc == FV_ENOTFOUND) {
+        conn_error(c, FV_PERR_REJECTED,
+                   "no envelope of this device lists the chunk");
+        return;
+    }
+    if (rc) {
+        conn_internal(c, rc, "checking a chunk");
+        return;
+    }
+    fv_hash(got, m->u.chunk.data, m->u.chunk.len);
+    if (!fv_ct_equal(got, hash, 32)) {
+        conn_error(c, FV_PERR_REJECTED, "a chunk does not match its hash");
+        return;
+    }
+    /* Held already, or earlier in this batch: acknowledged, not written. */
+    for (i = 0; i < c->npend && !held; i++)
+        held = memcmp(c->pend[i].hash, hash, 32) == 0;
+    if (!held) {
+        rc = fv_sstore_chunk_find(s->st, hash, NULL, &loc);
+        if (rc != FV_OK && rc != FV_ENOTFOUND) {
+            conn_internal(c, rc, "checking a chunk");
+            return;
+        }
+        held = rc == FV_OK;
+    }
+    if (pend_reserve(c)) {
+        queued(c, FV_ENOMEM);
+        return;
+    }
+    p = &c->pend[c->npend];
+    memcpy(p->hash, hash, 32);
+    p->written = !held;
+    if (!held) {
+        /* Straight from the frame to the pack: one write(), no copy. */
+        if ((rc = fv_sstore_chunk_append(s->st, m->u.chunk.data,
+                                         m->u.chunk.len, &p->loc))) {
+            conn_internal(c, rc, "writing a chunk");
+            return;
+        }
+        c->pend_bytes += m->u.chunk.len;
+    }
+    c->npend++;
+    if (c->pend_bytes >= FV_SRV_CHUNK_BATCH ||
+        c->npend >= FV_SRV_CHUNK_PENDING)
+        chunk_flush(c, 1);
+}
+
+static void handle_chunk_query(fv_srv_conn *c, const fv_msg *m)
+{
+    unsigned char bits[(FV_PROTO_MAX_QUERY + 7) / 8];
+    const unsigned char *reader = reader_of(c);
+    fv_sstore_chunkloc loc;
+    size_t n = m->u.hashes.n;
+    int rc;
+
+    memset(bits, 0, sizeof bits);
+    for (size_t i = 0; i < n; i++) {
+        rc = fv_sstore_chunk_find(c->srv->st, m->u.hashes.hash[i], reader,
+                                  &loc);
+        if (rc == FV_OK)
+            bits[i / 8] |= (unsigned char)(1u << (i % 8));
+        else if (rc != FV_ENOTFOUND) {
+            conn_internal(c, rc, "looking up chunks");
+            return;
+        }
+    }
+    queued(c, fv_send_have(&c->out, bits, n));
+}
+
+/* Queues CHUNK frames while the output is small: one chunk in memory at a
+ * time, however many were asked for. */
+static void pump_get(fv_srv_conn *c)
+{
+    fv_srv *s = c->srv;
+    const unsigned char *reader = reader_of(c);
+    fv_sstore_chunkloc loc;
+    char hex[9];
+    int rc;
+
+    while (c->getting && c->state == FV_SRV_RUNNING &&
+           fv_out_size(&c->out) < FV_SRV_OUT_LOW) {
+        const unsigned char *hash;
+        if (c->get_pos >= c->get_n) {
+            c->getting = 0;
+            if (s->chunk_cap > KEEP_BUF_BYTES) {
+                free(s->chunk_buf);
+                s->chunk_buf = NULL;
+                s->chunk_cap = 0;
+            }
+            return;
+        }
+        hash = c->get_hash[c->get_pos];
+        rc = fv_sstore_chunk_find(s->st, hash, reader, &loc);
+        if (rc == FV_OK && loc.len > FV_SYNC_MAX_CHUNK)
+            rc = FV_ECORRUPT;
+        if (rc == FV_OK && loc.len > s->chunk_cap) {
+            unsigned char *b = realloc(s->chunk_buf, loc.len);
+            if (!b) {
+                queued(c, FV_ENOMEM);
+                return;
+            }
+            s->chunk_buf = b;
+            s->chunk_cap = loc.len;
+        }
+        if (rc == FV_OK)
+            rc = fv_sstore_chunk_read(s->st, &loc, s->chunk_buf);
+        if (rc == FV_ECORRUPT) {
+            /* A damaged pack: say "not held", so the device asks again
+             * later rather than failing the whole sync. */
+            slog(c, "chunk %s unreadable: %s", short_hex(hex, hash),
+                 fv_sstore_errmsg(s->st));
+            rc = FV_ENOTFOUND;
+        }
+        if (rc == FV_ENOTFOUND) {
+            /* Not held, or not this device's to read: the same answer. */
+            rc = fv_send_chunk(&c->out, FV_MSG_CHUNK, hash, NULL, 0);
+        } else if (rc) {
+            conn_internal(c, rc, "reading a chunk");
+            return;
+        } else {
+            rc = fv_send_chunk(&c->out, FV_MSG_CHUNK, hash, s->chunk_buf,
+                               loc.len);
+            c->get_count++;
+            c->get_bytes += loc.len;
+        }
+        if (queued(c, rc))
+            return;
+        c->get_pos++;
+    }
+}
+
+static void handle_chunk_get(fv_srv_conn *c, const fv_msg *m)
+{
+    for (size_t i = 0; i < m->u.hashes.n; i++)
+        memcpy(c->get_hash[i], m->u.hashes.hash[i], 32);
+    c->get_n = m->u.hashes.n;
+    c->get_pos = 0;
+    c->getting = 1;
+    pump_get(c);
 }
 
 /* ---- coordinator requests --------------------------------------------- */
@@ -978,7 +1341,22 @@ static void handle_frame(fv_srv_conn *c, const unsigned char *p, size_t n)
             handle_hello(c, m);
         return;
     }
+    /* A batch of chunks closes before anything else is handled: replies
+     * keep the order of requests, and a query sees the chunks put before
+     * it. */
+    if (m->type != FV_MSG_CHUNK_PUT && c->npend &&
+        (chunk_flush(c, 1) < 0 || c->state != FV_SRV_RUNNING))
+        return;
     switch (m->type) {
+    case FV_MSG_CHUNK_PUT:
+        handle_chunk_put(c, m);
+        return;
+    case FV_MSG_CHUNK_QUERY:
+        handle_chunk_query(c, m);
+        return;
+    case FV_MSG_CHUNK_GET:
+        handle_chunk_get(c, m);
+        return;
     case FV_MSG_PUSH:
         handle_push(c, m);
         return;
@@ -1012,7 +1390,24 @@ static void handle_frame(fv_srv_conn *c, const unsigned char *p, size_t n)
     }
 }
 
+static size_t conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
+
 size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
+{
+    size_t used = conn_recv(c, p, n);
+    /* All it was given is handled: the chunks in it become durable and are
+     * acknowledged now (the device may be waiting for that to send more). */
+    fv_srv_conn_flush(c);
+    return used;
+}
+
+size_t fv_srv_conn_recv_more(fv_srv_conn *c, const unsigned char *p,
+                             size_t n)
+{
+    return conn_recv(c, p, n);
+}
+
+static size_t conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
 {
     size_t used = 0;
 
@@ -1073,5 +1468,6 @@ void fv_srv_conn_send_ack(fv_srv_conn *c, size_t n)
         fv_out_init(&c->out);
     }
     pump(c);
+    pump_get(c);
     update_out_full(c);
 }

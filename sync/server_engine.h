@@ -19,7 +19,17 @@
  * streamed, fv_srv_conn_recv consumes nothing more, so a client that does
  * not read cannot make the server buffer without bound. A long PULL is
  * produced one ENTRIES frame at a time, as the output drains below
- * FV_SRV_OUT_LOW.
+ * FV_SRV_OUT_LOW, and a CHUNK-GET one CHUNK frame at a time likewise.
+ *
+ * Attachment chunks (CHUNK-PUT) are checked (listed by an envelope of the
+ * connected device, hashing to their name), written to the store's packs at
+ * once, and made durable in batches: fdatasync of the pack, then one
+ * transaction indexing the batch, and only then their CHUNK-ACKs. A batch
+ * closes once FV_SRV_CHUNK_BATCH bytes or FV_SRV_CHUNK_PENDING chunks wait,
+ * when fv_srv_conn_recv has consumed what it was given, before any other
+ * message is handled, before an ERROR, and when the connection is freed
+ * (so a cut connection keeps every chunk that arrived whole). Memory holds
+ * the frame being read and, per pending chunk, its hash and place only.
  */
 #ifndef FV_SERVER_ENGINE_H
 #define FV_SERVER_ENGINE_H
@@ -35,6 +45,8 @@
 #define FV_SRV_ENTRIES_BYTES (900u << 10) /* envelope bytes per ENTRIES frame */
 #define FV_SRV_PREAUTH_FRAME_MAX 4096 /* a HELLO is far smaller */
 #define FV_SRV_CONFIG_VERSION 1
+#define FV_SRV_CHUNK_BATCH (8u << 20) /* chunk bytes written per durable batch */
+#define FV_SRV_CHUNK_PENDING 1024    /* chunks per batch at most */
 
 /* Fills buf with n random bytes. */
 typedef void (*fv_srv_random_fn)(void *buf, size_t n, void *payload);
@@ -117,14 +129,30 @@ enum fv_srv_state {
  * names the connection in log lines. FV_ENOMEM. */
 int fv_srv_conn_new(fv_srv_conn **out, fv_srv *s,
                     const unsigned char binding[32], unsigned long id);
-/* NULL is harmless. */
+/* Makes the pending chunks durable first (nothing more can be sent: they
+ * are found by the device's next CHUNK-QUERY). NULL is harmless. */
 void fv_srv_conn_free(fv_srv_conn *c);
 
 /* Consumes received bytes and handles every frame they complete. Returns
  * how many of the n bytes it took: fewer than n when it pauses (output over
- * FV_SRV_OUT_MAX, a PULL being streamed, or the state left RUNNING); the
- * caller keeps the rest and offers it again after sending. */
+ * FV_SRV_OUT_MAX, a PULL or CHUNK-GET being streamed, or the state left
+ * RUNNING); the caller keeps the rest and offers it again after sending.
+ * Before it returns, the chunks received are made durable and their
+ * CHUNK-ACKs queued (as fv_srv_conn_flush). */
 size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
+/* The same for a caller that has more input at hand (an event loop that
+ * reads one TLS record at a time): chunks received stay pending (written,
+ * not yet durable nor acknowledged) until a batch fills, or the caller
+ * calls fv_srv_conn_flush (do so whenever the input runs dry: the peer may
+ * be waiting for the acknowledgements), fv_srv_conn_recv or
+ * fv_srv_conn_free. A durable batch costs an fdatasync and a commit: one
+ * per TLS record would cap uploads near the disk's sync rate. */
+size_t fv_srv_conn_recv_more(fv_srv_conn *c, const unsigned char *p,
+                             size_t n);
+/* Makes the pending chunks durable and queues their CHUNK-ACKs. Returns 1
+ * if it queued anything (there is output to send), else 0. A failure of
+ * the store is reported to the peer (ERROR internal) and closes. */
+int fv_srv_conn_flush(fv_srv_conn *c);
 
 /* The bytes waiting to be sent (NULL and 0 when none), valid until the next
  * call on the connection. */
