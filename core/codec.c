@@ -21,12 +21,11 @@
 
 /* Memory that may hold plaintext; the volatile pointer keeps the compiler
  * from dropping stores to a buffer that is about to be freed. */
+/* The writer's buffer may hold plaintext. explicit_bzero (glibc, the BSDs)
+ * is as fast as memset and is never optimised away. */
 static void wipe(void *p, size_t n)
 {
-    volatile unsigned char *v = p;
-
-    for (; n > 0; n--)
-        *v++ = 0;
+    explicit_bzero(p, n);
 }
 
 /* ---- writer ----------------------------------------------------------- */
@@ -113,6 +112,12 @@ void fv_enc_raw(fv_enc *e, const void *p, size_t n)
         memcpy(e->buf + e->len, p, n);
         e->len += n;
     }
+}
+
+void fv_enc_bytes_head(fv_enc *e, size_t n)
+{
+    if (reserve(e, HEAD_MAX))
+        head_done(e, cbor_encode_bytestring_start(n, ROOM(e)));
 }
 
 void fv_enc_bytes(fv_enc *e, const void *p, size_t n)

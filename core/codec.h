@@ -32,6 +32,9 @@ void fv_enc_init(fv_enc *e);
 void fv_enc_uint(fv_enc *e, uint64_t v);
 void fv_enc_int(fv_enc *e, int64_t v);
 void fv_enc_bytes(fv_enc *e, const void *p, size_t n);
+/* Only the head of a byte string of n bytes: the caller appends the bytes
+ * themselves (to send a large string without copying it into the writer). */
+void fv_enc_bytes_head(fv_enc *e, size_t n);
 void fv_enc_text(fv_enc *e, const char *p, size_t n);
 void fv_enc_cstr(fv_enc *e, const char *s); /* text of a NUL-terminated string */
 void fv_enc_array(fv_enc *e, size_t n);

@@ -18,14 +18,15 @@ void fv_out_free(fv_out *o)
     memset(o, 0, sizeof *o);
 }
 
-int fv_out_frame(fv_out *o, fv_enc *e)
+int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
 {
-    size_t n = e->len, need;
+    size_t n, need;
     if (e->err) {
         fv_enc_dispose(e);
         return FV_ENOMEM;
     }
-    if (n == 0 || n > FV_FRAME_MAX) {
+    n = e->len + tail_len;
+    if (e->len == 0 || tail_len > FV_FRAME_MAX || n > FV_FRAME_MAX) {
         fv_enc_dispose(e);
         return FV_ELIMIT;
     }
@@ -55,10 +56,17 @@ int fv_out_frame(fv_out *o, fv_enc *e)
     o->buf[o->len + 1] = (unsigned char)(n >> 16);
     o->buf[o->len + 2] = (unsigned char)(n >> 8);
     o->buf[o->len + 3] = (unsigned char)n;
-    memcpy(o->buf + o->len + 4, e->buf, n);
+    memcpy(o->buf + o->len + 4, e->buf, e->len);
+    if (tail_len)
+        memcpy(o->buf + o->len + 4 + e->len, tail, tail_len);
     o->len += 4 + n;
     fv_enc_dispose(e);
     return FV_OK;
+}
+
+int fv_out_frame(fv_out *o, fv_enc *e)
+{
+    return fv_out_frame_tail(o, e, NULL, 0);
 }
 
 const unsigned char *fv_out_pending(const fv_out *o, size_t *len)
@@ -594,11 +602,13 @@ int fv_send_chunk(fv_out *o, int type, const unsigned char hash[32],
     fv_enc_array(&e, 3);
     fv_enc_uint(&e, (uint64_t)type);
     fv_enc_bytes(&e, hash, 32);
-    if (data)
-        fv_enc_bytes(&e, data, len);
-    else
+    if (!data) {
         fv_enc_null(&e);
-    return fv_out_frame(o, &e);
+        return fv_out_frame(o, &e);
+    }
+    /* The chunk (ciphertext) goes into the queue once, not via the writer. */
+    fv_enc_bytes_head(&e, len);
+    return fv_out_frame_tail(o, &e, data, len);
 }
 
 int fv_send_have(fv_out *o, const unsigned char *bits, size_t nbits)
