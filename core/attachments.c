@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "fileio.h"
 #include "fieldvault.h"
 #include "record.h"
 #include "store.h"
@@ -263,7 +264,7 @@ done:
 
 static int write_fd(const unsigned char *buf, size_t len, void *payload)
 {
-    return fv_v_write_all(*(int *)payload, buf, len) != FV_OK;
+    return fv_write_all(*(int *)payload, buf, len) != FV_OK;
 }
 
 int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
@@ -285,20 +286,20 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     snprintf(tmp, n, "%s.fvtmp-XXXXXX", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        rc = fv_v_err(v, fv_v_errno_rc(errno), "cannot create the output file: %s",
+        rc = fv_v_err(v, fv_errno_rc(errno), "cannot create the output file: %s",
                   strerror(errno));
         free(tmp);
         return rc;
     }
     rc = fv_attachment_read(v, id, name, write_fd, &fd, progress, progress_payload);
     if (rc == FV_OK && fsync(fd) != 0)
-        rc = fv_v_err(v, fv_v_errno_rc(errno), "cannot write the output file: %s",
+        rc = fv_v_err(v, fv_errno_rc(errno), "cannot write the output file: %s",
                   strerror(errno));
     close(fd);
     /* Only a fully verified file appears under its name; link() will not
      * replace a file that appeared meanwhile. */
     if (rc == FV_OK && link(tmp, path) != 0)
-        rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_v_errno_rc(errno),
+        rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno),
                   "cannot create the output file: %s", strerror(errno));
     unlink(tmp);
     free(tmp);

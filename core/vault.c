@@ -16,6 +16,7 @@
 #include "codec.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "fileio.h"
 #include "fieldvault.h"
 #include "record.h"
 #include "store.h"
@@ -120,45 +121,6 @@ void fv_id_to_hex(char out[FV_ID_HEX_BYTES],
 
 /* ---- files ---------------------------------------------------------- */
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-int fv_v_errno_rc(int e)
-{
-    return e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO;
-}
-
-int fv_v_write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return fv_v_errno_rc(errno);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return FV_OK;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return FV_EIO;
-    fsync(fd);
-    close(fd);
-    return FV_OK;
-}
-
 void fv_v_put_le(unsigned char *p, uint64_t v, int n)
 {
     for (int i = 0; i < n; i++)
@@ -188,7 +150,7 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
 {
     unsigned char kf[KF_BYTES];
     unsigned char *wk = NULL;
-    char *path = path_join(v->dir, KEY_FILE), *tmp = path_join(v->dir, ".vault.key.tmp");
+    char *path = fv_path_join(v->dir, KEY_FILE), *tmp = fv_path_join(v->dir, ".vault.key.tmp");
     int fd = -1, rc;
 
     if (!path || !tmp) {
@@ -215,13 +177,13 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
     unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        rc = fv_v_errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto done;
     }
-    if ((rc = fv_v_write_all(fd, kf, sizeof kf)))
+    if ((rc = fv_write_all(fd, kf, sizeof kf)))
         goto done;
     if (fsync(fd) != 0) {
-        rc = fv_v_errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto done;
     }
     close(fd);
@@ -229,15 +191,15 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
     if (exclusive) {
         /* link() refuses to replace: no race with a second init. */
         if (link(tmp, path) != 0) {
-            rc = errno == EEXIST ? FV_EEXIST : fv_v_errno_rc(errno);
+            rc = errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno);
             goto done;
         }
         unlink(tmp);
     } else if (rename(tmp, path) != 0) {
-        rc = fv_v_errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto done;
     }
-    fsync_dir(v->dir);
+    fv_fsync_dir(v->dir);
 done:
     if (fd >= 0)
         close(fd);
@@ -254,7 +216,7 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
 {
     unsigned char kf[KF_BYTES + 1];
     unsigned char *wk = NULL;
-    char *path = path_join(v->dir, KEY_FILE);
+    char *path = fv_path_join(v->dir, KEY_FILE);
     ssize_t n = 0, r;
     int fd, rc;
 
@@ -459,7 +421,7 @@ static int vault_new(fv_vault **out, const char *dir)
 
 static int open_store(fv_vault *v, int create)
 {
-    char *path = path_join(v->dir, DB_FILE);
+    char *path = fv_path_join(v->dir, DB_FILE);
     int rc;
     if (!path)
         return FV_ENOMEM;
@@ -493,7 +455,7 @@ int fv_vault_create(fv_vault **out, const char *dir, const char *passphrase,
     if ((rc = vault_new(&v, dir)))
         return rc;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        rc = fv_v_errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto fail;
     }
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
@@ -519,7 +481,7 @@ int fv_vault_create(fv_vault **out, const char *dir, const char *passphrase,
 fail:
     if (made_key) {
         /* Undo a half-made vault so the next init can succeed. */
-        char *kp = path_join(dir, KEY_FILE), *dp = path_join(dir, DB_FILE);
+        char *kp = fv_path_join(dir, KEY_FILE), *dp = fv_path_join(dir, DB_FILE);
         fv_store_close(v->store);
         v->store = NULL;
         if (kp)
@@ -588,7 +550,7 @@ static int shred_unlink(const char *path)
     if (fstat(fd, &sb) == 0) {
         for (off_t done = 0; done < sb.st_size; done += (off_t)sizeof junk) {
             fv_random(junk, sizeof junk);
-            if (fv_v_write_all(fd, junk, sizeof junk) != FV_OK)
+            if (fv_write_all(fd, junk, sizeof junk) != FV_OK)
                 break;
         }
         fdatasync(fd);
@@ -610,16 +572,16 @@ int fv_vault_panic(const char *dir)
         return FV_ECRYPTO;
     /* The key file first: once it is gone nothing else can be decrypted,
      * however long removing the rest takes or whether it completes. */
-    if (!(path = path_join(dir, KEY_FILE)))
+    if (!(path = fv_path_join(dir, KEY_FILE)))
         return FV_ENOMEM;
     rc = shred_unlink(path);
     free(path);
     if (rc == FV_ENOTFOUND)
         rc = FV_ENOVAULT;
     else if (rc == FV_OK)
-        fsync_dir(dir);
+        fv_fsync_dir(dir);
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
-        if ((path = path_join(dir, rest[i]))) {
+        if ((path = fv_path_join(dir, rest[i]))) {
             if (unlink(path) == 0 && rc == FV_ENOVAULT)
                 rc = FV_OK;
             free(path);

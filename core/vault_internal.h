@@ -88,8 +88,6 @@ int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
 
 /* ---- files (vault.c) ---------------------------------------------------- */
 
-int fv_v_write_all(int fd, const unsigned char *p, size_t n);
-int fv_v_errno_rc(int e); /* FV_ENOSPC or FV_EIO */
 void fv_v_put_le(unsigned char *p, uint64_t v, int n);
 
 /* ---- reading records (records.c) ---------------------------------------- */

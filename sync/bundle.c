@@ -12,26 +12,13 @@
 
 #include "bundle.h"
 #include "fieldvault_sync.h"
+#include "fileio.h"
 #include "proto.h"
 #include "vault_sync.h"
 
 #define BUNDLE_MAGIC "FVBUNDL1"
 #define BUNDLE_BATCH_BYTES (512u * 1024)
 #define READ_BYTES (64u * 1024)
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return errno == ENOSPC ? FV_ENOSPC : FV_EIO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return FV_OK;
-}
 
 struct exporter {
     fv_out out;
@@ -87,7 +74,7 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
     if (fd < 0)
         return fv_vs_fail(v, errno == EEXIST ? FV_EEXIST : FV_EIO,
                           "cannot create the bundle file");
-    rc = write_all(fd, (const unsigned char *)BUNDLE_MAGIC, 8);
+    rc = fv_write_all(fd, (const unsigned char *)BUNDLE_MAGIC, 8);
     /* The outbox in pages, each page written out before the next is read. */
     while (rc == FV_OK) {
         int64_t before = x.last;
@@ -100,7 +87,7 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
             rc = flush_batch(&x);
         p = fv_out_pending(&x.out, &pending);
         if (rc == FV_OK && pending)
-            rc = write_all(fd, p, pending);
+            rc = fv_write_all(fd, p, pending);
         fv_out_ack(&x.out, pending);
         if (x.last == before)
             break;
@@ -110,7 +97,7 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
     if (rc == FV_OK && (rc = fv_send_simple(&x.out, FV_MSG_BYE)) == FV_OK) {
         size_t pending;
         const unsigned char *p = fv_out_pending(&x.out, &pending);
-        rc = write_all(fd, p, pending);
+        rc = fv_write_all(fd, p, pending);
         fv_out_ack(&x.out, pending);
     }
     if (rc == FV_OK && fsync(fd) != 0)

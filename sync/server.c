@@ -17,6 +17,7 @@
 
 #include "bundle.h"
 #include "crypto.h"
+#include "fileio.h"
 #include "fieldvault.h"
 #include "proto.h"
 #include "server_engine.h"
@@ -41,20 +42,6 @@
 #define DRAIN_BYTES (256u << 10) /* read and dropped before closing */
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static int errno_rc(int e)
-{
-    return e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO;
-}
 
 static int64_t mono_ms(void)
 {
@@ -104,31 +91,6 @@ static int parse_addr(const char *s, char host[256], char port[6])
     return FV_OK;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return FV_EIO;
-    fsync(fd);
-    close(fd);
-    return FV_OK;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno_rc(errno);
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return FV_OK;
-}
-
 /* The receipt key: 64 raw bytes, created O_EXCL mode 0600. */
 static int receipt_key_write(const char *path, const unsigned char *sk)
 {
@@ -136,10 +98,10 @@ static int receipt_key_write(const char *path, const unsigned char *sk)
                   0600);
     int rc;
     if (fd < 0)
-        return errno == EEXIST ? FV_EEXIST : errno_rc(errno);
-    rc = write_all(fd, sk, FV_SIGN_SK_BYTES);
+        return errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno);
+    rc = fv_write_all(fd, sk, FV_SIGN_SK_BYTES);
     if (rc == FV_OK && fsync(fd) != 0)
-        rc = errno_rc(errno);
+        rc = fv_errno_rc(errno);
     close(fd);
     return rc;
 }
@@ -187,13 +149,13 @@ static void paths_free(struct paths *p)
 static int paths_make(struct paths *p, const char *dir)
 {
     memset(p, 0, sizeof *p);
-    p->key = path_join(dir, KEY_FILE);
-    p->crt = path_join(dir, CRT_FILE);
-    p->receipt = path_join(dir, RECEIPT_FILE);
-    p->db = path_join(dir, DB_FILE);
-    p->wal = path_join(dir, DB_FILE "-wal");
-    p->shm = path_join(dir, DB_FILE "-shm");
-    p->chunks = path_join(dir, CHUNK_DIR);
+    p->key = fv_path_join(dir, KEY_FILE);
+    p->crt = fv_path_join(dir, CRT_FILE);
+    p->receipt = fv_path_join(dir, RECEIPT_FILE);
+    p->db = fv_path_join(dir, DB_FILE);
+    p->wal = fv_path_join(dir, DB_FILE "-wal");
+    p->shm = fv_path_join(dir, DB_FILE "-shm");
+    p->chunks = fv_path_join(dir, CHUNK_DIR);
     if (!p->key || !p->crt || !p->receipt || !p->db || !p->wal || !p->shm ||
         !p->chunks) {
         paths_free(p);
@@ -227,7 +189,7 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
     if ((rc = paths_make(&p, dir)))
         return rc;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        rc = errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto done;
     }
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
@@ -259,7 +221,7 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
     /* The store makes it when first needed too (a server made before
      * attachments has none). */
     if (mkdir(p.chunks, 0700) != 0) {
-        rc = errno_rc(errno);
+        rc = fv_errno_rc(errno);
         goto done;
     }
     made_chunks = 1;
@@ -284,7 +246,7 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
         goto done;
     fv_sstore_close(st);
     st = NULL;
-    fsync_dir(dir);
+    fv_fsync_dir(dir);
 done:
     if (st) {
         fv_sstore_rollback(st);

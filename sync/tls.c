@@ -44,6 +44,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "crypto.h"
+#include "fileio.h"
 #include "fieldvault.h"
 
 #if defined(MSG_NOSIGNAL)
@@ -186,23 +187,6 @@ static int socket_new(int family, int type, int protocol)
         return -1;
     }
     return fd;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return FV_EIO;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return FV_OK;
 }
 
 /* Reads a whole small file into malloc'd memory with a NUL appended (the
@@ -359,11 +343,11 @@ int fv_tls_identity_create(const char *key_path, const char *cert_path,
     }
     made_crt = 1;
 
-    rc = write_all(key_fd, key_pem, strlen((const char *)key_pem));
+    rc = fv_write_all(key_fd, key_pem, strlen((const char *)key_pem));
     if (rc == FV_OK && fsync(key_fd) != 0)
         rc = FV_EIO;
     if (rc == FV_OK)
-        rc = write_all(crt_fd, crt_pem, strlen((const char *)crt_pem));
+        rc = fv_write_all(crt_fd, crt_pem, strlen((const char *)crt_pem));
     if (rc == FV_OK && fsync(crt_fd) != 0)
         rc = FV_EIO;
     if (close(key_fd) != 0 && rc == FV_OK)

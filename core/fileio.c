@@ -1,0 +1,51 @@
+/* fileio.c - file helpers shared by the vault, the server and bundles. */
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fieldvault.h"
+
+int fv_errno_rc(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO;
+}
+
+int fv_write_all(int fd, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return fv_errno_rc(errno);
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return FV_OK;
+}
+
+int fv_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return FV_EIO;
+    fsync(fd);
+    close(fd);
+    return FV_OK;
+}
+
+char *fv_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}

@@ -1,0 +1,19 @@
+/*
+ * fileio.h - the few file helpers every part of FieldVault needs: whole
+ * writes, directory syncs, errno to FV_E codes, path joining. Internal.
+ */
+#ifndef FV_FILEIO_H
+#define FV_FILEIO_H
+
+#include <stddef.h>
+
+/* FV_ENOSPC for a full disk or quota, else FV_EIO. */
+int fv_errno_rc(int e);
+/* Writes all n bytes (retrying short writes and EINTR). */
+int fv_write_all(int fd, const void *p, size_t n);
+/* fsync()s a directory so that a rename or create in it is durable. */
+int fv_fsync_dir(const char *dir);
+/* "dir/name", malloc'd; NULL when out of memory. */
+char *fv_path_join(const char *dir, const char *name);
+
+#endif
