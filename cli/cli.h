@@ -31,7 +31,8 @@ enum cli_exit {
     CLI_BUSY = 13,
     CLI_PIN = 14,     /* the server's key does not match the pinned key */
     CLI_DENIED = 15,  /* refused by the server: not enrolled, revoked... */
-    CLI_INVITE = 16   /* the invite is damaged, used or expired */
+    CLI_INVITE = 16,  /* the invite is damaged, used or expired */
+    CLI_INCOMPLETE = 17 /* the attachment has not fully arrived yet */
 };
 
 /* The exit code for a library result code (main.c). */
@@ -158,6 +159,9 @@ void time_format(char *out, size_t outlen, int64_t t, int style);
 /* "12.3 MiB" */
 void size_format(char *out, size_t outlen, uint64_t bytes);
 
+/* A duration for a human: "1:05", "2:03:09", or "more than 99 hours". */
+void duration_format(char *out, size_t outlen, double seconds);
+
 /* Progress bar on stderr for long transfers: drawn only when stderr is a
  * terminal and the transfer has run for about a second. Pass cli_progress_fn
  * and the struct as the library's progress callback and payload. */
@@ -196,6 +200,7 @@ int cmd_attachment(cli *c);
 int cmd_passwd(cli *c);
 int cmd_panic(cli *c);
 int cmd_version(cli *c);
+int cmd_config(cli *c);
 
 /* Helpers of commands.c that the sync commands share. */
 /* Prints the command's help when --help was given. Returns 1 if it did. */

@@ -631,9 +631,20 @@ typedef struct listing {
     size_t count;
 } listing;
 
+/* Non-zero if every chunk of every attachment of `r` is in this vault (a
+ * record pulled from the server may still be waiting for some). */
+static int record_complete(const fv_record *r)
+{
+    for (size_t i = 0; i < r->nattachments; i++)
+        if (r->attachments[i].chunks_present < r->attachments[i].chunks)
+            return 0;
+    return 1;
+}
+
 static int print_summary(const fv_record *r, void *payload)
 {
     listing *l = payload;
+    int complete = record_complete(r);
 
     if (l->json) {
         fputs(l->count ? ",\n  {" : "\n  {", stdout);
@@ -660,7 +671,9 @@ static int print_summary(const fv_record *r, void *payload)
         json_key(stdout, "attachments");
         fprintf(stdout, "%zu, ", r->nattachments);
         json_key(stdout, "conflict");
-        fputs(r->nheads > 1 ? "true}" : "false}", stdout);
+        fputs(r->nheads > 1 ? "true, " : "false, ", stdout);
+        json_key(stdout, "complete");
+        fputs(complete ? "true}" : "false}", stdout);
     } else {
         char hex[FV_ID_HEX_BYTES];
         char when[32];
@@ -673,6 +686,8 @@ static int print_summary(const fv_record *r, void *payload)
         text_puts(stdout, r->title);
         if (r->nheads > 1)
             fputs(" [conflict]", stdout);
+        if (!complete)
+            fputs(" [incomplete]", stdout);
         fputc('\n', stdout);
     }
     l->count++;
@@ -790,7 +805,7 @@ static const char *kind_name(int kind)
     return kind == FV_TOMBSTONE ? "tombstone" : "revision";
 }
 
-static void show_json(const fv_record *r, const history *h)
+static void show_json(const fv_record *r, const history *h, int delivered)
 {
     FILE *o = stdout;
     fputs("{\n  ", o);
@@ -841,7 +856,9 @@ static void show_json(const fv_record *r, const history *h)
         json_key(o, "size");
         fprintf(o, "%llu, ", (unsigned long long)a->size);
         json_key(o, "chunks");
-        fprintf(o, "%llu}", (unsigned long long)a->chunks);
+        fprintf(o, "%llu, ", (unsigned long long)a->chunks);
+        json_key(o, "chunks_present");
+        fprintf(o, "%llu}", (unsigned long long)a->chunks_present);
     }
     fputs(r->nattachments ? "\n  ],\n  " : "],\n  ", o);
     json_key(o, "revisions");
@@ -881,10 +898,12 @@ static void show_json(const fv_record *r, const history *h)
         fputs(nh++ ? ", " : "", o);
         json_id(o, h->r[i].id);
     }
-    fputs("]\n}\n", o);
+    fputs("],\n  ", o);
+    json_key(o, "delivered");
+    fputs(delivered ? "true\n}\n" : "false\n}\n", o);
 }
 
-static void show_text(const fv_record *r, const history *h)
+static void show_text(const fv_record *r, const history *h, int delivered)
 {
     FILE *o = stdout;
     char hex[FV_ID_HEX_BYTES];
@@ -906,6 +925,11 @@ static void show_text(const fv_record *r, const history *h)
     if (r->nheads > 1)
         fprintf(o, "conflict:    %zu heads (concurrent edits; the newest is "
                    "shown)\n", r->nheads);
+    /* Of what this device wrote: a record pulled from others is "yes". */
+    fputs(delivered ? "delivered:   yes (the server acknowledged all this "
+                      "device wrote of it)\n"
+                    : "delivered:   no (the server has not acknowledged all "
+                      "this device wrote of it yet)\n", o);
     if (r->nfields > 0) {
         fputs("fields:\n", o);
         for (size_t i = 0; i < r->nfields; i++) {
@@ -932,9 +956,14 @@ static void show_text(const fv_record *r, const history *h)
             size_format(sz, sizeof sz, a->size);
             fputs("  ", o);
             text_puts(o, a->name);
-            fprintf(o, "  %s (%llu bytes, %llu chunks)\n", sz,
+            fprintf(o, "  %s (%llu bytes, %llu chunks)", sz,
                     (unsigned long long)a->size,
                     (unsigned long long)a->chunks);
+            if (a->chunks_present < a->chunks)
+                fprintf(o, "  incomplete: %llu of %llu chunks",
+                        (unsigned long long)a->chunks_present,
+                        (unsigned long long)a->chunks);
+            fputc('\n', o);
         }
     }
     if (r->narrative != NULL && r->narrative_len > 0) {
@@ -1000,10 +1029,15 @@ int cmd_show(cli *c)
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
+    int delivered = 0;
+    if ((r = fv_record_delivered(v, id, &delivered)) != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
     if (c->json)
-        show_json(rec, &h);
+        show_json(rec, &h, delivered);
     else
-        show_text(rec, &h);
+        show_text(rec, &h, delivered);
     rc = cli_flush_stdout();
 cleanup:
     history_free(&h);
@@ -1063,6 +1097,34 @@ static int write_stdout(const unsigned char *buf, size_t len, void *payload)
     return fwrite(buf, 1, len, stdout) == len ? 0 : 1;
 }
 
+/* Refuses, before a byte is written anywhere, an attachment whose chunks
+ * have not all arrived (the library would fail at the first missing chunk,
+ * after the bytes before it went to standard output). Exit 17. */
+static int check_arrived(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                         const char *name)
+{
+    fv_record *rec = NULL;
+    int rc = 0;
+    int r = fv_record_get(v, &rec, id);
+    if (r != FV_OK)
+        return cli_fail(v, r, NULL);
+    for (size_t i = 0; i < rec->nattachments; i++) {
+        const fv_attachment_info *a = &rec->attachments[i];
+        if (strcmp(a->name, name) != 0)
+            continue;
+        if (a->chunks_present < a->chunks) {
+            cli_error("attachment get: the attachment has not fully arrived "
+                      "yet: %llu of %llu chunks so far (sync again later)",
+                      (unsigned long long)a->chunks_present,
+                      (unsigned long long)a->chunks);
+            rc = CLI_INCOMPLETE;
+        }
+        break;
+    }
+    fv_record_free(rec);
+    return rc;
+}
+
 int cmd_attachment(cli *c)
 {
     cli_opt opts[] = {{"output", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
@@ -1107,6 +1169,8 @@ int cmd_attachment(cli *c)
     if ((rc = open_vault(c, &v, dir)) != 0)
         goto cleanup;
     if ((rc = resolve(v, c->pos[1], id)) != 0)
+        goto cleanup;
+    if ((rc = check_arrived(v, id, c->pos[2])) != 0)
         goto cleanup;
 
     cli_progress_start(&prog, "decrypting");
@@ -1244,4 +1308,91 @@ int cmd_version(cli *c)
                 FV_FORMAT_VERSION);
     }
     return cli_flush_stdout();
+}
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int policy;
+} retention_names[] = {
+    {"keep", FV_RETENTION_KEEP},
+    {"drop-after-receipt", FV_RETENTION_DROP_AFTER_RECEIPT},
+};
+
+static const char *retention_name(int policy)
+{
+    for (size_t i = 0; i < sizeof retention_names / sizeof retention_names[0];
+         i++)
+        if (retention_names[i].policy == policy)
+            return retention_names[i].name;
+    return "unknown";
+}
+
+int cmd_config(cli *c)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int is_default, set, policy = FV_RETENTION_KEEP;
+    int rc = cli_parse(c, NULL);
+
+    if (rc != 0 || help_requested(c, &rc))
+        goto cleanup;
+    if (c->npos == 0 || (strcmp(c->pos[0], "set") != 0 &&
+                         strcmp(c->pos[0], "get") != 0)) {
+        if (c->npos == 0)
+            cli_error("config: missing subcommand (want set or get)");
+        else
+            cli_error("config: unknown subcommand '%s' (want set or get)",
+                      c->pos[0]);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    set = strcmp(c->pos[0], "set") == 0;
+    if ((rc = want_positionals(c, set ? 3 : 2, set ? 3 : 2,
+                               set ? "SETTING and VALUE" : "SETTING")) != 0)
+        goto cleanup;
+    if (strcmp(c->pos[1], "retention") != 0) {
+        cli_error("config: unknown setting '%s' (want retention)", c->pos[1]);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (set) {
+        size_t i, n = sizeof retention_names / sizeof retention_names[0];
+        for (i = 0; i < n; i++)
+            if (strcmp(c->pos[2], retention_names[i].name) == 0)
+                break;
+        if (i == n) {
+            cli_error("config: retention: want keep or drop-after-receipt, "
+                      "not '%s'", c->pos[2]);
+            rc = CLI_USAGE;
+            goto cleanup;
+        }
+        policy = retention_names[i].policy;
+    }
+    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
+        goto cleanup;
+    if ((rc = open_vault(c, &v, dir)) != 0)
+        goto cleanup;
+    int r = set ? fv_vault_set_retention(v, policy)
+                : fv_vault_get_retention(v, &policy);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "retention");
+        json_strz(stdout, retention_name(policy));
+        fputs("}\n", stdout);
+    } else if (set) {
+        fprintf(stdout, "retention: %s\n", retention_name(policy));
+    } else {
+        fprintf(stdout, "%s\n", retention_name(policy));
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
 }

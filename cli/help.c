@@ -21,6 +21,7 @@ static const char overview[] =
     "  search TEXT         find records containing TEXT\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
+    "  config              vault settings: retention\n"
     "  panic               destroy the vault at once, without a passphrase\n"
     "  version             print the version\n"
     "  help [COMMAND]      this text, or a command's\n"
@@ -58,6 +59,7 @@ static const char overview[] =
     "                           15 refused by the server (not enrolled,\n"
     "                              revoked, not allowed)\n"
     "                           16 invite damaged, used or expired\n"
+    "                           17 attachment not fully arrived yet\n"
     "A server that breaks the sync protocol counts as corrupt data (5).\n";
 
 static const struct {
@@ -90,15 +92,23 @@ static const struct {
     {"list",
      "usage: fieldvault list [--json]\n"
      "\n"
-     "Lists the records, oldest first: ID  CREATED  TITLE, and [conflict]\n"
-     "when concurrent edits left several heads. With --json: an array of\n"
-     "{id, title, created, modified, tags, attachments, conflict}.\n"
+     "Lists the records, oldest first: ID  CREATED  TITLE, then [conflict]\n"
+     "when concurrent edits left several heads, and [incomplete] when some\n"
+     "attachment chunks have not arrived yet. With --json: an array of\n"
+     "{id, title, created, modified, tags, attachments, conflict, complete}.\n"
      "Records that fail verification are skipped and reported (exit 5).\n"},
     {"show",
      "usage: fieldvault show ID [--json]\n"
      "\n"
      "Shows a record: fields, tags, attachments, narrative and the revision\n"
-     "history. ID is a full id or a unique prefix of at least 4 hex digits.\n"},
+     "history. ID is a full id or a unique prefix of at least 4 hex digits.\n"
+     "An attachment still arriving from the server shows 'incomplete: N of\n"
+     "M chunks'. 'delivered' says whether the server acknowledged every\n"
+     "envelope and chunk of the record that this device wrote (yes for a\n"
+     "record with nothing of this device's waiting).\n"
+     "With --json: {id, title, narrative, created, modified, author, fields,\n"
+     "tags, attachments: [{name, size, chunks, chunks_present}], revisions,\n"
+     "heads, delivered}.\n"},
     {"edit",
      "usage: fieldvault edit ID [--title T] [--narrative-file F|-]\n"
      "                          [--field K=V]... [--remove-field K]...\n"
@@ -123,7 +133,9 @@ static const struct {
      "\n"
      "Decrypts attachment NAME of record ID into FILE, which must not exist\n"
      "(it appears only once every byte is verified). FILE '-' writes to\n"
-     "standard output (never to a terminal).\n"},
+     "standard output (never to a terminal).\n"
+     "Exit 17, with nothing written, if the attachment has not fully arrived\n"
+     "from the server yet ('show' says how much has): sync again later.\n"},
     {"passwd",
      "usage: fieldvault passwd [--new-passphrase-file F]\n"
      "\n"
@@ -135,6 +147,19 @@ static const struct {
      "\n"
      "Destroys the vault at once, with no prompt and no passphrase: the keys\n"
      "are destroyed first, so nothing in it can be decrypted afterwards.\n"},
+    {"config",
+     "usage: fieldvault config set retention keep|drop-after-receipt\n"
+     "       fieldvault config get retention\n"
+     "\n"
+     "Vault settings (stored in the vault; the passphrase is needed).\n"
+     "  retention   keep (the default) keeps every record. drop-after-receipt\n"
+     "              destroys this device's copy of each record it wrote once\n"
+     "              the server's signed receipts cover the record and every\n"
+     "              chunk of its attachments, at the end of each sync: a\n"
+     "              seized device then holds nothing already delivered. A\n"
+     "              record with anything unacknowledged is kept.\n"
+     "get prints the value; set prints 'retention: VALUE'. With --json both\n"
+     "print {\"retention\": VALUE}.\n"},
     {"version",
      "usage: fieldvault version [--json]\n"
      "\n"
@@ -215,18 +240,26 @@ static const struct {
      "Pushes every envelope the server has not acknowledged and pulls what\n"
      "is new for this device: a field device receives its own records and\n"
      "what the organisation addresses to it; a coordinator receives\n"
-     "everything. Prints one summary line; with --json {\"pushed\",\n"
-     "\"pulled\", \"added\", \"conflicts\", \"bytes_sent\", \"bytes_received\",\n"
-     "\"roundtrips\"}. A sync that runs more than two seconds shows progress\n"
-     "on a terminal; Ctrl-C cancels it (exit 12) and keeps what was already\n"
-     "committed. A cut connection loses nothing: run sync again.\n"
+     "everything. Attachments move chunk by chunk in both directions; after\n"
+     "a cut, the next sync sends only the chunks the server lacks. Prints\n"
+     "one summary line; with --json {\"pushed\", \"pulled\", \"added\",\n"
+     "\"conflicts\", \"bytes_sent\", \"bytes_received\", \"roundtrips\",\n"
+     "\"chunks_sent\", \"chunks_received\", \"chunks_unavailable\" (listed,\n"
+     "not yet uploaded by their author), \"chunks_rejected\" (failed\n"
+     "verification, not stored), \"dropped\" (records dropped after delivery,\n"
+     "see 'config')}. A sync that runs more than two seconds shows progress\n"
+     "on a terminal (bytes, rate, time left when known); Ctrl-C cancels it\n"
+     "(exit 12) and keeps what was already committed. A cut connection loses\n"
+     "nothing: run sync again.\n"
      "\n"
      "  --server HOST:PORT   reach the server at another address (it moved,\n"
      "                       or a relay); its key must still match the pin\n"
      "  --timeout SECONDS    give up after this long without progress (30)\n"
      "Exit 8 if the vault is not enrolled, 6 on a network failure, 14 if\n"
      "the server's key does not match the pin, 15 if the server refuses\n"
-     "this device (revoked), 5 if the server sent something invalid.\n"},
+     "this device (revoked), 5 if the server sent something invalid, or if\n"
+     "attachment chunks failed verification (the summary is printed first;\n"
+     "those chunks are asked for again at the next sync).\n"},
     {"bundle",
      "usage: fieldvault bundle export FILE\n"
      "       fieldvault bundle import FILE\n"

@@ -23,6 +23,8 @@
  *    14   the server's key does not match the pinned key (nothing was sent)
  *    15   refused by the server: not enrolled, revoked, or not allowed
  *    16   the invite is damaged, used or expired
+ *    17   the attachment has not fully arrived yet (some of its chunks are
+ *         still on their way; sync again later)
  *
  * A server that breaks the sync protocol is treated as corrupt data (5).
  */
@@ -60,6 +62,7 @@ int cli_exit_code(int fv_result)
         {FV_EPROTO, CLI_CORRUPT},
         {FV_EDENIED, CLI_DENIED},
         {FV_EINVITE, CLI_INVITE},
+        {FV_EINCOMPLETE, CLI_INCOMPLETE},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (map[i].fv == fv_result)
@@ -80,7 +83,7 @@ static const struct {
     {"version", cmd_version}, {"server", cmd_server},
     {"serve", cmd_serve},     {"enroll", cmd_enroll},
     {"org", cmd_org},         {"sync", cmd_sync},
-    {"bundle", cmd_bundle},
+    {"bundle", cmd_bundle},   {"config", cmd_config},
 };
 
 static int run_help_command(cli *c)

@@ -216,6 +216,18 @@ void size_format(char *out, size_t outlen, uint64_t bytes)
         snprintf(out, outlen, "%.1f %s", v, units[u]);
 }
 
+void duration_format(char *out, size_t outlen, double seconds)
+{
+    unsigned long long t = seconds < 0 ? 0 : (unsigned long long)(seconds + 0.5);
+    if (seconds >= 100.0 * 3600)
+        snprintf(out, outlen, "more than 99 hours");
+    else if (t >= 3600)
+        snprintf(out, outlen, "%llu:%02llu:%02llu", t / 3600, t / 60 % 60,
+                 t % 60);
+    else
+        snprintf(out, outlen, "%llu:%02llu", t / 60, t % 60);
+}
+
 void cli_error(const char *fmt, ...)
 {
     char buf[1024];
@@ -337,9 +349,16 @@ int cli_progress_fn(uint64_t done, uint64_t total, void *payload)
     bar[WIDTH] = '\0';
     size_format(sdone, sizeof sdone, done);
     size_format(stotal, sizeof stotal, total);
-    size_format(srate, sizeof srate, (uint64_t)((double)done / elapsed));
-    fprintf(stderr, "\r%s [%s] %s / %s  %s/s\033[K", p->label, bar, sdone,
-            stotal, srate);
+    double rate = (double)done / elapsed; /* the average: a steady figure */
+    size_format(srate, sizeof srate, (uint64_t)rate);
+    fprintf(stderr, "\r%s [%s] %s / %s  %s/s", p->label, bar, sdone, stotal,
+            srate);
+    if (total > done && rate >= 1.0) {
+        char sleft[32];
+        duration_format(sleft, sizeof sleft, (double)(total - done) / rate);
+        fprintf(stderr, "  %s left", sleft);
+    }
+    fputs("\033[K", stderr);
     fflush(stderr);
     p->drawn = 1;
     return 0;

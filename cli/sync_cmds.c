@@ -167,17 +167,25 @@ static int parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
 
 /* A progress line on stderr once a transfer has run for PROGRESS_AFTER
  * seconds, only when stderr is a terminal and there is a label; Ctrl-C
- * cancels (cli_cancel_arm). The library calls it as bytes arrive: done and
- * total count envelopes. It is not called while nothing arrives, so a
- * cancel during a stall waits for the stall timeout (or a second Ctrl-C). */
+ * cancels (cli_cancel_arm). The library calls it as bytes move: done and
+ * the total known so far, in bytes of envelopes and attachment chunks (the
+ * total may grow as work is found). The line shows the bytes done, a
+ * smoothed rate and, when the total is ahead of what is done, the time
+ * left. The library calls it also while a link stalls, so the rate falls
+ * then; a cancel during a stall is seen within a fraction of a second. */
 #define PROGRESS_AFTER 2.0
+#define RATE_EVERY 0.5 /* seconds between rate samples */
+#define RATE_WEIGHT 0.3 /* of the newest sample in the smoothed rate */
 
 typedef struct net_progress {
     const char *label;
     int tty;
     int drawn;
     struct timespec start;
-    struct timespec last;
+    struct timespec last;     /* last drawn */
+    struct timespec sampled;  /* last rate sample */
+    uint64_t sampled_done;
+    double rate;              /* bytes per second, smoothed; < 0: none yet */
 } net_progress;
 
 static double since(const struct timespec *a, const struct timespec *b)
@@ -186,23 +194,54 @@ static double since(const struct timespec *a, const struct timespec *b)
            (double)(b->tv_nsec - a->tv_nsec) / 1e9;
 }
 
+/* Folds a new sample into the smoothed rate, at most every RATE_EVERY. */
+static void rate_update(net_progress *p, uint64_t done,
+                        const struct timespec *now)
+{
+    double dt = since(&p->sampled, now);
+    if (dt < RATE_EVERY)
+        return;
+    double inst = done >= p->sampled_done
+                      ? (double)(done - p->sampled_done) / dt : 0.0;
+    p->rate = p->rate < 0 ? inst
+                          : RATE_WEIGHT * inst + (1 - RATE_WEIGHT) * p->rate;
+    p->sampled = *now;
+    p->sampled_done = done;
+}
+
 static int net_progress_fn(uint64_t done, uint64_t total, void *payload)
 {
     net_progress *p = payload;
     struct timespec now;
+    char sdone[32], stotal[32], srate[32], sleft[32];
 
     if (cli_canceled())
         return 1;
     if (!p->tty)
         return 0;
     clock_gettime(CLOCK_MONOTONIC, &now);
+    rate_update(p, done, &now);
     if (since(&p->start, &now) < PROGRESS_AFTER)
         return 0;
-    if (p->drawn && since(&p->last, &now) < 0.1)
+    if (p->drawn && since(&p->last, &now) < 0.2)
         return 0;
     p->last = now;
-    fprintf(stderr, "\r%s: %llu / %llu envelopes\033[K", p->label,
-            (unsigned long long)done, (unsigned long long)total);
+    size_format(sdone, sizeof sdone, done);
+    fprintf(stderr, "\r%s: %s", p->label, sdone);
+    if (total > done) {
+        size_format(stotal, sizeof stotal, total);
+        fprintf(stderr, " of %s", stotal);
+    }
+    if (p->rate >= 0) {
+        size_format(srate, sizeof srate, (uint64_t)p->rate);
+        fprintf(stderr, "  %s/s", srate);
+        if (total > done && p->rate >= 1.0) {
+            duration_format(sleft, sizeof sleft,
+                            (double)(total - done) / p->rate);
+            fprintf(stderr, "  %s left", sleft);
+        }
+    }
+    fputs("\033[K", stderr);
     fflush(stderr);
     p->drawn = 1;
     return 0;
@@ -215,7 +254,9 @@ static void net_begin(net_progress *p, const char *label, fv_sync_options *so)
     memset(p, 0, sizeof *p);
     p->label = label;
     p->tty = label != NULL && isatty(STDERR_FILENO);
+    p->rate = -1;
     clock_gettime(CLOCK_MONOTONIC, &p->start);
+    p->sampled = p->start;
     so->progress = net_progress_fn;
     so->progress_payload = p;
     cli_cancel_arm();
@@ -845,6 +886,29 @@ int cmd_org(cli *c)
 
 /* ---- sync ---------------------------------------------------------------------- */
 
+/* "; attachment chunks: 3 sent, 2 received, ..." for the counts that are not
+ * zero; nothing when all are. */
+static void print_chunk_counts(const fv_sync_result *res)
+{
+    const struct {
+        uint64_t n;
+        const char *what;
+    } parts[] = {
+        {res->chunks_sent, "sent"},
+        {res->chunks_received, "received"},
+        {res->chunks_unavailable, "not yet on the server"},
+        {res->chunks_rejected, "rejected (failed verification)"},
+    };
+    int first = 1;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i].n == 0)
+            continue;
+        fprintf(stdout, "%s%llu %s", first ? "; attachment chunks: " : ", ",
+                (unsigned long long)parts[i].n, parts[i].what);
+        first = 0;
+    }
+}
+
 int cmd_sync(cli *c)
 {
     cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
@@ -876,24 +940,49 @@ int cmd_sync(cli *c)
         fprintf(stdout,
                 "{\"pushed\": %llu, \"pulled\": %llu, \"added\": %llu, "
                 "\"conflicts\": %zu, \"bytes_sent\": %llu, "
-                "\"bytes_received\": %llu, \"roundtrips\": %u}\n",
+                "\"bytes_received\": %llu, \"roundtrips\": %u, "
+                "\"chunks_sent\": %llu, \"chunks_received\": %llu, "
+                "\"chunks_unavailable\": %llu, \"chunks_rejected\": %llu, "
+                "\"dropped\": %zu}\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 (unsigned long long)res.bytes_sent,
-                (unsigned long long)res.bytes_received, res.roundtrips);
+                (unsigned long long)res.bytes_received, res.roundtrips,
+                (unsigned long long)res.chunks_sent,
+                (unsigned long long)res.chunks_received,
+                (unsigned long long)res.chunks_unavailable,
+                (unsigned long long)res.chunks_rejected, res.dropped);
     } else {
         char sent[32], recvd[32];
         size_format(sent, sizeof sent, res.bytes_sent);
         size_format(recvd, sizeof recvd, res.bytes_received);
         fprintf(stdout,
                 "pushed %llu, pulled %llu (%llu new), %zu %s; %s sent, "
-                "%s received, %u round %s\n",
+                "%s received, %u round %s",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 plural(res.conflicts, "conflict", "conflicts"), sent, recvd,
                 res.roundtrips, plural(res.roundtrips, "trip", "trips"));
+        print_chunk_counts(&res);
+        if (res.dropped)
+            fprintf(stdout, "; dropped %zu delivered %s from this device",
+                    res.dropped, plural(res.dropped, "record", "records"));
+        fputc('\n', stdout);
     }
     rc = cli_flush_stdout();
+    /* The sync itself succeeded, but chunks that failed verification were
+     * dropped: the data the server holds (or sent) is damaged. Said after
+     * the summary, which stays complete. */
+    if (res.chunks_rejected > 0) {
+        int one = res.chunks_rejected == 1;
+        cli_error("%llu attachment %s failed verification and %s not stored; "
+                  "%s will be asked for again",
+                  (unsigned long long)res.chunks_rejected,
+                  one ? "chunk" : "chunks", one ? "was" : "were",
+                  one ? "it" : "they");
+        if (rc == CLI_OK)
+            rc = CLI_CORRUPT;
+    }
 cleanup:
     fv_vault_close(v);
     free(dir);

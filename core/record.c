@@ -267,6 +267,7 @@ static int dec_attachments(fv_dec *d, fv_rec *r)
             return FV_ECORRUPT;
         att[i].chunk_bytes = (uint32_t)chunk;
         att[i].chunks = att[i].size / chunk + (att[i].size % chunk != 0);
+        att[i].chunks_present = 0; /* counted by the reader that holds them */
         for (size_t j = 0; j < i; j++)
             if (strcmp(att[j].name, att[i].name) == 0)
                 return FV_ECORRUPT;

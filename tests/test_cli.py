@@ -43,13 +43,14 @@ OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT = 0, 1, 2, 3, 4, 5
 VERSION, NOTFOUND, IO, NOSPACE, EXISTS = 7, 8, 9, 10, 11
 
 LIST_KEYS = {"id", "title", "created", "modified", "tags", "attachments",
-             "conflict"}
+             "conflict", "complete"}
 SHOW_KEYS = {"id", "title", "narrative", "created", "modified", "author",
-             "fields", "tags", "attachments", "revisions", "heads"}
+             "fields", "tags", "attachments", "revisions", "heads",
+             "delivered"}
 REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
-ATT_KEYS = {"name", "size", "chunks"}
+ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
 COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
-            "attachment", "passwd", "panic", "version"]
+            "attachment", "passwd", "panic", "version", "config"]
 
 
 def clean_env(extra=None):
@@ -347,6 +348,7 @@ class TestHappyPath(CliTest):
             self.assertRegex(x["created"], ISO_UTC)
             self.assertRegex(x["modified"], ISO_UTC)
             self.assertIs(x["conflict"], False)
+            self.assertIs(x["complete"], True)  # written here: all present
         self.assertEqual(lst[0]["title"], "Crossing at night")
         self.assertEqual(sorted(lst[0]["tags"]), ["border", "detention"])
         self.assertEqual(lst[0]["attachments"], 1)
@@ -379,6 +381,8 @@ class TestHappyPath(CliTest):
         self.assertEqual(s["attachments"][0]["name"], "photo.jpg")
         self.assertEqual(s["attachments"][0]["size"], 1000)
         self.assertEqual(s["attachments"][0]["chunks"], 1)
+        self.assertEqual(s["attachments"][0]["chunks_present"], 1)
+        self.assertIs(s["delivered"], False)  # never synced
         self.assertEqual(len(s["revisions"]), 1)
         rev0 = s["revisions"][0]
         self.assertEqual(set(rev0), REV_KEYS)

@@ -1,0 +1,1552 @@
+/*
+ * bench_attach.c - FieldVault's attachment sync benchmarks (run them with
+ * scripts/bench).
+ *
+ *   bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB] [--verify]
+ *                [--fieldvault PATH] [NAME...]
+ *
+ * A NAME selects the measurements whose name starts with it; no NAME runs
+ * them all. Each measurement prints one JSON object on its own line on
+ * stdout, as bench_vault and bench_sync do:
+ *
+ *   {"bench": NAME, "value": X, "unit": U, "limit": Y, "ratio": X/Y}
+ *
+ * Everything else goes to stderr. Scratch files (vaults, servers, the
+ * limit's TLS identity) go in one new directory under DIR, so the device's
+ * and the server's disk writes land on the same file system; it is removed
+ * at exit. Sizes are binary: 1 MiB = 2^20 bytes, throughput in MiB/s.
+ *
+ * The starting point (not timed). A server is made with fv_server_init and
+ * run as its own process, the Release `fieldvault serve --data DIR --listen
+ * 127.0.0.1:0` (--fieldvault PATH; default: `fieldvault` next to this
+ * program). A coordinator enrolls with the admin invite and publishes the
+ * organisation key (fv_org_init), so the record is sealed to the device and
+ * to the organisation as in real use; a field device (FV_KDF_TEST) enrolls
+ * with an invite from fv_server_invite. The server is stopped, and one
+ * record with one attachment of S bytes (1 GiB; --quick 128 MiB; --size)
+ * is added to the device's vault with fv_record_add, its bytes streamed
+ * from a pseudo-random generator through fv_attachment_source.read (no
+ * file), their BLAKE2b-256 kept. The closed server and device directories
+ * are the starting point of every transfer below: each copies both (the
+ * copies fsync'd before timing, so no write-back of the copy competes with
+ * the transfer) and starts `fieldvault serve` on the copy.
+ *
+ * attach.upload (MiB/s; target ratio >= 0.5). Each of --rounds (3) rounds
+ * times one fv_sync of the device in this process over loopback TLS: it
+ * pushes the record's envelope (small) and uploads the S bytes as chunks.
+ * The server must then index every chunk (rows of `chunk` in its
+ * server.db, read with SQLite read-only after the server stopped) and
+ * fv_sync must report them all sent. The limit is bulk TLS with the same
+ * code and cipher suite and no application: a child process listens with
+ * fv_tls_listen on the pinned identity made by fv_tls_identity_create,
+ * accepts, completes the handshake and reads and discards S bytes, then
+ * answers one byte; this process fv_tls_connect's to it and writes S bytes
+ * in 1 MiB writes. Its time runs from connect (the handshake included, as
+ * in fv_sync) to the answer. Rounds alternate the order (sync then limit,
+ * limit then sync); the figures come from the quietest round, the one whose
+ * limit took least time: value = S / t_sync, limit = S / t_limit. On
+ * stderr, each round also says how the CPU time of the sync was spent: the
+ * server process's, this process's, and the whole machine's.
+ *
+ * attach.server.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
+ * below 1 meets the target). The server process's peak resident set
+ * (VmHWM of /proc/PID/status, read right after each transfer and before
+ * the server stops): its start and one whole upload. The largest over
+ * every upload of the run (the rounds and the client.rss upload).
+ *
+ * attach.client.rss (KiB; "limit" 65536, ratio = value / limit). One more
+ * upload, made by the CLI in a child process, `fieldvault --vault DIR
+ * --passphrase-file F sync --server ADDR --json`: its peak resident set
+ * (ru_maxrss from wait4, the child's VmHWM over its whole life: start,
+ * unlock, sync, exit). A child, because this process also holds the
+ * setup's state. On stderr, the rounds of attach.upload also say how much
+ * this process's peak resident set grew during its fv_sync
+ * (/proc/self/clear_refs), which should agree.
+ *
+ * attach.resume.ratio (ratio; limit 1.05, ratio = value / limit: below 1
+ * meets the target). One more upload through a TCP proxy thread on
+ * 127.0.0.1 that forwards both ways and closes both sides once the client
+ * has sent it 20,000,000 bytes on a connection (the cut). fv_sync is
+ * repeated until it succeeds (at most 2 S / cut + 10 attempts). value =
+ * every byte the client sent through the proxy over all attempts (TLS
+ * records, handshakes included) / S. The server must then index every
+ * chunk. stderr gives the attempts and, for comparison, the same ratio for
+ * the uncut fv_sync of attach.upload (its application bytes / S).
+ *
+ * Fetch-back check (always with --quick, otherwise with --verify; no
+ * figure): after the last upload, a copy of the coordinator syncs with that
+ * server (which, if attach.resume.ratio ran, is the resumed one), must
+ * receive every chunk, and fv_attachment_read must give back bytes whose
+ * BLAKE2b-256 equals the generator's. Its download rate goes to stderr.
+ *
+ * Any failed check ends the program with status 1 and a line on stderr.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fieldvault.h"
+#include "fieldvault_sync.h"
+#include "server.h"
+#include "tls.h"
+
+#define PASSPHRASE "correct horse battery staple"
+#define ATTACHMENT_NAME "interview.mp4"
+#define MIB (1024.0 * 1024.0)
+#define RSS_LIMIT_KIB 65536 /* 64 MiB */
+#define RESUME_LIMIT 1.05
+#define CUT_BYTES 20000000ull /* "a cut every 20 MB" */
+#define LIMIT_WRITE (1u << 20) /* the limit's writes */
+#define INVITE_TTL 3600
+#define SYNC_TIMEOUT_MS 60000
+
+static struct {
+    int quick;
+    int verify;
+    int rounds;
+    uint64_t size;          /* attachment bytes */
+    const char *base;       /* where the scratch directory goes */
+    const char *fieldvault; /* the CLI: `serve`, and `sync` for client.rss */
+    char **names;
+    int nnames;
+} opt;
+
+static char *scratch;   /* removed at exit */
+static unsigned dir_serial;
+static pid_t serve_pid; /* a `fieldvault serve` child, killed at exit */
+static pid_t other_pid; /* the limit's receiver or a CLI sync, likewise */
+
+/* ---- diagnostics and output ----------------------------------------- */
+
+static void rm_tree(const char *path);
+
+static void cleanup(void)
+{
+    if (serve_pid > 0) {
+        kill(serve_pid, SIGKILL);
+        waitpid(serve_pid, NULL, 0);
+        serve_pid = 0;
+    }
+    if (other_pid > 0) {
+        kill(other_pid, SIGKILL);
+        waitpid(other_pid, NULL, 0);
+        other_pid = 0;
+    }
+    if (scratch) {
+        rm_tree(scratch);
+        free(scratch);
+        scratch = NULL;
+    }
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_attach: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1); /* cleanup() runs from atexit */
+}
+
+__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_attach: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* One measurement, one line. `limit` <= 0: no limit applies. */
+static void report(const char *name, double value, const char *unit,
+                   double limit, int decimals)
+{
+    printf("{\"bench\": \"%s\", \"value\": %.*f, \"unit\": \"%s\"", name,
+           decimals, value, unit);
+    if (limit > 0)
+        printf(", \"limit\": %.*f, \"ratio\": %.3f", decimals, limit,
+               value / limit);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static int wanted(const char *name)
+{
+    if (opt.nnames == 0)
+        return 1;
+    for (int i = 0; i < opt.nnames; i++)
+        if (strncmp(name, opt.names[i], strlen(opt.names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("out of memory");
+    return p;
+}
+
+static void fv_check(int rc, fv_vault *v, const char *what)
+{
+    if (rc != FV_OK)
+        die("%s: %s (%s)", what, fv_strerror(rc),
+            v ? fv_vault_errmsg(v) : "no handle");
+}
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / MIB;
+}
+
+/* ---- scratch files -------------------------------------------------- */
+
+static void rm_tree(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        if (d) {
+            while ((de = readdir(d)) != NULL) {
+                char *child;
+                size_t n;
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                    continue;
+                n = strlen(path) + strlen(de->d_name) + 2;
+                child = xmalloc(n);
+                snprintf(child, n, "%s/%s", path, de->d_name);
+                rm_tree(child);
+                free(child);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void make_scratch(void)
+{
+    const char *base = opt.base ? opt.base : getenv("TMPDIR");
+    size_t n;
+    if (!base || !*base)
+        base = "/tmp";
+    if (mkdir(base, 0700) != 0 && errno != EEXIST)
+        die("cannot make %s: %s", base, strerror(errno));
+    n = strlen(base) + 32;
+    scratch = xmalloc(n);
+    snprintf(scratch, n, "%s/fv-bench.XXXXXX", base);
+    if (!mkdtemp(scratch)) {
+        free(scratch);
+        scratch = NULL;
+        die("cannot make a scratch directory in %s: %s", base, strerror(errno));
+    }
+    atexit(cleanup);
+}
+
+/* A new path in the scratch directory; the caller frees it. */
+static char *scratch_path(const char *what)
+{
+    size_t n = strlen(scratch) + strlen(what) + 24;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s-%u", scratch, what, ++dir_serial);
+    return p;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+/* Copies a file and fsyncs the copy: its write-back must not compete with
+ * the transfer that follows. */
+static void copy_file(const char *from, const char *to, mode_t mode)
+{
+    static unsigned char buf[1 << 20];
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0777);
+    ssize_t r;
+    if (in < 0 || out < 0)
+        die("cannot copy %s to %s: %s", from, to, strerror(errno));
+    while ((r = read(in, buf, sizeof buf)) != 0) {
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            die("cannot read %s: %s", from, strerror(errno));
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                die("cannot write %s: %s", to, strerror(errno));
+            off += w;
+        }
+    }
+    close(in);
+    if (fsync(out) != 0 || close(out) != 0)
+        die("cannot write %s: %s", to, strerror(errno));
+}
+
+/* Copies a directory of files (a closed vault, a stopped server). */
+static void copy_tree(const char *from, const char *to)
+{
+    DIR *d = opendir(from);
+    struct dirent *de;
+    struct stat sb;
+    if (!d || stat(from, &sb) != 0 || mkdir(to, sb.st_mode & 0777) != 0)
+        die("cannot copy %s to %s: %s", from, to, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        char *src, *dst;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        src = path_join(from, de->d_name);
+        dst = path_join(to, de->d_name);
+        if (lstat(src, &sb) != 0)
+            die("cannot read %s: %s", src, strerror(errno));
+        if (S_ISDIR(sb.st_mode))
+            copy_tree(src, dst);
+        else if (S_ISREG(sb.st_mode))
+            copy_file(src, dst, sb.st_mode);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    size_t n = strlen(text);
+    if (fd < 0 || write(fd, text, n) != (ssize_t)n || close(fd) != 0)
+        die("cannot write %s: %s", path, strerror(errno));
+}
+
+/* ---- /proc ------------------------------------------------------------ */
+
+/* A value in KiB from /proc/PID/status ("VmRSS", "VmHWM"), or -1. pid 0:
+ * this process. */
+static long status_kib(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    FILE *f;
+    long v = -1;
+    size_t n = strlen(field);
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/status");
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && line[n] == ':') {
+            v = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Resets this process's peak resident set to the current one (Linux 4.0+). */
+static int reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    fputs("5", f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* CPU seconds (user + system) a process has used so far, or -1. */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut, st;
+    long hz = sysconf(_SC_CLK_TCK);
+    FILE *f;
+    size_t n;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) != 2 || hz <= 0)
+        return -1;
+    return (double)(ut + st) / (double)hz;
+}
+
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* The machine's busy and total CPU seconds so far (/proc/stat). */
+static void machine_cpu(double *busy, double *total)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[10] = {0};
+    long hz = sysconf(_SC_CLK_TCK);
+    *busy = *total = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+               &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8 && hz > 0) {
+        unsigned long long all = 0;
+        for (int i = 0; i < 8; i++)
+            all += v[i];
+        *total = (double)all / (double)hz;
+        *busy = (double)(all - v[3] - v[4]) / (double)hz; /* not idle, iowait */
+    }
+    fclose(f);
+}
+
+/* ---- vaults ------------------------------------------------------------ */
+
+static fv_vault *create_vault(const char *dir)
+{
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    co.kdf_profile = FV_KDF_TEST;
+    fv_check(fv_vault_create(&v, dir, PASSPHRASE, strlen(PASSPHRASE), &co),
+             NULL, "fv_vault_create");
+    return v;
+}
+
+static fv_vault *open_vault(const char *dir)
+{
+    fv_vault *v = NULL;
+    fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), v,
+             "fv_vault_open");
+    return v;
+}
+
+/* The attachment's bytes: xorshift64* output, hashed as it is handed out. */
+struct gen {
+    uint64_t s;
+    uint64_t left;
+    crypto_generichash_state h;
+};
+
+static long long gen_read(unsigned char *buf, size_t len, void *payload)
+{
+    struct gen *g = payload;
+    size_t i = 0;
+    if (len > g->left)
+        len = (size_t)g->left;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        g->s ^= g->s >> 12;
+        g->s ^= g->s << 25;
+        g->s ^= g->s >> 27;
+        x = g->s * 2685821657736338717ull;
+        memcpy(buf + i, &x, 8);
+    }
+    for (; i < len; i++)
+        buf[i] = (unsigned char)(g->s >> (8 * (i % 8)));
+    crypto_generichash_update(&g->h, buf, len);
+    g->left -= len;
+    return (long long)len;
+}
+
+/* ---- `fieldvault serve` ------------------------------------------------ */
+
+/* The last lines of a file, on stderr (a server's log, after a failure). */
+static void tail_file(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    char buf[512];
+    char **ring;
+    long n = 0;
+    if (!f)
+        return;
+    ring = calloc((size_t)lines, sizeof *ring);
+    while (ring && fgets(buf, sizeof buf, f)) {
+        free(ring[n % lines]);
+        ring[n % lines] = strdup(buf);
+        n++;
+    }
+    for (long i = n > lines ? n - lines : 0; ring && i < n; i++) {
+        fprintf(stderr, "  %s", ring[i % lines] ? ring[i % lines] : "\n");
+        free(ring[i % lines]);
+    }
+    free(ring);
+    fclose(f);
+}
+
+/* Starts `fieldvault serve --data DIR --listen 127.0.0.1:0`, its output to
+ * `log`, and waits for its "listening on HOST:PORT" line. */
+static pid_t serve_start(const char *dir, const char *log, char *addr,
+                         size_t addr_cap)
+{
+    double deadline = now() + 30;
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 ||
+            dup2(fd, 2) < 0)
+            _exit(126);
+        execl(opt.fieldvault, "fieldvault", "serve", "--data", dir, "--listen",
+              "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    serve_pid = pid;
+    for (;;) {
+        FILE *f = fopen(log, "r");
+        char line[512];
+        int status;
+        if (f) {
+            while (fgets(line, sizeof line, f)) {
+                static const char ready[] = "fieldvault serve: listening on ";
+                if (!strncmp(line, ready, sizeof ready - 1)) {
+                    const char *p = line + sizeof ready - 1;
+                    size_t len = strcspn(p, " \r\n");
+                    if (len == 0 || len >= addr_cap)
+                        die("cannot read the server's address: %s", line);
+                    memcpy(addr, p, len);
+                    addr[len] = '\0';
+                    fclose(f);
+                    return pid;
+                }
+            }
+            fclose(f);
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            serve_pid = 0;
+            note("%s serve exited (status %d) before listening:", opt.fieldvault,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            tail_file(log, 20);
+            die("cannot run %s (build it, or give --fieldvault PATH)",
+                opt.fieldvault);
+        }
+        if (now() > deadline)
+            die("%s serve did not listen within 30 s", opt.fieldvault);
+        usleep(20000);
+    }
+}
+
+/* Stops the server with SIGTERM; its exit status must be 0. */
+static void serve_stop(pid_t pid, const char *log)
+{
+    int status;
+    kill(pid, SIGTERM);
+    if (waitpid(pid, &status, 0) != pid)
+        die("waiting for the server: %s", strerror(errno));
+    serve_pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        note("the server ended with status %d:", status);
+        tail_file(log, 20);
+        die("the server failed");
+    }
+}
+
+/* A running server on a copy of the starting point. */
+struct srv {
+    char *dir, *log;
+    char addr[64];
+    pid_t pid;
+};
+
+static void srv_start(struct srv *s, const char *dir)
+{
+    s->dir = strdup(dir);
+    s->log = path_join(scratch, "serve.log");
+    if (!s->dir)
+        die("out of memory");
+    s->pid = serve_start(s->dir, s->log, s->addr, sizeof s->addr);
+}
+
+static void srv_stop(struct srv *s)
+{
+    serve_stop(s->pid, s->log);
+    s->pid = 0;
+}
+
+static void srv_free(struct srv *s, int remove_dir)
+{
+    if (remove_dir)
+        rm_tree(s->dir);
+    unlink(s->log);
+    free(s->dir);
+    free(s->log);
+    memset(s, 0, sizeof *s);
+}
+
+static sqlite3 *open_ro(const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        die("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+    return db;
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        die("sqlite: %s: %s", sql, sqlite3_errmsg(db));
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* After the server stopped: its index must name every chunk, in full. */
+static void check_server_chunks(const char *server_dir, uint64_t nchunks,
+                                uint64_t chunk_bytes, const char *what)
+{
+    char *path = path_join(server_dir, "server.db");
+    sqlite3 *db = open_ro(path);
+    int64_t rows = query_int(db, "SELECT count(*) FROM chunk");
+    int64_t bytes = query_int(db, "SELECT coalesce(sum(len), 0) FROM chunk");
+    sqlite3_close(db);
+    free(path);
+    if (rows != (int64_t)nchunks || bytes != (int64_t)chunk_bytes)
+        die("%s: the server indexes %lld chunks (%lld bytes); expected %llu "
+            "(%llu bytes)", what, (long long)rows, (long long)bytes,
+            (unsigned long long)nchunks, (unsigned long long)chunk_bytes);
+}
+
+/* ---- the starting point ------------------------------------------------ */
+
+static struct {
+    char *server, *device, *coordinator; /* closed, stopped */
+    unsigned char record[FV_ID_BYTES];
+    unsigned char hash[crypto_generichash_BYTES]; /* of the plaintext */
+    uint64_t nchunks;     /* chunks of the attachment */
+    uint64_t chunk_bytes; /* their ciphertext bytes (what the server stores) */
+} base;
+
+static void setup(void)
+{
+    unsigned char pin[32];
+    char *admin = NULL, *invite = NULL;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_attachment_source src;
+    fv_record *rec = NULL;
+    struct gen g;
+    struct srv s;
+    fv_vault *v;
+    int role = 0, rc;
+    double t0;
+
+    base.server = scratch_path("server");
+    base.device = scratch_path("device");
+    base.coordinator = scratch_path("coordinator");
+    if ((rc = fv_server_init(base.server, "127.0.0.1:0", pin, &admin)))
+        die("fv_server_init: %s", fv_strerror(rc));
+    srv_start(&s, base.server);
+    note("%s serve (pid %ld) listening on %s", opt.fieldvault, (long)s.pid,
+         s.addr);
+    so.server = s.addr;
+
+    v = create_vault(base.coordinator);
+    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    if (role != FV_ROLE_COORDINATOR)
+        die("the admin invite gave role %d, not coordinator", role);
+    fv_check(fv_org_init(v, &so), v, "fv_org_init");
+    fv_vault_close(v);
+    free(admin);
+
+    if ((rc = fv_server_invite(base.server, "field 1", FV_ROLE_FIELD,
+                               INVITE_TTL, &invite)))
+        die("fv_server_invite: %s", fv_strerror(rc));
+    v = create_vault(base.device);
+    fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+    if (role != FV_ROLE_FIELD)
+        die("a field invite gave role %d", role);
+    free(invite);
+    srv_stop(&s);
+    srv_free(&s, 0);
+
+    note("adding a record with a %.0f MiB attachment to the device's vault",
+         mib(opt.size));
+    memset(&g, 0, sizeof g);
+    g.s = 0x9e3779b97f4a7c15ull;
+    g.left = opt.size;
+    crypto_generichash_init(&g.h, NULL, 0, sizeof base.hash);
+    memset(&src, 0, sizeof src);
+    src.name = ATTACHMENT_NAME;
+    src.read = gen_read;
+    src.read_payload = &g;
+    in.title = "Interview, district 4";
+    in.attachments = &src;
+    in.nattachments = 1;
+    t0 = now();
+    fv_check(fv_record_add(v, base.record, &in), v, "fv_record_add");
+    t0 = now() - t0;
+    if (g.left != 0)
+        die("fv_record_add read %llu of %llu bytes",
+            (unsigned long long)(opt.size - g.left),
+            (unsigned long long)opt.size);
+    crypto_generichash_final(&g.h, base.hash, sizeof base.hash);
+    fv_check(fv_record_get(v, &rec, base.record), v, "fv_record_get");
+    if (rec->nattachments != 1 || rec->attachments[0].size != opt.size)
+        die("the record does not hold the attachment: %zu attachments, %llu "
+            "bytes", rec->nattachments,
+            rec->nattachments ? (unsigned long long)rec->attachments[0].size
+                              : 0);
+    /* Not a check of this benchmark (the transfers check the chunks), but
+     * a wrong count here is what `fieldvault show` would print. */
+    if (rec->attachments[0].chunks_present != rec->attachments[0].chunks)
+        note("fv_record_get reports %llu of %llu chunks present on the "
+             "device that wrote them",
+             (unsigned long long)rec->attachments[0].chunks_present,
+             (unsigned long long)rec->attachments[0].chunks);
+    base.nchunks = rec->attachments[0].chunks;
+    /* Each chunk is its plaintext and a 16-byte tag (docs/FORMAT.md). */
+    base.chunk_bytes = opt.size + 16 * base.nchunks;
+    note("added in %.1f s (%.0f MiB/s): %llu chunks of %u bytes", t0,
+         mib(opt.size) / t0, (unsigned long long)base.nchunks,
+         rec->attachments[0].chunk_bytes);
+    fv_record_free(rec);
+    fv_vault_close(v);
+    sync();
+}
+
+/* Fresh copies of the starting point: a server running on one, a device. */
+static fv_vault *fresh_pair(struct srv *s, char **device_dir)
+{
+    char *sdir = scratch_path("server");
+    *device_dir = scratch_path("device");
+    copy_tree(base.server, sdir);
+    copy_tree(base.device, *device_dir);
+    srv_start(s, sdir);
+    free(sdir);
+    return open_vault(*device_dir);
+}
+
+/* ---- the limit: bulk TLS, no application ------------------------------- */
+
+static struct {
+    char *key, *crt;
+    unsigned char pin[FV_TLS_PIN_BYTES];
+} ident;
+
+static void wait_fd(int fd, int want, double deadline)
+{
+    struct pollfd p = {fd, want == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN, 0};
+    int left = (int)((deadline - now()) * 1000);
+    if (left <= 0 || poll(&p, 1, left) == 0)
+        _exit(3);
+}
+
+/* The receiver, in a child: accepts one connection, reads and drops
+ * `bytes`, answers one byte, waits for the close. */
+static void __attribute__((noreturn)) tls_sink(fv_tls_server *ls, uint64_t bytes)
+{
+    static unsigned char buf[64 * 1024];
+    double deadline = now() + 600;
+    fv_tls_conn *c = NULL;
+    uint64_t got = 0;
+    size_t n;
+    int rc;
+
+    for (;;) {
+        rc = fv_tls_accept(ls, &c);
+        if (rc == FV_OK)
+            break;
+        if (rc != FV_ENOTFOUND)
+            _exit(2);
+        wait_fd(fv_tls_server_fd(ls), FV_TLS_WANT_READ, deadline);
+    }
+    while ((rc = fv_tls_handshake(c)) != FV_OK) {
+        if (rc < 0)
+            _exit(4);
+        wait_fd(fv_tls_fd(c), rc, deadline);
+    }
+    while (got < bytes) {
+        rc = fv_tls_read(c, buf, sizeof buf, &n);
+        if (rc == FV_OK)
+            got += n;
+        else if (rc > 0)
+            wait_fd(fv_tls_fd(c), rc, deadline);
+        else
+            _exit(5);
+    }
+    buf[0] = 'k';
+    while ((rc = fv_tls_write(c, buf, 1, &n)) != FV_OK) {
+        if (rc < 0)
+            _exit(6);
+        wait_fd(fv_tls_fd(c), rc, deadline);
+    }
+    /* Until the sender closes: its last bytes are not cut by a reset. */
+    while ((rc = fv_tls_read(c, buf, sizeof buf, &n)) == FV_OK || rc > 0)
+        if (rc > 0)
+            wait_fd(fv_tls_fd(c), rc, deadline);
+    fv_tls_close(c);
+    _exit(0);
+}
+
+static void limit_setup(void)
+{
+    char *dir = scratch_path("tls-identity");
+    int rc;
+    if (mkdir(dir, 0700) != 0)
+        die("cannot make %s: %s", dir, strerror(errno));
+    ident.key = path_join(dir, "tls.key");
+    ident.crt = path_join(dir, "tls.crt");
+    if ((rc = fv_tls_identity_create(ident.key, ident.crt, ident.pin)))
+        die("fv_tls_identity_create: %s", fv_strerror(rc));
+    free(dir);
+}
+
+/* One bulk transfer of `bytes` to a child over loopback TLS: its time. */
+static double limit_round(uint64_t bytes)
+{
+    static unsigned char buf[LIMIT_WRITE];
+    fv_tls_server *ls = NULL;
+    fv_tls_conn *c = NULL;
+    char port[16];
+    uint64_t sent = 0;
+    double t0, t, deadline;
+    size_t n;
+    int rc, status;
+    pid_t pid;
+
+    randombytes_buf(buf, sizeof buf);
+    if ((rc = fv_tls_listen(&ls, "127.0.0.1", "0", ident.key, ident.crt)))
+        die("fv_tls_listen: %s", fv_strerror(rc));
+    snprintf(port, sizeof port, "%d", fv_tls_server_port(ls));
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0)
+        tls_sink(ls, bytes);
+    other_pid = pid;
+    fv_tls_server_close(ls);
+
+    t0 = now();
+    deadline = t0 + 600;
+    if ((rc = fv_tls_connect(&c, "127.0.0.1", port, ident.pin, 30000)))
+        die("limit: fv_tls_connect: %s", fv_strerror(rc));
+    while (sent < bytes) {
+        size_t len = bytes - sent < sizeof buf ? (size_t)(bytes - sent) : sizeof buf;
+        size_t off = 0;
+        while (off < len) {
+            rc = fv_tls_write(c, buf + off, len - off, &n);
+            if (rc == FV_OK) {
+                off += n;
+            } else if (rc > 0) {
+                struct pollfd p = {fv_tls_fd(c),
+                                   rc == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN, 0};
+                if (now() > deadline || poll(&p, 1, 1000) < 0)
+                    die("limit: the receiver stalled");
+            } else {
+                die("limit: fv_tls_write: %s", fv_strerror(rc));
+            }
+        }
+        sent += len;
+    }
+    for (;;) {
+        unsigned char k;
+        rc = fv_tls_read(c, &k, 1, &n);
+        if (rc == FV_OK)
+            break;
+        if (rc < 0)
+            die("limit: no answer from the receiver: %s", fv_strerror(rc));
+        {
+            struct pollfd p = {fv_tls_fd(c),
+                               rc == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN, 0};
+            if (now() > deadline || poll(&p, 1, 1000) < 0)
+                die("limit: the receiver did not answer");
+        }
+    }
+    t = now() - t0;
+    fv_tls_close(c);
+    if (waitpid(pid, &status, 0) != pid)
+        die("waiting for the limit's receiver: %s", strerror(errno));
+    other_pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("limit: the receiver failed (status %d)", status);
+    return t;
+}
+
+/* ---- attach.upload, attach.server.rss ---------------------------------- */
+
+struct upload {
+    double t;            /* the fv_sync */
+    long server_hwm;     /* KiB */
+    long self_growth;    /* KiB, -1 if unknown */
+    fv_sync_result res;
+};
+
+/* One timed upload on fresh copies. Leaves the server directory in
+ * *server_dir (the caller removes it). */
+static struct upload upload_round(int r, char **server_dir)
+{
+    struct upload u;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    struct srv s;
+    char *ddir;
+    fv_vault *v = fresh_pair(&s, &ddir);
+    double t0, srv0, srv1, cli0, cli1, busy0, busy1, all0, all1;
+    long rss0;
+    int rc, can_reset;
+
+    memset(&u, 0, sizeof u);
+    so.server = s.addr;
+    so.timeout_ms = SYNC_TIMEOUT_MS;
+    can_reset = reset_peak_rss() == 0;
+    rss0 = status_kib(0, "VmRSS");
+    machine_cpu(&busy0, &all0);
+    srv0 = proc_cpu(s.pid);
+    cli0 = self_cpu();
+    t0 = now();
+    rc = fv_sync(v, &so, &u.res);
+    u.t = now() - t0;
+    cli1 = self_cpu();
+    srv1 = proc_cpu(s.pid);
+    machine_cpu(&busy1, &all1);
+    u.self_growth = can_reset && rss0 >= 0 ? status_kib(0, "VmHWM") - rss0 : -1;
+    u.server_hwm = status_kib(s.pid, "VmHWM");
+    if (rc != FV_OK) {
+        tail_file(s.log, 10);
+        die("attach.upload: fv_sync: %s (%s)", fv_strerror(rc),
+            fv_vault_errmsg(v));
+    }
+    fv_vault_close(v);
+    srv_stop(&s);
+    if (u.res.pushed != 1 || u.res.chunks_sent != base.nchunks)
+        die("attach.upload: fv_sync pushed %llu envelopes and %llu chunks; "
+            "expected 1 and %llu", (unsigned long long)u.res.pushed,
+            (unsigned long long)u.res.chunks_sent,
+            (unsigned long long)base.nchunks);
+    check_server_chunks(s.dir, base.nchunks, base.chunk_bytes, "attach.upload");
+    note("attach.upload round %d: fv_sync %.2f s (%.1f MiB/s), %llu bytes "
+         "sent, %llu received, %u round trips", r + 1, u.t,
+         mib(opt.size) / u.t, (unsigned long long)u.res.bytes_sent,
+         (unsigned long long)u.res.bytes_received, u.res.roundtrips);
+    note("attach.upload round %d: during fv_sync the server process used "
+         "%.2f CPU-seconds, this process %.2f; the machine (every process) "
+         "was busy %.2f of %.2f; server peak resident set %ld KiB, this "
+         "process's grew by %ld KiB", r + 1, srv1 - srv0, cli1 - cli0,
+         busy1 - busy0, all1 - all0, u.server_hwm, u.self_growth);
+    rm_tree(ddir);
+    free(ddir);
+    *server_dir = strdup(s.dir);
+    srv_free(&s, 0);
+    return u;
+}
+
+/* ---- attach.client.rss --------------------------------------------------- */
+
+/* One upload by `fieldvault sync` in a child: its peak resident set. */
+static long cli_upload(long *server_hwm, char **server_dir)
+{
+    struct srv s;
+    char *ddir, *pass = path_join(scratch, "passphrase"), *out;
+    char *err;
+    fv_vault *v = fresh_pair(&s, &ddir);
+    struct rusage ru;
+    double t0, t;
+    int status;
+    pid_t pid;
+
+    fv_vault_close(v); /* opened once to check it; the CLI opens its own */
+    write_text(pass, PASSPHRASE "\n");
+    out = path_join(scratch, "sync.out");
+    err = path_join(scratch, "sync.err");
+    fflush(NULL);
+    t0 = now();
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fo < 0 || fe < 0 || nul < 0 || dup2(nul, 0) < 0 ||
+            dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(126);
+        execl(opt.fieldvault, "fieldvault", "--vault", ddir,
+              "--passphrase-file", pass, "sync", "--server", s.addr,
+              "--timeout", "60", "--json", (char *)NULL);
+        _exit(127);
+    }
+    other_pid = pid;
+    if (wait4(pid, &status, 0, &ru) != pid)
+        die("waiting for fieldvault sync: %s", strerror(errno));
+    t = now() - t0;
+    other_pid = 0;
+    *server_hwm = status_kib(s.pid, "VmHWM");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        note("fieldvault sync ended with status %d:", status);
+        tail_file(err, 10);
+        tail_file(s.log, 10);
+        die("attach.client.rss: fieldvault sync failed");
+    }
+    srv_stop(&s);
+    check_server_chunks(s.dir, base.nchunks, base.chunk_bytes,
+                        "attach.client.rss");
+    note("attach.client.rss: fieldvault sync took %.2f s (%.1f MiB/s, with "
+         "its start and unlock); its peak resident set %ld KiB; the "
+         "server's %ld KiB", t, mib(opt.size) / t, ru.ru_maxrss, *server_hwm);
+    unlink(out);
+    unlink(err);
+    unlink(pass);
+    free(out);
+    free(err);
+    free(pass);
+    rm_tree(ddir);
+    free(ddir);
+    *server_dir = strdup(s.dir);
+    srv_free(&s, 0);
+    return ru.ru_maxrss;
+}
+
+/* ---- attach.resume.ratio: a proxy that cuts ----------------------------- */
+
+struct proxy {
+    int lfd;
+    char addr[64];            /* where the device connects */
+    struct sockaddr_in to;    /* the server */
+    uint64_t cut;             /* client->server bytes per connection */
+    volatile int stop;
+    pthread_t tid;
+    /* results, read after the thread is joined or between syncs */
+    pthread_mutex_t mu;
+    uint64_t up, down;        /* bytes forwarded, every connection */
+    unsigned conns, cuts;
+    char err[200];
+};
+
+struct flow {
+    int from, to;
+    unsigned char *buf;
+    size_t len, off;
+    uint64_t count, max; /* max: UINT64_MAX when no cut */
+    int eof, shut;
+};
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Reads what fits (and what the cut allows); 0 or -1 when done. */
+static int flow_read(struct flow *f)
+{
+    size_t room = 256 * 1024;
+    ssize_t n;
+    if (f->max - f->count < room)
+        room = (size_t)(f->max - f->count);
+    n = read(f->from, f->buf, room);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 1 : -1;
+    if (n == 0) {
+        f->eof = 1;
+        return 1;
+    }
+    f->len = (size_t)n;
+    f->off = 0;
+    f->count += (uint64_t)n;
+    return 1;
+}
+
+static int flow_write(struct flow *f)
+{
+    ssize_t n = send(f->to, f->buf + f->off, f->len - f->off, MSG_NOSIGNAL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 1 : -1;
+    f->off += (size_t)n;
+    if (f->off == f->len)
+        f->off = f->len = 0;
+    return 1;
+}
+
+/* Forwards one connection until both sides finished, one failed, or the
+ * client has sent `cut` bytes (then both are closed at once). */
+static void proxy_conn(struct proxy *p, int cfd, int sfd)
+{
+    static unsigned char b1[256 * 1024], b2[256 * 1024];
+    struct flow up = {cfd, sfd, b1, 0, 0, 0, p->cut, 0, 0};
+    struct flow down = {sfd, cfd, b2, 0, 0, 0, UINT64_MAX, 0, 0};
+    double last = now();
+    int cut = 0;
+
+    for (;;) {
+        struct pollfd fds[2] = {{cfd, 0, 0}, {sfd, 0, 0}};
+        struct flow *fl[2] = {&up, &down};
+        int r, bad = 0;
+
+        if (up.count >= up.max && up.len == 0) {
+            cut = 1;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            struct flow *f = fl[i];
+            if (f->eof && f->len == 0 && !f->shut) {
+                shutdown(f->to, SHUT_WR);
+                f->shut = 1;
+            }
+        }
+        if (up.shut && down.shut)
+            break;
+        if (!up.eof && up.len == 0)
+            fds[0].events |= POLLIN;
+        if (up.len)
+            fds[1].events |= POLLOUT;
+        if (!down.eof && down.len == 0)
+            fds[1].events |= POLLIN;
+        if (down.len)
+            fds[0].events |= POLLOUT;
+        r = poll(fds, 2, 1000);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r <= 0) {
+            if (now() - last > 120 || p->stop)
+                break;
+            continue;
+        }
+        last = now();
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !up.eof &&
+            up.len == 0)
+            bad |= flow_read(&up) < 0;
+        if ((fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && !down.eof &&
+            down.len == 0)
+            bad |= flow_read(&down) < 0;
+        if ((fds[1].revents & (POLLOUT | POLLERR)) && up.len)
+            bad |= flow_write(&up) < 0;
+        if ((fds[0].revents & (POLLOUT | POLLERR)) && down.len)
+            bad |= flow_write(&down) < 0;
+        if (bad)
+            break; /* a reset: the sync saw it too */
+    }
+    pthread_mutex_lock(&p->mu);
+    p->up += up.count;
+    p->down += down.count;
+    p->conns++;
+    p->cuts += cut;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *proxy_main(void *arg)
+{
+    struct proxy *p = arg;
+    while (!p->stop) {
+        struct pollfd lp = {p->lfd, POLLIN, 0};
+        int cfd, sfd;
+        if (poll(&lp, 1, 200) <= 0)
+            continue;
+        cfd = accept(p->lfd, NULL, NULL);
+        if (cfd < 0)
+            continue;
+        sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sfd < 0 || connect(sfd, (struct sockaddr *)&p->to, sizeof p->to) != 0 ||
+            set_nonblock(cfd) || set_nonblock(sfd)) {
+            pthread_mutex_lock(&p->mu);
+            snprintf(p->err, sizeof p->err, "cannot reach the server: %s",
+                     strerror(errno));
+            pthread_mutex_unlock(&p->mu);
+            close(cfd);
+            if (sfd >= 0)
+                close(sfd);
+            continue;
+        }
+        proxy_conn(p, cfd, sfd);
+        close(cfd);
+        close(sfd);
+    }
+    return NULL;
+}
+
+static void proxy_start(struct proxy *p, const char *server_addr, uint64_t cut)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    const char *colon = strrchr(server_addr, ':');
+    char host[64];
+
+    memset(p, 0, sizeof *p);
+    p->cut = cut;
+    pthread_mutex_init(&p->mu, NULL);
+    if (!colon || (size_t)(colon - server_addr) >= sizeof host)
+        die("resume: cannot read the server's address %s", server_addr);
+    memcpy(host, server_addr, (size_t)(colon - server_addr));
+    host[colon - server_addr] = '\0';
+    p->to.sin_family = AF_INET;
+    p->to.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &p->to.sin_addr) != 1)
+        die("resume: the server's address %s is not IPv4", server_addr);
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(p->lfd, 8) != 0 ||
+        getsockname(p->lfd, (struct sockaddr *)&a, &alen) != 0)
+        die("resume: cannot make the proxy: %s", strerror(errno));
+    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    if (pthread_create(&p->tid, NULL, proxy_main, p) != 0)
+        die("resume: cannot start the proxy thread");
+}
+
+static void proxy_stop(struct proxy *p)
+{
+    p->stop = 1;
+    pthread_join(p->tid, NULL);
+    close(p->lfd);
+    pthread_mutex_destroy(&p->mu);
+}
+
+/* The upload through the cutting proxy, fv_sync repeated until it
+ * succeeds. Returns client->server bytes / S. */
+static double resume_run(char **server_dir)
+{
+    struct srv s;
+    struct proxy p;
+    char *ddir;
+    fv_vault *v = fresh_pair(&s, &ddir);
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res;
+    uint64_t cut = CUT_BYTES, app_sent = 0, chunks = 0, pushed = 0;
+    unsigned max_attempts = (unsigned)(2 * opt.size / cut + 10), attempts = 0;
+    double t0 = now(), ratio;
+    int rc = FV_ENET;
+
+    proxy_start(&p, s.addr, cut);
+    so.server = p.addr;
+    so.timeout_ms = SYNC_TIMEOUT_MS;
+    note("attach.resume: cutting every connection after %llu client bytes "
+         "(at most %u attempts)", (unsigned long long)cut, max_attempts);
+    while (rc != FV_OK && attempts < max_attempts) {
+        memset(&res, 0, sizeof res);
+        rc = fv_sync(v, &so, &res);
+        attempts++;
+        app_sent += res.bytes_sent;
+        if (rc == FV_OK) {
+            chunks += res.chunks_sent;
+            pushed += res.pushed;
+        } else if (rc != FV_ENET) {
+            tail_file(s.log, 10);
+            die("attach.resume: fv_sync attempt %u: %s (%s)", attempts,
+                fv_strerror(rc), fv_vault_errmsg(v));
+        }
+        if (p.err[0])
+            die("attach.resume: proxy: %s", p.err);
+    }
+    proxy_stop(&p);
+    if (rc != FV_OK)
+        die("attach.resume: fv_sync did not succeed in %u attempts (%s)",
+            attempts, fv_vault_errmsg(v));
+    fv_vault_close(v);
+    srv_stop(&s);
+    check_server_chunks(s.dir, base.nchunks, base.chunk_bytes, "attach.resume");
+    ratio = (double)p.up / (double)opt.size;
+    note("attach.resume: %u attempts (%u connections, %u cut) in %.1f s; "
+         "the device sent %llu bytes through the proxy (%llu application "
+         "bytes: fv_sync's bytes_sent), received %llu; the last attempt "
+         "acknowledged %llu chunks", attempts, p.conns, p.cuts, now() - t0,
+         (unsigned long long)p.up, (unsigned long long)app_sent,
+         (unsigned long long)p.down, (unsigned long long)chunks);
+    (void)pushed;
+    rm_tree(ddir);
+    free(ddir);
+    *server_dir = strdup(s.dir);
+    srv_free(&s, 0);
+    return ratio;
+}
+
+/* ---- fetch-back check ----------------------------------------------------- */
+
+struct hash_sink {
+    crypto_generichash_state h;
+    uint64_t bytes;
+};
+
+static int hash_write(const unsigned char *buf, size_t len, void *payload)
+{
+    struct hash_sink *hs = payload;
+    crypto_generichash_update(&hs->h, buf, len);
+    hs->bytes += len;
+    return 0;
+}
+
+/* A copy of the coordinator syncs with the server at `server_dir` and must
+ * read the attachment back, identical. */
+static void fetch_back(const char *server_dir)
+{
+    char *cdir = scratch_path("coordinator");
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res;
+    struct hash_sink hs;
+    unsigned char got[crypto_generichash_BYTES];
+    struct srv s;
+    fv_vault *v;
+    double t0, t1, t2;
+
+    copy_tree(base.coordinator, cdir);
+    srv_start(&s, server_dir);
+    v = open_vault(cdir);
+    so.server = s.addr;
+    so.timeout_ms = SYNC_TIMEOUT_MS;
+    memset(&res, 0, sizeof res);
+    t0 = now();
+    fv_check(fv_sync(v, &so, &res), v, "fetch-back: coordinator fv_sync");
+    t1 = now();
+    srv_stop(&s);
+    if (res.chunks_received != base.nchunks || res.chunks_rejected ||
+        res.chunks_unavailable)
+        die("fetch-back: the coordinator received %llu chunks (%llu "
+            "rejected, %llu unavailable); expected %llu",
+            (unsigned long long)res.chunks_received,
+            (unsigned long long)res.chunks_rejected,
+            (unsigned long long)res.chunks_unavailable,
+            (unsigned long long)base.nchunks);
+    memset(&hs, 0, sizeof hs);
+    crypto_generichash_init(&hs.h, NULL, 0, sizeof got);
+    fv_check(fv_attachment_read(v, base.record, ATTACHMENT_NAME, hash_write,
+                                &hs, NULL, NULL),
+             v, "fetch-back: fv_attachment_read");
+    crypto_generichash_final(&hs.h, got, sizeof got);
+    t2 = now();
+    if (hs.bytes != opt.size || sodium_memcmp(got, base.hash, sizeof got) != 0)
+        die("fetch-back: the coordinator read %llu bytes that differ from "
+            "the %llu the device attached", (unsigned long long)hs.bytes,
+            (unsigned long long)opt.size);
+    note("fetch-back: the coordinator downloaded %llu chunks in %.2f s (%.1f "
+         "MiB/s) and read the attachment back identical in %.2f s",
+         (unsigned long long)res.chunks_received, t1 - t0,
+         mib(opt.size) / (t1 - t0), t2 - t1);
+    fv_vault_close(v);
+    rm_tree(cdir);
+    free(cdir);
+    srv_free(&s, 0);
+}
+
+/* ---- main ----------------------------------------------------------- */
+
+static const char usage[] =
+    "usage: bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB]\n"
+    "                    [--verify] [--fieldvault PATH] [NAME...]\n"
+    "Runs the measurements whose names start with a NAME (attach.upload,\n"
+    "attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
+    "and prints one JSON line per measurement. --size: the attachment in\n"
+    "MiB (1024; --quick 128); --rounds: attach.upload's rounds (3);\n"
+    "--verify: read the attachment back through a coordinator after the\n"
+    "last upload (always with --quick); --fieldvault: the CLI run as\n"
+    "`serve` and `sync` (default: fieldvault next to this program).\n"
+    "Scratch files go in a new directory under DIR (default $TMPDIR or\n"
+    "/tmp) and are removed afterwards.\n";
+
+static size_t parse_count(const char *s, const char *what)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s ? s : "", &end, 10);
+    if (!s || errno || *end || v == 0 || v > 10000000)
+        die("%s needs a count from 1 to 10000000", what);
+    return (size_t)v;
+}
+
+/* `fieldvault` in the directory of this program. */
+static char *default_fieldvault(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+    char *slash;
+    if (n <= 0)
+        return "fieldvault";
+    path[n] = '\0';
+    slash = strrchr(path, '/');
+    if (!slash)
+        return "fieldvault";
+    strcpy(slash + 1, "fieldvault");
+    return path;
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const known[] = {"attach.upload", "attach.client.rss",
+                                        "attach.server.rss",
+                                        "attach.resume.ratio"};
+    size_t size_mib = 0;
+    struct sigaction sa;
+    char *last_server = NULL;
+    long server_hwm = -1;
+    int want_up, want_srss, want_crss, want_resume, fetch;
+
+    opt.rounds = 3;
+    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quick")) {
+            opt.quick = 1;
+        } else if (!strcmp(a, "--verify")) {
+            opt.verify = 1;
+        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
+            opt.base = argv[++i];
+        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
+            opt.rounds = (int)parse_count(argv[++i], "--rounds");
+        } else if (!strcmp(a, "--size") && i + 1 < argc) {
+            size_mib = parse_count(argv[++i], "--size");
+        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
+            opt.fieldvault = argv[++i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "bench_attach: unknown option %s\n%s", a, usage);
+            return 2;
+        } else {
+            int hit = 0;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                hit |= strncmp(known[k], a, strlen(a)) == 0;
+            if (!hit) {
+                fprintf(stderr, "bench_attach: no measurement is named %s\n%s",
+                        a, usage);
+                return 2;
+            }
+            opt.names[opt.nnames++] = argv[i];
+        }
+    }
+    if (!size_mib)
+        size_mib = opt.quick ? 128 : 1024;
+    if (size_mib > 7 * 1024)
+        die("--size: at most 7168 MiB (one record's chunk list)");
+    opt.size = (uint64_t)size_mib << 20;
+    if (!opt.fieldvault)
+        opt.fieldvault = default_fieldvault();
+    want_up = wanted("attach.upload");
+    want_srss = wanted("attach.server.rss");
+    want_crss = wanted("attach.client.rss");
+    want_resume = wanted("attach.resume.ratio");
+    fetch = opt.quick || opt.verify;
+
+    /* A peer that closes first must not end the benchmark. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    if (sodium_init() < 0)
+        die("libsodium failed to start");
+    make_scratch();
+    note("FieldVault %s, SQLite %s, libsodium %s; scratch %s; attachment "
+         "%zu MiB", fv_version(), sqlite3_libversion(), sodium_version_string(),
+         scratch, size_mib);
+    setup();
+
+    if (want_up || want_srss) {
+        int rounds = want_up ? opt.rounds : 1;
+        double tu = 0, tl = -1;
+        if (want_up)
+            limit_setup();
+        for (int r = 0; r < rounds; r++) {
+            struct upload u;
+            double t_lim = -1;
+            if (want_up && r % 2 == 1)
+                t_lim = limit_round(opt.size);
+            if (last_server) {
+                rm_tree(last_server);
+                free(last_server);
+            }
+            u = upload_round(r, &last_server);
+            if (want_up && r % 2 == 0)
+                t_lim = limit_round(opt.size);
+            if (u.server_hwm > server_hwm)
+                server_hwm = u.server_hwm;
+            if (want_up) {
+                note("attach.upload round %d: upload %.1f MiB/s, limit (bulk "
+                     "TLS) %.1f MiB/s", r + 1, mib(opt.size) / u.t,
+                     mib(opt.size) / t_lim);
+                if (tl < 0 || t_lim < tl) {
+                    tl = t_lim;
+                    tu = u.t;
+                }
+            }
+        }
+        if (want_up)
+            report("attach.upload", mib(opt.size) / tu, "MiB/s",
+                   mib(opt.size) / tl, 1);
+    }
+    if (want_crss || want_srss) {
+        long hwm = -1, crss;
+        if (last_server) {
+            rm_tree(last_server);
+            free(last_server);
+        }
+        crss = cli_upload(&hwm, &last_server);
+        if (hwm > server_hwm)
+            server_hwm = hwm;
+        note("attach.client.rss, attach.server.rss: peak resident sets in "
+             "KiB against a limit of %d KiB (64 MiB): a ratio below 1 meets "
+             "the target", RSS_LIMIT_KIB);
+        if (want_crss)
+            report("attach.client.rss", (double)crss, "KiB", RSS_LIMIT_KIB, 0);
+        if (want_srss)
+            report("attach.server.rss", (double)server_hwm, "KiB",
+                   RSS_LIMIT_KIB, 0);
+    }
+    if (want_resume) {
+        double ratio;
+        if (last_server) {
+            rm_tree(last_server);
+            free(last_server);
+        }
+        ratio = resume_run(&last_server);
+        note("attach.resume.ratio: bytes sent / attachment size against a "
+             "limit of %.2f: a ratio below 1 meets the target", RESUME_LIMIT);
+        report("attach.resume.ratio", ratio, "ratio", RESUME_LIMIT, 3);
+    }
+    if (fetch && last_server)
+        fetch_back(last_server);
+    else if (!fetch)
+        note("fetch-back check skipped (it runs with --quick or --verify)");
+    if (last_server) {
+        rm_tree(last_server);
+        free(last_server);
+    }
+    free(opt.names);
+    return 0;
+}
