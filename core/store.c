@@ -722,3 +722,24 @@ int fv_store_delivered_records(fv_store *s, int (*fn)(const unsigned char *recor
     sqlite3_finalize(st);
     return r;
 }
+
+int fv_store_pending_upload(fv_store *s, uint64_t *bytes)
+{
+    /* Own envelopes without a receipt, and chunks of own envelopes not yet
+     * acknowledged: what a sync has ahead of it to send. */
+    static const char sql[] =
+        "SELECT (SELECT total(length(bytes)) FROM envelope WHERE own AND NOT "
+        "delivered AND bytes IS NOT NULL) + (SELECT total(length(c.data)) FROM "
+        "chunk c INDEXED BY chunk_outbox WHERE NOT c.delivered AND EXISTS "
+        "(SELECT 1 FROM chunkref r JOIN envelope e ON e.id = r.envelope WHERE "
+        "r.hash = c.hash AND e.own))";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "pending");
+    if (rc)
+        return rc;
+    rc = fv_db_step_row(&s->d, st, "pending");
+    if (rc == FV_OK)
+        *bytes = (uint64_t)sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}

@@ -143,6 +143,10 @@ int fv_store_delivered_records(fv_store *s, int (*fn)(const unsigned char *recor
                                                       void *payload),
                                void *payload);
 
+/* Bytes a sync has to send: own envelopes without receipts and chunks of
+ * own envelopes not yet acknowledged. */
+int fv_store_pending_upload(fv_store *s, uint64_t *bytes);
+
 /* Records with more than one head that is a revision (a conflict). */
 int fv_store_conflicts(fv_store *s, size_t *count);
 

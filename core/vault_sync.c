@@ -457,3 +457,8 @@ int fv_vs_apply_retention(fv_vault *v, size_t *dropped)
     free(d.ids);
     return fv_v_serr(v, rc);
 }
+
+int fv_vs_pending_upload(fv_vault *v, uint64_t *bytes)
+{
+    return fv_v_serr(v, fv_store_pending_upload(v->store, bytes));
+}

@@ -96,6 +96,9 @@ int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
  * and chunks are all delivered. *dropped counts them. */
 int fv_vs_apply_retention(fv_vault *v, size_t *dropped);
 
+/* Bytes a sync has ahead of it to send (for progress). */
+int fv_vs_pending_upload(fv_vault *v, uint64_t *bytes);
+
 /* Leaves a message on the vault handle (for the sync session's failures)
  * and returns rc. */
 int fv_vs_fail(fv_vault *v, int rc, const char *msg);

@@ -52,6 +52,7 @@ static int split_address(const char *addr, char *host, size_t hostcap,
 }
 
 struct run {
+    uint64_t upload; /* bytes to send, as the sync began */
     fv_vault *v;
     fv_client *c;
     fv_tls_conn *tls;
@@ -61,14 +62,16 @@ struct run {
 
 static int progress(struct run *r)
 {
+    uint64_t done = r->res.bytes_sent + r->res.bytes_received, total;
     if (!r->o->progress)
         return 0;
-    /* Bytes on the wire each way stand for the work done; the total is not
-     * known ahead, so report what moved as both (callers show a rate). */
-    return r->o->progress(r->res.bytes_sent + r->res.bytes_received,
-                          r->res.bytes_sent + r->res.bytes_received +
-                              fv_client_pending_bytes(r->c),
-                          r->o->progress_payload);
+    /* Bytes on the wire each way stand for the work done. Ahead: what the
+     * vault had to send when the sync began (known), and whatever the
+     * server sends (not known until it comes). */
+    total = r->upload + r->res.bytes_received;
+    if (total < done + fv_client_pending_bytes(r->c))
+        total = done + fv_client_pending_bytes(r->c);
+    return r->o->progress(done, total, r->o->progress_payload);
 }
 
 /* Moves bytes between the TLS connection and the engine until the engine is
@@ -185,6 +188,8 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     timeout = r.o->timeout_ms > 0 ? r.o->timeout_ms : 30000;
     if (split_address(address, host, sizeof host, port, sizeof port))
         return fv_vs_fail(v, FV_EINVAL, "the server address is not host:port");
+    if (req->op == FV_CLIENT_SYNC && fv_vs_pending_upload(v, &r.upload))
+        r.upload = 0; /* progress only */
     if ((rc = fv_client_new(&r.c, v, req)))
         return rc == FV_EEXIST
                    ? fv_vs_fail(v, rc, "this vault is already enrolled")
