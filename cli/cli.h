@@ -145,6 +145,11 @@ void json_strz(FILE *f, const char *s);
 void json_key(FILE *f, const char *key);
 /* An id as a JSON string of lowercase hex. */
 void json_id(FILE *f, const unsigned char id[FV_ID_BYTES]);
+/* A top-level array of objects, one a line: after "[", json_list_item
+ * opens the i-th object (counting from 0); json_list_end closes an array of
+ * n objects. */
+void json_list_item(FILE *f, size_t i);
+void json_list_end(FILE *f, size_t n);
 /* A time as "YYYY-MM-DDTHH:MM:SSZ" (UTC), or null if out of range. */
 void json_time(FILE *f, int64_t t);
 
@@ -208,10 +213,20 @@ int cli_help_requested(cli *c, int *rc);
 /* Checks the number of positional arguments; CLI_USAGE after printing why. */
 int cli_want_positionals(const cli *c, size_t min, size_t max,
                          const char *what);
+/* The start of most commands: cli_parse with `opts`, --help, then
+ * cli_want_positionals. Returns 1 when the command ends there (--help was
+ * answered, or a usage error was printed) with its exit code in *rc, else 0
+ * with *rc 0. */
+int cli_begin(cli *c, cli_opt *opts, size_t min, size_t max, const char *what,
+              int *rc);
 /* Finds the vault directory (*dir, malloc'd, the caller frees it even on
  * failure), obtains the passphrase and opens the vault. Returns 0 or an
  * exit code (message printed). */
 int cli_open_vault(const cli *c, fv_vault **v, char **dir);
+/* Makes room for element n of a growing array `arr` of *cap elements of
+ * `size` bytes, doubling it (from `first`) when full. Returns the array,
+ * perhaps moved, or NULL when out of memory (`arr` is then unchanged). */
+void *cli_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 
 /* ---- sync commands (sync_cmds.c) ------------------------------------------ */
 

@@ -12,10 +12,9 @@
 
 #include "cli.h"
 
-/* ---- shared helpers ------------------------------------------------------ */
+/* ---- shared helpers (the cli_* ones are shared with sync_cmds.c) -------- */
 
-/* Prints the command's help when --help was given. Returns 1 if it did. */
-static int help_requested(cli *c, int *rc)
+int cli_help_requested(cli *c, int *rc)
 {
     if (!c->help)
         return 0;
@@ -24,8 +23,8 @@ static int help_requested(cli *c, int *rc)
     return 1;
 }
 
-static int want_positionals(const cli *c, size_t min, size_t max,
-                            const char *what)
+int cli_want_positionals(const cli *c, size_t min, size_t max,
+                         const char *what)
 {
     if (c->npos < min) {
         cli_error("%s: missing %s (see 'fieldvault %s --help')", c->cmd, what,
@@ -37,6 +36,27 @@ static int want_positionals(const cli *c, size_t min, size_t max,
         return CLI_USAGE;
     }
     return 0;
+}
+
+int cli_begin(cli *c, cli_opt *opts, size_t min, size_t max, const char *what,
+              int *rc)
+{
+    *rc = cli_parse(c, opts);
+    if (*rc != 0 || cli_help_requested(c, rc))
+        return 1;
+    *rc = cli_want_positionals(c, min, max, what);
+    return *rc != 0;
+}
+
+void *cli_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return arr;
+    size_t want = *cap ? *cap * 2 : first;
+    void *p = realloc(arr, want * size);
+    if (p != NULL)
+        *cap = want;
+    return p;
 }
 
 static char *path_join(const char *a, const char *b)
@@ -115,18 +135,21 @@ static int cli_fail_dir(int rc, const char *what, const char *dir)
     return cli_exit_code(rc);
 }
 
-/* Obtains the passphrase and opens the vault. */
-static int open_vault(const cli *c, fv_vault **v, const char *dir)
+int cli_open_vault(const cli *c, fv_vault **v, char **dir)
 {
     cli_secret pass;
-    int rc = cli_passphrase_get(&pass, c, "Vault passphrase: ", 0);
+    int is_default;
+    int rc = vault_dir(c, dir, &is_default);
+    *v = NULL;
     if (rc != 0)
         return rc;
-    rc = fv_vault_open(v, dir, pass.buf, pass.len);
+    if ((rc = cli_passphrase_get(&pass, c, "Vault passphrase: ", 0)) != 0)
+        return rc;
+    rc = fv_vault_open(v, *dir, pass.buf, pass.len);
     cli_secret_free(&pass);
     if (rc != FV_OK) {
         *v = NULL;
-        return cli_fail_dir(rc, "cannot open vault", dir);
+        return cli_fail_dir(rc, "cannot open vault", *dir);
     }
     return 0;
 }
@@ -304,28 +327,6 @@ static void print_id_line(const unsigned char id[FV_ID_BYTES])
     fputc('\n', stdout);
 }
 
-/* ---- shared with sync_cmds.c -------------------------------------------------- */
-
-int cli_help_requested(cli *c, int *rc)
-{
-    return help_requested(c, rc);
-}
-
-int cli_want_positionals(const cli *c, size_t min, size_t max, const char *what)
-{
-    return want_positionals(c, min, max, what);
-}
-
-int cli_open_vault(const cli *c, fv_vault **v, char **dir)
-{
-    int is_default;
-    int rc = vault_dir(c, dir, &is_default);
-    *v = NULL;
-    if (rc == 0)
-        rc = open_vault(c, v, *dir);
-    return rc;
-}
-
 /* ---- init ------------------------------------------------------------------ */
 
 int cmd_init(cli *c)
@@ -336,11 +337,9 @@ int cmd_init(cli *c)
     fv_vault *v = NULL;
     char *dir = NULL;
     int is_default;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+    if (cli_begin(c, opts, 0, 0, "", &rc))
         goto cleanup;
     if (opts[0].count) {
         const char *k = opts[0].values[0];
@@ -413,8 +412,72 @@ static int check_stdin_use(const cli *c, const cli_opt *narrative)
     return 0;
 }
 
+/* What the record options of add and edit hold, for a fv_record_input. */
+typedef struct record_args {
+    fieldlist fields;
+    fv_attachment_source *att;
+    plainbuf narrative;
+} record_args;
+
+static void record_args_free(record_args *a)
+{
+    free(a->att);
+    fieldlist_free(&a->fields);
+    plainbuf_free(&a->narrative);
+}
+
+/* Checks and reads --title, --narrative-file, --field, --tag, --attach and
+ * (edit only, absent from add's table) --remove-field, --remove-tag,
+ * --remove-attachment into `in`, which then points into `a` and `opts`. */
+static int record_args_build(record_args *a, const cli *c, cli_opt *opts,
+                             fv_record_input *in)
+{
+    cli_opt *title = cli_opt_get(opts, "title");
+    cli_opt *nfile = cli_opt_get(opts, "narrative-file");
+    cli_opt *tags = cli_opt_get(opts, "tag");
+    cli_opt *rtags = cli_opt_get(opts, "remove-tag");
+    cli_opt *attach = cli_opt_get(opts, "attach");
+    cli_opt *ratt = cli_opt_get(opts, "remove-attachment");
+    int rc;
+
+    if ((rc = check_stdin_use(c, nfile)) != 0)
+        return rc;
+    if ((rc = fieldlist_build(&a->fields, cli_opt_get(opts, "field"),
+                              cli_opt_get(opts, "remove-field"))) != 0)
+        return rc;
+    if ((a->att = attachments_build(attach)) == NULL) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    if (nfile->count &&
+        (rc = read_narrative(nfile->values[0], &a->narrative)) != 0)
+        return rc;
+
+    in->title = title->count ? title->values[0] : NULL;
+    if (nfile->count) {
+        in->narrative = a->narrative.p ? a->narrative.p : "";
+        in->narrative_len = a->narrative.len;
+    }
+    in->fields = a->fields.f;
+    in->nfields = a->fields.n;
+    in->tags = tags->values;
+    in->ntags = tags->count;
+    in->attachments = a->att;
+    in->nattachments = attach->count;
+    if (rtags != NULL) {
+        in->remove_tags = rtags->values;
+        in->nremove_tags = rtags->count;
+    }
+    if (ratt != NULL) {
+        in->remove_attachments = ratt->values;
+        in->nremove_attachments = ratt->count;
+    }
+    return 0;
+}
+
 /* Runs fv_record_add (edit_id NULL) or fv_record_edit with a progress bar
- * and Ctrl-C cancel while attachments move. */
+ * and Ctrl-C cancel while attachments move. Returns 0 or an exit code
+ * (message printed). */
 static int write_record(fv_vault *v, unsigned char out[FV_ID_BYTES],
                         const unsigned char *edit_id, fv_record_input *in)
 {
@@ -435,7 +498,7 @@ static int write_record(fv_vault *v, unsigned char out[FV_ID_BYTES],
         cli_cancel_disarm();
         cli_progress_end(&prog);
     }
-    return r;
+    return r == FV_OK ? 0 : cli_fail(v, r, NULL);
 }
 
 int cmd_add(cli *c)
@@ -447,61 +510,25 @@ int cmd_add(cli *c)
                       {"attach", OPT_MANY, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_record_input in = FV_RECORD_INPUT_INIT;
-    fieldlist fields = {NULL, 0};
-    fv_attachment_source *att = NULL;
-    plainbuf narrative = {NULL, 0, 0};
+    record_args args = {{NULL, 0}, NULL, {NULL, 0, 0}};
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
     unsigned char id[FV_ID_BYTES];
-    int rc = cli_parse(c, opts);
-    cli_opt *title = cli_opt_get(opts, "title");
-    cli_opt *nfile = cli_opt_get(opts, "narrative-file");
-    cli_opt *tags = cli_opt_get(opts, "tag");
-    cli_opt *attach = cli_opt_get(opts, "attach");
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (cli_begin(c, opts, 0, 0, "", &rc))
         goto cleanup;
-    if ((rc = want_positionals(c, 0, 0, "")) != 0)
-        goto cleanup;
-    if (title->count == 0) {
+    if (cli_opt_get(opts, "title")->count == 0) {
         cli_error("add: --title is required");
         rc = CLI_USAGE;
         goto cleanup;
     }
-    if ((rc = check_stdin_use(c, nfile)) != 0)
+    if ((rc = record_args_build(&args, c, opts, &in)) != 0)
         goto cleanup;
-    if ((rc = fieldlist_build(&fields, cli_opt_get(opts, "field"), NULL)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    if ((att = attachments_build(attach)) == NULL) {
-        cli_error("out of memory");
-        rc = CLI_FAIL;
+    if ((rc = write_record(v, id, NULL, &in)) != 0)
         goto cleanup;
-    }
-    if (nfile->count && (rc = read_narrative(nfile->values[0], &narrative)) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
-        goto cleanup;
-
-    in.title = title->values[0];
-    if (nfile->count) {
-        in.narrative = narrative.p ? narrative.p : "";
-        in.narrative_len = narrative.len;
-    }
-    in.fields = fields.f;
-    in.nfields = fields.n;
-    in.tags = tags->values;
-    in.ntags = tags->count;
-    in.attachments = att;
-    in.nattachments = attach->count;
-
-    int r = write_record(v, id, NULL, &in);
-    if (r != FV_OK) {
-        rc = cli_fail(v, r, NULL);
-        goto cleanup;
-    }
     /* The record is durable now: print its id at once. */
     if (c->json) {
         fputs("{", stdout);
@@ -515,9 +542,7 @@ int cmd_add(cli *c)
 cleanup:
     fv_vault_close(v);
     free(dir);
-    free(att);
-    fieldlist_free(&fields);
-    plainbuf_free(&narrative);
+    record_args_free(&args);
     cli_opts_free(opts);
     return rc;
 }
@@ -534,25 +559,14 @@ int cmd_edit(cli *c)
                       {"remove-attachment", OPT_MANY, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_record_input in = FV_RECORD_INPUT_INIT;
-    fieldlist fields = {NULL, 0};
-    fv_attachment_source *att = NULL;
-    plainbuf narrative = {NULL, 0, 0};
+    record_args args = {{NULL, 0}, NULL, {NULL, 0, 0}};
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
     unsigned char id[FV_ID_BYTES];
     unsigned char rev[FV_ID_BYTES];
-    int rc = cli_parse(c, opts);
-    cli_opt *title = cli_opt_get(opts, "title");
-    cli_opt *nfile = cli_opt_get(opts, "narrative-file");
-    cli_opt *tags = cli_opt_get(opts, "tag");
-    cli_opt *rtags = cli_opt_get(opts, "remove-tag");
-    cli_opt *attach = cli_opt_get(opts, "attach");
-    cli_opt *ratt = cli_opt_get(opts, "remove-attachment");
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
+    if (cli_begin(c, opts, 1, 1, "record ID", &rc))
         goto cleanup;
     size_t changes = 0;
     for (cli_opt *o = opts; o->name; o++)
@@ -562,46 +576,14 @@ int cmd_edit(cli *c)
         rc = CLI_USAGE;
         goto cleanup;
     }
-    if ((rc = check_stdin_use(c, nfile)) != 0)
+    if ((rc = record_args_build(&args, c, opts, &in)) != 0)
         goto cleanup;
-    if ((rc = fieldlist_build(&fields, cli_opt_get(opts, "field"),
-                              cli_opt_get(opts, "remove-field"))) != 0)
-        goto cleanup;
-    if ((att = attachments_build(attach)) == NULL) {
-        cli_error("out of memory");
-        rc = CLI_FAIL;
-        goto cleanup;
-    }
-    if (nfile->count && (rc = read_narrative(nfile->values[0], &narrative)) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if ((rc = resolve(v, c->pos[0], id)) != 0)
         goto cleanup;
-
-    in.title = title->count ? title->values[0] : NULL;
-    if (nfile->count) {
-        in.narrative = narrative.p ? narrative.p : "";
-        in.narrative_len = narrative.len;
-    }
-    in.fields = fields.f;
-    in.nfields = fields.n;
-    in.tags = tags->values;
-    in.ntags = tags->count;
-    in.remove_tags = rtags->values;
-    in.nremove_tags = rtags->count;
-    in.attachments = att;
-    in.nattachments = attach->count;
-    in.remove_attachments = ratt->values;
-    in.nremove_attachments = ratt->count;
-
-    int r = write_record(v, rev, id, &in);
-    if (r != FV_OK) {
-        rc = cli_fail(v, r, NULL);
+    if ((rc = write_record(v, rev, id, &in)) != 0)
         goto cleanup;
-    }
     if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "id");
@@ -617,9 +599,7 @@ int cmd_edit(cli *c)
 cleanup:
     fv_vault_close(v);
     free(dir);
-    free(att);
-    fieldlist_free(&fields);
-    plainbuf_free(&narrative);
+    record_args_free(&args);
     cli_opts_free(opts);
     return rc;
 }
@@ -647,7 +627,7 @@ static int print_summary(const fv_record *r, void *payload)
     int complete = record_complete(r);
 
     if (l->json) {
-        fputs(l->count ? ",\n  {" : "\n  {", stdout);
+        json_list_item(stdout, l->count);
         json_key(stdout, "id");
         json_id(stdout, r->id);
         fputs(", ", stdout);
@@ -698,18 +678,13 @@ static int list_or_search(cli *c, int search)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
     listing l = {0, 0};
-    int rc = cli_parse(c, NULL);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (cli_begin(c, NULL, search, search, "search TEXT", &rc))
         goto cleanup;
     l.json = c->json;
-    if ((rc = want_positionals(c, search, search, "search TEXT")) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if (l.json)
         fputs("[", stdout);
@@ -718,7 +693,7 @@ static int list_or_search(cli *c, int search)
     /* A document is always completed: on FV_ECORRUPT it holds every record
      * that verified. */
     if (l.json)
-        fputs(l.count ? "\n]\n" : "]\n", stdout);
+        json_list_end(stdout, l.count);
     rc = cli_flush_stdout();
     if (r != FV_OK)
         rc = cli_fail(v, r, NULL);
@@ -761,16 +736,12 @@ typedef struct history {
 static int collect_revision(const fv_revision *rev, void *payload)
 {
     history *h = payload;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 8;
-        revcopy *r = realloc(h->r, cap * sizeof *r);
-        if (r == NULL) {
-            h->oom = 1;
-            return 1;
-        }
-        h->r = r;
-        h->cap = cap;
+    revcopy *r = cli_grow(h->r, &h->cap, h->n, sizeof *r, 8);
+    if (r == NULL) {
+        h->oom = 1;
+        return 1;
     }
+    h->r = r;
     revcopy *rc = &h->r[h->n];
     memset(rc, 0, sizeof *rc);
     memcpy(rc->id, rev->id, FV_ID_BYTES);
@@ -999,17 +970,12 @@ int cmd_show(cli *c)
     fv_record *rec = NULL;
     history h = {NULL, 0, 0, 0};
     char *dir = NULL;
-    int is_default;
     unsigned char id[FV_ID_BYTES];
-    int rc = cli_parse(c, NULL);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (cli_begin(c, NULL, 1, 1, "record ID", &rc))
         goto cleanup;
-    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if ((rc = resolve(v, c->pos[0], id)) != 0)
         goto cleanup;
@@ -1053,17 +1019,12 @@ int cmd_delete(cli *c)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
     unsigned char id[FV_ID_BYTES];
-    int rc = cli_parse(c, NULL);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (cli_begin(c, NULL, 1, 1, "record ID", &rc))
         goto cleanup;
-    if ((rc = want_positionals(c, 1, 1, "record ID")) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if ((rc = resolve(v, c->pos[0], id)) != 0)
         goto cleanup;
@@ -1130,19 +1091,18 @@ int cmd_attachment(cli *c)
     cli_opt opts[] = {{"output", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
     unsigned char id[FV_ID_BYTES];
     cli_progress prog;
     int rc = cli_parse(c, opts);
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (rc != 0 || cli_help_requested(c, &rc))
         goto cleanup;
     if (c->npos == 0 || strcmp(c->pos[0], "get") != 0) {
         cli_error("attachment: want 'attachment get ID NAME --output FILE'");
         rc = CLI_USAGE;
         goto cleanup;
     }
-    if ((rc = want_positionals(c, 3, 3, "ID and NAME")) != 0)
+    if ((rc = cli_want_positionals(c, 3, 3, "ID and NAME")) != 0)
         goto cleanup;
     if (opts[0].count == 0) {
         cli_error("attachment get: --output FILE is required ('-' for "
@@ -1164,9 +1124,7 @@ int cmd_attachment(cli *c)
         rc = CLI_USAGE;
         goto cleanup;
     }
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if ((rc = resolve(v, c->pos[1], id)) != 0)
         goto cleanup;
@@ -1216,16 +1174,11 @@ int cmd_passwd(cli *c)
     cli_secret pass = {NULL, 0};
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (cli_begin(c, opts, 0, 0, "", &rc))
         goto cleanup;
-    if ((rc = want_positionals(c, 0, 0, "")) != 0)
-        goto cleanup;
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if (opts[0].count)
         rc = cli_passphrase_from_file(&pass, opts[0].values[0]);
@@ -1262,11 +1215,9 @@ int cmd_panic(cli *c)
 {
     char *dir = NULL;
     int is_default;
-    int rc = cli_parse(c, NULL);
+    int rc;
 
-    if (rc != 0 || help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+    if (cli_begin(c, NULL, 0, 0, "", &rc))
         goto cleanup;
     if ((rc = vault_dir(c, &dir, &is_default)) != 0)
         goto cleanup;
@@ -1291,10 +1242,8 @@ cleanup:
 
 int cmd_version(cli *c)
 {
-    int rc = cli_parse(c, NULL);
-    if (rc != 0 || help_requested(c, &rc))
-        return rc;
-    if ((rc = want_positionals(c, 0, 0, "")) != 0)
+    int rc;
+    if (cli_begin(c, NULL, 0, 0, "", &rc))
         return rc;
     if (c->json) {
         fputs("{", stdout);
@@ -1333,10 +1282,10 @@ int cmd_config(cli *c)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    int is_default, set, policy = FV_RETENTION_KEEP;
+    int set, policy = FV_RETENTION_KEEP;
     int rc = cli_parse(c, NULL);
 
-    if (rc != 0 || help_requested(c, &rc))
+    if (rc != 0 || cli_help_requested(c, &rc))
         goto cleanup;
     if (c->npos == 0 || (strcmp(c->pos[0], "set") != 0 &&
                          strcmp(c->pos[0], "get") != 0)) {
@@ -1349,7 +1298,7 @@ int cmd_config(cli *c)
         goto cleanup;
     }
     set = strcmp(c->pos[0], "set") == 0;
-    if ((rc = want_positionals(c, set ? 3 : 2, set ? 3 : 2,
+    if ((rc = cli_want_positionals(c, set ? 3 : 2, set ? 3 : 2,
                                set ? "SETTING and VALUE" : "SETTING")) != 0)
         goto cleanup;
     if (strcmp(c->pos[1], "retention") != 0) {
@@ -1370,9 +1319,7 @@ int cmd_config(cli *c)
         }
         policy = retention_names[i].policy;
     }
-    if ((rc = vault_dir(c, &dir, &is_default)) != 0)
-        goto cleanup;
-    if ((rc = open_vault(c, &v, dir)) != 0)
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     int r = set ? fv_vault_set_retention(v, policy)
                 : fv_vault_get_retention(v, &policy);

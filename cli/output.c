@@ -188,6 +188,16 @@ void time_format(char *out, size_t outlen, int64_t t, int style)
     }
 }
 
+void json_list_item(FILE *f, size_t i)
+{
+    fputs(i ? ",\n  {" : "\n  {", f);
+}
+
+void json_list_end(FILE *f, size_t n)
+{
+    fputs(n ? "\n]\n" : "]\n", f);
+}
+
 void json_time(FILE *f, int64_t t)
 {
     char buf[32];

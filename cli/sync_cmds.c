@@ -21,31 +21,34 @@
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-/* Splits off the subcommand word ("init" in `server init ...`): the caller
- * parses the rest with that subcommand's option table. NULL when the first
- * argument is an option or missing (then --help or a usage error). */
-static const char *take_subcommand(cli *c)
-{
-    if (c->argc < 1 || c->argv[0][0] == '-')
-        return NULL;
-    c->argc--;
-    return *c->argv++;
-}
+/* A subcommand ("init" in `server init ...`) and the function that runs it
+ * on the rest of the arguments. A table ends with a NULL name. */
+typedef struct subcommand {
+    const char *name;
+    int (*run)(cli *c);
+} subcommand;
 
-/* For a command whose arguments did not start with a known subcommand:
- * --help prints the help, anything else is a usage error. */
-static int no_subcommand(cli *c, const char *sub, const char *want)
+/* Splits off the subcommand word and runs it from `subs`. A first argument
+ * that is an option or missing, or an unknown word, is --help (then the
+ * help is printed) or a usage error naming `want`. */
+static int run_subcommand(cli *c, const subcommand *subs, const char *want)
 {
-    int rc = 0;
-    if (sub == NULL) {
-        rc = cli_parse(c, NULL);
-        if (rc != 0 || cli_help_requested(c, &rc))
-            return rc;
-    }
-    if (sub != NULL)
+    int rc;
+
+    if (c->argc >= 1 && c->argv[0][0] != '-') {
+        const char *sub = c->argv[0];
+        c->argc--;
+        c->argv++;
+        for (const subcommand *s = subs; s->name != NULL; s++)
+            if (strcmp(sub, s->name) == 0)
+                return s->run(c);
         cli_error("%s: unknown subcommand '%s' (want %s)", c->cmd, sub, want);
-    else
-        cli_error("%s: missing subcommand (want %s)", c->cmd, want);
+        return CLI_USAGE;
+    }
+    rc = cli_parse(c, NULL);
+    if (rc != 0 || cli_help_requested(c, &rc))
+        return rc;
+    cli_error("%s: missing subcommand (want %s)", c->cmd, want);
     return CLI_USAGE;
 }
 
@@ -282,11 +285,9 @@ static int server_init(cli *c)
     unsigned char pin[32];
     char *invite = NULL;
     const char *dir;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = check_data(&opts[0], &dir)) != 0)
         goto cleanup;
     if (opts[1].count == 0) {
@@ -346,11 +347,9 @@ static int server_invite(cli *c)
     const char *dir, *name;
     uint64_t ttl;
     int role;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = check_data(&opts[0], &dir)) != 0 ||
         (rc = check_name(&opts[1], &name)) != 0 ||
         (rc = parse_role(&opts[2], FV_ROLE_COORDINATOR, &role)) != 0 ||
@@ -407,11 +406,9 @@ static int server_import(cli *c)
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
     const char *dir;
     uint64_t count = 0, added = 0;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 1, 1, "FILE")) != 0 ||
+    if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
         (rc = check_data(&opts[0], &dir)) != 0)
         goto cleanup;
     int r = fv_server_import(dir, c->pos[0], &count, &added);
@@ -432,14 +429,11 @@ cleanup:
 
 int cmd_server(cli *c)
 {
-    const char *sub = take_subcommand(c);
-    if (sub != NULL && strcmp(sub, "init") == 0)
-        return server_init(c);
-    if (sub != NULL && strcmp(sub, "invite") == 0)
-        return server_invite(c);
-    if (sub != NULL && strcmp(sub, "import") == 0)
-        return server_import(c);
-    return no_subcommand(c, sub, "init, invite or import");
+    static const subcommand subs[] = {{"init", server_init},
+                                      {"invite", server_invite},
+                                      {"import", server_import},
+                                      {NULL, NULL}};
+    return run_subcommand(c, subs, "init, invite or import");
 }
 
 /* ---- serve ------------------------------------------------------------------ */
@@ -484,11 +478,9 @@ int cmd_serve(cli *c)
     fv_server_options so = FV_SERVER_OPTIONS_INIT;
     struct sigaction sa, old_term, old_int, old_pipe;
     const char *dir;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = check_data(&opts[0], &dir)) != 0)
         goto cleanup;
     so.listen = opts[1].count ? opts[1].values[0] : NULL;
@@ -542,11 +534,9 @@ int cmd_enroll(cli *c)
     fv_vault *v = NULL;
     char *dir = NULL;
     int role = 0;
-    int rc = cli_parse(c, opts);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 1, 1, "INVITE")) != 0 ||
+    if (cli_begin(c, opts, 1, 1, "INVITE", &rc) ||
         (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
@@ -586,23 +576,16 @@ cleanup:
 
 /* ---- org init, invite, devices, revoke --------------------------------------- */
 
-/* Parses an org subcommand's arguments (its options table starts with
- * --timeout) and fills the connection options. *done is set when --help
- * was answered: the caller then returns rc as it is. */
-static int org_prepare(cli *c, cli_opt *opts, size_t min, size_t max,
-                       const char *what, fv_sync_options *so, int *done)
+/* cli_begin for an org subcommand (its options table starts with
+ * --timeout), then fills the connection options. Returns 1 when the
+ * command ends there, with its exit code in *rc. */
+static int org_begin(cli *c, cli_opt *opts, size_t min, size_t max,
+                     const char *what, fv_sync_options *so, int *rc)
 {
-    int rc = cli_parse(c, opts);
-    *done = 0;
-    if (rc != 0)
-        return rc;
-    if (cli_help_requested(c, &rc)) {
-        *done = 1;
-        return rc;
-    }
-    if ((rc = cli_want_positionals(c, min, max, what)) != 0)
-        return rc;
-    return sync_options(so, NULL, &opts[0]);
+    if (cli_begin(c, opts, min, max, what, rc))
+        return 1;
+    *rc = sync_options(so, NULL, &opts[0]);
+    return *rc != 0;
 }
 
 static int org_init(cli *c)
@@ -612,10 +595,9 @@ static int org_init(cli *c)
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
-    int done;
-    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+    int rc;
 
-    if (rc != 0 || done)
+    if (org_begin(c, opts, 0, 0, "", &so, &rc))
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
@@ -655,10 +637,9 @@ static int org_invite(cli *c)
     const char *name;
     uint64_t ttl;
     int role;
-    int done;
-    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+    int rc;
 
-    if (rc != 0 || done)
+    if (org_begin(c, opts, 0, 0, "", &so, &rc))
         goto cleanup;
     if ((rc = check_name(&opts[1], &name)) != 0 ||
         (rc = parse_role(&opts[2], FV_ROLE_FIELD, &role)) != 0 ||
@@ -718,16 +699,12 @@ typedef struct devlist {
 static int collect_device(const fv_device_info *d, void *payload)
 {
     devlist *l = payload;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        devcopy *p = realloc(l->d, cap * sizeof *p);
-        if (p == NULL) {
-            l->oom = 1;
-            return 1;
-        }
-        l->d = p;
-        l->cap = cap;
+    devcopy *p = cli_grow(l->d, &l->cap, l->n, sizeof *p, 16);
+    if (p == NULL) {
+        l->oom = 1;
+        return 1;
     }
+    l->d = p;
     devcopy *x = &l->d[l->n];
     memcpy(x->id, d->id, FV_ID_BYTES);
     x->role = d->role;
@@ -757,7 +734,7 @@ static void print_devices(const devlist *l, int json)
     for (size_t i = 0; i < l->n; i++) {
         const devcopy *d = &l->d[i];
         if (json) {
-            fputs(i ? ",\n  {" : "\n  {", o);
+            json_list_item(o, i);
             json_key(o, "id");
             json_id(o, d->id);
             fputs(", ", o);
@@ -784,7 +761,7 @@ static void print_devices(const devlist *l, int json)
         }
     }
     if (json)
-        fputs(l->n ? "\n]\n" : "]\n", o);
+        json_list_end(o, l->n);
 }
 
 static int org_devices(cli *c)
@@ -795,10 +772,9 @@ static int org_devices(cli *c)
     fv_vault *v = NULL;
     char *dir = NULL;
     devlist l = {NULL, 0, 0, 0};
-    int done;
-    int rc = org_prepare(c, opts, 0, 0, "", &so, &done);
+    int rc;
 
-    if (rc != 0 || done)
+    if (org_begin(c, opts, 0, 0, "", &so, &rc))
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
@@ -832,10 +808,9 @@ static int org_revoke(cli *c)
     unsigned char id[FV_ID_BYTES];
     fv_vault *v = NULL;
     char *dir = NULL;
-    int done;
-    int rc = org_prepare(c, opts, 1, 1, "DEVICE_ID", &so, &done);
+    int rc;
 
-    if (rc != 0 || done)
+    if (org_begin(c, opts, 1, 1, "DEVICE_ID", &so, &rc))
         goto cleanup;
     if (parse_device_id(c->pos[0], id) != 0) {
         cli_error("org revoke: want a device id of 64 hex digits (see 'org "
@@ -872,16 +847,12 @@ cleanup:
 
 int cmd_org(cli *c)
 {
-    const char *sub = take_subcommand(c);
-    if (sub != NULL && strcmp(sub, "init") == 0)
-        return org_init(c);
-    if (sub != NULL && strcmp(sub, "invite") == 0)
-        return org_invite(c);
-    if (sub != NULL && strcmp(sub, "devices") == 0)
-        return org_devices(c);
-    if (sub != NULL && strcmp(sub, "revoke") == 0)
-        return org_revoke(c);
-    return no_subcommand(c, sub, "init, invite, devices or revoke");
+    static const subcommand subs[] = {{"init", org_init},
+                                      {"invite", org_invite},
+                                      {"devices", org_devices},
+                                      {"revoke", org_revoke},
+                                      {NULL, NULL}};
+    return run_subcommand(c, subs, "init, invite, devices or revoke");
 }
 
 /* ---- sync ---------------------------------------------------------------------- */
@@ -919,12 +890,10 @@ int cmd_sync(cli *c)
     net_progress prog;
     fv_vault *v = NULL;
     char *dir = NULL;
-    int rc = cli_parse(c, opts);
+    int rc;
 
     memset(&res, 0, sizeof res);
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 0, 0, "")) != 0 ||
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
@@ -997,11 +966,9 @@ static int bundle_run(cli *c, int import)
     fv_vault *v = NULL;
     char *dir = NULL;
     uint64_t count = 0, added = 0;
-    int rc = cli_parse(c, NULL);
+    int rc;
 
-    if (rc != 0 || cli_help_requested(c, &rc))
-        goto cleanup;
-    if ((rc = cli_want_positionals(c, 1, 1, "FILE")) != 0)
+    if (cli_begin(c, NULL, 1, 1, "FILE", &rc))
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
@@ -1032,12 +999,20 @@ cleanup:
     return rc;
 }
 
+static int bundle_export(cli *c)
+{
+    return bundle_run(c, 0);
+}
+
+static int bundle_import(cli *c)
+{
+    return bundle_run(c, 1);
+}
+
 int cmd_bundle(cli *c)
 {
-    const char *sub = take_subcommand(c);
-    if (sub != NULL && strcmp(sub, "export") == 0)
-        return bundle_run(c, 0);
-    if (sub != NULL && strcmp(sub, "import") == 0)
-        return bundle_run(c, 1);
-    return no_subcommand(c, sub, "export or import");
+    static const subcommand subs[] = {{"export", bundle_export},
+                                      {"import", bundle_import},
+                                      {NULL, NULL}};
+    return run_subcommand(c, subs, "export or import");
 }
