@@ -31,7 +31,8 @@
  * copies fsync'd before timing, so no write-back of the copy competes with
  * the transfer) and starts `fieldvault serve` on the copy.
  *
- * attach.upload (MiB/s; target ratio >= 0.5). Each of --rounds (3) rounds
+ * attach.upload (MiB/s; target ratio >= 0.5). Each of --rounds (2; --quick
+ * 3: two rounds of 1 GiB keep a full run near 2.5 minutes) rounds
  * times one fv_sync of the device in this process over loopback TLS: it
  * pushes the record's envelope (small) and uploads the S bytes as chunks.
  * The server must then index every chunk (rows of `chunk` in its
@@ -45,8 +46,12 @@
  * in fv_sync) to the answer. Rounds alternate the order (sync then limit,
  * limit then sync); the figures come from the quietest round, the one whose
  * limit took least time: value = S / t_sync, limit = S / t_limit. On
- * stderr, each round also says how the CPU time of the sync was spent: the
- * server process's, this process's, and the whole machine's.
+ * stderr, each round also gives the CPU-seconds the server process, this
+ * process and the whole machine used during the sync (the machines are
+ * shared: that tells a slow sync from a busy machine), how the server and
+ * the device spent its wall time (/proc/PID/schedstat: running, waiting
+ * for a CPU, blocked on the disk or the peer), and CPU-seconds per GiB of
+ * either side of the upload and of the limit.
  *
  * attach.server.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
  * below 1 meets the target). The server process's peak resident set
@@ -59,19 +64,26 @@
  * --passphrase-file F sync --server ADDR --json`: its peak resident set
  * (ru_maxrss from wait4, the child's VmHWM over its whole life: start,
  * unlock, sync, exit). A child, because this process also holds the
- * setup's state. On stderr, the rounds of attach.upload also say how much
+ * setup's state; its wall time goes to stderr, not timed against a limit.
+ * On stderr, the rounds of attach.upload also say how much
  * this process's peak resident set grew during its fv_sync
  * (/proc/self/clear_refs), which should agree.
  *
  * attach.resume.ratio (ratio; limit 1.05, ratio = value / limit: below 1
  * meets the target). One more upload through a TCP proxy thread on
- * 127.0.0.1 that forwards both ways and closes both sides once the client
- * has sent it 20,000,000 bytes on a connection (the cut). fv_sync is
- * repeated until it succeeds (at most 2 S / cut + 10 attempts). value =
- * every byte the client sent through the proxy over all attempts (TLS
- * records, handshakes included) / S. The server must then index every
- * chunk. stderr gives the attempts and, for comparison, the same ratio for
- * the uncut fv_sync of attach.upload (its application bytes / S).
+ * 127.0.0.1 that forwards both ways and cuts a connection once the device
+ * has sent it 20,000,000 bytes (the cut): it closes the device's side at
+ * once, and ends the server's side with end of stream after exactly those
+ * bytes, reading and dropping what the server still sends until it closes
+ * (a reset would make Linux drop input the server had received but not
+ * yet read, which a cut in the network does not). The device may connect
+ * again meanwhile. fv_sync is repeated until it succeeds (at most
+ * 2 S / cut + 10 attempts). value = every byte the device sent through
+ * the proxy over all attempts (TLS records, handshakes included) / S. The
+ * server must then index every chunk. stderr gives the attempts, what the
+ * server's log says (connections that began while the one before was
+ * still open on the server, chunks written twice) and, for comparison, the
+ * same ratio for an uncut fv_sync (its application bytes / S).
  *
  * Fetch-back check (always with --quick, otherwise with --verify; no
  * figure): after the last upload, a copy of the coordinator syncs with that
@@ -134,6 +146,7 @@ static char *scratch;   /* removed at exit */
 static unsigned dir_serial;
 static pid_t serve_pid; /* a `fieldvault serve` child, killed at exit */
 static pid_t other_pid; /* the limit's receiver or a CLI sync, likewise */
+static uint64_t uncut_sent; /* fv_sync's bytes_sent for an uncut upload */
 
 /* ---- diagnostics and output ----------------------------------------- */
 
@@ -413,6 +426,28 @@ static double proc_cpu(pid_t pid)
                &ut, &st) != 2 || hz <= 0)
         return -1;
     return (double)(ut + st) / (double)hz;
+}
+
+/* A process's (main thread's) time on a CPU and waiting for one, in
+ * seconds so far (/proc/PID/schedstat; pid 0: this process). The rest of
+ * its wall time it was blocked: on the disk, or on its peer. */
+static void sched_times(pid_t pid, double *run, double *wait)
+{
+    char path[64];
+    unsigned long long r = 0, w = 0;
+    FILE *f;
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/schedstat");
+    *run = *wait = 0;
+    if (!(f = fopen(path, "r")))
+        return;
+    if (fscanf(f, "%llu %llu", &r, &w) == 2) {
+        *run = (double)r * 1e-9;
+        *wait = (double)w * 1e-9;
+    }
+    fclose(f);
 }
 
 static double self_cpu(void)
@@ -838,15 +873,17 @@ static void limit_setup(void)
     free(dir);
 }
 
-/* One bulk transfer of `bytes` to a child over loopback TLS: its time. */
-static double limit_round(uint64_t bytes)
+/* One bulk transfer of `bytes` to a child over loopback TLS: its time.
+ * *cpu_send and *cpu_recv receive the CPU-seconds of either side. */
+static double limit_round(uint64_t bytes, double *cpu_send, double *cpu_recv)
 {
     static unsigned char buf[LIMIT_WRITE];
     fv_tls_server *ls = NULL;
     fv_tls_conn *c = NULL;
     char port[16];
     uint64_t sent = 0;
-    double t0, t, deadline;
+    double t0, t, deadline, cpu0;
+    struct rusage ru;
     size_t n;
     int rc, status;
     pid_t pid;
@@ -864,6 +901,7 @@ static double limit_round(uint64_t bytes)
     other_pid = pid;
     fv_tls_server_close(ls);
 
+    cpu0 = self_cpu();
     t0 = now();
     deadline = t0 + 600;
     if ((rc = fv_tls_connect(&c, "127.0.0.1", port, ident.pin, 30000)))
@@ -901,9 +939,12 @@ static double limit_round(uint64_t bytes)
         }
     }
     t = now() - t0;
+    *cpu_send = self_cpu() - cpu0;
     fv_tls_close(c);
-    if (waitpid(pid, &status, 0) != pid)
+    if (wait4(pid, &status, 0, &ru) != pid)
         die("waiting for the limit's receiver: %s", strerror(errno));
+    *cpu_recv = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
     other_pid = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         die("limit: the receiver failed (status %d)", status);
@@ -916,6 +957,8 @@ struct upload {
     double t;            /* the fv_sync */
     long server_hwm;     /* KiB */
     long self_growth;    /* KiB, -1 if unknown */
+    double cpu_server, cpu_client; /* CPU-seconds during the fv_sync */
+    double t_close;      /* the fv_vault_close after it (not timed) */
     fv_sync_result res;
 };
 
@@ -929,6 +972,7 @@ static struct upload upload_round(int r, char **server_dir)
     char *ddir;
     fv_vault *v = fresh_pair(&s, &ddir);
     double t0, srv0, srv1, cli0, cli1, busy0, busy1, all0, all1;
+    double srun0, srun1, swait0, swait1, crun0, crun1, cwait0, cwait1;
     long rss0;
     int rc, can_reset;
 
@@ -940,20 +984,28 @@ static struct upload upload_round(int r, char **server_dir)
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(s.pid);
     cli0 = self_cpu();
+    sched_times(s.pid, &srun0, &swait0);
+    sched_times(0, &crun0, &cwait0);
     t0 = now();
     rc = fv_sync(v, &so, &u.res);
     u.t = now() - t0;
+    sched_times(0, &crun1, &cwait1);
+    sched_times(s.pid, &srun1, &swait1);
     cli1 = self_cpu();
     srv1 = proc_cpu(s.pid);
     machine_cpu(&busy1, &all1);
     u.self_growth = can_reset && rss0 >= 0 ? status_kib(0, "VmHWM") - rss0 : -1;
     u.server_hwm = status_kib(s.pid, "VmHWM");
+    u.cpu_server = srv1 - srv0;
+    u.cpu_client = cli1 - cli0;
     if (rc != FV_OK) {
         tail_file(s.log, 10);
         die("attach.upload: fv_sync: %s (%s)", fv_strerror(rc),
             fv_vault_errmsg(v));
     }
+    t0 = now();
     fv_vault_close(v);
+    u.t_close = now() - t0;
     srv_stop(&s);
     if (u.res.pushed != 1 || u.res.chunks_sent != base.nchunks)
         die("attach.upload: fv_sync pushed %llu envelopes and %llu chunks; "
@@ -961,15 +1013,24 @@ static struct upload upload_round(int r, char **server_dir)
             (unsigned long long)u.res.chunks_sent,
             (unsigned long long)base.nchunks);
     check_server_chunks(s.dir, base.nchunks, base.chunk_bytes, "attach.upload");
+    uncut_sent = u.res.bytes_sent;
     note("attach.upload round %d: fv_sync %.2f s (%.1f MiB/s), %llu bytes "
-         "sent, %llu received, %u round trips", r + 1, u.t,
-         mib(opt.size) / u.t, (unsigned long long)u.res.bytes_sent,
-         (unsigned long long)u.res.bytes_received, u.res.roundtrips);
+         "sent, %llu received, %u round trips; fv_vault_close after it "
+         "(not timed) %.2f s", r + 1, u.t, mib(opt.size) / u.t,
+         (unsigned long long)u.res.bytes_sent,
+         (unsigned long long)u.res.bytes_received, u.res.roundtrips,
+         u.t_close);
     note("attach.upload round %d: during fv_sync the server process used "
          "%.2f CPU-seconds, this process %.2f; the machine (every process) "
          "was busy %.2f of %.2f; server peak resident set %ld KiB, this "
          "process's grew by %ld KiB", r + 1, srv1 - srv0, cli1 - cli0,
          busy1 - busy0, all1 - all0, u.server_hwm, u.self_growth);
+    note("attach.upload round %d: of the %.2f s, the server ran %.2f s, "
+         "waited for a CPU %.2f s, was blocked (disk, peer) %.2f s; the "
+         "device ran %.2f s, waited %.2f s, was blocked %.2f s", r + 1, u.t,
+         srun1 - srun0, swait1 - swait0,
+         u.t - (srun1 - srun0) - (swait1 - swait0), crun1 - crun0,
+         cwait1 - cwait0, u.t - (crun1 - crun0) - (cwait1 - cwait0));
     rm_tree(ddir);
     free(ddir);
     *server_dir = strdup(s.dir);
@@ -1028,8 +1089,18 @@ static long cli_upload(long *server_hwm, char **server_dir)
     check_server_chunks(s.dir, base.nchunks, base.chunk_bytes,
                         "attach.client.rss");
     note("attach.client.rss: fieldvault sync took %.2f s (%.1f MiB/s, with "
-         "its start and unlock); its peak resident set %ld KiB; the "
+         "its start, unlock and close); its peak resident set %ld KiB; the "
          "server's %ld KiB", t, mib(opt.size) / t, ru.ru_maxrss, *server_hwm);
+    {
+        FILE *f = fopen(out, "r");
+        char line[512];
+        if (f && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = '\0';
+            note("attach.client.rss: fieldvault sync --json: %s", line);
+        }
+        if (f)
+            fclose(f);
+    }
     unlink(out);
     unlink(err);
     unlink(pass);
@@ -1056,6 +1127,8 @@ struct proxy {
     pthread_mutex_t mu;
     uint64_t up, down;        /* bytes forwarded, every connection */
     unsigned conns, cuts;
+    unsigned draining;        /* server sides of cut connections still open */
+    pthread_cond_t drained;
     char err[200];
 };
 
@@ -1105,8 +1178,8 @@ static int flow_write(struct flow *f)
 }
 
 /* Forwards one connection until both sides finished, one failed, or the
- * client has sent `cut` bytes (then both are closed at once). */
-static void proxy_conn(struct proxy *p, int cfd, int sfd)
+ * client has sent `cut` bytes. Returns 1 after a cut. */
+static int proxy_conn(struct proxy *p, int cfd, int sfd)
 {
     static unsigned char b1[256 * 1024], b2[256 * 1024];
     struct flow up = {cfd, sfd, b1, 0, 0, 0, p->cut, 0, 0};
@@ -1168,6 +1241,41 @@ static void proxy_conn(struct proxy *p, int cfd, int sfd)
     p->conns++;
     p->cuts += cut;
     pthread_mutex_unlock(&p->mu);
+    return cut;
+}
+
+struct drain {
+    struct proxy *p;
+    int fd;
+};
+
+/* The server's side of a cut connection: it has received every byte the
+ * device sent before the cut, then end of stream. What it still sends is
+ * read and dropped until it closes, so that no reset makes its kernel drop
+ * bytes that already reached it (Linux discards a socket's unread input
+ * when a reset arrives), as a cut in the network would not either. */
+static void *drain_main(void *arg)
+{
+    struct drain *d = arg;
+    unsigned char sink[16 * 1024];
+    double deadline = now() + 60;
+    shutdown(d->fd, SHUT_WR);
+    while (now() < deadline) {
+        struct pollfd pf = {d->fd, POLLIN, 0};
+        ssize_t n;
+        if (poll(&pf, 1, 200) <= 0)
+            continue;
+        n = read(d->fd, sink, sizeof sink);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    close(d->fd);
+    pthread_mutex_lock(&d->p->mu);
+    d->p->draining--;
+    pthread_cond_broadcast(&d->p->drained);
+    pthread_mutex_unlock(&d->p->mu);
+    free(d);
+    return NULL;
 }
 
 static void *proxy_main(void *arg)
@@ -1193,7 +1301,31 @@ static void *proxy_main(void *arg)
                 close(sfd);
             continue;
         }
-        proxy_conn(p, cfd, sfd);
+        if (proxy_conn(p, cfd, sfd)) {
+            /* The cut: the device's side at once; the server's side ends
+             * after what it received, in a thread of its own, while the
+             * device may already be back on a new connection. */
+            struct drain *d = malloc(sizeof *d);
+            pthread_t t;
+            close(cfd);
+            pthread_mutex_lock(&p->mu);
+            p->draining++;
+            pthread_mutex_unlock(&p->mu);
+            if (d) {
+                d->p = p;
+                d->fd = sfd;
+            }
+            if (!d || pthread_create(&t, NULL, drain_main, d) != 0) {
+                free(d);
+                close(sfd);
+                pthread_mutex_lock(&p->mu);
+                p->draining--;
+                pthread_mutex_unlock(&p->mu);
+            } else {
+                pthread_detach(t);
+            }
+            continue;
+        }
         close(cfd);
         close(sfd);
     }
@@ -1210,6 +1342,7 @@ static void proxy_start(struct proxy *p, const char *server_addr, uint64_t cut)
     memset(p, 0, sizeof *p);
     p->cut = cut;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->drained, NULL);
     if (!colon || (size_t)(colon - server_addr) >= sizeof host)
         die("resume: cannot read the server's address %s", server_addr);
     memcpy(host, server_addr, (size_t)(colon - server_addr));
@@ -1237,7 +1370,51 @@ static void proxy_stop(struct proxy *p)
     p->stop = 1;
     pthread_join(p->tid, NULL);
     close(p->lfd);
+    pthread_mutex_lock(&p->mu);
+    while (p->draining > 0)
+        pthread_cond_wait(&p->drained, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_cond_destroy(&p->drained);
     pthread_mutex_destroy(&p->mu);
+}
+
+/* What the server's log says of the resumed upload: how many connections
+ * began while an earlier one was still open on the server (chunks that one
+ * had received but not yet indexed read as missing to the new one's
+ * CHUNK-QUERY, and the device sends them again), and how many chunks it
+ * wrote in all (more than the attachment has: some were written twice). */
+static void resume_log_summary(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    unsigned conns = 0, overlaps = 0, open_now = 0;
+    unsigned long long stored = 0, bytes = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        const char *p;
+        if (strstr(line, " connected (")) {
+            conns++;
+            overlaps += open_now > 0;
+            open_now++;
+        } else if (strstr(line, ": closed (") && open_now > 0) {
+            open_now--;
+        } else if ((p = strstr(line, " chunks stored ("))) {
+            const char *q = p;
+            unsigned long long n, b;
+            while (q > line && q[-1] >= '0' && q[-1] <= '9')
+                q--;
+            if (sscanf(q, "%llu chunks stored (%llu bytes", &n, &b) == 2) {
+                stored += n;
+                bytes += b;
+            }
+        }
+    }
+    fclose(f);
+    note("attach.resume: the server's log: %u of %u connections began while "
+         "the one before was still open there; %llu chunks written (%llu "
+         "bytes), %llu more than the attachment has", overlaps, conns,
+         stored, bytes, stored > base.nchunks ? stored - base.nchunks : 0);
 }
 
 /* The upload through the cutting proxy, fv_sync repeated until it
@@ -1250,7 +1427,7 @@ static double resume_run(char **server_dir)
     fv_vault *v = fresh_pair(&s, &ddir);
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res;
-    uint64_t cut = CUT_BYTES, app_sent = 0, chunks = 0, pushed = 0;
+    uint64_t cut = CUT_BYTES, app_sent = 0, chunks = 0;
     unsigned max_attempts = (unsigned)(2 * opt.size / cut + 10), attempts = 0;
     double t0 = now(), ratio;
     int rc = FV_ENET;
@@ -1267,7 +1444,6 @@ static double resume_run(char **server_dir)
         app_sent += res.bytes_sent;
         if (rc == FV_OK) {
             chunks += res.chunks_sent;
-            pushed += res.pushed;
         } else if (rc != FV_ENET) {
             tail_file(s.log, 10);
             die("attach.resume: fv_sync attempt %u: %s (%s)", attempts,
@@ -1290,7 +1466,12 @@ static double resume_run(char **server_dir)
          "acknowledged %llu chunks", attempts, p.conns, p.cuts, now() - t0,
          (unsigned long long)p.up, (unsigned long long)app_sent,
          (unsigned long long)p.down, (unsigned long long)chunks);
-    (void)pushed;
+    resume_log_summary(s.log);
+    if (uncut_sent)
+        note("attach.resume: for comparison, an uncut fv_sync of the same "
+             "record sent %llu application bytes: %.3f of the attachment",
+             (unsigned long long)uncut_sent,
+             (double)uncut_sent / (double)opt.size);
     rm_tree(ddir);
     free(ddir);
     *server_dir = strdup(s.dir);
@@ -1373,10 +1554,10 @@ static const char usage[] =
     "Runs the measurements whose names start with a NAME (attach.upload,\n"
     "attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
     "and prints one JSON line per measurement. --size: the attachment in\n"
-    "MiB (1024; --quick 128); --rounds: attach.upload's rounds (3);\n"
-    "--verify: read the attachment back through a coordinator after the\n"
-    "last upload (always with --quick); --fieldvault: the CLI run as\n"
-    "`serve` and `sync` (default: fieldvault next to this program).\n"
+    "MiB (1024; --quick 128); --rounds: attach.upload's rounds (2;\n"
+    "--quick 3); --verify: read the attachment back through a coordinator\n"
+    "after the last upload (always with --quick); --fieldvault: the CLI\n"
+    "run as `serve` and `sync` (default: fieldvault next to this program).\n"
     "Scratch files go in a new directory under DIR (default $TMPDIR or\n"
     "/tmp) and are removed afterwards.\n";
 
@@ -1417,8 +1598,9 @@ int main(int argc, char **argv)
     char *last_server = NULL;
     long server_hwm = -1;
     int want_up, want_srss, want_crss, want_resume, fetch;
+    double t_start, t_setup, t_up, t_cli, t_resume;
 
-    opt.rounds = 3;
+    opt.rounds = 0;
     opt.names = xmalloc((size_t)argc * sizeof *opt.names);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1454,6 +1636,10 @@ int main(int argc, char **argv)
     }
     if (!size_mib)
         size_mib = opt.quick ? 128 : 1024;
+    /* Two rounds of 1 GiB (each an upload and a limit) keep a full run
+     * near 2.5 minutes on a shared 2-core machine. */
+    if (!opt.rounds)
+        opt.rounds = opt.quick ? 3 : 2;
     if (size_mib > 7 * 1024)
         die("--size: at most 7168 MiB (one record's chunk list)");
     opt.size = (uint64_t)size_mib << 20;
@@ -1475,7 +1661,9 @@ int main(int argc, char **argv)
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s; attachment "
          "%zu MiB", fv_version(), sqlite3_libversion(), sodium_version_string(),
          scratch, size_mib);
+    t_start = now();
     setup();
+    t_setup = now();
 
     if (want_up || want_srss) {
         int rounds = want_up ? opt.rounds : 1;
@@ -1484,22 +1672,27 @@ int main(int argc, char **argv)
             limit_setup();
         for (int r = 0; r < rounds; r++) {
             struct upload u;
-            double t_lim = -1;
+            double t_lim = -1, c_send = 0, c_recv = 0;
             if (want_up && r % 2 == 1)
-                t_lim = limit_round(opt.size);
+                t_lim = limit_round(opt.size, &c_send, &c_recv);
             if (last_server) {
                 rm_tree(last_server);
                 free(last_server);
             }
             u = upload_round(r, &last_server);
             if (want_up && r % 2 == 0)
-                t_lim = limit_round(opt.size);
+                t_lim = limit_round(opt.size, &c_send, &c_recv);
             if (u.server_hwm > server_hwm)
                 server_hwm = u.server_hwm;
             if (want_up) {
                 note("attach.upload round %d: upload %.1f MiB/s, limit (bulk "
-                     "TLS) %.1f MiB/s", r + 1, mib(opt.size) / u.t,
-                     mib(opt.size) / t_lim);
+                     "TLS) %.1f MiB/s; CPU-seconds per GiB: upload server "
+                     "%.2f + device %.2f, limit receiver %.2f + sender %.2f",
+                     r + 1, mib(opt.size) / u.t, mib(opt.size) / t_lim,
+                     u.cpu_server * 1024 / mib(opt.size),
+                     u.cpu_client * 1024 / mib(opt.size),
+                     c_recv * 1024 / mib(opt.size),
+                     c_send * 1024 / mib(opt.size));
                 if (tl < 0 || t_lim < tl) {
                     tl = t_lim;
                     tu = u.t;
@@ -1510,6 +1703,7 @@ int main(int argc, char **argv)
             report("attach.upload", mib(opt.size) / tu, "MiB/s",
                    mib(opt.size) / tl, 1);
     }
+    t_up = now();
     if (want_crss || want_srss) {
         long hwm = -1, crss;
         if (last_server) {
@@ -1528,6 +1722,7 @@ int main(int argc, char **argv)
             report("attach.server.rss", (double)server_hwm, "KiB",
                    RSS_LIMIT_KIB, 0);
     }
+    t_cli = now();
     if (want_resume) {
         double ratio;
         if (last_server) {
@@ -1539,6 +1734,7 @@ int main(int argc, char **argv)
              "limit of %.2f: a ratio below 1 meets the target", RESUME_LIMIT);
         report("attach.resume.ratio", ratio, "ratio", RESUME_LIMIT, 3);
     }
+    t_resume = now();
     if (fetch && last_server)
         fetch_back(last_server);
     else if (!fetch)
@@ -1547,6 +1743,10 @@ int main(int argc, char **argv)
         rm_tree(last_server);
         free(last_server);
     }
+    note("wall time: setup %.0f s, attach.upload rounds %.0f s, "
+         "client.rss upload %.0f s, resume %.0f s, fetch-back %.0f s; "
+         "total %.0f s", t_setup - t_start, t_up - t_setup, t_cli - t_up,
+         t_resume - t_cli, now() - t_resume, now() - t_start);
     free(opt.names);
     return 0;
 }
