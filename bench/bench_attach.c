@@ -450,6 +450,13 @@ static void sched_times(pid_t pid, double *run, double *wait)
     fclose(f);
 }
 
+static long self_minflt(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
 static double self_cpu(void)
 {
     struct rusage ru;
@@ -959,6 +966,7 @@ struct upload {
     long self_growth;    /* KiB, -1 if unknown */
     double cpu_server, cpu_client; /* CPU-seconds during the fv_sync */
     double t_close;      /* the fv_vault_close after it (not timed) */
+    long minflt;         /* this process's minor page faults during it */
     fv_sync_result res;
 };
 
@@ -984,6 +992,7 @@ static struct upload upload_round(int r, char **server_dir)
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(s.pid);
     cli0 = self_cpu();
+    u.minflt = self_minflt();
     sched_times(s.pid, &srun0, &swait0);
     sched_times(0, &crun0, &cwait0);
     t0 = now();
@@ -992,6 +1001,7 @@ static struct upload upload_round(int r, char **server_dir)
     sched_times(0, &crun1, &cwait1);
     sched_times(s.pid, &srun1, &swait1);
     cli1 = self_cpu();
+    u.minflt = self_minflt() - u.minflt;
     srv1 = proc_cpu(s.pid);
     machine_cpu(&busy1, &all1);
     u.self_growth = can_reset && rss0 >= 0 ? status_kib(0, "VmHWM") - rss0 : -1;
@@ -1023,8 +1033,9 @@ static struct upload upload_round(int r, char **server_dir)
     note("attach.upload round %d: during fv_sync the server process used "
          "%.2f CPU-seconds, this process %.2f; the machine (every process) "
          "was busy %.2f of %.2f; server peak resident set %ld KiB, this "
-         "process's grew by %ld KiB", r + 1, srv1 - srv0, cli1 - cli0,
-         busy1 - busy0, all1 - all0, u.server_hwm, u.self_growth);
+         "process's grew by %ld KiB; this process took %ld minor page "
+         "faults", r + 1, srv1 - srv0, cli1 - cli0, busy1 - busy0,
+         all1 - all0, u.server_hwm, u.self_growth, u.minflt);
     note("attach.upload round %d: of the %.2f s, the server ran %.2f s, "
          "waited for a CPU %.2f s, was blocked (disk, peer) %.2f s; the "
          "device ran %.2f s, waited %.2f s, was blocked %.2f s", r + 1, u.t,
@@ -1089,8 +1100,12 @@ static long cli_upload(long *server_hwm, char **server_dir)
     check_server_chunks(s.dir, base.nchunks, base.chunk_bytes,
                         "attach.client.rss");
     note("attach.client.rss: fieldvault sync took %.2f s (%.1f MiB/s, with "
-         "its start, unlock and close); its peak resident set %ld KiB; the "
-         "server's %ld KiB", t, mib(opt.size) / t, ru.ru_maxrss, *server_hwm);
+         "its start, unlock and close), %.2f CPU-seconds, %ld minor page "
+         "faults; its peak resident set %ld KiB; the server's %ld KiB", t,
+         mib(opt.size) / t,
+         (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6,
+         ru.ru_minflt, ru.ru_maxrss, *server_hwm);
     {
         FILE *f = fopen(out, "r");
         char line[512];
