@@ -1363,7 +1363,13 @@ static void proxy_start(struct proxy *p, const char *server_addr, uint64_t cut)
     memcpy(host, server_addr, (size_t)(colon - server_addr));
     host[colon - server_addr] = '\0';
     p->to.sin_family = AF_INET;
-    p->to.sin_port = htons((uint16_t)atoi(colon + 1));
+    {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535)
+            die("resume: the server's port in %s is not a port", server_addr);
+        p->to.sin_port = htons((uint16_t)port);
+    }
     if (inet_pton(AF_INET, host, &p->to.sin_addr) != 1)
         die("resume: the server's address %s is not IPv4", server_addr);
 
@@ -1599,7 +1605,8 @@ static char *default_fieldvault(void)
     slash = strrchr(path, '/');
     if (!slash)
         return "fieldvault";
-    strcpy(slash + 1, "fieldvault");
+    /* readlink left 16 bytes of room: "fieldvault" and its NUL fit. */
+    memcpy(slash + 1, "fieldvault", sizeof "fieldvault");
     return path;
 }
 

@@ -1551,7 +1551,8 @@ static char *default_fieldvault(void)
     slash = strrchr(path, '/');
     if (!slash)
         return "fieldvault";
-    strcpy(slash + 1, "fieldvault");
+    /* readlink left 16 bytes of room: "fieldvault" and its NUL fit. */
+    memcpy(slash + 1, "fieldvault", sizeof "fieldvault");
     return path;
 }
 

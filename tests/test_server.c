@@ -3180,8 +3180,8 @@ static void test_chunks_big(void)
     fv_out o;
     buf out = {0};
 
-    if (mb && atoi(mb) > 0)
-        nchunks = (size_t)atoi(mb) * 4;
+    if (mb && strtol(mb, NULL, 10) > 0)
+        nchunks = (size_t)strtol(mb, NULL, 10) * 4;
     harness_open(&h);
     device_new(&admin);
     device_new(&a);
@@ -3351,8 +3351,8 @@ static void test_run_chunks(void)
     pthread_t th;
     struct stat sb;
 
-    if (mb && atoi(mb) > 0)
-        k = (size_t)atoi(mb) * 4;
+    if (mb && strtol(mb, NULL, 10) > 0)
+        k = (size_t)strtol(mb, NULL, 10) * 4;
     nch = k + 3;
     memset(&r, 0, sizeof r);
     pthread_mutex_init(&r.mu, NULL);
