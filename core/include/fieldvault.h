@@ -64,6 +64,10 @@ enum fv_result {
 /* The library's version string ("0.1.0"). Static storage; any thread. */
 FV_API const char *fv_version(void);
 
+/* FV_FORMAT_VERSION of this library: the vault and envelope format it writes
+ * and the newest it reads. Any thread. */
+FV_API int fv_format_version(void);
+
 /* A short English description of a result code. Static storage; any thread. */
 FV_API const char *fv_strerror(int code);
 
@@ -239,6 +243,12 @@ typedef struct fv_record {
     const fv_attachment_info *attachments;
     size_t nattachments;
     size_t nheads; /* heads of the record; more than 1 is a conflict */
+    /* Appended in 0.2 (fields are only ever appended; the library allocates
+     * fv_record, so older callers are unaffected). */
+    unsigned char origin[FV_ID_BYTES]; /* the device that created the record
+                                          (its genesis revision's author) */
+    int state;    /* enum fv_review_state, FV_STATE_NEW until one is set */
+    size_t nnotes; /* notes about the record that this vault can read */
 } fv_record;
 
 /* Reads the newest head of record `id`. *out is the caller's: free it with
@@ -283,6 +293,180 @@ typedef int (*fv_revision_fn)(const fv_revision *rev, void *payload);
  * children). `rev` is borrowed for the call. */
 FV_API int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                              fv_revision_fn fn, void *payload);
+
+/* Writes a revision whose parents are every head of record `id`: the newest
+ * head's content with the changes in `in`. It supersedes the concurrent
+ * edits (the conflict ends) and every revision stays in the history. With a
+ * single head it is the same as fv_record_edit. FV_ENOTFOUND. */
+FV_API int fv_record_merge(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                           const unsigned char id[FV_ID_BYTES],
+                           const fv_record_input *in);
+
+/* ---- the coordinator's desk: review, filters, notes, retraction --------- */
+
+enum fv_review_state {
+    FV_STATE_NEW = 0,
+    FV_STATE_REVIEWED = 1,
+    FV_STATE_NEEDS_FOLLOW_UP = 2,
+    FV_STATE_ARCHIVED = 3
+};
+
+/* "new", "reviewed", "needs-follow-up", "archived"; NULL for another value. */
+FV_API const char *fv_state_name(int state);
+/* The inverse of fv_state_name: FV_OK and *state, or FV_EINVAL. */
+FV_API int fv_state_parse(const char *name, int *state);
+
+/* Coordinator: sets record `id`'s review state. Written as a signed envelope
+ * that only coordinators can read, synced to the other coordinators; the
+ * newest setting (by time, then by envelope id) wins everywhere.
+ * FV_EDENIED if this vault holds no organisation key; FV_ENOTFOUND. */
+FV_API int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                               int state);
+
+/* Which records a listing or an export visits. Every condition set must hold. */
+typedef struct fv_filter {
+    unsigned int version;          /* FV_FILTER_VERSION */
+    int state;                     /* enum fv_review_state; -1: any */
+    const char *tag;               /* NULL: any; else this exact tag */
+    const unsigned char *origin;   /* NULL: any; else FV_ID_BYTES: created by
+                                      this device */
+    int64_t since;                 /* created at or after (Unix s); 0: open */
+    int64_t until;                 /* created at or before (Unix s); 0: open */
+    const char *text;              /* NULL: any; else as fv_vault_search */
+    const unsigned char (*ids)[FV_ID_BYTES]; /* nids > 0: only these records */
+    size_t nids;
+} fv_filter;
+
+#define FV_FILTER_VERSION 1
+#define FV_FILTER_INIT {FV_FILTER_VERSION, -1, 0, 0, 0, 0, 0, 0, 0}
+
+/* Like fv_vault_list, for the records that pass `filter` (NULL: all). */
+FV_API int fv_vault_query(fv_vault *v, const fv_filter *filter,
+                          fv_record_fn fn, void *payload);
+
+#define FV_MAX_NOTE_BYTES 65536
+
+/* A note about a record, between coordinators and the record's author. */
+typedef struct fv_note {
+    unsigned char id[FV_ID_BYTES];     /* the note's envelope id */
+    unsigned char record[FV_ID_BYTES];
+    unsigned char author[FV_ID_BYTES]; /* the device that wrote it */
+    int64_t time;                      /* Unix seconds */
+    const char *text;                  /* UTF-8, NUL-terminated */
+} fv_note;
+
+/* `n` is borrowed for the call; non-zero stops (FV_ECANCELED). */
+typedef int (*fv_note_fn)(const fv_note *n, void *payload);
+
+/* Writes a note about record `id`, encrypted so that only the record's
+ * creating device, the organisation's coordinators and this device can read
+ * it; it travels at the next sync. `text`: 1..FV_MAX_NOTE_BYTES of UTF-8.
+ * `out_id` may be NULL. FV_ENOTFOUND, FV_EINVAL. */
+FV_API int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                       const unsigned char id[FV_ID_BYTES], const char *text);
+
+/* Calls `fn` for every note about record `id` (NULL: about every record)
+ * that this vault can read, oldest first. */
+FV_API int fv_notes_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                         void *payload);
+
+/* The record's creating device or a coordinator: writes a signed retraction
+ * of record `id` (the witness withdrew consent) and destroys this vault's
+ * copy of the record: every revision, attachment, note and content key. At
+ * the next sync the server deletes the record's envelopes and chunks and
+ * passes the retraction to every device that held the record, which destroys
+ * its copy too. The retraction itself (record id, who, when) remains, as an
+ * auditable fact. FV_EDENIED: this device is neither. FV_ENOTFOUND. */
+FV_API int fv_record_retract(fv_vault *v, const unsigned char id[FV_ID_BYTES]);
+
+typedef struct fv_retraction {
+    unsigned char id[FV_ID_BYTES];     /* the retraction's envelope id */
+    unsigned char record[FV_ID_BYTES];
+    unsigned char author[FV_ID_BYTES]; /* who retracted */
+    int64_t time;                      /* when, Unix seconds (signed) */
+} fv_retraction;
+
+typedef int (*fv_retraction_fn)(const fv_retraction *r, void *payload);
+
+/* Every retraction this vault holds, oldest first. */
+FV_API int fv_retractions_list(fv_vault *v, fv_retraction_fn fn, void *payload);
+
+/* ---- chain of custody ---------------------------------------------------- */
+
+/* One failed check. Pointers are borrowed for the callback. */
+typedef struct fv_verify_issue {
+    const unsigned char *record;   /* FV_ID_BYTES, or NULL */
+    const unsigned char *envelope; /* FV_ID_BYTES, or NULL */
+    const char *problem;           /* short English; never content */
+} fv_verify_issue;
+
+typedef int (*fv_verify_fn)(const fv_verify_issue *issue, void *payload);
+
+typedef struct fv_verify_report {
+    uint64_t envelopes; /* envelopes checked */
+    uint64_t chunks;    /* attachment chunks checked */
+    uint64_t receipts;  /* server receipts checked */
+    uint64_t failures;  /* checks that failed (each reported to fn) */
+} fv_verify_report;
+
+/* Re-checks everything the vault holds: every envelope's structure,
+ * signature and content address, its key commitment and decryption where
+ * this vault can open it, the revision links (every parent known, of the
+ * same record), every stored chunk against its signed hash, and every
+ * server receipt's signature against the envelopes it covers. `fn` (may be
+ * NULL) hears of each failure; `report` (may be NULL) receives the counts.
+ * FV_OK if nothing failed, FV_ECORRUPT if something did. */
+FV_API int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
+                           fv_verify_report *report);
+
+/* ---- export --------------------------------------------------------------- */
+
+enum fv_export_format {
+    FV_EXPORT_JSON = 1,    /* everything: fields, history, authors, states,
+                              notes, attachment manifests */
+    FV_EXPORT_CSV = 2,     /* one row per record, for spreadsheets */
+    FV_EXPORT_HTML = 3,    /* a directory: self-contained static report */
+    FV_EXPORT_EVIDENCE = 4 /* a directory: the original signed envelopes and
+                              chunks, a manifest, how to verify them */
+};
+
+typedef struct fv_export_options {
+    unsigned int version;     /* FV_EXPORT_OPTIONS_VERSION */
+    int format;               /* enum fv_export_format */
+    const char *path;         /* a new file (JSON, CSV) or a new directory
+                                 (HTML, evidence): FV_EEXIST if it exists */
+    const fv_filter *filter;  /* NULL: every record */
+    fv_write_fn write;        /* JSON, CSV: with path NULL, the output goes
+                                 here instead */
+    void *write_payload;
+    fv_progress_fn progress;  /* records done, records in all */
+    void *progress_payload;
+} fv_export_options;
+
+#define FV_EXPORT_OPTIONS_VERSION 1
+#define FV_EXPORT_OPTIONS_INIT {FV_EXPORT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0}
+
+/* Writes the records that pass the filter in the chosen format, streaming:
+ * memory does not grow with the number of records. A file or directory
+ * appears under `path` only when complete. *count (may be NULL) receives the
+ * number of records written. */
+FV_API int fv_export(fv_vault *v, const fv_export_options *options,
+                     uint64_t *count);
+
+/* ---- organisation key custody ------------------------------------------- */
+
+/* Coordinator: writes the organisation's secret key to a new file `path`
+ * (0600; FV_EEXIST if it exists), encrypted under a separate recovery
+ * passphrase (Argon2id with this vault's cost). FV_EDENIED if this vault
+ * holds no organisation key. */
+FV_API int fv_org_key_export(fv_vault *v, const char *path,
+                             const char *recovery, size_t recovery_len);
+
+/* Imports an organisation key file written by fv_org_key_export: this vault
+ * can then read and write what coordinators do. FV_EPASSPHRASE,
+ * FV_ECORRUPT, FV_EEXIST (a different organisation key is already held). */
+FV_API int fv_org_key_import(fv_vault *v, const char *path,
+                             const char *recovery, size_t recovery_len);
 
 /* ---- attachments ------------------------------------------------------- */
 

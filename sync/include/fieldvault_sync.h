@@ -19,6 +19,11 @@
 extern "C" {
 #endif
 
+#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md */
+
+/* FV_PROTOCOL_VERSION of this library: the sync protocol it speaks. */
+FV_API int fv_protocol_version(void);
+
 typedef struct fv_sync_options {
     unsigned int version;   /* FV_SYNC_OPTIONS_VERSION */
     const char *server;     /* "host:port" instead of the enrolled address */
@@ -55,6 +60,28 @@ typedef struct fv_sync_result {
  * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED. */
 FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
                    fv_sync_result *result);
+
+/* A sync as an object, for apps that run it on a worker thread and cancel
+ * it from another (a "Stop" button). fv_sync() is new + run + free. */
+typedef struct fv_sync_session fv_sync_session;
+
+/* Prepares a sync of vault `v` (borrowed: it must outlive the session and
+ * not be used by another thread while fv_sync_session_run runs). */
+FV_API int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
+                               const fv_sync_options *options);
+
+/* Runs the sync, as fv_sync. May be called again after it returns (a
+ * cancelled or cut sync resumes where the committed state left it). */
+FV_API int fv_sync_session_run(fv_sync_session *s, fv_sync_result *result);
+
+/* Asks a running (or the next) fv_sync_session_run to stop: it returns
+ * FV_ECANCELED promptly, even while waiting on the network, and what was
+ * committed stays committed. Any thread, any time; async-signal-safe. The
+ * request is used up by the run it stops: the next run starts afresh. */
+FV_API void fv_sync_session_cancel(fv_sync_session *s);
+
+/* Frees the session. Not while fv_sync_session_run runs. NULL is harmless. */
+FV_API void fv_sync_session_free(fv_sync_session *s);
 
 /* Redeems an invite: the vault enrolls with the server it names (or
  * options->server) and remembers it. *role (may be NULL) receives the role.
