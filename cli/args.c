@@ -231,3 +231,167 @@ int cli_parse_int(const char *s, int *out)
     *out = (int)v;
     return 0;
 }
+
+/* ---- record selection (list, export) -------------------------------------- */
+
+int cli_parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
+{
+    if (strlen(hex) != 2 * FV_ID_BYTES)
+        return -1;
+    for (size_t i = 0; i < FV_ID_BYTES; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + (size_t)k];
+            int d;
+            if (ch >= '0' && ch <= '9')
+                d = ch - '0';
+            else if (ch >= 'a' && ch <= 'f')
+                d = ch - 'a' + 10;
+            else if (ch >= 'A' && ch <= 'F')
+                d = ch - 'A' + 10;
+            else
+                return -1;
+            v = v * 16 + d;
+        }
+        id[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Reads exactly `n` decimal digits at *s, advancing it. */
+static int take_digits(const char **s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char ch = (*s)[i];
+        if (ch < '0' || ch > '9')
+            return -1;
+        v = v * 10 + (ch - '0');
+    }
+    *s += n;
+    *out = v;
+    return 0;
+}
+
+/* Days from 1970-01-01 to the given proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int cli_parse_time(const char *s, int end_of_day, int64_t *out)
+{
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30,
+                                  31, 31, 30, 31, 30, 31};
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+
+    if (take_digits(&s, 4, &y) || *s++ != '-' || take_digits(&s, 2, &mo) ||
+        *s++ != '-' || take_digits(&s, 2, &d))
+        return -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1])
+        return -1;
+    if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return -1;
+    if (*s == '\0') {
+        if (end_of_day) {
+            h = 23;
+            mi = 59;
+            sec = 59;
+        }
+    } else {
+        if (*s != 'T' && *s != 't' && *s != ' ')
+            return -1;
+        s++;
+        if (take_digits(&s, 2, &h) || *s++ != ':' || take_digits(&s, 2, &mi))
+            return -1;
+        if (*s == ':') {
+            s++;
+            if (take_digits(&s, 2, &sec))
+                return -1;
+        } else if (end_of_day) {
+            sec = 59; /* --until ...T10:30Z takes in all of 10:30 */
+        }
+        if (*s == 'Z' || *s == 'z')
+            s++;
+        if (*s != '\0' || h > 23 || mi > 59 || sec > 59)
+            return -1;
+    }
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    return 0;
+}
+
+int cli_parse_state(const char *name, int *state)
+{
+    /* The names of fv_state_name. */
+    static const char *const names[] = {"new", "reviewed", "needs-follow-up",
+                                        "archived"};
+    static const int states[] = {FV_STATE_NEW, FV_STATE_REVIEWED,
+                                 FV_STATE_NEEDS_FOLLOW_UP, FV_STATE_ARCHIVED};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *state = states[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int cli_parse_filter(cli_filter *out, cli_opt *opts)
+{
+    static const fv_filter init = FV_FILTER_INIT;
+    cli_opt *state = cli_opt_get(opts, "state");
+    cli_opt *tag = cli_opt_get(opts, "tag");
+    cli_opt *device = cli_opt_get(opts, "device");
+    cli_opt *since = cli_opt_get(opts, "since");
+    cli_opt *until = cli_opt_get(opts, "until");
+
+    memset(out, 0, sizeof *out);
+    out->f = init;
+    if (state && state->count &&
+        cli_parse_state(state->values[0], &out->f.state) != 0) {
+        cli_error("--state: want new, reviewed, needs-follow-up or archived, "
+                  "not '%s'", state->values[0]);
+        return CLI_USAGE;
+    }
+    if (tag && tag->count) {
+        if (tag->values[0][0] == '\0') {
+            cli_error("--tag: empty tag");
+            return CLI_USAGE;
+        }
+        out->f.tag = tag->values[0];
+    }
+    if (device && device->count) {
+        if (cli_parse_device_id(device->values[0], out->origin) != 0) {
+            cli_error("--device: want a device id of 64 hex digits (see 'org "
+                      "devices' or 'list --json'), not '%s'",
+                      device->values[0]);
+            return CLI_USAGE;
+        }
+        out->f.origin = out->origin;
+    }
+    const struct {
+        cli_opt *o;
+        int64_t *t;
+    } times[] = {{since, &out->f.since}, {until, &out->f.until}};
+    for (size_t i = 0; i < 2; i++) {
+        if (times[i].o == NULL || times[i].o->count == 0)
+            continue;
+        if (cli_parse_time(times[i].o->values[0], i == 1, times[i].t) != 0) {
+            cli_error("--%s: want a date YYYY-MM-DD or a UTC time "
+                      "YYYY-MM-DDTHH:MM:SSZ (from 1970), not '%s'",
+                      times[i].o->name, times[i].o->values[0]);
+            return CLI_USAGE;
+        }
+    }
+    if (out->f.since && out->f.until && out->f.since > out->f.until) {
+        cli_error("--since %s is after --until %s", since->values[0],
+                  until->values[0]);
+        return CLI_USAGE;
+    }
+    return 0;
+}

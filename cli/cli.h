@@ -89,6 +89,41 @@ void cli_free(cli *c);
 /* Parses a non-negative decimal int with full checks. Returns 0 or -1. */
 int cli_parse_int(const char *s, int *out);
 
+/* ---- record selection (list, export) ------------------------------------ */
+
+/* The options that select records, for a command's option table:
+ *   cli_opt opts[] = {CLI_FILTER_OPTS, {"other", ...}, {NULL, 0, NULL, 0}};
+ * --state S, --tag T, --device DEVICE_ID, --since DATE, --until DATE. */
+#define CLI_FILTER_OPTS                                                      \
+    {"state", OPT_ONE, NULL, 0}, {"tag", OPT_ONE, NULL, 0},                  \
+        {"device", OPT_ONE, NULL, 0}, {"since", OPT_ONE, NULL, 0},           \
+        {"until", OPT_ONE, NULL, 0}
+
+/* A parsed selection: `f` may point into `origin` (do not copy the struct)
+ * and into the option values (keep the table until the filter is used). */
+typedef struct cli_filter {
+    fv_filter f;
+    unsigned char origin[FV_ID_BYTES];
+} cli_filter;
+
+/* Fills `out` from the CLI_FILTER_OPTS in `opts` (options absent from the
+ * table, or not given, select everything). DATE is YYYY-MM-DD or a UTC time
+ * YYYY-MM-DDTHH:MM[:SS][Z]; a bare date in --until means the end of that
+ * day; both bounds are inclusive. Returns 0 or CLI_USAGE after printing
+ * why. `out->f.ids`/`nids` are left empty for the caller. */
+int cli_parse_filter(cli_filter *out, cli_opt *opts);
+
+/* Parses a DATE as above (end_of_day: a bare date means 23:59:59) into Unix
+ * seconds. Returns 0 or -1. */
+int cli_parse_time(const char *s, int end_of_day, int64_t *out);
+
+/* A review state name (new, reviewed, needs-follow-up, archived) into
+ * enum fv_review_state. Returns 0 or -1. */
+int cli_parse_state(const char *name, int *state);
+
+/* Decodes 64 hex digits (either case) into a device id. Returns 0 or -1. */
+int cli_parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES]);
+
 /* ---- passphrases --------------------------------------------------------- */
 
 #define CLI_PASSPHRASE_MAX 4096 /* bytes read from a file, fd or prompt */
