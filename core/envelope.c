@@ -41,13 +41,21 @@ static void key_commit(unsigned char out[FV_HASH_BYTES],
  * nothing is signed that a reader would refuse. */
 static int shape_ok(int kind, int genesis, size_t nparents, size_t natt)
 {
-    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE &&
-        kind != FV_ENV_GRANT)
+    if (kind < FV_ENV_REVISION || kind > FV_ENV_RETRACTION)
         return 0;
     return genesis == (nparents == 0) &&
            (kind == FV_ENV_REVISION || (!genesis && natt == 0)) &&
-           (kind != FV_ENV_GRANT || nparents == 1) &&
+           ((kind != FV_ENV_GRANT && !FV_ENV_IS_DESK(kind)) ||
+            nparents == 1) &&
            natt <= FV_MAX_ATTACHMENTS;
+}
+
+/* A note, review state or retraction names the record itself (its genesis
+ * revision) as its one parent. */
+static int desk_parent_ok(int kind, const unsigned char *record,
+                          const unsigned char (*parents)[FV_HASH_BYTES])
+{
+    return !FV_ENV_IS_DESK(kind) || memcmp(parents[0], record, 32) == 0;
 }
 
 static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 32); }
@@ -93,7 +101,8 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     if (sp->nparents > FV_ENV_MAX_PARENTS || sp->nrecipients == 0 ||
         sp->nrecipients > FV_ENV_MAX_RECIPIENTS ||
         (sp->record == NULL) != (sp->nparents == 0) ||
-        !shape_ok(sp->kind, sp->record == NULL, sp->nparents, sp->nattachments))
+        !shape_ok(sp->kind, sp->record == NULL, sp->nparents, sp->nattachments) ||
+        !desk_parent_ok(sp->kind, sp->record, sp->parents))
         return FV_EINVAL;
     if (sp->payload_len > FV_ENV_MAX_BYTES)
         return FV_ELIMIT;
@@ -286,8 +295,7 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     fv_dec_key(&d, BODY_KIND);
     fv_dec_uint(&d, &kind);
-    if (kind != FV_ENV_REVISION && kind != FV_ENV_TOMBSTONE &&
-        kind != FV_ENV_GRANT)
+    if (kind < FV_ENV_REVISION || kind > FV_ENV_RETRACTION)
         return FV_ECORRUPT;
     e->kind = (int)kind;
     e->genesis = (m == 8);
@@ -329,9 +337,11 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         fv_dec_finish(&d))
         return FV_ECORRUPT;
     /* A genesis revision has no parents; every later envelope has some;
-     * tombstones and grants carry no attachments; a grant names exactly the
-     * one envelope whose key it carries. */
-    if (!shape_ok(e->kind, e->genesis, e->nparents, e->nattachments))
+     * only revisions carry attachments; a grant names exactly the one
+     * envelope whose key it carries; a note, review state or retraction
+     * names exactly the record's genesis. */
+    if (!shape_ok(e->kind, e->genesis, e->nparents, e->nattachments) ||
+        !desk_parent_ok(e->kind, e->record, e->parents))
         return FV_ECORRUPT;
     return FV_OK;
 }

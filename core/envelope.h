@@ -16,6 +16,11 @@
 #define FV_ENV_REVISION 1
 #define FV_ENV_TOMBSTONE 2
 #define FV_ENV_GRANT 3 /* carries another envelope's content key (FORMAT.md) */
+#define FV_ENV_NOTE 4       /* a note about a record (FORMAT.md 7.1) */
+#define FV_ENV_STATE 5      /* a record's review state */
+#define FV_ENV_RETRACTION 6 /* the record's retraction */
+/* Kinds that are about a record: never a genesis, one parent, the record. */
+#define FV_ENV_IS_DESK(k) ((k) >= FV_ENV_NOTE && (k) <= FV_ENV_RETRACTION)
 #define FV_ENV_MAX_PARENTS 64
 #define FV_ENV_MAX_RECIPIENTS 16
 /* The largest envelope anyone writes or reads: one sync frame's worth

@@ -1756,8 +1756,23 @@ static void test_structure(void)
      * child with one parent and no attachments). */
     b = c0; b.natt = 0; b.nparents = 1; CHECK_EQ(try_env(&b, &p0, &o0, NULL, NULL), FV_OK);
     b.kind = 0; REJECT(b, p0, o0, FV_ECORRUPT);
-    b.kind = 4; REJECT(b, p0, o0, FV_ECORRUPT);
+    b.kind = 7; REJECT(b, p0, o0, FV_ECORRUPT);
     b.kind = 257; REJECT(b, p0, o0, FV_ECORRUPT);
+    /* Notes, review states and retractions (kinds 4, 5, 6): never a
+     * genesis, exactly one parent, which is the record id itself, and no
+     * chunk lists. */
+    for (uint64_t k = FV_ENV_NOTE; k <= FV_ENV_RETRACTION; k++) {
+        b = c0; b.kind = k; b.natt = 0; b.nparents = 1;
+        memcpy(b.record, f.parents[0], 32);
+        CHECK_EQ(try_env(&b, &p0, &o0, NULL, NULL), FV_OK);
+        b.nparents = 2; REJECT(b, p0, o0, FV_ECORRUPT);   /* two parents */
+        b.nparents = 0; REJECT(b, p0, o0, FV_ECORRUPT);   /* none */
+        b.nparents = 1; b.natt = 1; REJECT(b, p0, o0, FV_ECORRUPT); /* chunks */
+        b.counts = (uint64_t[]){0}; REJECT(b, p0, o0, FV_ECORRUPT); /* empty */
+        b = c0; b.kind = k; b.natt = 0; b.nparents = 1;   /* parent != record */
+        REJECT(b, p0, o0, FV_ECORRUPT);
+        b = g0; b.kind = k; REJECT(b, p0, o0, FV_ECORRUPT); /* genesis */
+    }
 #ifdef FV_ENV_GRANT
     /* Key grants: never genesis, exactly one parent, no attachments. */
     b = c0; b.kind = FV_ENV_GRANT; b.natt = 0; b.nparents = 1;
@@ -2182,10 +2197,21 @@ static void test_build_shapes(void)
 
     /* Unknown kinds. */
     s = g; s.kind = 0; BUILD(s, FV_EINVAL);
-    s = g; s.kind = 4; BUILD(s, FV_EINVAL);
+    s = g; s.kind = 7; BUILD(s, FV_EINVAL);
     s = g; s.kind = -1; BUILD(s, FV_EINVAL);
     s = c; s.kind = 0; BUILD(s, FV_EINVAL);
-    s = c; s.kind = 4; BUILD(s, FV_EINVAL);
+    s = c; s.kind = 7; BUILD(s, FV_EINVAL);
+    /* Notes, review states, retractions: one parent, the record itself. */
+    for (int kd = FV_ENV_NOTE; kd <= FV_ENV_RETRACTION; kd++) {
+        s = c; s.kind = kd; s.record = parents[0]; BUILD(s, FV_OK);
+        s = c; s.kind = kd; BUILD(s, FV_EINVAL);          /* parent != record */
+        s = g; s.kind = kd; BUILD(s, FV_EINVAL);          /* genesis */
+        s = c; s.kind = kd; s.record = parents[0]; s.nparents = 2;
+        BUILD(s, FV_EINVAL);                              /* two parents */
+        counts[0] = 0;
+        s = c; s.kind = kd; s.record = parents[0]; s.nattachments = 1;
+        s.chunk_counts = counts; BUILD(s, FV_EINVAL);     /* chunk lists */
+    }
     /* Only a revision can be a genesis. */
     s = g; s.kind = FV_ENV_TOMBSTONE; BUILD(s, FV_EINVAL);
     s = g; s.kind = FV_ENV_GRANT; BUILD(s, FV_EINVAL);
