@@ -845,14 +845,119 @@ cleanup:
     return rc;
 }
 
+/* ---- org key export, import (local: no server) --------------------------------- */
+
+/* The recovery passphrase: from --recovery-passphrase-file, else a prompt
+ * (asked twice when `confirm`). Returns 0 or an exit code. */
+static int recovery_get(cli_secret *rec, const cli_opt *file, int confirm)
+{
+    if (file->count)
+        return cli_passphrase_from_file(rec, file->values[0]);
+    return cli_passphrase_prompt(rec, "Recovery passphrase: ", confirm);
+}
+
+static int org_key_export(cli *c)
+{
+    cli_opt opts[] = {{"output", OPT_ONE, NULL, 0},
+                      {"recovery-passphrase-file", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    cli_secret rec = {NULL, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc))
+        goto cleanup;
+    if (!opts[0].count || !opts[0].values[0][0]) {
+        cli_error("org key export: missing --output FILE");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0 ||
+        (rc = recovery_get(&rec, &opts[1], 1)) != 0)
+        goto cleanup;
+    int r = fv_org_key_export(v, opts[0].values[0], rec.buf, rec.len);
+    cli_secret_free(&rec);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "output");
+        json_strz(stdout, opts[0].values[0]);
+        fputs(", ", stdout);
+        json_key(stdout, "exported");
+        fputs("true}\n", stdout);
+    } else {
+        fputs("organisation key written to ", stdout);
+        text_puts(stdout, opts[0].values[0]);
+        fputs(" (encrypted under the recovery passphrase; keep it apart "
+              "from this vault)\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_secret_free(&rec);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int org_key_import(cli *c)
+{
+    cli_opt opts[] = {{"recovery-passphrase-file", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    cli_secret rec = {NULL, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    int rc;
+
+    if (cli_begin(c, opts, 1, 1, "FILE", &rc))
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0 ||
+        (rc = recovery_get(&rec, &opts[0], 0)) != 0)
+        goto cleanup;
+    int r = fv_org_key_import(v, c->pos[0], rec.buf, rec.len);
+    cli_secret_free(&rec);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "imported");
+        fputs("true}\n", stdout);
+    } else {
+        fputs("organisation key imported: this vault reads what the "
+              "organisation's coordinators read\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_secret_free(&rec);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int org_key(cli *c)
+{
+    static const subcommand subs[] = {{"export", org_key_export},
+                                      {"import", org_key_import},
+                                      {NULL, NULL}};
+    return run_subcommand(c, subs, "export or import");
+}
+
 int cmd_org(cli *c)
 {
     static const subcommand subs[] = {{"init", org_init},
                                       {"invite", org_invite},
                                       {"devices", org_devices},
                                       {"revoke", org_revoke},
+                                      {"key", org_key},
                                       {NULL, NULL}};
-    return run_subcommand(c, subs, "init, invite, devices or revoke");
+    return run_subcommand(c, subs, "init, invite, devices, revoke or key");
 }
 
 /* ---- sync ---------------------------------------------------------------------- */
