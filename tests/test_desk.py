@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""End-to-end test of the coordinator's desk (issue 5) with real processes:
+a real server on 127.0.0.1, two field devices and two coordinators (the
+second enrolled by a coordinator invite and given the organisation key by
+`org key export` / `org key import`). Notes to the field, review states,
+a conflict and its merge, a retraction that reaches every side (and leaves
+no ciphertext at the server), exports in every format, and `verify`
+catching a flipped byte. Standard library only; the helpers (servers,
+vaults, sync) are test_sync.py's.
+
+    python3 tests/test_desk.py build/bin/fieldvault [unittest options]
+"""
+
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import stat
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_sync  # noqa: E402
+from test_sync import (CORRUPT, DENIED, EXISTS, HEX64, OK,  # noqa: E402
+                       PASSPHRASE, NOTFOUND, SyncTest)
+
+STATES = ("new", "reviewed", "needs-follow-up", "archived")
+
+
+def tree_bytes(top):
+    """Every file under `top`, path -> bytes."""
+    out = {}
+    for d, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[p] = fh.read()
+    return out
+
+
+def holders(top, needle):
+    return sorted(p for p, b in tree_bytes(top).items() if needle in b)
+
+
+class DeskTest(SyncTest):
+    def setUp(self):
+        super().setUp()
+        self.recovery = self.write("recovery.txt", b"a separate recovery phrase\n")
+
+    def enroll(self, vault, invite, srv, role):
+        j = self.jv(vault, "enroll", invite, "--server", srv.address)
+        self.assertEqual(j["role"], role, j)
+        self.assertRegex(j["device"], HEX64)
+        return j["device"]
+
+    def desk(self):
+        """Server, C1 (admin, org init), C2 (coordinator invite + the org key
+        from C1's export), field devices F1 and F2. Returns a dict."""
+        sdir, srv, c1 = self.organisation()
+        o = {"sdir": sdir, "srv": srv, "C1": c1}
+        for name in ("F1", "F2"):
+            o[name] = self.make_vault(name)
+            o[name + "_id"] = self.enroll(o[name], self.invite(c1, name), srv,
+                                          "field")
+        c2 = o["C2"] = self.make_vault("C2")
+        o["C2_id"] = self.enroll(c2, self.invite(c1, "second", "coordinator"),
+                                 srv, "coordinator")
+        key = self.path("org.key")
+        j = self.jv(c1, "org", "key", "export", "--output", key,
+                    "--recovery-passphrase-file", self.recovery)
+        self.assertEqual(j, {"output": key, "exported": True})
+        st = os.stat(key)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        self.assertEqual(st.st_size, 184)
+        # never over an existing file; a wrong recovery passphrase is refused
+        self.v(c1, "org", "key", "export", "--output", key,
+               "--recovery-passphrase-file", self.recovery, expect=EXISTS)
+        self.v(c2, "org", "key", "import", key,
+               "--recovery-passphrase-file", self.passfile, expect=PASSPHRASE)
+        self.assertEqual(self.jv(c2, "org", "key", "import", key,
+                                 "--recovery-passphrase-file", self.recovery),
+                         {"imported": True})
+        # the same key again is fine
+        self.v(c2, "org", "key", "import", key,
+               "--recovery-passphrase-file", self.recovery)
+        # a field device has no key to export
+        self.v(o["F1"], "org", "key", "export", "--output", self.path("f.key"),
+               "--recovery-passphrase-file", self.recovery, expect=DENIED)
+        self.assertFalse(os.path.exists(self.path("f.key")))
+        return o
+
+    def listing(self, vault, *args):
+        j = self.jv(vault, "list", *args)
+        self.assertIsInstance(j, list)
+        return {x["id"]: x for x in j}
+
+    def heads(self, vault, rid):
+        return sorted(self.jv(vault, "show", rid)["heads"])
+
+    def notes(self, vault):
+        j = self.jv(vault, "notes")
+        self.assertIsInstance(j, list)
+        return [(n["record"], n["text"]) for n in j]
+
+    def everyone_syncs(self, o, *names):
+        for n in names or ("F1", "F2", "C1", "C2"):
+            self.sync(o[n])
+
+
+class TestKeyCustody(DeskTest):
+    def test_damaged_file_and_other_organisation(self):
+        o = self.desk()
+        key = self.path("org.key")
+        with open(key, "rb") as f:
+            good = f.read()
+        bad = bytearray(good)
+        bad[100] ^= 0x40
+        damaged = self.write("damaged.key", bytes(bad))
+        c3 = self.make_vault("C3")
+        self.v(c3, "org", "key", "import", damaged,
+               "--recovery-passphrase-file", self.recovery, expect=CORRUPT)
+        self.v(c3, "org", "key", "import", self.write("short.key", good[:150]),
+               "--recovery-passphrase-file", self.recovery, expect=CORRUPT)
+        # a vault of another organisation holds another key
+        sdir2, _, admin2 = self.server_init("server2")
+        other = self.make_vault("other")
+        srv2 = self.start_server(sdir2)
+        self.enroll(other, admin2, srv2, "coordinator")
+        self.v(other, "org", "init")
+        self.v(other, "org", "key", "import", key,
+               "--recovery-passphrase-file", self.recovery, expect=EXISTS)
+        # the second coordinator can act as one: invite and list devices
+        inv = self.invite(o["C2"], "third worker")
+        f3 = self.make_vault("F3")
+        self.enroll(f3, inv, o["srv"], "field")
+        self.assertIn("third worker", self.devices(o["C1"]))
+
+
+class TestDesk(DeskTest):
+    def test_two_coordinators_two_field_devices(self):
+        o = self.desk()
+        f1, f2, c1, c2 = o["F1"], o["F2"], o["C1"], o["C2"]
+        sdir = o["sdir"]
+
+        # ---- records from the field reach both coordinators
+        r1 = self.add(f1, "crossing at Hyesan", "--tag", "border",
+                      "--field", "place=Hyesan", "--narrative-file",
+                      self.write("n1.txt", b"We crossed the river at night."))
+        r2 = self.add(f1, "detention in Onsong", "--tag", "detention")
+        att = self.write("photo.jpg", os.urandom(300 * 1024))
+        r3 = self.add(f2, "witness W-17", "--tag", "detention", "--attach", att)
+        self.settle(f1)
+        self.settle(f2)
+        self.settle(c1)
+        self.settle(c2)
+        for c in (c1, c2):
+            lst = self.listing(c)
+            self.assertEqual(set(lst), {r1, r2, r3})
+            self.assertEqual(lst[r1]["author"], o["F1_id"])
+            self.assertEqual(lst[r3]["author"], o["F2_id"])
+            self.assertTrue(all(x["state"] == "new" for x in lst.values()))
+        self.assertEqual(set(self.listing(f1)), {r1, r2})
+        self.assertEqual(set(self.listing(f2)), {r3})
+
+        # ---- review states: set by one coordinator, seen by the other
+        self.v(c1, "review", r1, "--state", "reviewed")
+        self.v(c1, "review", r3, "--state", "needs-follow-up")
+        self.v(f1, "review", r1, "--state", "archived", expect=DENIED)
+        self.sync(c1)
+        self.sync(c2)
+        lst = self.listing(c2)
+        self.assertEqual(lst[r1]["state"], "reviewed")
+        self.assertEqual(lst[r2]["state"], "new")
+        self.assertEqual(lst[r3]["state"], "needs-follow-up")
+        self.assertEqual(set(self.listing(c2, "--state", "reviewed")), {r1})
+        self.assertEqual(set(self.listing(c2, "--state", "new")), {r2})
+        self.assertEqual(set(self.listing(c2, "--tag", "detention")), {r2, r3})
+        self.assertEqual(set(self.listing(c2, "--device", o["F2_id"])), {r3})
+        self.assertEqual(set(self.listing(c2, "--since", "2000-01-01",
+                                          "--until", "2999-12-31")),
+                         {r1, r2, r3})
+        self.assertEqual(set(self.listing(c2, "--until", "2000-01-01")), set())
+        # the newest setting wins everywhere
+        time.sleep(1.1)
+        self.v(c2, "review", r1, "--state", "archived")
+        self.sync(c2)
+        self.sync(c1)
+        self.assertEqual(self.listing(c1)[r1]["state"], "archived")
+
+        # ---- notes to the field: the author device only, after its sync
+        self.v(c1, "note", r1, "--text", "Please ask W-09 about the date.")
+        self.assertEqual(self.notes(f1), [])
+        self.sync(c1)
+        self.assertEqual(self.notes(f1), [])  # not before its next sync
+        self.everyone_syncs(o)
+        self.assertEqual(self.notes(f1),
+                         [(r1, "Please ask W-09 about the date.")])
+        self.assertEqual(self.notes(f2), [])
+        self.assertEqual(self.notes(c2),
+                         [(r1, "Please ask W-09 about the date.")])
+        shown = self.jv(c2, "show", r1)
+        self.assertEqual([n["text"] for n in shown["notes"]],
+                         ["Please ask W-09 about the date."])
+        # the field worker answers on the record
+        self.v(f1, "note", r1, "--text", "Done: it was in March.")
+        self.everyone_syncs(o, "F1", "C1")
+        self.assertIn((r1, "Done: it was in March."), self.notes(c1))
+
+        # ---- a conflict between the coordinators, then a merge
+        self.v(c1, "edit", r2, "--title", "detention in Onsong (C1)")
+        self.v(c2, "edit", r2, "--title", "detention in Onsong (C2)")
+        self.sync(c1)
+        self.sync(c2)
+        self.sync(c1)
+        h1, h2 = self.heads(c1, r2), self.heads(c2, r2)
+        self.assertEqual(len(h1), 2, h1)
+        self.assertEqual(h1, h2)
+        self.assertTrue(self.listing(c1)[r2].get("conflict"))
+        j = self.jv(c2, "merge", r2, "--field", "merged=yes")
+        self.everyone_syncs(o, "C2", "C1", "F1")
+        for v in (c1, c2, f1):
+            hs = self.heads(v, r2)
+            self.assertEqual(len(hs), 1, (v, hs))
+            self.assertEqual(hs, self.heads(c2, r2))
+            s = self.jv(v, "show", r2)
+            revs = {x["id"] for x in s["revisions"]}
+            self.assertTrue(set(h1) <= revs, "history kept")
+        if isinstance(j, dict) and "revision" in j:
+            self.assertEqual(self.heads(c1, r2), [j["revision"]])
+
+        # ---- exports in every format, from the second coordinator
+        self.export_all(c2, {r1, r2, r3})
+
+        # ---- chain of custody: verify, then a flipped byte in vault.db
+        j = self.jv(c1, "verify")
+        self.assertEqual(j["failures"], 0, j)
+        self.assertGreater(j["envelopes"], 0, j)
+        self.v(c1, "verify")
+
+        # ---- a retraction reaches every side; no ciphertext stays behind
+        env_slices = self.ciphertext_slices(c1, r3)
+        chunk_slices = self.chunk_slices(c1)
+        self.assertTrue(env_slices and chunk_slices)
+        for s in env_slices:
+            self.assertTrue(holders(sdir, s), "the server holds r3 before")
+        for s in chunk_slices:
+            self.assertTrue(holders(sdir, s), "the server holds r3's chunk")
+        self.v(c1, "retract", r3, "--yes")
+        self.assertNotIn(r3, self.listing(c1))
+        self.sync(c1)
+        self.everyone_syncs(o, "F2", "C2")
+        for v in (c1, c2, f2):
+            self.assertNotIn(r3, self.listing(v))
+            self.v(v, "show", r3, expect=NOTFOUND)
+            for s in env_slices + chunk_slices:
+                self.assertEqual(holders(v, s), [], "retracted copy left")
+        self.assertEqual(set(self.listing(c2)), {r1, r2})
+        for s in env_slices + chunk_slices:
+            self.assertEqual(holders(sdir, s), [],
+                             "the server still holds r3's ciphertext")
+        o["srv"].stop()
+        for s in env_slices + chunk_slices:
+            self.assertEqual(holders(sdir, s), [],
+                             "the server still holds r3's ciphertext")
+        # the retraction itself remains, as an auditable fact
+        db = sqlite3.connect(os.path.join(sdir, "server.db"))
+        rows = db.execute("SELECT count(*) FROM retracted WHERE record = ?",
+                          (bytes.fromhex(r3),)).fetchone()[0]
+        db.close()
+        self.assertEqual(rows, 1)
+        self.retraction_listed(c2, r3)
+
+        # verify after a flipped byte in one stored envelope
+        self.assertEqual(self.jv(c1, "verify")["failures"], 0)
+        self.flip_envelope(c1, r1)
+        args = ["--vault", c1, "--passphrase-file", self.passfile]
+        r = test_sync.run(args + ["verify"])
+        self.assertEqual(r.returncode, CORRUPT, r.stderr)
+        r = test_sync.run(args + ["--json", "verify"])
+        self.assertEqual(r.returncode, CORRUPT, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertGreaterEqual(j["failures"], 1, j)
+        self.assertIn(r1, json.dumps(j["problems"]))
+
+    # -- helpers of the flow
+
+    def retraction_listed(self, vault, rid):
+        """The retraction stays visible where the CLI lists it: the JSON
+        export's retractions, when present."""
+        out = self.path("after-retraction.json")
+        self.v(vault, "export", "--format", "json", "--output", out)
+        with open(out, "rb") as f:
+            doc = json.loads(f.read())
+        if isinstance(doc, dict) and "retractions" in doc:
+            self.assertIn(rid, json.dumps(doc["retractions"]))
+        self.assertNotIn(rid, json.dumps(doc.get("records", doc)
+                                          if isinstance(doc, dict) else doc))
+
+    def ciphertext_slices(self, vault, rid):
+        """32-byte slices from the middle of every stored envelope of a
+        record (in the vault.db of `vault`)."""
+        db = sqlite3.connect(os.path.join(vault, "vault.db"))
+        rows = db.execute("SELECT bytes FROM envelope WHERE record = ? "
+                          "AND bytes IS NOT NULL",
+                          (bytes.fromhex(rid),)).fetchall()
+        db.close()
+        return [b[0][len(b[0]) // 2:len(b[0]) // 2 + 32] for b in rows]
+
+    def chunk_slices(self, vault):
+        db = sqlite3.connect(os.path.join(vault, "vault.db"))
+        rows = db.execute("SELECT data FROM chunk").fetchall()
+        db.close()
+        return [b[0][len(b[0]) // 2:len(b[0]) // 2 + 32] for b in rows]
+
+    def flip_envelope(self, vault, rid):
+        db = sqlite3.connect(os.path.join(vault, "vault.db"))
+        seq, b = db.execute("SELECT seq, bytes FROM envelope WHERE record = ? "
+                            "AND kind = 1 AND bytes IS NOT NULL ORDER BY seq "
+                            "LIMIT 1", (bytes.fromhex(rid),)).fetchone()
+        b = bytearray(b)
+        b[len(b) // 2] ^= 0x01
+        db.execute("UPDATE envelope SET bytes = ? WHERE seq = ?",
+                   (bytes(b), seq))
+        db.commit()
+        db.close()
+
+    def export_all(self, c, ids):
+        listed = self.listing(c)
+        # JSON: parsed back and compared with list --json and show --json
+        out = self.path("export.json")
+        j = self.jv(c, "export", "--format", "json", "--output", out)
+        self.assertEqual(j["records"], len(ids), j)
+        self.assertEqual(stat.S_IMODE(os.stat(out).st_mode) & 0o077, 0)
+        with open(out, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+        recs = doc["records"] if isinstance(doc, dict) else doc
+        by_id = {r["id"]: r for r in recs}
+        self.assertEqual(set(by_id), ids)
+        for rid in ids:
+            e, l = by_id[rid], listed[rid]
+            s = self.jv(c, "show", rid)
+            self.assertEqual(e["title"], l["title"])
+            self.assertEqual(e["state"], l["state"])
+            self.assertEqual(e["author"], l["author"])
+            self.assertEqual(e.get("tags"), s.get("tags"))
+            self.assertEqual(e.get("fields"), s.get("fields"))
+            self.assertEqual(e.get("narrative"), s.get("narrative"))
+            self.assertEqual(sorted(e["heads"]), sorted(s["heads"]))
+            self.assertEqual([n["text"] for n in e.get("notes", [])],
+                             [n["text"] for n in s["notes"]])
+            self.assertEqual({x["id"] for x in e["revisions"]},
+                             {x["id"] for x in s["revisions"]})
+        self.v(c, "export", "--format", "json", "--output", out,
+               expect=EXISTS)
+        # a filter
+        out = self.path("reviewed.json")
+        self.v(c, "export", "--format", "json", "--output", out,
+               "--state", "archived")
+        with open(out, "rb") as f:
+            doc = json.loads(f.read())
+        recs = doc["records"] if isinstance(doc, dict) else doc
+        self.assertEqual({r["id"] for r in recs},
+                         {i for i in ids if listed[i]["state"] == "archived"})
+        # CSV: one row per record
+        out = self.path("export.csv")
+        self.v(c, "export", "--format", "csv", "--output", out)
+        with open(out, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(io.StringIO(f.read().lstrip("\ufeff"))))
+        self.assertEqual({r["id"] for r in rows}, ids)
+        for r in rows:
+            self.assertEqual(r["title"], listed[r["id"]]["title"])
+        # HTML: a directory, self-contained
+        out = self.path("report")
+        self.v(c, "export", "--format", "html", "--output", out)
+        files = tree_bytes(out)
+        self.assertIn(os.path.join(out, "index.html"), files)
+        index = files[os.path.join(out, "index.html")].decode("utf-8")
+        for rid in ids:
+            self.assertIn(listed[rid]["title"], " ".join(
+                b.decode("utf-8", "replace") for b in files.values()))
+        for p, b in files.items():
+            if p.endswith((".html", ".css", ".svg")):
+                t = b.decode("utf-8", "replace")
+                self.assertIsNone(
+                    re.search(r"(?i)(src|href)\s*=\s*[\"']?\s*(https?:|//)|"
+                              r"url\(\s*[\"']?\s*(https?:|//)|@import", t),
+                    "a network reference in %s" % p)
+        self.assertIn("<html", index.lower())
+        # evidence: the original envelopes, a manifest, how to verify
+        out = self.path("evidence")
+        self.v(c, "export", "--format", "evidence", "--output", out,
+               "--record", sorted(ids)[0])
+        names = [os.path.relpath(p, out) for p in tree_bytes(out)]
+        self.assertTrue(any("manifest" in n.lower() for n in names), names)
+        self.assertTrue(any(n.lower().endswith(".txt") for n in names), names)
+        self.assertTrue(any(n.endswith(".cbor") for n in names), names)
+
+
+def main():
+    argv = list(sys.argv)
+    if len(argv) > 1 and not argv[1].startswith("-"):
+        test_sync.BIN = os.path.abspath(argv.pop(1))
+    else:
+        test_sync.BIN = os.environ.get("FIELDVAULT_BIN") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+            "fieldvault")
+    if not os.access(test_sync.BIN, os.X_OK):
+        print("test_desk.py: no fieldvault binary at %s" % test_sync.BIN,
+              file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    prog = unittest.main(argv=argv, exit=False, verbosity=2)
+    r = prog.result
+    print("test_desk: %d run, %d failures, %d errors, %d skipped in %.0f s" % (
+        r.testsRun, len(r.failures), len(r.errors), len(r.skipped),
+        time.monotonic() - t0))
+    return 0 if r.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
