@@ -1,4 +1,5 @@
 /* store_server.c - the sync server's SQLite database (see store_server.h). */
+#define _GNU_SOURCE /* fallocate: a retraction punches holes in packs */
 #include "store_server.h"
 
 #include <dirent.h>
@@ -37,10 +38,26 @@ enum stmt_id {
     ST_CHUNK_ADD,
     ST_CHUNK_FIND,
     ST_CHUNK_FIND_READER,
+    ST_CHUNK_LIVE,
+    ST_CHUNK_DEL,
+    ST_REC_ADD,
+    ST_REC_ORIGIN,
+    ST_RETRACTED,
+    ST_RETRACT_ADD,
+    ST_ERASE_LOG,
+    ST_FEED_HAS,
     ST_COUNT
 };
 
 #define DEV_COLS "pk, box, name, role, revoked, enrolled"
+
+/* A chunkref row r of hash h is live if its entry's record is not
+ * retracted (or unknown: entries from before records were filed). */
+#define LIVE_REF_OF(h)                                                      \
+    "LEFT JOIN logrec lr2 ON lr2.seq = r.seq WHERE r.hash = " h " AND "     \
+    "(lr2.record IS NULL OR NOT EXISTS "                                    \
+    "(SELECT 1 FROM retracted t WHERE t.record = lr2.record))"
+#define LIVE_REF LIVE_REF_OF("?1")
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEV_GET] = "SELECT " DEV_COLS " FROM device WHERE pk = ?1",
@@ -66,9 +83,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FEED_CHAIN] = "SELECT chain FROM feed WHERE device = ?1 AND fseq = ?2",
     [ST_FEED_ADD] = "INSERT INTO feed(device, fseq, seq, chain) "
                     "VALUES (?1, ?2, ?3, ?4)",
-    [ST_READ_LOG] = "SELECT seq, bytes, chain FROM log "
+    [ST_READ_LOG] = "SELECT seq, bytes, chain, id FROM log "
                     "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-    [ST_READ_FEED] = "SELECT f.fseq, l.bytes, f.chain FROM feed f "
+    [ST_READ_FEED] = "SELECT f.fseq, l.bytes, f.chain, l.id FROM feed f "
                      "JOIN log l ON l.seq = f.seq WHERE f.device = ?4 "
                      "AND f.fseq > ?1 AND f.fseq <= ?2 "
                      "ORDER BY f.fseq LIMIT ?3",
@@ -88,7 +105,35 @@ static const char *const stmt_sql[ST_COUNT] = {
         "WHERE r.hash = ?1 AND l.author = ?2) OR "
         "EXISTS (SELECT 1 FROM chunkref r CROSS JOIN feed f "
         "ON f.device = ?2 AND f.seq = r.seq WHERE r.hash = ?1))",
+    [ST_CHUNK_LIVE] = "SELECT 1 FROM chunkref r " LIVE_REF " LIMIT 1",
+    [ST_CHUNK_DEL] = "DELETE FROM chunk WHERE hash = ?1",
+    [ST_REC_ADD] = "INSERT OR IGNORE INTO logrec(seq, record) VALUES (?1, ?2)",
+    /* The genesis: the entry whose id is the record's and that is filed
+     * under itself. */
+    [ST_REC_ORIGIN] = "SELECT l.author FROM log l JOIN logrec r "
+                      "ON r.seq = l.seq AND r.record = l.id WHERE l.id = ?1",
+    [ST_RETRACTED] = "SELECT seq, id FROM retracted WHERE record = ?1",
+    [ST_RETRACT_ADD] = "INSERT INTO retracted(record, seq, id) "
+                       "VALUES (?1, ?2, ?3)",
+    [ST_ERASE_LOG] = "UPDATE log SET bytes = X'' WHERE seq IN "
+                     "(SELECT seq FROM logrec WHERE record = ?1) "
+                     "AND seq != ?2 AND length(bytes) > 0",
+    [ST_FEED_HAS] = "SELECT 1 FROM feed WHERE device = ?1 AND seq = ?2",
 };
+
+/* The chunks a retraction of record ?1 destroys: held, listed by an entry
+ * of the record, and by no live entry (LIVE_REF). */
+static const char erase_chunks_sql[] =
+    "SELECT c.hash, c.pack, c.off, c.len FROM chunk c WHERE c.hash IN "
+    "(SELECT r.hash FROM logrec lr JOIN chunkref r ON r.seq = lr.seq "
+    "WHERE lr.record = ?1) AND NOT EXISTS "
+    "(SELECT 1 FROM chunkref r " LIVE_REF_OF("c.hash") ")";
+
+/* Field devices whose feed holds an entry of record ?1. */
+static const char readers_sql[] =
+    "SELECT d.pk FROM device d WHERE d.role = 1 AND d.revoked = 0 AND EXISTS "
+    "(SELECT 1 FROM logrec r CROSS JOIN feed f ON f.device = d.pk "
+    "AND f.seq = r.seq WHERE r.record = ?1)";
 
 static const char schema_sql[] =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
@@ -115,14 +160,25 @@ static const char schema_sql[] =
     "CREATE TABLE chunk(hash BLOB PRIMARY KEY, pack INTEGER NOT NULL,"
     " off INTEGER NOT NULL, len INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* Records and retractions (store_server.h), made on every open if missing:
+ * a database from an earlier build gains them (its older entries are not
+ * filed under a record, and count as live). */
+static const char records_sql[] =
+    "CREATE TABLE IF NOT EXISTS logrec(seq INTEGER PRIMARY KEY,"
+    " record BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS logrec_record ON logrec(record);"
+    "CREATE TABLE IF NOT EXISTS retracted(record BLOB PRIMARY KEY,"
+    " seq INTEGER NOT NULL, id BLOB NOT NULL) WITHOUT ROWID;";
+
 static const fv_db_schema server_schema = {
     .label = "server database",
     .create_sql = schema_sql,
     .user_version = 1,
     /* 'FVSV': tells a server database from a vault's ('FVVT'). */
     .application_id = 0x46565356,
-    /* No secure_delete: the server holds ciphertext only and never deletes. */
-    .pragmas = NULL,
+    /* secure_delete: a retraction's erased envelopes leave zeroed pages,
+     * not ciphertext in free space. */
+    .pragmas = "PRAGMA secure_delete = ON;",
     .missing_rc = FV_ENOTFOUND,
     /* A duplicate device, invite or log entry (store_server.h). */
     .constraint_rc = FV_EEXIST,
@@ -148,6 +204,10 @@ struct fv_sstore {
         uint32_t pack;
     } rd[PACK_READERS];
     unsigned rd_next;
+    /* Chunk bytes to destroy at the next commit (store_server.h). */
+    fv_sstore_chunkloc *erase;
+    size_t nerase, erase_cap;
+    int erased; /* destroyed by this commit: checkpoint after it */
 };
 
 const char *fv_sstore_errmsg(const fv_sstore *s)
@@ -184,7 +244,10 @@ int fv_sstore_open(fv_sstore **out, const char *path, int create)
         free(s);
         return FV_ENOMEM;
     }
-    if ((rc = fv_db_open(&s->d, path, create, &server_schema))) {
+    if ((rc = fv_db_open(&s->d, path, create, &server_schema)) == FV_OK &&
+        (rc = fv_db_exec(&s->d, records_sql)) != FV_OK)
+        fv_db_close(&s->d);
+    if (rc) {
         free(s->chunk_dir);
         free(s);
         return rc;
@@ -204,14 +267,34 @@ void fv_sstore_close(fv_sstore *s)
         if (s->rd[i].fd >= 0)
             close(s->rd[i].fd);
     free(s->chunk_dir);
+    free(s->erase);
     free(s);
 }
 
 int fv_sstore_begin(fv_sstore *s) { return fv_db_begin(&s->d); }
 
-int fv_sstore_commit(fv_sstore *s) { return fv_db_commit(&s->d); }
+static int erase_pending(fv_sstore *s);
 
-void fv_sstore_rollback(fv_sstore *s) { fv_db_rollback(&s->d); }
+int fv_sstore_commit(fv_sstore *s)
+{
+    int rc = FV_OK;
+    if (s->nerase)
+        rc = erase_pending(s);
+    s->nerase = 0;
+    if (rc == FV_OK)
+        rc = fv_db_commit(&s->d);
+    if (rc == FV_OK && s->erased)
+        rc = fv_db_checkpoint(&s->d);
+    s->erased = 0;
+    return rc;
+}
+
+void fv_sstore_rollback(fv_sstore *s)
+{
+    s->nerase = 0;
+    s->erased = 0;
+    fv_db_rollback(&s->d);
+}
 
 int fv_sstore_checkpoint(fv_sstore *s) { return fv_db_checkpoint(&s->d); }
 
@@ -561,7 +644,12 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
         e.bytes = sqlite3_column_blob(st, 1);
         e.len = (size_t)sqlite3_column_bytes(st, 1);
         e.chain = sqlite3_column_blob(st, 2);
-        if (pos < 1 || !e.bytes || sqlite3_column_bytes(st, 2) != 32) {
+        e.id = sqlite3_column_blob(st, 3);
+        if (e.len == 0)
+            e.bytes = NULL; /* erased: its record was retracted */
+        if (pos < 1 || (!e.bytes && e.len) || !e.chain || !e.id ||
+            sqlite3_column_bytes(st, 2) != 32 ||
+            sqlite3_column_bytes(st, 3) != 32) {
             r = fv_db_error(&s->d, FV_ECORRUPT, "a log entry is damaged");
             break;
         }
@@ -609,6 +697,7 @@ int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
                         const fv_sstore_chunkloc *loc)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_ADD);
+    int rc;
     if (loc->off > INT64_MAX)
         return FV_ELIMIT;
     if (st) {
@@ -617,7 +706,35 @@ int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
         sqlite3_bind_int64(st, 3, (sqlite3_int64)loc->off);
         sqlite3_bind_int64(st, 4, loc->len);
     }
-    return fv_db_step_done(&s->d, st, "chunk");
+    if ((rc = fv_db_step_done(&s->d, st, "chunk")))
+        return rc;
+    /* Already indexed elsewhere: no index row would name these bytes. */
+    return sqlite3_changes(s->d.db) ? FV_OK : fv_sstore_chunk_discard(s, loc);
+}
+
+int fv_sstore_chunk_live(fv_sstore *s, const unsigned char hash[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_LIVE);
+    int rc;
+    if (st)
+        bind_key(st, 1, hash);
+    if ((rc = fv_db_step_row(&s->d, st, "chunkref")) == FV_OK)
+        sqlite3_reset(st);
+    return rc;
+}
+
+int fv_sstore_chunk_discard(fv_sstore *s, const fv_sstore_chunkloc *loc)
+{
+    if (s->nerase == s->erase_cap) {
+        size_t cap = s->erase_cap ? s->erase_cap * 2 : 64;
+        fv_sstore_chunkloc *p = realloc(s->erase, cap * sizeof *p);
+        if (!p)
+            return fv_db_error(&s->d, FV_ENOMEM, "chunks: out of memory");
+        s->erase = p;
+        s->erase_cap = cap;
+    }
+    s->erase[s->nerase++] = *loc;
+    return FV_OK;
 }
 
 int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
@@ -893,6 +1010,258 @@ int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
         if (r == 0)
             return fv_db_error(&s->d, FV_ECORRUPT, "chunks: a pack is cut short");
         got += (size_t)r;
+    }
+    return FV_OK;
+}
+
+/* ---- records and retraction ------------------------------------------- */
+
+int fv_sstore_logrec_add(fv_sstore *s, uint64_t seq,
+                         const unsigned char record[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REC_ADD);
+    if (seq > INT64_MAX)
+        return FV_ELIMIT;
+    if (st) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        bind_key(st, 2, record);
+    }
+    return fv_db_step_done(&s->d, st, "logrec");
+}
+
+int fv_sstore_record_origin(fv_sstore *s, const unsigned char record[32],
+                            unsigned char origin[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REC_ORIGIN);
+    int rc;
+    if (st)
+        bind_key(st, 1, record);
+    if ((rc = fv_db_step_row(&s->d, st, "logrec")))
+        return rc;
+    if (!col_key(st, 0, origin))
+        rc = fv_db_error(&s->d, FV_ECORRUPT, "a log entry is damaged");
+    sqlite3_reset(st);
+    return rc;
+}
+
+int fv_sstore_retracted(fv_sstore *s, const unsigned char record[32],
+                        uint64_t *seq, unsigned char *id)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RETRACTED);
+    unsigned char tmp[32];
+    sqlite3_int64 v;
+    int rc;
+    if (st)
+        bind_key(st, 1, record);
+    if ((rc = fv_db_step_row(&s->d, st, "retracted")))
+        return rc;
+    v = sqlite3_column_int64(st, 0);
+    if (v < 1 || !col_key(st, 1, id ? id : tmp))
+        rc = fv_db_error(&s->d, FV_ECORRUPT, "a retraction is damaged");
+    else if (seq)
+        *seq = (uint64_t)v;
+    sqlite3_reset(st);
+    return rc;
+}
+
+int fv_sstore_feed_has(fv_sstore *s, const unsigned char device[32],
+                       uint64_t seq)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_HAS);
+    int rc;
+    if (seq > INT64_MAX)
+        return FV_ENOTFOUND;
+    if (st) {
+        bind_key(st, 1, device);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    }
+    if ((rc = fv_db_step_row(&s->d, st, "feed")) == FV_OK)
+        sqlite3_reset(st);
+    return rc;
+}
+
+int fv_sstore_retract(fv_sstore *s, const unsigned char record[32],
+                      uint64_t seq, const unsigned char id[32],
+                      uint64_t *entries, uint64_t *chunks)
+{
+    sqlite3_stmt *st, *it = NULL;
+    unsigned char hash[32];
+    size_t n0 = s->nerase;
+    uint64_t nchunks = 0;
+    int rc;
+
+    if (entries)
+        *entries = 0;
+    if (chunks)
+        *chunks = 0;
+    if (seq > INT64_MAX)
+        return FV_ELIMIT;
+    if ((st = fv_db_stmt(&s->d, ST_RETRACT_ADD))) {
+        bind_key(st, 1, record);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+        bind_key(st, 3, id);
+    }
+    if ((rc = fv_db_step_done(&s->d, st, "retracted")))
+        return rc;
+    if ((st = fv_db_stmt(&s->d, ST_ERASE_LOG))) {
+        bind_key(st, 1, record);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    }
+    if ((rc = fv_db_step_done(&s->d, st, "log")))
+        return rc;
+    if (entries)
+        *entries = (uint64_t)sqlite3_changes(s->d.db);
+    /* The chunks to destroy, gathered first (their rows go below). */
+    if ((rc = fv_db_prepare(&s->d, erase_chunks_sql, &it, "chunk")))
+        return rc;
+    bind_key(it, 1, record);
+    while ((rc = sqlite3_step(it)) == SQLITE_ROW) {
+        fv_sstore_chunkloc loc;
+        sqlite3_int64 pack = sqlite3_column_int64(it, 1);
+        sqlite3_int64 off = sqlite3_column_int64(it, 2);
+        sqlite3_int64 len = sqlite3_column_int64(it, 3);
+        if (pack < 1 || pack > UINT32_MAX || off < 0 || len < 1 ||
+            len > UINT32_MAX) {
+            rc = fv_db_error(&s->d, FV_ECORRUPT, "a chunk's index is damaged");
+            goto fail;
+        }
+        loc.pack = (uint32_t)pack;
+        loc.off = (uint64_t)off;
+        loc.len = (uint32_t)len;
+        if ((rc = fv_sstore_chunk_discard(s, &loc)))
+            goto fail;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = fv_db_fail(&s->d, rc, "chunk");
+        goto fail;
+    }
+    sqlite3_reset(it);
+    /* The same rows again, now to delete them: their hashes. */
+    while ((rc = sqlite3_step(it)) == SQLITE_ROW) {
+        if (!col_key(it, 0, hash)) {
+            rc = fv_db_error(&s->d, FV_ECORRUPT, "a chunk's index is damaged");
+            goto fail;
+        }
+        if ((st = fv_db_stmt(&s->d, ST_CHUNK_DEL)))
+            bind_key(st, 1, hash);
+        if ((rc = fv_db_step_done(&s->d, st, "chunk")))
+            goto fail;
+        nchunks++;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = fv_db_fail(&s->d, rc, "chunk");
+        goto fail;
+    }
+    sqlite3_finalize(it);
+    if (chunks)
+        *chunks = nchunks;
+    return FV_OK;
+fail:
+    sqlite3_finalize(it);
+    s->nerase = n0;
+    return rc;
+}
+
+int fv_sstore_record_readers(fv_sstore *s, const unsigned char record[32],
+                             fv_sstore_key_fn fn, void *payload)
+{
+    sqlite3_stmt *st;
+    unsigned char(*keys)[32] = NULL, (*p)[32];
+    size_t n = 0, cap = 0;
+    int rc = fv_db_prepare(&s->d, readers_sql, &st, "feed"), r = FV_OK;
+    if (rc)
+        return rc;
+    bind_key(st, 1, record);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            if (!(p = realloc(keys, cap * sizeof *p))) {
+                r = fv_db_error(&s->d, FV_ENOMEM, "feed: out of memory");
+                break;
+            }
+            keys = p;
+        }
+        if (!col_key(st, 0, keys[n])) {
+            r = fv_db_error(&s->d, FV_ECORRUPT, "a device is damaged");
+            break;
+        }
+        n++;
+    }
+    if (r == FV_OK && rc != SQLITE_DONE)
+        r = fv_db_fail(&s->d, rc, "feed");
+    sqlite3_finalize(st);
+    for (size_t i = 0; r == FV_OK && i < n; i++)
+        r = fn(keys[i], payload);
+    free(keys);
+    return r;
+}
+
+static int cmp_loc(const void *a, const void *b)
+{
+    const fv_sstore_chunkloc *x = a, *y = b;
+    if (x->pack != y->pack)
+        return x->pack < y->pack ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Destroys the bytes at loc in the pack open as fd: a hole punched in place
+ * (the file keeps its size, so other chunks keep their offsets), or, where
+ * the file system cannot punch, zeros written over them. */
+static int erase_range(int fd, const fv_sstore_chunkloc *loc)
+{
+    static const unsigned char zeros[65536];
+    uint64_t done = 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)loc->off, (off_t)loc->len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOSYS)
+        return -1;
+    while (done < loc->len) {
+        size_t k = loc->len - done < sizeof zeros ? (size_t)(loc->len - done)
+                                                  : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, k, (off_t)(loc->off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        done += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Destroys the bytes s->erase names, one pack at a time, each pack made
+ * durable (fdatasync) before the next. */
+static int erase_pending(fv_sstore *s)
+{
+    size_t i = 0;
+    qsort(s->erase, s->nerase, sizeof *s->erase, cmp_loc);
+    while (i < s->nerase) {
+        uint32_t pack = s->erase[i].pack;
+        char path[4096];
+        int fd;
+        pack_path(s, pack, path, sizeof path);
+        fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                return pack_fail(s, "cannot open a pack to erase");
+            /* No pack, no bytes to destroy. */
+            while (i < s->nerase && s->erase[i].pack == pack)
+                i++;
+            continue;
+        }
+        for (; i < s->nerase && s->erase[i].pack == pack; i++)
+            if (erase_range(fd, &s->erase[i]) != 0) {
+                int rc = pack_fail(s, "cannot erase chunk bytes");
+                close(fd);
+                return rc;
+            }
+        if (fdatasync(fd) != 0) {
+            int rc = pack_fail(s, "cannot sync an erased pack");
+            close(fd);
+            return rc;
+        }
+        close(fd);
+        s->erased = 1;
     }
     return FV_OK;
 }

@@ -15,6 +15,8 @@
  *   feed(device, fseq, seq, chain)          a field device's feed of the log
  *   chunkref(hash, seq)                     the chunks each log entry lists
  *   chunk(hash, pack, off, len)             where a chunk's bytes are
+ *   logrec(seq, record)                     the record each log entry is of
+ *   retracted(record, seq, id)              retracted records, and by what
  *
  * Chunk bodies (attachment ciphertext) are not in the database: they are in
  * pack files beside it (see "attachment chunks" below).
@@ -50,6 +52,8 @@ void fv_sstore_close(fv_sstore *s);
 const char *fv_sstore_errmsg(const fv_sstore *s);
 
 int fv_sstore_begin(fv_sstore *s); /* BEGIN IMMEDIATE */
+/* COMMIT; first destroys the chunk bytes a retraction or a discard left to
+ * destroy (see "records and retraction"), then checkpoints if it did. */
 int fv_sstore_commit(fv_sstore *s);
 void fv_sstore_rollback(fv_sstore *s); /* harmless outside a transaction */
 int fv_sstore_checkpoint(fv_sstore *s); /* truncating WAL checkpoint */
@@ -146,8 +150,10 @@ int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
 
 typedef struct fv_sstore_entry {
     uint64_t seq; /* the position in the feed read (log seq, or fseq) */
-    const unsigned char *bytes;
+    const unsigned char *bytes; /* NULL (len 0): erased, its record was
+                                   retracted; only its id remains */
     size_t len;
+    const unsigned char *id;    /* 32 bytes: the envelope's id */
     const unsigned char *chain; /* 32 bytes */
 } fv_sstore_entry;
 
@@ -208,7 +214,8 @@ int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
 /* Makes every byte appended so far durable (fdatasync). FV_EIO. */
 int fv_sstore_chunk_sync(fv_sstore *s);
 /* Indexes a chunk whose bytes are durable at *loc. A hash already indexed
- * keeps its first copy. Call inside a transaction. */
+ * keeps its first copy (this copy's bytes are discarded, as by
+ * fv_sstore_chunk_discard). Call inside a transaction. */
 int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
                         const fv_sstore_chunkloc *loc);
 /* Where chunk `hash` is, if the store holds it and `reader` may have it:
@@ -225,5 +232,63 @@ int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
                          unsigned char *buf);
 /* Sets the pack size limit of this handle (tests make small packs). */
 void fv_sstore_chunk_set_pack_max(fv_sstore *s, uint64_t bytes);
+/* FV_OK if some log entry lists `hash` whose record is not retracted (or
+ * not known: entries stored before records were tracked), else
+ * FV_ENOTFOUND: the chunk's record was retracted, its bytes go unstored. */
+int fv_sstore_chunk_live(fv_sstore *s, const unsigned char hash[32]);
+/* Bytes appended at *loc that must not stay (a chunk of a record retracted
+ * meanwhile, or a second copy of a chunk already indexed): destroyed at the
+ * next fv_sstore_commit, as a retraction's. Call inside a transaction. */
+int fv_sstore_chunk_discard(fv_sstore *s, const fv_sstore_chunkloc *loc);
+
+/* ---- records and retraction ------------------------------------------- */
+
+/*
+ * Each log entry appended since this table exists is filed under its record
+ * (the id of the record's genesis envelope: its own id for a genesis). A
+ * retraction erases the record: the bytes of every other entry of the record
+ * become empty (the rows, ids and chains stay, so every feed's hash chain
+ * still verifies), and every chunk that only retracted records list leaves
+ * the index and has its bytes destroyed in the pack (a hole punched with
+ * fallocate, or zeros written), made durable by fdatasync.
+ *
+ * The destruction of chunk bytes waits for fv_sstore_commit, which does it
+ * just before COMMIT (a failure there fails the commit: the caller rolls
+ * back, and nothing of the retraction is recorded), then runs a truncating
+ * WAL checkpoint (secure_delete is on: freed pages are zeroed, and the WAL
+ * no longer holds old copies). fv_sstore_rollback forgets them. A commit
+ * that fails after the bytes were destroyed leaves index rows naming zeros:
+ * readers check every chunk against its hash and drop it, and the
+ * retraction, pushed again, finishes the job.
+ */
+
+/* Files log entry `seq` under `record`. Call in the appending transaction. */
+int fv_sstore_logrec_add(fv_sstore *s, uint64_t seq,
+                         const unsigned char record[32]);
+/* The author of record `record`'s genesis envelope, if the log holds it as
+ * a genesis (FV_ENOTFOUND otherwise). */
+int fv_sstore_record_origin(fv_sstore *s, const unsigned char record[32],
+                            unsigned char origin[32]);
+/* FV_OK if `record` was retracted, with the retraction's log position and
+ * envelope id (either may be NULL), else FV_ENOTFOUND. */
+int fv_sstore_retracted(fv_sstore *s, const unsigned char record[32],
+                        uint64_t *seq, unsigned char *id);
+/* Retracts `record` by log entry `seq` (envelope `id`): as described above.
+ * Call inside a transaction, after the retraction's own entry is filed.
+ * *entries and *chunks (may be NULL) receive how many envelopes were
+ * erased and how many chunks will be destroyed. FV_EEXIST if the record is
+ * already retracted. */
+int fv_sstore_retract(fv_sstore *s, const unsigned char record[32],
+                      uint64_t seq, const unsigned char id[32],
+                      uint64_t *entries, uint64_t *chunks);
+/* Calls fn for each enrolled, unrevoked field device whose feed holds an
+ * entry of `record`. The devices are gathered first, so fn may write
+ * (feeds included). fn returns non-zero to stop (that value is returned). */
+typedef int (*fv_sstore_key_fn)(const unsigned char key[32], void *payload);
+int fv_sstore_record_readers(fv_sstore *s, const unsigned char record[32],
+                             fv_sstore_key_fn fn, void *payload);
+/* FV_OK if log entry `seq` is in the feed of `device`, else FV_ENOTFOUND. */
+int fv_sstore_feed_has(fv_sstore *s, const unsigned char device[32],
+                       uint64_t seq);
 
 #endif

@@ -508,22 +508,30 @@ static int on_entries(fv_client *c, const fv_msg *m)
 {
     fv_sync_state next = c->st;
     unsigned char id[32];
-    size_t added = 0;
+    const unsigned char *env[FV_PROTO_MAX_BATCH];
+    size_t len[FV_PROTO_MAX_BATCH], n = 0, added = 0;
     int rc;
 
     for (size_t i = 0; i < m->u.entries.n; i++) {
         unsigned char want[32];
         if (m->u.entries.seq[i] != next.cursor + 1)
             return cfail(c, FV_EPROTO, "the server's log skips or repeats entries");
-        fv_hash(id, m->u.entries.env[i], m->u.entries.len[i]);
+        /* An erased entry (its record was retracted) carries its id only:
+         * the chain advances over it, and nothing is stored. */
+        if (m->u.entries.env[i]) {
+            fv_hash(id, m->u.entries.env[i], m->u.entries.len[i]);
+            env[n] = m->u.entries.env[i];
+            len[n++] = m->u.entries.len[i];
+        } else {
+            memcpy(id, m->u.entries.id[i], 32);
+        }
         fv_chain_next(want, next.chain, m->u.entries.seq[i], id);
         if (!fv_ct_equal(want, m->u.entries.chain[i], 32))
             return cfail(c, FV_EPROTO, "the server's log chain does not verify");
         next.cursor = m->u.entries.seq[i];
         memcpy(next.chain, want, 32);
     }
-    rc = vfail(c, fv_vs_import(c->v, &next, m->u.entries.env, m->u.entries.len,
-                               m->u.entries.n, &added));
+    rc = vfail(c, fv_vs_import(c->v, &next, env, len, n, &added));
     if (rc)
         return rc;
     c->st = next;

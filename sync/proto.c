@@ -282,12 +282,23 @@ static int dec_body(fv_msg *m, fv_dec *d, size_t fields)
             n > FV_PROTO_MAX_BATCH)
             return FV_EPROTO;
         for (i = 0; i < n; i++) {
-            size_t three;
+            size_t three, one;
+            m->u.entries.env[i] = m->u.entries.id[i] = NULL;
+            m->u.entries.len[i] = 0;
             if (fv_dec_array(d, &three) || three != 3 ||
-                fv_dec_uint(d, &m->u.entries.seq[i]) ||
-                fv_dec_bytes(d, &m->u.entries.env[i], &m->u.entries.len[i]) ||
-                m->u.entries.len[i] > FV_SYNC_MAX_ENVELOPE ||
-                key32(d, &m->u.entries.chain[i]))
+                fv_dec_uint(d, &m->u.entries.seq[i]))
+                return FV_EPROTO;
+            if (fv_dec_peek(d) == FV_CBOR_ARRAY) {
+                /* erased: [id] */
+                if (fv_dec_array(d, &one) || one != 1 ||
+                    key32(d, &m->u.entries.id[i]))
+                    return FV_EPROTO;
+            } else if (fv_dec_bytes(d, &m->u.entries.env[i],
+                                    &m->u.entries.len[i]) ||
+                       m->u.entries.len[i] > FV_SYNC_MAX_ENVELOPE) {
+                return FV_EPROTO;
+            }
+            if (key32(d, &m->u.entries.chain[i]))
                 return FV_EPROTO;
         }
         m->u.entries.n = n;
@@ -515,6 +526,7 @@ int fv_send_receipt(fv_out *o, const unsigned char *body, size_t body_len,
 
 int fv_send_entries(fv_out *o, const uint64_t *seq,
                     const unsigned char *const *env, const size_t *len,
+                    const unsigned char *const *id,
                     const unsigned char *const *chain, size_t n)
 {
     fv_enc e;
@@ -525,7 +537,12 @@ int fv_send_entries(fv_out *o, const uint64_t *seq,
     for (size_t i = 0; i < n; i++) {
         fv_enc_array(&e, 3);
         fv_enc_uint(&e, seq[i]);
-        fv_enc_bytes(&e, env[i], len[i]);
+        if (env[i]) {
+            fv_enc_bytes(&e, env[i], len[i]);
+        } else {
+            fv_enc_array(&e, 1);
+            fv_enc_bytes(&e, id[i], 32);
+        }
         fv_enc_bytes(&e, chain[i], 32);
     }
     return fv_out_frame(o, &e);

@@ -150,8 +150,11 @@ typedef struct fv_msg {
         struct {
             size_t n;
             uint64_t seq[FV_PROTO_MAX_BATCH];
+            /* env NULL (len 0): an erased entry, whose record was
+             * retracted; id then holds its envelope id (else NULL). */
             const unsigned char *env[FV_PROTO_MAX_BATCH];
             size_t len[FV_PROTO_MAX_BATCH];
+            const unsigned char *id[FV_PROTO_MAX_BATCH];
             const unsigned char *chain[FV_PROTO_MAX_BATCH];
         } entries;
         struct {
@@ -217,8 +220,11 @@ int fv_send_welcome(fv_out *o, uint64_t version, const unsigned char *epoch,
                     const unsigned char *org);
 int fv_send_receipt(fv_out *o, const unsigned char *body, size_t body_len,
                     const unsigned char sig[64]);
+/* env[i] NULL: an erased entry, sent as its id[i] alone (id may be NULL if
+ * no env[i] is). */
 int fv_send_entries(fv_out *o, const uint64_t *seq,
                     const unsigned char *const *env, const size_t *len,
+                    const unsigned char *const *id,
                     const unsigned char *const *chain, size_t n);
 int fv_send_pulled(fv_out *o, uint64_t head, const unsigned char chain[32]);
 int fv_send_invited(fv_out *o, const char *invite);

@@ -32,6 +32,8 @@ struct push_item {
     unsigned char author[32];
     const fv_sstore_device *dev; /* its author, once looked up */
     size_t ref0, nref; /* the chunk hashes it lists: s->refs[ref0 ..] */
+    int kind, genesis;
+    unsigned char record[32]; /* its record (its own id for a genesis) */
 };
 
 struct feed_head {
@@ -58,6 +60,10 @@ struct fv_srv {
     uint64_t seqs[FV_PROTO_MAX_BATCH];
     struct feed_head feeds[FEED_CACHE];
     size_t nfeeds;
+    /* Why store_items refused a batch (FV_EDENIED): fixed text. */
+    const char *why;
+    /* What the last batch retracted, for the log line. */
+    uint64_t nretract, erased_entries, erased_chunks, late;
     /* The authors of a batch stored with no connection. */
     fv_sstore_device authors[FV_PROTO_MAX_BATCH];
     /* The chunk hashes the envelopes of a batch list (up to ~30,000 per
@@ -74,6 +80,8 @@ struct fv_srv {
     uint64_t pull_seq[FV_PROTO_MAX_BATCH];
     const unsigned char *pull_env[FV_PROTO_MAX_BATCH];
     size_t pull_elen[FV_PROTO_MAX_BATCH];
+    unsigned char pull_id[FV_PROTO_MAX_BATCH][32]; /* of erased entries */
+    const unsigned char *pull_idp[FV_PROTO_MAX_BATCH];
     unsigned char pull_chain[FV_PROTO_MAX_BATCH][32];
     const unsigned char *pull_chainp[FV_PROTO_MAX_BATCH];
 };
@@ -644,6 +652,8 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
             it->len = len[i];
             it->nrecip = 0; /* not appended again: no feeds to compute */
             it->nref = 0;   /* nor chunk references: recorded then */
+            it->kind = 0;   /* nor checked again */
+            it->genesis = 0;
             memcpy(it->author, author, 32);
             it->dev = NULL;
             continue;
@@ -680,15 +690,129 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
         memcpy(it->recip, env.recipient_pk,
                env.nrecipients * sizeof it->recip[0]);
         memcpy(it->author, env.author, 32);
+        it->kind = env.kind;
+        it->genesis = env.genesis;
+        memcpy(it->record, env.record, 32);
         it->dev = NULL;
     }
     return FV_OK;
 }
 
+struct retract_ctx {
+    fv_srv *s;
+    const unsigned char *author; /* of the retraction: it has it */
+    uint64_t seq;
+    const unsigned char *id;
+};
+
+/* Puts the retraction (ctx) in the feed of field device `device`, unless
+ * it wrote it or has it already. */
+static int retraction_to(const unsigned char device[32], void *payload)
+{
+    struct retract_ctx *x = payload;
+    int rc;
+    if (memcmp(device, x->author, 32) == 0)
+        return FV_OK;
+    rc = fv_sstore_feed_has(x->s->st, device, x->seq);
+    if (rc == FV_ENOTFOUND)
+        rc = feed_append(x->s, device, x->seq, x->id);
+    return rc;
+}
+
+/* Item i, a retraction just appended, retracts its record: the server
+ * erases the record's other envelopes and its chunks (store_server.h; the
+ * chunk bytes are destroyed as the batch commits), and every field device
+ * that held the record gets the retraction in its feed: the device that
+ * created it (`origin`), and each whose feed holds an entry of the record
+ * (a revision or note a coordinator sealed to it). Coordinators read the
+ * whole log. */
+static int retract(fv_srv *s, size_t i, const unsigned char origin[32])
+{
+    const struct push_item *it = &s->items[i];
+    struct retract_ctx x = {s, it->author, s->seqs[i], s->ids[i]};
+    fv_sstore_device d;
+    uint64_t entries, chunks;
+    int rc;
+
+    if ((rc = fv_sstore_retract(s->st, it->record, s->seqs[i], s->ids[i],
+                                &entries, &chunks)))
+        return rc;
+    s->nretract++;
+    s->erased_entries += entries;
+    s->erased_chunks += chunks;
+    rc = fv_sstore_device_get(s->st, origin, &d);
+    if (rc == FV_OK && d.role == FV_ROLE_FIELD && !d.revoked)
+        rc = retraction_to(origin, &x);
+    else if (rc == FV_ENOTFOUND)
+        rc = FV_OK;
+    if (rc == FV_OK)
+        rc = fv_sstore_record_readers(s->st, it->record, retraction_to, &x);
+    return rc;
+}
+
+/* Stores item i, new to the log. An envelope of a retracted record is
+ * acknowledged (seq 0 in the receipt, so the device's outbox drains) but
+ * not stored, and its author gets the retraction in its feed. A note,
+ * review state or retraction must be about a record the log holds, and
+ * its author allowed: a coordinator, or for a note or a retraction, the
+ * device that created the record. */
+static int store_one(fv_srv *s, size_t i, uint64_t *head,
+                     unsigned char chain[32], size_t *added)
+{
+    const struct push_item *it = &s->items[i];
+    unsigned char origin[32], rid[32], rauthor[32];
+    uint64_t rseq;
+    int rc;
+
+    if (!it->genesis) {
+        rc = fv_sstore_retracted(s->st, it->record, &rseq, rid);
+        if (rc == FV_OK) {
+            struct retract_ctx x = {s, rauthor, rseq, rid};
+            s->seqs[i] = 0;
+            s->late++;
+            if (it->dev->role != FV_ROLE_FIELD)
+                return FV_OK;
+            rc = fv_sstore_log_find_author(s->st, rid, &rseq, rauthor);
+            return rc ? rc : retraction_to(it->dev->pk, &x);
+        }
+        if (rc != FV_ENOTFOUND)
+            return rc;
+    }
+    if (it->kind == FV_ENV_NOTE || it->kind == FV_ENV_STATE ||
+        it->kind == FV_ENV_RETRACTION) {
+        rc = fv_sstore_record_origin(s->st, it->record, origin);
+        if (rc == FV_ENOTFOUND) {
+            s->why = "an envelope is about a record the server does not hold";
+            return FV_EDENIED;
+        }
+        if (rc)
+            return rc;
+        if (it->dev->role != FV_ROLE_COORDINATOR &&
+            (it->kind == FV_ENV_STATE || memcmp(origin, it->author, 32) != 0)) {
+            s->why = it->kind == FV_ENV_STATE
+                         ? "only a coordinator sets a review state"
+                         : "only a coordinator or the record's creator may "
+                           "write that";
+            return FV_EDENIED;
+        }
+    }
+    if ((rc = append(s, i, head, chain)))
+        return rc;
+    ++*added;
+    if ((rc = fv_sstore_logrec_add(s->st, s->seqs[i],
+                                   it->genesis ? s->ids[i] : it->record)))
+        return rc;
+    if (it->kind == FV_ENV_RETRACTION)
+        rc = retract(s, i, origin);
+    return rc;
+}
+
 /* Stores the verified items [0, n), each with its device set, in one
  * transaction: known ids (earlier, or earlier in this batch) keep their
- * seq, the others are appended. s->seqs receives the positions. On failure
- * the transaction is rolled back. */
+ * seq, the others are appended (or, for a retracted record, acknowledged
+ * at seq 0: see store_one). s->seqs receives the positions. On failure the
+ * transaction is rolled back: FV_EDENIED with s->why if an envelope was
+ * not this device's to write. */
 static int store_items(fv_srv *s, size_t n, size_t *added)
 {
     unsigned char chain[32];
@@ -701,12 +825,12 @@ static int store_items(fv_srv *s, size_t n, size_t *added)
         goto fail;
     if ((rc = fv_sstore_log_head(s->st, &head, chain)))
         goto fail;
+    s->why = NULL;
+    s->nretract = s->erased_entries = s->erased_chunks = s->late = 0;
     for (size_t i = 0; i < n; i++) {
         rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
-        if (rc == FV_ENOTFOUND) {
-            rc = append(s, i, &head, chain);
-            ++*added;
-        }
+        if (rc == FV_ENOTFOUND)
+            rc = store_one(s, i, &head, chain, added);
         if (rc)
             goto fail;
     }
@@ -814,6 +938,10 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
             s->items[i].dev = &c->dev;
         rc = store_items(s, n, &added);
         refs_release(s);
+        if (rc == FV_EDENIED) {
+            conn_error(c, FV_PERR_REJECTED, s->why);
+            return;
+        }
         if (rc) {
             conn_internal(c, rc, "storing a push");
             return;
@@ -840,6 +968,13 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
         return;
     slog(c, "device %s pushed %zu envelopes (%zu new)",
          short_hex(hex, c->dev.pk), n, added);
+    if (s->nretract)
+        slog(c, "%" PRIu64 " records retracted: %" PRIu64
+                " envelopes and %" PRIu64 " chunks erased",
+             s->nretract, s->erased_entries, s->erased_chunks);
+    if (s->late)
+        slog(c, "%" PRIu64 " envelopes of retracted records not stored",
+             s->late);
 }
 
 /* ---- PULL ------------------------------------------------------------- */
@@ -854,8 +989,16 @@ static int collect(const fv_sstore_entry *e, void *payload)
     if (e->seq != s->pull_expect || e->len > FV_SYNC_MAX_ENVELOPE ||
         s->pull_len + e->len > PULL_BUF_BYTES)
         return FV_ECORRUPT;
-    memcpy(s->pull_buf + s->pull_len, e->bytes, e->len);
-    s->pull_env[n] = s->pull_buf + s->pull_len;
+    if (e->bytes) {
+        memcpy(s->pull_buf + s->pull_len, e->bytes, e->len);
+        s->pull_env[n] = s->pull_buf + s->pull_len;
+    } else {
+        /* Erased (its record was retracted): the id alone keeps the chain
+         * checkable. */
+        s->pull_env[n] = NULL;
+    }
+    memcpy(s->pull_id[n], e->id, 32);
+    s->pull_idp[n] = s->pull_id[n];
     s->pull_elen[n] = e->len;
     s->pull_seq[n] = e->seq;
     memcpy(s->pull_chain[n], e->chain, 32);
@@ -897,8 +1040,8 @@ static void pump(fv_srv_conn *c)
             return;
         }
         if (queued(c, fv_send_entries(&c->out, s->pull_seq, s->pull_env,
-                                      s->pull_elen, s->pull_chainp,
-                                      s->pull_n)))
+                                      s->pull_elen, s->pull_idp,
+                                      s->pull_chainp, s->pull_n)))
             return;
         c->pull_pos = s->pull_seq[s->pull_n - 1];
     }
@@ -984,10 +1127,17 @@ static int chunk_flush(fv_srv_conn *c, int ack)
     if (written) {
         if ((rc = fv_sstore_chunk_sync(s->st)) == FV_OK &&
             (rc = fv_sstore_begin(s->st)) == FV_OK) {
-            for (i = 0; i < n && rc == FV_OK; i++)
-                if (c->pend[i].written)
+            for (i = 0; i < n && rc == FV_OK; i++) {
+                if (!c->pend[i].written)
+                    continue;
+                /* Its record retracted since it arrived: its bytes go. */
+                rc = fv_sstore_chunk_live(s->st, c->pend[i].hash);
+                if (rc == FV_OK)
                     rc = fv_sstore_chunk_add(s->st, c->pend[i].hash,
                                              &c->pend[i].loc);
+                else if (rc == FV_ENOTFOUND)
+                    rc = fv_sstore_chunk_discard(s->st, &c->pend[i].loc);
+            }
             if (rc == FV_OK)
                 rc = fv_sstore_commit(s->st);
             if (rc)
@@ -1074,6 +1224,15 @@ static void handle_chunk_put(fv_srv_conn *c, const fv_msg *m)
     fv_hash(got, m->u.chunk.data, m->u.chunk.len);
     if (!fv_ct_equal(got, hash, 32)) {
         conn_error(c, FV_PERR_REJECTED, "a chunk does not match its hash");
+        return;
+    }
+    /* Of a retracted record only: acknowledged, so that the device's
+     * outbox drains, and not written. */
+    rc = fv_sstore_chunk_live(s->st, hash);
+    if (rc == FV_ENOTFOUND)
+        held = 1;
+    else if (rc) {
+        conn_internal(c, rc, "checking a chunk");
         return;
     }
     /* Held already, or earlier in this batch: acknowledged, not written. */
