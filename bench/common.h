@@ -1,0 +1,118 @@
+/*
+ * common.h - what FieldVault's benchmarks share (bench_sync, bench_coord):
+ * diagnostics, the one-line JSON results, name selection, timing, scratch
+ * files, vaults and servers, /proc figures, and a minimal envelope reader for
+ * the limits. Not part of the library.
+ */
+#ifndef FV_BENCH_COMMON_H
+#define FV_BENCH_COMMON_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fieldvault.h"
+#include "fieldvault_sync.h"
+
+#define PASSPHRASE "correct horse battery staple"
+#define INVITE_TTL 3600
+
+/* ---- diagnostics and output ------------------------------------------- */
+
+extern const char *bench_prog;       /* the prefix of every diagnostic */
+extern const char *bench_fieldvault; /* the CLI that serve_start runs */
+extern char *scratch;                /* the scratch directory (make_scratch) */
+
+/* "PROG: message" on stderr; die then exits 1 (the scratch directory and a
+ * `fieldvault serve` child are removed by the process that made them). */
+__attribute__((format(printf, 1, 2), noreturn)) void die(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void note(const char *fmt, ...);
+
+/* One measurement, one JSON line on stdout:
+ * {"bench": NAME, "value": X, "unit": U, "limit": Y, "ratio": X/Y}, without
+ * limit and ratio when `limit` <= 0. */
+void report(const char *name, double value, const char *unit, double limit,
+            int decimals);
+
+/* The NAMEs given on the command line (borrowed): wanted() is true for a
+ * name that starts with one of them, or for every name when there are none. */
+void bench_select(const char *const *names, int n);
+int wanted(const char *name);
+
+double now(void); /* CLOCK_MONOTONIC, seconds */
+long my_tid(void);
+void *xmalloc(size_t n);
+/* Dies with the library's message unless rc is FV_OK. */
+void fv_check(int rc, fv_vault *v, const char *what);
+
+/* ---- scratch files -------------------------------------------------- */
+
+void rm_tree(const char *path);
+/* A new directory under `base` (NULL: $TMPDIR, else /tmp), removed at exit. */
+void make_scratch(const char *base);
+/* A new path in the scratch directory; the caller frees it. */
+char *scratch_path(const char *what);
+char *path_join(const char *dir, const char *name);
+void copy_file(const char *from, const char *to, mode_t mode);
+void copy_tree(const char *from, const char *to);
+
+/* ---- vaults, servers, devices ------------------------------------------ */
+
+fv_vault *create_vault(const char *dir); /* FV_KDF_TEST */
+fv_vault *open_vault(const char *dir);
+/* fv_server_init; returns the admin invite (free it). */
+char *server_create(const char *dir);
+/* A new vault in `dir`, enrolled as a field device through an invite made
+ * with fv_server_invite. */
+fv_vault *field_device(const char *server_dir, const char *addr,
+                       const char *dir, const char *name);
+fv_sync_result sync_or_die(fv_vault *v, const char *addr, const char *what);
+
+/* `bench_fieldvault serve --data DIR --listen 127.0.0.1:0`, its stderr to
+ * `log`; waits for it to listen and returns its pid and address. */
+pid_t serve_start(const char *dir, const char *log, char *addr,
+                  size_t addr_cap);
+/* SIGTERM; its exit status must be 0. *maxrss: its ru_maxrss (KiB). */
+void serve_stop(pid_t pid, const char *log, long *maxrss);
+/* `fieldvault` in the directory of this program. */
+const char *default_fieldvault(void);
+void tail_file(const char *path, int lines);
+
+/* ---- SQLite and /proc -------------------------------------------------- */
+
+sqlite3 *open_ro(const char *path);
+int64_t query_int(sqlite3 *db, const char *sql);
+/* A value in KiB from /proc/PID/status ("VmRSS", "VmHWM"), or -1. */
+long status_kib(pid_t pid, const char *field);
+double proc_cpu(pid_t pid); /* CPU seconds of a process so far, or -1 */
+double self_cpu(void);
+
+/* ---- reading envelopes (COSE_Sign1, docs/FORMAT.md) -------------------- */
+
+/* A minimal CBOR reader: enough to find the parts of an envelope. */
+struct cur {
+    const unsigned char *p;
+    size_t n, pos;
+    int err;
+};
+
+int cbor_head(struct cur *c, int *major, uint64_t *arg);
+int cbor_expect(struct cur *c, int major, uint64_t *arg);
+int cbor_bytes(struct cur *c, const unsigned char **p, size_t *n);
+int cbor_skip(struct cur *c, int depth);
+size_t put_head(unsigned char *out, int major, uint64_t arg);
+
+struct env_view {
+    const unsigned char *prot, *body, *sig, *author;
+    size_t prot_len, body_len;
+};
+
+/* Finds an envelope's protected header (and in it the author's key), its
+ * body and its signature. 0 on success. */
+int parse_env(struct env_view *ev, const unsigned char *p, size_t n);
+/* The COSE Sig_structure ["Signature1", protected, h'', body] that the
+ * envelope's signature covers (RFC 9052 4.4). With out == NULL, its size. */
+size_t sig_structure(unsigned char *out, const struct env_view *ev);
+
+#endif
