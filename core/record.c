@@ -359,3 +359,72 @@ int fv_tombstone_decode(int64_t *time, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     return FV_OK;
 }
+
+int fv_note_text_ok(const char *s, size_t len)
+{
+    return len >= 1 && len <= FV_MAX_NOTE_BYTES && !memchr(s, 0, len) &&
+           fv_utf8_valid(s, len);
+}
+
+int fv_note_encode(unsigned char **out, size_t *out_len, const char *text,
+                   size_t len, int64_t time)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_map(&e, 2);
+    fv_enc_cstr(&e, "text");
+    fv_enc_text(&e, text, len);
+    fv_enc_cstr(&e, "time");
+    fv_enc_int(&e, time);
+    return fv_enc_finish(&e, out, out_len);
+}
+
+int fv_note_decode(char **text, size_t *len, int64_t *time,
+                   const unsigned char *p, size_t n)
+{
+    fv_dec d;
+    size_t m, tl = 0;
+    const char *t = NULL;
+
+    *text = NULL;
+    *len = 0;
+    fv_dec_init(&d, p, n);
+    if (fv_dec_map(&d, &m) || m != 2 || fv_dec_key_text(&d, "text") ||
+        fv_dec_text(&d, &t, &tl) || fv_dec_key_text(&d, "time") ||
+        fv_dec_int(&d, time) || fv_dec_finish(&d) || !fv_note_text_ok(t, tl))
+        return FV_ECORRUPT;
+    if (!(*text = malloc(tl + 1)))
+        return FV_ENOMEM;
+    memcpy(*text, t, tl);
+    (*text)[tl] = 0;
+    *len = tl;
+    return FV_OK;
+}
+
+int fv_state_encode(unsigned char **out, size_t *out_len, int64_t time,
+                    int state)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_map(&e, 2);
+    fv_enc_cstr(&e, "time");
+    fv_enc_int(&e, time);
+    fv_enc_cstr(&e, "state");
+    fv_enc_uint(&e, (uint64_t)state);
+    return fv_enc_finish(&e, out, out_len);
+}
+
+int fv_state_decode(int64_t *time, int *state, const unsigned char *p,
+                    size_t n)
+{
+    fv_dec d;
+    size_t m;
+    uint64_t st = 0;
+    fv_dec_init(&d, p, n);
+    if (fv_dec_map(&d, &m) || m != 2 || fv_dec_key_text(&d, "time") ||
+        fv_dec_int(&d, time) || fv_dec_key_text(&d, "state") ||
+        fv_dec_uint(&d, &st) || fv_dec_finish(&d) || st > FV_STATE_ARCHIVED)
+        return FV_ECORRUPT;
+    *state = (int)st;
+    return FV_OK;
+}

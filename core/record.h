@@ -28,6 +28,22 @@ void fv_rec_free(fv_rec *r);
 
 int fv_tombstone_encode(unsigned char **out, size_t *out_len, int64_t time);
 int fv_tombstone_decode(int64_t *time, const unsigned char *p, size_t n);
+/* A retraction's payload is a tombstone's: {"time": int}. */
+
+/* A note (FORMAT.md 7.1): {"text": 1..FV_MAX_NOTE_BYTES of UTF-8 without
+ * NUL, "time": int}. Decoding gives *text malloc'd and NUL-terminated:
+ * wipe and free it with fv_env_free_plain(text, len + 1). */
+int fv_note_encode(unsigned char **out, size_t *out_len, const char *text,
+                   size_t len, int64_t time);
+int fv_note_decode(char **text, size_t *len, int64_t *time,
+                   const unsigned char *p, size_t n);
+/* A review state: {"time": int, "state": 0..3}. */
+int fv_state_encode(unsigned char **out, size_t *out_len, int64_t time,
+                    int state);
+int fv_state_decode(int64_t *time, int *state, const unsigned char *p,
+                    size_t n);
+/* 1 if `s` (len bytes) is a valid note text. */
+int fv_note_text_ok(const char *s, size_t len);
 
 /* Sorts into canonical order; returns FV_EINVAL on a duplicate key. */
 int fv_sort_fields(fv_field *f, size_t n);

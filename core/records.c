@@ -231,12 +231,18 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
     rc = fv_store_record_heads(v->store, id, pick_cb, p);
     if (rc && !p->rc)
         rc = fv_v_serr(v, rc);
+    if (rc == FV_OK && !p->best && !p->nheads &&
+        (rc = fv_store_retracted(v->store, id)) != 0)
+        rc = rc < 0 ? fv_v_serr(v, rc)
+                    : fv_v_err(v, FV_ENOTFOUND, "the record was retracted");
     if (rc == FV_OK && !p->best)
         rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted, or dropped from this device after delivery"
                                              : "no such record");
-    if (rc == FV_OK)
+    if (rc == FV_OK) {
         p->best->pub.nheads = p->nheads;
-    else
+        rc = fv_v_record_desk(v, &p->best->pub);
+    }
+    if (rc)
         fv_v_pick_clear(p);
     return rc;
 }
@@ -303,15 +309,54 @@ static int record_matches(const fv_record *r, const char *text)
     return 0;
 }
 
+/* The conditions of a filter that need the decrypted record. */
+static int filter_matches(const fv_filter *f, const fv_record *r)
+{
+    size_t i;
+    if (!f)
+        return 1;
+    if (f->state >= 0 && r->state != f->state)
+        return 0;
+    if (f->origin && memcmp(r->origin, f->origin, FV_ID_BYTES) != 0)
+        return 0;
+    if ((f->since && r->created < f->since) || (f->until && r->created > f->until))
+        return 0;
+    if (f->tag) {
+        for (i = 0; i < r->ntags && strcmp(r->tags[i], f->tag); i++)
+            ;
+        if (i == r->ntags)
+            return 0;
+    }
+    return !f->text || record_matches(r, f->text);
+}
+
+/* The conditions that can be checked before decrypting: the review state,
+ * from its index. 1: the record may pass. */
+static int filter_early(fv_vault *v, const fv_filter *f,
+                        const unsigned char record[FV_ID_BYTES])
+{
+    int64_t time;
+    int state, rc;
+    if (!f || f->state < 0)
+        return 1;
+    rc = fv_store_review_get(v->store, record, &state, &time);
+    if (rc == FV_ENOTFOUND)
+        state = FV_STATE_NEW;
+    else if (rc)
+        return rc;
+    return state == f->state;
+}
+
 struct walk {
     fv_vault *v;
-    const char *text; /* NULL: every record */
+    const fv_filter *filter; /* NULL: every record */
     fv_record_fn fn;
     void *payload;
     struct head_pick pick;
     unsigned char record[FV_ID_BYTES];
     int have_record;
     int bad_record; /* the current record failed verification */
+    int skip;       /* the current record fails the filter */
     size_t corrupt;
     int stop;
 };
@@ -322,14 +367,19 @@ static int walk_flush(struct walk *w)
     int rc = 0;
     if (w->bad_record)
         w->corrupt++;
-    else if (w->pick.best) {
+    else if (w->pick.best && !w->skip) {
         w->pick.best->pub.nheads = w->pick.nheads;
-        if (!w->text || record_matches(&w->pick.best->pub, w->text))
-            rc = w->fn(&w->pick.best->pub, w->payload);
+        rc = fv_v_record_desk(w->v, &w->pick.best->pub);
+        if (rc == FV_ECORRUPT) { /* its genesis failed verification */
+            w->corrupt++;
+            rc = FV_OK;
+        } else if (rc == FV_OK && filter_matches(w->filter, &w->pick.best->pub))
+            rc = w->fn(&w->pick.best->pub, w->payload) ? FV_ECANCELED : FV_OK;
     }
     fv_v_pick_clear(&w->pick);
     w->pick.v = w->v;
     w->bad_record = 0;
+    w->skip = 0;
     return rc;
 }
 
@@ -338,14 +388,17 @@ static int walk_cb(const fv_store_env *se, void *payload)
     struct walk *w = payload;
     int rc;
     if (!w->have_record || memcmp(w->record, se->record, FV_ID_BYTES) != 0) {
-        if (w->have_record && walk_flush(w)) {
-            w->stop = 1;
-            return FV_ECANCELED;
+        if (w->have_record && (rc = walk_flush(w))) {
+            w->stop = rc == FV_ECANCELED;
+            return rc;
         }
         memcpy(w->record, se->record, FV_ID_BYTES);
         w->have_record = 1;
+        if ((rc = filter_early(w->v, w->filter, w->record)) < 0)
+            return fv_v_serr(w->v, rc);
+        w->skip = !rc;
     }
-    if (w->bad_record)
+    if (w->bad_record || w->skip)
         return FV_OK;
     rc = pick_consider(&w->pick, se);
     if (rc == FV_ECORRUPT) {
@@ -355,20 +408,49 @@ static int walk_cb(const fv_store_env *se, void *payload)
     return rc;
 }
 
-static int walk(fv_vault *v, const char *text, fv_record_fn fn, void *payload)
+/* The records named by the filter's ids, in that order (each once). */
+static int walk_ids(fv_vault *v, const fv_filter *f, fv_record_fn fn,
+                    void *payload)
+{
+    for (size_t i = 0; i < f->nids; i++) {
+        struct head_pick p;
+        size_t j;
+        int rc;
+        for (j = 0; j < i && memcmp(f->ids[j], f->ids[i], FV_ID_BYTES); j++)
+            ;
+        if (j < i)
+            continue;
+        if ((rc = fv_v_newest_head(v, &p, f->ids[i], 0)))
+            return rc;
+        rc = FV_OK;
+        if (filter_matches(f, &p.best->pub) && fn(&p.best->pub, payload))
+            rc = fv_v_err(v, FV_ECANCELED, "stopped by the caller");
+        fv_v_pick_clear(&p);
+        if (rc)
+            return rc;
+    }
+    return FV_OK;
+}
+
+static int walk(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                void *payload)
 {
     struct walk w;
     int rc;
 
+    if (filter && filter->nids)
+        return walk_ids(v, filter, fn, payload);
     memset(&w, 0, sizeof w);
     w.v = v;
     w.pick.v = v;
-    w.text = text;
+    w.filter = filter;
     w.fn = fn;
     w.payload = payload;
     rc = fv_store_each_head(v->store, walk_cb, &w);
-    if (rc == FV_OK && w.have_record && walk_flush(&w))
-        rc = FV_ECANCELED;
+    if (rc == FV_OK && w.have_record) {
+        rc = walk_flush(&w);
+        w.stop = rc == FV_ECANCELED;
+    }
     fv_v_pick_clear(&w.pick);
     if (rc == FV_ECANCELED)
         return fv_v_err(v, rc, "stopped by the caller");
@@ -383,19 +465,31 @@ static int walk(fv_vault *v, const char *text, fv_record_fn fn, void *payload)
     return FV_OK;
 }
 
-int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload)
+int fv_vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                   void *payload)
 {
     if (!v || !fn)
         return FV_EINVAL;
-    return walk(v, NULL, fn, payload);
+    if (filter && (filter->version != FV_FILTER_VERSION ||
+                   (filter->state >= 0 && !fv_state_name(filter->state)) ||
+                   (filter->nids && !filter->ids)))
+        return fv_v_err(v, FV_EINVAL, "invalid filter");
+    return walk(v, filter, fn, payload);
+}
+
+int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload)
+{
+    return fv_vault_query(v, NULL, fn, payload);
 }
 
 int fv_vault_search(fv_vault *v, const char *text, fv_record_fn fn,
                     void *payload)
 {
-    if (!v || !fn || !text)
+    fv_filter f = FV_FILTER_INIT;
+    if (!text)
         return FV_EINVAL;
-    return walk(v, text, fn, payload);
+    f.text = text;
+    return fv_vault_query(v, &f, fn, payload);
 }
 
 /* ---- history -------------------------------------------------------- */
@@ -461,8 +555,13 @@ int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     /* A record id is its first revision's id. */
     rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len);
     free(bytes);
-    if (rc == FV_ENOTFOUND || (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES)))
-        return fv_v_err(v, FV_ENOTFOUND, "no such record");
+    if (rc == FV_ENOTFOUND || (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES))) {
+        rc = fv_store_retracted(v->store, id);
+        if (rc < 0)
+            return fv_v_serr(v, rc);
+        return fv_v_err(v, FV_ENOTFOUND, rc ? "the record was retracted"
+                                            : "no such record");
+    }
     if (rc)
         return fv_v_serr(v, rc);
     (void)seen;
@@ -591,9 +690,13 @@ static int check_input(fv_vault *v, const fv_record_input *in, int adding)
     return FV_OK;
 }
 
+/* Writes a revision of `r`: a genesis without `base`, else a child of
+ * `parents` (the base's newest head for an edit, every head for a merge)
+ * keeping the base's attachments `keep`. */
 static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                           fv_record *r, const struct head_pick *base,
-                          const size_t *keep, size_t nkeep,
+                          const unsigned char (*parents)[FV_ID_BYTES],
+                          size_t nparents, const size_t *keep, size_t nkeep,
                           const fv_record_input *in)
 {
     struct attach_out o;
@@ -651,9 +754,8 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
         fv_v_write w = {
             .kind = FV_ENV_REVISION,
             .record = base ? base->best->pub.id : NULL,
-            .parents = base ? (const unsigned char(*)[FV_ID_BYTES])base->best->pub.revision
-                            : NULL,
-            .nparents = base ? 1 : 0,
+            .parents = base ? parents : NULL,
+            .nparents = base ? nparents : 0,
             .payload = payload,
             .payload_len = payload_len,
             .base = base ? &base->best_env : NULL,
@@ -720,18 +822,38 @@ int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
     r.tags = tags;
     r.ntags = ntags;
     r.created = r.modified = fv_v_now();
-    rc = write_revision(v, out_id, &r, NULL, NULL, 0, in);
+    rc = write_revision(v, out_id, &r, NULL, NULL, 0, NULL, 0, in);
 done:
     free(fields);
     free(tags);
     return rc;
 }
 
-int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
-                   const unsigned char id[FV_ID_BYTES],
-                   const fv_record_input *in)
+struct head_ids {
+    unsigned char ids[FV_ENV_MAX_PARENTS][FV_ID_BYTES];
+    size_t n;
+    int live; /* heads that are not tombstones */
+};
+
+static int head_ids_cb(const fv_store_env *se, void *payload)
+{
+    struct head_ids *h = payload;
+    if (h->n == FV_ENV_MAX_PARENTS)
+        return FV_ELIMIT;
+    memcpy(h->ids[h->n++], se->id, FV_ID_BYTES);
+    if (se->kind != FV_ENV_TOMBSTONE)
+        h->live++;
+    return FV_OK;
+}
+
+/* An edit (a child of the newest head) or, with `merge`, a merge (a child
+ * of every head): the newest head's content with the changes in `in`. */
+static int edit_record(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                       const unsigned char id[FV_ID_BYTES],
+                       const fv_record_input *in, int merge)
 {
     struct head_pick base;
+    struct head_ids heads;
     const fv_record *b;
     fv_record r;
     fv_field *fields = NULL;
@@ -747,6 +869,18 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     if ((rc = fv_v_newest_head(v, &base, id, 1)))
         return rc;
     b = &base.best->pub;
+    memset(&heads, 0, sizeof heads);
+    if (merge && (rc = fv_store_record_heads(v->store, id, head_ids_cb, &heads))) {
+        rc = rc == FV_ELIMIT ? fv_v_err(v, rc, "a merge joins at most %d heads",
+                                        FV_ENV_MAX_PARENTS)
+                             : fv_v_serr(v, rc);
+        fv_v_pick_clear(&base);
+        return rc;
+    }
+    if (!merge || heads.n == 0) {
+        memcpy(heads.ids[0], b->revision, FV_ID_BYTES);
+        heads.n = 1;
+    }
     fields = malloc((b->nfields + in->nfields + 1) * sizeof *fields);
     tags = malloc((b->ntags + in->ntags + 1) * sizeof *tags);
     if (!fields || !tags) {
@@ -821,7 +955,9 @@ int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
     /* A revision's time never goes backwards from its parent's. */
     if (r.modified < b->modified)
         r.modified = b->modified;
-    rc = write_revision(v, out_rev, &r, &base, keep, nkeep, in);
+    rc = write_revision(v, out_rev, &r, &base,
+                        (const unsigned char(*)[FV_ID_BYTES])heads.ids, heads.n,
+                        keep, nkeep, in);
 done:
     free(fields);
     free(tags);
@@ -829,21 +965,18 @@ done:
     return rc;
 }
 
-struct head_ids {
-    unsigned char ids[FV_ENV_MAX_PARENTS][FV_ID_BYTES];
-    size_t n;
-    int live; /* heads that are not tombstones */
-};
-
-static int head_ids_cb(const fv_store_env *se, void *payload)
+int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                   const unsigned char id[FV_ID_BYTES],
+                   const fv_record_input *in)
 {
-    struct head_ids *h = payload;
-    if (h->n == FV_ENV_MAX_PARENTS)
-        return FV_ELIMIT;
-    memcpy(h->ids[h->n++], se->id, FV_ID_BYTES);
-    if (se->kind != FV_ENV_TOMBSTONE)
-        h->live++;
-    return FV_OK;
+    return edit_record(v, out_rev, id, in, 0);
+}
+
+int fv_record_merge(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                    const unsigned char id[FV_ID_BYTES],
+                    const fv_record_input *in)
+{
+    return edit_record(v, out_rev, id, in, 1);
 }
 
 int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])

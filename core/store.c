@@ -35,6 +35,11 @@ enum stmt_id {
     ST_CHUNK_DELIVERED,
     ST_CHUNK_OUTBOX,
     ST_CHUNK_MISSING,
+    ST_REVIEW_PUT,
+    ST_REVIEW_GET,
+    ST_NOTE_PUT,
+    ST_NOTE_COUNT,
+    ST_RETRACTED,
     ST_COUNT
 };
 
@@ -66,12 +71,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
                         "JOIN envelope e ON e.id = h.id WHERE h.record = ?1 "
                         "ORDER BY e.seq",
-    /* A record's revisions and tombstones; its key grants (kind 3) stand
-     * beside its history, not in it. */
+    /* A record's revisions and tombstones; its key grants, notes, review
+     * states and retractions (kinds 3 to 6) stand beside its history, not
+     * in it. */
     [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
                        "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
                        "AND h.id = e.id) FROM envelope e WHERE e.record = ?1 "
-                       "AND e.kind <> 3 ORDER BY e.seq",
+                       "AND e.kind IN (1, 2) ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
     [ST_GRANT_INSERT] = "INSERT OR IGNORE INTO grant_of(target, grant_id) "
@@ -102,6 +108,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CHUNK_MISSING] = "SELECT DISTINCT r.hash FROM chunkref r WHERE "
                          "r.hash > ?1 AND NOT EXISTS (SELECT 1 FROM chunk c "
                          "WHERE c.hash = r.hash) ORDER BY r.hash LIMIT ?2",
+    /* The newest review state wins: by time, then by the larger id. */
+    [ST_REVIEW_PUT] = "INSERT INTO review(record, id, time, state) VALUES "
+                      "(?1, ?2, ?3, ?4) ON CONFLICT(record) DO UPDATE SET "
+                      "id = excluded.id, time = excluded.time, state = "
+                      "excluded.state WHERE excluded.time > review.time OR "
+                      "(excluded.time = review.time AND excluded.id > review.id)",
+    [ST_REVIEW_GET] = "SELECT state, time FROM review WHERE record = ?1",
+    [ST_NOTE_PUT] = "INSERT OR IGNORE INTO note(id, record) VALUES (?1, ?2)",
+    [ST_NOTE_COUNT] = "SELECT count(*) FROM note WHERE record = ?1",
+    [ST_RETRACTED] = "SELECT 1 FROM envelope WHERE record = ?1 AND kind = 6 "
+                     "LIMIT 1",
 };
 
 static const char schema_sql[] =
@@ -139,7 +156,14 @@ static const char schema_sql[] =
     "CREATE INDEX chunk_outbox ON chunk(hash) WHERE NOT delivered;"
     "CREATE TABLE chunkref(hash BLOB NOT NULL, envelope BLOB NOT NULL,"
     " PRIMARY KEY(hash, envelope)) WITHOUT ROWID;"
-    "CREATE INDEX chunkref_envelope ON chunkref(envelope);";
+    "CREATE INDEX chunkref_envelope ON chunkref(envelope);"
+    /* The coordinator's desk: the newest review state this vault can read
+     * per record, and the notes it can read. Retractions are envelopes of
+     * kind 6 and need no table. */
+    "CREATE TABLE review(record BLOB PRIMARY KEY, id BLOB NOT NULL,"
+    " time INTEGER NOT NULL, state INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE note(id BLOB PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX note_record ON note(record);";
 
 static const fv_db_schema vault_schema = {
     .label = "database",
@@ -253,6 +277,10 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
         }
         return rc;
     }
+    /* Notes, review states and retractions (kinds 4 to 6) are about the
+     * record, not in its revision graph: no edge, no head. */
+    if (e->kind >= 4)
+        return FV_OK;
 
     for (i = 0; i < nparents; i++) {
         /* A revision continues its parents' record, never another one. */
@@ -579,6 +607,150 @@ int fv_store_purge_record(fv_store *s, const unsigned char record[32],
     return rc;
 }
 
+/* ---- the coordinator's desk ------------------------------------------ */
+
+int fv_store_review_put(fv_store *s, const unsigned char record[32],
+                        const unsigned char id[32], int64_t time, int state)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REVIEW_PUT);
+    if (st) {
+        bind_id(st, 1, record);
+        bind_id(st, 2, id);
+        sqlite3_bind_int64(st, 3, time);
+        sqlite3_bind_int(st, 4, state);
+    }
+    return fv_db_step_done(&s->d, st, "review");
+}
+
+int fv_store_review_get(fv_store *s, const unsigned char record[32],
+                        int *state, int64_t *time)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REVIEW_GET);
+    int rc;
+    if (st)
+        bind_id(st, 1, record);
+    if ((rc = fv_db_step_row(&s->d, st, "review")))
+        return rc;
+    *state = sqlite3_column_int(st, 0);
+    *time = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    return FV_OK;
+}
+
+int fv_store_note_put(fv_store *s, const unsigned char id[32],
+                      const unsigned char record[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_NOTE_PUT);
+    if (st) {
+        bind_id(st, 1, id);
+        bind_id(st, 2, record);
+    }
+    return fv_db_step_done(&s->d, st, "note");
+}
+
+int fv_store_note_count(fv_store *s, const unsigned char record[32],
+                        size_t *count)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_NOTE_COUNT);
+    int rc;
+    if (st)
+        bind_id(st, 1, record);
+    if ((rc = fv_db_step_row(&s->d, st, "note")))
+        return rc;
+    *count = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return FV_OK;
+}
+
+int fv_store_notes(fv_store *s, const unsigned char *record,
+                   fv_store_env_fn fn, void *payload)
+{
+    static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
+                              "FROM note n JOIN envelope e ON e.id = n.id "
+                              "WHERE e.bytes IS NOT NULL ORDER BY e.seq";
+    static const char one[] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
+                              "FROM note n JOIN envelope e ON e.id = n.id "
+                              "WHERE n.record = ?1 AND e.bytes IS NOT NULL "
+                              "ORDER BY e.seq";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, record ? one : all, &st, "notes");
+    if (rc)
+        return rc;
+    if (record)
+        bind_id(st, 1, record);
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_retracted(fv_store *s, const unsigned char record[32])
+{
+    return hash_exists(s, ST_RETRACTED, record);
+}
+
+int fv_store_each_kind(fv_store *s, int kind, fv_store_env_fn fn,
+                       void *payload)
+{
+    static const char sql[] = "SELECT id, record, kind, bytes, 0 FROM envelope "
+                              "WHERE kind = ?1 AND bytes IS NOT NULL "
+                              "ORDER BY seq";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
+    if (rc)
+        return rc;
+    sqlite3_bind_int(st, 1, kind);
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_env_own(fv_store *s, const unsigned char id[32])
+{
+    static const char sql[] = "SELECT own FROM envelope WHERE id = ?1";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "envelope");
+    if (rc)
+        return rc;
+    bind_id(st, 1, id);
+    rc = fv_db_step_row(&s->d, st, "envelope");
+    if (rc == FV_OK)
+        rc = sqlite3_column_int(st, 0) != 0;
+    else if (rc == FV_ENOTFOUND)
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_retract_record(fv_store *s, const unsigned char record[32])
+{
+    /* ENVS: every envelope of the record but its retractions. */
+#define ENVS "(SELECT id FROM envelope WHERE record = ?1 AND kind <> 6)"
+    static const char *const sql[] = {
+        "DELETE FROM chunkref WHERE envelope IN " ENVS,
+        "DELETE FROM grant_of WHERE target IN " ENVS " OR grant_id IN " ENVS,
+        "DELETE FROM edge WHERE child IN " ENVS " OR parent IN " ENVS,
+        "DELETE FROM head WHERE record = ?1",
+        "DELETE FROM conflict WHERE record = ?1",
+        "DELETE FROM review WHERE record = ?1",
+        "DELETE FROM note WHERE record = ?1",
+        "DELETE FROM envelope WHERE record = ?1 AND kind <> 6",
+        "DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunkref r "
+        "WHERE r.hash = chunk.hash)",
+    };
+#undef ENVS
+    int rc = FV_OK;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == FV_OK; i++) {
+        sqlite3_stmt *st;
+        if ((rc = fv_db_prepare(&s->d, sql[i], &st, "retract")))
+            break;
+        if (sqlite3_bind_parameter_count(st) > 0)
+            bind_id(st, 1, record);
+        rc = fv_db_step_done(&s->d, st, "retract");
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
 int fv_store_grants(fv_store *s, const unsigned char target[32],
                     fv_store_blob_fn fn, void *payload)
 {
@@ -704,7 +876,7 @@ int fv_store_delivered_records(fv_store *s, int (*fn)(const unsigned char *recor
     static const char sql[] =
         "SELECT g.record FROM envelope g WHERE g.id = g.record AND g.own AND "
         "EXISTS (SELECT 1 FROM envelope b WHERE b.record = g.record AND "
-        "b.bytes IS NOT NULL AND b.kind <> 2) AND " RECORD_DELIVERED("g.record");
+        "b.bytes IS NOT NULL AND b.kind = 1) AND " RECORD_DELIVERED("g.record");
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "delivered"), r = 0;
     if (rc)
@@ -741,5 +913,99 @@ int fv_store_pending_upload(fv_store *s, uint64_t *bytes)
     if (rc == FV_OK)
         *bytes = (uint64_t)sqlite3_column_double(st, 0);
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- chain of custody and evidence ---------------------------------------- */
+
+int fv_store_each_envelope(fv_store *s, fv_store_env_fn fn, void *payload)
+{
+    static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
+                              "EXISTS(SELECT 1 FROM head h WHERE h.record = "
+                              "e.record AND h.id = e.id) FROM envelope e "
+                              "ORDER BY e.seq";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
+    if (rc)
+        return rc;
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_record_all_envs(fv_store *s, const unsigned char record[32],
+                             fv_store_env_fn fn, void *payload)
+{
+    static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
+                              "EXISTS(SELECT 1 FROM head h WHERE h.record = "
+                              "e.record AND h.id = e.id) FROM envelope e "
+                              "WHERE e.record = ?1 ORDER BY e.seq";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
+    if (rc)
+        return rc;
+    bind_id(st, 1, record);
+    rc = each_row(s, st, fn, payload);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fv_store_each_chunk(fv_store *s, fv_store_chunk_fn fn, void *payload)
+{
+    static const char sql[] = "SELECT hash, data FROM chunk ORDER BY hash";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "chunks"), r = 0;
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32) {
+            r = FV_ECORRUPT;
+            break;
+        }
+        if ((r = fn(sqlite3_column_blob(st, 0), sqlite3_column_blob(st, 1),
+                    (size_t)sqlite3_column_bytes(st, 1), payload)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fv_db_fail(&s->d, rc, "chunks");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload)
+{
+    static const char sql[] = "SELECT seq, body, sig FROM receipt ORDER BY seq";
+    sqlite3_stmt *st;
+    int rc = fv_db_prepare(&s->d, sql, &st, "receipts"), r = 0;
+    if (rc)
+        return rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *sig = sqlite3_column_bytes(st, 2) == 64
+                                       ? sqlite3_column_blob(st, 2)
+                                       : NULL;
+        if ((r = fn(sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                    (size_t)sqlite3_column_bytes(st, 1), sig, payload)) != 0)
+            break;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = fv_db_fail(&s->d, rc, "receipts");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int fv_store_env_record(fv_store *s, const unsigned char id[32],
+                        unsigned char record[32])
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_ENV_RECORD);
+    int rc;
+    if (st)
+        bind_id(st, 1, id);
+    if ((rc = fv_db_step_row(&s->d, st, "envelope")))
+        return rc;
+    if (sqlite3_column_bytes(st, 0) != 32)
+        rc = FV_ECORRUPT;
+    else
+        memcpy(record, sqlite3_column_blob(st, 0), 32);
+    sqlite3_reset(st);
     return rc;
 }

@@ -150,4 +150,58 @@ int fv_store_pending_upload(fv_store *s, uint64_t *bytes);
 /* Records with more than one head that is a revision (a conflict). */
 int fv_store_conflicts(fv_store *s, size_t *count);
 
+/* ---- the coordinator's desk (desk.c) ------------------------------------ */
+
+/* Indexes a review state this vault can read; the record keeps the newest
+ * (by time, then by the larger id). Inside a transaction. */
+int fv_store_review_put(fv_store *s, const unsigned char record[32],
+                        const unsigned char id[32], int64_t time, int state);
+/* The record's indexed review state. FV_ENOTFOUND if none. */
+int fv_store_review_get(fv_store *s, const unsigned char record[32],
+                        int *state, int64_t *time);
+/* Indexes a note this vault can read. Inside a transaction. */
+int fv_store_note_put(fv_store *s, const unsigned char id[32],
+                      const unsigned char record[32]);
+int fv_store_note_count(fv_store *s, const unsigned char record[32],
+                        size_t *count);
+/* The indexed notes about `record` (NULL: every record), in the order they
+ * were stored. */
+int fv_store_notes(fv_store *s, const unsigned char *record,
+                   fv_store_env_fn fn, void *payload);
+/* 1 if the vault holds a retraction of `record`, 0 if not, or an FV_E code. */
+int fv_store_retracted(fv_store *s, const unsigned char record[32]);
+/* Every envelope of one kind that still has its bytes, in stored order. */
+int fv_store_each_kind(fv_store *s, int kind, fv_store_env_fn fn,
+                       void *payload);
+/* 1 if envelope `id` was written by this device, 0 if not (or unknown), or
+ * an FV_E code. */
+int fv_store_env_own(fv_store *s, const unsigned char id[32]);
+/* Deletes every envelope of `record` but its retractions, with their parent
+ * links, heads, key grants, notes, review state and the chunks nothing else
+ * lists. Inside a transaction; checkpoint after the commit. */
+int fv_store_retract_record(fv_store *s, const unsigned char record[32]);
+
+/* ---- chain of custody and evidence (verify.c, export.c) ----------------- */
+
+/* Every envelope (all kinds; bytes NULL if purged), in the order stored. */
+int fv_store_each_envelope(fv_store *s, fv_store_env_fn fn, void *payload);
+/* Every envelope of one record, its key grants included, in the order
+ * stored. */
+int fv_store_record_all_envs(fv_store *s, const unsigned char record[32],
+                             fv_store_env_fn fn, void *payload);
+/* Every stored chunk, in hash order; `data` is valid during the call. */
+typedef int (*fv_store_chunk_fn)(const unsigned char *hash,
+                                 const unsigned char *data, size_t len,
+                                 void *payload);
+int fv_store_each_chunk(fv_store *s, fv_store_chunk_fn fn, void *payload);
+/* Every stored server receipt, oldest first (`sig`: 64 bytes, or NULL if
+ * the stored one is not 64 bytes long). */
+typedef int (*fv_store_receipt_fn)(int64_t seq, const unsigned char *body,
+                                   size_t body_len, const unsigned char *sig,
+                                   void *payload);
+int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload);
+/* The record of envelope `id` (purged or not). FV_ENOTFOUND. */
+int fv_store_env_record(fv_store *s, const unsigned char id[32],
+                        unsigned char record[32]);
+
 #endif

@@ -109,6 +109,18 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
                      const unsigned char id[FV_ID_BYTES], int want_env);
 void fv_v_pick_clear(struct head_pick *p);
 
+/* ---- the coordinator's desk (desk.c) ------------------------------------ */
+
+/* Fills r->origin, r->state and r->nnotes of a record just read. */
+int fv_v_record_desk(fv_vault *v, fv_record *r);
+/* Indexes a note or review state that this vault can open (others are left
+ * alone). Inside a transaction. */
+int fv_v_desk_index(fv_vault *v, const fv_env *e);
+/* Indexes every stored note and review state this vault can open: call it,
+ * inside a transaction, once the vault has learned the organisation's
+ * secret key. */
+int fv_v_desk_reindex(fv_vault *v);
+
 /* ---- writing attachments (attachments.c) --------------------------------- */
 
 /* The attachments of a revision being written. */

@@ -256,8 +256,10 @@ static int addressed_to(const fv_env *e, const unsigned char box_pk[32])
     return 0;
 }
 
+/* *retracted is set when a retraction destroyed a record (the caller runs
+ * the truncating checkpoint after the commit). */
 static int import_one(fv_vault *v, int role, const unsigned char *bytes,
-                      size_t len, size_t *added)
+                      size_t len, size_t *added, int *retracted)
 {
     fv_store_env se;
     fv_env e;
@@ -273,6 +275,13 @@ static int import_one(fv_vault *v, int role, const unsigned char *bytes,
         return fv_v_err(v, FV_EPROTO,
                         "the server sent an envelope not meant for this device");
     }
+    /* Nothing more of a retracted record is kept: what arrives after its
+     * retraction is dropped (the batch, and the cursor, still move on). */
+    if (e.kind != FV_ENV_RETRACTION &&
+        (rc = fv_store_retracted(v->store, e.record)) != 0) {
+        fv_env_clear(&e);
+        return rc < 0 ? fv_v_serr(v, rc) : FV_OK;
+    }
     memset(&se, 0, sizeof se);
     se.id = e.id;
     se.record = e.record;
@@ -286,28 +295,40 @@ static int import_one(fv_vault *v, int role, const unsigned char *bytes,
                           e.nparents,
                           (const unsigned char(*)[FV_HASH_BYTES])e.chunks,
                           e.nchunks, &was_added);
+    rc = fv_v_serr(v, rc);
+    if (rc == FV_OK && was_added && e.kind == FV_ENV_RETRACTION) {
+        /* The witness withdrew consent: every other envelope of the
+         * record, its chunks and keys go; the retraction stays. */
+        rc = fv_v_serr(v, fv_store_retract_record(v->store, e.record));
+        *retracted = 1;
+    } else if (rc == FV_OK && was_added) {
+        rc = fv_v_desk_index(v, &e);
+    }
     fv_env_clear(&e);
     *added += (size_t)was_added;
-    return fv_v_serr(v, rc);
+    return rc;
 }
 
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added)
 {
-    int rc = fv_store_begin(v->store);
+    int rc = fv_store_begin(v->store), retracted = 0;
     *added = 0;
     if (rc)
         return fv_v_serr(v, rc);
     for (size_t i = 0; i < n && rc == FV_OK; i++)
         rc = import_one(v, st ? st->role : FV_ROLE_COORDINATOR, env[i], len[i],
-                        added);
+                        added, &retracted);
     if (rc == FV_OK && st)
         rc = state_put(v, st);
     if (rc == FV_OK)
         rc = fv_v_serr(v, fv_store_commit(v->store));
     if (rc)
         fv_store_rollback(v->store);
+    /* SQLite's WAL holds the deleted pages until a truncating checkpoint. */
+    else if (retracted)
+        rc = fv_v_serr(v, fv_store_checkpoint(v->store));
     return rc;
 }
 
