@@ -51,6 +51,8 @@ int64_t fv_v_now(void) { return (int64_t)time(NULL); }
 
 const char *fv_version(void) { return FV_VERSION_STRING; }
 
+int fv_format_version(void) { return FV_FORMAT_VERSION; }
+
 const char *fv_strerror(int code)
 {
     switch (code) {

@@ -31,7 +31,7 @@ extern "C" {
 
 /* ---- versions and result codes ---------------------------------------- */
 
-#define FV_VERSION_STRING "0.1.0"
+#define FV_VERSION_STRING "0.2.0" /* the one place: CMake reads it */
 #define FV_FORMAT_VERSION 1 /* vault, key file and envelope format */
 
 enum fv_result {
@@ -61,7 +61,8 @@ enum fv_result {
     FV_EINCOMPLETE = -23 /* an attachment has not fully arrived yet */
 };
 
-/* The library's version string ("0.1.0"). Static storage; any thread. */
+/* The library's version string, FV_VERSION_STRING ("0.2.0"). Static
+ * storage; any thread. */
 FV_API const char *fv_version(void);
 
 /* FV_FORMAT_VERSION of this library: the vault and envelope format it writes
