@@ -207,7 +207,7 @@ struct fv_sstore {
     /* Chunk bytes to destroy at the next commit (store_server.h). */
     fv_sstore_chunkloc *erase;
     size_t nerase, erase_cap;
-    int erased; /* destroyed by this commit: checkpoint after it */
+    int erased; /* this commit erased data: checkpoint after it */
 };
 
 const char *fv_sstore_errmsg(const fv_sstore *s)
@@ -1111,6 +1111,7 @@ int fv_sstore_retract(fv_sstore *s, const unsigned char record[32],
         return rc;
     if (entries)
         *entries = (uint64_t)sqlite3_changes(s->d.db);
+    s->erased = 1; /* the WAL holds the erased pages until a checkpoint */
     /* The chunks to destroy, gathered first (their rows go below). */
     if ((rc = fv_db_prepare(&s->d, erase_chunks_sql, &it, "chunk")))
         return rc;

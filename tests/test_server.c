@@ -1011,6 +1011,8 @@ typedef struct pulled {
     size_t n;
     uint64_t seq[64];
     unsigned char id[64][32];
+    int erased[64]; /* the entry came as its id alone */
+    size_t nerased;
     uint64_t head;
     unsigned char head_chain[32];
     int chains_ok, done, error;
@@ -1031,12 +1033,18 @@ static void read_pull(const buf *out, size_t *off, uint64_t start,
         if (m.type == FV_MSG_ENTRIES) {
             for (size_t i = 0; i < m.u.entries.n; i++) {
                 fv_env e;
+                int gone = m.u.entries.env[i] == NULL;
                 if (m.u.entries.seq[i] != pos + 1 ||
-                    fv_env_parse(&e, m.u.entries.env[i], m.u.entries.len[i])) {
+                    (gone ? !m.u.entries.id[i]
+                          : fv_env_parse(&e, m.u.entries.env[i],
+                                         m.u.entries.len[i]) != FV_OK)) {
                     r->chains_ok = 0;
                     continue;
                 }
-                fv_env_clear(&e);
+                if (gone)
+                    memcpy(e.id, m.u.entries.id[i], 32);
+                else
+                    fv_env_clear(&e);
                 fv_chain_next(chain, chain, pos + 1, e.id);
                 if (memcmp(chain, m.u.entries.chain[i], 32) != 0)
                     r->chains_ok = 0;
@@ -1044,7 +1052,9 @@ static void read_pull(const buf *out, size_t *off, uint64_t start,
                 if (r->n < 64) {
                     r->seq[r->n] = pos;
                     memcpy(r->id[r->n], e.id, 32);
+                    r->erased[r->n] = gone;
                 }
+                r->nerased += (size_t)gone;
                 r->n++;
             }
         } else if (m.type == FV_MSG_PULLED) {
@@ -3524,6 +3534,410 @@ out:
     rm_rf(top);
 }
 
+
+/* ---- notes, review states, retraction --------------------------------- */
+
+/* An envelope of `kind` by d: a genesis (record NULL), or about `record`,
+ * its one parent (as notes, review states and retractions have it), sealed
+ * to recips (n), listing the nch chunks `hashes` as one attachment. */
+static unsigned char *make_about(const device *d, int kind,
+                                 const unsigned char *record,
+                                 const unsigned char (*recips)[32], size_t n,
+                                 const unsigned char (*hashes)[32], size_t nch,
+                                 size_t *len, unsigned char id[32])
+{
+    static const unsigned char payload[] = {0xa1, 0x61, 0x74, 0x01};
+    uint64_t count = nch;
+    unsigned char *out = NULL;
+    fv_env_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.kind = kind;
+    sp.record = record;
+    sp.parents = (const unsigned char(*)[32])record;
+    sp.nparents = record ? 1 : 0;
+    sp.payload = payload;
+    sp.payload_len = sizeof payload;
+    sp.recipients = recips;
+    sp.nrecipients = n;
+    if (nch) {
+        sp.chunk_counts = &count;
+        sp.nattachments = 1;
+        sp.chunks = hashes;
+    }
+    sp.sign_pk = d->pk;
+    sp.sign_sk = d->sk;
+    if (fv_env_build(&out, len, id, &sp) != FV_OK)
+        exit(2);
+    return out;
+}
+
+/* Pushes env[0..n) as d: 0 on a RECEIPT for all of them (their seqs into
+ * seqs, may be NULL), else the ERROR code (-1 if neither came). */
+static int push_try(harness *h, const device *d, unsigned char **env,
+                    size_t *len, size_t n, uint64_t *seqs)
+{
+    fv_out o;
+    buf out = {0};
+    size_t off = 0;
+    fv_msg m;
+    fv_receipt r;
+    int res = -1;
+    fv_out_init(&o);
+    c_hello(&o, d, h->pin, binding_a, NULL);
+    fv_send_push(&o, (const unsigned char *const *)env, len, n);
+    fv_send_simple(&o, FV_MSG_BYE);
+    session(h, binding_a, &o, &out);
+    while (next_msg(&out, &off, &m)) {
+        if (m.type == FV_MSG_RECEIPT &&
+            fv_receipt_decode(&r, m.u.receipt.body, m.u.receipt.body_len) ==
+                FV_OK &&
+            r.n == n) {
+            res = 0;
+            for (size_t i = 0; seqs && i < n; i++)
+                seqs[i] = r.seq[i];
+        } else if (m.type == FV_MSG_ERROR) {
+            res = (int)m.u.error.code;
+        }
+    }
+    fv_out_free(&o);
+    buf_free(&out);
+    return res;
+}
+
+/* 1 if the file at path holds the n bytes `needle` (0 if there is no file). */
+static int file_holds(const char *path, const unsigned char *needle, size_t n)
+{
+    struct stat sb;
+    unsigned char *p;
+    size_t len;
+    int found = 0;
+    if (stat(path, &sb) != 0)
+        return 0;
+    p = file_read(path, &len);
+    for (size_t i = 0; i + n <= len && !found; i++)
+        found = p[i] == needle[0] && memcmp(p + i, needle, n) == 0;
+    free(p);
+    return found;
+}
+
+/* 1 if server.db or its WAL holds 48 bytes from the middle of env. */
+static int db_holds(const harness *h, const unsigned char *env, size_t len)
+{
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", h->db);
+    return file_holds(h->db, env + len / 2, 48) ||
+           file_holds(wal, env + len / 2, 48);
+}
+
+static int erased_in(const pulled *r, const unsigned char id[32])
+{
+    for (size_t i = 0; i < r->n && i < 64; i++)
+        if (memcmp(r->id[i], id, 32) == 0)
+            return r->erased[i];
+    return -1;
+}
+
+/* Uploads chunks idx[0..n) of data/hs as d; the number of CHUNK-ACKs. */
+static size_t put_chunks(harness *h, const device *d, unsigned char **data,
+                         const size_t *len, const unsigned char (*hs)[32],
+                         const size_t *idx, size_t n)
+{
+    fv_out o;
+    buf out = {0};
+    size_t acks;
+    fv_out_init(&o);
+    c_hello(&o, d, h->pin, binding_a, NULL);
+    for (size_t i = 0; i < n; i++)
+        c_put(&o, hs[idx[i]], data[idx[i]], len[idx[i]]);
+    fv_send_simple(&o, FV_MSG_BYE);
+    session(h, binding_a, &o, &out);
+    acks = acks_total(&out);
+    fv_out_free(&o);
+    buf_free(&out);
+    return acks;
+}
+
+enum {
+    G1, V1, G2, G3, S1, N1, N2, C1, G4, N4, N3, R1, /* stored */
+    P1, P2, P3, P4, P5, /* refused */
+    V2, R1B, E1, R3, NDESK
+};
+
+static void test_desk(void)
+{
+    harness h;
+    device admin, a, b, e;
+    unsigned char token[16], org[32], zero[32] = {0}, unknown[32];
+    unsigned char *env[NDESK], ids[NDESK][32], hs[3][32], *data[3];
+    unsigned char recips[3][32];
+    char pack[256];
+    size_t len[NDESK], dlen[3] = {70000, 5000, 3000};
+    uint64_t head, seq, seqs[2];
+    struct stat sb0, sb1;
+    pulled r, rb;
+    int npacks;
+
+    harness_open(&h);
+    device_new(&admin);
+    device_new(&a);
+    device_new(&b);
+    device_new(&e);
+    fv_random(org, 32);
+    fv_random(unknown, 32);
+    CHECK(enroll(&h, &admin, h.admin_token));
+    CHECK(make_invite(&h, &admin, "a", FV_ROLE_FIELD, token) &&
+          enroll(&h, &a, token));
+    CHECK(make_invite(&h, &admin, "b", FV_ROLE_FIELD, token) &&
+          enroll(&h, &b, token));
+    CHECK(make_invite(&h, &admin, "e", FV_ROLE_FIELD, token) &&
+          enroll(&h, &e, token));
+    for (int i = 0; i < 3; i++) {
+        data[i] = xmalloc(dlen[i]);
+        /* Seeds far apart: nearby ones give shifted copies of a stream. */
+        chunk_fill(data[i], dlen[i], ((uint64_t)i + 77) << 40);
+        fv_hash(hs[i], data[i], dlen[i]);
+    }
+#define SEAL(x, y, z)                                                       \
+    (memcpy(recips[0], (x), 32), memcpy(recips[1], (y), 32),                \
+     memcpy(recips[2], (z), 32), (const unsigned char(*)[32])recips)
+#define HS(i) ((const unsigned char(*)[32])hs[i])
+
+    /* a's records R1 (two chunks, and a revision) and R2 (one chunk); b's
+     * R3. Sealed to the writer and the organisation key. */
+    env[G1] = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                         HS(0), 2, &len[G1], ids[G1]);
+    env[V1] = make_about(&a, FV_ENV_REVISION, ids[G1], SEAL(a.box, org, org),
+                         2, NULL, 0, &len[V1], ids[V1]);
+    env[G2] = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                         HS(2), 1, &len[G2], ids[G2]);
+    env[G3] = make_about(&b, FV_ENV_REVISION, NULL, SEAL(b.box, org, org), 2,
+                         NULL, 0, &len[G3], ids[G3]);
+    CHECK_EQ(push_try(&h, &a, &env[G1], &len[G1], 3, NULL), 0);
+    CHECK_EQ(push_try(&h, &b, &env[G3], &len[G3], 1, NULL), 0);
+    {
+        size_t idx[3] = {0, 1, 2};
+        CHECK_EQ(put_chunks(&h, &a, data, dlen, (const unsigned char(*)[32])hs,
+                            idx, 3),
+                 3);
+    }
+    CHECK_EQ(log_head(&h), 4);
+
+    /* Refused, the way a forbidden envelope is (ERROR rejected, nothing of
+     * the batch stored): a review state from a field device, even the
+     * creator; a note or retraction of a's record from b; a note about a
+     * record the server does not hold, or about a revision that is not a
+     * record's genesis; and a good note batched with a refused one. */
+    env[P1] = make_about(&a, FV_ENV_STATE, ids[G1], SEAL(a.box, org, org), 2,
+                         NULL, 0, &len[P1], ids[P1]);
+    env[P2] = make_about(&b, FV_ENV_NOTE, ids[G1], SEAL(b.box, a.box, org), 3,
+                         NULL, 0, &len[P2], ids[P2]);
+    env[P3] = make_about(&b, FV_ENV_RETRACTION, ids[G1],
+                         SEAL(b.box, a.box, org), 3, NULL, 0, &len[P3],
+                         ids[P3]);
+    env[P4] = make_about(&a, FV_ENV_NOTE, unknown, SEAL(a.box, org, org), 2,
+                         NULL, 0, &len[P4], ids[P4]);
+    env[P5] = make_about(&admin, FV_ENV_NOTE, ids[V1],
+                         SEAL(admin.box, a.box, org), 3, NULL, 0, &len[P5],
+                         ids[P5]);
+    env[N2] = make_about(&a, FV_ENV_NOTE, ids[G1], SEAL(a.box, org, org), 2,
+                         NULL, 0, &len[N2], ids[N2]);
+    CHECK_EQ(push_try(&h, &a, &env[P1], &len[P1], 1, NULL), FV_PERR_REJECTED);
+    CHECK_EQ(push_try(&h, &b, &env[P2], &len[P2], 1, NULL), FV_PERR_REJECTED);
+    CHECK_EQ(push_try(&h, &b, &env[P3], &len[P3], 1, NULL), FV_PERR_REJECTED);
+    CHECK_EQ(push_try(&h, &a, &env[P4], &len[P4], 1, NULL), FV_PERR_REJECTED);
+    CHECK_EQ(push_try(&h, &admin, &env[P5], &len[P5], 1, NULL),
+             FV_PERR_REJECTED);
+    {
+        unsigned char *two[2] = {env[N2], env[P1]};
+        size_t l2[2] = {len[N2], len[P1]};
+        CHECK_EQ(push_try(&h, &a, two, l2, 2, NULL), FV_PERR_REJECTED);
+    }
+    CHECK_EQ(log_head(&h), 4);
+    CHECK_EQ(fv_sstore_log_find(h.st, ids[N2], &seq), FV_ENOTFOUND);
+    /* A courier bundle is held to the same rules. */
+    CHECK_EQ(fv_srv_store_batch(h.srv, a.pk,
+                                (const unsigned char *const *)&env[P1],
+                                &len[P1], 1, NULL, NULL),
+             FV_EDENIED);
+    CHECK_EQ(fv_srv_store_batch(h.srv, NULL,
+                                (const unsigned char *const *)&env[P2],
+                                &len[P2], 1, NULL, NULL),
+             FV_EDENIED);
+    CHECK_EQ(log_head(&h), 4);
+
+    /* Accepted: the coordinator's review state (sealed to coordinators
+     * only) and note (sealed to a as well) and a revision it seals to b;
+     * a's own note; a new record and a note about it in one batch; the
+     * coordinator's note to b about R3. */
+    env[S1] = make_about(&admin, FV_ENV_STATE, ids[G1],
+                         SEAL(admin.box, org, org), 2, NULL, 0, &len[S1],
+                         ids[S1]);
+    env[N1] = make_about(&admin, FV_ENV_NOTE, ids[G1],
+                         SEAL(admin.box, a.box, org), 3, NULL, 0, &len[N1],
+                         ids[N1]);
+    env[C1] = make_about(&admin, FV_ENV_REVISION, ids[G1],
+                         SEAL(admin.box, b.box, org), 3, NULL, 0, &len[C1],
+                         ids[C1]);
+    env[G4] = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                         NULL, 0, &len[G4], ids[G4]);
+    env[N4] = make_about(&a, FV_ENV_NOTE, ids[G4], SEAL(a.box, org, org), 2,
+                         NULL, 0, &len[N4], ids[N4]);
+    env[N3] = make_about(&admin, FV_ENV_NOTE, ids[G3],
+                         SEAL(admin.box, b.box, org), 3, NULL, 0, &len[N3],
+                         ids[N3]);
+    CHECK_EQ(push_try(&h, &admin, &env[S1], &len[S1], 2, NULL), 0);
+    CHECK_EQ(push_try(&h, &a, &env[N2], &len[N2], 1, NULL), 0);
+    CHECK_EQ(push_try(&h, &admin, &env[C1], &len[C1], 1, NULL), 0);
+    CHECK_EQ(push_try(&h, &a, &env[G4], &len[G4], 2, NULL), 0);
+    CHECK_EQ(push_try(&h, &admin, &env[N3], &len[N3], 1, NULL), 0);
+    CHECK_EQ(log_head(&h), 11);
+
+    /* Routing: a gets the note sealed to it, never the review state, its
+     * own envelopes or b's; b gets what was sealed to it, nothing of a's. */
+    do_pull(&h, &a, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 1 && has_id(&r, ids[N1]));
+    do_pull(&h, &b, NULL, 0, zero, &rb);
+    CHECK(rb.done && rb.chains_ok && rb.n == 2 && has_id(&rb, ids[C1]) &&
+          has_id(&rb, ids[N3]) && rb.nerased == 0);
+    do_pull(&h, &admin, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 11 && r.nerased == 0);
+
+    /* What the retraction must destroy is there now (so the checks below
+     * can fail). */
+    snprintf(pack, sizeof pack, "%s/chunks/pack-000001", h.dir);
+    CHECK(pack_bytes(h.dir, &npacks) > 0 && npacks == 1);
+    CHECK_EQ(stat(pack, &sb0), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(file_holds(pack, data[i] + dlen[i] / 2, 64));
+    CHECK(db_holds(&h, env[G1], len[G1]) && db_holds(&h, env[V1], len[V1]) &&
+          db_holds(&h, env[N1], len[N1]));
+
+    /* a retracts R1. */
+    env[R1] = make_about(&a, FV_ENV_RETRACTION, ids[G1], SEAL(a.box, org, org),
+                         2, NULL, 0, &len[R1], ids[R1]);
+    CHECK_EQ(push_try(&h, &a, &env[R1], &len[R1], 1, seqs), 0);
+    CHECK_EQ(seqs[0], 12);
+    CHECK_EQ(log_head(&h), 12);
+    CHECK_EQ(fv_sstore_retracted(h.st, ids[G1], &seq, NULL), FV_OK);
+    CHECK_EQ(seq, 12);
+    CHECK_EQ(fv_sstore_retracted(h.st, ids[G2], &seq, NULL), FV_ENOTFOUND);
+    /* R1's chunk bytes are gone from the pack, which keeps its size (a
+     * hole, not a rewrite); R2's chunk stays. */
+    CHECK_EQ(stat(pack, &sb1), 0);
+    CHECK_EQ(sb1.st_size, sb0.st_size);
+    CHECK(!file_holds(pack, data[0] + dlen[0] / 2, 64));
+    CHECK(!file_holds(pack, data[1] + dlen[1] / 2, 64));
+    CHECK(!file_holds(pack, data[1], 64));
+    CHECK(file_holds(pack, data[2] + dlen[2] / 2, 64));
+    /* Every other envelope of R1 is gone from the database and its WAL;
+     * the retraction and the other records stay. */
+    {
+        static const int gone[] = {G1, V1, S1, N1, N2, C1};
+        for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+            CHECK(!db_holds(&h, env[gone[i]], len[gone[i]]));
+        CHECK(db_holds(&h, env[R1], len[R1]) && db_holds(&h, env[G2], len[G2]) &&
+              db_holds(&h, env[N4], len[N4]));
+    }
+    {
+        size_t idx[3] = {0, 1, 2};
+        CHECK(strcmp(query(&h, &a, (const unsigned char(*)[32])hs, idx, 3),
+                     "001") == 0);
+        CHECK(strcmp(query(&h, &admin, (const unsigned char(*)[32])hs, idx,
+                           3),
+                     "001") == 0);
+    }
+    /* The log keeps every position and chain: erased entries come as
+     * their ids, the retraction in full. */
+    do_pull(&h, &admin, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 12 && r.head == 12);
+    CHECK_EQ(r.nerased, 6);
+    CHECK(erased_in(&r, ids[G1]) == 1 && erased_in(&r, ids[V1]) == 1 &&
+          erased_in(&r, ids[S1]) == 1 && erased_in(&r, ids[N1]) == 1 &&
+          erased_in(&r, ids[N2]) == 1 && erased_in(&r, ids[C1]) == 1);
+    CHECK(erased_in(&r, ids[R1]) == 0 && erased_in(&r, ids[G2]) == 0 &&
+          erased_in(&r, ids[G4]) == 0 && erased_in(&r, ids[N3]) == 0);
+    /* b held part of R1 (C1): it gets the retraction, from where it was. */
+    {
+        pulled r2;
+        do_pull(&h, &b, h.epoch, rb.head, rb.head_chain, &r2);
+        CHECK(r2.done && r2.chains_ok && r2.n == 1 && has_id(&r2, ids[R1]) &&
+              r2.head == 3);
+        do_pull(&h, &b, NULL, 0, zero, &r2);
+        CHECK(r2.done && r2.chains_ok && r2.n == 3 && r2.nerased == 1 &&
+              erased_in(&r2, ids[C1]) == 1 && erased_in(&r2, ids[N3]) == 0);
+    }
+    /* a wrote it: it does not get it back; its note from the coordinator
+     * is now an id. */
+    do_pull(&h, &a, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 1 && erased_in(&r, ids[N1]) == 1);
+
+    /* Late arrivals: acknowledged at seq 0, not stored. */
+    env[V2] = make_about(&a, FV_ENV_REVISION, ids[G1], SEAL(a.box, org, org),
+                         2, NULL, 0, &len[V2], ids[V2]);
+    env[R1B] = make_about(&admin, FV_ENV_RETRACTION, ids[G1],
+                          SEAL(admin.box, a.box, org), 3, NULL, 0, &len[R1B],
+                          ids[R1B]);
+    env[E1] = make_about(&e, FV_ENV_REVISION, ids[G1], SEAL(e.box, org, org),
+                         2, NULL, 0, &len[E1], ids[E1]);
+    seqs[0] = seqs[1] = 99;
+    {
+        unsigned char *two[2] = {env[V2], env[G2]};
+        size_t l2[2] = {len[V2], len[G2]};
+        CHECK_EQ(push_try(&h, &a, two, l2, 2, seqs), 0);
+        CHECK(seqs[0] == 0 && seqs[1] == 3);
+    }
+    CHECK_EQ(push_try(&h, &admin, &env[R1B], &len[R1B], 1, seqs), 0);
+    CHECK_EQ(seqs[0], 0);
+    do_pull(&h, &e, NULL, 0, zero, &r);
+    CHECK(r.done && r.n == 0);
+    CHECK_EQ(push_try(&h, &e, &env[E1], &len[E1], 1, seqs), 0);
+    CHECK_EQ(seqs[0], 0);
+    CHECK_EQ(log_head(&h), 12);
+    CHECK_EQ(fv_sstore_log_find(h.st, ids[V2], &seq), FV_ENOTFOUND);
+    CHECK_EQ(fv_sstore_log_find(h.st, ids[E1], &seq), FV_ENOTFOUND);
+    /* e sent an envelope of R1: it hears of the retraction. */
+    do_pull(&h, &e, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 1 && has_id(&r, ids[R1]) &&
+          erased_in(&r, ids[R1]) == 0);
+    /* Twice changes nothing. */
+    CHECK_EQ(push_try(&h, &e, &env[E1], &len[E1], 1, seqs), 0);
+    do_pull(&h, &e, NULL, 0, zero, &r);
+    CHECK(r.done && r.n == 1);
+    /* A chunk of R1 uploaded late: acknowledged, not stored. */
+    {
+        size_t idx[1] = {1};
+        CHECK_EQ(put_chunks(&h, &a, data, dlen, (const unsigned char(*)[32])hs,
+                            idx, 1),
+                 1);
+        CHECK(strcmp(query(&h, &a, (const unsigned char(*)[32])hs, idx, 1),
+                     "0") == 0);
+        CHECK_EQ(stat(pack, &sb1), 0);
+        CHECK_EQ(sb1.st_size, sb0.st_size);
+        CHECK(!file_holds(pack, data[1] + dlen[1] / 2, 64));
+    }
+
+    /* The coordinator retracts b's R3: b gets it once (it is sealed to b,
+     * and b's feed held R3's note), and the note becomes an id. */
+    env[R3] = make_about(&admin, FV_ENV_RETRACTION, ids[G3],
+                         SEAL(admin.box, b.box, org), 3, NULL, 0, &len[R3],
+                         ids[R3]);
+    CHECK_EQ(push_try(&h, &admin, &env[R3], &len[R3], 1, seqs), 0);
+    CHECK_EQ(seqs[0], 13);
+    do_pull(&h, &b, NULL, 0, zero, &r);
+    CHECK(r.done && r.chains_ok && r.n == 4 && r.nerased == 2 &&
+          erased_in(&r, ids[N3]) == 1 && erased_in(&r, ids[R3]) == 0);
+    CHECK(!db_holds(&h, env[G3], len[G3]) && !db_holds(&h, env[N3], len[N3]));
+    head = log_head(&h);
+    CHECK_EQ(head, 13);
+#undef SEAL
+#undef HS
+    for (int i = 0; i < NDESK; i++)
+        free(env[i]);
+    for (int i = 0; i < 3; i++)
+        free(data[i]);
+    harness_close(&h);
+}
+
 int main(void)
 {
     if (fv_crypto_init() != FV_OK)
@@ -3544,6 +3958,7 @@ int main(void)
     test_bundle_batches();
     test_chunks();
     test_run_chunks();
+    test_desk();
     CHECK(!log_leak);
     CHECK(log_lines > 0);
     return check_summary("test_server");
