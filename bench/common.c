@@ -251,6 +251,79 @@ void copy_tree(const char *from, const char *to)
     closedir(d);
 }
 
+/* ---- test records --------------------------------------------------- */
+
+uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: the content only has to look like text. */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+void make_narrative(char *out, size_t len, uint64_t seed)
+{
+    static const char *const words[] = {
+        "the", "soldiers", "came", "to", "village", "at", "night", "and",
+        "we", "were", "taken", "from", "our", "houses", "my", "brother",
+        "was", "beaten", "in", "front", "of", "his", "children", "they",
+        "asked", "about", "men", "who", "had", "left", "for", "city",
+        "nobody", "told", "us", "where", "detained", "three", "days",
+        "later", "water", "was", "cut", "market", "burned", "witness",
+    };
+    size_t pos = 0, nwords = sizeof words / sizeof words[0];
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    while (pos < len) {
+        uint64_t r = rng_next(&s);
+        const char *w = words[r % nwords];
+        size_t wl = strlen(w);
+        for (size_t i = 0; i < wl && pos < len; i++)
+            out[pos++] = w[i];
+        if (pos < len)
+            out[pos++] = (r >> 32) % 23 == 0 ? '\n' : ' ';
+    }
+}
+
+/* Record i of a device: fixed-width content, so that every envelope of a
+ * run has the same size. */
+void make_record(struct rec_in *r, unsigned device, size_t i)
+{
+    static const char *const keys[NFIELDS] = {"location", "date"};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned k = (unsigned)(i % 1000000);
+    snprintf(r->title, sizeof r->title, "Testimony %04u-%06u", device % 10000, k);
+    make_narrative(r->narrative, NARRATIVE_BYTES, (uint64_t)device << 32 | i);
+    snprintf(r->values[0], sizeof r->values[0], "District %02u, village %03u",
+             k % 97, k % 997);
+    snprintf(r->values[1], sizeof r->values[1], "2024-%02u-%02u", 1 + k % 12,
+             1 + k % 28);
+    for (int f = 0; f < NFIELDS; f++) {
+        r->fields[f].key = keys[f];
+        r->fields[f].value = r->values[f];
+    }
+    snprintf(r->tagbuf, sizeof r->tagbuf, "region-%c", 'a' + k % 26);
+    r->tags[0] = r->tagbuf;
+    in.title = r->title;
+    in.narrative = r->narrative;
+    in.narrative_len = NARRATIVE_BYTES;
+    in.fields = r->fields;
+    in.nfields = NFIELDS;
+    in.tags = r->tags;
+    in.ntags = 1;
+    r->in = in;
+}
+
+void add_records(fv_vault *v, unsigned device, size_t first, size_t n)
+{
+    struct rec_in rec;
+    for (size_t i = first; i < first + n; i++) {
+        make_record(&rec, device, i);
+        fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
+    }
+}
+
+
 fv_vault *create_vault(const char *dir)
 {
     fv_create_options co = FV_CREATE_OPTIONS_INIT;

@@ -57,6 +57,30 @@ char *path_join(const char *dir, const char *name);
 void copy_file(const char *from, const char *to, mode_t mode);
 void copy_tree(const char *from, const char *to);
 
+/* ---- test records ------------------------------------------------------ */
+
+#define NARRATIVE_BYTES 300
+#define NFIELDS 2
+
+struct rec_in {
+    char title[32];
+    char narrative[NARRATIVE_BYTES];
+    char values[NFIELDS][40];
+    char tagbuf[16];
+    fv_field fields[NFIELDS];
+    const char *tags[1];
+    fv_record_input in;
+};
+
+uint64_t rng_next(uint64_t *s); /* xorshift64* */
+/* Text that looks like a testimony, `len` bytes. */
+void make_narrative(char *out, size_t len, uint64_t seed);
+/* Record i of a device: a title, a 300-byte narrative, 2 fields, a tag;
+ * fixed-width, so that every envelope of a run has the same size. */
+void make_record(struct rec_in *r, unsigned device, size_t i);
+/* fv_record_add of records first..first+n-1 of a device. */
+void add_records(fv_vault *v, unsigned device, size_t first, size_t n);
+
 /* ---- vaults, servers, devices ------------------------------------------ */
 
 fv_vault *create_vault(const char *dir); /* FV_KDF_TEST */
