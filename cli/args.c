@@ -325,22 +325,6 @@ int cli_parse_time(const char *s, int end_of_day, int64_t *out)
     return 0;
 }
 
-int cli_parse_state(const char *name, int *state)
-{
-    /* The names of fv_state_name. */
-    static const char *const names[] = {"new", "reviewed", "needs-follow-up",
-                                        "archived"};
-    static const int states[] = {FV_STATE_NEW, FV_STATE_REVIEWED,
-                                 FV_STATE_NEEDS_FOLLOW_UP, FV_STATE_ARCHIVED};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *state = states[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
 int cli_parse_filter(cli_filter *out, cli_opt *opts)
 {
     static const fv_filter init = FV_FILTER_INIT;
@@ -353,7 +337,7 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts)
     memset(out, 0, sizeof *out);
     out->f = init;
     if (state && state->count &&
-        cli_parse_state(state->values[0], &out->f.state) != 0) {
+        fv_state_parse(state->values[0], &out->f.state) != FV_OK) {
         cli_error("--state: want new, reviewed, needs-follow-up or archived, "
                   "not '%s'", state->values[0]);
         return CLI_USAGE;

@@ -117,10 +117,6 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts);
  * seconds. Returns 0 or -1. */
 int cli_parse_time(const char *s, int end_of_day, int64_t *out);
 
-/* A review state name (new, reviewed, needs-follow-up, archived) into
- * enum fv_review_state. Returns 0 or -1. */
-int cli_parse_state(const char *name, int *state);
-
 /* Decodes 64 hex digits (either case) into a device id. Returns 0 or -1. */
 int cli_parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES]);
 
@@ -241,6 +237,11 @@ int cmd_passwd(cli *c);
 int cmd_panic(cli *c);
 int cmd_version(cli *c);
 int cmd_config(cli *c);
+int cmd_merge(cli *c);
+int cmd_review(cli *c);
+int cmd_note(cli *c);
+int cmd_notes(cli *c);
+int cmd_retract(cli *c);
 
 /* Helpers of commands.c that the sync commands share. */
 /* Prints the command's help when --help was given. Returns 1 if it did. */

@@ -197,9 +197,10 @@ static int plainbuf_reserve(plainbuf *b, size_t want)
     return 0;
 }
 
-/* Reads a narrative from `path` ("-" = standard input), at most
- * FV_MAX_NARRATIVE_BYTES. */
-static int read_narrative(const char *path, plainbuf *b)
+/* Reads the `kind` of text ("narrative", "note") from `path` ("-" =
+ * standard input), at most `max` bytes. */
+static int read_text(const char *path, size_t max, const char *kind,
+                     plainbuf *b)
 {
     int fd = 0;
     int rc = 0;
@@ -208,7 +209,7 @@ static int read_narrative(const char *path, plainbuf *b)
     if (strcmp(path, "-") != 0) {
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-            cli_error("cannot open narrative file %s: %s", path,
+            cli_error("cannot open %s file %s: %s", kind, path,
                       strerror(errno));
             return CLI_IO;
         }
@@ -223,7 +224,7 @@ static int read_narrative(const char *path, plainbuf *b)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            cli_error("cannot read narrative from %s: %s", what,
+            cli_error("cannot read %s from %s: %s", kind, what,
                       strerror(errno));
             rc = CLI_IO;
             break;
@@ -231,9 +232,8 @@ static int read_narrative(const char *path, plainbuf *b)
         if (n == 0)
             break;
         b->len += (size_t)n;
-        if (b->len > FV_MAX_NARRATIVE_BYTES) {
-            cli_error("narrative from %s is longer than %u bytes", what,
-                      (unsigned)FV_MAX_NARRATIVE_BYTES);
+        if (b->len > max) {
+            cli_error("%s from %s is longer than %zu bytes", kind, what, max);
             rc = CLI_USAGE;
             break;
         }
@@ -450,7 +450,8 @@ static int record_args_build(record_args *a, const cli *c, cli_opt *opts,
         return CLI_FAIL;
     }
     if (nfile->count &&
-        (rc = read_narrative(nfile->values[0], &a->narrative)) != 0)
+        (rc = read_text(nfile->values[0], FV_MAX_NARRATIVE_BYTES, "narrative",
+                        &a->narrative)) != 0)
         return rc;
 
     in->title = title->count ? title->values[0] : NULL;
@@ -475,11 +476,12 @@ static int record_args_build(record_args *a, const cli *c, cli_opt *opts,
     return 0;
 }
 
-/* Runs fv_record_add (edit_id NULL) or fv_record_edit with a progress bar
- * and Ctrl-C cancel while attachments move. Returns 0 or an exit code
- * (message printed). */
+/* Runs fv_record_add (edit_id NULL), fv_record_edit or (merge)
+ * fv_record_merge with a progress bar and Ctrl-C cancel while attachments
+ * move. Returns 0 or an exit code (message printed). */
 static int write_record(fv_vault *v, unsigned char out[FV_ID_BYTES],
-                        const unsigned char *edit_id, fv_record_input *in)
+                        const unsigned char *edit_id, int merge,
+                        fv_record_input *in)
 {
     cli_progress prog;
     int r;
@@ -492,6 +494,8 @@ static int write_record(fv_vault *v, unsigned char out[FV_ID_BYTES],
     }
     if (edit_id == NULL)
         r = fv_record_add(v, out, in);
+    else if (merge)
+        r = fv_record_merge(v, out, edit_id, in);
     else
         r = fv_record_edit(v, out, edit_id, in);
     if (in->nattachments > 0) {
@@ -527,7 +531,7 @@ int cmd_add(cli *c)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
-    if ((rc = write_record(v, id, NULL, &in)) != 0)
+    if ((rc = write_record(v, id, NULL, 0, &in)) != 0)
         goto cleanup;
     /* The record is durable now: print its id at once. */
     if (c->json) {
@@ -547,7 +551,22 @@ cleanup:
     return rc;
 }
 
-int cmd_edit(cli *c)
+/* Puts the number of heads of record `id` in *nheads. */
+static int count_heads(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                       size_t *nheads)
+{
+    fv_record *rec = NULL;
+    int r = fv_record_get(v, &rec, id);
+    if (r != FV_OK)
+        return cli_fail(v, r, NULL);
+    *nheads = rec->nheads;
+    fv_record_free(rec);
+    return 0;
+}
+
+/* edit, and merge: the same changes, written on the newest head (edit) or
+ * on every head (merge). */
+static int edit_or_merge(cli *c, int merge)
 {
     cli_opt opts[] = {{"title", OPT_ONE, NULL, 0},
                       {"narrative-file", OPT_ONE, NULL, 0},
@@ -571,7 +590,8 @@ int cmd_edit(cli *c)
     size_t changes = 0;
     for (cli_opt *o = opts; o->name; o++)
         changes += o->count;
-    if (changes == 0) {
+    /* A merge without changes keeps the newest head's content. */
+    if (changes == 0 && !merge) {
         cli_error("edit: nothing to change (see 'fieldvault edit --help')");
         rc = CLI_USAGE;
         goto cleanup;
@@ -582,7 +602,15 @@ int cmd_edit(cli *c)
         goto cleanup;
     if ((rc = resolve(v, c->pos[0], id)) != 0)
         goto cleanup;
-    if ((rc = write_record(v, rev, id, &in)) != 0)
+    size_t nheads = 0;
+    if (merge && changes == 0 && (rc = count_heads(v, id, &nheads)) != 0)
+        goto cleanup;
+    if (merge && changes == 0 && nheads < 2) {
+        cli_error("merge: the record has no conflict and nothing to change");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = write_record(v, rev, id, merge, &in)) != 0)
         goto cleanup;
     if (c->json) {
         fputs("{", stdout);
@@ -602,6 +630,16 @@ cleanup:
     record_args_free(&args);
     cli_opts_free(opts);
     return rc;
+}
+
+int cmd_edit(cli *c)
+{
+    return edit_or_merge(c, 0);
+}
+
+int cmd_merge(cli *c)
+{
+    return edit_or_merge(c, 1);
 }
 
 /* ---- list and search ----------------------------------------------------------- */
@@ -653,7 +691,15 @@ static int print_summary(const fv_record *r, void *payload)
         json_key(stdout, "conflict");
         fputs(r->nheads > 1 ? "true, " : "false, ", stdout);
         json_key(stdout, "complete");
-        fputs(complete ? "true}" : "false}", stdout);
+        fputs(complete ? "true, " : "false, ", stdout);
+        json_key(stdout, "state");
+        json_strz(stdout, fv_state_name(r->state));
+        fputs(", ", stdout);
+        json_key(stdout, "author");
+        json_id(stdout, r->origin);
+        fputs(", ", stdout);
+        json_key(stdout, "notes");
+        fprintf(stdout, "%zu}", r->nnotes);
     } else {
         char hex[FV_ID_HEX_BYTES];
         char when[32];
@@ -668,28 +714,37 @@ static int print_summary(const fv_record *r, void *payload)
             fputs(" [conflict]", stdout);
         if (!complete)
             fputs(" [incomplete]", stdout);
+        if (r->state != FV_STATE_NEW && fv_state_name(r->state) != NULL)
+            fprintf(stdout, " [%s]", fv_state_name(r->state));
         fputc('\n', stdout);
     }
     l->count++;
     return 0;
 }
 
+/* list, and search: every record, or those containing TEXT, that pass the
+ * selection options. */
 static int list_or_search(cli *c, int search)
 {
+    cli_opt opts[] = {CLI_FILTER_OPTS, {NULL, 0, NULL, 0}};
+    cli_filter sel;
     fv_vault *v = NULL;
     char *dir = NULL;
     listing l = {0, 0};
     int rc;
 
-    if (cli_begin(c, NULL, search, search, "search TEXT", &rc))
+    if (cli_begin(c, opts, search, search, "search TEXT", &rc))
         goto cleanup;
+    if ((rc = cli_parse_filter(&sel, opts)) != 0)
+        goto cleanup;
+    if (search)
+        sel.f.text = c->pos[0];
     l.json = c->json;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     if (l.json)
         fputs("[", stdout);
-    int r = search ? fv_vault_search(v, c->pos[0], print_summary, &l)
-                   : fv_vault_list(v, print_summary, &l);
+    int r = fv_vault_query(v, &sel.f, print_summary, &l);
     /* A document is always completed: on FV_ECORRUPT it holds every record
      * that verified. */
     if (l.json)
@@ -700,6 +755,7 @@ static int list_or_search(cli *c, int search)
 cleanup:
     fv_vault_close(v);
     free(dir);
+    cli_opts_free(opts);
     return rc;
 }
 
@@ -771,12 +827,125 @@ static void history_free(history *h)
     memset(h, 0, sizeof *h);
 }
 
+/* Notes copied out of fv_notes_list; their text is wiped when freed. */
+typedef struct notecopy {
+    unsigned char id[FV_ID_BYTES];
+    unsigned char record[FV_ID_BYTES];
+    unsigned char author[FV_ID_BYTES];
+    int64_t time;
+    char *text;
+    size_t len;
+} notecopy;
+
+typedef struct notelist {
+    notecopy *n;
+    size_t count;
+    size_t cap;
+    int oom;
+} notelist;
+
+static int collect_note(const fv_note *note, void *payload)
+{
+    notelist *l = payload;
+    notecopy *n = cli_grow(l->n, &l->cap, l->count, sizeof *n, 8);
+    if (n == NULL) {
+        l->oom = 1;
+        return 1;
+    }
+    l->n = n;
+    n = &l->n[l->count];
+    memset(n, 0, sizeof *n);
+    n->len = strlen(note->text);
+    n->text = malloc(n->len + 1);
+    if (n->text == NULL) {
+        l->oom = 1;
+        return 1;
+    }
+    memcpy(n->text, note->text, n->len + 1);
+    memcpy(n->id, note->id, FV_ID_BYTES);
+    memcpy(n->record, note->record, FV_ID_BYTES);
+    memcpy(n->author, note->author, FV_ID_BYTES);
+    n->time = note->time;
+    l->count++;
+    return 0;
+}
+
+static void notelist_free(notelist *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        fv_wipe(l->n[i].text, l->n[i].len);
+        free(l->n[i].text);
+    }
+    free(l->n);
+    memset(l, 0, sizeof *l);
+}
+
+/* The notes about record `id` (NULL: every record) into `l`. Returns 0 or
+ * an exit code (message printed). */
+static int notes_load(fv_vault *v, const unsigned char *id, notelist *l)
+{
+    int r = fv_notes_list(v, id, collect_note, l);
+    if (l->oom) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    return r == FV_OK ? 0 : cli_fail(v, r, NULL);
+}
+
+/* One note as a JSON object: {id, record, author, time, text}. */
+static void note_json(FILE *o, const notecopy *n)
+{
+    json_key(o, "id");
+    json_id(o, n->id);
+    fputs(", ", o);
+    json_key(o, "record");
+    json_id(o, n->record);
+    fputs(", ", o);
+    json_key(o, "author");
+    json_id(o, n->author);
+    fputs(", ", o);
+    json_key(o, "time");
+    json_time(o, n->time);
+    fputs(", ", o);
+    json_key(o, "text");
+    json_str(o, n->text, n->len);
+    fputc('}', o);
+}
+
+/* Text of several lines, each after `indent`, escaped for the terminal. */
+static void put_indented(FILE *o, const char *s, size_t len,
+                         const char *indent)
+{
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(s + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (s + i)) : len - i;
+        fputs(indent, o);
+        text_put(o, s + i, n, 1);
+        fputc('\n', o);
+        i += n + 1;
+    }
+}
+
+/* A note for a human: WHEN  from AUTHOR, then its text indented. */
+static void note_text(FILE *o, const notecopy *n, const char *indent)
+{
+    char when[40], author[FV_ID_HEX_BYTES];
+    time_format(when, sizeof when, n->time, TIME_MINUTES);
+    fv_id_to_hex(author, n->author);
+    fprintf(o, "%s%s UTC  from %s\n", indent, when, author);
+    char deeper[16];
+    snprintf(deeper, sizeof deeper, "%s  ", indent);
+    put_indented(o, n->text, n->len, deeper);
+}
+
 static const char *kind_name(int kind)
 {
     return kind == FV_TOMBSTONE ? "tombstone" : "revision";
 }
 
-static void show_json(const fv_record *r, const history *h, int delivered)
+static void show_json(const fv_record *r, const history *h,
+                      const notelist *notes, int delivered)
 {
     FILE *o = stdout;
     fputs("{\n  ", o);
@@ -799,7 +968,16 @@ static void show_json(const fv_record *r, const history *h, int delivered)
     json_time(o, r->modified);
     fputs(",\n  ", o);
     json_key(o, "author");
+    json_id(o, r->origin);
+    fputs(",\n  ", o);
+    json_key(o, "signer");
     json_id(o, r->author);
+    fputs(",\n  ", o);
+    json_key(o, "revision");
+    json_id(o, r->revision);
+    fputs(",\n  ", o);
+    json_key(o, "state");
+    json_strz(o, fv_state_name(r->state));
     fputs(",\n  ", o);
     json_key(o, "fields");
     fputs("{", o);
@@ -870,11 +1048,19 @@ static void show_json(const fv_record *r, const history *h, int delivered)
         json_id(o, h->r[i].id);
     }
     fputs("],\n  ", o);
+    json_key(o, "notes");
+    fputs("[", o);
+    for (size_t i = 0; i < notes->count; i++) {
+        fputs(i ? ",\n    {" : "\n    {", o);
+        note_json(o, &notes->n[i]);
+    }
+    fputs(notes->count ? "\n  ],\n  " : "],\n  ", o);
     json_key(o, "delivered");
     fputs(delivered ? "true\n}\n" : "false\n}\n", o);
 }
 
-static void show_text(const fv_record *r, const history *h, int delivered)
+static void show_text(const fv_record *r, const history *h,
+                      const notelist *notes, int delivered)
 {
     FILE *o = stdout;
     char hex[FV_ID_HEX_BYTES];
@@ -889,13 +1075,32 @@ static void show_text(const fv_record *r, const history *h, int delivered)
     fprintf(o, "created:     %s UTC\n", when);
     time_format(when, sizeof when, r->modified, TIME_SECONDS);
     fprintf(o, "modified:    %s UTC\n", when);
-    fv_id_to_hex(hex, r->author);
+    fv_id_to_hex(hex, r->origin);
     fprintf(o, "author:      %s\n", hex);
+    if (memcmp(r->author, r->origin, FV_ID_BYTES) != 0) {
+        fv_id_to_hex(hex, r->author);
+        fprintf(o, "signed by:   %s (this revision)\n", hex);
+    }
     fv_id_to_hex(hex, r->revision);
     fprintf(o, "revision:    %s\n", hex);
-    if (r->nheads > 1)
+    if (fv_state_name(r->state) != NULL)
+        fprintf(o, "state:       %s\n", fv_state_name(r->state));
+    if (r->nheads > 1) {
         fprintf(o, "conflict:    %zu heads (concurrent edits; the newest is "
-                   "shown)\n", r->nheads);
+                   "shown; 'merge' ends it)\n", r->nheads);
+        for (size_t i = 0; i < h->n; i++) {
+            const revcopy *rv = &h->r[i];
+            char author[FV_ID_HEX_BYTES];
+            if (!rv->head)
+                continue;
+            time_format(when, sizeof when, rv->time, TIME_SECONDS);
+            fv_id_to_hex(hex, rv->id);
+            fv_id_to_hex(author, rv->author);
+            fprintf(o, "  head %s  %s  by %.16s%s\n", hex, when, author,
+                    memcmp(rv->id, r->revision, FV_ID_BYTES) == 0
+                        ? "  [shown]" : "");
+        }
+    }
     /* Of what this device wrote: a record pulled from others is "yes". */
     fputs(delivered ? "delivered:   yes (the server acknowledged all this "
                       "device wrote of it)\n"
@@ -962,6 +1167,11 @@ static void show_text(const fv_record *r, const history *h, int delivered)
             fprintf(o, "      parent %s\n", hex);
         }
     }
+    if (notes->count > 0) {
+        fputs("notes (oldest first):\n", o);
+        for (size_t i = 0; i < notes->count; i++)
+            note_text(o, &notes->n[i], "  ");
+    }
 }
 
 int cmd_show(cli *c)
@@ -969,6 +1179,7 @@ int cmd_show(cli *c)
     fv_vault *v = NULL;
     fv_record *rec = NULL;
     history h = {NULL, 0, 0, 0};
+    notelist notes = {NULL, 0, 0, 0};
     char *dir = NULL;
     unsigned char id[FV_ID_BYTES];
     int rc;
@@ -1000,12 +1211,15 @@ int cmd_show(cli *c)
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
+    if ((rc = notes_load(v, id, &notes)) != 0)
+        goto cleanup;
     if (c->json)
-        show_json(rec, &h, delivered);
+        show_json(rec, &h, &notes, delivered);
     else
-        show_text(rec, &h, delivered);
+        show_text(rec, &h, &notes, delivered);
     rc = cli_flush_stdout();
 cleanup:
+    notelist_free(&notes);
     history_free(&h);
     fv_record_free(rec);
     fv_vault_close(v);
@@ -1045,6 +1259,257 @@ int cmd_delete(cli *c)
 cleanup:
     fv_vault_close(v);
     free(dir);
+    return rc;
+}
+
+/* ---- the coordinator's desk: review, note, notes, retract ------------------------ */
+
+int cmd_review(cli *c)
+{
+    cli_opt opts[] = {{"state", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    unsigned char id[FV_ID_BYTES];
+    int state;
+    int rc;
+
+    if (cli_begin(c, opts, 1, 1, "record ID", &rc))
+        goto cleanup;
+    if (opts[0].count == 0) {
+        cli_error("review: --state is required (new, reviewed, "
+                  "needs-follow-up or archived)");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (fv_state_parse(opts[0].values[0], &state) != FV_OK) {
+        cli_error("--state: want new, reviewed, needs-follow-up or archived, "
+                  "not '%s'", opts[0].values[0]);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    int r = fv_record_set_state(v, id, state);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs(", ", stdout);
+        json_key(stdout, "state");
+        json_strz(stdout, fv_state_name(state));
+        fputs("}\n", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, id);
+        fprintf(stdout, "%s  %s\n", hex, fv_state_name(state));
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_note(cli *c)
+{
+    cli_opt opts[] = {{"text", OPT_ONE, NULL, 0},
+                      {"text-file", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    plainbuf buf = {NULL, 0, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    unsigned char id[FV_ID_BYTES];
+    unsigned char note[FV_ID_BYTES];
+    const char *text;
+    int rc;
+
+    if (cli_begin(c, opts, 1, 1, "record ID", &rc))
+        goto cleanup;
+    if (opts[0].count + opts[1].count != 1) {
+        cli_error("note: give the text with --text T or --text-file F "
+                  "('-': standard input), once");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (opts[1].count) {
+        const char *f = opts[1].values[0];
+        if (strcmp(f, "-") == 0 && cli_passphrase_uses_stdin(c)) {
+            cli_error("--text-file - and --passphrase-fd 0 both want "
+                      "standard input");
+            rc = CLI_USAGE;
+            goto cleanup;
+        }
+        if ((rc = read_text(f, FV_MAX_NOTE_BYTES, "note", &buf)) != 0)
+            goto cleanup;
+        if (memchr(buf.p, '\0', buf.len) != NULL) {
+            cli_error("note: the text holds a NUL byte");
+            rc = CLI_USAGE;
+            goto cleanup;
+        }
+        buf.p[buf.len] = '\0'; /* read_text leaves room for it */
+        text = buf.p;
+    } else {
+        text = opts[0].values[0];
+    }
+    if (text[0] == '\0') {
+        cli_error("note: the text is empty");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (strlen(text) > FV_MAX_NOTE_BYTES) {
+        cli_error("note: the text is longer than %u bytes",
+                  (unsigned)FV_MAX_NOTE_BYTES);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    int r = fv_note_add(v, note, id, text);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, note);
+        fputs(", ", stdout);
+        json_key(stdout, "record");
+        json_id(stdout, id);
+        fputs("}\n", stdout);
+    } else {
+        print_id_line(note);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    plainbuf_free(&buf);
+    cli_opts_free(opts);
+    return rc;
+}
+
+int cmd_notes(cli *c)
+{
+    notelist notes = {NULL, 0, 0, 0};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    unsigned char id[FV_ID_BYTES];
+    int rc;
+
+    if (cli_begin(c, NULL, 0, 1, "record ID", &rc))
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if (c->npos && (rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    if ((rc = notes_load(v, c->npos ? id : NULL, &notes)) != 0)
+        goto cleanup;
+    if (c->json)
+        fputs("[", stdout);
+    for (size_t i = 0; i < notes.count; i++) {
+        const notecopy *n = &notes.n[i];
+        if (c->json) {
+            json_list_item(stdout, i);
+            note_json(stdout, n);
+            continue;
+        }
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, n->record);
+        fprintf(stdout, "%srecord %s\n", i ? "\n" : "", hex);
+        note_text(stdout, n, "");
+    }
+    if (c->json)
+        json_list_end(stdout, notes.count);
+    rc = cli_flush_stdout();
+cleanup:
+    notelist_free(&notes);
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
+/* Asks `question` on the terminal; only "yes" goes on. No terminal means
+ * no question. Returns 0 to go on, or CLI_CANCELED after printing why. */
+static int confirm_on_terminal(const cli *c, const char *question)
+{
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char answer[8];
+    size_t n = 0;
+
+    if (fd < 0)
+        return 0;
+    (void)!write(fd, question, strlen(question));
+    for (;;) {
+        char ch;
+        ssize_t k = read(fd, &ch, 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0 || ch == '\n' || ch == '\r')
+            break;
+        if (n < sizeof answer)
+            answer[n++] = ch;
+    }
+    close(fd);
+    if (n == 3 && memcmp(answer, "yes", 3) == 0)
+        return 0;
+    cli_error("%s: canceled", c->cmd);
+    return CLI_CANCELED;
+}
+
+int cmd_retract(cli *c)
+{
+    cli_opt opts[] = {{"yes", OPT_FLAG, NULL, 0}, {NULL, 0, NULL, 0}};
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    unsigned char id[FV_ID_BYTES];
+    char hex[FV_ID_HEX_BYTES];
+    int rc;
+
+    if (cli_begin(c, opts, 1, 1, "record ID", &rc))
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if ((rc = resolve(v, c->pos[0], id)) != 0)
+        goto cleanup;
+    fv_id_to_hex(hex, id);
+    if (opts[0].count == 0) {
+        char q[200];
+        snprintf(q, sizeof q, "Retract record %.16s...? Its copy is destroyed "
+                 "here now and on every device after their next sync.\n"
+                 "Type 'yes' to retract: ", hex);
+        if ((rc = confirm_on_terminal(c, q)) != 0)
+            goto cleanup;
+    }
+    int r = fv_record_retract(v, id);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "id");
+        json_id(stdout, id);
+        fputs(", ", stdout);
+        json_key(stdout, "retracted");
+        fputs("true}\n", stdout);
+    } else {
+        fprintf(stdout, "retracted %s\n", hex);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
     return rc;
 }
 

@@ -14,11 +14,16 @@ static const char overview[] =
     "commands:\n"
     "  init                create a vault\n"
     "  add                 add a record; prints its id\n"
-    "  list                list records\n"
+    "  list                list records (filters: state, tag, device, dates)\n"
     "  show ID             show a record with its history\n"
     "  edit ID             write a new revision of a record\n"
     "  delete ID           delete a record\n"
     "  search TEXT         find records containing TEXT\n"
+    "  review ID           coordinators: set a record's review state\n"
+    "  note ID             write a note about a record to its author\n"
+    "  notes [ID]          the notes this vault can read\n"
+    "  merge ID            end a conflict: a revision on top of every head\n"
+    "  retract ID          the witness withdrew consent: destroy every copy\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
     "  config              vault settings: retention\n"
@@ -92,13 +97,26 @@ static const struct {
      "  --attach PATH        attach a file, named by its base name\n"
      "With --json prints {\"id\": ID}.\n"},
     {"list",
-     "usage: fieldvault list [--json]\n"
+     "usage: fieldvault list [--state S] [--tag T] [--device DEVICE_ID]\n"
+     "                       [--since DATE] [--until DATE] [--json]\n"
      "\n"
      "Lists the records, oldest first: ID  CREATED  TITLE, then [conflict]\n"
-     "when concurrent edits left several heads, and [incomplete] when some\n"
-     "attachment chunks have not arrived yet. With --json: an array of\n"
-     "{id, title, created, modified, tags, attachments, conflict, complete}.\n"
-     "Records that fail verification are skipped and reported (exit 5).\n"},
+     "when concurrent edits left several heads, [incomplete] when some\n"
+     "attachment chunks have not arrived yet, and the review state unless it\n"
+     "is new. With --json: an array of {id, title, created, modified, tags,\n"
+     "attachments, conflict, complete, state, author, notes} (author: the\n"
+     "device that created the record; notes: how many this vault can read).\n"
+     "Records that fail verification are skipped and reported (exit 5).\n"
+     "\n"
+     "Only the records that pass every option given are listed:\n"
+     "  --state S            new, reviewed, needs-follow-up or archived\n"
+     "  --tag T              records with exactly this tag\n"
+     "  --device DEVICE_ID   records created by this device (64 hex digits,\n"
+     "                       as 'org devices' and list --json print them)\n"
+     "  --since DATE         created at or after DATE\n"
+     "  --until DATE         created at or before DATE (a bare date: to the\n"
+     "                       end of that day)\n"
+     "DATE is YYYY-MM-DD or a UTC time YYYY-MM-DDTHH:MM[:SS]Z.\n"},
     {"show",
      "usage: fieldvault show ID [--json]\n"
      "\n"
@@ -108,9 +126,15 @@ static const struct {
      "M chunks'. 'delivered' says whether the server acknowledged every\n"
      "envelope and chunk of the record that this device wrote (yes for a\n"
      "record with nothing of this device's waiting).\n"
-     "With --json: {id, title, narrative, created, modified, author, fields,\n"
-     "tags, attachments: [{name, size, chunks, chunks_present}], revisions,\n"
-     "heads, delivered}.\n"},
+     "The review state and the notes about the record are shown too. When\n"
+     "concurrent edits left several heads (a conflict), each is listed and\n"
+     "the newest is shown; 'merge' ends the conflict.\n"
+     "With --json: {id, title, narrative, created, modified, author (the\n"
+     "device that created the record), signer (of the shown revision),\n"
+     "revision (the shown head), state, fields, tags, attachments: [{name,\n"
+     "size, chunks, chunks_present}], revisions, heads (revision ids; more\n"
+     "than one is a conflict), notes: [{id, record, author, time, text}],\n"
+     "delivered}.\n"},
     {"edit",
      "usage: fieldvault edit ID [--title T] [--narrative-file F|-]\n"
      "                          [--field K=V]... [--remove-field K]...\n"
@@ -126,10 +150,52 @@ static const struct {
      "Deletes a record: writes a signed tombstone and destroys the local\n"
      "ciphertext of all its revisions and attachments.\n"},
     {"search",
-     "usage: fieldvault search TEXT [--json]\n"
+     "usage: fieldvault search TEXT [list's filters] [--json]\n"
      "\n"
      "Lists the records whose title, narrative, fields, tags or attachment\n"
-     "names contain TEXT (ASCII letters match regardless of case).\n"},
+     "names contain TEXT (ASCII letters match regardless of case), as\n"
+     "'list' does and with its options. On a coordinator's vault it covers\n"
+     "every device's records.\n"},
+    {"review",
+     "usage: fieldvault review ID --state new|reviewed|needs-follow-up|archived\n"
+     "\n"
+     "Coordinators: sets the record's review state. It travels to the other\n"
+     "coordinators at the next sync (only they can read it); the newest\n"
+     "setting wins. Prints ID  STATE; with --json {\"id\", \"state\"}.\n"
+     "Exit 15 if this vault holds no organisation key.\n"},
+    {"note",
+     "usage: fieldvault note ID --text T\n"
+     "       fieldvault note ID --text-file F|-\n"
+     "\n"
+     "Writes a note about the record, encrypted so that only the device that\n"
+     "created the record, the coordinators and this device can read it; it\n"
+     "travels at the next sync. The text (at most 64 KiB of UTF-8) comes\n"
+     "from --text, or from file F ('-': standard input). Prints the note's\n"
+     "id; with --json {\"id\", \"record\"}.\n"},
+    {"notes",
+     "usage: fieldvault notes [ID] [--json]\n"
+     "\n"
+     "The notes this vault can read (about record ID only, if given), oldest\n"
+     "first: the record, when and from which device, then the text. With\n"
+     "--json: an array of {id, record, author, time, text}.\n"},
+    {"merge",
+     "usage: fieldvault merge ID [edit's options]\n"
+     "\n"
+     "Ends a conflict: writes a revision whose parents are every head of the\n"
+     "record, with the newest head's content and the changes given (the same\n"
+     "options as 'edit'). Every revision stays in the history. Prints the\n"
+     "revision id; with --json {\"id\", \"revision\"}. Without a conflict it\n"
+     "is an edit, and needs a change.\n"},
+    {"retract",
+     "usage: fieldvault retract ID [--yes]\n"
+     "\n"
+     "The witness withdrew consent. Writes a signed retraction and destroys\n"
+     "this vault's copy of the record (revisions, attachments, notes, keys);\n"
+     "at the next sync the server deletes it and every device that held it\n"
+     "destroys its copy. The retraction (record id, who, when) remains. On a\n"
+     "terminal it asks first, unless --yes. Only the device that created the\n"
+     "record or a coordinator may retract it (exit 15).\n"
+     "Prints 'retracted ID'; with --json {\"id\", \"retracted\": true}.\n"},
     {"attachment",
      "usage: fieldvault attachment get ID NAME --output FILE\n"
      "\n"

@@ -84,6 +84,9 @@ static const struct {
     {"serve", cmd_serve},     {"enroll", cmd_enroll},
     {"org", cmd_org},         {"sync", cmd_sync},
     {"bundle", cmd_bundle},   {"config", cmd_config},
+    {"merge", cmd_merge},     {"review", cmd_review},
+    {"note", cmd_note},       {"notes", cmd_notes},
+    {"retract", cmd_retract},
 };
 
 static int run_help_command(cli *c)

@@ -11,6 +11,7 @@ The binary may also be given as FIELDVAULT_BIN. The full-disk test mounts a
 nothing else is ever skipped.
 """
 
+import calendar
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ import termios
 import time
 import unittest
 
+import test_sync  # servers and organisations, for TestDeskCoordinator
+
 BIN = None  # set in main()
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,17 +43,20 @@ CHUNK = 256 * 1024
 
 # Exit codes (the table at the top of cli/main.c).
 OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT = 0, 1, 2, 3, 4, 5
-VERSION, NOTFOUND, IO, NOSPACE, EXISTS = 7, 8, 9, 10, 11
+VERSION, NOTFOUND, IO, NOSPACE, EXISTS, CANCELED = 7, 8, 9, 10, 11, 12
+DENIED = 15
 
 LIST_KEYS = {"id", "title", "created", "modified", "tags", "attachments",
-             "conflict", "complete"}
+             "conflict", "complete", "state", "author", "notes"}
 SHOW_KEYS = {"id", "title", "narrative", "created", "modified", "author",
-             "fields", "tags", "attachments", "revisions", "heads",
-             "delivered"}
+             "signer", "revision", "state", "fields", "tags", "attachments",
+             "revisions", "heads", "notes", "delivered"}
+NOTE_KEYS = {"id", "record", "author", "time", "text"}
 REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
 ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
 COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
-            "attachment", "passwd", "panic", "version", "config"]
+            "attachment", "passwd", "panic", "version", "config", "review",
+            "note", "notes", "merge", "retract"]
 
 
 def clean_env(extra=None):
@@ -1188,6 +1194,373 @@ class TestCrash(CliTest):
         self.add(d, "after the crashes")
 
 
+# ---- the coordinator's desk: filters, notes, conflicts and merge, retraction ------
+
+def iso_to_unix(s):
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def unix_to_iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class TestDesk(CliTest):
+    def ids(self, vault, *args):
+        j = self.jv(vault, "list", *args)
+        self.assertIsInstance(j, list)
+        return [x["id"] for x in j]
+
+    def test_list_filters_and_json(self):
+        d = self.path("v")
+        device = self.jv(d, "init", "--kdf", "test")["device"]
+        a = self.add(d, "at the river", "--tag", "border", "--tag", "night")
+        b = self.add(d, "in the market", "--tag", "market")
+        lst = self.jv(d, "list")
+        self.assertEqual([x["id"] for x in lst], [a, b])
+        for x in lst:
+            self.assertEqual(set(x), LIST_KEYS, x)
+            self.assertEqual(x["state"], "new")
+            self.assertEqual(x["author"], device)
+            self.assertEqual(x["notes"], 0)
+        created = iso_to_unix(lst[0]["created"])
+        day = unix_to_iso(created)[:10]
+        cases = [
+            ((), [a, b]),
+            (("--tag", "border"), [a]),
+            (("--tag", "night"), [a]),
+            (("--tag", "bord"), []),           # exact tags only
+            (("--device", device), [a, b]),
+            (("--device", device.upper()), [a, b]),
+            (("--device", "0" * 64), []),
+            (("--state", "new"), [a, b]),
+            (("--state", "reviewed"), []),
+            (("--state", "archived"), []),
+            (("--since", day), [a, b]),
+            (("--until", day), [a, b]),        # a bare date: the whole day
+            (("--since", day, "--until", day), [a, b]),
+            (("--since", unix_to_iso(created - 86400)[:10]), [a, b]),
+            (("--until", unix_to_iso(created - 86400)[:10]), []),
+            (("--since", unix_to_iso(created + 86400)[:10]), []),
+            (("--since", unix_to_iso(created)), [a, b]),   # inclusive
+            (("--until", unix_to_iso(created + 3600)), [a, b]),
+            (("--until", unix_to_iso(created - 1)), []),
+            (("--since", unix_to_iso(created - 120)[:16] + "Z"), [a, b]),
+            (("--tag", "border", "--state", "new", "--device", device,
+              "--since", day), [a]),
+            (("--tag", "market", "--device", "f" * 64), []),
+        ]
+        for args, want in cases:
+            with self.subTest(args=args):
+                got = [x for x in self.ids(d, *args) if x in (a, b)]
+                self.assertEqual(got, want)
+        # the text listing marks nothing for new records, and filters too
+        out = self.v(d, "list", "--tag", "market").stdout.decode()
+        self.assertEqual(out.splitlines()[0].split("  ")[0], b)
+        self.assertEqual(len(out.splitlines()), 1)
+        self.assertNotIn("[new]", out)
+        # search takes the same filters
+        hits = self.jv(d, "search", "the", "--tag", "market")
+        self.assertEqual([x["id"] for x in hits], [b])
+        self.assertEqual(set(hits[0]), LIST_KEYS)
+        self.assertEqual([x["id"] for x in self.jv(d, "search", "THE")],
+                         [a, b])
+
+    def test_bad_filters(self):
+        d = self.make_vault()
+        self.add(d, "one")
+        bad = [
+            ("--state", "done"),
+            ("--state", ""),
+            ("--state", "Reviewed"),
+            ("--device", "abc"),
+            ("--device", "0" * 63),
+            ("--device", "0" * 65),
+            ("--device", "g" * 64),
+            ("--device", ""),
+            ("--tag", ""),
+            ("--since", "2026-02-30"),
+            ("--since", "2025-02-29"),
+            ("--since", "2026-1-01"),
+            ("--since", "26-01-01"),
+            ("--since", "2026-13-01"),
+            ("--since", "2026-00-10"),
+            ("--since", "1969-12-31"),
+            ("--since", "2026-01-01T25:00:00Z"),
+            ("--since", "2026-01-01T10:60Z"),
+            ("--since", "2026-01-01T10:00:00+02:00"),
+            ("--since", "2026-01-01T10"),
+            ("--since", "2026-01-01 "),
+            ("--since", "yesterday"),
+            ("--since", ""),
+            ("--until", "2026-01-01Z"),
+            ("--since", "2026-01-02", "--until", "2026-01-01"),
+            ("--since", "2026-01-01", "--since", "2026-01-02"),
+            ("--tag", "a", "--tag", "b"),
+            ("--state",),
+        ]
+        for args in bad:
+            with self.subTest(args=args):
+                self.v(d, "list", *args, expect=USAGE)
+                self.v(d, "search", "x", *args, expect=USAGE)
+        # the leap day of a leap year is a date
+        self.v(d, "list", "--since", "2024-02-29")
+
+    def test_review_needs_the_organisation_key(self):
+        d = self.make_vault()
+        rid = self.add(d, "one")
+        r = self.v(d, "review", rid, "--state", "reviewed", expect=DENIED)
+        self.assertIn(b"coordinator", r.stderr)
+        self.v(d, "review", rid, expect=USAGE)
+        self.v(d, "review", rid, "--state", "done", expect=USAGE)
+        self.v(d, "review", "--state", "new", expect=USAGE)
+        self.v(d, "review", "0000" + rid[4:], "--state", "new",
+               expect=NOTFOUND)
+        self.assertEqual(self.show(d, rid)["state"], "new")
+
+    def test_notes_on_own_record(self):
+        d = self.path("v")
+        device = self.jv(d, "init", "--kdf", "test")["device"]
+        rid = self.add(d, "one")
+        other = self.add(d, "two")
+        text1 = "Please call W-09 again: 날짜를 확인해 주세요."
+        j = self.jv(d, "note", rid, "--text", text1)
+        self.assertEqual(set(j), {"id", "record"})
+        self.assertEqual(j["record"], rid)
+        self.assertRegex(j["id"], HEX64)
+        n1 = j["id"]
+        text2 = "line one\nline two\n\ttabbed \x1b[31m"
+        nf = self.write("note.txt", text2.encode())
+        out = self.v(d, "note", rid[:8], "--text-file", nf).stdout.decode()
+        self.assertRegex(out.strip(), HEX64)
+        text3 = "from standard input"
+        self.v(d, "note", other, "--text-file", "-", stdin=text3.encode())
+
+        notes = self.jv(d, "notes")
+        self.assertEqual([(n["record"], n["text"]) for n in notes],
+                         [(rid, text1), (rid, text2), (other, text3)])
+        for n in notes:
+            self.assertEqual(set(n), NOTE_KEYS)
+            self.assertEqual(n["author"], device)
+            self.assertRegex(n["time"], ISO_UTC)
+        self.assertEqual(notes[0]["id"], n1)
+        self.assertEqual(len({n["id"] for n in notes}), 3)
+        # about one record only
+        self.assertEqual([n["text"] for n in self.jv(d, "notes", other)],
+                         [text3])
+        # show and list carry them
+        s = self.show(d, rid)
+        self.assertEqual(set(s), SHOW_KEYS)
+        self.assertEqual([(n["id"], n["text"]) for n in s["notes"]],
+                         [(n["id"], n["text"]) for n in notes[:2]])
+        self.assertEqual({x["id"]: x["notes"] for x in self.jv(d, "list")},
+                         {rid: 2, other: 1})
+        # the text listing escapes what could drive a terminal
+        out = self.v(d, "notes").stdout
+        self.assertIn(text1.encode(), out)
+        self.assertIn(b"  line two\n", out)
+        self.assertNotIn(b"\x1b", out)
+        self.assertIn(b"\\x1b[31m", out)
+        self.assertIn(rid.encode(), out)
+        out = self.v(d, "show", rid).stdout
+        self.assertIn(b"notes (oldest first):", out)
+        self.assertNotIn(b"\x1b", out)
+
+        # errors
+        big = self.write("big.txt", b"x" * (64 * 1024 + 1))
+        nul = self.write("nul.txt", b"a\0b")
+        empty = self.write("empty.txt", b"")
+        for args, code in [
+                ((rid,), USAGE),                          # no text
+                ((rid, "--text", ""), USAGE),
+                ((rid, "--text", "a", "--text-file", nf), USAGE),
+                ((rid, "--text", "a", "--text", "b"), USAGE),
+                ((rid, "--text", "x" * (64 * 1024 + 1)), USAGE),
+                ((rid, "--text-file", big), USAGE),
+                ((rid, "--text-file", nul), USAGE),
+                ((rid, "--text-file", empty), USAGE),
+                ((rid, "--text-file", self.path("missing.txt")), IO),
+                (("--text", "a"), USAGE),                 # no record
+                (("0000" + rid[4:], "--text", "a"), NOTFOUND)]:
+            with self.subTest(args=args):
+                self.v(d, "note", *args, expect=code)
+        self.v(d, "notes", rid, other, expect=USAGE)
+        self.v(d, "notes", "0000" + rid[4:], expect=NOTFOUND)
+        self.assertEqual(len(self.jv(d, "notes")), 3)
+        # the largest note goes in
+        self.v(d, "note", other, "--text", "y" * (64 * 1024))
+        # no note text in the vault's files
+        marker = ("FVNOTE%s" % secrets.token_hex(6))
+        self.v(d, "note", other, "--text", "see " + marker)
+        self.assertIn(marker, self.jv(d, "notes")[-1]["text"])
+        for root, _dirs, names in os.walk(d):
+            for n in names:
+                with open(os.path.join(root, n), "rb") as f:
+                    self.assertNotIn(marker.encode(), f.read(), n)
+
+    def make_conflict(self, d, rid):
+        """Two heads for `rid`: a copy of the vault (the same device) edits
+        it too, and its envelopes come back in a courier bundle."""
+        twin = self.path("twin")
+        shutil.copytree(d, twin)
+        h1 = self.v(d, "edit", rid, "--title", "here",
+                    "--tag", "a").stdout.decode().strip()
+        h2 = self.v(twin, "edit", rid, "--field", "place=there",
+                    "--tag", "b").stdout.decode().strip()
+        b = self.path("twin.fvb")
+        self.v(twin, "bundle", "export", b)
+        self.v(d, "bundle", "import", b)
+        return sorted([h1, h2])
+
+    def test_conflict_show_and_merge(self):
+        d = self.make_vault()
+        rid = self.add(d, "first", "--tag", "old")
+        self.v(d, "merge", rid, expect=USAGE)    # no conflict, no change
+        heads = self.make_conflict(d, rid)
+        s = self.show(d, rid)
+        self.assertEqual(sorted(s["heads"]), heads)
+        self.assertIn(s["revision"], heads)
+        self.assertTrue(self.jv(d, "list")[0]["conflict"])
+        out = self.v(d, "show", rid).stdout.decode()
+        self.assertIn("conflict:    2 heads", out)
+        shown = [ln for ln in out.splitlines() if ln.startswith("  head ")]
+        self.assertEqual(sorted(ln.split()[1] for ln in shown), heads)
+        self.assertEqual(sum("[shown]" in ln for ln in shown), 1)
+
+        # merge takes edit's options
+        j = self.jv(d, "merge", rid, "--field", "merged=yes",
+                    "--remove-tag", "old", "--title", "merged")
+        self.assertEqual(set(j), {"id", "revision"})
+        self.assertEqual(j["id"], rid)
+        s = self.show(d, rid)
+        self.assertEqual(s["heads"], [j["revision"]])
+        self.assertEqual(s["revision"], j["revision"])
+        self.assertEqual(s["title"], "merged")
+        self.assertEqual(s["fields"].get("merged"), "yes")
+        self.assertNotIn("old", s["tags"])
+        merge_rev = [r for r in s["revisions"] if r["id"] == j["revision"]][0]
+        self.assertEqual(sorted(merge_rev["parents"]), heads)
+        self.assertTrue(set(heads) <= {r["id"] for r in s["revisions"]})
+        self.assertFalse(self.jv(d, "list")[0]["conflict"])
+        self.assertNotIn("conflict:", self.v(d, "show", rid).stdout.decode())
+        # no conflict now: merge without a change is refused, with one it
+        # is an edit
+        self.v(d, "merge", rid, expect=USAGE)
+        out = self.v(d, "merge", rid, "--tag", "done").stdout.decode().strip()
+        self.assertEqual(self.show(d, rid)["heads"], [out])
+        # a conflict merged without changes keeps the newest head's content
+        rid2 = self.add(d, "second")
+        self.make_conflict_again(d, rid2)
+        before = self.show(d, rid2)
+        rev = self.v(d, "merge", rid2).stdout.decode().strip()
+        after = self.show(d, rid2)
+        self.assertEqual(after["heads"], [rev])
+        for k in ("title", "fields", "tags", "narrative"):
+            self.assertEqual(after[k], before[k], k)
+        self.v(d, "merge", "0000" + rid[4:], expect=NOTFOUND)
+        self.v(d, "merge", rid, "--field", "novalue", expect=USAGE)
+
+    def make_conflict_again(self, d, rid):
+        shutil.rmtree(self.path("twin"))
+        os.unlink(self.path("twin.fvb"))
+        return self.make_conflict(d, rid)
+
+    def test_retract(self):
+        d = self.make_vault()
+        keep = self.add(d, "keep")
+        gone = self.add(d, "withdrawn", "--field", "name=W-3")
+        self.v(d, "note", gone, "--text", "about the withdrawn one")
+        out = self.v(d, "retract", gone[:10]).stdout.decode()
+        self.assertEqual(out, "retracted %s\n" % gone)
+        self.assertEqual(self.ids(d), [keep])
+        self.v(d, "show", gone, expect=NOTFOUND)
+        self.v(d, "retract", gone, expect=NOTFOUND)
+        self.v(d, "note", gone, "--text", "late", expect=NOTFOUND)
+        self.assertEqual(self.jv(d, "notes"), [])
+        j = self.jv(d, "retract", keep, "--yes")
+        self.assertEqual(j, {"id": keep, "retracted": True})
+        self.assertEqual(self.ids(d), [])
+        self.v(d, "retract", expect=USAGE)
+        self.v(d, "retract", keep, "--yes=1", expect=USAGE)
+
+    def test_retract_asks_on_a_terminal(self):
+        d = self.make_vault()
+        rid = self.add(d, "maybe")
+        args = ["--vault", d, "--passphrase-file", self.passfile, "retract",
+                rid]
+        for answer, code in ((b"no\n", CANCELED), (b"y\n", CANCELED),
+                             (b"yes\n", OK)):
+            with self.subTest(answer=answer):
+                p = PtyRun(args)
+                self.addCleanup(p.close)
+                p.read_until(b"Type 'yes'")
+                p.type(answer)
+                self.assertEqual(p.wait(), code, p.out)
+                self.assertEqual(self.ids(d), [] if code == OK else [rid])
+        # --yes does not ask
+        rid = self.add(d, "sure")
+        p = PtyRun(args[:-1] + [rid, "--yes"])
+        self.addCleanup(p.close)
+        self.assertEqual(p.wait(), OK, p.out)
+        self.assertNotIn(b"Type 'yes'", p.out)
+        self.assertEqual(self.ids(d), [])
+
+
+class TestDeskCoordinator(test_sync.SyncTest):
+    """The parts that need the organisation key: a real server, a
+    coordinator and a field device."""
+
+    def test_review_states_and_search_across_devices(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "F")
+        r_field = self.add(f, "from the field: harbour", "--tag", "t1")
+        self.sync(f)
+        r_own = self.add(c, "coordinator's own harbour note")
+        self.sync(c)
+        lst = {x["id"]: x for x in self.jv(c, "list")}
+        self.assertEqual(set(lst), {r_field, r_own})
+        fdev = lst[r_field]["author"]
+        self.assertNotEqual(fdev, lst[r_own]["author"])
+        # search covers every device's records
+        hits = [x["id"] for x in self.jv(c, "search", "HARBOUR")]
+        self.assertEqual(sorted(hits), sorted([r_field, r_own]))
+        self.assertEqual([x["id"] for x in self.jv(c, "search", "harbour",
+                                                   "--device", fdev)],
+                         [r_field])
+        # review states
+        for state in ("reviewed", "needs-follow-up", "archived", "new",
+                      "reviewed"):
+            j = self.jv(c, "review", r_field, "--state", state)
+            self.assertEqual(j, {"id": r_field, "state": state})
+            self.assertEqual(self.jv(c, "show", r_field)["state"], state)
+        out = self.v(c, "review", r_own[:8], "--state",
+                     "needs-follow-up").stdout.decode()
+        self.assertEqual(out, "%s  needs-follow-up\n" % r_own)
+        for state, want in (("reviewed", [r_field]),
+                            ("needs-follow-up", [r_own]),
+                            ("new", []), ("archived", [])):
+            got = [x["id"] for x in self.jv(c, "list", "--state", state)]
+            self.assertEqual(got, want, state)
+            for x in self.jv(c, "list", "--state", state):
+                self.assertEqual(x["state"], state)
+        text = self.v(c, "list").stdout.decode()
+        self.assertIn("[reviewed]", text)
+        self.assertIn("[needs-follow-up]", text)
+        self.assertEqual(
+            [x["id"] for x in self.jv(c, "list", "--state", "reviewed",
+                                      "--device", fdev, "--tag", "t1")],
+            [r_field])
+        # the field device cannot review, and does not see the states
+        self.v(f, "review", r_field, "--state", "archived", expect=DENIED)
+        self.sync(f)
+        self.assertEqual(self.jv(f, "show", r_field)["state"], "new")
+        # a note from the coordinator reaches the field device
+        self.v(c, "note", r_field, "--text", "which harbour?")
+        self.sync(c)
+        self.sync(f)
+        self.assertEqual([(n["record"], n["text"]) for n in
+                          self.jv(f, "notes")], [(r_field, "which harbour?")])
+
+
 def main():
     global BIN
     argv = list(sys.argv)
@@ -1200,6 +1573,7 @@ def main():
     if not os.access(BIN, os.X_OK):
         print("test_cli.py: no fieldvault binary at %s" % BIN, file=sys.stderr)
         return 2
+    test_sync.BIN = BIN
     prog = unittest.main(argv=argv, exit=False, verbosity=2)
     r = prog.result
     print("test_cli: %d run, %d failures, %d errors, %d skipped" % (
