@@ -219,6 +219,18 @@ static void enroll(fv_vault *v, const char *invite_text, int want_role)
     CHECK_EQ(o.stats.role, want_role);
 }
 
+static int count_note(const fv_note *n, void *payload)
+{
+    (void)n;
+    (*(int *)payload)++;
+    return 0;
+}
+
+static int find_retraction(const fv_retraction *r, void *payload)
+{
+    return memcmp(r->record, payload, FV_ID_BYTES) == 0;
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -442,6 +454,80 @@ int main(void)
                                     NULL, NULL), FV_OK);
         CHECK_EQ(back.count, total);
         CHECK(back.sum == src.sum);
+    }
+
+    /* Retraction: entries whose envelopes the server erased come as their
+     * ids; the device engine checks the chain over them, moves its cursor
+     * on and stores nothing for them. */
+    {
+        unsigned char x[FV_ID_BYTES], x2[FV_ID_BYTES], nid[FV_ID_BYTES];
+        fv_record_input in = FV_RECORD_INPUT_INIT;
+        long long before;
+        int notes = 0;
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        /* A note to the field about X, which the field device retracts
+         * before pulling it: its feed holds the note, erased. */
+        in.title = "to be retracted";
+        CHECK_EQ(fv_record_add(field, x, &in), FV_OK);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(fv_note_add(coord, nid, x, "please call back"), FV_OK);
+        o = sync_full(coord);
+        CHECK_EQ(o.stats.pushed, 1);
+        CHECK_EQ(fv_record_retract(field, x), FV_OK);
+        before = log_rows();
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK(o.done);
+        CHECK_EQ(o.stats.pushed, 1);
+        CHECK_EQ(o.stats.pulled, 1); /* the note, as its id */
+        CHECK_EQ(o.stats.added, 0);
+        CHECK_EQ(log_rows(), before + 1);
+        CHECK_EQ(fv_notes_list(field, NULL, count_note, &notes), FV_OK);
+        CHECK_EQ(notes, 0);
+        /* The cursor moved over it with the right chain: the next sync
+         * has nothing, and is not refused as diverged. */
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(o.stats.pulled, 0);
+        /* The coordinator pulls the retraction: its copy goes. */
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        fv_record *gone = NULL;
+        CHECK_EQ(fv_record_get(coord, &gone, x), FV_ENOTFOUND);
+        fv_record_free(gone);
+
+        /* A record the coordinator never pulled: it gets its envelopes as
+         * ids, then the retraction, with the connection cut at growing
+         * offsets on the way back. */
+        in.title = "retracted before anyone read it";
+        CHECK_EQ(fv_record_add(field, x2, &in), FV_OK);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(fv_record_retract(field, x2), FV_OK);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        for (size_t cut = 0;; cut += 3 + cut / 20) {
+            fv_client_request req = {.op = FV_CLIENT_SYNC};
+            o = converse(coord, &req, SIZE_MAX, cut);
+            CHECK(o.client_status == FV_OK || !o.done);
+            if (o.done)
+                break;
+            if (cut > 1u << 20) {
+                CHECK(0);
+                break;
+            }
+        }
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(fv_record_get(coord, &gone, x2), FV_ENOTFOUND);
+        fv_record_free(gone);
+        CHECK_EQ(fv_retractions_list(coord, find_retraction, x2), FV_ECANCELED);
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(o.stats.pulled, 0);
     }
 
     fv_vault_close(coord);
