@@ -216,16 +216,22 @@ static int adopt(fv_vault *v, const unsigned char *pk, const unsigned char *sk)
                         "this vault knows a different organisation key");
     if ((rc = fv_store_begin(v->store)))
         return fv_v_serr(v, rc);
+    memcpy(v->sec->org_sk, sk, FV_BOX_SK_BYTES);
+    memcpy(v->org_pk, pk, FV_BOX_PK_BYTES); /* equal if already known */
+    v->has_org_sk = 1;
     rc = fv_v_meta_seal(v, "org_sk", META_ORG_KEY, sk, FV_BOX_SK_BYTES, pk,
                         FV_BOX_PK_BYTES);
+    /* Review states and notes already held become readable: index them. */
+    if (rc == FV_OK)
+        rc = fv_v_desk_reindex(v);
     if (rc == FV_OK)
         rc = fv_v_serr(v, fv_store_commit(v->store));
     if (rc) {
         fv_store_rollback(v->store);
+        v->has_org_sk = 0;
+        fv_wipe(v->sec->org_sk, FV_BOX_SK_BYTES);
         return rc;
     }
-    memcpy(v->sec->org_sk, sk, FV_BOX_SK_BYTES);
-    v->has_org_sk = 1;
     if ((rc = fv_vs_org_learn(v, pk))) {
         /* Without `org_pk` the sealed row is ignored at open; a retry
          * seals it again. */

@@ -1,0 +1,1004 @@
+/* test_desk_core.c - the coordinator's desk in the vault (core/desk.c): review
+ * states and how the newest wins, filters, notes readable by the right keys
+ * only, merges that end a conflict and keep history, retractions that purge
+ * the record from vault.db and refuse what arrives later. Real vaults on
+ * real SQLite files; envelopes travel between vaults as a courier bundle
+ * carries them (the outbox of one, verified import into another). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "codec.h"
+#include "envelope.h"
+#include "fieldvault.h"
+#include "record.h"
+#include "vault_internal.h"
+#include "vault_sync.h"
+
+static char root[256];
+static int seq;
+
+static const char PASS[] = "correct horse battery staple";
+static const char RECOVERY[] = "a separate recovery passphrase";
+
+static const char *new_path(const char *what)
+{
+    static char paths[64][320];
+    char *p = paths[++seq % 64];
+    snprintf(p, sizeof paths[0], "%s/%s%d", root, what, seq);
+    return p;
+}
+
+static fv_vault *create(const char *dir)
+{
+    fv_create_options o = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v = NULL;
+    o.kdf_profile = FV_KDF_TEST;
+    CHECK_EQ(fv_vault_create(&v, dir, PASS, strlen(PASS), &o), FV_OK);
+    return v;
+}
+
+/* ---- carrying envelopes between vaults ---------------------------------- */
+
+/* Every envelope of a vault's outbox, copied out. */
+struct bag {
+    unsigned char *env[512];
+    size_t len[512];
+    size_t n;
+};
+
+static int bag_cb(int64_t s, const unsigned char *id, const unsigned char *bytes,
+                  size_t len, void *payload)
+{
+    struct bag *b = payload;
+    (void)s;
+    (void)id;
+    if (b->n == 512)
+        return FV_ELIMIT;
+    b->env[b->n] = malloc(len);
+    memcpy(b->env[b->n], bytes, len);
+    b->len[b->n++] = len;
+    return 0;
+}
+
+static void bag_fill(struct bag *b, fv_vault *from)
+{
+    memset(b, 0, sizeof *b);
+    CHECK_EQ(fv_vs_outbox(from, 0, 512, bag_cb, b), FV_OK);
+}
+
+static void bag_free(struct bag *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->env[i]);
+    b->n = 0;
+}
+
+static void bag_import(fv_vault *to, const struct bag *b)
+{
+    size_t added = 0;
+    int rc = fv_vs_import(to, NULL, (const unsigned char *const *)b->env,
+                          b->len, b->n, &added);
+    if (rc)
+        fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
+    CHECK_EQ(rc, FV_OK);
+}
+
+/* Carries everything `from` wrote to `to`, as a courier bundle would. */
+static void carry(fv_vault *from, fv_vault *to)
+{
+    struct bag b;
+    bag_fill(&b, from);
+    bag_import(to, &b);
+    bag_free(&b);
+}
+
+/* The newest envelope of a vault's outbox of the given kind. */
+static size_t last_of_kind(const struct bag *b, int kind, fv_env *e)
+{
+    for (size_t i = b->n; i-- > 0;) {
+        if (fv_env_parse(e, b->env[i], b->len[i]) != FV_OK)
+            continue;
+        if (e->kind == kind)
+            return i;
+        fv_env_clear(e);
+    }
+    return (size_t)-1;
+}
+
+static int sealed_to(const fv_env *e, const unsigned char pk[32])
+{
+    for (size_t i = 0; i < e->nrecipients; i++)
+        if (memcmp(e->recipient_pk[i], pk, 32) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static void add(fv_vault *v, unsigned char id[FV_ID_BYTES], const char *title,
+                const char *tag, const char *narrative)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    const char *tags[1] = {tag};
+    in.title = title;
+    in.narrative = narrative;
+    in.narrative_len = strlen(narrative);
+    in.tags = tags;
+    in.ntags = 1;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_OK);
+}
+
+static int get_state(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+{
+    fv_record *r = NULL;
+    int s = -1;
+    if (fv_record_get(v, &r, id) == FV_OK)
+        s = r->state;
+    fv_record_free(r);
+    return s;
+}
+
+/* The ids a query visits, in order. */
+struct ids {
+    unsigned char id[16][FV_ID_BYTES];
+    size_t n;
+};
+
+static int ids_cb(const fv_record *r, void *payload)
+{
+    struct ids *s = payload;
+    if (s->n < 16)
+        memcpy(s->id[s->n++], r->id, FV_ID_BYTES);
+    return 0;
+}
+
+static size_t query(fv_vault *v, const fv_filter *f, struct ids *out)
+{
+    memset(out, 0, sizeof *out);
+    CHECK_EQ(fv_vault_query(v, f, ids_cb, out), FV_OK);
+    return out->n;
+}
+
+static int has_id(const struct ids *s, const unsigned char id[FV_ID_BYTES])
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (memcmp(s->id[i], id, FV_ID_BYTES) == 0)
+            return 1;
+    return 0;
+}
+
+/* Notes a vault can read (about one record or all). */
+struct notes {
+    char text[8][64];
+    unsigned char author[8][FV_ID_BYTES];
+    unsigned char record[8][FV_ID_BYTES];
+    size_t n;
+};
+
+static int notes_cb(const fv_note *n, void *payload)
+{
+    struct notes *s = payload;
+    if (s->n < 8) {
+        snprintf(s->text[s->n], sizeof s->text[0], "%s", n->text);
+        memcpy(s->author[s->n], n->author, FV_ID_BYTES);
+        memcpy(s->record[s->n], n->record, FV_ID_BYTES);
+        s->n++;
+    }
+    return 0;
+}
+
+static size_t notes(fv_vault *v, const unsigned char *id, struct notes *out)
+{
+    memset(out, 0, sizeof *out);
+    CHECK_EQ(fv_notes_list(v, id, notes_cb, out), FV_OK);
+    return out->n;
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long len;
+    *n = 0;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc(len > 0 ? (size_t)len : 1);
+    if (len > 0 && fread(buf, 1, (size_t)len, f) != (size_t)len)
+        len = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+static int file_has(const char *path, const unsigned char *needle, size_t m)
+{
+    size_t n;
+    unsigned char *buf = slurp(path, &n);
+    int found = 0;
+    for (size_t i = 0; buf && i + m <= n && !found; i++)
+        found = memcmp(buf + i, needle, m) == 0;
+    free(buf);
+    return found;
+}
+
+/* Whether the vault's database (or its WAL) still holds these bytes. */
+static int vault_has(const char *dir, const unsigned char *needle, size_t m)
+{
+    char p[400];
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    if (file_has(p, needle, m))
+        return 1;
+    snprintf(p, sizeof p, "%s/vault.db-wal", dir);
+    return file_has(p, needle, m);
+}
+
+static long long db_count(const char *dir, const char *sql,
+                          const unsigned char id[FV_ID_BYTES])
+{
+    char p[400];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long long n = -1;
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (id)
+            sqlite3_bind_blob(st, 1, id, FV_ID_BYTES, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+/* ---- the cast ----------------------------------------------------------- */
+
+struct org {
+    const char *dc, *dc2, *df1, *df2;
+    fv_vault *c, *c2;   /* coordinators */
+    fv_vault *f1, *f2;  /* field devices */
+    unsigned char pk[32];
+    unsigned char c_id[32], c2_id[32], f1_id[32], f2_id[32];
+};
+
+static void org_setup(struct org *o)
+{
+    const char *key = new_path("orgkey");
+    o->dc = new_path("coord");
+    o->dc2 = new_path("coord");
+    o->df1 = new_path("field");
+    o->df2 = new_path("field");
+    o->c = create(o->dc);
+    o->c2 = create(o->dc2);
+    o->f1 = create(o->df1);
+    o->f2 = create(o->df2);
+    CHECK_EQ(fv_vs_org_create(o->c, o->pk), FV_OK);
+    CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(o->c2, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_vs_org_learn(o->f1, o->pk), FV_OK);
+    CHECK_EQ(fv_vs_org_learn(o->f2, o->pk), FV_OK);
+    fv_vault_device_id(o->c, o->c_id);
+    fv_vault_device_id(o->c2, o->c2_id);
+    fv_vault_device_id(o->f1, o->f1_id);
+    fv_vault_device_id(o->f2, o->f2_id);
+}
+
+static void org_close(struct org *o)
+{
+    fv_vault_close(o->c);
+    fv_vault_close(o->c2);
+    fv_vault_close(o->f1);
+    fv_vault_close(o->f2);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_state_names(void)
+{
+    static const char *const names[] = {"new", "reviewed", "needs-follow-up",
+                                        "archived"};
+    int s = -5;
+    for (int i = 0; i < 4; i++) {
+        CHECK(fv_state_name(i) && strcmp(fv_state_name(i), names[i]) == 0);
+        CHECK_EQ(fv_state_parse(names[i], &s), FV_OK);
+        CHECK_EQ(s, i);
+    }
+    CHECK(fv_state_name(-1) == NULL);
+    CHECK(fv_state_name(4) == NULL);
+    CHECK_EQ(fv_state_parse("Reviewed", &s), FV_EINVAL);
+    CHECK_EQ(fv_state_parse("", &s), FV_EINVAL);
+    CHECK_EQ(fv_state_parse("needs follow up", &s), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(NULL, &s), FV_EINVAL);
+}
+
+/* Payload codecs of kinds 4 and 5 (FORMAT.md 7.1). */
+static void test_payloads(void)
+{
+    unsigned char *p = NULL;
+    size_t n = 0, len = 0;
+    char *text = NULL;
+    int64_t t = 0;
+    int s = -1;
+
+    CHECK_EQ(fv_state_encode(&p, &n, 1700000000, FV_STATE_ARCHIVED), FV_OK);
+    CHECK_EQ(fv_state_decode(&t, &s, p, n), FV_OK);
+    CHECK_EQ(t, 1700000000);
+    CHECK_EQ(s, FV_STATE_ARCHIVED);
+    fv_enc_free_buf(p, n);
+    CHECK_EQ(fv_state_encode(&p, &n, 5, 4), FV_OK); /* no such state */
+    CHECK_EQ(fv_state_decode(&t, &s, p, n), FV_ECORRUPT);
+    fv_enc_free_buf(p, n);
+    /* {"time": 5, "state": 1} is the canonical order; the other is refused. */
+    {
+        static const unsigned char good[] = "\xa2\x64time\x05\x65state\x01";
+        static const unsigned char swapped[] = "\xa2\x65state\x01\x64time\x05";
+        CHECK_EQ(fv_state_decode(&t, &s, good, sizeof good - 1), FV_OK);
+        CHECK_EQ(fv_state_decode(&t, &s, swapped, sizeof swapped - 1), FV_ECORRUPT);
+    }
+    CHECK_EQ(fv_note_encode(&p, &n, "call me\n", 8, -3), FV_OK);
+    CHECK_EQ(fv_note_decode(&text, &len, &t, p, n), FV_OK);
+    CHECK(text && len == 8 && strcmp(text, "call me\n") == 0 && t == -3);
+    fv_env_free_plain((unsigned char *)text, len + 1);
+    fv_enc_free_buf(p, n);
+    /* Empty text, a NUL, bad UTF-8: refused. */
+    CHECK_EQ(fv_note_encode(&p, &n, "", 0, 1), FV_OK);
+    CHECK_EQ(fv_note_decode(&text, &len, &t, p, n), FV_ECORRUPT);
+    fv_enc_free_buf(p, n);
+    CHECK_EQ(fv_note_encode(&p, &n, "a\0b", 3, 1), FV_OK);
+    CHECK_EQ(fv_note_decode(&text, &len, &t, p, n), FV_ECORRUPT);
+    fv_enc_free_buf(p, n);
+    {
+        static const unsigned char bad[] = "\xa2\x64text\x61\xff\x64time\x01";
+        static const unsigned char good[] = "\xa2\x64text\x61\x41\x64time\x01";
+        CHECK_EQ(fv_note_decode(&text, &len, &t, good, sizeof good - 1), FV_OK);
+        fv_env_free_plain((unsigned char *)text, len + 1);
+        CHECK_EQ(fv_note_decode(&text, &len, &t, bad, sizeof bad - 1), FV_ECORRUPT);
+    }
+}
+
+static void test_states(struct org *o, const unsigned char a[32],
+                        const unsigned char b[32])
+{
+    struct bag bag;
+    fv_env e;
+    size_t i;
+
+    CHECK_EQ(get_state(o->c, a), FV_STATE_NEW);
+    /* A field device holds no organisation key. */
+    CHECK_EQ(fv_record_set_state(o->f1, a, FV_STATE_REVIEWED), FV_EDENIED);
+    CHECK_EQ(fv_record_set_state(o->c, a, 4), FV_EINVAL);
+    CHECK_EQ(fv_record_set_state(o->c, a, -1), FV_EINVAL);
+    {
+        unsigned char none[32] = {1, 2, 3};
+        CHECK_EQ(fv_record_set_state(o->c, none, FV_STATE_REVIEWED), FV_ENOTFOUND);
+    }
+    CHECK_EQ(fv_record_set_state(o->c, a, FV_STATE_REVIEWED), FV_OK);
+    CHECK_EQ(get_state(o->c, a), FV_STATE_REVIEWED);
+    /* Set again within the same second: the later setting wins. */
+    CHECK_EQ(fv_record_set_state(o->c, a, FV_STATE_NEEDS_FOLLOW_UP), FV_OK);
+    CHECK_EQ(get_state(o->c, a), FV_STATE_NEEDS_FOLLOW_UP);
+    CHECK_EQ(get_state(o->c, b), FV_STATE_NEW);
+
+    /* Sealed to the writer and the organisation only. */
+    bag_fill(&bag, o->c);
+    i = last_of_kind(&bag, FV_ENV_STATE, &e);
+    CHECK(i != (size_t)-1);
+    if (i != (size_t)-1) {
+        unsigned char cbox[32], fbox[32], sp[32];
+        fv_vs_device(o->c, sp, cbox);
+        fv_vs_device(o->f1, sp, fbox);
+        CHECK_EQ(e.nrecipients, 2);
+        CHECK(sealed_to(&e, cbox) && sealed_to(&e, o->pk) && !sealed_to(&e, fbox));
+        CHECK(e.nparents == 1 && memcmp(e.parents[0], a, 32) == 0);
+        fv_env_clear(&e);
+    }
+    /* The other coordinator reads them; the field device holds them and
+     * cannot: its record stays "new". */
+    bag_import(o->c2, &bag);
+    bag_import(o->f1, &bag);
+    bag_free(&bag);
+    CHECK_EQ(get_state(o->c2, a), FV_STATE_NEEDS_FOLLOW_UP);
+    CHECK_EQ(get_state(o->f1, a), FV_STATE_NEW);
+    CHECK(db_count(o->df1, "SELECT count(*) FROM envelope WHERE kind = 5", NULL) >= 2);
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM review", NULL), 0);
+
+    /* The second coordinator's later setting wins everywhere. */
+    CHECK_EQ(fv_record_set_state(o->c2, a, FV_STATE_ARCHIVED), FV_OK);
+    carry(o->c2, o->c);
+    CHECK_EQ(get_state(o->c, a), FV_STATE_ARCHIVED);
+    /* Importing the older ones again changes nothing. */
+    carry(o->c, o->c2);
+    CHECK_EQ(get_state(o->c2, a), FV_STATE_ARCHIVED);
+    CHECK_EQ(fv_record_set_state(o->c, b, FV_STATE_REVIEWED), FV_OK);
+    carry(o->c, o->c2);
+    CHECK_EQ(get_state(o->c2, b), FV_STATE_REVIEWED);
+}
+
+/* Two settings with the same time: the larger envelope id wins, whatever
+ * the order they arrive in. */
+static void test_state_tie(struct org *o, const unsigned char rec[32])
+{
+    unsigned char id1[32], id2[32], *p = NULL;
+    unsigned char recips[2][32], sp[32];
+    size_t n = 0;
+    struct bag bag, rev;
+    const char *d1 = new_path("tie"), *d2 = new_path("tie"),
+               *key = new_path("orgkey");
+    fv_vault *x = create(d1), *y = create(d2);
+    int64_t t = 4000000000LL; /* after anything the clock sets */
+    int want;
+
+    fv_vs_device(o->c2, sp, recips[0]);
+    memcpy(recips[1], o->pk, 32);
+    CHECK_EQ(fv_store_begin(o->c2->store), FV_OK);
+    for (int k = 0; k < 2; k++) {
+        fv_v_write w = {
+            .kind = FV_ENV_STATE,
+            .record = rec,
+            .parents = (const unsigned char(*)[FV_ID_BYTES])rec,
+            .nparents = 1,
+            .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+            .nrecipients = 2,
+        };
+        CHECK_EQ(fv_state_encode(&p, &n, t, k ? FV_STATE_REVIEWED
+                                              : FV_STATE_NEEDS_FOLLOW_UP), FV_OK);
+        w.payload = p;
+        w.payload_len = n;
+        CHECK_EQ(fv_v_write_envelope(o->c2, k ? id2 : id1, &w), FV_OK);
+        fv_enc_free_buf(p, n);
+    }
+    CHECK_EQ(fv_store_commit(o->c2->store), FV_OK);
+    want = memcmp(id2, id1, 32) > 0 ? FV_STATE_REVIEWED : FV_STATE_NEEDS_FOLLOW_UP;
+
+    CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(y, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    bag_fill(&bag, o->f1); /* the record itself */
+    bag_import(x, &bag);
+    bag_import(y, &bag);
+    bag_free(&bag);
+    bag_fill(&bag, o->c2);
+    memset(&rev, 0, sizeof rev);
+    for (size_t i = 0; i < bag.n; i++) {
+        rev.env[i] = bag.env[bag.n - 1 - i];
+        rev.len[i] = bag.len[bag.n - 1 - i];
+    }
+    rev.n = bag.n;
+    bag_import(x, &bag);
+    bag_import(y, &rev);
+    bag_free(&bag);
+    CHECK_EQ(get_state(x, rec), want);
+    CHECK_EQ(get_state(y, rec), want);
+    carry(o->c2, o->c);
+    CHECK_EQ(get_state(o->c, rec), want);
+    fv_vault_close(x);
+    fv_vault_close(y);
+}
+
+/* Review states held before the organisation key arrives are read once it
+ * does. */
+static void test_state_after_key_import(struct org *o, const unsigned char a[32])
+{
+    const char *d = new_path("late"), *key = new_path("orgkey");
+    fv_vault *x = create(d);
+    int want = get_state(o->c, a);
+
+    carry(o->f1, x);
+    carry(o->c, x);
+    carry(o->c2, x);
+    CHECK_EQ(get_state(x, a), -1); /* not readable at all yet */
+    CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK(want > FV_STATE_NEW);
+    CHECK_EQ(get_state(x, a), want);
+    fv_vault_close(x);
+}
+
+static void test_filters(struct org *o, const unsigned char a[32],
+                         const unsigned char b[32], const unsigned char d[32])
+{
+    fv_filter f = FV_FILTER_INIT;
+    struct ids s;
+    int64_t now = fv_v_now();
+    unsigned char ab[2][32];
+    fv_record *r = NULL;
+
+    CHECK_EQ(query(o->c, NULL, &s), 3);
+    CHECK_EQ(query(o->c, &f, &s), 3);
+    /* Every read carries the creating device, state and notes. */
+    CHECK_EQ(fv_record_get(o->c, &r, d), FV_OK);
+    if (r) {
+        CHECK(memcmp(r->origin, o->f2_id, 32) == 0);
+        CHECK_EQ(r->state, FV_STATE_NEW);
+        CHECK_EQ(r->nnotes, 0);
+    }
+    fv_record_free(r);
+
+    f.state = get_state(o->c, a);
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, a));
+    f.state = FV_STATE_NEW;
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, d));
+    f.state = 7;
+    CHECK_EQ(fv_vault_query(o->c, &f, ids_cb, &s), FV_EINVAL);
+
+    f = (fv_filter)FV_FILTER_INIT;
+    f.tag = "border";
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, b));
+    f.tag = "bord"; /* exact tags only */
+    CHECK_EQ(query(o->c, &f, &s), 0);
+
+    f = (fv_filter)FV_FILTER_INIT;
+    f.origin = o->f2_id;
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, d));
+    f.origin = o->f1_id;
+    CHECK_EQ(query(o->c, &f, &s), 2);
+    CHECK(has_id(&s, a) && has_id(&s, b));
+    f.origin = o->c_id;
+    CHECK_EQ(query(o->c, &f, &s), 0);
+
+    f = (fv_filter)FV_FILTER_INIT;
+    f.since = now - 3600;
+    CHECK_EQ(query(o->c, &f, &s), 3);
+    f.since = now + 3600;
+    CHECK_EQ(query(o->c, &f, &s), 0);
+    f.since = 0;
+    f.until = now - 3600;
+    CHECK_EQ(query(o->c, &f, &s), 0);
+    f.until = now + 3600;
+    CHECK_EQ(query(o->c, &f, &s), 3);
+
+    f = (fv_filter)FV_FILTER_INIT;
+    f.text = "RIVER"; /* as fv_vault_search: ASCII case folded */
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, d));
+
+    /* Only these records, in this order. */
+    f = (fv_filter)FV_FILTER_INIT;
+    memcpy(ab[0], d, 32);
+    memcpy(ab[1], b, 32);
+    f.ids = (const unsigned char(*)[FV_ID_BYTES])ab;
+    f.nids = 2;
+    CHECK_EQ(query(o->c, &f, &s), 2);
+    CHECK(memcmp(s.id[0], d, 32) == 0 && memcmp(s.id[1], b, 32) == 0);
+    f.tag = "border"; /* and the other conditions still hold */
+    CHECK_EQ(query(o->c, &f, &s), 1);
+    CHECK(has_id(&s, b));
+
+    /* Several conditions at once. */
+    f = (fv_filter)FV_FILTER_INIT;
+    f.origin = o->f1_id;
+    f.state = FV_STATE_REVIEWED;
+    f.tag = "border";
+    CHECK_EQ(query(o->c, &f, &s), get_state(o->c, b) == FV_STATE_REVIEWED);
+
+    /* A field device sees every record it holds as "new". */
+    f = (fv_filter)FV_FILTER_INIT;
+    f.state = FV_STATE_NEW;
+    CHECK_EQ(query(o->f1, &f, &s), 2);
+
+    /* fv_vault_search is a filter with text only. */
+    memset(&s, 0, sizeof s);
+    CHECK_EQ(fv_vault_search(o->c, "river", ids_cb, &s), FV_OK);
+    CHECK_EQ(s.n, 1);
+}
+
+static void test_notes(struct org *o, const unsigned char a[32],
+                       const unsigned char d[32])
+{
+    unsigned char nid[32], cbox[32], f1box[32], f2box[32], sp[32];
+    struct notes s;
+    struct bag bag;
+    fv_record *r = NULL;
+    fv_env e;
+    size_t i;
+    char *big;
+
+    fv_vs_device(o->c, sp, cbox);
+    fv_vs_device(o->f1, sp, f1box);
+    fv_vs_device(o->f2, sp, f2box);
+
+    CHECK_EQ(fv_note_add(o->c, nid, a, ""), FV_EINVAL);
+    CHECK_EQ(fv_note_add(o->c, nid, a, "\xff\xfe"), FV_EINVAL);
+    big = malloc(FV_MAX_NOTE_BYTES + 2);
+    memset(big, 'x', FV_MAX_NOTE_BYTES + 1);
+    big[FV_MAX_NOTE_BYTES + 1] = 0;
+    CHECK_EQ(fv_note_add(o->c, nid, a, big), FV_EINVAL);
+    {
+        unsigned char none[32] = {9};
+        CHECK_EQ(fv_note_add(o->c, nid, none, "hello"), FV_ENOTFOUND);
+    }
+
+    CHECK_EQ(fv_note_add(o->c, nid, a, "Please call the witness back."), FV_OK);
+    CHECK_EQ(notes(o->c, a, &s), 1);
+    CHECK(strcmp(s.text[0], "Please call the witness back.") == 0);
+    CHECK(memcmp(s.author[0], o->c_id, 32) == 0);
+    CHECK(memcmp(s.record[0], a, 32) == 0);
+    CHECK_EQ(notes(o->c, d, &s), 0);
+    CHECK_EQ(fv_record_get(o->c, &r, a), FV_OK);
+    if (r)
+        CHECK_EQ(r->nnotes, 1);
+    fv_record_free(r);
+    r = NULL;
+
+    /* Sealed to the writer, the record's creating device and the
+     * organisation: not to the other field device. */
+    bag_fill(&bag, o->c);
+    i = last_of_kind(&bag, FV_ENV_NOTE, &e);
+    CHECK(i != (size_t)-1);
+    if (i != (size_t)-1) {
+        CHECK(memcmp(e.id, nid, 32) == 0);
+        CHECK_EQ(e.nrecipients, 3);
+        CHECK(sealed_to(&e, cbox) && sealed_to(&e, f1box) && sealed_to(&e, o->pk));
+        CHECK(!sealed_to(&e, f2box));
+        fv_env_clear(&e);
+    }
+    /* Nothing of the text is in the vault in clear. */
+    CHECK(!vault_has(o->dc, (const unsigned char *)"call the witness", 16));
+    bag_import(o->f1, &bag);
+    bag_import(o->f2, &bag);
+    bag_free(&bag);
+
+    /* The author device reads it after the "sync"; another device cannot. */
+    CHECK_EQ(notes(o->f1, NULL, &s), 1);
+    CHECK(strcmp(s.text[0], "Please call the witness back.") == 0);
+    CHECK_EQ(fv_record_get(o->f1, &r, a), FV_OK);
+    if (r)
+        CHECK_EQ(r->nnotes, 1);
+    fv_record_free(r);
+    r = NULL;
+    CHECK_EQ(notes(o->f2, NULL, &s), 0);
+
+    /* The field answers; the coordinators read both, oldest first. */
+    CHECK_EQ(fv_note_add(o->f1, NULL, a, "Done: she confirmed the date.\nAll well."), FV_OK);
+    carry(o->f1, o->c);
+    carry(o->f1, o->c2);
+    CHECK_EQ(notes(o->c, a, &s), 2);
+    CHECK(strcmp(s.text[0], "Please call the witness back.") == 0);
+    CHECK(strncmp(s.text[1], "Done: she confirmed", 19) == 0);
+    CHECK(memcmp(s.author[1], o->f1_id, 32) == 0);
+    CHECK_EQ(notes(o->c2, NULL, &s), 1); /* c's own note has not reached c2 */
+    carry(o->c, o->c2);
+    CHECK_EQ(notes(o->c2, NULL, &s), 2);
+
+    /* The largest note. */
+    big[FV_MAX_NOTE_BYTES] = 0;
+    CHECK_EQ(fv_note_add(o->c, NULL, d, big), FV_OK);
+    CHECK_EQ(notes(o->c, d, &s), 1);
+    CHECK_EQ(strlen(s.text[0]), 63);
+    free(big);
+}
+
+struct hist {
+    size_t n, merges;
+};
+
+static int hist_cb(const fv_revision *rev, void *payload)
+{
+    struct hist *h = payload;
+    h->n++;
+    if (rev->nparents > 1)
+        h->merges++;
+    return 0;
+}
+
+static void test_merge(struct org *o, const unsigned char a[32],
+                       const unsigned char b[32])
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_field f1[1] = {{"place", "Yanji"}}, f2[1] = {{"witness", "W-017"}};
+    fv_field fm[1] = {{"status", "merged"}};
+    unsigned char rev[32];
+    fv_record *r = NULL;
+    struct hist h = {0, 0};
+    size_t nconf = 0;
+
+    /* Concurrent edits: the field device and a coordinator, each unaware
+     * of the other. */
+    in.fields = f1;
+    in.nfields = 1;
+    CHECK_EQ(fv_record_edit(o->f1, NULL, a, &in), FV_OK);
+    in.fields = f2;
+    CHECK_EQ(fv_record_edit(o->c2, NULL, a, &in), FV_OK);
+    carry(o->f1, o->c);
+    carry(o->c2, o->c);
+    CHECK_EQ(fv_record_get(o->c, &r, a), FV_OK);
+    if (r)
+        CHECK_EQ(r->nheads, 2);
+    fv_record_free(r);
+    r = NULL;
+    CHECK_EQ(fv_vs_conflicts(o->c, &nconf), FV_OK);
+    CHECK_EQ(nconf, 1);
+
+    in.fields = fm;
+    CHECK_EQ(fv_record_merge(o->c, rev, a, &in), FV_OK);
+    CHECK_EQ(fv_record_get(o->c, &r, a), FV_OK);
+    if (r) {
+        size_t i, seen = 0;
+        CHECK_EQ(r->nheads, 1);
+        CHECK(memcmp(r->revision, rev, 32) == 0);
+        for (i = 0; i < r->nfields; i++)
+            seen += strcmp(r->fields[i].key, "status") == 0 &&
+                    strcmp(r->fields[i].value, "merged") == 0;
+        CHECK_EQ(seen, 1);
+        CHECK(memcmp(r->origin, o->f1_id, 32) == 0); /* still f1's record */
+        CHECK(memcmp(r->author, o->c_id, 32) == 0);
+    }
+    fv_record_free(r);
+    r = NULL;
+    CHECK_EQ(fv_vs_conflicts(o->c, &nconf), FV_OK);
+    CHECK_EQ(nconf, 0);
+    /* Every revision stays: genesis, two edits, the merge of both. */
+    CHECK_EQ(fv_record_history(o->c, a, hist_cb, &h), FV_OK);
+    CHECK_EQ(h.n, 4);
+    CHECK_EQ(h.merges, 1);
+
+    /* The merge ends the conflict where it arrives too. */
+    carry(o->c, o->c2);
+    carry(o->f1, o->c2);
+    CHECK_EQ(fv_record_get(o->c2, &r, a), FV_OK);
+    if (r) {
+        CHECK_EQ(r->nheads, 1);
+        CHECK(memcmp(r->revision, rev, 32) == 0);
+    }
+    fv_record_free(r);
+    r = NULL;
+
+    /* With a single head a merge is an edit: one parent. */
+    h.n = h.merges = 0;
+    in.fields = f1;
+    CHECK_EQ(fv_record_merge(o->c, rev, b, &in), FV_OK);
+    CHECK_EQ(fv_record_history(o->c, b, hist_cb, &h), FV_OK);
+    CHECK_EQ(h.n, 2);
+    CHECK_EQ(h.merges, 0);
+    {
+        unsigned char none[32] = {7};
+        CHECK_EQ(fv_record_merge(o->c, rev, none, &in), FV_ENOTFOUND);
+    }
+}
+
+struct rlist {
+    fv_retraction r[4];
+    size_t n;
+};
+
+static int rlist_cb(const fv_retraction *r, void *payload)
+{
+    struct rlist *l = payload;
+    if (l->n < 4)
+        l->r[l->n++] = *r;
+    return 0;
+}
+
+static const unsigned char attach_bytes[] = "evidence photo bytes, encrypted as chunks";
+
+static long long read_once(unsigned char *buf, size_t cap, void *payload)
+{
+    int *done = payload;
+    size_t n = sizeof attach_bytes;
+    if (*done || cap < n)
+        return 0;
+    memcpy(buf, attach_bytes, n);
+    *done = 1;
+    return (long long)n;
+}
+
+static void test_retract(struct org *o)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_attachment_source src = {0};
+    unsigned char d[32], x[32], probe[48], chunk_probe[48];
+    char narrative[4000];
+    struct bag bag, late, orig;
+    struct rlist l;
+    fv_record *r = NULL;
+    struct notes s;
+    fv_env e;
+    int done = 0;
+    size_t i;
+    const char *tag = "retract-me";
+
+    /* A record of f2's with an attachment, at the coordinators and f1 (as
+     * if by a courier), with a note and a review state. */
+    for (i = 0; i + 1 < sizeof narrative; i++)
+        narrative[i] = (char)('a' + i % 26);
+    narrative[i] = 0;
+    in.title = "withdrawn testimony";
+    in.narrative = narrative;
+    in.narrative_len = strlen(narrative);
+    in.tags = &tag;
+    in.ntags = 1;
+    src.name = "photo.jpg";
+    src.read = read_once;
+    src.read_payload = &done;
+    in.attachments = &src;
+    in.nattachments = 1;
+    CHECK_EQ(fv_record_add(o->f2, d, &in), FV_OK);
+    bag_fill(&bag, o->f2);
+    i = last_of_kind(&bag, FV_ENV_REVISION, &e);
+    CHECK(i != (size_t)-1);
+    if (i != (size_t)-1) {
+        /* Bytes from the middle of its ciphertext. */
+        CHECK(e.ctlen > 2000);
+        memcpy(probe, e.ct + e.ctlen / 2, sizeof probe);
+        fv_env_clear(&e);
+    }
+    bag_import(o->c, &bag);
+    bag_import(o->c2, &bag);
+    bag_import(o->f1, &bag);
+    orig = bag; /* kept to bring the record back later */
+    {
+        /* The attachment's chunk, as stored. */
+        char p[400];
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        snprintf(p, sizeof p, "%s/vault.db", o->df2);
+        CHECK_EQ(sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        CHECK_EQ(sqlite3_prepare_v2(db, "SELECT hash, data FROM chunk", -1, &st, NULL), SQLITE_OK);
+        CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+        CHECK(sqlite3_column_bytes(st, 1) >= (int)sizeof chunk_probe);
+        memcpy(chunk_probe, sqlite3_column_blob(st, 1), sizeof chunk_probe);
+        /* The coordinator downloads it, as a sync would. */
+        CHECK_EQ(fv_vs_chunk_store(o->c, sqlite3_column_blob(st, 0),
+                                   sqlite3_column_blob(st, 1),
+                                   (size_t)sqlite3_column_bytes(st, 1)), FV_OK);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    CHECK_EQ(fv_note_add(o->c, NULL, d, "may we quote you?"), FV_OK);
+    CHECK_EQ(fv_record_set_state(o->c, d, FV_STATE_REVIEWED), FV_OK);
+    carry(o->c, o->f2);
+    CHECK_EQ(notes(o->f2, d, &s), 1);
+    CHECK(vault_has(o->dc, probe, sizeof probe));
+    CHECK(vault_has(o->dc, chunk_probe, sizeof chunk_probe));
+    CHECK(vault_has(o->df2, probe, sizeof probe));
+    CHECK(vault_has(o->df2, chunk_probe, sizeof chunk_probe));
+
+    /* Neither the author nor a coordinator: refused. */
+    CHECK_EQ(fv_record_retract(o->f1, d), FV_EDENIED);
+    {
+        unsigned char none[32] = {5};
+        CHECK_EQ(fv_record_retract(o->f2, none), FV_ENOTFOUND);
+    }
+
+    /* The author retracts: its copy goes at once. */
+    CHECK_EQ(fv_record_retract(o->f2, d), FV_OK);
+    CHECK_EQ(fv_record_get(o->f2, &r, d), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(o->f2), "the record was retracted") == 0);
+    CHECK_EQ(notes(o->f2, d, &s), 0);
+    CHECK(!vault_has(o->df2, probe, sizeof probe));
+    CHECK(!vault_has(o->df2, chunk_probe, sizeof chunk_probe));
+    CHECK_EQ(db_count(o->df2, "SELECT count(*) FROM envelope WHERE record = ?1", d), 1);
+    CHECK_EQ(fv_record_retract(o->f2, d), FV_ENOTFOUND); /* already */
+
+    /* Meanwhile c2 writes a note about it, not knowing. */
+    CHECK_EQ(fv_note_add(o->c2, NULL, d, "late note"), FV_OK);
+
+    /* The retraction reaches a coordinator. */
+    carry(o->f2, o->c);
+    CHECK_EQ(fv_record_get(o->c, &r, d), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(o->c), "the record was retracted") == 0);
+    CHECK_EQ(fv_record_history(o->c, d, hist_cb, &(struct hist){0, 0}), FV_ENOTFOUND);
+    CHECK_EQ(notes(o->c, d, &s), 0);
+    CHECK(!vault_has(o->dc, probe, sizeof probe));
+    CHECK(!vault_has(o->dc, chunk_probe, sizeof chunk_probe));
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE record = ?1", d), 1);
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM review WHERE record = ?1", d), 0);
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM note WHERE record = ?1", d), 0);
+    {
+        fv_filter f = FV_FILTER_INIT;
+        struct ids q;
+        f.tag = tag;
+        CHECK_EQ(query(o->c, &f, &q), 0);
+    }
+    memset(&l, 0, sizeof l);
+    CHECK_EQ(fv_retractions_list(o->c, rlist_cb, &l), FV_OK);
+    CHECK_EQ(l.n, 1);
+    CHECK(memcmp(l.r[0].record, d, 32) == 0);
+    CHECK(memcmp(l.r[0].author, o->f2_id, 32) == 0);
+    CHECK(l.r[0].time > 0);
+
+    /* What arrives later is dropped: c2's late note, and the record again. */
+    bag_fill(&late, o->c2);
+    bag_import(o->c, &late);
+    bag_free(&late);
+    bag_import(o->c, &orig);
+    bag_free(&orig);
+    CHECK_EQ(notes(o->c, d, &s), 0);
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE record = ?1", d), 1);
+    CHECK_EQ(fv_record_get(o->c, &r, d), FV_ENOTFOUND);
+    /* Importing the same retraction twice changes nothing either. */
+    carry(o->f2, o->c);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ(fv_retractions_list(o->c, rlist_cb, &l), FV_OK);
+    CHECK_EQ(l.n, 1);
+
+    /* A coordinator may retract a field device's record; it reaches the
+     * author device, which destroys its copy. */
+    add(o->f1, x, "second thoughts", "misc", "the witness asked us to stop");
+    carry(o->f1, o->c);
+    CHECK_EQ(fv_record_retract(o->c, x), FV_OK);
+    CHECK_EQ(fv_record_get(o->c, &r, x), FV_ENOTFOUND);
+    bag_fill(&bag, o->c);
+    i = last_of_kind(&bag, FV_ENV_RETRACTION, &e);
+    CHECK(i != (size_t)-1);
+    if (i != (size_t)-1) {
+        unsigned char cbox[32], f1box[32], sp[32];
+        fv_vs_device(o->c, sp, cbox);
+        fv_vs_device(o->f1, sp, f1box);
+        CHECK(sealed_to(&e, cbox) && sealed_to(&e, f1box) && sealed_to(&e, o->pk));
+        CHECK(memcmp(e.record, x, 32) == 0);
+        fv_env_clear(&e);
+    }
+    bag_free(&bag);
+    CHECK_EQ(fv_record_get(o->f1, &r, x), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    carry(o->c, o->f1);
+    CHECK_EQ(fv_record_get(o->f1, &r, x), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(o->f1), "the record was retracted") == 0);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ(fv_retractions_list(o->f1, rlist_cb, &l), FV_OK);
+    CHECK(l.n >= 1);
+    /* The field device's own copy is refused after the retraction too. */
+    carry(o->f1, o->c);
+    CHECK_EQ(fv_record_get(o->c, &r, x), FV_ENOTFOUND);
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE record = ?1", x), 1);
+}
+
+int main(void)
+{
+    struct org o;
+    unsigned char a[32], b[32], d[32];
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(root, sizeof root, "%s/fv_test_desk_core_XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_state_names();
+    test_payloads();
+
+    org_setup(&o);
+    add(o.f1, a, "detained at the border post", "detention", "three days without water");
+    add(o.f1, b, "the crossing", "border", "we paid a guide");
+    add(o.f2, d, "the river", "detention", "we crossed the river at night");
+    carry(o.f1, o.c);
+    carry(o.f2, o.c);
+    carry(o.f1, o.c2);
+    carry(o.f2, o.c2);
+
+    test_states(&o, a, b);
+    test_state_tie(&o, b);
+    test_state_after_key_import(&o, a);
+    test_filters(&o, a, b, d);
+    test_notes(&o, a, d);
+    test_merge(&o, a, b);
+    test_retract(&o);
+    org_close(&o);
+
+    {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", root);
+    }
+    return check_summary("test_desk_core");
+}
