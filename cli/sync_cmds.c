@@ -141,31 +141,6 @@ static int sync_options(fv_sync_options *so, const cli_opt *server,
     return 0;
 }
 
-/* Decodes 64 hex digits (either case) into a device id. */
-static int parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
-{
-    if (strlen(hex) != 2 * FV_ID_BYTES)
-        return -1;
-    for (size_t i = 0; i < FV_ID_BYTES; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char ch = hex[2 * i + (size_t)k];
-            int d;
-            if (ch >= '0' && ch <= '9')
-                d = ch - '0';
-            else if (ch >= 'a' && ch <= 'f')
-                d = ch - 'a' + 10;
-            else if (ch >= 'A' && ch <= 'F')
-                d = ch - 'A' + 10;
-            else
-                return -1;
-            v = v * 16 + d;
-        }
-        id[i] = (unsigned char)v;
-    }
-    return 0;
-}
-
 /* ---- progress and cancel while connected --------------------------------- */
 
 /* A progress line on stderr once a transfer has run for PROGRESS_AFTER
@@ -812,7 +787,7 @@ static int org_revoke(cli *c)
 
     if (org_begin(c, opts, 1, 1, "DEVICE_ID", &so, &rc))
         goto cleanup;
-    if (parse_device_id(c->pos[0], id) != 0) {
+    if (cli_parse_device_id(c->pos[0], id) != 0) {
         cli_error("org revoke: want a device id of 64 hex digits (see 'org "
                   "devices'), not '%s'", c->pos[0]);
         rc = CLI_USAGE;
