@@ -12,6 +12,7 @@ vaults, sync) are test_sync.py's.
 """
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -271,7 +272,8 @@ class TestDesk(DeskTest):
                           (bytes.fromhex(r3),)).fetchone()[0]
         db.close()
         self.assertEqual(rows, 1)
-        self.retraction_listed(c2, r3)
+        for v in (c1, c2, f2):
+            self.retraction_listed(v, r3)
 
         # verify after a flipped byte in one stored envelope
         self.assertEqual(self.jv(c1, "verify")["failures"], 0)
@@ -288,16 +290,22 @@ class TestDesk(DeskTest):
     # -- helpers of the flow
 
     def retraction_listed(self, vault, rid):
-        """The retraction stays visible where the CLI lists it: the JSON
-        export's retractions, when present."""
-        out = self.path("after-retraction.json")
+        """The retraction stays, as an auditable fact: its signed envelope
+        (kind 6) is kept in the vault, and the JSON export does not show
+        the record."""
+        db = sqlite3.connect(os.path.join(vault, "vault.db"))
+        kinds = [k for (k,) in db.execute(
+            "SELECT kind FROM envelope WHERE record = ? AND bytes IS NOT NULL",
+            (bytes.fromhex(rid),))]
+        db.close()
+        self.assertEqual(kinds, [6], "the retraction alone stays")
+        out = self.path("after-retraction-%d.json" % len(os.listdir(self.tmp)))
         self.v(vault, "export", "--format", "json", "--output", out)
         with open(out, "rb") as f:
             doc = json.loads(f.read())
-        if isinstance(doc, dict) and "retractions" in doc:
+        if "retractions" in doc:
             self.assertIn(rid, json.dumps(doc["retractions"]))
-        self.assertNotIn(rid, json.dumps(doc.get("records", doc)
-                                          if isinstance(doc, dict) else doc))
+        self.assertNotIn(rid, json.dumps(doc["records"]))
 
     def ciphertext_slices(self, vault, rid):
         """32-byte slices from the middle of every stored envelope of a
@@ -342,17 +350,27 @@ class TestDesk(DeskTest):
         for rid in ids:
             e, l = by_id[rid], listed[rid]
             s = self.jv(c, "show", rid)
-            self.assertEqual(e["title"], l["title"])
+            for k in ("title", "narrative", "fields", "tags", "state",
+                      "created", "modified", "revision"):
+                self.assertEqual(e[k], s[k], (rid, k))
             self.assertEqual(e["state"], l["state"])
-            self.assertEqual(e["author"], l["author"])
-            self.assertEqual(e.get("tags"), s.get("tags"))
-            self.assertEqual(e.get("fields"), s.get("fields"))
-            self.assertEqual(e.get("narrative"), s.get("narrative"))
-            self.assertEqual(sorted(e["heads"]), sorted(s["heads"]))
-            self.assertEqual([n["text"] for n in e.get("notes", [])],
+            # the creating device (list's and show's "author") and the
+            # revision's signer (show's "signer")
+            self.assertEqual(e["origin"], l["author"])
+            self.assertEqual(e["origin"], s["author"])
+            self.assertEqual(e["author"], s["signer"])
+            heads = e["heads"]
+            if isinstance(heads, list):
+                self.assertEqual(sorted(heads), sorted(s["heads"]))
+            else:
+                self.assertEqual(heads, len(s["heads"]))
+            hist = e.get("history", e.get("revisions"))
+            self.assertEqual([x["id"] for x in hist],
+                             [x["id"] for x in s["revisions"]])
+            self.assertEqual([n["text"] for n in e["notes"]],
                              [n["text"] for n in s["notes"]])
-            self.assertEqual({x["id"] for x in e["revisions"]},
-                             {x["id"] for x in s["revisions"]})
+            self.assertEqual([a["name"] for a in e["attachments"]],
+                             [a["name"] for a in s["attachments"]])
         self.v(c, "export", "--format", "json", "--output", out,
                expect=EXISTS)
         # a filter
@@ -393,10 +411,21 @@ class TestDesk(DeskTest):
         out = self.path("evidence")
         self.v(c, "export", "--format", "evidence", "--output", out,
                "--record", sorted(ids)[0])
-        names = [os.path.relpath(p, out) for p in tree_bytes(out)]
-        self.assertTrue(any("manifest" in n.lower() for n in names), names)
-        self.assertTrue(any(n.lower().endswith(".txt") for n in names), names)
-        self.assertTrue(any(n.endswith(".cbor") for n in names), names)
+        files = {os.path.relpath(p, out): b for p, b in tree_bytes(out).items()}
+        self.assertIn("README.txt", files)
+        json.loads(files["manifest.json"])
+        envs = {n: b for n, b in files.items() if n.startswith("envelopes/")}
+        # the record's genesis envelope (its id is the record id) is there,
+        # and every envelope and chunk file is named by its BLAKE2b-256
+        first = sorted(ids)[0]
+        self.assertTrue(any(first in n for n in envs), sorted(files))
+        for n, b in files.items():
+            if n.startswith(("envelopes/", "chunks/")):
+                name = os.path.splitext(os.path.basename(n))[0]
+                self.assertEqual(hashlib.blake2b(b, digest_size=32).hexdigest(),
+                                 name, n)
+        self.assertTrue(any(n.startswith("chunks/") for n in files) ==
+                        bool(listed[first]["attachments"]), sorted(files))
 
 
 def main():
