@@ -1,10 +1,22 @@
 /* session.c - the blocking driver of a sync: one TLS connection, the client
- * engine (client.c) fed from it, the public calls of fieldvault_sync.h. */
+ * engine (client.c) fed from it, the public calls of fieldvault_sync.h.
+ *
+ * Cancelling a session from another thread (or a signal handler): the
+ * session owns a self-pipe. fv_sync_session_cancel sets an atomic flag and
+ * then writes one byte to the pipe; every wait of a run (connect, the TLS
+ * handshake, each poll for data) also polls the pipe's read end, so it
+ * wakes at once. The flag is what decides; the byte only wakes. A run that
+ * stops on the flag clears it and drains the pipe, and every run drains
+ * stale bytes before it looks at the flag. */
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "fieldvault_sync.h"
@@ -51,8 +63,25 @@ static int split_address(const char *addr, char *host, size_t hostcap,
     return FV_OK;
 }
 
+struct fv_sync_session {
+    fv_vault *v;          /* borrowed */
+    fv_sync_options o;    /* a copy; o.server points at `server` */
+    char *server;         /* malloc'd copy of options->server, or NULL */
+    atomic_int cancel;    /* a stop was asked and not yet used up */
+    int wake[2];          /* self-pipe: [0] polled by the run, [1] written */
+};
+
+/* Empties the wake pipe (non-blocking). */
+static void drain_wake(fv_sync_session *s)
+{
+    char junk[64];
+    while (read(s->wake[0], junk, sizeof junk) > 0)
+        ;
+}
+
 struct run {
     uint64_t upload; /* bytes to send, as the sync began */
+    fv_sync_session *s; /* NULL: not cancellable from outside */
     fv_vault *v;
     fv_client *c;
     fv_tls_conn *tls;
@@ -74,9 +103,14 @@ static int progress(struct run *r)
     return r->o->progress(done, total, r->o->progress_payload);
 }
 
+static int stop_asked(const struct run *r)
+{
+    return r->s && atomic_load(&r->s->cancel);
+}
+
 /* Moves bytes between the TLS connection and the engine until the engine is
  * done or fails, the connection stalls for timeout_ms, or the caller
- * cancels. */
+ * cancels (progress callback or fv_sync_session_cancel). */
 static int pump(struct run *r, int timeout_ms)
 {
     unsigned char *buf = malloc(READ_CHUNK);
@@ -93,6 +127,10 @@ static int pump(struct run *r, int timeout_ms)
 
         if ((rc = fv_client_status(r->c)))
             break;
+        if (stop_asked(r)) {
+            rc = FV_ECANCELED;
+            break;
+        }
         if (len > 0) {
             wrc = fv_tls_write(r->tls, out, len, &n);
             if (wrc == FV_OK) {
@@ -117,7 +155,7 @@ static int pump(struct run *r, int timeout_ms)
                 moved = 1;
                 if ((rc = fv_client_recv(r->c, buf, n)))
                     break;
-                if (progress(r)) {
+                if (progress(r) || stop_asked(r)) {
                     rc = FV_ECANCELED;
                     break;
                 }
@@ -142,10 +180,17 @@ static int pump(struct run *r, int timeout_ms)
             break;
         }
         {
-            struct pollfd p = {fv_tls_fd(r->tls), events, 0};
+            struct pollfd p[2] = {{fv_tls_fd(r->tls), events, 0},
+                                  {r->s ? r->s->wake[0] : -1, POLLIN, 0}};
             if (fv_client_pending(r->c, &len) && len > 0)
-                p.events |= POLLOUT;
-            poll(&p, 1, 200);
+                p[0].events |= POLLOUT;
+            if (poll(p, r->s ? 2 : 1, 200) > 0 && p[1].revents &&
+                !stop_asked(r))
+                drain_wake(r->s); /* stale: its request was used up */
+            if (stop_asked(r)) {
+                rc = FV_ECANCELED;
+                break;
+            }
         }
         /* Also between bytes: a caller can cancel a stalled link. */
         if (progress(r)) {
@@ -174,7 +219,7 @@ static const char *net_message(int rc)
 static int run_request(fv_vault *v, const fv_client_request *req,
                        const fv_sync_options *o, const char *address,
                        const unsigned char pin[32], fv_sync_result *res,
-                       char **invite_text)
+                       char **invite_text, fv_sync_session *sess)
 {
     fv_sync_options defaults = FV_SYNC_OPTIONS_INIT;
     struct run r;
@@ -184,6 +229,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
 
     memset(&r, 0, sizeof r);
     r.v = v;
+    r.s = sess;
     r.o = o ? o : &defaults;
     timeout = r.o->timeout_ms > 0 ? r.o->timeout_ms : 30000;
     if (split_address(address, host, sizeof host, port, sizeof port))
@@ -194,7 +240,8 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         return rc == FV_EEXIST
                    ? fv_vs_fail(v, rc, "this vault is already enrolled")
                    : rc;
-    rc = fv_tls_connect(&r.tls, host, port, pin, timeout);
+    rc = fv_tls_connect_wake(&r.tls, host, port, pin, timeout,
+                             sess ? sess->wake[0] : -1);
     if (rc) {
         fv_client_free(r.c);
         return fv_vs_fail(v, rc, net_message(rc));
@@ -237,25 +284,125 @@ static int run_request(fv_vault *v, const fv_client_request *req,
 /* Runs a request against the server this vault is enrolled with. */
 static int run_enrolled(fv_vault *v, const fv_client_request *req,
                         const fv_sync_options *o, fv_sync_result *res,
-                        char **invite_text)
+                        char **invite_text, fv_sync_session *s)
 {
     fv_sync_state st;
     int rc = fv_vs_state_get(v, &st);
     if (rc)
         return rc;
     rc = run_request(v, req, o, o && o->server ? o->server : st.server, st.pin,
-                     res, invite_text);
+                     res, invite_text, s);
     fv_wipe(&st, sizeof st);
     return rc;
 }
 
-int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
+int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
+                        const fv_sync_options *o)
+{
+    fv_sync_options defaults = FV_SYNC_OPTIONS_INIT;
+    fv_sync_session *s;
+    int i;
+
+    if (!out)
+        return FV_EINVAL;
+    *out = NULL;
+    if (!v)
+        return FV_EINVAL;
+    if (o && o->version != FV_SYNC_OPTIONS_VERSION)
+        return fv_vs_fail(v, FV_EINVAL,
+                          "unknown version of the sync options");
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return fv_vs_fail(v, FV_ENOMEM, "out of memory");
+    s->v = v;
+    s->o = o ? *o : defaults;
+    atomic_init(&s->cancel, 0);
+    s->wake[0] = s->wake[1] = -1;
+    if (s->o.server && !(s->server = strdup(s->o.server))) {
+        free(s);
+        return fv_vs_fail(v, FV_ENOMEM, "out of memory");
+    }
+    s->o.server = s->server;
+    /* Both ends non-blocking: cancel never blocks on a full pipe (a full
+     * pipe already wakes the run), and draining stops when it is empty. */
+    if (pipe(s->wake) != 0) {
+        fv_sync_session_free(s);
+        return fv_vs_fail(v, FV_ENOMEM, "cannot create the session's wake pipe");
+    }
+    for (i = 0; i < 2; i++) {
+        int fl = fcntl(s->wake[i], F_GETFL);
+        if (fl < 0 || fcntl(s->wake[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(s->wake[i], F_SETFD, FD_CLOEXEC) < 0) {
+            fv_sync_session_free(s);
+            return fv_vs_fail(v, FV_EIO, "cannot set up the session's wake pipe");
+        }
+    }
+    *out = s;
+    return FV_OK;
+}
+
+int fv_sync_session_run(fv_sync_session *s, fv_sync_result *res)
 {
     fv_client_request req = {.op = FV_CLIENT_SYNC};
     fv_sync_result local;
+    int rc;
+
+    if (!s)
+        return FV_EINVAL;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    /* Drained before the flag is read: a cancel that lands in between
+     * leaves its byte in the pipe, so no wake-up is lost. */
+    drain_wake(s);
+    if (atomic_load(&s->cancel))
+        rc = fv_vs_fail(s->v, FV_ECANCELED, net_message(FV_ECANCELED));
+    else
+        rc = run_enrolled(s->v, &req, &s->o, res, NULL, s);
+    if (rc == FV_ECANCELED && atomic_exchange(&s->cancel, 0))
+        drain_wake(s);
+    return rc;
+}
+
+void fv_sync_session_cancel(fv_sync_session *s)
+{
+    int saved = errno; /* a signal handler must leave errno as it was */
+    ssize_t n;
+
+    if (!s)
+        return;
+    /* The flag first: whoever is woken by the byte finds it set. */
+    atomic_store(&s->cancel, 1);
+    do
+        n = write(s->wake[1], "", 1);
+    while (n < 0 && errno == EINTR);
+    /* EAGAIN: the pipe is full, which wakes the run as well. */
+    errno = saved;
+}
+
+void fv_sync_session_free(fv_sync_session *s)
+{
+    if (!s)
+        return;
+    if (s->wake[0] >= 0)
+        close(s->wake[0]);
+    if (s->wake[1] >= 0)
+        close(s->wake[1]);
+    free(s->server);
+    free(s);
+}
+
+int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
+{
+    fv_sync_session *s;
+    int rc;
     if (!v)
         return FV_EINVAL;
-    return run_enrolled(v, &req, o, res ? res : &local, NULL);
+    if ((rc = fv_sync_session_new(&s, v, o)))
+        return rc;
+    rc = fv_sync_session_run(s, res);
+    fv_sync_session_free(s);
+    return rc;
 }
 
 int fv_enroll(fv_vault *v, const char *invite, const fv_sync_options *o,
@@ -273,7 +420,7 @@ int fv_enroll(fv_vault *v, const char *invite, const fv_sync_options *o,
                           "the invite is damaged (check it was copied whole)");
     req.server_override = o ? o->server : NULL;
     rc = run_request(v, &req, o, o && o->server ? o->server : inv.address,
-                     inv.pin, &res, NULL);
+                     inv.pin, &res, NULL, NULL);
     if (rc == FV_OK && role)
         *role = res.role;
     fv_wipe(&inv, sizeof inv);
@@ -291,7 +438,7 @@ int fv_org_init(fv_vault *v, const fv_sync_options *o)
      * one only publishes it again. */
     if (!fv_vs_org_pk(v, pk) && (rc = fv_vs_org_create(v, pk)))
         return rc;
-    return run_enrolled(v, &req, o, NULL, NULL);
+    return run_enrolled(v, &req, o, NULL, NULL, NULL);
 }
 
 int fv_org_invite(fv_vault *v, char **invite, const char *name, int role,
@@ -302,7 +449,7 @@ int fv_org_invite(fv_vault *v, char **invite, const char *name, int role,
     *invite = NULL;
     if (!v || !name)
         return FV_EINVAL;
-    return run_enrolled(v, &req, o, NULL, invite);
+    return run_enrolled(v, &req, o, NULL, invite, NULL);
 }
 
 struct devices {
@@ -335,7 +482,7 @@ int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
                              .device_payload = &ds};
     if (!v || !fn)
         return FV_EINVAL;
-    return run_enrolled(v, &req, o, NULL, NULL);
+    return run_enrolled(v, &req, o, NULL, NULL, NULL);
 }
 
 int fv_org_revoke(fv_vault *v, const unsigned char id[32],
@@ -344,5 +491,5 @@ int fv_org_revoke(fv_vault *v, const unsigned char id[32],
     fv_client_request req = {.op = FV_CLIENT_REVOKE, .device = id};
     if (!v || !id)
         return FV_EINVAL;
-    return run_enrolled(v, &req, o, NULL, NULL);
+    return run_enrolled(v, &req, o, NULL, NULL, NULL);
 }

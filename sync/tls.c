@@ -127,17 +127,21 @@ static int64_t now_ms(void)
 }
 
 /* Waits until fd is ready for `events` or the deadline passes (FV_ENET).
- * POLLERR/POLLHUP count as ready: the next I/O call reports them. */
-static int wait_fd(int fd, short events, int64_t deadline)
+ * POLLERR/POLLHUP count as ready: the next I/O call reports them. A
+ * readable `wake` (if not -1) ends the wait first: FV_ECANCELED. */
+static int wait_fd(int fd, short events, int64_t deadline, int wake)
 {
     for (;;) {
         int64_t left = deadline - now_ms();
-        struct pollfd p = {.fd = fd, .events = events, .revents = 0};
+        struct pollfd p[2] = {{.fd = fd, .events = events, .revents = 0},
+                              {.fd = wake, .events = POLLIN, .revents = 0}};
         int r;
 
         if (left <= 0)
             return FV_ENET;
-        r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        r = poll(p, wake >= 0 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r > 0 && wake >= 0 && p[1].revents)
+            return FV_ECANCELED;
         if (r > 0)
             return FV_OK;
         if (r == 0)
@@ -677,7 +681,8 @@ int fv_tls_handshake(fv_tls_conn *c)
 }
 
 /* A connected, non-blocking TCP socket to ai, or -1. */
-static int tcp_connect(const struct addrinfo *ai, int64_t deadline)
+static int tcp_connect(const struct addrinfo *ai, int64_t deadline, int wake,
+                       int *rc)
 {
     int fd = socket_new(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     int err = 0;
@@ -691,7 +696,7 @@ static int tcp_connect(const struct addrinfo *ai, int64_t deadline)
     /* After EINTR a non-blocking connect goes on in the background. */
     if (errno != EINPROGRESS && errno != EINTR)
         goto fail;
-    if (wait_fd(fd, POLLOUT, deadline) != FV_OK)
+    if ((*rc = wait_fd(fd, POLLOUT, deadline, wake)) != FV_OK)
         goto fail;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
         goto fail;
@@ -704,10 +709,17 @@ fail:
 int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
                    const unsigned char pin[FV_TLS_PIN_BYTES], int timeout_ms)
 {
+    return fv_tls_connect_wake(out, host, port, pin, timeout_ms, -1);
+}
+
+int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
+                        const unsigned char pin[FV_TLS_PIN_BYTES],
+                        int timeout_ms, int wake)
+{
     struct addrinfo hints, *res = NULL, *ai;
     fv_tls_conn *c = NULL;
     int64_t deadline;
-    int fd = -1, rc, ret;
+    int fd = -1, rc = FV_ENET, ret;
 
     if (out == NULL)
         return FV_EINVAL;
@@ -726,11 +738,13 @@ int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
     hints.ai_flags = AI_NUMERICSERV;
     if (getaddrinfo(host, port, &hints, &res) != 0)
         return FV_ENET;
-    for (ai = res; ai != NULL && fd < 0 && now_ms() < deadline; ai = ai->ai_next)
-        fd = tcp_connect(ai, deadline);
+    for (ai = res; ai != NULL && fd < 0 && rc != FV_ECANCELED &&
+                   now_ms() < deadline;
+         ai = ai->ai_next)
+        fd = tcp_connect(ai, deadline, wake, &rc);
     freeaddrinfo(res);
     if (fd < 0)
-        return FV_ENET;
+        return rc == FV_ECANCELED ? rc : FV_ENET;
 
     rc = conn_new(&c, fd, MBEDTLS_SSL_IS_CLIENT, NULL);
     if (rc != FV_OK)
@@ -745,7 +759,8 @@ int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
         rc = fv_tls_handshake(c);
         if (rc <= 0)
             break;
-        rc = wait_fd(c->fd, rc == FV_TLS_WANT_READ ? POLLIN : POLLOUT, deadline);
+        rc = wait_fd(c->fd, rc == FV_TLS_WANT_READ ? POLLIN : POLLOUT, deadline,
+                     wake);
         if (rc != FV_OK)
             break;
     }

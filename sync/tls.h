@@ -58,6 +58,13 @@ int fv_tls_accept(fv_tls_server *s, fv_tls_conn **out);
 int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
                    const unsigned char pin[FV_TLS_PIN_BYTES], int timeout_ms);
 
+/* fv_tls_connect that also gives up with FV_ECANCELED as soon as `wake`
+ * (a file descriptor, e.g. a pipe's read end; -1 for none) is readable:
+ * while connecting and during the handshake. It reads nothing from it. */
+int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
+                        const unsigned char pin[FV_TLS_PIN_BYTES],
+                        int timeout_ms, int wake);
+
 /* Server side: advances the handshake. FV_OK when complete, FV_TLS_WANT_*,
  * or FV_ETLS. */
 int fv_tls_handshake(fv_tls_conn *c);
