@@ -13,7 +13,8 @@
  *
  *   cc embed.c $(pkg-config --cflags --libs fieldvault-sync) -o embed
  *
- * Exit status: 0 when everything above happened, 1 otherwise.
+ * Exit status: 0 when everything above happened, 1 if something did not,
+ * 2 on a usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,19 @@ static int open_vault(fv_vault **v, const char *dir, int kdf)
     return rc;
 }
 
+/* The vault's key-derivation cost, chosen once at creation: "phone" is
+ * what a low-end phone can give; "test" only for tests. */
+static int kdf_profile(const char *name)
+{
+    if (strcmp(name, "phone") == 0)
+        return FV_KDF_PHONE;
+    if (strcmp(name, "desktop") == 0)
+        return FV_KDF_DESKTOP;
+    if (strcmp(name, "test") == 0)
+        return FV_KDF_TEST;
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
@@ -137,9 +151,7 @@ int main(int argc, char **argv)
 
     for (i = 1; i + 1 < argc && argv[i][0] == '-'; i += 2) {
         if (strcmp(argv[i], "--kdf") == 0)
-            kdf = strcmp(argv[i + 1], "test") == 0      ? FV_KDF_TEST
-                  : strcmp(argv[i + 1], "desktop") == 0 ? FV_KDF_DESKTOP
-                                                        : FV_KDF_PHONE;
+            kdf = kdf_profile(argv[i + 1]);
         else if (strcmp(argv[i], "--server") == 0)
             so.server = argv[i + 1];
         else
@@ -149,7 +161,7 @@ int main(int argc, char **argv)
            fv_format_version(), fv_protocol_version());
     if (argc == 2 && strcmp(argv[1], "--version") == 0)
         return 0;
-    if (argc - i != 2) {
+    if (argc - i != 2 || kdf < 0) {
         fprintf(stderr, "usage: embed [--kdf desktop|phone|test] "
                         "[--server HOST:PORT] DIR INVITE\n");
         return 2;
