@@ -56,8 +56,10 @@ int fv_server_invite(const char *dir, const char *name, int role,
  * batch waits its turn to write). Logs nothing.
  *
  * A damaged or truncated file stores nothing: FV_ECORRUPT. An envelope that
- * fails verification (FV_ECORRUPT) or an author not enrolled or revoked
- * (FV_EDENIED) stops the import at its batch: nothing of that batch is
+ * fails verification (FV_ECORRUPT), an author not enrolled or revoked, or
+ * an envelope its author may not write (a review state from a field device,
+ * a note about a record the server does not hold...: FV_EDENIED) stops the
+ * import at its batch: nothing of that batch is
  * stored, the batches before it stay. Also FV_ENOTFOUND (no bundle there,
  * or no server), FV_EVERSION, FV_EIO, FV_ENOSPC, FV_ENOMEM, FV_EINVAL. */
 int fv_server_import(const char *dir, const char *path, uint64_t *count,

@@ -248,6 +248,58 @@ int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
     return rc;
 }
 
+struct filing {
+    fv_sstore *st;
+    uint64_t last;
+};
+
+static int file_entry(const fv_sstore_entry *e, void *payload)
+{
+    struct filing *f = payload;
+    fv_env env;
+    int rc = FV_OK;
+    f->last = e->seq;
+    if (!e->bytes)
+        return FV_OK; /* erased: filed when its record was retracted */
+    if (fv_env_parse(&env, e->bytes, e->len) != FV_OK)
+        return FV_ECORRUPT; /* verified when it came: the store is damaged */
+    rc = fv_sstore_logrec_add(f->st, e->seq, env.record);
+    fv_env_clear(&env);
+    return rc;
+}
+
+/* A database from before log entries were filed under their records
+ * (store_server.h): files every entry once, so that a retraction finds all
+ * of a record's envelopes. Meta "records" marks it done. */
+static int file_records(fv_sstore *st)
+{
+    struct filing f = {st, 0};
+    unsigned char *v = NULL, chain[32];
+    uint64_t head;
+    size_t len;
+    int rc = fv_sstore_meta_get(st, "records", &v, &len);
+    free(v);
+    if (rc != FV_ENOTFOUND)
+        return rc;
+    if ((rc = fv_sstore_begin(st)))
+        return rc;
+    rc = fv_sstore_log_head(st, &head, chain);
+    while (rc == FV_OK && f.last < head) {
+        uint64_t from = f.last;
+        rc = fv_sstore_read(st, NULL, from, head, FV_PROTO_MAX_BATCH,
+                            file_entry, &f);
+        if (rc == FV_OK && f.last == from)
+            rc = FV_ECORRUPT; /* the head promised more */
+    }
+    if (rc == FV_OK)
+        rc = fv_sstore_meta_put(st, "records", "1", 1);
+    if (rc == FV_OK)
+        rc = fv_sstore_commit(st);
+    if (rc)
+        fv_sstore_rollback(st);
+    return rc;
+}
+
 int fv_srv_new(fv_srv **out, const fv_srv_config *cfg)
 {
     static const unsigned char probe[] = "FieldVault receipt key check";
@@ -290,6 +342,8 @@ int fv_srv_new(fv_srv **out, const fv_srv_config *cfg)
     if (rc == FV_OK)
         s->has_org = 1;
     else if (rc != FV_ENOTFOUND)
+        goto fail;
+    if ((rc = file_records(s->st)))
         goto fail;
     *out = s;
     return FV_OK;

@@ -78,8 +78,10 @@ typedef struct fv_srv fv_srv;
 typedef struct fv_srv_conn fv_srv_conn;
 
 /* Makes the shared server state. The organisation key, if set, is read from
- * the store's meta ("org"). FV_EINVAL, FV_ENOMEM, FV_ECORRUPT. Free with
- * fv_srv_free after every connection is freed. */
+ * the store's meta ("org"). A database from an earlier build has its log
+ * entries filed under their records first (once; it reads the whole log).
+ * FV_EINVAL, FV_ENOMEM, FV_ECORRUPT, FV_EIO. Free with fv_srv_free after
+ * every connection is freed. */
 int fv_srv_new(fv_srv **out, const fv_srv_config *cfg);
 /* Wipes the receipt key and frees. NULL is harmless. */
 void fv_srv_free(fv_srv *s);
@@ -100,7 +102,11 @@ int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
  * envelope is checked (size, structure, signature, written by `author`)
  * before anything is stored (FV_ECORRUPT if one fails: nothing is stored);
  * then the batch goes to the log and the feeds in one transaction, as a
- * PUSH's does. Envelopes already in the log keep their position.
+ * PUSH's does. Envelopes already in the log keep their position. A note,
+ * review state or retraction about a record the log does not hold, or that
+ * its author may not write (docs/PROTOCOL.md, PUSH), is FV_EDENIED, with
+ * nothing of the batch stored. A retraction erases its record as a PUSH's
+ * does; an envelope of a retracted record is not stored (its seq is 0).
  *
  * With `author` NULL, each envelope's own author is used: the batch is
  * split into runs of envelopes by the same author, and every one of them

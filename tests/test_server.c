@@ -3929,6 +3929,47 @@ static void test_desk(void)
     CHECK(!db_holds(&h, env[G3], len[G3]) && !db_holds(&h, env[N3], len[N3]));
     head = log_head(&h);
     CHECK_EQ(head, 13);
+
+    /* A chunk that arrived on one connection, written but not yet made
+     * durable and indexed, when another connection retracts its record:
+     * it is acknowledged, never indexed, and its bytes are destroyed. */
+    {
+        unsigned char h5[32], id5[32], idr5[32], *g5, *r5, *d5;
+        size_t l5, lr5, n5 = 40000, sent;
+        const unsigned char *p;
+        fv_srv_conn *c = NULL;
+        fv_out o;
+        buf out = {0};
+        size_t idx[1] = {0};
+        d5 = xmalloc(n5);
+        chunk_fill(d5, n5, 91ull << 40);
+        fv_hash(h5, d5, n5);
+        g5 = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                        (const unsigned char(*)[32])h5, 1, &l5, id5);
+        r5 = make_about(&a, FV_ENV_RETRACTION, id5, SEAL(a.box, org, org), 2,
+                        NULL, 0, &lr5, idr5);
+        CHECK_EQ(push_try(&h, &a, &g5, &l5, 1, NULL), 0);
+        fv_out_init(&o);
+        c_hello(&o, &a, h.pin, binding_a, NULL);
+        c_put(&o, h5, d5, n5);
+        p = fv_out_pending(&o, &sent);
+        CHECK_EQ(fv_srv_conn_new(&c, h.srv, binding_a, 99), FV_OK);
+        CHECK_EQ(fv_srv_conn_recv_more(c, p, sent), sent);
+        CHECK(file_holds(pack, d5 + n5 / 2, 64)); /* written, pending */
+        CHECK_EQ(push_try(&h, &a, &r5, &lr5, 1, NULL), 0);
+        CHECK_EQ(fv_srv_conn_flush(c), 1);
+        drain(c, &out, 1 << 20);
+        CHECK_EQ(acks_of(&out, h5), 1);
+        fv_srv_conn_free(c);
+        CHECK(!file_holds(pack, d5 + n5 / 2, 64));
+        CHECK(strcmp(query(&h, &a, (const unsigned char(*)[32])h5, idx, 1),
+                     "0") == 0);
+        fv_out_free(&o);
+        buf_free(&out);
+        free(g5);
+        free(r5);
+        free(d5);
+    }
 #undef SEAL
 #undef HS
     for (int i = 0; i < NDESK; i++)
