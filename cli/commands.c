@@ -1513,6 +1513,60 @@ cleanup:
     return rc;
 }
 
+static int print_retraction(const fv_retraction *r, void *payload)
+{
+    listing *l = payload;
+    if (l->json) {
+        json_list_item(stdout, l->count);
+        json_key(stdout, "id");
+        json_id(stdout, r->id);
+        fputs(", ", stdout);
+        json_key(stdout, "record");
+        json_id(stdout, r->record);
+        fputs(", ", stdout);
+        json_key(stdout, "author");
+        json_id(stdout, r->author);
+        fputs(", ", stdout);
+        json_key(stdout, "time");
+        json_time(stdout, r->time);
+        fputc('}', stdout);
+    } else {
+        char rec[FV_ID_HEX_BYTES], author[FV_ID_HEX_BYTES], when[40];
+        fv_id_to_hex(rec, r->record);
+        fv_id_to_hex(author, r->author);
+        time_format(when, sizeof when, r->time, TIME_MINUTES);
+        fprintf(stdout, "%s  %s  by %s\n", rec, when, author);
+    }
+    l->count++;
+    return 0;
+}
+
+int cmd_retractions(cli *c)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    listing l = {0, 0};
+    int rc;
+
+    if (cli_begin(c, NULL, 0, 0, "", &rc))
+        goto cleanup;
+    l.json = c->json;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if (l.json)
+        fputs("[", stdout);
+    int r = fv_retractions_list(v, print_retraction, &l);
+    if (l.json)
+        json_list_end(stdout, l.count);
+    rc = cli_flush_stdout();
+    if (r != FV_OK)
+        rc = cli_fail(v, r, NULL);
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
 /* ---- attachment get ------------------------------------------------------------------ */
 
 static int write_stdout(const unsigned char *buf, size_t len, void *payload)

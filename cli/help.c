@@ -24,6 +24,7 @@ static const char overview[] =
     "  notes [ID]          the notes this vault can read\n"
     "  merge ID            end a conflict: a revision on top of every head\n"
     "  retract ID          the witness withdrew consent: destroy every copy\n"
+    "  retractions         the retractions this vault holds: what, who, when\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
     "  config              vault settings: retention\n"
@@ -196,6 +197,12 @@ static const struct {
      "terminal it asks first, unless --yes. Only the device that created the\n"
      "record or a coordinator may retract it (exit 15).\n"
      "Prints 'retracted ID'; with --json {\"id\", \"retracted\": true}.\n"},
+    {"retractions",
+     "usage: fieldvault retractions [--json]\n"
+     "\n"
+     "The retractions this vault holds, oldest first: the record retracted,\n"
+     "when, and by which device (nothing of the record itself remains).\n"
+     "With --json: an array of {id, record, author, time}.\n"},
     {"attachment",
      "usage: fieldvault attachment get ID NAME --output FILE\n"
      "\n"

@@ -86,7 +86,7 @@ static const struct {
     {"bundle", cmd_bundle},   {"config", cmd_config},
     {"merge", cmd_merge},     {"review", cmd_review},
     {"note", cmd_note},       {"notes", cmd_notes},
-    {"retract", cmd_retract},
+    {"retract", cmd_retract}, {"retractions", cmd_retractions},
 };
 
 static int run_help_command(cli *c)

@@ -56,7 +56,7 @@ REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
 ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
 COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
             "attachment", "passwd", "panic", "version", "config", "review",
-            "note", "notes", "merge", "retract"]
+            "note", "notes", "merge", "retract", "retractions"]
 
 
 def clean_env(extra=None):
@@ -1465,7 +1465,10 @@ class TestDesk(CliTest):
         return self.make_conflict(d, rid)
 
     def test_retract(self):
-        d = self.make_vault()
+        d = self.path("v")
+        device = self.jv(d, "init", "--kdf", "test")["device"]
+        self.assertEqual(self.jv(d, "retractions"), [])
+        self.assertEqual(self.v(d, "retractions").stdout, b"")
         keep = self.add(d, "keep")
         gone = self.add(d, "withdrawn", "--field", "name=W-3")
         self.v(d, "note", gone, "--text", "about the withdrawn one")
@@ -1479,6 +1482,18 @@ class TestDesk(CliTest):
         j = self.jv(d, "retract", keep, "--yes")
         self.assertEqual(j, {"id": keep, "retracted": True})
         self.assertEqual(self.ids(d), [])
+        # the retractions remain, as facts: what, who, when
+        rs = self.jv(d, "retractions")
+        self.assertEqual([r["record"] for r in rs], [gone, keep])
+        for r in rs:
+            self.assertEqual(set(r), {"id", "record", "author", "time"})
+            self.assertEqual(r["author"], device)
+            self.assertRegex(r["id"], HEX64)
+            self.assertRegex(r["time"], ISO_UTC)
+        out = self.v(d, "retractions").stdout.decode().splitlines()
+        self.assertEqual([ln.split()[0] for ln in out], [gone, keep])
+        self.assertTrue(all(ln.endswith("by " + device) for ln in out))
+        self.v(d, "retractions", keep, expect=USAGE)
         self.v(d, "retract", expect=USAGE)
         self.v(d, "retract", keep, "--yes=1", expect=USAGE)
 
