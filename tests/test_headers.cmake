@@ -7,7 +7,9 @@
 #    declare: libfieldvault.so those of fieldvault.h, libfieldvault_sync.so
 #    those of both headers. Nothing internal leaks, nothing declared is missing.
 #
-# Inputs: -DCC= -DCXX= -DNM= -DSRC=<source dir> -DWORK=<scratch dir>
+# 3. Their sonames are lib<name>.so.0.
+#
+# Inputs: -DCC= -DCXX= -DNM= -DOBJDUMP= -DSRC=<source dir> -DWORK=<scratch dir>
 #         -DCORE_SO= -DSYNC_SO=
 cmake_minimum_required(VERSION 3.18)
 
@@ -116,6 +118,18 @@ endfunction()
 
 check_exports(${CORE_SO} "${core_api}")
 check_exports(${SYNC_SO} "${sync_all}")
+
+# ---- 3. sonames -----------------------------------------------------------
+foreach(so IN ITEMS ${CORE_SO} ${SYNC_SO})
+  get_filename_component(name ${so} NAME)
+  string(REGEX REPLACE "\\.so\\..*$" ".so.0" want "${name}")
+  execute_process(COMMAND ${OBJDUMP} -p ${so} OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(out MATCHES "SONAME +([^\n]+)" AND CMAKE_MATCH_1 STREQUAL want)
+    message(STATUS "ok: ${name} has the soname ${want}")
+  else()
+    fail("${name}: soname is not ${want}")
+  endif()
+endforeach()
 
 if(failures GREATER 0)
   message(FATAL_ERROR "test_headers: ${failures} failure(s)")
