@@ -69,6 +69,10 @@ class DeskTest(SyncTest):
         c2 = o["C2"] = self.make_vault("C2")
         o["C2_id"] = self.enroll(c2, self.invite(c1, "second", "coordinator"),
                                  srv, "coordinator")
+        coords = [d["id"] for d in self.devices(c1).values()
+                  if d["role"] == "coordinator" and d["id"] != o["C2_id"]]
+        self.assertEqual(len(coords), 1, coords)
+        o["C1_id"] = coords[0]
         key = self.path("org.key")
         j = self.jv(c1, "org", "key", "export", "--output", key,
                     "--recovery-passphrase-file", self.recovery)
@@ -273,7 +277,7 @@ class TestDesk(DeskTest):
         db.close()
         self.assertEqual(rows, 1)
         for v in (c1, c2, f2):
-            self.retraction_listed(v, r3)
+            self.retraction_listed(v, r3, o["C1_id"])
 
         # verify after a flipped byte in one stored envelope
         self.assertEqual(self.jv(c1, "verify")["failures"], 0)
@@ -289,16 +293,20 @@ class TestDesk(DeskTest):
 
     # -- helpers of the flow
 
-    def retraction_listed(self, vault, rid):
+    def retraction_listed(self, vault, rid, who):
         """The retraction stays, as an auditable fact: its signed envelope
-        (kind 6) is kept in the vault, and the JSON export does not show
-        the record."""
+        (kind 6) is kept in the vault, `retractions` lists it (who, when),
+        and the JSON export does not show the record."""
         db = sqlite3.connect(os.path.join(vault, "vault.db"))
         kinds = [k for (k,) in db.execute(
             "SELECT kind FROM envelope WHERE record = ? AND bytes IS NOT NULL",
             (bytes.fromhex(rid),))]
         db.close()
         self.assertEqual(kinds, [6], "the retraction alone stays")
+        rs = [r for r in self.jv(vault, "retractions") if r["record"] == rid]
+        self.assertEqual(len(rs), 1, rs)
+        self.assertEqual(rs[0]["author"], who)
+        self.assertRegex(rs[0]["time"], test_sync.ISO_UTC)
         out = self.path("after-retraction-%d.json" % len(os.listdir(self.tmp)))
         self.v(vault, "export", "--format", "json", "--output", out)
         with open(out, "rb") as f:
