@@ -24,6 +24,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cli  # noqa: E402
 import test_sync  # noqa: E402
 from test_sync import (CORRUPT, DENIED, EXISTS, HEX64, OK,  # noqa: E402
                        PASSPHRASE, NOTFOUND, SyncTest)
@@ -116,6 +117,11 @@ class DeskTest(SyncTest):
 
 
 class TestKeyCustody(DeskTest):
+    def pty(self, *args):
+        p = test_cli.PtyRun(args)
+        self.addCleanup(p.close)
+        return p
+
     def test_damaged_file_and_other_organisation(self):
         o = self.desk()
         key = self.path("org.key")
@@ -137,6 +143,29 @@ class TestKeyCustody(DeskTest):
         self.v(other, "org", "init")
         self.v(other, "org", "key", "import", key,
                "--recovery-passphrase-file", self.recovery, expect=EXISTS)
+        # the recovery passphrase typed at a prompt: no echo, asked twice on
+        # export, once on import
+        k2 = self.path("typed.key")
+        p = self.pty("--vault", o["C1"], "--passphrase-file", self.passfile,
+                     "org", "key", "export", "--output", k2)
+        p.read_until(b"Recovery passphrase: ")
+        self.assertFalse(p.echo_on(), "echo is on at the prompt")
+        p.type(b"typed recovery\n")
+        p.read_until(b"Repeat")
+        p.type(b"typed recovery\n")
+        self.assertEqual(p.wait(), OK, p.out)
+        self.assertNotIn(b"typed recovery", p.out)
+        c4 = self.make_vault("C4")
+        p = self.pty("--vault", c4, "--passphrase-file", self.passfile,
+                     "org", "key", "import", k2)
+        p.read_until(b"Recovery passphrase: ")
+        p.type(b"mistyped\n")
+        self.assertEqual(p.wait(), PASSPHRASE, p.out)
+        p = self.pty("--vault", c4, "--passphrase-file", self.passfile,
+                     "org", "key", "import", k2)
+        p.read_until(b"Recovery passphrase: ")
+        p.type(b"typed recovery\n")
+        self.assertEqual(p.wait(), OK, p.out)
         # the second coordinator can act as one: invite and list devices
         inv = self.invite(o["C2"], "third worker")
         f3 = self.make_vault("F3")
@@ -444,6 +473,7 @@ def main():
         test_sync.BIN = os.environ.get("FIELDVAULT_BIN") or os.path.join(
             os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
             "fieldvault")
+    test_cli.BIN = test_sync.BIN
     if not os.access(test_sync.BIN, os.X_OK):
         print("test_desk.py: no fieldvault binary at %s" % test_sync.BIN,
               file=sys.stderr)
