@@ -157,26 +157,28 @@ done:
 static int read_key_file(fv_vault *v, const char *path,
                          unsigned char file[OK_BYTES])
 {
-    unsigned char sum[FV_HASH_BYTES];
+    unsigned char sum[FV_HASH_BYTES], extra;
     size_t n = 0;
-    ssize_t r;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t r = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), e;
 
     if (fd < 0)
         return fv_v_err(v, FV_EIO, "cannot read the key file: %s", strerror(errno));
-    /* One byte more than the file should hold tells a longer file apart. */
-    unsigned char extra;
     while (n < OK_BYTES && ((r = read(fd, file + n, OK_BYTES - n)) > 0 ||
                             (r < 0 && errno == EINTR)))
         if (r > 0)
             n += (size_t)r;
+    /* One byte more than the file should hold tells a longer file apart. */
     if (n == OK_BYTES) {
         while ((r = read(fd, &extra, 1)) < 0 && errno == EINTR)
             ;
-        if (r != 0)
+        if (r > 0)
             n++;
     }
+    e = errno;
     close(fd);
+    if (r < 0)
+        return fv_v_err(v, FV_EIO, "cannot read the key file: %s", strerror(e));
     if (n < 12 || memcmp(file, OK_MAGIC, 8) != 0)
         return fv_v_err(v, FV_ECORRUPT, "not a FieldVault organisation key file");
     /* The checksum first, so that a damaged version field is damage. */

@@ -221,7 +221,8 @@ static void test_refusals(void)
     unlink(copy);
     write_file(copy, bad, (size_t)n + 1);
     CHECK_EQ(import_(c2, copy, RECOVERY), FV_ECORRUPT);
-    CHECK(import_(c2, new_path("missing"), RECOVERY) == FV_EIO);
+    CHECK_EQ(import_(c2, new_path("missing"), RECOVERY), FV_EIO);
+    CHECK_EQ(import_(c2, root, RECOVERY), FV_EIO); /* a directory */
 
     /* None of that gave c2 a key. */
     CHECK_EQ(export_(c2, new_path("key"), RECOVERY), FV_EDENIED);
