@@ -636,7 +636,10 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
         return FV_OK;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)after);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)upto);
-    sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (sqlite3_int64)max);
+    {
+        uint64_t lim = max; /* a size_t: 32 bits on armhf */
+        sqlite3_bind_int64(st, 3, lim > INT64_MAX ? INT64_MAX : (sqlite3_int64)lim);
+    }
     if (device)
         bind_key(st, 4, device);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
