@@ -582,16 +582,20 @@ int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
     return rc;
 }
 
-int fv_store_purge_record(fv_store *s, const unsigned char record[32],
-                          const unsigned char keep[32])
+/* Destroys the ciphertext of the record's envelopes but `keep`: all of
+ * them, or (drop) only its revisions, tombstones and grants. */
+static int purge(fv_store *s, const unsigned char record[32],
+                 const unsigned char keep[32], int drop)
 {
+#define KINDS " AND (?3 = 0 OR kind IN (1, 2, 3))"
     static const char *const sql[] = {
         "DELETE FROM chunkref WHERE envelope IN (SELECT id FROM envelope "
-        "WHERE record = ?1 AND id <> ?2)",
-        "UPDATE envelope SET bytes = NULL WHERE record = ?1 AND id <> ?2",
+        "WHERE record = ?1 AND id <> ?2" KINDS ")",
+        "UPDATE envelope SET bytes = NULL WHERE record = ?1 AND id <> ?2" KINDS,
         "DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunkref r "
         "WHERE r.hash = chunk.hash)",
     };
+#undef KINDS
     int rc = FV_OK;
     for (size_t i = 0; i < sizeof sql / sizeof sql[0] && rc == FV_OK; i++) {
         sqlite3_stmt *st;
@@ -600,11 +604,24 @@ int fv_store_purge_record(fv_store *s, const unsigned char record[32],
         if (i < 2) {
             bind_id(st, 1, record);
             bind_id(st, 2, keep);
+            sqlite3_bind_int(st, 3, drop);
         }
         rc = fv_db_step_done(&s->d, st, "purge");
         sqlite3_finalize(st);
     }
     return rc;
+}
+
+int fv_store_purge_record(fv_store *s, const unsigned char record[32],
+                          const unsigned char keep[32])
+{
+    return purge(s, record, keep, 0);
+}
+
+int fv_store_drop_record(fv_store *s, const unsigned char record[32])
+{
+    static const unsigned char none[32]; /* no envelope has this id */
+    return purge(s, record, none, 1);
 }
 
 /* ---- the coordinator's desk ------------------------------------------ */

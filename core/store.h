@@ -108,6 +108,10 @@ int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
  * chunks no remaining envelope refers to. Call inside a transaction. */
 int fv_store_purge_record(fv_store *s, const unsigned char record[32],
                           const unsigned char keep[32]);
+/* Retention: destroys the ciphertext of the record's revisions, tombstones
+ * and key grants, and the chunks no remaining envelope refers to; its notes
+ * stay readable. Inside a transaction. */
+int fv_store_drop_record(fv_store *s, const unsigned char record[32]);
 
 /* Calls fn with every key grant envelope that targets `target`. */
 typedef int (*fv_store_blob_fn)(const unsigned char *bytes, size_t len,

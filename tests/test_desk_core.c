@@ -98,6 +98,37 @@ static void carry(fv_vault *from, fv_vault *to)
     bag_free(&b);
 }
 
+static int sealed_to(const fv_env *e, const unsigned char pk[32]);
+
+/* Carries what `from` wrote for field device `to` as the server delivers
+ * it (the server has checked who may write what). */
+static void deliver(fv_vault *from, fv_vault *to)
+{
+    struct bag b, mine;
+    fv_sync_state st;
+    unsigned char sp[32], box[32];
+    size_t added = 0;
+    memset(&st, 0, sizeof st);
+    memset(&mine, 0, sizeof mine);
+    st.role = FV_ROLE_FIELD;
+    fv_vs_device(to, sp, box);
+    bag_fill(&b, from);
+    for (size_t i = 0; i < b.n; i++) {
+        fv_env e;
+        if (fv_env_parse(&e, b.env[i], b.len[i]) != FV_OK)
+            continue;
+        if (sealed_to(&e, box)) {
+            mine.env[mine.n] = b.env[i];
+            mine.len[mine.n++] = b.len[i];
+        }
+        fv_env_clear(&e);
+    }
+    CHECK(mine.n > 0);
+    CHECK_EQ(fv_vs_import(to, &st, (const unsigned char *const *)mine.env,
+                          mine.len, mine.n, &added), FV_OK);
+    bag_free(&b);
+}
+
 /* The newest envelope of a vault's outbox of the given kind. */
 static size_t last_of_kind(const struct bag *b, int kind, fv_env *e)
 {
@@ -950,7 +981,13 @@ static void test_retract(struct org *o)
     CHECK_EQ(fv_record_get(o->f1, &r, x), FV_OK);
     fv_record_free(r);
     r = NULL;
+    /* By courier the field device cannot tell a coordinator's retraction
+     * from anyone's: it waits for the server. */
     carry(o->c, o->f1);
+    CHECK_EQ(fv_record_get(o->f1, &r, x), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    deliver(o->c, o->f1);
     CHECK_EQ(fv_record_get(o->f1, &r, x), FV_ENOTFOUND);
     CHECK(strcmp(fv_vault_errmsg(o->f1), "the record was retracted") == 0);
     memset(&l, 0, sizeof l);
@@ -960,6 +997,100 @@ static void test_retract(struct org *o)
     carry(o->f1, o->c);
     CHECK_EQ(fv_record_get(o->c, &r, x), FV_ENOTFOUND);
     CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE record = ?1", x), 1);
+
+    /* A retraction forged by another device (signed, but not by the
+     * record's author) in a courier bundle destroys nothing. */
+    {
+        unsigned char y[32], rid[32], *p = NULL, recips[1][32], sp[32];
+        size_t n = 0;
+        add(o->f2, y, "kept", "misc", "this one stays");
+        carry(o->f2, o->c);
+        carry(o->f2, o->f1);
+        fv_vs_device(o->f1, sp, recips[0]);
+        CHECK_EQ(fv_tombstone_encode(&p, &n, fv_v_now()), FV_OK);
+        CHECK_EQ(fv_store_begin(o->f1->store), FV_OK);
+        {
+            fv_v_write w = {
+                .kind = FV_ENV_RETRACTION,
+                .record = y,
+                .parents = (const unsigned char(*)[FV_ID_BYTES])y,
+                .nparents = 1,
+                .payload = p,
+                .payload_len = n,
+                .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+                .nrecipients = 1,
+            };
+            CHECK_EQ(fv_v_write_envelope(o->f1, rid, &w), FV_OK);
+        }
+        CHECK_EQ(fv_store_commit(o->f1->store), FV_OK);
+        fv_enc_free_buf(p, n);
+        carry(o->f1, o->c);
+        CHECK_EQ(fv_record_get(o->c, &r, y), FV_OK);
+        fv_record_free(r);
+        r = NULL;
+        CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE kind = 6 AND record = ?1", y), 0);
+    }
+}
+
+static int ids_of(int64_t s, const unsigned char *id, const unsigned char *bytes,
+                  size_t len, void *payload)
+{
+    struct ids *l = payload;
+    (void)s;
+    (void)bytes;
+    (void)len;
+    if (l->n < 16)
+        memcpy(l->id[l->n++], id, FV_ID_BYTES);
+    return 0;
+}
+
+/* Retention drops a delivered record from the field device; notes about it
+ * stay readable, arrive later, and the device can still answer and
+ * retract. */
+static void test_retention(struct org *o)
+{
+    unsigned char z[32], sig[64] = {0};
+    const unsigned char *idp[16];
+    struct ids out;
+    struct notes s;
+    fv_record *r = NULL;
+    size_t dropped = 0;
+
+    CHECK_EQ(fv_vault_set_retention(o->f1, FV_RETENTION_DROP_AFTER_RECEIPT), FV_OK);
+    add(o->f1, z, "kept at the office", "misc", "a record delivered, then dropped");
+    carry(o->f1, o->c);
+    CHECK_EQ(fv_note_add(o->c, NULL, z, "first note"), FV_OK);
+    deliver(o->c, o->f1);
+    CHECK_EQ(notes(o->f1, z, &s), 1);
+    /* Every envelope f1 wrote has its receipt. */
+    memset(&out, 0, sizeof out);
+    do {
+        out.n = 0;
+        CHECK_EQ(fv_vs_outbox(o->f1, 0, 16, ids_of, &out), FV_OK);
+        for (size_t i = 0; i < out.n; i++)
+            idp[i] = out.id[i];
+        if (out.n)
+            CHECK_EQ(fv_vs_delivered(o->f1, (const unsigned char *)"r", 1, sig,
+                                     idp, out.n), FV_OK);
+    } while (out.n == 16);
+    CHECK_EQ(fv_vs_apply_retention(o->f1, &dropped), FV_OK);
+    CHECK(dropped >= 1);
+    CHECK_EQ(fv_record_get(o->f1, &r, z), FV_ENOTFOUND);
+    CHECK_EQ(notes(o->f1, z, &s), 1);
+    CHECK(strcmp(s.text[0], "first note") == 0);
+
+    CHECK_EQ(fv_note_add(o->c, NULL, z, "second note"), FV_OK);
+    deliver(o->c, o->f1);
+    CHECK_EQ(fv_vs_apply_retention(o->f1, &dropped), FV_OK);
+    CHECK_EQ(notes(o->f1, z, &s), 2);
+    CHECK_EQ(fv_note_add(o->f1, NULL, z, "answered"), FV_OK);
+    carry(o->f1, o->c);
+    CHECK_EQ(notes(o->c, z, &s), 3);
+    CHECK_EQ(fv_record_retract(o->f1, z), FV_OK);
+    CHECK_EQ(notes(o->f1, z, &s), 0);
+    carry(o->f1, o->c);
+    CHECK_EQ(fv_record_get(o->c, &r, z), FV_ENOTFOUND);
+    CHECK_EQ(notes(o->c, z, &s), 0);
 }
 
 int main(void)
@@ -992,6 +1123,7 @@ int main(void)
     test_notes(&o, a, d);
     test_merge(&o, a, b);
     test_retract(&o);
+    test_retention(&o);
     org_close(&o);
 
     {
