@@ -265,6 +265,11 @@ int cli_open_vault(const cli *c, fv_vault **v, char **dir);
  * perhaps moved, or NULL when out of memory (`arr` is then unchanged). */
 void *cli_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 
+/* ---- export and verify (desk_cmds.c) -------------------------------------- */
+
+int cmd_export(cli *c);
+int cmd_verify(cli *c);
+
 /* ---- sync commands (sync_cmds.c) ------------------------------------------ */
 
 int cmd_server(cli *c);

@@ -84,6 +84,7 @@ static const struct {
     {"serve", cmd_serve},     {"enroll", cmd_enroll},
     {"org", cmd_org},         {"sync", cmd_sync},
     {"bundle", cmd_bundle},   {"config", cmd_config},
+    {"export", cmd_export},   {"verify", cmd_verify},
     {"merge", cmd_merge},     {"review", cmd_review},
     {"note", cmd_note},       {"notes", cmd_notes},
     {"retract", cmd_retract}, {"retractions", cmd_retractions},

@@ -259,7 +259,7 @@ def parse_envelope(buf):
         raise Corrupt("version or map size")
     b.key(2)
     env["kind"] = kind = b.uint()
-    if kind not in (1, 2, 3):
+    if kind not in (1, 2, 3, 4, 5, 6):
         raise Corrupt("kind")
     env["genesis"] = m == 8
     if m == 9:
@@ -303,7 +303,8 @@ def parse_envelope(buf):
         raise Corrupt("key commitment")
     b.end()
     if env["genesis"] != (len(parents) == 0) or \
-       (kind != 1 and (env["genesis"] or natt)) or (kind == 3 and len(parents) != 1):
+       (kind != 1 and (env["genesis"] or natt)) or (kind >= 3 and len(parents) != 1) or \
+       (kind >= 4 and parents[0] != env["record"]):
         raise Corrupt("graph rules")
     env.update(parents=parents, recipients=recips, nonce=nonce, ct=ct,
                chunks=chunks, commit=commit)
