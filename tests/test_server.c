@@ -3663,6 +3663,64 @@ enum {
     V2, R1B, E1, R3, NDESK
 };
 
+/* ENTRIES with erased entries: encoded as [id], decoded back with env NULL
+ * and the id; every cut prefix and a malformed erased form are refused. */
+static void test_entries_erased(void)
+{
+    unsigned char env[40], id[32], chain[3][32];
+    const unsigned char *envs[3] = {env, NULL, env}, *idp[3] = {NULL, id, NULL};
+    const unsigned char *chains[3] = {chain[0], chain[1], chain[2]};
+    uint64_t seq[3] = {7, 8, 9};
+    size_t len[3] = {sizeof env, 0, 10}, n;
+    const unsigned char *p;
+    fv_out o;
+    fv_msg m;
+
+    memset(env, 0x11, sizeof env);
+    memset(id, 0x22, sizeof id);
+    for (int i = 0; i < 3; i++)
+        memset(chain[i], 0x30 + i, 32);
+    fv_out_init(&o);
+    CHECK_EQ(fv_send_entries(&o, seq, envs, len, idp, chains, 3), FV_OK);
+    p = fv_out_pending(&o, &n);
+    CHECK(n > 4);
+    CHECK_EQ(fv_msg_decode(&m, p + 4, n - 4), FV_OK);
+    CHECK_EQ(m.type, FV_MSG_ENTRIES);
+    CHECK_EQ(m.u.entries.n, 3);
+    CHECK(m.u.entries.env[0] && m.u.entries.len[0] == sizeof env &&
+          !m.u.entries.id[0]);
+    CHECK(!m.u.entries.env[1] && m.u.entries.len[1] == 0 &&
+          m.u.entries.id[1] && memcmp(m.u.entries.id[1], id, 32) == 0);
+    CHECK(m.u.entries.env[2] && m.u.entries.len[2] == 10);
+    CHECK_EQ(m.u.entries.seq[1], 8);
+    CHECK(memcmp(m.u.entries.chain[1], chain[1], 32) == 0);
+    for (size_t k = 0; k < n - 4; k++)
+        CHECK(fv_msg_decode(&m, p + 4, k) != FV_OK);
+    /* An erased entry is [id]: one id of 32 bytes, nothing else. The
+     * first form here is the good one (so the others fail for their own
+     * fault). */
+    for (int t = 0; t < 4; t++) {
+        static const size_t nids[4] = {1, 2, 1, 0}, idlen[4] = {32, 32, 31, 32};
+        unsigned char *msg = NULL;
+        size_t mlen = 0;
+        fv_enc e;
+        fv_enc_init(&e);
+        fv_enc_array(&e, 2);
+        fv_enc_uint(&e, FV_MSG_ENTRIES);
+        fv_enc_array(&e, 1);
+        fv_enc_array(&e, 3);
+        fv_enc_uint(&e, 8);
+        fv_enc_array(&e, nids[t]);
+        for (size_t k = 0; k < nids[t]; k++)
+            fv_enc_bytes(&e, id, idlen[t]);
+        fv_enc_bytes(&e, chain[0], 32);
+        CHECK_EQ(fv_enc_finish(&e, &msg, &mlen), FV_OK);
+        CHECK_EQ(fv_msg_decode(&m, msg, mlen) == FV_OK, t == 0);
+        fv_enc_free_buf(msg, mlen);
+    }
+    fv_out_free(&o);
+}
+
 static void test_desk(void)
 {
     harness h;
@@ -3999,6 +4057,7 @@ int main(void)
     test_bundle_batches();
     test_chunks();
     test_run_chunks();
+    test_entries_erased();
     test_desk();
     CHECK(!log_leak);
     CHECK(log_lines > 0);
