@@ -528,6 +528,35 @@ int main(void)
         o = sync_full(coord);
         CHECK_EQ(o.client_status, FV_OK);
         CHECK_EQ(o.stats.pulled, 0);
+
+        /* The coordinator retracts a record the field device edits offline
+         * meanwhile: its late revision is acknowledged (its outbox drains)
+         * but not stored, and the retraction reaches it. */
+        unsigned char x3[FV_ID_BYTES];
+        in.title = "edited after its retraction";
+        CHECK_EQ(fv_record_add(field, x3, &in), FV_OK);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(fv_record_retract(coord, x3), FV_OK);
+        o = sync_full(coord);
+        CHECK_EQ(o.stats.pushed, 1);
+        fv_record_input ed3 = FV_RECORD_INPUT_INIT;
+        ed3.title = "late edit";
+        CHECK_EQ(fv_record_edit(field, NULL, x3, &ed3), FV_OK);
+        before = log_rows();
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(o.stats.pushed, 1);
+        CHECK_EQ(o.stats.pulled, 1); /* the retraction */
+        CHECK_EQ(log_rows(), before);
+        CHECK_EQ(fv_record_get(field, &gone, x3), FV_ENOTFOUND);
+        fv_record_free(gone);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(o.stats.outbox, 0);
+        CHECK_EQ(o.stats.pushed + o.stats.pulled, 0);
     }
 
     fv_vault_close(coord);
