@@ -1032,6 +1032,55 @@ static void test_retract(struct org *o)
     }
 }
 
+static int stop_cb(const fv_record *r, void *payload)
+{
+    (void)r;
+    (*(int *)payload)++;
+    return 1;
+}
+
+/* Edge cases of queries, and a database from before the desk tables. */
+static void test_edges(struct org *o, const unsigned char a[32])
+{
+    fv_filter f = FV_FILTER_INIT;
+    unsigned char two[2][32] = {{0}};
+    const char *dir = new_path("old");
+    fv_vault *v = create(dir);
+    int calls = 0;
+    char p[400];
+    sqlite3 *db;
+
+    /* The caller stops a listing. */
+    CHECK_EQ(fv_vault_query(o->c, NULL, stop_cb, &calls), FV_ECANCELED);
+    CHECK_EQ(calls, 1);
+    /* An unknown id among the ids, or a malformed filter. */
+    memcpy(two[0], a, 32);
+    two[1][0] = 0x42;
+    f.ids = (const unsigned char(*)[FV_ID_BYTES])two;
+    f.nids = 2;
+    CHECK_EQ(fv_vault_query(o->c, &f, stop_cb, &calls), FV_ECANCELED);
+    f.nids = 2;
+    memcpy(two[0], two[1], 32);
+    CHECK_EQ(fv_vault_query(o->c, &f, stop_cb, &calls), FV_ENOTFOUND);
+    f = (fv_filter)FV_FILTER_INIT;
+    f.version = 99;
+    CHECK_EQ(fv_vault_query(o->c, &f, stop_cb, &calls), FV_EINVAL);
+    f = (fv_filter)FV_FILTER_INIT;
+    f.nids = 1; /* without ids */
+    CHECK_EQ(fv_vault_query(o->c, &f, stop_cb, &calls), FV_EINVAL);
+
+    /* A vault.db without the desk tables (an earlier build's) is refused
+     * as not recognised, not used half-way. */
+    fv_vault_close(v);
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+    CHECK_EQ(sqlite3_exec(db, "DROP TABLE review", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    v = NULL;
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+    fv_vault_close(v);
+}
+
 static int ids_of(int64_t s, const unsigned char *id, const unsigned char *bytes,
                   size_t len, void *payload)
 {
@@ -1122,6 +1171,7 @@ int main(void)
     test_filters(&o, a, b, d);
     test_notes(&o, a, d);
     test_merge(&o, a, b);
+    test_edges(&o, a);
     test_retract(&o);
     test_retention(&o);
     org_close(&o);
