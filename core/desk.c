@@ -196,10 +196,15 @@ int fv_v_record_desk(fv_vault *v, fv_record *r)
     if (memcmp(r->revision, r->id, FV_ID_BYTES) == 0) {
         memcpy(r->origin, r->author, FV_ID_BYTES);
     } else {
+        /* A revision can arrive without its genesis (a courier bundle of
+         * another device's edits): the origin is then unknown (zeros). */
         struct origin o;
-        if ((rc = origin_get(v, &o, r->id)))
+        rc = origin_get(v, &o, r->id);
+        if (rc == FV_ENOTFOUND)
+            v->msg[0] = 0;
+        else if (rc)
             return rc;
-        if (o.known)
+        else if (o.known)
             memcpy(r->origin, o.author, FV_ID_BYTES);
         else if (o.own)
             memcpy(r->origin, v->sign_pk, FV_ID_BYTES);

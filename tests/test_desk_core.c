@@ -1069,6 +1069,27 @@ static void test_edges(struct org *o, const unsigned char a[32])
     f.nids = 1; /* without ids */
     CHECK_EQ(fv_vault_query(o->c, &f, stop_cb, &calls), FV_EINVAL);
 
+    /* A revision that arrives without its record's genesis (another
+     * device's edit, by courier) is read with its origin unknown. */
+    {
+        const char *dw = new_path("partial"), *key = new_path("orgkey");
+        fv_vault *w = create(dw);
+        static const unsigned char zero[32];
+        fv_record *r = NULL;
+        struct ids q;
+        CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+        CHECK_EQ(fv_org_key_import(w, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+        carry(o->c2, w); /* c2's edit of a, not f1's genesis */
+        CHECK_EQ(fv_record_get(w, &r, a), FV_OK);
+        if (r) {
+            CHECK(memcmp(r->origin, zero, 32) == 0);
+            CHECK(memcmp(r->author, o->c2_id, 32) == 0);
+        }
+        fv_record_free(r);
+        CHECK(query(w, NULL, &q) >= 1);
+        fv_vault_close(w);
+    }
+
     /* A vault.db without the desk tables (an earlier build's) is refused
      * as not recognised, not used half-way. */
     fv_vault_close(v);
