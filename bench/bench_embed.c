@@ -1,0 +1,410 @@
+/*
+ * bench_embed.c - the library's resident memory, for apps on phones (run it
+ * with scripts/bench embed).
+ *
+ *   bench_embed [--quick] [--dir DIR] [--fieldvault PATH] [NAME...]
+ *
+ * A NAME selects the measurements whose name starts with it; none runs them
+ * all. Each prints one JSON line on stdout, without a limit:
+ *
+ *   {"bench": NAME, "value": X, "unit": "MiB"}
+ *
+ * Everything else goes to stderr. Scratch files go in one new directory
+ * under DIR (default $TMPDIR, else /tmp), removed at exit.
+ *
+ * Each figure is measured in a child forked for it alone, as what the
+ * library adds to the process: the child resets its peak resident set
+ * (/proc/self/clear_refs, "5"), reads its resident set (VmRSS) as the
+ * baseline, does the work, and reports its peak (VmHWM) minus the
+ * baseline. The server is the `fieldvault serve` process (--fieldvault
+ * PATH; default: `fieldvault` next to this program), so its memory is not
+ * counted. The setup (not measured): a coordinator enrolls with the admin
+ * invite and creates the organisation key, so that records are sealed to
+ * the device and the organisation as in real use.
+ *
+ *   embed.rss.open    fv_vault_open of a vault made with FV_KDF_PHONE (an
+ *                     empty vault: what opening costs, not its records):
+ *                     the peak, Argon2id's memory included.
+ *   embed.rss.steady  the same child after the open: what the open handle
+ *                     holds (VmRSS minus the baseline), once a listing of
+ *                     the vault's records has run.
+ *   embed.rss.sync    one fv_sync of a field device (FV_KDF_TEST, opened
+ *                     before the baseline) that pushes 1,000 records (a
+ *                     title, a 300-byte narrative, 2 fields, a tag).
+ *   embed.rss.attach.up    one fv_sync that uploads a record with an
+ *                     attachment of 64 MiB (--quick 16 MiB).
+ *   embed.rss.attach.down  the coordinator's fv_sync that downloads it,
+ *                     then fv_attachment_read of every byte (checked).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "fieldvault.h"
+#include "fieldvault_sync.h"
+
+static const char usage[] =
+    "usage: bench_embed [--quick] [--dir DIR] [--fieldvault PATH] [NAME...]\n"
+    "  embed.rss.open, embed.rss.steady, embed.rss.sync, embed.rss.attach.up,\n"
+    "  embed.rss.attach.down\n";
+
+static struct {
+    int quick;
+    const char *base;
+    const char *fieldvault;
+    const char **names;
+    int nnames;
+} opt;
+
+#define SYNC_RECORDS 1000
+
+static double mib(long kib) { return (double)kib / 1024.0; }
+
+/* Resets this process's peak resident set to its current one. */
+static void reset_peak(void)
+{
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "5", 1) != 1)
+        die("cannot reset the peak resident set (/proc/self/clear_refs): %s",
+            strerror(errno));
+    close(fd);
+}
+
+/* ---- a measured child ---------------------------------------------------- */
+
+/* The figures a child sends back, in KiB: peak growth, and resident growth
+ * at the end. */
+struct figures {
+    long peak, steady;
+};
+
+typedef void (*child_fn)(void *arg, struct figures *f);
+
+/* Runs fn in a forked child and returns its figures; dies if it fails. */
+static struct figures in_child(child_fn fn, void *arg, const char *what)
+{
+    struct figures f = {-1, -1};
+    int fds[2], status;
+    pid_t pid;
+    fflush(NULL);
+    if (pipe(fds) != 0)
+        die("pipe: %s", strerror(errno));
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(fds[0]);
+        fn(arg, &f);
+        if (write(fds[1], &f, sizeof f) != (ssize_t)sizeof f)
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (read(fds[0], &f, sizeof f) != (ssize_t)sizeof f)
+        f.peak = -1;
+    close(fds[0]);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0 || f.peak < 0)
+        die("%s: the measuring child failed", what);
+    return f;
+}
+
+/* Call at the start of the measured part: the baseline. */
+static long begin(void)
+{
+    long rss;
+    reset_peak();
+    rss = status_kib(getpid(), "VmRSS");
+    if (rss < 0)
+        die("cannot read /proc/self/status");
+    return rss;
+}
+
+static void end(long base, struct figures *f)
+{
+    f->peak = status_kib(getpid(), "VmHWM") - base;
+    f->steady = status_kib(getpid(), "VmRSS") - base;
+}
+
+/* ---- the cases ----------------------------------------------------------- */
+
+struct ctx {
+    const char *addr;
+    char *phone_dir, *device_dir, *big_dir, *coord_dir;
+    uint64_t big_bytes;
+    unsigned char big_id[FV_ID_BYTES];
+    unsigned char big_hash[crypto_generichash_BYTES];
+};
+
+static int count_cb(const fv_record *r, void *payload)
+{
+    (void)r;
+    (*(size_t *)payload)++;
+    return 0;
+}
+
+static void case_open(void *arg, struct figures *f)
+{
+    struct ctx *c = arg;
+    fv_vault *v = NULL;
+    size_t n = 0;
+    long base = begin(), peak;
+    double t = now();
+    fv_check(fv_vault_open(&v, c->phone_dir, PASSPHRASE, strlen(PASSPHRASE)),
+             NULL, "fv_vault_open (phone profile)");
+    t = now() - t;
+    peak = status_kib(getpid(), "VmHWM") - base;
+    note("phone profile: fv_vault_open took %.2f s", t);
+    fv_check(fv_vault_list(v, count_cb, &n), v, "fv_vault_list");
+    end(base, f);
+    f->peak = peak; /* the open's; the steady state is after the listing */
+    fv_vault_close(v);
+}
+
+static void case_sync(void *arg, struct figures *f)
+{
+    struct ctx *c = arg;
+    fv_vault *v = open_vault(c->device_dir);
+    fv_sync_result r;
+    long base = begin();
+    r = sync_or_die(v, c->addr, "fv_sync (1,000 records)");
+    end(base, f);
+    if (r.pushed != SYNC_RECORDS)
+        die("the sync pushed %llu records, not %d",
+            (unsigned long long)r.pushed, SYNC_RECORDS);
+    fv_vault_close(v);
+}
+
+static void case_attach_up(void *arg, struct figures *f)
+{
+    struct ctx *c = arg;
+    fv_vault *v = open_vault(c->big_dir);
+    fv_sync_result r;
+    long base = begin();
+    r = sync_or_die(v, c->addr, "fv_sync (attachment upload)");
+    end(base, f);
+    if (r.chunks_sent == 0)
+        die("the sync sent no attachment chunk");
+    fv_vault_close(v);
+}
+
+struct hashing {
+    crypto_generichash_state st;
+    uint64_t bytes;
+};
+
+static int hash_write(const unsigned char *buf, size_t len, void *payload)
+{
+    struct hashing *h = payload;
+    crypto_generichash_update(&h->st, buf, len);
+    h->bytes += len;
+    return 0;
+}
+
+static void case_attach_down(void *arg, struct figures *f)
+{
+    struct ctx *c = arg;
+    fv_vault *v = open_vault(c->coord_dir);
+    struct hashing h;
+    unsigned char got[crypto_generichash_BYTES];
+    fv_sync_result r;
+    long base = begin();
+    r = sync_or_die(v, c->addr, "fv_sync (attachment download)");
+    crypto_generichash_init(&h.st, NULL, 0, sizeof got);
+    h.bytes = 0;
+    fv_check(fv_attachment_read(v, c->big_id, "evidence.bin", hash_write, &h,
+                                NULL, NULL),
+             v, "fv_attachment_read");
+    end(base, f);
+    crypto_generichash_final(&h.st, got, sizeof got);
+    if (r.chunks_received == 0 || h.bytes != c->big_bytes ||
+        sodium_memcmp(got, c->big_hash, sizeof got) != 0)
+        die("the downloaded attachment differs from the one added");
+    fv_vault_close(v);
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+struct gen {
+    uint64_t left, state;
+    crypto_generichash_state *hash;
+};
+
+static long long gen_read(unsigned char *buf, size_t len, void *payload)
+{
+    struct gen *g = payload;
+    size_t i;
+    if (len > g->left)
+        len = (size_t)g->left;
+    for (i = 0; i + 8 <= len; i += 8) {
+        uint64_t x = rng_next(&g->state);
+        memcpy(buf + i, &x, 8);
+    }
+    for (; i < len; i++)
+        buf[i] = (unsigned char)rng_next(&g->state);
+    crypto_generichash_update(g->hash, buf, len);
+    g->left -= len;
+    return (long long)len;
+}
+
+static void add_big_record(fv_vault *v, struct ctx *c)
+{
+    crypto_generichash_state hs;
+    struct gen g = {c->big_bytes, 0x5eed5eedull, &hs};
+    fv_attachment_source a = {"evidence.bin", NULL, gen_read, &g};
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    crypto_generichash_init(&hs, NULL, 0, sizeof c->big_hash);
+    in.title = "video of the checkpoint";
+    in.attachments = &a;
+    in.nattachments = 1;
+    fv_check(fv_record_add(v, c->big_id, &in), v, "fv_record_add (attachment)");
+    crypto_generichash_final(&hs, c->big_hash, sizeof c->big_hash);
+}
+
+static void coordinator(const char *dir, const char *admin, const char *addr)
+{
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_vault *v = create_vault(dir);
+    int role = 0;
+    so.server = addr;
+    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    if (role != FV_ROLE_COORDINATOR)
+        die("the admin invite gave role %d", role);
+    fv_check(fv_org_init(v, &so), v, "fv_org_init");
+    fv_vault_close(v);
+}
+
+static void report_mib(const char *name, long kib)
+{
+    if (wanted(name))
+        report(name, mib(kib), "MiB", 0, 1);
+}
+
+static void run(void)
+{
+    struct ctx c;
+    char addr[64], *sdir = scratch_path("server"), *log = scratch_path("serve.log");
+    char *admin;
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    fv_vault *v;
+    pid_t spid;
+    long srv_rss;
+    struct figures f;
+    double t;
+
+    memset(&c, 0, sizeof c);
+    c.big_bytes = (opt.quick ? 16u : 64u) * 1024 * 1024;
+    c.phone_dir = scratch_path("phone");
+    c.device_dir = scratch_path("device");
+    c.big_dir = scratch_path("camera");
+    c.coord_dir = scratch_path("coordinator");
+
+    if (wanted("embed.rss.open") || wanted("embed.rss.steady")) {
+        co.kdf_profile = FV_KDF_PHONE;
+        t = now();
+        fv_check(fv_vault_create(&v, c.phone_dir, PASSPHRASE,
+                                 strlen(PASSPHRASE), &co),
+                 NULL, "fv_vault_create (phone profile)");
+        fv_vault_close(v);
+        note("phone profile: fv_vault_create took %.2f s", now() - t);
+        f = in_child(case_open, &c, "open");
+        report_mib("embed.rss.open", f.peak);
+        report_mib("embed.rss.steady", f.steady);
+    }
+    if (!wanted("embed.rss.sync") && !wanted("embed.rss.attach.up") &&
+        !wanted("embed.rss.attach.down"))
+        goto done;
+
+    admin = server_create(sdir);
+    spid = serve_start(sdir, log, addr, sizeof addr);
+    c.addr = addr;
+    coordinator(c.coord_dir, admin, addr);
+    free(admin);
+    if (wanted("embed.rss.sync")) {
+        v = field_device(sdir, addr, c.device_dir, "device");
+        add_records(v, 1, 0, SYNC_RECORDS);
+        fv_vault_close(v);
+        f = in_child(case_sync, &c, "sync");
+        report_mib("embed.rss.sync", f.peak);
+    }
+    if (wanted("embed.rss.attach.up") || wanted("embed.rss.attach.down")) {
+        v = field_device(sdir, addr, c.big_dir, "camera");
+        add_big_record(v, &c);
+        fv_vault_close(v);
+        note("attachment: %llu MiB", (unsigned long long)(c.big_bytes >> 20));
+        f = in_child(case_attach_up, &c, "attachment upload");
+        report_mib("embed.rss.attach.up", f.peak);
+        if (wanted("embed.rss.attach.down")) {
+            f = in_child(case_attach_down, &c, "attachment download");
+            report_mib("embed.rss.attach.down", f.peak);
+        }
+    }
+    serve_stop(spid, log, &srv_rss);
+done:
+    free(sdir);
+    free(log);
+    free(c.phone_dir);
+    free(c.device_dir);
+    free(c.big_dir);
+    free(c.coord_dir);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const known[] = {
+        "embed.rss.open", "embed.rss.steady", "embed.rss.sync",
+        "embed.rss.attach.up", "embed.rss.attach.down"};
+    struct sigaction sa;
+
+    bench_prog = "bench_embed";
+    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--quick")) {
+            opt.quick = 1;
+        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
+            opt.base = argv[++i];
+        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
+            opt.fieldvault = argv[++i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "bench_embed: unknown option %s\n%s", a, usage);
+            return 2;
+        } else {
+            int hit = 0;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                hit |= strncmp(known[k], a, strlen(a)) == 0;
+            if (!hit) {
+                fprintf(stderr, "bench_embed: no measurement is named %s\n%s",
+                        a, usage);
+                return 2;
+            }
+            opt.names[opt.nnames++] = argv[i];
+        }
+    }
+    bench_fieldvault = opt.fieldvault ? opt.fieldvault : default_fieldvault();
+    bench_select(opt.names, opt.nnames);
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    if (sodium_init() < 0)
+        die("libsodium failed to start");
+    make_scratch(opt.base);
+    note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
+         sqlite3_libversion(), sodium_version_string(), scratch);
+    run();
+    free(opt.names);
+    return 0;
+}
