@@ -71,6 +71,9 @@ struct fv_sync_session {
     int wake[2];          /* self-pipe: [0] polled by the run, [1] written */
 };
 
+/* fv_sync_session_cancel is async-signal-safe only if this is lock-free. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+
 /* Empties the wake pipe (non-blocking). */
 static void drain_wake(fv_sync_session *s)
 {

@@ -742,7 +742,7 @@ static void test_cancel_mute_server(struct server *s, fv_vault *v)
 /* A large attachment: one run stopped by its progress callback, one by a
  * cancel from this thread in the middle of the upload, then a run that
  * completes; the server then holds every byte (the coordinator reads it). */
-#define BIG_ATTACH (12u * 1024 * 1024)
+#define BIG_ATTACH (8u * 1024 * 1024)
 
 struct big_progress {
     pthread_mutex_t mu;
