@@ -234,8 +234,10 @@ int cmd_verify(cli *c)
                (unsigned long long)rep.receipts, (unsigned long long)rep.failures);
     }
     rc = cli_flush_stdout();
-    if (rc == 0 && r != FV_OK)
+    if (rc == 0 && r != FV_OK) {
+        cli_error("verify: %s", fv_vault_errmsg(v));
         rc = CLI_CORRUPT;
+    }
 cleanup:
     fv_vault_close(v);
     free(dir);

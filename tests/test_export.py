@@ -30,6 +30,8 @@ import unittest
 
 BIN = None
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import test_sync  # noqa: E402  (servers, organisations, devices)
 VERIFY_EVIDENCE = os.path.join(HERE, "verify_evidence.py")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -360,11 +362,65 @@ class ExportTest(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.dirname(out)), [])
 
 
+class ReceiptTest(test_sync.SyncTest):
+    """The server's signed receipts: checked by verify, carried into the
+    evidence and checked there without FieldVault's code."""
+
+    def test_receipts_in_verify_and_evidence(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "F")
+        photo = self.write("photo.png", PNG)
+        rid = self.add(f, "delivered testimony", "--attach", photo)
+        self.settle(f)
+        j = self.jv(f, "verify")
+        self.assertTrue(j["ok"], j)
+        self.assertGreaterEqual(j["receipts"], 1)
+        self.assertEqual(j["chunks"], 1)
+        out = self.path("evidence")
+        self.v(f, "export", "--format", "evidence", "--output", out)
+        with open(os.path.join(out, "manifest.json"), encoding="utf-8") as fh:
+            m = json.load(fh)
+        self.assertGreaterEqual(len(m["receipts"]), 1)
+        self.assertRegex(m["server_receipt_key"], r"^[0-9a-f]{64}$")
+        self.assertEqual([r["id"] for r in m["records"]], [rid])
+        p = subprocess.run([sys.executable, VERIFY_EVIDENCE, out], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn(b"receipts verified", p.stdout)
+        # A forged receipt in the evidence: caught.
+        m["receipts"][0]["sig"] = ("00" if m["receipts"][0]["sig"][:2] != "00" else "11") + \
+            m["receipts"][0]["sig"][2:]
+        with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as fh:
+            json.dump(m, fh)
+        p = subprocess.run([sys.executable, VERIFY_EVIDENCE, out], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        # The coordinator pulled everything: its copy verifies too.
+        self.settle(c)
+        j = self.jv(c, "verify")
+        self.assertTrue(j["ok"], j)
+        self.assertGreaterEqual(j["envelopes"], 1)
+        # A flipped byte in a stored receipt's signature: verify exits 5.
+        db = sqlite3.connect(os.path.join(f, "vault.db"))
+        seq, sig = db.execute("SELECT seq, sig FROM receipt ORDER BY seq LIMIT 1").fetchone()
+        sig = bytearray(sig)
+        sig[5] ^= 0x01
+        db.execute("UPDATE receipt SET sig = ? WHERE seq = ?", (bytes(sig), seq))
+        db.commit()
+        db.close()
+        r = test_sync.run(["--vault", f, "--passphrase-file", self.passfile, "--json", "verify"])
+        self.assertEqual(r.returncode, CORRUPT, r.stderr)
+        self.assertTrue(r.stderr.startswith(b"fieldvault: verify: 1 check failed"), r.stderr)
+        j = json.loads(r.stdout)
+        self.assertFalse(j["ok"])
+        self.assertEqual(j["failures"], 1)
+        self.assertIn("receipt", j["problems"][0]["problem"])
+
+
 def main():
     global BIN
     if len(sys.argv) < 2:
         raise SystemExit("usage: test_export.py FIELDVAULT_BINARY [unittest options]")
     BIN = os.path.abspath(sys.argv.pop(1))
+    test_sync.BIN = BIN
     unittest.main()
 
 
