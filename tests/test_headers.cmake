@@ -6,7 +6,6 @@
 # 2. The shared libraries export exactly the FV_API functions the headers
 #    declare: libfieldvault.so those of fieldvault.h, libfieldvault_sync.so
 #    those of both headers. Nothing internal leaks, nothing declared is missing.
-#
 # 3. Their sonames are lib<name>.so.0.
 #
 # Inputs: -DCC= -DCXX= -DNM= -DOBJDUMP= -DSRC=<source dir> -DWORK=<scratch dir>
