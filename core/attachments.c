@@ -102,7 +102,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
         fd = open(src->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             return fv_v_err(v, FV_EIO, "attachment %zu: cannot open the file: %s",
-                        idx + 1, strerror(errno));
+                        idx + 1, fv_errno_text(errno).text);
         /* Very large files get larger chunks, so that their hash list
          * still fits the signed envelope (FORMAT.md, Attachments). */
         if (fstat(fd, &sb) == 0 &&
@@ -287,20 +287,20 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     fd = mkstemp(tmp);
     if (fd < 0) {
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot create the output file: %s",
-                  strerror(errno));
+                  fv_errno_text(errno).text);
         free(tmp);
         return rc;
     }
     rc = fv_attachment_read(v, id, name, write_fd, &fd, progress, progress_payload);
     if (rc == FV_OK && fsync(fd) != 0)
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot write the output file: %s",
-                  strerror(errno));
+                  fv_errno_text(errno).text);
     close(fd);
     /* Only a fully verified file appears under its name; link() will not
      * replace a file that appeared meanwhile. */
     if (rc == FV_OK && link(tmp, path) != 0)
         rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno),
-                  "cannot create the output file: %s", strerror(errno));
+                  "cannot create the output file: %s", fv_errno_text(errno).text);
     unlink(tmp);
     free(tmp);
     return rc;

@@ -15,6 +15,15 @@ int fv_errno_rc(int e)
     return e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO;
 }
 
+fv_errtext fv_errno_text(int e)
+{
+    fv_errtext t;
+    /* The POSIX strerror_r (the project builds without _GNU_SOURCE). */
+    if (strerror_r(e, t.text, sizeof t.text) != 0)
+        snprintf(t.text, sizeof t.text, "error %d", e);
+    return t;
+}
+
 int fv_write_all(int fd, const void *buf, size_t n)
 {
     const unsigned char *p = buf;

@@ -9,6 +9,13 @@
 
 /* FV_ENOSPC for a full disk or quota, else FV_EIO. */
 int fv_errno_rc(int e);
+/* The text of errno value e, in place of strerror (which need not be
+ * thread-safe): fv_errno_text(errno).text is valid until the end of the
+ * full expression, e.g. as an argument of a message formatter. */
+typedef struct fv_errtext {
+    char text[96];
+} fv_errtext;
+fv_errtext fv_errno_text(int e);
 /* Writes all n bytes (retrying short writes and EINTR). */
 int fv_write_all(int fd, const void *p, size_t n);
 /* fsync()s a directory so that a rename or create in it is durable. */

@@ -82,19 +82,19 @@ static int write_new_file(fv_vault *v, const char *path,
     fd = mkstemp(tmp); /* 0600, O_EXCL */
     if (fd < 0) {
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot create the key file: %s",
-                      strerror(errno));
+                      fv_errno_text(errno).text);
         tmp[0] = '\0';
         goto done;
     }
     if ((rc = fv_write_all(fd, buf, len)) == FV_OK && fsync(fd) != 0)
         rc = fv_errno_rc(errno);
     if (rc) {
-        rc = fv_v_err(v, rc, "cannot write the key file: %s", strerror(errno));
+        rc = fv_v_err(v, rc, "cannot write the key file: %s", fv_errno_text(errno).text);
         goto done;
     }
     if (link(tmp, path) != 0) {
         rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno),
-                      "cannot create the key file: %s", strerror(errno));
+                      "cannot create the key file: %s", fv_errno_text(errno).text);
         goto done;
     }
     fv_fsync_dir(dir);
@@ -163,7 +163,7 @@ static int read_key_file(fv_vault *v, const char *path,
     int fd = open(path, O_RDONLY | O_CLOEXEC), e;
 
     if (fd < 0)
-        return fv_v_err(v, FV_EIO, "cannot read the key file: %s", strerror(errno));
+        return fv_v_err(v, FV_EIO, "cannot read the key file: %s", fv_errno_text(errno).text);
     while (n < OK_BYTES && ((r = read(fd, file + n, OK_BYTES - n)) > 0 ||
                             (r < 0 && errno == EINTR)))
         if (r > 0)
@@ -178,7 +178,7 @@ static int read_key_file(fv_vault *v, const char *path,
     e = errno;
     close(fd);
     if (r < 0)
-        return fv_v_err(v, FV_EIO, "cannot read the key file: %s", strerror(e));
+        return fv_v_err(v, FV_EIO, "cannot read the key file: %s", fv_errno_text(e).text);
     if (n < 12 || memcmp(file, OK_MAGIC, 8) != 0)
         return fv_v_err(v, FV_ECORRUPT, "not a FieldVault organisation key file");
     /* The checksum first, so that a damaged version field is damage. */

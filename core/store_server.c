@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fieldvault.h"
+#include "fileio.h"
 #include "store_db.h"
 
 enum stmt_id {
@@ -778,7 +779,7 @@ static int pack_fail(fv_sstore *s, const char *what)
     int e = errno;
     return fv_db_error(&s->d,
                        e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO,
-                       "chunks: %s: %s", what, strerror(e));
+                       "chunks: %s: %s", what, fv_errno_text(e).text);
 }
 
 static void pack_path(const fv_sstore *s, uint32_t pack, char *out,

@@ -229,7 +229,7 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
     if (fd < 0)
         return errno == ENOENT ? fv_v_err(v, FV_ENOVAULT, "no vault at %s", v->dir)
                                : fv_v_err(v, FV_EIO, "cannot read the key file: %s",
-                                      strerror(errno));
+                                      fv_errno_text(errno).text);
     while ((r = read(fd, kf + n, sizeof kf - (size_t)n)) > 0 ||
            (r < 0 && errno == EINTR))
         if (r > 0)
