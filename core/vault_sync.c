@@ -295,7 +295,12 @@ static int import_one(fv_vault *v, int role, int courier,
         return fv_v_err(v, rc == FV_EVERSION ? rc : FV_EPROTO,
                         "the server sent an envelope that fails verification");
     own = memcmp(e.author, v->sign_pk, 32) == 0;
-    if (role == FV_ROLE_FIELD && !own && !addressed_to(&e, v->box_pk)) {
+    /* A retraction is taken whatever it is sealed to: the server routes it
+     * to every device that held part of the record (or pushed to it since),
+     * it carries nothing this device needs to read, and it only destroys
+     * this vault's copy. Its signature was checked above. */
+    if (role == FV_ROLE_FIELD && !own && e.kind != FV_ENV_RETRACTION &&
+        !addressed_to(&e, v->box_pk)) {
         fv_env_clear(&e);
         return fv_v_err(v, FV_EPROTO,
                         "the server sent an envelope not meant for this device");

@@ -64,7 +64,9 @@ int fv_vs_reset(fv_vault *v);
 
 /* Verifies and stores pulled envelopes in one transaction, together with
  * *st (the cursor the sync engine advanced after checking the chain). A
- * field device accepts only envelopes it wrote or that are addressed to it.
+ * field device accepts only envelopes it wrote or that are addressed to it,
+ * and retractions (the server decides who may retract, and routes them to
+ * every device that held part of the record) whatever they are sealed to.
  * FV_EPROTO if an envelope is forged or not meant for this device: nothing
  * of the batch is stored. *added counts envelopes new to the vault.
  * With st NULL (a courier bundle) no cursor moves and any author's verified

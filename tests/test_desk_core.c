@@ -1032,6 +1032,122 @@ static void test_retract(struct org *o)
     }
 }
 
+/* Envelopes as the server's feed delivers them to field device `to` (the
+ * chain already checked by the sync engine). */
+static int feed(fv_vault *to, unsigned char *const *env, const size_t *len,
+                size_t n, size_t *added)
+{
+    fv_sync_state st;
+    memset(&st, 0, sizeof st);
+    st.role = FV_ROLE_FIELD;
+    return fv_vs_import(to, &st, (const unsigned char *const *)env, len, n, added);
+}
+
+/* The server routes a coordinator's retraction to every field device that
+ * held part of the record, though it is sealed to the record's creator
+ * only: here f1 holds f2's record (ciphertext it cannot open, carried by
+ * courier). From the feed the retraction is taken and destroys that copy;
+ * anything else not sealed to the device, or a retraction that fails its
+ * signature, is still refused. */
+static void test_retract_unsealed(struct org *o)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char w[32], f1box[32], sp[32], probe[48];
+    char narrative[3000];
+    struct bag bag;
+    fv_record *r = NULL;
+    fv_env e;
+    size_t i, ri, ni, added = 0;
+    const char *tag = "held-by-two";
+
+    for (i = 0; i + 1 < sizeof narrative; i++)
+        narrative[i] = (char)('A' + i % 26);
+    narrative[i] = 0;
+    in.title = "told to two workers";
+    in.narrative = narrative;
+    in.narrative_len = strlen(narrative);
+    in.tags = &tag;
+    in.ntags = 1;
+    CHECK_EQ(fv_record_add(o->f2, w, &in), FV_OK);
+    bag_fill(&bag, o->f2);
+    i = last_of_kind(&bag, FV_ENV_REVISION, &e);
+    CHECK(i != (size_t)-1);
+    if (i != (size_t)-1) {
+        memcpy(probe, e.ct + e.ctlen / 2, sizeof probe);
+        fv_env_clear(&e);
+    }
+    bag_free(&bag);
+    carry(o->f2, o->c);
+    carry(o->f2, o->f1);
+    CHECK(vault_has(o->df1, probe, sizeof probe));
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE record = ?1", w), 1);
+
+    CHECK_EQ(fv_note_add(o->c, NULL, w, "to the author only"), FV_OK);
+    CHECK_EQ(fv_record_retract(o->c, w), FV_OK);
+    fv_vs_device(o->f1, sp, f1box);
+    bag_fill(&bag, o->c);
+    ni = last_of_kind(&bag, FV_ENV_NOTE, &e);
+    CHECK(ni != (size_t)-1);
+    if (ni != (size_t)-1) {
+        CHECK(!sealed_to(&e, f1box));
+        fv_env_clear(&e);
+    }
+    ri = last_of_kind(&bag, FV_ENV_RETRACTION, &e);
+    CHECK(ri != (size_t)-1);
+    if (ri == (size_t)-1 || ni == (size_t)-1) {
+        bag_free(&bag);
+        return;
+    }
+    CHECK(!sealed_to(&e, f1box)); /* sealed to c, the organisation, f2 */
+    CHECK(memcmp(e.record, w, 32) == 0);
+    fv_env_clear(&e);
+
+    /* By courier f1 cannot tell who may retract: nothing is destroyed. */
+    bag_import(o->f1, &(struct bag){.env = {bag.env[ri]}, .len = {bag.len[ri]}, .n = 1});
+    CHECK(vault_has(o->df1, probe, sizeof probe));
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE kind = 6 AND record = ?1", w), 0);
+
+    /* A note not sealed to f1 in its feed: refused, nothing stored. */
+    CHECK_EQ(feed(o->f1, &bag.env[ni], &bag.len[ni], 1, &added), FV_EPROTO);
+    CHECK(strstr(fv_vault_errmsg(o->f1), "not meant for this device") != NULL);
+    /* A retraction whose signature fails: refused too. */
+    {
+        unsigned char *t = malloc(bag.len[ri]);
+        size_t tl = bag.len[ri];
+        memcpy(t, bag.env[ri], tl);
+        t[tl - 1] ^= 1;
+        CHECK_EQ(feed(o->f1, &t, &tl, 1, &added), FV_EPROTO);
+        free(t);
+    }
+    CHECK(vault_has(o->df1, probe, sizeof probe));
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE record = ?1", w), 1);
+
+    /* The coordinator's retraction in the feed, with the note that failed
+     * before left out as the server leaves it: the sync's import succeeds
+     * and f1's copy is destroyed; the retraction alone stays. */
+    CHECK_EQ(feed(o->f1, &bag.env[ri], &bag.len[ri], 1, &added), FV_OK);
+    CHECK_EQ(added, 1);
+    CHECK_EQ(fv_record_get(o->f1, &r, w), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(o->f1), "the record was retracted") == 0);
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE record = ?1", w), 1);
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE kind = 6 AND record = ?1", w), 1);
+    CHECK(!vault_has(o->df1, probe, sizeof probe));
+    {
+        struct rlist l;
+        size_t k, seen = 0;
+        memset(&l, 0, sizeof l);
+        CHECK_EQ(fv_retractions_list(o->f1, rlist_cb, &l), FV_OK);
+        for (k = 0; k < l.n; k++)
+            seen += memcmp(l.r[k].record, w, 32) == 0 &&
+                    memcmp(l.r[k].author, o->c_id, 32) == 0;
+        CHECK_EQ(seen, 1);
+    }
+    /* Delivered again (a cut sync): nothing changes. */
+    CHECK_EQ(feed(o->f1, &bag.env[ri], &bag.len[ri], 1, &added), FV_OK);
+    CHECK_EQ(added, 0);
+    bag_free(&bag);
+}
+
 static int stop_cb(const fv_record *r, void *payload)
 {
     (void)r;
@@ -1194,6 +1310,7 @@ int main(void)
     test_merge(&o, a, b);
     test_edges(&o, a);
     test_retract(&o);
+    test_retract_unsealed(&o);
     test_retention(&o);
     org_close(&o);
 
