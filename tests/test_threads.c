@@ -3,8 +3,9 @@
  * use): two threads on two vaults, two handles on one vault directory, two
  * vaults syncing with one real server (fv_server_run on its own thread, TLS
  * on 127.0.0.1), and fv_sync_session_cancel from another thread: while the
- * sync waits on a listener that never answers, on a TLS server that never
- * answers, and in the middle of a large attachment's upload. Also run under
+ * sync's TCP connect hangs, while it waits on a listener that never
+ * answers, on a TLS server that never answers, and in the middle of a large
+ * attachment's upload. Also run under
  * ThreadSanitizer (scripts/test --thread).
  *
  * Worker threads never use CHECK (its counters are not thread-safe): they
@@ -656,6 +657,60 @@ static void test_cancel_silent_listener(fv_vault *v)
     close(lfd);
 }
 
+/* A listener whose accept queue is full: Linux drops further SYNs, so the
+ * sync's TCP connect itself hangs. */
+static void test_cancel_connect(fv_vault *v)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    struct runner r;
+    pthread_t t;
+    char addr[64];
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4], i;
+    int64_t asked;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+          listen(lfd, 0) == 0 &&
+          getsockname(lfd, (struct sockaddr *)&sa, &len) == 0);
+    for (i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        (void)connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    sleep_ms(100);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    so.server = addr;
+    so.timeout_ms = 20000;
+
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    r.v = v;
+    CHECK_EQ(fv_sync_session_new(&r.s, v, &so), FV_OK);
+    if (!r.s)
+        return;
+    runner_start(&r, &t);
+    sleep_ms(300);
+    CHECK(!runner_wait(&r, 0));
+    asked = now_ms();
+    fv_sync_session_cancel(r.s);
+    CHECK(runner_wait(&r, 1000));
+    pthread_join(t, NULL);
+    CHECK_EQ(r.rc, FV_ECANCELED);
+    printf("cancel in connect: returned %lld ms after the request\n",
+           (long long)(r.ended - asked));
+    CHECK(r.ended - asked < 1000);
+    fv_sync_session_free(r.s);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+    for (i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+}
+
 /* A TLS server with the real server's identity (so the pin matches) that
  * completes the handshake and then never answers: the sync waits to read
  * the server's HELLO. */
@@ -906,6 +961,7 @@ int main(void)
             t0 = now_ms();
             test_two_syncs(&s, coord);
             printf("two syncs at once: %lld ms\n", (long long)(now_ms() - t0));
+            test_cancel_connect(coord);
             test_cancel_silent_listener(coord);
             test_cancel_mute_server(&s, coord);
             t0 = now_ms();
