@@ -412,8 +412,16 @@ static int record_history(struct exp *x, const fv_record *r, fv_revision_fn fn,
                           void *payload)
 {
     fv_revision rev;
-    if (r->nheads != 1 || memcmp(r->id, r->revision, FV_ID_BYTES) != 0)
-        return fv_record_history(x->v, r->id, fn, payload);
+    int rc;
+    if (r->nheads != 1 || memcmp(r->id, r->revision, FV_ID_BYTES) != 0) {
+        rc = fv_record_history(x->v, r->id, fn, payload);
+        /* The record was just read: a history that cannot be found is a
+         * damaged vault, not a missing record. */
+        return rc == FV_ENOTFOUND
+                   ? fv_v_err(x->v, FV_ECORRUPT, "a record's history is incomplete "
+                                                 "(run 'fieldvault verify')")
+                   : rc;
+    }
     memset(&rev, 0, sizeof rev);
     memcpy(rev.id, r->revision, FV_ID_BYTES);
     memcpy(rev.author, r->author, FV_ID_BYTES);

@@ -515,6 +515,27 @@ static void test_verify(void)
     CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
     CHECK(access(out, F_OK) != 0);
     fv_vault_close(v);
+
+    /* A revision whose parent is gone: the link is reported. */
+    sqlite3 *d;
+    sqlite3_stmt *st;
+    CHECK_EQ(sqlite3_open(db, &d), SQLITE_OK);
+    CHECK_EQ(sqlite3_prepare_v2(d, "DELETE FROM envelope WHERE id = ?1", -1, &st, NULL),
+             SQLITE_OK);
+    sqlite3_bind_blob(st, 1, plain, FV_ID_BYTES, SQLITE_STATIC);
+    CHECK_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(d);
+    memset(&s, 0, sizeof s);
+    s.want = hostile;
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.envelopes, 2);
+    CHECK_EQ(rep.failures, 3);
+    CHECK_EQ(s.n, 3);
+    CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
+    CHECK(access(out, F_OK) != 0);
+    fv_vault_close(v);
 }
 
 int main(void)
