@@ -260,6 +260,71 @@ int fv_record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYT
     return FV_OK;
 }
 
+static int count_cb(const fv_store_env *se, void *payload)
+{
+    (void)se;
+    ++*(size_t *)payload;
+    return 0;
+}
+
+int fv_record_get_revision(fv_vault *v, fv_record **out,
+                           const unsigned char id[FV_ID_BYTES],
+                           const unsigned char rev[FV_ID_BYTES])
+{
+    unsigned char rec[FV_ID_BYTES], *bytes = NULL;
+    size_t len = 0, nheads = 0;
+    fv_store_env se;
+    fv_rec *r = NULL;
+    fv_env e;
+    int kind, rc;
+
+    if (out)
+        *out = NULL;
+    if (!v || !out || !id || !rev)
+        return FV_EINVAL;
+    rc = fv_store_env_get(v->store, rev, rec, &kind, &bytes, &len);
+    if (rc == FV_OK && (memcmp(rec, id, FV_ID_BYTES) != 0 ||
+                        kind != FV_ENV_REVISION))
+        rc = FV_ENOTFOUND;
+    if (rc == FV_ENOTFOUND) {
+        free(bytes);
+        /* A retraction keeps none of its record's revisions. */
+        rc = fv_store_retracted(v->store, id);
+        if (rc < 0)
+            return fv_v_serr(v, rc);
+        return fv_v_err(v, FV_ENOTFOUND, rc ? "the record was retracted"
+                                            : "no such revision of the record");
+    }
+    if (rc)
+        return fv_v_serr(v, rc);
+    if (!bytes)
+        return fv_v_err(v, FV_ENOTFOUND, "the revision was deleted, or dropped "
+                                         "from this device after delivery");
+    memset(&se, 0, sizeof se);
+    se.id = rev;
+    se.record = rec;
+    se.kind = kind;
+    se.bytes = bytes;
+    se.len = len;
+    if ((rc = fv_v_parse_stored(v, &e, &se)) == FV_OK) {
+        rc = open_revision(v, &r, &e);
+        fv_env_clear(&e);
+    }
+    free(bytes);
+    if (rc == FV_OK)
+        rc = fv_v_serr(v, fv_store_record_heads(v->store, id, count_cb, &nheads));
+    if (rc == FV_OK) {
+        r->pub.nheads = nheads;
+        rc = fv_v_record_desk(v, &r->pub);
+    }
+    if (rc) {
+        fv_rec_free(r);
+        return rc;
+    }
+    *out = &r->pub;
+    return FV_OK;
+}
+
 void fv_record_free(fv_record *r)
 {
     /* fv_record is the first member of fv_rec. */

@@ -729,6 +729,165 @@ static int hist_cb(const fv_revision *rev, void *payload)
     return 0;
 }
 
+struct heads {
+    unsigned char id[4][FV_ID_BYTES];
+    size_t n;
+};
+
+static int heads_cb(const fv_revision *rev, void *payload)
+{
+    struct heads *h = payload;
+    if (rev->head && h->n < 4)
+        memcpy(h->id[h->n++], rev->id, FV_ID_BYTES);
+    return 0;
+}
+
+/* The value of field `key` in r, or NULL. */
+static const char *field_of(const fv_record *r, const char *key)
+{
+    for (size_t i = 0; i < r->nfields; i++)
+        if (strcmp(r->fields[i].key, key) == 0)
+            return r->fields[i].value;
+    return NULL;
+}
+
+/* fv_record_get_revision on each head of record a's conflict (f1's edit
+ * and c2's), on its genesis, and on what is not a readable revision of it. */
+static void test_conflict_heads(struct org *o, const unsigned char a[32],
+                                const unsigned char b[32])
+{
+    struct heads h;
+    fv_record *r = NULL, *newest = NULL;
+    size_t i, by_f1 = 0, by_c2 = 0, shown = 0;
+
+    memset(&h, 0, sizeof h);
+    CHECK_EQ(fv_record_history(o->c, a, heads_cb, &h), FV_OK);
+    CHECK_EQ(h.n, 2);
+    CHECK_EQ(fv_record_get(o->c, &newest, a), FV_OK);
+    for (i = 0; i < h.n && newest; i++) {
+        CHECK_EQ(fv_record_get_revision(o->c, &r, a, h.id[i]), FV_OK);
+        if (!r)
+            continue;
+        CHECK(memcmp(r->id, a, 32) == 0);
+        CHECK(memcmp(r->revision, h.id[i], 32) == 0);
+        CHECK(memcmp(r->origin, o->f1_id, 32) == 0);
+        CHECK_EQ(r->nheads, 2);
+        CHECK_EQ(r->state, newest->state);
+        CHECK_EQ(r->nnotes, newest->nnotes);
+        CHECK(strcmp(r->title, "detained at the border post") == 0);
+        if (memcmp(r->author, o->f1_id, 32) == 0) {
+            by_f1++;
+            CHECK(field_of(r, "place") && strcmp(field_of(r, "place"), "Yanji") == 0);
+            CHECK(field_of(r, "witness") == NULL);
+        } else if (memcmp(r->author, o->c2_id, 32) == 0) {
+            by_c2++;
+            CHECK(field_of(r, "witness") && strcmp(field_of(r, "witness"), "W-017") == 0);
+            CHECK(field_of(r, "place") == NULL);
+        }
+        if (memcmp(r->revision, newest->revision, 32) == 0) {
+            shown++;
+            CHECK_EQ(r->nfields, newest->nfields);
+            CHECK_EQ(r->modified, newest->modified);
+        }
+        fv_record_free(r);
+        r = NULL;
+    }
+    CHECK_EQ(by_f1, 1);
+    CHECK_EQ(by_c2, 1);
+    CHECK_EQ(shown, 1);
+    fv_record_free(newest);
+
+    /* The genesis (the record id is its first revision's id). */
+    CHECK_EQ(fv_record_get_revision(o->c, &r, a, a), FV_OK);
+    if (r) {
+        CHECK(memcmp(r->revision, a, 32) == 0);
+        CHECK(memcmp(r->author, o->f1_id, 32) == 0);
+        CHECK_EQ(r->nfields, 0);
+        CHECK(r->narrative_len == strlen("three days without water") &&
+              memcmp(r->narrative, "three days without water", r->narrative_len) == 0);
+    }
+    fv_record_free(r);
+    r = NULL;
+
+    /* Not a revision of this record, or of any. */
+    CHECK_EQ(fv_record_get_revision(o->c, &r, a, b), FV_ENOTFOUND);
+    CHECK(r == NULL);
+    CHECK_EQ(fv_record_get_revision(o->c, &r, b, h.id[0]), FV_ENOTFOUND);
+    {
+        unsigned char none[32] = {9};
+        CHECK_EQ(fv_record_get_revision(o->c, &r, a, none), FV_ENOTFOUND);
+        CHECK(strcmp(fv_vault_errmsg(o->c), "no such revision of the record") == 0);
+    }
+    CHECK_EQ(fv_record_get_revision(o->c, NULL, a, a), FV_EINVAL);
+    CHECK_EQ(fv_record_get_revision(NULL, &r, a, a), FV_EINVAL);
+}
+
+/* fv_record_get_revision where the revision is a tombstone, was destroyed
+ * by a delete, or was tampered with in vault.db. */
+static void test_revision_edges(void)
+{
+    const char *dir = new_path("revs");
+    fv_vault *v = create(dir);
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char x[32], y[32], ey[32];
+    fv_record *r = NULL;
+    struct heads h;
+    char p[400];
+    sqlite3 *db;
+
+    add(v, x, "to be deleted", "misc", "gone soon");
+    add(v, y, "to be damaged", "misc", "a byte will change");
+    in.title = "to be damaged, edited";
+    CHECK_EQ(fv_record_edit(v, ey, y, &in), FV_OK);
+    CHECK_EQ(fv_record_delete(v, x), FV_OK);
+    CHECK_EQ(fv_record_get_revision(v, &r, x, x), FV_ENOTFOUND);
+    memset(&h, 0, sizeof h);
+    CHECK_EQ(fv_record_history(v, x, heads_cb, &h), FV_OK);
+    CHECK_EQ(h.n, 1); /* the tombstone */
+    if (h.n)
+        CHECK_EQ(fv_record_get_revision(v, &r, x, h.id[0]), FV_ENOTFOUND);
+    CHECK_EQ(fv_record_get_revision(v, &r, y, ey), FV_OK);
+    if (r)
+        CHECK(strcmp(r->title, "to be damaged, edited") == 0);
+    fv_record_free(r);
+    r = NULL;
+    fv_vault_close(v);
+
+    /* The last byte of the edit's envelope flipped on disk. */
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+    {
+        sqlite3_stmt *st;
+        CHECK_EQ(sqlite3_prepare_v2(db, "SELECT bytes FROM envelope WHERE id = ?1",
+                                    -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_blob(st, 1, ey, 32, SQLITE_STATIC);
+        CHECK_EQ(sqlite3_step(st), SQLITE_ROW);
+        {
+            int n = sqlite3_column_bytes(st, 0);
+            unsigned char *b = malloc((size_t)n);
+            sqlite3_stmt *up;
+            memcpy(b, sqlite3_column_blob(st, 0), (size_t)n);
+            b[n - 1] ^= 1;
+            CHECK_EQ(sqlite3_prepare_v2(db, "UPDATE envelope SET bytes = ?1 WHERE id = ?2",
+                                        -1, &up, NULL), SQLITE_OK);
+            sqlite3_bind_blob(up, 1, b, n, SQLITE_TRANSIENT);
+            sqlite3_bind_blob(up, 2, ey, 32, SQLITE_STATIC);
+            CHECK_EQ(sqlite3_step(up), SQLITE_DONE);
+            sqlite3_finalize(up);
+            free(b);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    v = NULL;
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_record_get_revision(v, &r, y, ey), FV_ECORRUPT);
+    CHECK(r == NULL);
+    CHECK_EQ(fv_record_get_revision(v, &r, y, y), FV_OK); /* the genesis is intact */
+    fv_record_free(r);
+    fv_vault_close(v);
+}
+
 static void test_merge(struct org *o, const unsigned char a[32],
                        const unsigned char b[32])
 {
@@ -756,6 +915,7 @@ static void test_merge(struct org *o, const unsigned char a[32],
     r = NULL;
     CHECK_EQ(fv_vs_conflicts(o->c, &nconf), FV_OK);
     CHECK_EQ(nconf, 1);
+    test_conflict_heads(o, a, b);
 
     in.fields = fm;
     CHECK_EQ(fv_record_merge(o->c, rev, a, &in), FV_OK);
@@ -926,6 +1086,8 @@ static void test_retract(struct org *o)
     CHECK_EQ(fv_record_get(o->c, &r, d), FV_ENOTFOUND);
     CHECK(strcmp(fv_vault_errmsg(o->c), "the record was retracted") == 0);
     CHECK_EQ(fv_record_history(o->c, d, hist_cb, &(struct hist){0, 0}), FV_ENOTFOUND);
+    CHECK_EQ(fv_record_get_revision(o->c, &r, d, d), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(o->c), "the record was retracted") == 0);
     CHECK_EQ(notes(o->c, d, &s), 0);
     CHECK(!vault_has(o->dc, probe, sizeof probe));
     CHECK(!vault_has(o->dc, chunk_probe, sizeof chunk_probe));
@@ -1311,6 +1473,7 @@ int main(void)
     test_edges(&o, a);
     test_retract(&o);
     test_retract_unsealed(&o);
+    test_revision_edges();
     test_retention(&o);
     org_close(&o);
 

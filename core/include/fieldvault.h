@@ -257,6 +257,16 @@ typedef struct fv_record {
 FV_API int fv_record_get(fv_vault *v, fv_record **out,
                          const unsigned char id[FV_ID_BYTES]);
 
+/* Reads revision `rev` of record `id` (any revision fv_record_history
+ * lists; each head of a conflict, say), with nheads, origin, state and
+ * nnotes as fv_record_get gives them. *out is the caller's: free it with
+ * fv_record_free. FV_ENOTFOUND if `rev` is not a revision of record `id`
+ * (a tombstone is not), or its ciphertext was destroyed (a delete,
+ * retention, a retraction) or is not readable by this vault; FV_ECORRUPT. */
+FV_API int fv_record_get_revision(fv_vault *v, fv_record **out,
+                                  const unsigned char id[FV_ID_BYTES],
+                                  const unsigned char rev[FV_ID_BYTES]);
+
 /* Wipes and frees a record. NULL is harmless. */
 FV_API void fv_record_free(fv_record *r);
 
