@@ -946,11 +946,12 @@ static void html_chart(struct exp *x, struct out *o)
     for (i = 0; i < nb; i++)
         if (bars[i] > max)
             max = bars[i];
-    size_t bw = nb > 60 ? 6 : 16, w = nb * (bw + 2) + 80, hgt = 160;
+    /* Room on the right and below for the last label, turned 45 degrees. */
+    size_t bw = nb > 60 ? 6 : 16, w = nb * (bw + 2) + 120, hgt = 160;
     out_fmt(o, "<h2>Testimonies over time (by %s)</h2>\n", by_year ? "year" : "month");
     out_fmt(o, "<svg width=\"%zu\" height=\"%zu\" viewBox=\"0 0 %zu %zu\" role=\"img\" "
                "aria-label=\"testimonies per %s\">\n",
-            w, hgt + 40, w, hgt + 40, by_year ? "year" : "month");
+            w, hgt + 70, w, hgt + 70, by_year ? "year" : "month");
     out_fmt(o, "<text x=\"0\" y=\"12\" font-size=\"11\">%llu</text>\n",
             (unsigned long long)max);
     for (i = 0; i < nb; i++) {
