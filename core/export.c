@@ -493,9 +493,9 @@ static int json_record(struct exp *x, const fv_record *r)
     out_s(o, ",\n    \"revision\": ");
     out_id_json(o, r->revision);
     out_s(o, ",\n    \"author\": ");
-    out_id_json(o, r->author);
-    out_s(o, ",\n    \"origin\": ");
     out_id_json(o, r->origin);
+    out_s(o, ",\n    \"signer\": ");
+    out_id_json(o, r->author);
     out_s(o, ",\n    \"state\": ");
     out_jsonz(o, state_name(r->state));
     out_s(o, ",\n    \"created\": ");
@@ -555,7 +555,7 @@ static int json_record(struct exp *x, const fv_record *r)
 /* ---- CSV ---- */
 
 static const char csv_header[] =
-    "\"id\",\"created\",\"modified\",\"origin\",\"author\",\"state\",\"title\","
+    "\"id\",\"created\",\"modified\",\"author\",\"signer\",\"state\",\"title\","
     "\"tags\",\"fields\",\"narrative\",\"attachments\",\"notes\",\"heads\"\r\n";
 
 /* A field as key=value with the value's backslashes and line breaks escaped

@@ -393,9 +393,9 @@ class TestDesk(DeskTest):
             self.assertEqual(e["state"], l["state"])
             # the creating device (list's and show's "author") and the
             # revision's signer (show's "signer")
-            self.assertEqual(e["origin"], l["author"])
-            self.assertEqual(e["origin"], s["author"])
-            self.assertEqual(e["author"], s["signer"])
+            self.assertEqual(e["author"], l["author"])
+            self.assertEqual(e["author"], s["author"])
+            self.assertEqual(e["signer"], s["signer"])
             heads = e["heads"]
             if isinstance(heads, list):
                 self.assertEqual(sorted(heads), sorted(s["heads"]))

@@ -141,7 +141,7 @@ class ExportTest(unittest.TestCase):
             self.assertEqual([h["id"] for h in rec["history"]],
                              [h["id"] for h in show["revisions"]])
             self.assertEqual(rec["heads"], show["heads"])
-            self.assertEqual(rec["origin"], doc["vault_device"])
+            self.assertEqual(rec["author"], doc["vault_device"])
             self.assertEqual(rec["state"], "new")
             self.assertEqual(rec["notes"], [])
         h = by_id[self.hostile]
@@ -195,7 +195,7 @@ class ExportTest(unittest.TestCase):
         self.assertTrue(raw.startswith(b"\xef\xbb\xbf"))
         with open(path, encoding="utf-8-sig", newline="") as f:
             rows = list(csv.reader(f))
-        self.assertEqual(rows[0], ["id", "created", "modified", "origin", "author", "state",
+        self.assertEqual(rows[0], ["id", "created", "modified", "author", "signer", "state",
                                    "title", "tags", "fields", "narrative", "attachments",
                                    "notes", "heads"])
         self.assertEqual(len(rows), 3)
