@@ -944,41 +944,42 @@ static const char *kind_name(int kind)
     return kind == FV_TOMBSTONE ? "tombstone" : "revision";
 }
 
-static void show_json(const fv_record *r, const history *h,
-                      const notelist *notes, int delivered)
+/* One revision's content as the members of a JSON object, each on a line
+ * of its own after `ind`: show's top level, and each of its head_records.
+ * Ends with ",\n" when `more` members follow, else "\n". */
+static void record_json(FILE *o, const fv_record *r, const char *ind, int more)
 {
-    FILE *o = stdout;
-    fputs("{\n  ", o);
+    fputs(ind, o);
     json_key(o, "id");
     json_id(o, r->id);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "title");
     json_strz(o, r->title);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "narrative");
     if (r->narrative != NULL)
         json_str(o, r->narrative, r->narrative_len);
     else
         fputs("\"\"", o);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "created");
     json_time(o, r->created);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "modified");
     json_time(o, r->modified);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "author");
     json_id(o, r->origin);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "signer");
     json_id(o, r->author);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "revision");
     json_id(o, r->revision);
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "state");
     json_strz(o, fv_state_name(r->state));
-    fputs(",\n  ", o);
+    fprintf(o, ",\n%s", ind);
     json_key(o, "fields");
     fputs("{", o);
     for (size_t i = 0; i < r->nfields; i++) {
@@ -986,19 +987,19 @@ static void show_json(const fv_record *r, const history *h,
         json_key(o, r->fields[i].key);
         json_strz(o, r->fields[i].value);
     }
-    fputs("},\n  ", o);
+    fprintf(o, "},\n%s", ind);
     json_key(o, "tags");
     fputs("[", o);
     for (size_t i = 0; i < r->ntags; i++) {
         fputs(i ? ", " : "", o);
         json_strz(o, r->tags[i]);
     }
-    fputs("],\n  ", o);
+    fprintf(o, "],\n%s", ind);
     json_key(o, "attachments");
     fputs("[", o);
     for (size_t i = 0; i < r->nattachments; i++) {
         const fv_attachment_info *a = &r->attachments[i];
-        fputs(i ? ",\n    {" : "\n    {", o);
+        fprintf(o, "%s\n%s  {", i ? "," : "", ind);
         json_key(o, "name");
         json_strz(o, a->name);
         fputs(", ", o);
@@ -1009,7 +1010,22 @@ static void show_json(const fv_record *r, const history *h,
         json_key(o, "chunks_present");
         fprintf(o, "%llu}", (unsigned long long)a->chunks_present);
     }
-    fputs(r->nattachments ? "\n  ],\n  " : "],\n  ", o);
+    if (r->nattachments)
+        fprintf(o, "\n%s", ind);
+    fputs(more ? "],\n" : "]\n", o);
+}
+
+/* show --json: the shown (newest) head's content, then the record's
+ * revisions, heads, each readable head's content (head_records, in the
+ * order of heads; `hr` runs parallel to h->r), notes and delivery. */
+static void show_json(const fv_record *r, const history *h,
+                      fv_record *const *hr, const notelist *notes,
+                      int delivered)
+{
+    FILE *o = stdout;
+    fputs("{\n", o);
+    record_json(o, r, "  ", 1);
+    fputs("  ", o);
     json_key(o, "revisions");
     fputs("[", o);
     for (size_t i = 0; i < h->n; i++) {
@@ -1048,6 +1064,17 @@ static void show_json(const fv_record *r, const history *h,
         json_id(o, h->r[i].id);
     }
     fputs("],\n  ", o);
+    json_key(o, "head_records");
+    fputs("[", o);
+    nh = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (hr[i] == NULL)
+            continue;
+        fputs(nh++ ? ",\n    {\n" : "\n    {\n", o);
+        record_json(o, hr[i], "      ", 0);
+        fputs("    }", o);
+    }
+    fputs(nh ? "\n  ],\n  " : "],\n  ", o);
     json_key(o, "notes");
     fputs("[", o);
     for (size_t i = 0; i < notes->count; i++) {
@@ -1059,8 +1086,88 @@ static void show_json(const fv_record *r, const history *h,
     fputs(delivered ? "true\n}\n" : "false\n}\n", o);
 }
 
+/* One revision's fields, tags, attachments and narrative for a human, each
+ * heading after `ind`, the narrative's lines after `text_ind`: show's
+ * shown head, and each head of a conflict. */
+static void record_body_text(FILE *o, const fv_record *r, const char *ind,
+                             const char *text_ind)
+{
+    if (r->nfields > 0) {
+        fprintf(o, "%sfields:\n", ind);
+        for (size_t i = 0; i < r->nfields; i++) {
+            fprintf(o, "%s  ", ind);
+            text_puts(o, r->fields[i].key);
+            fputs(": ", o);
+            text_puts(o, r->fields[i].value);
+            fputc('\n', o);
+        }
+    }
+    if (r->ntags > 0) {
+        fprintf(o, "%stags:        ", ind);
+        for (size_t i = 0; i < r->ntags; i++) {
+            fputs(i ? ", " : "", o);
+            text_puts(o, r->tags[i]);
+        }
+        fputc('\n', o);
+    }
+    if (r->nattachments > 0) {
+        fprintf(o, "%sattachments:\n", ind);
+        for (size_t i = 0; i < r->nattachments; i++) {
+            const fv_attachment_info *a = &r->attachments[i];
+            char sz[32];
+            size_format(sz, sizeof sz, a->size);
+            fprintf(o, "%s  ", ind);
+            text_puts(o, a->name);
+            fprintf(o, "  %s (%llu bytes, %llu chunks)", sz,
+                    (unsigned long long)a->size,
+                    (unsigned long long)a->chunks);
+            if (a->chunks_present < a->chunks)
+                fprintf(o, "  incomplete: %llu of %llu chunks",
+                        (unsigned long long)a->chunks_present,
+                        (unsigned long long)a->chunks);
+            fputc('\n', o);
+        }
+    }
+    if (r->narrative != NULL && r->narrative_len > 0) {
+        fprintf(o, "%snarrative:\n", ind);
+        put_indented(o, r->narrative, r->narrative_len, text_ind);
+    }
+}
+
+/* Each head of a conflict in full, in history order: what a coordinator
+ * compares before a merge. */
+static void heads_text(FILE *o, const fv_record *r, const history *h,
+                       fv_record *const *hr)
+{
+    char hex[FV_ID_HEX_BYTES], author[FV_ID_HEX_BYTES], when[40];
+
+    fputs("heads (each concurrent edit in full):\n", o);
+    for (size_t i = 0; i < h->n; i++) {
+        const revcopy *rv = &h->r[i];
+        if (!rv->head)
+            continue;
+        time_format(when, sizeof when, rv->time, TIME_SECONDS);
+        fv_id_to_hex(hex, rv->id);
+        fv_id_to_hex(author, rv->author);
+        fprintf(o, "  head %s  %s  by %.16s%s\n", hex, when, author,
+                memcmp(rv->id, r->revision, FV_ID_BYTES) == 0 ? "  [shown]"
+                                                              : "");
+        if (hr[i] == NULL) {
+            fputs(rv->kind == FV_TOMBSTONE
+                      ? "    (a deletion: no content)\n"
+                      : "    (its content is not held on this device)\n", o);
+            continue;
+        }
+        fputs("    title:       ", o);
+        text_puts(o, hr[i]->title);
+        fputc('\n', o);
+        record_body_text(o, hr[i], "    ", "      ");
+    }
+}
+
 static void show_text(const fv_record *r, const history *h,
-                      const notelist *notes, int delivered)
+                      fv_record *const *hr, const notelist *notes,
+                      int delivered)
 {
     FILE *o = stdout;
     char hex[FV_ID_HEX_BYTES];
@@ -1085,69 +1192,18 @@ static void show_text(const fv_record *r, const history *h,
     fprintf(o, "revision:    %s\n", hex);
     if (fv_state_name(r->state) != NULL)
         fprintf(o, "state:       %s\n", fv_state_name(r->state));
-    if (r->nheads > 1) {
+    if (r->nheads > 1)
         fprintf(o, "conflict:    %zu heads (concurrent edits; the newest is "
-                   "shown; 'merge' ends it)\n", r->nheads);
-        for (size_t i = 0; i < h->n; i++) {
-            const revcopy *rv = &h->r[i];
-            char author[FV_ID_HEX_BYTES];
-            if (!rv->head)
-                continue;
-            time_format(when, sizeof when, rv->time, TIME_SECONDS);
-            fv_id_to_hex(hex, rv->id);
-            fv_id_to_hex(author, rv->author);
-            fprintf(o, "  head %s  %s  by %.16s%s\n", hex, when, author,
-                    memcmp(rv->id, r->revision, FV_ID_BYTES) == 0
-                        ? "  [shown]" : "");
-        }
-    }
+                   "shown, every head in full below; 'merge' ends it)\n",
+                r->nheads);
     /* Of what this device wrote: a record pulled from others is "yes". */
     fputs(delivered ? "delivered:   yes (the server acknowledged all this "
                       "device wrote of it)\n"
                     : "delivered:   no (the server has not acknowledged all "
                       "this device wrote of it yet)\n", o);
-    if (r->nfields > 0) {
-        fputs("fields:\n", o);
-        for (size_t i = 0; i < r->nfields; i++) {
-            fputs("  ", o);
-            text_puts(o, r->fields[i].key);
-            fputs(": ", o);
-            text_puts(o, r->fields[i].value);
-            fputc('\n', o);
-        }
-    }
-    if (r->ntags > 0) {
-        fputs("tags:        ", o);
-        for (size_t i = 0; i < r->ntags; i++) {
-            fputs(i ? ", " : "", o);
-            text_puts(o, r->tags[i]);
-        }
-        fputc('\n', o);
-    }
-    if (r->nattachments > 0) {
-        fputs("attachments:\n", o);
-        for (size_t i = 0; i < r->nattachments; i++) {
-            const fv_attachment_info *a = &r->attachments[i];
-            char sz[32];
-            size_format(sz, sizeof sz, a->size);
-            fputs("  ", o);
-            text_puts(o, a->name);
-            fprintf(o, "  %s (%llu bytes, %llu chunks)", sz,
-                    (unsigned long long)a->size,
-                    (unsigned long long)a->chunks);
-            if (a->chunks_present < a->chunks)
-                fprintf(o, "  incomplete: %llu of %llu chunks",
-                        (unsigned long long)a->chunks_present,
-                        (unsigned long long)a->chunks);
-            fputc('\n', o);
-        }
-    }
-    if (r->narrative != NULL && r->narrative_len > 0) {
-        fputs("narrative:\n", o);
-        text_put(o, r->narrative, r->narrative_len, 1);
-        if (r->narrative[r->narrative_len - 1] != '\n')
-            fputc('\n', o);
-    }
+    record_body_text(o, r, "", "");
+    if (r->nheads > 1)
+        heads_text(o, r, h, hr);
     fputs("history (oldest first):\n", o);
     for (size_t i = 0; i < h->n; i++) {
         const revcopy *rv = &h->r[i];
@@ -1174,10 +1230,34 @@ static void show_text(const fv_record *r, const history *h,
     }
 }
 
+/* The content of each head in h (a revision still held and readable),
+ * into *out, parallel to h->r: NULL for the rest. Returns 0 or an exit
+ * code (message printed). */
+static int heads_load(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                      const history *h, fv_record ***out)
+{
+    fv_record **hr = calloc(h->n ? h->n : 1, sizeof *hr);
+    if (hr == NULL) {
+        cli_error("out of memory");
+        return CLI_FAIL;
+    }
+    *out = hr;
+    for (size_t i = 0; i < h->n; i++) {
+        if (!h->r[i].head || h->r[i].kind != FV_REVISION || h->r[i].purged)
+            continue;
+        int r = fv_record_get_revision(v, &hr[i], id, h->r[i].id);
+        if (r == FV_ENOTFOUND)
+            hr[i] = NULL; /* not readable here */
+        else if (r != FV_OK)
+            return cli_fail(v, r, NULL);
+    }
+    return 0;
+}
+
 int cmd_show(cli *c)
 {
     fv_vault *v = NULL;
-    fv_record *rec = NULL;
+    fv_record *rec = NULL, **hr = NULL;
     history h = {NULL, 0, 0, 0};
     notelist notes = {NULL, 0, 0, 0};
     char *dir = NULL;
@@ -1206,6 +1286,8 @@ int cmd_show(cli *c)
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
+    if ((rc = heads_load(v, id, &h, &hr)) != 0)
+        goto cleanup;
     int delivered = 0;
     if ((r = fv_record_delivered(v, id, &delivered)) != FV_OK) {
         rc = cli_fail(v, r, NULL);
@@ -1214,11 +1296,14 @@ int cmd_show(cli *c)
     if ((rc = notes_load(v, id, &notes)) != 0)
         goto cleanup;
     if (c->json)
-        show_json(rec, &h, &notes, delivered);
+        show_json(rec, &h, hr, &notes, delivered);
     else
-        show_text(rec, &h, &notes, delivered);
+        show_text(rec, &h, hr, &notes, delivered);
     rc = cli_flush_stdout();
 cleanup:
+    for (size_t i = 0; hr && i < h.n; i++)
+        fv_record_free(hr[i]);
+    free(hr);
     notelist_free(&notes);
     history_free(&h);
     fv_record_free(rec);

@@ -128,14 +128,17 @@ static const struct {
      "envelope and chunk of the record that this device wrote (yes for a\n"
      "record with nothing of this device's waiting).\n"
      "The review state and the notes about the record are shown too. When\n"
-     "concurrent edits left several heads (a conflict), each is listed and\n"
-     "the newest is shown; 'merge' ends the conflict.\n"
+     "concurrent edits left several heads (a conflict), the newest is shown\n"
+     "and then every head in full (title, fields, tags, attachments,\n"
+     "narrative), to compare before 'merge' ends the conflict.\n"
      "With --json: {id, title, narrative, created, modified, author (the\n"
      "device that created the record), signer (of the shown revision),\n"
      "revision (the shown head), state, fields, tags, attachments: [{name,\n"
      "size, chunks, chunks_present}], revisions, heads (revision ids; more\n"
-     "than one is a conflict), notes: [{id, record, author, time, text}],\n"
-     "delivered}.\n"},
+     "than one is a conflict), head_records (the content of each head this\n"
+     "vault holds, in the order of heads, shaped as the top level from id\n"
+     "to attachments),\n"
+     "notes: [{id, record, author, time, text}], delivered}.\n"},
     {"edit",
      "usage: fieldvault edit ID [--title T] [--narrative-file F|-]\n"
      "                          [--field K=V]... [--remove-field K]...\n"

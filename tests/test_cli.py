@@ -50,7 +50,10 @@ LIST_KEYS = {"id", "title", "created", "modified", "tags", "attachments",
              "conflict", "complete", "state", "author", "notes"}
 SHOW_KEYS = {"id", "title", "narrative", "created", "modified", "author",
              "signer", "revision", "state", "fields", "tags", "attachments",
-             "revisions", "heads", "notes", "delivered"}
+             "revisions", "heads", "head_records", "notes", "delivered"}
+# One revision's content: show's top level, and each of its head_records.
+RECORD_KEYS = SHOW_KEYS - {"revisions", "heads", "head_records", "notes",
+                           "delivered"}
 NOTE_KEYS = {"id", "record", "author", "time", "text"}
 REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
 ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
@@ -374,6 +377,9 @@ class TestHappyPath(CliTest):
         # show --json
         s = self.show(d, rid)
         self.assertEqual(set(s), SHOW_KEYS)
+        # one head: head_records holds the shown content once
+        self.assertEqual(s["head_records"],
+                         [{k: s[k] for k in RECORD_KEYS}])
         self.assertEqual(s["id"], rid)
         self.assertEqual(s["title"], "Crossing at night")
         self.assertEqual(s["narrative"], narrative.decode())
@@ -1402,10 +1408,13 @@ class TestDesk(CliTest):
         it too, and its envelopes come back in a courier bundle."""
         twin = self.path("twin")
         shutil.copytree(d, twin)
-        h1 = self.v(d, "edit", rid, "--title", "here",
-                    "--tag", "a").stdout.decode().strip()
+        photo = self.write("photo-%s.jpg" % rid[:8], b"a photo of the river")
+        h1 = self.v(d, "edit", rid, "--title", "here", "--tag", "a",
+                    "--attach", photo).stdout.decode().strip()
         h2 = self.v(twin, "edit", rid, "--field", "place=there",
-                    "--tag", "b").stdout.decode().strip()
+                    "--tag", "b", "--narrative-file", "-",
+                    stdin=b"the twin's account\nof the night\n"
+                    ).stdout.decode().strip()
         b = self.path("twin.fvb")
         self.v(twin, "bundle", "export", b)
         self.v(d, "bundle", "import", b)
@@ -1426,6 +1435,56 @@ class TestDesk(CliTest):
         self.assertEqual(sorted(ln.split()[1] for ln in shown), heads)
         self.assertEqual(sum("[shown]" in ln for ln in shown), 1)
 
+        # every head's content: head_records in the order of heads, each
+        # shaped as the top level; the shown one is the top level's
+        hrs = s["head_records"]
+        self.assertEqual([h["revision"] for h in hrs], s["heads"])
+        for h in hrs:
+            self.assertEqual(set(h), RECORD_KEYS)
+            self.assertEqual(h["id"], rid)
+        top = {k: s[k] for k in RECORD_KEYS}
+        self.assertIn(top, hrs)
+        here = [h for h in hrs if h["title"] == "here"]
+        there = [h for h in hrs if h["title"] == "first"]
+        self.assertEqual((len(here), len(there)), (1, 1))
+        here, there = here[0], there[0]
+        self.assertEqual((here["fields"], here["tags"]), ({}, ["a", "old"]))
+        self.assertEqual([a["name"] for a in here["attachments"]],
+                         ["photo-%s.jpg" % rid[:8]])
+        self.assertEqual(here["narrative"], "")
+        self.assertEqual((there["fields"], there["tags"]),
+                         ({"place": "there"}, ["b", "old"]))
+        self.assertEqual(there["attachments"], [])
+        self.assertEqual(there["narrative"],
+                         "the twin's account\nof the night\n")
+
+        # and in text: each head line followed by its content, indented
+        lines = out.splitlines()
+        self.assertIn("heads (each concurrent edit in full):", lines)
+        blocks = {}
+        for i, ln in enumerate(lines):
+            if ln.startswith("  head "):
+                body = []
+                for nxt in lines[i + 1:]:
+                    if not nxt.startswith("    "):
+                        break
+                    body.append(nxt)
+                blocks[ln.split()[1]] = body
+        self.assertEqual(sorted(blocks), heads)
+        self.assertEqual(blocks[here["revision"]][0], "    title:       here")
+        self.assertIn("    tags:        a, old", blocks[here["revision"]])
+        self.assertTrue(any(b.startswith("      photo-%s.jpg  " % rid[:8])
+                            for b in blocks[here["revision"]]))
+        self.assertNotIn("    narrative:", blocks[here["revision"]])
+        self.assertEqual(blocks[there["revision"]],
+                         ["    title:       first",
+                          "    fields:",
+                          "      place: there",
+                          "    tags:        b, old",
+                          "    narrative:",
+                          "      the twin's account",
+                          "      of the night"])
+
         # merge takes edit's options
         j = self.jv(d, "merge", rid, "--field", "merged=yes",
                     "--remove-tag", "old", "--title", "merged")
@@ -1434,6 +1493,7 @@ class TestDesk(CliTest):
         s = self.show(d, rid)
         self.assertEqual(s["heads"], [j["revision"]])
         self.assertEqual(s["revision"], j["revision"])
+        self.assertEqual(s["head_records"], [{k: s[k] for k in RECORD_KEYS}])
         self.assertEqual(s["title"], "merged")
         self.assertEqual(s["fields"].get("merged"), "yes")
         self.assertNotIn("old", s["tags"])
