@@ -390,8 +390,12 @@ static int server_import(cli *c)
     if (r != FV_OK) {
         cli_error("cannot import the bundle: %s",
                   r == FV_ENOTFOUND ? "no server or no bundle there"
-                  : r == FV_EDENIED ? "an envelope's author is not an enrolled device"
-                                    : fv_strerror(r));
+                  : r == FV_EDENIED
+                      ? "an envelope's author is not an enrolled device, or "
+                        "may not write that envelope (a review state from a "
+                        "field device, a note or retraction about a record "
+                        "the server does not hold or another device created)"
+                      : fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
     }

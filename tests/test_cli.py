@@ -1635,6 +1635,29 @@ class TestDeskCoordinator(test_sync.SyncTest):
         self.assertEqual([(n["record"], n["text"]) for n in
                           self.jv(f, "notes")], [(r_field, "which harbour?")])
 
+    def test_server_import_refusals(self):
+        """`server import` refuses (exit 15, one message true for both) a
+        bundle from a device that is not enrolled, and one from an enrolled
+        field device holding an envelope it may not write: its retraction
+        of a record it never synced."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "F")
+        why = (b"fieldvault: cannot import the bundle: an envelope's author "
+               b"is not an enrolled device, or may not write that envelope")
+        stranger = self.make_vault("stranger")
+        self.add(stranger, "not enrolled")
+        sb = self.path("stranger.fvb")
+        self.v(stranger, "bundle", "export", sb)
+        r = self.fv("server", "import", "--data", sdir, sb, expect=DENIED)
+        self.assertTrue(r.stderr.startswith(why), r.stderr)
+        rid = self.add(f, "never synced")
+        self.v(f, "retract", rid, "--yes")
+        fb = self.path("field.fvb")
+        self.assertEqual(self.jv(f, "bundle", "export", fb)["envelopes"], 1)
+        r = self.fv("server", "import", "--data", sdir, fb, expect=DENIED)
+        self.assertTrue(r.stderr.startswith(why), r.stderr)
+        self.assertEqual(self.sync(c)["pulled"], 0)
+
 
 def main():
     global BIN
