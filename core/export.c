@@ -136,7 +136,18 @@ static void out_json(struct out *o, const char *str, size_t n)
     const unsigned char *s = (const unsigned char *)str;
     out_raw(o, "\"", 1);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_len(s + i, n - i);
+        size_t k, run = i;
+        /* Printable ASCII but '"' and '\\' goes out as it is, a run at a
+         * time (most text is that). */
+        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' &&
+               s[run] != '\\')
+            run++;
+        if (run > i) {
+            out_raw(o, s + i, run - i);
+            i = run;
+            continue;
+        }
+        k = utf8_len(s + i, n - i);
         if (k == 0) {
             out_s(o, REPLACEMENT);
             i++;
