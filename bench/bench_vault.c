@@ -867,9 +867,9 @@ static struct open_item *load_items(const char *dir, size_t n,
 
     *max_plain = 0;
     /* In the order fv_vault_list gives them (every record has one revision).
-     * "+id" makes SQLite scan by rowid rather than sort the envelopes. */
-    if (sqlite3_prepare_v2(db, "SELECT id, bytes FROM envelope WHERE +id IN "
-                           "(SELECT id FROM head) ORDER BY seq", -1, &st,
+     * "+seq" makes SQLite scan by rowid rather than sort the envelopes. */
+    if (sqlite3_prepare_v2(db, "SELECT id, bytes FROM envelope WHERE +seq IN "
+                           "(SELECT eseq FROM head) ORDER BY seq", -1, &st,
                            NULL) != SQLITE_OK)
         die("cannot read %s: %s", path, sqlite3_errmsg(db));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -40,25 +40,27 @@ enum stmt_id {
     ST_NOTE_PUT,
     ST_NOTE_COUNT,
     ST_RETRACTED,
+    ST_NOTES_OF,
     ST_COUNT
 };
 
 /* The heads of record ?1 that are revisions (not tombstones). */
-#define LIVE_HEADS "(SELECT count(*) FROM head h JOIN envelope e ON e.seq = " \
-                   "h.eseq WHERE h.record = ?1 AND e.kind = 1)"
+#define LIVE_HEADS "(SELECT count(*) FROM envelope e JOIN head h ON h.eseq = " \
+                   "e.seq WHERE e.record = ?1 AND e.kind = 1)"
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
                       "own) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                   "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
-                   "AND h.id = e.id) FROM envelope e WHERE e.id = ?1",
+                   "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq) "
+                   "FROM envelope e WHERE e.id = ?1",
     [ST_EDGE_INSERT] = "INSERT OR IGNORE INTO edge(parent, child) VALUES (?1, ?2)",
     [ST_EDGE_HAS_CHILD] = "SELECT 1 FROM edge WHERE parent = ?1 LIMIT 1",
-    [ST_HEAD_DELETE] = "DELETE FROM head WHERE record = ?1 AND id = ?2",
-    [ST_HEAD_INSERT] = "INSERT OR IGNORE INTO head(record, id, rseq, eseq) "
-                       "VALUES (?1, ?2, (SELECT min(seq) FROM envelope WHERE "
-                       "record = ?1), (SELECT seq FROM envelope WHERE id = ?2))",
+    [ST_HEAD_DELETE] = "DELETE FROM head WHERE eseq = (SELECT seq FROM "
+                       "envelope WHERE id = ?2 AND record = ?1)",
+    [ST_HEAD_INSERT] = "INSERT OR IGNORE INTO head(eseq, rseq) VALUES ("
+                       "(SELECT seq FROM envelope WHERE id = ?2), (SELECT "
+                       "min(seq) FROM envelope WHERE record = ?1))",
     [ST_CHUNKREF_INSERT] = "INSERT OR IGNORE INTO chunkref(hash, envelope) "
                            "VALUES (?1, ?2)",
     [ST_CHUNK_PUT] = "INSERT OR IGNORE INTO chunk(hash, data, delivered) "
@@ -68,15 +70,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 "
                      "FROM head h INDEXED BY head_order "
                      "JOIN envelope e ON e.seq = h.eseq ORDER BY h.rseq, h.eseq",
-    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM head h "
-                        "JOIN envelope e ON e.id = h.id WHERE h.record = ?1 "
-                        "ORDER BY e.seq",
+    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM "
+                        "envelope e JOIN head h ON h.eseq = e.seq "
+                        "WHERE e.record = ?1 ORDER BY e.seq",
     /* A record's revisions and tombstones; its key grants, notes, review
      * states and retractions (kinds 3 to 6) stand beside its history, not
      * in it. */
     [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                       "EXISTS(SELECT 1 FROM head h WHERE h.record = e.record "
-                       "AND h.id = e.id) FROM envelope e WHERE e.record = ?1 "
+                       "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq) "
+                       "FROM envelope e WHERE e.record = ?1 "
                        "AND e.kind IN (1, 2) ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
@@ -119,6 +121,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NOTE_COUNT] = "SELECT count(*) FROM note WHERE record = ?1",
     [ST_RETRACTED] = "SELECT 1 FROM envelope WHERE record = ?1 AND kind = 6 "
                      "LIMIT 1",
+    [ST_NOTES_OF] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
+                    "FROM note n JOIN envelope e ON e.id = n.id "
+                    "WHERE n.record = ?1 AND e.bytes IS NOT NULL ORDER BY e.seq",
 };
 
 static const char schema_sql[] =
@@ -139,12 +144,13 @@ static const char schema_sql[] =
     " sig BLOB NOT NULL);"
     "CREATE TABLE edge(parent BLOB NOT NULL, child BLOB NOT NULL,"
     " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
-    /* rseq, eseq: the local seq of the record's first envelope and of this
-     * one, so that listing walks an index instead of sorting rows (a sort
-     * could spill envelopes to a temporary file outside the vault). */
-    "CREATE TABLE head(record BLOB NOT NULL, id BLOB NOT NULL,"
-    " rseq INTEGER NOT NULL, eseq INTEGER NOT NULL,"
-    " PRIMARY KEY(record, id)) WITHOUT ROWID;"
+    /* A head by the local seq of its envelope (eseq) and of its record's
+     * first envelope (rseq), so that listing walks an index instead of
+     * sorting rows (a sort could spill envelopes to a temporary file outside
+     * the vault). Integer keys: a new record's head goes at the end of both
+     * b-trees; keyed by the random 32-byte ids, every arriving envelope
+     * dirtied a page of its own. */
+    "CREATE TABLE head(eseq INTEGER PRIMARY KEY, rseq INTEGER NOT NULL);"
     "CREATE INDEX head_order ON head(rseq, eseq);"
     /* Records with more than one head that is a revision (kept by
      * fv_store_env_put). */
@@ -423,19 +429,26 @@ static int each_row(fv_store *s, sqlite3_stmt *st, fv_store_env_fn fn,
     return r;
 }
 
-/* Iterations run on their own statement so that a callback may call other
- * store functions. */
+/* Iterations run on the cached statement (preparing one per call cost as
+ * much as the query, per record in an export); a callback may still call
+ * other store functions, and when it runs the same iteration again that
+ * nested one gets a statement of its own. */
 static int each_query(fv_store *s, enum stmt_id id, const unsigned char *rec,
                       fv_store_env_fn fn, void *payload)
 {
-    sqlite3_stmt *st;
-    int rc = fv_db_prepare(&s->d, stmt_sql[id], &st, "query");
-    if (rc)
-        return rc;
+    sqlite3_stmt *st = s->d.st[id];
+    int rc, own = st && sqlite3_stmt_busy(st);
+    if (own) {
+        if ((rc = fv_db_prepare(&s->d, stmt_sql[id], &st, "query")))
+            return rc;
+    } else if (!(st = fv_db_stmt(&s->d, id))) {
+        return fv_db_fail(&s->d, sqlite3_errcode(s->d.db), "query");
+    }
     if (rec)
         bind_id(st, 1, rec);
     rc = each_row(s, st, fn, payload);
-    sqlite3_finalize(st);
+    if (own)
+        sqlite3_finalize(st);
     return rc;
 }
 
@@ -685,16 +698,12 @@ int fv_store_notes(fv_store *s, const unsigned char *record,
     static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
                               "FROM note n JOIN envelope e ON e.id = n.id "
                               "WHERE e.bytes IS NOT NULL ORDER BY e.seq";
-    static const char one[] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
-                              "FROM note n JOIN envelope e ON e.id = n.id "
-                              "WHERE n.record = ?1 AND e.bytes IS NOT NULL "
-                              "ORDER BY e.seq";
     sqlite3_stmt *st;
-    int rc = fv_db_prepare(&s->d, record ? one : all, &st, "notes");
-    if (rc)
+    int rc;
+    if (record) /* per record in an export: the cached statement */
+        return each_query(s, ST_NOTES_OF, record, fn, payload);
+    if ((rc = fv_db_prepare(&s->d, all, &st, "notes")))
         return rc;
-    if (record)
-        bind_id(st, 1, record);
     rc = each_row(s, st, fn, payload);
     sqlite3_finalize(st);
     return rc;
@@ -746,7 +755,8 @@ int fv_store_retract_record(fv_store *s, const unsigned char record[32])
         "DELETE FROM chunkref WHERE envelope IN " ENVS,
         "DELETE FROM grant_of WHERE target IN " ENVS " OR grant_id IN " ENVS,
         "DELETE FROM edge WHERE child IN " ENVS " OR parent IN " ENVS,
-        "DELETE FROM head WHERE record = ?1",
+        "DELETE FROM head WHERE eseq IN (SELECT seq FROM envelope WHERE "
+        "record = ?1)",
         "DELETE FROM conflict WHERE record = ?1",
         "DELETE FROM review WHERE record = ?1",
         "DELETE FROM note WHERE record = ?1",
@@ -938,8 +948,8 @@ int fv_store_pending_upload(fv_store *s, uint64_t *bytes)
 int fv_store_each_envelope(fv_store *s, fv_store_env_fn fn, void *payload)
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                              "EXISTS(SELECT 1 FROM head h WHERE h.record = "
-                              "e.record AND h.id = e.id) FROM envelope e "
+                              "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
+                              "e.seq) FROM envelope e "
                               "ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
@@ -954,8 +964,8 @@ int fv_store_record_all_envs(fv_store *s, const unsigned char record[32],
                              fv_store_env_fn fn, void *payload)
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                              "EXISTS(SELECT 1 FROM head h WHERE h.record = "
-                              "e.record AND h.id = e.id) FROM envelope e "
+                              "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
+                              "e.seq) FROM envelope e "
                               "WHERE e.record = ?1 ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
