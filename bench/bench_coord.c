@@ -50,6 +50,14 @@
  *   coord.export.rss.all    KiB: the same for the N run; its "limit" is the
  *       N/10 figure, so its ratio shows how memory grows with ten times the
  *       records (want about 1: streamed output).
+ *
+ * Beside the wall-clock times, stderr gives the CPU seconds of each phase,
+ * of the limit and of the server during the N run: on a shared machine they
+ * show what the code costs when the wall clock mostly shows the load.
+ * BENCH_COORD_WRAP (environment): a command the coordinator's process runs
+ * under, to profile it alone, e.g.
+ *   BENCH_COORD_WRAP="valgrind --tool=callgrind" bench_coord --quick
+ *   BENCH_COORD_WRAP="perf record -g -o coord.data" bench_coord --quick
  */
 #include <errno.h>
 #include <pthread.h>
@@ -137,6 +145,7 @@ static void build(struct builders *b, int tenth)
 
 struct coord_result {
     double t_sync, t_list, t_json, t_csv;
+    double cpu[4]; /* CPU seconds (user + system) of each of those */
     uint64_t pulled, listed, json, csv;
     long json_bytes, csv_bytes;
     long hwm[4]; /* VmHWM (KiB) after the pull, the list, each export */
@@ -168,7 +177,7 @@ static void coordinator_child(const char *dir, const char *addr,
     char *csv = path_join(dir, "../export.csv");
     fv_vault *v = create_vault(dir);
     int role = 0;
-    double t0;
+    double t0, c0;
 
     so.server = addr;
     fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll (coordinator)");
@@ -178,27 +187,35 @@ static void coordinator_child(const char *dir, const char *addr,
              "fv_org_key_import");
 
     memset(&sr, 0, sizeof sr);
+    c0 = proc_cpu(getpid());
     t0 = now();
     fv_check(fv_sync(v, &so, &sr), v, "fv_sync (coordinator)");
     res->t_sync = now() - t0;
+    res->cpu[0] = proc_cpu(getpid()) - c0;
     res->pulled = sr.pulled;
     res->hwm[0] = status_kib(getpid(), "VmHWM");
+    c0 = proc_cpu(getpid());
     t0 = now();
     fv_check(fv_vault_list(v, count_cb, &res->listed), v, "fv_vault_list");
     res->t_list = now() - t0;
+    res->cpu[1] = proc_cpu(getpid()) - c0;
     res->hwm[1] = status_kib(getpid(), "VmHWM");
 
     eo.format = FV_EXPORT_JSON;
     eo.path = json;
+    c0 = proc_cpu(getpid());
     t0 = now();
     fv_check(fv_export(v, &eo, &res->json), v, "fv_export (JSON)");
     res->t_json = now() - t0;
+    res->cpu[2] = proc_cpu(getpid()) - c0;
     res->hwm[2] = status_kib(getpid(), "VmHWM");
     eo.format = FV_EXPORT_CSV;
     eo.path = csv;
+    c0 = proc_cpu(getpid());
     t0 = now();
     fv_check(fv_export(v, &eo, &res->csv), v, "fv_export (CSV)");
     res->t_csv = now() - t0;
+    res->cpu[3] = proc_cpu(getpid()) - c0;
     res->hwm[3] = status_kib(getpid(), "VmHWM");
     res->json_bytes = file_size(json);
     res->csv_bytes = file_size(csv);
@@ -232,9 +249,21 @@ static long coordinator_run(const char *dir, const char *addr,
     if (pid < 0)
         die("fork: %s", strerror(errno));
     if (pid == 0) {
+        /* BENCH_COORD_WRAP: a command the coordinator runs under, for
+         * profiling ("valgrind --tool=callgrind", "perf record -g"). */
+        const char *wrap = getenv("BENCH_COORD_WRAP");
+        char exe[4096];
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
         close(fds[0]);
-        execl("/proc/self/exe", "bench_coord", "--coordinator-run", dir, addr,
-              invite, keyfile, fdarg, (char *)NULL);
+        if (wrap && *wrap && len > 0) {
+            exe[len] = '\0';
+            execl("/bin/sh", "sh", "-c", "exec $BENCH_COORD_WRAP \"$@\"",
+                  "sh", exe, "--coordinator-run", dir, addr, invite, keyfile,
+                  fdarg, (char *)NULL);
+        } else {
+            execl("/proc/self/exe", "bench_coord", "--coordinator-run", dir,
+                  addr, invite, keyfile, fdarg, (char *)NULL);
+        }
         _exit(127);
     }
     close(fds[1]);
@@ -440,6 +469,9 @@ static void check_run(const struct coord_result *r, size_t n, const char *what)
          "pulled), fv_vault_list %.2f s, JSON %.2f s (%ld bytes), CSV %.2f s "
          "(%ld bytes)", what, n, r->t_sync, (unsigned long long)r->pulled,
          r->t_list, r->t_json, r->json_bytes, r->t_csv, r->csv_bytes);
+    note("coord.export (%s): CPU seconds (user + system): fv_sync %.2f, "
+         "fv_vault_list %.2f, JSON %.2f, CSV %.2f", what, r->cpu[0],
+         r->cpu[1], r->cpu[2], r->cpu[3]);
     note("coord.export (%s): peak resident set after the pull %ld KiB, the "
          "list %ld, the JSON export %ld, the CSV export %ld", what, r->hwm[0],
          r->hwm[1], r->hwm[2], r->hwm[3]);
@@ -464,7 +496,7 @@ static void bench_export(void)
     struct open_item *items;
     size_t nitems;
     long rss[2], maxrss;
-    double tl;
+    double tl, cpu0;
     fv_vault *c0;
     pid_t pid;
     int role = 0;
@@ -507,7 +539,10 @@ static void bench_export(void)
     rss[0] = coordinator_run(cdir[0], addr, invite[0], keyfile, &res[0]);
     check_run(&res[0], tenth, "a tenth");
     build(&b, 0);
+    cpu0 = proc_cpu(pid);
     rss[1] = coordinator_run(cdir[1], addr, invite[1], keyfile, &res[1]);
+    note("coord.export: the server used %.2f CPU seconds meanwhile",
+         proc_cpu(pid) - cpu0);
     check_run(&res[1], n, "all");
     for (size_t i = 0; i < d; i++)
         fv_vault_close(b.dev[i]);
@@ -519,9 +554,11 @@ static void bench_export(void)
     if (nitems != n)
         die("the coordinator's vault holds %zu record envelopes, expected %zu",
             nitems, n);
+    cpu0 = proc_cpu(getpid());
     tl = limit_run(items, nitems, pk, sk);
-    note("coord.export: limit %.2f s (%.1f us/envelope)", tl,
-         1e6 * tl / (double)n);
+    cpu0 = proc_cpu(getpid()) - cpu0;
+    note("coord.export: limit %.2f s (%.1f us/envelope), %.2f CPU seconds",
+         tl, 1e6 * tl / (double)n, cpu0);
 
     if (wanted("coord.export.pull"))
         report("coord.export.pull", (double)n / (res[1].t_sync + res[1].t_list),
