@@ -130,7 +130,7 @@ struct server_thread {
     int rc;
     int port;
     char addr[64]; /* "127.0.0.1:PORT", for fv_sync_options.server */
-    volatile sig_atomic_t stop;
+    atomic_int stop; /* set by the benchmark's thread */
     char last[LOG_LINES][200]; /* the last log lines, for failures */
     unsigned long lines;
 };
@@ -186,6 +186,7 @@ static void server_start(struct server_thread *t, const char *dir)
     t->dir = dir;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    atomic_init(&t->stop, 0);
     if (pthread_create(&t->tid, NULL, st_main, t) != 0)
         die("cannot start a thread");
     pthread_mutex_lock(&t->mu);
@@ -201,7 +202,7 @@ static void server_start(struct server_thread *t, const char *dir)
 
 static void server_stop(struct server_thread *t)
 {
-    t->stop = 1;
+    atomic_store(&t->stop, 1);
     pthread_join(t->tid, NULL);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);

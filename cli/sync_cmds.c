@@ -417,12 +417,13 @@ int cmd_server(cli *c)
 
 /* ---- serve ------------------------------------------------------------------ */
 
-static volatile sig_atomic_t serve_stop;
+/* Lock-free (server.c checks), so the handler may store to it. */
+static atomic_int serve_stop;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    serve_stop = 1;
+    atomic_store(&serve_stop, 1);
 }
 
 static void serve_log(const char *line, void *payload)

@@ -41,6 +41,10 @@
 #define ACCEPTS_PER_WAKE 64
 #define DRAIN_BYTES (256u << 10) /* read and dropped before closing */
 
+/* fv_server_options.stop may be set from a signal handler only if this is
+ * lock-free. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free");
+
 /* ---- small helpers ---------------------------------------------------- */
 
 static int64_t mono_ms(void)
@@ -764,7 +768,7 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     if (opts->ready)
         opts->ready(host, fv_tls_server_port(S.tls), opts->ready_payload);
 
-    while (!(opts->stop && *opts->stop)) {
+    while (!(opts->stop && atomic_load(opts->stop))) {
         int64_t now = mono_ms(), deadline = now + TICK_MS;
         size_t n = S.nconns, i;
         int timeout, ready = 0;

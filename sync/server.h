@@ -20,7 +20,7 @@
 #ifndef FV_SERVER_H
 #define FV_SERVER_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,8 +85,8 @@ typedef struct fv_server_options {
     void *log_payload;
     fv_server_ready_fn ready;    /* optional */
     void *ready_payload;
-    volatile sig_atomic_t *stop; /* optional: non-zero stops the server (it
-                                    is checked at least every 200 ms) */
+    atomic_int *stop;            /* optional: non-zero stops the server
+                                    (see fv_server_run) */
 } fv_server_options;
 
 #define FV_SERVER_OPTIONS_VERSION 1
@@ -94,7 +94,11 @@ typedef struct fv_server_options {
     {FV_SERVER_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
 
 /* Runs the server in `dir` until *opts->stop becomes non-zero, then closes
- * every connection, checkpoints the database and returns FV_OK. `opts` may
+ * every connection, checkpoints the database and returns FV_OK. The flag is
+ * read with atomic_load at least every 200 ms; set it with atomic_store from
+ * any thread, or from a signal handler (atomic_int is lock-free wherever
+ * FieldVault builds, which is what makes that async-signal-safe in C11). A
+ * signal that interrupts the server's own thread is seen at once. `opts` may
  * be NULL for the defaults (then it runs until the process ends). Returns an
  * error only if it cannot start: FV_ENOTFOUND (no server there),
  * FV_ECORRUPT, FV_EVERSION, FV_ENET (cannot listen), FV_EINVAL, FV_EIO,

@@ -1653,7 +1653,7 @@ static void test_garbage(void)
 typedef struct run_ctx {
     char dir[128];
     fv_server_options opts;
-    volatile sig_atomic_t stop;
+    atomic_int stop; /* set by the test's thread, read by the server's */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int port;
@@ -1808,6 +1808,7 @@ static void test_run(void)
     r.opts.log_payload = &r;
     r.opts.ready = run_ready;
     r.opts.ready_payload = &r;
+    atomic_init(&r.stop, 0);
     r.opts.stop = &r.stop;
     if (pthread_create(&th, NULL, run_main, &r) != 0) {
         CHECK(!"pthread_create");
@@ -1960,7 +1961,7 @@ static void test_run(void)
     }
 
 stop:
-    r.stop = 1;
+    atomic_store(&r.stop, 1);
     pthread_join(th, NULL);
     CHECK_EQ(r.rc, FV_OK);
     CHECK(r.enrolled == 1);
@@ -3396,6 +3397,7 @@ static void test_run_chunks(void)
     r.opts.log_payload = &r;
     r.opts.ready = run_ready;
     r.opts.ready_payload = &r;
+    atomic_init(&r.stop, 0);
     r.opts.stop = &r.stop;
     if (pthread_create(&th, NULL, run_main, &r) != 0) {
         CHECK(!"pthread_create");
@@ -3522,7 +3524,7 @@ static void test_run_chunks(void)
         }
     }
 stop:
-    r.stop = 1;
+    atomic_store(&r.stop, 1);
     pthread_join(th, NULL);
     CHECK_EQ(r.rc, FV_OK);
 out:

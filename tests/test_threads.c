@@ -312,15 +312,15 @@ struct server {
     int rc;
 };
 
-/* fv_server_options.stop is a volatile sig_atomic_t: a flag for a signal
- * handler. It is set here by a signal delivered to the server's own thread,
- * so no other thread writes what the server reads. */
-static volatile sig_atomic_t server_stop;
+/* fv_server_options.stop, a lock-free atomic_int: set here from a signal
+ * handler run on the server's own thread (the other tests set theirs from
+ * another thread). */
+static atomic_int server_stop;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    server_stop = 1;
+    atomic_store(&server_stop, 1);
 }
 
 static void server_log(const char *line, void *payload)
