@@ -213,12 +213,16 @@ void cli_progress_start(cli_progress *p, const char *label);
 int cli_progress_fn(uint64_t done, uint64_t total, void *payload);
 void cli_progress_end(cli_progress *p);
 
-/* While armed, the first SIGINT sets a flag that cli_progress_fn and
- * cli_canceled report, so a transfer stops cleanly (FV_ECANCELED); a second
- * SIGINT ends the process as usual. */
+/* While armed, the first SIGINT or SIGTERM sets a flag that cli_progress_fn
+ * and cli_canceled report, so a transfer stops cleanly (FV_ECANCELED); a
+ * second one ends the process as usual. */
 void cli_cancel_arm(void);
 void cli_cancel_disarm(void);
 int cli_canceled(void);
+/* While armed, a signal also cancels sync session `s` at once (a hanging
+ * connect or handshake included); NULL before the session is freed. */
+struct fv_sync_session;
+void cli_cancel_session(struct fv_sync_session *s);
 
 /* Flushes stdout; returns 0 or CLI_IO after printing why. */
 int cli_flush_stdout(void);

@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldvault_sync.h"
 
 /* The length (1..4) of the valid UTF-8 sequence at p, with its code point in
  * *cp, or 0 if the bytes there are not valid UTF-8 (overlong forms,
@@ -298,37 +300,53 @@ int cli_flush_stdout(void)
     return CLI_OK;
 }
 
-/* ---- cancel on SIGINT ------------------------------------------------------ */
+/* ---- cancel on SIGINT and SIGTERM ----------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
-static struct sigaction saved_int;
-static int armed;
+/* The sync session the handler cancels at once; it stores to it, so it must
+ * be lock-free to be async-signal-safe. */
+static fv_sync_session *_Atomic cancel_session;
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2, "pointers must be lock-free");
+static struct sigaction saved_int, saved_term;
+static int armed_int, armed_term;
 
-static void on_sigint(int sig)
+static void on_cancel_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
+    /* Async-signal-safe, and it keeps errno. */
+    fv_sync_session_cancel(atomic_load(&cancel_session));
 }
 
 void cli_cancel_arm(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_cancel_signal;
     sigemptyset(&sa.sa_mask);
-    /* A second Ctrl-C ends the process; system calls are restarted so that
-     * the library sees the cancel at its next progress call, not an EINTR. */
+    /* A second signal ends the process; system calls are restarted so that
+     * the library sees the cancel at its next progress call (or through the
+     * session's wake pipe), not an EINTR. */
     sa.sa_flags = SA_RESETHAND | SA_RESTART;
-    if (sigaction(SIGINT, &sa, &saved_int) == 0)
-        armed = 1;
+    armed_int = sigaction(SIGINT, &sa, &saved_int) == 0;
+    armed_term = sigaction(SIGTERM, &sa, &saved_term) == 0;
 }
 
 void cli_cancel_disarm(void)
 {
-    if (armed) {
+    if (armed_int)
         sigaction(SIGINT, &saved_int, NULL);
-        armed = 0;
-    }
+    if (armed_term)
+        sigaction(SIGTERM, &saved_term, NULL);
+    armed_int = armed_term = 0;
+}
+
+void cli_cancel_session(fv_sync_session *s)
+{
+    atomic_store(&cancel_session, s);
+    /* A signal that came before the session was set is not lost. */
+    if (s && interrupted)
+        fv_sync_session_cancel(s);
 }
 
 int cli_canceled(void)

@@ -973,6 +973,7 @@ int cmd_sync(cli *c)
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res;
     net_progress prog;
+    fv_sync_session *s = NULL;
     fv_vault *v = NULL;
     char *dir = NULL;
     int rc;
@@ -983,8 +984,15 @@ int cmd_sync(cli *c)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
+    /* A session, so that Ctrl-C or SIGTERM stops it at once, even while a
+     * connect or the TLS handshake hangs. */
     net_begin(&prog, "syncing", &so);
-    int r = fv_sync(v, &so, &res);
+    int r = fv_sync_session_new(&s, v, &so);
+    if (r == FV_OK) {
+        cli_cancel_session(s);
+        r = fv_sync_session_run(s, &res);
+        cli_cancel_session(NULL);
+    }
     net_end(&prog);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
@@ -1038,6 +1046,7 @@ int cmd_sync(cli *c)
             rc = CLI_CORRUPT;
     }
 cleanup:
+    fv_sync_session_free(s);
     fv_vault_close(v);
     free(dir);
     cli_opts_free(opts);

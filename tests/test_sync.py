@@ -1550,6 +1550,82 @@ class TestTerminal(SyncTest):
         self.assertEqual(rc, OK, err)
         self.assertEqual(err, b"")
 
+    def test_signal_stops_a_sync_the_server_never_answers(self):
+        """A listener that accepts and never says a word: the TLS handshake
+        would wait for the 30 s timeout. SIGINT (Ctrl-C) or SIGTERM stops
+        the sync at once through the session's wake pipe: canceled (12),
+        one line on stderr, and the vault keeps what it had."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "kept")
+        mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        mute.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        held = []  # accepted connections, open until the test ends
+
+        def accept():
+            while True:
+                try:
+                    conn, _ = mute.accept()
+                except OSError:
+                    return
+                held.append(conn)
+
+        def close_all():
+            try:
+                mute.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            mute.close()
+            for conn in held:
+                conn.close()
+
+        self.addCleanup(close_all)
+        threading.Thread(target=accept, daemon=True).start()
+        addr = "127.0.0.1:%d" % mute.getsockname()[1]
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(sig=sig):
+                before = len(held)
+                proc = subprocess.Popen(
+                    [BIN, "--vault", f, "--passphrase-file", self.passfile,
+                     "sync", "--server", addr],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, env=clean_env(),
+                    start_new_session=True)
+                self.addCleanup(
+                    lambda p=proc: p.poll() is None and p.kill())
+                t0 = time.monotonic()
+                while (len(held) == before and proc.poll() is None
+                       and time.monotonic() - t0 < 20):
+                    time.sleep(0.01)
+                self.assertGreater(len(held), before,
+                                   "the sync never connected: %r" %
+                                   (proc.poll(),))
+                time.sleep(0.5)  # well into the handshake's wait
+                self.assertIsNone(proc.poll(), "the sync ended by itself")
+                proc.send_signal(sig)
+                t1 = time.monotonic()
+                try:
+                    out, err = proc.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                    self.fail("still waiting 15 s after the signal")
+                elapsed = time.monotonic() - t1
+                self.assertEqual(proc.returncode, CANCELED, err)
+                self.assertLess(elapsed, 2.0, "took %.1f s to stop" % elapsed)
+                self.assertEqual(out, b"")
+                self.assertTrue(err.startswith(b"fieldvault: "), err)
+                self.assertEqual(err.count(b"\n"), 1, err)
+                self.assertIn(b"cancel", err)
+        # Nothing lost: the record is still there, and a sync with the real
+        # server delivers it to the coordinator.
+        self.assertEqual(self.titles(f), ["kept"])
+        self.assertGreaterEqual(self.sync(f)["pushed"], 1)
+        self.sync(c)
+        self.assertEqual(self.titles(c), ["kept"])
+
     def test_upload_progress_shows_rate_and_time_left(self):
         sdir, srv, c = self.organisation()
         f = self.field(c, srv, "worker")
