@@ -94,7 +94,6 @@
  * Any failed check ends the program with status 1 and a line on stderr.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -103,7 +102,6 @@
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,19 +114,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
 #include "server.h"
 #include "tls.h"
 
-#define PASSPHRASE "correct horse battery staple"
 #define ATTACHMENT_NAME "interview.mp4"
 #define MIB (1024.0 * 1024.0)
 #define RSS_LIMIT_KIB 65536 /* 64 MiB */
 #define RESUME_LIMIT 1.05
 #define CUT_BYTES 20000000ull /* "a cut every 20 MB" */
 #define LIMIT_WRITE (1u << 20) /* the limit's writes */
-#define INVITE_TTL 3600
 #define SYNC_TIMEOUT_MS 60000
 
 static struct {
@@ -138,103 +135,21 @@ static struct {
     uint64_t size;          /* attachment bytes */
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI: `serve`, and `sync` for client.rss */
-    char **names;
+    const char **names;
     int nnames;
 } opt;
 
-static char *scratch;   /* removed at exit */
-static unsigned dir_serial;
-static pid_t serve_pid; /* a `fieldvault serve` child, killed at exit */
-static pid_t other_pid; /* the limit's receiver or a CLI sync, likewise */
+static pid_t other_pid; /* the limit's receiver or a CLI sync, killed at exit */
 static uint64_t uncut_sent; /* fv_sync's bytes_sent for an uncut upload */
 
-/* ---- diagnostics and output ----------------------------------------- */
-
-static void rm_tree(const char *path);
-
-static void cleanup(void)
+/* Runs at exit before common.c's cleanup (registered after it). */
+static void kill_other(void)
 {
-    if (serve_pid > 0) {
-        kill(serve_pid, SIGKILL);
-        waitpid(serve_pid, NULL, 0);
-        serve_pid = 0;
-    }
     if (other_pid > 0) {
         kill(other_pid, SIGKILL);
         waitpid(other_pid, NULL, 0);
         other_pid = 0;
     }
-    if (scratch) {
-        rm_tree(scratch);
-        free(scratch);
-        scratch = NULL;
-    }
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_attach: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1); /* cleanup() runs from atexit */
-}
-
-__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_attach: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-/* One measurement, one line. `limit` <= 0: no limit applies. */
-static void report(const char *name, double value, const char *unit,
-                   double limit, int decimals)
-{
-    printf("{\"bench\": \"%s\", \"value\": %.*f, \"unit\": \"%s\"", name,
-           decimals, value, unit);
-    if (limit > 0)
-        printf(", \"limit\": %.*f, \"ratio\": %.3f", decimals, limit,
-               value / limit);
-    printf("}\n");
-    fflush(stdout);
-}
-
-static int wanted(const char *name)
-{
-    if (opt.nnames == 0)
-        return 1;
-    for (int i = 0; i < opt.nnames; i++)
-        if (strncmp(name, opt.names[i], strlen(opt.names[i])) == 0)
-            return 1;
-    return 0;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die("out of memory");
-    return p;
-}
-
-static void fv_check(int rc, fv_vault *v, const char *what)
-{
-    if (rc != FV_OK)
-        die("%s: %s (%s)", what, fv_strerror(rc),
-            v ? fv_vault_errmsg(v) : "no handle");
 }
 
 static double mib(uint64_t bytes)
@@ -243,126 +158,6 @@ static double mib(uint64_t bytes)
 }
 
 /* ---- scratch files -------------------------------------------------- */
-
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        if (d) {
-            while ((de = readdir(d)) != NULL) {
-                char *child;
-                size_t n;
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                    continue;
-                n = strlen(path) + strlen(de->d_name) + 2;
-                child = xmalloc(n);
-                snprintf(child, n, "%s/%s", path, de->d_name);
-                rm_tree(child);
-                free(child);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void make_scratch(void)
-{
-    const char *base = opt.base ? opt.base : getenv("TMPDIR");
-    size_t n;
-    if (!base || !*base)
-        base = "/tmp";
-    if (mkdir(base, 0700) != 0 && errno != EEXIST)
-        die("cannot make %s: %s", base, strerror(errno));
-    n = strlen(base) + 32;
-    scratch = xmalloc(n);
-    snprintf(scratch, n, "%s/fv-bench.XXXXXX", base);
-    if (!mkdtemp(scratch)) {
-        free(scratch);
-        scratch = NULL;
-        die("cannot make a scratch directory in %s: %s", base, strerror(errno));
-    }
-    atexit(cleanup);
-}
-
-/* A new path in the scratch directory; the caller frees it. */
-static char *scratch_path(const char *what)
-{
-    size_t n = strlen(scratch) + strlen(what) + 24;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s-%u", scratch, what, ++dir_serial);
-    return p;
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-/* Copies a file and fsyncs the copy: its write-back must not compete with
- * the transfer that follows. */
-static void copy_file(const char *from, const char *to, mode_t mode)
-{
-    static unsigned char buf[1 << 20];
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0777);
-    ssize_t r;
-    if (in < 0 || out < 0)
-        die("cannot copy %s to %s: %s", from, to, strerror(errno));
-    while ((r = read(in, buf, sizeof buf)) != 0) {
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            die("cannot read %s: %s", from, strerror(errno));
-        }
-        for (ssize_t off = 0; off < r;) {
-            ssize_t w = write(out, buf + off, (size_t)(r - off));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                die("cannot write %s: %s", to, strerror(errno));
-            off += w;
-        }
-    }
-    close(in);
-    if (fsync(out) != 0 || close(out) != 0)
-        die("cannot write %s: %s", to, strerror(errno));
-}
-
-/* Copies a directory of files (a closed vault, a stopped server). */
-static void copy_tree(const char *from, const char *to)
-{
-    DIR *d = opendir(from);
-    struct dirent *de;
-    struct stat sb;
-    if (!d || stat(from, &sb) != 0 || mkdir(to, sb.st_mode & 0777) != 0)
-        die("cannot copy %s to %s: %s", from, to, strerror(errno));
-    while ((de = readdir(d)) != NULL) {
-        char *src, *dst;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        src = path_join(from, de->d_name);
-        dst = path_join(to, de->d_name);
-        if (lstat(src, &sb) != 0)
-            die("cannot read %s: %s", src, strerror(errno));
-        if (S_ISDIR(sb.st_mode))
-            copy_tree(src, dst);
-        else if (S_ISREG(sb.st_mode))
-            copy_file(src, dst, sb.st_mode);
-        free(src);
-        free(dst);
-    }
-    closedir(d);
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -373,60 +168,6 @@ static void write_text(const char *path, const char *text)
 }
 
 /* ---- /proc ------------------------------------------------------------ */
-
-/* A value in KiB from /proc/PID/status ("VmRSS", "VmHWM"), or -1. pid 0:
- * this process. */
-static long status_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    FILE *f;
-    long v = -1;
-    size_t n = strlen(field);
-    if (pid)
-        snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    else
-        snprintf(path, sizeof path, "/proc/self/status");
-    if (!(f = fopen(path, "r")))
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') {
-            v = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-/* Resets this process's peak resident set to the current one (Linux 4.0+). */
-static int reset_peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f)
-        return -1;
-    fputs("5", f);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-/* CPU seconds (user + system) a process has used so far, or -1. */
-static double proc_cpu(pid_t pid)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long ut, st;
-    long hz = sysconf(_SC_CLK_TCK);
-    FILE *f;
-    size_t n;
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    if (!(f = fopen(path, "r")))
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if (!(p = strrchr(buf, ')')) ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-               &ut, &st) != 2 || hz <= 0)
-        return -1;
-    return (double)(ut + st) / (double)hz;
-}
 
 /* A process's (main thread's) time on a CPU and waiting for one, in
  * seconds so far (/proc/PID/schedstat; pid 0: this process). The rest of
@@ -457,14 +198,6 @@ static long self_minflt(void)
     return ru.ru_minflt;
 }
 
-static double self_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
 /* The machine's busy and total CPU seconds so far (/proc/stat). */
 static void machine_cpu(double *busy, double *total)
 {
@@ -485,147 +218,7 @@ static void machine_cpu(double *busy, double *total)
     fclose(f);
 }
 
-/* ---- vaults ------------------------------------------------------------ */
-
-static fv_vault *create_vault(const char *dir)
-{
-    fv_create_options co = FV_CREATE_OPTIONS_INIT;
-    fv_vault *v = NULL;
-    co.kdf_profile = FV_KDF_TEST;
-    fv_check(fv_vault_create(&v, dir, PASSPHRASE, strlen(PASSPHRASE), &co),
-             NULL, "fv_vault_create");
-    return v;
-}
-
-static fv_vault *open_vault(const char *dir)
-{
-    fv_vault *v = NULL;
-    fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), v,
-             "fv_vault_open");
-    return v;
-}
-
-/* The attachment's bytes: xorshift64* output, hashed as it is handed out. */
-struct gen {
-    uint64_t s;
-    uint64_t left;
-    crypto_generichash_state h;
-};
-
-static long long gen_read(unsigned char *buf, size_t len, void *payload)
-{
-    struct gen *g = payload;
-    size_t i = 0;
-    if (len > g->left)
-        len = (size_t)g->left;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t x;
-        g->s ^= g->s >> 12;
-        g->s ^= g->s << 25;
-        g->s ^= g->s >> 27;
-        x = g->s * 2685821657736338717ull;
-        memcpy(buf + i, &x, 8);
-    }
-    for (; i < len; i++)
-        buf[i] = (unsigned char)(g->s >> (8 * (i % 8)));
-    crypto_generichash_update(&g->h, buf, len);
-    g->left -= len;
-    return (long long)len;
-}
-
 /* ---- `fieldvault serve` ------------------------------------------------ */
-
-/* The last lines of a file, on stderr (a server's log, after a failure). */
-static void tail_file(const char *path, int lines)
-{
-    FILE *f = fopen(path, "r");
-    char buf[512];
-    char **ring;
-    long n = 0;
-    if (!f)
-        return;
-    ring = calloc((size_t)lines, sizeof *ring);
-    while (ring && fgets(buf, sizeof buf, f)) {
-        free(ring[n % lines]);
-        ring[n % lines] = strdup(buf);
-        n++;
-    }
-    for (long i = n > lines ? n - lines : 0; ring && i < n; i++) {
-        fprintf(stderr, "  %s", ring[i % lines] ? ring[i % lines] : "\n");
-        free(ring[i % lines]);
-    }
-    free(ring);
-    fclose(f);
-}
-
-/* Starts `fieldvault serve --data DIR --listen 127.0.0.1:0`, its output to
- * `log`, and waits for its "listening on HOST:PORT" line. */
-static pid_t serve_start(const char *dir, const char *log, char *addr,
-                         size_t addr_cap)
-{
-    double deadline = now() + 30;
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 ||
-            dup2(fd, 2) < 0)
-            _exit(126);
-        execl(opt.fieldvault, "fieldvault", "serve", "--data", dir, "--listen",
-              "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    serve_pid = pid;
-    for (;;) {
-        FILE *f = fopen(log, "r");
-        char line[512];
-        int status;
-        if (f) {
-            while (fgets(line, sizeof line, f)) {
-                static const char ready[] = "fieldvault serve: listening on ";
-                if (!strncmp(line, ready, sizeof ready - 1)) {
-                    const char *p = line + sizeof ready - 1;
-                    size_t len = strcspn(p, " \r\n");
-                    if (len == 0 || len >= addr_cap)
-                        die("cannot read the server's address: %s", line);
-                    memcpy(addr, p, len);
-                    addr[len] = '\0';
-                    fclose(f);
-                    return pid;
-                }
-            }
-            fclose(f);
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            serve_pid = 0;
-            note("%s serve exited (status %d) before listening:", opt.fieldvault,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-            tail_file(log, 20);
-            die("cannot run %s (build it, or give --fieldvault PATH)",
-                opt.fieldvault);
-        }
-        if (now() > deadline)
-            die("%s serve did not listen within 30 s", opt.fieldvault);
-        usleep(20000);
-    }
-}
-
-/* Stops the server with SIGTERM; its exit status must be 0. */
-static void serve_stop(pid_t pid, const char *log)
-{
-    int status;
-    kill(pid, SIGTERM);
-    if (waitpid(pid, &status, 0) != pid)
-        die("waiting for the server: %s", strerror(errno));
-    serve_pid = 0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        note("the server ended with status %d:", status);
-        tail_file(log, 20);
-        die("the server failed");
-    }
-}
 
 /* A running server on a copy of the starting point. */
 struct srv {
@@ -645,7 +238,8 @@ static void srv_start(struct srv *s, const char *dir)
 
 static void srv_stop(struct srv *s)
 {
-    serve_stop(s->pid, s->log);
+    long maxrss;
+    serve_stop(s->pid, s->log, &maxrss);
     s->pid = 0;
 }
 
@@ -657,26 +251,6 @@ static void srv_free(struct srv *s, int remove_dir)
     free(s->dir);
     free(s->log);
     memset(s, 0, sizeof *s);
-}
-
-static sqlite3 *open_ro(const char *path)
-{
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        die("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-    return db;
-}
-
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW)
-        die("sqlite: %s: %s", sql, sqlite3_errmsg(db));
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
 }
 
 /* After the server stopped: its index must name every chunk, in full. */
@@ -750,10 +324,7 @@ static void setup(void)
 
     note("adding a record with a %.0f MiB attachment to the device's vault",
          mib(opt.size));
-    memset(&g, 0, sizeof g);
-    g.s = 0x9e3779b97f4a7c15ull;
-    g.left = opt.size;
-    crypto_generichash_init(&g.h, NULL, 0, sizeof base.hash);
+    gen_init(&g, 0x9e3779b97f4a7c15ull, opt.size);
     memset(&src, 0, sizeof src);
     src.name = ATTACHMENT_NAME;
     src.read = gen_read;
@@ -768,7 +339,7 @@ static void setup(void)
         die("fv_record_add read %llu of %llu bytes",
             (unsigned long long)(opt.size - g.left),
             (unsigned long long)opt.size);
-    crypto_generichash_final(&g.h, base.hash, sizeof base.hash);
+    crypto_generichash_final(&g.hash, base.hash, sizeof base.hash);
     fv_check(fv_record_get(v, &rec, base.record), v, "fv_record_get");
     if (rec->nattachments != 1 || rec->attachments[0].size != opt.size)
         die("the record does not hold the attachment: %zu attachments, %llu "
@@ -988,7 +559,7 @@ static struct upload upload_round(int r, char **server_dir)
     so.server = s.addr;
     so.timeout_ms = SYNC_TIMEOUT_MS;
     can_reset = reset_peak_rss() == 0;
-    rss0 = status_kib(0, "VmRSS");
+    rss0 = status_kib(getpid(), "VmRSS");
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(s.pid);
     cli0 = self_cpu();
@@ -1004,7 +575,7 @@ static struct upload upload_round(int r, char **server_dir)
     u.minflt = self_minflt() - u.minflt;
     srv1 = proc_cpu(s.pid);
     machine_cpu(&busy1, &all1);
-    u.self_growth = can_reset && rss0 >= 0 ? status_kib(0, "VmHWM") - rss0 : -1;
+    u.self_growth = can_reset && rss0 >= 0 ? status_kib(getpid(), "VmHWM") - rss0 : -1;
     u.server_hwm = status_kib(s.pid, "VmHWM");
     u.cpu_server = srv1 - srv0;
     u.cpu_client = cli1 - cli0;
@@ -1502,19 +1073,6 @@ static double resume_run(char **server_dir)
 
 /* ---- fetch-back check ----------------------------------------------------- */
 
-struct hash_sink {
-    crypto_generichash_state h;
-    uint64_t bytes;
-};
-
-static int hash_write(const unsigned char *buf, size_t len, void *payload)
-{
-    struct hash_sink *hs = payload;
-    crypto_generichash_update(&hs->h, buf, len);
-    hs->bytes += len;
-    return 0;
-}
-
 /* A copy of the coordinator syncs with the server at `server_dir` and must
  * read the attachment back, identical. */
 static void fetch_back(const char *server_dir)
@@ -1546,12 +1104,11 @@ static void fetch_back(const char *server_dir)
             (unsigned long long)res.chunks_rejected,
             (unsigned long long)res.chunks_unavailable,
             (unsigned long long)base.nchunks);
-    memset(&hs, 0, sizeof hs);
-    crypto_generichash_init(&hs.h, NULL, 0, sizeof got);
+    hash_sink_init(&hs);
     fv_check(fv_attachment_read(v, base.record, ATTACHMENT_NAME, hash_write,
                                 &hs, NULL, NULL),
              v, "fetch-back: fv_attachment_read");
-    crypto_generichash_final(&hs.h, got, sizeof got);
+    crypto_generichash_final(&hs.hash, got, sizeof got);
     t2 = now();
     if (hs.bytes != opt.size || sodium_memcmp(got, base.hash, sizeof got) != 0)
         die("fetch-back: the coordinator read %llu bytes that differ from "
@@ -1591,23 +1148,6 @@ static size_t parse_count(const char *s, const char *what)
     if (!s || errno || *end || v == 0 || v > 10000000)
         die("%s needs a count from 1 to 10000000", what);
     return (size_t)v;
-}
-
-/* `fieldvault` in the directory of this program. */
-static char *default_fieldvault(void)
-{
-    static char path[4096];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    char *slash;
-    if (n <= 0)
-        return "fieldvault";
-    path[n] = '\0';
-    slash = strrchr(path, '/');
-    if (!slash)
-        return "fieldvault";
-    /* readlink left 16 bytes of room: "fieldvault" and its NUL fit. */
-    memcpy(slash + 1, "fieldvault", sizeof "fieldvault");
-    return path;
 }
 
 int main(int argc, char **argv)
@@ -1667,6 +1207,9 @@ int main(int argc, char **argv)
     opt.size = (uint64_t)size_mib << 20;
     if (!opt.fieldvault)
         opt.fieldvault = default_fieldvault();
+    bench_prog = "bench_attach";
+    bench_fieldvault = opt.fieldvault;
+    bench_select(opt.names, opt.nnames);
     want_up = wanted("attach.upload");
     want_srss = wanted("attach.server.rss");
     want_crss = wanted("attach.client.rss");
@@ -1679,7 +1222,8 @@ int main(int argc, char **argv)
     sigaction(SIGPIPE, &sa, NULL);
     if (sodium_init() < 0)
         die("libsodium failed to start");
-    make_scratch();
+    make_scratch(opt.base);
+    atexit(kill_other);
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s; attachment "
          "%zu MiB", fv_version(), sqlite3_libversion(), sodium_version_string(),
          scratch, size_mib);

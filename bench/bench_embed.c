@@ -37,7 +37,6 @@
  *                     then fv_attachment_read of every byte (checked).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -68,16 +67,6 @@ static struct {
 #define SYNC_RECORDS 1000
 
 static double mib(long kib) { return (double)kib / 1024.0; }
-
-/* Resets this process's peak resident set to its current one. */
-static void reset_peak(void)
-{
-    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "5", 1) != 1)
-        die("cannot reset the peak resident set (/proc/self/clear_refs): %s",
-            strerror(errno));
-    close(fd);
-}
 
 /* ---- a measured child ---------------------------------------------------- */
 
@@ -122,7 +111,9 @@ static struct figures in_child(child_fn fn, void *arg, const char *what)
 static long begin(void)
 {
     long rss;
-    reset_peak();
+    if (reset_peak_rss() != 0)
+        die("cannot reset the peak resident set (/proc/self/clear_refs): %s",
+            strerror(errno));
     rss = status_kib(getpid(), "VmRSS");
     if (rss < 0)
         die("cannot read /proc/self/status");
@@ -197,35 +188,21 @@ static void case_attach_up(void *arg, struct figures *f)
     fv_vault_close(v);
 }
 
-struct hashing {
-    crypto_generichash_state st;
-    uint64_t bytes;
-};
-
-static int hash_write(const unsigned char *buf, size_t len, void *payload)
-{
-    struct hashing *h = payload;
-    crypto_generichash_update(&h->st, buf, len);
-    h->bytes += len;
-    return 0;
-}
-
 static void case_attach_down(void *arg, struct figures *f)
 {
     struct ctx *c = arg;
     fv_vault *v = open_vault(c->coord_dir);
-    struct hashing h;
+    struct hash_sink h;
     unsigned char got[crypto_generichash_BYTES];
     fv_sync_result r;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (attachment download)");
-    crypto_generichash_init(&h.st, NULL, 0, sizeof got);
-    h.bytes = 0;
+    hash_sink_init(&h);
     fv_check(fv_attachment_read(v, c->big_id, "evidence.bin", hash_write, &h,
                                 NULL, NULL),
              v, "fv_attachment_read");
     end(base, f);
-    crypto_generichash_final(&h.st, got, sizeof got);
+    crypto_generichash_final(&h.hash, got, sizeof got);
     if (r.chunks_received == 0 || h.bytes != c->big_bytes ||
         sodium_memcmp(got, c->big_hash, sizeof got) != 0)
         die("the downloaded attachment differs from the one added");
@@ -234,40 +211,17 @@ static void case_attach_down(void *arg, struct figures *f)
 
 /* ---- setup --------------------------------------------------------------- */
 
-struct gen {
-    uint64_t left, state;
-    crypto_generichash_state *hash;
-};
-
-static long long gen_read(unsigned char *buf, size_t len, void *payload)
-{
-    struct gen *g = payload;
-    size_t i;
-    if (len > g->left)
-        len = (size_t)g->left;
-    for (i = 0; i + 8 <= len; i += 8) {
-        uint64_t x = rng_next(&g->state);
-        memcpy(buf + i, &x, 8);
-    }
-    for (; i < len; i++)
-        buf[i] = (unsigned char)rng_next(&g->state);
-    crypto_generichash_update(g->hash, buf, len);
-    g->left -= len;
-    return (long long)len;
-}
-
 static void add_big_record(fv_vault *v, struct ctx *c)
 {
-    crypto_generichash_state hs;
-    struct gen g = {c->big_bytes, 0x5eed5eedull, &hs};
+    struct gen g;
     fv_attachment_source a = {"evidence.bin", NULL, gen_read, &g};
     fv_record_input in = FV_RECORD_INPUT_INIT;
-    crypto_generichash_init(&hs, NULL, 0, sizeof c->big_hash);
+    gen_init(&g, 0x5eed5eedull, c->big_bytes);
     in.title = "video of the checkpoint";
     in.attachments = &a;
     in.nattachments = 1;
     fv_check(fv_record_add(v, c->big_id, &in), v, "fv_record_add (attachment)");
-    crypto_generichash_final(&hs, c->big_hash, sizeof c->big_hash);
+    crypto_generichash_final(&g.hash, c->big_hash, sizeof c->big_hash);
 }
 
 static void coordinator(const char *dir, const char *admin, const char *addr)

@@ -61,11 +61,9 @@
  * vault.unlock (s; no limit): fv_vault_open of one vault made with the
  * default (desktop) KDF profile; the median of 3 opens.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <sodium.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,12 +75,13 @@
 #include <malloc.h>
 #endif
 
+#include "common.h"
 #include "fieldvault.h"
 
-#define PASSPHRASE "correct horse battery staple"
-#define NARRATIVE_BYTES 2048
-#define NFIELDS 4
-#define NTAGS 2
+/* The records of this benchmark are larger than common.h's. */
+#define VREC_NARRATIVE_BYTES 2048
+#define VREC_FIELDS 4
+#define VREC_TAGS 2
 #define SEALED_KEY_BYTES (crypto_aead_xchacha20poly1305_ietf_KEYBYTES + crypto_box_SEALBYTES)
 
 static struct {
@@ -91,222 +90,42 @@ static struct {
     size_t add_records;
     size_t list_records;
     const char *base; /* where the scratch directory goes */
-    char **names;
+    const char **names;
     int nnames;
 } opt;
 
-static char *scratch; /* removed at exit */
-static unsigned dir_serial;
-
-/* ---- diagnostics and output ----------------------------------------- */
-
-static void rm_tree(const char *path);
-
-static void cleanup(void)
-{
-    if (scratch) {
-        rm_tree(scratch);
-        free(scratch);
-        scratch = NULL;
-    }
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_vault: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1); /* cleanup() runs from atexit */
-}
-
-__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_vault: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-/* One measurement, one line. `limit` <= 0: no limit applies. */
-static void report(const char *name, double value, const char *unit,
-                   double limit, int decimals)
-{
-    printf("{\"bench\": \"%s\", \"value\": %.*f, \"unit\": \"%s\"", name,
-           decimals, value, unit);
-    if (limit > 0)
-        printf(", \"limit\": %.*f, \"ratio\": %.3f", decimals, limit,
-               value / limit);
-    printf("}\n");
-    fflush(stdout);
-}
-
-static int wanted(const char *name)
-{
-    if (opt.nnames == 0)
-        return 1;
-    for (int i = 0; i < opt.nnames; i++)
-        if (strncmp(name, opt.names[i], strlen(opt.names[i])) == 0)
-            return 1;
-    return 0;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die("out of memory");
-    return p;
-}
-
-static void fv_check(int rc, fv_vault *v, const char *what)
-{
-    if (rc != FV_OK)
-        die("%s: %s (%s)", what, fv_strerror(rc),
-            v ? fv_vault_errmsg(v) : "no handle");
-}
-
-/* ---- scratch files -------------------------------------------------- */
-
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        if (d) {
-            while ((de = readdir(d)) != NULL) {
-                char *child;
-                size_t n;
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                    continue;
-                n = strlen(path) + strlen(de->d_name) + 2;
-                child = xmalloc(n);
-                snprintf(child, n, "%s/%s", path, de->d_name);
-                rm_tree(child);
-                free(child);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void make_scratch(void)
-{
-    const char *base = opt.base ? opt.base : getenv("TMPDIR");
-    size_t n;
-    if (!base || !*base)
-        base = "/tmp";
-    if (mkdir(base, 0700) != 0 && errno != EEXIST)
-        die("cannot make %s: %s", base, strerror(errno));
-    n = strlen(base) + 32;
-    scratch = xmalloc(n);
-    snprintf(scratch, n, "%s/fv-bench.XXXXXX", base);
-    if (!mkdtemp(scratch)) {
-        free(scratch);
-        scratch = NULL;
-        die("cannot make a scratch directory in %s: %s", base, strerror(errno));
-    }
-    atexit(cleanup);
-}
-
-/* A new path in the scratch directory; the caller frees it. */
-static char *scratch_path(const char *what)
-{
-    size_t n = strlen(scratch) + strlen(what) + 24;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s-%u", scratch, what, ++dir_serial);
-    return p;
-}
-
-static char *db_path(const char *vault_dir)
-{
-    size_t n = strlen(vault_dir) + 16;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/vault.db", vault_dir);
-    return p;
-}
-
 /* ---- test records --------------------------------------------------- */
 
-struct rec_in {
+struct vrec {
     char title[32];
-    char narrative[NARRATIVE_BYTES];
-    char values[NFIELDS][40];
-    char tagbuf[NTAGS][16];
-    fv_field fields[NFIELDS];
-    const char *tags[NTAGS];
+    char narrative[VREC_NARRATIVE_BYTES];
+    char values[VREC_FIELDS][40];
+    char tagbuf[VREC_TAGS][16];
+    fv_field fields[VREC_FIELDS];
+    const char *tags[VREC_TAGS];
     fv_record_input in;
 };
 
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64*: the content only has to look like text. */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static void make_narrative(char *out, size_t len, uint64_t seed)
-{
-    static const char *const words[] = {
-        "the", "soldiers", "came", "to", "village", "at", "night", "and",
-        "we", "were", "taken", "from", "our", "houses", "my", "brother",
-        "was", "beaten", "in", "front", "of", "his", "children", "they",
-        "asked", "about", "men", "who", "had", "left", "for", "city",
-        "nobody", "told", "us", "where", "detained", "three", "days",
-        "later", "water", "was", "cut", "market", "burned", "witness",
-    };
-    size_t pos = 0, nwords = sizeof words / sizeof words[0];
-    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-    while (pos < len) {
-        uint64_t r = rng_next(&s);
-        const char *w = words[r % nwords];
-        size_t wl = strlen(w);
-        for (size_t i = 0; i < wl && pos < len; i++)
-            out[pos++] = w[i];
-        if (pos < len)
-            out[pos++] = (r >> 32) % 23 == 0 ? '\n' : ' ';
-    }
-}
-
 /* Fixed-width content, so that every record's envelope has the same size. */
-static struct rec_in *make_records(size_t n, unsigned seed)
+static struct vrec *make_records(size_t n, unsigned seed)
 {
-    static const char *const keys[NFIELDS] = {"location", "date",
+    static const char *const keys[VREC_FIELDS] = {"location", "date",
                                               "interviewer", "language"};
     static const char *const langs[] = {"ar", "en", "fr", "es", "ru", "uk"};
-    struct rec_in *recs = xmalloc(n * sizeof *recs);
+    struct vrec *recs = xmalloc(n * sizeof *recs);
     for (size_t i = 0; i < n; i++) {
-        struct rec_in *r = &recs[i];
+        struct vrec *r = &recs[i];
         unsigned k = (unsigned)(i % 100000);
         fv_record_input in = FV_RECORD_INPUT_INIT;
         snprintf(r->title, sizeof r->title, "Testimony %05u", k);
-        make_narrative(r->narrative, NARRATIVE_BYTES, (uint64_t)seed << 32 | i);
+        make_narrative(r->narrative, VREC_NARRATIVE_BYTES, (uint64_t)seed << 32 | i);
         snprintf(r->values[0], sizeof r->values[0], "District %02u, village %03u",
                  k % 97, k % 997);
         snprintf(r->values[1], sizeof r->values[1], "2024-%02u-%02u",
                  1 + k % 12, 1 + k % 28);
         snprintf(r->values[2], sizeof r->values[2], "Interviewer %03u", k % 311);
         snprintf(r->values[3], sizeof r->values[3], "%s", langs[k % 6]);
-        for (int f = 0; f < NFIELDS; f++) {
+        for (int f = 0; f < VREC_FIELDS; f++) {
             r->fields[f].key = keys[f];
             r->fields[f].value = r->values[f];
         }
@@ -316,141 +135,37 @@ static struct rec_in *make_records(size_t n, unsigned seed)
         r->tags[1] = r->tagbuf[1];
         in.title = r->title;
         in.narrative = r->narrative;
-        in.narrative_len = NARRATIVE_BYTES;
+        in.narrative_len = VREC_NARRATIVE_BYTES;
         in.fields = r->fields;
-        in.nfields = NFIELDS;
+        in.nfields = VREC_FIELDS;
         in.tags = r->tags;
-        in.ntags = NTAGS;
+        in.ntags = VREC_TAGS;
         r->in = in;
     }
     return recs;
 }
 
-static fv_vault *create_vault(const char *dir, int profile)
-{
-    fv_create_options co = FV_CREATE_OPTIONS_INIT;
-    fv_vault *v = NULL;
-    co.kdf_profile = profile;
-    fv_check(fv_vault_create(&v, dir, PASSPHRASE, strlen(PASSPHRASE), &co),
-             NULL, "fv_vault_create");
-    return v;
-}
-
 /* ---- reading envelopes (COSE_Sign1, docs/FORMAT.md) ------------------ */
 
-/* A minimal CBOR reader: enough to find an envelope's parts. */
-struct cur {
-    const unsigned char *p;
-    size_t n, pos;
-    int err;
+/* What the limits need from an envelope's body beyond common.h's
+ * env_view: the first recipient's sealed key, the nonce and the
+ * ciphertext. */
+struct payload_view {
+    const unsigned char *sealed, *nonce, *ct;
+    size_t ct_len;
 };
 
-static int cbor_head(struct cur *c, int *major, uint64_t *arg)
+/* Finds an envelope's parts (parse_env) and those of its body. 0 on
+ * success. */
+static int parse_payload(struct env_view *ev, struct payload_view *pv,
+                         const unsigned char *p, size_t n)
 {
-    unsigned b, ai, len;
-    if (c->err || c->pos >= c->n)
-        return c->err = 1;
-    b = c->p[c->pos++];
-    *major = (int)(b >> 5);
-    ai = b & 31;
-    if (ai < 24) {
-        *arg = ai;
-        return 0;
-    }
-    if (ai > 27)
-        return c->err = 1;
-    len = 1u << (ai - 24);
-    if (c->n - c->pos < len)
-        return c->err = 1;
-    *arg = 0;
-    for (unsigned i = 0; i < len; i++)
-        *arg = *arg << 8 | c->p[c->pos++];
-    return 0;
-}
-
-static int cbor_expect(struct cur *c, int major, uint64_t *arg)
-{
-    int m;
-    if (cbor_head(c, &m, arg) || m != major)
-        return c->err = 1;
-    return 0;
-}
-
-static int cbor_bytes(struct cur *c, const unsigned char **p, size_t *n)
-{
-    uint64_t len;
-    if (cbor_expect(c, 2, &len) || len > c->n - c->pos)
-        return c->err = 1;
-    *p = c->p + c->pos;
-    *n = (size_t)len;
-    c->pos += (size_t)len;
-    return 0;
-}
-
-static int cbor_skip(struct cur *c, int depth)
-{
-    int major;
-    uint64_t arg;
-    if (depth > 8 || cbor_head(c, &major, &arg))
-        return c->err = 1;
-    switch (major) {
-    case 2:
-    case 3:
-        if (arg > c->n - c->pos)
-            return c->err = 1;
-        c->pos += (size_t)arg;
-        return 0;
-    case 4:
-        for (uint64_t i = 0; i < arg && !c->err; i++)
-            cbor_skip(c, depth + 1);
-        return c->err;
-    case 5:
-        for (uint64_t i = 0; i < 2 * arg && !c->err; i++)
-            cbor_skip(c, depth + 1);
-        return c->err;
-    case 6:
-        return cbor_skip(c, depth + 1);
-    default:
-        return 0;
-    }
-}
-
-struct env_view {
-    const unsigned char *prot, *body, *sig, *author, *sealed, *nonce, *ct;
-    size_t prot_len, body_len, ct_len;
-};
-
-/* Finds the parts of an envelope: its protected header (with the author's
- * key), body, signature, and in the body the first recipient's sealed key,
- * the nonce and the ciphertext. 0 on success. */
-static int parse_env(struct env_view *ev, const unsigned char *p, size_t n)
-{
-    struct cur c = {p, n, 0, 0}, h, b;
+    struct cur b;
     uint64_t arg, key;
     size_t len;
-    memset(ev, 0, sizeof *ev);
-    if (cbor_expect(&c, 6, &arg) || arg != 18 || cbor_expect(&c, 4, &arg) ||
-        arg != 4 || cbor_bytes(&c, &ev->prot, &ev->prot_len) ||
-        cbor_expect(&c, 5, &arg) || arg != 0 ||
-        cbor_bytes(&c, &ev->body, &ev->body_len) ||
-        cbor_bytes(&c, &ev->sig, &len) || len != crypto_sign_BYTES ||
-        c.pos != n)
+    memset(pv, 0, sizeof *pv);
+    if (parse_env(ev, p, n))
         return 1;
-
-    h = (struct cur){ev->prot, ev->prot_len, 0, 0};
-    if (cbor_expect(&h, 5, &arg))
-        return 1;
-    for (uint64_t i = 0, m = arg; i < m; i++) {
-        if (cbor_expect(&h, 0, &key))
-            return 1;
-        if (key == 4) {
-            if (cbor_bytes(&h, &ev->author, &len) || len != crypto_sign_PUBLICKEYBYTES)
-                return 1;
-        } else if (cbor_skip(&h, 0)) {
-            return 1;
-        }
-    }
-
     b = (struct cur){ev->body, ev->body_len, 0, 0};
     if (cbor_expect(&b, 5, &arg))
         return 1;
@@ -469,75 +184,21 @@ static int parse_env(struct env_view *ev, const unsigned char *p, size_t n)
                     len != SEALED_KEY_BYTES)
                     return 1;
                 if (r == 0)
-                    ev->sealed = s;
+                    pv->sealed = s;
             }
         } else if (key == 6) {
-            if (cbor_bytes(&b, &ev->nonce, &len) ||
+            if (cbor_bytes(&b, &pv->nonce, &len) ||
                 len != crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
                 return 1;
         } else if (key == 7) {
-            if (cbor_bytes(&b, &ev->ct, &ev->ct_len) ||
-                ev->ct_len < crypto_aead_xchacha20poly1305_ietf_ABYTES)
+            if (cbor_bytes(&b, &pv->ct, &pv->ct_len) ||
+                pv->ct_len < crypto_aead_xchacha20poly1305_ietf_ABYTES)
                 return 1;
         } else if (cbor_skip(&b, 0)) {
             return 1;
         }
     }
-    return !ev->author || !ev->sealed || !ev->nonce || !ev->ct || b.pos != b.n;
-}
-
-static size_t put_head(unsigned char *out, int major, uint64_t arg)
-{
-    unsigned char tmp[9];
-    size_t n;
-    if (arg < 24) {
-        tmp[0] = (unsigned char)(major << 5 | (int)arg);
-        n = 1;
-    } else {
-        int ai = arg <= 0xff ? 24 : arg <= 0xffff ? 25 : arg <= 0xffffffffu ? 26 : 27;
-        size_t len = (size_t)1 << (ai - 24);
-        tmp[0] = (unsigned char)(major << 5 | ai);
-        for (size_t i = 0; i < len; i++)
-            tmp[1 + i] = (unsigned char)(arg >> (8 * (len - 1 - i)));
-        n = 1 + len;
-    }
-    if (out)
-        memcpy(out, tmp, n);
-    return n;
-}
-
-/* The COSE Sig_structure ["Signature1", protected, h'', body] that the
- * envelope's signature covers (RFC 9052 4.4). With out == NULL, its size. */
-static size_t sig_structure(unsigned char *out, const struct env_view *ev)
-{
-    static const char ctx[] = "Signature1";
-    size_t n = 0;
-#define PUT(major, arg) n += put_head(out ? out + n : NULL, major, arg)
-#define RAW(p, len)                       \
-    do {                                  \
-        if (out)                          \
-            memcpy(out + n, (p), (len));  \
-        n += (len);                       \
-    } while (0)
-    PUT(4, 4);
-    PUT(3, sizeof ctx - 1);
-    RAW(ctx, sizeof ctx - 1);
-    PUT(2, ev->prot_len);
-    RAW(ev->prot, ev->prot_len);
-    PUT(2, 0);
-    PUT(2, ev->body_len);
-    RAW(ev->body, ev->body_len);
-#undef PUT
-#undef RAW
-    return n;
-}
-
-static sqlite3 *open_ro(const char *path)
-{
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        die("cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-    return db;
+    return !pv->sealed || !pv->nonce || !pv->ct || b.pos != b.n;
 }
 
 /* ---- vault.add ------------------------------------------------------ */
@@ -550,27 +211,28 @@ struct add_shape {
 };
 
 /* Adds one record to a new vault and reads the sizes of its envelope. */
-static struct add_shape measure_shape(const struct rec_in *rec)
+static struct add_shape measure_shape(const struct vrec *rec)
 {
     char *dir = scratch_path("add-shape"), *path;
-    fv_vault *v = create_vault(dir, FV_KDF_TEST);
+    fv_vault *v = create_vault(dir);
     sqlite3 *db;
     sqlite3_stmt *st = NULL;
     struct add_shape sh;
     struct env_view ev;
+    struct payload_view pv;
 
     fv_check(fv_record_add(v, NULL, &rec->in), v, "fv_record_add");
     fv_vault_close(v);
-    path = db_path(dir);
+    path = path_join(dir, "vault.db");
     db = open_ro(path);
     if (sqlite3_prepare_v2(db, "SELECT bytes FROM envelope", -1, &st,
                            NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW)
         die("cannot read %s: %s", path, sqlite3_errmsg(db));
     sh.env_len = (size_t)sqlite3_column_bytes(st, 0);
-    if (parse_env(&ev, sqlite3_column_blob(st, 0), sh.env_len))
+    if (parse_payload(&ev, &pv, sqlite3_column_blob(st, 0), sh.env_len))
         die("cannot parse an envelope of the vault (has the format changed?)");
-    sh.payload_len = ev.ct_len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
+    sh.payload_len = pv.ct_len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
     sh.tbs_len = sig_structure(NULL, &ev);
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -661,7 +323,7 @@ static void add_sql_open(struct add_sql *q, const unsigned char *bytes,
     q->len = len;
     if (mkdir(q->dir, 0700) != 0)
         die("cannot make %s: %s", q->dir, strerror(errno));
-    path = db_path(q->dir);
+    path = path_join(q->dir, "vault.db");
     /* The open flags and pragmas the vault's store uses for durability. */
     if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                           SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
@@ -706,7 +368,7 @@ static void add_sql_close(struct add_sql *q)
 static void bench_add(void)
 {
     size_t n = opt.add_records;
-    struct rec_in *recs = make_records(n, 1);
+    struct vrec *recs = make_records(n, 1);
     unsigned char(*ids)[32] = xmalloc(n * sizeof *ids);
     unsigned char *bytes;
     struct add_shape shape = measure_shape(&recs[0]);
@@ -723,7 +385,7 @@ static void bench_add(void)
 
     for (int r = 0; r < opt.rounds; r++) {
         char *dir = scratch_path("add-vault");
-        fv_vault *v = create_vault(dir, FV_KDF_TEST);
+        fv_vault *v = create_vault(dir);
         struct add_sql sql;
         double v_sum = 0, c_sum = 0, s_sum = 0, t0, t1, t2, t3;
 
@@ -821,7 +483,7 @@ static int list_cb(const fv_record *r, void *payload)
 {
     struct list_run *lr = payload;
     double t0;
-    if (!r->title || r->narrative_len != NARRATIVE_BYTES)
+    if (!r->title || r->narrative_len != VREC_NARRATIVE_BYTES)
         die("fv_vault_list gave a record that was not added");
     if (lr->items) {
         if (lr->records >= lr->n ||
@@ -856,7 +518,7 @@ static struct open_item *load_items(const char *dir, size_t n,
                                     const unsigned char *box_pk,
                                     size_t *max_plain)
 {
-    char *path = db_path(dir);
+    char *path = path_join(dir, "vault.db");
     sqlite3 *db = open_ro(path);
     sqlite3_stmt *st = NULL;
     struct open_item *items = xmalloc(n * sizeof *items);
@@ -875,6 +537,7 @@ static struct open_item *load_items(const char *dir, size_t n,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct open_item *it;
         struct env_view ev;
+        struct payload_view pv;
         size_t len = (size_t)sqlite3_column_bytes(st, 1), plen;
         if (count == n)
             die("the vault holds more than %zu records", n);
@@ -885,15 +548,15 @@ static struct open_item *load_items(const char *dir, size_t n,
         it->env = xmalloc(len);
         memcpy(it->env, sqlite3_column_blob(st, 1), len);
         it->env_len = len;
-        if (parse_env(&ev, it->env, len))
+        if (parse_payload(&ev, &pv, it->env, len))
             die("cannot parse an envelope of the vault (has the format changed?)");
         memcpy(it->author, ev.author, sizeof it->author);
         memcpy(it->sig, ev.sig, sizeof it->sig);
         it->tbs_len = sig_structure(NULL, &ev);
         it->tbs = xmalloc(it->tbs_len);
         sig_structure(it->tbs, &ev);
-        it->ct_len = ev.ct_len;
-        plen = ev.ct_len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
+        it->ct_len = pv.ct_len;
+        plen = pv.ct_len - crypto_aead_xchacha20poly1305_ietf_ABYTES;
         if (plen > plain_cap) {
             free(plain);
             plain = xmalloc(plen);
@@ -922,39 +585,11 @@ static struct open_item *load_items(const char *dir, size_t n,
     return items;
 }
 
-/* A value in KiB from /proc/self/status ("VmRSS", "VmHWM"), or -1. */
-static long status_kib(const char *field)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n) && line[n] == ':') {
-            v = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-/* Resets the peak resident set to the current one (Linux 4.0+). */
-static int reset_peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f)
-        return -1;
-    fputs("5", f);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
 static void bench_list(void)
 {
     size_t n = opt.list_records, max_plain;
     char *dir = scratch_path("list-vault");
-    struct rec_in *recs = make_records(n, 2);
+    struct vrec *recs = make_records(n, 2);
     struct open_item *items;
     unsigned char box_pk[crypto_box_PUBLICKEYBYTES], box_sk[crypto_box_SECRETKEYBYTES];
     unsigned char *plain;
@@ -964,7 +599,7 @@ static void bench_list(void)
     long rss0 = -1, peak = -1;
 
     note("vault.list: building a vault of %zu records", n);
-    v = create_vault(dir, FV_KDF_TEST);
+    v = create_vault(dir);
     t0 = now();
     for (size_t i = 0; i < n; i++)
         fv_check(fv_record_add(v, NULL, &recs[i].in), v, "fv_record_add");
@@ -988,12 +623,12 @@ static void bench_list(void)
     malloc_trim(0);
 #endif
     if (reset_peak_rss() == 0)
-        rss0 = status_kib("VmRSS");
+        rss0 = status_kib(getpid(), "VmRSS");
     t0 = now();
     list_round(v, n, &alone);
     t0 = now() - t0;
     if (rss0 >= 0)
-        peak = status_kib("VmHWM");
+        peak = status_kib(getpid(), "VmHWM");
     note("vault.list: first list (not counted) %.1f us/record",
          1e6 * t0 / (double)n);
 
@@ -1117,10 +752,12 @@ int main(int argc, char **argv)
     }
     opt.add_records = add_n ? add_n : opt.quick ? 300 : 2000;
     opt.list_records = list_n ? list_n : opt.quick ? 2000 : 10000;
+    bench_prog = "bench_vault";
+    bench_select(opt.names, opt.nnames);
 
     if (sodium_init() < 0)
         die("libsodium failed to start");
-    make_scratch();
+    make_scratch(opt.base);
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
          sqlite3_libversion(), sodium_version_string(), scratch);
 

@@ -221,7 +221,7 @@ void copy_file(const char *from, const char *to, mode_t mode)
         }
     }
     close(in);
-    if (close(out) != 0)
+    if (fsync(out) != 0 || close(out) != 0)
         die("cannot write %s: %s", to, strerror(errno));
 }
 
@@ -323,6 +323,47 @@ void add_records(fv_vault *v, unsigned device, size_t first, size_t n)
     }
 }
 
+/* ---- attachment bytes ----------------------------------------------- */
+
+void gen_init(struct gen *g, uint64_t seed, uint64_t bytes)
+{
+    g->state = seed ? seed : 1; /* xorshift stays at 0 once there */
+    g->left = bytes;
+    crypto_generichash_init(&g->hash, NULL, 0, crypto_generichash_BYTES);
+}
+
+long long gen_read(unsigned char *buf, size_t len, void *payload)
+{
+    struct gen *g = payload;
+    size_t i;
+    if (len > g->left)
+        len = (size_t)g->left;
+    for (i = 0; i + 8 <= len; i += 8) {
+        uint64_t x = rng_next(&g->state);
+        memcpy(buf + i, &x, 8);
+    }
+    for (; i < len; i++)
+        buf[i] = (unsigned char)rng_next(&g->state);
+    crypto_generichash_update(&g->hash, buf, len);
+    g->left -= len;
+    return (long long)len;
+}
+
+void hash_sink_init(struct hash_sink *h)
+{
+    crypto_generichash_init(&h->hash, NULL, 0, crypto_generichash_BYTES);
+    h->bytes = 0;
+}
+
+int hash_write(const unsigned char *buf, size_t len, void *payload)
+{
+    struct hash_sink *h = payload;
+    crypto_generichash_update(&h->hash, buf, len);
+    h->bytes += len;
+    return 0;
+}
+
+/* ---- vaults, servers, devices --------------------------------------- */
 
 fv_vault *create_vault(const char *dir)
 {
@@ -572,6 +613,15 @@ long status_kib(pid_t pid, const char *field)
         }
     fclose(f);
     return v;
+}
+
+int reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    fputs("5", f);
+    return fclose(f) == 0 ? 0 : -1;
 }
 
 /* CPU seconds (user + system) a process has used so far, or -1. */

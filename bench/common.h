@@ -1,12 +1,13 @@
 /*
- * common.h - what FieldVault's benchmarks share (bench_sync, bench_coord):
- * diagnostics, the one-line JSON results, name selection, timing, scratch
- * files, vaults and servers, /proc figures, and a minimal envelope reader for
- * the limits. Not part of the library.
+ * common.h - what FieldVault's benchmarks share (all of them): diagnostics,
+ * the one-line JSON results, name selection, timing, scratch files, vaults
+ * and servers, attachment bytes, /proc figures, and a minimal envelope
+ * reader for the limits. Not part of the library.
  */
 #ifndef FV_BENCH_COMMON_H
 #define FV_BENCH_COMMON_H
 
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,8 @@ void make_scratch(const char *base);
 /* A new path in the scratch directory; the caller frees it. */
 char *scratch_path(const char *what);
 char *path_join(const char *dir, const char *name);
+/* The copies are fsync'd: their write-back must not compete with the
+ * timed work that follows. */
 void copy_file(const char *from, const char *to, mode_t mode);
 void copy_tree(const char *from, const char *to);
 
@@ -80,6 +83,27 @@ void make_narrative(char *out, size_t len, uint64_t seed);
 void make_record(struct rec_in *r, unsigned device, size_t i);
 /* fv_record_add of records first..first+n-1 of a device. */
 void add_records(fv_vault *v, unsigned device, size_t first, size_t n);
+
+/* ---- attachment bytes -------------------------------------------------- */
+
+/* `left` bytes of xorshift64* output for fv_attachment_source.read,
+ * hashed (BLAKE2b-256) as they are handed out. */
+struct gen {
+    uint64_t state, left;
+    crypto_generichash_state hash;
+};
+
+void gen_init(struct gen *g, uint64_t seed, uint64_t bytes);
+long long gen_read(unsigned char *buf, size_t len, void *payload);
+
+/* A sink for fv_attachment_read: hashes (BLAKE2b-256) and counts. */
+struct hash_sink {
+    crypto_generichash_state hash;
+    uint64_t bytes;
+};
+
+void hash_sink_init(struct hash_sink *h);
+int hash_write(const unsigned char *buf, size_t len, void *payload);
 
 /* ---- vaults, servers, devices ------------------------------------------ */
 
@@ -109,6 +133,9 @@ sqlite3 *open_ro(const char *path);
 int64_t query_int(sqlite3 *db, const char *sql);
 /* A value in KiB from /proc/PID/status ("VmRSS", "VmHWM"), or -1. */
 long status_kib(pid_t pid, const char *field);
+/* Resets this process's peak resident set (VmHWM) to its current one
+ * (/proc/self/clear_refs, Linux 4.0+). 0 on success, -1 if it cannot. */
+int reset_peak_rss(void);
 double proc_cpu(pid_t pid); /* CPU seconds of a process so far, or -1 */
 double self_cpu(void);
 
