@@ -57,13 +57,13 @@ struct origin {
 static int origin_get(fv_vault *v, struct origin *o,
                       const unsigned char id[FV_ID_BYTES])
 {
-    unsigned char rec[FV_ID_BYTES], *bytes = NULL;
+    unsigned char rec[FV_ID_BYTES], *bytes = NULL, mac[FV_HASH_BYTES];
     size_t len = 0;
     int kind, rc;
     fv_env e;
 
     memset(o, 0, sizeof *o);
-    rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len);
+    rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len, mac);
     if (rc == FV_ENOTFOUND || (rc == FV_OK && (memcmp(rec, id, FV_ID_BYTES) ||
                                                kind != FV_ENV_REVISION))) {
         free(bytes);
@@ -83,7 +83,7 @@ static int origin_get(fv_vault *v, struct origin *o,
     o->own = rc;
     if (!bytes)
         return FV_OK;
-    rc = fv_env_parse(&e, bytes, len);
+    rc = fv_v_env_parse(v, &e, bytes, len, mac);
     if (rc == FV_OK && (!fv_ct_equal(e.id, id, FV_ID_BYTES) || !e.genesis))
         rc = FV_ECORRUPT;
     if (rc) {
@@ -248,12 +248,14 @@ static int write_desk(fv_vault *v, unsigned char out_id[FV_ID_BYTES], int kind,
     if (rc == FV_OK && kind == FV_ENV_RETRACTION) {
         rc = fv_v_serr(v, fv_store_retract_record(v->store, id));
     } else if (rc == FV_OK) {
-        unsigned char *bytes = NULL, rec[FV_ID_BYTES];
+        unsigned char *bytes = NULL, rec[FV_ID_BYTES], mac[FV_HASH_BYTES];
         size_t len = 0;
         int k;
         fv_env e;
-        rc = fv_v_serr(v, fv_store_env_get(v->store, eid, rec, &k, &bytes, &len));
-        if (rc == FV_OK && (rc = fv_env_parse(&e, bytes, len)) == FV_OK) {
+        rc = fv_v_serr(v, fv_store_env_get(v->store, eid, rec, &k, &bytes,
+                                           &len, mac));
+        if (rc == FV_OK &&
+            (rc = fv_v_env_parse(v, &e, bytes, len, mac)) == FV_OK) {
             rc = fv_v_desk_index(v, &e);
             fv_env_clear(&e);
         }

@@ -54,6 +54,13 @@ typedef struct fv_env {
  * computes its id. FV_ECORRUPT, FV_EVERSION, FV_ENOMEM. On success release
  * with fv_env_clear. */
 int fv_env_parse(fv_env *e, const unsigned char *buf, size_t len);
+/* fv_env_parse with flags. FV_ENV_SIG_KNOWN: every check but the Ed25519
+ * verify, for bytes whose signature this vault verified when it stored them
+ * (their keyed MAC matches, docs/FORMAT.md 10); never for bytes from
+ * outside. */
+#define FV_ENV_SIG_KNOWN 1u
+int fv_env_parse_ex(fv_env *e, const unsigned char *buf, size_t len,
+                    unsigned flags);
 void fv_env_clear(fv_env *e);
 
 /* What a new envelope carries. */

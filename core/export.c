@@ -1114,7 +1114,7 @@ static int evidence_env_cb(const fv_store_env *se, void *payload)
     }
     /* The bytes as stored; their hash is their id (checked here, so that
      * the manifest never vouches for damaged bytes). */
-    if (fv_env_parse(&e, se->bytes, se->len) != FV_OK ||
+    if (fv_v_env_parse(x->v, &e, se->bytes, se->len, se->mac) != FV_OK ||
         !fv_ct_equal(e.id, se->id, FV_ID_BYTES)) {
         fv_env_clear(&e);
         return er->rc = fv_v_err(x->v, FV_ECORRUPT,

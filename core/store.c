@@ -50,9 +50,9 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
-                      "own) VALUES (?1, ?2, ?3, ?4, ?5)",
+                      "own, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                   "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq) "
+                   "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq), e.mac "
                    "FROM envelope e WHERE e.id = ?1",
     [ST_EDGE_INSERT] = "INSERT OR IGNORE INTO edge(parent, child) VALUES (?1, ?2)",
     [ST_EDGE_HAS_CHILD] = "SELECT 1 FROM edge WHERE parent = ?1 LIMIT 1",
@@ -67,18 +67,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "VALUES (?1, ?2, ?3)",
     [ST_CHUNK_GET] = "SELECT data FROM chunk WHERE hash = ?1",
     /* Records in the order their first envelope arrived. */
-    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1 "
+    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac "
                      "FROM head h INDEXED BY head_order "
                      "JOIN envelope e ON e.seq = h.eseq ORDER BY h.rseq, h.eseq",
-    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1 FROM "
-                        "envelope e JOIN head h ON h.eseq = e.seq "
+    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac "
+                        "FROM envelope e JOIN head h ON h.eseq = e.seq "
                         "WHERE e.record = ?1 ORDER BY e.seq",
     /* A record's revisions and tombstones; its key grants, notes, review
      * states and retractions (kinds 3 to 6) stand beside its history, not
      * in it. */
     [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                       "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq) "
-                       "FROM envelope e WHERE e.record = ?1 "
+                       "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq), "
+                       "e.mac FROM envelope e WHERE e.record = ?1 "
                        "AND e.kind IN (1, 2) ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
@@ -121,7 +121,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NOTE_COUNT] = "SELECT count(*) FROM note WHERE record = ?1",
     [ST_RETRACTED] = "SELECT 1 FROM envelope WHERE record = ?1 AND kind = 6 "
                      "LIMIT 1",
-    [ST_NOTES_OF] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
+    [ST_NOTES_OF] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac "
                     "FROM note n JOIN envelope e ON e.id = n.id "
                     "WHERE n.record = ?1 AND e.bytes IS NOT NULL ORDER BY e.seq",
 };
@@ -130,10 +130,12 @@ static const char schema_sql[] =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
     /* seq: local arrival order. bytes: NULL once a delete destroyed it. */
     /* own: written by this device; delivered: the server's receipt for it is
-     * committed (the outbox is own AND NOT delivered). */
+     * committed (the outbox is own AND NOT delivered). mac: keyed BLAKE2b of
+     * bytes, stored once their signature was verified (docs/FORMAT.md 10). */
     "CREATE TABLE envelope(seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
     " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB,"
-    " own INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0);"
+    " own INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
+    " mac BLOB);"
     "CREATE INDEX envelope_record ON envelope(record, seq);"
     "CREATE INDEX envelope_outbox ON envelope(seq) WHERE own AND NOT delivered;"
     /* A key grant names the envelope whose key it carries (docs/FORMAT.md). */
@@ -265,6 +267,10 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
         sqlite3_bind_int(st, 3, e->kind);
         sqlite3_bind_blob64(st, 4, e->bytes, e->len, SQLITE_STATIC);
         sqlite3_bind_int(st, 5, e->own);
+        if (e->mac)
+            sqlite3_bind_blob(st, 6, e->mac, 32, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 6);
     }
     if ((rc = fv_db_step_done(&s->d, st, "envelope")))
         return rc;
@@ -365,6 +371,9 @@ static void row_env(sqlite3_stmt *st, fv_store_env *e)
     e->bytes = sqlite3_column_blob(st, 3);
     e->len = (size_t)sqlite3_column_bytes(st, 3);
     e->head = sqlite3_column_int(st, 4);
+    e->mac = sqlite3_column_count(st) > 5 && sqlite3_column_bytes(st, 5) == 32
+                 ? sqlite3_column_blob(st, 5)
+                 : NULL;
 }
 
 static int row_valid(sqlite3_stmt *st)
@@ -375,7 +384,7 @@ static int row_valid(sqlite3_stmt *st)
 
 int fv_store_env_get(fv_store *s, const unsigned char id[32],
                      unsigned char record[32], int *kind,
-                     unsigned char **bytes, size_t *len)
+                     unsigned char **bytes, size_t *len, unsigned char *mac)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_ENV_GET);
     fv_store_env e;
@@ -393,6 +402,12 @@ int fv_store_env_get(fv_store *s, const unsigned char id[32],
         row_env(st, &e);
         memcpy(record, e.record, 32);
         *kind = e.kind;
+        if (mac) {
+            if (e.mac)
+                memcpy(mac, e.mac, 32);
+            else
+                memset(mac, 0, 32);
+        }
         if (e.bytes) {
             *bytes = malloc(e.len ? e.len : 1);
             if (!*bytes)
@@ -695,7 +710,7 @@ int fv_store_note_count(fv_store *s, const unsigned char record[32],
 int fv_store_notes(fv_store *s, const unsigned char *record,
                    fv_store_env_fn fn, void *payload)
 {
-    static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0 "
+    static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac "
                               "FROM note n JOIN envelope e ON e.id = n.id "
                               "WHERE e.bytes IS NOT NULL ORDER BY e.seq";
     sqlite3_stmt *st;
@@ -717,7 +732,7 @@ int fv_store_retracted(fv_store *s, const unsigned char record[32])
 int fv_store_each_kind(fv_store *s, int kind, fv_store_env_fn fn,
                        void *payload)
 {
-    static const char sql[] = "SELECT id, record, kind, bytes, 0 FROM envelope "
+    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac FROM envelope "
                               "WHERE kind = ?1 AND bytes IS NOT NULL "
                               "ORDER BY seq";
     sqlite3_stmt *st;
@@ -850,7 +865,7 @@ int fv_store_undeliver_all(fv_store *s)
 
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
 {
-    static const char sql[] = "SELECT id, record, kind, bytes, 0 FROM envelope "
+    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac FROM envelope "
                               "WHERE own AND bytes IS NOT NULL AND kind <> 3 "
                               "ORDER BY seq";
     sqlite3_stmt *st;
@@ -949,7 +964,7 @@ int fv_store_each_envelope(fv_store *s, fv_store_env_fn fn, void *payload)
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
                               "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
-                              "e.seq) FROM envelope e "
+                              "e.seq), e.mac FROM envelope e "
                               "ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
@@ -965,7 +980,7 @@ int fv_store_record_all_envs(fv_store *s, const unsigned char record[32],
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
                               "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
-                              "e.seq) FROM envelope e "
+                              "e.seq), e.mac FROM envelope e "
                               "WHERE e.record = ?1 ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");

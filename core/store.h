@@ -43,6 +43,9 @@ typedef struct fv_store_env {
     int head;
     int own;   /* written by this device: goes to the outbox */
     int grant; /* a key grant: linked to its target (parents[0]), no head */
+    /* 32 bytes: the vault's keyed MAC of bytes, stored once their signature
+     * was verified; NULL if none (docs/FORMAT.md 10). */
+    const unsigned char *mac;
 } fv_store_env;
 
 /* Stores an envelope with its parent links and the chunk hashes it refers
@@ -54,10 +57,11 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
                      int *added);
 
 /* The envelope `id`: its record, kind and a malloc'd copy of its bytes
- * (*bytes is NULL if purged; the caller frees it). FV_ENOTFOUND. */
+ * (*bytes is NULL if purged; the caller frees it), and, if `mac` is not
+ * NULL, its stored MAC there (32 bytes; zeros if none). FV_ENOTFOUND. */
 int fv_store_env_get(fv_store *s, const unsigned char id[32],
                      unsigned char record[32], int *kind,
-                     unsigned char **bytes, size_t *len);
+                     unsigned char **bytes, size_t *len, unsigned char *mac);
 
 /* Calls fn for every head envelope, oldest record first, then oldest head
  * first. `e` is valid during the call. fn returns non-zero to stop (that

@@ -35,6 +35,8 @@
 #define META_KEY_CTX "fvdevkey"
 #define META_DEVICE_KEYS 1
 #define META_ORG_KEY 2
+/* 3 is the sync state (vault_sync.c); 4 keys the envelope MACs. */
+#define META_ENV_MAC 4
 #define DEVKEY_SECRET_BYTES (FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES)
 
 static const struct {
@@ -421,6 +423,12 @@ static int vault_new(fv_vault **out, const char *dir)
     return FV_OK;
 }
 
+static void derive_mac_key(fv_vault *v)
+{
+    fv_kdf_derive(v->sec->env_mac_key, FV_KEY_BYTES, META_ENV_MAC, META_KEY_CTX,
+                  v->sec->vault_key);
+}
+
 static int open_store(fv_vault *v, int create)
 {
     char *path = fv_path_join(v->dir, DB_FILE);
@@ -467,6 +475,7 @@ int fv_vault_create(fv_vault **out, const char *dir, const char *passphrase,
     v->opslimit = kdf_profiles[opts->kdf_profile].ops;
     v->memlimit = kdf_profiles[opts->kdf_profile].mem;
     fv_random(v->sec->vault_key, FV_KEY_BYTES);
+    derive_mac_key(v);
     fv_sign_keypair(v->sign_pk, v->sec->sign_sk);
     fv_box_keypair(v->box_pk, v->sec->box_sk);
 
@@ -508,8 +517,9 @@ int fv_vault_open(fv_vault **out, const char *dir, const char *passphrase,
         return FV_EINVAL;
     if ((rc = vault_new(&v, dir)))
         return rc;
-    if ((rc = read_key_file(v, passphrase, passphrase_len)) ||
-        (rc = open_store(v, 0)) || (rc = load_device_keys(v))) {
+    if ((rc = read_key_file(v, passphrase, passphrase_len)) == FV_OK)
+        derive_mac_key(v);
+    if (rc || (rc = open_store(v, 0)) || (rc = load_device_keys(v))) {
         fv_vault_close(v);
         return rc;
     }

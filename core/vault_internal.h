@@ -19,6 +19,9 @@ struct secrets {
     unsigned char sign_sk[FV_SIGN_SK_BYTES];
     unsigned char box_sk[FV_BOX_SK_BYTES];
     unsigned char org_sk[FV_BOX_SK_BYTES]; /* coordinators only */
+    /* Subkey 4 of the vault key: MACs of envelopes whose signature this
+     * vault verified (docs/FORMAT.md 4 and 10). */
+    unsigned char env_mac_key[FV_KEY_BYTES];
 };
 
 struct fv_vault {
@@ -52,6 +55,15 @@ int fv_v_meta_open(fv_vault *v, const char *name, uint64_t subkey_id,
 
 /* Parses a stored envelope and checks it is what the store says it is. */
 int fv_v_parse_stored(fv_vault *v, fv_env *e, const fv_store_env *se);
+
+/* The vault's MAC of envelope bytes whose signature it has verified. */
+void fv_v_env_mac(const fv_vault *v, unsigned char mac[FV_HASH_BYTES],
+                  const unsigned char *bytes, size_t len);
+/* fv_env_parse of stored bytes: the Ed25519 verify is skipped when `mac`
+ * (32 bytes, or NULL) is the vault's MAC of them; every other check stays.
+ * Returns fv_env_parse's codes, sets no message. */
+int fv_v_env_parse(const fv_vault *v, fv_env *e, const unsigned char *bytes,
+                   size_t len, const unsigned char *mac);
 
 /* Decrypts an envelope's payload with whatever key this vault holds for it:
  * its own X25519 key, the organisation's, or a key grant. */

@@ -269,7 +269,8 @@ static int courier_may_retract(fv_vault *v, const fv_env *e)
 
     if (memcmp(e->author, v->sign_pk, 32) == 0)
         return 1;
-    if (fv_store_env_get(v->store, e->record, rec, &kind, &bytes, &len) == FV_OK &&
+    if (fv_store_env_get(v->store, e->record, rec, &kind, &bytes, &len,
+                         NULL) == FV_OK &&
         bytes && fv_env_parse(&g, bytes, len) == FV_OK) {
         ok = g.genesis && fv_ct_equal(g.id, e->record, FV_ID_BYTES) &&
              memcmp(g.author, e->author, 32) == 0;
@@ -288,6 +289,7 @@ static int import_one(fv_vault *v, int role, int courier,
 {
     fv_store_env se;
     fv_env e;
+    unsigned char mac[FV_HASH_BYTES];
     int rc, own, was_added = 0;
 
     rc = fv_env_parse(&e, bytes, len);
@@ -322,6 +324,8 @@ static int import_one(fv_vault *v, int role, int courier,
     se.kind = e.kind;
     se.bytes = bytes;
     se.len = len;
+    fv_v_env_mac(v, mac, bytes, len); /* its signature was verified above */
+    se.mac = mac;
     se.own = 0; /* what came from the server needs no pushing */
     se.grant = e.kind == FV_ENV_GRANT;
     rc = fv_store_env_put(v->store, &se,
