@@ -1142,6 +1142,16 @@ static int evidence_env_cb(const fv_store_env *se, void *payload)
         rc = fv_store_chunk_get(x->v->store, e.chunks[i], x->chunk,
                                 FV_MAX_CHUNK_BYTES + FV_TAG_BYTES, &len);
         if (rc == FV_OK) {
+            /* Like the envelope, a chunk must hash to its name before the
+             * manifest lists it. */
+            unsigned char sum[FV_HASH_BYTES];
+            fv_hash(sum, x->chunk, len);
+            if (!fv_ct_equal(sum, e.chunks[i], FV_HASH_BYTES)) {
+                fv_env_clear(&e);
+                return er->rc = fv_v_err(x->v, FV_ECORRUPT,
+                                         "an attachment chunk failed verification "
+                                         "(run 'fieldvault verify')");
+            }
             rc = write_file_at(x->sub[1], h, x->chunk, len);
             if (rc == FV_EEXIST)
                 rc = FV_OK; /* shared by another revision: written already */

@@ -538,6 +538,33 @@ static void test_verify(void)
     fv_vault_close(v);
 }
 
+/* Evidence never lists a chunk that does not hash to its name: a vault
+ * whose only damage is one attachment chunk exports no evidence. */
+static void test_evidence_bad_chunk(void)
+{
+    char dir[512], db[600], out[600];
+    unsigned char hostile[FV_ID_BYTES], plain[FV_ID_BYTES];
+    uint64_t count = 7;
+
+    snprintf(dir, sizeof dir, "%s/badchunk", root);
+    fv_vault *v = make_vault(dir, hostile, plain, 0);
+    fv_vault_close(v);
+    snprintf(db, sizeof db, "%s/vault.db", dir);
+    flip_blob(db, "SELECT hash, data FROM chunk", "UPDATE chunk SET data = ?1 WHERE hash = ?2",
+              NULL, 0);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    snprintf(out, sizeof out, "%s/badchunk-evidence", root);
+    CHECK_EQ(export_to(v, FV_EXPORT_EVIDENCE, out, NULL, &count), FV_ECORRUPT);
+    CHECK_EQ(count, 0);
+    CHECK(access(out, F_OK) != 0);
+    CHECK(strstr(fv_vault_errmsg(v), "verify") != NULL);
+    /* The envelopes themselves are sound: a JSON export still works. */
+    snprintf(out, sizeof out, "%s/badchunk.json", root);
+    CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, &count), FV_OK);
+    CHECK_EQ(count, 2);
+    fv_vault_close(v);
+}
+
 int main(void)
 {
     char dir[512], out[600];
@@ -557,6 +584,7 @@ int main(void)
     fv_vault_close(v);
     test_streaming();
     test_verify();
+    test_evidence_bad_chunk();
     if (check_failures == 0) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
