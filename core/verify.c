@@ -73,13 +73,30 @@ static int check_payload(struct vctx *c, const fv_env *e)
                                                   "not match the signed chunk lists")
                      : FV_OK;
         }
-    } else if (e->kind == FV_ENV_TOMBSTONE) {
+    } else if (e->kind == FV_ENV_TOMBSTONE || e->kind == FV_ENV_RETRACTION) {
+        /* A retraction's payload is a tombstone's. */
         rc = fv_tombstone_decode(&t, plain, n);
         rc = rc == FV_ENOMEM ? rc
              : rc           ? issue(c, e->record, e->id, "the decrypted tombstone is malformed")
                             : FV_OK;
+    } else if (e->kind == FV_ENV_NOTE || e->kind == FV_ENV_STATE) {
+        char *text = NULL;
+        size_t len = 0;
+        int state;
+        if (e->kind == FV_ENV_NOTE) {
+            rc = fv_note_decode(&text, &len, &t, plain, n);
+            if (rc == FV_OK)
+                fv_env_free_plain((unsigned char *)text, len + 1);
+        } else {
+            rc = fv_state_decode(&t, &state, plain, n);
+        }
+        rc = rc == FV_ENOMEM ? rc
+             : rc ? issue(c, e->record, e->id, e->kind == FV_ENV_NOTE
+                                                   ? "the decrypted note is malformed"
+                                                   : "the decrypted review state is malformed")
+                  : FV_OK;
     } else {
-        rc = FV_OK; /* grants and desk envelopes: the decryption is the check */
+        rc = FV_OK; /* key grants: the decryption is the check */
     }
 done:
     fv_rec_free(r);

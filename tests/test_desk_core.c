@@ -1603,6 +1603,68 @@ out:
     org_close(&o);
 }
 
+/* Writes, in coordinator `c`, an envelope of `kind` about record `id`
+ * whose (well sealed, signed) payload is `payload`: what a buggy or hostile
+ * writer could put in a vault. */
+static void write_raw_desk(fv_vault *c, const unsigned char pk[32], int kind,
+                           const unsigned char id[32], unsigned char *payload,
+                           size_t n)
+{
+    unsigned char recips[2][32], sp[32], eid[32];
+    fv_vs_device(c, sp, recips[0]);
+    memcpy(recips[1], pk, 32);
+    fv_v_write w = {
+        .kind = kind,
+        .record = id,
+        .parents = (const unsigned char(*)[FV_ID_BYTES])id,
+        .nparents = 1,
+        .payload = payload,
+        .payload_len = n,
+        .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+        .nrecipients = 2,
+    };
+    CHECK_EQ(fv_store_begin(c->store), FV_OK);
+    CHECK_EQ(fv_v_write_envelope(c, eid, &w), FV_OK);
+    CHECK_EQ(fv_store_commit(c->store), FV_OK);
+    fv_enc_free_buf(payload, n);
+}
+
+/* fv_vault_verify decodes what notes, review states and retractions say,
+ * not only that they decrypt: a review state holding a note's payload and a
+ * note holding a review state's are both reported. */
+static void test_verify_desk_payloads(void)
+{
+    struct org o;
+    fv_verify_report rep;
+    unsigned char a[32], *p = NULL;
+    size_t n = 0;
+
+    org_setup(&o);
+    add(o.f1, a, "verified", "detention", "what the desk says about it");
+    carry(o.f1, o.c);
+    CHECK_EQ(fv_record_set_state(o.c, a, FV_STATE_REVIEWED), FV_OK);
+    CHECK_EQ(fv_note_add(o.c, NULL, a, "call back on Monday"), FV_OK);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(rep.failures, 0);
+
+    CHECK_EQ(fv_note_encode(&p, &n, "not a state", 11, fv_v_now()), FV_OK);
+    write_raw_desk(o.c, o.pk, FV_ENV_STATE, a, p, n);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 1);
+    CHECK_EQ(fv_state_encode(&p, &n, fv_v_now(), FV_STATE_ARCHIVED), FV_OK);
+    write_raw_desk(o.c, o.pk, FV_ENV_NOTE, a, p, n);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 2);
+    /* Neither changed what the desk shows. */
+    {
+        fv_record *r = NULL;
+        CHECK_EQ(fv_record_get(o.c, &r, a), FV_OK);
+        CHECK(r && r->state == FV_STATE_REVIEWED && r->nnotes == 1);
+        fv_record_free(r);
+    }
+    org_close(&o);
+}
+
 int main(void)
 {
     struct org o;
@@ -1639,6 +1701,7 @@ int main(void)
     test_retention(&o);
     org_close(&o);
     test_env_macs();
+    test_verify_desk_payloads();
 
     {
         char cmd[300];
