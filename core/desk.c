@@ -3,6 +3,7 @@
  * of them (fv_record.origin, state, nnotes). Each is a signed envelope of
  * kind 4, 5 or 6 naming the record as its one parent (docs/FORMAT.md 7.1):
  * they sync and travel in courier bundles like revisions. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -308,8 +309,15 @@ int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     rc = fv_store_review_get(v->store, id, &cur, &cur_time);
     if (rc && rc != FV_ENOTFOUND)
         return fv_v_serr(v, rc);
-    if (rc == FV_OK && cur_time >= now)
+    if (rc == FV_OK && cur_time >= now) {
+        /* A setting dated at the end of time (hostile, or a clock gone
+         * wrong) cannot be passed: cur_time + 1 would overflow. */
+        if (cur_time == INT64_MAX)
+            return fv_v_err(v, FV_ELIMIT, "the current review state is dated "
+                                          "at the end of time and cannot be "
+                                          "replaced");
         now = cur_time + 1;
+    }
     if ((rc = fv_state_encode(&payload, &payload_len, now, state)))
         return fv_v_err(v, rc, "out of memory");
     {

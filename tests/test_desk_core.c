@@ -1662,6 +1662,18 @@ static void test_verify_desk_payloads(void)
         CHECK(r && r->state == FV_STATE_REVIEWED && r->nnotes == 1);
         fv_record_free(r);
     }
+
+    /* A review state dated INT64_MAX (the newest by time forever): a new
+     * setting is refused rather than dated by an overflowing time + 1. */
+    CHECK_EQ(fv_state_encode(&p, &n, INT64_MAX, FV_STATE_ARCHIVED), FV_OK);
+    write_raw_desk(o.c, o.pk, FV_ENV_STATE, a, p, n);
+    CHECK_EQ(fv_store_begin(o.c->store), FV_OK);
+    CHECK_EQ(fv_v_desk_reindex(o.c), FV_OK);
+    CHECK_EQ(fv_store_commit(o.c->store), FV_OK);
+    CHECK_EQ(get_state(o.c, a), FV_STATE_ARCHIVED);
+    CHECK_EQ(fv_record_set_state(o.c, a, FV_STATE_REVIEWED), FV_ELIMIT);
+    CHECK(strstr(fv_vault_errmsg(o.c), "end of time") != NULL);
+    CHECK_EQ(get_state(o.c, a), FV_STATE_ARCHIVED);
     org_close(&o);
 }
 

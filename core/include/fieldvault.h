@@ -330,7 +330,8 @@ FV_API int fv_state_parse(const char *name, int *state);
 /* Coordinator: sets record `id`'s review state. Written as a signed envelope
  * that only coordinators can read, synced to the other coordinators; the
  * newest setting (by time, then by envelope id) wins everywhere.
- * FV_EDENIED if this vault holds no organisation key; FV_ENOTFOUND. */
+ * FV_EDENIED if this vault holds no organisation key; FV_ENOTFOUND;
+ * FV_ELIMIT if the current setting is dated INT64_MAX (cannot be passed). */
 FV_API int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                                int state);
 
