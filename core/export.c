@@ -1379,17 +1379,6 @@ static int make_dirs(struct exp *x, char *tmp, const char *const *subs, size_t n
     return FV_OK;
 }
 
-/* The directory that holds `path` (malloc'd). */
-static char *parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    if (slash == path)
-        return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
 int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
 {
     static const char *const html_subs[] = {"records", "files"};
@@ -1427,7 +1416,7 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
     }
     if (opt->path && *opt->path) {
         size_t n = strlen(opt->path) + 16;
-        if (!(tmp = malloc(n)) || !(parent = parent_dir(opt->path))) {
+        if (!(tmp = malloc(n)) || !(parent = fv_path_dir(opt->path))) {
             rc = fv_v_err(v, FV_ENOMEM, "out of memory");
             goto done;
         }

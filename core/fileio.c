@@ -58,3 +58,18 @@ char *fv_path_join(const char *dir, const char *name)
         snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
+
+char *fv_path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *d;
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    if (!(d = malloc((size_t)(slash - path) + 1)))
+        return NULL;
+    memcpy(d, path, (size_t)(slash - path));
+    d[slash - path] = '\0';
+    return d;
+}

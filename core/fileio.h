@@ -22,5 +22,8 @@ int fv_write_all(int fd, const void *p, size_t n);
 int fv_fsync_dir(const char *dir);
 /* "dir/name", malloc'd; NULL when out of memory. */
 char *fv_path_join(const char *dir, const char *name);
+/* The directory holding `path` ("." when it names none, "/" for the root),
+ * malloc'd; NULL when out of memory. */
+char *fv_path_dir(const char *path);
 
 #endif

@@ -48,30 +48,13 @@ static int recovery_key(unsigned char *key, const unsigned char *header,
                      get_le(header + 16, 8), get_le(header + 24, 8));
 }
 
-/* The directory part of `path` ("." when it has none), malloc'd. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n = slash ? (size_t)(slash - path) : 1;
-    char *d = malloc(n + 1);
-    if (!d)
-        return NULL;
-    if (!slash)
-        memcpy(d, ".", 2);
-    else {
-        memcpy(d, path, n ? n : 1); /* "/name": the root */
-        d[n ? n : 1] = '\0';
-    }
-    return d;
-}
-
 /* Writes `len` bytes to a new file `path`, 0600, atomically: a temporary
  * file beside it, fsync, link() (which never replaces), directory fsync. */
 static int write_new_file(fv_vault *v, const char *path,
                           const unsigned char *buf, size_t len)
 {
     size_t n = strlen(path) + 16;
-    char *tmp = malloc(n), *dir = dir_of(path);
+    char *tmp = malloc(n), *dir = fv_path_dir(path);
     int fd = -1, rc = FV_OK;
 
     if (!tmp || !dir) {
