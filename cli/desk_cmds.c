@@ -116,11 +116,11 @@ int cmd_export(cli *c)
     memset(&prog, 0, sizeof prog);
     prog.enabled = isatty(STDERR_FILENO);
     clock_gettime(CLOCK_MONOTONIC, &prog.start);
-    /* The progress callback costs a counting pass: only for a person. */
-    if (prog.enabled) {
-        eo.progress = export_progress;
-        eo.progress_payload = &prog;
-    }
+    /* Always: the callback is also where Ctrl-C or SIGTERM stops the export
+     * (cli_cancel_arm catches them), terminal or not. It costs a counting
+     * pass. */
+    eo.progress = export_progress;
+    eo.progress_payload = &prog;
     cli_cancel_arm();
     r = fv_export(v, &eo, &count);
     cli_cancel_disarm();

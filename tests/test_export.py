@@ -22,10 +22,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 BIN = None
@@ -35,7 +37,7 @@ import test_sync  # noqa: E402  (servers, organisations, devices)
 VERIFY_EVIDENCE = os.path.join(HERE, "verify_evidence.py")
 CHROMIUM = "/usr/bin/chromium"
 
-OK, USAGE, CORRUPT, EXISTS = 0, 2, 5, 11
+OK, USAGE, CORRUPT, EXISTS, CANCELED = 0, 2, 5, 11, 12
 
 # A 1x1 PNG, shown inline in the record's page.
 PNG = base64.b64decode(
@@ -360,6 +362,33 @@ class ExportTest(unittest.TestCase):
         p = self.run_fv(["export", "--format", "json", "--output", out], vault)
         self.assertEqual(p.returncode, CORRUPT, p.stderr)
         self.assertEqual(os.listdir(os.path.dirname(out)), [])
+
+    # ---- cancel ----
+
+    def test_sigterm_stops_an_export_without_a_terminal(self):
+        """stderr is a pipe here (no progress line): SIGTERM must still stop
+        the export (exit 12) and leave nothing of it, not let it finish."""
+        vault = os.path.join(self.tmp, "big-vault")
+        self.fv(["init", "--kdf", "test"], vault=vault)
+        big = os.path.join(self.tmp, "big.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(48 << 20))
+        self.fv(["add", "--title", "long recording", "--attach", big], vault=vault)
+        os.unlink(big)
+        d = tempfile.mkdtemp(dir=self.tmp)
+        path = os.path.join(d, "report")
+        p = subprocess.Popen([BIN, "--vault", vault, "--passphrase-file", self.pw,
+                              "export", "--format", "html", "--output", path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+        # The temporary directory appears once the export runs (the signals
+        # are caught by then); the attachment takes a while to decrypt.
+        deadline = time.monotonic() + 60
+        while not os.listdir(d) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, CANCELED, err)
+        self.assertEqual(os.listdir(d), [], "the export left files behind")
 
 
 class ReceiptTest(test_sync.SyncTest):
