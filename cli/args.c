@@ -350,7 +350,11 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts)
         out->f.tag = tag->values[0];
     }
     if (device && device->count) {
-        if (cli_parse_device_id(device->values[0], out->origin) != 0) {
+        static const unsigned char zero[FV_ID_BYTES];
+        /* Zeros are no device's key; the vault reads a record whose first
+         * revision has not arrived with its origin as zeros. */
+        if (cli_parse_device_id(device->values[0], out->origin) != 0 ||
+            memcmp(out->origin, zero, FV_ID_BYTES) == 0) {
             cli_error("--device: want a device id of 64 hex digits (see 'org "
                       "devices' or 'list --json'), not '%s'",
                       device->values[0]);

@@ -644,6 +644,23 @@ int cmd_merge(cli *c)
 
 /* ---- list and search ----------------------------------------------------------- */
 
+/* A record's creating device, unknown (zeros) when its first revision has
+ * not reached this vault (another device's edit, by courier). */
+static int origin_known(const fv_record *r)
+{
+    static const unsigned char zero[FV_ID_BYTES];
+    return memcmp(r->origin, zero, FV_ID_BYTES) != 0;
+}
+
+/* The creating device as a JSON value: its id, or null when unknown. */
+static void json_origin(FILE *o, const fv_record *r)
+{
+    if (origin_known(r))
+        json_id(o, r->origin);
+    else
+        fputs("null", o);
+}
+
 typedef struct listing {
     int json;
     size_t count;
@@ -696,7 +713,7 @@ static int print_summary(const fv_record *r, void *payload)
         json_strz(stdout, fv_state_name(r->state));
         fputs(", ", stdout);
         json_key(stdout, "author");
-        json_id(stdout, r->origin);
+        json_origin(stdout, r);
         fputs(", ", stdout);
         json_key(stdout, "notes");
         fprintf(stdout, "%zu}", r->nnotes);
@@ -969,7 +986,7 @@ static void record_json(FILE *o, const fv_record *r, const char *ind, int more)
     json_time(o, r->modified);
     fprintf(o, ",\n%s", ind);
     json_key(o, "author");
-    json_id(o, r->origin);
+    json_origin(o, r);
     fprintf(o, ",\n%s", ind);
     json_key(o, "signer");
     json_id(o, r->author);
@@ -1182,8 +1199,13 @@ static void show_text(const fv_record *r, const history *h,
     fprintf(o, "created:     %s UTC\n", when);
     time_format(when, sizeof when, r->modified, TIME_SECONDS);
     fprintf(o, "modified:    %s UTC\n", when);
-    fv_id_to_hex(hex, r->origin);
-    fprintf(o, "author:      %s\n", hex);
+    if (origin_known(r)) {
+        fv_id_to_hex(hex, r->origin);
+        fprintf(o, "author:      %s\n", hex);
+    } else {
+        fputs("author:      unknown (the record's first revision has not "
+              "reached this vault)\n", o);
+    }
     if (memcmp(r->author, r->origin, FV_ID_BYTES) != 0) {
         fv_id_to_hex(hex, r->author);
         fprintf(o, "signed by:   %s (this revision)\n", hex);

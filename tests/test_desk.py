@@ -465,6 +465,33 @@ class TestDesk(DeskTest):
                         bool(listed[first]["attachments"]), sorted(files))
 
 
+class TestUnknownOrigin(DeskTest):
+    def test_edit_without_its_genesis(self):
+        """A coordinator's edit carried by courier to a vault that never got
+        the record's first revision: its creator is unknown, and list says
+        so (null) instead of naming an all-zero device."""
+        o = self.desk()
+        f1, c2 = o["F1"], o["C2"]
+        rid = self.add(f1, "crossing at Hyesan")
+        self.settle(f1)
+        self.settle(c2)
+        self.v(c2, "edit", rid, "--field", "status=checked")
+        bundle = self.path("c2.bundle")
+        self.v(c2, "bundle", "export", bundle)
+        w = self.make_vault("W")
+        self.v(w, "org", "key", "import", self.path("org.key"),
+               "--recovery-passphrase-file", self.recovery)
+        self.v(w, "bundle", "import", bundle)
+        lst = self.listing(w)
+        self.assertIn(rid, lst)
+        self.assertIsNone(lst[rid]["author"], lst[rid])
+        self.assertNotIn("0" * 64, self.v(w, "list").stdout.decode())
+        # zeros are no device's id: not a way to select such records
+        r = self.v(w, "list", "--device", "0" * 64, expect=test_sync.USAGE)
+        self.assertIn(b"--device", r.stderr)
+        self.assertEqual(set(self.listing(c2, "--device", o["F1_id"])), {rid})
+
+
 def main():
     argv = list(sys.argv)
     if len(argv) > 1 and not argv[1].startswith("-"):
