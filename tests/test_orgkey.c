@@ -206,6 +206,18 @@ static void test_refusals(void)
     write_file(copy, bad, (size_t)n);
     CHECK_EQ(import_(c2, copy, RECOVERY), FV_EVERSION);
 
+    /* A cost beyond any vault's (checksum intact: it is not keyed) is
+     * refused before any work: 17 passes over 8 KiB would be cheap to run,
+     * and then fail as a wrong passphrase instead. */
+    memcpy(bad, good, (size_t)n);
+    memset(bad + 16, 0, 16);
+    bad[16] = 17;             /* opslimit, LE64 */
+    bad[24 + 1] = 0x20;       /* memlimit 8192, LE64 */
+    fv_hash(bad + n - 32, bad, (size_t)n - 32);
+    unlink(copy);
+    write_file(copy, bad, (size_t)n);
+    CHECK_EQ(import_(c2, copy, RECOVERY), FV_ECORRUPT);
+
     /* Every truncation, and a byte too many. */
     for (long len = 0; len < n; len++) {
         unlink(copy);
