@@ -115,7 +115,7 @@ static void add_recipient(unsigned char (*out)[FV_BOX_PK_BYTES], size_t *n,
 }
 
 /* The writer, the organisation key (when known) and, with `creator`, the
- * record's creating device. */
+ * record's creating device (`o` is read only then). */
 static size_t desk_recipients(fv_vault *v,
                               unsigned char out[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES],
                               const struct origin *o, int creator)
@@ -290,7 +290,7 @@ int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
 {
     unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
     unsigned char *payload = NULL;
-    size_t payload_len = 0;
+    size_t payload_len = 0, n;
     int64_t now = fv_v_now(), cur_time;
     int rc, cur;
 
@@ -320,14 +320,11 @@ int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     }
     if ((rc = fv_state_encode(&payload, &payload_len, now, state)))
         return fv_v_err(v, rc, "out of memory");
-    {
-        size_t n = 0;
-        add_recipient(recips, &n, v->box_pk);
-        add_recipient(recips, &n, v->org_pk);
-        return write_desk(v, NULL, FV_ENV_STATE, id,
-                          (const unsigned char(*)[FV_BOX_PK_BYTES])recips, n,
-                          payload, payload_len);
-    }
+    /* Coordinators only: the writer and the organisation key. */
+    n = desk_recipients(v, recips, NULL, 0);
+    return write_desk(v, NULL, FV_ENV_STATE, id,
+                      (const unsigned char(*)[FV_BOX_PK_BYTES])recips, n,
+                      payload, payload_len);
 }
 
 int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
