@@ -1237,7 +1237,7 @@ class TestDesk(CliTest):
             (("--tag", "bord"), []),           # exact tags only
             (("--device", device), [a, b]),
             (("--device", device.upper()), [a, b]),
-            (("--device", "0" * 64), []),
+            (("--device", "0" * 63 + "1"), []),
             (("--state", "new"), [a, b]),
             (("--state", "reviewed"), []),
             (("--state", "archived"), []),
