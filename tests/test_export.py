@@ -365,16 +365,23 @@ class ExportTest(unittest.TestCase):
 
     # ---- cancel ----
 
+    def big_vault(self):
+        """A vault whose one record has a 48 MiB attachment: exporting or
+        verifying it takes a while."""
+        vault = os.path.join(self.tmp, "big-vault")
+        if not os.path.exists(vault):
+            self.fv(["init", "--kdf", "test"], vault=vault)
+            big = os.path.join(self.tmp, "big.bin")
+            with open(big, "wb") as f:
+                f.write(os.urandom(48 << 20))
+            self.fv(["add", "--title", "long recording", "--attach", big], vault=vault)
+            os.unlink(big)
+        return vault
+
     def test_sigterm_stops_an_export_without_a_terminal(self):
         """stderr is a pipe here (no progress line): SIGTERM must still stop
         the export (exit 12) and leave nothing of it, not let it finish."""
-        vault = os.path.join(self.tmp, "big-vault")
-        self.fv(["init", "--kdf", "test"], vault=vault)
-        big = os.path.join(self.tmp, "big.bin")
-        with open(big, "wb") as f:
-            f.write(os.urandom(48 << 20))
-        self.fv(["add", "--title", "long recording", "--attach", big], vault=vault)
-        os.unlink(big)
+        vault = self.big_vault()
         d = tempfile.mkdtemp(dir=self.tmp)
         path = os.path.join(d, "report")
         p = subprocess.Popen([BIN, "--vault", vault, "--passphrase-file", self.pw,
@@ -389,6 +396,28 @@ class ExportTest(unittest.TestCase):
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, CANCELED, err)
         self.assertEqual(os.listdir(d), [], "the export left files behind")
+
+    def test_sigterm_stops_verify(self):
+        """verify writes nothing: SIGTERM ends it at once, it is not caught
+        and ignored until every chunk is checked."""
+        vault = self.big_vault()
+        db = os.path.realpath(os.path.join(vault, "vault.db"))
+        p = subprocess.Popen([BIN, "--vault", vault, "--passphrase-file", self.pw, "verify"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
+
+        def opened():
+            try:
+                fds = os.listdir("/proc/%d/fd" % p.pid)
+                return any(os.readlink("/proc/%d/fd/%s" % (p.pid, n)) == db for n in fds)
+            except OSError:
+                return False
+        deadline = time.monotonic() + 60
+        while not opened() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.02)  # the vault is open: verify is under way
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, -signal.SIGTERM, (out, err))
 
 
 class ReceiptTest(test_sync.SyncTest):
