@@ -225,8 +225,12 @@ static int net_progress_fn(uint64_t done, uint64_t total, void *payload)
     return 0;
 }
 
-/* Arms the progress line (none when `label` is NULL) and Ctrl-C for one
- * call into the library. */
+/* Arms the progress line (none when `label` is NULL) for one call into the
+ * library. Ctrl-C and SIGTERM are caught (cli_cancel_arm) only by sync,
+ * whose session wakes at once; the other requests cannot be woken while
+ * they connect or shake hands, so a caught signal would wait for the
+ * timeout: there the signal simply ends the process (the vault's
+ * transactions keep it whole). */
 static void net_begin(net_progress *p, const char *label, fv_sync_options *so)
 {
     memset(p, 0, sizeof *p);
@@ -237,7 +241,6 @@ static void net_begin(net_progress *p, const char *label, fv_sync_options *so)
     p->sampled = p->start;
     so->progress = net_progress_fn;
     so->progress_payload = p;
-    cli_cancel_arm();
 }
 
 static void net_end(net_progress *p)
@@ -987,6 +990,7 @@ int cmd_sync(cli *c)
     /* A session, so that Ctrl-C or SIGTERM stops it at once, even while a
      * connect or the TLS handshake hangs. */
     net_begin(&prog, "syncing", &so);
+    cli_cancel_arm();
     int r = fv_sync_session_new(&s, v, &so);
     if (r == FV_OK) {
         cli_cancel_session(s);

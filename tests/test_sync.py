@@ -1550,14 +1550,9 @@ class TestTerminal(SyncTest):
         self.assertEqual(rc, OK, err)
         self.assertEqual(err, b"")
 
-    def test_signal_stops_a_sync_the_server_never_answers(self):
-        """A listener that accepts and never says a word: the TLS handshake
-        would wait for the 30 s timeout. SIGINT (Ctrl-C) or SIGTERM stops
-        the sync at once through the session's wake pipe: canceled (12),
-        one line on stderr, and the vault keeps what it had."""
-        sdir, srv, c = self.organisation()
-        f = self.field(c, srv, "worker")
-        self.add(f, "kept")
+    def mute_listener(self):
+        """A listener on 127.0.0.1 that accepts and never says a word.
+        Returns its address and the list of connections it accepted."""
         mute = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         mute.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         mute.bind(("127.0.0.1", 0))
@@ -1583,7 +1578,17 @@ class TestTerminal(SyncTest):
 
         self.addCleanup(close_all)
         threading.Thread(target=accept, daemon=True).start()
-        addr = "127.0.0.1:%d" % mute.getsockname()[1]
+        return "127.0.0.1:%d" % mute.getsockname()[1], held
+
+    def test_signal_stops_a_sync_the_server_never_answers(self):
+        """A listener that accepts and never says a word: the TLS handshake
+        would wait for the 30 s timeout. SIGINT (Ctrl-C) or SIGTERM stops
+        the sync at once through the session's wake pipe: canceled (12),
+        one line on stderr, and the vault keeps what it had."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "kept")
+        addr, held = self.mute_listener()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with self.subTest(sig=sig):
                 before = len(held)
@@ -1625,6 +1630,36 @@ class TestTerminal(SyncTest):
         self.assertGreaterEqual(self.sync(f)["pushed"], 1)
         self.sync(c)
         self.assertEqual(self.titles(c), ["kept"])
+
+    def test_signal_ends_an_enroll_the_server_never_answers(self):
+        """enroll (no sync session) waiting on a handshake that never
+        comes: SIGTERM ends it at once, not at the timeout."""
+        sdir, srv, c = self.organisation()
+        invite = self.invite(c, "late")
+        d = self.make_vault("late")
+        addr, held = self.mute_listener()
+        proc = subprocess.Popen(
+            [BIN, "--vault", d, "--passphrase-file", self.passfile,
+             "enroll", invite, "--server", addr, "--timeout", "20"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        t0 = time.monotonic()
+        while not held and proc.poll() is None and time.monotonic() - t0 < 20:
+            time.sleep(0.01)
+        self.assertTrue(held, "never connected: %r" % (proc.poll(),))
+        time.sleep(0.5)  # well into the handshake's wait
+        self.assertIsNone(proc.poll(), "the request ended by itself")
+        proc.send_signal(signal.SIGTERM)
+        t1 = time.monotonic()
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            self.fail("still waiting 15 s after SIGTERM")
+        self.assertLess(time.monotonic() - t1, 2.0)
+        self.assertEqual(proc.returncode, -signal.SIGTERM)
 
     def test_upload_progress_shows_rate_and_time_left(self):
         sdir, srv, c = self.organisation()
