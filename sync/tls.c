@@ -680,7 +680,9 @@ int fv_tls_handshake(fv_tls_conn *c)
     return rc;
 }
 
-/* A connected, non-blocking TCP socket to ai, or -1. */
+/* A connected, non-blocking TCP socket to ai, or -1. *rc receives the
+ * result of the wait for the connect, if there was one: FV_ECANCELED when
+ * `wake` ended it. */
 static int tcp_connect(const struct addrinfo *ai, int64_t deadline, int wake,
                        int *rc)
 {
