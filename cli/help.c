@@ -365,8 +365,11 @@ static const struct {
      "  import    verifies every envelope in FILE exactly as a sync would and\n"
      "            stores them; prints how many, and how many were new.\n"
      "            Importing twice changes nothing. Exit 5 if the file is\n"
-     "            damaged: nothing of the damaged batch is stored\n"
-     "With --json prints {\"file\", \"envelopes\"} (and \"added\" on import).\n"},
+     "            damaged: nothing of the damaged batch is stored. Review\n"
+     "            states travel only through the server: another device's\n"
+     "            are skipped, and counted\n"
+     "With --json prints {\"file\", \"envelopes\"} (and \"added\" and\n"
+     "\"states_skipped\" on import).\n"},
     {"export",
      "usage: fieldvault export --format json|csv|html|evidence --output PATH\n"
      "                         [--state S] [--tag T] [--device DEVICE_ID]\n"

@@ -362,20 +362,31 @@ static const char *plural(uint64_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
+/* `skipped`: a vault's bundle import (NULL for the server's). */
 static void print_import(const cli *c, const char *file, uint64_t count,
-                         uint64_t added)
+                         uint64_t added, const uint64_t *skipped)
 {
     if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");
         json_strz(stdout, file);
-        fprintf(stdout, ", \"envelopes\": %llu, \"added\": %llu}\n",
+        fprintf(stdout, ", \"envelopes\": %llu, \"added\": %llu",
                 (unsigned long long)count, (unsigned long long)added);
+        if (skipped)
+            fprintf(stdout, ", \"states_skipped\": %llu",
+                    (unsigned long long)*skipped);
+        fputs("}\n", stdout);
     } else {
         fprintf(stdout, "imported %llu %s (%llu new)\n",
                 (unsigned long long)count,
                 plural(count, "envelope", "envelopes"),
                 (unsigned long long)added);
+        if (skipped && *skipped > 0)
+            fprintf(stdout,
+                    "%llu review %s skipped: they travel only through the "
+                    "server\n",
+                    (unsigned long long)*skipped,
+                    plural(*skipped, "state", "states"));
     }
 }
 
@@ -402,7 +413,7 @@ static int server_import(cli *c)
         rc = cli_exit_code(r);
         goto cleanup;
     }
-    print_import(c, c->pos[0], count, added);
+    print_import(c, c->pos[0], count, added, NULL);
     rc = cli_flush_stdout();
 cleanup:
     cli_opts_free(opts);
@@ -1063,7 +1074,7 @@ static int bundle_run(cli *c, int import)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    uint64_t count = 0, added = 0;
+    uint64_t count = 0, added = 0, skipped = 0;
     int rc;
 
     if (cli_begin(c, NULL, 1, 1, "FILE", &rc))
@@ -1071,14 +1082,14 @@ static int bundle_run(cli *c, int import)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     const char *file = c->pos[0];
-    int r = import ? fv_bundle_import(v, file, &count, &added)
+    int r = import ? fv_bundle_import(v, file, &count, &added, &skipped)
                    : fv_bundle_export(v, file, &count);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (import) {
-        print_import(c, file, count, added);
+        print_import(c, file, count, added, &skipped);
     } else if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");

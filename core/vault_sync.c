@@ -282,10 +282,10 @@ static int courier_may_retract(fv_vault *v, const fv_env *e)
 
 /* *retracted is set when a retraction destroyed a record (the caller runs
  * the truncating checkpoint after the commit). `courier`: from a bundle,
- * not from the server. */
+ * not from the server; *skipped counts the review states it leaves out. */
 static int import_one(fv_vault *v, int role, int courier,
                       const unsigned char *bytes, size_t len, size_t *added,
-                      int *retracted)
+                      size_t *skipped, int *retracted)
 {
     fv_store_env se;
     fv_env e;
@@ -306,6 +306,16 @@ static int import_one(fv_vault *v, int role, int courier,
         fv_env_clear(&e);
         return fv_v_err(v, FV_EPROTO,
                         "the server sent an envelope not meant for this device");
+    }
+    /* A review state is only a coordinator's to set, and only the server
+     * knows who is one: a vault cannot tell a coordinator's signing key from
+     * a field device's. From a bundle, a state is left out (not an error:
+     * the rest imports), unless this device wrote it. Coordinators exchange
+     * states through the server. */
+    if (e.kind == FV_ENV_STATE && courier && !own) {
+        fv_env_clear(&e);
+        (*skipped)++;
+        return FV_OK;
     }
     /* Nothing more of a retracted record is kept: what arrives after its
      * retraction is dropped (the batch, and the cursor, still move on). */
@@ -347,17 +357,18 @@ static int import_one(fv_vault *v, int role, int courier,
     return rc;
 }
 
-int fv_vs_import(fv_vault *v, const fv_sync_state *st,
-                 const unsigned char *const *env, const size_t *len, size_t n,
-                 size_t *added)
+static int import_batch(fv_vault *v, const fv_sync_state *st,
+                        const unsigned char *const *env, const size_t *len,
+                        size_t n, size_t *added, size_t *skipped)
 {
     int rc = fv_store_begin(v->store), retracted = 0;
     *added = 0;
+    *skipped = 0;
     if (rc)
         return fv_v_serr(v, rc);
     for (size_t i = 0; i < n && rc == FV_OK; i++)
         rc = import_one(v, st ? st->role : FV_ROLE_COORDINATOR, st == NULL,
-                        env[i], len[i], added, &retracted);
+                        env[i], len[i], added, skipped, &retracted);
     if (rc == FV_OK && st)
         rc = state_put(v, st);
     if (rc == FV_OK)
@@ -368,6 +379,21 @@ int fv_vs_import(fv_vault *v, const fv_sync_state *st,
     else if (retracted)
         rc = fv_v_serr(v, fv_store_checkpoint(v->store));
     return rc;
+}
+
+int fv_vs_import(fv_vault *v, const fv_sync_state *st,
+                 const unsigned char *const *env, const size_t *len, size_t n,
+                 size_t *added)
+{
+    size_t skipped;
+    return import_batch(v, st, env, len, n, added, &skipped);
+}
+
+int fv_vs_import_bundle(fv_vault *v, const unsigned char *const *env,
+                        const size_t *len, size_t n, size_t *added,
+                        size_t *skipped)
+{
+    return import_batch(v, NULL, env, len, n, added, skipped);
 }
 
 int fv_vs_conflicts(fv_vault *v, size_t *count)

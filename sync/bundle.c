@@ -251,30 +251,32 @@ int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
 
 struct vault_import {
     fv_vault *v;
-    uint64_t total, added;
+    uint64_t total, added, skipped;
 };
 
 static int vault_batch(const unsigned char *const *env, const size_t *len,
                        size_t n, void *payload)
 {
     struct vault_import *x = payload;
-    size_t nadded = 0;
-    /* Verified and stored exactly as pulled envelopes are. */
-    int rc = fv_vs_import(x->v, NULL, env, len, n, &nadded);
+    size_t nadded = 0, nskipped = 0;
+    /* Verified and stored as pulled envelopes are, but with no server
+     * behind them (review states are left out). */
+    int rc = fv_vs_import_bundle(x->v, env, len, n, &nadded, &nskipped);
     if (rc == FV_EPROTO)
         rc = fv_vs_fail(x->v, FV_ECORRUPT,
                         "an envelope in the bundle fails verification");
     if (rc == FV_OK) {
         x->total += n;
         x->added += nadded;
+        x->skipped += nskipped;
     }
     return rc;
 }
 
 int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                     uint64_t *added)
+                     uint64_t *added, uint64_t *skipped)
 {
-    struct vault_import x = {v, 0, 0};
+    struct vault_import x = {v, 0, 0, 0};
     const char *why = NULL;
     int rc;
 
@@ -287,5 +289,7 @@ int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
         *count = x.total;
     if (added)
         *added = x.added;
+    if (skipped)
+        *skipped = x.skipped;
     return rc;
 }

@@ -492,6 +492,34 @@ class TestUnknownOrigin(DeskTest):
         self.assertEqual(set(self.listing(c2, "--device", o["F1_id"])), {rid})
 
 
+class TestCourierStates(DeskTest):
+    def test_review_state_not_by_courier(self):
+        """A bundle cannot set review states (a vault cannot tell a
+        coordinator's key from a field device's): another coordinator leaves
+        them out and says so, and gets them from the server; the writer's own
+        come back without a word."""
+        o = self.desk()
+        f1, c1, c2 = o["F1"], o["C1"], o["C2"]
+        rid = self.add(f1, "crossing at Hyesan")
+        self.settle(f1)
+        self.settle(c1)
+        self.settle(c2)
+        self.v(c2, "review", rid, "--state", "archived")
+        bundle = self.path("c2-states.bundle")
+        self.v(c2, "bundle", "export", bundle)
+        r = self.v(c1, "bundle", "import", bundle)
+        self.assertIn(b"1 review state skipped: they travel only through "
+                      b"the server", r.stdout)
+        self.assertEqual(self.jv(c1, "bundle", "import", bundle)
+                         ["states_skipped"], 1)
+        self.assertEqual(self.listing(c1)[rid]["state"], "new")
+        j = self.jv(c2, "bundle", "import", bundle)
+        self.assertEqual(j["states_skipped"], 0)
+        self.assertEqual(self.listing(c2)[rid]["state"], "archived")
+        self.sync(c2)
+        self.sync(c1)
+        self.assertEqual(self.listing(c1)[rid]["state"], "archived")
+
 def main():
     argv = list(sys.argv)
     if len(argv) > 1 and not argv[1].startswith("-"):

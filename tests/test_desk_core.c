@@ -98,6 +98,35 @@ static void carry(fv_vault *from, fv_vault *to)
     bag_free(&b);
 }
 
+/* Delivers envelopes to coordinator `to` as the server's feed does (the
+ * server has checked who may write what: review states travel only this
+ * way between coordinators, never by courier). */
+static void bag_serve(fv_vault *to, const struct bag *b)
+{
+    fv_sync_state st;
+    size_t added = 0;
+    int rc;
+    if (fv_vs_state_get(to, &st) != FV_OK) {
+        memset(&st, 0, sizeof st);
+        st.role = FV_ROLE_COORDINATOR;
+    }
+    CHECK_EQ(st.role, FV_ROLE_COORDINATOR);
+    rc = fv_vs_import(to, &st, (const unsigned char *const *)b->env, b->len,
+                      b->n, &added);
+    if (rc)
+        fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
+    CHECK_EQ(rc, FV_OK);
+}
+
+/* Carries everything `from` wrote to coordinator `to` through the server. */
+static void serve(fv_vault *from, fv_vault *to)
+{
+    struct bag b;
+    bag_fill(&b, from);
+    bag_serve(to, &b);
+    bag_free(&b);
+}
+
 static int sealed_to(const fv_env *e, const unsigned char pk[32]);
 
 /* Carries what `from` wrote for field device `to` as the server delivers
@@ -436,25 +465,25 @@ static void test_states(struct org *o, const unsigned char a[32],
         CHECK(e.nparents == 1 && memcmp(e.parents[0], a, 32) == 0);
         fv_env_clear(&e);
     }
-    /* The other coordinator reads them; the field device holds them and
-     * cannot: its record stays "new". */
-    bag_import(o->c2, &bag);
+    /* The other coordinator reads them from the server; a field device
+     * given them by courier stores none: its record stays "new". */
+    bag_serve(o->c2, &bag);
     bag_import(o->f1, &bag);
     bag_free(&bag);
     CHECK_EQ(get_state(o->c2, a), FV_STATE_NEEDS_FOLLOW_UP);
     CHECK_EQ(get_state(o->f1, a), FV_STATE_NEW);
-    CHECK(db_count(o->df1, "SELECT count(*) FROM envelope WHERE kind = 5", NULL) >= 2);
+    CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM envelope WHERE kind = 5", NULL), 0);
     CHECK_EQ(db_count(o->df1, "SELECT count(*) FROM review", NULL), 0);
 
     /* The second coordinator's later setting wins everywhere. */
     CHECK_EQ(fv_record_set_state(o->c2, a, FV_STATE_ARCHIVED), FV_OK);
-    carry(o->c2, o->c);
+    serve(o->c2, o->c);
     CHECK_EQ(get_state(o->c, a), FV_STATE_ARCHIVED);
     /* Importing the older ones again changes nothing. */
-    carry(o->c, o->c2);
+    serve(o->c, o->c2);
     CHECK_EQ(get_state(o->c2, a), FV_STATE_ARCHIVED);
     CHECK_EQ(fv_record_set_state(o->c, b, FV_STATE_REVIEWED), FV_OK);
-    carry(o->c, o->c2);
+    serve(o->c, o->c2);
     CHECK_EQ(get_state(o->c2, b), FV_STATE_REVIEWED);
 }
 
@@ -508,15 +537,106 @@ static void test_state_tie(struct org *o, const unsigned char rec[32])
         rev.len[i] = bag.len[bag.n - 1 - i];
     }
     rev.n = bag.n;
-    bag_import(x, &bag);
-    bag_import(y, &rev);
+    bag_serve(x, &bag);
+    bag_serve(y, &rev);
     bag_free(&bag);
     CHECK_EQ(get_state(x, rec), want);
     CHECK_EQ(get_state(y, rec), want);
-    carry(o->c2, o->c);
+    serve(o->c2, o->c);
     CHECK_EQ(get_state(o->c, rec), want);
     fv_vault_close(x);
     fv_vault_close(y);
+}
+
+/* Imports a bag as a courier bundle: *skipped counts review states left out. */
+static int bundle_in(fv_vault *to, const struct bag *b, size_t *added,
+                     size_t *skipped)
+{
+    return fv_vs_import_bundle(to, (const unsigned char *const *)b->env,
+                               b->len, b->n, added, skipped);
+}
+
+/* A field device cannot be told from a coordinator by its key, so a review
+ * state it forges (sealed to the public organisation key, dated far ahead
+ * to stick) and hands over in a bundle is left out, counted, and the rest
+ * of the bundle imports. A coordinator's own states re-imported from a
+ * bundle are fine; another coordinator's are left out (the server carries
+ * them). */
+static void test_state_forged(struct org *o, const unsigned char a[32])
+{
+    unsigned char fid[32], recips[2][32], sp[32], *p = NULL;
+    size_t n = 0, added = 0, skipped = 0, states = 0;
+    struct bag bag;
+    const char *d = new_path("forged"), *key = new_path("orgkey");
+    fv_vault *x = create(d);
+    int want = get_state(o->c, a), want2 = get_state(o->c2, a);
+    fv_v_write w = {
+        .kind = FV_ENV_STATE,
+        .record = a,
+        .parents = (const unsigned char(*)[FV_ID_BYTES])a,
+        .nparents = 1,
+        .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])recips,
+        .nrecipients = 2,
+    };
+
+    CHECK(want > FV_STATE_NEW && want != FV_STATE_REVIEWED);
+    fv_vs_device(o->f1, sp, recips[0]);
+    memcpy(recips[1], o->pk, 32);
+    CHECK_EQ(fv_state_encode(&p, &n, 8000000000LL, FV_STATE_REVIEWED), FV_OK);
+    w.payload = p;
+    w.payload_len = n;
+    CHECK_EQ(fv_store_begin(o->f1->store), FV_OK);
+    CHECK_EQ(fv_v_write_envelope(o->f1, fid, &w), FV_OK);
+    CHECK_EQ(fv_store_commit(o->f1->store), FV_OK);
+    fv_enc_free_buf(p, n);
+
+    /* f1's whole outbox (its records and the forged state) to both
+     * coordinators and to a fresh vault holding the organisation key. */
+    bag_fill(&bag, o->f1);
+    CHECK_EQ(bundle_in(o->c, &bag, &added, &skipped), FV_OK);
+    CHECK_EQ(skipped, 1);
+    CHECK_EQ(get_state(o->c, a), want);
+    CHECK_EQ(db_count(o->dc, "SELECT count(*) FROM envelope WHERE id = ?1", fid), 0);
+    CHECK_EQ(bundle_in(o->c2, &bag, &added, &skipped), FV_OK);
+    CHECK_EQ(skipped, 1);
+    CHECK_EQ(get_state(o->c2, a), want2);
+    CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(bundle_in(x, &bag, &added, &skipped), FV_OK);
+    CHECK_EQ(skipped, 1);
+    CHECK_EQ(added, bag.n - 1);
+    CHECK_EQ(get_state(x, a), FV_STATE_NEW);
+    /* fv_vs_import with no server state is the same courier path. */
+    CHECK_EQ(fv_vs_import(x, NULL, (const unsigned char *const *)bag.env,
+                          bag.len, bag.n, &added), FV_OK);
+    CHECK_EQ(get_state(x, a), FV_STATE_NEW);
+    CHECK_EQ(db_count(d, "SELECT count(*) FROM envelope WHERE kind = 5", NULL), 0);
+    bag_free(&bag);
+
+    /* The coordinator's own states back from a bundle: taken, nothing
+     * skipped, its state unchanged. Handed to the other coordinator by
+     * courier, each is left out. */
+    bag_fill(&bag, o->c);
+    for (size_t i = 0; i < bag.n; i++) {
+        fv_env e;
+        if (fv_env_parse(&e, bag.env[i], bag.len[i]) != FV_OK)
+            continue;
+        states += e.kind == FV_ENV_STATE;
+        fv_env_clear(&e);
+    }
+    CHECK(states > 0);
+    CHECK_EQ(bundle_in(o->c, &bag, &added, &skipped), FV_OK);
+    CHECK_EQ(skipped, 0);
+    CHECK_EQ(get_state(o->c, a), want);
+    CHECK_EQ(bundle_in(x, &bag, &added, &skipped), FV_OK);
+    CHECK_EQ(skipped, states);
+    CHECK_EQ(get_state(x, a), FV_STATE_NEW);
+    /* Through the server, they (and c2's, the latest) reach it. */
+    bag_serve(x, &bag);
+    serve(o->c2, x);
+    CHECK_EQ(get_state(x, a), want);
+    bag_free(&bag);
+    fv_vault_close(x);
 }
 
 /* Review states held before the organisation key arrives are read once it
@@ -528,8 +648,8 @@ static void test_state_after_key_import(struct org *o, const unsigned char a[32]
     int want = get_state(o->c, a);
 
     carry(o->f1, x);
-    carry(o->c, x);
-    carry(o->c2, x);
+    serve(o->c, x);
+    serve(o->c2, x);
     CHECK_EQ(get_state(x, a), -1); /* not readable at all yet */
     CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
     CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
@@ -1703,6 +1823,7 @@ int main(void)
     test_states(&o, a, b);
     test_state_tie(&o, b);
     test_state_after_key_import(&o, a);
+    test_state_forged(&o, a);
     test_filters(&o, a, b, d);
     test_notes(&o, a, d);
     test_merge(&o, a, b);
