@@ -69,10 +69,14 @@ static int write_new_file(fv_vault *v, const char *path,
         tmp[0] = '\0';
         goto done;
     }
-    if ((rc = fv_write_all(fd, buf, len)) == FV_OK && fsync(fd) != 0)
-        rc = fv_errno_rc(errno);
-    if (rc) {
-        rc = fv_v_err(v, rc, "cannot write the key file: %s", fv_errno_text(errno).text);
+    if ((rc = fv_write_all(fd, buf, len))) {
+        /* The helper's result, not errno, which it does not promise to keep. */
+        rc = fv_v_err(v, rc, "cannot write the key file: %s", fv_strerror(rc));
+        goto done;
+    }
+    if (fsync(fd) != 0) {
+        rc = fv_v_err(v, fv_errno_rc(errno), "cannot write the key file: %s",
+                      fv_errno_text(errno).text);
         goto done;
     }
     if (link(tmp, path) != 0) {
