@@ -271,7 +271,7 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                        const char *name, const char *path,
                        fv_progress_fn progress, void *progress_payload)
 {
-    char *tmp;
+    char *tmp, *dir;
     size_t n;
     int fd, rc;
     struct stat sb;
@@ -281,14 +281,20 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     if (lstat(path, &sb) == 0)
         return fv_v_err(v, FV_EEXIST, "the output file already exists");
     n = strlen(path) + 16;
-    if (!(tmp = malloc(n)))
+    tmp = malloc(n);
+    dir = fv_path_dir(path);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
         return fv_v_err(v, FV_ENOMEM, "out of memory");
+    }
     snprintf(tmp, n, "%s.fvtmp-XXXXXX", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot create the output file: %s",
                   fv_errno_text(errno).text);
         free(tmp);
+        free(dir);
         return rc;
     }
     rc = fv_attachment_read(v, id, name, write_fd, &fd, progress, progress_payload);
@@ -302,7 +308,10 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno),
                   "cannot create the output file: %s", fv_errno_text(errno).text);
     unlink(tmp);
+    if (rc == FV_OK)
+        fv_fsync_dir(dir); /* the new name made durable */
     free(tmp);
+    free(dir);
     return rc;
 }
 
