@@ -262,11 +262,6 @@ done:
     return rc;
 }
 
-static int write_fd(const unsigned char *buf, size_t len, void *payload)
-{
-    return fv_write_all(*(int *)payload, buf, len) != FV_OK;
-}
-
 int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                        const char *name, const char *path,
                        fv_progress_fn progress, void *progress_payload)
@@ -297,7 +292,7 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         free(dir);
         return rc;
     }
-    rc = fv_attachment_read(v, id, name, write_fd, &fd, progress, progress_payload);
+    rc = fv_attachment_read(v, id, name, fv_write_fd_cb, &fd, progress, progress_payload);
     if (rc == FV_OK && fsync(fd) != 0)
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot write the output file: %s",
                   fv_errno_text(errno).text);

@@ -762,11 +762,6 @@ static int html_note_cb(const fv_note *n, void *payload)
     return o->err;
 }
 
-static int write_fd_cb(const unsigned char *buf, size_t len, void *payload)
-{
-    return fv_write_all(*(int *)payload, buf, len) != FV_OK;
-}
-
 /* Copies attachment `a` of record `r` into files/<id>/<safe name>. Sets
  * *copied when the file is complete. */
 static int html_attachment(struct exp *x, const fv_record *r, int recdir,
@@ -780,7 +775,7 @@ static int html_attachment(struct exp *x, const fv_record *r, int recdir,
         return FV_OK; /* still arriving: listed, not copied */
     if ((rc = create_at(recdir, safe, &fd)))
         return exp_fail(x, rc, "an attachment file");
-    rc = fv_attachment_read(x->v, r->id, a->name, write_fd_cb, &fd, NULL, NULL);
+    rc = fv_attachment_read(x->v, r->id, a->name, fv_write_fd_cb, &fd, NULL, NULL);
     if (rc == FV_OK && fsync(fd) != 0)
         rc = exp_fail(x, fv_errno_rc(errno), "an attachment file");
     close(fd);

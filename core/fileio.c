@@ -40,6 +40,11 @@ int fv_write_all(int fd, const void *buf, size_t n)
     return FV_OK;
 }
 
+int fv_write_fd_cb(const unsigned char *buf, size_t len, void *payload)
+{
+    return fv_write_all(*(int *)payload, buf, len) != FV_OK;
+}
+
 int fv_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
