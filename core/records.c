@@ -591,6 +591,7 @@ struct history {
     fv_revision_fn fn;
     void *payload;
     int rc;
+    size_t seen;
 };
 
 static int history_cb(const fv_store_env *se, void *payload)
@@ -601,6 +602,7 @@ static int history_cb(const fv_store_env *se, void *payload)
     fv_rec *r = NULL;
     int rc;
 
+    h->seen++;
     memset(&rev, 0, sizeof rev);
     memcpy(rev.id, se->id, FV_ID_BYTES);
     rev.kind = se->kind;
@@ -637,30 +639,37 @@ static int history_cb(const fv_store_env *se, void *payload)
 int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                       fv_revision_fn fn, void *payload)
 {
-    struct history h = {v, fn, payload, FV_OK};
-    int rc, seen = 0;
+    struct history h = {v, fn, payload, FV_OK, 0};
+    int rc, genesis;
     unsigned char rec[FV_ID_BYTES];
     unsigned char *bytes = NULL;
     size_t len;
     int kind;
 
-    /* A record id is its first revision's id. */
+    /* A record id is its first revision's id; an id naming a later
+     * revision is no record. The first revision may not have arrived yet
+     * while a later one has (a courier bundle carrying an edit): the record
+     * is then known by the revisions stored under it. */
     rc = fv_store_env_get(v->store, id, rec, &kind, &bytes, &len, NULL);
     free(bytes);
-    if (rc == FV_ENOTFOUND || (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES))) {
+    if (rc == FV_OK && memcmp(rec, id, FV_ID_BYTES))
+        return fv_v_err(v, FV_ENOTFOUND, "no such record");
+    if (rc && rc != FV_ENOTFOUND)
+        return fv_v_serr(v, rc);
+    genesis = rc == FV_OK;
+    rc = fv_store_record_envs(v->store, id, history_cb, &h);
+    if (rc == FV_ECANCELED)
+        return fv_v_err(v, rc, "stopped by the caller");
+    if (h.rc || rc)
+        return h.rc ? h.rc : fv_v_serr(v, rc);
+    if (!genesis && h.seen == 0) {
         rc = fv_store_retracted(v->store, id);
         if (rc < 0)
             return fv_v_serr(v, rc);
         return fv_v_err(v, FV_ENOTFOUND, rc ? "the record was retracted"
                                             : "no such record");
     }
-    if (rc)
-        return fv_v_serr(v, rc);
-    (void)seen;
-    rc = fv_store_record_envs(v->store, id, history_cb, &h);
-    if (rc == FV_ECANCELED)
-        return fv_v_err(v, rc, "stopped by the caller");
-    return h.rc ? h.rc : fv_v_serr(v, rc);
+    return FV_OK;
 }
 
 int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],

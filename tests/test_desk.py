@@ -486,6 +486,13 @@ class TestUnknownOrigin(DeskTest):
         self.assertIn(rid, lst)
         self.assertIsNone(lst[rid]["author"], lst[rid])
         self.assertNotIn("0" * 64, self.v(w, "list").stdout.decode())
+        # show gives the history the vault holds: c2's edit, no genesis
+        s = self.jv(w, "show", rid)
+        self.assertIsNone(s["author"], s)
+        self.assertTrue(s["revisions"], s)
+        self.assertNotIn(rid, [r["id"] for r in s["revisions"]])
+        self.assertEqual({r["author"] for r in s["revisions"]}, {o["C2_id"]})
+        self.assertRegex(self.v(w, "show", rid).stdout, rb"author: +unknown")
         # zeros are no device's id: not a way to select such records
         r = self.v(w, "list", "--device", "0" * 64, expect=test_sync.USAGE)
         self.assertIn(b"--device", r.stderr)

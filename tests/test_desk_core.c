@@ -854,6 +854,22 @@ struct heads {
     size_t n;
 };
 
+/* Counts revisions written by `author` and the others. */
+struct by_author {
+    const unsigned char *author;
+    size_t mine, others;
+};
+
+static int by_author_cb(const fv_revision *rev, void *payload)
+{
+    struct by_author *b = payload;
+    if (memcmp(rev->author, b->author, FV_ID_BYTES) == 0 && !rev->purged)
+        b->mine++;
+    else
+        b->others++;
+    return 0;
+}
+
 static int heads_cb(const fv_revision *rev, void *payload)
 {
     struct heads *h = payload;
@@ -1485,6 +1501,16 @@ static void test_edges(struct org *o, const unsigned char a[32])
         }
         fv_record_free(r);
         CHECK(query(w, NULL, &q) >= 1);
+        /* Its history is what the vault holds: c2's revisions, no genesis;
+         * an id the vault knows nothing of is still no record. */
+        struct by_author b = {o->c2_id, 0, 0};
+        unsigned char unknown[32];
+        CHECK_EQ(fv_record_history(w, a, by_author_cb, &b), FV_OK);
+        CHECK(b.mine >= 1);
+        CHECK_EQ(b.others, 0);
+        memset(unknown, 0x5a, sizeof unknown);
+        CHECK_EQ(fv_record_history(w, unknown, by_author_cb, &b), FV_ENOTFOUND);
+        CHECK(strcmp(fv_vault_errmsg(w), "no such record") == 0);
         fv_vault_close(w);
     }
 

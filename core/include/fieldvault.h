@@ -301,7 +301,9 @@ typedef struct fv_revision {
 typedef int (*fv_revision_fn)(const fv_revision *rev, void *payload);
 
 /* Calls `fn` for every revision of record `id`, oldest first (parents before
- * children). `rev` is borrowed for the call. */
+ * children). `rev` is borrowed for the call. A record whose first revision
+ * has not reached this vault yet lists the revisions it holds. FV_ENOTFOUND
+ * for an id that names no record here (or a retracted one). */
 FV_API int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                              fv_revision_fn fn, void *payload);
 
