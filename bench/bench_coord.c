@@ -283,7 +283,7 @@ static long coordinator_run(const char *dir, const char *addr,
 static int coordinator_main(char **argv)
 {
     struct coord_result res;
-    int fd = atoi(argv[6]);
+    int fd = (int)parse_count(argv[6], "the result descriptor");
     memset(&res, 0, sizeof res);
     bench_prog = "bench_coord (coordinator)";
     if (sodium_init() < 0)
@@ -601,17 +601,6 @@ static const char usage[] =
     "coord.export.json, coord.export.csv, coord.export.rss.tenth,\n"
     "coord.export.rss.all); none runs them all. --quick: 10,000 records from\n"
     "20 devices instead of 100,000 from 100.\n";
-
-static size_t parse_count(const char *s, const char *what)
-{
-    char *end;
-    unsigned long long v;
-    errno = 0;
-    v = strtoull(s ? s : "", &end, 10);
-    if (!s || errno || *end || v == 0 || v > 10000000)
-        die("%s needs a count from 1 to 10000000", what);
-    return (size_t)v;
-}
 
 int main(int argc, char **argv)
 {

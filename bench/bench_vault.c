@@ -701,17 +701,6 @@ static const char usage[] =
     "JSON line per measurement. Scratch files go in a new directory under DIR\n"
     "(default $TMPDIR or /tmp) and are removed afterwards.\n";
 
-static size_t parse_count(const char *s, const char *what)
-{
-    char *end;
-    unsigned long long v;
-    errno = 0;
-    v = strtoull(s ? s : "", &end, 10);
-    if (!s || errno || *end || v == 0 || v > 10000000)
-        die("%s needs a count from 1 to 10000000", what);
-    return (size_t)v;
-}
-
 int main(int argc, char **argv)
 {
     static const char *const known[] = {"vault.add", "vault.list",

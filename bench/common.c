@@ -767,3 +767,14 @@ const char *default_fieldvault(void)
     memcpy(slash + 1, "fieldvault", sizeof "fieldvault");
     return path;
 }
+
+size_t parse_count(const char *s, const char *what)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s ? s : "", &end, 10);
+    if (!s || errno || *end || v == 0 || v > 10000000)
+        die("%s needs a count from 1 to 10000000", what);
+    return (size_t)v;
+}

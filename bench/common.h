@@ -42,6 +42,8 @@ void bench_select(const char *const *names, int n);
 int wanted(const char *name);
 
 double now(void); /* CLOCK_MONOTONIC, seconds */
+/* A command-line count, 1..10,000,000; dies with `what` otherwise. */
+size_t parse_count(const char *s, const char *what);
 long my_tid(void);
 void *xmalloc(size_t n);
 /* Dies with the library's message unless rc is FV_OK. */
