@@ -562,6 +562,17 @@ static void *runner_main(void *arg)
     return NULL;
 }
 
+/* Sets up a runner for a new session on v; 0 if the session failed. */
+static int runner_init(struct runner *r, fv_vault *v, const fv_sync_options *so)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->v = v;
+    CHECK_EQ(fv_sync_session_new(&r->s, v, so), FV_OK);
+    return r->s != NULL;
+}
+
 static void runner_start(struct runner *r, pthread_t *t)
 {
     r->done = 0;
@@ -615,12 +626,7 @@ static void test_cancel_silent_listener(fv_vault *v)
     so.server = addr;
     so.timeout_ms = 3000;
 
-    memset(&r, 0, sizeof r);
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    r.v = v;
-    CHECK_EQ(fv_sync_session_new(&r.s, v, &so), FV_OK);
-    if (!r.s)
+    if (!runner_init(&r, v, &so))
         return;
     runner_start(&r, &t);
     CHECK(readable_within(lfd, 5000));
@@ -685,12 +691,7 @@ static void test_cancel_connect(fv_vault *v)
     so.server = addr;
     so.timeout_ms = 20000;
 
-    memset(&r, 0, sizeof r);
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    r.v = v;
-    CHECK_EQ(fv_sync_session_new(&r.s, v, &so), FV_OK);
-    if (!r.s)
+    if (!runner_init(&r, v, &so))
         return;
     runner_start(&r, &t);
     sleep_ms(300);
@@ -765,11 +766,8 @@ static void test_cancel_mute_server(struct server *s, fv_vault *v)
     so.server = addr;
     so.timeout_ms = 20000;
 
-    memset(&r, 0, sizeof r);
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    r.v = v;
-    CHECK_EQ(fv_sync_session_new(&r.s, v, &so), FV_OK);
+    if (!runner_init(&r, v, &so))
+        return;
     runner_start(&r, &t);
     end = now_ms() + 10000;
     while (atomic_load(&m.handshakes) == 0 && now_ms() < end)
@@ -861,12 +859,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
     so.server = s->addr;
     so.progress = big_progress_cb;
     so.progress_payload = &p;
-    memset(&r, 0, sizeof r);
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    r.v = v;
-    CHECK_EQ(fv_sync_session_new(&r.s, v, &so), FV_OK);
-    if (!r.s)
+    if (!runner_init(&r, v, &so))
         return;
 
     /* 1. The progress callback cancels. */
