@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end tests of the `fieldvault` command.
 
 Runs the real binary as subprocesses against vaults made with `init --kdf test`

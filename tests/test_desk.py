@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end test of the coordinator's desk (issue 5) with real processes:
 a real server on 127.0.0.1, two field devices and two coordinators (the
 second enrolled by a coordinator invite and given the organisation key by

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end tests of `fieldvault export` and `fieldvault verify`.
 
 Runs the real binary against a vault (`init --kdf test`) holding hostile

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end tests of syncing: the real `fieldvault` binary as a server
 (`server init`, `serve`) and as devices (`enroll`, `org`, `sync`, `bundle`),
 on 127.0.0.1 only, with free ports (port 0, read back from the

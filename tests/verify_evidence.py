@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """verify_evidence.py - checks a FieldVault evidence directory
 (`fieldvault export --format evidence --output DIR`) without FieldVault's C
 code.

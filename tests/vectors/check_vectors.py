@@ -1,17 +1,18 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """check_vectors.py - a second, independent reader of docs/FORMAT.md.
 
 Checks every vector in this directory without FieldVault's C code: its own
 strict CBOR decoder, COSE_Sign1 Sig_structure, BLAKE2b and keyed BLAKE2b (the
-key commitment; hashlib), Argon2id, Ed25519, X25519 and Poly1305
-(python3-cryptography), and HChaCha20, Salsa20, XChaCha20-Poly1305 and
+key commitment; hashlib), Argon2id (python3-nacl), Ed25519, X25519 and
+Poly1305 (python3-cryptography), and HChaCha20, Salsa20, XChaCha20-Poly1305 and
 crypto_box_seal written out here from their specs.
 
-    python3 tests/vectors/check_vectors.py [tests/vectors]
+    /usr/bin/python3 tests/vectors/check_vectors.py [tests/vectors]
 
-Needs python3-cryptography >= 44 (Debian: apt-get install python3-cryptography).
-Not part of ctest: the C test (tests/test_envelope.c) is; this is the proof
-that the document is enough to write a reader in another language.
+Runs with Debian 12's own packages (apt-get install python3-cryptography
+python3-nacl): python3-cryptography 38 has no Argon2, python3-nacl 1.5 has
+Argon2id (libsodium's). ctest runs it as test_vectors_py: the proof that the
+document is enough to write a reader in another language.
 """
 import hashlib
 import json
@@ -24,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey, X25519PublicKey)
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.poly1305 import Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.pwhash import argon2id
 
 
 def b2b256(data):
@@ -408,8 +410,10 @@ def main():
     magic, ver, alg, ops, mem = struct.unpack_from("<8sIIQQ", kf)
     check(magic == b"FieldVlt" and ver == 1 and alg == 1, "key file header")
     salt, nonce, wrapped = kf[32:48], kf[48:72], kf[72:]
-    wk = Argon2id(salt=salt, length=32, iterations=ops, lanes=1,
-                  memory_cost=mem // 1024).derive(kj["passphrase"].encode())
+    # Argon2id v1.3, one lane; the key file stores memory in bytes, as
+    # libsodium's crypto_pwhash (and python3-nacl's kdf) take it.
+    wk = argon2id.kdf(32, kj["passphrase"].encode(), salt,
+                      opslimit=ops, memlimit=mem)
     check(wk.hex() == kj["wrapping_key"], "Argon2id wrapping key")
     vk = xchacha_open(wk, nonce, wrapped, kf[:48])
     check(vk.hex() == kj["vault_key"], "vault key")
@@ -426,8 +430,9 @@ def main():
     blob = H(dj["device_keys"])
     sec = xchacha_open(sub, blob[:24], blob[24:], H(dj["sign_pk"]) + H(dj["box_pk"]))
     check(sec[:64].hex() == dj["sign_sk"] and sec[64:].hex() == dj["box_sk"], "device keys")
-    check(X25519PrivateKey.from_private_bytes(sec[64:]).public_key().public_bytes_raw()
-          == H(dj["box_pk"]), "box key pair")
+    # public_bytes(Raw, Raw): python3-cryptography 38 has no public_bytes_raw.
+    check(X25519PrivateKey.from_private_bytes(sec[64:]).public_key().public_bytes(
+          Encoding.Raw, PublicFormat.Raw) == H(dj["box_pk"]), "box key pair")
 
     keys = {H(dj["box_pk"]): H(dj["box_sk"]),
             H(V["organisation"]["box_pk"]): H(V["organisation"]["box_sk"])}
