@@ -12,7 +12,8 @@ expects `verify` to say so (exit 5).
 
     python3 tests/test_export.py build/bin/fieldvault [unittest options]
 
-Standard library only (plus python3-cryptography for the evidence check).
+Standard library only (plus python3-cryptography and python3-nacl for the
+evidence check), under Debian 12's /usr/bin/python3.
 """
 
 import base64
@@ -315,6 +316,67 @@ class ExportTest(unittest.TestCase):
             with open(victim, "wb") as f:
                 f.write(data)
             self.check_evidence(path, 0)
+
+    def test_evidence_checker_refuses_each_tampering(self):
+        """verify_evidence.py refuses an export changed in any way the
+        manifest or the directory could be: a stray file or directory, a
+        symbolic link for a chunk, a record whose revision is not a head, a
+        changed origin, a wrong size."""
+        path = self.out("evidence")
+        self.fv(["export", "--format", "evidence", "--output", path])
+        self.check_evidence(path, 0)
+        mpath = os.path.join(path, "manifest.json")
+        with open(mpath, encoding="utf-8") as f:
+            manifest = f.read()
+        m = json.loads(manifest)
+        edited = [r for r in m["records"] if len(r["envelopes"]) == 2][0]
+        first = edited["envelopes"][0]["id"]
+
+        def tampered(change):
+            t = json.loads(manifest)
+            change(t)
+            return t
+
+        def set_rec(field, value):
+            return lambda t: [r.__setitem__(field, value) for r in t["records"]
+                              if r["id"] == edited["id"]]
+
+        def set_bytes(t):
+            t["records"][0]["envelopes"][0]["bytes"] += 1
+
+        for what, change in (
+                ("revision not a head", set_rec("revision", first)),
+                ("revision of no envelope", set_rec("revision", "ab" * 32)),
+                ("origin changed", set_rec("origin", "cd" * 32)),
+                ("origin zeroed", set_rec("origin", "00" * 32)),
+                ("bytes wrong", set_bytes)):
+            with self.subTest(what):
+                with open(mpath, "w", encoding="utf-8") as f:
+                    json.dump(tampered(change), f)
+                self.check_evidence(path, 1)
+        with open(mpath, "w", encoding="utf-8") as f:
+            f.write(manifest)
+        self.check_evidence(path, 0)
+
+        chunk = os.listdir(os.path.join(path, "chunks"))[0]
+        cpath = os.path.join(path, "chunks", chunk)
+        for what, make, undo in (
+                ("stray file", lambda: open(os.path.join(path, "notes.txt"), "w").close(),
+                 lambda: os.unlink(os.path.join(path, "notes.txt"))),
+                ("stray directory", lambda: os.mkdir(os.path.join(path, "extra")),
+                 lambda: os.rmdir(os.path.join(path, "extra"))),
+                ("stray envelope file",
+                 lambda: open(os.path.join(path, "envelopes", "ef" * 32 + ".cose"), "w").close(),
+                 lambda: os.unlink(os.path.join(path, "envelopes", "ef" * 32 + ".cose"))),
+                ("chunk as a symbolic link",
+                 lambda: (os.rename(cpath, os.path.join(path, "..", "moved")),
+                          os.symlink(os.path.abspath(os.path.join(path, "..", "moved")), cpath)),
+                 lambda: (os.unlink(cpath), os.rename(os.path.join(path, "..", "moved"), cpath)))):
+            with self.subTest(what):
+                make()
+                self.check_evidence(path, 1)
+                undo()
+                self.check_evidence(path, 0)
 
     def check_evidence(self, path, want):
         p = subprocess.run([sys.executable, VERIFY_EVIDENCE, path], capture_output=True,

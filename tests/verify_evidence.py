@@ -11,17 +11,25 @@ Ed25519 through python3-cryptography). For every envelope in manifest.json:
 the file's BLAKE2b-256 is its id and its name; its Ed25519 signature by its
 author verifies; its record, kind, author, parents and chunk lists are what
 the manifest says. Every chunk file hashes to its name and is listed by a
-signed envelope. Every receipt's signature verifies under the manifest's
-server_receipt_key and names this vault's device. No file in envelopes/ or
-chunks/ is left unaccounted for.
+signed envelope; its `bytes` is the file's size. Each record's `revision`
+is a revision (kind 1) of that record that no revision or tombstone of it
+names as a parent (a head), and its `origin` is the author of its genesis
+envelope (the record id), or this vault's device or zeros where the genesis
+is not here to say (docs/EXPORT.md). Every receipt's signature verifies
+under the manifest's server_receipt_key and names this vault's device.
+Nothing in the directory is left unaccounted for: no file or directory but
+manifest.json, README.txt, envelopes/ and chunks/, and in those only the
+regular files the manifest lists (no symbolic link, no file named after a
+destroyed envelope).
 
 Exit 0 and "verify_evidence: ok ..." if everything holds; 1 and one line per
-problem otherwise. Needs python3-cryptography (Debian: apt-get install
-python3-cryptography).
+problem otherwise. Runs with Debian 12's /usr/bin/python3 and its packages
+(apt-get install python3-cryptography python3-nacl).
 """
 import hashlib
 import json
 import os
+import stat
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectors"))
@@ -53,6 +61,34 @@ def receipt_ids(body):
     return device, ids
 
 
+TOP_LEVEL = {"manifest.json": stat.S_ISREG, "README.txt": stat.S_ISREG,
+             "envelopes": stat.S_ISDIR, "chunks": stat.S_ISDIR}
+ZERO_ID = "00" * 32
+
+
+def check_record(rid, rec, envs, device, fail):
+    """`revision` is a head of the record's revision graph (kinds 1 and 2;
+    grants, notes, review states and retractions stand beside it) and a
+    revision; `origin` is its genesis author. `envs` maps the ids of this
+    record's envelopes with a file to their parsed form."""
+    rev = rec.get("revision")
+    named = {p.hex() for e in envs.values() if e["kind"] in (1, 2) for p in e["parents"]}
+    if rev not in envs or envs[rev]["kind"] != 1:
+        fail("record %s: revision %r is not a revision of the record here" % (rid, rev))
+    elif rev in named:
+        fail("record %s: revision %s is not a head (a later revision names it)" % (rid, rev))
+    origin = rec.get("origin")
+    listed = {e.get("id"): e for e in rec.get("envelopes", [])}
+    if rid in envs:
+        if origin != envs[rid]["author"].hex():
+            fail("record %s: origin is not the author of its genesis" % rid)
+    elif rid in listed:  # destroyed here: only this device or unknown
+        if origin not in (device, ZERO_ID):
+            fail("record %s: origin cannot be vouched for" % rid)
+    elif origin != ZERO_ID:
+        fail("record %s: origin given without its genesis" % rid)
+
+
 def verify(root):
     problems = []
     checked = {"envelopes": 0, "chunks": 0, "receipts": 0}
@@ -68,14 +104,25 @@ def verify(root):
     if m.get("fieldvault_evidence") != 1:
         return ["manifest.json: not a FieldVault evidence manifest"], checked
 
+    # The top level: the four names EXPORT.md lists, of the right type.
+    try:
+        top = os.listdir(root)
+    except OSError as err:
+        return ["%s: %s" % (root, err)], checked
+    for n in sorted(top):
+        st = os.lstat(os.path.join(root, n))
+        if n not in TOP_LEVEL or not TOP_LEVEL[n](st.st_mode):
+            fail("%s: not part of an evidence export" % n)
+
     listed_envs, listed_chunks, signed_chunks = set(), set(), set()
     for rec in m.get("records", []):
         rid = rec.get("id", "")
+        parsed = {}
         for e in rec.get("envelopes", []):
             eid = e.get("id", "")
-            listed_envs.add(eid)
             if e.get("purged"):
-                continue
+                continue  # destroyed: no file may carry its name
+            listed_envs.add(eid)
             name = "envelopes/%s.cose" % eid
             if e.get("file") != name:
                 fail("%s: manifest names file %r" % (eid, e.get("file")))
@@ -89,6 +136,8 @@ def verify(root):
             if b2b256(buf).hex() != eid or e.get("blake2b_256") != eid:
                 fail("%s: BLAKE2b-256 of the file is not its id" % name)
                 continue
+            if e.get("bytes") != len(buf) or type(e.get("bytes")) is not int:
+                fail("%s: the manifest's bytes is not the file's size" % name)
             try:
                 env = parse_envelope(buf)
             except (Corrupt, ValueError) as err:
@@ -109,6 +158,9 @@ def verify(root):
             for c in e.get("chunks", []):
                 if c.get("file"):
                     listed_chunks.add(c["hash"])
+            if env["record"].hex() == rid:
+                parsed[eid] = env
+        check_record(rid, rec, parsed, m.get("vault_device"), fail)
 
     for h in sorted(listed_chunks):
         path = os.path.join(root, "chunks", h)
@@ -133,6 +185,8 @@ def verify(root):
         for n in names:
             if not n.endswith(suffix) or n[:len(n) - len(suffix)] not in listed:
                 fail("%s/%s: not in the manifest" % (sub, n))
+            elif not stat.S_ISREG(os.lstat(os.path.join(root, sub, n)).st_mode):
+                fail("%s/%s: not a regular file" % (sub, n))
 
     key = m.get("server_receipt_key")
     for r in m.get("receipts", []):
