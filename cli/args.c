@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "civil.h"
 #include "cli.h"
 
 /* Sets a single-valued global option, refusing a repeat. */
@@ -273,17 +274,6 @@ static int take_digits(const char **s, int n, int *out)
     return 0;
 }
 
-/* Days from 1970-01-01 to the given proleptic Gregorian date. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int cli_parse_time(const char *s, int end_of_day, int64_t *out)
 {
     static const int mdays[12] = {31, 29, 31, 30, 31, 30,
@@ -321,7 +311,7 @@ int cli_parse_time(const char *s, int end_of_day, int64_t *out)
         if (*s != '\0' || h > 23 || mi > 59 || sec > 59)
             return -1;
     }
-    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    *out = fv_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "civil.h"
 #include "cli.h"
 #include "fieldvault_sync.h"
 
@@ -156,58 +157,32 @@ void json_id(FILE *f, const unsigned char id[FV_ID_BYTES])
     fputc('"', f);
 }
 
-/* UTC calendar fields of `t` (seconds since 1970), computed in 64 bits
- * rather than through time_t and gmtime_r: 32-bit ARM (Debian 12 armhf) has a
- * 32-bit time_t, which cannot show a date past 2038. Years 0..9999 only. */
-static int to_tm(int64_t t, struct tm *tm)
-{
-    int64_t days = t / 86400, secs = t % 86400, era, doe, yoe, doy, mp, y;
-    if (secs < 0) {
-        secs += 86400;
-        days--;
-    }
-    /* days to a proleptic Gregorian date (H. Hinnant, civil_from_days) */
-    days += 719468;
-    era = (days >= 0 ? days : days - 146096) / 146097;
-    doe = days - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    y = yoe + era * 400 + (mp >= 10);
-    if (y < 0 || y > 9999)
-        return -1;
-    memset(tm, 0, sizeof *tm);
-    tm->tm_year = (int)(y - 1900);
-    tm->tm_mon = (int)(mp < 10 ? mp + 2 : mp - 10);
-    tm->tm_mday = (int)(doy - (153 * mp + 2) / 5 + 1);
-    tm->tm_hour = (int)(secs / 3600);
-    tm->tm_min = (int)(secs / 60 % 60);
-    tm->tm_sec = (int)(secs % 60);
-    return 0;
-}
-
 void time_format(char *out, size_t outlen, int64_t t, int style)
 {
-    struct tm tm;
+    fv_civil c;
     int y;
     if (outlen == 0)
         return;
-    if (to_tm(t, &tm) != 0 || (y = tm.tm_year + 1900) < 0 || y > 9999) {
+    /* The project's 64-bit date routine, not gmtime_r: armhf's time_t is
+     * 32 bits and ends in 2038. Years 0..9999 only. */
+    fv_civil_from_unix(&c, t);
+    if (c.year < 0 || c.year > 9999) {
         snprintf(out, outlen, "?");
         return;
     }
+    y = (int)c.year;
     switch (style) {
     case TIME_ISO:
         snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ", y,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                 c.month, c.day, c.hour, c.min, c.sec);
         break;
     case TIME_MINUTES:
-        snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d", y, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min);
+        snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d", y, c.month,
+                 c.day, c.hour, c.min);
         break;
     default:
         snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d", y,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                 c.month, c.day, c.hour, c.min, c.sec);
         break;
     }
 }

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "civil.h"
 #include "codec.h"
 #include "crypto.h"
 #include "envelope.h"
@@ -250,15 +251,11 @@ static void out_csv_cell(struct out *o, const char *s, size_t n, int last)
 
 /* ---- small helpers -------------------------------------------------------- */
 
+/* Through the project's 64-bit date routine: gmtime_r with armhf's 32-bit
+ * time_t gets every date past 2038 wrong. */
 static void iso_time(char out[32], int64_t t)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 > 9999 ||
-        tm.tm_year + 1900 < 0)
-        snprintf(out, 32, "?");
-    else
-        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fv_time_iso(out, t);
 }
 
 static void out_time_json(struct out *o, int64_t t)
@@ -663,13 +660,13 @@ static void html_head(struct out *o, const char *title, const char *css_path)
 
 static int count_month(struct exp *x, int64_t t)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
+    fv_civil c;
     int m;
     size_t i;
-    if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+    fv_civil_from_unix(&c, t);
+    if (c.year > 9999 || c.year < 0)
         return FV_OK;
-    m = (tm.tm_year + 1900) * 12 + tm.tm_mon;
+    m = (int)c.year * 12 + c.month - 1;
     for (i = 0; i < x->nmonths && x->months[i].month < m; i++)
         ;
     if (i < x->nmonths && x->months[i].month == m) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "civil.h"
 #include "codec.h"
 #include "fieldvault.h"
 #include "store_server.h"
@@ -35,6 +36,64 @@ static int sparse_file(const char *path, uint64_t size)
     ok = ftruncate(fd, (off_t)size) == 0;
     close(fd);
     return ok;
+}
+
+/* Dates through the project's one 64-bit routine (civil.h): past 2038,
+ * where armhf's 32-bit time_t ends, up to 9999-12-31, and before 1970. */
+static void test_dates(void)
+{
+    static const struct {
+        int64_t t;
+        const char *iso;
+    } cases[] = {
+        {0, "1970-01-01T00:00:00Z"},
+        {-1, "1969-12-31T23:59:59Z"},
+        {-86400, "1969-12-31T00:00:00Z"},
+        {INT32_MAX, "2038-01-19T03:14:07Z"},
+        {(int64_t)INT32_MAX + 1, "2038-01-19T03:14:08Z"},
+        {(int64_t)UINT32_MAX + 1, "2106-02-07T06:28:16Z"},
+        {2213481600LL, "2040-02-22T00:00:00Z"},
+        {2214172799LL, "2040-02-29T23:59:59Z"}, /* a leap day */
+        {2214172800LL, "2040-03-01T00:00:00Z"},
+        {4107456000LL, "2100-02-28T00:00:00Z"},
+        {4107542400LL, "2100-03-01T00:00:00Z"}, /* 2100 is no leap year */
+        {951782400LL, "2000-02-29T00:00:00Z"},  /* 2000 is one */
+        {253402300799LL, "9999-12-31T23:59:59Z"},
+        {-62167219200LL, "0000-01-01T00:00:00Z"},
+    };
+    char iso[FV_TIME_ISO_BYTES];
+    fv_civil c;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK_EQ(fv_time_iso(iso, cases[i].t), 0);
+        if (strcmp(iso, cases[i].iso) != 0)
+            fprintf(stderr, "date %lld: %s, want %s\n", (long long)cases[i].t, iso,
+                    cases[i].iso);
+        CHECK(strcmp(iso, cases[i].iso) == 0);
+    }
+    /* Past 9999 or before year 0: no four-digit year, "?". */
+    CHECK_EQ(fv_time_iso(iso, 253402300800LL), -1);
+    CHECK(strcmp(iso, "?") == 0);
+    CHECK_EQ(fv_time_iso(iso, -62167219201LL), -1);
+    CHECK_EQ(fv_time_iso(iso, INT64_MAX), -1);
+    CHECK_EQ(fv_time_iso(iso, INT64_MIN), -1);
+    /* Every day from 1900 to 2500 and back: one day apart, and the inverse
+     * of fv_days_from_civil. */
+    int64_t prev = fv_days_from_civil(1899, 12, 31);
+    int bad = 0;
+    for (int64_t day = prev + 1; day <= fv_days_from_civil(2500, 12, 31); day++) {
+        fv_civil_from_unix(&c, day * 86400 + 86399);
+        if (fv_days_from_civil(c.year, c.month, c.day) != day || c.hour != 23 ||
+            c.min != 59 || c.sec != 59 || day != prev + 1)
+            bad++;
+        prev = day;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(fv_days_from_civil(1970, 1, 1), 0);
+    CHECK_EQ(fv_days_from_civil(2040, 1, 1) * 86400, 2208988800LL);
+    CHECK_EQ(fv_days_from_civil(9999, 12, 31), 2932896);
+    /* Unchecked dates run on (civil.h): 2041-02-29 is 2041-03-01. */
+    CHECK_EQ(fv_days_from_civil(2041, 2, 29), fv_days_from_civil(2041, 3, 1));
 }
 
 static void test_types(void)
@@ -253,6 +312,7 @@ int main(void)
         return 1;
     }
     test_types();
+    test_dates();
     test_cbor_lengths();
     test_attachment_past_4gib();
     test_pack_past_4gib();
