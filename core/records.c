@@ -210,7 +210,12 @@ static int pick_consider(struct head_pick *p, const fv_store_env *se)
         fv_env_clear(&e);
         return rc;
     }
-    if (p->best && p->best->pub.modified > r->pub.modified) {
+    /* Which head is shown is decided by the envelopes alone (FORMAT.md 5.4):
+     * the greatest signed `modified`, ties broken by the greater envelope
+     * id, never by the order the heads arrived in this vault. */
+    if (p->best && (p->best->pub.modified > r->pub.modified ||
+                    (p->best->pub.modified == r->pub.modified &&
+                     memcmp(p->best->pub.revision, r->pub.revision, FV_ID_BYTES) > 0))) {
         fv_rec_free(r);
         fv_env_clear(&e);
         return FV_OK;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1024,6 +1025,51 @@ static void test_revision_edges(void)
     fv_vault_close(v);
 }
 
+/* Which head of a conflict a vault shows depends on the envelopes alone
+ * (FORMAT.md 5.4): the two coordinators each write an edit of the same
+ * record and then receive the other's, so each holds the two heads in the
+ * opposite arrival order; both show the same one. The edits are made in the
+ * same second (retried with a new record until they are), where the signed
+ * time ties and the greater envelope id decides. */
+static void test_conflict_shown_alike(struct org *o)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_field f1[1] = {{"place", "first"}}, f2[1] = {{"place", "second"}};
+    unsigned char x[32], e1[32], e2[32];
+    fv_record *r1 = NULL, *r2 = NULL;
+    int tie = 0;
+
+    for (int attempt = 0; attempt < 10 && !tie; attempt++) {
+        time_t before;
+        add(o->f1, x, "two coordinators at once", "conflict", "who is shown");
+        carry(o->f1, o->c);
+        carry(o->f1, o->c2);
+        before = time(NULL);
+        in.fields = f1;
+        in.nfields = 1;
+        CHECK_EQ(fv_record_edit(o->c, e1, x, &in), FV_OK);
+        in.fields = f2;
+        CHECK_EQ(fv_record_edit(o->c2, e2, x, &in), FV_OK);
+        tie = time(NULL) == before;
+    }
+    CHECK(tie);
+    serve(o->c, o->c2);
+    serve(o->c2, o->c);
+    CHECK_EQ(fv_record_get(o->c, &r1, x), FV_OK);
+    CHECK_EQ(fv_record_get(o->c2, &r2, x), FV_OK);
+    if (r1 && r2) {
+        CHECK_EQ(r1->nheads, 2);
+        CHECK_EQ(r2->nheads, 2);
+        CHECK_EQ(r1->modified, r2->modified);
+        CHECK(memcmp(r1->revision, r2->revision, 32) == 0);
+        /* The tie goes to the greater envelope id. */
+        CHECK(memcmp(r1->revision, memcmp(e1, e2, 32) > 0 ? e1 : e2, 32) == 0);
+        CHECK(strcmp(r1->fields[0].value, r2->fields[0].value) == 0);
+    }
+    fv_record_free(r1);
+    fv_record_free(r2);
+}
+
 static void test_merge(struct org *o, const unsigned char a[32],
                        const unsigned char b[32])
 {
@@ -1858,6 +1904,7 @@ int main(void)
     test_retract_unsealed(&o);
     test_revision_edges();
     test_retention(&o);
+    test_conflict_shown_alike(&o);
     org_close(&o);
     test_env_macs();
     test_verify_desk_payloads();
