@@ -81,12 +81,13 @@ static void bag_free(struct bag *b)
 
 static void bag_import(fv_vault *to, const struct bag *b)
 {
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     int rc = fv_vs_import(to, NULL, (const unsigned char *const *)b->env,
-                          b->len, b->n, &added);
+                          b->len, b->n, &added, &refused);
     if (rc)
         fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
     CHECK_EQ(rc, FV_OK);
+    CHECK_EQ(refused, 0);
 }
 
 /* Carries everything `from` wrote to `to`, as a courier bundle would. */
@@ -104,7 +105,7 @@ static void carry(fv_vault *from, fv_vault *to)
 static void bag_serve(fv_vault *to, const struct bag *b)
 {
     fv_sync_state st;
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     int rc;
     if (fv_vs_state_get(to, &st) != FV_OK) {
         memset(&st, 0, sizeof st);
@@ -112,10 +113,11 @@ static void bag_serve(fv_vault *to, const struct bag *b)
     }
     CHECK_EQ(st.role, FV_ROLE_COORDINATOR);
     rc = fv_vs_import(to, &st, (const unsigned char *const *)b->env, b->len,
-                      b->n, &added);
+                      b->n, &added, &refused);
     if (rc)
         fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
     CHECK_EQ(rc, FV_OK);
+    CHECK_EQ(refused, 0);
 }
 
 /* Carries everything `from` wrote to coordinator `to` through the server. */
@@ -136,7 +138,7 @@ static void deliver(fv_vault *from, fv_vault *to)
     struct bag b, mine;
     fv_sync_state st;
     unsigned char sp[32], box[32];
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     memset(&st, 0, sizeof st);
     memset(&mine, 0, sizeof mine);
     st.role = FV_ROLE_FIELD;
@@ -154,7 +156,8 @@ static void deliver(fv_vault *from, fv_vault *to)
     }
     CHECK(mine.n > 0);
     CHECK_EQ(fv_vs_import(to, &st, (const unsigned char *const *)mine.env,
-                          mine.len, mine.n, &added), FV_OK);
+                          mine.len, mine.n, &added, &refused), FV_OK);
+    CHECK_EQ(refused, 0);
     bag_free(&b);
 }
 
@@ -552,8 +555,11 @@ static void test_state_tie(struct org *o, const unsigned char rec[32])
 static int bundle_in(fv_vault *to, const struct bag *b, size_t *added,
                      size_t *skipped)
 {
-    return fv_vs_import_bundle(to, (const unsigned char *const *)b->env,
-                               b->len, b->n, added, skipped);
+    size_t refused = 0;
+    int rc = fv_vs_import_bundle(to, (const unsigned char *const *)b->env,
+                                 b->len, b->n, added, skipped, &refused);
+    CHECK_EQ(refused, 0);
+    return rc;
 }
 
 /* A field device cannot be told from a coordinator by its key, so a review
@@ -565,7 +571,7 @@ static int bundle_in(fv_vault *to, const struct bag *b, size_t *added,
 static void test_state_forged(struct org *o, const unsigned char a[32])
 {
     unsigned char fid[32], recips[2][32], sp[32], *p = NULL;
-    size_t n = 0, added = 0, skipped = 0, states = 0;
+    size_t n = 0, added = 0, skipped = 0, states = 0, refused = 0;
     struct bag bag;
     const char *d = new_path("forged"), *key = new_path("orgkey");
     fv_vault *x = create(d);
@@ -608,7 +614,7 @@ static void test_state_forged(struct org *o, const unsigned char a[32])
     CHECK_EQ(get_state(x, a), FV_STATE_NEW);
     /* fv_vs_import with no server state is the same courier path. */
     CHECK_EQ(fv_vs_import(x, NULL, (const unsigned char *const *)bag.env,
-                          bag.len, bag.n, &added), FV_OK);
+                          bag.len, bag.n, &added, &refused), FV_OK);
     CHECK_EQ(get_state(x, a), FV_STATE_NEW);
     CHECK_EQ(db_count(d, "SELECT count(*) FROM envelope WHERE kind = 5", NULL), 0);
     bag_free(&bag);
@@ -1336,9 +1342,14 @@ static int feed(fv_vault *to, unsigned char *const *env, const size_t *len,
                 size_t n, size_t *added)
 {
     fv_sync_state st;
+    size_t refused = 0;
+    int rc;
     memset(&st, 0, sizeof st);
     st.role = FV_ROLE_FIELD;
-    return fv_vs_import(to, &st, (const unsigned char *const *)env, len, n, added);
+    rc = fv_vs_import(to, &st, (const unsigned char *const *)env, len, n, added,
+                      &refused);
+    CHECK_EQ(refused, 0);
+    return rc;
 }
 
 /* The server routes a coordinator's retraction to every field device that

@@ -53,6 +53,9 @@ typedef struct fv_sync_result {
     uint64_t chunks_rejected;    /* failed verification: dropped, asked for
                                     again at the next sync */
     size_t dropped;          /* records dropped after delivery (retention) */
+    /* Appended: envelopes pulled whose content this vault opened and found
+     * malformed (docs/FORMAT.md): not stored, not acted on. */
+    uint64_t refused;
 } fv_sync_result;
 
 /* Pushes every envelope the server has not acknowledged and pulls what is
