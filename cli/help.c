@@ -368,7 +368,10 @@ static const struct {
      "            Importing twice changes nothing. Exit 5 if the file is\n"
      "            damaged: nothing of the damaged batch is stored. Review\n"
      "            states travel only through the server: another device's\n"
-     "            are skipped, and counted\n"
+     "            are skipped, and counted. An envelope whose content breaks\n"
+     "            the format is refused (not stored, not acted on); the rest\n"
+     "            is imported, then exit 5 naming how many were refused.\n"
+     "            Exit 7 for an envelope made by a newer FieldVault\n"
      "With --json prints {\"file\", \"envelopes\"} (and \"added\" and\n"
      "\"states_skipped\" on import).\n"},
     {"export",
