@@ -340,7 +340,8 @@ static const struct {
      "\"chunks_sent\", \"chunks_received\", \"chunks_unavailable\" (listed,\n"
      "not yet uploaded by their author), \"chunks_rejected\" (failed\n"
      "verification, not stored), \"dropped\" (records dropped after delivery,\n"
-     "see 'config')}. A sync that runs more than two seconds shows progress\n"
+     "see 'config'), \"refused\" (envelopes whose content breaks the format:\n"
+     "not stored, exit 5)}. A sync that runs more than two seconds shows progress\n"
      "on a terminal (bytes, rate, time left when known); Ctrl-C or SIGTERM\n"
      "cancels it at once, even while connecting (exit 12), and keeps what was\n"
      "already committed. A cut connection loses nothing: run sync again.\n"
@@ -367,7 +368,10 @@ static const struct {
      "            Importing twice changes nothing. Exit 5 if the file is\n"
      "            damaged: nothing of the damaged batch is stored. Review\n"
      "            states travel only through the server: another device's\n"
-     "            are skipped, and counted\n"
+     "            are skipped, and counted. An envelope whose content breaks\n"
+     "            the format is refused (not stored, not acted on); the rest\n"
+     "            is imported, then exit 5 naming how many were refused.\n"
+     "            Exit 7 for an envelope made by a newer FieldVault\n"
      "With --json prints {\"file\", \"envelopes\"} (and \"added\" and\n"
      "\"states_skipped\" on import).\n"},
     {"export",

@@ -1020,7 +1020,7 @@ int cmd_sync(cli *c)
                 "\"bytes_received\": %llu, \"roundtrips\": %u, "
                 "\"chunks_sent\": %llu, \"chunks_received\": %llu, "
                 "\"chunks_unavailable\": %llu, \"chunks_rejected\": %llu, "
-                "\"dropped\": %zu}\n",
+                "\"dropped\": %zu, \"refused\": %llu}\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 (unsigned long long)res.bytes_sent,
@@ -1028,7 +1028,8 @@ int cmd_sync(cli *c)
                 (unsigned long long)res.chunks_sent,
                 (unsigned long long)res.chunks_received,
                 (unsigned long long)res.chunks_unavailable,
-                (unsigned long long)res.chunks_rejected, res.dropped);
+                (unsigned long long)res.chunks_rejected, res.dropped,
+                (unsigned long long)res.refused);
     } else {
         char sent[32], recvd[32];
         size_format(sent, sizeof sent, res.bytes_sent);
@@ -1050,6 +1051,18 @@ int cmd_sync(cli *c)
     /* The sync itself succeeded, but chunks that failed verification were
      * dropped: the data the server holds (or sent) is damaged. Said after
      * the summary, which stays complete. */
+    /* Envelopes whose content broke the format were left out (the rest
+     * of the sync went on): damaged or forged data, exit 5. */
+    if (res.refused > 0) {
+        int one = res.refused == 1;
+        cli_error("%llu %s from the server %s refused: %s content breaks the "
+                  "format and %s not stored",
+                  (unsigned long long)res.refused,
+                  one ? "envelope" : "envelopes", one ? "was" : "were",
+                  one ? "its" : "their", one ? "was" : "were");
+        if (rc == CLI_OK)
+            rc = CLI_CORRUPT;
+    }
     if (res.chunks_rejected > 0) {
         int one = res.chunks_rejected == 1;
         cli_error("%llu attachment %s failed verification and %s not stored; "

@@ -89,9 +89,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     int fd = -1, rc = FV_OK;
 
     info->name = src->name ? src->name : (src->path ? base_name(src->path) : NULL);
-    if (!fv_text_ok(info->name, FV_MAX_ATTACHMENT_NAME_BYTES) ||
-        strchr(info->name, '/') || !strcmp(info->name, ".") ||
-        !strcmp(info->name, ".."))
+    if (!info->name || !fv_attachment_name_ok(info->name))
         return fv_v_err(v, FV_EINVAL, "attachment %zu has no valid name", idx + 1);
     for (size_t j = 0; j < o->n; j++)
         if (strcmp(o->info[j].name, info->name) == 0)
@@ -218,8 +216,7 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     }
     for (uint64_t c = 0; c < a->chunks; c++) {
         const unsigned char *want = p.best_env.chunks[first + c];
-        uint64_t expect = c + 1 < a->chunks ? a->chunk_bytes
-                                            : a->size - c * a->chunk_bytes;
+        uint64_t expect = fv_chunk_ct_bytes(a, c) - FV_TAG_BYTES;
         rc = fv_store_chunk_get(v->store, want, ct,
                                 (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
         if (rc == FV_ENOTFOUND) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "envelope.h"
 
 /* ---- a wiped bump arena --------------------------------------------- */
 
@@ -86,6 +87,15 @@ int fv_value_ok(const char *s, size_t max)
 {
     size_t n = s ? strnlen(s, max + 1) : max + 1;
     return n <= max && fv_utf8_valid(s, n);
+}
+
+int fv_attachment_name_ok(const char *name)
+{
+    /* A label (no control byte, no NUL), and never a path: no separator of
+     * any common system, not "." or "..". */
+    return fv_text_ok(name, FV_MAX_ATTACHMENT_NAME_BYTES) &&
+           !strchr(name, '/') && !strchr(name, '\\') &&
+           strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 static int key_cmp(const char *a, const char *b)
@@ -262,8 +272,7 @@ static int dec_attachments(fv_dec *d, fv_rec *r)
             chunk == 0 || chunk > FV_MAX_CHUNK_BYTES)
             return FV_ECORRUPT;
         /* Names follow the writer's rules: never a path. */
-        if (strchr(att[i].name, '/') || !strcmp(att[i].name, ".") ||
-            !strcmp(att[i].name, ".."))
+        if (!fv_attachment_name_ok(att[i].name))
             return FV_ECORRUPT;
         att[i].chunk_bytes = (uint32_t)chunk;
         att[i].chunks = att[i].size / chunk + (att[i].size % chunk != 0);
@@ -427,4 +436,54 @@ int fv_state_decode(int64_t *time, int *state, const unsigned char *p,
         return FV_ECORRUPT;
     *state = (int)st;
     return FV_OK;
+}
+
+int fv_payload_check_rec(const fv_env *e, const fv_rec *r)
+{
+    /* The signed chunk lists and the manifest must agree list for list:
+     * a hash list longer or shorter than the size says would leave chunks
+     * unread or ask for chunks that do not exist. */
+    if (r->pub.nattachments != e->nattachments)
+        return FV_ECORRUPT;
+    for (size_t i = 0; i < e->nattachments; i++)
+        if (r->pub.attachments[i].chunks != e->chunk_counts[i])
+            return FV_ECORRUPT;
+    return FV_OK;
+}
+
+int fv_payload_check(const fv_env *e, const unsigned char *p, size_t n)
+{
+    fv_rec *r = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int64_t t;
+    int state, rc;
+
+    switch (e->kind) {
+    case FV_ENV_REVISION:
+        if ((rc = fv_payload_decode(&r, p, n)) == FV_OK)
+            rc = fv_payload_check_rec(e, r);
+        fv_rec_free(r);
+        return rc;
+    case FV_ENV_TOMBSTONE:
+    case FV_ENV_GRANT:
+    case FV_ENV_RETRACTION: /* all three are {"time": int} */
+        return fv_tombstone_decode(&t, p, n);
+    case FV_ENV_NOTE:
+        rc = fv_note_decode(&text, &len, &t, p, n);
+        if (rc == FV_OK)
+            fv_env_free_plain((unsigned char *)text, len + 1);
+        return rc;
+    case FV_ENV_STATE:
+        return fv_state_decode(&t, &state, p, n);
+    default:
+        return FV_ECORRUPT;
+    }
+}
+
+uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, uint64_t i)
+{
+    uint64_t plain = i + 1 < a->chunks ? a->chunk_bytes
+                                       : a->size - i * (uint64_t)a->chunk_bytes;
+    return plain + FV_TAG_BYTES;
 }

@@ -56,4 +56,24 @@ int fv_text_ok(const char *s, size_t max);
  * breaks). */
 int fv_value_ok(const char *s, size_t max);
 
+/* 1 if `name` is a valid attachment name (FORMAT.md 6): a label of at most
+ * FV_MAX_ATTACHMENT_NAME_BYTES, without '/' or '\\', not "." or "..". Also
+ * the check before a name becomes part of a file path. */
+int fv_attachment_name_ok(const char *name);
+
+/* The ciphertext size of chunk i (< a->chunks) of attachment a (FORMAT.md
+ * 8): chunk + 16, the last size - (n - 1) * chunk + 16. A stored chunk of
+ * any other size means the signed size lies about the signed chunks. */
+uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, uint64_t i);
+
+struct fv_env;
+/* The one check of a decrypted payload against FORMAT.md, by the kind of
+ * envelope `e` it came from: the kind's strict decoder (canonical CBOR,
+ * exact keys, types, text rules), and for a revision its attachment
+ * manifest against the signed chunk lists (fv_payload_check_rec). Run
+ * wherever a payload is opened, before anything is stored or done with it.
+ * FV_OK, FV_ECORRUPT, FV_ENOMEM. */
+int fv_payload_check(const struct fv_env *e, const unsigned char *p, size_t n);
+int fv_payload_check_rec(const struct fv_env *e, const fv_rec *r);
+
 #endif

@@ -73,7 +73,8 @@ struct grant_try {
 static int grant_cb(const unsigned char *bytes, size_t len, void *payload)
 {
     struct grant_try *t = payload;
-    unsigned char key[FV_KEY_BYTES];
+    unsigned char key[FV_KEY_BYTES], *gp = NULL;
+    size_t gn = 0;
     fv_env g;
     int rc;
 
@@ -87,6 +88,11 @@ static int grant_cb(const unsigned char *bytes, size_t len, void *payload)
         rc = fv_env_unseal(&g, t->v->box_pk, t->v->sec->box_sk, key);
         if (rc == FV_ENOTFOUND && t->v->has_org_sk)
             rc = fv_env_unseal(&g, t->v->org_pk, t->v->sec->org_sk, key);
+        /* The grant's own payload is opened and checked first: a grant
+         * that breaks FORMAT.md 7 is not used for anything. */
+        if (rc == FV_OK && (rc = fv_env_decrypt(&g, key, &gp, &gn)) == FV_OK)
+            rc = fv_payload_check(&g, gp, gn);
+        fv_env_free_plain(gp, gn);
         if (rc == FV_OK)
             rc = fv_env_decrypt(t->target, key, &t->plain, &t->plain_len);
     }
@@ -152,11 +158,8 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
     if (rc)
         return fv_v_err(v, rc, "a record's content is malformed");
     /* The envelope's signed chunk lists must match the payload's manifest. */
-    if (r->pub.nattachments != e->nattachments)
-        rc = FV_ECORRUPT;
-    for (size_t i = 0; rc == FV_OK && i < e->nattachments; i++)
-        if (r->pub.attachments[i].chunks != e->chunk_counts[i])
-            rc = FV_ECORRUPT;
+    if (rc == FV_OK)
+        rc = fv_payload_check_rec(e, r);
     if (rc) {
         fv_rec_free(r);
         return fv_v_err(v, rc, "a record's attachment manifest does not match its envelope");
@@ -166,10 +169,18 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
     for (size_t i = 0, c = 0; i < e->nattachments; i++) {
         fv_attachment_info *a = (fv_attachment_info *)&r->pub.attachments[i];
         for (uint64_t k = 0; k < e->chunk_counts[i]; k++, c++) {
-            rc = fv_store_chunk_has(v->store, e->chunks[c]);
+            size_t len = 0;
+            rc = fv_store_chunk_len(v->store, e->chunks[c], &len);
             if (rc < 0) {
                 fv_rec_free(r);
                 return fv_v_serr(v, rc);
+            }
+            /* A chunk of another size than `size` says: the author signed
+             * a size that lies about the chunks it signed. */
+            if (rc == 1 && len != fv_chunk_ct_bytes(a, k)) {
+                fv_rec_free(r);
+                return fv_v_err(v, FV_ECORRUPT, "an attachment's size does not "
+                                "match its chunks");
             }
             a->chunks_present += (uint64_t)rc;
         }

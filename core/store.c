@@ -41,6 +41,7 @@ enum stmt_id {
     ST_NOTE_COUNT,
     ST_RETRACTED,
     ST_NOTES_OF,
+    ST_CHUNK_LEN,
     ST_COUNT
 };
 
@@ -96,6 +97,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CONFLICT_CLEAR] = "DELETE FROM conflict WHERE record = ?1 AND "
                           LIVE_HEADS " <= 1",
     [ST_CHUNK_HAS] = "SELECT 1 FROM chunk WHERE hash = ?1",
+    [ST_CHUNK_LEN] = "SELECT length(data) FROM chunk WHERE hash = ?1",
     [ST_CHUNK_REFERENCED] = "SELECT 1 FROM chunkref WHERE hash = ?1 LIMIT 1",
     [ST_CHUNK_DELIVERED] = "UPDATE chunk SET delivered = 1 WHERE hash = ?1",
     /* Chunks of own envelopes whose receipts are in, not yet acknowledged;
@@ -537,6 +539,21 @@ static int hash_exists(fv_store *s, enum stmt_id id, const unsigned char hash[32
 int fv_store_chunk_has(fv_store *s, const unsigned char hash[32])
 {
     return hash_exists(s, ST_CHUNK_HAS, hash);
+}
+
+int fv_store_chunk_len(fv_store *s, const unsigned char hash[32], size_t *len)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_LEN);
+    int rc;
+    if (st)
+        bind_id(st, 1, hash);
+    rc = fv_db_step_row(&s->d, st, "chunk");
+    if (rc == FV_OK) {
+        *len = (size_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return 1;
+    }
+    return rc == FV_ENOTFOUND ? 0 : rc;
 }
 
 int fv_store_chunk_referenced(fv_store *s, const unsigned char hash[32])

@@ -89,6 +89,10 @@ int fv_store_chunk_put(fv_store *s, const unsigned char hash[32],
 /* 1 if held / listed by a stored envelope, 0 if not, or an FV_E code. */
 int fv_store_chunk_has(fv_store *s, const unsigned char hash[32]);
 int fv_store_chunk_referenced(fv_store *s, const unsigned char hash[32]);
+/* 1 and *len = its ciphertext's size if the chunk is held, 0 if not, or an
+ * FV_E code: its length checked against the attachment's size without
+ * reading it. */
+int fv_store_chunk_len(fv_store *s, const unsigned char hash[32], size_t *len);
 /* Marks a chunk acknowledged by the server. */
 int fv_store_chunk_delivered(fv_store *s, const unsigned char hash[32]);
 

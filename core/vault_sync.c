@@ -280,12 +280,33 @@ static int courier_may_retract(fv_vault *v, const fv_env *e)
     return ok;
 }
 
+/* Opens the payload where this vault can (its device key, the organisation
+ * key, or a stored key grant) and checks it against FORMAT.md by kind:
+ * FV_OK also when the vault cannot open it (nothing to check), FV_ECORRUPT
+ * when a validly signed envelope holds content that does not decrypt under
+ * its committed key or breaks its format. */
+static int payload_valid(fv_vault *v, const fv_env *e)
+{
+    unsigned char *plain = NULL;
+    size_t n = 0;
+    int rc = fv_v_open_payload(v, e, &plain, &n);
+
+    if (rc == FV_ENOTFOUND)
+        return FV_OK;
+    if (rc == FV_OK)
+        rc = fv_payload_check(e, plain, n);
+    fv_env_free_plain(plain, n);
+    return rc;
+}
+
 /* *retracted is set when a retraction destroyed a record (the caller runs
  * the truncating checkpoint after the commit). `courier`: from a bundle,
- * not from the server; *skipped counts the review states it leaves out. */
+ * not from the server; *skipped counts the review states it leaves out,
+ * *refused the envelopes whose content breaks FORMAT.md (neither stored
+ * nor acted on; the rest of the batch goes on). */
 static int import_one(fv_vault *v, int role, int courier,
                       const unsigned char *bytes, size_t len, size_t *added,
-                      size_t *skipped, int *retracted)
+                      size_t *skipped, size_t *refused, int *retracted)
 {
     fv_store_env se;
     fv_env e;
@@ -293,9 +314,16 @@ static int import_one(fv_vault *v, int role, int courier,
     int rc, own, was_added = 0;
 
     rc = fv_env_parse(&e, bytes, len);
+    if (rc == FV_EVERSION)
+        return fv_v_err(v, rc, "%s holds an envelope made by a newer FieldVault: "
+                               "update this program to read it",
+                        courier ? "the bundle" : "the server");
+    if (rc == FV_ENOMEM)
+        return fv_v_err(v, rc, "out of memory");
     if (rc)
-        return fv_v_err(v, rc == FV_EVERSION ? rc : FV_EPROTO,
-                        "the server sent an envelope that fails verification");
+        return fv_v_err(v, FV_EPROTO, courier
+                        ? "the bundle holds an envelope that fails verification"
+                        : "the server sent an envelope that fails verification");
     own = memcmp(e.author, v->sign_pk, 32) == 0;
     /* A retraction is taken whatever it is sealed to: the server routes it
      * to every device that held part of the record (or pushed to it since),
@@ -328,6 +356,19 @@ static int import_one(fv_vault *v, int role, int courier,
         fv_env_clear(&e);
         return FV_OK;
     }
+    /* Nothing is stored or done (a retraction destroys a record) on a
+     * payload this vault can read before it has been checked. A bad one is
+     * refused alone: one forged envelope must not hold back the others. */
+    rc = payload_valid(v, &e);
+    if (rc == FV_ECORRUPT) {
+        fv_env_clear(&e);
+        (*refused)++;
+        return FV_OK;
+    }
+    if (rc) {
+        fv_env_clear(&e);
+        return rc == FV_ENOMEM ? fv_v_err(v, rc, "out of memory") : fv_v_serr(v, rc);
+    }
     memset(&se, 0, sizeof se);
     se.id = e.id;
     se.record = e.record;
@@ -359,16 +400,18 @@ static int import_one(fv_vault *v, int role, int courier,
 
 static int import_batch(fv_vault *v, const fv_sync_state *st,
                         const unsigned char *const *env, const size_t *len,
-                        size_t n, size_t *added, size_t *skipped)
+                        size_t n, size_t *added, size_t *skipped,
+                        size_t *refused)
 {
     int rc = fv_store_begin(v->store), retracted = 0;
     *added = 0;
     *skipped = 0;
+    *refused = 0;
     if (rc)
         return fv_v_serr(v, rc);
     for (size_t i = 0; i < n && rc == FV_OK; i++)
         rc = import_one(v, st ? st->role : FV_ROLE_COORDINATOR, st == NULL,
-                        env[i], len[i], added, skipped, &retracted);
+                        env[i], len[i], added, skipped, refused, &retracted);
     if (rc == FV_OK && st)
         rc = state_put(v, st);
     if (rc == FV_OK)
@@ -383,17 +426,17 @@ static int import_batch(fv_vault *v, const fv_sync_state *st,
 
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
-                 size_t *added)
+                 size_t *added, size_t *refused)
 {
     size_t skipped;
-    return import_batch(v, st, env, len, n, added, &skipped);
+    return import_batch(v, st, env, len, n, added, &skipped, refused);
 }
 
 int fv_vs_import_bundle(fv_vault *v, const unsigned char *const *env,
                         const size_t *len, size_t n, size_t *added,
-                        size_t *skipped)
+                        size_t *skipped, size_t *refused)
 {
-    return import_batch(v, NULL, env, len, n, added, skipped);
+    return import_batch(v, NULL, env, len, n, added, skipped, refused);
 }
 
 int fv_vs_conflicts(fv_vault *v, size_t *count)

@@ -69,11 +69,14 @@ int fv_vs_reset(fv_vault *v);
  * every device that held part of the record) whatever they are sealed to.
  * FV_EPROTO if an envelope is forged or not meant for this device: nothing
  * of the batch is stored. *added counts envelopes new to the vault.
+ * *refused counts validly signed envelopes whose content this vault can
+ * open and that break FORMAT.md (fv_payload_check): each is left out,
+ * stored nowhere and acted on in no way, and the rest of the batch goes on.
  * With st NULL (a courier bundle, as fv_vs_import_bundle) no cursor moves
  * and any author's verified envelope is accepted, except review states. */
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
-                 size_t *added);
+                 size_t *added, size_t *refused);
 /* A courier bundle's batch: no server checked who wrote what, and a vault
  * cannot tell a coordinator's key from a field device's, so a review state
  * (kind 5) is not stored unless this device wrote it; *skipped counts those
@@ -81,7 +84,7 @@ int fv_vs_import(fv_vault *v, const fv_sync_state *st,
  * creating device; notes are taken from any author (they carry it). */
 int fv_vs_import_bundle(fv_vault *v, const unsigned char *const *env,
                         const size_t *len, size_t n, size_t *added,
-                        size_t *skipped);
+                        size_t *skipped, size_t *refused);
 
 /* ---- attachment chunks ------------------------------------------------ */
 

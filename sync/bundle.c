@@ -251,17 +251,18 @@ int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
 
 struct vault_import {
     fv_vault *v;
-    uint64_t total, added, skipped;
+    uint64_t total, added, skipped, refused;
 };
 
 static int vault_batch(const unsigned char *const *env, const size_t *len,
                        size_t n, void *payload)
 {
     struct vault_import *x = payload;
-    size_t nadded = 0, nskipped = 0;
+    size_t nadded = 0, nskipped = 0, nrefused = 0;
     /* Verified and stored as pulled envelopes are, but with no server
      * behind them (review states are left out). */
-    int rc = fv_vs_import_bundle(x->v, env, len, n, &nadded, &nskipped);
+    int rc = fv_vs_import_bundle(x->v, env, len, n, &nadded, &nskipped,
+                                 &nrefused);
     if (rc == FV_EPROTO)
         rc = fv_vs_fail(x->v, FV_ECORRUPT,
                         "an envelope in the bundle fails verification");
@@ -269,6 +270,7 @@ static int vault_batch(const unsigned char *const *env, const size_t *len,
         x->total += n;
         x->added += nadded;
         x->skipped += nskipped;
+        x->refused += nrefused;
     }
     return rc;
 }
@@ -276,7 +278,7 @@ static int vault_batch(const unsigned char *const *env, const size_t *len,
 int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
                      uint64_t *added, uint64_t *skipped)
 {
-    struct vault_import x = {v, 0, 0, 0};
+    struct vault_import x = {v, 0, 0, 0, 0};
     const char *why = NULL;
     int rc;
 
@@ -291,5 +293,18 @@ int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
         *added = x.added;
     if (skipped)
         *skipped = x.skipped;
+    /* Everything else of the bundle is imported and committed; the refused
+     * envelopes make the import fail as damaged data, said once. */
+    if (rc == FV_OK && x.refused > 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "%llu envelope%s in the bundle %s refused: %s content breaks "
+                 "the format (the other %llu imported)",
+                 (unsigned long long)x.refused, x.refused == 1 ? "" : "s",
+                 x.refused == 1 ? "was" : "were",
+                 x.refused == 1 ? "its" : "their",
+                 (unsigned long long)(x.total - x.refused - x.skipped));
+        rc = fv_vs_fail(v, FV_ECORRUPT, msg);
+    }
     return rc;
 }

@@ -509,7 +509,7 @@ static int on_entries(fv_client *c, const fv_msg *m)
     fv_sync_state next = c->st;
     unsigned char id[32];
     const unsigned char *env[FV_PROTO_MAX_BATCH];
-    size_t len[FV_PROTO_MAX_BATCH], n = 0, added = 0;
+    size_t len[FV_PROTO_MAX_BATCH], n = 0, added = 0, refused = 0;
     int rc;
 
     for (size_t i = 0; i < m->u.entries.n; i++) {
@@ -531,12 +531,13 @@ static int on_entries(fv_client *c, const fv_msg *m)
         next.cursor = m->u.entries.seq[i];
         memcpy(next.chain, want, 32);
     }
-    rc = vfail(c, fv_vs_import(c->v, &next, env, len, n, &added));
+    rc = vfail(c, fv_vs_import(c->v, &next, env, len, n, &added, &refused));
     if (rc)
         return rc;
     c->st = next;
     c->stats.pulled += m->u.entries.n;
     c->stats.added += added;
+    c->stats.refused += refused;
     return FV_OK;
 }
 

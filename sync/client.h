@@ -56,6 +56,7 @@ typedef struct fv_client_stats {
     uint64_t chunks_unavailable; /* listed, but not on the server yet */
     uint64_t chunks_rejected;    /* failed verification: dropped */
     uint64_t chunk_bytes_sent, chunk_bytes_received;
+    uint64_t refused;   /* pulled envelopes whose content breaks FORMAT.md */
 } fv_client_stats;
 
 /* `req` and everything it points to must outlive the engine. */

@@ -269,6 +269,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         r.res.chunks_received = s->chunks_received;
         r.res.chunks_unavailable = s->chunks_unavailable;
         r.res.chunks_rejected = s->chunks_rejected;
+        r.res.refused = s->refused;
         if (req->op == FV_CLIENT_SYNC)
             rc = fv_vs_apply_retention(v, &r.res.dropped);
         if (invite_text && fv_client_invite_text(r.c)) {
@@ -433,10 +434,18 @@ int fv_enroll(fv_vault *v, const char *invite, const fv_sync_options *o,
 int fv_org_init(fv_vault *v, const fv_sync_options *o)
 {
     fv_client_request req = {.op = FV_CLIENT_ORGKEY};
+    fv_sync_state st;
     unsigned char pk[32];
     int rc;
     if (!v)
         return FV_EINVAL;
+    /* A vault that is not enrolled cannot publish the key: it is refused
+     * before anything is written, so a failed command leaves no key rows
+     * (and no grants) behind. */
+    rc = fv_vs_state_get(v, &st);
+    fv_wipe(&st, sizeof st);
+    if (rc)
+        return rc;
     /* Creating the key is local and idempotent to retry: a vault that has
      * one only publishes it again. */
     if (!fv_vs_org_pk(v, pk) && (rc = fv_vs_org_create(v, pk)))

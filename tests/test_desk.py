@@ -19,6 +19,7 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
 import sys
 import time
 import unittest
@@ -526,6 +527,137 @@ class TestCourierStates(DeskTest):
         self.sync(c2)
         self.sync(c1)
         self.assertEqual(self.listing(c1)[rid]["state"], "archived")
+
+NEWER = 7  # exit code: made by a newer FieldVault
+
+
+class TestPayloadValidation(DeskTest):
+    """Issue 10: nothing acts on a payload it has not validated. Hostile
+    envelopes are made by tests/forge_bundle (built with the tests): signed
+    by a real device key, sealed to the receiving vault, with payloads that
+    break docs/FORMAT.md."""
+
+    def forge(self, *args):
+        tool = os.environ.get("FV_FORGE_BUNDLE") or os.path.join(
+            os.path.dirname(test_sync.BIN), "forge_bundle")
+        if not os.access(tool, os.X_OK):
+            self.skipTest("no forge_bundle tool at %s" % tool)
+        r = subprocess.run([tool] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = {}
+        for line in r.stdout.decode().splitlines():
+            what, eid = line.split()
+            self.assertRegex(eid, HEX64)
+            out[what] = eid
+        return out
+
+    def held(self, vault, eid):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(vault, "vault.db"),
+                             uri=True, timeout=10)
+        try:
+            return db.execute("SELECT count(*) FROM envelope WHERE id = ?",
+                              (bytes.fromhex(eid),)).fetchone()[0]
+        finally:
+            db.close()
+
+    def meta_keys(self, vault):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(vault, "vault.db"),
+                             uri=True, timeout=10)
+        try:
+            return sorted(k for (k,) in db.execute("SELECT k FROM meta"))
+        finally:
+            db.close()
+
+    def test_forged_payloads_refused_rest_imported(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "F")
+        kept = self.add(f, "kept", "--field", "said=a forged retraction names it")
+        self.add(f, "second")
+        forged = self.forge(f, c, self.passfile, kept)
+        self.assertEqual(len(forged), 10, forged)
+        bundle = self.path("forged.fvb")
+        self.v(f, "bundle", "export", bundle)
+        want = (b"fieldvault: 10 envelopes in the bundle were refused: their "
+                b"content breaks the format (the other 2 imported)\n")
+        for _ in range(2):  # the same again: refused again, nothing more
+            r = self.v(c, "bundle", "import", bundle, expect=CORRUPT)
+            self.assertEqual(r.stderr, want)
+            self.assertEqual(self.titles(c), ["kept", "second"])
+            for what, eid in forged.items():
+                self.assertEqual(self.held(c, eid), 0, what)
+        self.assertEqual(self.jv(c, "show", kept)["fields"],
+                         {"said": "a forged retraction names it"})
+        self.assertEqual(self.jv(c, "verify")["failures"], 0)
+
+        # The same envelopes through the server: refused at the pull, the
+        # sync says how many after its summary and exits 5; the next sync
+        # has nothing more to refuse. (The server reads no payload: it took
+        # the first retraction, signed by the record's creator, erased the
+        # record there and dropped the second retraction and the grant,
+        # which came after it. So 8 reach the coordinator.)
+        self.sync(f)
+        r = self.sync_raw(c)
+        self.assertEqual(r.returncode, CORRUPT, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["refused"], 8, j)
+        self.assertEqual(r.stderr, b"fieldvault: 8 envelopes from the server "
+                         b"were refused: their content breaks the format and "
+                         b"were not stored\n")
+        self.assertEqual(self.sync(c)["refused"], 0)
+        self.assertEqual(self.titles(c), ["kept", "second"])
+        for what, eid in forged.items():
+            self.assertEqual(self.held(c, eid), 0, what)
+        self.assertEqual(self.jv(c, "verify")["failures"], 0)
+
+    def sync_raw(self, vault):
+        return test_sync.run(["--vault", vault, "--passphrase-file",
+                              self.passfile, "--json", "sync"])
+
+    def test_tombstone_before_first_sync(self):
+        """A record added and deleted before the device's first sync: only
+        its tombstone travels, and every coordinator's verify still
+        passes."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "F")
+        slip = self.add(f, "a slip")
+        self.v(f, "delete", slip)
+        self.add(f, "kept")
+        self.sync(f)
+        self.sync(c)
+        self.assertEqual(self.titles(c), ["kept"])
+        for vault in (c, f):
+            j = self.jv(vault, "verify")
+            self.assertEqual(j["failures"], 0, j)
+            self.assertTrue(j["ok"], j)
+        self.v(c, "verify")
+
+    def test_newer_envelope_in_bundle(self):
+        a = self.make_vault("A")
+        b = self.make_vault("B")
+        self.add(a, "from A")
+        self.forge("--v2", a, self.passfile)
+        bundle = self.path("v2.fvb")
+        self.v(a, "bundle", "export", bundle)
+        r = self.v(b, "bundle", "import", bundle, expect=NEWER)
+        self.assertEqual(r.stderr, b"fieldvault: the bundle holds an envelope "
+                         b"made by a newer FieldVault: update this program to "
+                         b"read it\n")
+        self.assertNotIn(b"server", r.stderr)
+
+    def test_org_init_not_enrolled_leaves_nothing(self):
+        v = self.make_vault("V")
+        self.add(v, "written before any organisation")
+        before = self.meta_keys(v)
+        r = self.v(v, "org", "init", expect=NOTFOUND)
+        self.assertIn(b"not enrolled", r.stderr)
+        self.assertEqual(self.meta_keys(v), before)
+        self.assertNotIn("org_sk", before)
+        # no organisation key to export, no grant waiting in the outbox
+        self.v(v, "org", "key", "export", "--output", self.path("o.key"),
+               "--recovery-passphrase-file", self.recovery, expect=DENIED)
+        self.assertFalse(os.path.exists(self.path("o.key")))
+
 
 def main():
     argv = list(sys.argv)

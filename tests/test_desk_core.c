@@ -20,6 +20,7 @@
 #include "record.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
+#include "forge.h"
 
 static char root[256];
 static int seq;
@@ -82,12 +83,13 @@ static void bag_free(struct bag *b)
 
 static void bag_import(fv_vault *to, const struct bag *b)
 {
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     int rc = fv_vs_import(to, NULL, (const unsigned char *const *)b->env,
-                          b->len, b->n, &added);
+                          b->len, b->n, &added, &refused);
     if (rc)
         fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
     CHECK_EQ(rc, FV_OK);
+    CHECK_EQ(refused, 0);
 }
 
 /* Carries everything `from` wrote to `to`, as a courier bundle would. */
@@ -105,7 +107,7 @@ static void carry(fv_vault *from, fv_vault *to)
 static void bag_serve(fv_vault *to, const struct bag *b)
 {
     fv_sync_state st;
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     int rc;
     if (fv_vs_state_get(to, &st) != FV_OK) {
         memset(&st, 0, sizeof st);
@@ -113,10 +115,11 @@ static void bag_serve(fv_vault *to, const struct bag *b)
     }
     CHECK_EQ(st.role, FV_ROLE_COORDINATOR);
     rc = fv_vs_import(to, &st, (const unsigned char *const *)b->env, b->len,
-                      b->n, &added);
+                      b->n, &added, &refused);
     if (rc)
         fprintf(stderr, "  import: %s\n", fv_vault_errmsg(to));
     CHECK_EQ(rc, FV_OK);
+    CHECK_EQ(refused, 0);
 }
 
 /* Carries everything `from` wrote to coordinator `to` through the server. */
@@ -137,7 +140,7 @@ static void deliver(fv_vault *from, fv_vault *to)
     struct bag b, mine;
     fv_sync_state st;
     unsigned char sp[32], box[32];
-    size_t added = 0;
+    size_t added = 0, refused = 0;
     memset(&st, 0, sizeof st);
     memset(&mine, 0, sizeof mine);
     st.role = FV_ROLE_FIELD;
@@ -155,7 +158,8 @@ static void deliver(fv_vault *from, fv_vault *to)
     }
     CHECK(mine.n > 0);
     CHECK_EQ(fv_vs_import(to, &st, (const unsigned char *const *)mine.env,
-                          mine.len, mine.n, &added), FV_OK);
+                          mine.len, mine.n, &added, &refused), FV_OK);
+    CHECK_EQ(refused, 0);
     bag_free(&b);
 }
 
@@ -553,8 +557,11 @@ static void test_state_tie(struct org *o, const unsigned char rec[32])
 static int bundle_in(fv_vault *to, const struct bag *b, size_t *added,
                      size_t *skipped)
 {
-    return fv_vs_import_bundle(to, (const unsigned char *const *)b->env,
-                               b->len, b->n, added, skipped);
+    size_t refused = 0;
+    int rc = fv_vs_import_bundle(to, (const unsigned char *const *)b->env,
+                                 b->len, b->n, added, skipped, &refused);
+    CHECK_EQ(refused, 0);
+    return rc;
 }
 
 /* A field device cannot be told from a coordinator by its key, so a review
@@ -566,7 +573,7 @@ static int bundle_in(fv_vault *to, const struct bag *b, size_t *added,
 static void test_state_forged(struct org *o, const unsigned char a[32])
 {
     unsigned char fid[32], recips[2][32], sp[32], *p = NULL;
-    size_t n = 0, added = 0, skipped = 0, states = 0;
+    size_t n = 0, added = 0, skipped = 0, states = 0, refused = 0;
     struct bag bag;
     const char *d = new_path("forged"), *key = new_path("orgkey");
     fv_vault *x = create(d);
@@ -609,7 +616,7 @@ static void test_state_forged(struct org *o, const unsigned char a[32])
     CHECK_EQ(get_state(x, a), FV_STATE_NEW);
     /* fv_vs_import with no server state is the same courier path. */
     CHECK_EQ(fv_vs_import(x, NULL, (const unsigned char *const *)bag.env,
-                          bag.len, bag.n, &added), FV_OK);
+                          bag.len, bag.n, &added, &refused), FV_OK);
     CHECK_EQ(get_state(x, a), FV_STATE_NEW);
     CHECK_EQ(db_count(d, "SELECT count(*) FROM envelope WHERE kind = 5", NULL), 0);
     bag_free(&bag);
@@ -1382,9 +1389,14 @@ static int feed(fv_vault *to, unsigned char *const *env, const size_t *len,
                 size_t n, size_t *added)
 {
     fv_sync_state st;
+    size_t refused = 0;
+    int rc;
     memset(&st, 0, sizeof st);
     st.role = FV_ROLE_FIELD;
-    return fv_vs_import(to, &st, (const unsigned char *const *)env, len, n, added);
+    rc = fv_vs_import(to, &st, (const unsigned char *const *)env, len, n, added,
+                      &refused);
+    CHECK_EQ(refused, 0);
+    return rc;
 }
 
 /* The server routes a coordinator's retraction to every field device that
@@ -1869,6 +1881,343 @@ static void test_verify_desk_payloads(void)
     org_close(&o);
 }
 
+/* ---- payloads that break FORMAT.md (issue 10) ------------------------------ */
+
+static int envelope_held(const char *dir, const unsigned char id[32])
+{
+    return (int)db_count(dir, "SELECT count(*) FROM envelope WHERE id = ?1", id);
+}
+
+/* Every validly signed envelope whose payload breaks FORMAT.md is refused
+ * on import, by the courier path and by the server's: not stored, not acted
+ * on (a malformed retraction destroys nothing), counted; the good envelopes
+ * of the same batch are imported. */
+static void test_import_refuses_malformed(void)
+{
+    /* {"time": 1} as an indefinite-length map; "time" as text; an extra
+     * key; a note with a byte after it. */
+    static const unsigned char indef[] = {0xbf, 0x64, 't', 'i', 'm', 'e', 0x01, 0xff};
+    static const unsigned char texttime[] = {0xa1, 0x64, 't', 'i', 'm', 'e', 0x61, '1'};
+    static const unsigned char extra[] = {0xa2, 0x64, 't', 'i', 'm', 'e', 0x01,
+                                          0x65, 's', 't', 'a', 't', 'e', 0x00};
+    static const unsigned char dup[] = {0xa2, 0x64, 't', 'i', 'm', 'e', 0x01,
+                                        0x64, 't', 'i', 'm', 'e', 0x02};
+    static const unsigned char timebytes[] = {0xa1, 0x64, 't', 'i', 'm', 'e', 0x41, 0x01};
+    static const uint64_t one = 1, none = 0;
+    static const unsigned char somehash[1][32] = {{1}};
+    struct org o;
+    struct bag bag;
+    unsigned char a[32], g[32], bad[32][32], key[32], *p = NULL;
+    size_t nbad = 0, added = 0, skipped = 0, refused = 0, n = 0;
+    fv_sync_state st;
+    fv_record *r = NULL;
+    fv_verify_report rep;
+    struct raw_rev rr;
+
+    org_setup(&o);
+    add(o.f1, a, "named by a forged retraction", "detention", "still here");
+    carry(o.f1, o.c);
+
+    /* Retractions, tombstones, notes and key grants with broken payloads. */
+    {
+        const struct { int kind; const unsigned char *p; size_t n; } forged[] = {
+            {FV_ENV_RETRACTION, indef, sizeof indef},
+            {FV_ENV_RETRACTION, texttime, sizeof texttime},
+            {FV_ENV_RETRACTION, extra, sizeof extra},
+            {FV_ENV_TOMBSTONE, dup, sizeof dup},
+            {FV_ENV_TOMBSTONE, timebytes, sizeof timebytes},
+            {FV_ENV_NOTE, texttime, sizeof texttime},
+        };
+        for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+            fv_v_write w = {.kind = forged[i].kind, .record = a,
+                            .parents = (const unsigned char(*)[32])a, .nparents = 1};
+            write_forged(o.f1, o.pk, &w, forged[i].p, forged[i].n, bad[nbad++]);
+        }
+    }
+    CHECK_EQ(fv_note_encode(&p, &n, "a note", 6, 1700000000), FV_OK);
+    {
+        unsigned char *q = malloc(n + 1);
+        fv_v_write w = {.kind = FV_ENV_NOTE, .record = a,
+                        .parents = (const unsigned char(*)[32])a, .nparents = 1};
+        memcpy(q, p, n);
+        q[n] = 0x00; /* a trailing byte */
+        write_forged(o.f1, o.pk, &w, q, n + 1, bad[nbad++]);
+        free(q);
+    }
+    fv_enc_free_buf(p, n);
+    /* Key grants for a's genesis, with its real key: extra key, duplicate
+     * key, trailing byte, wrong type. */
+    own_key(o.f1, a, key);
+    {
+        static const unsigned char trailing[] = {0xa1, 0x64, 't', 'i', 'm', 'e', 0x01, 0x00};
+        const unsigned char *gp[] = {extra, dup, trailing, texttime};
+        const size_t gn[] = {sizeof extra, sizeof dup, sizeof trailing, sizeof texttime};
+        for (size_t i = 0; i < 4; i++) {
+            fv_v_write w = {.kind = FV_ENV_GRANT, .record = a,
+                            .parents = (const unsigned char(*)[32])a, .nparents = 1,
+                            .recipients = (const unsigned char(*)[32])o.pk,
+                            .nrecipients = 1, .content_key = key};
+            write_forged(o.f1, o.pk, &w, gp[i], gn[i], bad[nbad++]);
+        }
+    }
+    /* Revisions: a control byte in the title, invalid UTF-8, names that are
+     * paths, chunk size 0, chunk lists that do not match, tags out of order. */
+    memset(&rr, 0, sizeof rr);
+    rr.title = "a\x01title";
+    rr.title_len = 7;
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]);
+    memset(&rr, 0, sizeof rr);
+    rr.narr = "bad \xff utf-8";
+    rr.narr_len = 11;
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]);
+    memset(&rr, 0, sizeof rr);
+    rr.title = "\xed\xa0\x80"; /* a surrogate */
+    rr.title_len = 3;
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]);
+    {
+        const char *names[] = {"..", ".", "a/b", "a\\b", "", "x\ny"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            memset(&rr, 0, sizeof rr);
+            rr.natt = 1;
+            rr.name = names[i];
+            rr.size = 10;
+            rr.chunk = FV_CHUNK_BYTES;
+            write_raw_rev(o.f1, o.pk, &rr, &one, 1, somehash, 1, bad[nbad++]);
+        }
+    }
+    memset(&rr, 0, sizeof rr);
+    rr.natt = 1;
+    rr.size = 0;
+    rr.chunk = 0;
+    write_raw_rev(o.f1, o.pk, &rr, &none, 1, NULL, 0, bad[nbad++]);
+    rr.size = 10;
+    rr.chunk = FV_CHUNK_BYTES;
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]); /* no list */
+    rr.size = FV_CHUNK_BYTES + 1; /* two chunks, one listed */
+    write_raw_rev(o.f1, o.pk, &rr, &one, 1, somehash, 1, bad[nbad++]);
+    memset(&rr, 0, sizeof rr);
+    rr.tag0 = "b";
+    rr.tag1 = "a";
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]);
+    rr.tag0 = "a";
+    rr.tag1 = "a";
+    write_raw_rev(o.f1, o.pk, &rr, NULL, 0, NULL, 0, bad[nbad++]);
+    CHECK(nbad <= 32);
+    /* And a good record after them all. */
+    add(o.f1, g, "written after the forged ones", "border", "imported");
+
+    bag_fill(&bag, o.f1);
+    CHECK_EQ(fv_vs_import_bundle(o.c, (const unsigned char *const *)bag.env,
+                                 bag.len, bag.n, &added, &skipped, &refused),
+             FV_OK);
+    CHECK_EQ(refused, nbad);
+    CHECK_EQ(skipped, 0);
+    for (size_t i = 0; i < nbad; i++)
+        CHECK_EQ(envelope_held(o.dc, bad[i]), 0);
+    CHECK_EQ(fv_record_get(o.c, &r, a), FV_OK); /* not retracted */
+    CHECK(r && strcmp(r->title, "named by a forged retraction") == 0 &&
+          r->nnotes == 0);
+    fv_record_free(r);
+    r = NULL;
+    CHECK_EQ(fv_record_get(o.c, &r, g), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(rep.failures, 0);
+
+    /* The server's path (a coordinator's pull) refuses the same ones. */
+    memset(&st, 0, sizeof st);
+    st.role = FV_ROLE_COORDINATOR;
+    CHECK_EQ(fv_vs_import(o.c2, &st, (const unsigned char *const *)bag.env,
+                          bag.len, bag.n, &added, &refused), FV_OK);
+    CHECK_EQ(refused, nbad);
+    for (size_t i = 0; i < nbad; i++)
+        CHECK_EQ(envelope_held(o.dc2, bad[i]), 0);
+    CHECK_EQ(fv_record_get(o.c2, &r, a), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    bag_free(&bag);
+    fv_wipe(key, sizeof key);
+    org_close(&o);
+}
+
+/* A key grant whose payload breaks FORMAT.md 7 opens nothing: refused on
+ * import, and, stored by an older build, not used to read its target and
+ * reported by verify. A good grant then opens the record. */
+static void test_grant_malformed(void)
+{
+    static const unsigned char extra[] = {0xa2, 0x64, 't', 'i', 'm', 'e', 0x01,
+                                          0x65, 's', 't', 'a', 't', 'e', 0x00};
+    struct org o;
+    struct bag bag;
+    const char *de = new_path("early");
+    fv_vault *e = create(de);
+    unsigned char r[32], key[32], gid[32], mac[32];
+    size_t added = 0, skipped = 0, refused = 0;
+    fv_record *rec = NULL;
+    fv_verify_report rep;
+    fv_store_env se;
+    fv_env ge;
+    int was = 0;
+
+    org_setup(&o);
+    add(e, r, "written before the organisation key", "early", "grant me");
+    own_key(e, r, key);
+    {
+        fv_v_write w = {.kind = FV_ENV_GRANT, .record = r,
+                        .parents = (const unsigned char(*)[32])r, .nparents = 1,
+                        .recipients = (const unsigned char(*)[32])o.pk,
+                        .nrecipients = 1, .content_key = key};
+        write_forged(e, o.pk, &w, extra, sizeof extra, gid);
+    }
+    bag_fill(&bag, e);
+    CHECK_EQ(fv_vs_import_bundle(o.c, (const unsigned char *const *)bag.env,
+                                 bag.len, bag.n, &added, &skipped, &refused),
+             FV_OK);
+    CHECK_EQ(refused, 1);
+    CHECK_EQ(envelope_held(o.dc, gid), 0);
+    CHECK_EQ(fv_record_get(o.c, &rec, r), FV_ENOTFOUND);
+    bag_free(&bag);
+
+    /* As an older build stored it: in the store, with its MAC. */
+    {
+        unsigned char rec_id[32], *bytes = NULL;
+        size_t len = 0;
+        int kind;
+        CHECK_EQ(fv_store_env_get(e->store, gid, rec_id, &kind, &bytes, &len, NULL), FV_OK);
+        CHECK_EQ(fv_env_parse(&ge, bytes, len), FV_OK);
+        memset(&se, 0, sizeof se);
+        se.id = ge.id;
+        se.record = ge.record;
+        se.kind = ge.kind;
+        se.bytes = bytes;
+        se.len = len;
+        fv_v_env_mac(o.c, mac, bytes, len);
+        se.mac = mac;
+        se.grant = 1;
+        CHECK_EQ(fv_store_begin(o.c->store), FV_OK);
+        CHECK_EQ(fv_store_env_put(o.c->store, &se,
+                                  (const unsigned char(*)[32])ge.parents, 1,
+                                  NULL, 0, &was), FV_OK);
+        CHECK_EQ(fv_store_commit(o.c->store), FV_OK);
+        CHECK_EQ(was, 1);
+        fv_env_clear(&ge);
+        free(bytes);
+    }
+    CHECK_EQ(fv_record_get(o.c, &rec, r), FV_ENOTFOUND);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 1);
+
+    /* The grant e writes itself once it learns the key is good. */
+    CHECK_EQ(fv_vs_org_learn(e, o.pk), FV_OK);
+    bag_fill(&bag, e); /* the forged grant again, and the good one */
+    CHECK_EQ(fv_vs_import_bundle(o.c, (const unsigned char *const *)bag.env,
+                                 bag.len, bag.n, &added, &skipped, &refused),
+             FV_OK);
+    CHECK_EQ(refused, 1);
+    bag_free(&bag);
+    CHECK_EQ(fv_record_get(o.c, &rec, r), FV_OK);
+    CHECK(rec && strcmp(rec->title, "written before the organisation key") == 0);
+    fv_record_free(rec);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 1); /* the stored bad grant, still */
+    fv_wipe(key, sizeof key);
+    fv_vault_close(e);
+    org_close(&o);
+}
+
+/* An attachment whose signed size lies about its signed chunk (one chunk
+ * either way, but of another length): `show` does not call it complete
+ * but corrupt, and verify reports it. */
+static void test_attachment_size_lie(void)
+{
+    const char *d = new_path("sizes");
+    fv_vault *x = create(d);
+    unsigned char pk[32], sp[32], k[32], nonce[FV_NONCE_BYTES] = {0};
+    unsigned char plain[50], ct[50 + FV_TAG_BYTES], h[1][32], ok[32], liar[32];
+    uint64_t one = 1;
+    fv_record *r = NULL;
+    fv_verify_report rep;
+    struct raw_rev rr;
+
+    fv_vs_device(x, sp, pk); /* sealed to x twice over is fine: one key */
+    fv_random(k, sizeof k);
+    memset(plain, 'z', sizeof plain);
+    fv_aead_encrypt(ct, plain, sizeof plain, NULL, 0, nonce, k);
+    fv_hash(h[0], ct, sizeof ct);
+    CHECK_EQ(fv_store_begin(x->store), FV_OK);
+    CHECK_EQ(fv_store_chunk_put(x->store, h[0], ct, sizeof ct, 0), FV_OK);
+    CHECK_EQ(fv_store_commit(x->store), FV_OK);
+
+    memset(&rr, 0, sizeof rr);
+    rr.natt = 1;
+    rr.chunk = FV_CHUNK_BYTES;
+    rr.key = k;
+    rr.size = sizeof plain;
+    {
+        fv_v_write w;
+        unsigned char *p = NULL;
+        size_t n = 0;
+        memset(&w, 0, sizeof w);
+        w.kind = FV_ENV_REVISION;
+        w.chunk_counts = &one;
+        w.nattachments = 1;
+        w.chunks = (const unsigned char(*)[32])h;
+        w.nchunks = 1;
+        w.recipients = (const unsigned char(*)[32])pk;
+        w.nrecipients = 1;
+        raw_rev_bytes(&p, &n, &rr);
+        write_forged(x, pk, &w, p, n, ok);
+        fv_enc_free_buf(p, n);
+        CHECK_EQ(fv_record_get(x, &r, ok), FV_OK);
+        CHECK(r && r->nattachments == 1 && r->attachments[0].chunks_present == 1);
+        fv_record_free(r);
+        r = NULL;
+        CHECK_EQ(fv_vault_verify(x, NULL, NULL, &rep), FV_OK);
+
+        rr.size = 100; /* still one chunk, but not this one */
+        memset(&w, 0, sizeof w);
+        w.kind = FV_ENV_REVISION;
+        w.chunk_counts = &one;
+        w.nattachments = 1;
+        w.chunks = (const unsigned char(*)[32])h;
+        w.nchunks = 1;
+        w.recipients = (const unsigned char(*)[32])pk;
+        w.nrecipients = 1;
+        raw_rev_bytes(&p, &n, &rr);
+        write_forged(x, pk, &w, p, n, liar);
+        fv_enc_free_buf(p, n);
+    }
+    CHECK_EQ(fv_record_get(x, &r, liar), FV_ECORRUPT);
+    CHECK(strstr(fv_vault_errmsg(x), "size does not match") != NULL);
+    CHECK_EQ(fv_vault_verify(x, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 1);
+    fv_vault_close(x);
+}
+
+/* A record added and deleted before its first sync: only its tombstone
+ * leaves the device (the delete destroyed the genesis there). The receiving
+ * coordinator's verify passes, now and after more ordinary use. */
+static void test_tombstone_before_sync(void)
+{
+    struct org o;
+    unsigned char r[32], k[32];
+    fv_verify_report rep;
+
+    org_setup(&o);
+    add(o.f1, r, "a slip", "none", "deleted at once");
+    CHECK_EQ(fv_record_delete(o.f1, r), FV_OK);
+    add(o.f1, k, "kept", "none", "stays");
+    carry(o.f1, o.c);
+    CHECK_EQ(envelope_held(o.dc, r), 0); /* the genesis never came */
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE record = ?1 "
+                            "AND kind = 2", r), 1);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(rep.failures, 0);
+    CHECK_EQ(fv_vault_verify(o.f1, NULL, NULL, &rep), FV_OK);
+    org_close(&o);
+}
+
 int main(void)
 {
     struct org o;
@@ -1908,6 +2257,10 @@ int main(void)
     org_close(&o);
     test_env_macs();
     test_verify_desk_payloads();
+    test_import_refuses_malformed();
+    test_grant_malformed();
+    test_attachment_size_lie();
+    test_tombstone_before_sync();
 
     {
         char cmd[300];

@@ -2527,11 +2527,15 @@ static void test_payload_rules(void)
     k2[1] = T("a/"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[1] = T("../x"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
     k2[0] = T(".."); k2[1] = T("ok.txt"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
-    /* ... but dots elsewhere, and other separators, are names. */
+    /* Nor a Windows path: no '\\' either. */
+    k2[0] = T("a\\b"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[0] = T("\\"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    k2[0] = T("..\\x"); CHECK_EQ(pl_rc(&p), FV_ECORRUPT);
+    /* ... but dots elsewhere, and other punctuation, are names. */
     k2[0] = T("..."); CHECK_EQ(pl_rc(&p), FV_OK);
     k2[0] = T(".x"); CHECK_EQ(pl_rc(&p), FV_OK);
     k2[0] = T("a..b"); CHECK_EQ(pl_rc(&p), FV_OK);
-    k2[0] = T("a\\b"); CHECK_EQ(pl_rc(&p), FV_OK);
+    k2[0] = T("a:b"); CHECK_EQ(pl_rc(&p), FV_OK);
     {
         static char names[FV_MAX_ATTACHMENTS + 1][8];
         static txt many[FV_MAX_ATTACHMENTS + 1];

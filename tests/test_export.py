@@ -51,7 +51,9 @@ NARRATIVE = ('He said "<script>alert(1)</script>", then left.\n'
 FIELDS = {"place": 'Seoul, "north"', "formula": "=1+1", "minus": "-2",
           "multi": "line one\nline two\\end", "사건": "+82 증언"}
 TAGS = ["탈북", "@risk", "+plus", "a,b"]
-ATT_NAME = '..\\..\\evil<x>".png'
+# Not a path anywhere FieldVault writes it, yet hostile to file systems
+# (':' on Windows) and to HTML. A name holding '/' or '\\' is refused (below).
+ATT_NAME = '..:..:evil<x>".png'
 NETWORK = re.compile(r"https?:|//|url\(|@import|<script|javascript:|<iframe|<object|<embed"
                      r"|<link[^>]*href=\"(?!style\.css|\.\./style\.css)",
                      re.IGNORECASE)
@@ -91,6 +93,10 @@ class ExportTest(unittest.TestCase):
         for t in TAGS:
             args += ["--tag", t]
         cls.hostile = cls.fv(args + ["--json"], json_out=True)["id"]
+        # A name that is a Windows path is never stored (docs/FORMAT.md 6).
+        cls.backslash = os.path.join(att_dir, '..\\..\\evil.png')
+        with open(cls.backslash, "wb") as f:
+            f.write(PNG)
         cls.plain = cls.fv(["add", "--title", "plain record", "--tag", "other", "--json"],
                            json_out=True)["id"]
         cls.fv(["edit", cls.plain, "--field", "status=second revision"])
@@ -117,6 +123,15 @@ class ExportTest(unittest.TestCase):
     def out(self, name):
         d = tempfile.mkdtemp(dir=self.tmp)
         return os.path.join(d, name)
+
+    def test_path_names_refused(self):
+        """An attachment name holding a path separator is refused at add
+        (exit 2), so no export or reader ever meets one."""
+        p = self.run_fv(["add", "--title", "named as a path", "--attach",
+                         self.backslash])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(p.stderr, b"fieldvault: attachment 1 has no valid name\n")
+        self.assertEqual(p.stdout, b"")
 
     # ---- JSON ----
 

@@ -90,10 +90,12 @@ static int carry_one(int64_t seq_, const unsigned char *id,
 {
     struct carry *c = payload;
     const unsigned char *env[1] = {bytes};
-    size_t lens[1] = {len}, added = 0;
+    size_t lens[1] = {len}, added = 0, refused = 0;
     (void)seq_;
     (void)id;
-    c->rc = fv_vs_import(c->to, NULL, env, lens, 1, &added);
+    c->rc = fv_vs_import(c->to, NULL, env, lens, 1, &added, &refused);
+    if (c->rc == FV_OK && refused)
+        c->rc = FV_ECORRUPT;
     return c->rc;
 }
 

@@ -45,7 +45,7 @@ PIN, DENIED, INVITE, INCOMPLETE = 14, 15, 16, 17
 
 SYNC_KEYS = {"pushed", "pulled", "added", "conflicts", "bytes_sent",
              "bytes_received", "roundtrips", "chunks_sent", "chunks_received",
-             "chunks_unavailable", "chunks_rejected", "dropped"}
+             "chunks_unavailable", "chunks_rejected", "dropped", "refused"}
 CHUNK = 256 * 1024  # plaintext bytes per attachment chunk (fieldvault.h)
 DEVICE_KEYS = {"id", "name", "role", "revoked", "enrolled"}
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"

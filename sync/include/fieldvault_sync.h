@@ -53,6 +53,9 @@ typedef struct fv_sync_result {
     uint64_t chunks_rejected;    /* failed verification: dropped, asked for
                                     again at the next sync */
     size_t dropped;          /* records dropped after delivery (retention) */
+    /* Appended: envelopes pulled whose content this vault opened and found
+     * malformed (docs/FORMAT.md): not stored, not acted on. */
+    uint64_t refused;
 } fv_sync_result;
 
 /* Pushes every envelope the server has not acknowledged and pulls what is
@@ -127,7 +130,10 @@ FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
 /* Reads a bundle: every envelope is verified as if it had arrived over the
  * network, then stored. Importing a bundle twice changes nothing. FV_ECORRUPT
  * if the file is damaged or an envelope fails verification (nothing of its
- * batch is stored). Review states travel only through the server (which
+ * batch is stored), FV_EVERSION for an envelope of a newer format. An
+ * envelope whose payload this vault opens and finds malformed is refused
+ * alone: the rest is imported and committed, and the call then returns
+ * FV_ECORRUPT with a message naming how many were refused. Review states travel only through the server (which
  * knows who is a coordinator): one in a bundle is left out unless this
  * device wrote it, and counted in *skipped (may be NULL). */
 FV_API int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,

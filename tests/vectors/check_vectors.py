@@ -371,7 +371,7 @@ def decode_payload(p):
         d.key("chunk"); chunk = d.uint()
         if len(key) != 32 or not 1 <= chunk <= MAX_CHUNK_BYTES:
             raise Corrupt("attachment fields")
-        if "/" in name or name in (".", ".."):
+        if "/" in name or "\\" in name or name in (".", ".."):
             raise Corrupt("attachment name is a path")
         atts.append({"key": key.hex(), "name": name, "size": size, "chunk": chunk})
     d.end()
