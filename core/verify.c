@@ -62,6 +62,51 @@ static int check_chunk_sizes(struct vctx *c, const fv_env *e, const fv_rec *r)
     return FV_OK;
 }
 
+/* A key grant whose own payload is sound must also carry its target's key
+ * (FORMAT.md 5.6): from the target's author, for its record, and a key that
+ * passes the target's commitment. A read ignores any other grant; verify
+ * says so. A target this vault does not hold (or no longer holds) has
+ * nothing to check against. */
+static int check_grant_target(struct vctx *c, const fv_env *g)
+{
+    unsigned char key[FV_KEY_BYTES], rec[FV_ID_BYTES], *bytes = NULL;
+    unsigned char *plain = NULL;
+    size_t len = 0, n = 0;
+    int kind, rc;
+    fv_env t;
+
+    rc = fv_store_env_get(c->v->store, g->parents[0], rec, &kind, &bytes, &len,
+                          NULL);
+    if (rc == FV_ENOTFOUND || (rc == FV_OK && !bytes)) {
+        free(bytes);
+        return FV_OK;
+    }
+    if (rc)
+        return rc;
+    rc = fv_env_parse(&t, bytes, len);
+    free(bytes);
+    if (rc)
+        return rc == FV_ENOMEM ? rc : FV_OK; /* reported as the target's own */
+    if (memcmp(t.author, g->author, FV_SIGN_PK_BYTES) != 0 ||
+        memcmp(t.record, g->record, FV_ID_BYTES) != 0) {
+        fv_env_clear(&t);
+        return issue(c, g->record, g->id, "a key grant is not from its target's "
+                                          "author or not for its record");
+    }
+    rc = fv_env_unseal(g, c->v->box_pk, c->v->sec->box_sk, key);
+    if (rc == FV_ENOTFOUND && c->v->has_org_sk)
+        rc = fv_env_unseal(g, c->v->org_pk, c->v->sec->org_sk, key);
+    if (rc == FV_OK)
+        rc = fv_env_decrypt(&t, key, &plain, &n);
+    fv_wipe(key, sizeof key);
+    fv_env_free_plain(plain, n);
+    fv_env_clear(&t);
+    if (rc == FV_ECORRUPT)
+        return issue(c, g->record, g->id, "a key grant carries another key "
+                                          "than its target's");
+    return rc == FV_ENOMEM ? rc : FV_OK;
+}
+
 /* Decrypts the payload where this vault can, and checks it against
  * FORMAT.md and against the signed envelope: every kind, key grants
  * included, by the same decoders an import uses (fv_payload_check). */
@@ -101,6 +146,8 @@ static int check_payload(struct vctx *c, const fv_env *e)
         rc = fv_payload_check(e, plain, n);
         if (rc && rc != FV_ENOMEM)
             rc = issue(c, e->record, e->id, what[e->kind]);
+        else if (rc == FV_OK && e->kind == FV_ENV_GRANT)
+            rc = check_grant_target(c, e);
     }
 done:
     fv_rec_free(r);

@@ -2121,6 +2121,33 @@ static void test_grant_malformed(void)
     fv_record_free(rec);
     CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 1); /* the stored bad grant, still */
+
+    /* A well-formed grant that carries another key than its target's: not
+     * refused (its payload is sound), never used, and reported by verify. */
+    {
+        unsigned char other[32], *p = NULL;
+        size_t n = 0;
+        fv_v_write w = {.kind = FV_ENV_GRANT, .record = r,
+                        .parents = (const unsigned char(*)[32])r, .nparents = 1,
+                        .recipients = (const unsigned char(*)[32])o.pk,
+                        .nrecipients = 1, .content_key = other};
+        fv_random(other, sizeof other);
+        CHECK_EQ(fv_tombstone_encode(&p, &n, 1700000000), FV_OK);
+        write_forged(e, o.pk, &w, p, n, gid);
+        fv_enc_free_buf(p, n);
+        fv_wipe(other, sizeof other);
+    }
+    bag_fill(&bag, e);
+    CHECK_EQ(fv_vs_import_bundle(o.c, (const unsigned char *const *)bag.env,
+                                 bag.len, bag.n, &added, &skipped, &refused),
+             FV_OK);
+    CHECK_EQ(refused, 1); /* the malformed one, again */
+    CHECK_EQ(envelope_held(o.dc, gid), 1);
+    bag_free(&bag);
+    CHECK_EQ(fv_record_get(o.c, &rec, r), FV_OK);
+    fv_record_free(rec);
+    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(rep.failures, 2);
     fv_wipe(key, sizeof key);
     fv_vault_close(e);
     org_close(&o);
