@@ -82,6 +82,7 @@ const char *fv_strerror(int code)
     case FV_EDENIED: return "refused by the server";
     case FV_EINVITE: return "the invite is damaged, used or expired";
     case FV_EINCOMPLETE: return "the attachment has not fully arrived yet";
+    case FV_ESERVER: return "the server failed on its side";
     default: return "unknown error";
     }
 }
