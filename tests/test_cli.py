@@ -799,15 +799,26 @@ class TestErrors(CliTest):
                     else self.v(d, "list", expect=IO)
                 self.assertIn(b"proc pseudo file system", r.stderr)
                 self.assertIn(d.encode(), r.stderr)
-        # A directory this user may not enter (not testable as root, who may).
+        # A directory this user may not enter. Root may enter any: as root,
+        # the binary runs as nobody (setpriv), the passphrase on stdin.
+        locked = self.path("locked")
+        os.makedirs(os.path.join(locked, "vault"))
+        os.chmod(locked, 0)
+        self.addCleanup(os.chmod, locked, 0o700)
+        args = ["--vault", os.path.join(locked, "vault"), "--passphrase-fd", "0", "list"]
         if os.geteuid() != 0:
-            locked = self.path("locked")
-            os.makedirs(os.path.join(locked, "vault"))
-            os.chmod(locked, 0)
-            self.addCleanup(os.chmod, locked, 0o700)
-            r = self.v(os.path.join(locked, "vault"), "list", expect=IO)
-            self.assertIn(b"Permission denied", r.stderr)
-            self.assertIn(locked.encode(), r.stderr)
+            r = run(args, stdin=b"correct horse battery\n")
+        elif shutil.which("setpriv"):
+            os.chmod(self.tmp, 0o711)  # nobody may pass through, not list
+            r = subprocess.run(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN] + args,
+                input=b"correct horse battery\n", capture_output=True, env=clean_env(),
+                timeout=120, start_new_session=True)
+        else:
+            self.skipTest("running as root without setpriv")
+        self.assertEqual(r.returncode, IO, r.stderr)
+        self.assertIn(b"Permission denied", r.stderr)
+        self.assertIn(locked.encode(), r.stderr)
 
     def test_not_found(self):
         d = self.make_vault()
