@@ -32,7 +32,8 @@ enum cli_exit {
     CLI_PIN = 14,     /* the server's key does not match the pinned key */
     CLI_DENIED = 15,  /* refused by the server: not enrolled, revoked... */
     CLI_INVITE = 16,  /* the invite is damaged, used or expired */
-    CLI_INCOMPLETE = 17 /* the attachment has not fully arrived yet */
+    CLI_INCOMPLETE = 17, /* the attachment has not fully arrived yet */
+    CLI_SERVER = 18      /* the server failed on its side (its disk full...) */
 };
 
 /* The exit code for a library result code (main.c). */

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/vfs.h>
+#endif
 
 #include "cli.h"
 
@@ -129,8 +132,75 @@ static int make_parents(const char *path)
 }
 
 /* Prints "WHAT DIR: reason" for a failure without a handle. */
+/* Why `dir` cannot hold a vault, when the library's code alone (an I/O
+ * error, no vault) would hide it: a path on a pseudo file system such as
+ * /proc, a regular file where a directory of the path should be, a
+ * directory this user may not use, and (`missing_parent`, for init) a
+ * parent directory that does not exist. Writes the cause, naming the path
+ * at fault, into `out` and returns 1, or 0 if none of these is it. Only
+ * stat(), statfs() and access() on the path: nothing is opened or made. */
+static int dir_problem(const char *dir, int missing_parent, char *out, size_t outlen)
+{
+    char path[4096];
+    struct stat sb;
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof path)
+        return 0;
+    memcpy(path, dir, n + 1);
+#ifdef __linux__
+    {
+        /* The deepest existing directory of the path. */
+        struct statfs fs;
+        char *slash;
+        while (stat(path, &sb) != 0 && (slash = strrchr(path, '/')) != NULL)
+            *(slash == path ? slash + 1 : slash) = '\0';
+        if (statfs(stat(path, &sb) == 0 ? path : ".", &fs) == 0 &&
+            (fs.f_type == 0x9fa0 /* proc */ || fs.f_type == 0x62656572 /* sysfs */ ||
+             fs.f_type == 0x1cd1 /* devpts */)) {
+            snprintf(out, outlen, "%s is on a %s pseudo file system, which cannot hold a vault",
+                     dir, fs.f_type == 0x9fa0 ? "proc" : fs.f_type == 0x1cd1 ? "devpts" : "sysfs");
+            return 1;
+        }
+        memcpy(path, dir, n + 1);
+    }
+#endif
+    /* Each leading part of the path, shortest first. */
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && path[i] != '/')
+            continue;
+        path[i] = '\0';
+        if (stat(path, &sb) != 0) {
+            int e = errno;
+            if (e != ENOENT)
+                snprintf(out, outlen, "%s: %s", path, strerror(e));
+            else if (missing_parent && i < n)
+                snprintf(out, outlen, "%s does not exist (make the parent directories first)", path);
+            else
+                return 0;
+            return 1;
+        }
+        if (!S_ISDIR(sb.st_mode)) {
+            snprintf(out, outlen, "%s is not a directory", path);
+            return 1;
+        }
+        if (access(path, X_OK) != 0 || (i == n && access(path, R_OK | W_OK) != 0)) {
+            snprintf(out, outlen, "%s: %s", path, strerror(errno));
+            return 1;
+        }
+        path[i] = i < n ? '/' : '\0';
+    }
+    return 0;
+}
+
 static int cli_fail_dir(int rc, const char *what, const char *dir)
 {
+    char why[4200];
+    /* The library says which kind of failure; the path says why. */
+    if ((rc == FV_EIO || rc == FV_ENOVAULT) && dir_problem(dir, rc == FV_EIO, why, sizeof why)) {
+        cli_error("%s %s: %s", what, dir, why);
+        return cli_exit_code(FV_EIO);
+    }
     cli_error("%s %s: %s", what, dir, fv_strerror(rc));
     return cli_exit_code(rc);
 }

@@ -68,6 +68,8 @@ static const char overview[] =
     "                              revoked, not allowed)\n"
     "                           16 invite damaged, used or expired\n"
     "                           17 attachment not fully arrived yet\n"
+    "                           18 the server failed on its side (its\n"
+    "                              disk full...); sync again later\n"
     "A server that breaks the sync protocol counts as corrupt data (5).\n";
 
 static const struct {

@@ -25,6 +25,8 @@
  *    16   the invite is damaged, used or expired
  *    17   the attachment has not fully arrived yet (some of its chunks are
  *         still on their way; sync again later)
+ *    18   the server failed on its side (its disk full, an internal error):
+ *         nothing here is damaged or lost; sync again later
  *
  * A server that breaks the sync protocol is treated as corrupt data (5).
  */
@@ -63,6 +65,7 @@ int cli_exit_code(int fv_result)
         {FV_EDENIED, CLI_DENIED},
         {FV_EINVITE, CLI_INVITE},
         {FV_EINCOMPLETE, CLI_INCOMPLETE},
+        {FV_ESERVER, CLI_SERVER},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (map[i].fv == fv_result)

@@ -99,8 +99,9 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     if (src->path) {
         fd = open(src->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-            return fv_v_err(v, FV_EIO, "attachment %zu: cannot open the file: %s",
-                        idx + 1, fv_errno_text(errno).text);
+            /* The path as the caller gave it: which file is the problem. */
+            return fv_v_err(v, FV_EIO, "attachment %zu: cannot open %s: %s",
+                        idx + 1, src->path, fv_errno_text(errno).text);
         /* Very large files get larger chunks, so that their hash list
          * still fits the signed envelope (FORMAT.md, Attachments). */
         if (fstat(fd, &sb) == 0 &&

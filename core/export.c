@@ -1294,7 +1294,7 @@ static int evidence_finish(struct exp *x)
         return rc;
     have = rc == FV_OK;
     out_s(&x->o, "\n  ],\n  \"receipts\": [");
-    rc = fv_store_each_receipt(x->v->store, evidence_receipt_cb, &er);
+    rc = fv_vs_each_receipt(x->v, evidence_receipt_cb, &er);
     if (rc && rc != x->o.err)
         rc = fv_v_serr(x->v, rc);
     out_s(&x->o, er.n ? "\n  ],\n  \"server_receipt_key\": " : "],\n  \"server_receipt_key\": ");

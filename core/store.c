@@ -90,7 +90,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OUTBOX] = "SELECT seq, id, bytes FROM envelope WHERE own AND NOT delivered "
                   "AND seq > ?1 AND bytes IS NOT NULL ORDER BY seq LIMIT ?2",
     [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
-    [ST_RECEIPT_INSERT] = "INSERT INTO receipt(body, sig) VALUES (?1, ?2)",
+    [ST_RECEIPT_INSERT] = "INSERT INTO receipt(sealed) VALUES (?1)",
     [ST_ENV_RECORD] = "SELECT record FROM envelope WHERE id = ?1",
     [ST_CONFLICT_SET] = "INSERT OR IGNORE INTO conflict(record) SELECT ?1 "
                         "WHERE " LIVE_HEADS " > 1",
@@ -143,9 +143,10 @@ static const char schema_sql[] =
     /* A key grant names the envelope whose key it carries (docs/FORMAT.md). */
     "CREATE TABLE grant_of(target BLOB NOT NULL, grant_id BLOB NOT NULL,"
     " PRIMARY KEY(target, grant_id)) WITHOUT ROWID;"
-    /* Signed server receipts, kept as evidence of delivery. */
-    "CREATE TABLE receipt(seq INTEGER PRIMARY KEY, body BLOB NOT NULL,"
-    " sig BLOB NOT NULL);"
+    /* Signed server receipts, kept as evidence of delivery, sealed under
+     * the vault key (their times and log positions are the organisation's
+     * activity; docs/FORMAT.md 4). */
+    "CREATE TABLE receipt(seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL);"
     "CREATE TABLE edge(parent BLOB NOT NULL, child BLOB NOT NULL,"
     " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
     /* A head by the local seq of its envelope (eseq) and of its record's
@@ -853,16 +854,13 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
     return r;
 }
 
-int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
-                       const unsigned char sig[64],
+int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
                        const unsigned char *const *ids, size_t n)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RECEIPT_INSERT);
     int rc;
-    if (st) {
-        sqlite3_bind_blob64(st, 1, body, body_len, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, sig, 64, SQLITE_STATIC);
-    }
+    if (st)
+        sqlite3_bind_blob64(st, 1, sealed, len, SQLITE_STATIC);
     if ((rc = fv_db_step_done(&s->d, st, "receipt")))
         return rc;
     for (size_t i = 0; i < n && rc == FV_OK; i++) {
@@ -1033,17 +1031,14 @@ int fv_store_each_chunk(fv_store *s, fv_store_chunk_fn fn, void *payload)
 
 int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload)
 {
-    static const char sql[] = "SELECT seq, body, sig FROM receipt ORDER BY seq";
+    static const char sql[] = "SELECT seq, sealed FROM receipt ORDER BY seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "receipts"), r = 0;
     if (rc)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *sig = sqlite3_column_bytes(st, 2) == 64
-                                       ? sqlite3_column_blob(st, 2)
-                                       : NULL;
         if ((r = fn(sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
-                    (size_t)sqlite3_column_bytes(st, 1), sig, payload)) != 0)
+                    (size_t)sqlite3_column_bytes(st, 1), payload)) != 0)
             break;
     }
     if (r == 0 && rc != SQLITE_DONE)

@@ -135,10 +135,9 @@ typedef int (*fv_store_outbox_fn)(int64_t seq, const unsigned char *id,
 int fv_store_outbox(fv_store *s, int64_t after, size_t max,
                     fv_store_outbox_fn fn, void *payload);
 
-/* Stores a signed receipt and marks the envelopes it names delivered.
- * Call inside a transaction. */
-int fv_store_delivered(fv_store *s, const unsigned char *body, size_t body_len,
-                       const unsigned char sig[64],
+/* Stores a receipt (sealed by the vault: vault_sync.c) and marks the
+ * envelopes it names delivered. Call inside a transaction. */
+int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
                        const unsigned char *const *ids, size_t n);
 /* Puts every own envelope back in the outbox (a new server). */
 int fv_store_undeliver_all(fv_store *s);
@@ -206,11 +205,10 @@ typedef int (*fv_store_chunk_fn)(const unsigned char *hash,
                                  const unsigned char *data, size_t len,
                                  void *payload);
 int fv_store_each_chunk(fv_store *s, fv_store_chunk_fn fn, void *payload);
-/* Every stored server receipt, oldest first (`sig`: 64 bytes, or NULL if
- * the stored one is not 64 bytes long). */
-typedef int (*fv_store_receipt_fn)(int64_t seq, const unsigned char *body,
-                                   size_t body_len, const unsigned char *sig,
-                                   void *payload);
+/* Every stored server receipt, oldest first, as sealed (fv_vs_each_receipt
+ * opens them). */
+typedef int (*fv_store_receipt_fn)(int64_t seq, const unsigned char *sealed,
+                                   size_t len, void *payload);
 int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload);
 /* The record of envelope `id` (purged or not). FV_ENOTFOUND. */
 int fv_store_env_record(fv_store *s, const unsigned char id[32],

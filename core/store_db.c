@@ -1,6 +1,7 @@
 /* store_db.c - SQLite plumbing shared by the store module (see store_db.h). */
 #include "store_db.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,15 @@ static int map_rc(const fv_db *d, int rc)
     case SQLITE_SCHEMA:
     case SQLITE_MISMATCH:
         return FV_ECORRUPT;
-    case SQLITE_IOERR:
-        /* A short read means the file was cut: that is corruption. */
-        return rc == SQLITE_IOERR_SHORT_READ ? FV_ECORRUPT : FV_EIO;
+    case SQLITE_IOERR: {
+        /* A short read means the file was cut: that is corruption. A write
+         * refused for want of space (a quota, a file size limit) is a full
+         * disk, as SQLITE_FULL is, not an I/O fault. */
+        int e = d->db ? sqlite3_system_errno(d->db) : 0;
+        if (rc == SQLITE_IOERR_SHORT_READ)
+            return FV_ECORRUPT;
+        return e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC : FV_EIO;
+    }
     default: return FV_EIO;
     }
 }

@@ -778,7 +778,8 @@ static int pack_fail(fv_sstore *s, const char *what)
 {
     int e = errno;
     return fv_db_error(&s->d,
-                       e == ENOSPC || e == EDQUOT ? FV_ENOSPC : FV_EIO,
+                       e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC
+                                                                : FV_EIO,
                        "chunks: %s: %s", what, fv_errno_text(e).text);
 }
 

@@ -35,7 +35,8 @@
 #define META_KEY_CTX "fvdevkey"
 #define META_DEVICE_KEYS 1
 #define META_ORG_KEY 2
-/* 3 is the sync state (vault_sync.c); 4 keys the envelope MACs. */
+/* 3 is the sync state (vault_sync.c); 4 keys the envelope MACs; 5 seals
+ * the server receipts (vault_sync.c). */
 #define META_ENV_MAC 4
 #define DEVKEY_SECRET_BYTES (FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES)
 
@@ -82,6 +83,7 @@ const char *fv_strerror(int code)
     case FV_EDENIED: return "refused by the server";
     case FV_EINVITE: return "the invite is damaged, used or expired";
     case FV_EINCOMPLETE: return "the attachment has not fully arrived yet";
+    case FV_ESERVER: return "the server failed on its side";
     default: return "unknown error";
     }
 }
@@ -266,23 +268,50 @@ static int read_key_file(fv_vault *v, const char *pass, size_t passlen)
 
 /* ---- secrets in the meta table -------------------------------------- */
 
+/* out = nonce || XChaCha20-Poly1305(subkey, plain, ad). The subkey lives
+ * in guarded memory only for the call. */
+int fv_v_subkey_seal(const fv_vault *v, uint64_t subkey_id, unsigned char *out,
+                     const unsigned char *plain, size_t len,
+                     const unsigned char *ad, size_t adlen)
+{
+    unsigned char *k = fv_secure_alloc(FV_KEY_BYTES);
+    if (!k)
+        return FV_ENOMEM;
+    fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
+    fv_random(out, FV_NONCE_BYTES);
+    fv_aead_encrypt(out + FV_NONCE_BYTES, plain, len, ad, adlen, out, k);
+    fv_secure_free(k);
+    return FV_OK;
+}
+
+int fv_v_subkey_open(const fv_vault *v, uint64_t subkey_id, unsigned char *plain,
+                     const unsigned char *blob, size_t blen,
+                     const unsigned char *ad, size_t adlen)
+{
+    unsigned char *k;
+    int rc;
+    if (blen < FV_NONCE_BYTES + FV_TAG_BYTES)
+        return FV_ECORRUPT;
+    if (!(k = fv_secure_alloc(FV_KEY_BYTES)))
+        return FV_ENOMEM;
+    fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
+    rc = fv_aead_decrypt(plain, blob + FV_NONCE_BYTES, blen - FV_NONCE_BYTES,
+                         ad, adlen, blob, k);
+    fv_secure_free(k);
+    return rc;
+}
+
 /* Stored as nonce || XChaCha20-Poly1305(subkey, plain, ad). */
 int fv_v_meta_seal(fv_vault *v, const char *name, uint64_t subkey_id,
                    const unsigned char *plain, size_t len,
                    const unsigned char *ad, size_t adlen)
 {
-    unsigned char *k = fv_secure_alloc(FV_KEY_BYTES);
     unsigned char *blob = malloc(FV_NONCE_BYTES + len + FV_TAG_BYTES);
     int rc = FV_ENOMEM;
 
-    if (k && blob) {
-        fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
-        fv_random(blob, FV_NONCE_BYTES);
-        fv_aead_encrypt(blob + FV_NONCE_BYTES, plain, len, ad, adlen, blob, k);
+    if (blob && (rc = fv_v_subkey_seal(v, subkey_id, blob, plain, len, ad, adlen)) == FV_OK)
         rc = fv_v_serr(v, fv_store_meta_put(v->store, name, blob,
                                              FV_NONCE_BYTES + len + FV_TAG_BYTES));
-    }
-    fv_secure_free(k);
     free(blob);
     return rc;
 }
@@ -291,23 +320,14 @@ int fv_v_meta_open(fv_vault *v, const char *name, uint64_t subkey_id,
                    unsigned char *plain, size_t len, const unsigned char *ad,
                    size_t adlen)
 {
-    unsigned char *blob = NULL, *k = NULL;
+    unsigned char *blob = NULL;
     size_t blen;
     int rc = fv_store_meta_get(v->store, name, &blob, &blen);
 
     if (rc == FV_OK && blen != FV_NONCE_BYTES + len + FV_TAG_BYTES)
         rc = FV_ECORRUPT;
-    if (rc == FV_OK) {
-        k = fv_secure_alloc(FV_KEY_BYTES);
-        if (!k)
-            rc = FV_ENOMEM;
-    }
-    if (rc == FV_OK) {
-        fv_kdf_derive(k, FV_KEY_BYTES, subkey_id, META_KEY_CTX, v->sec->vault_key);
-        rc = fv_aead_decrypt(plain, blob + FV_NONCE_BYTES, blen - FV_NONCE_BYTES,
-                             ad, adlen, blob, k);
-    }
-    fv_secure_free(k);
+    if (rc == FV_OK)
+        rc = fv_v_subkey_open(v, subkey_id, plain, blob, blen, ad, adlen);
     free(blob);
     return rc;
 }

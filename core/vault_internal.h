@@ -44,6 +44,16 @@ int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
 int fv_v_serr(fv_vault *v, int rc);
 int64_t fv_v_now(void);
 
+/* nonce || XChaCha20-Poly1305 under crypto_kdf subkey `subkey_id` of the
+ * vault key, bound to `ad`: `out` holds FV_NONCE_BYTES + len +
+ * FV_TAG_BYTES; opening writes blen - FV_NONCE_BYTES - FV_TAG_BYTES bytes
+ * (FV_ECORRUPT if the blob is short or fails to authenticate). */
+int fv_v_subkey_seal(const fv_vault *v, uint64_t subkey_id, unsigned char *out,
+                     const unsigned char *plain, size_t len,
+                     const unsigned char *ad, size_t adlen);
+int fv_v_subkey_open(const fv_vault *v, uint64_t subkey_id, unsigned char *plain,
+                     const unsigned char *blob, size_t blen,
+                     const unsigned char *ad, size_t adlen);
 /* Secrets kept in the meta table, encrypted under crypto_kdf subkey
  * `subkey_id` of the vault key and bound to `ad`. */
 int fv_v_meta_seal(fv_vault *v, const char *name, uint64_t subkey_id,

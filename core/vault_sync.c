@@ -227,18 +227,89 @@ int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
     return fv_v_serr(v, fv_store_outbox(v->store, after, max, fn, payload));
 }
 
+/* Receipts at rest are sealed under subkey 5 of the vault key (FORMAT.md
+ * 4, 10): body || sig, bound to this label. In clear, their server times
+ * and organisation-wide log positions would tell whoever holds the device
+ * how active the whole organisation is, and when this device delivered. */
+#define RECEIPT_SUBKEY 5
+static const char receipt_ad[] = "FieldVault receipt at rest v1";
+#define RECEIPT_SIG_BYTES 64
+
 int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
                     const unsigned char *const *ids, size_t n)
 {
-    int rc = fv_store_begin(v->store);
-    if (rc == FV_OK)
-        rc = fv_store_delivered(v->store, body, body_len, sig, ids, n);
-    if (rc == FV_OK)
-        rc = fv_store_commit(v->store);
-    if (rc)
-        fv_store_rollback(v->store);
+    size_t plen = body_len + RECEIPT_SIG_BYTES;
+    size_t slen = FV_NONCE_BYTES + plen + FV_TAG_BYTES;
+    unsigned char *plain = malloc(plen), *sealed = malloc(slen);
+    int rc = FV_ENOMEM;
+
+    if (plain && sealed) {
+        memcpy(plain, body, body_len);
+        memcpy(plain + body_len, sig, RECEIPT_SIG_BYTES);
+        rc = fv_v_subkey_seal(v, RECEIPT_SUBKEY, sealed, plain, plen,
+                              (const unsigned char *)receipt_ad, sizeof receipt_ad - 1);
+    }
+    if (rc == FV_OK && (rc = fv_store_begin(v->store)) == FV_OK) {
+        rc = fv_store_delivered(v->store, sealed, slen, ids, n);
+        if (rc == FV_OK)
+            rc = fv_store_commit(v->store);
+        if (rc)
+            fv_store_rollback(v->store);
+    }
+    if (plain)
+        fv_wipe(plain, plen);
+    free(plain);
+    free(sealed);
     return fv_v_serr(v, rc);
+}
+
+struct receipt_walk {
+    fv_vault *v;
+    fv_vs_receipt_fn fn;
+    void *payload;
+    unsigned char *buf;
+    size_t cap;
+};
+
+static int receipt_open_cb(int64_t seq, const unsigned char *sealed, size_t len,
+                           void *payload)
+{
+    struct receipt_walk *w = payload;
+    size_t plen;
+
+    /* A row that does not open is handed on as unreadable (NULL): verify
+     * reports it, and the other receipts still count. */
+    if (!sealed || len < FV_NONCE_BYTES + FV_TAG_BYTES + RECEIPT_SIG_BYTES)
+        return w->fn(seq, NULL, 0, NULL, w->payload);
+    plen = len - FV_NONCE_BYTES - FV_TAG_BYTES;
+    if (plen > w->cap) {
+        unsigned char *p = malloc(plen);
+        if (!p)
+            return FV_ENOMEM;
+        if (w->buf) {
+            fv_wipe(w->buf, w->cap);
+            free(w->buf);
+        }
+        w->buf = p;
+        w->cap = plen;
+    }
+    if (fv_v_subkey_open(w->v, RECEIPT_SUBKEY, w->buf, sealed, len,
+                         (const unsigned char *)receipt_ad, sizeof receipt_ad - 1))
+        return w->fn(seq, NULL, 0, NULL, w->payload);
+    return w->fn(seq, w->buf, plen - RECEIPT_SIG_BYTES,
+                 w->buf + plen - RECEIPT_SIG_BYTES, w->payload);
+}
+
+int fv_vs_each_receipt(fv_vault *v, fv_vs_receipt_fn fn, void *payload)
+{
+    struct receipt_walk w = {v, fn, payload, NULL, 0};
+    int rc = fv_store_each_receipt(v->store, receipt_open_cb, &w);
+    if (w.buf) {
+        fv_wipe(w.buf, w.cap);
+        free(w.buf);
+    }
+    return rc;
 }
 
 int fv_vs_reset(fv_vault *v)

@@ -59,6 +59,15 @@ int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
                     const unsigned char *const *ids, size_t n);
 
+/* Every stored server receipt, oldest first, opened: `body` and `sig` (64
+ * bytes) are valid during the call; both NULL for a stored receipt that
+ * does not open (damaged). Returns the first non-zero callback result or
+ * a store code. */
+typedef int (*fv_vs_receipt_fn)(int64_t seq, const unsigned char *body,
+                                size_t body_len, const unsigned char *sig,
+                                void *payload);
+int fv_vs_each_receipt(fv_vault *v, fv_vs_receipt_fn fn, void *payload);
+
 /* A new server (another epoch): every own envelope goes back to the outbox. */
 int fv_vs_reset(fv_vault *v);
 

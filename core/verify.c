@@ -255,7 +255,11 @@ static int receipt_cb(int64_t seq, const unsigned char *body, size_t len,
     int rc;
 
     (void)seq;
-    if (receipt_decode(body ? body : (const unsigned char *)"", len, epoch,
+    if (!body) {
+        c->rep.receipts++;
+        return issue(c, NULL, NULL, "a stored server receipt is damaged (it does not decrypt)");
+    }
+    if (receipt_decode(body, len, epoch,
                        device, &n, &ids)) {
         c->rep.receipts++;
         return issue(c, NULL, NULL, "a stored server receipt is malformed");
@@ -319,7 +323,7 @@ int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
     if (rc == FV_OK)
         rc = fv_store_each_chunk(v->store, chunk_cb, &c);
     if (rc == FV_OK)
-        rc = fv_store_each_receipt(v->store, receipt_cb, &c);
+        rc = fv_vs_each_receipt(v, receipt_cb, &c);
     if (rc == FV_ECANCELED && c.canceled)
         rc = fv_v_err(v, rc, "stopped by the caller");
     else if (rc == FV_ENOMEM)

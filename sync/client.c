@@ -556,9 +556,14 @@ static int on_error(fv_client *c, const fv_msg *m)
     case FV_PERR_DENIED: rc = FV_EDENIED; break;
     case FV_PERR_INVITE: rc = FV_EINVITE; break;
     case FV_PERR_BUSY: rc = FV_ENET; break;
+    /* The server's own failure (a full disk...): nothing here is damaged
+     * and the outbox keeps everything not yet receipted. */
+    case FV_PERR_INTERNAL:
+    case FV_PERR_FULL: rc = FV_ESERVER; break;
     default: rc = FV_EPROTO; break;
     }
-    return cfail(c, rc, "the server refused: %s", text);
+    return cfail(c, rc, rc == FV_ESERVER ? "the server failed on its side: %s"
+                                         : "the server refused: %s", text);
 }
 
 static int on_message(fv_client *c, const fv_msg *m)

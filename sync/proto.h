@@ -61,7 +61,8 @@ enum fv_proto_error {
     FV_PERR_ROLLBACK = 6,
     FV_PERR_DIVERGED = 7,
     FV_PERR_BUSY = 8,
-    FV_PERR_INTERNAL = 9
+    FV_PERR_INTERNAL = 9,
+    FV_PERR_FULL = 10 /* the server's storage is full */
 };
 
 /* Roles (FV_ROLE_FIELD, FV_ROLE_COORDINATOR) are in fieldvault.h. */

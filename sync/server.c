@@ -39,7 +39,8 @@
 #define IO_BYTES 16384        /* per connection: one TLS record each way */
 #define ROUNDS_PER_WAKE 8     /* read-handle-write rounds per connection */
 #define ACCEPTS_PER_WAKE 64
-#define DRAIN_BYTES (256u << 10) /* read and dropped before closing */
+#define DRAIN_BYTES (256u << 10) /* read and dropped per turn while closing */
+#define LINGER_MS 2000           /* closing: how long input is still dropped */
 
 /* fv_server_options.stop may be set from a signal handler only if this is
  * lock-free. */
@@ -369,6 +370,7 @@ struct sconn {
     int r_want;   /* ... of the last read, 0 if it returned data */
     int w_want;   /* ... of the pending write */
     int64_t t_start, t_last, t_frame;
+    int64_t t_linger; /* closing after an ERROR: input dropped until then */
     size_t in_off, in_len; /* bytes read, not yet taken by the engine */
     size_t w_off, w_len;   /* bytes taken from the engine, not yet written */
     unsigned char in[IO_BYTES];
@@ -499,13 +501,28 @@ static int conn_has_output(struct sconn *c)
 }
 
 /* Reads and drops what the peer still sends, so that closing does not turn
- * into a reset that could discard our last frames in flight. */
-static void conn_drain(struct sconn *c)
+ * into a reset that could discard our last frames in flight (an ERROR the
+ * device must read: a device still uploading chunks when the server's disk
+ * fills has megabytes on the way). 1 once the peer has closed its side (or
+ * failed), 0 to come back when more arrives or the linger time ends. */
+static int conn_drain(struct sconn *c)
 {
     size_t total = 0, n;
-    while (total < DRAIN_BYTES &&
-           fv_tls_read(c->tls, c->in, sizeof c->in, &n) == FV_OK)
-        total += n;
+    int rc;
+    if (!c->t_linger) {
+        while (total < DRAIN_BYTES &&
+               fv_tls_read(c->tls, c->in, sizeof c->in, &n) == FV_OK)
+            total += n;
+        return 1;
+    }
+    /* Lingering: our side is shut (the peer reads the ERROR, then the
+     * end); what it still sends is dropped unread until it closes. */
+    rc = fv_tls_discard(c->tls, DRAIN_BYTES);
+    if (rc == FV_OK) {
+        c->kick = 1; /* more may be waiting: the next turn goes on */
+        return 0;
+    }
+    return rc != FV_TLS_WANT_READ;
 }
 
 /* Drives one connection as far as it goes without blocking. */
@@ -568,8 +585,14 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
         }
         if (state == FV_SRV_CLOSING) {
             if (!conn_has_output(c)) {
-                conn_drain(c);
-                c->dead = 2; /* a clean close */
+                /* After BYE the device sends nothing more: close now.
+                 * After an ERROR it may still be sending: linger. */
+                if (!c->t_linger && fv_srv_conn_error(c->eng)) {
+                    c->t_linger = now + LINGER_MS;
+                    fv_tls_shutdown(c->tls);
+                }
+                if (conn_drain(c))
+                    c->dead = 2; /* a clean close */
                 return;
             }
         } else if (c->in_len == 0) {
@@ -610,6 +633,8 @@ static short conn_events(const struct sconn *c)
         ev |= c->w_want == FV_TLS_WANT_READ ? POLLIN : POLLOUT;
     if (c->in_len == 0 && fv_srv_conn_state(c->eng) == FV_SRV_RUNNING)
         ev |= c->r_want == FV_TLS_WANT_WRITE ? POLLOUT : POLLIN;
+    if (c->t_linger)
+        ev |= POLLIN;
     return ev;
 }
 
@@ -628,6 +653,8 @@ static int conn_ready(struct sconn *c)
         return 1;
     if (c->w_len == 0 && conn_has_output(c))
         return 1;
+    if (c->t_linger)
+        return 0; /* only poll() says when the peer sent more */
     return fv_srv_conn_state(c->eng) != FV_SRV_RUNNING && !conn_has_output(c);
 }
 
@@ -637,6 +664,10 @@ static int64_t conn_deadline(const struct server *S, const struct sconn *c,
 {
     int64_t d = c->t_last + S->idle_ms;
     *why = "idle";
+    if (c->t_linger) {
+        *why = "done";
+        return c->t_linger;
+    }
     if (c->phase == PH_HANDSHAKE || !fv_srv_conn_authenticated(c->eng)) {
         if (c->t_start + S->hs_ms < d) {
             d = c->t_start + S->hs_ms;

@@ -123,7 +123,7 @@ static int chunk_flush(fv_srv_conn *c, int ack);
 
 static const char *const perr_names[] = {
     "", "version", "denied", "invite", "malformed", "rejected",
-    "rollback", "diverged", "busy", "internal"};
+    "rollback", "diverged", "busy", "internal", "full"};
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -191,9 +191,12 @@ static void conn_internal(fv_srv_conn *c, int rc, const char *what)
         return;
     slog(c, "%s failed: %s (%s)", what, fv_strerror(rc),
          fv_sstore_errmsg(c->srv->st));
-    conn_error(c, FV_PERR_INTERNAL,
-               rc == FV_ENOSPC ? "the server's disk is full"
-                               : "the server failed");
+    /* A full disk is the server's own state, not damage and not the
+     * device's fault: its own code, so that the device says so. */
+    if (rc == FV_ENOSPC)
+        conn_error(c, FV_PERR_FULL, "the server's disk is full");
+    else
+        conn_error(c, FV_PERR_INTERNAL, "the server failed");
 }
 
 /* Queues a frame; out of memory leaves nothing to do but close. */

@@ -848,6 +848,41 @@ int fv_tls_peer_pin(const fv_tls_conn *c, unsigned char pin[FV_TLS_PIN_BYTES])
     return FV_OK;
 }
 
+void fv_tls_shutdown(fv_tls_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->handshake_done && c->error == 0)
+        (void)mbedtls_ssl_close_notify(&c->ssl);
+    if (c->error == 0)
+        c->error = FV_EEOF; /* no more TLS on it; no second close_notify */
+    (void)shutdown(c->fd, SHUT_WR);
+}
+
+int fv_tls_discard(fv_tls_conn *c, size_t max)
+{
+    unsigned char scratch[4096];
+    size_t total = 0;
+
+    if (c == NULL)
+        return FV_EINVAL;
+    while (total < max) {
+        ssize_t r = recv(c->fd, scratch, sizeof scratch, MSG_DONTWAIT);
+        if (r > 0) {
+            total += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return FV_EEOF;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return total ? FV_OK : FV_TLS_WANT_READ;
+        return FV_ENET;
+    }
+    return FV_OK;
+}
+
 void fv_tls_close(fv_tls_conn *c)
 {
     if (c == NULL)

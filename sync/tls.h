@@ -95,4 +95,16 @@ int fv_tls_peer_pin(const fv_tls_conn *c, unsigned char pin[FV_TLS_PIN_BYTES]);
 /* Sends close_notify (best effort) and frees. NULL is harmless. */
 void fv_tls_close(fv_tls_conn *c);
 
+/* Ends this side of an established connection without closing it: a
+ * close_notify (one try) and a TCP FIN, so that the peer reads everything
+ * sent so far and then the end. Nothing more is read or written through
+ * TLS afterwards (they return FV_EEOF); fv_tls_discard drops what the peer
+ * still sends, so that closing later does not reset the connection and
+ * discard, at the peer, what was sent last. */
+void fv_tls_shutdown(fv_tls_conn *c);
+/* After fv_tls_shutdown: reads and drops up to `max` bytes. FV_OK if some
+ * were dropped (call again), FV_TLS_WANT_READ when none wait, FV_EEOF once
+ * the peer has closed, or FV_ENET. */
+int fv_tls_discard(fv_tls_conn *c, size_t max);
+
 #endif

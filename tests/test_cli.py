@@ -687,8 +687,11 @@ class TestAttachments(CliTest):
         self.add(d, "first")
         before = self.list_ids(d)
         ok = self.write("files/ok.bin", b"fine")
-        self.v(d, "add", "--title", "second", "--attach", ok, "--attach",
-               self.path("files", "missing.bin"), expect=IO)
+        r = self.v(d, "add", "--title", "second", "--attach", ok, "--attach",
+                   self.path("files", "missing.bin"), expect=IO)
+        # The message names the file that is missing, and why.
+        self.assertIn(self.path("files", "missing.bin").encode(), r.stderr)
+        self.assertIn(b"No such file or directory", r.stderr)
         self.assertEqual(self.list_ids(d), before)
         rid = before[0]
         self.v(d, "edit", rid, "--attach", self.path("nope"), expect=IO)
@@ -770,6 +773,52 @@ class TestErrors(CliTest):
         self.v(self.path("emptydir"), "list", expect=NOVAULT)
         self.v(d, "init", "--kdf", "test", expect=EXISTS)
         self.assertEqual(self.list_ids(d), [rid])
+
+    def test_vault_path_errors_name_the_cause(self):
+        """A vault path that cannot be a vault: the message names the real
+        cause and the path at fault (never a bare "input/output error"),
+        with exit 9."""
+        self.write("afile", b"a regular file\n")
+        under_file = self.path("afile", "vault")
+        for args in (("init", "--kdf", "test"), ("list",), ("add", "--title", "x")):
+            r = self.v(under_file, *args, expect=IO)
+            self.assertIn(b"afile is not a directory", r.stderr)
+            self.assertNotIn(b"input/output error", r.stderr)
+        r = self.v(self.path("afile"), "list", expect=IO)
+        self.assertIn(b"afile is not a directory", r.stderr)
+        # A parent that does not exist (init makes one directory, not a path).
+        r = self.v(self.path("no", "such", "vault"), "init", "--kdf", "test", expect=IO)
+        self.assertIn(self.path("no").encode() + b" does not exist", r.stderr)
+        self.assertFalse(os.path.exists(self.path("no")))
+        # ... but opening where nothing is stays "no vault" (exit 4).
+        self.v(self.path("no", "such", "vault"), "list", expect=NOVAULT)
+        # /proc and /sys: pseudo file systems.
+        for d in ("/proc/fieldvault-test", "/proc/self"):
+            if os.path.isdir("/proc/self"):
+                r = self.v(d, "init", "--kdf", "test", expect=IO) if d != "/proc/self" \
+                    else self.v(d, "list", expect=IO)
+                self.assertIn(b"proc pseudo file system", r.stderr)
+                self.assertIn(d.encode(), r.stderr)
+        # A directory this user may not enter. Root may enter any: as root,
+        # the binary runs as nobody (setpriv), the passphrase on stdin.
+        locked = self.path("locked")
+        os.makedirs(os.path.join(locked, "vault"))
+        os.chmod(locked, 0)
+        self.addCleanup(os.chmod, locked, 0o700)
+        args = ["--vault", os.path.join(locked, "vault"), "--passphrase-fd", "0", "list"]
+        if os.geteuid() != 0:
+            r = run(args, stdin=b"correct horse battery\n")
+        elif shutil.which("setpriv"):
+            os.chmod(self.tmp, 0o711)  # nobody may pass through, not list
+            r = subprocess.run(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BIN] + args,
+                input=b"correct horse battery\n", capture_output=True, env=clean_env(),
+                timeout=120, start_new_session=True)
+        else:
+            self.skipTest("running as root without setpriv")
+        self.assertEqual(r.returncode, IO, r.stderr)
+        self.assertIn(b"Permission denied", r.stderr)
+        self.assertIn(locked.encode(), r.stderr)
 
     def test_not_found(self):
         d = self.make_vault()

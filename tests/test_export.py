@@ -533,12 +533,17 @@ class ReceiptTest(test_sync.SyncTest):
         j = self.jv(c, "verify")
         self.assertTrue(j["ok"], j)
         self.assertGreaterEqual(j["envelopes"], 1)
-        # A flipped byte in a stored receipt's signature: verify exits 5.
+        # Receipts are sealed at rest: no receipt body (its server time,
+        # the organisation's log positions) anywhere in the vault's files.
+        for name in os.listdir(f):
+            with open(os.path.join(f, name), "rb") as fh:
+                self.assertNotIn(b"FieldVault receipt v1", fh.read(), name)
+        # A flipped byte in a stored receipt: verify exits 5.
         db = sqlite3.connect(os.path.join(f, "vault.db"))
-        seq, sig = db.execute("SELECT seq, sig FROM receipt ORDER BY seq LIMIT 1").fetchone()
-        sig = bytearray(sig)
-        sig[5] ^= 0x01
-        db.execute("UPDATE receipt SET sig = ? WHERE seq = ?", (bytes(sig), seq))
+        seq, sealed = db.execute("SELECT seq, sealed FROM receipt ORDER BY seq LIMIT 1").fetchone()
+        sealed = bytearray(sealed)
+        sealed[len(sealed) - 70] ^= 0x01
+        db.execute("UPDATE receipt SET sealed = ? WHERE seq = ?", (bytes(sealed), seq))
         db.commit()
         db.close()
         r = test_sync.run(["--vault", f, "--passphrase-file", self.passfile, "--json", "verify"])

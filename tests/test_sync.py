@@ -17,6 +17,7 @@ import os
 import pty
 import random
 import re
+import resource
 import secrets
 import select
 import shutil
@@ -41,7 +42,7 @@ LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)$")
 # Exit codes (the table at the top of cli/main.c).
 OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT, NETWORK = 0, 1, 2, 3, 4, 5, 6
 NOTFOUND, EXISTS, CANCELED = 8, 11, 12
-PIN, DENIED, INVITE, INCOMPLETE = 14, 15, 16, 17
+PIN, DENIED, INVITE, INCOMPLETE, SERVER = 14, 15, 16, 17, 18
 
 SYNC_KEYS = {"pushed", "pulled", "added", "conflicts", "bytes_sent",
              "bytes_received", "roundtrips", "chunks_sent", "chunks_received",
@@ -130,15 +131,22 @@ def wait_closed(sock, timeout):
 class Server:
     """`fieldvault serve` on 127.0.0.1, its stderr collected line by line."""
 
-    def __init__(self, sdir, listen="127.0.0.1:0"):
+    def __init__(self, sdir, listen="127.0.0.1:0", fsize=None):
+        """fsize: RLIMIT_FSIZE of the server process, in bytes (a write past
+        it fails with EFBIG, SIGXFSZ ignored): a disk that is full for it."""
         self.sdir = sdir
         self.stopped = False
         self.lines = []
         self.cv = threading.Condition()
+
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         self.p = subprocess.Popen(
             [BIN, "serve", "--data", sdir, "--listen", listen],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True,
+            preexec_fn=limit if fsize else None)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         m = self.wait_for(LISTENING, timeout=30)
@@ -455,8 +463,8 @@ class SyncTest(unittest.TestCase):
         self.assertTrue(j["admin_invite"].startswith("fv1-"), j)
         return sdir, j["pin"], j["admin_invite"]
 
-    def start_server(self, sdir, listen="127.0.0.1:0"):
-        s = Server(sdir, listen)
+    def start_server(self, sdir, listen="127.0.0.1:0", fsize=None):
+        s = Server(sdir, listen, fsize)
         self.addCleanup(s.check_and_kill)
         return s
 
@@ -1028,6 +1036,39 @@ class TestConflict(SyncTest):
 
 
 # ---- revocation -----------------------------------------------------------------
+
+class TestServerFull(SyncTest):
+    def test_server_disk_full_is_the_servers_failure(self):
+        """The server's disk fills up during a sync (RLIMIT_FSIZE: its
+        writes past the limit fail with EFBIG, a real failure of the real
+        process, not a simulated one): the device exits 18 with the cause,
+        not 5; its vault still verifies, and once the server has room the
+        next sync delivers everything intact."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.settle(f)
+        self.settle(c)
+        srv.stop()
+        biggest = max(os.path.getsize(os.path.join(d, n))
+                      for d, _, names in os.walk(sdir) for n in names)
+        full = self.start_server(sdir, srv.address, fsize=biggest + 128 * 1024)
+        photo = self.write("photo.bin", os.urandom(2 * 1024 * 1024))
+        rid = self.add(f, "written while the server is full", "--attach", photo)
+        r = self.sync(f, expect=SERVER)
+        self.assertIn(b"disk is full", r.stderr)
+        self.assertAlive(full)
+        self.assertTrue(self.jv(f, "verify")["ok"])
+        self.assertIn("written while the server is full", self.titles(f))
+        full.stop()
+        srv2 = self.start_server(sdir, srv.address)
+        self.settle(f)
+        self.settle(c)
+        out = self.path("back.bin")
+        self.v(c, "attachment", "get", rid, "photo.bin", "--output", out)
+        with open(out, "rb") as a, open(photo, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        self.assertAlive(srv2)
+
 
 class TestRevocation(SyncTest):
     def test_revoked_device_is_refused(self):
