@@ -641,12 +641,18 @@ int fv_client_recv(fv_client *c, const unsigned char *p, size_t n)
         size_t used = fv_framer_feed(&c->in, p, n, &frame, &flen, &err);
         p += used;
         n -= used;
-        if (err)
-            return cfail(c, err, "the server sent a malformed frame");
+        /* Every failure falls through to the one free below: a bad length
+         * after a good frame must not leak the message buffer. */
+        if (err) {
+            cfail(c, err, "the server sent a malformed frame");
+            break;
+        }
         if (!frame)
             continue;
-        if (!m && !(m = malloc(sizeof *m)))
-            return cfail(c, FV_ENOMEM, "out of memory");
+        if (!m && !(m = malloc(sizeof *m))) {
+            cfail(c, FV_ENOMEM, "out of memory");
+            break;
+        }
         if (fv_msg_decode(m, frame, flen))
             cfail(c, FV_EPROTO, "the server sent a malformed message");
         else if (on_message(c, m) == FV_OK)
