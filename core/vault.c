@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,7 +24,9 @@
 #include "vault_internal.h"
 
 #define KEY_FILE "vault.key"
+#define KEY_TMP ".vault.key.tmp" /* the only other name a key is written under */
 #define DB_FILE "vault.db"
+#define SHRED_BUF (64 * 1024)
 
 /* Key file layout (docs/FORMAT.md): all integers little-endian. */
 #define KF_MAGIC "FieldVlt"
@@ -141,6 +144,57 @@ static uint64_t get_le(const unsigned char *p, int n)
     return v;
 }
 
+/* Overwrites the open regular file `fd` in place with random bytes over its
+ * whole length, then syncs it. In place: the same inode, so every hard link
+ * to it and every block the file system has not moved reads the new bytes. */
+static int shred_fd(int fd)
+{
+    unsigned char small[256], *junk = NULL;
+    size_t cap = sizeof small;
+    struct stat sb;
+    off_t off = 0;
+    int rc = FV_OK;
+
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return FV_EIO;
+    /* A key file fits the stack buffer; a database gets a larger one, for
+     * speed, or the small one if memory is short. */
+    if (sb.st_size > (off_t)sizeof small && (junk = malloc(SHRED_BUF)))
+        cap = SHRED_BUF;
+    while (rc == FV_OK && off < sb.st_size) {
+        unsigned char *buf = junk ? junk : small;
+        size_t n = sb.st_size - off < (off_t)cap ? (size_t)(sb.st_size - off) : cap;
+        ssize_t w;
+        fv_random(buf, n);
+        w = pwrite(fd, buf, n, off);
+        if (w > 0)
+            off += w;
+        else if (w < 0 && errno != EINTR)
+            rc = fv_errno_rc(errno);
+    }
+    if (fsync(fd) != 0 && rc == FV_OK)
+        rc = FV_EIO;
+    free(junk);
+    return rc;
+}
+
+/* Destroys the file at `path`: shred_fd, then its name is removed. A name
+ * that is not a regular file (a symbolic link, a FIFO someone planted) is
+ * removed without being opened through. FV_ENOTFOUND when there is none;
+ * FV_EIO when the overwrite failed (the name is removed all the same). */
+static int shred_unlink(const char *path)
+{
+    int rc, fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT)
+        return FV_ENOTFOUND;
+    rc = fd >= 0 ? shred_fd(fd) : FV_OK;
+    if (fd >= 0)
+        close(fd);
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = FV_EIO;
+    return rc;
+}
+
 /* Derives the key-wrapping key from the passphrase. */
 static int wrapping_key(unsigned char *out, const unsigned char *header,
                         const char *pass, size_t passlen)
@@ -150,14 +204,17 @@ static int wrapping_key(unsigned char *out, const unsigned char *header,
 }
 
 /* Writes the key file atomically: temp file, fsync, rename, fsync dir. With
- * `exclusive`, fails with FV_EEXIST if a key file is already there. */
+ * `exclusive`, fails with FV_EEXIST if a key file is already there. The
+ * temp file is held under an exclusive flock from its creation until its
+ * name is gone (renamed, or destroyed on failure): a locked temp is a write
+ * in progress, which destroy_stale_temp leaves alone. */
 static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
                           int exclusive)
 {
     unsigned char kf[KF_BYTES];
     unsigned char *wk = NULL;
-    char *path = fv_path_join(v->dir, KEY_FILE), *tmp = fv_path_join(v->dir, ".vault.key.tmp");
-    int fd = -1, rc;
+    char *path = fv_path_join(v->dir, KEY_FILE), *tmp = fv_path_join(v->dir, KEY_TMP);
+    int fd = -1, rc, named = 0;
 
     if (!path || !tmp) {
         rc = FV_ENOMEM;
@@ -180,10 +237,16 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
     fv_aead_encrypt(kf + KF_HEADER_BYTES + FV_NONCE_BYTES, v->sec->vault_key,
                     FV_KEY_BYTES, kf, KF_HEADER_BYTES, kf + KF_HEADER_BYTES, wk);
 
-    unlink(tmp);
+    /* A stale temp is destroyed, not merely unlinked: it holds a key. */
+    shred_unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         rc = fv_errno_rc(errno);
+        goto done;
+    }
+    named = 1;
+    if (flock(fd, LOCK_EX) != 0) {
+        rc = FV_EIO;
         goto done;
     }
     if ((rc = fv_write_all(fd, kf, sizeof kf)))
@@ -192,29 +255,75 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
         rc = fv_errno_rc(errno);
         goto done;
     }
-    close(fd);
-    fd = -1;
     if (exclusive) {
         /* link() refuses to replace: no race with a second init. */
         if (link(tmp, path) != 0) {
             rc = errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno);
             goto done;
         }
-        unlink(tmp);
+        unlink(tmp); /* the same inode stays, as vault.key */
     } else if (rename(tmp, path) != 0) {
         rc = fv_errno_rc(errno);
         goto done;
     }
+    named = 0;
     fv_fsync_dir(v->dir);
 done:
+    if (fd >= 0 && named) {
+        /* Failed with the temp still named: it holds the key under the new
+         * passphrase, so it is overwritten before it goes. The name is
+         * removed only if it is still ours (destroy_stale_temp in another
+         * process may have taken it). */
+        struct stat a, b;
+        shred_fd(fd);
+        if (fstat(fd, &a) == 0 && lstat(tmp, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            unlink(tmp);
+    }
     if (fd >= 0)
-        close(fd);
-    if (tmp && rc)
-        unlink(tmp);
+        close(fd); /* releases the lock, after the name is settled */
+    fv_wipe(kf, sizeof kf);
     fv_secure_free(wk);
     free(path);
     free(tmp);
     return rc;
+}
+
+/* A temp key file left by a passwd or init that was killed holds the vault
+ * key, wrapped under the new passphrase: it is destroyed (shred_fd) before
+ * the vault is opened. A temp another process holds locked is its write in
+ * progress and is left alone. Once the lock is ours, the name must still be
+ * the inode locked (else a writer replaced it: nothing of ours), and an
+ * inode that is also vault.key (an init killed between its link and its
+ * unlink) loses only the temp name. */
+static void destroy_stale_temp(const char *dir)
+{
+    char *tmp = fv_path_join(dir, KEY_TMP), *key = fv_path_join(dir, KEY_FILE);
+    struct stat a, b, k;
+    int fd = -1;
+
+    if (!tmp || !key)
+        goto done;
+    fd = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno != ENOENT && lstat(tmp, &b) == 0 && !S_ISREG(b.st_mode))
+            unlink(tmp); /* not a file this code writes: only the name goes */
+        goto done;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        goto done; /* a passwd or init at work */
+    if (fstat(fd, &a) != 0 || lstat(tmp, &b) != 0 || a.st_dev != b.st_dev ||
+        a.st_ino != b.st_ino)
+        goto done;
+    if (!(stat(key, &k) == 0 && k.st_dev == a.st_dev && k.st_ino == a.st_ino))
+        shred_fd(fd);
+    unlink(tmp);
+    fv_fsync_dir(dir);
+done:
+    if (fd >= 0)
+        close(fd);
+    free(tmp);
+    free(key);
 }
 
 /* Reads and unwraps the key file into v->sec->vault_key. */
@@ -537,6 +646,7 @@ int fv_vault_open(fv_vault **out, const char *dir, const char *passphrase,
         return FV_EINVAL;
     if ((rc = vault_new(&v, dir)))
         return rc;
+    destroy_stale_temp(dir); /* before anything else reads the directory */
     if ((rc = read_key_file(v, passphrase, passphrase_len)) == FV_OK)
         derive_mac_key(v);
     if (rc || (rc = open_store(v, 0)) || (rc = load_device_keys(v))) {
@@ -571,54 +681,45 @@ int fv_vault_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
     return FV_OK;
 }
 
-/* Overwrites a file with random bytes and syncs it, then removes it. */
-static int shred_unlink(const char *path)
-{
-    unsigned char junk[4096];
-    struct stat sb;
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return errno == ENOENT ? FV_ENOTFOUND : FV_EIO;
-    if (fstat(fd, &sb) == 0) {
-        for (off_t done = 0; done < sb.st_size; done += (off_t)sizeof junk) {
-            fv_random(junk, sizeof junk);
-            if (fv_write_all(fd, junk, sizeof junk) != FV_OK)
-                break;
-        }
-        fdatasync(fd);
-    }
-    close(fd);
-    return unlink(path) == 0 ? FV_OK : FV_EIO;
-}
+/* Every file that ever holds key material or vault data, in the order they
+ * are destroyed: the key file first (once it is gone nothing else can be
+ * decrypted, however long the rest takes or whether it completes), then the
+ * temp key file, then the database and every file SQLite keeps beside it. */
+static const char *const vault_files[] = {
+    KEY_FILE, KEY_TMP, DB_FILE, DB_FILE "-wal", DB_FILE "-shm", DB_FILE "-journal",
+};
 
 int fv_vault_panic(const char *dir)
 {
-    static const char *const rest[] = {DB_FILE, DB_FILE "-wal", DB_FILE "-shm",
-                                       ".vault.key.tmp"};
     char *path;
-    int rc;
+    int rc = FV_ENOVAULT, found = 0, failed = 0;
 
     if (!dir || !*dir)
         return FV_EINVAL;
     if (fv_crypto_init() != FV_OK)
         return FV_ECRYPTO;
-    /* The key file first: once it is gone nothing else can be decrypted,
-     * however long removing the rest takes or whether it completes. */
-    if (!(path = fv_path_join(dir, KEY_FILE)))
-        return FV_ENOMEM;
-    rc = shred_unlink(path);
-    free(path);
-    if (rc == FV_ENOTFOUND)
-        rc = FV_ENOVAULT;
-    else if (rc == FV_OK)
-        fv_fsync_dir(dir);
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
-        if ((path = fv_path_join(dir, rest[i]))) {
-            if (unlink(path) == 0 && rc == FV_ENOVAULT)
-                rc = FV_OK;
-            free(path);
+    for (size_t i = 0; i < sizeof vault_files / sizeof vault_files[0]; i++) {
+        if (!(path = fv_path_join(dir, vault_files[i]))) {
+            failed = 1;
+            continue;
         }
+        rc = shred_unlink(path);
+        free(path);
+        if (rc != FV_ENOTFOUND)
+            found = 1;
+        if (rc != FV_OK && rc != FV_ENOTFOUND)
+            failed = 1;
+        if (i == 0 && rc != FV_ENOTFOUND)
+            fv_fsync_dir(dir); /* the key's name gone, durably, first */
     }
+    /* The sync lock holds nothing: its name only. */
+    if ((path = fv_path_join(dir, FV_SYNC_LOCK_FILE))) {
+        unlink(path);
+        free(path);
+    }
+    fv_fsync_dir(dir);
     rmdir(dir); /* only if empty: the directory may hold the user's files */
-    return rc;
+    if (!found)
+        return FV_ENOVAULT;
+    return failed ? FV_EIO : FV_OK;
 }

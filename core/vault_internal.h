@@ -13,6 +13,10 @@
 #include "record.h"
 #include "store.h"
 
+/* The sync lock's file in the vault directory (fv_vs_lock): it holds no
+ * data, and panic removes it with the rest. */
+#define FV_SYNC_LOCK_FILE "sync.lock"
+
 /* Secrets of an open vault, in one guarded allocation. */
 struct secrets {
     unsigned char vault_key[FV_KEY_BYTES];

@@ -557,6 +557,85 @@ class TestHappyPath(CliTest):
         j = json.loads(self.fv("--vault", d2, "--json", "panic").stdout)
         self.assertEqual(j, {"vault": d2, "destroyed": True})
 
+    def kill_passwd_until_temp(self, d):
+        """Kills `passwd` at random moments of its run until one kill lands
+        between writing .vault.key.tmp and renaming it (the issue saw 21 of
+        123 kills land). The new passphrase is the old one, so the vault
+        opens whichever key file survived. Asserts that a kill landed."""
+        tmp = os.path.join(d, ".vault.key.tmp")
+        args = [BIN, "--vault", d, "--passphrase-file", self.passfile,
+                "passwd", "--new-passphrase-file", self.passfile]
+        t0 = time.monotonic()
+        self.v(d, "passwd", "--new-passphrase-file", self.passfile)
+        span = time.monotonic() - t0
+        for _ in range(600):
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=clean_env(),
+                                 start_new_session=True)
+            time.sleep(random.uniform(0, span))
+            p.kill()
+            p.wait()
+            if os.path.exists(tmp):
+                return tmp
+        self.fail("no kill landed between the temp key file and its rename")
+
+    def assert_garbage(self, before, link):
+        """What a hard link reads after its file was destroyed: the same
+        length, and no 16-byte block of the old content (not all zeros) at
+        its offset or, for the first such block, anywhere."""
+        with open(link, "rb") as f:
+            after = f.read()
+        self.assertEqual(len(after), len(before), link)
+        blocks = [i for i in range(0, len(before) - 15, 16)
+                  if before[i:i + 16] != bytes(16)]
+        self.assertTrue(blocks)
+        for i in blocks:
+            self.assertNotEqual(after[i:i + 16], before[i:i + 16],
+                                "%s keeps bytes at %d" % (link, i))
+        self.assertNotIn(before[blocks[0]:blocks[0] + 16], after, link)
+
+    def test_killed_passwd_temp_key_destroyed(self):
+        # Issue 10.4: a passwd killed before its rename leaves the vault key
+        # under the new passphrase in .vault.key.tmp. The next open
+        # overwrites it in place (a hard link reads garbage) and removes it.
+        d = self.make_vault()
+        rid = self.add(d, "kept through the kill")
+        tmp = self.kill_passwd_until_temp(d)
+        keep = self.path("tmp-link")
+        os.link(tmp, keep)
+        with open(keep, "rb") as f:
+            before = f.read()
+        self.assertTrue(before.startswith(b"FieldVlt"), before[:8])
+        r = self.v(d, "--json", "list")
+        self.assertEqual([x["id"] for x in json.loads(r.stdout)], [rid])
+        self.assertFalse(os.path.exists(tmp))
+        self.assert_garbage(before, keep)
+
+    def test_panic_destroys_every_copy(self):
+        # Issue 10.4: panic overwrites in place every file that held the
+        # key or the data (hard links made before read garbage after),
+        # including a temp key file left by a killed passwd.
+        d = self.make_vault()
+        for i in range(20):
+            self.add(d, "testimony %d" % i, "--field", "place=border %d" % i)
+        self.kill_passwd_until_temp(d)
+        names = [n for n in sorted(os.listdir(d)) if n != "sync.lock"]
+        self.assertIn(".vault.key.tmp", names)
+        self.assertIn("vault.key", names)
+        self.assertIn("vault.db", names)
+        saved = {}
+        for n in names:
+            link = self.path("link-" + n)
+            os.link(os.path.join(d, n), link)
+            with open(link, "rb") as f:
+                saved[link] = f.read()
+        self.fv("--vault", d, "panic")
+        self.assertFalse(os.path.exists(d))
+        for link, before in saved.items():
+            if before:
+                self.assert_garbage(before, link)
+
 
 # ---- UTF-8 and hostile text ------------------------------------------------------
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -547,6 +548,177 @@ static void test_files(void)
     CHECK_EQ(fv_vault_panic(dir), FV_ENOVAULT);
 }
 
+/* ---- panic reaches every copy ------------------------------------------ */
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long n;
+    *len = 0;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n)
+        *len = (size_t)n;
+    fclose(f);
+    return buf;
+}
+
+static void put_file(const char *path, const unsigned char *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0 && write(fd, p, n) == (ssize_t)n);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* 1 if `after` (what a hard link reads once its file was destroyed) still
+ * holds anything of `before`: a 16-byte block of it that is not all zeros
+ * at the same offset, or its first such block anywhere. */
+static int keeps_any(const unsigned char *before, size_t blen,
+                     const unsigned char *after, size_t alen)
+{
+    static const unsigned char zero[16];
+    const unsigned char *sample = NULL;
+    for (size_t off = 0; off + 16 <= blen; off += 16) {
+        if (memcmp(before + off, zero, 16) == 0)
+            continue;
+        if (!sample)
+            sample = before + off;
+        if (off + 16 <= alen && memcmp(before + off, after + off, 16) == 0)
+            return 1;
+    }
+    for (size_t off = 0; sample && off + 16 <= alen; off++)
+        if (memcmp(after + off, sample, 16) == 0)
+            return 1;
+    return 0;
+}
+
+/* Hard links made before a panic to the key file, a temp key file left by
+ * a killed passwd, the database and its WAL all read as garbage after it:
+ * the files were overwritten in place, not only unlinked. */
+static void test_panic_every_copy(void)
+{
+    static const char *const names[] = {"vault.key", ".vault.key.tmp", "vault.db",
+                                        "vault.db-wal"};
+    enum { N = sizeof names / sizeof names[0] };
+    const char *dir = new_dir();
+    char path[400], keep[440], links[400];
+    unsigned char *before[N] = {NULL}, *after;
+    size_t blen[N], alen;
+    fv_vault *v = create(dir);
+
+    for (int i = 0; i < 40; i++)
+        CHECK_EQ(add_simple(v, NULL, "a testimony to be destroyed", "x"), FV_OK);
+    CHECK_EQ(fv_vault_passwd(v, "second passphrase", 17), FV_OK);
+    snprintf(links, sizeof links, "%s/links%d", root, seq);
+    CHECK(mkdir(links, 0700) == 0);
+    /* The temp key file as a passwd killed before its rename leaves it. */
+    snprintf(path, sizeof path, "%s/vault.key", dir);
+    before[0] = slurp(path, &blen[0]);
+    snprintf(path, sizeof path, "%s/.vault.key.tmp", dir);
+    put_file(path, before[0], blen[0]);
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(keep, sizeof keep, "%s/%d", links, i);
+        CHECK(link(path, keep) == 0);
+        before[i] = slurp(keep, &blen[i]);
+        CHECK(before[i] != NULL && blen[i] > 0); /* the WAL too: v is open */
+    }
+    /* With the vault still open, as when the device is seized mid-use. */
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+    CHECK(access(dir, F_OK) != 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(keep, sizeof keep, "%s/%d", links, i);
+        after = slurp(keep, &alen);
+        CHECK(after != NULL);
+        CHECK_EQ(alen, blen[i]); /* overwritten over its full length, not cut */
+        if (after && before[i] && keeps_any(before[i], blen[i], after, alen)) {
+            fprintf(stderr, "panic left bytes of %s readable\n", names[i]);
+            CHECK(0);
+        }
+        free(after);
+        free(before[i]);
+        unlink(keep);
+    }
+    rmdir(links);
+    fv_vault_close(v);
+    CHECK_EQ(fv_vault_panic(dir), FV_ENOVAULT);
+}
+
+/* A temp key file left by a killed passwd is destroyed at the next open,
+ * before anything else: a hard link to it reads garbage. One that a writer
+ * holds locked, or that is also vault.key (an init killed between its link
+ * and unlink), is left whole. */
+static void test_stale_temp_key(void)
+{
+    const char *dir = new_dir();
+    char key[400], tmp[400], keep[400];
+    unsigned char *orig, *after;
+    size_t olen, alen;
+    int fd;
+    fv_vault *v = create(dir);
+
+    fv_vault_close(v);
+    v = NULL;
+    snprintf(key, sizeof key, "%s/vault.key", dir);
+    snprintf(tmp, sizeof tmp, "%s/.vault.key.tmp", dir);
+    snprintf(keep, sizeof keep, "%s/tmp-link", root);
+    orig = slurp(key, &olen);
+    CHECK(orig != NULL);
+
+    /* Held locked by a writer at work: left alone. */
+    put_file(tmp, orig, olen);
+    fd = open(tmp, O_RDONLY);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(v);
+    v = NULL;
+    CHECK(access(tmp, F_OK) == 0);
+    close(fd);
+
+    /* Left by a killed writer: destroyed in place. */
+    CHECK(link(tmp, keep) == 0);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(v);
+    v = NULL;
+    CHECK(access(tmp, F_OK) != 0);
+    after = slurp(keep, &alen);
+    CHECK(after != NULL && alen == olen);
+    CHECK(after && !keeps_any(orig, olen, after, alen));
+    free(after);
+    unlink(keep);
+    /* The same destruction whatever the open's outcome. */
+    put_file(tmp, orig, olen);
+    CHECK_EQ(fv_vault_open(&v, dir, "wrong", 5), FV_EPASSPHRASE);
+    CHECK(access(tmp, F_OK) != 0);
+
+    /* An init killed between link() and unlink(): the temp is vault.key. */
+    CHECK(link(key, tmp) == 0);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(v);
+    v = NULL;
+    CHECK(access(tmp, F_OK) != 0);
+    after = slurp(key, &alen);
+    CHECK(after && alen == olen && memcmp(after, orig, olen) == 0);
+    free(after);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(v);
+
+    /* A symbolic link in its place is removed, never written through. */
+    CHECK(symlink(keep, tmp) == 0);
+    put_file(keep, (const unsigned char *)"user data", 9);
+    CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
+    fv_vault_close(v);
+    after = slurp(keep, &alen);
+    CHECK(after && alen == 9 && memcmp(after, "user data", 9) == 0);
+    free(after);
+    unlink(keep);
+    free(orig);
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+}
+
 /* Nothing a record says appears in any file of the vault directory. */
 static int file_contains(const char *path, const char *needle)
 {
@@ -646,6 +818,8 @@ int main(void)
     test_attachments();
     test_tampering();
     test_files();
+    test_panic_every_copy();
+    test_stale_temp_key();
     test_no_plaintext();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
