@@ -2,11 +2,16 @@
  * outbox and receipts, verified import, the organisation key and key grants. */
 #include "vault_sync.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "envelope.h"
+#include "fileio.h"
 #include "record.h"
 #include "vault_internal.h"
 
@@ -24,6 +29,40 @@
 #define ST_BYTES (ST_ROLE + 1)
 
 static const unsigned char state_ad[] = "FieldVault sync state v1";
+
+int fv_vs_lock(fv_vault *v, int *fd)
+{
+    char *path = fv_path_join(v->dir, FV_SYNC_LOCK_FILE);
+    int e;
+
+    *fd = -1;
+    if (!path)
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    e = errno;
+    free(path);
+    if (*fd < 0)
+        return fv_v_err(v, fv_errno_rc(e), "cannot open the sync lock: %s",
+                        fv_errno_text(e).text);
+    /* Not waiting: a sync holds the lock for as long as its transfer takes,
+     * and a second one would only repeat its work when it got the lock. */
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        e = errno;
+        close(*fd);
+        *fd = -1;
+        if (e == EWOULDBLOCK)
+            return fv_v_err(v, FV_EBUSY, "vault busy: another sync of this vault is running");
+        return fv_v_err(v, FV_EIO, "cannot take the sync lock: %s",
+                        fv_errno_text(e).text);
+    }
+    return FV_OK;
+}
+
+void fv_vs_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
 
 static void state_pack(unsigned char *b, const fv_sync_state *st)
 {

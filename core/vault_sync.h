@@ -28,6 +28,14 @@ typedef struct fv_sync_state {
     int role;                      /* FV_ROLE_* (sync/proto.h) */
 } fv_sync_state;
 
+/* The vault's sync lock: one exchange with the server (sync, enroll, the
+ * coordinator's requests) per vault at a time, across processes and
+ * handles: an exclusive flock on sync.lock in the vault directory, held
+ * until fv_vs_unlock (or the process ends). FV_EBUSY with a message, and
+ * *fd = -1, when another holds it. */
+int fv_vs_lock(fv_vault *v, int *fd);
+void fv_vs_unlock(int fd);
+
 /* FV_ENOTFOUND if the vault never enrolled. */
 int fv_vs_state_get(fv_vault *v, fv_sync_state *st);
 /* Saves the state (in its own transaction). */

@@ -649,6 +649,7 @@ int fv_client_recv(fv_client *c, const unsigned char *p, size_t n)
         }
         if (!frame)
             continue;
+        c->stats.frames_received++;
         if (!m && !(m = malloc(sizeof *m))) {
             cfail(c, FV_ENOMEM, "out of memory");
             break;

@@ -57,6 +57,7 @@ typedef struct fv_client_stats {
     uint64_t chunks_rejected;    /* failed verification: dropped */
     uint64_t chunk_bytes_sent, chunk_bytes_received;
     uint64_t refused;   /* pulled envelopes whose content breaks FORMAT.md */
+    uint64_t frames_received;    /* whole frames from the server */
 } fv_client_stats;
 
 /* `req` and everything it points to must outlive the engine. */

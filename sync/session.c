@@ -24,6 +24,13 @@
 #include "vault_sync.h"
 
 #define READ_CHUNK (64 * 1024)
+/* Progress that resets the stall timer: a whole frame from the server, or
+ * this many bytes moved either way since the last reset. Single bytes do
+ * not count: a server that drips one byte every two seconds (inside TLS
+ * records, or below them) never makes progress and is cut after the
+ * timeout, while any link steadier than PROGRESS_BYTES per timeout (4 KiB
+ * in 30 s by default: 137 bytes a second) keeps a long transfer going. */
+#define PROGRESS_BYTES 4096
 
 static int64_t now_ms(void)
 {
@@ -112,12 +119,14 @@ static int stop_asked(const struct run *r)
 }
 
 /* Moves bytes between the TLS connection and the engine until the engine is
- * done or fails, the connection stalls for timeout_ms, or the caller
- * cancels (progress callback or fv_sync_session_cancel). */
+ * done or fails, the connection makes no progress (PROGRESS_BYTES) for
+ * timeout_ms, or the caller cancels (progress callback or
+ * fv_sync_session_cancel). */
 static int pump(struct run *r, int timeout_ms)
 {
     unsigned char *buf = malloc(READ_CHUNK);
     int64_t last = now_ms();
+    uint64_t mark_bytes = 0, mark_frames = 0;
     int wrote_since_read = 0, rc = FV_OK;
 
     if (!buf)
@@ -175,13 +184,20 @@ static int pump(struct run *r, int timeout_ms)
         if (rc || fv_client_done(r->c))
             break;
         if (moved) {
-            last = now_ms();
-            continue;
+            uint64_t bytes = r->res.bytes_sent + r->res.bytes_received;
+            uint64_t frames = fv_client_get_stats(r->c)->frames_received;
+            if (frames != mark_frames || bytes - mark_bytes >= PROGRESS_BYTES) {
+                last = now_ms();
+                mark_bytes = bytes;
+                mark_frames = frames;
+            }
         }
         if (now_ms() - last > timeout_ms) {
             rc = FV_ENET;
             break;
         }
+        if (moved)
+            continue;
         {
             struct pollfd p[2] = {{fv_tls_fd(r->tls), events, 0},
                                   {r->s ? r->s->wake[0] : -1, POLLIN, 0}};
@@ -228,7 +244,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     struct run r;
     unsigned char peer_pin[32], binding[32];
     char host[256], port[16];
-    int rc, timeout;
+    int rc, timeout, lock = -1;
 
     memset(&r, 0, sizeof r);
     r.v = v;
@@ -237,16 +253,23 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     timeout = r.o->timeout_ms > 0 ? r.o->timeout_ms : 30000;
     if (split_address(address, host, sizeof host, port, sizeof port))
         return fv_vs_fail(v, FV_EINVAL, "the server address is not host:port");
+    /* One exchange per vault at a time: two syncs would both send the
+     * same outbox and attachments, and the server store them twice. */
+    if ((rc = fv_vs_lock(v, &lock)))
+        return rc;
     if (req->op == FV_CLIENT_SYNC && fv_vs_pending_upload(v, &r.upload))
         r.upload = 0; /* progress only */
-    if ((rc = fv_client_new(&r.c, v, req)))
+    if ((rc = fv_client_new(&r.c, v, req))) {
+        fv_vs_unlock(lock);
         return rc == FV_EEXIST
                    ? fv_vs_fail(v, rc, "this vault is already enrolled")
                    : rc;
+    }
     rc = fv_tls_connect_wake(&r.tls, host, port, pin, timeout,
                              sess ? sess->wake[0] : -1);
     if (rc) {
         fv_client_free(r.c);
+        fv_vs_unlock(lock);
         return fv_vs_fail(v, rc, net_message(rc));
     }
     if ((rc = fv_tls_peer_pin(r.tls, peer_pin)) == FV_OK &&
@@ -280,6 +303,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     }
     fv_tls_close(r.tls);
     fv_client_free(r.c);
+    fv_vs_unlock(lock);
     if (res)
         *res = r.res;
     return rc;

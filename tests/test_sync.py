@@ -1734,6 +1734,171 @@ class TestTerminal(SyncTest):
         self.assertEqual(err, b"")
 
 
+# ---- stalls and a second sync (issue 10.5) --------------------------------------
+
+BUSY = 13
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for n in files:
+            total += os.path.getsize(os.path.join(root, n))
+    return total
+
+
+class TestStallsAndLock(SyncTest):
+    def fake_listener(self):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        self.addCleanup(ls.close)
+        return ls, "127.0.0.1:%d" % ls.getsockname()[1]
+
+    def timed_sync(self, f, address, timeout_s):
+        t0 = time.monotonic()
+        r = self.v(f, "sync", "--server", address, "--timeout",
+                   str(timeout_s), expect=NETWORK, timeout=120)
+        return time.monotonic() - t0, r
+
+    def test_dripping_server_is_cut_at_the_timeout(self):
+        """A server with the real key (the pin matches) that, after the
+        handshake, answers HELLO one byte every 2 s held `sync --timeout 10`
+        for 120 s: every byte counted as progress. Now only a whole frame
+        or 4 KiB moved counts, and the sync ends near 10 s with exit 6."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "kept")
+        self.assertEqual(srv.stop(), 0)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(sdir, "tls.crt"),
+                            os.path.join(sdir, "tls.key"))
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ls, fake = self.fake_listener()
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        dripped = []
+
+        def serve_drip():
+            try:
+                conn, _ = ls.accept()
+                s = ctx.wrap_socket(conn, server_side=True)
+                s.settimeout(5)
+                s.recv(65536)  # HELLO
+                # a frame that would be whole after 2,000 bytes: 1 a time
+                data = struct.pack(">I", 2000) + b"\xa0" * 2000
+                for b in data:
+                    if stop.wait(2.0):
+                        break
+                    s.sendall(bytes([b]))
+                    dripped.append(b)
+                s.close()
+            except (OSError, ssl.SSLError):
+                pass
+        t = threading.Thread(target=serve_drip, daemon=True)
+        t.start()
+        elapsed, r = self.timed_sync(f, fake, 10)
+        stop.set()
+        t.join(10)
+        self.assertGreaterEqual(len(dripped), 3, "the drip never started")
+        self.assertGreater(elapsed, 9.0)
+        self.assertLess(elapsed, 15.0, "held %.1f s by a dripping server"
+                        % elapsed)
+        self.assertIn(b"stalled", r.stderr)
+
+    def test_dripping_handshake_is_cut_at_the_timeout(self):
+        """The same drip below TLS: a record header, then one byte of the
+        record every 2 s. The connect and handshake share one deadline."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        ls, fake = self.fake_listener()
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def serve_drip():
+            try:
+                conn, _ = ls.accept()
+                conn.recv(65536)  # ClientHello
+                conn.sendall(b"\x16\x03\x03\x00\x40")
+                while not stop.wait(2.0):
+                    conn.sendall(b"\x02")
+                conn.close()
+            except OSError:
+                pass
+        t = threading.Thread(target=serve_drip, daemon=True)
+        t.start()
+        elapsed, _ = self.timed_sync(f, fake, 10)
+        stop.set()
+        t.join(10)
+        self.assertGreater(elapsed, 9.0)
+        self.assertLess(elapsed, 15.0)
+
+    def test_slow_steady_download_is_not_cut(self):
+        """A link slower than one chunk per timeout but steady (about
+        100 KiB/s, so a 256 KiB chunk frame takes 2.6 s) with --timeout 2:
+        bytes keep coming, so the 1 MiB download completes in several
+        times the timeout; --timeout is not a total bound."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        src = self.path("audio.bin")
+        with open(src, "wb") as fh:
+            fh.write(os.urandom(4 * CHUNK))
+        rid = self.add(f, "audio", "--attach", src)
+        self.sync(f)
+        p = self.proxy(srv.port, piece=4096, delay=0.04)
+        t0 = time.monotonic()
+        j = self.sync(c, "--server", p.address, "--timeout", "2")
+        elapsed = time.monotonic() - t0
+        self.assertEqual(j["chunks_received"], 4, j)
+        self.assertGreater(elapsed, 4.0, "the link was not slow")
+        out = self.path("back.bin")
+        self.v(c, "attachment", "get", rid, "audio.bin", "--output", out)
+        self.assertEqual(sha256_file(out), sha256_file(src))
+
+    def test_second_sync_of_one_vault_exits_busy(self):
+        """Two `sync` of one vault at once both ran, and a 60 MB
+        attachment went up twice. Now the second exits 13 (vault busy) at
+        once, and the server's pack grows by the attachment once."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        size = 8 * 1024 * 1024
+        src = self.path("video.bin")
+        with open(src, "wb") as fh:
+            fh.write(os.urandom(size))
+        self.add(f, "video", "--attach", src)
+        chunks = os.path.join(sdir, "chunks")
+        before = dir_bytes(chunks) if os.path.isdir(chunks) else 0
+        # about 2 MB/s up: the first sync runs for seconds
+        p = self.proxy(srv.port, up_piece=64 * 1024, up_delay=0.03)
+        args = [BIN, "--vault", f, "--passphrase-file", self.passfile,
+                "--json", "sync", "--server", p.address]
+        first = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=clean_env(),
+                                 start_new_session=True)
+        self.addCleanup(lambda: first.poll() is None and first.kill())
+        deadline = time.monotonic() + 30
+        while len(p.c2s) < 512 * 1024 and time.monotonic() < deadline:
+            self.assertIsNone(first.poll(), "the first sync ended early")
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(p.c2s), 512 * 1024)
+        t0 = time.monotonic()
+        r = self.v(f, "sync", "--server", p.address, expect=BUSY)
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertIn(b"busy", r.stderr)
+        self.assertIsNone(first.poll(), "the first sync ended before the test")
+        out, err = first.communicate(timeout=120)
+        self.assertEqual(first.returncode, OK, err)
+        self.assertEqual(json.loads(out)["chunks_sent"], size // CHUNK)
+        self.assertEqual(p.connections, 1)
+        grown = dir_bytes(chunks) - before
+        self.assertGreaterEqual(grown, size)
+        self.assertLess(grown, size * 1.1, "the pack grew by %d" % grown)
+        # the lock went with the first process: the next sync runs
+        self.assertEqual(self.sync(f)["chunks_sent"], 0)
+
+
 # ---- attachments: chunk by chunk, resumable, verified ---------------------------
 
 def sha256_file(path):

@@ -27,7 +27,9 @@ FV_API int fv_protocol_version(void);
 typedef struct fv_sync_options {
     unsigned int version;   /* FV_SYNC_OPTIONS_VERSION */
     const char *server;     /* "host:port" instead of the enrolled address */
-    int timeout_ms;         /* connect and stall timeout; 0 = 30 s */
+    int timeout_ms;         /* connect + handshake deadline, then the
+                               longest stretch without progress (a whole
+                               frame, or 4 KiB moved); 0 = 30 s */
     /* Called as the sync moves: bytes of envelopes and attachment chunks
      * done, and the total known so far (it grows as work is found).
      * Non-zero cancels (FV_ECANCELED); what was committed stays committed. */
@@ -60,7 +62,9 @@ typedef struct fv_sync_result {
 
 /* Pushes every envelope the server has not acknowledged and pulls what is
  * new for this device. FV_ENOTFOUND if the vault is not enrolled; FV_ENET,
- * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED. */
+ * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED. FV_EBUSY, before
+ * connecting, while another sync, enroll or org request of the same vault
+ * directory runs (any process or handle: a flock on DIR/sync.lock). */
 FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
                    fv_sync_result *result);
 
