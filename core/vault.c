@@ -625,7 +625,7 @@ fail:
         fv_store_close(v->store);
         v->store = NULL;
         if (kp)
-            unlink(kp);
+            shred_unlink(kp); /* it holds the key: destroyed, not unlinked */
         if (dp && rc != FV_EEXIST)
             unlink(dp);
         free(kp);

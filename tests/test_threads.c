@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -423,6 +425,34 @@ static fv_vault *enrolled_vault(struct server *s, const char *name,
         CHECK_EQ(fv_org_init(v, &so), FV_OK);
     free(own);
     return v;
+}
+
+/* ---- one sync per vault ---------------------------------------------------- */
+
+/* While another holder (here a separate open file description, as another
+ * process or handle would have) keeps DIR/sync.lock, a sync of the vault is
+ * refused at once with FV_EBUSY, before it connects; once it is released
+ * the sync runs. */
+static void test_sync_lock(struct server *s, fv_vault *coord)
+{
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res;
+    char dir[256], lock[300];
+    int64_t t0;
+    int fd;
+
+    so.server = s->addr;
+    path_of(dir, sizeof dir, "coordinator");
+    snprintf(lock, sizeof lock, "%s/sync.lock", dir);
+    fd = open(lock, O_RDWR | O_CREAT, 0600);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+    t0 = now_ms();
+    CHECK_EQ(fv_sync(coord, &so, &res), FV_EBUSY);
+    CHECK(now_ms() - t0 < 1000);
+    CHECK(strstr(fv_vault_errmsg(coord), "busy") != NULL);
+    if (fd >= 0)
+        close(fd);
+    CHECK_EQ(fv_sync(coord, &so, &res), FV_OK);
 }
 
 /* ---- two threads syncing two vaults against one server ------------------ */
@@ -955,6 +985,7 @@ int main(void)
             t0 = now_ms();
             test_two_syncs(&s, coord);
             printf("two syncs at once: %lld ms\n", (long long)(now_ms() - t0));
+            test_sync_lock(&s, coord);
             test_cancel_connect(coord);
             test_cancel_silent_listener(coord);
             test_cancel_mute_server(&s, coord);
