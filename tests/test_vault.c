@@ -616,9 +616,11 @@ static void test_panic_every_copy(void)
     CHECK(mkdir(links, 0700) == 0);
     /* The temp key file as a passwd killed before its rename leaves it. */
     snprintf(path, sizeof path, "%s/vault.key", dir);
-    before[0] = slurp(path, &blen[0]);
+    after = slurp(path, &alen);
+    CHECK(after != NULL);
     snprintf(path, sizeof path, "%s/.vault.key.tmp", dir);
-    put_file(path, before[0], blen[0]);
+    put_file(path, after, alen);
+    free(after);
     for (int i = 0; i < N; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         snprintf(keep, sizeof keep, "%s/%d", links, i);
