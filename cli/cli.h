@@ -33,7 +33,9 @@ enum cli_exit {
     CLI_DENIED = 15,  /* refused by the server: not enrolled, revoked... */
     CLI_INVITE = 16,  /* the invite is damaged, used or expired */
     CLI_INCOMPLETE = 17, /* the attachment has not fully arrived yet */
-    CLI_SERVER = 18      /* the server failed on its side (its disk full...) */
+    CLI_SERVER = 18,     /* the server failed on its side (its disk full...) */
+    CLI_PARTIAL = 19     /* export: written without the records this vault
+                            cannot open (each named on stderr) */
 };
 
 /* The exit code for a library result code (main.c). */
@@ -157,6 +159,11 @@ void cli_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+
+/* After reading records: on stderr, how many could not be opened by this
+ * vault and what became of them (`what`: "marked [unreadable]", say), and
+ * the organisation key to import when one of them needs it. Nothing for 0. */
+void cli_unreadable_summary(size_t n, int org_key, const char *what);
 
 /* Prints the failure of a library call (errmsg of `v` when there is a handle,
  * else fv_strerror) with an optional context, and returns its exit code. */

@@ -734,6 +734,8 @@ static void json_origin(FILE *o, const fv_record *r)
 typedef struct listing {
     int json;
     size_t count;
+    size_t unreadable; /* records shown as not readable here */
+    int org_key;       /* one of them needs the organisation key */
 } listing;
 
 /* Non-zero if every chunk of every attachment of `r` is in this vault (a
@@ -786,7 +788,9 @@ static int print_summary(const fv_record *r, void *payload)
         json_origin(stdout, r);
         fputs(", ", stdout);
         json_key(stdout, "notes");
-        fprintf(stdout, "%zu}", r->nnotes);
+        fprintf(stdout, "%zu, ", r->nnotes);
+        json_key(stdout, "readable");
+        fputs("true}", stdout);
     } else {
         char hex[FV_ID_HEX_BYTES];
         char when[32];
@@ -809,6 +813,58 @@ static int print_summary(const fv_record *r, void *payload)
     return 0;
 }
 
+/* A record this vault holds but cannot open: listed once, marked, with
+ * why (never anything from inside it: nothing of it is readable here). */
+static int print_unreadable(const fv_unreadable *u, void *payload)
+{
+    listing *l = payload;
+
+    if (l->json) {
+        json_list_item(stdout, l->count);
+        json_key(stdout, "id");
+        json_id(stdout, u->id);
+        fputs(", ", stdout);
+        json_key(stdout, "readable");
+        fputs("false, ", stdout);
+        json_key(stdout, "why");
+        json_strz(stdout, u->why);
+        fputs(", ", stdout);
+        json_key(stdout, "revision");
+        json_id(stdout, u->revision);
+        fputs(", ", stdout);
+        json_key(stdout, "signer");
+        json_id(stdout, u->author);
+        fputs(", ", stdout);
+        json_key(stdout, "conflict");
+        fputs(u->nheads > 1 ? "true}" : "false}", stdout);
+    } else {
+        char hex[FV_ID_HEX_BYTES];
+        fv_id_to_hex(hex, u->id);
+        fputs(hex, stdout);
+        fputs("  [unreadable] ", stdout);
+        fputs(u->why, stdout);
+        fputc('\n', stdout);
+    }
+    l->count++;
+    l->unreadable++;
+    if (u->reason == FV_UNREADABLE_NO_ORG_KEY)
+        l->org_key = 1;
+    return 0;
+}
+
+/* After a listing: how many records were shown as unreadable, on stderr,
+ * and what a coordinator without the organisation key should do. */
+void cli_unreadable_summary(size_t n, int org_key, const char *what)
+{
+    if (n == 0)
+        return;
+    cli_error("%zu record%s cannot be opened by this vault and %s %s%s",
+              n, n == 1 ? "" : "s", n == 1 ? "was" : "were", what,
+              org_key ? " (this vault lacks the organisation key: import it "
+                        "with 'fieldvault org key import FILE')"
+                      : "");
+}
+
 /* list, and search: every record, or those containing TEXT, that pass the
  * selection options. */
 static int list_or_search(cli *c, int search)
@@ -817,7 +873,7 @@ static int list_or_search(cli *c, int search)
     cli_filter sel;
     fv_vault *v = NULL;
     char *dir = NULL;
-    listing l = {0, 0};
+    listing l = {0, 0, 0, 0};
     int rc;
 
     if (cli_begin(c, opts, search, search, "search TEXT", &rc))
@@ -831,12 +887,14 @@ static int list_or_search(cli *c, int search)
         goto cleanup;
     if (l.json)
         fputs("[", stdout);
-    int r = fv_vault_query(v, &sel.f, print_summary, &l);
+    int r = fv_vault_query_ex(v, &sel.f, print_summary, print_unreadable, &l);
     /* A document is always completed: on FV_ECORRUPT it holds every record
      * that verified. */
     if (l.json)
         json_list_end(stdout, l.count);
     rc = cli_flush_stdout();
+    /* Shown, marked: the listing itself succeeded (exit 0). */
+    cli_unreadable_summary(l.unreadable, l.org_key, "marked [unreadable]");
     if (r != FV_OK)
         rc = cli_fail(v, r, NULL);
 cleanup:
@@ -1722,7 +1780,7 @@ int cmd_retractions(cli *c)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    listing l = {0, 0};
+    listing l = {0, 0, 0, 0};
     int rc;
 
     if (cli_begin(c, NULL, 0, 0, "", &rc))

@@ -1341,6 +1341,26 @@ static int count_cb(const fv_record *r, void *payload)
     return 0;
 }
 
+/* The counting pass: unreadable records are told of in the writing pass. */
+static int count_unreadable_cb(const fv_unreadable *u, void *payload)
+{
+    (void)u;
+    (void)payload;
+    return 0;
+}
+
+/* The writing pass: the caller hears of each record left out. */
+static int unreadable_cb(const fv_unreadable *u, void *payload)
+{
+    struct exp *x = payload;
+    if (x->opt->unreadable(u, x->opt->unreadable_payload)) {
+        if (x->rc == FV_OK)
+            x->rc = fv_v_err(x->v, FV_ECANCELED, "stopped by the caller");
+        return 1;
+    }
+    return 0;
+}
+
 static void out_header_json(struct exp *x, const char *kind)
 {
     char t[32];
@@ -1377,16 +1397,19 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
     static const char *const ev_subs[] = {"envelopes", "chunks"};
     struct exp x;
     char *tmp = NULL, *parent = NULL;
-    int is_dir, fd = -1, rc, made = 0;
+    int is_dir, fd = -1, rc, made = 0, told = 0;
     struct stat sb;
 
     if (count)
         *count = 0;
     if (!v)
         return FV_EINVAL;
-    if (!opt || opt->version != FV_EXPORT_OPTIONS_VERSION ||
+    if (!opt || opt->version < 1 || opt->version > FV_EXPORT_OPTIONS_VERSION ||
         opt->format < FV_EXPORT_JSON || opt->format > FV_EXPORT_EVIDENCE)
         return fv_v_err(v, FV_EINVAL, "unsupported export options or format");
+    /* A version 1 caller's options end before `unreadable`. */
+    if (opt->version >= 2 && opt->unreadable)
+        told = 1;
     is_dir = opt->format == FV_EXPORT_HTML || opt->format == FV_EXPORT_EVIDENCE;
     if ((is_dir || !opt->write) && (!opt->path || !*opt->path))
         return fv_v_err(v, FV_EINVAL, "the export needs an output path");
@@ -1402,7 +1425,8 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
 
     if (opt->progress) {
         /* The total, for the progress callback: a first, counting pass. */
-        rc = fv_vault_query(v, opt->filter, count_cb, &x);
+        rc = fv_vault_query_ex(v, opt->filter, count_cb,
+                               told ? count_unreadable_cb : NULL, &x);
         if (rc)
             goto done;
     }
@@ -1453,7 +1477,8 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
     else if (opt->format == FV_EXPORT_CSV)
         out_s(&x.o, "\xef\xbb\xbf" /* BOM: spreadsheets then read UTF-8 */), out_s(&x.o, csv_header);
 
-    rc = fv_vault_query(v, opt->filter, record_cb, &x);
+    rc = fv_vault_query_ex(v, opt->filter, record_cb,
+                           told ? unreadable_cb : NULL, &x);
     if (x.rc)
         rc = x.rc;
     if (rc == FV_ECORRUPT)

@@ -139,8 +139,49 @@ size_t fv_v_recipients(const fv_vault *v,
     return n;
 }
 
-/* Decrypts a parsed revision envelope into a record. */
-static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
+const char *fv_unreadable_why(int reason)
+{
+    switch (reason) {
+    case FV_UNREADABLE_NO_KEY:
+        return "sealed to no key this vault holds, and no key grant that "
+               "opens it has arrived";
+    case FV_UNREADABLE_NO_ORG_KEY:
+        return "sealed to the organisation key, which this vault does not "
+               "hold: import it with 'fieldvault org key import'";
+    case FV_UNREADABLE_MALFORMED:
+        return "its signed content is malformed";
+    case FV_UNREADABLE_NO_GENESIS:
+        return "its first revision has not arrived, and nothing held of it "
+               "opens";
+    default:
+        return NULL;
+    }
+}
+
+int fv_v_sealed_reason(const fv_vault *v, const fv_env *e)
+{
+    for (size_t i = 0; v->has_org_pk && !v->has_org_sk && i < e->nrecipients; i++)
+        if (memcmp(e->recipient_pk[i], v->org_pk, FV_BOX_PK_BYTES) == 0)
+            return FV_UNREADABLE_NO_ORG_KEY;
+    return FV_UNREADABLE_NO_KEY;
+}
+
+/* A record that does not open: FV_ECORRUPT for malformed content (its
+ * author wrote it badly), FV_ENOTFOUND when it is sealed elsewhere. */
+static int unreadable_err(fv_vault *v, int reason)
+{
+    return fv_v_err(v, reason == FV_UNREADABLE_MALFORMED ? FV_ECORRUPT
+                                                         : FV_ENOTFOUND,
+                    "the record is not readable by this vault: %s",
+                    fv_unreadable_why(reason));
+}
+
+/* Decrypts a parsed revision envelope into a record. A validly signed
+ * envelope that this vault cannot open is not tampering (its author sealed
+ * it elsewhere, or wrote it badly): *reason (enum fv_unreadable_reason) is
+ * then set, so that a reader can name it and go on. */
+static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e,
+                         int *reason)
 {
     unsigned char *plain;
     size_t plain_len;
@@ -148,21 +189,26 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e)
     int rc;
 
     *out = NULL;
+    *reason = 0;
     rc = fv_v_open_payload(v, e, &plain, &plain_len);
     if (rc == FV_ENOTFOUND)
-        return fv_v_err(v, rc, "the record is not readable by this vault");
-    if (rc)
-        return fv_v_err(v, FV_ECORRUPT, "an envelope failed to decrypt (tampered or damaged)");
+        *reason = fv_v_sealed_reason(v, e);
+    else if (rc == FV_ECORRUPT)
+        *reason = FV_UNREADABLE_MALFORMED; /* not under its committed key */
+    else if (rc)
+        return fv_v_err(v, rc, "cannot open an envelope: %s", fv_strerror(rc));
+    if (*reason)
+        return unreadable_err(v, *reason);
     rc = fv_payload_decode(&r, plain, plain_len);
     fv_env_free_plain(plain, plain_len);
-    if (rc)
-        return fv_v_err(v, rc, "a record's content is malformed");
+    if (rc == FV_ENOMEM)
+        return fv_v_err(v, rc, "out of memory");
     /* The envelope's signed chunk lists must match the payload's manifest. */
-    if (rc == FV_OK)
-        rc = fv_payload_check_rec(e, r);
-    if (rc) {
+    if (rc == FV_OK && (rc = fv_payload_check_rec(e, r)) != FV_OK)
         fv_rec_free(r);
-        return fv_v_err(v, rc, "a record's attachment manifest does not match its envelope");
+    if (rc) {
+        *reason = FV_UNREADABLE_MALFORMED;
+        return unreadable_err(v, *reason);
     }
     /* How much of each attachment this vault holds (a reader that pulled
      * the record may still be waiting for chunks). */
@@ -200,6 +246,7 @@ void fv_v_pick_clear(struct head_pick *p)
     p->best = NULL;
     p->best_bytes = NULL;
     p->nheads = 0;
+    p->unread = 0;
 }
 
 /* Considers one head row: tombstones count as heads but are never shown. */
@@ -207,7 +254,7 @@ static int pick_consider(struct head_pick *p, const fv_store_env *se)
 {
     fv_env e;
     fv_rec *r;
-    int rc;
+    int rc, reason;
 
     p->nheads++;
     /* Tombstones, and revisions dropped after delivery (retention), count
@@ -216,7 +263,17 @@ static int pick_consider(struct head_pick *p, const fv_store_env *se)
         return FV_OK;
     if ((rc = fv_v_parse_stored(p->v, &e, se)))
         return rc;
-    rc = open_revision(p->v, &r, &e);
+    rc = open_revision(p->v, &r, &e, &reason);
+    if (rc && reason) {
+        /* Another head may open: this one is named only if none does. */
+        if (!p->unread) {
+            p->unread = reason;
+            memcpy(p->unread_rev, e.id, FV_ID_BYTES);
+            memcpy(p->unread_author, e.author, FV_ID_BYTES);
+        }
+        fv_env_clear(&e);
+        return FV_OK;
+    }
     if (rc) {
         fv_env_clear(&e);
         return rc;
@@ -276,6 +333,8 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
         (rc = fv_store_retracted(v->store, id)) != 0)
         rc = rc < 0 ? fv_v_serr(v, rc)
                     : fv_v_err(v, FV_ENOTFOUND, "the record was retracted");
+    if (rc == FV_OK && !p->best && p->unread)
+        rc = unreadable_err(v, p->unread);
     if (rc == FV_OK && !p->best)
         rc = fv_v_err(v, FV_ENOTFOUND, p->nheads ? "the record was deleted, or dropped from this device after delivery"
                                              : "no such record");
@@ -283,8 +342,14 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
         p->best->pub.nheads = p->nheads;
         rc = fv_v_record_desk(v, &p->best->pub);
     }
-    if (rc)
+    if (rc) {
+        /* Kept for a caller that names the record it could not open. */
+        int unread = p->unread;
+        size_t nheads = p->nheads;
         fv_v_pick_clear(p);
+        p->unread = unread;
+        p->nheads = nheads;
+    }
     return rc;
 }
 
@@ -350,7 +415,8 @@ int fv_record_get_revision(fv_vault *v, fv_record **out,
     se.len = len;
     se.mac = mac;
     if ((rc = fv_v_parse_stored(v, &e, &se)) == FV_OK) {
-        rc = open_revision(v, &r, &e);
+        int reason;
+        rc = open_revision(v, &r, &e, &reason);
         fv_env_clear(&e);
     }
     free(bytes);
@@ -459,7 +525,10 @@ struct walk {
     fv_vault *v;
     const fv_filter *filter; /* NULL: every record */
     fv_record_fn fn;
+    fv_unreadable_fn unreadable; /* NULL: count them in `unread` */
     void *payload;
+    size_t unread;   /* records not opened, with `unreadable` NULL */
+    int first_reason; /* of the first of them */
     struct head_pick pick;
     unsigned char record[FV_ID_BYTES];
     int have_record;
@@ -469,12 +538,52 @@ struct walk {
     int stop;
 };
 
+/* A record none of whose heads opens (p->unread): passed on to the
+ * caller's `unreadable`, or counted. It passes the filter only where the
+ * filter needs nothing from inside it (the review state is checked before,
+ * from its index). Non-zero: the caller asked to stop. */
+static int walk_unreadable(struct walk *w, const struct head_pick *p,
+                           const unsigned char id[FV_ID_BYTES])
+{
+    const fv_filter *f = w->filter;
+    unsigned char rec[FV_ID_BYTES];
+    fv_unreadable u;
+    int rc;
+
+    if (f && (f->text || f->tag || f->origin || f->since || f->until))
+        return FV_OK;
+    memset(&u, 0, sizeof u);
+    u.reason = p->unread;
+    /* A head sealed elsewhere, of a record whose genesis is not here: the
+     * first revision (and what came with it) has yet to arrive. */
+    if (u.reason == FV_UNREADABLE_NO_KEY) {
+        rc = fv_store_env_record(w->v->store, id, rec);
+        if (rc == FV_ENOTFOUND)
+            u.reason = FV_UNREADABLE_NO_GENESIS;
+        else if (rc)
+            return fv_v_serr(w->v, rc);
+    }
+    if (!w->unreadable) {
+        if (w->unread++ == 0)
+            w->first_reason = u.reason;
+        return FV_OK;
+    }
+    memcpy(u.id, id, FV_ID_BYTES);
+    memcpy(u.revision, p->unread_rev, FV_ID_BYTES);
+    memcpy(u.author, p->unread_author, FV_ID_BYTES);
+    u.nheads = p->nheads;
+    u.why = fv_unreadable_why(u.reason);
+    return w->unreadable(&u, w->payload) ? FV_ECANCELED : FV_OK;
+}
+
 /* Emits the record gathered so far, if any, and starts over. */
 static int walk_flush(struct walk *w)
 {
     int rc = 0;
     if (w->bad_record)
         w->corrupt++;
+    else if (!w->pick.best && w->pick.unread && !w->skip)
+        rc = walk_unreadable(w, &w->pick, w->record);
     else if (w->pick.best && !w->skip) {
         w->pick.best->pub.nheads = w->pick.nheads;
         rc = fv_v_record_desk(w->v, &w->pick.best->pub);
@@ -517,9 +626,9 @@ static int walk_cb(const fv_store_env *se, void *payload)
 }
 
 /* The records named by the filter's ids, in that order (each once). */
-static int walk_ids(fv_vault *v, const fv_filter *f, fv_record_fn fn,
-                    void *payload)
+static int walk_ids(struct walk *w)
 {
+    const fv_filter *f = w->filter;
     for (size_t i = 0; i < f->nids; i++) {
         struct head_pick p;
         size_t j;
@@ -528,11 +637,21 @@ static int walk_ids(fv_vault *v, const fv_filter *f, fv_record_fn fn,
             ;
         if (j < i)
             continue;
-        if ((rc = fv_v_newest_head(v, &p, f->ids[i], 0)))
+        rc = fv_v_newest_head(w->v, &p, f->ids[i], 0);
+        if (rc && p.unread) {
+            rc = filter_early(w->v, f, f->ids[i]);
+            rc = rc < 0 ? fv_v_serr(w->v, rc)
+                        : rc ? walk_unreadable(w, &p, f->ids[i]) : FV_OK;
+            if (rc == FV_ECANCELED)
+                return fv_v_err(w->v, rc, "stopped by the caller");
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (rc)
             return rc;
-        rc = FV_OK;
-        if (filter_matches(f, &p.best->pub) && fn(&p.best->pub, payload))
-            rc = fv_v_err(v, FV_ECANCELED, "stopped by the caller");
+        if (filter_matches(f, &p.best->pub) && w->fn(&p.best->pub, w->payload))
+            rc = fv_v_err(w->v, FV_ECANCELED, "stopped by the caller");
         fv_v_pick_clear(&p);
         if (rc)
             return rc;
@@ -541,40 +660,52 @@ static int walk_ids(fv_vault *v, const fv_filter *f, fv_record_fn fn,
 }
 
 static int walk(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
-                void *payload)
+                fv_unreadable_fn unreadable, void *payload)
 {
     struct walk w;
     int rc;
 
-    if (filter && filter->nids)
-        return walk_ids(v, filter, fn, payload);
     memset(&w, 0, sizeof w);
     w.v = v;
     w.pick.v = v;
     w.filter = filter;
     w.fn = fn;
+    w.unreadable = unreadable;
     w.payload = payload;
-    rc = fv_store_each_head(v->store, walk_cb, &w);
-    if (rc == FV_OK && w.have_record) {
-        rc = walk_flush(&w);
-        w.stop = rc == FV_ECANCELED;
+    if (filter && filter->nids) {
+        rc = walk_ids(&w);
+    } else {
+        rc = fv_store_each_head(v->store, walk_cb, &w);
+        if (rc == FV_OK && w.have_record) {
+            rc = walk_flush(&w);
+            w.stop = rc == FV_ECANCELED;
+        }
+        fv_v_pick_clear(&w.pick);
+        if (rc == FV_ECANCELED)
+            return fv_v_err(v, rc, "stopped by the caller");
+        if (rc)
+            return w.stop ? rc : (v->msg[0] ? rc : fv_v_serr(v, rc));
     }
-    fv_v_pick_clear(&w.pick);
-    if (rc == FV_ECANCELED)
-        return fv_v_err(v, rc, "stopped by the caller");
     if (rc)
-        return w.stop ? rc : (v->msg[0] ? rc : fv_v_serr(v, rc));
+        return rc;
     if (w.corrupt)
         return fv_v_err(v, FV_ECORRUPT,
                     "%zu record%s failed verification (tampered or damaged) "
                     "and %s not shown",
                     w.corrupt, w.corrupt == 1 ? "" : "s",
                     w.corrupt == 1 ? "was" : "were");
+    if (w.unread)
+        return fv_v_err(v, FV_ENOTFOUND,
+                    "%zu record%s cannot be opened by this vault and %s not "
+                    "shown (%s%s)", w.unread, w.unread == 1 ? "" : "s",
+                    w.unread == 1 ? "was" : "were",
+                    w.unread == 1 ? "" : "the first: ",
+                    fv_unreadable_why(w.first_reason));
     return FV_OK;
 }
 
-int fv_vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
-                   void *payload)
+int fv_vault_query_ex(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                      fv_unreadable_fn unreadable, void *payload)
 {
     if (!v || !fn)
         return FV_EINVAL;
@@ -582,7 +713,13 @@ int fv_vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
                    (filter->state >= 0 && !fv_state_name(filter->state)) ||
                    (filter->nids && !filter->ids)))
         return fv_v_err(v, FV_EINVAL, "invalid filter");
-    return walk(v, filter, fn, payload);
+    return walk(v, filter, fn, unreadable, payload);
+}
+
+int fv_vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                   void *payload)
+{
+    return fv_vault_query_ex(v, filter, fn, NULL, payload);
 }
 
 int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload)
@@ -642,8 +779,13 @@ static int history_cb(const fv_store_env *se, void *payload)
         }
         if (rc)
             rc = fv_v_err(h->v, FV_ECORRUPT, "a tombstone failed verification");
-    } else if ((rc = open_revision(h->v, &r, &e)) == FV_OK) {
-        rev.time = r->pub.modified;
+    } else {
+        int reason;
+        rc = open_revision(h->v, &r, &e, &reason);
+        if (rc == FV_OK)
+            rev.time = r->pub.modified;
+        else if (reason)
+            rc = FV_OK; /* listed all the same: its time (inside) is 0 */
     }
     if (rc == FV_OK && h->fn(&rev, h->payload))
         rc = FV_ECANCELED;

@@ -118,6 +118,11 @@ void fv_v_put_le(unsigned char *p, uint64_t v, int n);
 
 /* ---- reading records (records.c) ---------------------------------------- */
 
+/* Why `e`, validly signed, does not open here (enum fv_unreadable_reason):
+ * sealed to the organisation key while this vault lacks its secret half,
+ * or to no key it holds at all. */
+int fv_v_sealed_reason(const fv_vault *v, const fv_env *e);
+
 /* The newest undeleted head of one record, gathered from its head rows. */
 struct head_pick {
     fv_vault *v;
@@ -127,6 +132,11 @@ struct head_pick {
     size_t nheads;
     int rc;
     int want_env;
+    /* A head this vault cannot open (enum fv_unreadable_reason; 0: none),
+     * the first one met: what a listing shows when no head opens. */
+    int unread;
+    unsigned char unread_rev[FV_ID_BYTES];
+    unsigned char unread_author[FV_ID_BYTES];
 };
 
 /* Finds the newest undeleted head of record `id` (FV_ENOTFOUND if none).

@@ -4,6 +4,7 @@
  * checked against the server's key and the envelopes it names. Nothing is
  * trusted from an earlier check: this is what a coordinator runs before
  * handing records over as evidence. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,17 @@ static int check_payload(struct vctx *c, const fv_env *e)
     fv_rec *r = NULL;
     int rc = fv_v_open_payload(c->v, e, &plain, &n);
 
+    if (rc == FV_ENOTFOUND && e->kind == FV_ENV_REVISION) {
+        /* A record revision this vault cannot open is reported: a reader
+         * here sees nothing of it, and should know why (a coordinator
+         * without the organisation key, a key grant yet to arrive, a key
+         * nobody here holds). Other kinds sealed elsewhere (notes between
+         * others, coordinators' review states) are not meant for it. */
+        char why[160];
+        snprintf(why, sizeof why, "this vault cannot open the revision: %s",
+                 fv_unreadable_why(fv_v_sealed_reason(c->v, e)));
+        return issue(c, e->record, e->id, why);
+    }
     if (rc == FV_ENOTFOUND || rc == FV_ENOMEM)
         return rc == FV_ENOMEM ? rc : FV_OK; /* not sealed to this vault */
     if (rc < 0 && rc != FV_ECORRUPT)

@@ -15,6 +15,7 @@
 
 #include "check.h"
 #include "codec.h"
+#include "crypto.h"
 #include "envelope.h"
 #include "fieldvault.h"
 #include "record.h"
@@ -2106,7 +2107,8 @@ static void test_grant_malformed(void)
     }
     CHECK_EQ(fv_record_get(o.c, &rec, r), FV_ENOTFOUND);
     CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
-    CHECK_EQ(rep.failures, 1);
+    /* The bad grant, and the record it does not open. */
+    CHECK_EQ(rep.failures, 2);
 
     /* The grant e writes itself once it learns the key is good. */
     CHECK_EQ(fv_vs_org_learn(e, o.pk), FV_OK);
@@ -2245,6 +2247,293 @@ static void test_tombstone_before_sync(void)
     org_close(&o);
 }
 
+/* ---- records this vault cannot open (issue 10, section 1) ---------------- */
+
+/* A genesis revision written by `v`, signed as it signs everything, but
+ * sealed to exactly `pk`, with `payload` (taken) as its content: what an
+ * enrolled device could push, or a buggy one write. */
+static void write_sealed_genesis(fv_vault *v, const unsigned char pk[32],
+                                 unsigned char *payload, size_t n,
+                                 unsigned char id[32])
+{
+    fv_v_write w = {
+        .kind = FV_ENV_REVISION,
+        .payload = payload,
+        .payload_len = n,
+        .recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])pk,
+        .nrecipients = 1,
+    };
+    CHECK_EQ(fv_store_begin(v->store), FV_OK);
+    CHECK_EQ(fv_v_write_envelope(v, id, &w), FV_OK);
+    CHECK_EQ(fv_store_commit(v->store), FV_OK);
+    fv_enc_free_buf(payload, n);
+}
+
+/* A well-formed record payload titled `title`. */
+static unsigned char *record_payload(const char *title, size_t *n)
+{
+    fv_record r;
+    unsigned char *out = NULL;
+    memset(&r, 0, sizeof r);
+    r.title = title;
+    r.narrative = "";
+    r.created = r.modified = fv_v_now();
+    CHECK_EQ(fv_payload_encode(&out, n, &r, NULL), FV_OK);
+    return out;
+}
+
+/* What a walk met: readable records and unreadable ones, in order. */
+struct met {
+    unsigned char id[32][FV_ID_BYTES];
+    int reason[32]; /* 0: readable */
+    char why[32][200];
+    size_t n, readable, unreadable;
+};
+
+static int met_ok(const fv_record *r, void *payload)
+{
+    struct met *m = payload;
+    if (m->n < 32) {
+        memcpy(m->id[m->n], r->id, FV_ID_BYTES);
+        m->reason[m->n++] = 0;
+    }
+    m->readable++;
+    return 0;
+}
+
+static int met_bad(const fv_unreadable *u, void *payload)
+{
+    struct met *m = payload;
+    CHECK(u->why != NULL && strcmp(u->why, fv_unreadable_why(u->reason)) == 0);
+    if (m->n < 32) {
+        memcpy(m->id[m->n], u->id, FV_ID_BYTES);
+        snprintf(m->why[m->n], sizeof m->why[0], "%s", u->why);
+        m->reason[m->n++] = u->reason;
+    }
+    m->unreadable++;
+    return 0;
+}
+
+static int met_reason(const struct met *m, const unsigned char id[32])
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (memcmp(m->id[i], id, FV_ID_BYTES) == 0)
+            return m->reason[i];
+    return -1;
+}
+
+static int verify_count_cb(const fv_verify_issue *is, void *payload)
+{
+    struct met *m = payload;
+    if (is->record && strstr(is->problem, "cannot open") && m->n < 32) {
+        memcpy(m->id[m->n], is->record, FV_ID_BYTES);
+        m->reason[m->n++] = 1;
+        m->unreadable++;
+    }
+    return 0;
+}
+
+static void test_unreadable(void)
+{
+    struct org o;
+    struct met m;
+    fv_verify_report rep;
+    fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
+    unsigned char a[32], b[32], never1[32], never2[32], rnd[32], bad[32];
+    unsigned char late[32], rpk[32], rsk[32], *p;
+    const char *dn = new_path("never"), *out = new_path("export.json");
+    const char *dk = new_path("keyless"), *key = new_path("orgkey");
+    fv_vault *never, *keyless;
+    uint64_t count = 0;
+    fv_filter f = FV_FILTER_INIT;
+    size_t n;
+
+    org_setup(&o);
+    /* A vault that was never enrolled: its records are sealed to its own
+     * key only, and a courier bundle brings them to the coordinator. */
+    never = create(dn);
+    add(never, never1, "never enrolled one", "detention", "sealed to itself");
+    add(o.f1, a, "readable before", "detention", "the first readable one");
+    carry(o.f1, o.c);
+    carry(never, o.c);
+    add(never, never2, "never enrolled two", "detention", "sealed to itself too");
+    carry(never, o.c);
+    /* An enrolled device's envelope, validly signed, sealed to a random
+     * key. And one sealed to the organisation whose content is garbage:
+     * written in the coordinator's own vault, as whatever reaches a vault
+     * (a stricter import refuses such content from outside) must not stop
+     * its reads. */
+    fv_box_keypair(rpk, rsk);
+    p = record_payload("sealed to a random key", &n);
+    write_sealed_genesis(o.f1, rpk, p, n, rnd);
+    p = malloc(8);
+    memcpy(p, "\xa1\x01\x02garbage", 8);
+    write_sealed_genesis(o.c, o.pk, p, 8, bad);
+    add(o.f1, b, "readable after", "border", "the last readable one");
+    serve(o.f1, o.c);
+
+    /* The walk goes on past each, naming it once, in its place. */
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_query_ex(o.c, NULL, met_ok, met_bad, &m), FV_OK);
+    CHECK_EQ(m.readable, 2);
+    CHECK_EQ(m.unreadable, 4);
+    CHECK_EQ(met_reason(&m, a), 0);
+    CHECK_EQ(met_reason(&m, b), 0);
+    CHECK_EQ(met_reason(&m, never1), FV_UNREADABLE_NO_KEY);
+    CHECK_EQ(met_reason(&m, never2), FV_UNREADABLE_NO_KEY);
+    CHECK_EQ(met_reason(&m, rnd), FV_UNREADABLE_NO_KEY);
+    CHECK_EQ(met_reason(&m, bad), FV_UNREADABLE_MALFORMED);
+    CHECK(memcmp(m.id[0], a, 32) == 0 && memcmp(m.id[m.n - 1], b, 32) == 0);
+    /* Nothing from inside them is ever shown: the why is fixed text. */
+    for (size_t i = 0; i < m.n; i++)
+        CHECK(strstr(m.why[i], "random") == NULL && strstr(m.why[i], "never") == NULL);
+
+    /* fv_vault_query (and list, search) visit every readable record, then
+     * say how many were left out. */
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_query(o.c, NULL, met_ok, &m), FV_ENOTFOUND);
+    CHECK_EQ(m.readable, 2);
+    CHECK(strstr(fv_vault_errmsg(o.c), "4 records cannot be opened") != NULL);
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_search(o.c, "readable", met_ok, &m), FV_OK);
+    CHECK_EQ(m.readable, 2);
+    /* A filter on content leaves them out; one on ids or state keeps them. */
+    memset(&m, 0, sizeof m);
+    f.tag = "detention";
+    CHECK_EQ(fv_vault_query_ex(o.c, &f, met_ok, met_bad, &m), FV_OK);
+    CHECK_EQ(m.readable, 1);
+    CHECK_EQ(m.unreadable, 0);
+    {
+        unsigned char ids[3][32];
+        fv_filter fi = FV_FILTER_INIT;
+        memcpy(ids[0], b, 32);
+        memcpy(ids[1], rnd, 32);
+        memcpy(ids[2], a, 32);
+        fi.ids = (const unsigned char(*)[FV_ID_BYTES])ids;
+        fi.nids = 3;
+        memset(&m, 0, sizeof m);
+        CHECK_EQ(fv_vault_query_ex(o.c, &fi, met_ok, met_bad, &m), FV_OK);
+        CHECK_EQ(m.n, 3);
+        CHECK(memcmp(m.id[1], rnd, 32) == 0 && m.reason[1] == FV_UNREADABLE_NO_KEY);
+        fi.state = FV_STATE_NEW;
+        memset(&m, 0, sizeof m);
+        CHECK_EQ(fv_vault_query_ex(o.c, &fi, met_ok, met_bad, &m), FV_OK);
+        CHECK_EQ(m.n, 3);
+    }
+    /* Reading one says why. */
+    {
+        fv_record *r = NULL;
+        CHECK_EQ(fv_record_get(o.c, &r, rnd), FV_ENOTFOUND);
+        CHECK(strstr(fv_vault_errmsg(o.c), "no key this vault holds") != NULL);
+        CHECK_EQ(fv_record_get(o.c, &r, bad), FV_ECORRUPT);
+        CHECK(strstr(fv_vault_errmsg(o.c), "malformed") != NULL);
+    }
+
+    /* Export writes the readable records and names the rest; without a
+     * caller to hear of them (version 1 options) it writes nothing. */
+    eo.format = FV_EXPORT_JSON;
+    eo.path = out;
+    eo.unreadable = met_bad;
+    eo.unreadable_payload = &m;
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_export(o.c, &eo, &count), FV_OK);
+    CHECK_EQ(count, 2);
+    CHECK_EQ(m.unreadable, 4);
+    CHECK(access(out, F_OK) == 0);
+    CHECK(file_has(out, (const unsigned char *)"the last readable one", 21));
+    eo.version = 1;
+    eo.path = new_path("export.json");
+    CHECK_EQ(fv_export(o.c, &eo, &count), FV_ENOTFOUND);
+    CHECK(access(eo.path, F_OK) != 0);
+
+    /* verify reports each record it cannot open (and the malformed one). */
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_verify(o.c, verify_count_cb, &m, &rep), FV_ECORRUPT);
+    CHECK_EQ(m.unreadable, 3);
+    CHECK_EQ(met_reason(&m, never1), 1);
+    CHECK_EQ(met_reason(&m, rnd), 1);
+    CHECK_EQ(rep.failures, 4);
+
+    /* A key grant arriving later opens what it grants: the never-enrolled
+     * vault learns the organisation's key, and its grants reach the desk. */
+    CHECK_EQ(fv_vs_org_learn(never, o.pk), FV_OK);
+    add(never, late, "written after learning the key", "detention", "sealed to the organisation");
+    serve(never, o.c);
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_query_ex(o.c, NULL, met_ok, met_bad, &m), FV_OK);
+    CHECK_EQ(m.readable, 5);
+    CHECK_EQ(met_reason(&m, never1), 0);
+    CHECK_EQ(met_reason(&m, never2), 0);
+    CHECK_EQ(met_reason(&m, late), 0);
+    CHECK_EQ(m.unreadable, 2);
+
+    /* A coordinator holding the organisation's public key but not its
+     * secret half is told to import it. */
+    keyless = create(dk);
+    CHECK_EQ(fv_vs_org_learn(keyless, o.pk), FV_OK);
+    serve(o.f1, keyless);
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_query_ex(keyless, NULL, met_ok, met_bad, &m), FV_OK);
+    CHECK_EQ(m.readable, 0);
+    CHECK_EQ(met_reason(&m, a), FV_UNREADABLE_NO_ORG_KEY);
+    CHECK_EQ(met_reason(&m, b), FV_UNREADABLE_NO_ORG_KEY);
+    CHECK(strstr(fv_unreadable_why(FV_UNREADABLE_NO_ORG_KEY), "org key import") != NULL);
+    CHECK_EQ(fv_org_key_export(o.c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    CHECK_EQ(fv_org_key_import(keyless, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    memset(&m, 0, sizeof m);
+    CHECK_EQ(fv_vault_query_ex(keyless, NULL, met_ok, met_bad, &m), FV_OK);
+    CHECK_EQ(met_reason(&m, a), 0);
+    CHECK_EQ(met_reason(&m, b), 0);
+
+    fv_vault_close(keyless);
+    fv_vault_close(never);
+    org_close(&o);
+}
+
+/* An edit of a record whose first revision has not arrived, sealed
+ * elsewhere: named as waiting for its genesis. And a record with one head
+ * that opens and one that does not is shown by the one that opens. */
+static void test_unreadable_heads(void)
+{
+    struct org o;
+    struct met m;
+    struct bag bag, edit;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char a[32], rev[32];
+    fv_env e;
+    size_t i;
+
+    org_setup(&o);
+    /* A field device not yet enrolled writes and edits; only the edit
+     * reaches the coordinator (a courier bundle of part of the outbox). */
+    {
+        const char *d = new_path("field");
+        fv_vault *x = create(d);
+        add(x, a, "written offline", "detention", "before enrollment");
+        in.title = "edited offline";
+        CHECK_EQ(fv_record_edit(x, rev, a, &in), FV_OK);
+        bag_fill(&bag, x);
+        memset(&edit, 0, sizeof edit);
+        for (i = 0; i < bag.n; i++) {
+            CHECK_EQ(fv_env_parse(&e, bag.env[i], bag.len[i]), FV_OK);
+            if (!e.genesis) {
+                edit.env[edit.n] = bag.env[i];
+                edit.len[edit.n++] = bag.len[i];
+            }
+            fv_env_clear(&e);
+        }
+        CHECK_EQ(edit.n, 1);
+        bag_import(o.c, &edit);
+        memset(&m, 0, sizeof m);
+        CHECK_EQ(fv_vault_query_ex(o.c, NULL, met_ok, met_bad, &m), FV_OK);
+        CHECK_EQ(m.n, 1);
+        CHECK_EQ(met_reason(&m, a), FV_UNREADABLE_NO_GENESIS);
+        bag_free(&bag);
+        fv_vault_close(x);
+    }
+    org_close(&o);
+}
+
 int main(void)
 {
     struct org o;
@@ -2288,6 +2577,8 @@ int main(void)
     test_grant_malformed();
     test_attachment_size_lie();
     test_tombstone_before_sync();
+    test_unreadable();
+    test_unreadable_heads();
 
     {
         char cmd[300];

@@ -277,7 +277,9 @@ typedef int (*fv_record_fn)(const fv_record *r, void *payload);
 
 /* Calls `fn` for the newest head of every undeleted record, oldest record
  * first. Records that fail verification are skipped and counted: the call
- * then returns FV_ECORRUPT after visiting every good record. */
+ * then returns FV_ECORRUPT after visiting every good record. Records this
+ * vault cannot open are skipped and counted too: FV_ENOTFOUND after every
+ * other record (fv_vault_query_ex names them). */
 FV_API int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload);
 
 /* Like fv_vault_list, for records whose title, narrative, field keys or
@@ -292,7 +294,8 @@ typedef struct fv_revision {
     unsigned char id[FV_ID_BYTES];
     unsigned char author[FV_ID_BYTES];
     int kind;         /* enum fv_revision_kind */
-    int64_t time;     /* when it was written, Unix seconds */
+    int64_t time;     /* when it was written, Unix seconds; 0 for a
+                         revision this vault cannot open */
     size_t nparents;
     const unsigned char (*parents)[FV_ID_BYTES];
     int head;         /* non-zero if no other revision supersedes it */
@@ -358,6 +361,61 @@ typedef struct fv_filter {
 /* Like fv_vault_list, for the records that pass `filter` (NULL: all). */
 FV_API int fv_vault_query(fv_vault *v, const fv_filter *filter,
                           fv_record_fn fn, void *payload);
+
+/* Why this vault cannot open a record (fv_unreadable.reason). Appended,
+ * never renumbered. */
+enum fv_unreadable_reason {
+    FV_UNREADABLE_NO_KEY = 1,     /* sealed to no key this vault holds, and
+                                     no key grant that opens it has arrived
+                                     (its author may not have been enrolled
+                                     when it was written: a later sync may
+                                     bring the grant) */
+    FV_UNREADABLE_NO_ORG_KEY = 2, /* sealed to the organisation's key, which
+                                     this vault does not hold: import it
+                                     (fv_org_key_import) */
+    FV_UNREADABLE_MALFORMED = 3,  /* validly signed, but its content does not
+                                     decrypt under its committed key, is not
+                                     a valid record, or does not match its
+                                     signed attachment lists */
+    FV_UNREADABLE_NO_GENESIS = 4  /* no revision held here opens, and the
+                                     record's first revision has not arrived
+                                     (an edit came without it) */
+};
+
+/* A record this vault holds but cannot open: named, never read. Pointers
+ * are borrowed for the callback. */
+typedef struct fv_unreadable {
+    unsigned char id[FV_ID_BYTES];       /* the record */
+    unsigned char revision[FV_ID_BYTES]; /* the head that could not be opened */
+    unsigned char author[FV_ID_BYTES];   /* who signed that head */
+    size_t nheads;                       /* heads of the record */
+    int reason;                          /* enum fv_unreadable_reason */
+    const char *why;                     /* short English; never content */
+} fv_unreadable;
+
+/* Called once per record that cannot be opened. Non-zero stops
+ * (FV_ECANCELED). */
+typedef int (*fv_unreadable_fn)(const fv_unreadable *u, void *payload);
+
+/* "sealed to no key this vault holds ...": fv_unreadable.why for a reason;
+ * NULL for another value. Static storage; any thread. */
+FV_API const char *fv_unreadable_why(int reason);
+
+/* Like fv_vault_query, and a record this vault cannot open (no head of it
+ * opens: enum fv_unreadable_reason) goes to `unreadable` (with `payload`)
+ * in its place in the order, once, and the walk goes on. Such a record
+ * passes a filter only on what is known without opening it: it is left out
+ * when the filter names a text, a tag, a time or a creating device, or a
+ * review state it does not have. A record one of whose heads opens is
+ * given to `fn` as usual (nheads counts them all). With `unreadable` NULL
+ * (fv_vault_query, fv_vault_list, fv_vault_search), such records are
+ * skipped and counted: the call visits every other record, then returns
+ * FV_ENOTFOUND, fv_vault_errmsg saying how many and why. Records that fail
+ * verification (tampered) are skipped and counted: FV_ECORRUPT (first)
+ * after every other record. */
+FV_API int fv_vault_query_ex(fv_vault *v, const fv_filter *filter,
+                             fv_record_fn fn, fv_unreadable_fn unreadable,
+                             void *payload);
 
 #define FV_MAX_NOTE_BYTES 65536
 
@@ -456,15 +514,21 @@ typedef struct fv_export_options {
     void *write_payload;
     fv_progress_fn progress;  /* records done, records in all */
     void *progress_payload;
+    /* Version 2: each record this vault cannot open (fv_vault_query_ex)
+     * goes here, and the export is written without it. NULL (or a version 1
+     * caller): such a record fails the export (FV_ENOTFOUND, nothing
+     * written). */
+    fv_unreadable_fn unreadable;
+    void *unreadable_payload;
 } fv_export_options;
 
-#define FV_EXPORT_OPTIONS_VERSION 1
-#define FV_EXPORT_OPTIONS_INIT {FV_EXPORT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0}
+#define FV_EXPORT_OPTIONS_VERSION 2 /* 1 is still accepted: no unreadable */
+#define FV_EXPORT_OPTIONS_INIT {FV_EXPORT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Writes the records that pass the filter in the chosen format, streaming:
  * memory does not grow with the number of records. A file or directory
  * appears under `path` only when complete. *count (may be NULL) receives the
- * number of records written. */
+ * number of records written (not those given to `unreadable`). */
 FV_API int fv_export(fv_vault *v, const fv_export_options *options,
                      uint64_t *count);
 
