@@ -87,8 +87,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "VALUES (?1, ?2)",
     [ST_GRANTS] = "SELECT e.bytes FROM grant_of g JOIN envelope e "
                   "ON e.id = g.grant_id WHERE g.target = ?1 AND e.bytes IS NOT NULL",
+    /* ?3: 1 for the key grants (kind 3), 0 for the rest. */
     [ST_OUTBOX] = "SELECT seq, id, bytes FROM envelope WHERE own AND NOT delivered "
-                  "AND seq > ?1 AND bytes IS NOT NULL ORDER BY seq LIMIT ?2",
+                  "AND seq > ?1 AND bytes IS NOT NULL AND (kind = 3) = ?3 "
+                  "ORDER BY seq LIMIT ?2",
     [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
     [ST_RECEIPT_INSERT] = "INSERT INTO receipt(sealed) VALUES (?1)",
     [ST_ENV_RECORD] = "SELECT record FROM envelope WHERE id = ?1",
@@ -829,8 +831,12 @@ int fv_store_grants(fv_store *s, const unsigned char target[32],
     return r;
 }
 
-int fv_store_outbox(fv_store *s, int64_t after, size_t max,
-                    fv_store_outbox_fn fn, void *payload)
+/* One pass of the outbox: the key grants (`grants` 1) or the rest, from
+ * local seq `after`; positions are reported shifted by `shift`. *n counts
+ * the rows given to fn. */
+static int outbox_pass(fv_store *s, int grants, int64_t after, int64_t shift,
+                       size_t max, size_t *n, fv_store_outbox_fn fn,
+                       void *payload)
 {
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, stmt_sql[ST_OUTBOX], &st, "outbox"), r = 0;
@@ -838,12 +844,16 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
         return rc;
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    sqlite3_bind_int(st, 3, grants);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 1) != 32) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) != 32 || seq <= 0 ||
+            seq >= FV_STORE_OUTBOX_SPAN) {
             r = FV_ECORRUPT;
             break;
         }
-        if ((r = fn(sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+        ++*n;
+        if ((r = fn(seq + shift, sqlite3_column_blob(st, 1),
                     sqlite3_column_blob(st, 2),
                     (size_t)sqlite3_column_bytes(st, 2), payload)) != 0)
             break;
@@ -851,6 +861,27 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
     if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
         r = fv_db_fail(&s->d, rc, "outbox");
     sqlite3_finalize(st);
+    return r;
+}
+
+int fv_store_outbox(fv_store *s, int64_t after, size_t max,
+                    fv_store_outbox_fn fn, void *payload)
+{
+    size_t n = 0;
+    int r = 0;
+    /* Key grants first: a grant opens a record written before the device
+     * knew the organisation's key, and is written (with a later seq) when
+     * it learns it. Sent after what it opens, a cut sync would leave the
+     * server holding records no coordinator can read until the next sync;
+     * sent first, the server never holds such a record without its grant
+     * (a grant without its target opens nothing and harms nothing). */
+    if (after < FV_STORE_OUTBOX_SPAN) {
+        r = outbox_pass(s, 1, after < 0 ? 0 : after, 0, max, &n, fn, payload);
+        after = FV_STORE_OUTBOX_SPAN;
+    }
+    if (r == 0 && n < max)
+        r = outbox_pass(s, 0, after - FV_STORE_OUTBOX_SPAN,
+                        FV_STORE_OUTBOX_SPAN, max - n, &n, fn, payload);
     return r;
 }
 

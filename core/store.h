@@ -127,8 +127,12 @@ typedef int (*fv_store_blob_fn)(const unsigned char *bytes, size_t len,
 int fv_store_grants(fv_store *s, const unsigned char target[32],
                     fv_store_blob_fn fn, void *payload);
 
-/* The outbox: own envelopes without a committed receipt, in the order they
- * were written, after local sequence number `after`, at most `max`. */
+/* The outbox: own envelopes without a committed receipt, at most `max`,
+ * after position `after` (0: from the start): the key grants first, then
+ * the others, each in the order they were written. A position (fn's
+ * `seq`, the next call's `after`) is a grant's local sequence number, or
+ * another's plus FV_STORE_OUTBOX_SPAN. */
+#define FV_STORE_OUTBOX_SPAN ((int64_t)1 << 62)
 typedef int (*fv_store_outbox_fn)(int64_t seq, const unsigned char *id,
                                   const unsigned char *bytes, size_t len,
                                   void *payload);

@@ -44,7 +44,7 @@ struct fv_client {
     int status;
     char msg[256];
     int started, welcomed, pull_done, answered, bye_sent, outbox_done;
-    int64_t last_queued; /* local seq of the last envelope put in a PUSH */
+    int64_t last_queued; /* outbox position of the last envelope in a PUSH */
     struct batch inflight[WINDOW];
     size_t inflight_head, inflight_count;
     fv_client_stats stats;

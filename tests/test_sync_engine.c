@@ -12,6 +12,7 @@
 #include "check.h"
 #include "client.h"
 #include "crypto.h"
+#include "envelope.h"
 #include "fieldvault.h"
 #include "proto.h"
 #include "server_engine.h"
@@ -267,6 +268,70 @@ static void good_frame_then_bad_length(fv_vault *v)
     free(buf);
     fv_client_free(c);
     fv_srv_conn_free(sc);
+}
+
+/* The server's whole log, checked: every genesis by `author` that is not
+ * sealed to the organisation key `org` has its key grant in the log too.
+ * *genesis and *grants count what it holds of `author`. */
+struct grant_audit {
+    const unsigned char *author, *org;
+    unsigned char need[400][32]; /* genesis ids that need a grant */
+    unsigned char have[400][32]; /* grant targets */
+    size_t nneed, nhave;
+};
+
+static int audit_cb(const fv_sstore_entry *e, void *payload)
+{
+    struct grant_audit *a = payload;
+    fv_env ev;
+    size_t i;
+    if (!e->bytes || fv_env_parse(&ev, e->bytes, e->len) != FV_OK)
+        return 0;
+    if (memcmp(ev.author, a->author, 32) == 0) {
+        for (i = 0; i < ev.nrecipients; i++)
+            if (memcmp(ev.recipient_pk[i], a->org, 32) == 0)
+                break;
+        if (ev.kind == FV_ENV_GRANT && a->nhave < 400)
+            memcpy(a->have[a->nhave++], ev.parents[0], 32);
+        else if (ev.genesis && i == ev.nrecipients && a->nneed < 400)
+            memcpy(a->need[a->nneed++], ev.id, 32);
+    }
+    fv_env_clear(&ev);
+    return 0;
+}
+
+/* The number of genesis envelopes of `author` the server holds without
+ * the grant that opens them. */
+static size_t ungranted(struct grant_audit *a)
+{
+    size_t missing = 0;
+    uint64_t head = 0;
+    unsigned char chain[32];
+    a->nneed = a->nhave = 0;
+    CHECK_EQ(fv_sstore_log_head(sstore, &head, chain), FV_OK);
+    CHECK_EQ(fv_sstore_read(sstore, NULL, 0, head, SIZE_MAX, audit_cb, a), FV_OK);
+    for (size_t i = 0; i < a->nneed; i++) {
+        size_t j;
+        for (j = 0; j < a->nhave && memcmp(a->need[i], a->have[j], 32); j++)
+            ;
+        missing += j == a->nhave;
+    }
+    return missing;
+}
+
+/* Records a walk shows, [0], and names as not readable here, [1]. */
+static int tally_ok(const fv_record *r, void *payload)
+{
+    (void)r;
+    ((int *)payload)[0]++;
+    return 0;
+}
+
+static int tally_unreadable(const fv_unreadable *u, void *payload)
+{
+    (void)u;
+    ((int *)payload)[1]++;
+    return 0;
 }
 
 int main(void)
@@ -598,6 +663,62 @@ int main(void)
     }
 
     good_frame_then_bad_length(field2);
+
+    /* A first sync of 300 records made offline, before enrolling, cut at
+     * growing offsets: the key grants that open them travel first, so the
+     * server never holds one of them without its grant, and the
+     * coordinator never meets a record it cannot open. */
+    {
+        struct grant_audit *audit = calloc(1, sizeof *audit);
+        unsigned char f3[32], box[32];
+        int tally[2] = {0, 0}, unread_seen = 0;
+        size_t cuts3 = 0, worst = 0;
+        fv_vault *field3 = new_vault("field3");
+        o = converse(coord, &inv, SIZE_MAX, SIZE_MAX);
+        for (int i = 0; i < 300; i++) {
+            char t[32];
+            snprintf(t, sizeof t, "offline %d", i);
+            add_record(field3, t);
+        }
+        if (o.invite)
+            enroll(field3, o.invite, FV_ROLE_FIELD);
+        free(o.invite);
+        fv_vs_device(field3, f3, box);
+        audit->author = f3;
+        audit->org = org;
+        for (size_t cut = 1;; cut += 1 + cut / 8) {
+            fv_client_request req = {.op = FV_CLIENT_SYNC};
+            size_t missing;
+            o = converse(field3, &req, cut, SIZE_MAX);
+            cuts3++;
+            missing = ungranted(audit);
+            if (missing > worst)
+                worst = missing;
+            /* What the coordinator sees after this cut. */
+            CHECK_EQ(sync_full(coord).client_status, FV_OK);
+            tally[0] = tally[1] = 0;
+            CHECK_EQ(fv_vault_query_ex(coord, NULL, tally_ok, tally_unreadable,
+                                       tally), FV_OK);
+            unread_seen += tally[1];
+            if (o.done || cut > 8u << 20)
+                break;
+        }
+        CHECK(o.done);
+        CHECK(cuts3 > 20);
+        CHECK_EQ(worst, 0);
+        CHECK_EQ(unread_seen, 0);
+        CHECK_EQ(audit->nneed, 300);
+        CHECK_EQ(audit->nhave, 300);
+        CHECK_EQ(ungranted(audit), 0);
+        /* Every one of the 300 readable at the desk. */
+        tally[0] = tally[1] = 0;
+        CHECK_EQ(fv_vault_query_ex(coord, NULL, tally_ok, tally_unreadable,
+                                   tally), FV_OK);
+        CHECK_EQ(tally[1], 0);
+        CHECK(tally[0] >= 300);
+        fv_vault_close(field3);
+        free(audit);
+    }
 
     fv_vault_close(coord);
     fv_vault_close(field);
