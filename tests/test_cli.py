@@ -47,7 +47,7 @@ VERSION, NOTFOUND, IO, NOSPACE, EXISTS, CANCELED = 7, 8, 9, 10, 11, 12
 DENIED = 15
 
 LIST_KEYS = {"id", "title", "created", "modified", "tags", "attachments",
-             "conflict", "complete", "state", "author", "notes"}
+             "conflict", "complete", "state", "author", "notes", "readable"}
 SHOW_KEYS = {"id", "title", "narrative", "created", "modified", "author",
              "signer", "revision", "state", "fields", "tags", "attachments",
              "revisions", "heads", "head_records", "notes", "delivered"}
