@@ -255,6 +255,7 @@ int cmd_note(cli *c);
 int cmd_notes(cli *c);
 int cmd_retract(cli *c);
 int cmd_retractions(cli *c);
+int cmd_quarantine(cli *c);
 
 /* Helpers of commands.c that the sync commands share. */
 /* Prints the command's help when --help was given. Returns 1 if it did. */

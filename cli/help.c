@@ -25,6 +25,7 @@ static const char overview[] =
     "  merge ID            end a conflict: a revision on top of every head\n"
     "  retract ID          the witness withdrew consent: destroy every copy\n"
     "  retractions         the retractions this vault holds: what, who, when\n"
+    "  quarantine          envelopes kept apart: their author is not certified\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
     "  config              vault settings: retention\n"
@@ -209,6 +210,16 @@ static const struct {
      "The retractions this vault holds, oldest first: the record retracted,\n"
      "when, and by which device (nothing of the record itself remains).\n"
      "With --json: an array of {id, record, author, time}.\n"},
+    {"quarantine",
+     "usage: fieldvault quarantine [--json]\n"
+     "\n"
+     "Envelopes this vault keeps apart, in the order they arrived: their\n"
+     "author holds no certificate from the organisation here\n"
+     "(unknown-author), or was revoked before the envelope is dated, or it\n"
+     "cannot be dated here (revoked). They are in no list, search, export or\n"
+     "verify; the author's certificate, when it arrives (a coordinator's\n"
+     "sync, or a bundle), releases them. One line each: id, kind, time, why,\n"
+     "author. With --json: an array of {id, author, kind, time, why}.\n"},
     {"attachment",
      "usage: fieldvault attachment get ID NAME --output FILE\n"
      "\n"

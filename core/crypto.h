@@ -58,6 +58,19 @@ int fv_sign_verify(const unsigned char sig[FV_SIG_BYTES],
                    const unsigned char *m, size_t mlen,
                    const unsigned char pk[FV_SIGN_PK_BYTES]); /* FV_ECORRUPT */
 
+/* Signatures by the organisation's X25519 key pair (XEdDSA-style, see
+ * crypto.c): a plain Ed25519 signature under `kid`, the Ed25519 form of the
+ * organisation's public key. fv_org_kid_ok: 1 if `kid` is that form of
+ * `org_pk` (then check the signature with fv_sign_verify). */
+int fv_org_sign(unsigned char sig[FV_SIG_BYTES], unsigned char kid[32],
+                const unsigned char *m, size_t mlen,
+                const unsigned char org_sk[FV_BOX_SK_BYTES]);
+/* The Ed25519 form of the organisation's public key, from its secret. */
+int fv_org_sign_pk(unsigned char kid[32],
+                   const unsigned char org_sk[FV_BOX_SK_BYTES]);
+int fv_org_kid_ok(const unsigned char kid[32],
+                  const unsigned char org_pk[FV_BOX_PK_BYTES]);
+
 /* X25519 sealed boxes (anonymous sender): c holds mlen + FV_SEAL_BYTES. */
 void fv_box_keypair(unsigned char pk[FV_BOX_PK_BYTES],
                     unsigned char sk[FV_BOX_SK_BYTES]);

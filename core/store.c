@@ -176,7 +176,17 @@ static const char schema_sql[] =
     "CREATE TABLE review(record BLOB PRIMARY KEY, id BLOB NOT NULL,"
     " time INTEGER NOT NULL, state INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE note(id BLOB PRIMARY KEY, record BLOB NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX note_record ON note(record);";
+    "CREATE INDEX note_record ON note(record);"
+    /* Who may speak (store_devices.c, docs/FORMAT.md 15): the devices the
+     * organisation certified, and envelopes kept apart until their author's
+     * certificate arrives. */
+    "CREATE TABLE device(pk BLOB PRIMARY KEY, role INTEGER NOT NULL,"
+    " enrolled INTEGER NOT NULL, revoked INTEGER, cert BLOB NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE quarantine(id BLOB PRIMARY KEY, author BLOB NOT NULL,"
+    " kind INTEGER NOT NULL, why INTEGER NOT NULL, courier INTEGER NOT NULL,"
+    " arrived INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX quarantine_author ON quarantine(author);";
 
 static const fv_db_schema vault_schema = {
     .label = "database",
@@ -202,6 +212,8 @@ _Static_assert(ST_COUNT <= FV_DB_STMTS_MAX, "statement cache");
 struct fv_store {
     fv_db d;
 };
+
+fv_db *fv_store_db(fv_store *s) { return &s->d; }
 
 const char *fv_store_errmsg(const fv_store *s)
 {

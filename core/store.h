@@ -218,4 +218,44 @@ int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload);
 int fv_store_env_record(fv_store *s, const unsigned char id[32],
                         unsigned char record[32]);
 
+
+/* ---- who may speak (store_devices.c) ---------------------------------- */
+
+/* A device the organisation certified (docs/FORMAT.md 15): the facts of its
+ * newest certificate, which is kept beside them. */
+typedef struct fv_store_device {
+    unsigned char pk[32];
+    int role;
+    int64_t enrolled;
+    int has_revoked;
+    int64_t revoked;
+    const unsigned char *cert; /* put: the certificate; get: not filled */
+    size_t cert_len;
+} fv_store_device;
+
+/* FV_OK with *d filled, or FV_ENOTFOUND. */
+int fv_store_device_get(fv_store *s, const unsigned char pk[32],
+                        fv_store_device *d);
+/* Inserts or replaces the row of d->pk. Inside a transaction. */
+int fv_store_device_put(fv_store *s, const fv_store_device *d);
+/* Every stored certificate, in device order. */
+int fv_store_device_certs(fv_store *s, fv_store_blob_fn fn, void *payload);
+
+typedef struct fv_store_quarantined {
+    const unsigned char *id, *author;
+    int kind, why, courier;
+    int64_t arrived;
+    const unsigned char *bytes;
+    size_t len;
+} fv_store_quarantined;
+typedef int (*fv_store_quarantine_fn)(const fv_store_quarantined *q,
+                                      void *payload);
+
+/* Keeps an envelope apart (or updates why it is). Inside a transaction. */
+int fv_store_quarantine_put(fv_store *s, const fv_store_quarantined *q);
+int fv_store_quarantine_del(fv_store *s, const unsigned char id[32]);
+/* The quarantined envelopes, by arrival; by `author` only unless NULL. */
+int fv_store_quarantine_each(fv_store *s, const unsigned char *author,
+                             fv_store_quarantine_fn fn, void *payload);
+
 #endif

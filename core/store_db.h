@@ -81,4 +81,9 @@ int fv_db_meta_get(fv_db *d, const char *key, unsigned char **val,
 int fv_db_meta_get_fixed(fv_db *d, const char *key, void *val, size_t len);
 int fv_db_meta_put(fv_db *d, const char *key, const void *val, size_t len);
 
+/* The database under a vault's store handle (store.c), for the other
+ * store files of the vault (store_devices.c). */
+struct fv_store;
+fv_db *fv_store_db(struct fv_store *s);
+
 #endif

@@ -185,4 +185,19 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
 /* The sum of the sizes of the file sources (for progress). */
 uint64_t fv_v_sources_total(const fv_record_input *in);
 
+
+/* ---- who may speak (devices.c) ------------------------------------------ */
+
+/* Inside a transaction, for an envelope verified and about to be stored:
+ * 1 if its author may speak here (docs/PROTOCOL.md, "Who may speak"), 0 if
+ * it was kept apart in the quarantine instead, or an error. `courier`: it
+ * came in a bundle, not from the server. */
+int fv_v_admit(fv_vault *v, const fv_env *e, const unsigned char *bytes,
+               size_t len, int courier);
+/* Inside a transaction (vault_sync.c): imports an envelope taken out of the
+ * quarantine as it would have been imported when it arrived; *added
+ * grows by one if it was stored (not kept apart again, not dropped). */
+int fv_v_import_released(fv_vault *v, const unsigned char *bytes, size_t len,
+                         int courier, size_t *added, int *retracted);
+
 #endif

@@ -479,6 +479,12 @@ static int import_one(fv_vault *v, int role, int courier,
         fv_env_clear(&e);
         return rc == FV_ENOMEM ? fv_v_err(v, rc, "out of memory") : fv_v_serr(v, rc);
     }
+    /* Who may speak: an author the organisation has not certified here,
+     * or revoked before this was dated, is kept apart (devices.c). */
+    if ((rc = fv_v_admit(v, &e, bytes, len, courier)) != 1) {
+        fv_env_clear(&e);
+        return rc < 0 ? rc : FV_OK;
+    }
     memset(&se, 0, sizeof se);
     se.id = e.id;
     se.record = e.record;
@@ -532,6 +538,15 @@ static int import_batch(fv_vault *v, const fv_sync_state *st,
     else if (retracted)
         rc = fv_v_serr(v, fv_store_checkpoint(v->store));
     return rc;
+}
+
+int fv_v_import_released(fv_vault *v, const unsigned char *bytes, size_t len,
+                         int courier, size_t *added, int *retracted)
+{
+    size_t skipped = 0, refused = 0;
+    /* Its recipients were checked when it first arrived. */
+    return import_one(v, FV_ROLE_COORDINATOR, courier, bytes, len, added,
+                      &skipped, &refused, retracted);
 }
 
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,

@@ -136,4 +136,31 @@ int fv_vs_fail(fv_vault *v, int rc, const char *msg);
 /* Records with more than one live head. */
 int fv_vs_conflicts(fv_vault *v, size_t *count);
 
+
+/* ---- who may speak (devices.c) ------------------------------------------ */
+
+/* A device as the server lists it, for fv_vs_certify. */
+typedef struct fv_vs_devinfo {
+    unsigned char pk[32];
+    int role;
+    int revoked;
+    int64_t enrolled;
+} fv_vs_devinfo;
+
+/* 1 if this vault holds the organisation's secret key (it certifies). */
+int fv_vs_can_certify(const fv_vault *v);
+/* Signs a certificate for each listed device this vault's list lacks, and
+ * a revocation for each newly revoked one (dated now), stores them and
+ * releases the envelopes they cover. */
+int fv_vs_certify(fv_vault *v, const fv_vs_devinfo *list, size_t n,
+                  size_t *issued, size_t *released);
+/* Certificates from a courier bundle: each is verified against the
+ * organisation's public key; one that fails is counted in *rejected and
+ * passed over. */
+int fv_vs_certs_import(fv_vault *v, const unsigned char *const *cert,
+                       const size_t *len, size_t n, size_t *added,
+                       size_t *rejected);
+/* Every certificate this vault holds (for a bundle). */
+int fv_vs_certs_each(fv_vault *v, fv_store_blob_fn fn, void *payload);
+
 #endif

@@ -61,6 +61,49 @@ static int export_cb(int64_t seq, const unsigned char *id,
     return 0;
 }
 
+/* The device certificates this vault holds go first, in CERTS frames:
+ * the reader learns who may speak before it meets what they wrote. */
+static int cert_cb(const unsigned char *bytes, size_t len, void *payload)
+{
+    struct exporter *x = payload;
+    if (len > FV_MAX_CERT_BYTES)
+        return 0; /* cannot be one this vault verified: not passed on */
+    if (x->n == FV_PROTO_MAX_BATCH) {
+        x->rc = fv_send_certs(&x->out, x->env, x->len, x->n);
+        for (size_t i = 0; i < x->n; i++)
+            free(x->copy[i]);
+        x->n = 0;
+        if (x->rc)
+            return 1;
+    }
+    if (!(x->copy[x->n] = malloc(len ? len : 1)))
+        return x->rc = FV_ENOMEM;
+    memcpy(x->copy[x->n], bytes, len);
+    x->env[x->n] = x->copy[x->n];
+    x->len[x->n++] = len;
+    return 0;
+}
+
+static int export_certs(fv_vault *v, int fd, struct exporter *x)
+{
+    const unsigned char *p;
+    size_t pending;
+    int rc = fv_vs_certs_each(v, cert_cb, x);
+    if (rc >= 0 && x->rc)
+        rc = x->rc;
+    if (rc == FV_OK && x->n)
+        rc = fv_send_certs(&x->out, x->env, x->len, x->n);
+    for (size_t i = 0; i < x->n; i++)
+        free(x->copy[i]);
+    x->n = 0;
+    x->rc = FV_OK;
+    p = fv_out_pending(&x->out, &pending);
+    if (rc == FV_OK && pending)
+        rc = fv_write_all(fd, p, pending);
+    fv_out_ack(&x->out, pending);
+    return rc;
+}
+
 int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
 {
     struct exporter x;
@@ -75,6 +118,8 @@ int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
         return fv_vs_fail(v, errno == EEXIST ? FV_EEXIST : FV_EIO,
                           "cannot create the bundle file");
     rc = fv_write_all(fd, (const unsigned char *)BUNDLE_MAGIC, 8);
+    if (rc == FV_OK)
+        rc = export_certs(v, fd, &x);
     /* The outbox in pages, each page written out before the next is read. */
     while (rc == FV_OK) {
         int64_t before = x.last;
@@ -135,7 +180,8 @@ static ssize_t read_full(int fd, unsigned char *p, size_t n)
 /* One pass over the open bundle from its start: checks the magic, every
  * frame, and the end mark; with fn set, hands it each batch. */
 static int read_pass(int fd, unsigned char *buf, fv_msg *m,
-                     fv_bundle_batch_fn fn, void *payload, const char **msg)
+                     fv_bundle_batch_fn fn, fv_bundle_batch_fn cert_fn,
+                     void *payload, const char **msg)
 {
     unsigned char magic[8];
     fv_framer fr;
@@ -194,14 +240,19 @@ static int read_pass(int fd, unsigned char *buf, fv_msg *m,
             if (!frame)
                 continue;
             if (fv_msg_decode(m, frame, flen) != FV_OK ||
-                (m->type != FV_MSG_PUSH && m->type != FV_MSG_BYE)) {
+                (m->type != FV_MSG_PUSH && m->type != FV_MSG_BYE &&
+                 m->type != FV_MSG_CERTS)) {
                 rc = FV_ECORRUPT;
                 *msg = "the bundle is damaged";
                 break;
             }
             if (m->type == FV_MSG_BYE)
                 ended = 1;
-            else if (fn)
+            else if (m->type == FV_MSG_CERTS) {
+                if (fn && cert_fn)
+                    rc = cert_fn(m->u.push.env, m->u.push.len, m->u.push.n,
+                                 payload);
+            } else if (fn)
                 rc = fn(m->u.push.env, m->u.push.len, m->u.push.n, payload);
         }
     }
@@ -211,6 +262,13 @@ static int read_pass(int fd, unsigned char *buf, fv_msg *m,
 
 int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
                    const char **why)
+{
+    return fv_bundle_read_ex(path, fn, NULL, payload, why);
+}
+
+int fv_bundle_read_ex(const char *path, fv_bundle_batch_fn fn,
+                      fv_bundle_batch_fn cert_fn, void *payload,
+                      const char **why)
 {
     unsigned char *buf = NULL;
     const char *msg = NULL;
@@ -237,9 +295,9 @@ int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
          * damaged in its framing stores nothing; then its batches are
          * handed over. (The second pass checks again: the file may have
          * changed in between.) */
-        rc = read_pass(fd, buf, m, NULL, NULL, &msg);
+        rc = read_pass(fd, buf, m, NULL, NULL, NULL, &msg);
         if (rc == FV_OK)
-            rc = read_pass(fd, buf, m, fn, payload, &msg);
+            rc = read_pass(fd, buf, m, fn, cert_fn, payload, &msg);
     }
     close(fd);
     free(buf);
@@ -275,6 +333,16 @@ static int vault_batch(const unsigned char *const *env, const size_t *len,
     return rc;
 }
 
+static int vault_certs(const unsigned char *const *cert, const size_t *len,
+                       size_t n, void *payload)
+{
+    struct vault_import *x = payload;
+    size_t added = 0, rejected = 0;
+    /* Each is checked against the organisation key; the bad ones are
+     * passed over and the bundle goes on. */
+    return fv_vs_certs_import(x->v, cert, len, n, &added, &rejected);
+}
+
 int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
                      uint64_t *added, uint64_t *skipped)
 {
@@ -284,7 +352,7 @@ int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
 
     if (!v || !path)
         return FV_EINVAL;
-    rc = fv_bundle_read(path, vault_batch, &x, &why);
+    rc = fv_bundle_read_ex(path, vault_batch, vault_certs, &x, &why);
     if (rc && why)
         rc = fv_vs_fail(v, rc, why); /* the file's failure, not a batch's */
     if (count)

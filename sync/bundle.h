@@ -3,7 +3,8 @@
  * shared by the vault's importer (fv_bundle_import, sync/bundle.c) and the
  * server's (fv_server_import, sync/server.c). Internal to the sync library.
  *
- * A bundle is the 8 bytes "FVBUNDL1", PUSH frames exactly as on the wire,
+ * A bundle is the 8 bytes "FVBUNDL1", CERTS frames (the device
+ * certificates the writing vault holds), PUSH frames exactly as on the wire,
  * and a BYE frame that marks its end: a bundle cut anywhere, even between
  * two frames, is told from a whole one.
  */
@@ -30,5 +31,10 @@ typedef int (*fv_bundle_batch_fn)(const unsigned char *const *env,
  * failed. */
 int fv_bundle_read(const char *path, fv_bundle_batch_fn fn, void *payload,
                    const char **why);
+/* fv_bundle_read that also hands the CERTS frames (device certificates,
+ * docs/PROTOCOL.md) to cert_fn; fv_bundle_read passes them over. */
+int fv_bundle_read_ex(const char *path, fv_bundle_batch_fn fn,
+                      fv_bundle_batch_fn cert_fn, void *payload,
+                      const char **why);
 
 #endif

@@ -44,6 +44,9 @@ struct fv_client {
     int status;
     char msg[256];
     int started, welcomed, pull_done, answered, bye_sent, outbox_done;
+    /* A coordinator's vault that holds the organisation key certifies the
+     * devices the server lists (DEVICES, pipelined before PULL). */
+    int certify, certified;
     int64_t last_queued; /* outbox position of the last envelope in a PUSH */
     struct batch inflight[WINDOW];
     size_t inflight_head, inflight_count;
@@ -384,8 +387,14 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
     fv_vs_sign(c->v, sig, tbs, tbs_len);
     fv_enc_free_buf(tbs, tbs_len);
     rc = fv_send_hello(&c->out, c->device, sig, token, box);
+    c->certify = (r->op == FV_CLIENT_SYNC || r->op == FV_CLIENT_REVOKE ||
+                  r->op == FV_CLIENT_DEVICES) &&
+                 c->st.role == FV_ROLE_COORDINATOR && fv_vs_can_certify(c->v);
     switch (r->op) {
     case FV_CLIENT_SYNC:
+        /* Before PULL, so that what the pull brings meets today's list. */
+        if (!rc && c->certify)
+            rc = fv_send_simple(&c->out, FV_MSG_DEVICES);
         if (!rc)
             rc = fv_send_pull(&c->out, c->st.has_epoch ? c->st.epoch : NULL,
                               c->st.cursor, c->st.chain);
@@ -401,6 +410,10 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
     case FV_CLIENT_REVOKE:
         if (!rc)
             rc = fv_send_key(&c->out, FV_MSG_REVOKE, r->device);
+        /* After REVOKE: the list then shows it revoked, and this vault
+         * signs the revocation at once. */
+        if (!rc && c->certify)
+            rc = fv_send_simple(&c->out, FV_MSG_DEVICES);
         break;
     case FV_CLIENT_ORGKEY: {
         unsigned char org[32];
@@ -566,6 +579,37 @@ static int on_error(fv_client *c, const fv_msg *m)
                                          : "the server refused: %s", text);
 }
 
+/* The server's device list, certified by this vault (core/devices.c). */
+static int certify(fv_client *c, const fv_msg *m)
+{
+    fv_msg copy = *m;
+    fv_devinfo d;
+    fv_vs_devinfo *list = NULL;
+    size_t n = 0, issued = 0, released = 0;
+    int rc = FV_OK;
+
+    if (copy.u.devlist.n &&
+        !(list = calloc(copy.u.devlist.n, sizeof *list)))
+        return cfail(c, FV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < copy.u.devlist.n && rc == FV_OK; i++) {
+        if ((rc = fv_devlist_next(&copy, &d)))
+            break;
+        memcpy(list[n].pk, d.device, 32);
+        list[n].role = (int)d.role;
+        list[n].revoked = d.revoked;
+        list[n].enrolled = d.enrolled;
+        n++;
+    }
+    if (rc)
+        rc = cfail(c, FV_EPROTO, "the server's device list is malformed");
+    else
+        rc = vfail(c, fv_vs_certify(c->v, list, n, &issued, &released));
+    c->stats.certified += issued;
+    c->stats.released += released;
+    free(list);
+    return rc;
+}
+
 static int on_message(fv_client *c, const fv_msg *m)
 {
     if (!c->welcomed && m->type != FV_MSG_WELCOME && m->type != FV_MSG_ERROR)
@@ -603,6 +647,14 @@ static int on_message(fv_client *c, const fv_msg *m)
     case FV_MSG_DEVLIST: {
         fv_msg copy = *m;
         fv_devinfo d;
+        int rc;
+        if (c->certify && !c->certified) {
+            c->certified = 1;
+            if ((rc = certify(c, m)))
+                return rc;
+            if (c->req->op != FV_CLIENT_DEVICES)
+                return FV_OK;
+        }
         if (c->req->op != FV_CLIENT_DEVICES || c->answered)
             break;
         for (size_t i = 0; i < copy.u.devlist.n; i++)
@@ -685,11 +737,12 @@ int fv_client_done(const fv_client *c)
     switch (c->req->op) {
     case FV_CLIENT_SYNC:
         return c->pull_done && c->outbox_done && c->inflight_count == 0 &&
-               c->up_done && c->down_done && c->unacked == 0;
+               c->up_done && c->down_done && c->unacked == 0 &&
+               (!c->certify || c->certified);
     case FV_CLIENT_ENROLL:
         return 1;
     default:
-        return c->answered;
+        return c->answered && (!c->certify || c->certified);
     }
 }
 

@@ -58,6 +58,8 @@ typedef struct fv_client_stats {
     uint64_t chunk_bytes_sent, chunk_bytes_received;
     uint64_t refused;   /* pulled envelopes whose content breaks FORMAT.md */
     uint64_t frames_received;    /* whole frames from the server */
+    uint64_t certified; /* device certificates this vault signed */
+    uint64_t released;  /* envelopes they let out of the quarantine */
 } fv_client_stats;
 
 /* `req` and everything it points to must outlive the engine. */

@@ -237,6 +237,16 @@ static int dec_body(fv_msg *m, fv_dec *d, size_t fields)
         if (fields != 2)
             return FV_EPROTO;
         return dec_envelopes(d, m->u.push.env, m->u.push.len, &m->u.push.n);
+    case FV_MSG_CERTS:
+        if (fields != 2 || fv_dec_array(d, &n) || n == 0 ||
+            n > FV_PROTO_MAX_BATCH)
+            return FV_EPROTO;
+        for (i = 0; i < n; i++)
+            if (fv_dec_bytes(d, &m->u.push.env[i], &m->u.push.len[i]) ||
+                m->u.push.len[i] > FV_MAX_CERT_BYTES)
+                return FV_EPROTO;
+        m->u.push.n = n;
+        return FV_OK;
     case FV_MSG_PULL:
         if (fields != 4 || opt_fixed(d, &m->u.pull.epoch, FV_EPOCH_BYTES) ||
             fv_dec_uint(d, &m->u.pull.cursor) || key32(d, &m->u.pull.chain))
@@ -449,6 +459,19 @@ int fv_send_push(fv_out *o, const unsigned char *const *env, const size_t *len,
     fv_enc_array(&e, n);
     for (size_t i = 0; i < n; i++)
         fv_enc_bytes(&e, env[i], len[i]);
+    return fv_out_frame(o, &e);
+}
+
+int fv_send_certs(fv_out *o, const unsigned char *const *cert,
+                  const size_t *len, size_t n)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_array(&e, 2);
+    fv_enc_uint(&e, FV_MSG_CERTS);
+    fv_enc_array(&e, n);
+    for (size_t i = 0; i < n; i++)
+        fv_enc_bytes(&e, cert[i], len[i]);
     return fv_out_frame(o, &e);
 }
 

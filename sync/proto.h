@@ -21,6 +21,7 @@
 #define FV_MAX_INVITE_TTL (30u * 24 * 3600)
 /* The largest envelope that fits a PUSH or ENTRIES frame with room to spare. */
 #define FV_SYNC_MAX_ENVELOPE (FV_FRAME_MAX - 4096)
+#define FV_MAX_CERT_BYTES 1024   /* a device certificate (docs/FORMAT.md 15) */
 #define FV_PROTO_MAX_QUERY 1024  /* hashes per CHUNK-QUERY */
 #define FV_PROTO_MAX_GET 64      /* hashes per CHUNK-GET and CHUNK-ACK */
 /* The largest chunk ciphertext on the wire: the largest plaintext chunk a
@@ -49,6 +50,7 @@ enum fv_msg_type {
     FV_MSG_CHUNK_HAVE = 23,
     FV_MSG_CHUNK_ACK = 24,
     FV_MSG_CHUNK = 25,
+    FV_MSG_CERTS = 26, /* device certificates; courier bundles only */
     FV_MSG_ERROR = 31
 };
 
@@ -119,7 +121,7 @@ typedef struct fv_msg {
             const unsigned char *device, *sig;
             const unsigned char *token, *box; /* NULL unless enrolling */
         } hello;
-        struct { /* PUSH */
+        struct { /* PUSH; CERTS (its certificates) */
             size_t n;
             const unsigned char *env[FV_PROTO_MAX_BATCH];
             size_t len[FV_PROTO_MAX_BATCH];
@@ -211,6 +213,10 @@ int fv_send_hello(fv_out *o, const unsigned char device[32],
                   const unsigned char *box);
 int fv_send_push(fv_out *o, const unsigned char *const *env, const size_t *len,
                  size_t n);
+/* CERTS: 1 to FV_PROTO_MAX_BATCH device certificates of at most
+ * FV_MAX_CERT_BYTES each (docs/PROTOCOL.md, Courier bundles). */
+int fv_send_certs(fv_out *o, const unsigned char *const *cert,
+                  const size_t *len, size_t n);
 int fv_send_pull(fv_out *o, const unsigned char *epoch, uint64_t cursor,
                  const unsigned char chain[32]);
 int fv_send_invite(fv_out *o, const char *name, uint64_t role, uint64_t ttl);

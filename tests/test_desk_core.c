@@ -340,6 +340,61 @@ struct org {
     unsigned char c_id[32], c2_id[32], f1_id[32], f2_id[32];
 };
 
+static int certs_cb(const unsigned char *bytes, size_t len, void *payload)
+{
+    struct bag *b = payload;
+    if (b->n == 512)
+        return FV_ELIMIT;
+    b->env[b->n] = malloc(len);
+    memcpy(b->env[b->n], bytes, len);
+    b->len[b->n++] = len;
+    return 0;
+}
+
+/* Everyone enrolled: both coordinators certify the four devices, as a
+ * sync does, and the field devices hold the certificates (from a bundle)
+ * so that what reaches them by courier is from known devices. */
+static void org_certify(struct org *o)
+{
+    fv_vs_devinfo list[4];
+    const unsigned char *ids[4] = {o->c_id, o->c2_id, o->f1_id, o->f2_id};
+    struct bag b;
+    size_t issued = 0, released = 0, added = 0, rejected = 0;
+    memset(list, 0, sizeof list);
+    for (int i = 0; i < 4; i++) {
+        memcpy(list[i].pk, ids[i], 32);
+        list[i].role = i < 2 ? FV_ROLE_COORDINATOR : FV_ROLE_FIELD;
+        list[i].enrolled = 1000;
+    }
+    CHECK_EQ(fv_vs_certify(o->c, list, 4, &issued, &released), FV_OK);
+    CHECK_EQ(issued, 4);
+    CHECK_EQ(fv_vs_certify(o->c2, list, 4, &issued, &released), FV_OK);
+    memset(&b, 0, sizeof b);
+    CHECK_EQ(fv_vs_certs_each(o->c, certs_cb, &b), FV_OK);
+    CHECK_EQ(b.n, 4);
+    CHECK_EQ(fv_vs_certs_import(o->f1, (const unsigned char *const *)b.env,
+                                b.len, b.n, &added, &rejected), FV_OK);
+    CHECK_EQ(added, 4);
+    CHECK_EQ(rejected, 0);
+    CHECK_EQ(fv_vs_certs_import(o->f2, (const unsigned char *const *)b.env,
+                                b.len, b.n, &added, &rejected), FV_OK);
+    bag_free(&b);
+}
+
+/* Hands `to` the organisation's certificates, as a bundle or (for a vault
+ * holding the organisation key) its own first sync would. */
+static void give_certs(struct org *o, fv_vault *to)
+{
+    struct bag b;
+    size_t added = 0, rejected = 0;
+    memset(&b, 0, sizeof b);
+    CHECK_EQ(fv_vs_certs_each(o->c, certs_cb, &b), FV_OK);
+    CHECK_EQ(fv_vs_certs_import(to, (const unsigned char *const *)b.env,
+                                b.len, b.n, &added, &rejected), FV_OK);
+    CHECK_EQ(rejected, 0);
+    bag_free(&b);
+}
+
 static void org_setup(struct org *o)
 {
     const char *key = new_path("orgkey");
@@ -360,6 +415,7 @@ static void org_setup(struct org *o)
     fv_vault_device_id(o->c2, o->c2_id);
     fv_vault_device_id(o->f1, o->f1_id);
     fv_vault_device_id(o->f2, o->f2_id);
+    org_certify(o);
 }
 
 static void org_close(struct org *o)
@@ -531,7 +587,9 @@ static void test_state_tie(struct org *o, const unsigned char rec[32])
 
     CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
     CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    give_certs(o, x);
     CHECK_EQ(fv_org_key_import(y, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    give_certs(o, y);
     bag_fill(&bag, o->f1); /* the record itself */
     bag_import(x, &bag);
     bag_import(y, &bag);
@@ -611,6 +669,7 @@ static void test_state_forged(struct org *o, const unsigned char a[32])
     CHECK_EQ(get_state(o->c2, a), want2);
     CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
     CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    give_certs(o, x);
     CHECK_EQ(bundle_in(x, &bag, &added, &skipped), FV_OK);
     CHECK_EQ(skipped, 1);
     CHECK_EQ(added, bag.n - 1);
@@ -662,6 +721,7 @@ static void test_state_after_key_import(struct org *o, const unsigned char a[32]
     CHECK_EQ(get_state(x, a), -1); /* not readable at all yet */
     CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
     CHECK_EQ(fv_org_key_import(x, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+    give_certs(o, x);
     CHECK(want > FV_STATE_NEW);
     CHECK_EQ(get_state(x, a), want);
     fv_vault_close(x);
@@ -1552,6 +1612,7 @@ static void test_edges(struct org *o, const unsigned char a[32])
         struct ids q;
         CHECK_EQ(fv_org_key_export(o->c, key, RECOVERY, strlen(RECOVERY)), FV_OK);
         CHECK_EQ(fv_org_key_import(w, key, RECOVERY, strlen(RECOVERY)), FV_OK);
+        give_certs(o, w);
         carry(o->c2, w); /* c2's edit of a, not f1's genesis */
         CHECK_EQ(fv_record_get(w, &r, a), FV_OK);
         if (r) {

@@ -464,6 +464,31 @@ typedef int (*fv_retraction_fn)(const fv_retraction *r, void *payload);
 /* Every retraction this vault holds, oldest first. */
 FV_API int fv_retractions_list(fv_vault *v, fv_retraction_fn fn, void *payload);
 
+/* ---- who may speak: the quarantine -------------------------------------- */
+
+/* Why an envelope is kept apart (docs/PROTOCOL.md, "Who may speak"). */
+enum fv_quarantine_why {
+    FV_QUARANTINE_UNKNOWN = 1, /* its author holds no certificate here */
+    FV_QUARANTINE_REVOKED = 2  /* its author was revoked before it was
+                                  dated, or it cannot be dated here */
+};
+
+typedef struct fv_quarantined {
+    unsigned char id[FV_ID_BYTES];     /* the envelope's id */
+    unsigned char author[FV_ID_BYTES]; /* its signing device */
+    int kind;                          /* envelope kind (docs/FORMAT.md 5.1) */
+    int has_time;                      /* the payload could be opened here */
+    int64_t time;                      /* its signed time, if has_time */
+    int why;                           /* enum fv_quarantine_why */
+} fv_quarantined;
+
+typedef int (*fv_quarantine_fn)(const fv_quarantined *q, void *payload);
+
+/* Every envelope kept apart, in the order they arrived. They are in no
+ * listing, query, export or verify until their author's certificate
+ * arrives, which releases them. */
+FV_API int fv_quarantine_list(fv_vault *v, fv_quarantine_fn fn, void *payload);
+
 /* ---- chain of custody ---------------------------------------------------- */
 
 /* One failed check. Pointers are borrowed for the callback. */
