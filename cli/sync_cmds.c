@@ -362,9 +362,10 @@ static const char *plural(uint64_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
-/* `skipped`: a vault's bundle import (NULL for the server's). */
+/* `skipped`, `held`: a vault's bundle import (NULL for the server's). */
 static void print_import(const cli *c, const char *file, uint64_t count,
-                         uint64_t added, const uint64_t *skipped)
+                         uint64_t added, const uint64_t *skipped,
+                         const uint64_t *held)
 {
     if (c->json) {
         fputs("{", stdout);
@@ -375,6 +376,9 @@ static void print_import(const cli *c, const char *file, uint64_t count,
         if (skipped)
             fprintf(stdout, ", \"states_skipped\": %llu",
                     (unsigned long long)*skipped);
+        if (held)
+            fprintf(stdout, ", \"quarantined\": %llu",
+                    (unsigned long long)*held);
         fputs("}\n", stdout);
     } else {
         fprintf(stdout, "imported %llu %s (%llu new)\n",
@@ -387,7 +391,21 @@ static void print_import(const cli *c, const char *file, uint64_t count,
                     "server\n",
                     (unsigned long long)*skipped,
                     plural(*skipped, "state", "states"));
+        if (held && *held > 0)
+            fprintf(stdout,
+                    "%llu %s kept apart: %s not certified by the "
+                    "organisation here (see 'fieldvault quarantine')\n",
+                    (unsigned long long)*held,
+                    plural(*held, "envelope", "envelopes"),
+                    *held == 1 ? "its author is" : "their authors are");
     }
+}
+
+static int count_held(const fv_quarantined *q, void *payload)
+{
+    (void)q;
+    ++*(uint64_t *)payload;
+    return 0;
 }
 
 static int server_import(cli *c)
@@ -413,7 +431,7 @@ static int server_import(cli *c)
         rc = cli_exit_code(r);
         goto cleanup;
     }
-    print_import(c, c->pos[0], count, added, NULL);
+    print_import(c, c->pos[0], count, added, NULL, NULL);
     rc = cli_flush_stdout();
 cleanup:
     cli_opts_free(opts);
@@ -1095,14 +1113,22 @@ static int bundle_run(cli *c, int import)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     const char *file = c->pos[0];
-    int r = import ? fv_bundle_import(v, file, &count, &added, &skipped)
+    uint64_t held_before = 0, held = 0;
+    int r = import ? fv_quarantine_list(v, count_held, &held_before) : FV_OK;
+    if (r == FV_OK)
+        r = import ? fv_bundle_import(v, file, &count, &added, &skipped)
                    : fv_bundle_export(v, file, &count);
+    if (r == FV_OK && import)
+        r = fv_quarantine_list(v, count_held, &held);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     if (import) {
-        print_import(c, file, count, added, &skipped);
+        /* How much the quarantine grew (a bundle's certificates may also
+         * release envelopes held before: the count is then the net). */
+        held = held > held_before ? held - held_before : 0;
+        print_import(c, file, count, added, &skipped, &held);
     } else if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");

@@ -374,9 +374,9 @@ int fv_vs_certify(fv_vault *v, const fv_vs_devinfo *list, size_t n,
         have = rc == FV_OK;
         rc = FV_OK;
         /* Listed and unrevoked, or revoked and known so: nothing new. The
-         * server does not say when a device was revoked: the first vault
-         * to see it revoked dates the revocation (fv_org_revoke's own
-         * vault does at once). */
+         * revocation is dated by the server, which made it; a server that
+         * does not say when (a database from before it recorded the time)
+         * leaves the first vault to see it revoked to date it now. */
         if (have && (old.has_revoked || !list[i].revoked))
             continue;
         memset(&nd, 0, sizeof nd);
@@ -384,7 +384,7 @@ int fv_vs_certify(fv_vault *v, const fv_vs_devinfo *list, size_t n,
         nd.role = list[i].role;
         nd.enrolled = list[i].enrolled;
         nd.has_revoked = list[i].revoked;
-        nd.revoked = now;
+        nd.revoked = list[i].revoked_at > 0 ? list[i].revoked_at : now;
         if (have) {
             nd.role = old.role;
             nd.enrolled = old.enrolled;

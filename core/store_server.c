@@ -65,7 +65,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEV_BY_BOX] = "SELECT " DEV_COLS " FROM device WHERE box = ?1",
     [ST_DEV_ADD] = "INSERT INTO device(" DEV_COLS ") "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_DEV_REVOKE] = "UPDATE device SET revoked = 1 WHERE pk = ?1",
+    /* revoked: 0, or when (Unix seconds; 1 from a server that did not
+     * record the time). */
+    [ST_DEV_REVOKE] = "UPDATE device SET revoked = CASE WHEN revoked = 0 "
+                      "THEN max(?2, 2) ELSE revoked END WHERE pk = ?1",
     [ST_DEV_EACH] = "SELECT " DEV_COLS " FROM device "
                     "ORDER BY enrolled, pk LIMIT ?1",
     [ST_INV_ADD] = "INSERT INTO invite(token_hash, name, role, expires, used) "
@@ -354,7 +357,8 @@ static int row_device(sqlite3_stmt *st, fv_sstore_device *d)
         !col_name(st, 2, d->name, &d->name_len))
         return FV_ECORRUPT;
     d->role = sqlite3_column_int(st, 3);
-    d->revoked = sqlite3_column_int(st, 4) != 0;
+    d->revoked = sqlite3_column_int64(st, 4) != 0;
+    d->revoked_at = sqlite3_column_int64(st, 4) > 1 ? sqlite3_column_int64(st, 4) : 0;
     d->enrolled = sqlite3_column_int64(st, 5);
     return FV_OK;
 }
@@ -402,12 +406,15 @@ int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d)
     return fv_db_step_done(&s->d, st, "device");
 }
 
-int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32])
+int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32],
+                            int64_t now)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_DEV_REVOKE);
     int rc;
-    if (st)
+    if (st) {
         bind_key(st, 1, pk);
+        sqlite3_bind_int64(st, 2, now);
+    }
     if ((rc = fv_db_step_done(&s->d, st, "device")))
         return rc;
     return sqlite3_changes(s->d.db) ? FV_OK : FV_ENOTFOUND;

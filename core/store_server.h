@@ -77,6 +77,7 @@ typedef struct fv_sstore_device {
     int role;                          /* 1 field, 2 coordinator */
     int revoked;
     int64_t enrolled; /* Unix seconds */
+    int64_t revoked_at; /* Unix seconds; 0 if not revoked or not known */
 } fv_sstore_device;
 
 /* FV_ENOTFOUND if no device has that key. */
@@ -87,8 +88,10 @@ int fv_sstore_device_by_box(fv_sstore *s, const unsigned char box[32],
 /* Adds a device. FV_EEXIST if its pk or box is already registered,
  * FV_EINVAL if the name is too long. */
 int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d);
-/* Marks a device revoked (again is harmless). FV_ENOTFOUND. */
-int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32]);
+/* Marks a device revoked at `now` (again is harmless and keeps the first
+ * time). FV_ENOTFOUND. */
+int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32],
+                            int64_t now);
 /* Calls fn for each device in enrollment order, at most `max` of them; `d`
  * is valid during the call. fn returns non-zero to stop (that value is
  * returned). */

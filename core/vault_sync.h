@@ -145,6 +145,7 @@ typedef struct fv_vs_devinfo {
     int role;
     int revoked;
     int64_t enrolled;
+    int64_t revoked_at; /* when, as the server recorded it; 0: not known */
 } fv_vs_devinfo;
 
 /* 1 if this vault holds the organisation's secret key (it certifies). */

@@ -598,6 +598,7 @@ static int certify(fv_client *c, const fv_msg *m)
         list[n].role = (int)d.role;
         list[n].revoked = d.revoked;
         list[n].enrolled = d.enrolled;
+        list[n].revoked_at = d.revoked_at;
         n++;
     }
     if (rc)

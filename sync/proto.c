@@ -189,12 +189,15 @@ static int opt_fixed(fv_dec *d, const unsigned char **out, size_t want)
 
 static int devinfo_read(fv_dec *d, fv_devinfo *di)
 {
-    size_t five;
+    size_t six;
     uint64_t role;
-    if (fv_dec_array(d, &five) || five != 5 || key32(d, &di->device) ||
+    di->revoked_at = 0;
+    if (fv_dec_array(d, &six) || six != 6 || key32(d, &di->device) ||
         fv_dec_text(d, &di->name, &di->name_len) ||
         di->name_len > FV_MAX_DEVICE_NAME || fv_dec_uint(d, &role) ||
-        fv_dec_bool(d, &di->revoked) || fv_dec_int(d, &di->enrolled))
+        fv_dec_bool(d, &di->revoked) || fv_dec_int(d, &di->enrolled) ||
+        (!fv_dec_null(d) && (fv_dec_int(d, &di->revoked_at) ||
+                             di->revoked_at <= 0 || !di->revoked)))
         return FV_EPROTO;
     di->role = role;
     return FV_OK;
@@ -600,12 +603,16 @@ int fv_send_devlist(fv_out *o, const fv_devinfo *d, size_t n)
     fv_enc_uint(&e, FV_MSG_DEVLIST);
     fv_enc_array(&e, n);
     for (size_t i = 0; i < n; i++) {
-        fv_enc_array(&e, 5);
+        fv_enc_array(&e, 6);
         fv_enc_bytes(&e, d[i].device, 32);
         fv_enc_text(&e, d[i].name, d[i].name_len);
         fv_enc_uint(&e, d[i].role);
         fv_enc_bool(&e, d[i].revoked);
         fv_enc_int(&e, d[i].enrolled);
+        if (d[i].revoked && d[i].revoked_at > 0)
+            fv_enc_int(&e, d[i].revoked_at);
+        else
+            fv_enc_null(&e);
     }
     return fv_out_frame(o, &e);
 }

@@ -203,6 +203,7 @@ typedef struct fv_devinfo {
     uint64_t role;
     int revoked;
     int64_t enrolled;
+    int64_t revoked_at; /* 0: not revoked, or the server does not know when */
 } fv_devinfo;
 /* Reads the next entry of a DEVLIST message. */
 int fv_devlist_next(fv_msg *m, fv_devinfo *d);

@@ -1489,6 +1489,7 @@ static void handle_devices(fv_srv_conn *c)
         info[i].role = (uint64_t)l.d[i].role;
         info[i].revoked = l.d[i].revoked;
         info[i].enrolled = l.d[i].enrolled;
+        info[i].revoked_at = l.d[i].revoked_at;
     }
     queued(c, fv_send_devlist(&c->out, info, l.n));
 done:
@@ -1505,7 +1506,8 @@ static void handle_revoke(fv_srv_conn *c, const fv_msg *m)
         conn_error(c, FV_PERR_DENIED, "a device cannot revoke itself");
         return;
     }
-    rc = fv_sstore_device_revoke(c->srv->st, m->u.revoke.device);
+    rc = fv_sstore_device_revoke(c->srv->st, m->u.revoke.device,
+                                 c->srv->env->now);
     if (rc == FV_ENOTFOUND) {
         conn_error(c, FV_PERR_DENIED, "no such device");
         return;

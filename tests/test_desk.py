@@ -11,6 +11,7 @@ vaults, sync) are test_sync.py's.
     python3 tests/test_desk.py build/bin/fieldvault [unittest options]
 """
 
+import base64
 import csv
 import hashlib
 import io
@@ -657,6 +658,192 @@ class TestPayloadValidation(DeskTest):
         self.v(v, "org", "key", "export", "--output", self.path("o.key"),
                "--recovery-passphrase-file", self.recovery, expect=DENIED)
         self.assertFalse(os.path.exists(self.path("o.key")))
+
+
+def invite_parts(invite):
+    """An invite's CBOR [address, pin, token, org] (docs/PROTOCOL.md), read
+    with the standard library: base32 body, 4-byte BLAKE2b checksum."""
+    body = invite[4:].replace("-", "").replace(" ", "").upper()
+    raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    cb, check = raw[:-4], raw[-4:]
+    assert hashlib.blake2b(cb, digest_size=32).digest()[:4] == check
+    assert cb[0] == 0x84, cb[:1]
+    pos = 1
+    out = []
+    for _ in range(4):
+        b = cb[pos]
+        major, info = b >> 5, b & 31
+        pos += 1
+        if b == 0xf6:
+            out.append(None)
+            continue
+        if info < 24:
+            n = info
+        elif info == 24:
+            n = cb[pos]
+            pos += 1
+        else:
+            n = int.from_bytes(cb[pos:pos + 2], "big")
+            pos += 2
+        out.append(cb[pos:pos + n].decode() if major == 3 else cb[pos:pos + n])
+        pos += n
+    assert pos == len(cb)
+    return out
+
+
+def invite_with_org(invite, org):
+    """The same invite naming organisation key `org` instead: what anyone
+    who has seen one invite can make (the checksum authenticates nothing)."""
+    addr, pin, token, _ = invite_parts(invite)
+    a = addr.encode()
+    cb = bytes([0x84]) + (bytes([0x60 + len(a)]) if len(a) < 24 else
+                          bytes([0x78, len(a)])) + a
+    cb += b"\x58\x20" + pin + b"\x50" + token + b"\x58\x20" + org
+    raw = cb + hashlib.blake2b(cb, digest_size=32).digest()[:4]
+    return "fv1-" + base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+class TestWhoMaySpeak(DeskTest):
+    """Issue 10: who may speak. A coordinator's vault takes envelopes only
+    from devices the organisation certified (and not from a revoked device
+    after its revocation); the rest is kept apart, listed by `quarantine`,
+    and released when the author's certificate arrives."""
+
+    def quarantine(self, vault):
+        j = self.jv(vault, "quarantine")
+        self.assertIsInstance(j, list)
+        for q in j:
+            self.assertEqual(set(q), {"id", "author", "kind", "time", "why"}, q)
+            self.assertRegex(q["id"], HEX64)
+            self.assertRegex(q["author"], HEX64)
+        return j
+
+    def nowhere(self, c, title, ids):
+        """`title` and the envelopes `ids` are in no listing, search,
+        export or verify of coordinator vault `c`."""
+        self.assertNotIn(title, self.titles(c))
+        self.assertEqual(self.jv(c, "search", title), [])
+        exp = self.path("exp-%d.json" % len(os.listdir(self.tmp)))
+        self.v(c, "export", "--format", "json", "--output", exp)
+        with open(exp, "rb") as f:
+            data = f.read()
+        self.assertNotIn(title.encode(), data)
+        for i in ids:
+            self.assertNotIn(i.encode(), data)
+        j = self.jv(c, "verify")
+        self.assertTrue(j["ok"], j)
+
+    def test_forged_bundle_from_a_vault_never_enrolled(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.add(f, "honest testimony")
+        self.sync(f)
+        self.sync(c)
+        self.assertIn("honest testimony", self.titles(c))
+        # The forger saw one invite: it holds the organisation's public key.
+        org = invite_parts(self.invite(c, "seen by the forger"))[3]
+        self.assertEqual(len(org), 32)
+        # It enrolls with a server of its own, through an invite of that
+        # server rewritten to name the organisation's key, and seals a
+        # record to it. It never speaks to the organisation's server.
+        fsdir, _, fadmin = self.server_init("forger-server")
+        fsrv = self.start_server(fsdir)
+        x = self.make_vault("X")
+        j = self.jv(x, "enroll", invite_with_org(fadmin, org),
+                    "--server", fsrv.address)
+        x_id = j["device"]
+        self.assertNotIn(x_id, [d["id"] for d in self.devices(c).values()])
+        fid = self.add(x, "forged testimony")
+        bundle = self.path("forged.bundle")
+        self.v(x, "bundle", "export", bundle)
+        r = self.v(c, "bundle", "import", bundle)
+        self.assertIn(b"1 envelope kept apart", r.stdout)
+        q = self.quarantine(c)
+        self.assertEqual([(e["id"], e["author"], e["kind"], e["why"])
+                          for e in q], [(fid, x_id, "revision",
+                                         "unknown-author")])
+        self.assertRegex(q[0]["time"], r"^\d{4}-\d\d-\d\dT")
+        text = self.v(c, "quarantine").stdout.decode()
+        self.assertIn(fid, text)
+        self.assertIn("unknown-author", text)
+        self.nowhere(c, "forged testimony", [fid])
+        self.v(c, "show", fid, expect=NOTFOUND)
+        # Importing it again changes nothing; a sync does not release it.
+        j = self.jv(c, "bundle", "import", bundle)
+        self.assertEqual((j["added"], j["quarantined"]), (0, 0), j)
+        self.sync(c)
+        self.assertEqual(len(self.quarantine(c)), 1)
+        self.nowhere(c, "forged testimony", [fid])
+        # The organisation's own devices still come through a bundle.
+        self.add(f, "second honest testimony")
+        fb = self.path("worker.bundle")
+        self.v(f, "bundle", "export", fb)
+        j = self.jv(c, "bundle", "import", fb)
+        self.assertEqual(j["quarantined"], 0, j)
+        self.assertIn("second honest testimony", self.titles(c))
+
+    def test_bundle_before_the_certificate_is_released_by_it(self):
+        """A device enrolled after the coordinator's last sync: its bundle
+        is kept apart, and the coordinator's next sync (which certifies the
+        device) releases it. A field device reached by the coordinator's
+        bundle takes its note: the bundle carries its certificate."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "late worker")
+        rid = self.add(f, "late testimony")
+        fb = self.path("late.bundle")
+        self.v(f, "bundle", "export", fb)
+        j = self.jv(c, "bundle", "import", fb)
+        self.assertEqual((j["added"], j["quarantined"]), (0, 1), j)
+        self.assertNotIn("late testimony", self.titles(c))
+        j = self.sync(c)
+        self.assertEqual(self.quarantine(c), [])
+        self.assertIn("late testimony", self.titles(c))
+        self.assertTrue(self.jv(c, "verify")["ok"])
+        self.v(c, "note", rid, "--text", "please call the office")
+        cb = self.path("coord.bundle")
+        self.v(c, "bundle", "export", cb)
+        j = self.jv(f, "bundle", "import", cb)
+        self.assertEqual(j["quarantined"], 0, j)
+        self.assertIn((rid, "please call the office"), self.notes(f))
+
+    def test_revoked_device_bundle_after_revocation(self):
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "lost phone")
+        self.sync(c)  # certifies it
+        before = self.add(f, "written before revocation")
+        time.sleep(1.1)
+        victim = self.devices(c)["lost phone"]["id"]
+        self.v(c, "org", "revoke", victim)
+        time.sleep(1.1)
+        after = self.add(f, "written after revocation")
+        bundle = self.path("lost.bundle")
+        self.v(f, "bundle", "export", bundle)
+        j = self.jv(c, "bundle", "import", bundle)
+        self.assertEqual((j["added"], j["quarantined"]), (1, 1), j)
+        titles = self.titles(c)
+        self.assertIn("written before revocation", titles)
+        q = self.quarantine(c)
+        self.assertEqual([(e["id"], e["author"], e["why"]) for e in q],
+                         [(after, victim, "revoked")])
+        self.nowhere(c, "written after revocation", [after])
+        self.assertIn(before, self.listing(c))
+        # The server refuses the device as before.
+        self.sync(f, expect=DENIED)
+        # A second coordinator that syncs later learns the revocation too
+        # and holds to it.
+        c2 = self.make_vault("C2")
+        self.enroll(c2, self.invite(c, "second", "coordinator"), srv,
+                    "coordinator")
+        key = self.path("org.key")
+        self.v(c, "org", "key", "export", "--output", key,
+               "--recovery-passphrase-file", self.recovery)
+        self.v(c2, "org", "key", "import", key,
+               "--recovery-passphrase-file", self.recovery)
+        self.sync(c2)
+        j = self.jv(c2, "bundle", "import", bundle)
+        self.assertEqual(j["quarantined"], 1, j)
+        self.assertEqual([e["id"] for e in self.quarantine(c2)], [after])
+        self.assertIn("written before revocation", self.titles(c2))
 
 
 def main():

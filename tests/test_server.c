@@ -2345,7 +2345,7 @@ static void test_bundle_import(void)
     CHECK(log_holds_once(&h, (const unsigned char(*)[32])b.id, N));
 
     /* Once the device is revoked, its bundles are refused. */
-    CHECK_EQ(fv_sstore_device_revoke(h.st, device_pk), FV_OK);
+    CHECK_EQ(fv_sstore_device_revoke(h.st, device_pk, 1000), FV_OK);
     CHECK_EQ(fv_server_import(h.dir, good, &count, &added), FV_EDENIED);
     CHECK_EQ(log_head(&h), N);
 
@@ -2565,7 +2565,7 @@ static void test_bundle_batches(void)
         CHECK_EQ(log_head(&h), 8);
         CHECK(log_holds_none(&h, (const unsigned char(*)[32])ids[9], 1));
         /* revoked: refused, given or found */
-        CHECK_EQ(fv_sstore_device_revoke(h.st, b.pk), FV_OK);
+        CHECK_EQ(fv_sstore_device_revoke(h.st, b.pk, 1000), FV_OK);
         {
             unsigned char bid[32];
             size_t blen;
