@@ -393,11 +393,11 @@ static void print_import(const cli *c, const char *file, uint64_t count,
                     plural(*skipped, "state", "states"));
         if (held && *held > 0)
             fprintf(stdout,
-                    "%llu %s kept apart: %s not certified by the "
-                    "organisation here (see 'fieldvault quarantine')\n",
+                    "%llu %s kept apart: not from a device the organisation "
+                    "certified, or dated after its revocation (see "
+                    "'fieldvault quarantine')\n",
                     (unsigned long long)*held,
-                    plural(*held, "envelope", "envelopes"),
-                    *held == 1 ? "its author is" : "their authors are");
+                    plural(*held, "envelope", "envelopes"));
     }
 }
 

@@ -59,7 +59,7 @@ REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
 ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
 COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
             "attachment", "passwd", "panic", "version", "config", "review",
-            "note", "notes", "merge", "retract", "retractions"]
+            "note", "notes", "merge", "retract", "retractions", "quarantine"]
 
 
 def clean_env(extra=None):
@@ -170,6 +170,16 @@ class TestHelpAndUsage(CliTest):
         self.fv("attachment", "get", "--help")
         # help needs no vault and no passphrase
         self.fv("--vault", self.path("none"), "show", "--help")
+
+    def test_quarantine_of_a_lone_vault(self):
+        """A vault on its own keeps nothing apart: its own envelopes are
+        always its own (a twin's bundle is the same device)."""
+        d = self.make_vault()
+        self.add(d, "one")
+        self.assertEqual(self.jv(d, "quarantine"), [])
+        self.assertEqual(self.v(d, "quarantine").stdout, b"")
+        self.v(d, "quarantine", "extra", expect=USAGE)
+        self.v(d, "quarantine", "--bogus", expect=USAGE)
 
     def test_version(self):
         a = self.fv("version").stdout
