@@ -90,7 +90,8 @@ int fv_vs_reset(fv_vault *v);
  * open and that break FORMAT.md (fv_payload_check): each is left out,
  * stored nowhere and acted on in no way, and the rest of the batch goes on.
  * With st NULL (a courier bundle, as fv_vs_import_bundle) no cursor moves
- * and any author's verified envelope is accepted, except review states. */
+ * and any author's verified envelope is accepted, except review states
+ * and what the device list keeps apart (devices.c, fv_v_admit). */
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added, size_t *refused);

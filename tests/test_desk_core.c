@@ -395,6 +395,20 @@ static void give_certs(struct org *o, fv_vault *to)
     bag_free(&b);
 }
 
+/* Coordinator `c` certifies one more field device, as its sync would once
+ * the device enrolled. */
+static void certify_one(fv_vault *c, fv_vault *dev)
+{
+    fv_vs_devinfo d;
+    size_t issued = 0, released = 0;
+    memset(&d, 0, sizeof d);
+    fv_vault_device_id(dev, d.pk);
+    d.role = FV_ROLE_FIELD;
+    d.enrolled = 1000;
+    CHECK_EQ(fv_vs_certify(c, &d, 1, &issued, &released), FV_OK);
+    CHECK_EQ(issued, 1);
+}
+
 static void org_setup(struct org *o)
 {
     const char *key = new_path("orgkey");
@@ -2123,6 +2137,7 @@ static void test_grant_malformed(void)
     int was = 0;
 
     org_setup(&o);
+    certify_one(o.c, e);
     add(e, r, "written before the organisation key", "early", "grant me");
     own_key(e, r, key);
     {

@@ -85,9 +85,11 @@ static void certs(struct bag *g, fv_vault *v)
 
 static int courier(fv_vault *to, const struct bag *g)
 {
-    size_t added = 0, skipped = 0;
-    return fv_vs_import_bundle(to, (const unsigned char *const *)g->b, g->len,
-                               g->n, &added, &skipped);
+    size_t added = 0, skipped = 0, refused = 0;
+    int rc = fv_vs_import_bundle(to, (const unsigned char *const *)g->b,
+                                 g->len, g->n, &added, &skipped, &refused);
+    CHECK_EQ(refused, 0);
+    return rc;
 }
 
 static size_t certs_in(fv_vault *to, const struct bag *g, size_t *rejected)
