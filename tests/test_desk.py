@@ -573,6 +573,7 @@ class TestPayloadValidation(DeskTest):
     def test_forged_payloads_refused_rest_imported(self):
         sdir, srv, c = self.organisation()
         f = self.field(c, srv, "F")
+        self.sync(c)  # certifies F: its bundle is not kept apart
         kept = self.add(f, "kept", "--field", "said=a forged retraction names it")
         self.add(f, "second")
         forged = self.forge(f, c, self.passfile, kept)
