@@ -2425,9 +2425,12 @@ static void test_unreadable(void)
     size_t n;
 
     org_setup(&o);
-    /* A vault that was never enrolled: its records are sealed to its own
-     * key only, and a courier bundle brings them to the coordinator. */
+    /* A vault that does not know the organisation key: its records are
+     * sealed to its own key only, and a courier bundle brings them to the
+     * coordinator. (The coordinator has certified the device; a bundle by
+     * a device it has not is kept apart instead: test_devices.c.) */
     never = create(dn);
+    certify_one(o.c, never);
     add(never, never1, "never enrolled one", "detention", "sealed to itself");
     add(o.f1, a, "readable before", "detention", "the first readable one");
     carry(o.f1, o.c);
@@ -2580,11 +2583,13 @@ static void test_unreadable_heads(void)
     size_t i;
 
     org_setup(&o);
-    /* A field device not yet enrolled writes and edits; only the edit
-     * reaches the coordinator (a courier bundle of part of the outbox). */
+    /* A field device (certified, but not knowing the organisation key yet)
+     * writes and edits; only the edit reaches the coordinator (a courier
+     * bundle of part of the outbox). */
     {
         const char *d = new_path("field");
         fv_vault *x = create(d);
+        certify_one(o.c, x);
         add(x, a, "written offline", "detention", "before enrollment");
         in.title = "edited offline";
         CHECK_EQ(fv_record_edit(x, rev, a, &in), FV_OK);
