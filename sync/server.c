@@ -409,6 +409,7 @@ struct server {
     size_t ngroups;     /* slots: 2 per connection */
     int reserve_fd;     /* given up to accept-and-close out of descriptors */
     int fd_short;       /* in a burst of EMFILE/ENFILE */
+    int64_t fd_short_at; /* its last EMFILE/ENFILE */
     unsigned long fd_dropped, evicted, over_budget;
     int64_t evict_logged;
     fv_tls_server *tls;
@@ -673,6 +674,7 @@ static void log_evictions(struct server *S, int64_t now, int force)
  * of timing out. Returns 1 if accepting may go on. */
 static int out_of_fds(struct server *S, int64_t now)
 {
+    S->fd_short_at = now;
     if (!S->fd_short) {
         slog(S, "cannot accept: too many open files (%zu connections "
              "open): closing idle connections, or new ones, until "
@@ -720,7 +722,8 @@ static void accept_some(struct server *S, int64_t now)
             S->accept_resume = now + 100;
             break;
         }
-        if (S->fd_short) {
+        if (S->fd_short && now - S->fd_short_at >= 1000) {
+            /* A second without EMFILE ends the burst. */
             slog(S, "accepting again (%lu connections were closed unserved "
                  "for want of descriptors)", S->fd_dropped);
             S->fd_short = 0;
@@ -749,6 +752,10 @@ static void accept_some(struct server *S, int64_t now)
         c->phase = PH_HANDSHAKE;
         c->t_start = c->t_last = now;
         c->kick = 1; /* the ClientHello may already be there */
+        {
+            int avail = 0; /* then it is a client, not an idle socket */
+            c->heard = ioctl(fv_tls_fd(t), FIONREAD, &avail) == 0 && avail > 0;
+        }
         S->conns[S->nconns++] = c;
         slog(S, "conn %lu: opened", c->id);
     }
@@ -1032,10 +1039,19 @@ static void raise_fd_limit(struct server *S)
         return;
     rl.rlim_cur =
         rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
-        slog(S, "warning: open files are limited to %llu, fewer than %u "
-             "connections need", (unsigned long long)rl.rlim_cur,
-             S->max_conn);
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        /* The caps must hold below the limit, or EMFILE would decide who
+         * is served: fewer connections, the same shares. */
+        unsigned int n = rl.rlim_cur > 2 * FD_MARGIN
+                             ? (unsigned int)(rl.rlim_cur - FD_MARGIN)
+                             : (unsigned int)(rl.rlim_cur / 2);
+        slog(S, "warning: open files are limited to %llu: serving at most "
+             "%u connections, not %u", (unsigned long long)rl.rlim_cur,
+             n ? n : 1, S->max_conn);
+        S->max_conn = n ? n : 1;
+    }
 }
 
 static int load_engine(struct server *S, const char *dir, const struct paths *p,
@@ -1116,14 +1132,6 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     if (S.max_conn > 65536 || opts->memory_mib > 65536 ||
         (opts->memory_mib && opts->memory_mib < MIN_BUDGET_MIB))
         return FV_EINVAL;
-    if (S.per_addr > S.max_conn)
-        S.per_addr = S.max_conn;
-    /* Before HELLO, a quarter of the slots in all and half of those from
-     * one address: the rest stays for devices that authenticated. */
-    S.max_pre = S.max_conn / 4 ? S.max_conn / 4 : 1;
-    S.pre_per_addr = S.max_pre / 2 ? S.max_pre / 2 : 1;
-    if (S.pre_per_addr > S.per_addr)
-        S.pre_per_addr = S.per_addr;
     /* One device may hold a quarter of the budget, one address half. */
     S.dev_budget = S.budget / 4;
     S.addr_budget = S.budget / 2;
@@ -1149,6 +1157,14 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         goto done;
     }
     raise_fd_limit(&S);
+    if (S.per_addr > S.max_conn)
+        S.per_addr = S.max_conn;
+    /* Before HELLO, a quarter of the slots in all and half of those from
+     * one address: the rest stays for devices that authenticated. */
+    S.max_pre = S.max_conn / 4 ? S.max_conn / 4 : 1;
+    S.pre_per_addr = S.max_pre / 2 ? S.max_pre / 2 : 1;
+    if (S.pre_per_addr > S.per_addr)
+        S.pre_per_addr = S.per_addr;
     S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if ((rc = fv_tls_listen(&S.tls, host, port, p.key, p.crt))) {
         slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
