@@ -2654,8 +2654,11 @@ static void flood_ready(const char *host, int port, void *payload)
 }
 
 /* Starts fv_server_run on s->dir in a child, its descriptors limited to
- * `nofile` (soft and hard) if not 0; its log lines go to s->log. */
-static int flood_start(flood_srv *s, rlim_t nofile, int hog)
+ * `nofile` (soft and hard) if not 0, `hog` of them left free once it
+ * listens if not 0, with the given limits (0: the defaults); its log lines
+ * go to s->log. */
+static int flood_start(flood_srv *s, rlim_t nofile, int hog,
+                       unsigned per_device, unsigned memory_mib)
 {
     int pfd[2], port = 0;
     struct pollfd pf;
@@ -2679,6 +2682,8 @@ static int flood_start(flood_srv *s, rlim_t nofile, int hog)
         flood_log_fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND,
                             0600);
         o.listen = "127.0.0.1:0";
+        o.max_per_device = per_device;
+        o.memory_mib = memory_mib;
         o.log = flood_log;
         o.ready = flood_ready;
         o.ready_payload = &pfd[1];
@@ -2925,7 +2930,7 @@ static void test_floods(void)
     CHECK_EQ(fv_server_init(s.dir, "127.0.0.1:0", pin, &invite), FV_OK);
     free(invite);
     invite = NULL;
-    if (flood_start(&s, 0, 0) != 0) {
+    if (flood_start(&s, 0, 0, 8, 16) != 0) {
         CHECK(!"the server did not start");
         goto out;
     }
@@ -2956,8 +2961,31 @@ static void test_floods(void)
         fv_tls_close(t);
     }
 
-    /* 1. Frames: the device's connections beyond 4 close (oldest first),
-     * and what they hold counts against its budget; the others sync. */
+    /* 0. Ten connections of the attacker, HELLO only: beyond 8, its
+     * oldest close. */
+    {
+        fv_tls_conn *ts[10] = {0};
+        for (int i = 0; i < 10; i++) {
+            unsigned char binding[32];
+            fv_out o;
+            if (fv_tls_connect(&ts[i], "127.0.0.1", s.port, pin, 10000) !=
+                FV_OK)
+                continue;
+            fv_tls_binding(ts[i], binding);
+            fv_out_init(&o);
+            c_hello(&o, &attacker, pin, binding, NULL);
+            CHECK_EQ(tls_write_all(ts[i], o.buf, o.len), FV_OK);
+            fv_out_free(&o);
+        }
+        usleep(1000000);
+        CHECK_EQ(flood_log_count(&s, "the oldest goes"), 2);
+        for (int i = 0; i < 10; i++)
+            fv_tls_close(ts[i]);
+    }
+
+    /* 1. Frames: the device's connections beyond 8 close (oldest first),
+     * and beyond its 4 MiB (a quarter of 16) the one holding most closes;
+     * the others sync. */
     memset(ff, 0, sizeof ff);
     memset(flood_body, 0x5c, sizeof flood_body);
     if (!(held = calloc(FLOOD_FRAMES, sizeof *held)))
@@ -2985,7 +3013,8 @@ static void test_floods(void)
     CHECK(sent >= FLOOD_FRAMES / 2); /* the attack did take place */
     CHECK(ok * 100 >= FLOOD_SYNCS * 95);
     CHECK(hwm > 0 && hwm < FLOOD_RSS_KIB);
-    CHECK(flood_log_count(&s, "the oldest goes") >= FLOOD_FRAMES / 2);
+    CHECK(flood_log_count(&s, "over its device's memory budget") >=
+          FLOOD_FRAMES / 2);
     for (int i = 0; i < FLOOD_FRAMES; i++)
         fv_tls_close(held[i]);
     free(held);
@@ -3016,7 +3045,7 @@ stop:
      * it listens (200 at most, the rest taken): it says so once per burst,
      * makes room from the idle connections, and serves. */
     t0 = now_ms();
-    if (flood_start(&s, 200, 8) != 0) {
+    if (flood_start(&s, 200, 8, 0, 0) != 0) {
         CHECK(!"the server did not start");
         goto out;
     }
