@@ -2603,9 +2603,17 @@ static void test_bundle_batches(void)
 /* The server runs in a child process, so that its peak resident set
  * (VmHWM) is its own, not the attackers'. Run alone: `test_server floods`
  * (ctest: test_server_floods). */
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan keeps freed memory in quarantine (256 MiB) and runs several times
+ * slower: fewer frames, and no check of the peak, which measures ASan. */
+#define FLOOD_FRAMES 60
+#define FLOOD_CHECK_RSS 0
+#else
 #define FLOOD_FRAMES 300 /* connections of one device, each 1 MiB - 2 bytes
                             into a frame of 1 MiB - 1 (300 hold 300 MiB
                             without the caps; the benchmark opens 1,000) */
+#define FLOOD_CHECK_RSS 1
+#endif
 #define FLOOD_SOCKETS 2000 /* idle sockets, reopened as fast as dropped */
 #define FLOOD_SYNCS 29    /* legitimate devices syncing meanwhile */
 #define FLOOD_RSS_KIB (128 * 1024)
@@ -3012,7 +3020,7 @@ static void test_floods(void)
             sent, ok, FLOOD_SYNCS, hwm, (double)(now_ms() - t0) / 1e3);
     CHECK(sent >= FLOOD_FRAMES / 2); /* the attack did take place */
     CHECK(ok * 100 >= FLOOD_SYNCS * 95);
-    CHECK(hwm > 0 && hwm < FLOOD_RSS_KIB);
+    CHECK(hwm > 0 && (hwm < FLOOD_RSS_KIB || !FLOOD_CHECK_RSS));
     CHECK(flood_log_count(&s, "over its device's memory budget") >=
           FLOOD_FRAMES / 2);
     for (int i = 0; i < FLOOD_FRAMES; i++)
