@@ -284,13 +284,25 @@ static const struct {
      "Nothing in SDIR opens a testimony; keep it private all the same.\n"},
     {"serve",
      "usage: fieldvault serve --data SDIR [--listen HOST:PORT]\n"
+     "                        [--max-connections N] [--max-per-address N]\n"
+     "                        [--max-per-device N] [--memory-mib N]\n"
      "\n"
      "Runs the server in SDIR until SIGTERM or Ctrl-C, then closes every\n"
      "connection and exits 0. Listens on the address given at 'server init'\n"
      "unless --listen says otherwise (port 0 picks a free port). Once it\n"
      "accepts connections it prints 'listening on ADDR:PORT' on standard\n"
      "error; it logs there (connections, enrollments, counts; never content\n"
-     "or client addresses).\n"},
+     "or client addresses).\n"
+     "\n"
+     "  --max-connections N   connections at once (default 1024; a quarter\n"
+     "                        of them may be still before HELLO, and the\n"
+     "                        idlest of those gives way to a new one)\n"
+     "  --max-per-address N   from one source address, an IPv6 /64 (128)\n"
+     "  --max-per-device N    of one device: its oldest goes (4)\n"
+     "  --memory-mib N        frame and output buffers of all connections\n"
+     "                        (64, at least 16; a device may hold a quarter,\n"
+     "                        an address half: over it, the connection\n"
+     "                        holding most is closed)\n"},
     {"enroll",
      "usage: fieldvault enroll INVITE [--server HOST:PORT] [--timeout SECONDS]\n"
      "\n"

@@ -480,12 +480,32 @@ static void serve_ready(const char *host, int port, void *payload)
     fflush(stderr);
 }
 
+/* A limit of `serve`: an integer from lo to hi; 0 (absent) keeps the
+ * server's default. */
+static int parse_limit(const cli_opt *o, int lo, int hi, unsigned int *out)
+{
+    int v = 0;
+    if (o->count == 0)
+        return 0;
+    if (cli_parse_int(o->values[0], &v) != 0 || v < lo || v > hi) {
+        cli_error("--%s: want a number from %d to %d, not '%s'", o->name, lo,
+                  hi, o->values[0]);
+        return CLI_USAGE;
+    }
+    *out = (unsigned int)v;
+    return 0;
+}
+
 int cmd_serve(cli *c)
 {
     /* One write per log line, not one per character. */
     setvbuf(stderr, NULL, _IOLBF, 0);
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"listen", OPT_ONE, NULL, 0},
+                      {"max-connections", OPT_ONE, NULL, 0},
+                      {"max-per-address", OPT_ONE, NULL, 0},
+                      {"max-per-device", OPT_ONE, NULL, 0},
+                      {"memory-mib", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_server_options so = FV_SERVER_OPTIONS_INIT;
     struct sigaction sa, old_term, old_int, old_pipe;
@@ -493,7 +513,11 @@ int cmd_serve(cli *c)
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_data(&opts[0], &dir)) != 0 ||
+        (rc = parse_limit(&opts[2], 1, 65536, &so.max_connections)) != 0 ||
+        (rc = parse_limit(&opts[3], 1, 65536, &so.max_per_address)) != 0 ||
+        (rc = parse_limit(&opts[4], 1, 1024, &so.max_per_device)) != 0 ||
+        (rc = parse_limit(&opts[5], 16, 65536, &so.memory_mib)) != 0)
         goto cleanup;
     so.listen = opts[1].count ? opts[1].values[0] : NULL;
     so.log = serve_log;

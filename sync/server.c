@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +36,12 @@
 #define FORMAT "1"
 
 #define DEFAULT_MAX_CONN 1024
+#define DEFAULT_PER_ADDRESS 128
+#define DEFAULT_PER_DEVICE 4
+#define DEFAULT_BUDGET_MIB 64
+#define MIN_BUDGET_MIB 16 /* room for a few connections at FV_FRAME_MAX */
+#define FD_MARGIN 64      /* descriptors besides connections: store, packs */
+#define EVICT_LOG_MS 1000 /* eviction summaries at most this often */
 #define DEFAULT_HANDSHAKE_MS 10000
 #define DEFAULT_IDLE_MS 60000
 #define DEFAULT_FRAME_MS 120000
@@ -359,12 +369,23 @@ done:
 
 enum phase { PH_HANDSHAKE, PH_OPEN };
 
+/* Connections from one source address, or of one device: what they hold
+ * against the caps. A slot is free when nconn is 0. */
+struct group {
+    unsigned char key[33]; /* 'a' and the address, or 'd' and the device key */
+    unsigned int nconn, npre;
+    size_t held;
+};
+
 struct sconn {
     fv_tls_conn *tls;
     fv_srv_conn *eng;
+    struct group *addr, *dev; /* dev: NULL until HELLO succeeded */
+    size_t held;  /* fv_srv_conn_buffered when last counted */
     unsigned long id;
     int phase;
     int dead;
+    int heard;    /* a byte arrived from the peer */
     int kick;     /* has work that poll() would not announce */
     int hs_want;  /* FV_TLS_WANT_* of the handshake */
     int r_want;   /* ... of the last read, 0 if it returned data */
@@ -380,6 +401,17 @@ struct sconn {
 struct server {
     const fv_server_options *o;
     unsigned int max_conn, hs_ms, idle_ms, frame_ms;
+    unsigned int per_addr, per_dev, max_pre, pre_per_addr;
+    size_t budget, dev_budget, addr_budget;
+    size_t held;        /* over every connection */
+    unsigned int npre;  /* connections before HELLO succeeded */
+    struct group *groups;
+    size_t ngroups;     /* slots: 2 per connection */
+    int reserve_fd;     /* given up to accept-and-close out of descriptors */
+    int fd_short;       /* in a burst of EMFILE/ENFILE */
+    int64_t fd_short_at; /* its last EMFILE/ENFILE */
+    unsigned long fd_dropped, evicted, over_budget;
+    int64_t evict_logged;
     fv_tls_server *tls;
     fv_sstore *st;
     fv_srv *srv;
@@ -412,15 +444,259 @@ static void slog(struct server *S, const char *fmt, ...)
     S->env.log(line, S->env.log_payload);
 }
 
+/* ---- what connections hold: the caps ---------------------------------- */
+
+/* The group of `key` (33 bytes), made if missing. Slots are 2 per
+ * connection, so one is always free for a connection being counted. */
+static struct group *group_get(struct server *S, const unsigned char key[33])
+{
+    struct group *free_slot = NULL;
+    for (size_t i = 0; i < S->ngroups; i++) {
+        struct group *g = &S->groups[i];
+        if (g->nconn == 0) {
+            if (!free_slot)
+                free_slot = g;
+        } else if (memcmp(g->key, key, sizeof g->key) == 0) {
+            return g;
+        }
+    }
+    if (free_slot) {
+        memset(free_slot, 0, sizeof *free_slot);
+        memcpy(free_slot->key, key, sizeof free_slot->key);
+    }
+    return free_slot;
+}
+
+/* The source address as a group key. IPv6 addresses count by their /64:
+ * one subscriber usually holds a whole /64, so counting single addresses
+ * would let one peer take every slot. IPv4-mapped addresses count as IPv4. */
+static void addr_key(int fd, unsigned char key[33])
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
+                                             0, 0, 0, 0, 0xff, 0xff};
+    memset(key, 0, 33);
+    key[0] = 'a';
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return; /* unknown: all such share one group */
+    if (ss.ss_family == AF_INET) {
+        memcpy(key + 1, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const unsigned char *a =
+            ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        if (memcmp(a, mapped, sizeof mapped) == 0) {
+            memcpy(key + 1, a + 12, 4);
+        } else {
+            key[0] = '6';
+            memcpy(key + 1, a, 8);
+        }
+    }
+}
+
+/* Brings the bytes counted for c to what its engine holds now (0 once it
+ * is dead: its buffers go with it). */
+static void account(struct server *S, struct sconn *c)
+{
+    size_t now = c->eng && !c->dead ? fv_srv_conn_buffered(c->eng) : 0;
+    S->held = S->held - c->held + now;
+    c->addr->held = c->addr->held - c->held + now;
+    if (c->dev)
+        c->dev->held = c->dev->held - c->held + now;
+    c->held = now;
+}
+
+/* Marks c dead and uncounts what it holds at once, so that the budgets
+ * see the room it leaves before it is reaped. */
+static void conn_kill(struct server *S, struct sconn *c)
+{
+    if (!c->dead)
+        c->dead = 1;
+    account(S, c);
+}
+
 static void conn_close(struct server *S, struct sconn *c, const char *why)
 {
     if (why)
         slog(S, "conn %lu: closed (%s)", c->id, why);
+    if (!c->dead)
+        c->dead = 1;
+    account(S, c);
+    if (c->dev) {
+        c->dev->nconn--;
+    } else {
+        S->npre--;
+        c->addr->npre--;
+    }
+    c->addr->nconn--;
     fv_srv_conn_free(c->eng);
     fv_tls_close(c->tls);
     fv_wipe(c->in, sizeof c->in);
     free(c);
-    (void)S;
+}
+
+/* Which pre-auth connection goes first to make room: one that never sent
+ * a byte (a socket held open, not a client in its handshake), then the one
+ * silent longest. `g`: only those of that address (NULL: any). */
+static struct sconn *preauth_victim(struct server *S, const struct group *g)
+{
+    struct sconn *v = NULL;
+    for (size_t i = 0; i < S->nconns; i++) {
+        struct sconn *c = S->conns[i];
+        if (c->dead || c->dev || (g && c->addr != g))
+            continue;
+        if (!v || (!c->heard && v->heard) ||
+            (c->heard == v->heard && c->t_last < v->t_last))
+            v = c;
+    }
+    return v;
+}
+
+/* Closes a pre-auth connection to make room (of address `g`, or any):
+ * they cost a peer nothing to open, so a flood of them must cost the
+ * server a slot each, never the ability to accept a client that is
+ * actually talking. Called between services only (it moves S->conns).
+ * Returns 1 if one was closed. */
+static int evict_preauth(struct server *S, const struct group *g)
+{
+    struct sconn *v = preauth_victim(S, g);
+    size_t i;
+    if (!v)
+        return 0;
+    for (i = 0; S->conns[i] != v; i++)
+        ;
+    memmove(&S->conns[i], &S->conns[i + 1],
+            (S->nconns - i - 1) * sizeof *S->conns);
+    S->nconns--;
+    conn_close(S, v, NULL);
+    S->evicted++;
+    return 1;
+}
+
+/* The live connection holding most, in `g` (NULL: any). */
+static struct sconn *biggest(struct server *S, const struct group *g)
+{
+    struct sconn *v = NULL;
+    for (size_t i = 0; i < S->nconns; i++) {
+        struct sconn *c = S->conns[i];
+        if (!c->dead && (!g || c->addr == g || c->dev == g) &&
+            (!v || c->held > v->held))
+            v = c;
+    }
+    return v;
+}
+
+/* After c's buffers changed: while c's device, c's address or everyone
+ * holds more than the budget allows, the connection holding most in that
+ * group is closed (usually the one that grew). */
+static void enforce_budgets(struct server *S, struct sconn *c)
+{
+    for (;;) {
+        struct group *g = NULL;
+        struct sconn *v;
+        const char *what;
+        if (c->dev && c->dev->held > S->dev_budget) {
+            g = c->dev;
+            what = "its device's";
+        } else if (c->addr->held > S->addr_budget) {
+            g = c->addr;
+            what = "its address's";
+        } else if (S->held > S->budget) {
+            what = "the server's";
+        } else {
+            return;
+        }
+        if (!(v = biggest(S, g)) || v->held == 0)
+            return;
+        slog(S, "conn %lu: closed (holds %zu KiB: over %s memory budget)",
+             v->id, v->held >> 10, what);
+        S->over_budget++;
+        conn_kill(S, v);
+    }
+}
+
+/* Once HELLO succeeded: the connection leaves the pre-auth pool and counts
+ * against its device; a device over its limit loses its oldest connections
+ * (a stale one a cut left behind, or those of a flood of its own). */
+static void conn_authed(struct server *S, struct sconn *c)
+{
+    unsigned char key[33];
+    struct group *g;
+    key[0] = 'd';
+    memcpy(key + 1, fv_srv_conn_device(c->eng), 32);
+    if (!(g = group_get(S, key))) {
+        c->dead = 1; /* cannot happen: there are 2 slots per connection */
+        return;
+    }
+    /* Uncounted from the address alone, then counted with the device. */
+    S->held -= c->held;
+    c->addr->held -= c->held;
+    c->held = 0;
+    S->npre--;
+    c->addr->npre--;
+    c->dev = g;
+    g->nconn++;
+    account(S, c);
+    for (;;) {
+        struct sconn *old = NULL;
+        unsigned int live = 0;
+        for (size_t i = 0; i < S->nconns; i++) {
+            struct sconn *o = S->conns[i];
+            if (o->dead || o->dev != g)
+                continue;
+            live++;
+            if (o != c && (!old || o->t_start < old->t_start))
+                old = o;
+        }
+        if (live <= S->per_dev || !old)
+            break;
+        slog(S, "conn %lu: closed (its device has %u connections, the "
+             "limit is %u: the oldest goes)", old->id, live, S->per_dev);
+        conn_kill(S, old);
+    }
+}
+
+static void log_evictions(struct server *S, int64_t now, int force)
+{
+    if (S->evicted && (force || now - S->evict_logged >= EVICT_LOG_MS)) {
+        slog(S, "closed %lu idle connections before authentication to make "
+             "room (limits: %u before HELLO, %u from one address)",
+             S->evicted, S->max_pre, S->pre_per_addr);
+        S->evicted = 0;
+        S->evict_logged = now;
+    }
+}
+
+/* Out of descriptors (EMFILE/ENFILE): said once per burst, as what it is.
+ * An idle pre-auth connection makes room if there is one; otherwise the
+ * reserve descriptor accepts the connection and closes it, so that the
+ * listen queue drains and the clients waiting in it learn at once instead
+ * of timing out. Returns 1 if accepting may go on. */
+static int out_of_fds(struct server *S, int64_t now)
+{
+    S->fd_short_at = now;
+    if (!S->fd_short) {
+        slog(S, "cannot accept: too many open files (%zu connections "
+             "open): closing idle connections, or new ones, until "
+             "descriptors free up", S->nconns);
+        S->fd_short = 1;
+    }
+    if (evict_preauth(S, NULL))
+        return 1;
+    if (S->reserve_fd >= 0) {
+        int fd;
+        close(S->reserve_fd);
+        fd = accept(fv_tls_server_fd(S->tls), NULL, NULL);
+        if (fd >= 0) {
+            close(fd);
+            S->fd_dropped++;
+        }
+        S->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && S->reserve_fd >= 0)
+            return 1;
+    }
+    S->accept_resume = now + 100; /* wait instead of spinning */
+    return 0;
 }
 
 static void accept_some(struct server *S, int64_t now)
@@ -429,31 +705,63 @@ static void accept_some(struct server *S, int64_t now)
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
         fv_tls_conn *t = NULL;
         struct sconn *c;
+        struct group *g;
+        unsigned char key[33];
         int rc = fv_tls_accept(S->tls, &t);
         if (rc == FV_ENOTFOUND)
             break;
+        if (rc == FV_ELIMIT) {
+            if (out_of_fds(S, now))
+                continue;
+            break;
+        }
         if (rc) {
-            /* Out of descriptors or memory: the listener stays readable,
-             * so wait a little instead of spinning. */
+            /* Out of memory: the listener stays readable, so wait a little
+             * instead of spinning. */
             slog(S, "cannot accept: %s", fv_strerror(rc));
             S->accept_resume = now + 100;
             break;
         }
-        if (S->nconns >= S->max_conn || !(c = calloc(1, sizeof *c))) {
+        if (S->fd_short && now - S->fd_short_at >= 1000) {
+            /* A second without EMFILE ends the burst. */
+            slog(S, "accepting again (%lu connections were closed unserved "
+                 "for want of descriptors)", S->fd_dropped);
+            S->fd_short = 0;
+            S->fd_dropped = 0;
+        }
+        addr_key(fv_tls_fd(t), key);
+        g = group_get(S, key);
+        /* Room first from this address's own pre-auth connections, then
+         * from everyone's: idle sockets give way to the new connection. */
+        if (g && (g->npre >= S->pre_per_addr || g->nconn >= S->per_addr))
+            evict_preauth(S, g);
+        if (g && (S->npre >= S->max_pre || S->nconns >= S->max_conn))
+            evict_preauth(S, NULL);
+        if (!g || g->nconn >= S->per_addr || S->nconns >= S->max_conn ||
+            !(c = calloc(1, sizeof *c))) {
             fv_tls_close(t);
             refused++;
             continue;
         }
         c->tls = t;
+        c->addr = g;
+        g->nconn++;
+        g->npre++;
+        S->npre++;
         c->id = ++S->next_id;
         c->phase = PH_HANDSHAKE;
         c->t_start = c->t_last = now;
         c->kick = 1; /* the ClientHello may already be there */
+        {
+            int avail = 0; /* then it is a client, not an idle socket */
+            c->heard = ioctl(fv_tls_fd(t), FIONREAD, &avail) == 0 && avail > 0;
+        }
         S->conns[S->nconns++] = c;
         slog(S, "conn %lu: opened", c->id);
     }
     if (refused)
-        slog(S, "refused %u connections (limit %u)", refused, S->max_conn);
+        slog(S, "refused %u connections (limits: %u in all, %u from one "
+             "address)", refused, S->max_conn, S->per_addr);
 }
 
 /* Moves engine output to TLS. Returns 1 if bytes moved, 0 if not, -1 when
@@ -532,6 +840,13 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
     c->kick = 0;
     if (c->phase == PH_HANDSHAKE) {
         unsigned char binding[32];
+        int avail = 0;
+        /* Bytes waiting: a client at work, not a socket held open (which
+         * pre-auth eviction takes first). */
+        if (ioctl(fv_tls_fd(c->tls), FIONREAD, &avail) == 0 && avail > 0) {
+            c->heard = 1;
+            c->t_last = now;
+        }
         rc = fv_tls_handshake(c->tls);
         if (rc == FV_TLS_WANT_READ || rc == FV_TLS_WANT_WRITE) {
             c->hs_want = rc;
@@ -624,6 +939,17 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
     c->kick = 1; /* more to do: come back without waiting */
 }
 
+/* After a service: HELLO may have succeeded, buffers may have grown. */
+static void conn_settle(struct server *S, struct sconn *c)
+{
+    if (!c->dead && !c->dev && c->phase == PH_OPEN &&
+        fv_srv_conn_authenticated(c->eng))
+        conn_authed(S, c);
+    account(S, c);
+    if (!c->dead)
+        enforce_budgets(S, c);
+}
+
 static short conn_events(const struct sconn *c)
 {
     short ev = 0;
@@ -701,6 +1027,33 @@ static void reap(struct server *S, int64_t now)
     S->nconns = j;
 }
 
+/* Each connection is a descriptor: the soft limit is raised (never past
+ * the hard one) to what max_connections needs. Short of it, accepting
+ * meets EMFILE, which the loop survives (out_of_fds). */
+static void raise_fd_limit(struct server *S)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)S->max_conn + FD_MARGIN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        /* The caps must hold below the limit, or EMFILE would decide who
+         * is served: fewer connections, the same shares. */
+        unsigned int n = rl.rlim_cur > 2 * FD_MARGIN
+                             ? (unsigned int)(rl.rlim_cur - FD_MARGIN)
+                             : (unsigned int)(rl.rlim_cur / 2);
+        slog(S, "warning: open files are limited to %llu: serving at most "
+             "%u connections, not %u", (unsigned long long)rl.rlim_cur,
+             n ? n : 1, S->max_conn);
+        S->max_conn = n ? n : 1;
+    }
+}
+
 static int load_engine(struct server *S, const char *dir, const struct paths *p,
                        const char *listen)
 {
@@ -765,12 +1118,23 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     S.hs_ms = opts->handshake_ms ? opts->handshake_ms : DEFAULT_HANDSHAKE_MS;
     S.idle_ms = opts->idle_ms ? opts->idle_ms : DEFAULT_IDLE_MS;
     S.frame_ms = opts->frame_ms ? opts->frame_ms : DEFAULT_FRAME_MS;
+    S.per_addr = opts->max_per_address ? opts->max_per_address
+                                       : DEFAULT_PER_ADDRESS;
+    S.per_dev =
+        opts->max_per_device ? opts->max_per_device : DEFAULT_PER_DEVICE;
+    S.budget = (size_t)(opts->memory_mib ? opts->memory_mib
+                                         : DEFAULT_BUDGET_MIB) << 20;
     S.env.random = engine_random;
     S.env.log = opts->log ? opts->log : default_log;
     S.env.log_payload = opts->log ? opts->log_payload : NULL;
     S.env.now = (int64_t)time(NULL);
-    if (S.max_conn > 65536)
+    S.reserve_fd = -1;
+    if (S.max_conn > 65536 || opts->memory_mib > 65536 ||
+        (opts->memory_mib && opts->memory_mib < MIN_BUDGET_MIB))
         return FV_EINVAL;
+    /* One device may hold a quarter of the budget, one address half. */
+    S.dev_budget = S.budget / 4;
+    S.addr_budget = S.budget / 2;
     if ((rc = paths_make(&p, dir)))
         return rc;
     if ((rc = open_server_store(&S.st, dir, &p, stored)))
@@ -786,10 +1150,22 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         goto done;
     S.conns = calloc(S.max_conn, sizeof *S.conns);
     S.pfds = calloc((size_t)S.max_conn + 1, sizeof *S.pfds);
-    if (!S.conns || !S.pfds) {
+    S.ngroups = 2 * (size_t)S.max_conn + 2;
+    S.groups = calloc(S.ngroups, sizeof *S.groups);
+    if (!S.conns || !S.pfds || !S.groups) {
         rc = FV_ENOMEM;
         goto done;
     }
+    raise_fd_limit(&S);
+    if (S.per_addr > S.max_conn)
+        S.per_addr = S.max_conn;
+    /* Before HELLO, a quarter of the slots in all and half of those from
+     * one address: the rest stays for devices that authenticated. */
+    S.max_pre = S.max_conn / 4 ? S.max_conn / 4 : 1;
+    S.pre_per_addr = S.max_pre / 2 ? S.max_pre / 2 : 1;
+    if (S.pre_per_addr > S.per_addr)
+        S.pre_per_addr = S.per_addr;
+    S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if ((rc = fv_tls_listen(&S.tls, host, port, p.key, p.crt))) {
         slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
         goto done;
@@ -831,24 +1207,37 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         S.env.now = (int64_t)time(NULL);
         for (i = 0; i < n; i++) {
             struct sconn *c = S.conns[i];
-            if (S.pfds[i + 1].revents || conn_ready(c))
+            if (!c->dead && (S.pfds[i + 1].revents || conn_ready(c))) {
                 conn_service(&S, c, now);
+                conn_settle(&S, c);
+            }
         }
         /* Reap before accepting, so that the dead do not count against
          * the limit. */
         reap(&S, now);
         if (S.pfds[0].revents & POLLIN) {
-            n = S.nconns;
+            unsigned long before = S.next_id;
             accept_some(&S, now);
-            for (i = n; i < S.nconns; i++)
-                conn_service(&S, S.conns[i], now);
+            /* The new ones (eviction may have moved them down). */
+            for (i = 0; i < S.nconns; i++) {
+                struct sconn *c = S.conns[i];
+                if (c->id > before && !c->dead) {
+                    conn_service(&S, c, now);
+                    conn_settle(&S, c);
+                }
+            }
             reap(&S, now);
         }
+        log_evictions(&S, now, 0);
     }
+    log_evictions(&S, 0, 1);
     slog(&S, "stopped");
 done:
     for (size_t i = 0; i < S.nconns; i++)
         conn_close(&S, S.conns[i], NULL);
+    if (S.reserve_fd >= 0)
+        close(S.reserve_fd);
+    free(S.groups);
     fv_tls_server_close(S.tls);
     fv_srv_free(S.srv);
     if (S.st)

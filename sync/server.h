@@ -87,11 +87,26 @@ typedef struct fv_server_options {
     void *ready_payload;
     atomic_int *stop;            /* optional: non-zero stops the server
                                     (see fv_server_run) */
+    /* What one peer can make the server hold (SECURITY.md, "Server
+     * resources"). Before HELLO succeeds a connection is "pre-auth": at
+     * most max_connections / 4 of them, half of those from one address
+     * (IPv6: one /64); when full, the idlest pre-auth connection is closed
+     * to make room for the new one (one that never sent a byte first). */
+    unsigned int max_per_address; /* 0: 128 connections from one address;
+                                     over it, the new one is closed */
+    unsigned int max_per_device;  /* 0: 4 connections of one device; over
+                                     it, its oldest is closed */
+    unsigned int memory_mib;      /* 0: 64 MiB (16 to 65536) that frame and
+                                     output buffers may hold in all; one
+                                     device a quarter, one address half;
+                                     over it, the connection holding most
+                                     is closed */
 } fv_server_options;
 
 #define FV_SERVER_OPTIONS_VERSION 1
-#define FV_SERVER_OPTIONS_INIT \
-    {FV_SERVER_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
+#define FV_SERVER_OPTIONS_INIT                                              \
+    {FV_SERVER_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, \
+     NULL, 0, 0, 0}
 
 /* Runs the server in `dir` until *opts->stop becomes non-zero, then closes
  * every connection, checkpoints the database and returns FV_OK. The flag is

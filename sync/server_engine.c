@@ -408,6 +408,16 @@ void fv_srv_conn_free(fv_srv_conn *c)
 
 int fv_srv_conn_state(const fv_srv_conn *c) { return c->state; }
 int fv_srv_conn_in_frame(const fv_srv_conn *c) { return c->in.hdr_len > 0; }
+
+const unsigned char *fv_srv_conn_device(const fv_srv_conn *c)
+{
+    return c->authed ? c->dev.pk : NULL;
+}
+
+size_t fv_srv_conn_buffered(const fv_srv_conn *c)
+{
+    return c->in.cap + c->out.cap;
+}
 int fv_srv_conn_authenticated(const fv_srv_conn *c) { return c->authed; }
 int fv_srv_conn_error(const fv_srv_conn *c) { return c->perr; }
 

@@ -174,6 +174,13 @@ int fv_srv_conn_wants_input(const fv_srv_conn *c);
 int fv_srv_conn_in_frame(const fv_srv_conn *c);
 /* 1 once HELLO succeeded. */
 int fv_srv_conn_authenticated(const fv_srv_conn *c);
+/* The connected device's public key (32 bytes, valid as long as the
+ * connection), or NULL before HELLO succeeded. */
+const unsigned char *fv_srv_conn_device(const fv_srv_conn *c);
+/* The bytes of memory the connection's buffers hold now: the frame being
+ * read (as allocated, which grows with the bytes that arrived) and the
+ * output not yet sent. What an event loop counts against its budgets. */
+size_t fv_srv_conn_buffered(const fv_srv_conn *c);
 /* The protocol error sent to the peer (enum fv_proto_error), or 0. */
 int fv_srv_conn_error(const fv_srv_conn *c);
 

@@ -996,6 +996,7 @@ int fv_tls_accept(fv_tls_server *s, fv_tls_conn **out)
             continue; /* that one went away; try the next */
         case EMFILE:
         case ENFILE:
+            return FV_ELIMIT; /* out of descriptors: the caller may free one */
         case ENOBUFS:
         case ENOMEM:
             return FV_ENOMEM;

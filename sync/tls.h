@@ -47,7 +47,9 @@ int fv_tls_server_port(const fv_tls_server *s);
 void fv_tls_server_close(fv_tls_server *s);
 
 /* Accepts one pending connection (non-blocking socket, handshake not yet
- * done: drive it with fv_tls_handshake). FV_ENOTFOUND when none is pending. */
+ * done: drive it with fv_tls_handshake). FV_ENOTFOUND when none is pending,
+ * FV_ELIMIT when this process or the system is out of descriptors (EMFILE,
+ * ENFILE), FV_ENOMEM, FV_ENET. */
 int fv_tls_accept(fv_tls_server *s, fv_tls_conn **out);
 
 /* Connects to host:port and completes the handshake, refusing a server whose
