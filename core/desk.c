@@ -90,6 +90,9 @@ static int origin_get(fv_vault *v, struct origin *o,
     if (rc) {
         fv_env_clear(&e); /* harmless after a failed parse */
         free(bytes);
+        /* Out of memory is not tampering: the record must not be skipped. */
+        if (rc == FV_ENOMEM)
+            return fv_v_err(v, rc, "out of memory while reading an envelope");
         return fv_v_err(v, FV_ECORRUPT, "an envelope failed verification (tampered or damaged)");
     }
     memcpy(o->author, e.author, FV_SIGN_PK_BYTES);

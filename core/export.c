@@ -1504,9 +1504,11 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
         goto done;
     /* Complete: make it appear under its name, durably. */
     if (is_dir) {
-        for (int i = 0; i < 3; i++)
-            if (x.sub[i] >= 0)
-                fsync(x.sub[i]);
+        for (int i = 0; rc == FV_OK && i < 3; i++)
+            if (x.sub[i] >= 0 && fsync(x.sub[i]) != 0)
+                rc = exp_fail(&x, fv_errno_rc(errno), "the output directory");
+        if (rc)
+            goto done;
         if (fsync(x.dir) != 0) {
             rc = exp_fail(&x, fv_errno_rc(errno), "the output directory");
             goto done;
@@ -1532,7 +1534,13 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
         unlink(tmp);
     }
     made = 0;
-    fv_fsync_dir(parent);
+    if ((rc = fv_fsync_dir(parent))) {
+        /* The name may not survive a crash: a file export is taken back
+         * rather than reported done (a directory one stays, complete). */
+        if (!is_dir)
+            unlink(opt->path);
+        rc = exp_fail(&x, rc, "the output's directory");
+    }
 done:
     if (x.o.buf) {
         x.o.err = x.o.err ? x.o.err : FV_ECANCELED; /* nothing more is written */

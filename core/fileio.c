@@ -47,12 +47,15 @@ int fv_write_fd_cb(const unsigned char *buf, size_t len, void *payload)
 
 int fv_fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = FV_OK;
     if (fd < 0)
-        return FV_EIO;
-    fsync(fd);
+        return fv_errno_rc(errno);
+    /* A failed sync means the new name may not survive a crash: the
+     * caller must not report the operation durable. */
+    if (fsync(fd) != 0)
+        rc = fv_errno_rc(errno);
     close(fd);
-    return FV_OK;
+    return rc;
 }
 
 char *fv_path_join(const char *dir, const char *name)

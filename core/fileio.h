@@ -21,7 +21,8 @@ int fv_write_all(int fd, const void *p, size_t n);
 /* fv_write_all as an fv_attachment_read callback: payload points to the int
  * file descriptor; non-zero when the write failed. */
 int fv_write_fd_cb(const unsigned char *buf, size_t len, void *payload);
-/* fsync()s a directory so that a rename or create in it is durable. */
+/* fsync()s a directory so that a rename or create in it is durable;
+ * FV_EIO or FV_ENOSPC when that cannot be promised. */
 int fv_fsync_dir(const char *dir);
 /* "dir/name", malloc'd; NULL when out of memory. */
 char *fv_path_join(const char *dir, const char *name);

@@ -184,8 +184,15 @@ static int open_existing(fv_db *d)
         int ok = meta_stmt(d, META_GET) && meta_stmt(d, META_PUT);
         for (int i = 0; ok && i < sc->nstmts; i++)
             ok = fv_db_stmt(d, i) != NULL;
-        if (!ok)
+        if (!ok) {
+            /* Only a statement the schema cannot compile (SQLITE_ERROR)
+             * says the file is foreign; running out of memory or an I/O
+             * error while compiling is that error, not a damaged vault. */
+            int e = sqlite3_errcode(d->db);
+            if ((e & 0xff) != SQLITE_ERROR)
+                return fv_db_fail(d, e, "prepare");
             return fv_db_error(d, FV_ECORRUPT, "schema not recognised");
+        }
     }
     return FV_OK;
 }

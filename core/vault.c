@@ -267,7 +267,9 @@ static int write_key_file(fv_vault *v, const char *pass, size_t passlen,
         goto done;
     }
     named = 0;
-    fv_fsync_dir(v->dir);
+    /* The new name is in place but not yet durable if this fails: say so
+     * (the old passphrase may still open the vault after a crash). */
+    rc = fv_fsync_dir(v->dir);
 done:
     if (fd >= 0 && named) {
         /* Failed with the temp still named: it holds the key under the new
