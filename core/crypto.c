@@ -161,10 +161,14 @@ void fv_kdf_derive(unsigned char *sub, size_t sublen, uint64_t id,
 
 int fv_pwhash_params_ok(uint64_t opslimit, uint64_t memlimit)
 {
+    /* Past FV_PWHASH_*_MAX a cost is damage, not a choice: a flipped high
+     * bit would hang the open for hours or exhaust memory. */
     return opslimit >= crypto_pwhash_OPSLIMIT_MIN &&
            opslimit <= crypto_pwhash_OPSLIMIT_MAX &&
+           opslimit <= FV_PWHASH_OPS_MAX &&
            memlimit >= crypto_pwhash_MEMLIMIT_MIN &&
-           memlimit <= crypto_pwhash_MEMLIMIT_MAX && memlimit <= SIZE_MAX;
+           memlimit <= crypto_pwhash_MEMLIMIT_MAX && memlimit <= SIZE_MAX &&
+           memlimit <= FV_PWHASH_MEM_MAX;
 }
 
 int fv_pwhash(unsigned char *out, size_t outlen, const char *pass,
