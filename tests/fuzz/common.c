@@ -63,11 +63,22 @@ void fz_scratch(char out[FZ_PATH_MAX], const char *name, int mk)
     }
 }
 
+/* The fixture is copied into the scratch root once, at the first call:
+ * the harness then reads one consistent fixture even if make_corpus
+ * writes a new one while it runs. */
 void fz_fixture(char out[FZ_PATH_MAX], const char *name)
 {
-    const char *dir = getenv("FV_FUZZ_FIXTURE");
-    snprintf(out, FZ_PATH_MAX, "%s/%s", dir && *dir ? dir : FV_FUZZ_FIXTURE,
-             name);
+    static char copy[FZ_PATH_MAX];
+    if (!copy[0]) {
+        const char *dir = getenv("FV_FUZZ_FIXTURE");
+        snprintf(copy, sizeof copy, "%s/fixture", root);
+        if (fz_copy_tree(dir && *dir ? dir : FV_FUZZ_FIXTURE, copy) != FV_OK) {
+            fprintf(stderr, "fuzz: cannot copy the fixture %s\n",
+                    dir && *dir ? dir : FV_FUZZ_FIXTURE);
+            exit(1);
+        }
+    }
+    snprintf(out, FZ_PATH_MAX, "%s/%s", copy, name);
 }
 
 void fz_rm_tree(const char *dir)

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "common.h"
@@ -43,6 +44,35 @@ static void die(const char *what, int rc)
     exit(1);
 }
 
+/* Removes the seeds an earlier run wrote (seed-*: they match the fixture
+ * it replaced); inputs kept for a fixed crash have other names and stay. */
+static void remove_old_seeds(void)
+{
+    char dir[FZ_PATH_MAX];
+    DIR *top, *d;
+    struct dirent *t, *de;
+    snprintf(dir, sizeof dir, "%s/corpus", out_dir);
+    if (!(top = opendir(dir)))
+        return;
+    while ((t = readdir(top)) != NULL) {
+        char sub[FZ_PATH_MAX];
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", dir, t->d_name);
+        if (!(d = opendir(sub)))
+            continue;
+        while ((de = readdir(d)) != NULL) {
+            char p[FZ_PATH_MAX];
+            if (strncmp(de->d_name, "seed-", 5) != 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", sub, de->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    closedir(top);
+}
+
 /* Writes one seed into corpus/TARGET, named by its hash (so a seed is
  * written once however often the traffic repeats it). */
 static void seed(const char *target, const void *p, size_t n)
@@ -55,7 +85,7 @@ static void seed(const char *target, const void *p, size_t n)
     hex[16] = '\0';
     snprintf(path, sizeof path, "%s/corpus/%s", out_dir, target);
     mkdir(path, 0755);
-    snprintf(path, sizeof path, "%s/corpus/%s/%s", out_dir, target, hex);
+    snprintf(path, sizeof path, "%s/corpus/%s/seed-%s", out_dir, target, hex);
     if (stat(path, &sb) == 0)
         return;
     if (fz_write_file(path, p, n) != FV_OK)
@@ -132,6 +162,7 @@ static void each_frame(const fz_buf *b, frame_fn fn, void *payload)
 static void seed_envelope(const unsigned char *env, size_t len)
 {
     seed("envelope", env, len);
+    seed("codec", env, len);
 }
 
 /* fuzz_payload's seeds: every envelope of the corpus opened with every key
@@ -171,6 +202,7 @@ static void seed_payloads(void)
                     s[0] = (unsigned char)e.kind;
                     memcpy(s + 1, plain, plen);
                     seed("payload", s, plen + 1);
+                    seed("codec", s + 1, plen);
                     fv_wipe(s, plen + 1);
                     free(s);
                 }
@@ -188,6 +220,7 @@ static int frame_seed(const unsigned char *body, size_t len, void *payload)
     fv_msg m;
     (void)payload;
     seed("proto", body, len);
+    seed("codec", body, len);
     if (fv_msg_decode(&m, body, len) != FV_OK)
         return 0;
     if (m.type == FV_MSG_PUSH)
@@ -371,6 +404,7 @@ int main(int argc, char **argv)
     fz_scratch(gen, "gen", 1);
     snprintf(path, sizeof path, "%s/corpus", out_dir);
     mkdir(path, 0755);
+    remove_old_seeds();
 
     /* A server, as `fieldvault server init` makes it. Its first invite
      * expires 30 days from now: the engine's clock is the real one until
