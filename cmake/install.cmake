@@ -3,6 +3,11 @@
 # libraries, pkg-config files, a CMake package, and the fieldvault binary.
 include(CMakePackageConfigHelpers)
 
+if(FV_FUZZ) # signatures are not checked in the fuzz build: never install it
+  install(CODE "message(FATAL_ERROR \"a fuzz build (FV_FUZZ) is not installable\")")
+  return()
+endif()
+
 set(FV_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/FieldVault)
 set(FV_PKGCONFIGDIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 

@@ -6,6 +6,16 @@
 
 #include "fieldvault.h"
 
+/* FV_FUZZING lets every signature pass (fv_sign_verify): it compiles only
+ * in the fuzz build (clang with ASan and libFuzzer's coverage). */
+#ifdef FV_FUZZING
+#ifndef __clang__
+#error "FV_FUZZING is for the fuzz build only (CMake FV_FUZZ, clang)"
+#elif !__has_feature(address_sanitizer)
+#error "FV_FUZZING is for the fuzz build only (CMake FV_FUZZ, with ASan)"
+#endif
+#endif
+
 _Static_assert(sizeof(fv_hash_state) >= sizeof(crypto_generichash_state),
                "fv_hash_state too small");
 _Static_assert(FV_SEAL_BYTES == crypto_box_SEALBYTES, "seal overhead");
@@ -110,8 +120,15 @@ int fv_sign_verify(const unsigned char sig[FV_SIG_BYTES],
                    const unsigned char *m, size_t mlen,
                    const unsigned char pk[FV_SIGN_PK_BYTES])
 {
-    return crypto_sign_verify_detached(sig, m, mlen, pk) == 0 ? FV_OK
-                                                              : FV_ECORRUPT;
+    int ok = crypto_sign_verify_detached(sig, m, mlen, pk) == 0;
+#ifdef FV_FUZZING
+    /* The fuzz build only (CMake FV_FUZZ, never a release: SECURITY.md):
+     * every signature passes, so that mutated envelopes, HELLOs and
+     * receipts reach the decoders behind their signatures. The real check
+     * still runs above, to stay covered. */
+    ok = 1;
+#endif
+    return ok ? FV_OK : FV_ECORRUPT;
 }
 
 void fv_box_keypair(unsigned char pk[FV_BOX_PK_BYTES],
@@ -144,10 +161,14 @@ void fv_kdf_derive(unsigned char *sub, size_t sublen, uint64_t id,
 
 int fv_pwhash_params_ok(uint64_t opslimit, uint64_t memlimit)
 {
+    /* Past FV_PWHASH_*_MAX a cost is damage, not a choice: a flipped high
+     * bit would hang the open for hours or exhaust memory. */
     return opslimit >= crypto_pwhash_OPSLIMIT_MIN &&
            opslimit <= crypto_pwhash_OPSLIMIT_MAX &&
+           opslimit <= FV_PWHASH_OPS_MAX &&
            memlimit >= crypto_pwhash_MEMLIMIT_MIN &&
-           memlimit <= crypto_pwhash_MEMLIMIT_MAX && memlimit <= SIZE_MAX;
+           memlimit <= crypto_pwhash_MEMLIMIT_MAX && memlimit <= SIZE_MAX &&
+           memlimit <= FV_PWHASH_MEM_MAX;
 }
 
 int fv_pwhash(unsigned char *out, size_t outlen, const char *pass,

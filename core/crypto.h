@@ -89,6 +89,13 @@ void fv_kdf_derive(unsigned char *sub, size_t sublen, uint64_t id,
 int fv_pwhash(unsigned char *out, size_t outlen, const char *pass,
               size_t passlen, const unsigned char salt[FV_SALT_BYTES],
               uint64_t opslimit, uint64_t memlimit);
+/* 1 if a stored Argon2id cost is within libsodium's bounds and at most
+ * FV_PWHASH_OPS_MAX passes over FV_PWHASH_MEM_MAX bytes (four times the
+ * desktop profile's memory, eight times its passes), so that a key file
+ * with a damaged cost is refused at once instead of hanging the open or
+ * exhausting memory (docs/FORMAT.md). */
+#define FV_PWHASH_OPS_MAX 16
+#define FV_PWHASH_MEM_MAX (1ull << 30)
 int fv_pwhash_params_ok(uint64_t opslimit, uint64_t memlimit);
 
 #endif

@@ -25,11 +25,6 @@
 #define OK_SUM_OFF (OK_CT_OFF + OK_PAIR_BYTES + FV_TAG_BYTES)
 #define OK_BYTES (OK_SUM_OFF + FV_HASH_BYTES)
 
-/* Beyond what any FieldVault vault uses: a hostile file must not make the
- * import allocate gigabytes or run for hours before it can fail. */
-#define OK_MAX_OPS 16
-#define OK_MAX_MEM (1ull << 30)
-
 /* crypto_kdf subkey of the `org_sk` meta row (vault.c, docs/FORMAT.md 4). */
 #define META_ORG_KEY 2
 
@@ -182,8 +177,7 @@ static int read_key_file(fv_vault *v, const char *path,
         return fv_v_err(v, FV_ECORRUPT, "the key file is damaged (wrong size)");
     if (get_le(file + 8, 4) != OK_VERSION ||
         get_le(file + 12, 4) != OK_ALG_ARGON2ID13 ||
-        !fv_pwhash_params_ok(get_le(file + 16, 8), get_le(file + 24, 8)) ||
-        get_le(file + 16, 8) > OK_MAX_OPS || get_le(file + 24, 8) > OK_MAX_MEM)
+        !fv_pwhash_params_ok(get_le(file + 16, 8), get_le(file + 24, 8)))
         return fv_v_err(v, FV_ECORRUPT, "the key file is damaged");
     return FV_OK;
 }

@@ -523,6 +523,16 @@ static void test_files(void)
     CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
     CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_EPASSPHRASE);
     kf[40] ^= 1;
+    /* A damaged cost past the ceiling (17 passes; 2 GiB, bit 31 of the
+     * memlimit) is refused at once, not run for hours. */
+    kf[16] = 17;
+    CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+    kf[16] = 1;
+    kf[27] ^= 0x80;
+    CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
+    kf[27] ^= 0x80;
     CHECK(pwrite(fd, kf, 60, 0) == 60 && ftruncate(fd, 60) == 0);
     CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_ECORRUPT);
     CHECK(pwrite(fd, kf, sizeof kf, 0) == (ssize_t)sizeof kf);
