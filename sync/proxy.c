@@ -321,6 +321,14 @@ int fv_proxy_http_reply(const unsigned char *b, size_t n, int *status,
             *why = "the proxy is not an HTTP proxy (malformed reply)";
             return FV_EPROXY;
         }
+        /* Line ends are CRLF only: a bare LF or CR is refused now
+         * rather than waited on to the cap. */
+        for (i = 0; i < n; i++)
+            if ((b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) ||
+                (b[i] == '\r' && i + 1 < n && b[i + 1] != '\n')) {
+                *why = "the proxy sent a malformed HTTP reply (line ends)";
+                return FV_EPROXY;
+            }
         if (n >= FV_PROXY_HTTP_MAX) {
             *why = "the proxy's reply headers are too long";
             return FV_EPROXY;
