@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -354,6 +355,21 @@ class ProxyTest(test_sync.AttachmentTest):
         self.assertEqual(self.jv(c, "config", "get", "proxy"),
                          {"proxy": None, "proxy_credentials": False})
         self.assertEqual(self.v(c, "config", "get", "proxy").stdout, b"none\n")
+        # A damaged setting fails closed: no direct connection instead.
+        self.v(c, "config", "set", "proxy", good)
+        db = sqlite3.connect(os.path.join(c, "vault.db"))
+        with db:
+            n = db.execute("UPDATE meta SET v = zeroblob(length(v)) "
+                           "WHERE k = 'proxy'").rowcount
+        db.close()
+        self.assertEqual(n, 1)
+        mark = srv.mark()
+        r = self.v(c, "sync", expect=test_sync.CORRUPT)
+        self.assertIn("proxy setting", r.stderr.decode())
+        time.sleep(0.3)
+        self.assertNotIn(": opened", srv.log(mark))  # nothing reached it
+        self.v(c, "config", "set", "proxy", "none")  # overwritten, usable
+        self.sync(c)
 
 
 def load_tests(loader, tests, pattern):
