@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,6 +288,16 @@ static int proxy_choose(fv_vault *v, const char *url, fv_proxy *p)
     return rc;
 }
 
+/* 1 if host is a Tor onion name ("....onion", any case, a final dot
+ * allowed). */
+static int is_onion(const char *host)
+{
+    size_t n = strlen(host);
+    if (n > 0 && host[n - 1] == '.')
+        n--;
+    return n >= 6 && strncasecmp(host + n - 6, ".onion", 6) == 0;
+}
+
 /* A connect failure's message: the proxy's own words when it said any. */
 static int connect_fail(fv_vault *v, int rc, const fv_proxy *p, int use,
                         const char *why)
@@ -330,6 +341,14 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         return fv_vs_fail(v, FV_EINVAL, "the server address is not host:port");
     if ((use_proxy = proxy_choose(v, opts.proxy, &px)) < 0)
         return use_proxy;
+    /* A .onion name resolves nowhere but inside Tor: looked up by the
+     * device it would only leak to the local resolver. */
+    if (is_onion(host) && (!use_proxy || px.type == FV_PROXY_SOCKS5)) {
+        fv_proxy_wipe(&px);
+        return fv_vs_fail(v, FV_EINVAL,
+                          "the server is a .onion address: connect through "
+                          "Tor with --proxy socks5h://127.0.0.1:9050");
+    }
     /* One exchange per vault at a time: two syncs would both send the
      * same outbox and attachments, and the server store them twice. */
     if ((rc = fv_vs_lock(v, &lock))) {

@@ -319,6 +319,26 @@ class ProxyTest(test_sync.AttachmentTest):
                    "127.0.0.1:%d" % free_port(), expect=PROXY)
         self.assertIn("does not allow", r.stderr.decode())
 
+    def test_onion_address_needs_a_resolving_proxy(self):
+        """An invite naming a .onion server (server init --listen X.onion)
+        is refused without a proxy, and with socks5:// (which would have
+        the device resolve it), before anything is looked up or sent; with
+        socks5h:// the name goes to the proxy."""
+        onion = "vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd.onion"
+        sdir = self.path("onion-server")
+        j = self.jfv("server", "init", "--data", sdir, "--listen",
+                     onion + ":443")
+        d = self.make_vault("D")
+        for extra in ([], ["--proxy", "socks5://127.0.0.1:9"]):
+            r = self.v(d, "enroll", j["admin_invite"], *extra, expect=USAGE)
+            self.assertIn(".onion address", r.stderr.decode())
+        hang = Silent()
+        self.addCleanup(hang.close)
+        r = self.v(d, "enroll", j["admin_invite"], "--timeout", "1", "--proxy",
+                   "socks5h://127.0.0.1:%d" % hang.port, expect=PROXY)
+        self.assertTrue(hang.conns)  # the device went to the proxy
+        self.assertIn("did not answer in time", r.stderr.decode())
+
     # ---- where the proxy comes from --------------------------------------------
 
     def test_config_env_and_option_precedence(self):
