@@ -53,6 +53,13 @@
  * for a CPU, blocked on the disk or the peer), and CPU-seconds per GiB of
  * either side of the upload and of the limit.
  *
+ * attach.upload.socks5 (MiB/s; target ratio >= 0.9). Each round of
+ * attach.upload also runs the same upload (fresh copies) through a SOCKS5
+ * proxy, microsocks started by this program on a free 127.0.0.1 port
+ * (socks5h://): the proxy's cost on the upload. value = S / the fastest
+ * proxied upload, limit = S / the fastest direct upload of the same
+ * process and run.
+ *
  * attach.server.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
  * below 1 meets the target). The server process's peak resident set
  * (VmHWM of /proc/PID/status, read right after each transfer and before
@@ -543,7 +550,7 @@ struct upload {
 
 /* One timed upload on fresh copies. Leaves the server directory in
  * *server_dir (the caller removes it). */
-static struct upload upload_round(int r, char **server_dir)
+static struct upload upload_round(int r, char **server_dir, const char *proxy)
 {
     struct upload u;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
@@ -558,6 +565,7 @@ static struct upload upload_round(int r, char **server_dir)
     memset(&u, 0, sizeof u);
     so.server = s.addr;
     so.timeout_ms = SYNC_TIMEOUT_MS;
+    so.proxy = proxy ? proxy : "none";
     can_reset = reset_peak_rss() == 0;
     rss0 = status_kib(getpid(), "VmRSS");
     machine_cpu(&busy0, &all0);
@@ -595,9 +603,9 @@ static struct upload upload_round(int r, char **server_dir)
             (unsigned long long)base.nchunks);
     check_server_chunks(s.dir, base.nchunks, base.chunk_bytes, "attach.upload");
     uncut_sent = u.res.bytes_sent;
-    note("attach.upload round %d: fv_sync %.2f s (%.1f MiB/s), %llu bytes "
+    note("attach.upload%s round %d: fv_sync %.2f s (%.1f MiB/s), %llu bytes "
          "sent, %llu received, %u round trips; fv_vault_close after it "
-         "(not timed) %.2f s", r + 1, u.t, mib(opt.size) / u.t,
+         "(not timed) %.2f s", proxy ? ".socks5" : "", r + 1, u.t, mib(opt.size) / u.t,
          (unsigned long long)u.res.bytes_sent,
          (unsigned long long)u.res.bytes_received, u.res.roundtrips,
          u.t_close);
@@ -618,6 +626,18 @@ static struct upload upload_round(int r, char **server_dir)
     *server_dir = strdup(s.dir);
     srv_free(&s, 0);
     return u;
+}
+
+/* One round of attach.upload.socks5: upload_round through the SOCKS5 proxy
+ * at `url` (its server copy removed after). Returns the lesser of its time
+ * and `best` (< 0: none yet). */
+static double socks_upload(int r, const char *url, double best)
+{
+    char *sdir = NULL;
+    struct upload u = upload_round(r, &sdir, url);
+    rm_tree(sdir);
+    free(sdir);
+    return best < 0 || u.t < best ? u.t : best;
 }
 
 /* ---- attach.client.rss --------------------------------------------------- */
@@ -1130,7 +1150,7 @@ static const char usage[] =
     "usage: bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB]\n"
     "                    [--verify] [--fieldvault PATH] [NAME...]\n"
     "Runs the measurements whose names start with a NAME (attach.upload,\n"
-    "attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
+    "attach.upload.socks5, attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
     "and prints one JSON line per measurement. --size: the attachment in\n"
     "MiB (1024; --quick 128); --rounds: attach.upload's rounds (2;\n"
     "--quick 3); --verify: read the attachment back through a coordinator\n"
@@ -1141,14 +1161,15 @@ static const char usage[] =
 
 int main(int argc, char **argv)
 {
-    static const char *const known[] = {"attach.upload", "attach.client.rss",
+    static const char *const known[] = {"attach.upload", "attach.upload.socks5",
+                                        "attach.client.rss",
                                         "attach.server.rss",
                                         "attach.resume.ratio"};
     size_t size_mib = 0;
     struct sigaction sa;
     char *last_server = NULL;
     long server_hwm = -1;
-    int want_up, want_srss, want_crss, want_resume, fetch;
+    int want_up, want_socks, want_srss, want_crss, want_resume, fetch;
     double t_start, t_setup, t_up, t_cli, t_resume;
 
     opt.rounds = 0;
@@ -1200,6 +1221,7 @@ int main(int argc, char **argv)
     bench_fieldvault = opt.fieldvault;
     bench_select(opt.names, opt.nnames);
     want_up = wanted("attach.upload");
+    want_socks = wanted("attach.upload.socks5");
     want_srss = wanted("attach.server.rss");
     want_crss = wanted("attach.client.rss");
     want_resume = wanted("attach.resume.ratio");
@@ -1220,9 +1242,11 @@ int main(int argc, char **argv)
     setup();
     t_setup = now();
 
-    if (want_up || want_srss) {
-        int rounds = want_up ? opt.rounds : 1;
-        double tu = 0, tl = -1;
+    if (want_up || want_srss || want_socks) {
+        int rounds = want_up || want_socks ? opt.rounds : 1;
+        double tu = 0, tl = -1, td = -1, ts = -1;
+        char socks_url[64];
+        pid_t socks = want_socks ? socks_start(socks_url, sizeof socks_url) : 0;
         if (want_up)
             limit_setup();
         for (int r = 0; r < rounds; r++) {
@@ -1234,7 +1258,13 @@ int main(int argc, char **argv)
                 rm_tree(last_server);
                 free(last_server);
             }
-            u = upload_round(r, &last_server);
+            if (want_socks && r % 2 == 1)
+                ts = socks_upload(r, socks_url, ts);
+            u = upload_round(r, &last_server, NULL);
+            if (want_socks && r % 2 == 0)
+                ts = socks_upload(r, socks_url, ts);
+            if (td < 0 || u.t < td)
+                td = u.t;
             if (want_up && r % 2 == 0)
                 t_lim = limit_round(opt.size, &c_send, &c_recv);
             if (u.server_hwm > server_hwm)
@@ -1257,6 +1287,11 @@ int main(int argc, char **argv)
         if (want_up)
             report("attach.upload", mib(opt.size) / tu, "MiB/s",
                    mib(opt.size) / tl, 1);
+        if (want_socks) {
+            socks_stop(socks);
+            report("attach.upload.socks5", mib(opt.size) / ts, "MiB/s",
+                   mib(opt.size) / td, 1);
+        }
     }
     t_up = now();
     if (want_crss || want_srss) {

@@ -47,6 +47,13 @@
  * CPU, blocked on the disk or the peer) and how busy the whole machine was:
  * the machines are shared, and that tells a slow server from a busy one.
  *
+ * sync.push.socks5 (envelopes/s; target ratio >= 0.9). Each round of
+ * sync.push also runs the same push (fresh copies of the same server and
+ * device) through a SOCKS5 proxy, microsocks started by this program on a
+ * free 127.0.0.1 port (socks5h://, so the server's name goes to the
+ * proxy): the proxy's cost on the sync. value = N / the fastest proxied
+ * sync, limit = N / the fastest direct sync of the same process and run.
+ *
  * sync.noop.bytes, sync.noop.roundtrips (bytes, round trips; no limit). On
  * the server and device of the last round (N envelopes on both sides), an
  * fv_sync with nothing new: fv_sync_result's bytes_sent + bytes_received
@@ -447,7 +454,7 @@ static void machine_cpu(double *busy, double *total)
  * fv_sync. Returns its time; the copies stay (the caller removes them). */
 static double push_round(const char *server0, const char *device0,
                          const char *server_dir, const char *device_dir,
-                         size_t n)
+                         size_t n, const char *proxy)
 {
     struct server_thread srv;
     fv_sync_result res;
@@ -464,7 +471,7 @@ static double push_round(const char *server0, const char *device0,
     sched_times(srv.tid_linux, &srun0, &swait0);
     sched_times(my_tid(), &crun0, &cwait0);
     t0 = now();
-    res = sync_or_die(v, srv.addr, "fv_sync (push)");
+    res = sync_via(v, srv.addr, proxy, "fv_sync (push)");
     t = now() - t0;
     sched_times(srv.tid_linux, &srun1, &swait1);
     sched_times(my_tid(), &crun1, &cwait1);
@@ -479,8 +486,8 @@ static double push_round(const char *server0, const char *device0,
     if (logged != (int64_t)n)
         die("sync.push: the server's log holds %lld envelopes, expected %zu",
             (long long)logged, n);
-    note("sync.push: fv_sync %.2f s (%.0f envelopes/s), %llu bytes sent, "
-         "%llu received, %u round trips", t, (double)n / t,
+    note("sync.push%s: fv_sync %.2f s (%.0f envelopes/s), %llu bytes sent, "
+         "%llu received, %u round trips", proxy ? ".socks5" : "", t, (double)n / t,
          (unsigned long long)res.bytes_sent,
          (unsigned long long)res.bytes_received, res.roundtrips);
     note("sync.push: during fv_sync, the server thread ran %.2f s (%.1f "
@@ -492,6 +499,21 @@ static double push_round(const char *server0, const char *device0,
          cwait1 - cwait0, t - (crun1 - crun0) - (cwait1 - cwait0),
          busy1 - busy0, all1 - all0);
     return t;
+}
+
+/* One round of sync.push.socks5: push_round through the SOCKS5 proxy at
+ * `url`, on copies of its own (removed after). Returns the lesser of its
+ * time and `best` (< 0: none yet). */
+static double socks_round(const char *server0, const char *device0, size_t n,
+                          const char *url, double best)
+{
+    char *sdir = scratch_path("server-socks"), *ddir = scratch_path("device-socks");
+    double t = push_round(server0, device0, sdir, ddir, n, url);
+    rm_tree(sdir);
+    rm_tree(ddir);
+    free(sdir);
+    free(ddir);
+    return best < 0 || t < best ? t : best;
 }
 
 /* Syncs with nothing new (three: they must agree) and reports the first. */
@@ -534,13 +556,17 @@ static void noop_measure(fv_vault *v, const char *addr, const char *suffix)
 static void bench_push(void)
 {
     int want_push = wanted("sync.push");
-    int want_big = want_push || wanted("sync.noop.bytes") ||
+    int want_socks = wanted("sync.push.socks5");
+    int want_big = want_push || want_socks || wanted("sync.noop.bytes") ||
                    wanted("sync.noop.roundtrips") || wanted("sync.one.bytes");
     /* A prefix such as "sync.noop.bytes" selects the .1k figure too. */
     int want_small = wanted("sync.noop.bytes.1k") ||
                      wanted("sync.noop.roundtrips.1k");
     size_t n = opt.records, count = 0, env_bytes, tbs_bytes;
-    int rounds = want_push ? opt.rounds : 1;
+    int rounds = want_push || want_socks ? opt.rounds : 1;
+    char socks_url[64];
+    pid_t socks = want_socks ? socks_start(socks_url, sizeof socks_url) : 0;
+    double td_min = -1, ts_min = -1;
     char *server0 = scratch_path("server"), *admin;
     char *device0 = scratch_path("device");
     char *server_dir = NULL, *device_dir = NULL;
@@ -591,9 +617,15 @@ static void bench_push(void)
         device_dir = scratch_path("device");
         if (want_push && r % 2 == 1)
             limit_round(items, n, &t_v, &t_s);
-        t_sync = push_round(server0, device0, server_dir, device_dir, n);
+        if (want_socks && r % 2 == 1)
+            ts_min = socks_round(server0, device0, n, socks_url, ts_min);
+        t_sync = push_round(server0, device0, server_dir, device_dir, n, NULL);
+        if (want_socks && r % 2 == 0)
+            ts_min = socks_round(server0, device0, n, socks_url, ts_min);
         if (want_push && r % 2 == 0)
             limit_round(items, n, &t_v, &t_s);
+        if (td_min < 0 || t_sync < td_min)
+            td_min = t_sync;
         if (want_push) {
             note("sync.push round %d: sync %.1f us/envelope; limit %.1f "
                  "(verify %.1f + sqlite %.1f)", r + 1, 1e6 * t_sync / (double)n,
@@ -609,6 +641,11 @@ static void bench_push(void)
     if (want_push)
         report("sync.push", (double)n / tp, "envelopes/s",
                (double)n / (tv + ts), 1);
+    if (want_socks) {
+        socks_stop(socks);
+        report("sync.push.socks5", (double)n / ts_min, "envelopes/s",
+               (double)n / td_min, 1);
+    }
     free_items(items, count);
 
     /* N envelopes on both sides: the device of the last round. */
@@ -836,7 +873,7 @@ static const char usage[] =
     "usage: bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]\n"
     "                  [--devices N] [--fieldvault PATH] [NAME...]\n"
     "Runs the measurements whose names start with a NAME (sync.push,\n"
-    "sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
+    "sync.push.socks5, sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
     "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
     "sync.load.server_rss; none: all) and prints one JSON line per\n"
     "measurement. --records: sync.push's records (100000; --quick 10000);\n"
@@ -849,7 +886,7 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const char *const known[] = {
-        "sync.push", "sync.noop.bytes", "sync.noop.roundtrips",
+        "sync.push", "sync.push.socks5", "sync.noop.bytes", "sync.noop.roundtrips",
         "sync.noop.bytes.1k", "sync.noop.roundtrips.1k", "sync.one.bytes",
         "sync.load.seconds", "sync.load.ok", "sync.load.server_rss"};
     size_t records = 0, devices = 0;
@@ -907,7 +944,8 @@ int main(int argc, char **argv)
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
          sqlite3_libversion(), sodium_version_string(), scratch);
 
-    if (wanted("sync.push") || wanted("sync.noop.bytes") ||
+    if (wanted("sync.push") || wanted("sync.push.socks5") ||
+        wanted("sync.noop.bytes") ||
         wanted("sync.noop.roundtrips") || wanted("sync.noop.bytes.1k") ||
         wanted("sync.noop.roundtrips.1k") || wanted("sync.one.bytes"))
         bench_push();

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -29,6 +32,7 @@
 char *scratch;             /* removed at exit */
 static unsigned dir_serial;
 static pid_t serve_pid;    /* a `fieldvault serve` child, killed at exit */
+static pid_t socks_pid;    /* a microsocks child, killed at exit */
 const char *bench_prog = "bench";
 const char *bench_fieldvault = "fieldvault";
 static const char *const *names;
@@ -44,6 +48,11 @@ static void cleanup(void)
         kill(serve_pid, SIGKILL);
         waitpid(serve_pid, NULL, 0);
         serve_pid = 0;
+    }
+    if (socks_pid > 0) {
+        kill(socks_pid, SIGKILL);
+        waitpid(socks_pid, NULL, 0);
+        socks_pid = 0;
     }
     if (scratch) {
         rm_tree(scratch);
@@ -417,12 +426,75 @@ fv_vault *field_device(const char *server_dir, const char *addr,
 fv_sync_result sync_or_die(fv_vault *v, const char *addr,
                                   const char *what)
 {
+    return sync_via(v, addr, NULL, what);
+}
+
+fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
+                        const char *what)
+{
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res;
     memset(&res, 0, sizeof res);
     so.server = addr;
+    so.proxy = proxy ? proxy : "none";
     fv_check(fv_sync(v, &so, &res), v, what);
     return res;
+}
+
+pid_t socks_start(char *url, size_t cap)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    double deadline = now() + 10;
+    char port[8];
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    pid_t pid;
+
+    /* A free port: bound, read back, released for microsocks to take. */
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
+        die("cannot find a free port: %s", strerror(errno));
+    close(fd);
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(a.sin_port));
+    snprintf(url, cap, "socks5h://127.0.0.1:%s", port);
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
+            _exit(126);
+        execlp("microsocks", "microsocks", "-i", "127.0.0.1", "-p", port,
+               (char *)NULL);
+        _exit(127);
+    }
+    socks_pid = pid;
+    for (;;) {
+        int status, ok;
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok)
+            return pid;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            socks_pid = 0;
+            die("microsocks did not start (scripts/deps installs it)");
+        }
+        if (now() > deadline)
+            die("microsocks did not listen within 10 s");
+        usleep(20000);
+    }
+}
+
+void socks_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    socks_pid = 0;
 }
 
 sqlite3 *open_ro(const char *path)

@@ -118,6 +118,13 @@ char *server_create(const char *dir);
 fv_vault *field_device(const char *server_dir, const char *addr,
                        const char *dir, const char *name);
 fv_sync_result sync_or_die(fv_vault *v, const char *addr, const char *what);
+/* fv_sync through `proxy` (a fv_sync_options.proxy URL; NULL: direct). */
+fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
+                        const char *what);
+/* microsocks (SOCKS5, no auth) on a free 127.0.0.1 port, as a child killed
+ * at exit: its pid; `url` receives "socks5h://127.0.0.1:PORT". */
+pid_t socks_start(char *url, size_t cap);
+void socks_stop(pid_t pid);
 
 /* `bench_fieldvault serve --data DIR --listen 127.0.0.1:0`, its stderr to
  * `log`; waits for it to listen and returns its pid and address. */

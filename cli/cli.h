@@ -34,8 +34,9 @@ enum cli_exit {
     CLI_INVITE = 16,  /* the invite is damaged, used or expired */
     CLI_INCOMPLETE = 17, /* the attachment has not fully arrived yet */
     CLI_SERVER = 18,     /* the server failed on its side (its disk full...) */
-    CLI_PARTIAL = 19     /* export: written without the records this vault
+    CLI_PARTIAL = 19,    /* export: written without the records this vault
                             cannot open (each named on stderr) */
+    CLI_PROXY = 20       /* the proxy cannot be reached, refused or failed */
 };
 
 /* The exit code for a library result code (main.c). */

@@ -14,6 +14,7 @@
 #endif
 
 #include "cli.h"
+#include "fieldvault_sync.h"
 
 /* ---- shared helpers (the cli_* ones are shared with sync_cmds.c) -------- */
 
@@ -2032,6 +2033,51 @@ static const char *retention_name(int policy)
     return "unknown";
 }
 
+/* config set|get proxy: the URL goes to the library, which checks it and
+ * stores it sealed; what is shown back never holds its credentials. */
+static int config_proxy(cli *c, int set)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL, *shown = NULL;
+    int creds = 0, rc;
+
+    if (set && c->pos[2][0] == '\0') {
+        cli_error("config: proxy: want socks5h://[USER:PASS@]HOST:PORT, "
+                  "socks5://..., http://... or none");
+        return CLI_USAGE;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    int r = set ? fv_vault_set_proxy(v, c->pos[2]) : FV_OK;
+    if (r == FV_OK)
+        r = fv_vault_get_proxy(v, &shown, &creds);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "proxy");
+        if (shown)
+            json_strz(stdout, shown);
+        else
+            fputs("null", stdout);
+        fputs(", ", stdout);
+        json_key(stdout, "proxy_credentials");
+        fputs(creds ? "true}\n" : "false}\n", stdout);
+    } else {
+        fprintf(stdout, "%s%s%s\n", set ? "proxy: " : "",
+                shown ? shown : "none",
+                creds ? " (with a user name and password)" : "");
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(shown);
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
 int cmd_config(cli *c)
 {
     fv_vault *v = NULL;
@@ -2055,8 +2101,13 @@ int cmd_config(cli *c)
     if ((rc = cli_want_positionals(c, set ? 3 : 2, set ? 3 : 2,
                                set ? "SETTING and VALUE" : "SETTING")) != 0)
         goto cleanup;
+    if (strcmp(c->pos[1], "proxy") == 0) {
+        rc = config_proxy(c, set);
+        goto cleanup;
+    }
     if (strcmp(c->pos[1], "retention") != 0) {
-        cli_error("config: unknown setting '%s' (want retention)", c->pos[1]);
+        cli_error("config: unknown setting '%s' (want retention or proxy)",
+                  c->pos[1]);
         rc = CLI_USAGE;
         goto cleanup;
     }

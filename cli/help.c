@@ -28,7 +28,7 @@ static const char overview[] =
     "  quarantine          envelopes kept apart: their author is not certified\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
-    "  config              vault settings: retention\n"
+    "  config              vault settings: retention, proxy\n"
     "  export              records as JSON, CSV, an HTML report or evidence\n"
     "  verify              re-check every signature, hash and receipt\n"
     "  panic               destroy the vault at once, without a passphrase\n"
@@ -71,6 +71,10 @@ static const char overview[] =
     "                           17 attachment not fully arrived yet\n"
     "                           18 the server failed on its side (its\n"
     "                              disk full...); sync again later\n"
+    "                           19 export written without the records\n"
+    "                              this vault cannot open\n"
+    "                           20 the proxy cannot be reached, refused\n"
+    "                              or failed\n"
     "A server that breaks the sync protocol counts as corrupt data (5).\n";
 
 static const struct {
@@ -242,6 +246,8 @@ static const struct {
     {"config",
      "usage: fieldvault config set retention keep|drop-after-receipt\n"
      "       fieldvault config get retention\n"
+     "       fieldvault config set proxy URL|none\n"
+     "       fieldvault config get proxy\n"
      "\n"
      "Vault settings (stored in the vault; the passphrase is needed).\n"
      "  retention   keep (the default) keeps every record. drop-after-receipt\n"
@@ -250,8 +256,15 @@ static const struct {
      "              chunk of its attachments, at the end of each sync: a\n"
      "              seized device then holds nothing already delivered. A\n"
      "              record with anything unacknowledged is kept.\n"
-     "get prints the value; set prints 'retention: VALUE'. With --json both\n"
-     "print {\"retention\": VALUE}.\n"},
+     "  proxy       the proxy every connection of this vault goes through\n"
+     "              (sync, enroll, org) unless --proxy or FIELDVAULT_PROXY\n"
+     "              names another: socks5h://[USER:PASS@]HOST:PORT (Tor:\n"
+     "              socks5h://127.0.0.1:9050), socks5://..., http://...\n"
+     "              (HTTP CONNECT); none (the default) connects directly.\n"
+     "              Stored sealed; shown without USER:PASS.\n"
+     "get prints the value; set prints 'SETTING: VALUE'. With --json both\n"
+     "print {\"SETTING\": VALUE} (proxy: null for none, and\n"
+     "\"proxy_credentials\": true|false).\n"},
     {"version",
      "usage: fieldvault version [--json]\n"
      "\n"
@@ -305,6 +318,7 @@ static const struct {
      "                        holding most is closed)\n"},
     {"enroll",
      "usage: fieldvault enroll INVITE [--server HOST:PORT] [--timeout SECONDS]\n"
+     "                         [--proxy URL]\n"
      "\n"
      "Redeems a one-time invite: this vault joins the organisation with the\n"
      "role the invite gives, and remembers the server and its key. The\n"
@@ -314,6 +328,7 @@ static const struct {
      "  --server HOST:PORT   reach the server at this address instead of the\n"
      "                       invite's (remembered for later syncs)\n"
      "  --timeout SECONDS    give up after this long without progress (30)\n"
+     "  --proxy URL          connect through this proxy (see 'sync')\n"
      "Prints the role and this device's id; with --json\n"
      "{\"role\": \"field\"|\"coordinator\", \"device\": ID}.\n"
      "Exit 16 if the invite is damaged, used or expired, 11 if this vault is\n"
@@ -350,10 +365,12 @@ static const struct {
      "            then a second coordinator. Exit 3 for a wrong recovery\n"
      "            passphrase, 5 for a damaged file, 11 if this vault holds a\n"
      "            different organisation key\n"
-     "The server requests take --timeout SECONDS (default 30). Exit 15 if the\n"
-     "server refuses (this device is not a coordinator, or is revoked).\n"},
+     "The server requests take --timeout SECONDS (default 30) and --proxy URL\n"
+     "(see 'sync'). Exit 15 if the server refuses (this device is not a\n"
+     "coordinator, or is revoked), 20 if the proxy fails.\n"},
     {"sync",
-     "usage: fieldvault sync [--server HOST:PORT] [--timeout SECONDS] [--json]\n"
+     "usage: fieldvault sync [--server HOST:PORT] [--timeout SECONDS]\n"
+     "                       [--proxy URL] [--json]\n"
      "\n"
      "Pushes every envelope the server has not acknowledged and pulls what\n"
      "is new for this device: a field device receives its own records and\n"
@@ -374,6 +391,15 @@ static const struct {
      "  --server HOST:PORT   reach the server at another address (it moved,\n"
      "                       or a relay); its key must still match the pin\n"
      "  --timeout SECONDS    give up after this long without progress (30)\n"
+     "  --proxy URL          connect only to this proxy, which reaches the\n"
+     "                       server: socks5h://[USER:PASS@]HOST:PORT (the\n"
+     "                       proxy resolves the server's name; Tor:\n"
+     "                       socks5h://127.0.0.1:9050), socks5://... (this\n"
+     "                       device resolves it), http://[USER:PASS@]HOST:PORT\n"
+     "                       (HTTP CONNECT), or none. Default:\n"
+     "                       $FIELDVAULT_PROXY, else 'config get proxy'\n"
+     "Exit 20 if the proxy cannot be reached, refuses or fails (6 if it\n"
+     "says the server is out of its reach).\n"
      "Exit 8 if the vault is not enrolled, 6 on a network failure, 14 if\n"
      "the server's key does not match the pin, 15 if the server refuses\n"
      "this device (revoked), 5 if the server sent something invalid, or if\n"

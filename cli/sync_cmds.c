@@ -117,11 +117,26 @@ static int check_data(const cli_opt *o, const char **dir)
     return 0;
 }
 
-/* The options of every command that connects: --server and --timeout. */
+/* The options of every command that connects: --server, --timeout and
+ * --proxy. The proxy: --proxy, else FIELDVAULT_PROXY, else (NULL) the one
+ * the vault remembers (config set proxy); "none" connects directly. The
+ * library checks the URL and never shows its credentials. */
 static int sync_options(fv_sync_options *so, const cli_opt *server,
-                        const cli_opt *timeout)
+                        const cli_opt *timeout, const cli_opt *proxy)
 {
     int s;
+    const char *env = getenv("FIELDVAULT_PROXY");
+
+    if (proxy != NULL && proxy->count) {
+        if (proxy->values[0][0] == '\0') {
+            cli_error("--proxy: want socks5h://[USER:PASS@]HOST:PORT, "
+                      "socks5://..., http://... or none");
+            return CLI_USAGE;
+        }
+        so->proxy = proxy->values[0];
+    } else if (env != NULL && env[0] != '\0') {
+        so->proxy = env;
+    }
     if (server != NULL && server->count) {
         if (server->values[0][0] == '\0' || !strchr(server->values[0], ':')) {
             cli_error("--server: want HOST:PORT, not '%s'", server->values[0]);
@@ -564,6 +579,7 @@ int cmd_enroll(cli *c)
 {
     cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
                       {"timeout", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     net_progress prog;
@@ -573,7 +589,7 @@ int cmd_enroll(cli *c)
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "INVITE", &rc) ||
-        (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
+        (rc = sync_options(&so, &opts[0], &opts[1], &opts[2])) != 0)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
@@ -618,16 +634,22 @@ cleanup:
 static int org_begin(cli *c, cli_opt *opts, size_t min, size_t max,
                      const char *what, fv_sync_options *so, int *rc)
 {
+    const cli_opt *proxy = NULL;
     if (cli_begin(c, opts, min, max, what, rc))
         return 1;
-    *rc = sync_options(so, NULL, &opts[0]);
+    for (cli_opt *o = opts; o->name != NULL; o++)
+        if (strcmp(o->name, "proxy") == 0)
+            proxy = o;
+    *rc = sync_options(so, NULL, &opts[0], proxy);
     return *rc != 0;
 }
 
 static int org_init(cli *c)
 {
     net_progress prog;
-    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
@@ -666,6 +688,7 @@ static int org_invite(cli *c)
                       {"name", OPT_ONE, NULL, 0},
                       {"role", OPT_ONE, NULL, 0},
                       {"ttl", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
@@ -803,7 +826,9 @@ static void print_devices(const devlist *l, int json)
 static int org_devices(cli *c)
 {
     net_progress prog;
-    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
@@ -839,7 +864,9 @@ cleanup:
 static int org_revoke(cli *c)
 {
     net_progress prog;
-    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    cli_opt opts[] = {{"timeout", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     unsigned char id[FV_ID_BYTES];
     fv_vault *v = NULL;
@@ -1025,6 +1052,7 @@ int cmd_sync(cli *c)
 {
     cli_opt opts[] = {{"server", OPT_ONE, NULL, 0},
                       {"timeout", OPT_ONE, NULL, 0},
+                      {"proxy", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res;
@@ -1036,7 +1064,7 @@ int cmd_sync(cli *c)
 
     memset(&res, 0, sizeof res);
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = sync_options(&so, &opts[0], &opts[1])) != 0)
+        (rc = sync_options(&so, &opts[0], &opts[1], &opts[2])) != 0)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;

@@ -39,7 +39,7 @@
 #define META_DEVICE_KEYS 1
 #define META_ORG_KEY 2
 /* 3 is the sync state (vault_sync.c); 4 keys the envelope MACs; 5 seals
- * the server receipts (vault_sync.c). */
+ * the server receipts (vault_sync.c); 6 seals the proxy URL (vault_sync.c). */
 #define META_ENV_MAC 4
 #define DEVKEY_SECRET_BYTES (FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES)
 
@@ -87,6 +87,7 @@ const char *fv_strerror(int code)
     case FV_EINVITE: return "the invite is damaged, used or expired";
     case FV_EINCOMPLETE: return "the attachment has not fully arrived yet";
     case FV_ESERVER: return "the server failed on its side";
+    case FV_EPROXY: return "the proxy cannot be reached, refused or failed";
     default: return "unknown error";
     }
 }

@@ -574,6 +574,48 @@ int fv_vs_fail(fv_vault *v, int rc, const char *msg)
     return fv_v_err(v, rc, "%s", msg);
 }
 
+/* ---- proxy -------------------------------------------------------------- */
+
+/* Subkey 6 of the meta secrets (vault.c lists 1 to 5). A forgotten proxy
+ * is an all-zero blob, sealed like any other: the meta table shows
+ * neither whether a proxy is set nor how long its URL is. */
+#define META_PROXY 6
+static const unsigned char proxy_ad[] = "FieldVault proxy v1";
+
+int fv_vs_proxy_get(fv_vault *v, char buf[FV_VS_PROXY_BYTES])
+{
+    int rc = fv_v_meta_open(v, "proxy", META_PROXY, (unsigned char *)buf,
+                            FV_VS_PROXY_BYTES, proxy_ad, sizeof proxy_ad);
+    if (rc == FV_OK) {
+        buf[FV_VS_PROXY_BYTES - 1] = '\0';
+        if (buf[0] == '\0')
+            rc = FV_ENOTFOUND;
+        return rc;
+    }
+    fv_wipe(buf, FV_VS_PROXY_BYTES);
+    if (rc == FV_ENOTFOUND)
+        return rc;
+    return fv_v_err(v, rc, "cannot read the vault's proxy setting: %s",
+                    fv_strerror(rc));
+}
+
+int fv_vs_proxy_put(fv_vault *v, const char *url)
+{
+    unsigned char b[FV_VS_PROXY_BYTES];
+    int rc;
+    memset(b, 0, sizeof b);
+    if (url) {
+        size_t n = strlen(url);
+        if (n >= sizeof b)
+            return fv_v_err(v, FV_EINVAL, "the proxy URL is too long");
+        memcpy(b, url, n);
+    }
+    rc = fv_v_meta_seal(v, "proxy", META_PROXY, b, sizeof b, proxy_ad,
+                        sizeof proxy_ad);
+    fv_wipe(b, sizeof b);
+    return rc;
+}
+
 /* ---- attachment chunks ------------------------------------------------ */
 
 int fv_vs_chunk_outbox(fv_vault *v, const unsigned char after[32], size_t max,

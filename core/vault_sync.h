@@ -134,6 +134,16 @@ int fv_vs_pending_upload(fv_vault *v, uint64_t *bytes);
  * and returns rc. */
 int fv_vs_fail(fv_vault *v, int rc, const char *msg);
 
+/* The proxy URL this vault syncs through (it may hold credentials: stored
+ * sealed, padded to a fixed size). */
+#define FV_VS_PROXY_BYTES 1024
+/* Copies it, NUL-terminated, into buf: FV_ENOTFOUND when none is set. The
+ * caller wipes buf. */
+int fv_vs_proxy_get(fv_vault *v, char buf[FV_VS_PROXY_BYTES]);
+/* Remembers `url` (already checked; at most FV_VS_PROXY_BYTES - 1 bytes), or
+ * forgets the proxy when url is NULL. */
+int fv_vs_proxy_put(fv_vault *v, const char *url);
+
 /* Records with more than one live head. */
 int fv_vs_conflicts(fv_vault *v, size_t *count);
 

@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client.h"
+#include "proxy.h"
 #include "fieldvault_sync.h"
 #include "tls.h"
 #include "vault_sync.h"
@@ -70,10 +72,31 @@ static int split_address(const char *addr, char *host, size_t hostcap,
     return FV_OK;
 }
 
+/* The caller's options as the current version, whichever version its
+ * header had: a version-1 struct ends before `proxy`, so it is read field
+ * by field. FV_EINVAL for a version this library does not know. */
+static int options_get(fv_sync_options *out, const fv_sync_options *o)
+{
+    fv_sync_options defaults = FV_SYNC_OPTIONS_INIT;
+    *out = defaults;
+    if (!o)
+        return FV_OK;
+    if (o->version != 1 && o->version != FV_SYNC_OPTIONS_VERSION)
+        return FV_EINVAL;
+    out->server = o->server;
+    out->timeout_ms = o->timeout_ms;
+    out->progress = o->progress;
+    out->progress_payload = o->progress_payload;
+    if (o->version >= 2)
+        out->proxy = o->proxy;
+    return FV_OK;
+}
+
 struct fv_sync_session {
     fv_vault *v;          /* borrowed */
-    fv_sync_options o;    /* a copy; o.server points at `server` */
+    fv_sync_options o;    /* a copy; o.server and o.proxy point at the copies */
     char *server;         /* malloc'd copy of options->server, or NULL */
+    char *proxy;          /* copy of options->proxy (sodium-free: wiped) */
     atomic_int cancel;    /* a stop was asked and not yet used up */
     int wake[2];          /* self-pipe: [0] polled by the run, [1] written */
 };
@@ -234,44 +257,124 @@ static const char *net_message(int rc)
     }
 }
 
+/* The proxy a connection goes through: options->proxy, else the vault's
+ * remembered one; "none" is a direct connection. 1 with *p filled (the
+ * caller wipes it), 0 for none, or an FV_E code. */
+static int proxy_choose(fv_vault *v, const char *url, fv_proxy *p)
+{
+    char stored[FV_VS_PROXY_BYTES], msg[200];
+    const char *why = "";
+    int rc;
+
+    memset(p, 0, sizeof *p);
+    if (!url) {
+        rc = fv_vs_proxy_get(v, stored);
+        if (rc == FV_ENOTFOUND)
+            return 0;
+        if (rc)
+            return rc;
+        url = stored;
+    }
+    if (strcmp(url, "none") == 0) {
+        rc = 0;
+    } else if (fv_proxy_parse(p, url, &why) == FV_OK) {
+        rc = 1;
+    } else {
+        snprintf(msg, sizeof msg, "the proxy URL is not valid: %s", why);
+        rc = fv_vs_fail(v, FV_EINVAL, msg);
+    }
+    if (url == stored)
+        fv_wipe(stored, sizeof stored);
+    return rc;
+}
+
+/* 1 if host is a Tor onion name ("....onion", any case, a final dot
+ * allowed). */
+static int is_onion(const char *host)
+{
+    size_t n = strlen(host);
+    if (n > 0 && host[n - 1] == '.')
+        n--;
+    return n >= 6 && strncasecmp(host + n - 6, ".onion", 6) == 0;
+}
+
+/* A connect failure's message: the proxy's own words when it said any. */
+static int connect_fail(fv_vault *v, int rc, const fv_proxy *p, int use,
+                        const char *why)
+{
+    char name[300], msg[600];
+    if (!use)
+        return fv_vs_fail(v, rc, net_message(rc));
+    fv_proxy_name(p, name, sizeof name);
+    if (rc == FV_ECANCELED || rc == FV_EPIN || rc == FV_ETLS)
+        return fv_vs_fail(v, rc, net_message(rc));
+    if (why[0])
+        snprintf(msg, sizeof msg, "proxy %s: %s", name, why);
+    else
+        snprintf(msg, sizeof msg,
+                 "%s, through the proxy %s", net_message(rc), name);
+    return fv_vs_fail(v, rc, msg);
+}
+
 /* One connection: connect, run the request, close. */
 static int run_request(fv_vault *v, const fv_client_request *req,
                        const fv_sync_options *o, const char *address,
                        const unsigned char pin[32], fv_sync_result *res,
                        char **invite_text, fv_sync_session *sess)
 {
-    fv_sync_options defaults = FV_SYNC_OPTIONS_INIT;
+    fv_sync_options opts;
     struct run r;
     unsigned char peer_pin[32], binding[32];
-    char host[256], port[16];
-    int rc, timeout, lock = -1;
+    char host[256], port[16], why[256];
+    fv_proxy px;
+    int rc, timeout, use_proxy, lock = -1;
 
     memset(&r, 0, sizeof r);
+    memset(&px, 0, sizeof px);
     r.v = v;
     r.s = sess;
-    r.o = o ? o : &defaults;
+    if (options_get(&opts, o))
+        return fv_vs_fail(v, FV_EINVAL, "unknown version of the sync options");
+    r.o = &opts;
     timeout = r.o->timeout_ms > 0 ? r.o->timeout_ms : 30000;
     if (split_address(address, host, sizeof host, port, sizeof port))
         return fv_vs_fail(v, FV_EINVAL, "the server address is not host:port");
+    if ((use_proxy = proxy_choose(v, opts.proxy, &px)) < 0)
+        return use_proxy;
+    /* A .onion name resolves nowhere but inside Tor: looked up by the
+     * device it would only leak to the local resolver. */
+    if (is_onion(host) && (!use_proxy || px.type == FV_PROXY_SOCKS5)) {
+        fv_proxy_wipe(&px);
+        return fv_vs_fail(v, FV_EINVAL,
+                          "the server is a .onion address: connect through "
+                          "Tor with --proxy socks5h://127.0.0.1:9050");
+    }
     /* One exchange per vault at a time: two syncs would both send the
      * same outbox and attachments, and the server store them twice. */
-    if ((rc = fv_vs_lock(v, &lock)))
+    if ((rc = fv_vs_lock(v, &lock))) {
+        fv_proxy_wipe(&px);
         return rc;
+    }
     if (req->op == FV_CLIENT_SYNC && fv_vs_pending_upload(v, &r.upload))
         r.upload = 0; /* progress only */
     if ((rc = fv_client_new(&r.c, v, req))) {
         fv_vs_unlock(lock);
+        fv_proxy_wipe(&px);
         return rc == FV_EEXIST
                    ? fv_vs_fail(v, rc, "this vault is already enrolled")
                    : rc;
     }
-    rc = fv_tls_connect_wake(&r.tls, host, port, pin, timeout,
-                             sess ? sess->wake[0] : -1);
+    rc = fv_tls_connect_proxy(&r.tls, host, port, pin, timeout,
+                              sess ? sess->wake[0] : -1,
+                              use_proxy ? &px : NULL, why, sizeof why);
     if (rc) {
         fv_client_free(r.c);
         fv_vs_unlock(lock);
-        return fv_vs_fail(v, rc, net_message(rc));
+        rc = connect_fail(v, rc, &px, use_proxy, why);
+        fv_proxy_wipe(&px);
+        return rc;
     }
+    fv_proxy_wipe(&px);
     if ((rc = fv_tls_peer_pin(r.tls, peer_pin)) == FV_OK &&
         (rc = fv_tls_binding(r.tls, binding)) == FV_OK &&
         (rc = fv_client_start(r.c, peer_pin, binding)) == FV_OK)
@@ -327,7 +430,7 @@ static int run_enrolled(fv_vault *v, const fv_client_request *req,
 int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
                         const fv_sync_options *o)
 {
-    fv_sync_options defaults = FV_SYNC_OPTIONS_INIT;
+    fv_sync_options opts;
     fv_sync_session *s;
     int i;
 
@@ -336,21 +439,23 @@ int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
     *out = NULL;
     if (!v)
         return FV_EINVAL;
-    if (o && o->version != FV_SYNC_OPTIONS_VERSION)
+    if (options_get(&opts, o))
         return fv_vs_fail(v, FV_EINVAL,
                           "unknown version of the sync options");
     s = calloc(1, sizeof *s);
     if (!s)
         return fv_vs_fail(v, FV_ENOMEM, "out of memory");
     s->v = v;
-    s->o = o ? *o : defaults;
+    s->o = opts;
     atomic_init(&s->cancel, 0);
     s->wake[0] = s->wake[1] = -1;
-    if (s->o.server && !(s->server = strdup(s->o.server))) {
-        free(s);
+    if ((s->o.server && !(s->server = strdup(s->o.server))) ||
+        (s->o.proxy && !(s->proxy = strdup(s->o.proxy)))) {
+        fv_sync_session_free(s);
         return fv_vs_fail(v, FV_ENOMEM, "out of memory");
     }
     s->o.server = s->server;
+    s->o.proxy = s->proxy;
     /* Both ends non-blocking: cancel never blocks on a full pipe (a full
      * pipe already wakes the run), and draining stops when it is empty. */
     if (pipe(s->wake) != 0) {
@@ -417,7 +522,63 @@ void fv_sync_session_free(fv_sync_session *s)
     if (s->wake[1] >= 0)
         close(s->wake[1]);
     free(s->server);
+    if (s->proxy) {
+        fv_wipe(s->proxy, strlen(s->proxy));
+        free(s->proxy);
+    }
     free(s);
+}
+
+int fv_vault_set_proxy(fv_vault *v, const char *url)
+{
+    fv_proxy p;
+    const char *why = "";
+    char msg[200];
+    int rc;
+
+    if (!v)
+        return FV_EINVAL;
+    if (!url || strcmp(url, "none") == 0)
+        return fv_vs_proxy_put(v, NULL);
+    rc = fv_proxy_parse(&p, url, &why);
+    fv_proxy_wipe(&p);
+    if (rc) {
+        snprintf(msg, sizeof msg, "the proxy URL is not valid: %s", why);
+        return fv_vs_fail(v, FV_EINVAL, msg);
+    }
+    return fv_vs_proxy_put(v, url);
+}
+
+int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
+{
+    char stored[FV_VS_PROXY_BYTES], name[300];
+    fv_proxy p;
+    int rc;
+
+    if (url)
+        *url = NULL;
+    if (has_credentials)
+        *has_credentials = 0;
+    if (!v || !url)
+        return FV_EINVAL;
+    rc = fv_vs_proxy_get(v, stored);
+    if (rc == FV_ENOTFOUND)
+        return FV_OK;
+    if (rc)
+        return rc;
+    rc = fv_proxy_parse(&p, stored, NULL);
+    fv_wipe(stored, sizeof stored);
+    if (rc) {
+        fv_proxy_wipe(&p);
+        return fv_vs_fail(v, FV_ECORRUPT, "the vault's proxy setting is damaged");
+    }
+    fv_proxy_name(&p, name, sizeof name);
+    if (has_credentials)
+        *has_credentials = p.has_auth;
+    fv_proxy_wipe(&p);
+    if (!(*url = strdup(name)))
+        return fv_vs_fail(v, FV_ENOMEM, "out of memory");
+    return FV_OK;
 }
 
 int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)

@@ -19,6 +19,7 @@
  *   MSG_NOSIGNAL (SO_NOSIGPIPE where that is the platform's way).
  */
 #include "tls.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -126,10 +128,10 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until fd is ready for `events` or the deadline passes (FV_ENET).
- * POLLERR/POLLHUP count as ready: the next I/O call reports them. A
- * readable `wake` (if not -1) ends the wait first: FV_ECANCELED. */
-static int wait_fd(int fd, short events, int64_t deadline, int wake)
+int64_t fv_tls_now_ms(void) { return now_ms(); }
+
+/* POLLERR/POLLHUP count as ready: the next I/O call reports them. */
+int fv_tls_wait_fd(int fd, short events, int64_t deadline, int wake)
 {
     for (;;) {
         int64_t left = deadline - now_ms();
@@ -698,7 +700,7 @@ static int tcp_connect(const struct addrinfo *ai, int64_t deadline, int wake,
     /* After EINTR a non-blocking connect goes on in the background. */
     if (errno != EINPROGRESS && errno != EINTR)
         goto fail;
-    if ((*rc = wait_fd(fd, POLLOUT, deadline, wake)) != FV_OK)
+    if ((*rc = fv_tls_wait_fd(fd, POLLOUT, deadline, wake)) != FV_OK)
         goto fail;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
         goto fail;
@@ -718,11 +720,22 @@ int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
                         const unsigned char pin[FV_TLS_PIN_BYTES],
                         int timeout_ms, int wake)
 {
+    return fv_tls_connect_proxy(out, host, port, pin, timeout_ms, wake, NULL,
+                                NULL, 0);
+}
+
+int fv_tls_connect_proxy(fv_tls_conn **out, const char *host, const char *port,
+                         const unsigned char pin[FV_TLS_PIN_BYTES],
+                         int timeout_ms, int wake, const struct fv_proxy *proxy,
+                         char *why, size_t whycap)
+{
     struct addrinfo hints, *res = NULL, *ai;
     fv_tls_conn *c = NULL;
     int64_t deadline;
     int fd = -1, rc = FV_ENET, ret;
 
+    if (why && whycap)
+        why[0] = '\0';
     if (out == NULL)
         return FV_EINVAL;
     *out = NULL;
@@ -733,20 +746,39 @@ int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
     deadline = now_ms() + timeout_ms;
 
     /* Name resolution blocks and ignores the deadline: pass a numeric
-     * address where that matters. */
+     * address where that matters. Through a proxy only the proxy's own
+     * address is resolved here: the server's name goes to the proxy
+     * (socks5h, http) or is resolved by sync/proxy.c (socks5). */
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    if (getaddrinfo(host, port, &hints, &res) != 0)
-        return FV_ENET;
+    if (getaddrinfo(proxy ? proxy->host : host, proxy ? proxy->port : port,
+                    &hints, &res) != 0)
+        res = NULL;
     for (ai = res; ai != NULL && fd < 0 && rc != FV_ECANCELED &&
                    now_ms() < deadline;
          ai = ai->ai_next)
         fd = tcp_connect(ai, deadline, wake, &rc);
-    freeaddrinfo(res);
+    if (res)
+        freeaddrinfo(res);
+    if (fd < 0 && rc == FV_ECANCELED)
+        return rc;
+    if (fd < 0 && proxy) {
+        if (why && whycap)
+            snprintf(why, whycap, "cannot reach the proxy");
+        return FV_EPROXY;
+    }
     if (fd < 0)
-        return rc == FV_ECANCELED ? rc : FV_ENET;
+        return FV_ENET;
+    if (proxy) {
+        rc = fv_proxy_handshake(fd, proxy, host, port, deadline, wake, why,
+                                whycap);
+        if (rc != FV_OK) {
+            close(fd);
+            return rc;
+        }
+    }
 
     rc = conn_new(&c, fd, MBEDTLS_SSL_IS_CLIENT, NULL);
     if (rc != FV_OK)
@@ -761,7 +793,7 @@ int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
         rc = fv_tls_handshake(c);
         if (rc <= 0)
             break;
-        rc = wait_fd(c->fd, rc == FV_TLS_WANT_READ ? POLLIN : POLLOUT, deadline,
+        rc = fv_tls_wait_fd(c->fd, rc == FV_TLS_WANT_READ ? POLLIN : POLLOUT, deadline,
                      wake);
         if (rc != FV_OK)
             break;

@@ -15,6 +15,7 @@
 #define FV_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define FV_TLS_PIN_BYTES 32
 #define FV_TLS_BINDING_BYTES 32
@@ -66,6 +67,27 @@ int fv_tls_connect(fv_tls_conn **out, const char *host, const char *port,
 int fv_tls_connect_wake(fv_tls_conn **out, const char *host, const char *port,
                         const unsigned char pin[FV_TLS_PIN_BYTES],
                         int timeout_ms, int wake);
+
+/* fv_tls_connect_wake through a proxy (sync/proxy.h; NULL: none): the
+ * device connects only to the proxy, which opens the tunnel to host:port,
+ * then TLS runs through it as before. FV_EPROXY when the proxy cannot be
+ * reached, refuses or fails; FV_ENET when it says the server is out of
+ * reach. `why` (cap `whycap`, may be NULL) receives the proxy's part of a
+ * failure, without credentials. */
+struct fv_proxy;
+int fv_tls_connect_proxy(fv_tls_conn **out, const char *host, const char *port,
+                         const unsigned char pin[FV_TLS_PIN_BYTES],
+                         int timeout_ms, int wake, const struct fv_proxy *proxy,
+                         char *why, size_t whycap);
+
+/* The clock of the deadlines below: CLOCK_MONOTONIC, in milliseconds. */
+int64_t fv_tls_now_ms(void);
+
+/* Waits until fd is ready for `events` (POLLIN / POLLOUT) or `deadline`
+ * passes (FV_ENET). A readable `wake` (if not -1) ends the wait first:
+ * FV_ECANCELED. POLLERR/POLLHUP count as ready. For the plain socket I/O
+ * before TLS (sync/proxy.c). */
+int fv_tls_wait_fd(int fd, short events, int64_t deadline, int wake);
 
 /* Server side: advances the handshake. FV_OK when complete, FV_TLS_WANT_*,
  * or FV_ETLS. */

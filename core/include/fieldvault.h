@@ -59,7 +59,8 @@ enum fv_result {
     FV_EDENIED = -21,    /* refused: not enrolled, revoked, not allowed */
     FV_EINVITE = -22,    /* the invite is damaged, used or expired */
     FV_EINCOMPLETE = -23, /* an attachment has not fully arrived yet */
-    FV_ESERVER = -24      /* the server failed on its side (its disk full...); retry later */
+    FV_ESERVER = -24,     /* the server failed on its side (its disk full...); retry later */
+    FV_EPROXY = -25       /* the proxy cannot be reached, refused or failed */
 };
 
 /* The library's version string, FV_VERSION_STRING ("0.2.0"). Static

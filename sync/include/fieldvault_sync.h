@@ -35,10 +35,20 @@ typedef struct fv_sync_options {
      * Non-zero cancels (FV_ECANCELED); what was committed stays committed. */
     fv_progress_fn progress;
     void *progress_payload;
+    /* Appended in version 2. The proxy to reach the server through:
+     * "socks5h://[USER:PASS@]HOST:PORT" (Tor: socks5h://127.0.0.1:9050; the
+     * proxy resolves the server's name), "socks5://..." (this device
+     * resolves it), "http://[USER:PASS@]HOST:PORT" (HTTP CONNECT). The
+     * device then connects to nothing but the proxy. "none": connect
+     * directly. NULL: the vault's remembered proxy (fv_vault_set_proxy),
+     * if any. A malformed URL is FV_EINVAL; a proxy that cannot be reached,
+     * refuses or fails, FV_EPROXY; one that says the server is out of its
+     * reach, FV_ENET. */
+    const char *proxy;
 } fv_sync_options;
 
-#define FV_SYNC_OPTIONS_VERSION 1
-#define FV_SYNC_OPTIONS_INIT {FV_SYNC_OPTIONS_VERSION, 0, 0, 0, 0}
+#define FV_SYNC_OPTIONS_VERSION 2
+#define FV_SYNC_OPTIONS_INIT {FV_SYNC_OPTIONS_VERSION, 0, 0, 0, 0, 0}
 
 typedef struct fv_sync_result {
     uint64_t pushed;         /* envelopes delivered (receipts committed) */
@@ -60,9 +70,20 @@ typedef struct fv_sync_result {
     uint64_t refused;
 } fv_sync_result;
 
+/* Remembers in vault `v` the proxy its connections go through when the
+ * options name none (see fv_sync_options.proxy); NULL or "none" forgets
+ * it. Stored sealed (it may hold a password). FV_EINVAL for a malformed
+ * URL (the message says why, without the credentials). */
+FV_API int fv_vault_set_proxy(fv_vault *v, const char *url);
+
+/* The vault's remembered proxy, as it may be shown: "socks5h://HOST:PORT",
+ * without its credentials. *url is malloc'd (free() it), NULL when none is
+ * set; *has_credentials (may be NULL) is 1 when it holds USER:PASS. */
+FV_API int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials);
+
 /* Pushes every envelope the server has not acknowledged and pulls what is
  * new for this device. FV_ENOTFOUND if the vault is not enrolled; FV_ENET,
- * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED. FV_EBUSY, before
+ * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED, FV_EPROXY. FV_EBUSY, before
  * connecting, while another sync, enroll or org request of the same vault
  * directory runs (any process or handle: a flock on DIR/sync.lock). */
 FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
