@@ -271,7 +271,7 @@ static const struct {
      "a CA issue a certificate for it. server cert installs the chain the CA\n"
      "returned (PEM, leaf first); its leaf must be for the pinned key (exit\n"
      "14 if not, nothing changed), so devices keep their pin. A running\n"
-     "server presents it within the hour, or at its next start.\n"
+     "server presents it to new connections within 2 seconds.\n"
      "\n"
      "server invite makes another invite from the server's own directory,\n"
      "for instance when the admin invite was lost; it may run while the\n"

@@ -42,6 +42,7 @@
 #define DRAIN_BYTES (256u << 10) /* read and dropped per turn while closing */
 #define LINGER_MS 2000           /* closing: how long input is still dropped */
 #define CERT_CHECK_MS (3600 * 1000) /* the certificate's renewal is checked */
+#define CERT_STAT_MS 2000           /* ... and its file looked at for a change */
 
 /* fv_server_options.stop may be set from a signal handler only if this is
  * lock-free. */
@@ -446,7 +447,8 @@ struct server {
     struct pollfd *pfds;
     unsigned long next_id;
     int64_t accept_resume;
-    int64_t cert_check;     /* when to look at the certificate again */
+    int64_t cert_check;     /* when to check the renewal again */
+    int64_t cert_stat;      /* when to look for a changed file again */
     struct stat cert_sb;    /* the certificate file as last loaded */
     char *cert_host;        /* for a renewal that needs a new name */
 };
@@ -803,22 +805,17 @@ done:
     return rc;
 }
 
-/* Re-issues the self-signed certificate when it nears its end, and makes
- * the listener present a certificate whose file changed (renewed here, or
- * installed by `server cert` while the server runs). Failures are logged;
- * the certificate in use stays. */
-static void cert_tick(struct server *S, const struct paths *p, int64_t now)
+/* Makes the listener present the certificate file when it changed
+ * (renewed by cert_tick, or installed by `server cert` while the server
+ * runs): one stat() every CERT_STAT_MS. A file that fails to load is
+ * logged, the certificate in use stays, and it is not retried until it
+ * changes again. */
+static void cert_reload(struct server *S, const struct paths *p, int64_t now)
 {
     struct stat sb;
-    int renewed = 0, rc;
+    int rc;
 
-    S->cert_check = now + CERT_CHECK_MS;
-    rc = fv_tls_cert_renew(p->key, p->crt, S->cert_host, (int64_t)time(NULL),
-                           &renewed);
-    if (rc)
-        slog(S, "cannot renew the certificate: %s", fv_strerror(rc));
-    else if (renewed)
-        slog(S, "certificate renewed (same key)");
+    S->cert_stat = now + CERT_STAT_MS;
     if (!S->tls || stat(p->crt, &sb) != 0)
         return;
     if (sb.st_ino == S->cert_sb.st_ino && sb.st_size == S->cert_sb.st_size &&
@@ -829,7 +826,23 @@ static void cert_tick(struct server *S, const struct paths *p, int64_t now)
         slog(S, "cannot load the new certificate: %s", fv_strerror(rc));
     else
         slog(S, "certificate loaded");
-    S->cert_sb = sb; /* a bad file is not retried until it changes again */
+    S->cert_sb = sb;
+}
+
+/* Re-issues the self-signed certificate when it nears its end (hourly).
+ * A failure is logged; the certificate in use stays. */
+static void cert_tick(struct server *S, const struct paths *p, int64_t now)
+{
+    int renewed = 0;
+    int rc = fv_tls_cert_renew(p->key, p->crt, S->cert_host,
+                               (int64_t)time(NULL), &renewed);
+
+    S->cert_check = now + CERT_CHECK_MS;
+    if (rc)
+        slog(S, "cannot renew the certificate: %s", fv_strerror(rc));
+    else if (renewed)
+        slog(S, "certificate renewed (same key)");
+    cert_reload(S, p, now);
 }
 
 int fv_server_run(const char *dir, const fv_server_options *opts)
@@ -929,6 +942,8 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         S.env.now = (int64_t)time(NULL);
         if (now >= S.cert_check)
             cert_tick(&S, &p, now);
+        else if (now >= S.cert_stat)
+            cert_reload(&S, &p, now);
         for (i = 0; i < n; i++) {
             struct sconn *c = S.conns[i];
             if (S.pfds[i + 1].revents || conn_ready(c))

@@ -56,8 +56,9 @@ int fv_server_csr(const char *dir, const char *hostname, char **pem);
 /* Installs the certificate chain in the file at `chain_path` (PEM, leaf
  * first) as the server's certificate. The leaf must be for the server's
  * pinned key: FV_EPIN if not (nothing is changed), FV_ECORRUPT if a
- * certificate does not parse. A running server presents it within an hour
- * (at once on its next start). A CA's certificate is never re-issued by
+ * certificate does not parse. A running server presents it to new
+ * connections within 2 seconds (fv_server_run looks at the file's inode,
+ * size and mtime). A CA's certificate is never re-issued by
  * the server: renewing it is the operator's task. */
 int fv_server_cert_install(const char *dir, const char *chain_path);
 

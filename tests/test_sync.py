@@ -2502,6 +2502,11 @@ class TestOrdinaryService(SyncTest):
         from cryptography.hazmat.primitives.asymmetric import ec
         sdir, pin, admin = self.server_init()
         crt_path = os.path.join(sdir, "tls.crt")
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.add(c, "before the CA's certificate")
+        self.settle(c)
         csr_pem = self.fv("server", "csr", "--data", sdir, "--hostname",
                           "vault.example.org").stdout
         csr = x509.load_pem_x509_csr(csr_pem)
@@ -2529,26 +2534,32 @@ class TestOrdinaryService(SyncTest):
         with open(crt_path, "rb") as f:
             self.assertEqual(f.read(), before)
 
-        # The CA's certificate for the pinned key: installed, served, and
-        # valid for an ordinary client that trusts the CA; devices, which
-        # check only the pin, enroll and sync as before.
+        # The CA's certificate for the pinned key: installed while the
+        # server runs, presented within seconds, valid for an ordinary
+        # client that trusts the CA; devices, which check only the pin,
+        # sync as before.
         self.write("chain.pem", self.ca_sign(ca, csr.public_key(),
                                              "vault.example.org")
                    + b"# a comment the server does not keep\n")
+        mark = srv.mark()
         self.fv("server", "cert", "--data", sdir, self.path("chain.pem"))
         with open(crt_path, "rb") as f:
             installed = f.read()
         self.assertEqual(installed.count(b"-----BEGIN CERTIFICATE-----"), 2)
         self.assertNotIn(b"comment", installed)
-        srv = self.start_server(sdir)
+        self.assertIsNotNone(srv.wait_for(re.compile("certificate loaded"),
+                                          timeout=20, start=mark))
         s = self.handshake(srv.port, cafile=ca_pem)
         self.assertEqual(s.getpeercert()["subject"],
                          ((("commonName", "vault.example.org"),),))
         s.close()
-        c = self.make_vault("C")
-        self.jv(c, "enroll", admin, "--server", srv.address)
         self.add(c, "through a CA's certificate")
         self.settle(c)
+        # At the next start too.
+        srv.stop()
+        srv = self.start_server(sdir)
+        self.handshake(srv.port, cafile=ca_pem).close()
+        self.settle(c, "--server", srv.address)
         # serve never replaces a CA's certificate with its own.
         with open(crt_path, "rb") as f:
             self.assertEqual(f.read(), installed)
