@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "fieldvault_sync.h"
 #include "server.h"
+#include "tls.h"
 
 #define TTL_HOURS_DEFAULT (7 * 24)
 #define TTL_HOURS_MAX (30 * 24)
@@ -274,9 +275,11 @@ static int server_init(cli *c)
 {
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"listen", OPT_ONE, NULL, 0},
+                      {"hostname", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     unsigned char pin[32];
     char *invite = NULL;
+    const char *hostname;
     const char *dir;
     int rc;
 
@@ -289,7 +292,15 @@ static int server_init(cli *c)
         rc = CLI_USAGE;
         goto cleanup;
     }
-    int r = fv_server_init(dir, opts[1].values[0], pin, &invite);
+    hostname = opts[2].count ? opts[2].values[0] : NULL;
+    if (hostname && !fv_tls_hostname_ok(hostname)) {
+        cli_error("server init: bad --hostname '%s' (want a DNS name such as "
+                  "mail.example.org)", hostname);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    int r = fv_server_init_named(dir, opts[1].values[0], hostname, pin,
+                                 &invite);
     if (r != FV_OK) {
         invite = NULL;
         if (r == FV_EINVAL)
@@ -453,13 +464,98 @@ cleanup:
     return rc;
 }
 
+/* ---- server csr, server cert ------------------------------------------------ */
+
+static int server_csr(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"hostname", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    char *pem = NULL;
+    const char *dir, *hostname;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
+        (rc = check_data(&opts[0], &dir)) != 0)
+        goto cleanup;
+    hostname = opts[1].count ? opts[1].values[0] : NULL;
+    if (hostname && !fv_tls_hostname_ok(hostname)) {
+        cli_error("server csr: bad --hostname '%s' (want a DNS name such as "
+                  "mail.example.org)", hostname);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    int r = fv_server_csr(dir, hostname, &pem);
+    if (r != FV_OK) {
+        cli_error("cannot make a certificate request: %s",
+                  r == FV_ENOTFOUND ? "no server there"
+                  : r == FV_EINVAL ? "the certificate names no host: give "
+                                     "--hostname"
+                                   : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "csr");
+        json_strz(stdout, pem);
+        fputs("}\n", stdout);
+    } else {
+        fputs(pem, stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    free(pem);
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int server_cert(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    const char *dir;
+    int rc;
+
+    if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
+        (rc = check_data(&opts[0], &dir)) != 0)
+        goto cleanup;
+    int r = fv_server_cert_install(dir, c->pos[0]);
+    if (r != FV_OK) {
+        cli_error("cannot install the certificate: %s",
+                  r == FV_EPIN ? "it is not for the server's key (devices "
+                                 "pin that key: have the CA sign the request "
+                                 "from 'fieldvault server csr')"
+                  : r == FV_ECORRUPT ? "not a PEM certificate chain"
+                  : r == FV_ENOTFOUND ? "no server there"
+                                      : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "installed");
+        json_strz(stdout, c->pos[0]);
+        fputs("}\n", stdout);
+    } else {
+        fputs("installed certificate ", stdout);
+        text_puts(stdout, c->pos[0]);
+        fputs(" (same key: devices keep their pin)\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
 int cmd_server(cli *c)
 {
     static const subcommand subs[] = {{"init", server_init},
                                       {"invite", server_invite},
                                       {"import", server_import},
+                                      {"csr", server_csr},
+                                      {"cert", server_cert},
                                       {NULL, NULL}};
-    return run_subcommand(c, subs, "init, invite or import");
+    return run_subcommand(c, subs, "init, invite, import, csr or cert");
 }
 
 /* ---- serve ------------------------------------------------------------------ */

@@ -18,9 +18,48 @@ void fv_out_free(fv_out *o)
     memset(o, 0, sizeof *o);
 }
 
+/* Makes room for `add` more bytes after o->len. */
+static int out_reserve(fv_out *o, size_t add)
+{
+    size_t need = o->len + add;
+    /* Reclaim the sent prefix only when it is worth a copy: when it is half
+     * the queue, or when the buffer would have to grow. */
+    if (o->start > 0 && (need > o->cap || o->start >= o->len / 2)) {
+        memmove(o->buf, o->buf + o->start, o->len - o->start);
+        o->len -= o->start;
+        o->start = 0;
+        need = o->len + add;
+    }
+    if (need > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        unsigned char *p;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(o->buf, cap);
+        if (!p)
+            return FV_ENOMEM;
+        o->buf = p;
+        o->cap = cap;
+    }
+    return FV_OK;
+}
+
+int fv_out_raw(fv_out *o, const void *p, size_t n)
+{
+    if (n > FV_FRAME_MAX)
+        return FV_ELIMIT;
+    if (n == 0)
+        return FV_OK;
+    if (out_reserve(o, n) != FV_OK)
+        return FV_ENOMEM;
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    return FV_OK;
+}
+
 int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
 {
-    size_t n, need;
+    size_t n;
     if (e->err) {
         fv_enc_dispose(e);
         return FV_ENOMEM;
@@ -30,27 +69,9 @@ int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
         fv_enc_dispose(e);
         return FV_ELIMIT;
     }
-    need = o->len + 4 + n;
-    /* Reclaim the sent prefix only when it is worth a copy: when it is half
-     * the queue, or when the buffer would have to grow. */
-    if (o->start > 0 && (need > o->cap || o->start >= o->len / 2)) {
-        memmove(o->buf, o->buf + o->start, o->len - o->start);
-        o->len -= o->start;
-        o->start = 0;
-        need = o->len + 4 + n;
-    }
-    if (need > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        unsigned char *p;
-        while (cap < need)
-            cap *= 2;
-        p = realloc(o->buf, cap);
-        if (!p) {
-            fv_enc_dispose(e);
-            return FV_ENOMEM;
-        }
-        o->buf = p;
-        o->cap = cap;
+    if (out_reserve(o, 4 + n) != FV_OK) {
+        fv_enc_dispose(e);
+        return FV_ENOMEM;
     }
     o->buf[o->len] = (unsigned char)(n >> 24);
     o->buf[o->len + 1] = (unsigned char)(n >> 16);

@@ -86,6 +86,9 @@ int fv_out_frame(fv_out *o, fv_enc *e);
 /* Appends one frame made of the writer's bytes followed by `tail` (copied
  * once, straight into the queue). */
 int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len);
+/* Appends bytes as they are, outside any frame (the server's answer to an
+ * HTTP probe). FV_ENOMEM, FV_ELIMIT over FV_FRAME_MAX. */
+int fv_out_raw(fv_out *o, const void *p, size_t n);
 const unsigned char *fv_out_pending(const fv_out *o, size_t *len);
 void fv_out_ack(fv_out *o, size_t n);
 size_t fv_out_size(const fv_out *o); /* bytes not yet sent */

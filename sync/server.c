@@ -51,6 +51,8 @@
 #define ACCEPTS_PER_WAKE 64
 #define DRAIN_BYTES (256u << 10) /* read and dropped per turn while closing */
 #define LINGER_MS 2000           /* closing: how long input is still dropped */
+#define CERT_CHECK_MS (3600 * 1000) /* the certificate's renewal is checked */
+#define CERT_STAT_MS 2000           /* ... and its file looked at for a change */
 
 /* fv_server_options.stop may be set from a signal handler only if this is
  * lock-free. */
@@ -181,8 +183,24 @@ static int paths_make(struct paths *p, const char *dir)
 
 /* ---- init ------------------------------------------------------------- */
 
+/* The host name for the certificate: the operator's, else the host of
+ * `listen` when it is a name (not an address), else NULL (tls.c's default). */
+static const char *cert_hostname(const char *hostname, const char *host)
+{
+    if (hostname)
+        return hostname;
+    return fv_tls_hostname_ok(host) ? host : NULL;
+}
+
 int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
                    char **admin_invite)
+{
+    return fv_server_init_named(dir, listen, NULL, pin, admin_invite);
+}
+
+int fv_server_init_named(const char *dir, const char *listen,
+                         const char *hostname, unsigned char pin[32],
+                         char **admin_invite)
 {
     char host[256], port[6];
     unsigned char epoch[FV_EPOCH_BYTES], pk[FV_SIGN_PK_BYTES];
@@ -197,7 +215,8 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
     if (admin_invite)
         *admin_invite = NULL;
     if (!dir || !*dir || !pin || !admin_invite ||
-        parse_addr(listen, host, port) || strlen(listen) > 255)
+        parse_addr(listen, host, port) || strlen(listen) > 255 ||
+        (hostname && !fv_tls_hostname_ok(hostname)))
         return FV_EINVAL;
     if (fv_crypto_init() != FV_OK)
         return FV_ECRYPTO;
@@ -226,7 +245,8 @@ int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
         goto done;
     }
 
-    if ((rc = fv_tls_identity_create(p.key, p.crt, pin)))
+    if ((rc = fv_tls_identity_create_named(p.key, p.crt,
+                                           cert_hostname(hostname, host), pin)))
         goto done;
     made_tls = 1;
     fv_sign_keypair(pk, sk);
@@ -365,6 +385,44 @@ done:
     return rc;
 }
 
+int fv_server_csr(const char *dir, const char *hostname, char **pem)
+{
+    char listen[256];
+    struct paths p;
+    fv_sstore *st = NULL;
+    int rc;
+
+    if (pem)
+        *pem = NULL;
+    if (!dir || !pem || (hostname && !fv_tls_hostname_ok(hostname)))
+        return FV_EINVAL;
+    if ((rc = paths_make(&p, dir)))
+        return rc;
+    if (!(rc = open_server_store(&st, dir, &p, listen)))
+        rc = fv_tls_csr(p.key, p.crt, hostname, pem);
+    fv_sstore_close(st);
+    paths_free(&p);
+    return rc;
+}
+
+int fv_server_cert_install(const char *dir, const char *chain_path)
+{
+    char listen[256];
+    struct paths p;
+    fv_sstore *st = NULL;
+    int rc;
+
+    if (!dir || !chain_path)
+        return FV_EINVAL;
+    if ((rc = paths_make(&p, dir)))
+        return rc;
+    if (!(rc = open_server_store(&st, dir, &p, listen)))
+        rc = fv_tls_cert_install(p.key, p.crt, chain_path);
+    fv_sstore_close(st);
+    paths_free(&p);
+    return rc;
+}
+
 /* ---- the event loop --------------------------------------------------- */
 
 enum phase { PH_HANDSHAKE, PH_OPEN };
@@ -421,6 +479,10 @@ struct server {
     struct pollfd *pfds;
     unsigned long next_id;
     int64_t accept_resume;
+    int64_t cert_check;     /* when to check the renewal again */
+    int64_t cert_stat;      /* when to look for a changed file again */
+    struct stat cert_sb;    /* the certificate file as last loaded */
+    char *cert_host;        /* for a renewal that needs a new name */
 };
 
 static void default_log(const char *line, void *payload)
@@ -1096,6 +1158,46 @@ done:
     return rc;
 }
 
+/* Makes the listener present the certificate file when it changed
+ * (renewed by cert_tick, or installed by `server cert` while the server
+ * runs): one stat() every CERT_STAT_MS. A file that fails to load is
+ * logged, the certificate in use stays, and it is not retried until it
+ * changes again. */
+static void cert_reload(struct server *S, const struct paths *p, int64_t now)
+{
+    struct stat sb;
+    int rc;
+
+    S->cert_stat = now + CERT_STAT_MS;
+    if (!S->tls || stat(p->crt, &sb) != 0)
+        return;
+    if (sb.st_ino == S->cert_sb.st_ino && sb.st_size == S->cert_sb.st_size &&
+        sb.st_mtim.tv_sec == S->cert_sb.st_mtim.tv_sec &&
+        sb.st_mtim.tv_nsec == S->cert_sb.st_mtim.tv_nsec)
+        return;
+    if ((rc = fv_tls_server_reload(S->tls, p->key, p->crt)))
+        slog(S, "cannot load the new certificate: %s", fv_strerror(rc));
+    else
+        slog(S, "certificate loaded");
+    S->cert_sb = sb;
+}
+
+/* Re-issues the self-signed certificate when it nears its end (hourly).
+ * A failure is logged; the certificate in use stays. */
+static void cert_tick(struct server *S, const struct paths *p, int64_t now)
+{
+    int renewed = 0;
+    int rc = fv_tls_cert_renew(p->key, p->crt, S->cert_host,
+                               (int64_t)time(NULL), &renewed);
+
+    S->cert_check = now + CERT_CHECK_MS;
+    if (rc)
+        slog(S, "cannot renew the certificate: %s", fv_strerror(rc));
+    else if (renewed)
+        slog(S, "certificate renewed (same key)");
+    cert_reload(S, p, now);
+}
+
 int fv_server_run(const char *dir, const fv_server_options *opts)
 {
     fv_server_options defaults = FV_SERVER_OPTIONS_INIT;
@@ -1166,6 +1268,15 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     if (S.pre_per_addr > S.per_addr)
         S.pre_per_addr = S.per_addr;
     S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    {
+        char shost[256], sport[6];
+        /* The name devices were sent to (the address given at init). */
+        if (!parse_addr(stored, shost, sport) && fv_tls_hostname_ok(shost))
+            S.cert_host = strdup(shost);
+    }
+    cert_tick(&S, &p, mono_ms());
+    if (stat(p.crt, &S.cert_sb) != 0)
+        memset(&S.cert_sb, 0, sizeof S.cert_sb);
     if ((rc = fv_tls_listen(&S.tls, host, port, p.key, p.crt))) {
         slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
         goto done;
@@ -1205,6 +1316,10 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         }
         now = mono_ms();
         S.env.now = (int64_t)time(NULL);
+        if (now >= S.cert_check)
+            cert_tick(&S, &p, now);
+        else if (now >= S.cert_stat)
+            cert_reload(&S, &p, now);
         for (i = 0; i < n; i++) {
             struct sconn *c = S.conns[i];
             if (!c->dead && (S.pfds[i + 1].revents || conn_ready(c))) {
@@ -1245,6 +1360,7 @@ done:
     fv_sstore_close(S.st);
     free(S.conns);
     free(S.pfds);
+    free(S.cert_host);
     paths_free(&p);
     return rc;
 }

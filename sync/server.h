@@ -2,7 +2,10 @@
  * server.h - the FieldVault sync server: its directory and its event loop.
  *
  * A server directory (mode 0700) holds:
- *   tls.key, tls.crt   the TLS identity (ECDSA P-256; devices pin its key)
+ *   tls.key, tls.crt   the TLS identity (ECDSA P-256; devices pin its key).
+ *                      tls.crt is self-signed and re-issued by the server
+ *                      (same key) 30 days before it ends, unless the
+ *                      operator installed one from a CA
  *   receipt.key        the Ed25519 key that signs receipts (64 raw bytes, 0600)
  *   server.db          envelopes (ciphertext), devices' public keys, invite
  *                      token hashes, the index of attachment chunks, and
@@ -36,6 +39,28 @@
  * FV_ENOSPC, FV_ENOMEM. Any thread. */
 int fv_server_init(const char *dir, const char *listen, unsigned char pin[32],
                    char **admin_invite);
+
+/* fv_server_init with the host name of the TLS certificate (subject CN and
+ * subjectAltName): `hostname` if not NULL (FV_EINVAL unless it is a DNS
+ * host name), else the host of `listen` when it is a name, else the
+ * machine's host name, else "localhost.localdomain". */
+int fv_server_init_named(const char *dir, const char *listen,
+                         const char *hostname, unsigned char pin[32],
+                         char **admin_invite);
+
+/* A certificate signing request (PEM, malloc'd into *pem) for the server's
+ * pinned TLS key, for `hostname` (NULL: the name in the current
+ * certificate), to send to a CA. */
+int fv_server_csr(const char *dir, const char *hostname, char **pem);
+
+/* Installs the certificate chain in the file at `chain_path` (PEM, leaf
+ * first) as the server's certificate. The leaf must be for the server's
+ * pinned key: FV_EPIN if not (nothing is changed), FV_ECORRUPT if a
+ * certificate does not parse. A running server presents it to new
+ * connections within 2 seconds (fv_server_run looks at the file's inode,
+ * size and mtime). A CA's certificate is never re-issued by
+ * the server: renewing it is the operator's task. */
+int fv_server_cert_install(const char *dir, const char *chain_path);
 
 /* Makes another invite in the server at `dir` (for instance when the admin
  * invite was lost or expired): role 1 (field) or 2 (coordinator), valid

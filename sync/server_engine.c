@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "civil.h"
 #include "crypto.h"
 #include "envelope.h"
 #include "fieldvault.h"
@@ -111,6 +113,11 @@ struct fv_srv_conn {
     unsigned char get_hash[FV_PROTO_MAX_GET][32];
     /* For the log line at the end. */
     uint64_t put_count, put_bytes, get_count, get_bytes;
+    /* An HTTP probe: its request head so far (NULL unless one came).
+     * http_started once a byte was taken as the start of a frame. */
+    unsigned char *http;
+    size_t http_len;
+    int http_started;
 };
 
 struct chunk_pend {
@@ -401,6 +408,7 @@ void fv_srv_conn_free(fv_srv_conn *c)
              short_hex(hex, c->dev.pk), c->put_count, c->put_bytes,
              c->get_count, c->get_bytes);
     free(c->pend);
+    free(c->http);
     fv_framer_free(&c->in);
     fv_out_free(&c->out);
     free(c);
@@ -1618,6 +1626,133 @@ static void handle_frame(fv_srv_conn *c, const unsigned char *p, size_t n)
     }
 }
 
+/* ---- HTTP probes -------------------------------------------------------
+ *
+ * A censor's prober that completes the handshake and speaks HTTP/1.1 gets
+ * what a web server with nothing at that address answers, not a protocol
+ * ERROR. It cannot be a frame: a connection's first frame is HELLO, whose
+ * length (at most FV_SRV_PREAUTH_FRAME_MAX) starts 00 00, and no length of
+ * any frame (at most FV_FRAME_MAX = 00 10 00 00) starts with a byte from
+ * 'A' (0x41) to 'Z', which every HTTP method does. The head is read up to
+ * its blank line (at most FV_SRV_HTTP_MAX bytes), then answered: 404 for a
+ * well-formed request, 400 for anything else, as nginx does; the body is
+ * nginx's error page without its signature line, and there is no Server
+ * header (docs/PROTOCOL.md, "HTTP probes"). Nothing of the request is
+ * logged or echoed. */
+
+static const char *const wdays[] = {"Thu", "Fri", "Sat", "Sun",
+                                    "Mon", "Tue", "Wed"};
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* 1 if the head holds a request line "METHOD SP /target SP HTTP/1.x" (and,
+ * for HTTP/1.1, a Host header), as a server would take it. */
+static int http_well_formed(const char *h, size_t n)
+{
+    size_t i = 0, j;
+    const char *line_end = memchr(h, '\n', n);
+    size_t ll;
+
+    if (!line_end)
+        return 0;
+    ll = (size_t)(line_end - h);
+    if (ll > 0 && h[ll - 1] == '\r')
+        ll--;
+    while (i < ll && h[i] >= 'A' && h[i] <= 'Z')
+        i++;
+    if (i == 0 || i >= ll || h[i] != ' ')
+        return 0;
+    j = ++i;
+    while (i < ll && h[i] > ' ' && h[i] < 0x7f)
+        i++;
+    if (i == j || i >= ll || h[i] != ' ' || (h[j] != '/' && h[j] != '*'))
+        return 0;
+    i++;
+    if (ll - i != 8 || memcmp(h + i, "HTTP/1.", 7) != 0 ||
+        (h[i + 7] != '0' && h[i + 7] != '1'))
+        return 0;
+    if (h[i + 7] == '0')
+        return 1;
+    for (const char *q = line_end + 1; q < h + n;) {
+        const char *e = memchr(q, '\n', (size_t)(h + n - q));
+        if (!e)
+            break;
+        if ((size_t)(e - q) >= 5 && strncasecmp(q, "host:", 5) == 0)
+            return 1;
+        q = e + 1;
+    }
+    return 0;
+}
+
+static void http_answer(fv_srv_conn *c, int complete)
+{
+    static const char page[] =
+        "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+        "<center><h1>%d %s</h1></center>\r\n</body>\r\n</html>\r\n";
+    char body[256], head[512];
+    const char *h = (const char *)c->http;
+    int ok = complete && http_well_formed(h, c->http_len);
+    int code = ok ? 404 : 400;
+    const char *reason = ok ? "Not Found" : "Bad Request";
+    int is_head = ok && c->http_len > 5 && memcmp(h, "HEAD ", 5) == 0;
+    int64_t now = c->srv->env->now;
+    int64_t days = now >= 0 ? now / 86400 : (now - 86399) / 86400;
+    fv_civil t;
+    int bn, hn;
+
+    fv_civil_from_unix(&t, now);
+    bn = snprintf(body, sizeof body, page, code, reason, code, reason);
+    hn = snprintf(head, sizeof head,
+                  "HTTP/1.1 %d %s\r\n"
+                  "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n"
+                  "Content-Type: text/html\r\n"
+                  "Content-Length: %d\r\n"
+                  "Connection: close\r\n\r\n",
+                  code, reason, wdays[((days % 7) + 7) % 7], t.day,
+                  months[t.month - 1], (int)(t.year % 10000), t.hour, t.min,
+                  t.sec, bn);
+    slog(c, "not the sync protocol: answered as a web server (%d)", code);
+    c->perr = FV_PERR_MALFORMED; /* closes as after an ERROR: lingering */
+    if (fv_out_raw(&c->out, head, (size_t)hn) != FV_OK ||
+        (!is_head && fv_out_raw(&c->out, body, (size_t)bn) != FV_OK)) {
+        c->state = FV_SRV_FAILED;
+        return;
+    }
+    c->state = FV_SRV_CLOSING;
+}
+
+/* Takes bytes of an HTTP request head; answers once it is whole, or too
+ * long, or cannot be one. Returns how many it took. */
+static size_t http_feed(fv_srv_conn *c, const unsigned char *p, size_t n)
+{
+    size_t take = 0;
+
+    if (!c->http && !(c->http = malloc(FV_SRV_HTTP_MAX))) {
+        c->state = FV_SRV_FAILED;
+        return n;
+    }
+    while (take < n && c->http_len < FV_SRV_HTTP_MAX) {
+        unsigned char b = p[take++];
+        size_t k = c->http_len;
+        c->http[c->http_len++] = b;
+        /* A control byte other than CR, LF or TAB is no HTTP head. */
+        if (b < 0x20 && b != '\r' && b != '\n' && b != '\t') {
+            http_answer(c, 0);
+            return take;
+        }
+        /* The blank line ending the head: CRLF CRLF, or bare LF LF as
+         * servers also accept. */
+        if (b == '\n' && ((k >= 1 && c->http[k - 1] == '\n') ||
+                          (k >= 3 && !memcmp(c->http + k - 3, "\r\n\r", 3)))) {
+            http_answer(c, 1);
+            return take;
+        }
+    }
+    if (c->http_len == FV_SRV_HTTP_MAX)
+        http_answer(c, 0);
+    return take;
+}
+
 static size_t conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
 
 size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
@@ -1643,6 +1778,12 @@ static size_t conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n)
         const unsigned char *frame;
         size_t frame_len, k;
         int err;
+
+        if (c->http || (!c->http_started && p[used] >= 'A' && p[used] <= 'Z')) {
+            used += http_feed(c, p + used, n - used);
+            break;
+        }
+        c->http_started = 1;
 
         /* Check the length before the framer sizes its buffer for it: a
          * peer that has not authenticated gets only HELLO-sized frames. */

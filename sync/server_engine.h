@@ -44,6 +44,8 @@
                                        ENTRIES frame, below this */
 #define FV_SRV_ENTRIES_BYTES (900u << 10) /* envelope bytes per ENTRIES frame */
 #define FV_SRV_PREAUTH_FRAME_MAX 4096 /* a HELLO is far smaller */
+#define FV_SRV_HTTP_MAX 8192 /* an HTTP probe's request head, answered 400
+                                beyond (nginx's default large buffer) */
 #define FV_SRV_CONFIG_VERSION 1
 #define FV_SRV_CHUNK_BATCH (8u << 20) /* chunk bytes written per durable batch */
 #define FV_SRV_CHUNK_PENDING 1024    /* chunks per batch at most */
@@ -181,7 +183,9 @@ const unsigned char *fv_srv_conn_device(const fv_srv_conn *c);
  * read (as allocated, which grows with the bytes that arrived) and the
  * output not yet sent. What an event loop counts against its budgets. */
 size_t fv_srv_conn_buffered(const fv_srv_conn *c);
-/* The protocol error sent to the peer (enum fv_proto_error), or 0. */
+/* The protocol error sent to the peer (enum fv_proto_error), or 0. An
+ * HTTP probe's answer (the first bytes looked like an HTTP request: a
+ * 404 or 400 response, then closing) counts as FV_PERR_MALFORMED. */
 int fv_srv_conn_error(const fv_srv_conn *c);
 
 #endif

@@ -40,11 +40,15 @@
 
 #include <mbedtls/bignum.h>
 #include <mbedtls/ecp.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/net_sockets.h> /* only for the MBEDTLS_ERR_NET_* codes */
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
 
+#include "civil.h"
 #include "crypto.h"
 #include "fileio.h"
 #include "fieldvault.h"
@@ -62,27 +66,41 @@
 #define FV_TLS_KEY_PEM_MAX 1024     /* a P-256 key in PEM is ~230 bytes */
 #define FV_TLS_CRT_PEM_MAX 4096     /* our certificate in PEM is ~600 bytes */
 #define FV_TLS_BACKLOG 128
-/* Generic on purpose: the certificate crosses the network in clear in TLS
- * 1.2, and a distinctive name would let a watcher spot FieldVault traffic.
- * Devices never read it; they pin the key. */
-#define FV_TLS_SUBJECT "CN=localhost"
+/* The certificate crosses the network in clear in TLS 1.2: it must look
+ * like any self-signed one (a host name, dates like an ordinary issuer's),
+ * never like FieldVault. Devices never read it; they pin the key. The
+ * generic name is used only when neither the operator nor the machine
+ * gives one. */
+#define FV_TLS_GENERIC_HOST "localhost.localdomain"
+#define FV_TLS_VALID_DAYS 365            /* `openssl req -x509 -days 365` */
+#define FV_TLS_BACKDATE_MAX (2 * 86400)  /* not_before: 1 h to 2 days ago */
+#define FV_TLS_LEGACY_DAYS 398           /* longer: made by an older build */
+#define FV_TLS_RENEW_LEFT (30 * 86400)   /* re-issued with this much left */
 
 static const char binding_label[] = "FieldVault channel binding v1";
 #define FV_TLS_LABEL_BYTES (sizeof binding_label - 1)
 
 /* mbedtls keeps pointers to these lists: they must outlive every config. */
+/* The ECDSA suites of Mozilla's "intermediate" TLS 1.2 configuration, in
+ * its order: what an ordinary nginx with an EC certificate offers. */
 static const int tls_ciphersuites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     0,
 };
 
+/* X25519, P-256, P-384: OpenSSL's default groups that mbedtls has. */
 static const mbedtls_ecp_group_id tls_curves[] = {
     MBEDTLS_ECP_DP_CURVE25519,
     MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1,
     MBEDTLS_ECP_DP_NONE,
 };
+
+/* Both ends offer HTTP/1.1 by ALPN, as a web server and its client would.
+ * Like nginx, the server refuses a client that offers ALPN without it. */
+static const char *tls_alpn[] = {"http/1.1", NULL};
 
 struct tls_identity {
     atomic_int refs;
@@ -281,37 +299,132 @@ static int is_p256_key(const mbedtls_pk_context *pk)
 
 /* ---- identity ----------------------------------------------------------- */
 
-int fv_tls_identity_create(const char *key_path, const char *cert_path,
-                           unsigned char pin[FV_TLS_PIN_BYTES])
+int fv_tls_hostname_ok(const char *name)
 {
-    mbedtls_pk_context key;
+    size_t len, label = 0;
+    int digits = 1; /* the label so far is all digits */
+
+    if (name == NULL || (len = strlen(name)) == 0 || len > FV_TLS_HOSTNAME_MAX)
+        return 0;
+    /* Letters, digits, '-' and '.', labels of 1 to 63 that neither start nor
+     * end with '-'. This also keeps ',' and '=' out of the subject string
+     * mbedtls parses ("CN=..."), so a name cannot add attributes. */
+    for (size_t i = 0; i <= len; i++) {
+        char ch = name[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || name[i - 1] == '-')
+                return 0;
+            /* No top-level label is all digits: that is an IPv4 address. */
+            if (ch == '\0' && digits)
+                return 0;
+            label = 0;
+            digits = 1;
+            continue;
+        }
+        if (ch < '0' || ch > '9')
+            digits = 0;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '-'))
+            return 0;
+        if (label == 0 && ch == '-')
+            return 0;
+        if (++label > 63)
+            return 0;
+    }
+    return 1;
+}
+
+/* The machine's host name when it is a usable DNS name (what Debian's own
+ * snake-oil certificate carries), else FV_TLS_GENERIC_HOST. */
+static void default_hostname(char out[FV_TLS_HOSTNAME_MAX + 1])
+{
+    char h[FV_TLS_HOSTNAME_MAX + 2];
+
+    memset(h, 0, sizeof h);
+    if (gethostname(h, sizeof h - 1) == 0 && fv_tls_hostname_ok(h) &&
+        strcmp(h, "localhost") != 0) {
+        memcpy(out, h, strlen(h) + 1);
+        return;
+    }
+    memcpy(out, FV_TLS_GENERIC_HOST, sizeof FV_TLS_GENERIC_HOST);
+}
+
+/* "YYYYMMDDHHMMSS", the form mbedtls_x509write_crt_set_validity takes. */
+static int x509_time(char out[15], int64_t t)
+{
+    fv_civil c;
+
+    fv_civil_from_unix(&c, t);
+    if (c.year < 1950 || c.year > 9999)
+        return -1;
+    snprintf(out, 15, "%04d%02d%02d%02d%02d%02d", (int)c.year, c.month, c.day,
+             c.hour, c.min, c.sec);
+    return 0;
+}
+
+static int64_t x509_unix(const mbedtls_x509_time *t)
+{
+    return fv_days_from_civil(t->year, t->mon, t->day) * 86400 +
+           (int64_t)t->hour * 3600 + t->min * 60 + t->sec;
+}
+
+/* subjectAltName = SEQUENCE { [2] IA5String dNSName }, DER, ending at the end
+ * of buf (as mbedtls writes). Names are at most 253 bytes. */
+static size_t san_der(unsigned char *buf, size_t cap, const char *host)
+{
+    size_t n = strlen(host), inner, i = cap;
+
+    if (n > FV_TLS_HOSTNAME_MAX || cap < n + 8)
+        return 0;
+    i -= n;
+    memcpy(buf + i, host, n);
+    if (n >= 128)
+        buf[--i] = (unsigned char)n, buf[--i] = 0x81;
+    else
+        buf[--i] = (unsigned char)n;
+    buf[--i] = 0x82; /* [2] dNSName */
+    inner = cap - i;
+    if (inner >= 128)
+        buf[--i] = (unsigned char)inner, buf[--i] = 0x81;
+    else
+        buf[--i] = (unsigned char)inner;
+    buf[--i] = 0x30;
+    return cap - i;
+}
+
+/* A self-signed certificate for `key` in PEM, as an ordinary one looks: the
+ * host name as subject and subjectAltName, a random serial, valid from a
+ * random moment up to FV_TLS_BACKDATE_MAX before `now` for
+ * FV_TLS_VALID_DAYS. */
+static int cert_issue(mbedtls_pk_context *key, const char *host, int64_t now,
+                      unsigned char *pem, size_t cap)
+{
     mbedtls_x509write_cert crt;
     mbedtls_mpi serial;
-    unsigned char key_pem[FV_TLS_KEY_PEM_MAX];
-    unsigned char crt_pem[FV_TLS_CRT_PEM_MAX];
-    unsigned char serial_bytes[16];
-    unsigned char new_pin[FV_TLS_PIN_BYTES];
-    int key_fd = -1, crt_fd = -1, made_key = 0, made_crt = 0;
+    unsigned char serial_bytes[16], back[4], san[FV_TLS_HOSTNAME_MAX + 16];
+    char subject[FV_TLS_HOSTNAME_MAX + 4], from[15], to[15];
+    size_t san_len = san_der(san, sizeof san, host);
+    int64_t start;
+    uint32_t r;
     int rc = FV_ECRYPTO;
 
-    mbedtls_pk_init(&key);
     mbedtls_x509write_crt_init(&crt);
     mbedtls_mpi_init(&serial);
-    memset(key_pem, 0, sizeof key_pem);
-    memset(crt_pem, 0, sizeof crt_pem);
-
-    if (key_path == NULL || cert_path == NULL || pin == NULL) {
+    if (!fv_tls_hostname_ok(host) || san_len == 0) {
         rc = FV_EINVAL;
         goto cleanup;
     }
-    if (fv_crypto_init() != FV_OK)
+    snprintf(subject, sizeof subject, "CN=%s", host);
+    /* Backdated by 1 hour to FV_TLS_BACKDATE_MAX: a little, as issuers do
+     * against clock skew, and by a random amount so that the dates do not
+     * say to the second when the server started. */
+    fv_random(back, sizeof back);
+    r = (uint32_t)back[0] << 24 | (uint32_t)back[1] << 16 |
+        (uint32_t)back[2] << 8 | back[3];
+    start = now - 3600 - (int64_t)(r % (FV_TLS_BACKDATE_MAX - 3600));
+    if (x509_time(from, start) != 0 ||
+        x509_time(to, start + (int64_t)FV_TLS_VALID_DAYS * 86400) != 0)
         goto cleanup;
-
-    if (mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0 ||
-        mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key),
-                            tls_rng, NULL) != 0)
-        goto cleanup;
-
     /* A positive serial of fixed length: clear the sign bit, set the next. */
     fv_random(serial_bytes, sizeof serial_bytes);
     serial_bytes[0] = (unsigned char)((serial_bytes[0] & 0x3f) | 0x40);
@@ -320,18 +433,128 @@ int fv_tls_identity_create(const char *key_path, const char *cert_path,
 
     mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
     mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
-    mbedtls_x509write_crt_set_subject_key(&crt, &key);
-    mbedtls_x509write_crt_set_issuer_key(&crt, &key);
-    if (mbedtls_x509write_crt_set_subject_name(&crt, FV_TLS_SUBJECT) != 0 ||
-        mbedtls_x509write_crt_set_issuer_name(&crt, FV_TLS_SUBJECT) != 0 ||
+    mbedtls_x509write_crt_set_subject_key(&crt, key);
+    mbedtls_x509write_crt_set_issuer_key(&crt, key);
+    if (mbedtls_x509write_crt_set_subject_name(&crt, subject) != 0 ||
+        mbedtls_x509write_crt_set_issuer_name(&crt, subject) != 0 ||
         mbedtls_x509write_crt_set_serial(&crt, &serial) != 0 ||
-        mbedtls_x509write_crt_set_validity(&crt, "20200101000000",
-                                           "20991231235959") != 0 ||
+        mbedtls_x509write_crt_set_validity(&crt, from, to) != 0 ||
         mbedtls_x509write_crt_set_basic_constraints(&crt, 0, -1) != 0 ||
-        mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0)
+        mbedtls_x509write_crt_set_key_usage(&crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0 ||
+        mbedtls_x509write_crt_set_extension(
+            &crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+            MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
+            san + sizeof san - san_len, san_len) != 0 ||
+        mbedtls_x509write_crt_set_subject_key_identifier(&crt) != 0)
         goto cleanup;
-    if (mbedtls_x509write_crt_pem(&crt, crt_pem, sizeof crt_pem, tls_rng, NULL) != 0 ||
-        mbedtls_pk_write_key_pem(&key, key_pem, sizeof key_pem) != 0)
+    if (mbedtls_x509write_crt_pem(&crt, pem, cap, tls_rng, NULL) != 0)
+        goto cleanup;
+    rc = FV_OK;
+cleanup:
+    mbedtls_mpi_free(&serial);
+    mbedtls_x509write_crt_free(&crt);
+    return rc;
+}
+
+/* Replaces `path` with `len` bytes at once: a temp file beside it, fsync,
+ * rename, fsync of the directory. A crash leaves the old file or the new. */
+static int file_replace(const char *path, const void *data, size_t len)
+{
+    char *tmp = NULL, *dir = NULL;
+    size_t n = strlen(path);
+    int fd = -1, rc = FV_ENOMEM;
+
+    tmp = malloc(n + 5);
+    dir = fv_path_dir(path);
+    if (tmp == NULL || dir == NULL)
+        goto cleanup;
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    (void)unlink(tmp); /* a stale one from a crash */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        rc = fv_errno_rc(errno);
+        goto cleanup;
+    }
+    rc = fv_write_all(fd, data, len);
+    if (rc == FV_OK && fsync(fd) != 0)
+        rc = fv_errno_rc(errno);
+    if (close(fd) != 0 && rc == FV_OK)
+        rc = FV_EIO;
+    fd = -1;
+    if (rc == FV_OK && rename(tmp, path) != 0)
+        rc = fv_errno_rc(errno);
+    if (rc != FV_OK)
+        (void)unlink(tmp);
+    else
+        (void)fv_fsync_dir(dir);
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    free(tmp);
+    free(dir);
+    return rc;
+}
+
+static int load_key(mbedtls_pk_context *key, const char *key_path)
+{
+    unsigned char *pem = NULL;
+    size_t pem_len = 0;
+    int rc = read_file(key_path, &pem, &pem_len);
+
+    if (rc != FV_OK)
+        return rc;
+    if (mbedtls_pk_parse_key(key, pem, pem_len, NULL, 0) != 0 ||
+        !is_p256_key(key))
+        rc = FV_ECORRUPT;
+    fv_wipe(pem, pem_len);
+    free(pem);
+    return rc;
+}
+
+int fv_tls_identity_create(const char *key_path, const char *cert_path,
+                           unsigned char pin[FV_TLS_PIN_BYTES])
+{
+    return fv_tls_identity_create_named(key_path, cert_path, NULL, pin);
+}
+
+int fv_tls_identity_create_named(const char *key_path, const char *cert_path,
+                                 const char *hostname,
+                                 unsigned char pin[FV_TLS_PIN_BYTES])
+{
+    mbedtls_pk_context key;
+    unsigned char key_pem[FV_TLS_KEY_PEM_MAX];
+    unsigned char crt_pem[FV_TLS_CRT_PEM_MAX];
+    unsigned char new_pin[FV_TLS_PIN_BYTES];
+    char host[FV_TLS_HOSTNAME_MAX + 1];
+    int key_fd = -1, crt_fd = -1, made_key = 0, made_crt = 0;
+    int rc = FV_ECRYPTO;
+
+    mbedtls_pk_init(&key);
+    memset(key_pem, 0, sizeof key_pem);
+    memset(crt_pem, 0, sizeof crt_pem);
+
+    if (key_path == NULL || cert_path == NULL || pin == NULL ||
+        (hostname != NULL && !fv_tls_hostname_ok(hostname))) {
+        rc = FV_EINVAL;
+        goto cleanup;
+    }
+    if (hostname != NULL)
+        memcpy(host, hostname, strlen(hostname) + 1);
+    else
+        default_hostname(host);
+    if (fv_crypto_init() != FV_OK)
+        goto cleanup;
+
+    if (mbedtls_pk_setup(&key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)) != 0 ||
+        mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(key),
+                            tls_rng, NULL) != 0)
+        goto cleanup;
+    if ((rc = cert_issue(&key, host, (int64_t)time(NULL), crt_pem,
+                         sizeof crt_pem)) != FV_OK)
+        goto cleanup;
+    rc = FV_ECRYPTO;
+    if (mbedtls_pk_write_key_pem(&key, key_pem, sizeof key_pem) != 0)
         goto cleanup;
     if (pin_of_key(&key, new_pin) != FV_OK)
         goto cleanup;
@@ -379,8 +602,6 @@ cleanup:
         unlink(cert_path);
     fv_wipe(key_pem, sizeof key_pem);
     fv_wipe(crt_pem, sizeof crt_pem);
-    mbedtls_mpi_free(&serial);
-    mbedtls_x509write_crt_free(&crt);
     mbedtls_pk_free(&key); /* zeroizes the private scalar */
     return rc;
 }
@@ -399,6 +620,200 @@ int fv_tls_identity_pin(const char *cert_path, unsigned char pin[FV_TLS_PIN_BYTE
     if (rc == FV_OK)
         rc = pin_of_key(&crt.pk, pin);
     mbedtls_x509_crt_free(&crt);
+    return rc;
+}
+
+/* The subject's CN of `crt` into out when it is a usable host name. */
+static int cert_cn(const mbedtls_x509_crt *crt, char out[FV_TLS_HOSTNAME_MAX + 1])
+{
+    for (const mbedtls_x509_name *n = &crt->subject; n != NULL; n = n->next) {
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) != 0 ||
+            n->val.len == 0 || n->val.len > FV_TLS_HOSTNAME_MAX)
+            continue;
+        memcpy(out, n->val.p, n->val.len);
+        out[n->val.len] = '\0';
+        return fv_tls_hostname_ok(out) ? 0 : -1;
+    }
+    return -1;
+}
+
+/* 1 when the file holds one certificate signed by its own key (ours, or a
+ * self-signed one of the operator's), not a chain from a CA. */
+static int cert_self_issued(const mbedtls_x509_crt *crt)
+{
+    return crt->next == NULL && crt->issuer_raw.len == crt->subject_raw.len &&
+           memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->issuer_raw.len) == 0;
+}
+
+int fv_tls_cert_renew(const char *key_path, const char *cert_path,
+                      const char *hostname, int64_t now, int *renewed)
+{
+    mbedtls_pk_context key;
+    mbedtls_x509_crt crt;
+    unsigned char pem[FV_TLS_CRT_PEM_MAX];
+    char host[FV_TLS_HOSTNAME_MAX + 1];
+    int64_t from, to;
+    int rc, named;
+
+    if (renewed != NULL)
+        *renewed = 0;
+    if (key_path == NULL || cert_path == NULL || renewed == NULL ||
+        (hostname != NULL && !fv_tls_hostname_ok(hostname)))
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    mbedtls_pk_init(&key);
+    mbedtls_x509_crt_init(&crt);
+    memset(pem, 0, sizeof pem);
+    if ((rc = load_cert(&crt, cert_path)) != FV_OK ||
+        (rc = load_key(&key, key_path)) != FV_OK)
+        goto cleanup;
+    rc = FV_ECORRUPT;
+    if (mbedtls_pk_check_pair(&crt.pk, &key) != 0)
+        goto cleanup;
+    rc = FV_OK;
+    /* A certificate from a CA is the operator's to renew: replacing it
+     * with a self-signed one would undo what they installed. */
+    if (!cert_self_issued(&crt))
+        goto cleanup;
+    from = x509_unix(&crt.valid_from);
+    to = x509_unix(&crt.valid_to);
+    named = cert_cn(&crt, host) == 0 && strcmp(host, "localhost") != 0;
+    /* Renewed when it nears its end, and at once when an older build made
+     * it (CN=localhost, valid until 2099): both mark the server. */
+    if (named && to - now > FV_TLS_RENEW_LEFT &&
+        to - from <= (int64_t)FV_TLS_LEGACY_DAYS * 86400)
+        goto cleanup;
+    if (!named) {
+        if (hostname != NULL)
+            memcpy(host, hostname, strlen(hostname) + 1);
+        else
+            default_hostname(host);
+    }
+    if ((rc = cert_issue(&key, host, now, pem, sizeof pem)) != FV_OK ||
+        (rc = file_replace(cert_path, pem, strlen((const char *)pem))) != FV_OK)
+        goto cleanup;
+    *renewed = 1;
+cleanup:
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&key);
+    return rc;
+}
+
+int fv_tls_csr(const char *key_path, const char *cert_path,
+               const char *hostname, char **out)
+{
+    mbedtls_pk_context key;
+    mbedtls_x509_crt crt;
+    mbedtls_x509write_csr req;
+    unsigned char san[FV_TLS_HOSTNAME_MAX + 16];
+    unsigned char *pem = NULL;
+    char host[FV_TLS_HOSTNAME_MAX + 1], subject[FV_TLS_HOSTNAME_MAX + 4];
+    size_t san_len;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (key_path == NULL || cert_path == NULL || out == NULL ||
+        (hostname != NULL && !fv_tls_hostname_ok(hostname)))
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    mbedtls_pk_init(&key);
+    mbedtls_x509_crt_init(&crt);
+    mbedtls_x509write_csr_init(&req);
+    if ((rc = load_key(&key, key_path)) != FV_OK)
+        goto cleanup;
+    if (hostname != NULL) {
+        memcpy(host, hostname, strlen(hostname) + 1);
+    } else {
+        /* The name the current certificate carries. */
+        if ((rc = load_cert(&crt, cert_path)) != FV_OK)
+            goto cleanup;
+        rc = FV_EINVAL;
+        if (cert_cn(&crt, host) != 0)
+            goto cleanup;
+    }
+    rc = FV_ENOMEM;
+    pem = calloc(1, FV_TLS_CRT_PEM_MAX);
+    if (pem == NULL)
+        goto cleanup;
+    rc = FV_ECRYPTO;
+    san_len = san_der(san, sizeof san, host);
+    snprintf(subject, sizeof subject, "CN=%s", host);
+    mbedtls_x509write_csr_set_md_alg(&req, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_csr_set_key(&req, &key);
+    if (san_len == 0 ||
+        mbedtls_x509write_csr_set_subject_name(&req, subject) != 0 ||
+        mbedtls_x509write_csr_set_extension(
+            &req, MBEDTLS_OID_SUBJECT_ALT_NAME,
+            MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME),
+            san + sizeof san - san_len, san_len) != 0 ||
+        mbedtls_x509write_csr_pem(&req, pem, FV_TLS_CRT_PEM_MAX, tls_rng,
+                                  NULL) != 0)
+        goto cleanup;
+    *out = (char *)pem;
+    pem = NULL;
+    rc = FV_OK;
+cleanup:
+    free(pem);
+    mbedtls_x509write_csr_free(&req);
+    mbedtls_x509_crt_free(&crt);
+    mbedtls_pk_free(&key);
+    return rc;
+}
+
+int fv_tls_cert_install(const char *key_path, const char *cert_path,
+                        const char *chain_path)
+{
+    mbedtls_pk_context key;
+    mbedtls_x509_crt chain;
+    unsigned char *in = NULL, *pem = NULL;
+    size_t in_len = 0, len = 0, cap = FV_TLS_FILE_MAX * 2;
+    int rc;
+
+    if (key_path == NULL || cert_path == NULL || chain_path == NULL)
+        return FV_EINVAL;
+    if (fv_crypto_init() != FV_OK)
+        return FV_ECRYPTO;
+    mbedtls_pk_init(&key);
+    mbedtls_x509_crt_init(&chain);
+    if ((rc = load_key(&key, key_path)) != FV_OK ||
+        (rc = read_file(chain_path, &in, &in_len)) != FV_OK)
+        goto cleanup;
+    rc = FV_ECORRUPT;
+    /* Every certificate must parse (a positive result counts failures). */
+    if (mbedtls_x509_crt_parse(&chain, in, in_len) != 0 || chain.raw.len == 0)
+        goto cleanup;
+    /* The leaf must carry the key devices pinned: a certificate for another
+     * key would make every device refuse the server. */
+    rc = FV_EPIN;
+    if (!is_p256_key(&chain.pk) || mbedtls_pk_check_pair(&chain.pk, &key) != 0)
+        goto cleanup;
+    /* Only the certificates are kept, re-encoded: whatever else the file
+     * held (text, another key) stays out of the server's directory. */
+    rc = FV_ENOMEM;
+    pem = malloc(cap);
+    if (pem == NULL)
+        goto cleanup;
+    rc = FV_ECORRUPT;
+    for (const mbedtls_x509_crt *c = &chain; c != NULL; c = c->next) {
+        size_t n = 0;
+        if (mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n",
+                                     "-----END CERTIFICATE-----\n", c->raw.p,
+                                     c->raw.len, pem + len, cap - len, &n) != 0)
+            goto cleanup;
+        len += n - 1; /* n counts the NUL written */
+    }
+    rc = file_replace(cert_path, pem, len);
+cleanup:
+    free(pem);
+    if (in != NULL) {
+        fv_wipe(in, in_len);
+        free(in);
+    }
+    mbedtls_x509_crt_free(&chain);
+    mbedtls_pk_free(&key);
     return rc;
 }
 
@@ -603,6 +1018,8 @@ static int conn_new(fv_tls_conn **out, int fd, int endpoint,
     mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
     mbedtls_ssl_conf_extended_master_secret(&c->conf, MBEDTLS_SSL_EXTENDED_MS_ENABLED);
     mbedtls_ssl_conf_export_keys_ext_cb(&c->conf, export_keys_cb, c);
+    if (mbedtls_ssl_conf_alpn_protocols(&c->conf, tls_alpn) != 0)
+        goto cleanup;
     if (c->is_client) {
         mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
         mbedtls_ssl_conf_verify(&c->conf, verify_cb, c);
@@ -987,6 +1404,22 @@ int fv_tls_listen(fv_tls_server **out, const char *host, const char *port,
 cleanup:
     fv_tls_server_close(s);
     return rc;
+}
+
+int fv_tls_server_reload(fv_tls_server *s, const char *key_path,
+                         const char *cert_path)
+{
+    struct tls_identity *id = NULL;
+    int rc;
+
+    if (s == NULL || key_path == NULL || cert_path == NULL)
+        return FV_EINVAL;
+    if ((rc = identity_load(&id, key_path, cert_path)) != FV_OK)
+        return rc; /* the identity in use stays */
+    /* Connections accepted before keep their reference to the old one. */
+    identity_unref(s->id);
+    s->id = id;
+    return FV_OK;
 }
 
 int fv_tls_server_fd(const fv_tls_server *s) { return s != NULL ? s->fd : -1; }

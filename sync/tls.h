@@ -2,8 +2,9 @@
  * tls.h - TLS 1.2 over TCP for sync. The only module that includes mbedtls.
  *
  * Policy (not configurable): TLS 1.2 only; ECDHE-ECDSA with AES-GCM or
- * ChaCha20-Poly1305 only; the server's identity is an ECDSA P-256 key in a
- * self-signed certificate; clients never consult a CA store: they pin the
+ * ChaCha20-Poly1305 only; ALPN "http/1.1"; the server's identity is an
+ * ECDSA P-256 key in a self-signed certificate, or one a CA issued for the
+ * same key; clients never consult a CA store: they pin the
  * BLAKE2b-256 hash of the server's SubjectPublicKeyInfo (DER) and refuse any
  * other key during the handshake, before a byte of application data moves.
  * Randomness comes from libsodium (fv_random), not from mbedtls's entropy.
@@ -28,11 +29,52 @@
 typedef struct fv_tls_server fv_tls_server;
 typedef struct fv_tls_conn fv_tls_conn;
 
+#define FV_TLS_HOSTNAME_MAX 253
+
 /* Creates a new server identity: an ECDSA P-256 key written to `key_path`
  * (PEM, created O_EXCL mode 0600) and a self-signed certificate for it at
- * `cert_path` (PEM). `pin` receives the key's pin. FV_EEXIST, FV_EIO. */
+ * `cert_path` (PEM). `pin` receives the key's pin. FV_EEXIST, FV_EIO. The
+ * certificate looks like an ordinary self-signed one: subject CN and
+ * subjectAltName the machine's host name (or "localhost.localdomain" when it
+ * has no usable one), a random serial, valid 365 days from a random moment
+ * 1 hour to 2 days ago. */
 int fv_tls_identity_create(const char *key_path, const char *cert_path,
                            unsigned char pin[FV_TLS_PIN_BYTES]);
+/* The same with `hostname` as the name (NULL: the default above).
+ * FV_EINVAL if it is not a DNS host name (fv_tls_hostname_ok). */
+int fv_tls_identity_create_named(const char *key_path, const char *cert_path,
+                                 const char *hostname,
+                                 unsigned char pin[FV_TLS_PIN_BYTES]);
+
+/* 1 if `name` is a DNS host name: labels of 1 to 63 letters, digits and
+ * '-' (not first or last), at most 253 bytes, the last label not all
+ * digits (so no IP address). */
+int fv_tls_hostname_ok(const char *name);
+
+/* Re-issues the self-signed certificate at `cert_path` under the same key
+ * (so the pin does not change) when it has less than 30 days left, or was
+ * made by an older build (CN=localhost or valid longer than 398 days). It
+ * keeps its host name, unless that was "localhost": then `hostname` (NULL:
+ * the default of fv_tls_identity_create). A certificate issued by a CA (the
+ * operator's, fv_tls_cert_install) is left alone. The file is replaced
+ * atomically. *renewed says whether it was. FV_ECORRUPT when the
+ * certificate is not for the key, FV_EIO... */
+int fv_tls_cert_renew(const char *key_path, const char *cert_path,
+                      const char *hostname, int64_t now, int *renewed);
+
+/* A certificate signing request (PEM, malloc'd into *out) for the key at
+ * `key_path`, for `hostname` (NULL: the CN of the certificate at
+ * `cert_path`), to have a CA issue a certificate for the pinned key. */
+int fv_tls_csr(const char *key_path, const char *cert_path,
+               const char *hostname, char **out);
+
+/* Installs the certificate chain in the file `chain_path` (PEM, leaf first,
+ * or one DER certificate) as `cert_path`, after checking that every
+ * certificate parses (FV_ECORRUPT) and that the leaf is for the P-256 key at
+ * `key_path` (FV_EPIN otherwise: devices pin that key). Only the
+ * certificates are written, re-encoded as PEM; atomically. */
+int fv_tls_cert_install(const char *key_path, const char *cert_path,
+                        const char *chain_path);
 
 /* The pin of the certificate at `cert_path`. */
 int fv_tls_identity_pin(const char *cert_path,
@@ -42,6 +84,11 @@ int fv_tls_identity_pin(const char *cert_path,
  * The socket is non-blocking. */
 int fv_tls_listen(fv_tls_server **out, const char *host, const char *port,
                   const char *key_path, const char *cert_path);
+/* Loads the identity files again (a renewed or installed certificate):
+ * connections accepted from now on present it; those already accepted keep
+ * the old one. On failure the identity in use stays. */
+int fv_tls_server_reload(fv_tls_server *s, const char *key_path,
+                         const char *cert_path);
 int fv_tls_server_fd(const fv_tls_server *s);
 /* The bound port (useful after port "0"). */
 int fv_tls_server_port(const fv_tls_server *s);

@@ -1509,6 +1509,118 @@ static void test_prefixes(void)
     harness_close(&h);
 }
 
+/* An HTTP probe: one request, fed in pieces of `chunk`. Returns the state;
+ * the answer is in out (NUL-terminated), *took how many bytes were taken. */
+static int http_probe(harness *h, const char *req, size_t chunk, buf *out,
+                      size_t *took)
+{
+    fv_srv_conn *c;
+    int state;
+    out->len = 0;
+    CHECK_EQ(fv_srv_conn_new(&c, h->srv, binding_a, 7), FV_OK);
+    *took = drive(c, (const unsigned char *)req, strlen(req), chunk, out);
+    state = fv_srv_conn_state(c);
+    CHECK_EQ(fv_srv_conn_error(c), FV_PERR_MALFORMED);
+    fv_srv_conn_free(c);
+    buf_add(out, "", 1);
+    return state;
+}
+
+/* The answer's Content-Length equals the body that follows the head. */
+static int http_length_ok(const buf *out)
+{
+    const char *s = (const char *)out->p;
+    const char *cl = strstr(s, "\r\nContent-Length: ");
+    const char *body = strstr(s, "\r\n\r\n");
+    if (!cl || !body || cl > body)
+        return 0;
+    return (size_t)atol(cl + 18) == strlen(body + 4);
+}
+
+static void test_http_probe(void)
+{
+    static const char get[] = "GET /fieldvault-probe HTTP/1.1\r\n"
+                              "Host: vault.example.org\r\n"
+                              "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+    harness h;
+    buf out = {0};
+    size_t took;
+    char *big;
+
+    harness_open(&h);
+    log_forbidden = "fieldvault-probe"; /* nothing of the request is logged */
+
+    /* Whole, and byte by byte: the same 404, a web server's. */
+    for (size_t chunk = sizeof get; chunk >= 1; chunk = chunk > 1 ? 1 : 0) {
+        CHECK_EQ(http_probe(&h, get, chunk, &out, &took), FV_SRV_CLOSING);
+        CHECK_EQ(took, strlen(get));
+        CHECK(strncmp((const char *)out.p,
+                      "HTTP/1.1 404 Not Found\r\n", 24) == 0);
+        /* NOW is 2023-11-14T22:13:20Z, a Tuesday. */
+        CHECK(strstr((const char *)out.p,
+                     "\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n") != NULL);
+        CHECK(strstr((const char *)out.p, "\r\nConnection: close\r\n"));
+        CHECK(strstr((const char *)out.p, "<h1>404 Not Found</h1>"));
+        CHECK(!strstr((const char *)out.p, "Server:"));
+        CHECK(!strstr((const char *)out.p, "fieldvault-probe"));
+        CHECK(http_length_ok(&out));
+    }
+    /* Bare LF line ends; HTTP/1.0 needs no Host; HEAD has no body. */
+    CHECK_EQ(http_probe(&h, "HEAD / HTTP/1.0\n\n", 64, &out, &took),
+             FV_SRV_CLOSING);
+    CHECK(strncmp((const char *)out.p, "HTTP/1.1 404 ", 13) == 0);
+    CHECK(strstr((const char *)out.p, "Content-Length: 1"));
+    CHECK_EQ(strlen(strstr((const char *)out.p, "\r\n\r\n")), 4);
+    /* HTTP/1.1 without Host, a bad request line, a control byte: 400. */
+    {
+        static const char *const bad[] = {
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET /\r\n\r\n",
+            "OPTIONS  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "CONNECT\x01",
+            "Z\r\n\r\n",
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            CHECK_EQ(http_probe(&h, bad[i], 3, &out, &took), FV_SRV_CLOSING);
+            CHECK(strncmp((const char *)out.p,
+                          "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+            CHECK(strstr((const char *)out.p, "<h1>400 Bad Request</h1>"));
+            CHECK(http_length_ok(&out));
+        }
+    }
+    /* The body of a POST is not read: the head is answered, then close. */
+    {
+        static const char post[] = "POST /upload HTTP/1.1\r\nHost: a\r\n"
+                                   "Content-Length: 5\r\n\r\nhello";
+        CHECK_EQ(http_probe(&h, post, sizeof post, &out, &took),
+                 FV_SRV_CLOSING);
+        CHECK_EQ(took, strlen(post) - 5);
+        CHECK(strncmp((const char *)out.p, "HTTP/1.1 404 ", 13) == 0);
+    }
+    /* A head that never ends is answered 400 at FV_SRV_HTTP_MAX bytes. */
+    big = xmalloc(FV_SRV_HTTP_MAX + 100);
+    memset(big, 'A', FV_SRV_HTTP_MAX + 99);
+    big[FV_SRV_HTTP_MAX + 99] = '\0';
+    CHECK_EQ(http_probe(&h, big, 1000, &out, &took), FV_SRV_CLOSING);
+    CHECK_EQ(took, FV_SRV_HTTP_MAX);
+    CHECK(strncmp((const char *)out.p, "HTTP/1.1 400 ", 13) == 0);
+    free(big);
+    /* A lowercase first byte is not a method: a frame length, refused as
+     * before with a protocol ERROR. */
+    {
+        fv_srv_conn *c;
+        out.len = 0;
+        CHECK_EQ(fv_srv_conn_new(&c, h.srv, binding_a, 8), FV_OK);
+        drive(c, (const unsigned char *)"get / HTTP/1.1\r\n\r\n", 18, 18, &out);
+        CHECK_EQ(last_error(&out), FV_PERR_MALFORMED);
+        fv_srv_conn_free(c);
+    }
+    log_forbidden = NULL;
+    buf_free(&out);
+    harness_close(&h);
+}
+
 static void test_garbage(void)
 {
     harness h;
@@ -4558,6 +4670,7 @@ int main(int argc, char **argv)
     test_backpressure();
     test_prefixes();
     test_garbage();
+    test_http_probe();
     test_run();
     test_bundle_import();
     test_bundle_batches();

@@ -2,7 +2,8 @@
 """End-to-end tests of syncing: the real `fieldvault` binary as a server
 (`server init`, `serve`) and as devices (`enroll`, `org`, `sync`, `bundle`),
 on 127.0.0.1 only, with free ports (port 0, read back from the
-"listening on ADDR:PORT" line). Standard library only.
+"listening on ADDR:PORT" line). Standard library only, but for Debian's
+python3-cryptography in TestOrdinaryService (a throwaway CA).
 
     python3 tests/test_sync.py build/bin/fieldvault [unittest options]
 
@@ -2386,6 +2387,281 @@ class TestNoPlaintextAttachments(AttachmentTest):
         self.assertEqual(scan(self, sdir, [m]), [])
         # the markers were really there
         self.assertEqual(self.get(c, rid, "plain.txt"), sha256_file(src))
+
+
+# ---- looking like an ordinary service -----------------------------------------
+
+class TestOrdinaryService(SyncTest):
+    """The certificate, TLS parameters and answer to an HTTP probe that a
+    censor sees; a CA's certificate for the pinned key; port 443. Uses
+    Debian's python3-cryptography (38) for the throwaway CA."""
+
+    def handshake(self, port, cafile=None, hostname="vault.example.org"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if cafile:
+            ctx.load_verify_locations(cafile)  # verifies chain and name
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2", "http/1.1"])  # as a browser offers
+        raw = socket.create_connection(("127.0.0.1", port), 10)
+        s = ctx.wrap_socket(raw, server_hostname=hostname)
+        self.addCleanup(s.close)
+        return s
+
+    def http(self, port, request):
+        s = self.handshake(port)
+        s.sendall(request)
+        data = b""
+        s.settimeout(10)
+        while True:
+            got = s.recv(4096)
+            if not got:
+                return data
+            data += got
+
+    def test_certificate_and_tls_look_ordinary(self):
+        import calendar
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import NameOID
+        sdir = self.path("server")
+        j = self.jfv("server", "init", "--data", sdir, "--listen",
+                     "127.0.0.1:9", "--hostname", "mail.example.org")
+        self.fv("server", "init", "--data", self.path("bad"), "--listen",
+                "127.0.0.1:9", "--hostname", "x.org,O=FieldVault",
+                expect=USAGE)
+        srv = self.start_server(sdir)
+        s = self.handshake(srv.port)
+        cert = x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+        self.assertEqual(s.version(), "TLSv1.2")
+        self.assertEqual(s.selected_alpn_protocol(), "http/1.1")
+        self.assertIn(s.cipher()[0], ("ECDHE-ECDSA-AES128-GCM-SHA256",
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384",
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305"))
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        self.assertEqual([a.value for a in cn], ["mail.example.org"])
+        self.assertEqual(cert.issuer, cert.subject)
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        self.assertEqual(san.get_values_for_type(x509.DNSName),
+                         ["mail.example.org"])
+        now = time.time()
+        nb = cert.not_valid_before.replace(tzinfo=None)
+        na = cert.not_valid_after.replace(tzinfo=None)
+        nb_t = calendar.timegm(nb.timetuple())
+        self.assertTrue(now - 2 * 86400 - 60 <= nb_t <= now - 3600, nb)
+        self.assertEqual((na - nb).days, 365)
+        self.assertNotIn(b"FieldVault",
+                         cert.public_bytes(serialization.Encoding.DER))
+        # The pin printed at init is this key's.
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER,
+            serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.assertEqual(hashlib.blake2b(spki, digest_size=32).hexdigest(),
+                         j["pin"])
+
+    def make_ca(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        import datetime
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                             "Throwaway Test CA")])
+        now = datetime.datetime.utcnow()
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                               critical=True)
+                .sign(key, hashes.SHA256()))
+        return key, cert
+
+    def ca_sign(self, ca, public_key, host):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+        import datetime
+        ca_key, ca_cert = ca
+        now = datetime.datetime.utcnow()
+        leaf = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(
+                    NameOID.COMMON_NAME, host)]))
+                .issuer_name(ca_cert.subject).public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=90))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.DNSName(host)]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False,
+                                                     path_length=None),
+                               critical=True)
+                .sign(ca_key, hashes.SHA256()))
+        pem = serialization.Encoding.PEM
+        return leaf.public_bytes(pem) + ca_cert.public_bytes(pem)
+
+    def test_ca_certificate_for_the_pinned_key(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        sdir, pin, admin = self.server_init()
+        crt_path = os.path.join(sdir, "tls.crt")
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.add(c, "before the CA's certificate")
+        self.settle(c)
+        csr_pem = self.fv("server", "csr", "--data", sdir, "--hostname",
+                          "vault.example.org").stdout
+        csr = x509.load_pem_x509_csr(csr_pem)
+        self.assertTrue(csr.is_signature_valid)
+        spki = csr.public_key().public_bytes(
+            serialization.Encoding.DER,
+            serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.assertEqual(hashlib.blake2b(spki, digest_size=32).hexdigest(), pin)
+        ca = self.make_ca()
+        ca_pem = self.path("ca.pem")
+        self.write("ca.pem", ca[1].public_bytes(serialization.Encoding.PEM))
+
+        # A certificate for another key is refused; nothing changes.
+        with open(crt_path, "rb") as f:
+            before = f.read()
+        other = ec.generate_private_key(ec.SECP256R1()).public_key()
+        self.write("other.pem", self.ca_sign(ca, other, "vault.example.org"))
+        r = self.fv("server", "cert", "--data", sdir, self.path("other.pem"),
+                    expect=PIN)
+        self.assertIn(b"not for the server's key", r.stderr)
+        self.write("junk.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n"
+                               b"-----END CERTIFICATE-----\n")
+        self.fv("server", "cert", "--data", sdir, self.path("junk.pem"),
+                expect=CORRUPT)
+        with open(crt_path, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+        # The CA's certificate for the pinned key: installed while the
+        # server runs, presented within seconds, valid for an ordinary
+        # client that trusts the CA; devices, which check only the pin,
+        # sync as before.
+        self.write("chain.pem", self.ca_sign(ca, csr.public_key(),
+                                             "vault.example.org")
+                   + b"# a comment the server does not keep\n")
+        mark = srv.mark()
+        self.fv("server", "cert", "--data", sdir, self.path("chain.pem"))
+        with open(crt_path, "rb") as f:
+            installed = f.read()
+        self.assertEqual(installed.count(b"-----BEGIN CERTIFICATE-----"), 2)
+        self.assertNotIn(b"comment", installed)
+        self.assertIsNotNone(srv.wait_for(re.compile("certificate loaded"),
+                                          timeout=20, start=mark))
+        s = self.handshake(srv.port, cafile=ca_pem)
+        self.assertEqual(s.getpeercert()["subject"],
+                         ((("commonName", "vault.example.org"),),))
+        s.close()
+        self.add(c, "through a CA's certificate")
+        self.settle(c)
+        # At the next start too.
+        srv.stop()
+        srv = self.start_server(sdir)
+        self.handshake(srv.port, cafile=ca_pem).close()
+        self.settle(c, "--server", srv.address)
+        # serve never replaces a CA's certificate with its own.
+        with open(crt_path, "rb") as f:
+            self.assertEqual(f.read(), installed)
+        self.assertNotIn("renewed", srv.log())
+
+    def test_old_certificate_renewed_under_the_same_key(self):
+        """A certificate an older build made (CN=localhost, 2020 to 2099)
+        is re-issued when serve starts: same key, so devices keep their
+        pin."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+        import datetime
+        sdir, pin, admin = self.server_init()
+        with open(os.path.join(sdir, "tls.key"), "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                             "localhost")])
+        old = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+               .public_key(key.public_key()).serial_number(1)
+               .not_valid_before(datetime.datetime(2020, 1, 1))
+               .not_valid_after(datetime.datetime(2099, 12, 31, 23, 59, 59))
+               .sign(key, hashes.SHA256()))
+        with open(os.path.join(sdir, "tls.crt"), "wb") as f:
+            f.write(old.public_bytes(serialization.Encoding.PEM))
+        srv = self.start_server(sdir)
+        self.assertIsNotNone(srv.wait_for(re.compile("certificate renewed")))
+        cert = x509.load_der_x509_certificate(
+            self.handshake(srv.port).getpeercert(binary_form=True))
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        self.assertNotEqual(cn, "localhost")
+        self.assertLess(cert.not_valid_after.year, 2099)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.add(c, "after the renewal")
+        self.settle(c)
+
+    def test_http_probe_gets_a_web_servers_answer(self):
+        sdir, srv, c = self.organisation()
+        mark = srv.mark()
+        r = self.http(srv.port, b"GET /probe-path-xyz HTTP/1.1\r\n"
+                                b"Host: vault.example.org\r\n\r\n")
+        head, _, body = r.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 404 Not Found\r\n"), r)
+        self.assertIn(b"\r\nConnection: close", head)
+        self.assertIn(b"\r\nContent-Type: text/html", head)
+        self.assertRegex(head, rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} "
+                               rb"\d\d:\d\d:\d\d GMT")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        self.assertEqual(len(body), length)
+        self.assertIn(b"<h1>404 Not Found</h1>", body)
+        r = self.http(srv.port, b"BREW /pot\r\n\r\n")
+        self.assertTrue(r.startswith(b"HTTP/1.1 400 Bad Request\r\n"), r)
+        if shutil.which("curl"):
+            out = subprocess.run(
+                ["curl", "-sk", "--http1.1", "-o", "/dev/null", "-w",
+                 "%{http_code}", "--max-time", "10",
+                 "https://127.0.0.1:%d/" % srv.port],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(out.stdout, b"404", out.stderr)
+        if shutil.which("openssl"):
+            out = subprocess.run(
+                ["openssl", "s_client", "-connect",
+                 "127.0.0.1:%d" % srv.port, "-quiet", "-alpn", "http/1.1"],
+                input=b"HEAD / HTTP/1.0\r\n\r\n", stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=30)
+            self.assertTrue(out.stdout.startswith(b"HTTP/1.1 404 Not Found"),
+                            out)
+        # The log says a probe came, never what it asked for; devices go on.
+        self.assertNotIn("probe-path-xyz", srv.log(mark))
+        self.assertIn("answered as a web server", srv.log(mark))
+        self.add(c, "after the probes")
+        self.settle(c)
+        self.assertAlive(srv)
+
+    def test_port_443(self):
+        if os.geteuid() != 0:
+            self.skipTest("not root: cannot bind port 443 (give the binary "
+                          "CAP_NET_BIND_SERVICE)")
+        probe = socket.socket()
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", 443))
+        except OSError as e:
+            self.skipTest("127.0.0.1:443 is not free: %s" % e)
+        finally:
+            probe.close()
+        sdir, pin, admin = self.server_init(listen="127.0.0.1:443")
+        srv = self.start_server(sdir, listen="127.0.0.1:443")
+        self.assertEqual(srv.port, 443)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin)  # the invite's own address: port 443
+        self.add(c, "over 443")
+        self.settle(c)
 
 
 def main():

@@ -35,6 +35,7 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
 
 #include "check.h"
 #include "crypto.h"
@@ -592,6 +593,238 @@ static void test_identity(void)
     CHECK_EQ(fv_tls_identity_create(NULL, cert1, p), FV_EINVAL);
 }
 
+/* ---- certificates ------------------------------------------------------- */
+
+static int64_t crt_time(const mbedtls_x509_time *t)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = t->year - 1900;
+    tm.tm_mon = t->mon - 1;
+    tm.tm_mday = t->day;
+    tm.tm_hour = t->hour;
+    tm.tm_min = t->min;
+    tm.tm_sec = t->sec;
+    return (int64_t)timegm(&tm);
+}
+
+/* The certificate file's first certificate: its CN into cn, its dates. */
+static int crt_read(const char *path, char cn[256], int64_t *from, int64_t *to,
+                    int *san_ok)
+{
+    mbedtls_x509_crt crt;
+    int ok = 0;
+
+    mbedtls_x509_crt_init(&crt);
+    if (mbedtls_x509_crt_parse_file(&crt, path) == 0) {
+        const mbedtls_x509_name *n;
+        cn[0] = '\0';
+        for (n = &crt.subject; n != NULL; n = n->next)
+            if (n->oid.len == 3 && memcmp(n->oid.p, "\x55\x04\x03", 3) == 0 &&
+                n->val.len < 256) {
+                memcpy(cn, n->val.p, n->val.len);
+                cn[n->val.len] = '\0';
+            }
+        *from = crt_time(&crt.valid_from);
+        *to = crt_time(&crt.valid_to);
+        /* subjectAltName: one dNSName equal to the CN. */
+        *san_ok = crt.subject_alt_names.buf.len == strlen(cn) &&
+                  memcmp(crt.subject_alt_names.buf.p, cn, strlen(cn)) == 0 &&
+                  crt.subject_alt_names.next == NULL;
+        ok = 1;
+    }
+    mbedtls_x509_crt_free(&crt);
+    return ok;
+}
+
+static int file_same(const char *a, const char *b)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    CHECK(system(cmd) == 0);
+}
+
+/* Writes a certificate for the key in `subject_key` (a PEM file) signed by
+ * `issuer_key`, with the given names and dates ("YYYYMMDDhhmmss"), appending
+ * to `path` when `append`. */
+static void write_crt(const char *path, int append, const char *subject_key,
+                      const char *issuer_key, const char *subject,
+                      const char *issuer, const char *from, const char *to,
+                      int is_ca)
+{
+    mbedtls_pk_context sk, ik;
+    mbedtls_x509write_cert w;
+    mbedtls_mpi serial;
+    unsigned char pem[4096];
+    FILE *f;
+
+    mbedtls_pk_init(&sk);
+    mbedtls_pk_init(&ik);
+    mbedtls_x509write_crt_init(&w);
+    mbedtls_mpi_init(&serial);
+    CHECK_EQ(mbedtls_pk_parse_keyfile(&sk, subject_key, NULL), 0);
+    CHECK_EQ(mbedtls_pk_parse_keyfile(&ik, issuer_key, NULL), 0);
+    CHECK_EQ(mbedtls_mpi_lset(&serial, 4242), 0);
+    mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
+    mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&w, &sk);
+    mbedtls_x509write_crt_set_issuer_key(&w, &ik);
+    CHECK_EQ(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
+    CHECK_EQ(mbedtls_x509write_crt_set_issuer_name(&w, issuer), 0);
+    CHECK_EQ(mbedtls_x509write_crt_set_serial(&w, &serial), 0);
+    CHECK_EQ(mbedtls_x509write_crt_set_validity(&w, from, to), 0);
+    CHECK_EQ(mbedtls_x509write_crt_set_basic_constraints(&w, is_ca, -1), 0);
+    CHECK_EQ(mbedtls_x509write_crt_pem(&w, pem, sizeof pem, test_rng, NULL), 0);
+    f = fopen(path, append ? "a" : "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs((const char *)pem, f);
+        fclose(f);
+    }
+    mbedtls_mpi_free(&serial);
+    mbedtls_x509write_crt_free(&w);
+    mbedtls_pk_free(&sk);
+    mbedtls_pk_free(&ik);
+}
+
+static void test_certificates(void)
+{
+    char k[160], c[160], ca_k[160], ca_c[160], chain[160], saved[160];
+    char cn[256], cn2[256];
+    unsigned char pin[FV_TLS_PIN_BYTES], p[FV_TLS_PIN_BYTES], junk[FV_TLS_PIN_BYTES];
+    int64_t from, to, from2, to2, now = (int64_t)time(NULL);
+    int san, renewed = -1;
+    char *csr = NULL;
+    struct server *sv;
+
+    snprintf(k, sizeof k, "%s/named.key", dir);
+    snprintf(c, sizeof c, "%s/named.crt", dir);
+    snprintf(ca_k, sizeof ca_k, "%s/ca.key", dir);
+    snprintf(ca_c, sizeof ca_c, "%s/ca.crt", dir);
+    snprintf(chain, sizeof chain, "%s/chain.pem", dir);
+    snprintf(saved, sizeof saved, "%s/saved.crt", dir);
+
+    /* Host names: DNS names only, so nothing can be added to the subject. */
+    CHECK(fv_tls_hostname_ok("mail.example.org"));
+    CHECK(fv_tls_hostname_ok("host-1"));
+    CHECK(!fv_tls_hostname_ok(""));
+    CHECK(!fv_tls_hostname_ok("10.0.0.1"));
+    CHECK(!fv_tls_hostname_ok("a.example.org,O=FieldVault"));
+    CHECK(!fv_tls_hostname_ok("-a.example.org"));
+    CHECK(!fv_tls_hostname_ok("a-.example.org"));
+    CHECK(!fv_tls_hostname_ok("a..org"));
+    CHECK(!fv_tls_hostname_ok("a.org."));
+    CHECK(!fv_tls_hostname_ok("x.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    CHECK_EQ(fv_tls_identity_create_named(k, c, "bad name", junk), FV_EINVAL);
+    CHECK(access(k, F_OK) != 0 && access(c, F_OK) != 0);
+
+    /* An ordinary-looking self-signed certificate: the name, a year from a
+     * little before now, a SAN, nothing about localhost or 2099. */
+    CHECK_EQ(fv_tls_identity_create_named(k, c, "mail.example.org", pin), FV_OK);
+    CHECK(crt_read(c, cn, &from, &to, &san));
+    CHECK(strcmp(cn, "mail.example.org") == 0);
+    CHECK(san);
+    CHECK(from <= now - 3600 && from >= now - 2 * 86400 - 5);
+    CHECK_EQ(to - from, 365 * 86400);
+    /* The default name is never "localhost"; the first certificate too. */
+    CHECK(crt_read(cert1, cn2, &from2, &to2, &san));
+    CHECK(strcmp(cn2, "localhost") != 0 && cn2[0] != '\0');
+    CHECK(to2 - from2 == 365 * 86400);
+
+    /* Renewal: nothing to do for a fresh one; near its end, the same name
+     * and key with new dates. */
+    copy_file(c, saved);
+    CHECK_EQ(fv_tls_cert_renew(k, c, NULL, now, &renewed), FV_OK);
+    CHECK_EQ(renewed, 0);
+    CHECK(file_same(c, saved));
+    CHECK_EQ(fv_tls_cert_renew(k, c, "other.example.org", to - 10 * 86400,
+                               &renewed), FV_OK);
+    CHECK_EQ(renewed, 1);
+    CHECK(crt_read(c, cn, &from2, &to2, &san));
+    CHECK(strcmp(cn, "mail.example.org") == 0);
+    CHECK(from2 > from + 300 * 86400);
+    CHECK_EQ(fv_tls_identity_pin(c, p), FV_OK);
+    CHECK(memcmp(p, pin, sizeof p) == 0);
+    /* An older build's certificate (CN=localhost, until 2099) is replaced
+     * at once, under the name given. */
+    write_crt(c, 0, k, k, "CN=localhost", "CN=localhost", "20200101000000",
+              "20991231235959", 0);
+    CHECK_EQ(fv_tls_cert_renew(k, c, "vault.example.org", now, &renewed), FV_OK);
+    CHECK_EQ(renewed, 1);
+    CHECK(crt_read(c, cn, &from2, &to2, &san));
+    CHECK(strcmp(cn, "vault.example.org") == 0 && san);
+    CHECK_EQ(to2 - from2, 365 * 86400);
+    CHECK_EQ(fv_tls_identity_pin(c, p), FV_OK);
+    CHECK(memcmp(p, pin, sizeof p) == 0);
+    /* A certificate for another key is damage, not renewed. */
+    CHECK_EQ(fv_tls_cert_renew(key2, c, NULL, now, &renewed), FV_ECORRUPT);
+
+    /* A CA signs the request: the certificate is for the pinned key. */
+    CHECK_EQ(fv_tls_identity_create_named(ca_k, ca_c, "ca.example.net", junk),
+             FV_OK);
+    CHECK_EQ(fv_tls_csr(k, c, NULL, &csr), FV_OK);
+    if (csr != NULL) {
+        mbedtls_x509_csr req;
+        mbedtls_pk_context key;
+        mbedtls_x509_csr_init(&req);
+        mbedtls_pk_init(&key);
+        CHECK_EQ(mbedtls_x509_csr_parse(&req, (const unsigned char *)csr,
+                                        strlen(csr) + 1), 0);
+        CHECK_EQ(mbedtls_pk_parse_keyfile(&key, k, NULL), 0);
+        CHECK_EQ(mbedtls_pk_check_pair(&req.pk, &key), 0);
+        CHECK(strstr(csr, "-----BEGIN CERTIFICATE REQUEST-----") == csr);
+        mbedtls_x509_csr_free(&req);
+        mbedtls_pk_free(&key);
+        free(csr);
+    }
+    CHECK_EQ(fv_tls_csr(k, c, "bad,name", &csr), FV_EINVAL);
+    write_crt(chain, 0, k, ca_k, "CN=vault.example.org", "CN=ca.example.net",
+              "20250101000000", "20350101000000", 0);
+    write_crt(chain, 1, ca_k, ca_k, "CN=ca.example.net", "CN=ca.example.net",
+              "20250101000000", "20350101000000", 1);
+    copy_file(c, saved);
+    CHECK_EQ(fv_tls_cert_install(k, c, chain), FV_OK);
+    CHECK_EQ(fv_tls_identity_pin(c, p), FV_OK);
+    CHECK(memcmp(p, pin, sizeof p) == 0);
+    /* The server never replaces a CA's certificate, even near its end. */
+    CHECK_EQ(fv_tls_cert_renew(k, c, NULL, (int64_t)2051222400, &renewed), FV_OK);
+    CHECK_EQ(renewed, 0);
+    sv = server_start(k, c);
+    CHECK(sv != NULL);
+    if (sv != NULL) {
+        fv_tls_conn *conn = NULL;
+        CHECK_EQ(conn_to(&conn, fv_tls_server_port(sv->srv), pin, 5000), FV_OK);
+        fv_tls_close(conn);
+        server_stop(sv);
+    }
+    /* A CA's certificate for another key is refused; nothing changes. */
+    copy_file(c, saved);
+    write_crt(chain, 0, key2, ca_k, "CN=vault.example.org", "CN=ca.example.net",
+              "20250101000000", "20350101000000", 0);
+    CHECK_EQ(fv_tls_cert_install(k, c, chain), FV_EPIN);
+    CHECK(file_same(c, saved));
+    CHECK_EQ(fv_tls_cert_install(k, c, k), FV_ECORRUPT); /* a key, no chain */
+    CHECK(file_same(c, saved));
+
+    /* Reloading: a bad pair leaves the identity in use. */
+    {
+        fv_tls_server *s = NULL;
+        CHECK_EQ(fv_tls_listen(&s, "127.0.0.1", "0", k, c), FV_OK);
+        CHECK_EQ(fv_tls_server_reload(s, k, cert2), FV_ECORRUPT);
+        CHECK_EQ(fv_tls_server_reload(s, key2, cert2), FV_OK);
+        fv_tls_server_close(s);
+    }
+    unlink(k), unlink(c), unlink(ca_k), unlink(ca_c), unlink(chain),
+        unlink(saved);
+}
+
 static void test_listen_errors(void)
 {
     fv_tls_server *s = (fv_tls_server *)1;
@@ -1012,6 +1245,7 @@ int main(void)
 
     test_identity();
     test_listen_errors();
+    test_certificates();
     sv1 = server_start(key1, cert1);
     sv2 = server_start(key2, cert2);
     CHECK(sv1 != NULL && sv2 != NULL);
