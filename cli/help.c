@@ -27,7 +27,8 @@ static const char overview[] =
     "  retractions         the retractions this vault holds: what, who, when\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
-    "  config              vault settings: retention\n"
+    "  config              vault settings: retention, wipe-after\n"
+    "  duress              set or clear a passphrase that opens a decoy\n"
     "  export              records as JSON, CSV, an HTML report or evidence\n"
     "  verify              re-check every signature, hash and receipt\n"
     "  panic               destroy the vault at once, without a passphrase\n"
@@ -231,6 +232,8 @@ static const struct {
     {"config",
      "usage: fieldvault config set retention keep|drop-after-receipt\n"
      "       fieldvault config get retention\n"
+     "       fieldvault config set wipe-after N|off\n"
+     "       fieldvault config get wipe-after\n"
      "\n"
      "Vault settings (stored in the vault; the passphrase is needed).\n"
      "  retention   keep (the default) keeps every record. drop-after-receipt\n"
@@ -239,8 +242,26 @@ static const struct {
      "              chunk of its attachments, at the end of each sync: a\n"
      "              seized device then holds nothing already delivered. A\n"
      "              record with anything unacknowledged is kept.\n"
-     "get prints the value; set prints 'retention: VALUE'. With --json both\n"
-     "print {\"retention\": VALUE}.\n"},
+     "  wipe-after  off (the default), or N: after N wrong passphrases in a\n"
+     "              row the vault is destroyed as 'panic' destroys it. Each\n"
+     "              try is counted on disk before the key derivation runs, so\n"
+     "              killing the program does not undo it; a right passphrase\n"
+     "              resets the count. The count and N are kept in clear in\n"
+     "              vault.guard (see SECURITY.md).\n"
+     "get prints the value; set prints 'SETTING: VALUE'. With --json both\n"
+     "print {\"retention\": VALUE} or {\"wipe_after\": N or null}.\n"},
+    {"duress",
+     "usage: fieldvault duress set [--duress-passphrase-file F]\n"
+     "                             [--decoy-from DIR [--decoy-passphrase-file F]]\n"
+     "       fieldvault duress clear\n"
+     "\n"
+     "set: a duress passphrase (from F, else asked twice on the terminal; it\n"
+     "must differ from the vault's). Opening the vault with it destroys the\n"
+     "real vault as 'panic' does and opens a decoy vault instead, which looks\n"
+     "ordinary and is opened by the duress passphrase from then on. The decoy\n"
+     "holds a few harmless records, or a copy of the records (text, fields and\n"
+     "tags) of the vault at DIR, made now. A second set replaces the first.\n"
+     "clear: removes the duress passphrase. What this does not hide: SECURITY.md.\n"},
     {"version",
      "usage: fieldvault version [--json]\n"
      "\n"

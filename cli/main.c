@@ -91,6 +91,7 @@ static const struct {
     {"merge", cmd_merge},     {"review", cmd_review},
     {"note", cmd_note},       {"notes", cmd_notes},
     {"retract", cmd_retract}, {"retractions", cmd_retractions},
+    {"duress", cmd_duress},
 };
 
 static int run_help_command(cli *c)
