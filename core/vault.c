@@ -1119,6 +1119,11 @@ int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
     if (!duress_passphrase || duress_passphrase_len == 0 ||
         opts->version != FV_DURESS_OPTIONS_VERSION)
         return fv_v_err(v, FV_EINVAL, "the duress passphrase is empty");
+    /* A decoy copied from this very vault (the same device keys) would hand
+     * its testimonies to whoever forces the duress passphrase. */
+    if (opts->decoy_from &&
+        memcmp(opts->decoy_from->sign_pk, v->sign_pk, FV_SIGN_PK_BYTES) == 0)
+        return fv_v_err(v, FV_EINVAL, "the decoy cannot be a copy of this vault");
     wk = fv_secure_alloc(FV_KEY_BYTES);
     probe = fv_secure_alloc(FV_KEY_BYTES);
     dkey = fv_secure_alloc(FV_KEY_BYTES);

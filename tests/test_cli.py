@@ -1839,6 +1839,10 @@ class TestCoercion(CliTest):
                expect=USAGE)
         self.v(d, "duress", "bogus", expect=USAGE)
         self.v(d, "duress", "clear", "--decoy-from", d, expect=USAGE)
+        r = self.v(d, "duress", "set", "--duress-passphrase-file", dpass,
+                   "--decoy-from", d, "--decoy-passphrase-file", self.passfile,
+                   expect=USAGE)
+        self.assertIn(b"copy of this vault", r.stderr)
         # The decoy's records from another vault.
         src = self.make_vault("source")
         self.add(src, "choir rehearsal", "--tag", "music")

@@ -355,6 +355,8 @@ static void test_duress_decoy_from_and_clear(void)
     CHECK_EQ(add(v, "Testimony W-019", "what happened at the checkpoint"), FV_OK);
     CHECK_EQ(add(s, "Football practice", "Thursdays at six"), FV_OK);
     CHECK_EQ(add(s, "Garden", "plant the beans in April"), FV_OK);
+    o.decoy_from = v; /* never the vault itself */
+    CHECK_EQ(fv_vault_set_duress(v, DURESS, strlen(DURESS), &o), FV_EINVAL);
     o.decoy_from = s;
     CHECK_EQ(fv_vault_set_duress(v, DURESS, strlen(DURESS), &o), FV_OK);
     /* A second set replaces the first. */
