@@ -989,6 +989,27 @@ static int destroy_vault_files(const char *dir, int *found)
     return failed ? FV_EIO : FV_OK;
 }
 
+/* A decoy directory left by a `duress set` that died (it holds a decoy
+ * vault: harmless records, but a tell) is destroyed like a vault; a name
+ * that is not a directory (a symbolic link planted to point elsewhere) is
+ * only removed, never followed. */
+static void destroy_decoy_tmp(const char *dir)
+{
+    char *tmp = fv_path_join(dir, DECOY_TMP);
+    struct stat sb;
+    int found;
+
+    if (tmp && lstat(tmp, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) {
+            destroy_vault_files(tmp, &found);
+            rmdir(tmp);
+        } else {
+            unlink(tmp);
+        }
+    }
+    free(tmp);
+}
+
 int fv_vault_panic(const char *dir)
 {
     char *path;
@@ -1009,6 +1030,7 @@ int fv_vault_panic(const char *dir)
         unlink(path);
         free(path);
     }
+    destroy_decoy_tmp(dir);
     fv_fsync_dir(dir);
     rmdir(dir); /* only if empty: the directory may hold the user's files */
     if (!found)
@@ -1150,7 +1172,7 @@ int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
      * keys), built beside this one; its database is then sealed under its
      * key into this vault's database and the directory destroyed. A decoy
      * left half-built by a process that died goes first. */
-    fv_vault_panic(tmpdir);
+    destroy_decoy_tmp(v->dir);
     fv_random(dpass, 32);
     copts.kdf_profile = FV_KDF_TEST; /* its key file is thrown away */
     if ((rc = fv_vault_create(&d, tmpdir, (const char *)dpass, 32, &copts))) {
@@ -1168,7 +1190,9 @@ int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
     memcpy(dkey, d->sec->vault_key, FV_KEY_BYTES);
     fv_vault_close(d); /* checkpoints: the database file is whole */
     d = NULL;
-    if ((rc = read_whole(tmpdb, &image, &ilen, DECOY_MAX))) {
+    rc = read_whole(tmpdb, &image, &ilen, DECOY_MAX);
+    destroy_decoy_tmp(v->dir);
+    if (rc) {
         rc = fv_v_err(v, rc, "cannot read the decoy database: %s", fv_strerror(rc));
         goto done;
     }
@@ -1186,8 +1210,7 @@ int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
     rc = fv_v_err(v, write_key_file(v, kf, 0), "cannot write the new key file");
 done:
     fv_vault_close(d);
-    if (tmpdir)
-        fv_vault_panic(tmpdir);
+    destroy_decoy_tmp(v->dir);
     if (image)
         fv_wipe(image, ilen);
     free(image);

@@ -390,6 +390,43 @@ static void test_duress_decoy_from_and_clear(void)
     CHECK_EQ(fv_vault_panic(src), FV_OK);
 }
 
+/* A decoy directory left by a `duress set` that died goes with the next set
+ * or panic; a symbolic link in its place is removed, never followed. */
+static void test_decoy_leftovers(void)
+{
+    const char *dir = new_dir(), *other = new_dir();
+    char tmp[400], okey[400];
+    fv_vault *v = create(dir), *o = create(other), *d = NULL;
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+
+    fv_vault_close(o);
+    snprintf(tmp, sizeof tmp, "%s/.duress.tmp", dir);
+    snprintf(okey, sizeof okey, "%s/vault.key", other);
+    CHECK(symlink(other, tmp) == 0);
+    CHECK_EQ(fv_vault_set_duress(v, DURESS, strlen(DURESS), NULL), FV_OK);
+    CHECK(access(tmp, F_OK) != 0);
+    CHECK_EQ(file_size(other, "vault.key"), 192); /* untouched */
+    CHECK(symlink(other, tmp) == 0);
+    fv_vault_close(v);
+    co.kdf_profile = FV_KDF_TEST;
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+    CHECK(access(dir, F_OK) != 0);
+    CHECK(access(okey, F_OK) == 0);
+
+    /* A half-built decoy inside a vault: panic leaves no directory. */
+    dir = new_dir();
+    v = create(dir);
+    fv_vault_close(v);
+    snprintf(tmp, sizeof tmp, "%s/.duress.tmp", dir);
+    CHECK_EQ(fv_vault_create(&d, tmp, "x", 1, &co), FV_OK);
+    fv_vault_close(d);
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+    CHECK(access(dir, F_OK) != 0);
+    CHECK_EQ(open_with(other, PASS, &o), FV_OK);
+    fv_vault_close(o);
+    CHECK_EQ(fv_vault_panic(other), FV_OK);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -402,6 +439,7 @@ int main(void)
     test_counter_at_limit();
     test_duress();
     test_duress_decoy_from_and_clear();
+    test_decoy_leftovers();
     rmdir(root);
     return check_summary("test_coercion");
 }
