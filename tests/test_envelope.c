@@ -2693,14 +2693,14 @@ static void test_live_vault(void)
     /* Layout and modes. */
     CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
     snprintf(path, sizeof path, "%s/vault.key", dir);
-    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600 && sb.st_size == 120);
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600 && sb.st_size == 192);
     snprintf(path, sizeof path, "%s/vault.db", dir);
     CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
 
     /* The key file, unwrapped as documented. */
     kf = read_file(dir, "vault.key", &n);
-    CHECK(kf && n == 120);
-    if (!kf || n != 120)
+    CHECK(kf && n == 192);
+    if (!kf || n != 192)
         goto out;
     CHECK(memcmp(kf, "FieldVlt", 8) == 0 && get_le(kf + 8, 4) == 1 &&
           get_le(kf + 12, 4) == 1 && get_le(kf + 16, 8) == 1 &&
@@ -2708,6 +2708,12 @@ static void test_live_vault(void)
     CHECK_EQ(fv_pwhash(wk, 32, VPASS, strlen(VPASS), kf + 32, get_le(kf + 16, 8),
                        get_le(kf + 24, 8)), FV_OK);
     CHECK_EQ(fv_aead_decrypt(vk, kf + 72, 48, kf, 48, kf + 48, wk), FV_OK);
+    /* Slot 2 (no duress passphrase set): random, opened by nothing. */
+    {
+        unsigned char other[32];
+        CHECK_EQ(fv_aead_decrypt(other, kf + 144, 48, kf, 48, kf + 120, wk),
+                 FV_ECORRUPT);
+    }
     free(kf);
 
     /* Device keys from the meta table. */
