@@ -427,6 +427,33 @@ static void test_decoy_leftovers(void)
     CHECK_EQ(fv_vault_panic(other), FV_OK);
 }
 
+/* A key file of one slot (120 bytes, as vaults made before the duress slot
+ * have) opens; the next write gives it its second slot. */
+static void test_one_slot_key_file(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir), *w;
+    char path[400];
+    struct titles t;
+
+    CHECK_EQ(add(v, "Testimony W-020", "kept across the upgrade"), FV_OK);
+    fv_vault_close(v);
+    snprintf(path, sizeof path, "%s/vault.key", dir);
+    CHECK(truncate(path, 120) == 0);
+    CHECK_EQ(open_with(dir, PASS, &v), FV_OK);
+    CHECK_EQ(file_size(dir, "vault.key"), 120);
+    CHECK_EQ(fv_vault_set_duress(v, DURESS, strlen(DURESS), NULL), FV_OK);
+    CHECK_EQ(file_size(dir, "vault.key"), 192);
+    fv_vault_close(v);
+    CHECK_EQ(open_with(dir, PASS, &v), FV_OK);
+    CHECK_EQ(list_titles(v, &t), FV_OK);
+    CHECK_EQ(t.n, 1);
+    fv_vault_close(v);
+    CHECK(truncate(path, 121) == 0); /* neither size */
+    CHECK_EQ(open_with(dir, PASS, &w), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_panic(dir), FV_OK);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -440,6 +467,7 @@ int main(void)
     test_duress();
     test_duress_decoy_from_and_clear();
     test_decoy_leftovers();
+    test_one_slot_key_file();
     rmdir(root);
     return check_summary("test_coercion");
 }
