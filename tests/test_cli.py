@@ -1235,6 +1235,36 @@ class TestTerminal(CliTest):
         self.v(d, "list", expect=PASSPHRASE)
         self.v(d, "list", passfile=self.write("n.txt", b"brand new one\n"))
 
+    def test_duress_prompts_twice(self):
+        d = self.make_vault()
+        rid = self.add(d, "a testimony")
+        p = self.pty("--vault", d, "--passphrase-file", self.passfile,
+                     "duress", "set")
+        p.read_until(b"Duress passphrase: ")
+        self.assertFalse(p.echo_on())
+        p.type(b"under duress\n")
+        p.read_until(b"Repeat")
+        p.type(b"under duress, not\n")
+        self.assertEqual(p.wait(), USAGE, p.out)
+        self.assertIn(b"do not match", p.out)
+        p = self.pty("--vault", d, "--passphrase-file", self.passfile,
+                     "duress", "set")
+        p.read_until(b"Duress passphrase: ")
+        p.type(b"under duress\n")
+        p.read_until(b"Repeat")
+        p.type(b"under duress\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertNotIn(b"under duress", p.out)
+        self.assertEqual(self.list_ids(d), [rid])
+        # The duress passphrase typed at an ordinary prompt opens the decoy.
+        p = self.pty("--vault", d, "list")
+        p.read_until(b"passphrase: ")
+        p.type(b"under duress\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertIn(b"Shopping list", p.out)
+        self.assertNotIn(rid.encode(), p.out)
+        self.v(d, "list", expect=PASSPHRASE)
+
 
 # ---- cancel ------------------------------------------------------------------------
 
