@@ -60,6 +60,12 @@
  *
  * vault.unlock (s; no limit): fv_vault_open of one vault made with the
  * default (desktop) KDF profile; the median of 3 opens.
+ *
+ * vault.unlock.duress (s; target ratio about 1): fv_vault_open with the
+ * duress passphrase (which destroys the real vault and opens the decoy) of
+ * a vault of 200 records made with the default KDF profile; the limit is a
+ * normal open of the same vault just before. 3 rounds, each on a fresh
+ * vault (a duress open is a one-way trip); the medians.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -691,20 +697,65 @@ static void bench_unlock(void)
     free(dir);
 }
 
+static void bench_unlock_duress(void)
+{
+    static const char duress[] = "a duress passphrase for the benchmark";
+    char *dir = scratch_path("duress-vault");
+    double tr[3], td[3];
+
+    note("vault.unlock.duress: 3 vaults of 200 records, default KDF profile");
+    for (int i = 0; i < 3; i++) {
+        fv_vault *v = NULL;
+        double t0;
+        fv_check(fv_vault_create(&v, dir, PASSPHRASE, strlen(PASSPHRASE), NULL),
+                 NULL, "fv_vault_create");
+        for (int k = 0; k < 200; k++) {
+            fv_record_input in = FV_RECORD_INPUT_INIT;
+            char narrative[2048];
+            memset(narrative, 'a' + k % 26, sizeof narrative);
+            in.title = "a testimony";
+            in.narrative = narrative;
+            in.narrative_len = sizeof narrative;
+            fv_check(fv_record_add(v, NULL, &in), v, "fv_record_add");
+        }
+        fv_check(fv_vault_set_duress(v, duress, strlen(duress), NULL), v,
+                 "fv_vault_set_duress");
+        fv_vault_close(v);
+        t0 = now();
+        fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), v,
+                 "fv_vault_open");
+        tr[i] = now() - t0;
+        fv_vault_close(v);
+        t0 = now();
+        fv_check(fv_vault_open(&v, dir, duress, strlen(duress)), v,
+                 "fv_vault_open (duress)");
+        td[i] = now() - t0;
+        fv_vault_close(v);
+        note("vault.unlock.duress: round %d: normal %.3f s, duress %.3f s", i,
+             tr[i], td[i]);
+        rm_tree(dir);
+    }
+    qsort(tr, 3, sizeof tr[0], cmp_double);
+    qsort(td, 3, sizeof td[0], cmp_double);
+    report("vault.unlock.duress", td[1], "s", tr[1], 3);
+    free(dir);
+}
+
 /* ---- main ----------------------------------------------------------- */
 
 static const char usage[] =
     "usage: bench_vault [--quick] [--dir DIR] [--rounds N] [--add-records N]\n"
     "                   [--list-records N] [NAME...]\n"
     "Runs the measurements whose names start with a NAME (vault.add,\n"
-    "vault.list, vault.list.memory, vault.unlock; none: all) and prints one\n"
-    "JSON line per measurement. Scratch files go in a new directory under DIR\n"
-    "(default $TMPDIR or /tmp) and are removed afterwards.\n";
+    "vault.list, vault.list.memory, vault.unlock, vault.unlock.duress; none:\n"
+    "all) and prints one JSON line per measurement. Scratch files go in a new\n"
+    "directory under DIR (default $TMPDIR or /tmp) and are removed afterwards.\n";
 
 int main(int argc, char **argv)
 {
     static const char *const known[] = {"vault.add", "vault.list",
-                                        "vault.list.memory", "vault.unlock"};
+                                        "vault.list.memory", "vault.unlock",
+                                        "vault.unlock.duress"};
     size_t add_n = 0, list_n = 0;
 
     opt.rounds = 3;
@@ -756,6 +807,8 @@ int main(int argc, char **argv)
         bench_list();
     if (wanted("vault.unlock"))
         bench_unlock();
+    if (wanted("vault.unlock.duress"))
+        bench_unlock_duress();
     free(opt.names);
     return 0;
 }

@@ -250,6 +250,7 @@ int cmd_passwd(cli *c);
 int cmd_panic(cli *c);
 int cmd_version(cli *c);
 int cmd_config(cli *c);
+int cmd_duress(cli *c);
 int cmd_merge(cli *c);
 int cmd_review(cli *c);
 int cmd_note(cli *c);

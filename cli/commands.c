@@ -2078,6 +2078,49 @@ cleanup:
     return rc;
 }
 
+/* `config set wipe-after N|off`, `config get wipe-after`. */
+static int config_wipe_after(cli *c, int set)
+{
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    unsigned int n = 0;
+    int rc, r;
+
+    if (set && strcmp(c->pos[2], "off") != 0) {
+        int k;
+        if (cli_parse_int(c->pos[2], &k) != 0 || k < 1 || k > 1000000) {
+            cli_error("config: wipe-after: want a number of failed unlocks "
+                      "from 1 to 1000000, or off, not '%s'", c->pos[2]);
+            return CLI_USAGE;
+        }
+        n = (unsigned int)k;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    r = set ? fv_vault_set_wipe_after(v, n) : fv_vault_get_wipe_after(v, &n);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "wipe_after");
+        if (n)
+            fprintf(stdout, "%u}\n", n);
+        else
+            fputs("null}\n", stdout);
+    } else if (n) {
+        fprintf(stdout, set ? "wipe-after: %u\n" : "%u\n", n);
+    } else {
+        fputs(set ? "wipe-after: off\n" : "off\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
+}
+
 int cmd_config(cli *c)
 {
     fv_vault *v = NULL;
@@ -2105,8 +2148,12 @@ int cmd_config(cli *c)
         rc = config_proxy(c, set);
         goto cleanup;
     }
+    if (strcmp(c->pos[1], "wipe-after") == 0) {
+        rc = config_wipe_after(c, set);
+        goto cleanup;
+    }
     if (strcmp(c->pos[1], "retention") != 0) {
-        cli_error("config: unknown setting '%s' (want retention or proxy)",
+        cli_error("config: unknown setting '%s' (want retention, proxy or wipe-after)",
                   c->pos[1]);
         rc = CLI_USAGE;
         goto cleanup;
@@ -2146,5 +2193,90 @@ int cmd_config(cli *c)
 cleanup:
     fv_vault_close(v);
     free(dir);
+    return rc;
+}
+
+/* ---- duress ------------------------------------------------------------------------- */
+
+/* `duress set [--duress-passphrase-file F] [--decoy-from DIR
+ * [--decoy-passphrase-file F]]`, `duress clear`. */
+int cmd_duress(cli *c)
+{
+    cli_opt opts[] = {{"duress-passphrase-file", OPT_ONE, NULL, 0},
+                      {"decoy-from", OPT_ONE, NULL, 0},
+                      {"decoy-passphrase-file", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    fv_duress_options dopts = FV_DURESS_OPTIONS_INIT;
+    cli_secret pass = {NULL, 0}, spass = {NULL, 0};
+    fv_vault *v = NULL, *src = NULL;
+    char *dir = NULL;
+    int rc, r, set;
+
+    if (cli_begin(c, opts, 1, 1, "set or clear", &rc))
+        goto cleanup;
+    set = strcmp(c->pos[0], "set") == 0;
+    if (!set && strcmp(c->pos[0], "clear") != 0) {
+        cli_error("duress: unknown subcommand '%s' (want set or clear)", c->pos[0]);
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (!set && (opts[0].count || opts[1].count || opts[2].count)) {
+        cli_error("duress clear: takes no options");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if (opts[2].count && !opts[1].count) {
+        cli_error("duress: --decoy-passphrase-file needs --decoy-from");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    if (!set) {
+        if ((r = fv_vault_clear_duress(v)) != FV_OK) {
+            rc = cli_fail(v, r, NULL);
+            goto cleanup;
+        }
+    } else {
+        if (opts[1].count) {
+            rc = opts[2].count ? cli_passphrase_from_file(&spass, opts[2].values[0])
+                               : cli_passphrase_prompt(&spass, "Decoy source passphrase: ", 0);
+            if (rc != 0)
+                goto cleanup;
+            r = fv_vault_open(&src, opts[1].values[0], spass.buf, spass.len);
+            cli_secret_free(&spass);
+            if (r != FV_OK) {
+                src = NULL;
+                rc = cli_fail_dir(r, "cannot open the decoy source", opts[1].values[0]);
+                goto cleanup;
+            }
+            dopts.decoy_from = src;
+        }
+        rc = opts[0].count ? cli_passphrase_from_file(&pass, opts[0].values[0])
+                           : cli_passphrase_prompt(&pass, "Duress passphrase: ", 1);
+        if (rc != 0)
+            goto cleanup;
+        r = fv_vault_set_duress(v, pass.buf, pass.len, &dopts);
+        cli_secret_free(&pass);
+        if (r != FV_OK) {
+            rc = cli_fail(v, r, NULL);
+            goto cleanup;
+        }
+    }
+    if (c->json) {
+        fputs("{", stdout);
+        json_key(stdout, "duress");
+        fputs(set ? "true}\n" : "false}\n", stdout);
+    } else {
+        fputs(set ? "duress passphrase set\n" : "duress passphrase removed\n", stdout);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_secret_free(&pass);
+    cli_secret_free(&spass);
+    fv_vault_close(src);
+    fv_vault_close(v);
+    free(dir);
+    cli_opts_free(opts);
     return rc;
 }

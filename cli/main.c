@@ -93,6 +93,7 @@ static const struct {
     {"note", cmd_note},       {"notes", cmd_notes},
     {"retract", cmd_retract}, {"retractions", cmd_retractions},
     {"quarantine", cmd_quarantine},
+    {"duress", cmd_duress},
 };
 
 static int run_help_command(cli *c)

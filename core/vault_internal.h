@@ -17,6 +17,9 @@
  * data, and panic removes it with the rest. */
 #define FV_SYNC_LOCK_FILE "sync.lock"
 
+/* The key file: a 48-byte header and two key slots of 72 bytes. */
+#define FV_V_KEYFILE_BYTES 192
+
 /* Secrets of an open vault, in one guarded allocation. */
 struct secrets {
     unsigned char vault_key[FV_KEY_BYTES];
@@ -38,6 +41,10 @@ struct fv_vault {
     int has_org_pk;     /* the organisation's public key is known */
     unsigned char org_pk[FV_BOX_PK_BYTES];
     uint64_t opslimit, memlimit;
+    /* The key file as read or last written (docs/FORMAT.md 3): its header
+     * and both slots, so passwd and duress rewrap one slot and keep the
+     * other. Not secret, but wiped with the handle. */
+    unsigned char keyfile[FV_V_KEYFILE_BYTES];
     char msg[256];
 };
 

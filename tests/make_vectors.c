@@ -42,7 +42,7 @@
 #define PASSPHRASE "correct horse 배터리 staple"
 /* FORMAT.md 5.2: the key commitment's message, 28 ASCII bytes, no NUL. */
 #define COMMIT_LABEL "FieldVault key commitment v1"
-#define KF_BYTES 120
+#define KF_BYTES 192 /* docs/FORMAT.md 3: header, slot 1, slot 2 */
 #define DEVKEY_BLOB_BYTES (FV_NONCE_BYTES + FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES + FV_TAG_BYTES)
 
 static const char *outdir;

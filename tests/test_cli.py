@@ -59,7 +59,7 @@ REV_KEYS = {"id", "kind", "time", "author", "parents", "head"}
 ATT_KEYS = {"name", "size", "chunks", "chunks_present"}
 COMMANDS = ["init", "add", "list", "show", "edit", "delete", "search",
             "attachment", "passwd", "panic", "version", "config", "review",
-            "note", "notes", "merge", "retract", "retractions", "quarantine"]
+            "note", "notes", "merge", "retract", "retractions", "quarantine", "duress"]
 
 
 def clean_env(extra=None):
@@ -1245,6 +1245,36 @@ class TestTerminal(CliTest):
         self.v(d, "list", expect=PASSPHRASE)
         self.v(d, "list", passfile=self.write("n.txt", b"brand new one\n"))
 
+    def test_duress_prompts_twice(self):
+        d = self.make_vault()
+        rid = self.add(d, "a testimony")
+        p = self.pty("--vault", d, "--passphrase-file", self.passfile,
+                     "duress", "set")
+        p.read_until(b"Duress passphrase: ")
+        self.assertFalse(p.echo_on())
+        p.type(b"under duress\n")
+        p.read_until(b"Repeat")
+        p.type(b"under duress, not\n")
+        self.assertEqual(p.wait(), USAGE, p.out)
+        self.assertIn(b"do not match", p.out)
+        p = self.pty("--vault", d, "--passphrase-file", self.passfile,
+                     "duress", "set")
+        p.read_until(b"Duress passphrase: ")
+        p.type(b"under duress\n")
+        p.read_until(b"Repeat")
+        p.type(b"under duress\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertNotIn(b"under duress", p.out)
+        self.assertEqual(self.list_ids(d), [rid])
+        # The duress passphrase typed at an ordinary prompt opens the decoy.
+        p = self.pty("--vault", d, "list")
+        p.read_until(b"passphrase: ")
+        p.type(b"under duress\n")
+        self.assertEqual(p.wait(), 0, p.out)
+        self.assertIn(b"Shopping list", p.out)
+        self.assertNotIn(rid.encode(), p.out)
+        self.v(d, "list", expect=PASSPHRASE)
+
 
 # ---- cancel ------------------------------------------------------------------------
 
@@ -1733,6 +1763,172 @@ class TestDesk(CliTest):
         self.assertEqual(p.wait(), OK, p.out)
         self.assertNotIn(b"Type 'yes'", p.out)
         self.assertEqual(self.ids(d), [])
+
+
+class TestCoercion(CliTest):
+    """Issue 15: the failed-unlock wipe and the duress passphrase."""
+
+    def guard(self, d):
+        """(limit, failures) of DIR/vault.guard, or None without one."""
+        try:
+            with open(os.path.join(d, "vault.guard"), "rb") as f:
+                g = f.read()
+        except FileNotFoundError:
+            return None
+        self.assertEqual(len(g), 16)
+        self.assertEqual(g[:8], b"FVguard1")
+        return struct.unpack("<II", g[8:])
+
+    def links(self, d, names=("vault.key", "vault.db")):
+        saved = {}
+        for n in names:
+            link = self.path("link-" + n)
+            os.link(os.path.join(d, n), link)
+            with open(link, "rb") as f:
+                saved[link] = f.read()
+        return saved
+
+    def test_wipe_after_three_wrong(self):
+        d = self.make_vault()
+        self.add(d, "testimony of the night raid")
+        self.assertEqual(self.jv(d, "config", "get", "wipe-after"),
+                         {"wipe_after": None})
+        self.assertEqual(self.v(d, "config", "get", "wipe-after").stdout,
+                         b"off\n")
+        for bad in ("0", "-1", "x", "1000001"):
+            self.v(d, "config", "set", "wipe-after", bad, expect=USAGE)
+        self.assertEqual(self.v(d, "config", "set", "wipe-after", "3").stdout,
+                         b"wipe-after: 3\n")
+        self.assertEqual(self.jv(d, "config", "get", "wipe-after"),
+                         {"wipe_after": 3})
+        self.assertEqual(self.guard(d), (3, 0))
+        wrong = self.write("wrong.txt", b"not it\n")
+        self.v(d, "list", passfile=wrong, expect=PASSPHRASE)
+        self.assertEqual(self.guard(d), (3, 1))
+        self.list_ids(d)  # a right passphrase resets the count
+        self.assertEqual(self.guard(d), (3, 0))
+        saved = self.links(d)
+        for i in range(3):
+            self.assertTrue(os.path.isdir(d))
+            r = self.v(d, "list", passfile=wrong, expect=PASSPHRASE)
+            self.assertIn(b"wrong passphrase", r.stderr)
+        self.assertFalse(os.path.exists(d))
+        for link, before in saved.items():
+            TestHappyPath.assert_garbage(self, before, link)
+        r = self.v(d, "list", expect=NOVAULT)
+        self.assertIn(b"no vault", r.stderr)
+        # off again removes the counter: wrong passphrases destroy nothing.
+        d = self.make_vault("v2")
+        self.v(d, "config", "set", "wipe-after", "1")
+        self.v(d, "config", "set", "wipe-after", "off")
+        self.assertIsNone(self.guard(d))
+        for i in range(3):
+            self.v(d, "list", passfile=wrong, expect=PASSPHRASE)
+        self.list_ids(d)
+
+    def test_kill_between_counter_and_kdf(self):
+        # The count is on disk before the KDF runs: an unlock killed during
+        # the KDF (the desktop profile: 256 MiB, long enough to hit) has
+        # counted, even with the right passphrase, and a count that reached
+        # the limit that way destroys the vault at the next open, before any
+        # KDF: pulling the battery mid-guess gains an attacker nothing.
+        d = self.path("vault")
+        self.v(d, "init", "--kdf", "desktop")
+        self.add(d, "testimony kept through the kills")
+        self.v(d, "config", "set", "wipe-after", "3")
+        args = [BIN, "--vault", d, "--passphrase-file", self.passfile, "list"]
+        killed = 0
+        for attempt in range(40):
+            if killed == 3:
+                break
+            before = self.guard(d)[1]
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=clean_env(),
+                                 start_new_session=True)
+            deadline = time.monotonic() + 60
+            while (self.guard(d)[1] == before and p.poll() is None
+                   and time.monotonic() < deadline):
+                time.sleep(0.0005)
+            p.kill()
+            p.wait()
+            if p.returncode == -signal.SIGKILL:
+                # Killed after the count was seen on disk: it stays.
+                self.assertEqual(self.guard(d), (3, before + 1))
+                killed += 1
+            else:
+                # Finished first (a slow poll): a success resets the count.
+                self.assertEqual(p.returncode, 0)
+                self.assertEqual(self.guard(d), (3, 0))
+                killed = 0
+        self.assertEqual(killed, 3, "no three kills landed during the KDF")
+        saved = self.links(d)
+        r = self.v(d, "list", expect=NOVAULT)
+        self.assertIn(b"no vault", r.stderr)
+        self.assertFalse(os.path.exists(d))
+        for link, before in saved.items():
+            TestHappyPath.assert_garbage(self, before, link)
+
+    def test_duress(self):
+        d = self.make_vault()
+        real = [self.add(d, "testimony %d from the border" % i,
+                         "--field", "place=checkpoint %d" % i)
+                for i in range(3)]
+        dpass = self.write("duress.txt", b"they have my sister\n")
+        self.v(d, "duress", "set", "--duress-passphrase-file", self.passfile,
+               expect=USAGE)
+        self.v(d, "duress", "bogus", expect=USAGE)
+        self.v(d, "duress", "clear", "--decoy-from", d, expect=USAGE)
+        r = self.v(d, "duress", "set", "--duress-passphrase-file", dpass,
+                   "--decoy-from", d, "--decoy-passphrase-file", self.passfile,
+                   expect=USAGE)
+        self.assertIn(b"copy of this vault", r.stderr)
+        # The decoy's records from another vault.
+        src = self.make_vault("source")
+        self.add(src, "choir rehearsal", "--tag", "music")
+        self.add(src, "market prices")
+        self.assertEqual(self.jv(d, "duress", "set", "--duress-passphrase-file",
+                                 dpass, "--decoy-from", src,
+                                 "--decoy-passphrase-file", self.passfile),
+                         {"duress": True})
+        self.assertEqual(os.path.getsize(os.path.join(d, "vault.key")), 192)
+        self.assertEqual(sorted(self.list_ids(d)), sorted(real))
+        self.v(d, "passwd", "--new-passphrase-file", dpass, expect=USAGE)
+        saved = self.links(d)
+        listing = self.jv(d, "list", passfile=dpass)
+        self.assertEqual(sorted(x["title"] for x in listing),
+                         ["choir rehearsal", "market prices"])
+        self.assertEqual(sorted(os.listdir(d)), ["vault.db", "vault.key"])
+        for link, before in saved.items():
+            TestHappyPath.assert_garbage(self, before, link)
+        # The real passphrase opens nothing now; the decoy is an ordinary
+        # vault under the duress passphrase.
+        self.v(d, "list", expect=PASSPHRASE)
+        self.v(d, "add", "--title", "bread", passfile=dpass)
+        self.assertEqual(len(self.jv(d, "list", passfile=dpass)), 3)
+        with open(os.path.join(d, "vault.db"), "rb") as f:
+            db = f.read()
+        self.assertNotIn(b"border", db)
+        self.assertNotIn(b"checkpoint", db)
+
+    def test_duress_default_decoy_and_clear(self):
+        d = self.make_vault()
+        self.add(d, "testimony from the camp")
+        dpass = self.write("duress.txt", b"they have my sister\n")
+        self.v(d, "duress", "set", "--duress-passphrase-file", dpass)
+        self.assertEqual(self.v(d, "duress", "clear").stdout,
+                         b"duress passphrase removed\n")
+        self.v(d, "list", passfile=dpass, expect=PASSPHRASE)
+        self.assertEqual(len(self.list_ids(d)), 1)
+        self.v(d, "duress", "set", "--duress-passphrase-file", dpass)
+        self.v(d, "config", "set", "wipe-after", "5")
+        titles = [x["title"] for x in self.jv(d, "list", passfile=dpass)]
+        self.assertEqual(len(titles), 3)
+        self.assertNotIn("testimony from the camp", titles)
+        # The wipe stays armed on the decoy, its count reset.
+        self.assertEqual(self.guard(d), (5, 0))
+        self.assertEqual(sorted(os.listdir(d)),
+                         ["vault.db", "vault.guard", "vault.key"])
 
 
 class TestDeskCoordinator(test_sync.SyncTest):

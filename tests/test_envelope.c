@@ -710,22 +710,24 @@ static void check_payload_json(const fv_rec *r, jv pj)
 static void test_keyfile_vector(struct vec *V, unsigned char vault_key[32])
 {
     jv kj = j_get(V->root, "keyfile");
-    unsigned char want[120], wk[32], wk_want[32], vk[32], vk_want[32], bad[120];
+    unsigned char want[192], wk[32], wk_want[32], vk[32], vk_want[32], bad[120];
     unsigned char *kf;
     size_t n, plen;
     char *pass = j_str(j_get(kj, "passphrase"), &plen);
     uint64_t ops, mem;
 
+    /* 192 bytes (two slots), or 120 for vectors made before the duress slot
+     * (still read: docs/FORMAT.md 3); slot 1 is at the same offsets. */
     kf = read_file(V->dir, "vault.key", &n);
     CHECK(kf != NULL);
-    CHECK_EQ(n, 120);
-    CHECK(j_hex(j_get(kj, "hex"), want, sizeof want));
-    if (!kf || n != 120) {
+    CHECK(n == 120 || n == 192);
+    if (!kf || (n != 120 && n != 192)) {
         free(kf);
         free(pass);
         return;
     }
-    CHECK(memcmp(kf, want, 120) == 0);
+    CHECK(j_hex(j_get(kj, "hex"), want, n));
+    CHECK(memcmp(kf, want, n) == 0);
     /* Header: magic, LE32 version, LE32 alg, LE64 opslimit, LE64 memlimit,
      * salt; then nonce, then the wrapped key and its tag. */
     CHECK(memcmp(kf, "FieldVlt", 8) == 0);
@@ -2693,14 +2695,14 @@ static void test_live_vault(void)
     /* Layout and modes. */
     CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
     snprintf(path, sizeof path, "%s/vault.key", dir);
-    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600 && sb.st_size == 120);
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600 && sb.st_size == 192);
     snprintf(path, sizeof path, "%s/vault.db", dir);
     CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
 
     /* The key file, unwrapped as documented. */
     kf = read_file(dir, "vault.key", &n);
-    CHECK(kf && n == 120);
-    if (!kf || n != 120)
+    CHECK(kf && n == 192);
+    if (!kf || n != 192)
         goto out;
     CHECK(memcmp(kf, "FieldVlt", 8) == 0 && get_le(kf + 8, 4) == 1 &&
           get_le(kf + 12, 4) == 1 && get_le(kf + 16, 8) == 1 &&
@@ -2708,6 +2710,12 @@ static void test_live_vault(void)
     CHECK_EQ(fv_pwhash(wk, 32, VPASS, strlen(VPASS), kf + 32, get_le(kf + 16, 8),
                        get_le(kf + 24, 8)), FV_OK);
     CHECK_EQ(fv_aead_decrypt(vk, kf + 72, 48, kf, 48, kf + 48, wk), FV_OK);
+    /* Slot 2 (no duress passphrase set): random, opened by nothing. */
+    {
+        unsigned char other[32];
+        CHECK_EQ(fv_aead_decrypt(other, kf + 144, 48, kf, 48, kf + 120, wk),
+                 FV_ECORRUPT);
+    }
     free(kf);
 
     /* Device keys from the meta table. */

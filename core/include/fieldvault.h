@@ -616,6 +616,41 @@ FV_API int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
 /* A device's role in its organisation (sync, fieldvault_sync.h). */
 enum fv_role { FV_ROLE_FIELD = 1, FV_ROLE_COORDINATOR = 2 };
 
+/* ---- coercion defences ------------------------------------------------- */
+
+/* Failed-unlock wipe. After `failures` wrong passphrases in a row
+ * fv_vault_open destroys the vault as fv_vault_panic does; 0 turns it off
+ * (the default). Each open counts the try durably before the KDF runs and
+ * a successful open resets the count, so killing an open during the KDF
+ * still counts it. The limit and count are kept beside the key file, in
+ * clear, as they must be read before the passphrase is known
+ * (docs/FORMAT.md 3.1, SECURITY.md). The open that makes the count reach
+ * the limit returns FV_EPASSPHRASE, the next FV_ENOVAULT. At most 1000000. */
+FV_API int fv_vault_set_wipe_after(fv_vault *v, unsigned int failures);
+FV_API int fv_vault_get_wipe_after(fv_vault *v, unsigned int *failures);
+
+typedef struct fv_duress_options {
+    unsigned int version;   /* FV_DURESS_OPTIONS_VERSION */
+    fv_vault *decoy_from;   /* NULL: the decoy holds a few harmless records;
+                               else a copy of this open vault's records (text,
+                               fields and tags; not attachments) */
+} fv_duress_options;
+
+#define FV_DURESS_OPTIONS_VERSION 1
+#define FV_DURESS_OPTIONS_INIT {FV_DURESS_OPTIONS_VERSION, NULL}
+
+/* Sets (or replaces) the duress passphrase, which must differ from the
+ * vault's. fv_vault_open with it destroys this vault as fv_vault_panic does
+ * and returns an ordinary handle on a decoy vault built now, which then
+ * stands in the directory under the same file names, opened by the duress
+ * passphrase; the unlock runs the same single Argon2 derivation as a normal
+ * one. See SECURITY.md for what it does not hide. `opts` may be NULL. */
+FV_API int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
+                               size_t duress_passphrase_len,
+                               const fv_duress_options *opts);
+/* Removes the duress passphrase (its key slot becomes random bytes). */
+FV_API int fv_vault_clear_duress(fv_vault *v);
+
 /* ---- helpers ----------------------------------------------------------- */
 
 /* Memory for secrets (passphrases): locked, guarded, wiped on free. Returns
