@@ -586,7 +586,16 @@ class TestHappyPath(CliTest):
             time.sleep(random.uniform(0, span))
             p.kill()
             p.wait()
-            if os.path.exists(tmp):
+            # A kill between creating the temp and writing it leaves it
+            # empty (the next open destroys that too): wait for one that
+            # holds the whole key file.
+            try:
+                with open(tmp, "rb") as f:
+                    held = f.read()
+            except FileNotFoundError:
+                continue
+            if held.startswith(b"FieldVlt") and len(held) == os.path.getsize(
+                    os.path.join(d, "vault.key")):
                 return tmp
         self.fail("no kill landed between the temp key file and its rename")
 
