@@ -645,6 +645,19 @@ int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
     return rc;
 }
 
+int fv_vs_chunks_begin(fv_vault *v)
+{
+    return fv_v_serr(v, fv_store_begin(v->store));
+}
+
+int fv_vs_chunks_end(fv_vault *v, int commit)
+{
+    int rc = commit ? fv_store_commit(v->store) : FV_OK;
+    if (!commit || rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
+}
+
 int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
                        const unsigned char *data, size_t len, int *got)
 {

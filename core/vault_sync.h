@@ -137,6 +137,11 @@ enum {
 };
 int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
                        const unsigned char *data, size_t len, int *got);
+/* A transaction around a run of fv_vs_chunk_import calls (one commit, one
+ * fsync, for many chunks); fv_vs_chunks_end commits, or with commit 0 rolls
+ * back. */
+int fv_vs_chunks_begin(fv_vault *v);
+int fv_vs_chunks_end(fv_vault *v, int commit);
 
 /* Applies the retention policy after a sync: with drop-after-receipt,
  * destroys the local copy of every record this device wrote whose envelopes

@@ -426,10 +426,26 @@ cleanup:
     return rc;
 }
 
+/* Chunks stored per transaction by an import: one fsync per 8 MiB. */
+#define CHUNKS_PER_COMMIT 32
+
 struct vault_import {
     fv_vault *v;
     fv_bundle_stats st;
+    size_t pending; /* chunks in the open transaction, if any */
+    int in_txn;
 };
+
+/* Commits the chunks stored so far: each was verified before it was. */
+static int chunks_commit(struct vault_import *x)
+{
+    int rc = FV_OK;
+    if (x->in_txn)
+        rc = fv_vs_chunks_end(x->v, 1);
+    x->in_txn = 0;
+    x->pending = 0;
+    return rc;
+}
 
 static int vault_batch(const unsigned char *const *env, const size_t *len,
                        size_t n, void *payload)
@@ -437,8 +453,11 @@ static int vault_batch(const unsigned char *const *env, const size_t *len,
     struct vault_import *x = payload;
     size_t nadded = 0, nskipped = 0, nrefused = 0;
     /* Verified and stored as pulled envelopes are, but with no server
-     * behind them (review states are left out). */
-    int rc = fv_vs_import_bundle(x->v, env, len, n, &nadded, &nskipped,
+     * behind them (review states are left out), in their own
+     * transaction. */
+    int rc = chunks_commit(x);
+    if (rc == FV_OK)
+        rc = fv_vs_import_bundle(x->v, env, len, n, &nadded, &nskipped,
                                  &nrefused);
     if (rc == FV_EPROTO)
         rc = fv_vs_fail(x->v, FV_ECORRUPT,
@@ -456,11 +475,16 @@ static int vault_chunk(const unsigned char *hash, const unsigned char *data,
                        size_t len, void *payload)
 {
     struct vault_import *x = payload;
-    int got = 0;
+    int got = 0, rc = FV_OK;
+    if (!x->in_txn && (rc = fv_vs_chunks_begin(x->v)) == FV_OK)
+        x->in_txn = 1;
     /* Checked as a chunk from the server is: against its hash and the
      * signed manifests this vault holds (stored from this bundle or
      * before). */
-    int rc = fv_vs_chunk_import(x->v, hash, data, len, &got);
+    if (rc == FV_OK)
+        rc = fv_vs_chunk_import(x->v, hash, data, len, &got);
+    if (rc == FV_OK && ++x->pending == CHUNKS_PER_COMMIT)
+        rc = chunks_commit(x);
     if (rc)
         return rc;
     x->st.chunks++;
@@ -500,6 +524,14 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
     if (!v || !path)
         return FV_EINVAL;
     rc = fv_bundle_read(path, vault_batch, vault_chunk, &x, &why);
+    /* Whatever stopped the read, the chunks verified before it are kept. */
+    if (x.in_txn) {
+        int crc = chunks_commit(&x);
+        if (rc == FV_OK || why)
+            rc = crc ? crc : rc;
+        if (crc)
+            why = NULL; /* the store's message stands */
+    }
     x.st.truncated = why == fv_bundle_cut_short;
     if (rc && why) {
         /* The file's failure, not an item's: what came before it stays. */
