@@ -1165,11 +1165,10 @@ static int bundle_export(cli *c)
                       {NULL, 0, NULL, 0}};
     fv_vault *v = NULL;
     char *dir = NULL, size[32];
-    fv_bundle_options o;
+    fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
     fv_bundle_stats st;
     int rc;
 
-    memset(&o, 0, sizeof o);
     if (cli_begin(c, opts, 1, 1, "FILE", &rc))
         goto cleanup;
     if (opts[0].count && opts[1].count) {

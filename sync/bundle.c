@@ -256,7 +256,7 @@ int fv_bundle_export_with(fv_vault *v, const char *path,
 
     if (stats)
         memset(stats, 0, sizeof *stats);
-    if (!v || !path)
+    if (!v || !path || (opt && opt->version != FV_BUNDLE_OPTIONS_VERSION))
         return FV_EINVAL;
     memset(&x, 0, sizeof x);
     memset(&st, 0, sizeof st);

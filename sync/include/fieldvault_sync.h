@@ -127,6 +127,7 @@ FV_API int fv_org_revoke(fv_vault *v, const unsigned char id[32],
 
 /* Courier bundles (docs/PROTOCOL.md, "Courier bundles"). */
 typedef struct fv_bundle_options {
+    unsigned int version; /* FV_BUNDLE_OPTIONS_VERSION */
     /* Envelopes only: the attachment chunks stay behind. */
     int no_attachments;
     /* 0: one file at the path. Else parts path.001, path.002 ..., each a
@@ -135,6 +136,11 @@ typedef struct fv_bundle_options {
     uint64_t max_size;
 } fv_bundle_options;
 
+#define FV_BUNDLE_OPTIONS_VERSION 1
+#define FV_BUNDLE_OPTIONS_INIT {FV_BUNDLE_OPTIONS_VERSION, 0, 0}
+
+/* What an export or import did. Caller-allocated output, like
+ * fv_sync_result: fields are only appended. */
 typedef struct fv_bundle_stats {
     uint64_t envelopes;       /* written (once per bundle) / read */
     uint64_t added;           /* import: envelopes new to the vault */
@@ -156,8 +162,9 @@ typedef struct fv_bundle_stats {
  * are in). One chunk is in memory at a time. With options->max_size, the
  * parts path.001 ... (FV_EEXIST if one exists; FV_ELIMIT if a part cannot
  * hold the envelopes and one chunk). A failed export leaves no file. The
- * outbox is unchanged: only a server's receipt empties it. options and
- * stats may be NULL. */
+ * outbox is unchanged: only a server's receipt empties it. options (from
+ * FV_BUNDLE_OPTIONS_INIT; FV_EINVAL for a version this library does not
+ * know) and stats (filled on success) may be NULL. */
 FV_API int fv_bundle_export_with(fv_vault *v, const char *path,
                                  const fv_bundle_options *options,
                                  fv_bundle_stats *stats);
