@@ -5,6 +5,7 @@
  * fieldvault_sync.h and sync/server.h; what they print is documented in
  * help.c and the exit codes in main.c.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,43 +389,66 @@ static const char *plural(uint64_t n, const char *one, const char *many)
     return n == 1 ? one : many;
 }
 
-/* `skipped`, `held`: a vault's bundle import (NULL for the server's). */
-static void print_import(const cli *c, const char *file, uint64_t count,
-                         uint64_t added, const uint64_t *skipped,
+/* `vault`: a vault's bundle import (review states are the server's);
+ * `held` (NULL for the server's): how much the vault's quarantine grew. */
+static void print_import(const cli *c, const char *file,
+                         const fv_bundle_stats *st, int vault,
                          const uint64_t *held)
 {
+    uint64_t bad = st->chunks_refused + st->chunks_unlisted;
     if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");
         json_strz(stdout, file);
         fprintf(stdout, ", \"envelopes\": %llu, \"added\": %llu",
-                (unsigned long long)count, (unsigned long long)added);
-        if (skipped)
+                (unsigned long long)st->envelopes,
+                (unsigned long long)st->added);
+        if (vault)
             fprintf(stdout, ", \"states_skipped\": %llu",
-                    (unsigned long long)*skipped);
+                    (unsigned long long)st->skipped);
         if (held)
             fprintf(stdout, ", \"quarantined\": %llu",
                     (unsigned long long)*held);
-        fputs("}\n", stdout);
-    } else {
-        fprintf(stdout, "imported %llu %s (%llu new)\n",
-                (unsigned long long)count,
-                plural(count, "envelope", "envelopes"),
-                (unsigned long long)added);
-        if (skipped && *skipped > 0)
-            fprintf(stdout,
-                    "%llu review %s skipped: they travel only through the "
-                    "server\n",
-                    (unsigned long long)*skipped,
-                    plural(*skipped, "state", "states"));
-        if (held && *held > 0)
-            fprintf(stdout,
-                    "%llu %s kept apart: not from a device the organisation "
-                    "certified, or dated after its revocation (see "
-                    "'fieldvault quarantine')\n",
-                    (unsigned long long)*held,
-                    plural(*held, "envelope", "envelopes"));
+        fprintf(stdout,
+                ", \"chunks\": %llu, \"chunk_bytes\": %llu, "
+                "\"chunks_added\": %llu, \"chunks_refused\": %llu, "
+                "\"chunks_unlisted\": %llu}\n",
+                (unsigned long long)st->chunks,
+                (unsigned long long)st->chunk_bytes,
+                (unsigned long long)st->chunks_added,
+                (unsigned long long)st->chunks_refused,
+                (unsigned long long)st->chunks_unlisted);
+        return;
     }
+    fprintf(stdout, "imported %llu %s (%llu new)",
+            (unsigned long long)st->envelopes,
+            plural(st->envelopes, "envelope", "envelopes"),
+            (unsigned long long)st->added);
+    if (st->chunks > bad)
+        fprintf(stdout, " and %llu attachment %s (%llu new)",
+                (unsigned long long)(st->chunks - bad),
+                plural(st->chunks - bad, "chunk", "chunks"),
+                (unsigned long long)st->chunks_added);
+    fputc('\n', stdout);
+    if (vault && st->skipped > 0)
+        fprintf(stdout,
+                "%llu review %s skipped: they travel only through the "
+                "server\n",
+                (unsigned long long)st->skipped,
+                plural(st->skipped, "state", "states"));
+    if (held && *held > 0)
+        fprintf(stdout,
+                "%llu %s kept apart: not from a device the organisation "
+                "certified, or dated after its revocation (see "
+                "'fieldvault quarantine')\n",
+                (unsigned long long)*held,
+                plural(*held, "envelope", "envelopes"));
+    if (st->chunks_unlisted > 0)
+        fprintf(stdout,
+                "%llu %s ignored: no envelope held lists %s\n",
+                (unsigned long long)st->chunks_unlisted,
+                plural(st->chunks_unlisted, "chunk", "chunks"),
+                plural(st->chunks_unlisted, "it", "them"));
 }
 
 static int count_held(const fv_quarantined *q, void *payload)
@@ -437,27 +461,48 @@ static int count_held(const fv_quarantined *q, void *payload)
 static int server_import(cli *c)
 {
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
-    const char *dir;
-    uint64_t count = 0, added = 0;
+    const char *dir, *why = NULL;
+    fv_bundle_stats st;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
         (rc = check_data(&opts[0], &dir)) != 0)
         goto cleanup;
-    int r = fv_server_import(dir, c->pos[0], &count, &added);
+    int r = fv_server_import_with(dir, c->pos[0], &st, &why);
     if (r != FV_OK) {
-        cli_error("cannot import the bundle: %s",
-                  r == FV_ENOTFOUND ? "no server or no bundle there"
-                  : r == FV_EDENIED
-                      ? "an envelope's author is not an enrolled device, or "
-                        "may not write that envelope (a review state from a "
-                        "field device, a note or retraction about a record "
-                        "the server does not hold or another device created)"
-                      : fv_strerror(r));
+        uint64_t kept = st.chunks - st.chunks_refused - st.chunks_unlisted;
+        if (r == FV_ECORRUPT && !why)
+            cli_error("cannot import the bundle: %llu %s refused: %s not "
+                      "match %s hash (beside %s: %llu %s and %llu "
+                      "attachment %s imported)",
+                      (unsigned long long)st.chunks_refused,
+                      plural(st.chunks_refused, "chunk was", "chunks were"),
+                      plural(st.chunks_refused, "it does", "they do"),
+                      plural(st.chunks_refused, "its", "their"),
+                      plural(st.chunks_refused, "it", "them"),
+                      (unsigned long long)st.envelopes,
+                      plural(st.envelopes, "envelope", "envelopes"),
+                      (unsigned long long)kept, plural(kept, "chunk", "chunks"));
+        else if (r == FV_ECORRUPT && (st.envelopes || st.chunks))
+            cli_error("cannot import the bundle: %s (before %s: %llu %s and "
+                      "%llu attachment %s imported)",
+                      why, st.truncated ? "the cut" : "the damage",
+                      (unsigned long long)st.envelopes,
+                      plural(st.envelopes, "envelope", "envelopes"),
+                      (unsigned long long)kept, plural(kept, "chunk", "chunks"));
+        else
+            cli_error("cannot import the bundle: %s",
+                      r == FV_ENOTFOUND ? "no server or no bundle there"
+                      : r == FV_EDENIED
+                          ? "an envelope's author is not an enrolled device, or "
+                            "may not write that envelope (a review state from a "
+                            "field device, a note or retraction about a record "
+                            "the server does not hold or another device created)"
+                          : why ? why : fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
     }
-    print_import(c, c->pos[0], count, added, NULL, NULL);
+    print_import(c, c->pos[0], &st, 0, NULL);
     rc = cli_flush_stdout();
 cleanup:
     cli_opts_free(opts);
@@ -1249,60 +1294,138 @@ cleanup:
 
 /* ---- bundle export, import --------------------------------------------------- */
 
-static int bundle_run(cli *c, int import)
+/* --max-size SIZE: bytes, or a number with K, M, G (powers of 1024). */
+static int parse_size(const cli_opt *o, uint64_t *bytes)
 {
+    const char *s = o->count ? o->values[0] : "";
+    char *end = NULL;
+    unsigned long long n;
+    unsigned shift = 0;
+
+    *bytes = 0;
+    if (!o->count)
+        return 0;
+    errno = 0;
+    n = (s[0] >= '0' && s[0] <= '9') ? strtoull(s, &end, 10) : 0;
+    if (end && (end[0] == 'K' || end[0] == 'k'))
+        shift = 10;
+    else if (end && (end[0] == 'M' || end[0] == 'm'))
+        shift = 20;
+    else if (end && (end[0] == 'G' || end[0] == 'g'))
+        shift = 30;
+    if (end && shift)
+        end++;
+    if (!end || *end || errno || n == 0 || n > (UINT64_MAX >> shift)) {
+        cli_error("--max-size: want a size such as 4G, 700M or a number of "
+                  "bytes, not '%s'", s);
+        return CLI_USAGE;
+    }
+    *bytes = (uint64_t)n << shift;
+    return 0;
+}
+
+static int bundle_export(cli *c)
+{
+    cli_opt opts[] = {{"with-attachments", OPT_FLAG, NULL, 0},
+                      {"no-attachments", OPT_FLAG, NULL, 0},
+                      {"max-size", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
     fv_vault *v = NULL;
-    char *dir = NULL;
-    uint64_t count = 0, added = 0, skipped = 0;
+    char *dir = NULL, size[32];
+    fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
+    fv_bundle_stats st;
     int rc;
 
-    if (cli_begin(c, NULL, 1, 1, "FILE", &rc))
+    if (cli_begin(c, opts, 1, 1, "FILE", &rc))
+        goto cleanup;
+    if (opts[0].count && opts[1].count) {
+        cli_error("--with-attachments and --no-attachments exclude each other");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    o.no_attachments = opts[1].count > 0;
+    if ((rc = parse_size(&opts[2], &o.max_size)) != 0)
         goto cleanup;
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     const char *file = c->pos[0];
-    uint64_t held_before = 0, held = 0;
-    int r = import ? fv_quarantine_list(v, count_held, &held_before) : FV_OK;
-    if (r == FV_OK)
-        r = import ? fv_bundle_import(v, file, &count, &added, &skipped)
-                   : fv_bundle_export(v, file, &count);
-    if (r == FV_OK && import)
-        r = fv_quarantine_list(v, count_held, &held);
+    int r = fv_bundle_export_with(v, file, &o, &st);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
-    if (import) {
-        /* How much the quarantine grew (a bundle's certificates may also
-         * release envelopes held before: the count is then the net). */
-        held = held > held_before ? held - held_before : 0;
-        print_import(c, file, count, added, &skipped, &held);
-    } else if (c->json) {
+    if (c->json) {
         fputs("{", stdout);
         json_key(stdout, "file");
         json_strz(stdout, file);
-        fprintf(stdout, ", \"envelopes\": %llu}\n", (unsigned long long)count);
+        fprintf(stdout,
+                ", \"envelopes\": %llu, \"chunks\": %llu, "
+                "\"chunk_bytes\": %llu, \"parts\": %llu}\n",
+                (unsigned long long)st.envelopes,
+                (unsigned long long)st.chunks,
+                (unsigned long long)st.chunk_bytes,
+                (unsigned long long)(o.max_size ? st.parts : 0));
     } else {
-        fprintf(stdout, "exported %llu %s to ", (unsigned long long)count,
-                plural(count, "envelope", "envelopes"));
+        fprintf(stdout, "exported %llu %s", (unsigned long long)st.envelopes,
+                plural(st.envelopes, "envelope", "envelopes"));
+        if (st.chunks) {
+            size_format(size, sizeof size, st.chunk_bytes);
+            fprintf(stdout, " and %llu attachment %s (%s)",
+                    (unsigned long long)st.chunks,
+                    plural(st.chunks, "chunk", "chunks"), size);
+        }
+        fputs(" to ", stdout);
         text_puts(stdout, file);
+        if (o.max_size) {
+            fputs(".001", stdout);
+            if (st.parts > 1) {
+                fputs(" ... ", stdout);
+                text_puts(stdout, file);
+                fprintf(stdout, ".%03llu", (unsigned long long)st.parts);
+            }
+            fprintf(stdout, " (%llu %s)", (unsigned long long)st.parts,
+                    plural(st.parts, "part", "parts"));
+        }
         fputc('\n', stdout);
     }
     rc = cli_flush_stdout();
 cleanup:
     fv_vault_close(v);
     free(dir);
+    cli_opts_free(opts);
     return rc;
-}
-
-static int bundle_export(cli *c)
-{
-    return bundle_run(c, 0);
 }
 
 static int bundle_import(cli *c)
 {
-    return bundle_run(c, 1);
+    fv_vault *v = NULL;
+    char *dir = NULL;
+    fv_bundle_stats st;
+    int rc;
+
+    if (cli_begin(c, NULL, 1, 1, "FILE", &rc))
+        goto cleanup;
+    if ((rc = cli_open_vault(c, &v, &dir)) != 0)
+        goto cleanup;
+    uint64_t held_before = 0, held = 0;
+    int r = fv_quarantine_list(v, count_held, &held_before);
+    if (r == FV_OK)
+        r = fv_bundle_import_with(v, c->pos[0], &st);
+    if (r == FV_OK)
+        r = fv_quarantine_list(v, count_held, &held);
+    if (r != FV_OK) {
+        rc = cli_fail(v, r, NULL);
+        goto cleanup;
+    }
+    /* How much the quarantine grew (a bundle's certificates may also
+     * release envelopes held before: the count is then the net). */
+    held = held > held_before ? held - held_before : 0;
+    print_import(c, c->pos[0], &st, 1, &held);
+    rc = cli_flush_stdout();
+cleanup:
+    fv_vault_close(v);
+    free(dir);
+    return rc;
 }
 
 int cmd_bundle(cli *c)

@@ -42,6 +42,7 @@ enum stmt_id {
     ST_RETRACTED,
     ST_NOTES_OF,
     ST_CHUNK_LEN,
+    ST_CHUNK_UNSENT,
     ST_COUNT
 };
 
@@ -109,6 +110,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "AND c.hash > ?1 AND EXISTS (SELECT 1 FROM chunkref r "
                         "JOIN envelope e ON e.id = r.envelope WHERE "
                         "r.hash = c.hash AND e.own AND e.delivered) "
+                        "ORDER BY c.hash LIMIT ?2",
+    /* As the outbox, whether or not the envelopes' receipts are in: what a
+     * courier bundle carries. */
+    [ST_CHUNK_UNSENT] = "SELECT c.hash, length(c.data) FROM chunk c "
+                        "INDEXED BY chunk_outbox WHERE NOT c.delivered "
+                        "AND c.hash > ?1 AND EXISTS (SELECT 1 FROM chunkref r "
+                        "JOIN envelope e ON e.id = r.envelope WHERE "
+                        "r.hash = c.hash AND e.own) "
                         "ORDER BY c.hash LIMIT ?2",
     /* Chunks that stored envelopes list and this vault does not hold. */
     [ST_CHUNK_MISSING] = "SELECT DISTINCT r.hash FROM chunkref r WHERE "
@@ -600,7 +609,7 @@ static int hash_page(fv_store *s, enum stmt_id id, const unsigned char after[32]
             break;
         }
         if ((r = fn(sqlite3_column_blob(st, 0),
-                    id == ST_CHUNK_OUTBOX ? (uint64_t)sqlite3_column_int64(st, 1) : 0,
+                    id != ST_CHUNK_MISSING ? (uint64_t)sqlite3_column_int64(st, 1) : 0,
                     payload)) != 0)
             break;
     }
@@ -614,6 +623,12 @@ int fv_store_chunk_outbox(fv_store *s, const unsigned char after[32], size_t max
                           fv_store_hash_fn fn, void *payload)
 {
     return hash_page(s, ST_CHUNK_OUTBOX, after, max, fn, payload);
+}
+
+int fv_store_chunk_unsent(fv_store *s, const unsigned char after[32], size_t max,
+                          fv_store_hash_fn fn, void *payload)
+{
+    return hash_page(s, ST_CHUNK_UNSENT, after, max, fn, payload);
 }
 
 int fv_store_chunk_missing(fv_store *s, const unsigned char after[32], size_t max,

@@ -104,6 +104,10 @@ typedef int (*fv_store_hash_fn)(const unsigned char *hash, uint64_t len,
  * not yet acknowledged by the server (`len`: their size). */
 int fv_store_chunk_outbox(fv_store *s, const unsigned char after[32], size_t max,
                           fv_store_hash_fn fn, void *payload);
+/* Chunks of own envelopes not yet acknowledged by the server, whether or
+ * not their envelopes' receipts are in (a courier bundle's), as above. */
+int fv_store_chunk_unsent(fv_store *s, const unsigned char after[32], size_t max,
+                          fv_store_hash_fn fn, void *payload);
 /* Chunks that stored envelopes list but this vault does not hold. */
 int fv_store_chunk_missing(fv_store *s, const unsigned char after[32], size_t max,
                            fv_store_hash_fn fn, void *payload);

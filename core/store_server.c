@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -908,18 +909,20 @@ static int pack_ready(fv_sstore *s, size_t len)
     return pack_open_write(s, last + 1, 1);
 }
 
-int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
-                           size_t len, fv_sstore_chunkloc *loc)
+/* Appends under the pack's lock (see fv_sstore_chunk_append). */
+static int append_locked(fv_sstore *s, const unsigned char *data, size_t len,
+                         fv_sstore_chunkloc *loc)
 {
     const unsigned char *p = data;
     size_t left = len;
+    struct stat sb;
     uint64_t off;
     int rc;
 
-    if (len == 0 || len > UINT32_MAX || len > s->pack_max)
-        return FV_EINVAL;
-    if ((rc = pack_ready(s, len)))
-        return rc;
+    /* Another process may have appended since (`server import` beside a
+     * running server): the chunk goes where the file ends now. */
+    if (fstat(s->wfd, &sb) == 0 && (uint64_t)sb.st_size > s->wsize)
+        s->wsize = (uint64_t)sb.st_size;
     off = s->wsize;
     /* One write() of the whole chunk; a short one (a signal, a full disk)
      * goes on where it stopped. */
@@ -959,6 +962,28 @@ int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
     loc->off = off;
     loc->len = (uint32_t)len;
     return FV_OK;
+}
+
+int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
+                           size_t len, fv_sstore_chunkloc *loc)
+{
+    int fd, rc;
+
+    if (len == 0 || len > UINT32_MAX || len > s->pack_max)
+        return FV_EINVAL;
+    if ((rc = pack_ready(s, len)))
+        return rc;
+    /* Two writers of one pack (a running server and `server import`) each
+     * measure the end and write under an exclusive lock, so that the
+     * offset indexed is where the bytes went. */
+    fd = s->wfd;
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR)
+            return pack_fail(s, "cannot lock a pack");
+    rc = append_locked(s, data, len, loc);
+    if (s->wfd == fd) /* (closing it, append_locked released the lock) */
+        flock(fd, LOCK_UN);
+    return rc;
 }
 
 int fv_sstore_chunk_sync(fv_sstore *s)

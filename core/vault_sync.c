@@ -651,22 +651,75 @@ int fv_vs_chunks_delivered(fv_vault *v, const unsigned char *const *hash,
     return fv_v_serr(v, rc);
 }
 
-int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
-                      const unsigned char *data, size_t len)
+int fv_vs_chunk_unsent(fv_vault *v, const unsigned char after[32], size_t max,
+                       fv_store_hash_fn fn, void *payload)
+{
+    int rc = fv_store_chunk_unsent(v->store, after, max, fn, payload);
+    return rc < 0 ? fv_v_serr(v, rc) : rc;
+}
+
+/* Checks a chunk that arrived against the signed manifests this vault
+ * holds and stores it: FV_VS_CHUNK_* in *got. Nothing is stored unless it
+ * hashes to `hash` and a stored envelope lists it. */
+static int chunk_take(fv_vault *v, const unsigned char hash[32],
+                      const unsigned char *data, size_t len, int delivered,
+                      int *got)
 {
     unsigned char h[FV_HASH_BYTES];
     int rc;
 
-    /* Checked against the signed manifest before anything is stored. */
     fv_hash(h, data, len);
-    if (!fv_ct_equal(h, hash, FV_HASH_BYTES))
-        return fv_v_err(v, FV_EPROTO, "a chunk from the server does not match its hash");
+    if (!fv_ct_equal(h, hash, FV_HASH_BYTES)) {
+        *got = FV_VS_CHUNK_TAMPERED;
+        return FV_OK;
+    }
     rc = fv_store_chunk_referenced(v->store, hash);
-    if (rc == 0)
-        return fv_v_err(v, FV_EPROTO, "the server sent a chunk no envelope lists");
+    if (rc == 0) {
+        *got = FV_VS_CHUNK_UNLISTED;
+        return FV_OK;
+    }
     if (rc < 0)
         return fv_v_serr(v, rc);
-    return fv_v_serr(v, fv_store_chunk_put(v->store, hash, data, len, 1));
+    rc = fv_store_chunk_has(v->store, hash);
+    if (rc < 0)
+        return fv_v_serr(v, rc);
+    *got = rc ? FV_VS_CHUNK_HELD : FV_VS_CHUNK_ADDED;
+    if (rc)
+        return FV_OK;
+    return fv_v_serr(v, fv_store_chunk_put(v->store, hash, data, len, delivered));
+}
+
+int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
+                      const unsigned char *data, size_t len)
+{
+    int got = 0, rc = chunk_take(v, hash, data, len, 1, &got);
+
+    /* Checked against the signed manifest before anything is stored. */
+    if (rc == FV_OK && got == FV_VS_CHUNK_TAMPERED)
+        return fv_v_err(v, FV_EPROTO, "a chunk from the server does not match its hash");
+    if (rc == FV_OK && got == FV_VS_CHUNK_UNLISTED)
+        return fv_v_err(v, FV_EPROTO, "the server sent a chunk no envelope lists");
+    return rc;
+}
+
+int fv_vs_chunks_begin(fv_vault *v)
+{
+    return fv_v_serr(v, fv_store_begin(v->store));
+}
+
+int fv_vs_chunks_end(fv_vault *v, int commit)
+{
+    int rc = commit ? fv_store_commit(v->store) : FV_OK;
+    if (!commit || rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
+}
+
+int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
+                       const unsigned char *data, size_t len, int *got)
+{
+    /* Not known to be on the server: a bundle travelled without it. */
+    return chunk_take(v, hash, data, len, 0, got);
 }
 
 /* ---- retention -------------------------------------------------------- */

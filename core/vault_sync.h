@@ -122,6 +122,28 @@ int fv_vs_chunks_delivered(fv_vault *v, const unsigned char *const *hash,
 int fv_vs_chunk_store(fv_vault *v, const unsigned char hash[32],
                       const unsigned char *data, size_t len);
 
+/* The chunks of own envelopes the server has not acknowledged, whether or
+ * not the envelopes' receipts are in: what a courier bundle carries. */
+int fv_vs_chunk_unsent(fv_vault *v, const unsigned char after[32], size_t max,
+                       fv_store_hash_fn fn, void *payload);
+/* A chunk from a courier bundle, checked as fv_vs_chunk_store checks one
+ * from the server: *got says what became of it. A chunk that does not hash
+ * to `hash` or that no stored envelope lists is not stored (FV_OK: the
+ * caller counts it); one already held is left as it is. */
+enum {
+    FV_VS_CHUNK_ADDED = 1,
+    FV_VS_CHUNK_HELD,
+    FV_VS_CHUNK_TAMPERED,
+    FV_VS_CHUNK_UNLISTED
+};
+int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
+                       const unsigned char *data, size_t len, int *got);
+/* A transaction around a run of fv_vs_chunk_import calls (one commit, one
+ * fsync, for many chunks); fv_vs_chunks_end commits, or with commit 0 rolls
+ * back. */
+int fv_vs_chunks_begin(fv_vault *v);
+int fv_vs_chunks_end(fv_vault *v, int commit);
+
 /* Applies the retention policy after a sync: with drop-after-receipt,
  * destroys the local copy of every record this device wrote whose envelopes
  * and chunks are all delivered. *dropped counts them. */

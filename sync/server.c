@@ -1369,7 +1369,7 @@ done:
 
 struct importer {
     fv_srv *srv;
-    uint64_t count, added;
+    fv_bundle_stats st;
 };
 
 static int import_batch(const unsigned char *const *env, const size_t *len,
@@ -1381,14 +1381,45 @@ static int import_batch(const unsigned char *const *env, const size_t *len,
      * batch is stored whole or not at all. */
     int rc = fv_srv_store_batch(im->srv, NULL, env, len, n, NULL, &added);
     if (rc == FV_OK) {
-        im->count += n;
-        im->added += added;
+        im->st.envelopes += n;
+        im->st.added += added;
     }
     return rc;
 }
 
+static int import_chunk(const unsigned char *hash, const unsigned char *data,
+                        size_t len, void *payload)
+{
+    struct importer *im = payload;
+    int added = 0;
+    /* Stored as a CHUNK-PUT is: the device's next sync finds it held. */
+    int rc = fv_srv_store_chunk(im->srv, hash, data, len, &added);
+    if (rc == FV_EPROTO)
+        im->st.chunks_refused++;
+    else if (rc == FV_ENOTFOUND)
+        im->st.chunks_unlisted++;
+    else if (rc)
+        return rc;
+    im->st.chunks++;
+    im->st.chunk_bytes += len;
+    im->st.chunks_added += (uint64_t)added;
+    return FV_OK;
+}
+
 int fv_server_import(const char *dir, const char *path, uint64_t *count,
                      uint64_t *added)
+{
+    fv_bundle_stats st;
+    int rc = fv_server_import_with(dir, path, &st, NULL);
+    if (count)
+        *count = st.envelopes;
+    if (added)
+        *added = st.added;
+    return rc;
+}
+
+int fv_server_import_with(const char *dir, const char *path,
+                          fv_bundle_stats *stats, const char **why)
 {
     struct server S;
     struct importer im;
@@ -1396,10 +1427,10 @@ int fv_server_import(const char *dir, const char *path, uint64_t *count,
     char stored[256];
     int rc;
 
-    if (count)
-        *count = 0;
-    if (added)
-        *added = 0;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    if (why)
+        *why = NULL;
     if (!dir || !path)
         return FV_EINVAL;
     if (fv_crypto_init() != FV_OK)
@@ -1416,11 +1447,13 @@ int fv_server_import(const char *dir, const char *path, uint64_t *count,
         (rc = load_engine(&S, dir, &p, stored)))
         goto done;
     im.srv = S.srv;
-    rc = fv_bundle_read(path, import_batch, &im, NULL);
-    if (count)
-        *count = im.count;
-    if (added)
-        *added = im.added;
+    rc = fv_bundle_read(path, import_batch, import_chunk, &im, why);
+    im.st.truncated = why && *why == fv_bundle_cut_short;
+    /* Tampered chunks are left out, the rest stored: then said as damage. */
+    if (rc == FV_OK && im.st.chunks_refused)
+        rc = FV_ECORRUPT;
+    if (stats)
+        *stats = im.st;
 done:
     fv_srv_free(S.srv);
     fv_sstore_close(S.st);

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fieldvault_sync.h" /* fv_bundle_stats */
+
 #define FV_SERVER_INVITE_TTL (30 * 24 * 3600) /* the first invite, seconds */
 
 /* Creates a server in `dir` (made 0700 if missing) that will listen on
@@ -80,7 +82,7 @@ int fv_server_invite(const char *dir, const char *name, int role,
  * only batches stored. May run while the server runs (SQLite WAL; each
  * batch waits its turn to write). Logs nothing.
  *
- * A damaged or truncated file stores nothing: FV_ECORRUPT. An envelope that
+ * A damaged or truncated file keeps what came before the fault: FV_ECORRUPT. An envelope that
  * fails verification (FV_ECORRUPT), an author not enrolled or revoked, or
  * an envelope its author may not write (a review state from a field device,
  * a note about a record the server does not hold...: FV_EDENIED) stops the
@@ -89,6 +91,17 @@ int fv_server_invite(const char *dir, const char *name, int role,
  * or no server), FV_EVERSION, FV_EIO, FV_ENOSPC, FV_ENOMEM, FV_EINVAL. */
 int fv_server_import(const char *dir, const char *path, uint64_t *count,
                      uint64_t *added);
+/* As fv_server_import, also for attachment chunks: each is checked and
+ * stored as a CHUNK-PUT is (listed by an envelope in the log, matching its
+ * hash, durable before it is indexed), so that its author's next sync
+ * finds it held. Items are stored as they are read: a file cut short or
+ * damaged keeps what came before (FV_ECORRUPT, *why then a fixed message,
+ * stats->truncated for a cut). A chunk that does not match its hash is
+ * left out and counted, the rest stored, and the call returns FV_ECORRUPT;
+ * one no envelope lists is ignored and counted. stats (may be NULL) is
+ * filled also on failure. */
+int fv_server_import_with(const char *dir, const char *path,
+                          fv_bundle_stats *stats, const char **why);
 
 /* One line per event (no newline): connections, enrollments, push counts,
  * errors. Never envelope content, key material or client addresses. */

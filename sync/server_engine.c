@@ -127,6 +127,9 @@ struct chunk_pend {
 };
 
 static int chunk_flush(fv_srv_conn *c, int ack);
+static int chunk_check(fv_srv *s, const unsigned char *author,
+                       const unsigned char hash[32], const unsigned char *data,
+                       size_t len, int *held);
 
 static const char *const perr_names[] = {
     "", "version", "denied", "invite", "malformed", "rejected",
@@ -994,6 +997,38 @@ int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
     return FV_OK;
 }
 
+int fv_srv_store_chunk(fv_srv *s, const unsigned char hash[32],
+                       const unsigned char *data, size_t len, int *added)
+{
+    fv_sstore_chunkloc loc;
+    int rc, held = 0;
+
+    *added = 0;
+    if (!s || !hash || !data || len > FV_SYNC_MAX_CHUNK)
+        return FV_EINVAL;
+    /* Listed by any author's envelope: the bundle's envelopes were checked
+     * author by author as they were stored. */
+    if ((rc = chunk_check(s, NULL, hash, data, len, &held)) || held)
+        return rc;
+    /* As a connection's batch of one: written, made durable, indexed. */
+    if ((rc = fv_sstore_chunk_append(s->st, data, len, &loc)) ||
+        (rc = fv_sstore_chunk_sync(s->st)) ||
+        (rc = fv_sstore_begin(s->st)))
+        return rc;
+    rc = fv_sstore_chunk_live(s->st, hash);
+    if (rc == FV_OK && (rc = fv_sstore_chunk_add(s->st, hash, &loc)) == FV_OK)
+        *added = 1;
+    else if (rc == FV_ENOTFOUND)
+        rc = fv_sstore_chunk_discard(s->st, &loc);
+    if (rc == FV_OK)
+        rc = fv_sstore_commit(s->st);
+    if (rc) {
+        fv_sstore_rollback(s->st);
+        *added = 0;
+    }
+    return rc;
+}
+
 static void handle_push(fv_srv_conn *c, const fv_msg *m)
 {
     fv_srv *s = c->srv;
@@ -1268,13 +1303,45 @@ static int pend_reserve(fv_srv_conn *c)
     return FV_OK;
 }
 
+/* The checks every arriving chunk passes before it is stored: listed by a
+ * signed envelope in the log that `author` wrote (NULL: any author), and
+ * hashing to its name. FV_ENOTFOUND (not listed), FV_EPROTO (does not match
+ * its hash), or FV_OK with *held set when it is not to be written: its
+ * record was retracted (acknowledged all the same, so that the device's
+ * outbox drains), or the store holds it already. */
+static int chunk_check(fv_srv *s, const unsigned char *author,
+                       const unsigned char hash[32], const unsigned char *data,
+                       size_t len, int *held)
+{
+    unsigned char got[32];
+    fv_sstore_chunkloc loc;
+    int rc;
+
+    *held = 0;
+    if ((rc = fv_sstore_chunk_listed(s->st, hash, author)))
+        return rc;
+    fv_hash(got, data, len);
+    if (!fv_ct_equal(got, hash, 32))
+        return FV_EPROTO;
+    rc = fv_sstore_chunk_live(s->st, hash);
+    if (rc == FV_ENOTFOUND) {
+        *held = 1;
+        return FV_OK;
+    }
+    if (rc)
+        return rc;
+    rc = fv_sstore_chunk_find(s->st, hash, NULL, &loc);
+    if (rc != FV_OK && rc != FV_ENOTFOUND)
+        return rc;
+    *held = rc == FV_OK;
+    return FV_OK;
+}
+
 static void handle_chunk_put(fv_srv_conn *c, const fv_msg *m)
 {
     fv_srv *s = c->srv;
     const unsigned char *hash = m->u.chunk.hash;
-    unsigned char got[32];
     struct chunk_pend *p;
-    fv_sstore_chunkloc loc;
     size_t i;
     int rc, held = 0;
 
@@ -1282,45 +1349,26 @@ static void handle_chunk_put(fv_srv_conn *c, const fv_msg *m)
         conn_error(c, FV_PERR_MALFORMED, "malformed message");
         return;
     }
-    /* Listed by a signed envelope in the log that this device wrote (a
-     * coordinator may upload any listed chunk): nothing else is stored. */
-    rc = fv_sstore_chunk_listed(s->st, hash,
-                                c->dev.role == FV_ROLE_COORDINATOR ? NULL
-                                                                   : c->dev.pk);
+    /* A coordinator may upload any listed chunk, a field device only those
+     * its own envelopes list: nothing else is stored. */
+    rc = chunk_check(s, c->dev.role == FV_ROLE_COORDINATOR ? NULL : c->dev.pk,
+                     hash, m->u.chunk.data, m->u.chunk.len, &held);
     if (rc == FV_ENOTFOUND) {
         conn_error(c, FV_PERR_REJECTED,
                    "no envelope of this device lists the chunk");
+        return;
+    }
+    if (rc == FV_EPROTO) {
+        conn_error(c, FV_PERR_REJECTED, "a chunk does not match its hash");
         return;
     }
     if (rc) {
         conn_internal(c, rc, "checking a chunk");
         return;
     }
-    fv_hash(got, m->u.chunk.data, m->u.chunk.len);
-    if (!fv_ct_equal(got, hash, 32)) {
-        conn_error(c, FV_PERR_REJECTED, "a chunk does not match its hash");
-        return;
-    }
-    /* Of a retracted record only: acknowledged, so that the device's
-     * outbox drains, and not written. */
-    rc = fv_sstore_chunk_live(s->st, hash);
-    if (rc == FV_ENOTFOUND)
-        held = 1;
-    else if (rc) {
-        conn_internal(c, rc, "checking a chunk");
-        return;
-    }
     /* Held already, or earlier in this batch: acknowledged, not written. */
     for (i = 0; i < c->npend && !held; i++)
         held = memcmp(c->pend[i].hash, hash, 32) == 0;
-    if (!held) {
-        rc = fv_sstore_chunk_find(s->st, hash, NULL, &loc);
-        if (rc != FV_OK && rc != FV_ENOTFOUND) {
-            conn_internal(c, rc, "checking a chunk");
-            return;
-        }
-        held = rc == FV_OK;
-    }
     if (pend_reserve(c)) {
         queued(c, FV_ENOMEM);
         return;

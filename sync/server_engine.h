@@ -126,6 +126,16 @@ int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
                        const unsigned char *const *env, const size_t *len,
                        size_t n, uint64_t *seqs, size_t *added);
 
+/* Stores one chunk of a courier bundle as a CHUNK-PUT would be stored:
+ * listed by an envelope in the log (of any author), matching its hash,
+ * durable before it is indexed. *added is 1 if it was new. FV_ENOTFOUND
+ * (no envelope lists it) and FV_EPROTO (it does not match its hash) store
+ * nothing; a chunk held already or of a retracted record is FV_OK with
+ * *added 0. Also FV_EIO, FV_ENOSPC, FV_ENOMEM, FV_EINVAL. Same threading
+ * rule as fv_srv_store_batch. */
+int fv_srv_store_chunk(fv_srv *s, const unsigned char hash[32],
+                       const unsigned char *data, size_t len, int *added);
+
 enum fv_srv_state {
     FV_SRV_RUNNING = 0, /* exchanging frames */
     FV_SRV_CLOSING = 1, /* send what is queued, then close (BYE or ERROR) */

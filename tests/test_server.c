@@ -2264,6 +2264,16 @@ static int collect_ids(const unsigned char *const *env, const size_t *len,
     return FV_OK;
 }
 
+static int collect_chunks(const unsigned char *hash, const unsigned char *data,
+                          size_t len, void *payload)
+{
+    (void)hash;
+    (void)data;
+    (void)len;
+    (void)payload;
+    return FV_ECORRUPT; /* the bundles here carry no attachment */
+}
+
 static unsigned char *file_read(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -2378,22 +2388,23 @@ static void test_bundle_import(void)
 
     /* What the bundle holds: N envelopes by the field device, one batch. */
     memset(&b, 0, sizeof b);
-    CHECK_EQ(fv_bundle_read(good, collect_ids, &b, NULL), FV_OK);
+    CHECK_EQ(fv_bundle_read(good, collect_ids, collect_chunks, &b, NULL), FV_OK);
     CHECK_EQ(b.n, N);
     CHECK_EQ(b.batches, 1);
     for (size_t i = 0; i < b.n && i < 64; i++)
         CHECK(memcmp(b.author[i], device_pk, 32) == 0);
     CHECK_EQ(log_head(&h), 0);
 
-    /* Damaged copies: FV_ECORRUPT, and nothing of the batch is stored. */
+    /* Damaged copies: FV_ECORRUPT, and nothing of the damaged batch is
+     * stored (those cut or damaged after the batch are below). */
     data = file_read(good, &data_len);
     CHECK(data_len > 12 && memcmp(data, "FVBUNDL1", 8) == 0);
     first = (size_t)data[8] << 24 | (size_t)data[9] << 16 |
             (size_t)data[10] << 8 | data[11];
     CHECK(8 + 4 + first < data_len); /* the end mark follows the batch */
     {
-        const size_t cuts[] = {data_len - 1, 8 + 4 + first, 8 + 4 + first - 1,
-                               8 + 4 + first / 2, 12, 10, 8, 5, 0};
+        const size_t cuts[] = {8 + 4 + first - 1, 8 + 4 + first / 2, 12, 10,
+                               8, 5, 0};
         for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
             count = added = 99;
             file_write(bad, data, cuts[i]);
@@ -2406,10 +2417,8 @@ static void test_bundle_import(void)
     }
     {
         /* in the magic; mid-batch; in the last envelope's signature (the
-         * frame still decodes: the envelope fails verification); in the end
-         * mark; and a byte after it */
-        const size_t flips[] = {3, 8 + 4 + first / 2, 8 + 4 + first - 10,
-                                data_len - 1};
+         * frame still decodes: the envelope fails verification) */
+        const size_t flips[] = {3, 8 + 4 + first / 2, 8 + 4 + first - 10};
         unsigned char *copy = xmalloc(data_len + 1);
         for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
             memcpy(copy, data, data_len);
@@ -2419,11 +2428,6 @@ static void test_bundle_import(void)
                      FV_ECORRUPT);
             CHECK_EQ(log_head(&h), 0);
         }
-        memcpy(copy, data, data_len);
-        copy[data_len] = 0;
-        file_write(bad, copy, data_len + 1);
-        CHECK_EQ(fv_server_import(h.dir, bad, &count, &added), FV_ECORRUPT);
-        CHECK_EQ(log_head(&h), 0);
         free(copy);
     }
     CHECK(log_holds_none(&h, (const unsigned char(*)[32])b.id, N));
@@ -2449,6 +2453,30 @@ static void test_bundle_import(void)
     CHECK_EQ(added, 0);
     CHECK_EQ(log_head(&h), N);
     CHECK(log_holds_once(&h, (const unsigned char(*)[32])b.id, N));
+    /* Cut or damaged after the whole batch (in the end mark, a byte after
+     * it): the batch is read, then FV_ECORRUPT. */
+    {
+        unsigned char *copy = xmalloc(data_len + 1);
+        const size_t cuts[] = {data_len - 1, 8 + 4 + first};
+        for (size_t i = 0; i < 4; i++) {
+            memcpy(copy, data, data_len);
+            copy[data_len] = 0;
+            if (i < 2)
+                file_write(bad, copy, cuts[i]);
+            else if (i == 2) {
+                copy[data_len - 1] ^= 0x20;
+                file_write(bad, copy, data_len);
+            } else
+                file_write(bad, copy, data_len + 1);
+            count = added = 99;
+            CHECK_EQ(fv_server_import(h.dir, bad, &count, &added),
+                     FV_ECORRUPT);
+            CHECK_EQ(count, N);
+            CHECK_EQ(added, 0);
+            CHECK_EQ(log_head(&h), N);
+        }
+        free(copy);
+    }
 
     /* The coordinator's pull gets them, chained. */
     do_pull(&h, &admin, NULL, 0, zero, &r);
@@ -2613,30 +2641,42 @@ static void test_bundle_batches(void)
         free(flipped);
     }
 
-    /* No end mark: a bundle cut between frames stores nothing. Bytes after
-     * the end mark, or a frame other than PUSH, are damage. */
+    /* No end mark: a bundle cut between frames is damage, its whole
+     * frames read (envelopes stored already here). Bytes after the end
+     * mark, a frame other than CERTS, PUSH and CHUNK-PUT, or a CERTS frame
+     * after a PUSH (certificates come first: envelopes are admitted by
+     * them), are damage; CERTS frames first are passed over here. */
     {
-        unsigned char *e[2] = {env[8], env[9]};
-        size_t l[2] = {len[8], len[9]};
+        unsigned char *e[2] = {env[0], env[1]};
+        size_t l[2] = {len[0], len[1]};
         size_t sizes[2] = {1, 1};
         write_bundle(path, e, l, sizes, 2, 0);
         CHECK_EQ(fv_server_import(h.dir, path, &count, &added), FV_ECORRUPT);
-        CHECK_EQ(count, 0);
+        CHECK_EQ(count, 2);
+        CHECK_EQ(added, 0);
         CHECK_EQ(log_head(&h), 7);
     }
     {
         fv_out o;
         buf all = {0};
-        const unsigned char *p;
-        size_t n;
-        for (int t = 0; t < 2; t++) {
+        const unsigned char *p, cert[64] = {1, 2, 3};
+        const unsigned char *certs[1] = {cert};
+        size_t n, cert_len = sizeof cert;
+        for (int t = 0; t < 4; t++) {
             fv_out_init(&o);
-            fv_send_push(&o, (const unsigned char *const *)&env[8], &len[8], 1);
+            if (t == 3)
+                CHECK_EQ(fv_send_certs(&o, certs, &cert_len, 1), FV_OK);
+            fv_send_push(&o, (const unsigned char *const *)&env[0], &len[0], 1);
             if (t == 0) {
                 fv_send_simple(&o, FV_MSG_BYE);
                 fv_send_simple(&o, FV_MSG_BYE);
-            } else {
+            } else if (t == 1) {
                 fv_send_pull(&o, NULL, 0, zero);
+                fv_send_simple(&o, FV_MSG_BYE);
+            } else if (t == 2) {
+                CHECK_EQ(fv_send_certs(&o, certs, &cert_len, 1), FV_OK);
+                fv_send_simple(&o, FV_MSG_BYE);
+            } else {
                 fv_send_simple(&o, FV_MSG_BYE);
             }
             all.len = 0;
@@ -2645,7 +2685,7 @@ static void test_bundle_batches(void)
             buf_add(&all, p, n);
             file_write(path, all.p, all.len);
             CHECK_EQ(fv_server_import(h.dir, path, &count, &added),
-                     FV_ECORRUPT);
+                     t == 3 ? FV_OK : FV_ECORRUPT);
             CHECK_EQ(log_head(&h), 7);
             fv_out_free(&o);
         }

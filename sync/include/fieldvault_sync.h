@@ -146,21 +146,71 @@ FV_API int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
 FV_API int fv_org_revoke(fv_vault *v, const unsigned char id[32],
                          const fv_sync_options *options);
 
-/* Courier bundles: writes every envelope the server has not acknowledged to
- * a new file at `path` (FV_EEXIST if it exists). *count (may be NULL)
- * receives how many. The outbox is unchanged: only a server's receipt
- * empties it. */
+/* Courier bundles (docs/PROTOCOL.md, "Courier bundles"). */
+typedef struct fv_bundle_options {
+    unsigned int version; /* FV_BUNDLE_OPTIONS_VERSION */
+    /* Envelopes only: the attachment chunks stay behind. */
+    int no_attachments;
+    /* 0: one file at the path. Else parts path.001, path.002 ..., each a
+     * whole bundle of at most this many bytes (and never more than
+     * 4 GiB - 1, FAT32's largest file), each carrying every envelope. */
+    uint64_t max_size;
+} fv_bundle_options;
+
+#define FV_BUNDLE_OPTIONS_VERSION 1
+#define FV_BUNDLE_OPTIONS_INIT {FV_BUNDLE_OPTIONS_VERSION, 0, 0}
+
+/* What an export or import did. Caller-allocated output, like
+ * fv_sync_result: fields are only appended. */
+typedef struct fv_bundle_stats {
+    uint64_t envelopes;       /* written (once per bundle) / read */
+    uint64_t added;           /* import: envelopes new to the vault */
+    uint64_t skipped;         /* import: review states left out */
+    uint64_t refused;         /* import: envelopes whose content breaks FORMAT.md */
+    uint64_t chunks;          /* chunks written / read whole */
+    uint64_t chunk_bytes;     /* their ciphertext bytes */
+    uint64_t chunks_added;    /* import: new to the vault or server */
+    uint64_t chunks_refused;  /* import: not matching their hash */
+    uint64_t chunks_unlisted; /* import: listed by no envelope held: ignored */
+    uint64_t parts;           /* export: files written */
+    int truncated;            /* import: the file ends before its end mark */
+} fv_bundle_stats;
+
+/* Writes every envelope the server has not acknowledged to a new file at
+ * `path` (FV_EEXIST if it exists), then, unless options say otherwise, the
+ * attachment chunks their envelopes list that the server has not
+ * acknowledged (the chunk outbox, whether or not the envelopes' receipts
+ * are in). One chunk is in memory at a time. With options->max_size, the
+ * parts path.001 ... (FV_EEXIST if one exists; FV_ELIMIT if a part cannot
+ * hold the envelopes and one chunk). A failed export leaves no file. The
+ * outbox is unchanged: only a server's receipt empties it. options (from
+ * FV_BUNDLE_OPTIONS_INIT; FV_EINVAL for a version this library does not
+ * know) and stats (filled on success) may be NULL. */
+FV_API int fv_bundle_export_with(fv_vault *v, const char *path,
+                                 const fv_bundle_options *options,
+                                 fv_bundle_stats *stats);
+/* As fv_bundle_export_with with the default options; *count (may be NULL)
+ * receives how many envelopes. */
 FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
 
 /* Reads a bundle: every envelope is verified as if it had arrived over the
- * network, then stored. Importing a bundle twice changes nothing. FV_ECORRUPT
- * if the file is damaged or an envelope fails verification (nothing of its
- * batch is stored), FV_EVERSION for an envelope of a newer format. An
- * envelope whose payload this vault opens and finds malformed is refused
- * alone: the rest is imported and committed, and the call then returns
- * FV_ECORRUPT with a message naming how many were refused. Review states travel only through the server (which
- * knows who is a coordinator): one in a bundle is left out unless this
- * device wrote it, and counted in *skipped (may be NULL). */
+ * network, then stored; every chunk is checked against its hash and a
+ * signed manifest the vault holds (from this bundle or before) before it
+ * is stored. Importing a bundle twice changes nothing. Items are stored as
+ * they are read: FV_ECORRUPT if the file is cut short (stats->truncated)
+ * or damaged, or an envelope fails verification (nothing of its batch is
+ * stored): what came before stays imported, and the message says how much.
+ * FV_EVERSION for an envelope of a newer format. An envelope whose payload
+ * this vault opens and finds malformed, or a chunk that does not match its
+ * hash, is refused alone: the rest is imported and committed, and the call
+ * then returns FV_ECORRUPT with a message naming how many were refused. A
+ * chunk no envelope held lists is ignored and counted. Review states
+ * travel only through the server (which knows who is a coordinator): one
+ * in a bundle is left out unless this device wrote it, and counted.
+ * stats (may be NULL) is filled also on failure. */
+FV_API int fv_bundle_import_with(fv_vault *v, const char *path,
+                                 fv_bundle_stats *stats);
+/* As fv_bundle_import_with; count, added and skipped may be NULL. */
 FV_API int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
                             uint64_t *added, uint64_t *skipped);
 

@@ -1,0 +1,251 @@
+/*
+ * bench_bundle.c - a courier bundle carrying an attachment (run it with
+ * scripts/bench).
+ *
+ *   bench_bundle [--quick] [--dir DIR] [--size MIB] [--fieldvault PATH]
+ *                [NAME...]
+ *
+ * Each measurement prints one JSON object on its own line on stdout, as the
+ * other benchmarks do: {"bench": NAME, "value": X, "unit": U, "limit": Y,
+ * "ratio": X/Y}. Everything else goes to stderr. Scratch files go in one
+ * new directory under DIR (default $TMPDIR, else /tmp), removed at exit.
+ * Sizes are binary, throughput in MiB/s.
+ *
+ * The starting point (not timed): vault A (FV_KDF_TEST) holds one record
+ * with one attachment of S bytes (1 GiB; --quick 64 MiB; --size), its
+ * bytes streamed from a pseudo-random generator through
+ * fv_attachment_source.read; vault B is empty. Both are closed and synced
+ * to disk.
+ *
+ * bundle.attach (MiB/s; target ratio >= 0.3). The Release CLI in child
+ * processes: `fieldvault bundle export FILE` on A, then `fieldvault bundle
+ * import FILE` on B, each timed from fork to exit (start, unlock, work,
+ * close: what a courier waits for). value = S / (t_export + t_import). The
+ * import must report every chunk added. The limit is a plain copy of the
+ * bundle file's bytes in the same run (1 MiB reads and writes, fsync'd, as
+ * the bundle's own writes are): limit = S / t_copy. A bundle moves the
+ * bytes twice (the vault to the file, the file to the other vault) and
+ * checks every chunk, the copy moves them once: a ratio near 0.5 is the
+ * most a two-step transfer can reach.
+ *
+ * bundle.attach.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
+ * below 1 meets the target). The larger of the two children's peak
+ * resident sets (ru_maxrss from wait4: each child's VmHWM over its whole
+ * life). Memory must stay flat in the bundle's size.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define RSS_LIMIT_KIB 65536.0
+
+static const char usage[] =
+    "usage: bench_bundle [--quick] [--dir DIR] [--size MIB] "
+    "[--fieldvault PATH] [NAME...]\n"
+    "  NAME: bundle.attach, bundle.attach.rss (a prefix; none: all)\n";
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* Runs the CLI with args in a child, stdout to `out`: its wall time and
+ * peak resident set (KiB). Dies unless it exits 0. */
+static double run_cli(const char *const *args, const char *out, long *rss)
+{
+    char *err = path_join(scratch, "cli.err");
+    struct rusage ru;
+    double t0;
+    int status;
+    pid_t pid;
+
+    fflush(NULL);
+    t0 = now();
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fo < 0 || fe < 0 || nul < 0 || dup2(nul, 0) < 0 ||
+            dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(126);
+        execv(bench_fieldvault, (char *const *)args);
+        _exit(127);
+    }
+    if (wait4(pid, &status, 0, &ru) != pid)
+        die("waiting for fieldvault: %s", strerror(errno));
+    t0 = now() - t0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        note("fieldvault %s %s ended with status %d:", args[5], args[6],
+             status);
+        tail_file(err, 10);
+        die("fieldvault %s %s failed", args[5], args[6]);
+    }
+    *rss = ru.ru_maxrss;
+    unlink(err);
+    free(err);
+    return t0;
+}
+
+/* The first line of a file (the CLI's JSON answer), into line. */
+static void first_line(const char *path, char *line, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    line[0] = '\0';
+    if (f && fgets(line, (int)cap, f))
+        line[strcspn(line, "\n")] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* The value of a JSON number field in one line of the CLI's output. */
+static unsigned long long json_u64(const char *line, const char *key)
+{
+    char k[64];
+    const char *p;
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    if (!(p = strstr(line, k)))
+        die("no %s in %s", key, line);
+    return strtoull(p + strlen(k), NULL, 10);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const known[] = {"bundle.attach", "bundle.attach.rss"};
+    const char **names = xmalloc((size_t)argc * sizeof *names);
+    const char *base_dir = NULL;
+    size_t size_mib = 0, nnames = 0;
+    int quick = 0;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    fv_attachment_source src;
+    unsigned char record[FV_ID_BYTES];
+    char *a, *b, *pass, *file, *copy, *out, line[1024];
+    uint64_t size, nchunks;
+    long rss_exp = 0, rss_imp = 0;
+    double t_exp, t_imp, t_copy, t0;
+    struct gen g;
+    fv_vault *v;
+    FILE *pf;
+
+    bench_fieldvault = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--quick")) {
+            quick = 1;
+        } else if (!strcmp(s, "--dir") && i + 1 < argc) {
+            base_dir = argv[++i];
+        } else if (!strcmp(s, "--size") && i + 1 < argc) {
+            size_mib = parse_count(argv[++i], "--size");
+        } else if (!strcmp(s, "--fieldvault") && i + 1 < argc) {
+            bench_fieldvault = argv[++i];
+        } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (s[0] == '-') {
+            fprintf(stderr, "bench_bundle: unknown option %s\n%s", s, usage);
+            return 2;
+        } else {
+            int hit = 0;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                hit |= strncmp(known[k], s, strlen(s)) == 0;
+            if (!hit) {
+                fprintf(stderr, "bench_bundle: no measurement is named %s\n%s",
+                        s, usage);
+                return 2;
+            }
+            names[nnames++] = s;
+        }
+    }
+    if (!size_mib)
+        size_mib = quick ? 64 : 1024;
+    if (size_mib > 7 * 1024)
+        die("--size: at most 7168 MiB (one record's chunk list)");
+    size = (uint64_t)size_mib << 20;
+    bench_prog = "bench_bundle";
+    if (!bench_fieldvault)
+        bench_fieldvault = default_fieldvault();
+    bench_select(names, (int)nnames);
+    make_scratch(base_dir);
+
+    /* The starting point. */
+    a = scratch_path("a");
+    b = scratch_path("b");
+    pass = path_join(scratch, "passphrase");
+    file = path_join(scratch, "stick.fvb");
+    copy = path_join(scratch, "copy.fvb");
+    out = path_join(scratch, "cli.out");
+    if (!(pf = fopen(pass, "w")) || fputs(PASSPHRASE "\n", pf) < 0 ||
+        fclose(pf) != 0)
+        die("cannot write %s", pass);
+    note("adding a record with a %.0f MiB attachment to vault A", mib(size));
+    v = create_vault(a);
+    gen_init(&g, 0x9e3779b97f4a7c15ull, size);
+    memset(&src, 0, sizeof src);
+    src.name = "interview.bin";
+    src.read = gen_read;
+    src.read_payload = &g;
+    in.title = "Interview, district 4";
+    in.attachments = &src;
+    in.nattachments = 1;
+    t0 = now();
+    fv_check(fv_record_add(v, record, &in), v, "fv_record_add");
+    note("added in %.1f s", now() - t0);
+    fv_vault_close(v);
+    fv_vault_close(create_vault(b));
+    sync();
+    nchunks = (size + FV_CHUNK_BYTES - 1) / FV_CHUNK_BYTES;
+
+    {
+        const char *exp[] = {"fieldvault", "--vault", a, "--passphrase-file",
+                             pass, "bundle", "export", file, "--json", NULL};
+        const char *imp[] = {"fieldvault", "--vault", b, "--passphrase-file",
+                             pass, "bundle", "import", file, "--json", NULL};
+        t_exp = run_cli(exp, out, &rss_exp);
+        first_line(out, line, sizeof line);
+        note("export: %.2f s (%.1f MiB/s), peak RSS %ld KiB: %s", t_exp,
+             mib(size) / t_exp, rss_exp, line);
+        if (json_u64(line, "chunks") != nchunks)
+            die("the bundle holds %llu chunks, not %llu",
+                json_u64(line, "chunks"), (unsigned long long)nchunks);
+        t_imp = run_cli(imp, out, &rss_imp);
+        first_line(out, line, sizeof line);
+        note("import: %.2f s (%.1f MiB/s), peak RSS %ld KiB: %s", t_imp,
+             mib(size) / t_imp, rss_imp, line);
+        if (json_u64(line, "chunks_added") != nchunks)
+            die("the import added %llu chunks, not %llu",
+                json_u64(line, "chunks_added"), (unsigned long long)nchunks);
+    }
+    /* The limit: the same bytes copied once, in the same run. */
+    t0 = now();
+    copy_file(file, copy, 0600);
+    t_copy = now() - t0;
+    note("plain copy of the %.0f MiB bundle: %.2f s (%.1f MiB/s)",
+         mib(size), t_copy, mib(size) / t_copy);
+    unlink(copy);
+
+    if (wanted("bundle.attach"))
+        report("bundle.attach", mib(size) / (t_exp + t_imp), "MiB/s",
+               mib(size) / t_copy, 1);
+    if (wanted("bundle.attach.rss"))
+        report("bundle.attach.rss",
+               (double)(rss_exp > rss_imp ? rss_exp : rss_imp), "KiB",
+               RSS_LIMIT_KIB, 0);
+    free(a);
+    free(b);
+    free(pass);
+    free(file);
+    free(copy);
+    free(out);
+    free(names);
+    return 0;
+}
