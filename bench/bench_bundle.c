@@ -11,11 +11,15 @@
  * new directory under DIR (default $TMPDIR, else /tmp), removed at exit.
  * Sizes are binary, throughput in MiB/s.
  *
- * The starting point (not timed): vault A (FV_KDF_TEST) holds one record
- * with one attachment of S bytes (1 GiB; --quick 64 MiB; --size), its
- * bytes streamed from a pseudo-random generator through
- * fv_attachment_source.read; vault B is empty. Both are closed and synced
- * to disk.
+ * The starting point (not timed): a server runs on 127.0.0.1 only while
+ * the organisation is set up. Vault B (FV_KDF_TEST) enrolls with the admin
+ * invite and creates the organisation key (fv_org_init); vault A enrolls
+ * as a field device, and B certifies it (fv_org_devices, as its next sync
+ * would), so B admits what A signs instead of keeping it apart. A then
+ * holds one record with one attachment of S bytes (1 GiB; --quick 64 MiB;
+ * --size), its bytes streamed from a pseudo-random generator through
+ * fv_attachment_source.read, never synced. Both vaults are closed and
+ * synced to disk.
  *
  * bundle.attach (MiB/s; target ratio >= 0.3). The Release CLI in child
  * processes: `fieldvault bundle export FILE` on A, then `fieldvault bundle
@@ -119,6 +123,42 @@ static unsigned long long json_u64(const char *line, const char *key)
     return strtoull(p + strlen(k), NULL, 10);
 }
 
+static int count_device(const fv_device_info *d, void *payload)
+{
+    (void)d;
+    ++*(int *)payload;
+    return 0;
+}
+
+/* Coordinator B (with the organisation key) and field device A, enrolled
+ * with a server that runs only meanwhile; B certifies A. */
+static void organisation(const char *a, const char *b)
+{
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    char *server = scratch_path("server"), *log = path_join(scratch, "serve.log");
+    char *admin = server_create(server), addr[64];
+    int role = 0, ndevices = 0;
+    pid_t pid = serve_start(server, log, addr, sizeof addr);
+    fv_vault *v = create_vault(b);
+
+    so.server = addr;
+    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    if (role != FV_ROLE_COORDINATOR)
+        die("the admin invite gave role %d, not coordinator", role);
+    fv_check(fv_org_init(v, &so), v, "fv_org_init");
+    fv_vault_close(field_device(server, addr, a, "courier"));
+    fv_check(fv_org_devices(v, count_device, &ndevices, &so), v,
+             "fv_org_devices");
+    if (ndevices != 2)
+        die("the organisation lists %d devices, not 2", ndevices);
+    fv_vault_close(v);
+    long rss;
+    serve_stop(pid, log, &rss);
+    free(admin);
+    free(server);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     static const char *const known[] = {"bundle.attach", "bundle.attach.rss"};
@@ -187,8 +227,9 @@ int main(int argc, char **argv)
     if (!(pf = fopen(pass, "w")) || fputs(PASSPHRASE "\n", pf) < 0 ||
         fclose(pf) != 0)
         die("cannot write %s", pass);
+    organisation(a, b);
     note("adding a record with a %.0f MiB attachment to vault A", mib(size));
-    v = create_vault(a);
+    v = open_vault(a);
     gen_init(&g, 0x9e3779b97f4a7c15ull, size);
     memset(&src, 0, sizeof src);
     src.name = "interview.bin";
@@ -201,7 +242,6 @@ int main(int argc, char **argv)
     fv_check(fv_record_add(v, record, &in), v, "fv_record_add");
     note("added in %.1f s", now() - t0);
     fv_vault_close(v);
-    fv_vault_close(create_vault(b));
     sync();
     nchunks = (size + FV_CHUNK_BYTES - 1) / FV_CHUNK_BYTES;
 
