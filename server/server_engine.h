@@ -5,7 +5,7 @@
  * (fv_srv_conn_send_buf) and acknowledges what was sent
  * (fv_srv_conn_send_ack). The engine touches no socket, and reads no clock
  * or random source of its own: both come from the fv_srv_env the caller
- * passes in (and updates). sync/server.c drives it over TLS; tests drive it
+ * passes in (and updates). server/server.c drives it over TLS; tests drive it
  * directly, byte by byte.
  *
  * An fv_srv holds what every connection shares (the store, the receipt key,

@@ -1,6 +1,7 @@
 /*
  * store_server.h - the sync server's SQLite database (server.db). Part of the
- * store module: the only files that include sqlite3 are core/store*.c.
+ * store module: the only files that include sqlite3 are core/store*.c and
+ * this one.
  *
  * The server holds ciphertext and public keys only: signed envelopes, the
  * devices' public keys, BLAKE2b-256 hashes of invite tokens (a leaked
@@ -22,7 +23,7 @@
  * pack files beside it (see "attachment chunks" below).
  *
  * This module stores what it is given: chains are computed by the caller
- * (sync/server_engine.c, with fv_chain_next), because the chain formula
+ * (server/server_engine.c, with fv_chain_next), because the chain formula
  * belongs to the protocol layer above.
  *
  * Every function returns FV_OK or an FV_E code; fv_sstore_errmsg says more
