@@ -797,13 +797,17 @@ static void pack_path(const fv_sstore *s, uint32_t pack, char *out,
     snprintf(out, size, "%s/pack-%06u", s->chunk_dir, (unsigned)pack);
 }
 
-static void fsync_path(const char *dir)
+/* Makes the entries of directory `dir` durable: 0, or -1 with errno set. */
+static int fsync_path(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r, e;
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    e = errno;
+    close(fd);
+    errno = e;
+    return r;
 }
 
 /* Makes the chunk directory (0700) if it is missing: a server made before
@@ -812,15 +816,25 @@ static int chunk_dir_make(fv_sstore *s)
 {
     struct stat sb;
     if (mkdir(s->chunk_dir, 0700) == 0) {
-        /* Its entry in the server directory must survive a crash too. */
+        /* Its entry in the server directory must survive a crash too: if
+         * that cannot be made sure, the directory goes again, so that the
+         * next attempt makes (and syncs) it anew. */
         char *parent = strdup(s->chunk_dir), *slash;
-        if (parent && (slash = strrchr(parent, '/'))) {
+        int r = -1;
+        if (!parent)
+            errno = ENOMEM;
+        else if ((slash = strrchr(parent, '/'))) {
             *slash = '\0';
-            fsync_path(slash == parent ? "/" : parent);
-        } else if (parent) {
-            fsync_path(".");
+            r = fsync_path(slash == parent ? "/" : parent);
+        } else {
+            r = fsync_path(".");
         }
         free(parent);
+        if (r != 0) {
+            int rc = pack_fail(s, "cannot sync the server directory");
+            rmdir(s->chunk_dir);
+            return rc;
+        }
         return FV_OK;
     }
     if (errno != EEXIST)
@@ -871,8 +885,14 @@ static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
         close(fd);
         return fv_db_error(&s->d, FV_EIO, "chunks: a pack is not a file");
     }
-    if (create)
-        fsync_path(s->chunk_dir); /* the new name survives a crash */
+    /* The new name survives a crash, or the empty pack goes again (the
+     * next attempt creates it anew). */
+    if (create && fsync_path(s->chunk_dir) != 0) {
+        int rc = pack_fail(s, "cannot sync the chunk directory");
+        close(fd);
+        unlink(path);
+        return rc;
+    }
     s->wfd = fd;
     s->wpack = pack;
     s->wsize = (uint64_t)sb.st_size;
