@@ -25,7 +25,7 @@
 #include "fieldvault.h"
 #include "proto.h"
 #include "server_engine.h"
-#include "store_server.h"
+#include "sstore.h"
 #include "tls.h"
 
 #define KEY_FILE "tls.key"

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store_server.h"
+#include "sstore.h"
 
 #define FV_SRV_OUT_MAX (4u << 20)  /* stop reading above this much output */
 #define FV_SRV_OUT_LOW (256u << 10) /* resume reading, or make the next
