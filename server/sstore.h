@@ -16,6 +16,10 @@
  * leaks no usable token), and a few public meta values (format, epoch,
  * receipt public key, listen address, organisation public key).
  *
+ * Receipts are signed by the engine over log positions and chains the
+ * store returns; the store keeps their public key (meta "receipt_pk"), not
+ * the secret one (receipt.key, a file of the server directory).
+ *
  * A store keeps what it is given: chains are computed by the caller
  * (server/server_engine.c, with fv_chain_next), because the chain formula
  * belongs to the protocol layer above.
