@@ -1,9 +1,10 @@
 # test_phone_lib.cmake - run by ctest as `cmake -P` (tests/CMakeLists.txt).
 #
-# The shared device library (libfieldvault.so: what a phone app links) holds
-# no server code: the server's storage, engine and event loop (server/) are
-# linked into the `fieldvault` command only. Fails if
-#   1. `nm -D --defined-only` of the library names a server function;
+# The device library (libfieldvault.so, and libfieldvault.a for an app that
+# links statically: what a phone app links) holds no server code: the
+# server's storage, engine and event loop (server/) are linked into the
+# `fieldvault` command only. Fails if
+#   1. `nm -D --defined-only` of the shared library names a server function;
 #   2. its full symbol table (when the library is not stripped; a build's
 #      always has one) names one, the file-local functions included;
 #   3. its bytes hold a string only the server's code has.
@@ -11,7 +12,7 @@
 # store's interface), sqls_* (its SQLite implementation) or one of the event
 # loop's (server/server.c).
 #
-# Inputs: -DNM=<nm> -DLIB=<libfieldvault.so>
+# Inputs: -DNM=<nm> -DLIB=<libfieldvault.so or libfieldvault.a>
 cmake_minimum_required(VERSION 3.18)
 
 set(failures 0)
@@ -75,11 +76,13 @@ function(check what)
 endfunction()
 
 # ---- 1. exported ------------------------------------------------------------
-defined(dyn dyn_ok -D)
-if(NOT dyn_ok)
-  fail("${NM} -D --defined-only ${LIB} lists nothing")
+if(NOT LIB MATCHES "\\.a$")
+  defined(dyn dyn_ok -D)
+  if(NOT dyn_ok)
+    fail("${NM} -D --defined-only ${LIB} lists nothing")
+  endif()
+  check("nm -D --defined-only" ${dyn})
 endif()
-check("nm -D --defined-only" ${dyn})
 
 # ---- 2. every symbol, hidden and file-local ones too -------------------------
 defined(all all_ok)
