@@ -838,9 +838,10 @@ void fv_sstore_chunk_set_pack_max(fv_sstore *base, uint64_t bytes)
 static int pack_fail(sqls *s, const char *what)
 {
     int e = errno;
-    return fv_db_error(
-        &s->d, e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC : FV_EIO,
-        "chunks: %s: %s", what, fv_errno_text(e).text);
+    return fv_db_error(&s->d,
+                       e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC
+                                                                : FV_EIO,
+                       "chunks: %s: %s", what, fv_errno_text(e).text);
 }
 
 static void pack_path(const sqls *s, uint32_t pack, char *out, size_t size)
