@@ -2,7 +2,7 @@
  * sync_cmds.c - the commands that reach beyond the vault: the server
  * (`server init`, `server invite`, `serve`), enrollment, the coordinator's
  * `org` requests, `sync`, and courier bundles. Each is a thin layer over
- * fieldvault_sync.h and sync/server.h; what they print is documented in
+ * fieldvault_sync.h and server/server.h; what they print is documented in
  * help.c and the exit codes in main.c.
  */
 #include <errno.h>

@@ -1,6 +1,7 @@
 # install.cmake - what `cmake --install BUILD --prefix P` puts under P
-# (docs/API.md, "Installing"): the two public headers, the static and shared
-# libraries, pkg-config files, a CMake package, and the fieldvault binary.
+# (docs/API.md, "Installing"): the two public headers, the device library
+# (static and shared), its pkg-config file, a CMake package, and the
+# fieldvault binary.
 include(CMakePackageConfigHelpers)
 
 if(FV_FUZZ) # signatures are not checked in the fuzz build: never install it
@@ -15,19 +16,19 @@ install(FILES ${PROJECT_SOURCE_DIR}/core/include/fieldvault.h
               ${PROJECT_SOURCE_DIR}/sync/include/fieldvault_sync.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
-install(TARGETS fieldvault_shared fieldvault_sync_shared EXPORT FieldVaultTargets
+install(TARGETS fieldvault_shared EXPORT FieldVaultTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS fieldvault fieldvault_sync ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(TARGETS fieldvault ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(TARGETS fieldvault_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-# pkg-config files find the prefix from their own place, so the tree can be
+# The pkg-config file finds the prefix from their own place, so the tree can be
 # installed under any --prefix and moved.
 file(RELATIVE_PATH FV_PC_TO_PREFIX /${FV_PKGCONFIGDIR} /)
 string(REGEX REPLACE "/$" "" FV_PC_TO_PREFIX "${FV_PC_TO_PREFIX}")
 get_filename_component(FV_MBEDTLS_LIBDIR ${MBEDTLS_LIB} DIRECTORY)
-foreach(pc fieldvault fieldvault-sync)
+foreach(pc fieldvault)
   configure_file(${CMAKE_CURRENT_LIST_DIR}/${pc}.pc.in ${PROJECT_BINARY_DIR}/${pc}.pc @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/${pc}.pc DESTINATION ${FV_PKGCONFIGDIR})
 endforeach()

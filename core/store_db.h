@@ -1,7 +1,8 @@
 /*
  * store_db.h - the SQLite plumbing under store.c (the vault's database) and
- * store_server.c (the server's). Internal to the store module: only
- * core/store*.c include this header, and with it sqlite3.h.
+ * server/store_server.c (the server's). Internal to the store module: only
+ * core/store*.c and server/store_server.c include this header, and with it
+ * sqlite3.h.
  *
  * Functions that return int return FV_OK or an FV_E code; on failure the
  * handle's msg says more ("<label>: <what>: <SQLite's message>").

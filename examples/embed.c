@@ -11,7 +11,7 @@
  * The passphrase is the first line of standard input. Built against the
  * installed package, as any outside project would (examples/run does it):
  *
- *   cc embed.c $(pkg-config --cflags --libs fieldvault-sync) -o embed
+ *   cc embed.c $(pkg-config --cflags --libs fieldvault) -o embed
  *
  * Exit status: 0 when everything above happened, 1 if something did not,
  * 2 on a usage error.

@@ -1,7 +1,7 @@
 /*
  * bundle.h - reading courier bundles (docs/PROTOCOL.md, "Courier bundles"),
  * shared by the vault's importer (fv_bundle_import, sync/bundle.c) and the
- * server's (fv_server_import, sync/server.c). Internal to the sync library.
+ * server's (fv_server_import, server/server.c). Internal to the sync library.
  *
  * A bundle is the 8 bytes "FVBUNDL1", CERTS frames (the device
  * certificates the writing vault holds), PUSH frames exactly as on the wire,

@@ -13,7 +13,9 @@
  * fv_vault_verify and hold every acknowledged change.
  * A sync exchange through both engines (the server's database and packs
  * included) runs with FV_FAULT_OPS=sync only, for now.
- * Usage: test_faults [alloc|io|power]... (default: all three). */
+ * The server store's packs: a failed sync of a directory that gained the
+ * chunk directory or a pack fails the append and leaves nothing half made.
+ * Usage: test_faults [alloc|io|power|packs]... (default: all four). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -905,11 +907,68 @@ static void run_power(void)
     CHECK_EQ(failures, 0);
 }
 
+/* ---- the server's packs ------------------------------------------------------- */
+
+/* The server store's first chunk makes the chunk directory and a pack, and
+ * syncs the directories that gained them. A sync failing there fails the
+ * append (FV_EIO), never reports it done, and leaves nothing half made: the
+ * next append, unfaulted, works and its bytes read back. */
+static void run_packs(void)
+{
+    long points = 0, failures = 0;
+    unsigned char data[1000], back[1000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 31 + 7);
+    for (long n = 1;; n++) {
+        char dir[400], db[420];
+        fv_sstore *st = NULL;
+        fv_sstore_chunkloc loc;
+        int rc, injected, own_sync;
+        snprintf(dir, sizeof dir, "%s/packs-%ld", root, n);
+        snprintf(db, sizeof db, "%s/server.db", dir);
+        CHECK_EQ(mkdir(dir, 0700), 0);
+        CHECK_EQ(fv_sstore_open(&st, db, 1), FV_OK);
+        if (!st)
+            break;
+        fs_io_arm(FS_SYNC, n, EIO);
+        rc = fv_sstore_chunk_append(st, data, sizeof data, &loc);
+        if (rc == FV_OK)
+            rc = fv_sstore_chunk_sync(st);
+        injected = fs_io_injected();
+        own_sync = fs_io_injected_own_sync();
+        fs_io_arm(0, 0, 0);
+        if (!injected) {
+            CHECK_EQ(rc, FV_OK);
+            fv_sstore_close(st);
+            break;
+        }
+        points++;
+        if (own_sync && rc == FV_OK) {
+            fprintf(stderr, "packs sync EIO #%ld: a failed sync reported as success\n", n);
+            failures++;
+        } else if (rc != FV_OK && rc != FV_EIO) {
+            fprintf(stderr, "packs sync EIO #%ld: %s (%s)\n", n, fv_strerror(rc), fv_sstore_errmsg(st));
+            failures++;
+        }
+        if (fv_sstore_chunk_append(st, data, sizeof data, &loc) != FV_OK ||
+            fv_sstore_chunk_sync(st) != FV_OK || fv_sstore_chunk_read(st, &loc, back) != FV_OK ||
+            memcmp(back, data, sizeof data) != 0) {
+            fprintf(stderr, "packs sync EIO #%ld: the next append does not work: %s\n", n,
+                    fv_sstore_errmsg(st));
+            failures++;
+        }
+        fv_sstore_close(st);
+    }
+    CHECK(points >= 2); /* the chunk directory's parent, then the new pack's */
+    report("packs", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 int main(int argc, char **argv)
 {
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
-    int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2;
+    int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2, do_packs = argc < 2;
     unsigned char *buf;
     const char *b = getenv("FV_FAULT_BUDGET");
 
@@ -917,6 +976,7 @@ int main(int argc, char **argv)
         do_alloc |= !strcmp(argv[i], "alloc");
         do_io |= !strcmp(argv[i], "io");
         do_power |= !strcmp(argv[i], "power");
+        do_packs |= !strcmp(argv[i], "packs");
     }
     if (b)
         budget = atol(b);
@@ -966,6 +1026,8 @@ int main(int argc, char **argv)
         run_io();
     if (do_power)
         run_power();
+    if (do_packs)
+        run_packs();
     printf("faults: %ld points, %ld failures\n", total_points, total_failures);
     {
         char cmd[300];

@@ -3,13 +3,13 @@
 # 1. Every public header compiles alone (included first, twice) as C11 and as
 #    C++11 with -pedantic -Werror -Wall -Wextra, and each option struct's
 #    _INIT macro initialises every field (-Wmissing-field-initializers).
-# 2. The shared libraries export exactly the FV_API functions the headers
-#    declare: libfieldvault.so those of fieldvault.h, libfieldvault_sync.so
-#    those of both headers. Nothing internal leaks, nothing declared is missing.
-# 3. Their sonames are lib<name>.so.0.
+# 2. The shared device library, libfieldvault.so, exports exactly the FV_API
+#    functions both headers declare. Nothing internal leaks, nothing declared
+#    is missing.
+# 3. Its soname is libfieldvault.so.0.
 #
 # Inputs: -DCC= -DCXX= -DNM= -DOBJDUMP= -DSRC=<source dir> -DWORK=<scratch dir>
-#         -DCORE_SO= -DSYNC_SO=
+#         -DCORE_SO=<libfieldvault.so>
 cmake_minimum_required(VERSION 3.18)
 
 set(failures 0)
@@ -121,11 +121,10 @@ function(check_exports so want)
   endif()
 endfunction()
 
-check_exports(${CORE_SO} "${core_api}")
-check_exports(${SYNC_SO} "${sync_all}")
+check_exports(${CORE_SO} "${sync_all}")
 
 # ---- 3. sonames -----------------------------------------------------------
-foreach(so IN ITEMS ${CORE_SO} ${SYNC_SO})
+foreach(so IN ITEMS ${CORE_SO})
   get_filename_component(name ${so} NAME)
   string(REGEX REPLACE "\\.so(\\..*)?$" ".so.0" want "${name}")
   execute_process(COMMAND ${OBJDUMP} -p ${so} OUTPUT_VARIABLE out ERROR_VARIABLE out)

@@ -1,6 +1,6 @@
 /*
- * test_server.c - the sync server (sync/server_engine.c, core/store_server.c,
- * sync/server.c) against docs/PROTOCOL.md.
+ * test_server.c - the sync server (server/server_engine.c, server/store_server.c,
+ * server/server.c) against docs/PROTOCOL.md.
  *
  * Most tests drive the sans-I/O engine directly, with no socket: client
  * frames are built with proto.c's encoders, HELLO signatures are made over

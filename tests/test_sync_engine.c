@@ -1,5 +1,5 @@
 /* test_sync_engine.c - the device engine (sync/client.c) against the server
- * engine (sync/server_engine.c), in one process with no sockets: bytes are
+ * engine (server/server_engine.c), in one process with no sockets: bytes are
  * moved by hand, in random slices, and connections are cut at every byte
  * offset of a sync in both directions. After every cut both sides must be
  * consistent, and the next sync must finish the work with nothing stored

@@ -3,7 +3,7 @@
  * seed corpus generator (make_corpus.c) share: scratch directories, copies
  * of the fixture (real vaults and a real server directory, written by
  * make_corpus), a server engine loaded from a server directory as
- * sync/server.c loads it, and the device keys of a fixture vault.
+ * server/server.c loads it, and the device keys of a fixture vault.
  *
  * Every harness starts each input from a fresh copy of the fixture it
  * needs, in a scratch directory (under /dev/shm when it is writable, so

@@ -3,7 +3,7 @@
  * corpora (tests/fuzz/corpus/TARGET/) from real traffic: a real server
  * directory (fv_server_init) and real vaults, a coordinator and a field
  * device, enrolled and syncing through the real device and server engines
- * (sync/client.c, sync/server_engine.c), their bytes moved in memory and
+ * (sync/client.c, server/server_engine.c), their bytes moved in memory and
  * recorded both ways. Then: every frame of that traffic, the envelopes it
  * carried and their payloads (opened with the vaults' keys), courier
  * bundles, invites, an organisation key file, vault files, and the test

@@ -194,7 +194,16 @@ _Static_assert(ST_COUNT <= FV_DB_STMTS_MAX, "statement cache");
 
 #define PACK_READERS 4 /* pack files kept open for reading */
 
-struct fv_sstore {
+/* The SQLite implementation of the server store interface (sstore.h). */
+typedef struct sqls sqls;
+static const fv_sstore_ops sqls_ops;
+static int sqls_log_find_author(fv_sstore *base, const unsigned char id[32],
+                                uint64_t *seq, unsigned char *author);
+static int sqls_chunk_discard(fv_sstore *base, const fv_sstore_chunkloc *loc);
+static int sqls_chunk_sync(fv_sstore *base);
+
+struct sqls {
+    fv_sstore base; /* first: what the interface (sstore.h) hands out */
     fv_db d;
     /* Chunk packs (see store_server.h). */
     char *chunk_dir;
@@ -215,8 +224,9 @@ struct fv_sstore {
     int erased; /* this commit erased data: checkpoint after it */
 };
 
-const char *fv_sstore_errmsg(const fv_sstore *s)
+static const char *sqls_errmsg(const fv_sstore *base)
 {
+    const sqls *s = (const sqls *)base;
     return s ? s->d.msg : "server database: no handle";
 }
 
@@ -233,9 +243,9 @@ static char *chunk_dir_of(const char *path)
     return p;
 }
 
-int fv_sstore_open(fv_sstore **out, const char *path, int create)
+int fv_sstore_sqlite_open(fv_sstore **out, const char *path, int create)
 {
-    fv_sstore *s = calloc(1, sizeof *s);
+    sqls *s = calloc(1, sizeof *s);
     int rc;
 
     *out = NULL;
@@ -257,12 +267,14 @@ int fv_sstore_open(fv_sstore **out, const char *path, int create)
         free(s);
         return rc;
     }
-    *out = s;
+    s->base.ops = &sqls_ops;
+    *out = &s->base;
     return FV_OK;
 }
 
-void fv_sstore_close(fv_sstore *s)
+static void sqls_close(fv_sstore *base)
 {
+    sqls *s = (sqls *)base;
     if (!s)
         return;
     fv_db_close(&s->d);
@@ -276,12 +288,17 @@ void fv_sstore_close(fv_sstore *s)
     free(s);
 }
 
-int fv_sstore_begin(fv_sstore *s) { return fv_db_begin(&s->d); }
-
-static int erase_pending(fv_sstore *s);
-
-int fv_sstore_commit(fv_sstore *s)
+static int sqls_begin(fv_sstore *base)
 {
+    sqls *s = (sqls *)base;
+    return fv_db_begin(&s->d);
+}
+
+static int erase_pending(sqls *s);
+
+static int sqls_commit(fv_sstore *base)
+{
+    sqls *s = (sqls *)base;
     int rc = FV_OK;
     if (s->nerase)
         rc = erase_pending(s);
@@ -294,32 +311,40 @@ int fv_sstore_commit(fv_sstore *s)
     return rc;
 }
 
-void fv_sstore_rollback(fv_sstore *s)
+static void sqls_rollback(fv_sstore *base)
 {
+    sqls *s = (sqls *)base;
     s->nerase = 0;
     s->erased = 0;
     fv_db_rollback(&s->d);
 }
 
-int fv_sstore_checkpoint(fv_sstore *s) { return fv_db_checkpoint(&s->d); }
+static int sqls_checkpoint(fv_sstore *base)
+{
+    sqls *s = (sqls *)base;
+    return fv_db_checkpoint(&s->d);
+}
 
 /* ---- meta ------------------------------------------------------------- */
 
-int fv_sstore_meta_get(fv_sstore *s, const char *key, unsigned char **val,
-                       size_t *len)
+static int sqls_meta_get(fv_sstore *base, const char *key, unsigned char **val,
+                         size_t *len)
 {
+    sqls *s = (sqls *)base;
     return fv_db_meta_get(&s->d, key, val, len);
 }
 
-int fv_sstore_meta_get_fixed(fv_sstore *s, const char *key, void *val,
-                             size_t len)
+static int sqls_meta_get_fixed(fv_sstore *base, const char *key, void *val,
+                               size_t len)
 {
+    sqls *s = (sqls *)base;
     return fv_db_meta_get_fixed(&s->d, key, val, len);
 }
 
-int fv_sstore_meta_put(fv_sstore *s, const char *key, const void *val,
-                       size_t len)
+static int sqls_meta_put(fv_sstore *base, const char *key, const void *val,
+                         size_t len)
 {
+    sqls *s = (sqls *)base;
     return fv_db_meta_put(&s->d, key, val, len);
 }
 
@@ -364,8 +389,8 @@ static int row_device(sqlite3_stmt *st, fv_sstore_device *d)
     return FV_OK;
 }
 
-static int device_query(fv_sstore *s, enum stmt_id id,
-                        const unsigned char key[32], fv_sstore_device *d)
+static int device_query(sqls *s, enum stmt_id id, const unsigned char key[32],
+                        fv_sstore_device *d)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, id);
     int rc;
@@ -378,20 +403,23 @@ static int device_query(fv_sstore *s, enum stmt_id id,
     return rc;
 }
 
-int fv_sstore_device_get(fv_sstore *s, const unsigned char pk[32],
-                         fv_sstore_device *d)
+static int sqls_device_get(fv_sstore *base, const unsigned char pk[32],
+                           fv_sstore_device *d)
 {
+    sqls *s = (sqls *)base;
     return device_query(s, ST_DEV_GET, pk, d);
 }
 
-int fv_sstore_device_by_box(fv_sstore *s, const unsigned char box[32],
-                            fv_sstore_device *d)
+static int sqls_device_by_box(fv_sstore *base, const unsigned char box[32],
+                              fv_sstore_device *d)
 {
+    sqls *s = (sqls *)base;
     return device_query(s, ST_DEV_BY_BOX, box, d);
 }
 
-int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d)
+static int sqls_device_add(fv_sstore *base, const fv_sstore_device *d)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st;
     if (d->name_len > FV_SSTORE_NAME_MAX)
         return FV_EINVAL;
@@ -407,9 +435,10 @@ int fv_sstore_device_add(fv_sstore *s, const fv_sstore_device *d)
     return fv_db_step_done(&s->d, st, "device");
 }
 
-int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32],
-                            int64_t now)
+static int sqls_device_revoke(fv_sstore *base, const unsigned char pk[32],
+                              int64_t now)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_DEV_REVOKE);
     int rc;
     if (st) {
@@ -421,9 +450,10 @@ int fv_sstore_device_revoke(fv_sstore *s, const unsigned char pk[32],
     return sqlite3_changes(s->d.db) ? FV_OK : FV_ENOTFOUND;
 }
 
-int fv_sstore_each_device(fv_sstore *s, size_t max, fv_sstore_device_fn fn,
-                          void *payload)
+static int sqls_each_device(fv_sstore *base, size_t max, fv_sstore_device_fn fn,
+                            void *payload)
 {
+    sqls *s = (sqls *)base;
     /* Its own statement, so the callback may use the handle. */
     sqlite3_stmt *st;
     fv_sstore_device d;
@@ -444,10 +474,11 @@ int fv_sstore_each_device(fv_sstore *s, size_t max, fv_sstore_device_fn fn,
 
 /* ---- invites ---------------------------------------------------------- */
 
-int fv_sstore_invite_add(fv_sstore *s, const unsigned char token_hash[32],
-                         const char *name, size_t name_len, int role,
-                         int64_t expires)
+static int sqls_invite_add(fv_sstore *base, const unsigned char token_hash[32],
+                           const char *name, size_t name_len, int role,
+                           int64_t expires)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st;
     if (name_len > FV_SSTORE_NAME_MAX)
         return FV_EINVAL;
@@ -461,9 +492,10 @@ int fv_sstore_invite_add(fv_sstore *s, const unsigned char token_hash[32],
     return fv_db_step_done(&s->d, st, "invite");
 }
 
-int fv_sstore_invite_get(fv_sstore *s, const unsigned char token_hash[32],
-                         fv_sstore_invite *inv)
+static int sqls_invite_get(fv_sstore *base, const unsigned char token_hash[32],
+                           fv_sstore_invite *inv)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_INV_GET);
     int rc;
     memset(inv, 0, sizeof *inv);
@@ -481,9 +513,10 @@ int fv_sstore_invite_get(fv_sstore *s, const unsigned char token_hash[32],
     return rc;
 }
 
-int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
-                         const unsigned char device[32])
+static int sqls_invite_use(fv_sstore *base, const unsigned char token_hash[32],
+                           const unsigned char device[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_INV_USE);
     int rc;
     if (st) {
@@ -497,15 +530,17 @@ int fv_sstore_invite_use(fv_sstore *s, const unsigned char token_hash[32],
 
 /* ---- log and feeds ---------------------------------------------------- */
 
-int fv_sstore_log_find(fv_sstore *s, const unsigned char id[32],
-                       uint64_t *seq)
+static int sqls_log_find(fv_sstore *base, const unsigned char id[32],
+                         uint64_t *seq)
 {
-    return fv_sstore_log_find_author(s, id, seq, NULL);
+    sqls *s = (sqls *)base;
+    return sqls_log_find_author(&s->base, id, seq, NULL);
 }
 
-int fv_sstore_log_find_author(fv_sstore *s, const unsigned char id[32],
-                              uint64_t *seq, unsigned char *author)
+static int sqls_log_find_author(fv_sstore *base, const unsigned char id[32],
+                                uint64_t *seq, unsigned char *author)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_FIND);
     int rc = FV_OK;
     if (st)
@@ -530,7 +565,7 @@ static int row_pos_chain(sqlite3_stmt *st, uint64_t *pos,
     return FV_OK;
 }
 
-static int head_query(fv_sstore *s, sqlite3_stmt *st, uint64_t *pos,
+static int head_query(sqls *s, sqlite3_stmt *st, uint64_t *pos,
                       unsigned char chain[32])
 {
     int rc = fv_db_step_row(&s->d, st, "head");
@@ -546,7 +581,7 @@ static int head_query(fv_sstore *s, sqlite3_stmt *st, uint64_t *pos,
     return rc;
 }
 
-static int chain_query(fv_sstore *s, sqlite3_stmt *st, unsigned char chain[32])
+static int chain_query(sqls *s, sqlite3_stmt *st, unsigned char chain[32])
 {
     int rc = fv_db_step_row(&s->d, st, "chain");
     if (rc)
@@ -557,13 +592,17 @@ static int chain_query(fv_sstore *s, sqlite3_stmt *st, unsigned char chain[32])
     return rc;
 }
 
-int fv_sstore_log_head(fv_sstore *s, uint64_t *seq, unsigned char chain[32])
+static int sqls_log_head(fv_sstore *base, uint64_t *seq,
+                         unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     return head_query(s, fv_db_stmt(&s->d, ST_LOG_HEAD), seq, chain);
 }
 
-int fv_sstore_log_chain(fv_sstore *s, uint64_t seq, unsigned char chain[32])
+static int sqls_log_chain(fv_sstore *base, uint64_t seq,
+                          unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_CHAIN);
     if (seq > INT64_MAX)
         return FV_ENOTFOUND;
@@ -572,11 +611,13 @@ int fv_sstore_log_chain(fv_sstore *s, uint64_t seq, unsigned char chain[32])
     return chain_query(s, st, chain);
 }
 
-int fv_sstore_log_add(fv_sstore *s, uint64_t seq, const unsigned char id[32],
-                      const unsigned char author[32],
-                      const unsigned char *bytes, size_t len,
-                      const unsigned char chain[32])
+static int sqls_log_add(fv_sstore *base, uint64_t seq,
+                        const unsigned char id[32],
+                        const unsigned char author[32],
+                        const unsigned char *bytes, size_t len,
+                        const unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_LOG_ADD);
     if (seq > INT64_MAX)
         return FV_ELIMIT;
@@ -591,18 +632,20 @@ int fv_sstore_log_add(fv_sstore *s, uint64_t seq, const unsigned char id[32],
     return fv_db_step_done(&s->d, st, "log");
 }
 
-int fv_sstore_feed_head(fv_sstore *s, const unsigned char device[32],
-                        uint64_t *fseq, unsigned char chain[32])
+static int sqls_feed_head(fv_sstore *base, const unsigned char device[32],
+                          uint64_t *fseq, unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_HEAD);
     if (st)
         bind_key(st, 1, device);
     return head_query(s, st, fseq, chain);
 }
 
-int fv_sstore_feed_chain(fv_sstore *s, const unsigned char device[32],
-                         uint64_t fseq, unsigned char chain[32])
+static int sqls_feed_chain(fv_sstore *base, const unsigned char device[32],
+                           uint64_t fseq, unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_CHAIN);
     if (fseq > INT64_MAX)
         return FV_ENOTFOUND;
@@ -613,10 +656,11 @@ int fv_sstore_feed_chain(fv_sstore *s, const unsigned char device[32],
     return chain_query(s, st, chain);
 }
 
-int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
-                       uint64_t fseq, uint64_t seq,
-                       const unsigned char chain[32])
+static int sqls_feed_add(fv_sstore *base, const unsigned char device[32],
+                         uint64_t fseq, uint64_t seq,
+                         const unsigned char chain[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_ADD);
     if (fseq > INT64_MAX || seq > INT64_MAX)
         return FV_ELIMIT;
@@ -629,10 +673,11 @@ int fv_sstore_feed_add(fv_sstore *s, const unsigned char device[32],
     return fv_db_step_done(&s->d, st, "feed");
 }
 
-int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
-                   uint64_t upto, size_t max, fv_sstore_entry_fn fn,
-                   void *payload)
+static int sqls_read(fv_sstore *base, const unsigned char *device,
+                     uint64_t after, uint64_t upto, size_t max,
+                     fv_sstore_entry_fn fn, void *payload)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, device ? ST_READ_FEED : ST_READ_LOG);
     fv_sstore_entry e;
     int rc, r = FV_OK;
@@ -677,9 +722,10 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
 
 /* ---- attachment chunks ------------------------------------------------ */
 
-int fv_sstore_chunkref_add(fv_sstore *s, const unsigned char hash[32],
-                           uint64_t seq)
+static int sqls_chunkref_add(fv_sstore *base, const unsigned char hash[32],
+                             uint64_t seq)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REF_ADD);
     if (seq > INT64_MAX)
         return FV_ELIMIT;
@@ -690,9 +736,10 @@ int fv_sstore_chunkref_add(fv_sstore *s, const unsigned char hash[32],
     return fv_db_step_done(&s->d, st, "chunkref");
 }
 
-int fv_sstore_chunk_listed(fv_sstore *s, const unsigned char hash[32],
-                           const unsigned char *author)
+static int sqls_chunk_listed(fv_sstore *base, const unsigned char hash[32],
+                             const unsigned char *author)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, author ? ST_REF_AUTHOR : ST_REF_ANY);
     int rc;
     if (st) {
@@ -705,9 +752,10 @@ int fv_sstore_chunk_listed(fv_sstore *s, const unsigned char hash[32],
     return rc;
 }
 
-int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
-                        const fv_sstore_chunkloc *loc)
+static int sqls_chunk_add(fv_sstore *base, const unsigned char hash[32],
+                          const fv_sstore_chunkloc *loc)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_ADD);
     int rc;
     if (loc->off > INT64_MAX)
@@ -721,11 +769,12 @@ int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
     if ((rc = fv_db_step_done(&s->d, st, "chunk")))
         return rc;
     /* Already indexed elsewhere: no index row would name these bytes. */
-    return sqlite3_changes(s->d.db) ? FV_OK : fv_sstore_chunk_discard(s, loc);
+    return sqlite3_changes(s->d.db) ? FV_OK : sqls_chunk_discard(&s->base, loc);
 }
 
-int fv_sstore_chunk_live(fv_sstore *s, const unsigned char hash[32])
+static int sqls_chunk_live(fv_sstore *base, const unsigned char hash[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_CHUNK_LIVE);
     int rc;
     if (st)
@@ -735,8 +784,9 @@ int fv_sstore_chunk_live(fv_sstore *s, const unsigned char hash[32])
     return rc;
 }
 
-int fv_sstore_chunk_discard(fv_sstore *s, const fv_sstore_chunkloc *loc)
+static int sqls_chunk_discard(fv_sstore *base, const fv_sstore_chunkloc *loc)
 {
+    sqls *s = (sqls *)base;
     if (s->nerase == s->erase_cap) {
         size_t cap = s->erase_cap ? s->erase_cap * 2 : 64;
         fv_sstore_chunkloc *p = realloc(s->erase, cap * sizeof *p);
@@ -749,9 +799,10 @@ int fv_sstore_chunk_discard(fv_sstore *s, const fv_sstore_chunkloc *loc)
     return FV_OK;
 }
 
-int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
-                         const unsigned char *reader, fv_sstore_chunkloc *loc)
+static int sqls_chunk_find(fv_sstore *base, const unsigned char hash[32],
+                           const unsigned char *reader, fv_sstore_chunkloc *loc)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st =
         fv_db_stmt(&s->d, reader ? ST_CHUNK_FIND_READER : ST_CHUNK_FIND);
     sqlite3_int64 pack, off, len;
@@ -776,13 +827,15 @@ int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
     return FV_OK;
 }
 
-void fv_sstore_chunk_set_pack_max(fv_sstore *s, uint64_t bytes)
+void fv_sstore_chunk_set_pack_max(fv_sstore *base, uint64_t bytes)
 {
-    s->pack_max = bytes ? bytes : FV_SSTORE_PACK_MAX;
+    sqls *s = (sqls *)base;
+    if (base && base->ops == &sqls_ops)
+        s->pack_max = bytes ? bytes : FV_SSTORE_PACK_MAX;
 }
 
 /* Records errno from doing `what`; returns its FV_E code. */
-static int pack_fail(fv_sstore *s, const char *what)
+static int pack_fail(sqls *s, const char *what)
 {
     int e = errno;
     return fv_db_error(&s->d,
@@ -791,36 +844,49 @@ static int pack_fail(fv_sstore *s, const char *what)
                        "chunks: %s: %s", what, fv_errno_text(e).text);
 }
 
-static void pack_path(const fv_sstore *s, uint32_t pack, char *out,
-                      size_t size)
+static void pack_path(const sqls *s, uint32_t pack, char *out, size_t size)
 {
     snprintf(out, size, "%s/pack-%06u", s->chunk_dir, (unsigned)pack);
 }
 
-static void fsync_path(const char *dir)
+/* Makes the entries of directory `dir` durable: 0, or -1 with errno set. */
+static int fsync_path(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r, e;
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    e = errno;
+    close(fd);
+    errno = e;
+    return r;
 }
 
 /* Makes the chunk directory (0700) if it is missing: a server made before
  * chunks existed has none. */
-static int chunk_dir_make(fv_sstore *s)
+static int chunk_dir_make(sqls *s)
 {
     struct stat sb;
     if (mkdir(s->chunk_dir, 0700) == 0) {
-        /* Its entry in the server directory must survive a crash too. */
+        /* Its entry in the server directory must survive a crash too: if
+         * that cannot be made sure, the directory goes again, so that the
+         * next attempt makes (and syncs) it anew. */
         char *parent = strdup(s->chunk_dir), *slash;
-        if (parent && (slash = strrchr(parent, '/'))) {
+        int r = -1;
+        if (!parent)
+            errno = ENOMEM;
+        else if ((slash = strrchr(parent, '/'))) {
             *slash = '\0';
-            fsync_path(slash == parent ? "/" : parent);
-        } else if (parent) {
-            fsync_path(".");
+            r = fsync_path(slash == parent ? "/" : parent);
+        } else {
+            r = fsync_path(".");
         }
         free(parent);
+        if (r != 0) {
+            int rc = pack_fail(s, "cannot sync the server directory");
+            rmdir(s->chunk_dir);
+            return rc;
+        }
         return FV_OK;
     }
     if (errno != EEXIST)
@@ -831,7 +897,7 @@ static int chunk_dir_make(fv_sstore *s)
 }
 
 /* The highest pack number in the directory (0 if none). */
-static int pack_last(fv_sstore *s, uint32_t *last)
+static int pack_last(sqls *s, uint32_t *last)
 {
     DIR *d = opendir(s->chunk_dir);
     struct dirent *e;
@@ -855,7 +921,7 @@ static int pack_last(fv_sstore *s, uint32_t *last)
 }
 
 /* Opens pack `pack` for appending, creating it (0600) if `create`. */
-static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
+static int pack_open_write(sqls *s, uint32_t pack, int create)
 {
     char path[4096];
     struct stat sb;
@@ -871,8 +937,14 @@ static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
         close(fd);
         return fv_db_error(&s->d, FV_EIO, "chunks: a pack is not a file");
     }
-    if (create)
-        fsync_path(s->chunk_dir); /* the new name survives a crash */
+    /* The new name survives a crash, or the empty pack goes again (the
+     * next attempt creates it anew). */
+    if (create && fsync_path(s->chunk_dir) != 0) {
+        int rc = pack_fail(s, "cannot sync the chunk directory");
+        close(fd);
+        unlink(path);
+        return rc;
+    }
     s->wfd = fd;
     s->wpack = pack;
     s->wsize = (uint64_t)sb.st_size;
@@ -881,7 +953,7 @@ static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
 }
 
 /* Makes sure a pack with room for `len` more bytes is open. */
-static int pack_ready(fv_sstore *s, size_t len)
+static int pack_ready(sqls *s, size_t len)
 {
     uint32_t last;
     int rc;
@@ -890,7 +962,7 @@ static int pack_ready(fv_sstore *s, size_t len)
     if (s->wfd >= 0) {
         /* Full: what was appended to it must be durable before the next
          * sync, which covers the new pack only. */
-        if ((rc = fv_sstore_chunk_sync(s)))
+        if ((rc = sqls_chunk_sync(&s->base)))
             return rc;
         close(s->wfd);
         s->wfd = -1;
@@ -909,8 +981,8 @@ static int pack_ready(fv_sstore *s, size_t len)
     return pack_open_write(s, last + 1, 1);
 }
 
-/* Appends under the pack's lock (see fv_sstore_chunk_append). */
-static int append_locked(fv_sstore *s, const unsigned char *data, size_t len,
+/* Appends under the pack's lock (see fv_sstore_chunk_append, sstore.h). */
+static int append_locked(sqls *s, const unsigned char *data, size_t len,
                          fv_sstore_chunkloc *loc)
 {
     const unsigned char *p = data;
@@ -964,9 +1036,10 @@ static int append_locked(fv_sstore *s, const unsigned char *data, size_t len,
     return FV_OK;
 }
 
-int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
-                           size_t len, fv_sstore_chunkloc *loc)
+static int sqls_chunk_append(fv_sstore *base, const unsigned char *data,
+                             size_t len, fv_sstore_chunkloc *loc)
 {
+    sqls *s = (sqls *)base;
     int fd, rc;
 
     if (len == 0 || len > UINT32_MAX || len > s->pack_max)
@@ -986,8 +1059,9 @@ int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
     return rc;
 }
 
-int fv_sstore_chunk_sync(fv_sstore *s)
+static int sqls_chunk_sync(fv_sstore *base)
 {
+    sqls *s = (sqls *)base;
     if (s->sync_failed) {
         s->sync_failed = 0;
         return fv_db_error(&s->d, FV_EIO, "chunks: a pack could not be synced");
@@ -1001,7 +1075,7 @@ int fv_sstore_chunk_sync(fv_sstore *s)
 }
 
 /* A descriptor to read pack `pack` with. */
-static int pack_reader(fv_sstore *s, uint32_t pack, int *fd)
+static int pack_reader(sqls *s, uint32_t pack, int *fd)
 {
     char path[4096];
     unsigned i;
@@ -1028,9 +1102,10 @@ static int pack_reader(fv_sstore *s, uint32_t pack, int *fd)
     return FV_OK;
 }
 
-int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
-                         unsigned char *buf)
+static int sqls_chunk_read(fv_sstore *base, const fv_sstore_chunkloc *loc,
+                           unsigned char *buf)
 {
+    sqls *s = (sqls *)base;
     size_t got = 0;
     int fd, rc;
     if (loc->off > INT64_MAX - (uint64_t)loc->len)
@@ -1053,9 +1128,10 @@ int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
 
 /* ---- records and retraction ------------------------------------------- */
 
-int fv_sstore_logrec_add(fv_sstore *s, uint64_t seq,
-                         const unsigned char record[32])
+static int sqls_logrec_add(fv_sstore *base, uint64_t seq,
+                           const unsigned char record[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REC_ADD);
     if (seq > INT64_MAX)
         return FV_ELIMIT;
@@ -1066,9 +1142,10 @@ int fv_sstore_logrec_add(fv_sstore *s, uint64_t seq,
     return fv_db_step_done(&s->d, st, "logrec");
 }
 
-int fv_sstore_record_origin(fv_sstore *s, const unsigned char record[32],
-                            unsigned char origin[32])
+static int sqls_record_origin(fv_sstore *base, const unsigned char record[32],
+                              unsigned char origin[32])
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_REC_ORIGIN);
     int rc;
     if (st)
@@ -1081,9 +1158,10 @@ int fv_sstore_record_origin(fv_sstore *s, const unsigned char record[32],
     return rc;
 }
 
-int fv_sstore_retracted(fv_sstore *s, const unsigned char record[32],
-                        uint64_t *seq, unsigned char *id)
+static int sqls_retracted(fv_sstore *base, const unsigned char record[32],
+                          uint64_t *seq, unsigned char *id)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RETRACTED);
     unsigned char tmp[32];
     sqlite3_int64 v;
@@ -1101,9 +1179,10 @@ int fv_sstore_retracted(fv_sstore *s, const unsigned char record[32],
     return rc;
 }
 
-int fv_sstore_feed_has(fv_sstore *s, const unsigned char device[32],
-                       uint64_t seq)
+static int sqls_feed_has(fv_sstore *base, const unsigned char device[32],
+                         uint64_t seq)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_FEED_HAS);
     int rc;
     if (seq > INT64_MAX)
@@ -1117,10 +1196,11 @@ int fv_sstore_feed_has(fv_sstore *s, const unsigned char device[32],
     return rc;
 }
 
-int fv_sstore_retract(fv_sstore *s, const unsigned char record[32],
-                      uint64_t seq, const unsigned char id[32],
-                      uint64_t *entries, uint64_t *chunks)
+static int sqls_retract(fv_sstore *base, const unsigned char record[32],
+                        uint64_t seq, const unsigned char id[32],
+                        uint64_t *entries, uint64_t *chunks)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st, *it = NULL;
     unsigned char hash[32];
     size_t n0 = s->nerase;
@@ -1166,7 +1246,7 @@ int fv_sstore_retract(fv_sstore *s, const unsigned char record[32],
         loc.pack = (uint32_t)pack;
         loc.off = (uint64_t)off;
         loc.len = (uint32_t)len;
-        if ((rc = fv_sstore_chunk_discard(s, &loc)))
+        if ((rc = sqls_chunk_discard(&s->base, &loc)))
             goto fail;
     }
     if (rc != SQLITE_DONE) {
@@ -1200,9 +1280,10 @@ fail:
     return rc;
 }
 
-int fv_sstore_record_readers(fv_sstore *s, const unsigned char record[32],
-                             fv_sstore_key_fn fn, void *payload)
+static int sqls_record_readers(fv_sstore *base, const unsigned char record[32],
+                               fv_sstore_key_fn fn, void *payload)
 {
+    sqls *s = (sqls *)base;
     sqlite3_stmt *st;
     unsigned char(*keys)[32] = NULL, (*p)[32];
     size_t n = 0, cap = 0;
@@ -1269,7 +1350,7 @@ static int erase_range(int fd, const fv_sstore_chunkloc *loc)
 
 /* Destroys the bytes s->erase names, one pack at a time, each pack made
  * durable (fdatasync) before the next. */
-static int erase_pending(fv_sstore *s)
+static int erase_pending(sqls *s)
 {
     size_t i = 0;
     qsort(s->erase, s->nerase, sizeof *s->erase, cmp_loc);
@@ -1303,3 +1384,47 @@ static int erase_pending(fv_sstore *s)
     }
     return FV_OK;
 }
+
+static const fv_sstore_ops sqls_ops = {
+    .close = sqls_close,
+    .errmsg = sqls_errmsg,
+    .begin = sqls_begin,
+    .commit = sqls_commit,
+    .rollback = sqls_rollback,
+    .checkpoint = sqls_checkpoint,
+    .meta_get = sqls_meta_get,
+    .meta_get_fixed = sqls_meta_get_fixed,
+    .meta_put = sqls_meta_put,
+    .device_get = sqls_device_get,
+    .device_by_box = sqls_device_by_box,
+    .device_add = sqls_device_add,
+    .device_revoke = sqls_device_revoke,
+    .each_device = sqls_each_device,
+    .invite_add = sqls_invite_add,
+    .invite_get = sqls_invite_get,
+    .invite_use = sqls_invite_use,
+    .log_find = sqls_log_find,
+    .log_find_author = sqls_log_find_author,
+    .log_head = sqls_log_head,
+    .log_chain = sqls_log_chain,
+    .log_add = sqls_log_add,
+    .feed_head = sqls_feed_head,
+    .feed_chain = sqls_feed_chain,
+    .feed_add = sqls_feed_add,
+    .feed_has = sqls_feed_has,
+    .read = sqls_read,
+    .chunkref_add = sqls_chunkref_add,
+    .chunk_listed = sqls_chunk_listed,
+    .chunk_append = sqls_chunk_append,
+    .chunk_sync = sqls_chunk_sync,
+    .chunk_add = sqls_chunk_add,
+    .chunk_find = sqls_chunk_find,
+    .chunk_read = sqls_chunk_read,
+    .chunk_live = sqls_chunk_live,
+    .chunk_discard = sqls_chunk_discard,
+    .logrec_add = sqls_logrec_add,
+    .record_origin = sqls_record_origin,
+    .retracted = sqls_retracted,
+    .retract = sqls_retract,
+    .record_readers = sqls_record_readers,
+};

@@ -1,62 +1,73 @@
 /*
- * store_server.h - the sync server's SQLite database (server.db). Part of the
- * store module: the only files that include sqlite3 are core/store*.c.
+ * sstore.h - the server's storage, behind one interface: what the server
+ * engine (server_engine.c), the event loop and the server commands
+ * (server.c) call to keep devices, invites, the organisation's log and its
+ * hash chain with the feeds, attachment chunks, and the erasure a
+ * retraction asks for. Each implementation fills an fv_sstore_ops table;
+ * every fv_sstore_* function below calls the handle's implementation, and
+ * nothing above this header knows which one it is.
+ *
+ * Implementations:
+ *   store_server.h  the embedded default: SQLite (server.db) and pack files
+ *                   beside it (fv_sstore_sqlite_open)
  *
  * The server holds ciphertext and public keys only: signed envelopes, the
- * devices' public keys, BLAKE2b-256 hashes of invite tokens (a leaked
- * database leaks no usable token), and a few public meta values (format,
- * epoch, receipt public key, listen address, organisation public key).
+ * devices' public keys, BLAKE2b-256 hashes of invite tokens (a leaked store
+ * leaks no usable token), and a few public meta values (format, epoch,
+ * receipt public key, listen address, organisation public key).
  *
- * Tables (see docs/PROTOCOL.md for the log and feeds):
- *   meta(k, v)
- *   device(pk, box, name, role, revoked, enrolled)
- *   invite(token_hash, name, role, expires, used, device)
- *   log(seq, id, author, bytes, chain)      the global log, seq 1, 2, 3...
- *   feed(device, fseq, seq, chain)          a field device's feed of the log
- *   chunkref(hash, seq)                     the chunks each log entry lists
- *   chunk(hash, pack, off, len)             where a chunk's bytes are
- *   logrec(seq, record)                     the record each log entry is of
- *   retracted(record, seq, id)              retracted records, and by what
+ * Receipts are signed by the engine over log positions and chains the
+ * store returns; the store keeps their public key (meta "receipt_pk"), not
+ * the secret one (receipt.key, a file of the server directory).
  *
- * Chunk bodies (attachment ciphertext) are not in the database: they are in
- * pack files beside it (see "attachment chunks" below).
- *
- * This module stores what it is given: chains are computed by the caller
- * (sync/server_engine.c, with fv_chain_next), because the chain formula
+ * A store keeps what it is given: chains are computed by the caller
+ * (server/server_engine.c, with fv_chain_next), because the chain formula
  * belongs to the protocol layer above.
  *
  * Every function returns FV_OK or an FV_E code; fv_sstore_errmsg says more
- * (SQLite messages name tables, never values). A handle is used by one
+ * (messages name tables or files, never values). A handle is used by one
  * thread at a time. Writes that must be atomic go between fv_sstore_begin
  * and fv_sstore_commit.
  */
-#ifndef FV_STORE_SERVER_H
-#define FV_STORE_SERVER_H
+#ifndef FV_SSTORE_H
+#define FV_SSTORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define FV_SSTORE_NAME_MAX 128 /* bytes of a device or invite name */
 
-typedef struct fv_sstore fv_sstore;
+typedef struct fv_sstore_ops fv_sstore_ops;
 
-/* Opens the server database at `path`; with `create`, makes a new one
- * (FV_EEXIST if a file is there). Without it: FV_ENOTFOUND if the file is
- * missing, FV_ECORRUPT if it is not a FieldVault server database (a vault's
- * database included), FV_EVERSION if its schema is newer. WAL journal,
- * synchronous=FULL: a commit is durable when it returns. */
+/* A store handle. Each implementation's own struct begins with this one
+ * and hands out a pointer to it; `ops` is its table (below). */
+typedef struct fv_sstore {
+    const fv_sstore_ops *ops;
+} fv_sstore;
+
+/* Opens the server store at `path`; with `create`, makes a new one
+ * (FV_EEXIST if one is there). Without it: FV_ENOTFOUND if it is missing,
+ * FV_ECORRUPT if it is not a FieldVault server store (a vault's database
+ * included), FV_EVERSION if its schema is newer. Today every path names
+ * the embedded store (fv_sstore_sqlite_open, store_server.h). A commit is
+ * durable when it returns. */
 int fv_sstore_open(fv_sstore **out, const char *path, int create);
-/* Finalizes, checkpoints and closes. NULL is harmless. */
+/* Closes (the embedded store checkpoints first). NULL is harmless. */
 void fv_sstore_close(fv_sstore *s);
 /* The last failure's message; valid until the next call on the handle. */
 const char *fv_sstore_errmsg(const fv_sstore *s);
 
-int fv_sstore_begin(fv_sstore *s); /* BEGIN IMMEDIATE */
-/* COMMIT; first destroys the chunk bytes a retraction or a discard left to
- * destroy (see "records and retraction"), then checkpoints if it did. */
+/* Starts a write transaction: one writer at a time, across processes too
+ * (the embedded store: BEGIN IMMEDIATE). */
+int fv_sstore_begin(fv_sstore *s);
+/* Commits; first destroys the chunk bytes a retraction or a discard left
+ * to destroy (see "records and retraction"), then (the embedded store)
+ * checkpoints if it did. */
 int fv_sstore_commit(fv_sstore *s);
 void fv_sstore_rollback(fv_sstore *s); /* harmless outside a transaction */
-int fv_sstore_checkpoint(fv_sstore *s); /* truncating WAL checkpoint */
+/* Folds what was written back into the store's main file (the embedded
+ * store: a truncating WAL checkpoint); FV_OK where there is nothing to do. */
+int fv_sstore_checkpoint(fv_sstore *s);
 
 /* Meta values. *val is malloc'd (the caller frees it). FV_ENOTFOUND. */
 int fv_sstore_meta_get(fv_sstore *s, const char *key, unsigned char **val,
@@ -174,25 +185,20 @@ int fv_sstore_read(fv_sstore *s, const unsigned char *device, uint64_t after,
 
 /*
  * A chunk is attachment ciphertext named by its BLAKE2b-256 hash
- * (docs/FORMAT.md, Attachments). Its bytes go into append-only pack files in
- * the directory `chunks` beside the database (DIR/chunks/pack-000001,
- * pack-000002...; the directory 0700, made when first needed, the files
- * 0600); a new pack starts when the current one would pass
- * FV_SSTORE_PACK_MAX. The table chunk indexes them; chunkref records which
- * log entries list which chunk hashes (their signed manifests), for the
- * permission checks.
+ * (docs/FORMAT.md, Attachments). The store keeps its bytes where the
+ * implementation chooses (the embedded store: append-only pack files,
+ * store_server.h) and indexes them; chunkref records which log entries list
+ * which chunk hashes (their signed manifests), for the permission checks.
  *
  * Storing a chunk takes three steps: fv_sstore_chunk_append writes its
- * bytes at the end of the current pack (neither durable nor findable yet);
- * fv_sstore_chunk_sync makes everything appended so far durable; then
- * fv_sstore_chunk_add indexes it (inside a transaction: a batch of chunks
- * is one commit). A crash between the steps leaves bytes no index row
- * names: unreachable and harmless (the space is lost; packs are never
- * rewritten).
+ * bytes (neither durable nor findable yet); fv_sstore_chunk_sync makes
+ * everything appended so far durable; then fv_sstore_chunk_add indexes it
+ * (inside a transaction: a batch of chunks is one commit). A crash between
+ * the steps leaves bytes no index row names: unreachable and harmless.
  */
 
-#define FV_SSTORE_PACK_MAX (1ull << 30) /* bytes per pack file */
-
+/* Where a chunk's bytes are, in the implementation's terms (the embedded
+ * store: pack-NNNNNN, offset, length). */
 typedef struct fv_sstore_chunkloc {
     uint32_t pack; /* pack-NNNNNN, from 1 */
     uint64_t off;
@@ -208,10 +214,9 @@ int fv_sstore_chunkref_add(fv_sstore *s, const unsigned char hash[32],
 int fv_sstore_chunk_listed(fv_sstore *s, const unsigned char hash[32],
                            const unsigned char *author);
 
-/* Appends len (1..FV_SSTORE_PACK_MAX) bytes to the current pack with one
- * write(), starting a new pack (the old one made durable first) when this
- * one would grow past the limit. *loc receives where they are. On failure
- * the pack is cut back to where it was. FV_EIO, FV_ENOSPC, FV_EINVAL. */
+/* Writes the len (at least 1) bytes of a chunk; *loc receives where they
+ * are. On failure nothing of them stays findable (the embedded store
+ * cuts the pack back). FV_EIO, FV_ENOSPC, FV_EINVAL. */
 int fv_sstore_chunk_append(fv_sstore *s, const unsigned char *data,
                            size_t len, fv_sstore_chunkloc *loc);
 /* Makes every byte appended so far durable (fdatasync). FV_EIO. */
@@ -228,13 +233,11 @@ int fv_sstore_chunk_add(fv_sstore *s, const unsigned char hash[32],
  * otherwise (held or not: the two are not told apart). */
 int fv_sstore_chunk_find(fv_sstore *s, const unsigned char hash[32],
                          const unsigned char *reader, fv_sstore_chunkloc *loc);
-/* Reads the loc->len bytes at *loc into buf (pread). FV_ECORRUPT if the
- * pack is missing or too short, FV_EIO. The bytes are not checked against
- * their hash: every reader checks them (docs/PROTOCOL.md). */
+/* Reads the loc->len bytes at *loc into buf. FV_ECORRUPT if they are
+ * missing (a pack missing or too short), FV_EIO. The bytes are not checked
+ * against their hash: every reader checks them (docs/PROTOCOL.md). */
 int fv_sstore_chunk_read(fv_sstore *s, const fv_sstore_chunkloc *loc,
                          unsigned char *buf);
-/* Sets the pack size limit of this handle (tests make small packs). */
-void fv_sstore_chunk_set_pack_max(fv_sstore *s, uint64_t bytes);
 /* FV_OK if some log entry lists `hash` whose record is not retracted (or
  * not known: entries stored before records were tracked), else
  * FV_ENOTFOUND: the chunk's record was retracted, its bytes go unstored. */
@@ -247,22 +250,22 @@ int fv_sstore_chunk_discard(fv_sstore *s, const fv_sstore_chunkloc *loc);
 /* ---- records and retraction ------------------------------------------- */
 
 /*
- * Each log entry appended since this table exists is filed under its record
- * (the id of the record's genesis envelope: its own id for a genesis). A
- * retraction erases the record: the bytes of every other entry of the record
- * become empty (the rows, ids and chains stay, so every feed's hash chain
- * still verifies), and every chunk that only retracted records list leaves
- * the index and has its bytes destroyed in the pack (a hole punched with
- * fallocate, or zeros written), made durable by fdatasync.
+ * Each log entry appended since records were tracked is filed under its
+ * record (the id of the record's genesis envelope: its own id for a
+ * genesis). A retraction erases the record: the bytes of every other entry
+ * of the record become empty (the entries, ids and chains stay, so every
+ * feed's hash chain still verifies), and every chunk that only retracted
+ * records list leaves the index and has its bytes destroyed, durably.
  *
  * The destruction of chunk bytes waits for fv_sstore_commit, which does it
- * just before COMMIT (a failure there fails the commit: the caller rolls
- * back, and nothing of the retraction is recorded), then runs a truncating
- * WAL checkpoint (secure_delete is on: freed pages are zeroed, and the WAL
- * no longer holds old copies). fv_sstore_rollback forgets them. A commit
- * that fails after the bytes were destroyed leaves index rows naming zeros:
- * readers check every chunk against its hash and drop it, and the
- * retraction, pushed again, finishes the job.
+ * just before it commits (a failure there fails the commit: the caller
+ * rolls back, and nothing of the retraction is recorded), and leaves no old
+ * copy of the erased bytes in the store's own files (the embedded store:
+ * secure_delete and a truncating WAL checkpoint; store_server.h).
+ * fv_sstore_rollback forgets them. A commit that fails after the bytes
+ * were destroyed leaves index rows naming zeros: readers check every chunk
+ * against its hash and drop it, and the retraction, pushed again, finishes
+ * the job.
  */
 
 /* Files log entry `seq` under `record`. Call in the appending transaction. */
@@ -293,5 +296,93 @@ int fv_sstore_record_readers(fv_sstore *s, const unsigned char record[32],
 /* FV_OK if log entry `seq` is in the feed of `device`, else FV_ENOTFOUND. */
 int fv_sstore_feed_has(fv_sstore *s, const unsigned char device[32],
                        uint64_t seq);
+
+/* ---- the implementations' table ---------------------------------------- */
+
+/* What an implementation provides: one function per fv_sstore_* function
+ * above (the same arguments, the same results, the same rules), all
+ * required. fv_sstore_close and fv_sstore_errmsg handle NULL themselves
+ * and never pass it on. */
+struct fv_sstore_ops {
+    void (*close)(fv_sstore *s);
+    const char *(*errmsg)(const fv_sstore *s);
+    int (*begin)(fv_sstore *s);
+    int (*commit)(fv_sstore *s);
+    void (*rollback)(fv_sstore *s);
+    int (*checkpoint)(fv_sstore *s);
+
+    int (*meta_get)(fv_sstore *s, const char *key, unsigned char **val,
+                    size_t *len);
+    int (*meta_get_fixed)(fv_sstore *s, const char *key, void *val,
+                          size_t len);
+    int (*meta_put)(fv_sstore *s, const char *key, const void *val,
+                    size_t len);
+
+    int (*device_get)(fv_sstore *s, const unsigned char pk[32],
+                      fv_sstore_device *d);
+    int (*device_by_box)(fv_sstore *s, const unsigned char box[32],
+                         fv_sstore_device *d);
+    int (*device_add)(fv_sstore *s, const fv_sstore_device *d);
+    int (*device_revoke)(fv_sstore *s, const unsigned char pk[32],
+                         int64_t now);
+    int (*each_device)(fv_sstore *s, size_t max, fv_sstore_device_fn fn,
+                       void *payload);
+
+    int (*invite_add)(fv_sstore *s, const unsigned char token_hash[32],
+                      const char *name, size_t name_len, int role,
+                      int64_t expires);
+    int (*invite_get)(fv_sstore *s, const unsigned char token_hash[32],
+                      fv_sstore_invite *inv);
+    int (*invite_use)(fv_sstore *s, const unsigned char token_hash[32],
+                      const unsigned char device[32]);
+
+    int (*log_find)(fv_sstore *s, const unsigned char id[32], uint64_t *seq);
+    int (*log_find_author)(fv_sstore *s, const unsigned char id[32],
+                           uint64_t *seq, unsigned char *author);
+    int (*log_head)(fv_sstore *s, uint64_t *seq, unsigned char chain[32]);
+    int (*log_chain)(fv_sstore *s, uint64_t seq, unsigned char chain[32]);
+    int (*log_add)(fv_sstore *s, uint64_t seq, const unsigned char id[32],
+                   const unsigned char author[32], const unsigned char *bytes,
+                   size_t len, const unsigned char chain[32]);
+    int (*feed_head)(fv_sstore *s, const unsigned char device[32],
+                     uint64_t *fseq, unsigned char chain[32]);
+    int (*feed_chain)(fv_sstore *s, const unsigned char device[32],
+                      uint64_t fseq, unsigned char chain[32]);
+    int (*feed_add)(fv_sstore *s, const unsigned char device[32],
+                    uint64_t fseq, uint64_t seq, const unsigned char chain[32]);
+    int (*feed_has)(fv_sstore *s, const unsigned char device[32],
+                    uint64_t seq);
+    int (*read)(fv_sstore *s, const unsigned char *device, uint64_t after,
+                uint64_t upto, size_t max, fv_sstore_entry_fn fn,
+                void *payload);
+
+    int (*chunkref_add)(fv_sstore *s, const unsigned char hash[32],
+                        uint64_t seq);
+    int (*chunk_listed)(fv_sstore *s, const unsigned char hash[32],
+                        const unsigned char *author);
+    int (*chunk_append)(fv_sstore *s, const unsigned char *data, size_t len,
+                        fv_sstore_chunkloc *loc);
+    int (*chunk_sync)(fv_sstore *s);
+    int (*chunk_add)(fv_sstore *s, const unsigned char hash[32],
+                     const fv_sstore_chunkloc *loc);
+    int (*chunk_find)(fv_sstore *s, const unsigned char hash[32],
+                      const unsigned char *reader, fv_sstore_chunkloc *loc);
+    int (*chunk_read)(fv_sstore *s, const fv_sstore_chunkloc *loc,
+                      unsigned char *buf);
+    int (*chunk_live)(fv_sstore *s, const unsigned char hash[32]);
+    int (*chunk_discard)(fv_sstore *s, const fv_sstore_chunkloc *loc);
+
+    int (*logrec_add)(fv_sstore *s, uint64_t seq,
+                      const unsigned char record[32]);
+    int (*record_origin)(fv_sstore *s, const unsigned char record[32],
+                         unsigned char origin[32]);
+    int (*retracted)(fv_sstore *s, const unsigned char record[32],
+                     uint64_t *seq, unsigned char *id);
+    int (*retract)(fv_sstore *s, const unsigned char record[32], uint64_t seq,
+                   const unsigned char id[32], uint64_t *entries,
+                   uint64_t *chunks);
+    int (*record_readers)(fv_sstore *s, const unsigned char record[32],
+                          fv_sstore_key_fn fn, void *payload);
+};
 
 #endif

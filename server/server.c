@@ -25,7 +25,7 @@
 #include "fieldvault.h"
 #include "proto.h"
 #include "server_engine.h"
-#include "store_server.h"
+#include "sstore.h"
 #include "tls.h"
 
 #define KEY_FILE "tls.key"
@@ -281,7 +281,9 @@ int fv_server_init_named(const char *dir, const char *listen,
         goto done;
     fv_sstore_close(st);
     st = NULL;
-    fv_fsync_dir(dir);
+    /* The new files' names must survive a crash, or the server is not
+     * made (and what was made goes again). */
+    rc = fv_fsync_dir(dir);
 done:
     if (st) {
         fv_sstore_rollback(st);

@@ -5,7 +5,7 @@
  * (fv_srv_conn_send_buf) and acknowledges what was sent
  * (fv_srv_conn_send_ack). The engine touches no socket, and reads no clock
  * or random source of its own: both come from the fv_srv_env the caller
- * passes in (and updates). sync/server.c drives it over TLS; tests drive it
+ * passes in (and updates). server/server.c drives it over TLS; tests drive it
  * directly, byte by byte.
  *
  * An fv_srv holds what every connection shares (the store, the receipt key,
@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store_server.h"
+#include "sstore.h"
 
 #define FV_SRV_OUT_MAX (4u << 20)  /* stop reading above this much output */
 #define FV_SRV_OUT_LOW (256u << 10) /* resume reading, or make the next
