@@ -2901,6 +2901,328 @@ out:
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* ---- padding (FORMAT.md 5.8, 8) ------------------------------------------ */
+
+/* Padme by its definition, with no shortcut: the smallest m >= n whose low
+ * floor(log2 n) - (floor(log2 floor(log2 n)) + 1) bits are zero. */
+static uint64_t padme_ref(uint64_t n)
+{
+    int e = 0, s = 0, z;
+    uint64_t m;
+    if (n < 2)
+        return n;
+    while (((uint64_t)1 << (e + 1)) <= n)
+        e++;
+    while ((1 << (s + 1)) <= e)
+        s++;
+    z = e - (s + 1);
+    for (m = n; z > 0 && m % ((uint64_t)1 << z) != 0; m++)
+        ;
+    return m;
+}
+
+/* A version 2 body over the fixture's key whose plaintext is `pt` (n
+ * bytes, padding included as given): the parse result, and on FV_OK the
+ * open result, with the plaintext it gave in *plain. */
+static int forge_v2(const struct fixture *f, const unsigned char *pt, size_t n,
+                    int *open_rc, unsigned char **plain, size_t *plen)
+{
+    struct body b = body_defaults(f);
+    struct prot pp = {-8, f->k.spk, 32, 0, 0, 0};
+    struct outer o = outer_defaults(f->k.ssk);
+    unsigned char *ct = xmalloc(n + FV_TAG_BYTES), *bytes = NULL;
+    fv_env q;
+    int rc;
+
+    *open_rc = -1000;
+    *plain = NULL;
+    *plen = 0;
+    fv_aead_encrypt(ct, pt, n, NULL, 0, f->nonce, f->key);
+    b.version = 2;
+    b.ct = ct;
+    b.ct_len = n + FV_TAG_BYTES;
+    rc = try_env(&b, &pp, &o, &q, &bytes);
+    if (rc == FV_OK) {
+        CHECK_EQ(q.version, 2);
+        *open_rc = fv_env_open(&q, f->rpk[0], fixture_sk(f, f->rpk[0]), plain,
+                               plen);
+        fv_env_clear(&q);
+    }
+    free(bytes);
+    free(ct);
+    return rc;
+}
+
+static void test_padding(void)
+{
+    static struct fixture f;
+    static const struct { uint64_t n, want; } padme_table[] = {
+        {0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}, {7, 7}, {8, 8},
+        {9, 10}, {255, 256}, {256, 256}, {257, 272}, {271, 272}, {272, 272},
+        {273, 288}, {511, 512}, {512, 512}, {513, 544}, {1000, 1024},
+        {1010, 1024}, {1025, 1088}, {1500, 1536}, {65536, 65536},
+        {65537, 67584}, {100001, 100352}, {262143, 262144}, {262144, 262144},
+        {262145, 270336}, {1032191, 1032192}, {1032193, 1048576},
+    };
+    /* Payload length -> padded plaintext length (payload, 0x80, zeros). */
+    static const struct { size_t len, padded; } env_table[] = {
+        {0, 256}, {1, 256}, {FV_PAD_FLOOR - 2, 256},
+        {FV_PAD_FLOOR - 1, 256}, /* the marker fills the floor */
+        {FV_PAD_FLOOR, 272},     /* one more byte: the next bucket */
+        {FV_PAD_FLOOR + 1, 272}, {271, 272}, {272, 288}, {511, 512},
+        {512, 544}, {1023, 1024}, {1024, 1088}, {100000, 100352},
+        {700000, 704512},
+    };
+    unsigned char *pt, *plain = NULL, *big, *env = NULL, id[32];
+    size_t plen = 0, len = 0;
+    struct keys k;
+    fv_env_spec s;
+    fv_env p;
+    int orc;
+
+    for (size_t i = 0; i < sizeof padme_table / sizeof padme_table[0]; i++) {
+        CHECK_EQ(fv_padme(padme_table[i].n), padme_table[i].want);
+        CHECK_EQ(padme_ref(padme_table[i].n), padme_table[i].want);
+    }
+    /* Against the definition, everywhere up to a chunk and then some: never
+     * smaller, a fixed point, monotone, and at most 1/8 more from 256 on
+     * (Padme's overhead bound falls as lengths grow). */
+    for (uint64_t n = 1, prev = 0; n <= 300000; n++) {
+        uint64_t m = fv_padme(n);
+        if (m != padme_ref(n) || m < n || fv_padme(m) != m || m < prev ||
+            (n >= 256 && (m - n) * 8 > n)) {
+            fprintf(stderr, "  padme(%llu) = %llu\n", (unsigned long long)n,
+                    (unsigned long long)m);
+            CHECK(!"Padme");
+            break;
+        }
+        prev = m;
+    }
+    for (size_t i = 0; i < sizeof env_table / sizeof env_table[0]; i++)
+        CHECK_EQ(fv_env_padded_len(env_table[i].len), env_table[i].padded);
+    /* The last chunk of an attachment: to its bucket, at least the floor,
+     * never past the chunk size. */
+    CHECK_EQ(fv_chunk_padded_len(1, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR - 1, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR + 1, FV_CHUNK_BYTES), 272);
+    CHECK_EQ(fv_chunk_padded_len(1000, FV_CHUNK_BYTES), 1024);
+    CHECK_EQ(fv_chunk_padded_len(FV_CHUNK_BYTES - 1, FV_CHUNK_BYTES), FV_CHUNK_BYTES);
+    CHECK_EQ(fv_chunk_padded_len(FV_CHUNK_BYTES, FV_CHUNK_BYTES), FV_CHUNK_BYTES);
+    CHECK_EQ(fv_chunk_padded_len(400000, FV_MAX_CHUNK_BYTES), 401408);
+    CHECK_EQ(fv_chunk_padded_len(300000, 300001), 300001); /* capped */
+    CHECK_EQ(fv_chunk_padded_len(10, 100), 100);
+    {
+        fv_attachment_info a = {"a", FV_CHUNK_BYTES + 5, FV_CHUNK_BYTES, 2, 0};
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 1, 0), FV_CHUNK_BYTES + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 1, 1), FV_PAD_FLOOR + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 0, 1), 5 + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_plain_bytes(&a, 1), 5);
+    }
+
+    /* Built envelopes: the ciphertext is the bucket plus the tag, and the
+     * opened payload is exactly the bytes given. */
+    new_keys(&k);
+    big = xmalloc(700001);
+    for (size_t i = 0; i < 700001; i++)
+        big[i] = (unsigned char)(i * 31 + 7);
+    for (size_t i = 0; i < sizeof env_table / sizeof env_table[0]; i++) {
+        s = spec_for(&k, env_table[i].len ? big : NULL, env_table[i].len, 1);
+        CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
+        if (!env)
+            continue;
+        CHECK_EQ(fv_env_parse(&p, env, len), FV_OK);
+        CHECK_EQ(p.version, 2);
+        CHECK_EQ(p.ctlen, env_table[i].padded + FV_TAG_BYTES);
+        CHECK_EQ(fv_env_open(&p, k.bpk[0], k.bsk[0], &plain, &plen), FV_OK);
+        CHECK(plen == env_table[i].len &&
+              (plen == 0 || memcmp(plain, big, plen) == 0));
+        fv_env_free_plain(plain, plen);
+        fv_env_clear(&p);
+        free(env);
+        env = NULL;
+    }
+    /* Two payloads of different lengths in one bucket: envelopes of one
+     * length. */
+    {
+        size_t l1, l2;
+        s = spec_for(&k, big, 1000, 1);
+        CHECK_EQ(fv_env_build(&env, &l1, id, &s), FV_OK);
+        free(env);
+        s = spec_for(&k, big, 1020, 1);
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l1, l2);
+        s = spec_for(&k, big, 1023, 1); /* 1023 + 1 = 1024 still */
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l1, l2);
+        s = spec_for(&k, big, 1024, 1); /* the next bucket */
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l2, l1 + 64);
+        env = NULL;
+    }
+    free(big);
+
+    /* Forged version 2 bodies: only payload || 0x80 || zeros, to exactly
+     * the payload's bucket, opens. */
+    fixture_init(&f);
+    pt = xmalloc(2048);
+    memset(pt, 0, 2048);
+    memcpy(pt, f.payload, 7);
+    pt[7] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK(plen == 7 && plain && memcmp(plain, f.payload, 7) == 0);
+    fv_env_free_plain(plain, plen);
+    /* A bucket too large for the payload: not the one encoding. */
+    CHECK_EQ(forge_v2(&f, pt, 272, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    CHECK(plain == NULL);
+    /* Lengths that are no bucket, or under the floor: refused by the
+     * parser, before any key. */
+    CHECK_EQ(forge_v2(&f, pt, 257, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 300, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 128, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 8, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 0, &orc, &plain, &plen), FV_ECORRUPT);
+    /* Another marker byte. */
+    pt[7] = 0x01;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    pt[7] = 0xff;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* No marker at all: zeros after the payload. Its last byte 0x00 reads
+     * as padding, and what is left does not end in 0x80. */
+    pt[7] = 0;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* All zeros. */
+    memset(pt, 0, 2048);
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* A non-zero byte anywhere in the padding, marker first. */
+    memcpy(pt, f.payload, 7);
+    pt[7] = 0x80;
+    for (size_t at = 8; at < 256; at += 31) {
+        pt[at] = 0x01;
+        CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+        CHECK_EQ(orc, FV_ECORRUPT);
+        pt[at] = 0;
+    }
+    pt[255] = 0x80; /* a second marker, last: reads as a 255-byte payload
+                       whose bucket is 256 but whose payload is not CBOR:
+                       the padding is fine, the payload check refuses it */
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 255);
+    fv_env_free_plain(plain, plen);
+    pt[255] = 0;
+    /* A payload filling the floor (255 bytes and the marker). */
+    memset(pt, 0xa0, 255);
+    pt[255] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 255);
+    fv_env_free_plain(plain, plen);
+    /* 256 bytes of payload need the next bucket, 272. */
+    memset(pt, 0xa0, 256);
+    pt[256] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 272, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 256);
+    fv_env_free_plain(plain, plen);
+    free(pt);
+
+    /* Version 1 still opens, unpadded: the fixture's 7-byte ciphertext. */
+    {
+        struct body b = body_defaults(&f);
+        struct prot pp = {-8, f.k.spk, 32, 0, 0, 0};
+        struct outer o = outer_defaults(f.k.ssk);
+        unsigned char *bytes = NULL;
+        fv_env q;
+        CHECK_EQ(try_env(&b, &pp, &o, &q, &bytes), FV_OK);
+        if (bytes) {
+            CHECK_EQ(q.version, 1);
+            CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain,
+                                 &plen), FV_OK);
+            CHECK(plen == 7 && memcmp(plain, f.payload, 7) == 0);
+            fv_env_free_plain(plain, plen);
+            /* and a version 1 payload is never stripped: 0x80 at its end
+             * stays (it is then not CBOR, which the payload check says) */
+            fv_env_clear(&q);
+            free(bytes);
+        }
+    }
+}
+
+static unsigned char *find_bytes(unsigned char *p, size_t n, const char *w,
+                                 size_t wn)
+{
+    for (size_t i = 0; i + wn <= n; i++)
+        if (memcmp(p + i, w, wn) == 0)
+            return p + i;
+    return NULL;
+}
+
+/* The manifest's "padded" key (FORMAT.md 6, 8): 1 or absent; only in a
+ * version 2 envelope. */
+static void test_padded_manifest(void)
+{
+    fv_record r;
+    fv_attachment_info info[2] = {{"a.bin", 1000, FV_CHUNK_BYTES, 1, 0},
+                                  {"b.bin", 5, FV_CHUNK_BYTES, 1, 0}};
+    unsigned char keys[2][32], padded[2] = {1, 0}, *out = NULL, *x;
+    size_t olen = 0;
+    fv_rec *d = NULL;
+    fv_env e;
+
+    memset(&r, 0, sizeof r);
+    r.title = "t";
+    r.narrative = "";
+    r.attachments = info;
+    r.nattachments = 2;
+    fv_random(keys, sizeof keys);
+    CHECK_EQ(fv_payload_encode_ex(&out, &olen, &r,
+                                  (const unsigned char(*)[32])keys, padded),
+             FV_OK);
+    if (!out)
+        return;
+    CHECK(find_bytes(out, olen, "\x66padded\x01", 8) != NULL);
+    CHECK_EQ(fv_payload_decode(&d, out, olen), FV_OK);
+    if (d) {
+        CHECK(d->padded[0] == 1 && d->padded[1] == 0);
+        memset(&e, 0, sizeof e);
+        e.kind = FV_ENV_REVISION;
+        e.nattachments = 2;
+        {
+            uint64_t counts[2] = {1, 1};
+            e.chunk_counts = counts;
+            e.version = 2;
+            CHECK_EQ(fv_payload_check_rec(&e, d), FV_OK);
+            e.version = 1; /* version 1 has no padded attachment */
+            CHECK_EQ(fv_payload_check_rec(&e, d), FV_ECORRUPT);
+            e.chunk_counts = NULL;
+        }
+        fv_rec_free(d);
+        d = NULL;
+    }
+    /* "padded": 0 or 2 is not the one encoding. */
+    x = find_bytes(out, olen, "\x66padded\x01", 8);
+    if (x) {
+        x[7] = 0x00;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+        x[7] = 0x02;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+        x[1] = 'P'; /* another key */
+        x[7] = 0x01;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+    }
+    fv_enc_free_buf(out, olen);
+}
+
 int main(void)
 {
     struct vec V;
@@ -2952,6 +3274,8 @@ int main(void)
     test_grant_commitment();
     test_build_shapes();
     test_size_limit();
+    test_padding();
+    test_padded_manifest();
     test_payload_rules();
     test_live_vault();
     return check_summary("test_envelope");
