@@ -631,7 +631,7 @@ static void check_reencode(const fv_env *p, const unsigned char *bytes,
         memcpy(rpk[i], p->recipient_pk[i], 32);
         memcpy(rseal[i], p->recipient_seal[i], SEALED_BYTES);
     }
-    b.version = 1;
+    b.version = (uint64_t)p->version;
     b.kind = (uint64_t)p->kind;
     b.has_record = !p->genesis;
     memcpy(b.record, p->record, 32);
@@ -913,13 +913,28 @@ static void test_envelope_vectors(struct vec *V)
         memcpy(key + 1, key_want + 1, 31);
         CHECK_EQ(fv_env_decrypt(&p, key, &plain, &plen), FV_ECORRUPT);
         CHECK(plain == NULL);
-        /* Content: XChaCha20-Poly1305 with the body's nonce, empty AAD. */
+        /* Content: XChaCha20-Poly1305 with the body's nonce, empty AAD;
+         * in format 2 the payload padded to its bucket (FORMAT.md 5.8). */
         want_payload = j_hexdup(j_get(x, "payload_hex"), &want_len);
-        plain = xmalloc(p.ctlen);
-        CHECK_EQ(fv_aead_decrypt(plain, p.ct, p.ctlen, NULL, 0, p.nonce, key_want), FV_OK);
-        CHECK(p.ctlen - FV_TAG_BYTES == want_len &&
-              memcmp(plain, want_payload, want_len) == 0);
-        free(plain);
+        {
+            jv ver;
+            int version = j_member(x, "version", &ver) ? (int)j_int(ver) : 1;
+            size_t raw_len = want_len;
+            unsigned char *raw = version == 2
+                                     ? j_hexdup(j_get(x, "plaintext_hex"), &raw_len)
+                                     : NULL;
+            CHECK_EQ(p.version, version);
+            if (version == 2)
+                CHECK(raw && raw_len == fv_env_padded_len(want_len) &&
+                      memcmp(raw, want_payload, want_len) == 0 &&
+                      raw[want_len] == 0x80);
+            plain = xmalloc(p.ctlen);
+            CHECK_EQ(fv_aead_decrypt(plain, p.ct, p.ctlen, NULL, 0, p.nonce, key_want), FV_OK);
+            CHECK(p.ctlen - FV_TAG_BYTES == raw_len &&
+                  memcmp(plain, raw ? raw : want_payload, raw_len) == 0);
+            free(plain);
+            free(raw);
+        }
         /* Opened by each recipient; a key pair that is none gets
          * FV_ENOTFOUND, not a decryption attempt. */
         CHECK_EQ(fv_env_open(&p, org_pk, org_sk, &plain, &plen),
@@ -1005,7 +1020,10 @@ static void test_grant_vector(struct vec *V)
             plain = xmalloc(e.ctlen);
             CHECK_EQ(fv_aead_decrypt(plain, e.ct, e.ctlen, NULL, 0, e.nonce, key), FV_OK);
             payload = j_hexdup(j_get(ej, "payload_hex"), &pl);
-            CHECK(pl == e.ctlen - FV_TAG_BYTES && memcmp(plain, payload, pl) == 0);
+            /* format 2: the payload, then its padding (FORMAT.md 5.8) */
+            CHECK(e.ctlen - FV_TAG_BYTES ==
+                      (e.version == 2 ? fv_env_padded_len(pl) : pl) &&
+                  memcmp(plain, payload, pl) == 0);
             free(plain);
             /* ... and the library takes it: it is the committed key. */
             CHECK_EQ(fv_env_decrypt(&e, key, &plain, &fn), FV_OK);
@@ -1027,8 +1045,9 @@ static void test_attachment_vectors(struct vec *V)
     jv rev_chunks = j_get(V->root, "envelopes.revision.chunks");
     jv rev_atts = j_get(V->root, "envelopes.revision.payload.attachments");
 
-    CHECK_EQ(j_len(atts), 3);
-    CHECK_EQ(j_len(rev_chunks), 3);
+    /* Format 1: three; format 2 adds an unpadded one kept from format 1. */
+    CHECK(j_len(atts) >= 3);
+    CHECK_EQ(j_len(rev_chunks), j_len(atts));
     for (size_t a = 0; a < j_len(atts); a++) {
         jv aj = j_at(atts, a), chunks = j_get(aj, "chunks");
         unsigned char key[32], pk[32], want_hash[32], h[32];
@@ -1036,7 +1055,8 @@ static void test_attachment_vectors(struct vec *V)
         uint64_t csize = (uint64_t)j_int(j_get(aj, "chunk"));
         size_t nch = j_len(chunks), got = 0, hexlen = 0;
         unsigned char *plain = xmalloc(size), *hexplain = NULL;
-        jv rule;
+        jv rule, padj;
+        int padded = j_member(aj, "padded", &padj) && j_int(padj) == 1;
 
         CHECK_EQ(csize, FV_CHUNK_BYTES);
         CHECK_EQ(nch, size / csize + (size % csize != 0));
@@ -1061,8 +1081,16 @@ static void test_attachment_vectors(struct vec *V)
             if (!ct)
                 break;
             CHECK_EQ(clen, j_int(j_get(cj, "bytes")));
-            /* Every chunk but the last holds `chunk` plaintext bytes. */
-            CHECK_EQ(clen - FV_TAG_BYTES, i + 1 < nch ? csize : size - i * csize);
+            /* Every chunk but the last holds `chunk` plaintext bytes; the
+             * last, its bytes, padded to its bucket in format 2. */
+            {
+                fv_attachment_info ai = {"", size, (uint32_t)csize, nch, 0};
+                CHECK_EQ(clen, fv_chunk_ct_bytes(&ai, padded, i));
+                CHECK_EQ(clen - FV_TAG_BYTES,
+                         i + 1 < nch ? csize
+                                     : padded ? fv_chunk_padded_len(size - i * csize, csize)
+                                              : size - i * csize);
+            }
             CHECK(j_hex(j_get(cj, "hash"), want_hash, 32));
             fv_hash(h, ct, clen);
             CHECK(memcmp(h, want_hash, 32) == 0);
@@ -1072,7 +1100,20 @@ static void test_attachment_vectors(struct vec *V)
             chunk_nonce(nonce, i);
             CHECK(j_hex(j_get(cj, "nonce"), nonce_want, 24) &&
                   memcmp(nonce, nonce_want, 24) == 0);
-            CHECK_EQ(fv_aead_decrypt(plain + got, ct, clen, NULL, 0, nonce, key), FV_OK);
+            {
+                size_t real = i + 1 < nch ? csize : size - i * csize;
+                unsigned char *pt = xmalloc(clen);
+                CHECK_EQ(fv_aead_decrypt(pt, ct, clen, NULL, 0, nonce, key), FV_OK);
+                if (real <= clen - FV_TAG_BYTES && got + real <= size) {
+                    memcpy(plain + got, pt, real);
+                    for (size_t z = real; z < clen - FV_TAG_BYTES; z++)
+                        if (pt[z] != 0) {
+                            CHECK(!"padding is zero bytes");
+                            break;
+                        }
+                }
+                free(pt);
+            }
             /* The index is bound in: another index's nonce fails. */
             chunk_nonce(nonce, i + 1);
             {
@@ -1080,7 +1121,7 @@ static void test_attachment_vectors(struct vec *V)
                 CHECK_EQ(fv_aead_decrypt(tmp, ct, clen, NULL, 0, nonce, key), FV_ECORRUPT);
                 free(tmp);
             }
-            got += clen - FV_TAG_BYTES;
+            got += i + 1 < nch ? csize : size - i * csize;
             free(ct);
         }
         CHECK_EQ(got, size);
@@ -1110,11 +1151,17 @@ static void test_attachment_vectors(struct vec *V)
     }
 }
 
+static int load_vectors_in(struct vec *V, const char *dir);
+
 static int load_vectors(struct vec *V)
 {
-    V->dir = getenv("FV_TEST_VECTORS");
-    if (!V->dir || !*V->dir)
-        V->dir = "tests/vectors";
+    const char *dir = getenv("FV_TEST_VECTORS");
+    return load_vectors_in(V, dir && *dir ? dir : "tests/vectors");
+}
+
+static int load_vectors_in(struct vec *V, const char *dir)
+{
+    V->dir = dir;
     V->json = (char *)read_file(V->dir, "vectors.json", &V->json_len);
     if (!V->json) {
         fprintf(stderr, "test_envelope: no %s/vectors.json (set FV_TEST_VECTORS)\n",
@@ -3267,6 +3314,22 @@ int main(void)
         fv_wipe(vault_key, sizeof vault_key);
     }
     free(V.json);
+    /* Format 2's vectors (FORMAT.md 13): the same checks, padding included. */
+    {
+        const char *d1 = getenv("FV_TEST_VECTORS");
+        char d2[1024];
+        snprintf(d2, sizeof d2, "%s/v2", d1 && *d1 ? d1 : "tests/vectors");
+        memset(&V, 0, sizeof V);
+        if (load_vectors_in(&V, d2)) {
+            test_keyfile_vector(&V, vault_key);
+            test_device_vector(&V, vault_key);
+            test_envelope_vectors(&V);
+            test_grant_vector(&V);
+            test_attachment_vectors(&V);
+            fv_wipe(vault_key, sizeof vault_key);
+        }
+        free(V.json);
+    }
     test_round_trips();
     test_structure();
     test_raw_bodies();
