@@ -260,6 +260,33 @@ static void srv_free(struct srv *s, int remove_dir)
     memset(s, 0, sizeof *s);
 }
 
+/* Padme (docs/FORMAT.md 5.8). */
+static uint64_t padme(uint64_t n)
+{
+    int e = 0, s = 0, z;
+    if (n < 2)
+        return n;
+    while ((n >> (e + 1)) != 0)
+        e++;
+    while ((e >> (s + 1)) != 0)
+        s++;
+    z = e - s - 1;
+    return z > 0 ? (n + ((uint64_t)1 << z) - 1) & ~(((uint64_t)1 << z) - 1) : n;
+}
+
+/* The ciphertext bytes of an attachment of `size` bytes in chunks of
+ * `chunk` (docs/FORMAT.md 8): each chunk + 16, the last zero-padded to
+ * min(chunk, Padme(max(last, 256))). */
+static uint64_t stored_bytes(uint64_t size, uint64_t chunk)
+{
+    uint64_t n = size / chunk + (size % chunk != 0), last, pad;
+    if (n == 0)
+        return 0;
+    last = size - (n - 1) * chunk;
+    pad = padme(last < 256 ? 256 : last);
+    return (n - 1) * (chunk + 16) + (pad < chunk ? pad : chunk) + 16;
+}
+
 /* After the server stopped: its index must name every chunk, in full. */
 static void check_server_chunks(const char *server_dir, uint64_t nchunks,
                                 uint64_t chunk_bytes, const char *what)
@@ -361,8 +388,9 @@ static void setup(void)
              (unsigned long long)rec->attachments[0].chunks_present,
              (unsigned long long)rec->attachments[0].chunks);
     base.nchunks = rec->attachments[0].chunks;
-    /* Each chunk is its plaintext and a 16-byte tag (docs/FORMAT.md). */
-    base.chunk_bytes = opt.size + 16 * base.nchunks;
+    /* Each chunk is its plaintext and a 16-byte tag, the last padded to
+     * its bucket (docs/FORMAT.md 8). */
+    base.chunk_bytes = stored_bytes(opt.size, rec->attachments[0].chunk_bytes);
     note("added in %.1f s (%.0f MiB/s): %llu chunks of %u bytes", t0,
          mib(opt.size) / t0, (unsigned long long)base.nchunks,
          rec->attachments[0].chunk_bytes);

@@ -84,7 +84,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     unsigned char *key = o->keys[o->n];
     unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
     uint64_t count = 0, size = 0;
-    size_t got, chunk = FV_CHUNK_BYTES;
+    size_t got, stored, chunk = FV_CHUNK_BYTES;
     struct stat sb;
     int fd = -1, rc = FV_OK;
 
@@ -118,10 +118,14 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
         }
         if (got == 0)
             break;
+        /* A short chunk is the last: zero-padded to its bucket (FORMAT.md
+         * 8), so that the stored size says the size only to the bucket. */
+        stored = got < chunk ? (size_t)fv_chunk_padded_len(got, chunk) : got;
+        memset(plain + got, 0, stored - got);
         chunk_nonce(nonce, count);
-        fv_aead_encrypt(ct, plain, got, NULL, 0, nonce, key);
-        fv_hash(hash, ct, got + FV_TAG_BYTES);
-        if ((rc = fv_store_chunk_put(v->store, hash, ct, got + FV_TAG_BYTES, 0)) ||
+        fv_aead_encrypt(ct, plain, stored, NULL, 0, nonce, key);
+        fv_hash(hash, ct, stored + FV_TAG_BYTES);
+        if ((rc = fv_store_chunk_put(v->store, hash, ct, stored + FV_TAG_BYTES, 0)) ||
             (rc = fv_v_chunks_push(o, hash))) {
             fv_v_serr(v, rc);
             break;
@@ -143,6 +147,7 @@ int fv_v_attach_add(fv_vault *v, struct attach_out *o, size_t idx,
     info->size = size;
     info->chunk_bytes = (uint32_t)chunk;
     info->chunks = count;
+    o->padded[o->n] = 1;
     o->counts[o->n] = count;
     o->n++;
     return FV_OK;
@@ -154,6 +159,7 @@ void fv_v_attach_free(struct attach_out *o)
     if (o->keys)
         fv_secure_free(o->keys);
     free(o->counts);
+    free(o->padded);
     free(o->chunks);
 }
 
@@ -162,9 +168,11 @@ int fv_v_attach_init(struct attach_out *o, size_t n)
     memset(o, 0, sizeof *o);
     o->info = calloc(n ? n : 1, sizeof *o->info);
     o->counts = calloc(n ? n : 1, sizeof *o->counts);
+    o->padded = calloc(n ? n : 1, 1);
     if (n) /* attachment keys: locked memory, only when there are some */
         o->keys = fv_secure_alloc(n * FV_KEY_BYTES);
-    return o->info && o->counts && (!n || o->keys) ? FV_OK : FV_ENOMEM;
+    return o->info && o->counts && o->padded && (!n || o->keys) ? FV_OK
+                                                                : FV_ENOMEM;
 }
 
 uint64_t fv_v_sources_total(const fv_record_input *in)
@@ -182,6 +190,15 @@ uint64_t fv_v_sources_total(const fv_record_input *in)
  * `in`. Runs in one transaction: all of it is stored, or none. */
 /* ---- reading attachments -------------------------------------------- */
 
+/* 1 if the n bytes at p are all zero. */
+static int zeros(const unsigned char *p, size_t n)
+{
+    unsigned char acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
 int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                        const char *name, fv_write_fn fn, void *payload,
                        fv_progress_fn progress, void *progress_payload)
@@ -192,7 +209,7 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
     size_t first = 0, i, len;
     uint64_t done = 0;
-    int rc;
+    int rc, pad;
 
     if (!v || !name || !fn)
         return FV_EINVAL;
@@ -215,9 +232,11 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         rc = fv_v_err(v, FV_ENOMEM, "out of memory");
         goto done;
     }
+    pad = p.best->padded[a - p.best->pub.attachments];
     for (uint64_t c = 0; c < a->chunks; c++) {
         const unsigned char *want = p.best_env.chunks[first + c];
-        uint64_t expect = fv_chunk_ct_bytes(a, c) - FV_TAG_BYTES;
+        uint64_t stored = fv_chunk_ct_bytes(a, pad, c) - FV_TAG_BYTES;
+        uint64_t expect = fv_chunk_plain_bytes(a, c);
         rc = fv_store_chunk_get(v->store, want, ct,
                                 (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
         if (rc == FV_ENOTFOUND) {
@@ -231,11 +250,12 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         if (rc == FV_OK) {
             fv_hash(hash, ct, len);
             chunk_nonce(nonce, c);
-            if (len != expect + FV_TAG_BYTES ||
+            if (len != stored + FV_TAG_BYTES ||
                 !fv_ct_equal(hash, want, FV_HASH_BYTES) ||
                 fv_aead_decrypt(plain, ct, len, NULL, 0, nonce,
-                                p.best->keys[a - p.best->pub.attachments]))
-                rc = FV_ECORRUPT;
+                                p.best->keys[a - p.best->pub.attachments]) ||
+                !zeros(plain + expect, (size_t)(stored - expect)))
+                rc = FV_ECORRUPT; /* padding is zeros, or it is damage */
         }
         if (rc) {
             fv_v_err(v, rc, rc == FV_ECORRUPT

@@ -92,7 +92,7 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     unsigned char sealed[FV_ENV_MAX_RECIPIENTS][SEALED_KEY_BYTES];
     unsigned char sig[FV_SIG_BYTES], commit[FV_HASH_BYTES];
     unsigned char *ct = NULL, *body = NULL, *prot = NULL, *tbs = NULL;
-    size_t body_len = 0, prot_len = 0, tbs_len = 0, i, a, c;
+    size_t body_len = 0, prot_len = 0, tbs_len = 0, i, a, c, padded;
     fv_enc e;
     int rc;
 
@@ -106,16 +106,25 @@ int fv_env_build(unsigned char **out, size_t *out_len,
         return FV_EINVAL;
     if (sp->payload_len > FV_ENV_MAX_BYTES)
         return FV_ELIMIT;
-    ct = malloc(sp->payload_len + FV_TAG_BYTES);
+    padded = (size_t)fv_env_padded_len(sp->payload_len);
+    if (padded > FV_ENV_MAX_BYTES)
+        return FV_ELIMIT;
+    ct = malloc(padded + FV_TAG_BYTES);
     if (!ct)
         return FV_ENOMEM;
+    /* Version 2: payload || 0x80 || zeros, encrypted in place, so that
+     * the padding is authenticated with the payload and no plaintext copy
+     * outlives the encryption. */
+    memcpy(ct, sp->payload, sp->payload_len);
+    ct[sp->payload_len] = 0x80;
+    memset(ct + sp->payload_len + 1, 0, padded - sp->payload_len - 1);
 
     if (sp->content_key)
         memcpy(key, sp->content_key, sizeof key);
     else
         fv_random(key, sizeof key);
     fv_random(nonce, sizeof nonce);
-    fv_aead_encrypt(ct, sp->payload, sp->payload_len, NULL, 0, nonce, key);
+    fv_aead_encrypt(ct, ct, padded, NULL, 0, nonce, key);
     if (sp->nparents) {
         memcpy(parents, sp->parents, sp->nparents * 32);
         qsort(parents, sp->nparents, 32, cmp_id);
@@ -159,7 +168,7 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     fv_enc_uint(&e, BODY_NONCE);
     fv_enc_bytes(&e, nonce, sizeof nonce);
     fv_enc_uint(&e, BODY_CIPHERTEXT);
-    fv_enc_bytes(&e, ct, sp->payload_len + FV_TAG_BYTES);
+    fv_enc_bytes(&e, ct, padded + FV_TAG_BYTES);
     fv_enc_uint(&e, BODY_CHUNKS);
     fv_enc_array(&e, sp->nattachments);
     for (a = 0, c = 0; a < sp->nattachments; a++) {
@@ -291,8 +300,10 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     if (version > FV_ENV_VERSION)
         return FV_EVERSION;
-    if (version != FV_ENV_VERSION || (m != 8 && m != 9))
+    if ((version != FV_ENV_VERSION_1 && version != FV_ENV_VERSION) ||
+        (m != 8 && m != 9))
         return FV_ECORRUPT;
+    e->version = (int)version;
     fv_dec_key(&d, BODY_KIND);
     fv_dec_uint(&d, &kind);
     if (kind < FV_ENV_REVISION || kind > FV_ENV_RETRACTION)
@@ -326,6 +337,12 @@ static int parse_body(fv_env *e, const unsigned char *p, size_t n)
         return FV_ECORRUPT;
     fv_dec_key(&d, BODY_CIPHERTEXT);
     if (fv_dec_bytes(&d, &e->ct, &e->ctlen) || e->ctlen < FV_TAG_BYTES)
+        return FV_ECORRUPT;
+    /* A version 2 plaintext is a bucket length (FORMAT.md 5.8): checked
+     * here, so that a server holding no key refuses any other length. */
+    if (e->version != FV_ENV_VERSION_1 &&
+        (e->ctlen - FV_TAG_BYTES < FV_PAD_FLOOR ||
+         fv_padme(e->ctlen - FV_TAG_BYTES) != e->ctlen - FV_TAG_BYTES))
         return FV_ECORRUPT;
     fv_dec_key(&d, BODY_CHUNKS);
     if (d.err)
@@ -438,9 +455,52 @@ int fv_env_decrypt(const fv_env *e, const unsigned char key[FV_KEY_BYTES],
         free(m);
         return FV_ECORRUPT;
     }
+    if (e->version != FV_ENV_VERSION_1) {
+        /* Strip payload || 0x80 || zeros, strictly: the one padded length
+         * for the payload's length, or the envelope is damaged. */
+        size_t n = mlen;
+        while (n > 0 && m[n - 1] == 0)
+            n--;
+        if (n == 0 || m[n - 1] != 0x80 || fv_env_padded_len(n - 1) != mlen) {
+            fv_wipe(m, mlen);
+            free(m);
+            return FV_ECORRUPT;
+        }
+        mlen = n - 1;
+        m[mlen] = 0; /* the marker, wiped like the rest */
+    }
     *plain = m;
     *plain_len = mlen;
     return FV_OK;
+}
+
+uint64_t fv_padme(uint64_t n)
+{
+    unsigned e = 0, s = 0;
+    uint64_t mask;
+
+    if (n < 2)
+        return n;
+    while ((n >> e) > 1) /* e = floor(log2 n) */
+        e++;
+    while ((e >> s) > 1) /* s = floor(log2 e) */
+        s++;
+    s++;
+    if (e <= s)
+        return n;
+    mask = ((uint64_t)1 << (e - s)) - 1;
+    return (n + mask) & ~mask;
+}
+
+uint64_t fv_env_padded_len(uint64_t len)
+{
+    return fv_padme(len + 1 < FV_PAD_FLOOR ? FV_PAD_FLOOR : len + 1);
+}
+
+uint64_t fv_chunk_padded_len(uint64_t len, uint64_t chunk)
+{
+    uint64_t p = fv_padme(len < FV_PAD_FLOOR ? FV_PAD_FLOOR : len);
+    return p < chunk ? p : chunk;
 }
 
 int fv_env_open(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],

@@ -12,7 +12,13 @@
 
 #include "crypto.h"
 
-#define FV_ENV_VERSION 1
+/* The body version written (docs/FORMAT.md 5.8): 2 pads the payload inside
+ * the AEAD to a Padme bucket. Readers take versions 1 and 2. */
+#define FV_ENV_VERSION 2
+#define FV_ENV_VERSION_1 1 /* unpadded; still read everywhere */
+/* The smallest padded plaintext of a version 2 envelope, and of the last
+ * chunk of a padded attachment (FORMAT.md 5.8, 8). */
+#define FV_PAD_FLOOR 256
 #define FV_ENV_REVISION 1
 #define FV_ENV_TOMBSTONE 2
 #define FV_ENV_GRANT 3 /* carries another envelope's content key (FORMAT.md) */
@@ -33,6 +39,7 @@ typedef struct fv_env {
     unsigned char id[FV_HASH_BYTES];     /* BLAKE2b-256 of the whole envelope */
     unsigned char author[FV_SIGN_PK_BYTES];
     unsigned char record[FV_HASH_BYTES]; /* the genesis revision's id */
+    int version; /* body key 1: 1 or 2 (FV_ENV_VERSION) */
     int kind;
     int genesis;
     size_t nparents;
@@ -102,5 +109,16 @@ int fv_env_unseal(const fv_env *e, const unsigned char pk[FV_BOX_PK_BYTES],
                   unsigned char key[FV_KEY_BYTES]);
 int fv_env_decrypt(const fv_env *e, const unsigned char key[FV_KEY_BYTES],
                    unsigned char **plain, size_t *plain_len);
+
+/* Padme (FORMAT.md 5.8): n rounded up so that only its top
+ * floor(log2(floor(log2 n))) + 1 bits may be non-zero; n itself if n < 2. */
+uint64_t fv_padme(uint64_t n);
+/* The padded length of a version 2 plaintext holding `len` payload bytes:
+ * fv_padme(max(len + 1, FV_PAD_FLOOR)). */
+uint64_t fv_env_padded_len(uint64_t len);
+/* The stored plaintext length of the last chunk of a padded attachment
+ * whose last chunk holds `len` (1..chunk) bytes: fv_padme(max(len,
+ * FV_PAD_FLOOR)), at most `chunk`. */
+uint64_t fv_chunk_padded_len(uint64_t len, uint64_t chunk);
 
 #endif

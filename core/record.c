@@ -141,10 +141,19 @@ static const char *const payload_keys[] = {
 enum { PK_TAGS, PK_TIME, PK_TITLE, PK_FIELDS, PK_CREATED, PK_NARRATIVE,
        PK_ATTACHMENTS, PK_COUNT };
 
-static const char *const attachment_keys[] = {"key", "name", "size", "chunk"};
+static const char *const attachment_keys[] = {"key", "name", "size", "chunk",
+                                              "padded"};
 
 int fv_payload_encode(unsigned char **out, size_t *out_len, const fv_record *r,
                       const unsigned char (*keys)[FV_KEY_BYTES])
+{
+    return fv_payload_encode_ex(out, out_len, r, keys, NULL);
+}
+
+int fv_payload_encode_ex(unsigned char **out, size_t *out_len,
+                         const fv_record *r,
+                         const unsigned char (*keys)[FV_KEY_BYTES],
+                         const unsigned char *padded)
 {
     fv_enc e;
     size_t i;
@@ -173,7 +182,8 @@ int fv_payload_encode(unsigned char **out, size_t *out_len, const fv_record *r,
     fv_enc_array(&e, r->nattachments);
     for (i = 0; i < r->nattachments; i++) {
         const fv_attachment_info *a = &r->attachments[i];
-        fv_enc_map(&e, 4);
+        int pad = padded && padded[i];
+        fv_enc_map(&e, pad ? 5 : 4);
         fv_enc_cstr(&e, attachment_keys[0]);
         fv_enc_bytes(&e, keys[i], FV_KEY_BYTES);
         fv_enc_cstr(&e, attachment_keys[1]);
@@ -182,6 +192,10 @@ int fv_payload_encode(unsigned char **out, size_t *out_len, const fv_record *r,
         fv_enc_uint(&e, a->size);
         fv_enc_cstr(&e, attachment_keys[3]);
         fv_enc_uint(&e, a->chunk_bytes);
+        if (pad) {
+            fv_enc_cstr(&e, attachment_keys[4]);
+            fv_enc_uint(&e, 1);
+        }
     }
     return fv_enc_finish(&e, out, out_len);
 }
@@ -257,10 +271,12 @@ static int dec_attachments(fv_dec *d, fv_rec *r)
         return FV_ECORRUPT;
     att = arena_alloc(&r->arena, n * sizeof *att);
     r->keys = arena_alloc(&r->arena, n * FV_KEY_BYTES);
-    if (!att || !r->keys)
+    r->padded = arena_alloc(&r->arena, n ? n : 1);
+    if (!att || !r->keys || !r->padded)
         return FV_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (fv_dec_map(d, &m) || m != 4 || fv_dec_key_text(d, "key") ||
+        uint64_t pad = 0;
+        if (fv_dec_map(d, &m) || (m != 4 && m != 5) || fv_dec_key_text(d, "key") ||
             fv_dec_bytes_exact(d, r->keys[i], FV_KEY_BYTES) ||
             fv_dec_key_text(d, "name"))
             return FV_ECORRUPT;
@@ -271,6 +287,11 @@ static int dec_attachments(fv_dec *d, fv_rec *r)
             fv_dec_key_text(d, "chunk") || fv_dec_uint(d, &chunk) ||
             chunk == 0 || chunk > FV_MAX_CHUNK_BYTES)
             return FV_ECORRUPT;
+        /* "padded" is there only to say 1 (FORMAT.md 8): one encoding. */
+        if (m == 5 && (fv_dec_key_text(d, "padded") || fv_dec_uint(d, &pad) ||
+                       pad != 1))
+            return FV_ECORRUPT;
+        r->padded[i] = (unsigned char)pad;
         /* Names follow the writer's rules: never a path. */
         if (!fv_attachment_name_ok(att[i].name))
             return FV_ECORRUPT;
@@ -446,7 +467,9 @@ int fv_payload_check_rec(const fv_env *e, const fv_rec *r)
     if (r->pub.nattachments != e->nattachments)
         return FV_ECORRUPT;
     for (size_t i = 0; i < e->nattachments; i++)
-        if (r->pub.attachments[i].chunks != e->chunk_counts[i])
+        if (r->pub.attachments[i].chunks != e->chunk_counts[i] ||
+            /* version 1 knows no padded attachment (FORMAT.md 11) */
+            (r->padded[i] && e->version == FV_ENV_VERSION_1))
             return FV_ECORRUPT;
     return FV_OK;
 }
@@ -481,9 +504,17 @@ int fv_payload_check(const fv_env *e, const unsigned char *p, size_t n)
     }
 }
 
-uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, uint64_t i)
+uint64_t fv_chunk_plain_bytes(const fv_attachment_info *a, uint64_t i)
 {
-    uint64_t plain = i + 1 < a->chunks ? a->chunk_bytes
-                                       : a->size - i * (uint64_t)a->chunk_bytes;
+    return i + 1 < a->chunks ? a->chunk_bytes
+                             : a->size - i * (uint64_t)a->chunk_bytes;
+}
+
+uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, int padded,
+                           uint64_t i)
+{
+    uint64_t plain = fv_chunk_plain_bytes(a, i);
+    if (padded && i + 1 == a->chunks)
+        plain = fv_chunk_padded_len(plain, a->chunk_bytes);
     return plain + FV_TAG_BYTES;
 }

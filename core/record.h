@@ -14,6 +14,9 @@
 typedef struct fv_rec {
     fv_record pub;
     unsigned char (*keys)[FV_KEY_BYTES]; /* per attachment */
+    /* Per attachment: 1 if its last chunk is padded (its manifest has
+     * "padded": 1, FORMAT.md 8), else 0. */
+    unsigned char *padded;
     struct fv_arena *arena;
 } fv_rec;
 
@@ -21,6 +24,12 @@ typedef struct fv_rec {
  * order without duplicates (fv_sort_fields, fv_sort_tags). */
 int fv_payload_encode(unsigned char **out, size_t *out_len, const fv_record *r,
                       const unsigned char (*keys)[FV_KEY_BYTES]);
+/* fv_payload_encode with, per attachment, whether its last chunk is padded
+ * (padded[i] non-zero writes "padded": 1); padded NULL: none is. */
+int fv_payload_encode_ex(unsigned char **out, size_t *out_len,
+                         const fv_record *r,
+                         const unsigned char (*keys)[FV_KEY_BYTES],
+                         const unsigned char *padded);
 /* Decodes and validates a revision payload into a new fv_rec (ids, author
  * and nheads are left for the caller). FV_ECORRUPT, FV_ENOMEM. */
 int fv_payload_decode(fv_rec **out, const unsigned char *p, size_t n);
@@ -61,10 +70,15 @@ int fv_value_ok(const char *s, size_t max);
  * the check before a name becomes part of a file path. */
 int fv_attachment_name_ok(const char *name);
 
+/* The plaintext bytes chunk i (< a->chunks) of attachment a holds
+ * (FORMAT.md 8): chunk, the last size - (n - 1) * chunk. */
+uint64_t fv_chunk_plain_bytes(const fv_attachment_info *a, uint64_t i);
 /* The ciphertext size of chunk i (< a->chunks) of attachment a (FORMAT.md
- * 8): chunk + 16, the last size - (n - 1) * chunk + 16. A stored chunk of
- * any other size means the signed size lies about the signed chunks. */
-uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, uint64_t i);
+ * 8): chunk + 16; the last size - (n - 1) * chunk + 16, or, if `padded`,
+ * its bucket (fv_chunk_padded_len) + 16. A stored chunk of any other size
+ * means the signed size lies about the signed chunks. */
+uint64_t fv_chunk_ct_bytes(const fv_attachment_info *a, int padded,
+                           uint64_t i);
 
 struct fv_env;
 /* The one check of a decrypted payload against FORMAT.md, by the kind of

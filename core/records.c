@@ -223,7 +223,7 @@ static int open_revision(fv_vault *v, fv_rec **out, const fv_env *e,
             }
             /* A chunk of another size than `size` says: the author signed
              * a size that lies about the chunks it signed. */
-            if (rc == 1 && len != fv_chunk_ct_bytes(a, k)) {
+            if (rc == 1 && len != fv_chunk_ct_bytes(a, r->padded[i], k)) {
                 fv_rec_free(r);
                 return fv_v_err(v, FV_ECORRUPT, "an attachment's size does not "
                                 "match its chunks");
@@ -990,6 +990,7 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
             first += (size_t)be->chunk_counts[j];
         o.info[o.n] = base->best->pub.attachments[keep[i]];
         memcpy(o.keys[o.n], base->best->keys[keep[i]], FV_KEY_BYTES);
+        o.padded[o.n] = base->best->padded[keep[i]];
         o.counts[o.n] = be->chunk_counts[keep[i]];
         for (uint64_t c = 0; c < be->chunk_counts[keep[i]]; c++)
             if ((rc = fv_v_chunks_push(&o, be->chunks[first + c])))
@@ -1006,8 +1007,9 @@ static int write_revision(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
             goto rollback;
     r->attachments = o.info;
     r->nattachments = o.n;
-    if ((rc = fv_payload_encode(&payload, &payload_len, r,
-                                (const unsigned char(*)[FV_KEY_BYTES])o.keys))) {
+    if ((rc = fv_payload_encode_ex(&payload, &payload_len, r,
+                                   (const unsigned char(*)[FV_KEY_BYTES])o.keys,
+                                   o.padded))) {
         fv_v_err(v, rc, "cannot encode the record");
         goto rollback;
     }

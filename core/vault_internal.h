@@ -171,6 +171,7 @@ struct attach_out {
     fv_attachment_info *info;            /* grows with the record */
     unsigned char (*keys)[FV_KEY_BYTES]; /* locked memory, wiped on free */
     uint64_t *counts;                    /* chunks per attachment */
+    unsigned char *padded;               /* last chunk padded (FORMAT.md 8) */
     unsigned char (*chunks)[FV_HASH_BYTES];
     size_t n, nchunks, chunks_cap;
 };

@@ -55,7 +55,7 @@ static int check_chunk_sizes(struct vctx *c, const fv_env *e, const fv_rec *r)
             int rc = fv_store_chunk_len(c->v->store, e->chunks[k], &len);
             if (rc < 0)
                 return rc;
-            if (rc == 1 && len != fv_chunk_ct_bytes(a, j))
+            if (rc == 1 && len != fv_chunk_ct_bytes(a, r->padded[i], j))
                 return issue(c, e->record, e->id, "an attachment's size does "
                                                   "not match its chunks");
         }

@@ -12,11 +12,11 @@
  * export` then carries them like any other envelope. Prints one line per
  * envelope: what it breaks, a space, its id in hex.
  *
- *     forge_bundle --v2 SRC PASSFILE
+ *     forge_bundle --newer SRC PASSFILE
  *
- * writes into SRC's outbox one validly signed envelope of body version 2
- * (the body {1: 2}: a later version may shape the rest as it likes), as a
- * newer FieldVault would. Exit 0, or 1 if anything failed. */
+ * writes into SRC's outbox one validly signed envelope of body version 3,
+ * one above the newest this build reads (the body {1: 3}: a later version
+ * may shape the rest as it likes), as a newer FieldVault would. Exit 0, or 1 if anything failed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,11 +48,11 @@ static void say(const char *what, const unsigned char id[32])
     putchar('\n');
 }
 
-/* A COSE_Sign1 around the body {1: 2}, signed by v's device key
+/* A COSE_Sign1 around the body {1: 3}, signed by v's device key
  * (docs/FORMAT.md 5.1, 5.3), stored in v's outbox. */
-static int forge_v2(fv_vault *v)
+static int forge_newer(fv_vault *v)
 {
-    static const unsigned char body[] = {0xa1, 0x01, 0x02};
+    static const unsigned char body[] = {0xa1, 0x01, FV_ENV_VERSION + 1};
     unsigned char prot[38], sig_structure[64], env[128], sig[64], id[32];
     unsigned char mac[32], box[32];
     size_t n = 0, m = 0;
@@ -106,7 +106,7 @@ static int forge_v2(fv_vault *v)
     if (rc)
         fv_store_rollback(v->store);
     else
-        say("version-2", id);
+        say("newer-version", id);
     return rc;
 }
 
@@ -124,18 +124,18 @@ int main(int argc, char **argv)
     unsigned char rec[32], dpk[32], sp[32], key[32], id[32];
     struct raw_rev rr;
 
-    if (argc == 4 && strcmp(argv[1], "--v2") == 0) {
+    if (argc == 4 && strcmp(argv[1], "--newer") == 0) {
         int rc = 1;
         if (read_pass(argv[3], pass, sizeof pass, &plen) == 0 &&
             fv_vault_open(&src, argv[2], pass, plen) == FV_OK) {
-            rc = forge_v2(src) == FV_OK ? 0 : 1;
+            rc = forge_newer(src) == FV_OK ? 0 : 1;
             fv_vault_close(src);
         }
         return rc;
     }
     if (argc != 5) {
         fprintf(stderr, "usage: forge_bundle SRC DEST PASSFILE RECORD\n"
-                        "       forge_bundle --v2 SRC PASSFILE\n");
+                        "       forge_bundle --newer SRC PASSFILE\n");
         return 2;
     }
     if (read_pass(argv[3], pass, sizeof pass, &plen) ||

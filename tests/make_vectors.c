@@ -2,8 +2,13 @@
  * make_vectors.c - writes the committed test vectors in tests/vectors/ (see
  * docs/FORMAT.md, "Test vectors"). Run it once by hand:
  *
- *     make_vectors tests/vectors          (refuses to overwrite)
- *     make_vectors --force tests/vectors  (replaces every vector)
+ *     make_vectors tests/vectors/v2          (refuses to overwrite)
+ *     make_vectors --force tests/vectors/v2  (replaces every vector)
+ *
+ * It writes the current format, 2 (padded payloads and last chunks,
+ * FORMAT.md 5.8 and 8). The format 1 vectors in tests/vectors/ were made
+ * by this program before format 2 and are kept as they are: readers still
+ * read format 1.
  *
  * Envelopes hold fresh random keys and nonces, so each run writes different
  * bytes: the committed files are the vectors, and this program only records
@@ -19,8 +24,11 @@
  *     organisation alone, as vault_sync.c writes grants); each one's key
  *     commitment (body key 9) is recomputed here with libsodium directly,
  *     as FORMAT.md words it, and must be the one the library wrote;
- *   - attachment chunks are encrypted as vault.c's add_attachment does
- *     (FV_CHUNK_BYTES plaintext per chunk, nonce LE64(index) || 0^16).
+ *   - attachment chunks are encrypted as attachments.c's fv_v_attach_add
+ *     does (FV_CHUNK_BYTES plaintext per chunk, nonce LE64(index) || 0^16,
+ *     the last chunk zero-padded to its bucket), except one attachment
+ *     left unpadded, as a format 1 revision wrote it and a format 2
+ *     revision keeps it.
  *
  * Every key here is a test key, published in vectors.json. Never use them.
  */
@@ -242,6 +250,7 @@ struct att {
     unsigned char **ct;
     size_t *ctlen;
     const char *rule; /* how plain was made, when it is too long for hex */
+    int padded;       /* last chunk padded to its bucket (FORMAT.md 8) */
 };
 
 /* Encrypts an attachment as vault.c's add_attachment does. */
@@ -257,10 +266,17 @@ static void encrypt_att(struct att *a)
         unsigned char nonce[FV_NONCE_BYTES] = {0};
         size_t off = i * FV_CHUNK_BYTES;
         size_t len = a->size - off < FV_CHUNK_BYTES ? a->size - off : FV_CHUNK_BYTES;
+        size_t stored = a->padded && i + 1 == n
+                            ? (size_t)fv_chunk_padded_len(len, FV_CHUNK_BYTES)
+                            : len;
+        unsigned char *pt = xmalloc(stored);
+        memcpy(pt, a->plain + off, len);
+        memset(pt + len, 0, stored - len);
         put_le(nonce, i, 8);
-        a->ctlen[i] = len + FV_TAG_BYTES;
+        a->ctlen[i] = stored + FV_TAG_BYTES;
         a->ct[i] = xmalloc(a->ctlen[i]);
-        fv_aead_encrypt(a->ct[i], a->plain + off, len, NULL, 0, nonce, a->key);
+        fv_aead_encrypt(a->ct[i], pt, stored, NULL, 0, nonce, a->key);
+        free(pt);
         fv_hash(a->hash[i], a->ct[i], a->ctlen[i]);
     }
 }
@@ -359,7 +375,7 @@ static unsigned char *revision_payload(size_t *len, const char *title,
 {
     fv_record r;
     fv_attachment_info info[8];
-    unsigned char keys[8][FV_KEY_BYTES];
+    unsigned char keys[8][FV_KEY_BYTES], padded[8];
     unsigned char *out;
 
     memset(&r, 0, sizeof r);
@@ -371,6 +387,7 @@ static unsigned char *revision_payload(size_t *len, const char *title,
         info[i].size = atts[i]->size;
         info[i].chunk_bytes = FV_CHUNK_BYTES;
         info[i].chunks = atts[i]->nchunks;
+        padded[i] = (unsigned char)atts[i]->padded;
         memcpy(keys[i], atts[i]->key, FV_KEY_BYTES);
     }
     r.title = title;
@@ -384,8 +401,9 @@ static unsigned char *revision_payload(size_t *len, const char *title,
     r.modified = modified;
     r.attachments = info;
     r.nattachments = natts;
-    must(fv_payload_encode(&out, len, &r, (const unsigned char(*)[FV_KEY_BYTES])keys),
-         "fv_payload_encode");
+    must(fv_payload_encode_ex(&out, len, &r,
+                              (const unsigned char(*)[FV_KEY_BYTES])keys, padded),
+         "fv_payload_encode_ex");
     return out;
 }
 
@@ -442,8 +460,8 @@ static void j_payload(const struct env *e)
         fputs(", ", js);
         j_key(0, "name");
         j_cstr(a->name);
-        fprintf(js, ", \"size\": %llu, \"chunk\": %u}", (unsigned long long)a->size,
-                (unsigned)a->chunk_bytes);
+        fprintf(js, ", \"size\": %llu, \"chunk\": %u%s}", (unsigned long long)a->size,
+                (unsigned)a->chunk_bytes, r->padded[i] ? ", \"padded\": 1" : "");
     }
     fputs(r->pub.nattachments ? "]\n      }" : "]\n      }", js);
     fv_rec_free(r);
@@ -527,6 +545,20 @@ static void j_envelope(const struct env *e, const struct device *d,
     j_key(6, "payload_hex");
     j_hex(e->payload, e->payload_len);
     fputs(",\n", js);
+    /* Format 2: what decryption gives, padding included (FORMAT.md 5.8). */
+    {
+        unsigned char *pt = xmalloc(p.ctlen - FV_TAG_BYTES);
+        if (fv_aead_decrypt(pt, p.ct, p.ctlen, NULL, 0, p.nonce, key) != FV_OK ||
+            p.ctlen - FV_TAG_BYTES != fv_env_padded_len(e->payload_len) ||
+            memcmp(pt, e->payload, e->payload_len) != 0 ||
+            pt[e->payload_len] != 0x80)
+            die("the envelope's plaintext is not FORMAT.md's padding");
+        fprintf(js, "      \"version\": %d,\n", p.version);
+        j_key(6, "plaintext_hex");
+        j_hex(pt, p.ctlen - FV_TAG_BYTES);
+        fputs(",\n", js);
+        free(pt);
+    }
     j_payload(e);
     fputs(last ? "\n    }\n" : "\n    },\n", js);
     fv_wipe(key, sizeof key);
@@ -544,8 +576,8 @@ static void j_attachment(const struct att *a, int last)
     fputs(",\n", js);
     j_key(6, "key");
     j_hex(a->key, FV_KEY_BYTES);
-    fprintf(js, ",\n      \"size\": %zu,\n      \"chunk\": %u,\n", a->size,
-            (unsigned)FV_CHUNK_BYTES);
+    fprintf(js, ",\n      \"size\": %zu,\n      \"chunk\": %u,\n      \"padded\": %d,\n",
+            a->size, (unsigned)FV_CHUNK_BYTES, a->padded);
     if (a->rule) {
         j_key(6, "plaintext_rule");
         j_cstr(a->rule);
@@ -600,8 +632,8 @@ int main(int argc, char **argv)
         "(Interview recorded with consent; names withheld.)";
     struct device d;
     unsigned char org_pk[32], org_sk[32];
-    struct att a_statement, a_interview, a_empty;
-    struct att *g_atts[1], *r_atts[3], *c_atts[1];
+    struct att a_statement, a_interview, a_empty, a_legacy;
+    struct att *g_atts[1], *r_atts[4], *c_atts[1];
     struct env g, r, c, t, early, grant;
     struct stat sb;
     unsigned char parents[2][32];
@@ -639,6 +671,7 @@ int main(int argc, char **argv)
     a_statement.name = "statement.txt";
     a_statement.plain = (unsigned char *)statement;
     a_statement.size = strlen(statement);
+    a_statement.padded = 1;
     encrypt_att(&a_statement);
     memset(&a_interview, 0, sizeof a_interview);
     a_interview.name = "interview.bin";
@@ -647,12 +680,21 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < a_interview.size; i++)
         a_interview.plain[i] = (unsigned char)(7 * i + 3);
     a_interview.rule = "byte i is (7 * i + 3) mod 256, for i in 0 .. size-1";
+    a_interview.padded = 1;
     encrypt_att(&a_interview);
     memset(&a_empty, 0, sizeof a_empty);
     a_empty.name = "empty.txt";
     a_empty.plain = (unsigned char *)"";
     a_empty.size = 0;
+    a_empty.padded = 1; /* as the library writes it: no chunk to pad */
     encrypt_att(&a_empty);
+    /* An attachment written by format 1 (unpadded), kept by a format 2
+     * revision: no "padded" key, its last chunk exactly its bytes. */
+    memset(&a_legacy, 0, sizeof a_legacy);
+    a_legacy.name = "legacy.txt";
+    a_legacy.plain = (unsigned char *)"format 1 attachment, kept unpadded\n";
+    a_legacy.size = strlen((const char *)a_legacy.plain);
+    encrypt_att(&a_legacy);
 
     /* Genesis: a new testimony with one small attachment. */
     {
@@ -675,7 +717,7 @@ int main(int argc, char **argv)
     }
     /* A revision: narrative edited, a field added, two attachments added
      * (one of two chunks, one empty); the first attachment is kept with its
-     * key and chunk. */
+     * key and chunk, and so is an unpadded one of format 1. */
     {
         fv_field f[] = {
             {"place", "연길 (Yanji), 中国"},
@@ -690,8 +732,9 @@ int main(int argc, char **argv)
         r_atts[0] = &a_statement;
         r_atts[1] = &a_interview;
         r_atts[2] = &a_empty;
+        r_atts[3] = &a_legacy;
         r.atts = r_atts;
-        r.natts = 3;
+        r.natts = 4;
         r.payload = revision_payload(&r.payload_len, "증언 K-17: 두만강 도하",
                                      narrative2, f, 6, tags, 4, created,
                                      created + 3600, r.atts, r.natts);
@@ -788,7 +831,7 @@ int main(int argc, char **argv)
     }
     fputs("{\n", js);
     j_key(2, "about");
-    j_cstr("FieldVault format 1 test vectors (docs/FORMAT.md). Made once by "
+    j_cstr("FieldVault format 2 test vectors (docs/FORMAT.md). Made once by "
            "tests/make_vectors.c with the library's own code; the files are "
            "the vectors. Every key here is a published TEST key: never use "
            "one for real data. Hex is lowercase; *.cbor and *.bin files are "
@@ -884,7 +927,8 @@ int main(int argc, char **argv)
     fputs("[\n", js);
     j_attachment(&a_statement, 0);
     j_attachment(&a_interview, 0);
-    j_attachment(&a_empty, 1);
+    j_attachment(&a_empty, 0);
+    j_attachment(&a_legacy, 1);
     fputs("  ]\n}\n", js);
     if (fclose(js) != 0)
         die("cannot write vectors.json");
@@ -893,6 +937,7 @@ int main(int argc, char **argv)
     free_att(&a_statement);
     free_att(&a_interview);
     free_att(&a_empty);
+    free_att(&a_legacy);
     free(a_interview.plain);
     free_env(&g);
     free_env(&r);

@@ -2019,6 +2019,94 @@ class TestDeskCoordinator(test_sync.SyncTest):
         self.assertEqual(self.sync(c)["pulled"], 0)
 
 
+# ---- format 1 vaults under format 2 (docs/FORMAT.md 5.8, 8, 11) -------------
+
+class TestFormatOneVault(CliTest):
+    TESTS = os.path.dirname(os.path.abspath(__file__))
+
+    def versions(self, vault):
+        """id (hex) -> body version of every envelope stored in the vault,
+        read by check_vectors.py (FieldVault's independent reader)."""
+        sys.path.insert(0, os.path.join(self.TESTS, "vectors"))
+        from check_vectors import parse_envelope
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(vault, "vault.db"),
+                              uri=True)
+        try:
+            rows = con.execute("SELECT bytes FROM envelope WHERE bytes IS NOT NULL"
+                               ).fetchall()
+        finally:
+            con.close()
+        out = {}
+        for (b,) in rows:
+            e = parse_envelope(bytes(b))
+            out[e["id"].hex()] = e["version"]
+        return out
+
+    def get(self, vault, rid, name):
+        out = self.path("got-" + secrets.token_hex(6))
+        self.v(vault, "attachment", "get", rid, name, "--output", out)
+        with open(out, "rb") as f:
+            data = f.read()
+        os.unlink(out)
+        return data
+
+    def test_format_one_vault_reads_and_grows_in_format_two(self):
+        """A vault written entirely by format 1 (the fuzz fixture's field
+        device) opens, reads and verifies; an edit that keeps its unpadded
+        attachment writes a format 2 envelope and the attachment still
+        reads to the byte; a new attachment is padded on disk and reads to
+        the byte; the evidence export of the mixed vault verifies."""
+        d = self.path("old")
+        shutil.copytree(os.path.join(self.TESTS, "fuzz", "fixture", "field"), d)
+        self.passfile = self.write("fuzz.txt", b"fuzz\n")
+        before = self.versions(d)
+        self.assertTrue(before)
+        self.assertEqual(set(before.values()), {1}, "the fixture is format 1")
+        self.assertEqual(self.jv(d, "verify")["failures"], 0)
+        old = {}
+        for r in self.jv(d, "list"):
+            for a in self.show(d, r["id"])["attachments"]:
+                data = self.get(d, r["id"], a["name"])
+                self.assertEqual(len(data), a["size"])
+                old[(r["id"], a["name"])] = data
+        self.assertTrue(old, "the fixture has attachments")
+        (rid, name), data = sorted(old.items())[0]
+        # an edit keeping the format 1 attachment: a format 2 envelope
+        self.v(d, "edit", rid, "--field", "checked=format 2")
+        new = {i: v for i, v in self.versions(d).items() if i not in before}
+        self.assertEqual(list(new.values()), [2], new)
+        self.assertEqual(self.get(d, rid, name), data)
+        # a new attachment of 1000 bytes: its one chunk is stored padded
+        # to 1024 (+ the 16-byte tag), and reads back as the 1000
+        fresh = os.urandom(1000)
+        src = self.write("files/fresh.bin", fresh)
+        rid2 = self.add(d, "format 2", "--attach", src)
+        self.assertEqual(self.get(d, rid2, "fresh.bin"), fresh)
+        con = sqlite3.connect(os.path.join(d, "vault.db"))
+        try:
+            lens = sorted(n for (n,) in con.execute(
+                "SELECT length(data) FROM chunk"))
+        finally:
+            con.close()
+        self.assertIn(1024 + 16, lens)
+        self.assertNotIn(1000 + 16, lens)
+        j = self.jv(d, "verify")
+        self.assertEqual(j["failures"], 0, j)
+        self.assertTrue(j["ok"], j)
+        # every record reads as before, the edited one with its field
+        self.assertEqual(self.show(d, rid)["fields"].get("checked"), "format 2")
+        for (r, n), b in old.items():
+            self.assertEqual(self.get(d, r, n), b)
+        # the evidence export of the mixed vault passes the independent
+        # verifier
+        out = self.path("evidence")
+        self.v(d, "export", "--format", "evidence", "--output", out)
+        p = subprocess.run([sys.executable, os.path.join(self.TESTS,
+                                                         "verify_evidence.py"),
+                            out], capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
 def main():
     global BIN
     argv = list(sys.argv)

@@ -638,8 +638,8 @@ class TestPayloadValidation(DeskTest):
         a = self.make_vault("A")
         b = self.make_vault("B")
         self.add(a, "from A")
-        self.forge("--v2", a, self.passfile)
-        bundle = self.path("v2.fvb")
+        self.forge("--newer", a, self.passfile)
+        bundle = self.path("newer.fvb")
         self.v(a, "bundle", "export", bundle)
         r = self.v(b, "bundle", "import", bundle, expect=NEWER)
         self.assertEqual(r.stderr, b"fieldvault: the bundle holds an envelope "

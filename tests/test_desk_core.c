@@ -2615,6 +2615,93 @@ static void test_unreadable_heads(void)
     org_close(&o);
 }
 
+/* ---- padded last chunks (FORMAT.md 8) ---------------------------------- */
+
+struct sink {
+    unsigned char buf[512];
+    size_t n;
+};
+
+static int sink_cb(const unsigned char *p, size_t n, void *payload)
+{
+    struct sink *s = payload;
+    if (s->n + n > sizeof s->buf)
+        return 1;
+    memcpy(s->buf + s->n, p, n);
+    s->n += n;
+    return 0;
+}
+
+/* A revision signed by the vault's own device key, whose one attachment
+ * (5 bytes, "padded": 1) has the last chunk `pt` of `pn` bytes as stored
+ * plaintext: what the read gives, or refuses. */
+static int read_forged_chunk(fv_vault *v, const unsigned char *pt, size_t pn,
+                             int padded, struct sink *out)
+{
+    unsigned char key[32], nonce[FV_NONCE_BYTES] = {0}, ct[600], hash[32];
+    unsigned char rid[32], opk[32], osk[32], *payload = NULL, pad = (unsigned char)padded;
+    fv_attachment_info ai = {"x.bin", 5, FV_CHUNK_BYTES, 1, 0};
+    fv_record r;
+    size_t n = 0;
+    uint64_t count = 1;
+
+    memset(&r, 0, sizeof r);
+    r.title = "forged chunk";
+    r.narrative = "";
+    r.attachments = &ai;
+    r.nattachments = 1;
+    fv_random(key, sizeof key);
+    fv_aead_encrypt(ct, pt, pn, NULL, 0, nonce, key);
+    fv_hash(hash, ct, pn + FV_TAG_BYTES);
+    CHECK_EQ(fv_payload_encode_ex(&payload, &n, &r,
+                                  (const unsigned char(*)[32])key, &pad), FV_OK);
+    CHECK_EQ(fv_store_begin(v->store), FV_OK);
+    CHECK_EQ(fv_store_chunk_put(v->store, hash, ct, pn + FV_TAG_BYTES, 0), FV_OK);
+    CHECK_EQ(fv_store_commit(v->store), FV_OK);
+    fv_box_keypair(opk, osk);
+    {
+        fv_v_write w = {.kind = FV_ENV_REVISION, .chunk_counts = &count,
+                        .nattachments = 1,
+                        .chunks = (const unsigned char(*)[32])hash, .nchunks = 1};
+        write_forged(v, opk, &w, payload, n, rid);
+    }
+    fv_enc_free_buf(payload, n);
+    out->n = 0;
+    return fv_attachment_read(v, rid, "x.bin", sink_cb, out, NULL, NULL);
+}
+
+static void test_padded_chunks(void)
+{
+    fv_vault *v = create(new_path("padchunk"));
+    unsigned char pt[300];
+    struct sink out;
+
+    if (!v)
+        return;
+    memset(pt, 0, sizeof pt);
+    memcpy(pt, "hello", 5);
+    /* The writer's form: 5 bytes, zeros to the 256 floor: exactly 5 read. */
+    CHECK_EQ(read_forged_chunk(v, pt, 256, 1, &out), FV_OK);
+    CHECK(out.n == 5 && memcmp(out.buf, "hello", 5) == 0);
+    /* A non-zero byte anywhere in the padding: damage, nothing given. */
+    pt[5] = 1;
+    CHECK_EQ(read_forged_chunk(v, pt, 256, 1, &out), FV_ECORRUPT);
+    CHECK_EQ(out.n, 0);
+    pt[5] = 0;
+    pt[255] = 0x80;
+    CHECK_EQ(read_forged_chunk(v, pt, 256, 1, &out), FV_ECORRUPT);
+    pt[255] = 0;
+    /* Another length than the bucket (the size lies about the chunk). */
+    CHECK_EQ(read_forged_chunk(v, pt, 272, 1, &out), FV_ECORRUPT);
+    CHECK_EQ(read_forged_chunk(v, pt, 5, 1, &out), FV_ECORRUPT);
+    /* Unpadded ("padded" absent, as format 1 wrote it): exactly 5 bytes
+     * stored, and a padded length is then the lie. */
+    CHECK_EQ(read_forged_chunk(v, pt, 5, 0, &out), FV_OK);
+    CHECK(out.n == 5 && memcmp(out.buf, "hello", 5) == 0);
+    CHECK_EQ(read_forged_chunk(v, pt, 256, 0, &out), FV_ECORRUPT);
+    fv_vault_close(v);
+}
+
 int main(void)
 {
     struct org o;
@@ -2628,6 +2715,7 @@ int main(void)
     }
     test_state_names();
     test_payloads();
+    test_padded_chunks();
 
     org_setup(&o);
     add(o.f1, a, "detained at the border post", "detention", "three days without water");

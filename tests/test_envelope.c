@@ -631,7 +631,7 @@ static void check_reencode(const fv_env *p, const unsigned char *bytes,
         memcpy(rpk[i], p->recipient_pk[i], 32);
         memcpy(rseal[i], p->recipient_seal[i], SEALED_BYTES);
     }
-    b.version = 1;
+    b.version = (uint64_t)p->version;
     b.kind = (uint64_t)p->kind;
     b.has_record = !p->genesis;
     memcpy(b.record, p->record, 32);
@@ -913,13 +913,28 @@ static void test_envelope_vectors(struct vec *V)
         memcpy(key + 1, key_want + 1, 31);
         CHECK_EQ(fv_env_decrypt(&p, key, &plain, &plen), FV_ECORRUPT);
         CHECK(plain == NULL);
-        /* Content: XChaCha20-Poly1305 with the body's nonce, empty AAD. */
+        /* Content: XChaCha20-Poly1305 with the body's nonce, empty AAD;
+         * in format 2 the payload padded to its bucket (FORMAT.md 5.8). */
         want_payload = j_hexdup(j_get(x, "payload_hex"), &want_len);
-        plain = xmalloc(p.ctlen);
-        CHECK_EQ(fv_aead_decrypt(plain, p.ct, p.ctlen, NULL, 0, p.nonce, key_want), FV_OK);
-        CHECK(p.ctlen - FV_TAG_BYTES == want_len &&
-              memcmp(plain, want_payload, want_len) == 0);
-        free(plain);
+        {
+            jv ver;
+            int version = j_member(x, "version", &ver) ? (int)j_int(ver) : 1;
+            size_t raw_len = want_len;
+            unsigned char *raw = version == 2
+                                     ? j_hexdup(j_get(x, "plaintext_hex"), &raw_len)
+                                     : NULL;
+            CHECK_EQ(p.version, version);
+            if (version == 2)
+                CHECK(raw && raw_len == fv_env_padded_len(want_len) &&
+                      memcmp(raw, want_payload, want_len) == 0 &&
+                      raw[want_len] == 0x80);
+            plain = xmalloc(p.ctlen);
+            CHECK_EQ(fv_aead_decrypt(plain, p.ct, p.ctlen, NULL, 0, p.nonce, key_want), FV_OK);
+            CHECK(p.ctlen - FV_TAG_BYTES == raw_len &&
+                  memcmp(plain, raw ? raw : want_payload, raw_len) == 0);
+            free(plain);
+            free(raw);
+        }
         /* Opened by each recipient; a key pair that is none gets
          * FV_ENOTFOUND, not a decryption attempt. */
         CHECK_EQ(fv_env_open(&p, org_pk, org_sk, &plain, &plen),
@@ -1005,7 +1020,10 @@ static void test_grant_vector(struct vec *V)
             plain = xmalloc(e.ctlen);
             CHECK_EQ(fv_aead_decrypt(plain, e.ct, e.ctlen, NULL, 0, e.nonce, key), FV_OK);
             payload = j_hexdup(j_get(ej, "payload_hex"), &pl);
-            CHECK(pl == e.ctlen - FV_TAG_BYTES && memcmp(plain, payload, pl) == 0);
+            /* format 2: the payload, then its padding (FORMAT.md 5.8) */
+            CHECK(e.ctlen - FV_TAG_BYTES ==
+                      (e.version == 2 ? fv_env_padded_len(pl) : pl) &&
+                  memcmp(plain, payload, pl) == 0);
             free(plain);
             /* ... and the library takes it: it is the committed key. */
             CHECK_EQ(fv_env_decrypt(&e, key, &plain, &fn), FV_OK);
@@ -1027,8 +1045,9 @@ static void test_attachment_vectors(struct vec *V)
     jv rev_chunks = j_get(V->root, "envelopes.revision.chunks");
     jv rev_atts = j_get(V->root, "envelopes.revision.payload.attachments");
 
-    CHECK_EQ(j_len(atts), 3);
-    CHECK_EQ(j_len(rev_chunks), 3);
+    /* Format 1: three; format 2 adds an unpadded one kept from format 1. */
+    CHECK(j_len(atts) >= 3);
+    CHECK_EQ(j_len(rev_chunks), j_len(atts));
     for (size_t a = 0; a < j_len(atts); a++) {
         jv aj = j_at(atts, a), chunks = j_get(aj, "chunks");
         unsigned char key[32], pk[32], want_hash[32], h[32];
@@ -1036,7 +1055,8 @@ static void test_attachment_vectors(struct vec *V)
         uint64_t csize = (uint64_t)j_int(j_get(aj, "chunk"));
         size_t nch = j_len(chunks), got = 0, hexlen = 0;
         unsigned char *plain = xmalloc(size), *hexplain = NULL;
-        jv rule;
+        jv rule, padj;
+        int padded = j_member(aj, "padded", &padj) && j_int(padj) == 1;
 
         CHECK_EQ(csize, FV_CHUNK_BYTES);
         CHECK_EQ(nch, size / csize + (size % csize != 0));
@@ -1061,8 +1081,16 @@ static void test_attachment_vectors(struct vec *V)
             if (!ct)
                 break;
             CHECK_EQ(clen, j_int(j_get(cj, "bytes")));
-            /* Every chunk but the last holds `chunk` plaintext bytes. */
-            CHECK_EQ(clen - FV_TAG_BYTES, i + 1 < nch ? csize : size - i * csize);
+            /* Every chunk but the last holds `chunk` plaintext bytes; the
+             * last, its bytes, padded to its bucket in format 2. */
+            {
+                fv_attachment_info ai = {"", size, (uint32_t)csize, nch, 0};
+                CHECK_EQ(clen, fv_chunk_ct_bytes(&ai, padded, i));
+                CHECK_EQ(clen - FV_TAG_BYTES,
+                         i + 1 < nch ? csize
+                                     : padded ? fv_chunk_padded_len(size - i * csize, csize)
+                                              : size - i * csize);
+            }
             CHECK(j_hex(j_get(cj, "hash"), want_hash, 32));
             fv_hash(h, ct, clen);
             CHECK(memcmp(h, want_hash, 32) == 0);
@@ -1072,7 +1100,20 @@ static void test_attachment_vectors(struct vec *V)
             chunk_nonce(nonce, i);
             CHECK(j_hex(j_get(cj, "nonce"), nonce_want, 24) &&
                   memcmp(nonce, nonce_want, 24) == 0);
-            CHECK_EQ(fv_aead_decrypt(plain + got, ct, clen, NULL, 0, nonce, key), FV_OK);
+            {
+                size_t real = i + 1 < nch ? csize : size - i * csize;
+                unsigned char *pt = xmalloc(clen);
+                CHECK_EQ(fv_aead_decrypt(pt, ct, clen, NULL, 0, nonce, key), FV_OK);
+                if (real <= clen - FV_TAG_BYTES && got + real <= size) {
+                    memcpy(plain + got, pt, real);
+                    for (size_t z = real; z < clen - FV_TAG_BYTES; z++)
+                        if (pt[z] != 0) {
+                            CHECK(!"padding is zero bytes");
+                            break;
+                        }
+                }
+                free(pt);
+            }
             /* The index is bound in: another index's nonce fails. */
             chunk_nonce(nonce, i + 1);
             {
@@ -1080,7 +1121,7 @@ static void test_attachment_vectors(struct vec *V)
                 CHECK_EQ(fv_aead_decrypt(tmp, ct, clen, NULL, 0, nonce, key), FV_ECORRUPT);
                 free(tmp);
             }
-            got += clen - FV_TAG_BYTES;
+            got += i + 1 < nch ? csize : size - i * csize;
             free(ct);
         }
         CHECK_EQ(got, size);
@@ -1110,11 +1151,17 @@ static void test_attachment_vectors(struct vec *V)
     }
 }
 
+static int load_vectors_in(struct vec *V, const char *dir);
+
 static int load_vectors(struct vec *V)
 {
-    V->dir = getenv("FV_TEST_VECTORS");
-    if (!V->dir || !*V->dir)
-        V->dir = "tests/vectors";
+    const char *dir = getenv("FV_TEST_VECTORS");
+    return load_vectors_in(V, dir && *dir ? dir : "tests/vectors");
+}
+
+static int load_vectors_in(struct vec *V, const char *dir)
+{
+    V->dir = dir;
     V->json = (char *)read_file(V->dir, "vectors.json", &V->json_len);
     if (!V->json) {
         fprintf(stderr, "test_envelope: no %s/vectors.json (set FV_TEST_VECTORS)\n",
@@ -1188,7 +1235,9 @@ static void test_round_trips(void)
     CHECK(p.genesis && p.kind == FV_ENV_REVISION && p.nparents == 0);
     CHECK(memcmp(p.author, k.spk, 32) == 0);
     CHECK_EQ(p.nrecipients, 1);
-    CHECK_EQ(p.ctlen, sizeof payload - 1 + FV_TAG_BYTES);
+    /* Version 2: the plaintext is padded to the floor bucket. */
+    CHECK_EQ(p.version, FV_ENV_VERSION);
+    CHECK_EQ(p.ctlen, FV_PAD_FLOOR + FV_TAG_BYTES);
     CHECK_EQ(fv_env_open(&p, k.bpk[0], k.bsk[0], &plain, &plen), FV_OK);
     CHECK(plen == sizeof payload - 1 && memcmp(plain, payload, plen) == 0);
     fv_env_free_plain(plain, plen);
@@ -1366,11 +1415,11 @@ static void test_round_trips(void)
     }
 #endif
 
-    /* An empty payload: a 16-byte ciphertext. */
+    /* An empty payload: padded to the floor, like any short one. */
     s = spec_for(&k, NULL, 0, 1);
     CHECK_EQ(fv_env_build(&env2, &len2, id2, &s), FV_OK);
     CHECK_EQ(fv_env_parse(&p, env2, len2), FV_OK);
-    CHECK_EQ(p.ctlen, FV_TAG_BYTES);
+    CHECK_EQ(p.ctlen, FV_PAD_FLOOR + FV_TAG_BYTES);
     CHECK_EQ(fv_env_open(&p, k.bpk[0], k.bsk[0], &plain, &plen), FV_OK);
     CHECK_EQ(plen, 0);
     fv_env_free_plain(plain, plen);
@@ -1746,11 +1795,16 @@ static void test_structure(void)
     p = p0; p.kid_len = 31; REJECT(g0, p, o0, FV_ECORRUPT);
 
     /* The body map. */
-    b = g0; b.version = 2; REJECT(b, p0, o0, FV_EVERSION);
-    b = c0; b.version = 2; REJECT(b, p0, o0, FV_EVERSION);
+    b = g0; b.version = 3; REJECT(b, p0, o0, FV_EVERSION);
+    b = c0; b.version = 3; REJECT(b, p0, o0, FV_EVERSION);
     /* A newer version may reshape the rest of the body: still FV_EVERSION. */
-    b = g0; b.version = 2; b.extra_key = 1; REJECT(b, p0, o0, FV_EVERSION);
-    b = g0; b.version = 2; b.map_count = 1; REJECT(b, p0, o0, FV_EVERSION);
+    b = g0; b.version = 3; b.extra_key = 1; REJECT(b, p0, o0, FV_EVERSION);
+    b = g0; b.version = 3; b.map_count = 1; REJECT(b, p0, o0, FV_EVERSION);
+    /* Version 2 is read, but its plaintext must be a bucket (FORMAT.md
+     * 5.8): this one's 7 bytes are not, and the parser says so before any
+     * key is needed. */
+    b = g0; b.version = 2; REJECT(b, p0, o0, FV_ECORRUPT);
+    b = c0; b.version = 2; REJECT(b, p0, o0, FV_ECORRUPT);
     b = g0; b.version = 1000000; REJECT(b, p0, o0, FV_EVERSION);
     b = g0; b.version = 0; REJECT(b, p0, o0, FV_ECORRUPT);
     b = g0; b.swap_first = 1; REJECT(b, p0, o0, FV_ECORRUPT);
@@ -2257,23 +2311,32 @@ static void test_size_limit(void)
         return;
     CHECK_EQ(parse_rc(big, n), FV_ECORRUPT);
 
-    /* The envelope's bytes beyond the payload: every length head is 5
-     * bytes from 65536 on, so the size is payload + a constant. */
+    /* The envelope's bytes beyond the padded plaintext: every length head
+     * is 5 bytes from 65536 on, so the size is the bucket + a constant. */
     new_keys(&k);
     s = spec_for(&k, big, 100000, 2);
     CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
     free(env);
-    over = len - 100000;
-    s.payload_len = FV_ENV_MAX_BYTES - over;
+    over = len - (size_t)fv_env_padded_len(100000);
+    /* The largest bucket that fits: its payload (one byte for the 0x80
+     * marker) builds, parses and opens; one byte more needs the next
+     * bucket, past the limit. */
+    {
+        size_t bucket = FV_ENV_MAX_BYTES - over;
+        while (fv_padme(bucket) != bucket)
+            bucket--;
+        CHECK_EQ(bucket, 1032192); /* 63 * 16384: buckets of 2^14 here */
+        s.payload_len = bucket - 1;
+    }
     CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
-    CHECK_EQ(len, FV_ENV_MAX_BYTES);
+    CHECK(len <= FV_ENV_MAX_BYTES && len == s.payload_len + 1 + over);
     if (env && fv_env_parse(&p, env, len) == FV_OK) {
         CHECK_EQ(fv_env_open(&p, k.bpk[1], k.bsk[1], &plain, &plen), FV_OK);
-        CHECK_EQ(plen, FV_ENV_MAX_BYTES - over);
+        CHECK_EQ(plen, s.payload_len);
         fv_env_free_plain(plain, plen);
         fv_env_clear(&p);
     } else {
-        CHECK(!"an envelope of exactly FV_ENV_MAX_BYTES parses");
+        CHECK(!"the largest padded envelope parses");
     }
     free(env);
     env = NULL;
@@ -2767,16 +2830,22 @@ static void test_live_vault(void)
                 break;
             fv_hash(h, ct, cl);
             CHECK(memcmp(h, g.chunks[i], 32) == 0);
-            CHECK_EQ(cl - FV_TAG_BYTES, i == 0 ? FV_CHUNK_BYTES : 5);
+            /* The last chunk's 5 bytes are padded to the floor bucket,
+             * with zeros (FORMAT.md 8); the manifest says "padded". */
+            CHECK_EQ(cl - FV_TAG_BYTES, i == 0 ? FV_CHUNK_BYTES : FV_PAD_FLOOR);
+            CHECK(r->padded[0] == 1);
             chunk_nonce(nonce, i);
             pt = xmalloc(cl);
             CHECK_EQ(fv_aead_decrypt(pt, ct, cl, NULL, 0, nonce, akey), FV_OK);
-            for (size_t j = 0; j < cl - FV_TAG_BYTES; j++)
-                if (pt[j] != (unsigned char)((got + j) * 13 + 1)) {
-                    CHECK(!"attachment bytes");
-                    break;
-                }
-            got += cl - FV_TAG_BYTES;
+            {
+                size_t real = i == 0 ? FV_CHUNK_BYTES : 5;
+                for (size_t j = 0; j < cl - FV_TAG_BYTES; j++)
+                    if (pt[j] != (j < real ? (unsigned char)((got + j) * 13 + 1) : 0)) {
+                        CHECK(!"attachment bytes");
+                        break;
+                    }
+                got += real;
+            }
             free(pt);
             free(ct);
         }
@@ -2879,6 +2948,328 @@ out:
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* ---- padding (FORMAT.md 5.8, 8) ------------------------------------------ */
+
+/* Padme by its definition, with no shortcut: the smallest m >= n whose low
+ * floor(log2 n) - (floor(log2 floor(log2 n)) + 1) bits are zero. */
+static uint64_t padme_ref(uint64_t n)
+{
+    int e = 0, s = 0, z;
+    uint64_t m;
+    if (n < 2)
+        return n;
+    while (((uint64_t)1 << (e + 1)) <= n)
+        e++;
+    while ((1 << (s + 1)) <= e)
+        s++;
+    z = e - (s + 1);
+    for (m = n; z > 0 && m % ((uint64_t)1 << z) != 0; m++)
+        ;
+    return m;
+}
+
+/* A version 2 body over the fixture's key whose plaintext is `pt` (n
+ * bytes, padding included as given): the parse result, and on FV_OK the
+ * open result, with the plaintext it gave in *plain. */
+static int forge_v2(const struct fixture *f, const unsigned char *pt, size_t n,
+                    int *open_rc, unsigned char **plain, size_t *plen)
+{
+    struct body b = body_defaults(f);
+    struct prot pp = {-8, f->k.spk, 32, 0, 0, 0};
+    struct outer o = outer_defaults(f->k.ssk);
+    unsigned char *ct = xmalloc(n + FV_TAG_BYTES), *bytes = NULL;
+    fv_env q;
+    int rc;
+
+    *open_rc = -1000;
+    *plain = NULL;
+    *plen = 0;
+    fv_aead_encrypt(ct, pt, n, NULL, 0, f->nonce, f->key);
+    b.version = 2;
+    b.ct = ct;
+    b.ct_len = n + FV_TAG_BYTES;
+    rc = try_env(&b, &pp, &o, &q, &bytes);
+    if (rc == FV_OK) {
+        CHECK_EQ(q.version, 2);
+        *open_rc = fv_env_open(&q, f->rpk[0], fixture_sk(f, f->rpk[0]), plain,
+                               plen);
+        fv_env_clear(&q);
+    }
+    free(bytes);
+    free(ct);
+    return rc;
+}
+
+static void test_padding(void)
+{
+    static struct fixture f;
+    static const struct { uint64_t n, want; } padme_table[] = {
+        {0, 0}, {1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}, {7, 7}, {8, 8},
+        {9, 10}, {255, 256}, {256, 256}, {257, 272}, {271, 272}, {272, 272},
+        {273, 288}, {511, 512}, {512, 512}, {513, 544}, {1000, 1024},
+        {1010, 1024}, {1025, 1088}, {1500, 1536}, {65536, 65536},
+        {65537, 67584}, {100001, 100352}, {262143, 262144}, {262144, 262144},
+        {262145, 270336}, {1032191, 1032192}, {1032193, 1048576},
+    };
+    /* Payload length -> padded plaintext length (payload, 0x80, zeros). */
+    static const struct { size_t len, padded; } env_table[] = {
+        {0, 256}, {1, 256}, {FV_PAD_FLOOR - 2, 256},
+        {FV_PAD_FLOOR - 1, 256}, /* the marker fills the floor */
+        {FV_PAD_FLOOR, 272},     /* one more byte: the next bucket */
+        {FV_PAD_FLOOR + 1, 272}, {271, 272}, {272, 288}, {511, 512},
+        {512, 544}, {1023, 1024}, {1024, 1088}, {100000, 100352},
+        {700000, 704512},
+    };
+    unsigned char *pt, *plain = NULL, *big, *env = NULL, id[32];
+    size_t plen = 0, len = 0;
+    struct keys k;
+    fv_env_spec s;
+    fv_env p;
+    int orc;
+
+    for (size_t i = 0; i < sizeof padme_table / sizeof padme_table[0]; i++) {
+        CHECK_EQ(fv_padme(padme_table[i].n), padme_table[i].want);
+        CHECK_EQ(padme_ref(padme_table[i].n), padme_table[i].want);
+    }
+    /* Against the definition, everywhere up to a chunk and then some: never
+     * smaller, a fixed point, monotone, and at most 1/8 more from 256 on
+     * (Padme's overhead bound falls as lengths grow). */
+    for (uint64_t n = 1, prev = 0; n <= 300000; n++) {
+        uint64_t m = fv_padme(n);
+        if (m != padme_ref(n) || m < n || fv_padme(m) != m || m < prev ||
+            (n >= 256 && (m - n) * 8 > n)) {
+            fprintf(stderr, "  padme(%llu) = %llu\n", (unsigned long long)n,
+                    (unsigned long long)m);
+            CHECK(!"Padme");
+            break;
+        }
+        prev = m;
+    }
+    for (size_t i = 0; i < sizeof env_table / sizeof env_table[0]; i++)
+        CHECK_EQ(fv_env_padded_len(env_table[i].len), env_table[i].padded);
+    /* The last chunk of an attachment: to its bucket, at least the floor,
+     * never past the chunk size. */
+    CHECK_EQ(fv_chunk_padded_len(1, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR - 1, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR, FV_CHUNK_BYTES), FV_PAD_FLOOR);
+    CHECK_EQ(fv_chunk_padded_len(FV_PAD_FLOOR + 1, FV_CHUNK_BYTES), 272);
+    CHECK_EQ(fv_chunk_padded_len(1000, FV_CHUNK_BYTES), 1024);
+    CHECK_EQ(fv_chunk_padded_len(FV_CHUNK_BYTES - 1, FV_CHUNK_BYTES), FV_CHUNK_BYTES);
+    CHECK_EQ(fv_chunk_padded_len(FV_CHUNK_BYTES, FV_CHUNK_BYTES), FV_CHUNK_BYTES);
+    CHECK_EQ(fv_chunk_padded_len(400000, FV_MAX_CHUNK_BYTES), 401408);
+    CHECK_EQ(fv_chunk_padded_len(300000, 300001), 300001); /* capped */
+    CHECK_EQ(fv_chunk_padded_len(10, 100), 100);
+    {
+        fv_attachment_info a = {"a", FV_CHUNK_BYTES + 5, FV_CHUNK_BYTES, 2, 0};
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 1, 0), FV_CHUNK_BYTES + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 1, 1), FV_PAD_FLOOR + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_ct_bytes(&a, 0, 1), 5 + FV_TAG_BYTES);
+        CHECK_EQ(fv_chunk_plain_bytes(&a, 1), 5);
+    }
+
+    /* Built envelopes: the ciphertext is the bucket plus the tag, and the
+     * opened payload is exactly the bytes given. */
+    new_keys(&k);
+    big = xmalloc(700001);
+    for (size_t i = 0; i < 700001; i++)
+        big[i] = (unsigned char)(i * 31 + 7);
+    for (size_t i = 0; i < sizeof env_table / sizeof env_table[0]; i++) {
+        s = spec_for(&k, env_table[i].len ? big : NULL, env_table[i].len, 1);
+        CHECK_EQ(fv_env_build(&env, &len, id, &s), FV_OK);
+        if (!env)
+            continue;
+        CHECK_EQ(fv_env_parse(&p, env, len), FV_OK);
+        CHECK_EQ(p.version, 2);
+        CHECK_EQ(p.ctlen, env_table[i].padded + FV_TAG_BYTES);
+        CHECK_EQ(fv_env_open(&p, k.bpk[0], k.bsk[0], &plain, &plen), FV_OK);
+        CHECK(plen == env_table[i].len &&
+              (plen == 0 || memcmp(plain, big, plen) == 0));
+        fv_env_free_plain(plain, plen);
+        fv_env_clear(&p);
+        free(env);
+        env = NULL;
+    }
+    /* Two payloads of different lengths in one bucket: envelopes of one
+     * length. */
+    {
+        size_t l1, l2;
+        s = spec_for(&k, big, 1000, 1);
+        CHECK_EQ(fv_env_build(&env, &l1, id, &s), FV_OK);
+        free(env);
+        s = spec_for(&k, big, 1020, 1);
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l1, l2);
+        s = spec_for(&k, big, 1023, 1); /* 1023 + 1 = 1024 still */
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l1, l2);
+        s = spec_for(&k, big, 1024, 1); /* the next bucket */
+        CHECK_EQ(fv_env_build(&env, &l2, id, &s), FV_OK);
+        free(env);
+        CHECK_EQ(l2, l1 + 64);
+        env = NULL;
+    }
+    free(big);
+
+    /* Forged version 2 bodies: only payload || 0x80 || zeros, to exactly
+     * the payload's bucket, opens. */
+    fixture_init(&f);
+    pt = xmalloc(2048);
+    memset(pt, 0, 2048);
+    memcpy(pt, f.payload, 7);
+    pt[7] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK(plen == 7 && plain && memcmp(plain, f.payload, 7) == 0);
+    fv_env_free_plain(plain, plen);
+    /* A bucket too large for the payload: not the one encoding. */
+    CHECK_EQ(forge_v2(&f, pt, 272, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    CHECK(plain == NULL);
+    /* Lengths that are no bucket, or under the floor: refused by the
+     * parser, before any key. */
+    CHECK_EQ(forge_v2(&f, pt, 257, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 300, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 128, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 8, &orc, &plain, &plen), FV_ECORRUPT);
+    CHECK_EQ(forge_v2(&f, pt, 0, &orc, &plain, &plen), FV_ECORRUPT);
+    /* Another marker byte. */
+    pt[7] = 0x01;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    pt[7] = 0xff;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* No marker at all: zeros after the payload. Its last byte 0x00 reads
+     * as padding, and what is left does not end in 0x80. */
+    pt[7] = 0;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* All zeros. */
+    memset(pt, 0, 2048);
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_ECORRUPT);
+    /* A non-zero byte anywhere in the padding, marker first. */
+    memcpy(pt, f.payload, 7);
+    pt[7] = 0x80;
+    for (size_t at = 8; at < 256; at += 31) {
+        pt[at] = 0x01;
+        CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+        CHECK_EQ(orc, FV_ECORRUPT);
+        pt[at] = 0;
+    }
+    pt[255] = 0x80; /* a second marker, last: reads as a 255-byte payload
+                       whose bucket is 256 but whose payload is not CBOR:
+                       the padding is fine, the payload check refuses it */
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 255);
+    fv_env_free_plain(plain, plen);
+    pt[255] = 0;
+    /* A payload filling the floor (255 bytes and the marker). */
+    memset(pt, 0xa0, 255);
+    pt[255] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 256, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 255);
+    fv_env_free_plain(plain, plen);
+    /* 256 bytes of payload need the next bucket, 272. */
+    memset(pt, 0xa0, 256);
+    pt[256] = 0x80;
+    CHECK_EQ(forge_v2(&f, pt, 272, &orc, &plain, &plen), FV_OK);
+    CHECK_EQ(orc, FV_OK);
+    CHECK_EQ(plen, 256);
+    fv_env_free_plain(plain, plen);
+    free(pt);
+
+    /* Version 1 still opens, unpadded: the fixture's 7-byte ciphertext. */
+    {
+        struct body b = body_defaults(&f);
+        struct prot pp = {-8, f.k.spk, 32, 0, 0, 0};
+        struct outer o = outer_defaults(f.k.ssk);
+        unsigned char *bytes = NULL;
+        fv_env q;
+        CHECK_EQ(try_env(&b, &pp, &o, &q, &bytes), FV_OK);
+        if (bytes) {
+            CHECK_EQ(q.version, 1);
+            CHECK_EQ(fv_env_open(&q, f.rpk[0], fixture_sk(&f, f.rpk[0]), &plain,
+                                 &plen), FV_OK);
+            CHECK(plen == 7 && memcmp(plain, f.payload, 7) == 0);
+            fv_env_free_plain(plain, plen);
+            /* and a version 1 payload is never stripped: 0x80 at its end
+             * stays (it is then not CBOR, which the payload check says) */
+            fv_env_clear(&q);
+            free(bytes);
+        }
+    }
+}
+
+static unsigned char *find_bytes(unsigned char *p, size_t n, const char *w,
+                                 size_t wn)
+{
+    for (size_t i = 0; i + wn <= n; i++)
+        if (memcmp(p + i, w, wn) == 0)
+            return p + i;
+    return NULL;
+}
+
+/* The manifest's "padded" key (FORMAT.md 6, 8): 1 or absent; only in a
+ * version 2 envelope. */
+static void test_padded_manifest(void)
+{
+    fv_record r;
+    fv_attachment_info info[2] = {{"a.bin", 1000, FV_CHUNK_BYTES, 1, 0},
+                                  {"b.bin", 5, FV_CHUNK_BYTES, 1, 0}};
+    unsigned char keys[2][32], padded[2] = {1, 0}, *out = NULL, *x;
+    size_t olen = 0;
+    fv_rec *d = NULL;
+    fv_env e;
+
+    memset(&r, 0, sizeof r);
+    r.title = "t";
+    r.narrative = "";
+    r.attachments = info;
+    r.nattachments = 2;
+    fv_random(keys, sizeof keys);
+    CHECK_EQ(fv_payload_encode_ex(&out, &olen, &r,
+                                  (const unsigned char(*)[32])keys, padded),
+             FV_OK);
+    if (!out)
+        return;
+    CHECK(find_bytes(out, olen, "\x66padded\x01", 8) != NULL);
+    CHECK_EQ(fv_payload_decode(&d, out, olen), FV_OK);
+    if (d) {
+        CHECK(d->padded[0] == 1 && d->padded[1] == 0);
+        memset(&e, 0, sizeof e);
+        e.kind = FV_ENV_REVISION;
+        e.nattachments = 2;
+        {
+            uint64_t counts[2] = {1, 1};
+            e.chunk_counts = counts;
+            e.version = 2;
+            CHECK_EQ(fv_payload_check_rec(&e, d), FV_OK);
+            e.version = 1; /* version 1 has no padded attachment */
+            CHECK_EQ(fv_payload_check_rec(&e, d), FV_ECORRUPT);
+            e.chunk_counts = NULL;
+        }
+        fv_rec_free(d);
+        d = NULL;
+    }
+    /* "padded": 0 or 2 is not the one encoding. */
+    x = find_bytes(out, olen, "\x66padded\x01", 8);
+    if (x) {
+        x[7] = 0x00;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+        x[7] = 0x02;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+        x[1] = 'P'; /* another key */
+        x[7] = 0x01;
+        CHECK_EQ(fv_payload_decode(&d, out, olen), FV_ECORRUPT);
+    }
+    fv_enc_free_buf(out, olen);
+}
+
 int main(void)
 {
     struct vec V;
@@ -2923,6 +3314,22 @@ int main(void)
         fv_wipe(vault_key, sizeof vault_key);
     }
     free(V.json);
+    /* Format 2's vectors (FORMAT.md 13): the same checks, padding included. */
+    {
+        const char *d1 = getenv("FV_TEST_VECTORS");
+        char d2[1024];
+        snprintf(d2, sizeof d2, "%s/v2", d1 && *d1 ? d1 : "tests/vectors");
+        memset(&V, 0, sizeof V);
+        if (load_vectors_in(&V, d2)) {
+            test_keyfile_vector(&V, vault_key);
+            test_device_vector(&V, vault_key);
+            test_envelope_vectors(&V);
+            test_grant_vector(&V);
+            test_attachment_vectors(&V);
+            fv_wipe(vault_key, sizeof vault_key);
+        }
+        free(V.json);
+    }
     test_round_trips();
     test_structure();
     test_raw_bodies();
@@ -2930,6 +3337,8 @@ int main(void)
     test_grant_commitment();
     test_build_shapes();
     test_size_limit();
+    test_padding();
+    test_padded_manifest();
     test_payload_rules();
     test_live_vault();
     return check_summary("test_envelope");

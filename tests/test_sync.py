@@ -2913,6 +2913,58 @@ class TestBundleAttachments(AttachmentTest):
         self.assertRegex(rid, HEX64)
 
 
+# ---- lengths: padded envelopes and last chunks (docs/FORMAT.md 5.8, 8) ----------
+
+class TestPaddedLengths(AttachmentTest):
+    def test_same_bucket_same_length_on_wire_and_server(self):
+        """Two testimonies whose lengths differ by a few bytes, in the same
+        Padme bucket, give envelopes and last chunks of the same length on
+        the wire and in the server's store; the coordinator still reads
+        every byte exactly. One in another bucket shows the check can
+        fail."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        self.sync(f)
+        rids, wire, files = [], [], []
+        for i, (nlen, alen) in enumerate(((3000, 1000), (3010, 1010),
+                                          (5000, 1500))):
+            n = self.write("n%d.txt" % i, b"x" * nlen)
+            a = self.random_file("a%d.bin" % i, alen)
+            rids.append(self.add(f, "testimony %d" % i, "--narrative-file", n,
+                                 "--attach", a))
+            files.append(a)
+            p = self.proxy(srv.port)
+            j = self.sync(f, "--server", p.address)
+            self.assertEqual((j["pushed"], j["chunks_sent"]), (1, 1), j)
+            p.close()
+            wire.append(len(p.c2s))
+        db = self.server_db(sdir)
+        env = [db.execute("SELECT length(bytes) FROM log WHERE id = ?",
+                          (bytes.fromhex(r),)).fetchone()[0] for r in rids]
+        chunk = [db.execute("SELECT c.len FROM chunk c JOIN chunkref r "
+                            "ON r.hash = c.hash JOIN log l ON l.seq = r.seq "
+                            "WHERE l.id = ?", (bytes.fromhex(r),)).fetchone()[0]
+                 for r in rids]
+        # same bucket: the same bytes on the server and on the wire
+        self.assertEqual(env[0], env[1], env)
+        self.assertEqual(chunk[0], chunk[1], chunk)
+        self.assertEqual(chunk[0], 1024 + 16)  # Padme(1000) = Padme(1010) = 1024
+        self.assertEqual(wire[0], wire[1], wire)
+        # another bucket: another length (the check is not vacuous)
+        self.assertNotEqual(env[0], env[2], env)
+        self.assertEqual(chunk[2], 1536 + 16)  # Padme(1500) = 1536
+        # the coordinator reads the exact narratives and attachment bytes
+        self.sync(c)
+        for i, r in enumerate(rids):
+            s = self.jv(c, "show", r)
+            self.assertEqual(len(s["narrative"]), (3000, 3010, 5000)[i])
+            self.assertEqual(self.atts(c, r)["a%d.bin" % i]["size"],
+                             (1000, 1010, 1500)[i])
+            self.assertEqual(self.get(c, r, "a%d.bin" % i),
+                             sha256_file(files[i]))
+        self.assertAlive(srv)
+
+
 def main():
     global BIN
     argv = list(sys.argv)

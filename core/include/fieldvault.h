@@ -32,7 +32,8 @@ extern "C" {
 /* ---- versions and result codes ---------------------------------------- */
 
 #define FV_VERSION_STRING "0.2.0" /* the one place: CMake reads it */
-#define FV_FORMAT_VERSION 1 /* vault, key file and envelope format */
+#define FV_FORMAT_VERSION 1 /* vault and key file format (envelope bodies
+                               carry their own version: docs/FORMAT.md 11) */
 
 enum fv_result {
     FV_OK = 0,
@@ -67,8 +68,9 @@ enum fv_result {
  * storage; any thread. */
 FV_API const char *fv_version(void);
 
-/* FV_FORMAT_VERSION of this library: the vault and envelope format it writes
- * and the newest it reads. Any thread. */
+/* FV_FORMAT_VERSION of this library: the vault and key file format it
+ * writes and the newest it reads (envelope bodies are at version 2, with
+ * version 1 still read: docs/FORMAT.md 11). Any thread. */
 FV_API int fv_format_version(void);
 
 /* A short English description of a result code. Static storage; any thread. */

@@ -38,8 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t alen = 0;
         if (fv_payload_decode(&r, p, n) != FV_OK)
             return 0;
-        if (fv_payload_encode(&again, &alen, &r->pub,
-                              (const unsigned char(*)[FV_KEY_BYTES])r->keys) != FV_OK ||
+        if (fv_payload_encode_ex(&again, &alen, &r->pub,
+                                 (const unsigned char(*)[FV_KEY_BYTES])r->keys,
+                                 r->padded) != FV_OK ||
             alen != n || memcmp(again, p, n) != 0)
             abort(); /* a payload the decoder took does not encode back */
         fv_enc_free_buf(again, alen);

@@ -7,7 +7,10 @@
  * recorded both ways. Then: every frame of that traffic, the envelopes it
  * carried and their payloads (opened with the vaults' keys), courier
  * bundles, invites, an organisation key file, vault files, and the test
- * vectors (tests/vectors/).
+ * vectors (tests/vectors/ and tests/vectors/v2/). The v2-* seeds of the
+ * envelope, payload and codec corpora were added from tests/vectors/v2
+ * (each envelope, and its payload prefixed by its kind) when format 2
+ * came; a later run keeps them, as it keeps every input not named seed-*.
  *
  * The fixture is the state every harness copies per input; the traffic
  * recorded after it was written starts from exactly that state, so those
@@ -555,10 +558,12 @@ int main(int argc, char **argv)
             "envelope-concurrent.cbor", "envelope-early.cbor",
             "envelope-genesis.cbor", "envelope-grant.cbor",
             "envelope-revision.cbor", "envelope-tombstone.cbor"};
-        for (size_t i = 0; i < sizeof vectors / sizeof *vectors; i++) {
-            size_t n = 0;
+        /* Format 1's vectors, and format 2's in v2/ (padded payloads). */
+        for (size_t i = 0; i < 2 * (sizeof vectors / sizeof *vectors); i++) {
+            size_t n = 0, k = i % (sizeof vectors / sizeof *vectors);
             unsigned char *p;
-            snprintf(path, sizeof path, "%s/%s", argv[2], vectors[i]);
+            snprintf(path, sizeof path, "%s/%s%s", argv[2],
+                     i == k ? "" : "v2/", vectors[k]);
             if (!(p = fz_read_file(path, &n)))
                 die(path, FV_EIO);
             seed_envelope(p, n);

@@ -7,7 +7,11 @@ key commitment; hashlib), Argon2id (python3-nacl), Ed25519, X25519 and
 Poly1305 (python3-cryptography), and HChaCha20, Salsa20, XChaCha20-Poly1305 and
 crypto_box_seal written out here from their specs.
 
-    /usr/bin/python3 tests/vectors/check_vectors.py [tests/vectors]
+    /usr/bin/python3 tests/vectors/check_vectors.py [DIR ...]
+
+With no DIR, checks tests/vectors (format 1) and tests/vectors/v2 (format 2:
+padded payloads and last chunks, FORMAT.md 5.8 and 8, with Padme computed
+here from its definition).
 
 Runs with Debian 12's own packages (apt-get install python3-cryptography
 python3-nacl): python3-cryptography 38 has no Argon2, python3-nacl 1.5 has
@@ -28,6 +32,39 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.pwhash import argon2id
+
+
+PAD_FLOOR = 256  # FORMAT.md 5.8
+
+
+def padme(n):
+    """Padme (FORMAT.md 5.8): keep the top floor(log2(E)) + 1 bits of n,
+    E = floor(log2 n), rounding up."""
+    if n < 2:
+        return n
+    e = n.bit_length() - 1
+    zeros = e - (e.bit_length() - 1) - 1
+    if zeros <= 0:
+        return n
+    m = (1 << zeros) - 1
+    return (n + m) & ~m
+
+
+def env_padded_len(payload_len):
+    return padme(max(payload_len + 1, PAD_FLOOR))
+
+
+def chunk_padded_len(last_len, chunk):
+    return min(chunk, padme(max(last_len, PAD_FLOOR)))
+
+
+def unpad(plain):
+    """payload || 0x80 || zeros, to exactly env_padded_len(payload): else
+    the envelope is damaged (FORMAT.md 5.8)."""
+    n = len(plain.rstrip(b"\0"))
+    if n == 0 or plain[n - 1] != 0x80 or env_padded_len(n - 1) != len(plain):
+        raise Corrupt("padding")
+    return plain[:n - 1]
 
 
 def b2b256(data):
@@ -255,10 +292,11 @@ def parse_envelope(buf):
     m = b.map()
     b.key(1)
     version = b.uint()
-    if version > 1:
+    if version > 2:
         raise Corrupt("FV_EVERSION")
-    if version != 1 or m not in (8, 9):
+    if version not in (1, 2) or m not in (8, 9):
         raise Corrupt("version or map size")
+    env["version"] = version
     b.key(2)
     env["kind"] = kind = b.uint()
     if kind not in (1, 2, 3, 4, 5, 6):
@@ -292,6 +330,8 @@ def parse_envelope(buf):
     ct = b.bytes()
     if len(nonce) != 24 or len(ct) < 16:
         raise Corrupt("nonce or ciphertext")
+    if version == 2 and (len(ct) - 16 < PAD_FLOOR or padme(len(ct) - 16) != len(ct) - 16):
+        raise Corrupt("format 2 plaintext is not a bucket")
     b.key(8)
     natt = b.array()
     if natt > 256:
@@ -313,7 +353,7 @@ def parse_envelope(buf):
     return env
 
 
-def open_with_key(env, key):
+def open_raw(env, key):
     """FORMAT.md 5.5, "To open": the key must be the committed one (checked
     before any decryption), then XChaCha20-Poly1305 with empty AAD."""
     if key_commit(key) != env["commit"]:
@@ -322,6 +362,12 @@ def open_with_key(env, key):
         return xchacha_open(key, env["nonce"], env["ct"])
     except InvalidTag:
         raise Corrupt("ciphertext")
+
+
+def open_with_key(env, key):
+    """The payload: format 2's padding stripped and checked."""
+    plain = open_raw(env, key)
+    return unpad(plain) if env["version"] == 2 else plain
 
 
 def label(s, maxlen):
@@ -336,7 +382,7 @@ def canon_key(s):
     return (len(raw), raw)
 
 
-def decode_payload(p):
+def decode_payload(p, version=1):
     d = Dec(p)
     if d.map() != 7:
         raise Corrupt("payload map")
@@ -363,7 +409,9 @@ def decode_payload(p):
     d.key("attachments")
     atts = []
     for _ in range(d.array()):
-        if d.map() != 4:
+        n = d.map()
+        # format 2 adds "padded": 1 (FORMAT.md 8); format 1 has 4 keys
+        if n != 4 and not (version == 2 and n == 5):
             raise Corrupt("attachment")
         d.key("key"); key = d.bytes()
         d.key("name"); name = label(d.text(), 255)
@@ -373,7 +421,13 @@ def decode_payload(p):
             raise Corrupt("attachment fields")
         if "/" in name or "\\" in name or name in (".", ".."):
             raise Corrupt("attachment name is a path")
-        atts.append({"key": key.hex(), "name": name, "size": size, "chunk": chunk})
+        att = {"key": key.hex(), "name": name, "size": size, "chunk": chunk}
+        if n == 5:
+            d.key("padded")
+            if d.uint() != 1:
+                raise Corrupt("padded is 1")
+            att["padded"] = 1
+        atts.append(att)
     d.end()
     for seq in ([t for t in tags], [k for k, _ in fields]):
         if any(canon_key(seq[i]) >= canon_key(seq[i + 1]) for i in range(len(seq) - 1)):
@@ -386,7 +440,15 @@ def decode_payload(p):
 
 
 def main():
-    vdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = sys.argv[1:] or [here, os.path.join(here, "v2")]
+    total = 0
+    for vdir in dirs:
+        total += check_dir(vdir)
+    print("check_vectors: %d checks passed in %d directories" % (total, len(dirs)))
+
+
+def check_dir(vdir):
     V = json.load(open(os.path.join(vdir, "vectors.json"), encoding="utf-8"))
     read = lambda name: open(os.path.join(vdir, name), "rb").read()
     H = bytes.fromhex
@@ -456,8 +518,28 @@ def main():
             ck = box_seal_open(sealed, pk, keys[pk])
             check(ck.hex() == ej["content_key"], name + " sealed key")
             check(key_commit(ck) == env["commit"], name + " sealed key is committed")
+        check(env["version"] == ej.get("version", 1), name + " format version")
         plain = open_with_key(env, H(ej["content_key"]))
         check(plain.hex() == ej["payload_hex"], name + " payload bytes")
+        if env["version"] == 2:
+            raw = open_raw(env, H(ej["content_key"]))
+            check(raw.hex() == ej["plaintext_hex"], name + " padded plaintext")
+            # payload || 0x80 || zeros, to the payload's bucket
+            check(len(raw) == env_padded_len(len(plain)) and
+                  raw == plain + b"\x80" + b"\0" * (len(raw) - len(plain) - 1),
+                  name + " padding rule")
+            # and no other plaintext unpads to this payload: another
+            # marker, a stray byte, a larger bucket, no marker. (The last
+            # can be a valid padding of a shorter payload when the payload
+            # ends in 0x80, as "attachments": [] does; never of this one.)
+            for bad in (plain + b"\x01" + raw[len(plain) + 1:],
+                        raw[:-1] + b"\x01",
+                        raw + b"\0" * (padme(len(raw) + 1) - len(raw)),
+                        plain + b"\0" * (len(raw) - len(plain))):
+                try:
+                    check(unpad(bad) != plain, name + ": bad padding accepted")
+                except Corrupt:
+                    checks += 1
         # Another key is refused by the commitment, before any decryption.
         try:
             open_with_key(env, b2b256(H(ej["content_key"])))
@@ -472,7 +554,7 @@ def main():
             d.end()
             check({"time": t} == ej["payload"], name + " tombstone")
         else:
-            check(decode_payload(plain) == ej["payload"], name + " payload")
+            check(decode_payload(plain, env["version"]) == ej["payload"], name + " payload")
             check([len(c) for c in env["chunks"]] ==
                   [-(-a["size"] // a["chunk"]) for a in ej["payload"]["attachments"]],
                   name + " manifest")
@@ -498,20 +580,32 @@ def main():
     check(open_with_key(eenv, k).hex() == e["payload_hex"],
           "the grant's key opens its target")
 
-    # Attachment chunks.
+    # Attachment chunks. A padded attachment's last chunk holds its bytes
+    # then zeros, to its bucket (FORMAT.md 8); "size" says where they end.
     for a in V["attachments"]:
         data = b""
+        n = len(a["chunks"])
         for c in a["chunks"]:
             ct = read(c["file"])
             check(b2b256(ct).hex() == c["hash"], a["name"] + " chunk hash")
             nonce = struct.pack("<Q", c["index"]) + b"\0" * 16
             check(nonce.hex() == c["nonce"], "chunk nonce")
-            data += xchacha_open(H(a["key"]), nonce, ct)
+            pt = xchacha_open(H(a["key"]), nonce, ct)
+            if c["index"] + 1 == n:
+                last = a["size"] - (n - 1) * a["chunk"]
+                want = chunk_padded_len(last, a["chunk"]) if a.get("padded") else last
+                check(len(pt) == want, a["name"] + " last chunk's length")
+                check(pt[last:] == b"\0" * (len(pt) - last), a["name"] + " zero padding")
+                pt = pt[:last]
+            else:
+                check(len(pt) == a["chunk"], a["name"] + " full chunk")
+            data += pt
         check(len(data) == a["size"], a["name"] + " size")
         check(b2b256(data).hex() == a["plaintext_blake2b256"], a["name"] + " plaintext")
         if "plaintext_hex" in a:
             check(data.hex() == a["plaintext_hex"], a["name"] + " plaintext hex")
-    print("check_vectors: %d checks passed" % checks)
+    print("check_vectors: %s: %d checks passed" % (vdir, checks))
+    return checks
 
 
 if __name__ == "__main__":
