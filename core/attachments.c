@@ -260,6 +260,95 @@ done:
     return rc;
 }
 
+int fv_attachment_read_range(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                             const char *name, uint64_t offset, uint64_t length,
+                             fv_write_fn fn, void *payload, uint64_t *size)
+{
+    struct head_pick p;
+    const fv_attachment_info *a = NULL;
+    unsigned char *plain = NULL, *ct = NULL;
+    unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
+    size_t first = 0, i, len;
+    uint64_t end;
+    int rc;
+
+    if (!v || !name || !fn)
+        return FV_EINVAL;
+    if ((rc = fv_v_newest_head(v, &p, id, 1)))
+        return rc;
+    for (i = 0; i < p.best->pub.nattachments; i++) {
+        if (strcmp(p.best->pub.attachments[i].name, name) == 0) {
+            a = &p.best->pub.attachments[i];
+            break;
+        }
+        first += (size_t)p.best_env.chunk_counts[i];
+    }
+    if (!a) {
+        rc = fv_v_err(v, FV_ENOTFOUND, "the record has no attachment of that name");
+        goto done;
+    }
+    if (size)
+        *size = a->size;
+    if (offset > a->size || a->chunk_bytes == 0) {
+        rc = fv_v_err(v, FV_EINVAL, "the range starts past the attachment's end");
+        goto done;
+    }
+    end = length > a->size - offset ? a->size : offset + length;
+    if (end == offset)
+        goto done;
+    plain = fv_secure_alloc(a->chunk_bytes);
+    ct = malloc((size_t)a->chunk_bytes + FV_TAG_BYTES);
+    if (!plain || !ct) {
+        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* Only the chunks the range touches are read, each verified whole
+     * before any of its bytes are passed on. */
+    for (uint64_t c = offset / a->chunk_bytes; c < a->chunks; c++) {
+        uint64_t cstart = c * a->chunk_bytes;
+        if (cstart >= end)
+            break;
+        const unsigned char *want = p.best_env.chunks[first + c];
+        uint64_t expect = fv_chunk_ct_bytes(a, c) - FV_TAG_BYTES;
+        rc = fv_store_chunk_get(v->store, want, ct,
+                                (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
+        if (rc == FV_ENOTFOUND) {
+            rc = fv_v_err(v, FV_EINCOMPLETE,
+                          "the attachment has not fully arrived: %llu of %llu "
+                          "chunks so far",
+                          (unsigned long long)a->chunks_present,
+                          (unsigned long long)a->chunks);
+            goto done;
+        }
+        if (rc == FV_OK) {
+            fv_hash(hash, ct, len);
+            chunk_nonce(nonce, c);
+            if (len != expect + FV_TAG_BYTES ||
+                !fv_ct_equal(hash, want, FV_HASH_BYTES) ||
+                fv_aead_decrypt(plain, ct, len, NULL, 0, nonce,
+                                p.best->keys[a - p.best->pub.attachments]))
+                rc = FV_ECORRUPT;
+        }
+        if (rc) {
+            fv_v_err(v, rc, rc == FV_ECORRUPT
+                            ? "an attachment chunk failed verification"
+                            : "%s", fv_store_errmsg(v->store));
+            goto done;
+        }
+        uint64_t from = offset > cstart ? offset - cstart : 0;
+        uint64_t to = end - cstart < expect ? end - cstart : expect;
+        if (from < to && fn(plain + from, (size_t)(to - from), payload)) {
+            rc = fv_v_err(v, FV_EIO, "cannot write the attachment's bytes");
+            goto done;
+        }
+    }
+done:
+    fv_secure_free(plain);
+    free(ct);
+    fv_v_pick_clear(&p);
+    return rc;
+}
+
 int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                        const char *name, const char *path,
                        fv_progress_fn progress, void *progress_payload)
