@@ -586,10 +586,10 @@ int cmd_desk(cli *c)
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     signal(SIGPIPE, SIG_IGN);
 
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    errno = 0;
     daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, &d,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
@@ -597,8 +597,10 @@ int cmd_desk(cli *c)
                               MHD_OPTION_NOTIFY_COMPLETED, conn_done, NULL,
                               MHD_OPTION_END);
     if (daemon == NULL) {
-        cli_error("desk: cannot listen on %s",
-                  listen->count ? listen->values[0] : "127.0.0.1");
+        int e = errno;
+        cli_error("desk: cannot listen on %s%s%s",
+                  listen->count ? listen->values[0] : "127.0.0.1",
+                  e ? ": " : "", e ? strerror(e) : "");
         rc = CLI_NETWORK;
         goto cleanup;
     }
