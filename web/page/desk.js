@@ -125,8 +125,8 @@ async function listView(params) {
       continue;
     }
     const marks = el('td');
-    if (r.attachments) marks.append(el('span', { class: 'mark', title: 'attachments' }, `📎 ${r.attachments}`));
-    if (r.notes) marks.append(el('span', { class: 'mark', title: 'notes' }, `✉ ${r.notes}`));
+    if (r.attachments) marks.append(el('span', { class: 'mark', title: 'attachments' }, `${r.attachments} att.`));
+    if (r.notes) marks.append(el('span', { class: 'mark', title: 'notes' }, `${r.notes} note${r.notes === 1 ? '' : 's'}`));
     if (r.conflict) marks.append(el('span', { class: 'mark conflict' }, 'conflict'));
     if (!r.complete) marks.append(el('span', { class: 'mark incomplete' }, 'incomplete'));
     tbody.append(el('tr', {},
