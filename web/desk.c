@@ -663,16 +663,21 @@ int cmd_desk(cli *c)
 
 cleanup:
     if (daemon) {
-        /* Stop a running sync first: it holds the vault. */
-        if (d.sync_thread_started) {
-            pthread_mutex_lock(&d.sync_lock);
-            if (d.sync_session)
-                fv_sync_session_cancel(d.sync_session);
-            pthread_mutex_unlock(&d.sync_lock);
-            pthread_join(d.sync_thread, NULL);
-        }
+        /* No request passes the gate from here on, and none starts a sync
+         * (desk_api checks `locked` under the lock). A running sync is
+         * cancelled first: it holds the vault, and requests wait for it. */
         atomic_store(&d.locked, 1);
+        pthread_mutex_lock(&d.sync_lock);
+        if (d.sync_session)
+            fv_sync_session_cancel(d.sync_session);
+        pthread_mutex_unlock(&d.sync_lock);
         MHD_stop_daemon(daemon);
+        pthread_mutex_lock(&d.lock);
+        int joinable = d.sync_thread_started;
+        d.sync_thread_started = 0;
+        pthread_mutex_unlock(&d.lock);
+        if (joinable)
+            pthread_join(d.sync_thread, NULL);
     }
     if (mutex_ready) {
         desk_api_clear(&d);

@@ -1091,7 +1091,7 @@ static void *sync_main(void *arg)
     so.progress = sync_progress;
     so.progress_payload = d;
     pthread_mutex_lock(&d->lock);
-    if (d->v == NULL) {
+    if (d->v == NULL || atomic_load(&d->locked)) {
         rc = FV_ECANCELED;
         snprintf(d->sync_msg, sizeof d->sync_msg, "the vault is locked");
     } else if ((rc = fv_sync_session_new(&s, d->v, &so)) == FV_OK) {
@@ -1400,7 +1400,7 @@ int desk_api(desk *d, desk_req *r)
                               "method not allowed");
         pthread_mutex_lock(&d->lock);
         int ret;
-        if (d->v == NULL)
+        if (d->v == NULL || atomic_load(&d->locked))
             ret = desk_error(r->conn, MHD_HTTP_LOCKED,
                              "the vault is locked: start `fieldvault desk` again");
         else
