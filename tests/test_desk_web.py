@@ -265,6 +265,65 @@ class TestSecurity(DeskWebTest):
         self.assertIn("locked", j["error"])
         d.stop()
 
+    def test_hostile_requests(self):
+        v = self.make_vault("V")
+        self.write("a.mp3", os.urandom(1000))
+        rid = self.add(v, "one", "--attach", self.path("a.mp3"))
+        d = self.desk(v)
+        src = "/api/attachment?id=%s&name=a.mp3" % rid
+        for rng in ("bytes=abc", "bytes=-", "bytes=--1", "bytes=1-a",
+                    "bytes=99999999999999999999999-", "bytes=-0", "bytes=1000-",
+                    "bytes=" + "9" * 5000 + "-"):
+            r, _ = d.request("GET", src, headers={"Range": rng})
+            self.assertEqual(r.status, 416, rng)
+        r, body = d.request("GET", src, headers={"Range": "bytes=990-18446744073709551615"})
+        self.assertEqual(r.status, 206)
+        self.assertEqual(len(body), 10)
+        for q in ("id=" + "a" * 5000, "id=%ff%fe&name=a.mp3", "id=%s&name=../a.mp3" % rid,
+                  "id=%s&name=%%00" % rid, "id=%s" % rid, "", "id=" + rid[:3]):
+            r, _ = d.request("GET", "/api/attachment?" + q)
+            self.assertIn(r.status, (400, 404), q)
+        for q in ("q=%ff%fe", "q=" + "x" * 4000, "limit=0", "limit=-1", "offset=-5",
+                  "limit=99999999999999999999", "sort=bogus&order=sideways",
+                  "device=zz", "since=2026-13-45", "tag=%00"):
+            r, _ = d.request("GET", "/api/records?" + q)
+            self.assertIn(r.status, (200, 400), q)
+        self.assertEqual(d.records(limit="100000")["limit"], 500)
+        self.assertEqual(d.records(sort="bogus")["total"], 1)
+        # a body past the 2 MiB a merge needs
+        r, _ = d.request("POST", "/api/note", "id=%s&text=%s" % (rid, "x" * (3 << 20)))
+        self.assertEqual(r.status, 413)
+        # forms that are not what they say
+        for body in ("", "&&&", "id", "id=&text=", "text=x", "id=%s&text" % rid,
+                     "id=%s&text=%%" % rid, "=x&id=%s" % rid):
+            r, _ = d.request("POST", "/api/note", body)
+            self.assertIn(r.status, (400, 404), body)
+        r, _ = d.request("POST", "/api/records", {})
+        self.assertEqual(r.status, 405)
+        r, _ = d.request("GET", "/api/note")
+        self.assertEqual(r.status, 405)
+        r, _ = d.request("GET", "/api/nothing")
+        self.assertEqual(r.status, 404)
+        r, _ = d.request("HEAD", "/")
+        self.assertEqual(r.status, 200)
+        # requests that are not HTTP, or too large for the server: answered
+        # or closed, and the desk goes on
+        for raw in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+                    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: " + d.host.encode() + b"\r\n\r\n",
+                    b"\x00\xff" * 100, b"GET / HTTP/1.1\r\nHost: " + d.host.encode()):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            try:
+                s.sendall(raw)
+                s.shutdown(socket.SHUT_WR)
+                got = s.recv(65536)
+                self.assertNotIn(b"one", got.split(b"\r\n\r\n", 1)[-1] if got else b"")
+            except OSError:
+                pass
+            finally:
+                s.close()
+        self.assertEqual(d.records()["total"], 1)
+        d.stop()
+
 
 class TestRecords(DeskWebTest):
     def test_escaping_list_search_range(self):
