@@ -51,14 +51,14 @@ class Desk:
         args = [test_sync.BIN, "--vault", vault, "--passphrase-file",
                 test.passfile, "--json", "desk", "--no-open", "--listen",
                 "127.0.0.1:%d" % self.port] + list(extra)
+        self.errpath = os.path.join(test.tmp, "desk-%d.err" % self.port)
+        self.err = open(self.errpath, "wb")
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE,
-                                  env=test_sync.clean_env())
+                                  stderr=self.err, env=test_sync.clean_env())
         line = self.p.stdout.readline()
         if not line:
-            err = self.p.stderr.read()
             self.p.wait()
-            test.fail("desk did not start: %r" % err)
+            test.fail("desk did not start: %r" % self.stderr())
         j = json.loads(line)
         self.url = j["url"]
         test.assertEqual(j["port"], self.port)
@@ -127,17 +127,26 @@ class Desk:
         q.setdefault("limit", "500")
         return self.get("/api/records?" + urllib.parse.urlencode(q))
 
+    def stderr(self):
+        self.err.flush()
+        with open(self.errpath, "rb") as f:
+            return f.read()
+
     def stop(self):
         self.p.send_signal(signal.SIGTERM)
         rc = self.p.wait(timeout=30)
-        self.test.assertEqual(rc, OK, self.p.stderr.read())
+        self.test.assertEqual(rc, OK, self.stderr())
 
     def kill(self):
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        elif self.p.returncode != OK:
+            # a desk that died: say how (a sanitizer's report, say)
+            sys.stderr.write("desk exited %d:\n%s\n" % (
+                self.p.returncode, self.stderr().decode("utf-8", "replace")[-6000:]))
         self.p.stdout.close()
-        self.p.stderr.close()
+        self.err.close()
 
 
 class DeskWebTest(SyncTest):

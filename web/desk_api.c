@@ -487,7 +487,8 @@ static int api_records(desk *d, desk_req *r)
             free(found.ids);
             return fail(d, r, found.oom ? FV_ENOMEM : rc);
         }
-        qsort(found.ids, found.n, FV_ID_BYTES, cmp_id);
+        if (found.n)
+            qsort(found.ids, found.n, FV_ID_BYTES, cmp_id);
     }
     sel = malloc((x->n ? x->n : 1) * sizeof *sel);
     if (sel == NULL) {
@@ -512,12 +513,14 @@ static int api_records(desk *d, desk_req *r)
                 continue;
             if (until && e->s.created > until)
                 continue;
-            if (q && !bsearch(e->s.id, found.ids, found.n, FV_ID_BYTES, cmp_id))
+            if (q && (found.n == 0 ||
+                      !bsearch(e->s.id, found.ids, found.n, FV_ID_BYTES, cmp_id)))
                 continue;
         }
         sel[nsel++] = e;
     }
-    qsort(sel, nsel, sizeof *sel, cmp_entry);
+    if (nsel)
+        qsort(sel, nsel, sizeof *sel, cmp_entry);
 
     if (desk_open_out(&o)) {
         free(sel);
