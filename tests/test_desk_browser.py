@@ -230,6 +230,9 @@ class TestDeskInBrowser(SyncTest):
              "document.getElementById('send-note').click(); true")
         b.wait("[...document.querySelectorAll('.note .text')].some(n => n.textContent === "
                "'날짜를 확인해 주세요 / 请确认日期')", what="the note")
+        # its custody, checked now
+        b.js("document.getElementById('verify-record').click(); true")
+        b.wait("document.getElementById('custody-out').className === 'ok'", what="the record verified")
         b.screenshot(os.path.join(art, "record.png"))
 
         # the hostile record's page: its fields are text too

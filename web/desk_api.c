@@ -1296,11 +1296,18 @@ static int api_revoke(desk *d, desk_req *r)
 struct issues_out {
     FILE *f;
     uint64_t n;
+    const unsigned char *only; /* this record's issues only, or NULL */
+    uint64_t record_issues;
 };
 
 static int write_issue(const fv_verify_issue *is, void *payload)
 {
     struct issues_out *io = payload;
+    if (io->only) {
+        if (is->record == NULL || memcmp(is->record, io->only, FV_ID_BYTES) != 0)
+            return 0;
+        io->record_issues++;
+    }
     if (io->n++ >= 1000)
         return 0; /* counted, not listed */
     fputs(io->n > 1 ? ",\n" : "\n", io->f);
@@ -1323,22 +1330,39 @@ static int write_issue(const fv_verify_issue *is, void *payload)
     return 0;
 }
 
+/* POST /api/verify [id=ID]: fv_vault_verify over the whole vault; with an
+ * id, "issues" and "record_ok" are that record's (a record page's custody
+ * check), "ok" still the vault's. */
 static int api_verify(desk *d, desk_req *r)
 {
     fv_verify_report rep;
+    unsigned char id[FV_ID_BYTES];
+    int by_record = 0, rc;
     desk_out o;
+    char *hex = desk_form(r->body, r->body_len, "id");
+    if (hex) {
+        rc = record_id(d, hex, id);
+        desk_free_text(hex);
+        if (rc != FV_OK)
+            return fail(d, r, rc);
+        by_record = 1;
+    }
     if (desk_open_out(&o))
         return MHD_NO;
     memset(&rep, 0, sizeof rep);
     fputc('{', o.f);
     json_key(o.f, "issues");
     fputc('[', o.f);
-    struct issues_out io = {o.f, 0};
-    int rc = fv_vault_verify(d->v, write_issue, &io, &rep);
+    struct issues_out io = {o.f, 0, by_record ? id : NULL, 0};
+    rc = fv_vault_verify(d->v, write_issue, &io, &rep);
     fputs("], ", o.f);
     if (rc != FV_OK && rc != FV_ECORRUPT) {
         desk_discard(&o);
         return fail(d, r, rc);
+    }
+    if (by_record) {
+        json_key(o.f, "record_ok");
+        fputs(io.record_issues == 0 ? "true, " : "false, ", o.f);
     }
     json_key(o.f, "ok");
     fputs(rc == FV_OK ? "true, " : "false, ", o.f);

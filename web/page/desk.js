@@ -215,7 +215,18 @@ async function recordView(id) {
   const history = el('section', {}, el('h3', {}, 'History and custody'),
     el('p', {}, r.delivered ? 'Every revision this device wrote is covered by a server receipt.'
       : 'Not every revision this device wrote has a server receipt yet (or the record came from another device).'),
-    el('p', { class: 'noprint' }, 'Each revision was signed by its device and its signature checked on arrival; its content is checked against the vault\'s keyed hash at every read. "Verify" (under Sync, export, verify) checks every signature and receipt again.'),
+    el('p', { class: 'noprint' }, 'Each revision was signed by its device and its signature checked on arrival; its content is checked against the vault\'s keyed hash at every read.'),
+    el('p', {}, el('button', { type: 'button', class: 'noprint', id: 'verify-record', on: { click: async ev => {
+      const out = document.getElementById('custody-out');
+      out.textContent = 'verifying every envelope, chunk and receipt…';
+      try {
+        const v = await post('/api/verify', { id: r.id });
+        out.className = v.record_ok ? 'ok' : 'error';
+        out.textContent = v.record_ok
+          ? `Verified ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: every signature, content address, revision link and attachment chunk of this record holds (${v.envelopes} envelopes, ${v.chunks} chunks, ${v.receipts} server receipts checked in the vault).`
+          : `${v.issues.length} problem(s) with this record: ` + v.issues.map(i => i.problem).join('; ');
+      } catch (e) { out.textContent = e.message; out.className = 'error'; }
+    } } }, 'Verify this record now'), ' ', el('span', { id: 'custody-out', role: 'status' })),
     el('table', {}, el('thead', {}, el('tr', {}, ['Revision', 'Kind', 'Time', 'Signed by', 'Parents', 'Head'].map(h => el('th', {}, h)))),
       el('tbody', {}, r.revisions.map(v => el('tr', {},
         el('td', { class: 'id', text: v.id.slice(0, 16) }), el('td', { text: v.kind }), el('td', { text: day(v.time) }),
