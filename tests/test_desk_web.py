@@ -543,6 +543,13 @@ class TestCoordinator(DeskWebTest):
         self.assertEqual([n["text"] for n in notes], ["확인 부탁드립니다 / 请确认"])
         self.assertEqual(self.jv(c, "show", rid)["state"], "needs-follow-up")
         self.assertEqual(self.jv(f, "show", rid)["title"], "crossing at night (merged)")
+        # revocation from the desk: the device is refused from then on
+        d = self.desk(c)
+        d.post("/api/revoke", {"device": "zz"}, status=400)
+        j = d.post("/api/revoke", {"device": fid})
+        self.assertTrue([x for x in j["devices"] if x["id"] == fid][0]["revoked"], j)
+        d.stop()
+        self.sync(f, expect=test_sync.DENIED)
         srv.stop()
 
 
