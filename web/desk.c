@@ -523,6 +523,13 @@ static void open_browser(const char *url)
             dup2(null, 1);
             dup2(null, 2);
         }
+        /* Nothing of the vault or the server reaches the browser, nor the
+         * desk's blocked and ignored signals. */
+        closefrom(3);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
         execlp("xdg-open", "xdg-open", url, (char *)NULL);
         _exit(127);
     }
