@@ -971,8 +971,10 @@ static int api_attachment(desk *d, desk_req *r)
     memcpy(s->id, id, FV_ID_BYTES);
     s->start = start;
     s->len = len;
+    /* Blocks of a chunk: each read decrypts at most two chunks (one when
+     * the range starts on a chunk edge, as players mostly ask). */
     struct MHD_Response *rs =
-        MHD_create_response_from_callback(len, 64 * 1024, att_read, s, att_free);
+        MHD_create_response_from_callback(len, FV_CHUNK_BYTES, att_read, s, att_free);
     if (rs == NULL) {
         att_free(s);
         return MHD_NO;
