@@ -105,4 +105,9 @@ void desk_headers(void *response, int attachment);
 char *desk_form(const char *body, size_t len, const char *key);
 void desk_free_text(char *s);
 
+/* desk_parse.c: a Range header ("bytes=A-B", "bytes=A-", "bytes=-N", one
+ * range, digits only) of a `size`-byte attachment into [*start, *start +
+ * *len). 0, or -1 when it is not satisfiable or not understood (416). */
+int desk_range(const char *h, uint64_t size, uint64_t *start, uint64_t *len);
+
 #endif /* FV_DESK_H */

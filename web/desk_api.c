@@ -860,73 +860,6 @@ static const char *media_type(const char *name, int *inline_ok)
     return "application/octet-stream";
 }
 
-/* Decimal digits only (strtoull would take a sign or spaces); *end after
- * them. -1 without a digit or past UINT64_MAX. */
-static int parse_u64(const char *s, const char **end, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *p = s;
-    while (*p >= '0' && *p <= '9') {
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-        p++;
-    }
-    if (p == s)
-        return -1;
-    *end = p;
-    *out = v;
-    return 0;
-}
-
-/* "bytes=A-B", "bytes=A-", "bytes=-N" of a `size`-byte file into
- * [*start, *start + *len): one range only. 0, or -1 when not
- * satisfiable (or not understood: a player asks nothing else). */
-static int parse_range(const char *h, uint64_t size, uint64_t *start,
-                       uint64_t *len)
-{
-    uint64_t a, b;
-    const char *end;
-    if (strncmp(h, "bytes=", 6) != 0)
-        return -1;
-    h += 6;
-    if (*h == '-') {
-        if (parse_u64(h + 1, &end, &b) != 0 || *end || b == 0 || size == 0)
-            return -1;
-        if (b > size)
-            b = size;
-        *start = size - b;
-        *len = b;
-        return 0;
-    }
-    if (parse_u64(h, &end, &a) != 0 || *end != '-')
-        return -1;
-    h = end + 1;
-    if (*h) {
-        /* A last byte past UINT64_MAX is as good as "to the end". */
-        if (parse_u64(h, &end, &b) != 0) {
-            const char *q = h;
-            while (*q >= '0' && *q <= '9')
-                q++;
-            if (q == h || *q)
-                return -1;
-            b = UINT64_MAX;
-        } else if (*end || b < a) {
-            return -1;
-        }
-    } else {
-        b = UINT64_MAX;
-    }
-    if (a >= size)
-        return -1;
-    if (b >= size)
-        b = size - 1;
-    *start = a;
-    *len = b - a + 1;
-    return 0;
-}
-
 static int api_attachment(desk *d, desk_req *r)
 {
     unsigned char id[FV_ID_BYTES];
@@ -947,7 +880,7 @@ static int api_attachment(desk *d, desk_req *r)
     const char *range = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Range");
     unsigned status = MHD_HTTP_OK;
     if (range) {
-        if (parse_range(range, size, &start, &len) != 0) {
+        if (desk_range(range, size, &start, &len) != 0) {
             char cr[64];
             struct MHD_Response *rs = MHD_create_response_from_buffer(
                 0, (void *)"", MHD_RESPMEM_PERSISTENT);
