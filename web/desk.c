@@ -418,6 +418,12 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss,
     return 0;
 }
 
+static void *warm_main(void *arg)
+{
+    desk_api_warm(arg);
+    return NULL;
+}
+
 /* Opens the browser on `url` where one can be found, quietly otherwise. */
 static void open_browser(const char *url)
 {
@@ -547,10 +553,8 @@ int cmd_desk(cli *c)
         open_browser(url);
     fv_wipe(url, sizeof url);
 
-    /* Device names for the list, when the server gives them. */
-    pthread_mutex_lock(&d.lock);
-    desk_names_refresh(&d);
-    pthread_mutex_unlock(&d.lock);
+    /* The device names and the list index, read while the browser opens. */
+    d.warm_started = pthread_create(&d.warm_thread, NULL, warm_main, &d) == 0;
 
     for (;;) {
         struct timespec tick = {1, 0};
@@ -580,6 +584,8 @@ cleanup:
          * (desk_api checks `locked` under the lock). A running sync is
          * cancelled first: it holds the vault, and requests wait for it. */
         atomic_store(&d.locked, 1);
+        if (d.warm_started)
+            pthread_join(d.warm_thread, NULL); /* its walk stops at `locked` */
         pthread_mutex_lock(&d.sync_lock);
         if (d.sync_session)
             fv_sync_session_cancel(d.sync_session);

@@ -57,6 +57,8 @@ typedef struct desk {
     void *sync_session;        /* fv_sync_session while running */
     pthread_t sync_thread;
     int sync_thread_started;   /* main thread and the API, under lock */
+    pthread_t warm_thread;     /* desk_api_warm at launch */
+    int warm_started;
 } desk;
 
 /* A response being built: a memory stream (open_memstream) whose buffer is
@@ -82,6 +84,11 @@ int desk_api(desk *d, desk_req *r);
 
 /* desk_api.c: frees the index and names (wiping their text). Under lock. */
 void desk_api_clear(desk *d);
+
+/* desk_api.c: what the first page needs, read while the browser opens:
+ * the device names, then the list index. Takes the lock; stops early when
+ * the desk locks. Any thread. */
+void desk_api_warm(desk *d);
 
 /* desk_api.c: fetches the device names from the server (coordinators);
  * quietly leaves them unknown when it cannot. Under lock. */

@@ -31,6 +31,7 @@ struct desk_index {
     struct entry *e;
     size_t n, cap;
     int oom;
+    atomic_int *stop; /* the desk is locking: the walk ends */
     int failed; /* records that failed verification, or none: 0 */
 };
 
@@ -112,6 +113,8 @@ static struct entry *index_slot(struct desk_index *x)
 static int index_add(const fv_record *r, void *payload)
 {
     struct desk_index *x = payload;
+    if (atomic_load(x->stop))
+        return 1;
     struct entry *e = index_slot(x);
     if (e == NULL || entry_fill(e, r) != 0) {
         x->oom = 1;
@@ -172,10 +175,12 @@ static int index_get(desk *d, struct desk_index **out)
         struct desk_index *x = calloc(1, sizeof *x);
         if (x == NULL)
             return FV_ENOMEM;
+        x->stop = &d->locked;
         int rc = fv_vault_query_ex(d->v, NULL, index_add, index_add_unreadable, x);
         if (x->oom || (rc != FV_OK && rc != FV_ECORRUPT && rc != FV_ENOTFOUND)) {
+            int oom = x->oom;
             index_free(x);
-            return x->oom ? FV_ENOMEM : rc;
+            return oom ? FV_ENOMEM : rc;
         }
         x->failed = rc == FV_ECORRUPT;
         d->index = x;
@@ -223,6 +228,18 @@ static void index_refresh(desk *d, const unsigned char id[FV_ID_BYTES])
         }
     }
     fv_record_free(r);
+}
+
+void desk_api_warm(desk *d)
+{
+    struct desk_index *x;
+    pthread_mutex_lock(&d->lock);
+    if (d->v && !atomic_load(&d->locked)) {
+        desk_names_refresh(d);
+        if (!atomic_load(&d->locked))
+            (void)index_get(d, &x); /* a failure is told to the first listing */
+    }
+    pthread_mutex_unlock(&d->lock);
 }
 
 /* ---- device names ------------------------------------------------------ */
