@@ -165,7 +165,7 @@ function recordBody(r) {
   const fields = el('dl', { class: 'meta' });
   for (const [k, v] of Object.entries(r.fields)) fields.append(el('dt', { text: k }), el('dd', { text: v }));
   return [
-    el('div', { class: 'narrative', text: r.narrative || '' }),
+    r.narrative ? el('div', { class: 'narrative', text: r.narrative }) : null,
     Object.keys(r.fields).length ? fields : null,
     r.tags.length ? el('p', {}, r.tags.map(t => el('span', { class: 'tag', text: t }))) : null,
   ];
