@@ -258,6 +258,8 @@ int cmd_notes(cli *c);
 int cmd_retract(cli *c);
 int cmd_retractions(cli *c);
 int cmd_quarantine(cli *c);
+/* web/desk.c: the desk in a browser (FV_DESK). */
+int cmd_desk(cli *c);
 
 /* Helpers of commands.c that the sync commands share. */
 /* Prints the command's help when --help was given. Returns 1 if it did. */

@@ -14,6 +14,7 @@
 #endif
 
 #include "cli.h"
+#include "json_record.h"
 #include "fieldvault_sync.h"
 
 /* ---- shared helpers (the cli_* ones are shared with sync_cmds.c) -------- */
@@ -723,15 +724,6 @@ static int origin_known(const fv_record *r)
     return memcmp(r->origin, zero, FV_ID_BYTES) != 0;
 }
 
-/* The creating device as a JSON value: its id, or null when unknown. */
-static void json_origin(FILE *o, const fv_record *r)
-{
-    if (origin_known(r))
-        json_id(o, r->origin);
-    else
-        fputs("null", o);
-}
-
 typedef struct listing {
     int json;
     size_t count;
@@ -739,59 +731,16 @@ typedef struct listing {
     int org_key;       /* one of them needs the organisation key */
 } listing;
 
-/* Non-zero if every chunk of every attachment of `r` is in this vault (a
- * record pulled from the server may still be waiting for some). */
-static int record_complete(const fv_record *r)
-{
-    for (size_t i = 0; i < r->nattachments; i++)
-        if (r->attachments[i].chunks_present < r->attachments[i].chunks)
-            return 0;
-    return 1;
-}
-
 static int print_summary(const fv_record *r, void *payload)
 {
     listing *l = payload;
-    int complete = record_complete(r);
+    int complete = json_record_complete(r);
 
     if (l->json) {
-        json_list_item(stdout, l->count);
-        json_key(stdout, "id");
-        json_id(stdout, r->id);
-        fputs(", ", stdout);
-        json_key(stdout, "title");
-        json_strz(stdout, r->title);
-        fputs(", ", stdout);
-        json_key(stdout, "created");
-        json_time(stdout, r->created);
-        fputs(", ", stdout);
-        json_key(stdout, "modified");
-        json_time(stdout, r->modified);
-        fputs(", ", stdout);
-        json_key(stdout, "tags");
-        fputs("[", stdout);
-        for (size_t i = 0; i < r->ntags; i++) {
-            if (i)
-                fputs(", ", stdout);
-            json_strz(stdout, r->tags[i]);
-        }
-        fputs("], ", stdout);
-        json_key(stdout, "attachments");
-        fprintf(stdout, "%zu, ", r->nattachments);
-        json_key(stdout, "conflict");
-        fputs(r->nheads > 1 ? "true, " : "false, ", stdout);
-        json_key(stdout, "complete");
-        fputs(complete ? "true, " : "false, ", stdout);
-        json_key(stdout, "state");
-        json_strz(stdout, fv_state_name(r->state));
-        fputs(", ", stdout);
-        json_key(stdout, "author");
-        json_origin(stdout, r);
-        fputs(", ", stdout);
-        json_key(stdout, "notes");
-        fprintf(stdout, "%zu, ", r->nnotes);
-        json_key(stdout, "readable");
-        fputs("true}", stdout);
+        json_summary js;
+        json_summary_from_record(&js, r);
+        fputs(l->count ? ",\n  " : "\n  ", stdout);
+        json_summary_write(stdout, &js);
     } else {
         char hex[FV_ID_HEX_BYTES];
         char when[32];
@@ -821,23 +770,8 @@ static int print_unreadable(const fv_unreadable *u, void *payload)
     listing *l = payload;
 
     if (l->json) {
-        json_list_item(stdout, l->count);
-        json_key(stdout, "id");
-        json_id(stdout, u->id);
-        fputs(", ", stdout);
-        json_key(stdout, "readable");
-        fputs("false, ", stdout);
-        json_key(stdout, "why");
-        json_strz(stdout, u->why);
-        fputs(", ", stdout);
-        json_key(stdout, "revision");
-        json_id(stdout, u->revision);
-        fputs(", ", stdout);
-        json_key(stdout, "signer");
-        json_id(stdout, u->author);
-        fputs(", ", stdout);
-        json_key(stdout, "conflict");
-        fputs(u->nheads > 1 ? "true}" : "false}", stdout);
+        fputs(l->count ? ",\n  " : "\n  ", stdout);
+        json_unreadable_write(stdout, u);
     } else {
         char hex[FV_ID_HEX_BYTES];
         fv_id_to_hex(hex, u->id);
@@ -1041,21 +975,7 @@ static int notes_load(fv_vault *v, const unsigned char *id, notelist *l)
 /* One note as a JSON object: {id, record, author, time, text}. */
 static void note_json(FILE *o, const notecopy *n)
 {
-    json_key(o, "id");
-    json_id(o, n->id);
-    fputs(", ", o);
-    json_key(o, "record");
-    json_id(o, n->record);
-    fputs(", ", o);
-    json_key(o, "author");
-    json_id(o, n->author);
-    fputs(", ", o);
-    json_key(o, "time");
-    json_time(o, n->time);
-    fputs(", ", o);
-    json_key(o, "text");
-    json_str(o, n->text, n->len);
-    fputc('}', o);
+    json_note_write(o, n->id, n->record, n->author, n->time, n->text, n->len);
 }
 
 /* Text of several lines, each after `indent`, escaped for the terminal. */
@@ -1085,81 +1005,6 @@ static void note_text(FILE *o, const notecopy *n, const char *indent)
     put_indented(o, n->text, n->len, deeper);
 }
 
-static const char *kind_name(int kind)
-{
-    return kind == FV_TOMBSTONE ? "tombstone" : "revision";
-}
-
-/* One revision's content as the members of a JSON object, each on a line
- * of its own after `ind`: show's top level, and each of its head_records.
- * Ends with ",\n" when `more` members follow, else "\n". */
-static void record_json(FILE *o, const fv_record *r, const char *ind, int more)
-{
-    fputs(ind, o);
-    json_key(o, "id");
-    json_id(o, r->id);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "title");
-    json_strz(o, r->title);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "narrative");
-    if (r->narrative != NULL)
-        json_str(o, r->narrative, r->narrative_len);
-    else
-        fputs("\"\"", o);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "created");
-    json_time(o, r->created);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "modified");
-    json_time(o, r->modified);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "author");
-    json_origin(o, r);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "signer");
-    json_id(o, r->author);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "revision");
-    json_id(o, r->revision);
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "state");
-    json_strz(o, fv_state_name(r->state));
-    fprintf(o, ",\n%s", ind);
-    json_key(o, "fields");
-    fputs("{", o);
-    for (size_t i = 0; i < r->nfields; i++) {
-        fputs(i ? ", " : "", o);
-        json_key(o, r->fields[i].key);
-        json_strz(o, r->fields[i].value);
-    }
-    fprintf(o, "},\n%s", ind);
-    json_key(o, "tags");
-    fputs("[", o);
-    for (size_t i = 0; i < r->ntags; i++) {
-        fputs(i ? ", " : "", o);
-        json_strz(o, r->tags[i]);
-    }
-    fprintf(o, "],\n%s", ind);
-    json_key(o, "attachments");
-    fputs("[", o);
-    for (size_t i = 0; i < r->nattachments; i++) {
-        const fv_attachment_info *a = &r->attachments[i];
-        fprintf(o, "%s\n%s  {", i ? "," : "", ind);
-        json_key(o, "name");
-        json_strz(o, a->name);
-        fputs(", ", o);
-        json_key(o, "size");
-        fprintf(o, "%llu, ", (unsigned long long)a->size);
-        json_key(o, "chunks");
-        fprintf(o, "%llu, ", (unsigned long long)a->chunks);
-        json_key(o, "chunks_present");
-        fprintf(o, "%llu}", (unsigned long long)a->chunks_present);
-    }
-    if (r->nattachments)
-        fprintf(o, "\n%s", ind);
-    fputs(more ? "],\n" : "]\n", o);
-}
 
 /* show --json: the shown (newest) head's content, then the record's
  * revisions, heads, each readable head's content (head_records, in the
@@ -1170,34 +1015,16 @@ static void show_json(const fv_record *r, const history *h,
 {
     FILE *o = stdout;
     fputs("{\n", o);
-    record_json(o, r, "  ", 1);
+    json_record_members(o, r, "  ", 1);
     fputs("  ", o);
     json_key(o, "revisions");
     fputs("[", o);
     for (size_t i = 0; i < h->n; i++) {
         const revcopy *rv = &h->r[i];
-        fputs(i ? ",\n    {" : "\n    {", o);
-        json_key(o, "id");
-        json_id(o, rv->id);
-        fputs(", ", o);
-        json_key(o, "kind");
-        json_strz(o, kind_name(rv->kind));
-        fputs(", ", o);
-        json_key(o, "time");
-        json_time(o, rv->time);
-        fputs(", ", o);
-        json_key(o, "author");
-        json_id(o, rv->author);
-        fputs(", ", o);
-        json_key(o, "parents");
-        fputs("[", o);
-        for (size_t k = 0; k < rv->nparents; k++) {
-            fputs(k ? ", " : "", o);
-            json_id(o, rv->parents[k]);
-        }
-        fputs("], ", o);
-        json_key(o, "head");
-        fputs(rv->head ? "true}" : "false}", o);
+        fputs(i ? ",\n    " : "\n    ", o);
+        json_revision_write(o, rv->id, rv->kind, rv->time, rv->author,
+                            (const unsigned char(*)[FV_ID_BYTES])rv->parents,
+                            rv->nparents, rv->head);
     }
     fputs(h->n ? "\n  ],\n  " : "],\n  ", o);
     json_key(o, "heads");
@@ -1217,14 +1044,14 @@ static void show_json(const fv_record *r, const history *h,
         if (hr[i] == NULL)
             continue;
         fputs(nh++ ? ",\n    {\n" : "\n    {\n", o);
-        record_json(o, hr[i], "      ", 0);
+        json_record_members(o, hr[i], "      ", 0);
         fputs("    }", o);
     }
     fputs(nh ? "\n  ],\n  " : "],\n  ", o);
     json_key(o, "notes");
     fputs("[", o);
     for (size_t i = 0; i < notes->count; i++) {
-        fputs(i ? ",\n    {" : "\n    {", o);
+        fputs(i ? ",\n    " : "\n    ", o);
         note_json(o, &notes->n[i]);
     }
     fputs(notes->count ? "\n  ],\n  " : "],\n  ", o);
@@ -1362,7 +1189,7 @@ static void show_text(const fv_record *r, const history *h,
         time_format(when, sizeof when, rv->time, TIME_SECONDS);
         fv_id_to_hex(hex, rv->id);
         fv_id_to_hex(author, rv->author);
-        fprintf(o, "  %s  %s  %-9s  by %.16s", hex, when, kind_name(rv->kind),
+        fprintf(o, "  %s  %s  %-9s  by %.16s", hex, when, json_revision_kind(rv->kind),
                 author);
         if (rv->head)
             fputs("  [head]", o);
@@ -1655,7 +1482,7 @@ int cmd_notes(cli *c)
     for (size_t i = 0; i < notes.count; i++) {
         const notecopy *n = &notes.n[i];
         if (c->json) {
-            json_list_item(stdout, i);
+            fputs(i ? ",\n  " : "\n  ", stdout);
             note_json(stdout, n);
             continue;
         }

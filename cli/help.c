@@ -26,6 +26,7 @@ static const char overview[] =
     "  retract ID          the witness withdrew consent: destroy every copy\n"
     "  retractions         the retractions this vault holds: what, who, when\n"
     "  quarantine          envelopes kept apart: their author is not certified\n"
+    "  desk                the coordinator's desk in a browser, on 127.0.0.1\n"
     "  attachment get      write an attachment to a file\n"
     "  passwd              change the passphrase\n"
     "  config              vault settings: retention, proxy, wipe-after\n"
@@ -517,6 +518,25 @@ static const struct {
      "With --json: {\"problems\": [{record, envelope, problem}], \"ok\",\n"
      "\"envelopes\", \"chunks\", \"receipts\", \"failures\"}.\n"
      "Exit 0 if everything holds, 5 if anything failed.\n"},
+    {"desk",
+     "usage: fieldvault desk [--listen 127.0.0.1:PORT] [--no-open] [--idle SECONDS]\n"
+     "\n"
+     "Unlocks the vault and serves the coordinator's desk to a browser on\n"
+     "this machine: the record list with filters, search and paging, each\n"
+     "record with its attachments played in the page, history, conflict\n"
+     "heads and merge, notes, review state, retraction and custody; sync,\n"
+     "devices, exports and verify. Prints a URL with a one-time token (and\n"
+     "opens the browser unless --no-open); runs until Ctrl-C or SIGTERM,\n"
+     "then locks the vault.\n"
+     "\n"
+     "  --listen ADDR   127.0.0.1:PORT (default 127.0.0.1 and a free port),\n"
+     "                  [::1]:PORT or PORT; any other address is refused\n"
+     "  --no-open       print the URL only\n"
+     "  --idle SECONDS  lock the vault after this long without a request\n"
+     "                  (default 900; 0: never); the page then gets 423\n"
+     "With --json prints {\"url\", \"port\"} once listening.\n"
+     "Exit 0 after Ctrl-C or SIGTERM, 2 for a non-loopback --listen, 6 if\n"
+     "the address cannot be listened on, 3/4 as every command.\n"},
     {"help",
      "usage: fieldvault help [COMMAND]\n"
      "\n"

@@ -35,6 +35,16 @@
 
 #include "cli.h"
 
+#ifndef FV_HAVE_DESK
+/* Built with FV_DESK=OFF (no libmicrohttpd): the command says so. */
+int cmd_desk(cli *c)
+{
+    (void)c;
+    cli_error("desk: this fieldvault was built without the desk (FV_DESK=OFF)");
+    return CLI_FAIL;
+}
+#endif
+
 int cli_exit_code(int fv_result)
 {
     static const struct {
@@ -94,6 +104,7 @@ static const struct {
     {"retract", cmd_retract}, {"retractions", cmd_retractions},
     {"quarantine", cmd_quarantine},
     {"duress", cmd_duress},
+    {"desk", cmd_desk},
 };
 
 static int run_help_command(cli *c)

@@ -199,84 +199,149 @@ static int zeros(const unsigned char *p, size_t n)
     return acc == 0;
 }
 
+/* One attachment of the record's newest head, being read: its info, where
+ * its chunks start in the head's chunk list, whether its last chunk is
+ * padded, and buffers for one chunk. */
+struct att_reader {
+    struct head_pick p;
+    const fv_attachment_info *a;
+    size_t first;
+    int pad;
+    unsigned char *plain, *ct;
+};
+
+static void reader_close(struct att_reader *r)
+{
+    fv_secure_free(r->plain);
+    free(r->ct);
+    fv_v_pick_clear(&r->p);
+}
+
+static int reader_open(fv_vault *v, struct att_reader *r,
+                       const unsigned char id[FV_ID_BYTES], const char *name)
+{
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    if ((rc = fv_v_newest_head(v, &r->p, id, 1)))
+        return rc;
+    for (size_t i = 0; i < r->p.best->pub.nattachments; i++) {
+        if (strcmp(r->p.best->pub.attachments[i].name, name) == 0) {
+            r->a = &r->p.best->pub.attachments[i];
+            r->pad = r->p.best->padded[i];
+            break;
+        }
+        r->first += (size_t)r->p.best_env.chunk_counts[i];
+    }
+    if (!r->a)
+        return fv_v_err(v, FV_ENOTFOUND,
+                        "the record has no attachment of that name");
+    r->plain = fv_secure_alloc(r->a->chunk_bytes);
+    r->ct = malloc((size_t)r->a->chunk_bytes + FV_TAG_BYTES);
+    if (!r->plain || !r->ct)
+        return fv_v_err(v, FV_ENOMEM, "out of memory");
+    return FV_OK;
+}
+
+/* Chunk c, fetched, checked against its hash and length, decrypted into
+ * r->plain and its padding checked: *plain_len receives its bytes of the
+ * attachment. */
+static int reader_chunk(fv_vault *v, struct att_reader *r, uint64_t c,
+                        uint64_t *plain_len)
+{
+    const fv_attachment_info *a = r->a;
+    const unsigned char *want = r->p.best_env.chunks[r->first + c];
+    unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
+    uint64_t stored = fv_chunk_ct_bytes(a, r->pad, c) - FV_TAG_BYTES;
+    uint64_t expect = fv_chunk_plain_bytes(a, c);
+    size_t len;
+    int rc = fv_store_chunk_get(v->store, want, r->ct,
+                                (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
+
+    if (rc == FV_ENOTFOUND)
+        return fv_v_err(v, FV_EINCOMPLETE,
+                        "the attachment has not fully arrived: %llu of %llu "
+                        "chunks so far",
+                        (unsigned long long)a->chunks_present,
+                        (unsigned long long)a->chunks);
+    if (rc)
+        return fv_v_err(v, rc, "%s", fv_store_errmsg(v->store));
+    fv_hash(hash, r->ct, len);
+    chunk_nonce(nonce, c);
+    if (len != stored + FV_TAG_BYTES ||
+        !fv_ct_equal(hash, want, FV_HASH_BYTES) ||
+        fv_aead_decrypt(r->plain, r->ct, len, NULL, 0, nonce,
+                        r->p.best->keys[a - r->p.best->pub.attachments]) ||
+        !zeros(r->plain + expect, (size_t)(stored - expect)))
+        /* padding is zeros, or it is damage */
+        return fv_v_err(v, FV_ECORRUPT,
+                        "an attachment chunk failed verification");
+    *plain_len = expect;
+    return FV_OK;
+}
+
 int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                        const char *name, fv_write_fn fn, void *payload,
                        fv_progress_fn progress, void *progress_payload)
 {
-    struct head_pick p;
-    const fv_attachment_info *a = NULL;
-    unsigned char *plain = NULL, *ct = NULL;
-    unsigned char nonce[FV_NONCE_BYTES], hash[FV_HASH_BYTES];
-    size_t first = 0, i, len;
-    uint64_t done = 0;
-    int rc, pad;
+    struct att_reader r;
+    uint64_t done = 0, n;
+    int rc;
 
     if (!v || !name || !fn)
         return FV_EINVAL;
-    if ((rc = fv_v_newest_head(v, &p, id, 1)))
-        return rc;
-    for (i = 0; i < p.best->pub.nattachments; i++) {
-        if (strcmp(p.best->pub.attachments[i].name, name) == 0) {
-            a = &p.best->pub.attachments[i];
+    rc = reader_open(v, &r, id, name);
+    for (uint64_t c = 0; rc == FV_OK && c < r.a->chunks; c++) {
+        if ((rc = reader_chunk(v, &r, c, &n)))
+            break;
+        if (fn(r.plain, (size_t)n, payload)) {
+            rc = fv_v_err(v, FV_EIO, "cannot write the attachment's bytes");
             break;
         }
-        first += (size_t)p.best_env.chunk_counts[i];
-    }
-    if (!a) {
-        rc = fv_v_err(v, FV_ENOTFOUND, "the record has no attachment of that name");
-        goto done;
-    }
-    plain = fv_secure_alloc(a->chunk_bytes);
-    ct = malloc((size_t)a->chunk_bytes + FV_TAG_BYTES);
-    if (!plain || !ct) {
-        rc = fv_v_err(v, FV_ENOMEM, "out of memory");
-        goto done;
-    }
-    pad = p.best->padded[a - p.best->pub.attachments];
-    for (uint64_t c = 0; c < a->chunks; c++) {
-        const unsigned char *want = p.best_env.chunks[first + c];
-        uint64_t stored = fv_chunk_ct_bytes(a, pad, c) - FV_TAG_BYTES;
-        uint64_t expect = fv_chunk_plain_bytes(a, c);
-        rc = fv_store_chunk_get(v->store, want, ct,
-                                (size_t)a->chunk_bytes + FV_TAG_BYTES, &len);
-        if (rc == FV_ENOTFOUND) {
-            rc = fv_v_err(v, FV_EINCOMPLETE,
-                          "the attachment has not fully arrived: %llu of %llu "
-                          "chunks so far",
-                          (unsigned long long)a->chunks_present,
-                          (unsigned long long)a->chunks);
-            goto done;
-        }
-        if (rc == FV_OK) {
-            fv_hash(hash, ct, len);
-            chunk_nonce(nonce, c);
-            if (len != stored + FV_TAG_BYTES ||
-                !fv_ct_equal(hash, want, FV_HASH_BYTES) ||
-                fv_aead_decrypt(plain, ct, len, NULL, 0, nonce,
-                                p.best->keys[a - p.best->pub.attachments]) ||
-                !zeros(plain + expect, (size_t)(stored - expect)))
-                rc = FV_ECORRUPT; /* padding is zeros, or it is damage */
-        }
-        if (rc) {
-            fv_v_err(v, rc, rc == FV_ECORRUPT
-                            ? "an attachment chunk failed verification"
-                            : "%s", fv_store_errmsg(v->store));
-            goto done;
-        }
-        if (fn(plain, (size_t)expect, payload)) {
-            rc = fv_v_err(v, FV_EIO, "cannot write the attachment's bytes");
-            goto done;
-        }
-        done += expect;
-        if (progress && progress(done, a->size, progress_payload)) {
+        done += n;
+        if (progress && progress(done, r.a->size, progress_payload))
             rc = fv_v_err(v, FV_ECANCELED, "canceled");
+    }
+    reader_close(&r);
+    return rc;
+}
+
+int fv_attachment_read_range(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                             const char *name, uint64_t offset, uint64_t length,
+                             fv_write_fn fn, void *payload, uint64_t *size)
+{
+    struct att_reader r;
+    uint64_t end, n;
+    int rc;
+
+    if (!v || !name || !fn)
+        return FV_EINVAL;
+    if ((rc = reader_open(v, &r, id, name)))
+        goto done;
+    if (size)
+        *size = r.a->size;
+    if (offset > r.a->size || r.a->chunk_bytes == 0) {
+        rc = fv_v_err(v, FV_EINVAL, "the range starts past the attachment's end");
+        goto done;
+    }
+    end = length > r.a->size - offset ? r.a->size : offset + length;
+    /* Only the chunks the range touches are read, each verified whole
+     * before any of its bytes are passed on. */
+    for (uint64_t c = offset / r.a->chunk_bytes; c < r.a->chunks; c++) {
+        uint64_t cstart = c * r.a->chunk_bytes, from, to;
+        if (cstart >= end)
+            break;
+        if ((rc = reader_chunk(v, &r, c, &n)))
+            goto done;
+        from = offset > cstart ? offset - cstart : 0;
+        to = end - cstart < n ? end - cstart : n;
+        if (from < to && fn(r.plain + from, (size_t)(to - from), payload)) {
+            rc = fv_v_err(v, FV_EIO, "cannot write the attachment's bytes");
             goto done;
         }
     }
 done:
-    fv_secure_free(plain);
-    free(ct);
-    fv_v_pick_clear(&p);
+    reader_close(&r);
     return rc;
 }
 

@@ -584,6 +584,19 @@ FV_API int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                               const char *name, fv_write_fn fn, void *payload,
                               fv_progress_fn progress, void *progress_payload);
 
+/* Like fv_attachment_read, for bytes [offset, offset + length) of the
+ * attachment only (cut at its end): only the chunks the range touches are
+ * read, each verified whole before any of its bytes are passed to `fn`, so a
+ * player can seek without the rest being decrypted. *size (may be NULL)
+ * receives the attachment's size. FV_EINVAL if `offset` is past the end
+ * (an offset equal to the size passes nothing); FV_ENOTFOUND,
+ * FV_EINCOMPLETE (a chunk of the range has not arrived), FV_ECORRUPT. */
+FV_API int fv_attachment_read_range(fv_vault *v,
+                                    const unsigned char id[FV_ID_BYTES],
+                                    const char *name, uint64_t offset,
+                                    uint64_t length, fv_write_fn fn,
+                                    void *payload, uint64_t *size);
+
 /* Writes attachment `name` to file `path`, created 0600. The file appears
  * under `path` only once every byte has been verified. FV_EEXIST if `path`
  * exists. */
