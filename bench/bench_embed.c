@@ -35,6 +35,18 @@
  *                     attachment of 64 MiB (--quick 16 MiB).
  *   embed.rss.attach.down  the coordinator's fv_sync that downloads it,
  *                     then fv_attachment_read of every byte (checked).
+ *
+ * Two timings, with a limit:
+ *
+ *   embed.unlock.phone  fv_vault_open of a FV_KDF_PHONE vault: the median of
+ *                     3, in seconds, against the limit of 1 s.
+ *   embed.java.add, embed.java.list  records per second through the Java
+ *                     binding (bench/java/.../JavaBench.java in a JVM, with
+ *                     a warm-up vault first, for the JIT) against the C API
+ *                     in this process in the same run, the same records
+ *                     (title, 300-byte narrative, 2 fields, a tag): adds,
+ *                     each durable on return, then 10 listings (--quick 3)
+ *                     of the 2,000 (500). Built only when CMake found a JDK.
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,7 +67,7 @@
 static const char usage[] =
     "usage: bench_embed [--quick] [--dir DIR] [--fieldvault PATH] [NAME...]\n"
     "  embed.rss.open, embed.rss.steady, embed.rss.sync, embed.rss.attach.up,\n"
-    "  embed.rss.attach.down\n";
+    "  embed.rss.attach.down, embed.unlock.phone, embed.java.add, embed.java.list\n";
 
 static struct {
     int quick;
@@ -243,6 +256,94 @@ static void report_mib(const char *name, long kib)
         report(name, mib(kib), "MiB", 0, 1);
 }
 
+/* embed.unlock.phone: the median of 3 opens of a phone-profile vault. */
+static void unlock_phone(const char *dir)
+{
+    double t[3], x;
+    fv_vault *v;
+    for (int i = 0; i < 3; i++) {
+        t[i] = now();
+        fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), NULL,
+                 "fv_vault_open (phone profile)");
+        t[i] = now() - t[i];
+        fv_vault_close(v);
+    }
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (t[j] < t[i]) {
+                x = t[i];
+                t[i] = t[j];
+                t[j] = x;
+            }
+    report("embed.unlock.phone", t[1], "s", 1.0, 3);
+}
+
+#ifdef FV_BENCH_JAVA
+static int count_title(const fv_record *r, void *payload)
+{
+    *(size_t *)payload += strlen(r->title);
+    return 0;
+}
+
+/* The C API's side of embed.java.*: the same records as JavaBench's, added
+ * (each durable) then listed `rounds` times, after a warm-up vault. */
+static void c_side(size_t n, int rounds, double *add, double *list)
+{
+    struct rec_in rec;
+    size_t seen = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        char *dir = scratch_path(pass ? "c-timed" : "c-warm");
+        size_t m = pass ? n : (n / 4 > 100 ? n / 4 : 100);
+        fv_vault *v = create_vault(dir);
+        double t = now();
+        for (size_t i = 0; i < m; i++) {
+            make_record(&rec, 1, i);
+            fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
+        }
+        *add = (double)m / (now() - t);
+        t = now();
+        for (int r = 0; r < rounds; r++)
+            fv_check(fv_vault_list(v, count_title, &seen), v, "fv_vault_list");
+        *list = (double)m * rounds / (now() - t);
+        fv_vault_close(v);
+        free(dir);
+    }
+    if (seen == 0)
+        die("nothing listed");
+}
+
+/* embed.java.add, embed.java.list: bench/java/.../JavaBench.java in a JVM
+ * through the binding, against the C API in this process, same run. */
+static void java_vs_c(void)
+{
+    size_t n = opt.quick ? 500 : 2000;
+    int rounds = opt.quick ? 3 : 10;
+    double c_add, c_list, j_add = -1, j_list = -1;
+    char *dir = scratch_path("java"), cmd[8192], line[256];
+    FILE *p;
+
+    c_side(n, rounds, &c_add, &c_list);
+    snprintf(cmd, sizeof cmd,
+             "'%s' -Dfieldvault.jni.path='%s' -cp '%s' org.fieldvault.bench.JavaBench '%s' %zu %d",
+             FV_BENCH_JAVA, FV_BENCH_JNI, FV_BENCH_JAVA_CP, dir, n, rounds);
+    if (mkdir(dir, 0700) != 0 || !(p = popen(cmd, "r")))
+        die("cannot run the JVM: %s", strerror(errno));
+    while (fgets(line, sizeof line, p)) {
+        sscanf(line, "add %lf", &j_add);
+        sscanf(line, "list %lf", &j_list);
+    }
+    if (pclose(p) != 0 || j_add <= 0 || j_list <= 0)
+        die("JavaBench failed");
+    note("%zu records, %d listings: C API add %.0f/s list %.0f/s; Java add %.0f/s list %.0f/s",
+         n, rounds, c_add, c_list, j_add, j_list);
+    if (wanted("embed.java.add"))
+        report("embed.java.add", j_add, "records/s", c_add, 0);
+    if (wanted("embed.java.list"))
+        report("embed.java.list", j_list, "records/s", c_list, 0);
+    free(dir);
+}
+#endif
+
 static void run(void)
 {
     struct ctx c;
@@ -273,6 +374,22 @@ static void run(void)
         f = in_child(case_open, &c, "open");
         report_mib("embed.rss.open", f.peak);
         report_mib("embed.rss.steady", f.steady);
+    }
+    if (wanted("embed.unlock.phone")) {
+        char *pdir = scratch_path("phone-unlock");
+        co.kdf_profile = FV_KDF_PHONE;
+        fv_check(fv_vault_create(&v, pdir, PASSPHRASE, strlen(PASSPHRASE), &co),
+                 NULL, "fv_vault_create (phone profile)");
+        fv_vault_close(v);
+        unlock_phone(pdir);
+        free(pdir);
+    }
+    if (wanted("embed.java.add") || wanted("embed.java.list")) {
+#ifdef FV_BENCH_JAVA
+        java_vs_c();
+#else
+        note("embed.java.*: no JDK was found at configure time; not measured");
+#endif
     }
     if (!wanted("embed.rss.sync") && !wanted("embed.rss.attach.up") &&
         !wanted("embed.rss.attach.down"))
@@ -316,7 +433,8 @@ int main(int argc, char **argv)
 {
     static const char *const known[] = {
         "embed.rss.open", "embed.rss.steady", "embed.rss.sync",
-        "embed.rss.attach.up", "embed.rss.attach.down"};
+        "embed.rss.attach.up", "embed.rss.attach.down", "embed.unlock.phone",
+        "embed.java.add", "embed.java.list"};
     struct sigaction sa;
 
     bench_prog = "bench_embed";
