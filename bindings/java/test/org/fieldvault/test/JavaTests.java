@@ -471,6 +471,22 @@ public final class JavaTests {
         }
         AtomicBoolean seen = new AtomicBoolean();
         v.forEach(null, r -> !seen.getAndSet(true)); // stopping is not an error
+        // Export, then retract.
+        File json = dir("export.json");
+        check(v.export(org.fieldvault.ExportFormat.JSON, json, null) == 1, "one record exported");
+        check(new String(Files.readAllBytes(json.toPath()), StandardCharsets.UTF_8).contains("\"one\""),
+              "the JSON export holds the title");
+        expect(FieldVaultException.Exists.class,
+               () -> v.export(org.fieldvault.ExportFormat.JSON, json, null));
+        check(v.export(org.fieldvault.ExportFormat.CSV, dir("export.csv"), Query.all().tag("none")) == 0,
+              "a filter that passes nothing");
+        try (RecordInput in = new RecordInput().title("withdrawn")) {
+            byte[] w = v.add(in);
+            v.retract(w);
+            expect(FieldVaultException.NotFound.class, () -> v.get(w));
+            expect(FieldVaultException.NotFound.class, () -> v.retract(w));
+        }
+        check(v.verify().ok(), "verify after the retraction");
         // An attachment that is not there, as an InputStream.
         byte[] id = v.list().get(0).id();
         try (InputStream in = v.openAttachment(id, "missing")) {
