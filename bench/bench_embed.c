@@ -45,11 +45,13 @@
  *   embed.java.add, embed.java.list  records per second through the Java
  *                     binding (bench/java/.../JavaBench.java in a JVM, with
  *                     a warm-up vault first, for the JIT) against the C API
- *                     in this process in the same run (before and after
- *                     the JVM, the mean of the two), the same records
- *                     (title, 300-byte narrative, 2 fields, a tag): adds,
- *                     each durable on return, then 10 listings (--quick 3)
- *                     of the 2,000 (500). Built only when CMake found a JDK.
+ *                     in this process in the same run, the same records
+ *                     (title, 300-byte narrative, 2 fields, a tag): 2,000
+ *                     adds (--quick 400), each durable on return, in 8
+ *                     steps, then 10 listings (--quick 4), the two sides
+ *                     alternating step by step and by turns going first;
+ *                     each side's rate is its median step's.
+ *                     Built only when CMake found a JDK.
  */
 #include <errno.h>
 #include <signal.h>
@@ -301,72 +303,142 @@ static int count_title(const fv_record *r, void *payload)
     return 0;
 }
 
-/* The C API's side of embed.java.*: the same records as JavaBench's, added
- * (each durable) then listed `rounds` times, after a warm-up vault. */
-static void c_side(size_t n, int rounds, double *add, double *list, const char *tag)
+/* JavaBench in a JVM, its stdin and stdout ours. */
+struct jvm {
+    pid_t pid;
+    FILE *to, *from;
+};
+
+static void jvm_start(struct jvm *j, const char *dir)
 {
-    struct rec_in rec;
-    size_t seen = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        char name[32];
-        snprintf(name, sizeof name, "%s-%s", tag, pass ? "timed" : "warm");
-        char *dir = scratch_path(name);
-        size_t m = pass ? n : (n / 4 > 100 ? n / 4 : 100);
-        fv_vault *v = create_vault(dir);
-        double t = now();
-        for (size_t i = 0; i < m; i++) {
-            make_record(&rec, 1, i);
-            fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
-        }
-        *add = (double)m / (now() - t);
-        t = now();
-        for (int r = 0; r < rounds; r++)
-            fv_check(fv_vault_list(v, count_title, &seen), v, "fv_vault_list");
-        *list = (double)m * rounds / (now() - t);
-        fv_vault_close(v);
-        free(dir);
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        die("pipe: %s", strerror(errno));
+    if ((j->pid = fork()) < 0)
+        die("fork: %s", strerror(errno));
+    if (j->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl(FV_BENCH_JAVA, FV_BENCH_JAVA, "-Dfieldvault.jni.path=" FV_BENCH_JNI, "-cp",
+              FV_BENCH_JAVA_CP, "org.fieldvault.bench.JavaBench", dir, (char *)NULL);
+        _exit(127);
     }
-    if (seen == 0)
-        die("nothing listed");
+    close(in[0]);
+    close(out[1]);
+    if (!(j->to = fdopen(in[1], "w")) || !(j->from = fdopen(out[0], "r")))
+        die("fdopen: %s", strerror(errno));
 }
 
-/* embed.java.add, embed.java.list: bench/java/.../JavaBench.java in a JVM
- * through the binding, against the C API in this process, same run. */
+/* Sends one command; returns the seconds JavaBench says it took. */
+static double jvm_do(struct jvm *j, const char *cmd)
+{
+    char line[128];
+    double t = -1;
+    fprintf(j->to, "%s\n", cmd);
+    fflush(j->to);
+    if (!fgets(line, sizeof line, j->from) || sscanf(line, "t %lf", &t) != 1 || t < 0)
+        die("JavaBench failed");
+    return t;
+}
+
+static void jvm_stop(struct jvm *j)
+{
+    int st;
+    fputs("quit\n", j->to);
+    fclose(j->to);
+    fclose(j->from);
+    if (waitpid(j->pid, &st, 0) != j->pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("JavaBench exited with status %d", st);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, size_t n)
+{
+    qsort(t, n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+/* embed.java.add, embed.java.list: the same records added (each durable)
+ * and listed through the C API in this process and through the binding in
+ * a JVM, in alternating steps (C first, then Java first, ...) so that the
+ * machine's changing load falls on both; after a warm-up on each side.
+ * Each side's rate is that of its median step. */
 static void java_vs_c(void)
 {
-    size_t n = opt.quick ? 500 : 2000;
-    int rounds = opt.quick ? 3 : 10;
-    double c_add, c_list, j_add = -1, j_list = -1;
-    char *dir = scratch_path("java"), cmd[8192], line[256];
-    FILE *p;
+    const size_t n = opt.quick ? 400 : 2000, steps = 8, per = n / steps;
+    const size_t rounds = opt.quick ? 4 : 10, warm = n / 4;
+    double c_add, c_list, j_add, j_list, t, ct[16], jt[16];
+    char cmd[64];
+    char *dir = scratch_path("java"), *cdir = scratch_path("c-timed"), *wdir = scratch_path("c-warm");
+    struct rec_in rec;
+    size_t seen = 0, next = 0;
+    struct jvm j;
+    fv_vault *v, *w;
 
-    double c_add2, c_list2;
-    c_side(n, rounds, &c_add, &c_list, "c1");
-    snprintf(cmd, sizeof cmd,
-             "'%s' -Dfieldvault.jni.path='%s' -cp '%s' org.fieldvault.bench.JavaBench '%s' %zu %d",
-             FV_BENCH_JAVA, FV_BENCH_JNI, FV_BENCH_JAVA_CP, dir, n, rounds);
-    if (mkdir(dir, 0700) != 0 || !(p = popen(cmd, "r")))
-        die("cannot run the JVM: %s", strerror(errno));
-    while (fgets(line, sizeof line, p)) {
-        sscanf(line, "add %lf", &j_add);
-        sscanf(line, "list %lf", &j_list);
+    if (mkdir(dir, 0700) != 0)
+        die("mkdir %s: %s", dir, strerror(errno));
+    jvm_start(&j, dir);
+    snprintf(cmd, sizeof cmd, "warm %zu %zu", warm, 4 * rounds);
+    jvm_do(&j, cmd);
+    w = create_vault(wdir);
+    for (size_t i = 0; i < warm; i++) {
+        make_record(&rec, 1, i);
+        fv_check(fv_record_add(w, NULL, &rec.in), w, "fv_record_add");
     }
-    if (pclose(p) != 0 || j_add <= 0 || j_list <= 0)
-        die("JavaBench failed");
-    /* The C API before and after the JVM: the mean cancels a drift in the
-     * machine's load (adds wait on the disk, which others share). */
-    c_side(n, rounds, &c_add2, &c_list2, "c2");
-    note("C API before and after: add %.0f and %.0f/s, list %.0f and %.0f/s", c_add, c_add2,
-         c_list, c_list2);
-    c_add = (c_add + c_add2) / 2;
-    c_list = (c_list + c_list2) / 2;
-    note("%zu records, %d listings: C API add %.0f/s list %.0f/s; Java add %.0f/s list %.0f/s",
-         n, rounds, c_add, c_list, j_add, j_list);
+    for (size_t r = 0; r < 4 * rounds; r++)
+        fv_check(fv_vault_list(w, count_title, &seen), w, "fv_vault_list");
+    fv_vault_close(w);
+
+    v = create_vault(cdir);
+    snprintf(cmd, sizeof cmd, "add %zu", per);
+    for (size_t s = 0; s < steps; s++) {
+        if (s % 2)
+            jt[s] = jvm_do(&j, cmd);
+        t = now();
+        for (size_t i = 0; i < per; i++, next++) {
+            make_record(&rec, 1, next);
+            fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
+        }
+        ct[s] = now() - t;
+        if (s % 2 == 0)
+            jt[s] = jvm_do(&j, cmd);
+    }
+    c_add = (double)per / median(ct, steps);
+    j_add = (double)per / median(jt, steps);
+    for (size_t r = 0; r < rounds; r++) {
+        if (r % 2)
+            jt[r] = jvm_do(&j, "list 1");
+        t = now();
+        fv_check(fv_vault_list(v, count_title, &seen), v, "fv_vault_list");
+        ct[r] = now() - t;
+        if (r % 2 == 0)
+            jt[r] = jvm_do(&j, "list 1");
+    }
+    c_list = (double)(steps * per) / median(ct, rounds);
+    j_list = (double)(steps * per) / median(jt, rounds);
+    fv_vault_close(v);
+    jvm_stop(&j);
+    if (seen == 0)
+        die("nothing listed");
+    note("%zu records in %zu alternating steps, %zu listings: C API add %.0f/s list %.0f/s; "
+         "Java add %.0f/s list %.0f/s",
+         steps * per, steps, rounds, c_add, c_list, j_add, j_list);
     if (wanted("embed.java.add"))
         report("embed.java.add", j_add, "records/s", c_add, 0);
     if (wanted("embed.java.list"))
         report("embed.java.list", j_list, "records/s", c_list, 0);
     free(dir);
+    free(cdir);
+    free(wdir);
 }
 #endif
 

@@ -1,27 +1,38 @@
 package org.fieldvault.bench;
 
+import java.io.BufferedReader;
 import java.io.File;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
 
 import org.fieldvault.KdfProfile;
 import org.fieldvault.RecordInput;
 import org.fieldvault.Vault;
 
 /**
- * The Java side of embed.java.add and embed.java.list (bench/bench_embed.c
- * runs it and the C API in the same run): records like the C side's
- * (a title, a 300-byte narrative, 2 fields, a tag) added through the
- * binding, each durable on return, then listed `rounds` times; after a
- * warm-up vault of the same work, for the JIT. Prints "add RATE" and
- * "list RATE" (records per second) on stdout.
- *   JavaBench DIR N ROUNDS
+ * The Java side of embed.java.add and embed.java.list, driven by
+ * bench/bench_embed.c, which times the C API on the same work and
+ * alternates with this process step by step (so that a change in the
+ * machine's load falls on both sides). Records like the C side's (a title,
+ * a 300-byte narrative, 2 fields, a tag), added through the binding, each
+ * durable on return. Commands on stdin, one answer line on stdout each:
+ *
+ *   warm K R   a separate vault: K adds, R listings (the JIT's warm-up)
+ *   add K      K more records in the timed vault: "t SECONDS"
+ *   list R     R listings of the timed vault: "t SECONDS"
+ *   quit
+ *
+ *   JavaBench DIR
  */
 public final class JavaBench {
+    private static final String WORDS =
+            "the men came at night and took the cattle from the village by the river ";
+
     private static String narrative(long seed) {
-        String words = "the men came at night and took the cattle from the village by the river ";
         StringBuilder sb = new StringBuilder(300);
-        int o = (int) (seed % words.length());
+        int o = (int) (seed % WORDS.length());
         while (sb.length() < 300)
-            sb.append(words.charAt(o++ % words.length()));
+            sb.append(WORDS.charAt(o++ % WORDS.length()));
         return sb.toString();
     }
 
@@ -37,32 +48,54 @@ public final class JavaBench {
         }
     }
 
-    private static double[] run(File dir, int n, int rounds) throws Exception {
-        try (Vault v = Vault.create(dir, "correct horse battery staple".toCharArray(), KdfProfile.TEST)) {
-            long t = System.nanoTime();
-            for (int i = 0; i < n; i++)
-                add(v, i);
-            double add = n / ((System.nanoTime() - t) / 1e9);
-            long[] seen = new long[1];
-            t = System.nanoTime();
-            for (int r = 0; r < rounds; r++)
-                v.forEach(null, rec -> {
-                    seen[0] += rec.title().length;
-                    rec.close();
-                    return true;
-                });
-            double list = (double) n * rounds / ((System.nanoTime() - t) / 1e9);
-            if (seen[0] == 0)
-                throw new IllegalStateException("nothing listed");
-            return new double[] {add, list};
-        }
+    private static long list(Vault v, int rounds) throws Exception {
+        long[] seen = new long[1];
+        for (int r = 0; r < rounds; r++)
+            v.forEach(null, rec -> {
+                seen[0] += rec.title().length;
+                rec.close();
+                return true;
+            });
+        return seen[0];
+    }
+
+    private static Vault create(File dir) throws Exception {
+        return Vault.create(dir, "correct horse battery staple".toCharArray(), KdfProfile.TEST);
     }
 
     public static void main(String[] args) throws Exception {
         File dir = new File(args[0]);
-        int n = Integer.parseInt(args[1]), rounds = Integer.parseInt(args[2]);
-        run(new File(dir, "warm"), Math.max(n / 4, 100), rounds); // the JIT's warm-up
-        double[] r = run(new File(dir, "timed"), n, rounds);
-        System.out.printf("add %.1f%nlist %.1f%n", r[0], r[1]);
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        try (Vault timed = create(new File(dir, "timed"))) {
+            int next = 0;
+            String line;
+            while ((line = in.readLine()) != null) {
+                String[] w = line.trim().split(" ");
+                long t = System.nanoTime();
+                switch (w[0]) {
+                case "warm":
+                    try (Vault warm = create(new File(dir, "warm"))) {
+                        for (int i = 0; i < Integer.parseInt(w[1]); i++)
+                            add(warm, i);
+                        list(warm, Integer.parseInt(w[2]));
+                    }
+                    break;
+                case "add":
+                    for (int i = 0; i < Integer.parseInt(w[1]); i++)
+                        add(timed, next++);
+                    break;
+                case "list":
+                    if (list(timed, Integer.parseInt(w[1])) == 0 && next > 0)
+                        throw new IllegalStateException("nothing listed");
+                    break;
+                case "quit":
+                    return;
+                default:
+                    throw new IllegalArgumentException(line);
+                }
+                System.out.printf("t %.6f%n", (System.nanoTime() - t) / 1e9);
+                System.out.flush();
+            }
+        }
     }
 }
