@@ -63,6 +63,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -333,16 +334,26 @@ static void jvm_start(struct jvm *j, const char *dir)
         die("fdopen: %s", strerror(errno));
 }
 
-/* Sends one command; returns the seconds JavaBench says it took. */
-static double jvm_do(struct jvm *j, const char *cmd)
+/* Sends one command; returns the seconds JavaBench says it took, and in
+ * *cpu its thread's CPU seconds. */
+static double jvm_do(struct jvm *j, const char *cmd, double *cpu)
 {
     char line[128];
-    double t = -1;
+    double t = -1, c = -1;
     fprintf(j->to, "%s\n", cmd);
     fflush(j->to);
-    if (!fgets(line, sizeof line, j->from) || sscanf(line, "t %lf", &t) != 1 || t < 0)
+    if (!fgets(line, sizeof line, j->from) || sscanf(line, "t %lf %lf", &t, &c) != 2 || t < 0)
         die("JavaBench failed");
+    if (cpu)
+        *cpu = c;
     return t;
+}
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void jvm_stop(struct jvm *j)
@@ -375,8 +386,8 @@ static double median(double *t, size_t n)
 static void java_vs_c(void)
 {
     const size_t n = opt.quick ? 400 : 2000, steps = 8, per = n / steps;
-    const size_t rounds = opt.quick ? 4 : 10, warm = n / 4;
-    double c_add, c_list, j_add, j_list, t, ct[16], jt[16];
+    const size_t rounds = opt.quick ? 4 : 10, warm = n / 2;
+    double c_add, c_list, j_add, j_list, t, ct[16], jt[16], cc[16], jc[16];
     char cmd[64];
     char *dir = scratch_path("java"), *cdir = scratch_path("c-timed"), *wdir = scratch_path("c-warm");
     struct rec_in rec;
@@ -388,7 +399,7 @@ static void java_vs_c(void)
         die("mkdir %s: %s", dir, strerror(errno));
     jvm_start(&j, dir);
     snprintf(cmd, sizeof cmd, "warm %zu %zu", warm, 4 * rounds);
-    jvm_do(&j, cmd);
+    jvm_do(&j, cmd, NULL);
     w = create_vault(wdir);
     for (size_t i = 0; i < warm; i++) {
         make_record(&rec, 1, i);
@@ -402,29 +413,38 @@ static void java_vs_c(void)
     snprintf(cmd, sizeof cmd, "add %zu", per);
     for (size_t s = 0; s < steps; s++) {
         if (s % 2)
-            jt[s] = jvm_do(&j, cmd);
+            jt[s] = jvm_do(&j, cmd, &jc[s]);
         t = now();
+        cc[s] = thread_cpu();
         for (size_t i = 0; i < per; i++, next++) {
             make_record(&rec, 1, next);
             fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
         }
+        cc[s] = thread_cpu() - cc[s];
         ct[s] = now() - t;
         if (s % 2 == 0)
-            jt[s] = jvm_do(&j, cmd);
+            jt[s] = jvm_do(&j, cmd, &jc[s]);
     }
     c_add = (double)per / median(ct, steps);
     j_add = (double)per / median(jt, steps);
+    note("add, CPU time: C API %.0f/s, Java %.0f/s (ratio %.3f)", per / median(cc, steps),
+         per / median(jc, steps), median(cc, steps) / median(jc, steps));
     for (size_t r = 0; r < rounds; r++) {
         if (r % 2)
-            jt[r] = jvm_do(&j, "list 1");
+            jt[r] = jvm_do(&j, "list 1", &jc[r]);
         t = now();
+        cc[r] = thread_cpu();
         fv_check(fv_vault_list(v, count_title, &seen), v, "fv_vault_list");
+        cc[r] = thread_cpu() - cc[r];
         ct[r] = now() - t;
         if (r % 2 == 0)
-            jt[r] = jvm_do(&j, "list 1");
+            jt[r] = jvm_do(&j, "list 1", &jc[r]);
     }
     c_list = (double)(steps * per) / median(ct, rounds);
     j_list = (double)(steps * per) / median(jt, rounds);
+    note("list, CPU time: C API %.0f/s, Java %.0f/s (ratio %.3f)",
+         (double)(steps * per) / median(cc, rounds), (double)(steps * per) / median(jc, rounds),
+         median(cc, rounds) / median(jc, rounds));
     fv_vault_close(v);
     jvm_stop(&j);
     if (seen == 0)

@@ -15,11 +15,12 @@ import org.fieldvault.Vault;
  * alternates with this process step by step (so that a change in the
  * machine's load falls on both sides). Records like the C side's (a title,
  * a 300-byte narrative, 2 fields, a tag), added through the binding, each
- * durable on return. Commands on stdin, one answer line on stdout each:
+ * durable on return. Commands on stdin, one answer line on stdout each
+ * (the wall time and this thread's CPU time, native calls included):
  *
  *   warm K R   a separate vault: K adds, R listings (the JIT's warm-up)
- *   add K      K more records in the timed vault: "t SECONDS"
- *   list R     R listings of the timed vault: "t SECONDS"
+ *   add K      K more records in the timed vault: "t SECONDS CPU_SECONDS"
+ *   list R     R listings of the timed vault: "t SECONDS CPU_SECONDS"
  *   quit
  *
  *   JavaBench DIR
@@ -36,13 +37,25 @@ public final class JavaBench {
         return sb.toString();
     }
 
+    /** n in `width` digits, as %0Nd (the C side's snprintf). */
+    private static StringBuilder pad(StringBuilder sb, int n, int width) {
+        String d = Integer.toString(n);
+        for (int i = d.length(); i < width; i++)
+            sb.append('0');
+        return sb.append(d);
+    }
+
     private static void add(Vault v, int i) throws Exception {
         int k = i % 1000000;
+        StringBuilder title = pad(new StringBuilder("Testimony 0001-"), k, 6);
+        StringBuilder place = pad(pad(new StringBuilder("District "), k % 97, 2).append(", village "),
+                                  k % 997, 3);
+        StringBuilder date = pad(pad(new StringBuilder("2024-"), 1 + k % 12, 2).append('-'), 1 + k % 28, 2);
         try (RecordInput in = new RecordInput()) {
-            in.title(String.format("Testimony %04d-%06d", 1, k))
+            in.title(title.toString())
               .narrative(narrative(i))
-              .field("location", String.format("District %02d, village %03d", k % 97, k % 997))
-              .field("date", String.format("2024-%02d-%02d", 1 + k % 12, 1 + k % 28))
+              .field("location", place.toString())
+              .field("date", date.toString())
               .tag("region-" + (char) ('a' + k % 26));
             v.add(in);
         }
@@ -65,13 +78,14 @@ public final class JavaBench {
 
     public static void main(String[] args) throws Exception {
         File dir = new File(args[0]);
+        java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         try (Vault timed = create(new File(dir, "timed"))) {
             int next = 0;
             String line;
             while ((line = in.readLine()) != null) {
                 String[] w = line.trim().split(" ");
-                long t = System.nanoTime();
+                long t = System.nanoTime(), cpu = threads.getCurrentThreadCpuTime();
                 switch (w[0]) {
                 case "warm":
                     try (Vault warm = create(new File(dir, "warm"))) {
@@ -93,7 +107,8 @@ public final class JavaBench {
                 default:
                     throw new IllegalArgumentException(line);
                 }
-                System.out.printf("t %.6f%n", (System.nanoTime() - t) / 1e9);
+                System.out.printf("t %.6f %.6f%n", (System.nanoTime() - t) / 1e9,
+                                  (threads.getCurrentThreadCpuTime() - cpu) / 1e9);
                 System.out.flush();
             }
         }
