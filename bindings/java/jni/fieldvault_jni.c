@@ -14,7 +14,8 @@
  *   Java exception raised by a callback (an InputStream that fails) stops
  *   the operation and is the one that propagates.
  * - Every callback runs in a local reference frame: no reference outlives
- *   the record, note or piece it was made for.
+ *   the record, note or piece it was made for. A record crosses packed in
+ *   three arrays (on_record), a few JNI calls rather than one per string.
  */
 #include <jni.h>
 #include <stdint.h>
@@ -55,7 +56,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
     m_exception_of = (*env)->GetStaticMethodID(env, c_exception, "of",
                                                "(ILjava/lang/String;)Lorg/fieldvault/FieldVaultException;");
     m_read = (*env)->GetMethodID(env, c_input_stream, "read", "([BII)I");
-    m_record = (*env)->GetMethodID(env, sink, "record", "([B[B[B[BJJ[B[B[[B[[B[[B[[B[JIII)Z");
+    m_record = (*env)->GetMethodID(env, sink, "record", "([B[I[J)Z");
     m_note = (*env)->GetMethodID(env, sink, "note", "([B[B[BJ[B)Z");
     m_issue = (*env)->GetMethodID(env, sink, "issue", "([B[BLjava/lang/String;)Z");
     m_progress = (*env)->GetMethodID(env, sink, "progress", "(JJ)Z");
@@ -270,19 +271,6 @@ static int strv_in(JNIEnv *env, jobjectArray a, strv *v, int nulls)
     return 0;
 }
 
-static jobjectArray strs_out(JNIEnv *env, const char *const *s, size_t n)
-{
-    jobjectArray a = (*env)->NewObjectArray(env, (jsize)n, c_bytes, NULL);
-    for (size_t i = 0; a && i < n; i++) {
-        jbyteArray e = str_out(env, s[i]);
-        if (!e)
-            return NULL;
-        (*env)->SetObjectArrayElement(env, a, (jsize)i, e);
-        (*env)->DeleteLocalRef(env, e);
-    }
-    return a;
-}
-
 /* A passphrase from char[] (as UTF-8) or byte[] into secure memory. */
 static int pass_in(JNIEnv *env, jcharArray pc, jbyteArray pb, char **out, size_t *len)
 {
@@ -362,64 +350,100 @@ static int on_progress(uint64_t done, uint64_t total, void *payload)
     return (*env)->ExceptionCheck(env) || !go;
 }
 
-static jobject make_record_call(JNIEnv *env, jobject sink, const fv_record *r, jboolean *go)
-{
-    jobjectArray fk, fvals, tags, an;
-    jlongArray nums;
-    jbyteArray id, rev, author, origin, title, narrative;
-    size_t na = r->nattachments;
-
-    id = bytes_out(env, r->id, FV_ID_BYTES);
-    rev = bytes_out(env, r->revision, FV_ID_BYTES);
-    author = bytes_out(env, r->author, FV_ID_BYTES);
-    origin = bytes_out(env, r->origin, FV_ID_BYTES);
-    title = str_out(env, r->title);
-    narrative = bytes_out(env, r->narrative ? r->narrative : "", r->narrative ? r->narrative_len : 0);
-    fk = (*env)->NewObjectArray(env, (jsize)r->nfields, c_bytes, NULL);
-    fvals = (*env)->NewObjectArray(env, (jsize)r->nfields, c_bytes, NULL);
-    for (size_t i = 0; fk && fvals && i < r->nfields; i++) {
-        jbyteArray k = str_out(env, r->fields[i].key), v = str_out(env, r->fields[i].value);
-        if (!k || !v)
-            return NULL;
-        (*env)->SetObjectArrayElement(env, fk, (jsize)i, k);
-        (*env)->SetObjectArrayElement(env, fvals, (jsize)i, v);
-        (*env)->DeleteLocalRef(env, k);
-        (*env)->DeleteLocalRef(env, v);
-    }
-    tags = strs_out(env, r->tags, r->ntags);
-    an = (*env)->NewObjectArray(env, (jsize)na, c_bytes, NULL);
-    nums = (*env)->NewLongArray(env, (jsize)(4 * na));
-    for (size_t i = 0; an && nums && i < na; i++) {
-        const fv_attachment_info *a = &r->attachments[i];
-        jlong n4[4] = {(jlong)a->size, (jlong)a->chunk_bytes, (jlong)a->chunks,
-                       (jlong)a->chunks_present};
-        jbyteArray name = str_out(env, a->name);
-        if (!name)
-            return NULL;
-        (*env)->SetObjectArrayElement(env, an, (jsize)i, name);
-        (*env)->DeleteLocalRef(env, name);
-        (*env)->SetLongArrayRegion(env, nums, (jsize)(4 * i), 4, n4);
-    }
-    if (!id || !rev || !author || !origin || !title || !narrative || !fk || !fvals || !tags ||
-        !an || !nums || (*env)->ExceptionCheck(env))
-        return NULL;
-    *go = (*env)->CallBooleanMethod(env, sink, m_record, id, rev, author, origin,
-                                    (jlong)r->created, (jlong)r->modified, title, narrative, fk,
-                                    fvals, tags, an, nums, (jint)r->nheads, (jint)r->state,
-                                    (jint)r->nnotes);
-    return sink;
-}
-
+/* A record crosses in three arrays, so that it costs a handful of JNI calls
+ * (Record's constructor slices them, then wipes `bytes`):
+ *   ints:  nfields, ntags, nattachments, nheads, state, nnotes, then the
+ *          lengths: title, narrative, each field's key and value, each
+ *          tag, each attachment's name
+ *   longs: created, modified, then each attachment's size, chunk bytes,
+ *          chunks, chunks present
+ *   bytes: id, revision, author, origin (32 each), then the strings in the
+ *          order of their lengths. */
 static int on_record(const fv_record *r, void *payload)
 {
     jcb *c = payload;
     JNIEnv *env = c->env;
+    size_t ni = 8 + 2 * r->nfields + r->ntags + r->nattachments, nl = 2 + 4 * r->nattachments;
+    size_t total = 4 * FV_ID_BYTES, off, k = 0;
+    size_t narrative_len = r->narrative ? r->narrative_len : 0;
+    jint *ints = NULL;
+    jlong *longs = NULL;
+    unsigned char *buf = NULL;
     jboolean go = JNI_FALSE;
-    if ((*env)->ExceptionCheck(env) || (*env)->PushLocalFrame(env, 16) != 0)
+    int failed = 1;
+
+    if ((*env)->ExceptionCheck(env))
         return 1;
-    make_record_call(env, c->sink, r, &go);
+    total += strlen(r->title) + narrative_len;
+    for (size_t i = 0; i < r->nfields; i++)
+        total += strlen(r->fields[i].key) + strlen(r->fields[i].value);
+    for (size_t i = 0; i < r->ntags; i++)
+        total += strlen(r->tags[i]);
+    for (size_t i = 0; i < r->nattachments; i++)
+        total += strlen(r->attachments[i].name);
+    if (total > INT32_MAX || !(ints = malloc(ni * sizeof *ints)) ||
+        !(longs = malloc(nl * sizeof *longs)) || !(buf = malloc(total))) {
+        throw_code(env, FV_ENOMEM, "out of memory");
+        goto done;
+    }
+    ints[k++] = (jint)r->nfields;
+    ints[k++] = (jint)r->ntags;
+    ints[k++] = (jint)r->nattachments;
+    ints[k++] = (jint)r->nheads;
+    ints[k++] = (jint)r->state;
+    ints[k++] = (jint)r->nnotes;
+    memcpy(buf, r->id, FV_ID_BYTES);
+    memcpy(buf + FV_ID_BYTES, r->revision, FV_ID_BYTES);
+    memcpy(buf + 2 * FV_ID_BYTES, r->author, FV_ID_BYTES);
+    memcpy(buf + 3 * FV_ID_BYTES, r->origin, FV_ID_BYTES);
+    off = 4 * FV_ID_BYTES;
+#define PUT(p, n)                                                                                  \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (n_)                                                                                    \
+            memcpy(buf + off, (p), n_);                                                            \
+        off += n_;                                                                                 \
+        ints[k++] = (jint)n_;                                                                      \
+    } while (0)
+    PUT(r->title, strlen(r->title));
+    PUT(r->narrative, narrative_len);
+    for (size_t i = 0; i < r->nfields; i++) {
+        PUT(r->fields[i].key, strlen(r->fields[i].key));
+        PUT(r->fields[i].value, strlen(r->fields[i].value));
+    }
+    for (size_t i = 0; i < r->ntags; i++)
+        PUT(r->tags[i], strlen(r->tags[i]));
+    for (size_t i = 0; i < r->nattachments; i++)
+        PUT(r->attachments[i].name, strlen(r->attachments[i].name));
+#undef PUT
+    longs[0] = (jlong)r->created;
+    longs[1] = (jlong)r->modified;
+    for (size_t i = 0; i < r->nattachments; i++) {
+        const fv_attachment_info *a = &r->attachments[i];
+        longs[2 + 4 * i] = (jlong)a->size;
+        longs[3 + 4 * i] = (jlong)a->chunk_bytes;
+        longs[4 + 4 * i] = (jlong)a->chunks;
+        longs[5 + 4 * i] = (jlong)a->chunks_present;
+    }
+    if ((*env)->PushLocalFrame(env, 4) != 0)
+        goto done;
+    jbyteArray jb = (*env)->NewByteArray(env, (jsize)total);
+    jintArray ji = (*env)->NewIntArray(env, (jsize)k);
+    jlongArray jl = (*env)->NewLongArray(env, (jsize)nl);
+    if (jb && ji && jl) {
+        (*env)->SetByteArrayRegion(env, jb, 0, (jsize)total, (const jbyte *)buf);
+        (*env)->SetIntArrayRegion(env, ji, 0, (jsize)k, ints);
+        (*env)->SetLongArrayRegion(env, jl, 0, (jsize)nl, longs);
+        go = (*env)->CallBooleanMethod(env, c->sink, m_record, jb, ji, jl);
+        failed = 0;
+    }
     (*env)->PopLocalFrame(env, NULL);
-    return (*env)->ExceptionCheck(env) || !go;
+done:
+    if (buf)
+        wipe_free(buf, total);
+    free(ints);
+    free(longs);
+    return failed || (*env)->ExceptionCheck(env) || !go;
 }
 
 static int on_note(const fv_note *n, void *payload)

@@ -18,10 +18,8 @@ final class Native {
 
     /** Callbacks from the library; each returns true to go on, false to stop. */
     abstract static class Sink {
-        boolean record(byte[] id, byte[] revision, byte[] author, byte[] origin, long created,
-                       long modified, byte[] title, byte[] narrative, byte[][] fieldKeys,
-                       byte[][] fieldValues, byte[][] tags, byte[][] attachmentNames,
-                       long[] attachmentNumbers, int nheads, int state, int nnotes) {
+        /** A record packed as on_record (jni/fieldvault_jni.c) says; see Record's constructor. */
+        boolean record(byte[] bytes, int[] ints, long[] longs) {
             return true;
         }
 

@@ -1,6 +1,7 @@
 package org.fieldvault;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 
@@ -49,32 +50,36 @@ public final class Record implements AutoCloseable {
     private final int nheads, nnotes;
     private final ReviewState state;
 
-    Record(byte[] id, byte[] revision, byte[] author, byte[] origin, long created, long modified,
-           byte[] title, byte[] narrative, byte[][] fieldKeys, byte[][] fieldValues,
-           byte[][] tags, byte[][] attNames, long[] attNums, int nheads, int state, int nnotes) {
-        this.id = id;
-        this.revision = revision;
-        this.author = author;
-        this.origin = origin;
-        this.created = created;
-        this.modified = modified;
-        this.title = title;
-        this.narrative = narrative;
-        List<Field> f = new ArrayList<>(fieldKeys.length);
-        for (int i = 0; i < fieldKeys.length; i++)
-            f.add(new Field(fieldKeys[i], fieldValues[i]));
-        this.fields = Collections.unmodifiableList(f);
-        List<byte[]> t = new ArrayList<>(tags.length);
-        Collections.addAll(t, tags);
-        this.tags = Collections.unmodifiableList(t);
-        List<Attachment> a = new ArrayList<>(attNames.length);
-        for (int i = 0; i < attNames.length; i++)
-            a.add(new Attachment(attNames[i], attNums[4 * i], attNums[4 * i + 1], attNums[4 * i + 2],
-                                 attNums[4 * i + 3]));
-        this.attachments = Collections.unmodifiableList(a);
-        this.nheads = nheads;
-        this.state = ReviewState.of(state);
-        this.nnotes = nnotes;
+    /** From the JNI layer's packed form (on_record in jni/fieldvault_jni.c); wipes `b`. */
+    Record(byte[] b, int[] n, long[] l) {
+        int nfields = n[0], ntags = n[1], natt = n[2], k = 6, off = 4 * 32;
+        id = Arrays.copyOfRange(b, 0, 32);
+        revision = Arrays.copyOfRange(b, 32, 64);
+        author = Arrays.copyOfRange(b, 64, 96);
+        origin = Arrays.copyOfRange(b, 96, 128);
+        title = Arrays.copyOfRange(b, off, off += n[k++]);
+        narrative = Arrays.copyOfRange(b, off, off += n[k++]);
+        List<Field> f = new ArrayList<>(nfields);
+        for (int i = 0; i < nfields; i++) {
+            byte[] key = Arrays.copyOfRange(b, off, off += n[k++]);
+            f.add(new Field(key, Arrays.copyOfRange(b, off, off += n[k++])));
+        }
+        fields = Collections.unmodifiableList(f);
+        List<byte[]> t = new ArrayList<>(ntags);
+        for (int i = 0; i < ntags; i++)
+            t.add(Arrays.copyOfRange(b, off, off += n[k++]));
+        tags = Collections.unmodifiableList(t);
+        List<Attachment> a = new ArrayList<>(natt);
+        for (int i = 0; i < natt; i++)
+            a.add(new Attachment(Arrays.copyOfRange(b, off, off += n[k++]), l[2 + 4 * i],
+                                 l[3 + 4 * i], l[4 + 4 * i], l[5 + 4 * i]));
+        attachments = Collections.unmodifiableList(a);
+        created = l[0];
+        modified = l[1];
+        nheads = n[3];
+        state = ReviewState.of(n[4]);
+        nnotes = n[5];
+        Arrays.fill(b, (byte) 0);
     }
 
     public byte[] id() { return id; }

@@ -232,11 +232,8 @@ public final class Vault implements AutoCloseable {
         }
 
         @Override
-        boolean record(byte[] id, byte[] revision, byte[] author, byte[] origin, long created,
-                       long modified, byte[] title, byte[] narrative, byte[][] fk, byte[][] fv,
-                       byte[][] tags, byte[][] an, long[] anum, int nheads, int state, int nnotes) {
-            return visitor.test(new Record(id, revision, author, origin, created, modified, title,
-                                           narrative, fk, fv, tags, an, anum, nheads, state, nnotes));
+        boolean record(byte[] bytes, int[] ints, long[] longs) {
+            return visitor.test(new Record(bytes, ints, longs));
         }
     }
 
