@@ -35,6 +35,23 @@
  *                     attachment of 64 MiB (--quick 16 MiB).
  *   embed.rss.attach.down  the coordinator's fv_sync that downloads it,
  *                     then fv_attachment_read of every byte (checked).
+ *
+ * Two timings, with a limit:
+ *
+ *   embed.unlock.phone  fv_vault_open of a FV_KDF_PHONE vault: the median of
+ *                     3 of its CPU time (Argon2id uses one core: on an idle
+ *                     device, the wait), in seconds, against the limit of
+ *                     1 s; the wall time is in the note.
+ *   embed.java.add, embed.java.list  records per second through the Java
+ *                     binding (bench/java/.../JavaBench.java in a JVM, with
+ *                     a warm-up vault first, for the JIT) against the C API
+ *                     in this process in the same run, the same records
+ *                     (title, 300-byte narrative, 2 fields, a tag): 2,000
+ *                     adds (--quick 400), each durable on return, in 8
+ *                     steps, then 10 listings (--quick 4), the two sides
+ *                     alternating step by step and by turns going first;
+ *                     each side's rate is its median step's.
+ *                     Built only when CMake found a JDK.
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,7 +61,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -54,7 +73,7 @@
 static const char usage[] =
     "usage: bench_embed [--quick] [--dir DIR] [--fieldvault PATH] [NAME...]\n"
     "  embed.rss.open, embed.rss.steady, embed.rss.sync, embed.rss.attach.up,\n"
-    "  embed.rss.attach.down\n";
+    "  embed.rss.attach.down, embed.unlock.phone, embed.java.add, embed.java.list\n";
 
 static struct {
     int quick;
@@ -243,6 +262,211 @@ static void report_mib(const char *name, long kib)
         report(name, mib(kib), "MiB", 0, 1);
 }
 
+static double median3(double *t)
+{
+    double x;
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (t[j] < t[i]) {
+                x = t[i];
+                t[i] = t[j];
+                t[j] = x;
+            }
+    return t[1];
+}
+
+/* embed.unlock.phone: fv_vault_open of a phone-profile vault, the median of
+ * 3: the CPU time it costs (Argon2id runs on one core, so on an idle
+ * device this is the wait), with the wall time beside it in the note (it
+ * grows with the machine's load). */
+static void unlock_phone(const char *dir)
+{
+    double wall[3], cpu[3];
+    fv_vault *v;
+    for (int i = 0; i < 3; i++) {
+        wall[i] = now();
+        cpu[i] = self_cpu();
+        fv_check(fv_vault_open(&v, dir, PASSPHRASE, strlen(PASSPHRASE)), NULL,
+                 "fv_vault_open (phone profile)");
+        cpu[i] = self_cpu() - cpu[i];
+        wall[i] = now() - wall[i];
+        fv_vault_close(v);
+    }
+    note("phone profile unlock: %.3f s CPU, %.3f s wall (medians of 3)", median3(cpu),
+         median3(wall));
+    report("embed.unlock.phone", median3(cpu), "s", 1.0, 3);
+}
+
+#ifdef FV_BENCH_JAVA
+static int count_title(const fv_record *r, void *payload)
+{
+    *(size_t *)payload += strlen(r->title);
+    return 0;
+}
+
+/* JavaBench in a JVM, its stdin and stdout ours. */
+struct jvm {
+    pid_t pid;
+    FILE *to, *from;
+};
+
+static void jvm_start(struct jvm *j, const char *dir)
+{
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        die("pipe: %s", strerror(errno));
+    if ((j->pid = fork()) < 0)
+        die("fork: %s", strerror(errno));
+    if (j->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        /* A heap of fixed size touched at start: the first touch of the
+         * young generation's pages (page faults in every array allocation
+         * until the heap has been used once) is the JVM's warm-up, not the
+         * binding's cost, and a long-running app has paid it. */
+        execl(FV_BENCH_JAVA, FV_BENCH_JAVA, "-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch",
+              "-Dfieldvault.jni.path=" FV_BENCH_JNI, "-cp",
+              FV_BENCH_JAVA_CP, "org.fieldvault.bench.JavaBench", dir, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (!(j->to = fdopen(in[1], "w")) || !(j->from = fdopen(out[0], "r")))
+        die("fdopen: %s", strerror(errno));
+}
+
+/* Sends one command; returns the seconds JavaBench says it took, and in
+ * *cpu its thread's CPU seconds. */
+static double jvm_do(struct jvm *j, const char *cmd, double *cpu)
+{
+    char line[128];
+    double t = -1, c = -1;
+    fprintf(j->to, "%s\n", cmd);
+    fflush(j->to);
+    if (!fgets(line, sizeof line, j->from) || sscanf(line, "t %lf %lf", &t, &c) != 2 || t < 0)
+        die("JavaBench failed");
+    if (cpu)
+        *cpu = c;
+    return t;
+}
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void jvm_stop(struct jvm *j)
+{
+    int st;
+    fputs("quit\n", j->to);
+    fclose(j->to);
+    fclose(j->from);
+    if (waitpid(j->pid, &st, 0) != j->pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("JavaBench exited with status %d", st);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, size_t n)
+{
+    qsort(t, n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+}
+
+/* embed.java.add, embed.java.list: the same records added (each durable)
+ * and listed through the C API in this process and through the binding in
+ * a JVM, in alternating steps (C first, then Java first, ...) so that the
+ * machine's changing load falls on both; after a warm-up on each side.
+ * Each side's rate is that of its median step. */
+static void java_vs_c(void)
+{
+    const size_t n = opt.quick ? 400 : 2000, steps = 8, per = n / steps;
+    const size_t rounds = opt.quick ? 4 : 10, warm = n / 2;
+    double c_add, c_list, j_add, j_list, t, ct[16], jt[16], cc[16], jc[16];
+    char cmd[64];
+    char *dir = scratch_path("java"), *cdir = scratch_path("c-timed"), *wdir = scratch_path("c-warm");
+    struct rec_in rec;
+    size_t seen = 0, next = 0;
+    struct jvm j;
+    fv_vault *v, *w;
+
+    if (mkdir(dir, 0700) != 0)
+        die("mkdir %s: %s", dir, strerror(errno));
+    jvm_start(&j, dir);
+    snprintf(cmd, sizeof cmd, "warm %zu %zu", warm, 4 * rounds);
+    jvm_do(&j, cmd, NULL);
+    w = create_vault(wdir);
+    for (size_t i = 0; i < warm; i++) {
+        make_record(&rec, 1, i);
+        fv_check(fv_record_add(w, NULL, &rec.in), w, "fv_record_add");
+    }
+    for (size_t r = 0; r < 4 * rounds; r++)
+        fv_check(fv_vault_list(w, count_title, &seen), w, "fv_vault_list");
+    fv_vault_close(w);
+
+    v = create_vault(cdir);
+    snprintf(cmd, sizeof cmd, "add %zu", per);
+    for (size_t s = 0; s < steps; s++) {
+        if (s % 2)
+            jt[s] = jvm_do(&j, cmd, &jc[s]);
+        t = now();
+        cc[s] = thread_cpu();
+        for (size_t i = 0; i < per; i++, next++) {
+            make_record(&rec, 1, next);
+            fv_check(fv_record_add(v, NULL, &rec.in), v, "fv_record_add");
+        }
+        cc[s] = thread_cpu() - cc[s];
+        ct[s] = now() - t;
+        if (s % 2 == 0)
+            jt[s] = jvm_do(&j, cmd, &jc[s]);
+    }
+    c_add = (double)per / median(ct, steps);
+    j_add = (double)per / median(jt, steps);
+    note("add, CPU time: C API %.0f/s, Java %.0f/s (ratio %.3f)", per / median(cc, steps),
+         per / median(jc, steps), median(cc, steps) / median(jc, steps));
+    for (size_t r = 0; r < rounds; r++) {
+        if (r % 2)
+            jt[r] = jvm_do(&j, "list 1", &jc[r]);
+        t = now();
+        cc[r] = thread_cpu();
+        fv_check(fv_vault_list(v, count_title, &seen), v, "fv_vault_list");
+        cc[r] = thread_cpu() - cc[r];
+        ct[r] = now() - t;
+        if (r % 2 == 0)
+            jt[r] = jvm_do(&j, "list 1", &jc[r]);
+    }
+    c_list = (double)(steps * per) / median(ct, rounds);
+    j_list = (double)(steps * per) / median(jt, rounds);
+    note("list, CPU time: C API %.0f/s, Java %.0f/s (ratio %.3f)",
+         (double)(steps * per) / median(cc, rounds), (double)(steps * per) / median(jc, rounds),
+         median(cc, rounds) / median(jc, rounds));
+    fv_vault_close(v);
+    jvm_stop(&j);
+    if (seen == 0)
+        die("nothing listed");
+    note("%zu records in %zu alternating steps, %zu listings: C API add %.0f/s list %.0f/s; "
+         "Java add %.0f/s list %.0f/s",
+         steps * per, steps, rounds, c_add, c_list, j_add, j_list);
+    if (wanted("embed.java.add"))
+        report("embed.java.add", j_add, "records/s", c_add, 0);
+    if (wanted("embed.java.list"))
+        report("embed.java.list", j_list, "records/s", c_list, 0);
+    free(dir);
+    free(cdir);
+    free(wdir);
+}
+#endif
+
 static void run(void)
 {
     struct ctx c;
@@ -273,6 +497,22 @@ static void run(void)
         f = in_child(case_open, &c, "open");
         report_mib("embed.rss.open", f.peak);
         report_mib("embed.rss.steady", f.steady);
+    }
+    if (wanted("embed.unlock.phone")) {
+        char *pdir = scratch_path("phone-unlock");
+        co.kdf_profile = FV_KDF_PHONE;
+        fv_check(fv_vault_create(&v, pdir, PASSPHRASE, strlen(PASSPHRASE), &co),
+                 NULL, "fv_vault_create (phone profile)");
+        fv_vault_close(v);
+        unlock_phone(pdir);
+        free(pdir);
+    }
+    if (wanted("embed.java.add") || wanted("embed.java.list")) {
+#ifdef FV_BENCH_JAVA
+        java_vs_c();
+#else
+        note("embed.java.*: no JDK was found at configure time; not measured");
+#endif
     }
     if (!wanted("embed.rss.sync") && !wanted("embed.rss.attach.up") &&
         !wanted("embed.rss.attach.down"))
@@ -316,7 +556,8 @@ int main(int argc, char **argv)
 {
     static const char *const known[] = {
         "embed.rss.open", "embed.rss.steady", "embed.rss.sync",
-        "embed.rss.attach.up", "embed.rss.attach.down"};
+        "embed.rss.attach.up", "embed.rss.attach.down", "embed.unlock.phone",
+        "embed.java.add", "embed.java.list"};
     struct sigaction sa;
 
     bench_prog = "bench_embed";

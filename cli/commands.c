@@ -203,7 +203,8 @@ static int cli_fail_dir(int rc, const char *what, const char *dir)
         cli_error("%s %s: %s", what, dir, why);
         return cli_exit_code(FV_EIO);
     }
-    cli_error("%s %s: %s", what, dir, fv_strerror(rc));
+    /* The library's own message, which no handle outlived to keep. */
+    cli_error("%s %s: %s", what, dir, fv_error_last());
     return cli_exit_code(rc);
 }
 

@@ -37,6 +37,7 @@ int fv_state_parse(const char *name, int *state)
                 *state = i;
             return FV_OK;
         }
+    fv_error_set_last("unknown review state");
     return FV_EINVAL;
 }
 

@@ -115,6 +115,25 @@ const char *fv_vault_errmsg(const fv_vault *v)
     return v ? v->msg : "no vault handle";
 }
 
+/* The calling thread's last recorded failure (fv_error_last): a copy of
+ * every handle message, and the message of a failed call that has no
+ * handle to keep it (open, create, panic). Never content or key material,
+ * as every message. */
+static _Thread_local char last_error[256];
+
+const char *fv_error_last(void)
+{
+    return last_error[0] ? last_error : "no error";
+}
+
+void fv_error_set_last(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+}
+
 /* Records the failure `rc` with a message and returns rc. */
 int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
 {
@@ -124,6 +143,19 @@ int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(v->msg, sizeof v->msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, v->msg, sizeof last_error);
+    return rc;
+}
+
+/* A failed open or create: its handle is about to be freed, so its message
+ * (or, when the failure recorded none, the code's name) stays behind as the
+ * thread's last error. Returns rc. */
+static int vault_fail(fv_vault *v, int rc, const char *what, const char *dir)
+{
+    if (v && v->msg[0])
+        fv_error_set_last("%s", v->msg);
+    else
+        fv_error_set_last("%s %s: %s", what, dir ? dir : "(null)", fv_strerror(rc));
     return rc;
 }
 
@@ -795,18 +827,24 @@ int fv_vault_create(fv_vault **out, const char *dir, const char *passphrase,
     *out = NULL;
     if (!opts)
         opts = &defaults;
-    if (!passphrase || passphrase_len == 0 || !opts ||
-        opts->version != FV_CREATE_OPTIONS_VERSION || opts->kdf_profile < 0 ||
-        opts->kdf_profile > FV_KDF_TEST)
+    if (!passphrase || passphrase_len == 0) {
+        fv_error_set_last("cannot create a vault: the passphrase is empty");
         return FV_EINVAL;
+    }
+    if (opts->version != FV_CREATE_OPTIONS_VERSION || opts->kdf_profile < 0 ||
+        opts->kdf_profile > FV_KDF_TEST) {
+        fv_error_set_last("cannot create a vault: unknown options version or KDF profile");
+        return FV_EINVAL;
+    }
     if ((rc = vault_new(&v, dir)))
-        return rc;
+        return vault_fail(NULL, rc, "cannot create a vault in", dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        rc = fv_errno_rc(errno);
+        rc = fv_v_err(v, fv_errno_rc(errno), "cannot create %s: %s", dir,
+                      fv_errno_text(errno).text);
         goto fail;
     }
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        rc = FV_EIO;
+        rc = fv_v_err(v, FV_EIO, "%s is not a directory", dir);
         goto fail;
     }
     v->opslimit = kdf_profiles[opts->kdf_profile].ops;
@@ -858,6 +896,7 @@ fail:
         free(dp);
     }
     fv_secure_free(wk);
+    vault_fail(v, rc, "cannot create a vault in", dir);
     fv_vault_close(v);
     return rc;
 }
@@ -873,9 +912,9 @@ int fv_vault_open(fv_vault **out, const char *dir, const char *passphrase,
 
     *out = NULL;
     if (!passphrase)
-        return FV_EINVAL;
+        return vault_fail(NULL, FV_EINVAL, "no passphrase to open", dir);
     if ((rc = vault_new(&v, dir)))
-        return rc;
+        return vault_fail(NULL, rc, "cannot open vault", dir);
     destroy_stale_temp(dir); /* before anything else reads the directory */
     if ((rc = read_key_file(v)))
         goto fail;
@@ -903,6 +942,7 @@ int fv_vault_open(fv_vault **out, const char *dir, const char *passphrase,
     return FV_OK;
 fail:
     fv_secure_free(wk);
+    vault_fail(v, rc, "cannot open vault", dir);
     fv_vault_close(v);
     return rc;
 }
@@ -1018,10 +1058,12 @@ int fv_vault_panic(const char *dir)
     char *path;
     int rc, found = 0;
 
-    if (!dir || !*dir)
+    if (!dir || !*dir) {
+        fv_error_set_last("no vault directory given");
         return FV_EINVAL;
+    }
     if (fv_crypto_init() != FV_OK)
-        return FV_ECRYPTO;
+        return vault_fail(NULL, FV_ECRYPTO, "cannot destroy vault", dir);
     rc = destroy_vault_files(dir, &found);
     /* The sync lock holds nothing, the failed-unlock counter a count: their
      * names only. */
@@ -1036,8 +1078,12 @@ int fv_vault_panic(const char *dir)
     destroy_decoy_tmp(dir);
     fv_fsync_dir(dir);
     rmdir(dir); /* only if empty: the directory may hold the user's files */
-    if (!found)
+    if (!found) {
+        fv_error_set_last("no vault at %s", dir);
         return FV_ENOVAULT;
+    }
+    if (rc != FV_OK)
+        vault_fail(NULL, rc, "cannot destroy every file of the vault in", dir);
     return rc;
 }
 

@@ -51,6 +51,8 @@ struct fv_vault {
 /* Records a failure message on the handle and returns rc (FV_OK passes). */
 int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Sets the thread's fv_error_last() message (a call with no handle). */
+void fv_error_set_last(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A store failure, with the store's message. */
 int fv_v_serr(fv_vault *v, int rc);
 int64_t fv_v_now(void);

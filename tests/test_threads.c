@@ -249,6 +249,33 @@ static void check_worker_records(fv_vault *v, const struct worker *w)
     }
 }
 
+/* fv_error_last is per thread: a failed open on one thread leaves another
+ * thread's last message as it was. */
+static void *fail_open_thread(void *arg)
+{
+    fv_vault *v = NULL;
+    char dir[300];
+    (void)arg;
+    snprintf(dir, sizeof dir, "%s/no-such-vault", root);
+    CHECK_EQ(fv_vault_open(&v, dir, "x", 1), FV_ENOVAULT);
+    CHECK(strstr(fv_error_last(), "no-such-vault") != NULL);
+    return NULL;
+}
+
+static void test_error_last_per_thread(void)
+{
+    pthread_t t;
+    fv_vault *v = NULL;
+    CHECK_EQ(fv_vault_open(&v, "", "x", 1), FV_EINVAL);
+    const char *mine = fv_error_last();
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", mine);
+    CHECK_EQ(pthread_create(&t, NULL, fail_open_thread, NULL), 0);
+    pthread_join(t, NULL);
+    CHECK(strcmp(fv_error_last(), copy) == 0);
+    CHECK(strstr(fv_error_last(), "no-such-vault") == NULL);
+}
+
 static void test_two_vaults(void)
 {
     struct worker a, b;
@@ -973,6 +1000,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    test_error_last_per_thread();
     t0 = now_ms();
     test_two_vaults();
     printf("two vaults, two threads: %lld ms\n", (long long)(now_ms() - t0));

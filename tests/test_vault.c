@@ -125,7 +125,24 @@ static void test_lifecycle(void)
     CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
     CHECK(memcmp(dev, dev2, FV_ID_BYTES) == 0);
     CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
-    CHECK_EQ(fv_vault_open(&w, new_dir(), PASS, strlen(PASS)), FV_ENOVAULT);
+    CHECK(strcmp(fv_error_last(), "wrong passphrase") == 0);
+    const char *none = new_dir();
+    CHECK_EQ(fv_vault_open(&w, none, PASS, strlen(PASS)), FV_ENOVAULT);
+    CHECK(strstr(fv_error_last(), "no vault at") && strstr(fv_error_last(), none));
+    /* A success leaves the last failure's message in place. */
+    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK(strstr(fv_error_last(), "no vault at") != NULL);
+    CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
+    CHECK(strstr(fv_error_last(), "passphrase is empty") != NULL);
+    CHECK_EQ(fv_vault_panic(none), FV_ENOVAULT);
+    CHECK(strstr(fv_error_last(), none) != NULL);
+    CHECK_EQ(fv_state_parse("bogus", NULL), FV_EINVAL);
+    CHECK(strcmp(fv_error_last(), "unknown review state") == 0);
+    /* A handle's message is copied. */
+    unsigned char zero[FV_ID_BYTES] = {0};
+    fv_record *nr = NULL;
+    CHECK(fv_record_get(v, &nr, zero) != FV_OK);
+    CHECK(strcmp(fv_error_last(), fv_vault_errmsg(v)) == 0);
 
     /* passwd rewraps: the old passphrase stops working, records stay. */
     unsigned char id[FV_ID_BYTES];

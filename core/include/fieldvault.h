@@ -130,6 +130,16 @@ FV_API int fv_vault_create(fv_vault **out, const char *dir,
 FV_API int fv_vault_open(fv_vault **out, const char *dir,
                          const char *passphrase, size_t passphrase_len);
 
+/* The message of the calling thread's last failure (no content, no key
+ * material), for a call that leaves no handle to ask: after a failed
+ * fv_vault_open, fv_vault_create or fv_vault_panic it says why ("wrong
+ * passphrase", "no vault at DIR", "cannot read the key file: ..."). Every
+ * message a handle records (fv_vault_errmsg) is copied here too. Kept per
+ * thread until the thread's next recorded failure; a success does not clear
+ * it. "no error" before any failure. Valid until the thread's next call into
+ * the library. Never NULL. */
+FV_API const char *fv_error_last(void);
+
 /* Wipes the handle's keys and closes it. NULL is harmless. */
 FV_API void fv_vault_close(fv_vault *v);
 
