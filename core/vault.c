@@ -369,6 +369,13 @@ static int read_key_file(fv_vault *v)
            (r < 0 && errno == EINTR))
         if (r > 0)
             n += r;
+    if (r < 0) {
+        /* The disk failed: the file may be whole, so not "damaged". */
+        int e = errno;
+        close(fd);
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the key file: %s",
+                        fv_errno_text(e).text);
+    }
     close(fd);
     if (n < 12 || memcmp(kf, KF_MAGIC, 8) != 0)
         return fv_v_err(v, FV_ECORRUPT, "the key file is not a FieldVault key file");
@@ -429,7 +436,7 @@ static int guard_open(fv_vault *v, int *fd, uint32_t *limit, uint32_t *fails)
     unsigned char g[GUARD_BYTES];
     char *path = fv_path_join(v->dir, GUARD_FILE);
     struct stat sb;
-    ssize_t n;
+    ssize_t n = 0;
 
     *fd = -1;
     *limit = *fails = 0;
@@ -443,9 +450,22 @@ static int guard_open(fv_vault *v, int *fd, uint32_t *limit, uint32_t *fails)
         return fv_v_err(v, FV_EIO, "cannot open the failed-unlock counter %s: %s",
                         GUARD_FILE, fv_errno_text(errno).text);
     }
-    if (flock(*fd, LOCK_EX) != 0 || fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        sb.st_size != GUARD_BYTES ||
-        (n = pread(*fd, g, sizeof g, 0)) != (ssize_t)sizeof g ||
+    if (flock(*fd, LOCK_EX) != 0 || fstat(*fd, &sb) != 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the failed-unlock counter %s: %s",
+                        GUARD_FILE, fv_errno_text(e).text);
+    }
+    if (S_ISREG(sb.st_mode) && sb.st_size == GUARD_BYTES &&
+        (n = pread(*fd, g, sizeof g, 0)) < 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the failed-unlock counter %s: %s",
+                        GUARD_FILE, fv_errno_text(e).text);
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size != GUARD_BYTES || n != (ssize_t)sizeof g ||
         memcmp(g, GUARD_MAGIC, 8) != 0 || get_le(g + 8, 4) > GUARD_MAX) {
         close(*fd);
         *fd = -1;
