@@ -797,13 +797,22 @@ static void pack_path(const fv_sstore *s, uint32_t pack, char *out,
     snprintf(out, size, "%s/pack-%06u", s->chunk_dir, (unsigned)pack);
 }
 
-static void fsync_path(const char *dir)
+/* A directory's entries made durable: -1 (errno set) when that cannot be
+ * promised. */
+static int fsync_path(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = -1;
     if (fd >= 0) {
-        fsync(fd);
-        close(fd);
+        rc = fsync(fd);
+        if (rc != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+        } else {
+            close(fd);
+        }
     }
+    return rc;
 }
 
 /* Makes the chunk directory (0700) if it is missing: a server made before
@@ -814,14 +823,25 @@ static int chunk_dir_make(fv_sstore *s)
     if (mkdir(s->chunk_dir, 0700) == 0) {
         /* Its entry in the server directory must survive a crash too. */
         char *parent = strdup(s->chunk_dir), *slash;
-        if (parent && (slash = strrchr(parent, '/'))) {
-            *slash = '\0';
-            fsync_path(slash == parent ? "/" : parent);
-        } else if (parent) {
-            fsync_path(".");
+        int rc = FV_OK;
+        if (!parent) {
+            rc = fv_db_error(&s->d, FV_ENOMEM, "out of memory");
+        } else {
+            int synced;
+            if ((slash = strrchr(parent, '/'))) {
+                *slash = '\0';
+                synced = fsync_path(slash == parent ? "/" : parent);
+            } else {
+                synced = fsync_path(".");
+            }
+            if (synced != 0)
+                rc = pack_fail(s, "cannot sync the directory holding it");
         }
         free(parent);
-        return FV_OK;
+        /* Made again, and its entry synced, by the next try. */
+        if (rc)
+            rmdir(s->chunk_dir);
+        return rc;
     }
     if (errno != EEXIST)
         return pack_fail(s, "cannot make the directory");
@@ -871,8 +891,14 @@ static int pack_open_write(fv_sstore *s, uint32_t pack, int create)
         close(fd);
         return fv_db_error(&s->d, FV_EIO, "chunks: a pack is not a file");
     }
-    if (create)
-        fsync_path(s->chunk_dir); /* the new name survives a crash */
+    /* The new name survives a crash, or the pack is not used: it is empty,
+     * and the next try makes it again. */
+    if (create && fsync_path(s->chunk_dir) != 0) {
+        int rc = pack_fail(s, "cannot sync the directory of a new pack");
+        close(fd);
+        unlink(path);
+        return rc;
+    }
     s->wfd = fd;
     s->wpack = pack;
     s->wsize = (uint64_t)sb.st_size;

@@ -340,7 +340,9 @@ static void destroy_stale_temp(const char *dir)
     if (!(stat(key, &k) == 0 && k.st_dev == a.st_dev && k.st_ino == a.st_ino))
         shred_fd(fd);
     unlink(tmp);
-    fv_fsync_dir(dir);
+    /* Best effort: its bytes are shredded already, and a name that comes
+     * back after a crash is destroyed by the next open. */
+    (void)fv_fsync_dir(dir);
 done:
     if (fd >= 0)
         close(fd);
@@ -566,8 +568,10 @@ static int guard_set(fv_vault *v, uint32_t limit)
 done:
     if (fd >= 0)
         close(fd);
-    if (rc == FV_OK)
-        fv_fsync_dir(v->dir);
+    /* The counter's new name must survive a crash, or the wipe it arms
+     * may silently not be there: reported, the setting not promised. */
+    if (rc == FV_OK && (rc = fv_fsync_dir(v->dir)) != FV_OK)
+        rc = fv_v_err(v, rc, "cannot make %s durable: %s", GUARD_FILE, fv_strerror(rc));
     free(path);
     return rc;
 }
@@ -1006,8 +1010,10 @@ static int destroy_vault_files(const char *dir, int *found)
             *found = 1;
         if (rc != FV_OK && rc != FV_ENOTFOUND)
             failed = 1;
-        if (i == 0 && rc != FV_ENOTFOUND)
-            fv_fsync_dir(dir); /* the key's name gone, durably, first */
+        /* The key's name gone, durably, first; the rest is destroyed even
+         * when that cannot be promised, and the failure reported. */
+        if (i == 0 && rc != FV_ENOTFOUND && fv_fsync_dir(dir) != FV_OK)
+            failed = 1;
     }
     return failed ? FV_EIO : FV_OK;
 }
@@ -1054,7 +1060,8 @@ int fv_vault_panic(const char *dir)
         free(path);
     }
     destroy_decoy_tmp(dir);
-    fv_fsync_dir(dir);
+    if (fv_fsync_dir(dir) != FV_OK && rc == FV_OK)
+        rc = FV_EIO; /* the names' removal may not survive a crash */
     rmdir(dir); /* only if empty: the directory may hold the user's files */
     if (!found)
         return FV_ENOVAULT;
@@ -1313,7 +1320,8 @@ static int duress_takeover(fv_vault *v, const unsigned char *wk)
                       "cannot write the vault database: %s", fv_strerror(rc ? rc : FV_EIO));
         goto done;
     }
-    fv_fsync_dir(v->dir);
+    if ((rc = fv_fsync_dir(v->dir)) != FV_OK)
+        rc = fv_v_err(v, rc, "cannot make the vault database durable: %s", fv_strerror(rc));
 done:
     if (fd >= 0)
         close(fd);

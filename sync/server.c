@@ -281,7 +281,8 @@ int fv_server_init_named(const char *dir, const char *listen,
         goto done;
     fv_sstore_close(st);
     st = NULL;
-    fv_fsync_dir(dir);
+    /* Every file's name made durable, or the half-made server undone. */
+    rc = fv_fsync_dir(dir);
 done:
     if (st) {
         fv_sstore_rollback(st);
