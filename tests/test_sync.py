@@ -1106,6 +1106,57 @@ class TestRevocation(SyncTest):
         self.assertFalse(self.devices(c)["admin"]["revoked"])
 
 
+class TestRetractionBeforeFirstSync(SyncTest):
+    def test_unsent_record_retracted(self):
+        """A record added and retracted before its first sync: the server
+        never held it, so its retraction is never sent (it would be refused,
+        and with it every later sync of the device); the device's other
+        records arrive, its later syncs succeed, and the retraction stays
+        listed there. A retraction of a record the server never held that
+        reaches it anyway (from a build that sent it, or an outbox sent
+        again to a new server) is acknowledged and stored nowhere, and
+        blocks nothing."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        slip = self.add(f, "a slip")
+        self.v(f, "retract", slip, "--yes")
+        self.add(f, "kept")
+        self.sync(f)
+        self.add(f, "later")
+        self.sync(f)
+        self.sync(c)
+        self.assertEqual(self.titles(c), ["kept", "later"])
+        self.assertEqual(self.titles(f), ["kept", "later"])
+        self.assertEqual([r["record"] for r in self.jv(f, "retractions")],
+                         [slip])
+        db = sqlite3.connect(os.path.join(f, "vault.db"))
+        kept = db.execute("SELECT delivered FROM envelope WHERE kind = 6").fetchall()
+        db.close()
+        self.assertEqual(kept, [(2,)], "the retraction is kept back, never sent")
+        for vault in (c, f):
+            self.assertEqual(self.jv(vault, "verify")["failures"], 0)
+        # The same retraction put back in the outbox, as a device that sent
+        # it would have it: the server acknowledges it, the rest arrives.
+        slip2 = self.add(f, "another slip")
+        self.v(f, "retract", slip2, "--yes")
+        db = sqlite3.connect(os.path.join(f, "vault.db"))
+        with db:
+            n = db.execute("UPDATE envelope SET delivered = 0 WHERE kind = 6 "
+                           "AND own").rowcount
+        db.close()
+        self.assertEqual(n, 2)
+        self.add(f, "after the old retractions")
+        self.sync(f)
+        self.settle(f)
+        self.sync(c)
+        self.assertEqual(self.titles(c),
+                         ["after the old retractions", "kept", "later"])
+        for x in os.listdir(sdir):
+            if os.path.isfile(os.path.join(sdir, x)):
+                with open(os.path.join(sdir, x), "rb") as fh:
+                    self.assertNotIn(bytes.fromhex(slip2), fh.read(), x)
+
+
 # ---- cuts ------------------------------------------------------------------------
 
 class TestCuts(SyncTest):
