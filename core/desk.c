@@ -250,16 +250,7 @@ static int write_desk(fv_vault *v, unsigned char out_id[FV_ID_BYTES], int kind,
     }
     rc = fv_v_write_envelope(v, eid, &w);
     if (rc == FV_OK && kind == FV_ENV_RETRACTION) {
-        int sent = 1;
-        /* Asked before the record's envelopes go. A record that never left
-         * this device: the server never held it and would refuse its
-         * retraction (and with it the rest of every later push), so the
-         * retraction stays here, the auditable fact, and is never sent. */
-        rc = fv_v_serr(v, fv_store_record_sent(v->store, id, &sent));
-        if (rc == FV_OK && !sent)
-            rc = fv_v_serr(v, fv_store_env_keep_local(v->store, eid));
-        if (rc == FV_OK)
-            rc = fv_v_serr(v, fv_store_retract_record(v->store, id));
+        rc = fv_v_serr(v, fv_store_retract_record(v->store, id));
     } else if (rc == FV_OK) {
         unsigned char *bytes = NULL, rec[FV_ID_BYTES], mac[FV_HASH_BYTES];
         size_t len = 0;

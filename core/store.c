@@ -933,36 +933,7 @@ int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
 int fv_store_undeliver_all(fv_store *s)
 {
     return fv_db_exec(&s->d, "UPDATE envelope SET delivered = 0 "
-                             "WHERE own AND delivered = 1");
-}
-
-int fv_store_record_sent(fv_store *s, const unsigned char record[32], int *sent)
-{
-    sqlite3_stmt *st;
-    int rc = fv_db_prepare(&s->d,
-                           "SELECT EXISTS (SELECT 1 FROM envelope WHERE record = ?1 "
-                           "AND kind <> 6 AND (delivered = 1 OR NOT own))",
-                           &st, "sent");
-    if (rc)
-        return rc;
-    bind_id(st, 1, record);
-    if ((rc = fv_db_step_row(&s->d, st, "sent")) == FV_OK)
-        *sent = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-int fv_store_env_keep_local(fv_store *s, const unsigned char id[32])
-{
-    sqlite3_stmt *st;
-    int rc = fv_db_prepare(&s->d, "UPDATE envelope SET delivered = 2 WHERE id = ?1 AND own",
-                           &st, "keep");
-    if (rc)
-        return rc;
-    bind_id(st, 1, id);
-    rc = fv_db_step_done(&s->d, st, "keep");
-    sqlite3_finalize(st);
-    return rc;
+                             "WHERE own AND delivered");
 }
 
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)

@@ -147,16 +147,8 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
  * envelopes it names delivered. Call inside a transaction. */
 int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
                        const unsigned char *const *ids, size_t n);
-/* Puts every own envelope back in the outbox (a new server), but those
- * kept here only (fv_store_env_keep_local). */
+/* Puts every own envelope back in the outbox (a new server). */
 int fv_store_undeliver_all(fv_store *s);
-/* Whether the server may hold `record`: an envelope of it (not a
- * retraction) came from elsewhere or has its receipt. */
-int fv_store_record_sent(fv_store *s, const unsigned char record[32], int *sent);
-/* Keeps own envelope `id` out of the outbox for good (delivered = 2): the
- * retraction of a record that never left this device, which the server,
- * never having held the record, has no use for. */
-int fv_store_env_keep_local(fv_store *s, const unsigned char id[32]);
 /* Every own, unpurged envelope that is not a grant, in write order. */
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload);
 

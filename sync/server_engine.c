@@ -861,9 +861,8 @@ static int store_one(fv_srv *s, size_t i, uint64_t *head,
         it->kind == FV_ENV_RETRACTION) {
         rc = fv_sstore_record_origin(s->st, it->record, origin);
         if (rc == FV_ENOTFOUND && it->kind == FV_ENV_RETRACTION) {
-            /* A record retracted before it ever left its device (sent by
-             * a build that did not keep such a retraction back, or an
-             * outbox sent again to a new server): nothing here to destroy
+            /* A record retracted before it ever left its device, or an
+             * outbox sent again to a new server: nothing here to destroy
              * or to tell anyone. Acknowledged at seq 0 and not stored,
              * like a late envelope, so that the device's outbox drains:
              * refused, it would refuse the whole batch and every later

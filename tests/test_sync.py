@@ -1109,13 +1109,11 @@ class TestRevocation(SyncTest):
 class TestRetractionBeforeFirstSync(SyncTest):
     def test_unsent_record_retracted(self):
         """A record added and retracted before its first sync: the server
-        never held it, so its retraction is never sent (it would be refused,
-        and with it every later sync of the device); the device's other
-        records arrive, its later syncs succeed, and the retraction stays
-        listed there. A retraction of a record the server never held that
-        reaches it anyway (from a build that sent it, or an outbox sent
-        again to a new server) is acknowledged and stored nowhere, and
-        blocks nothing."""
+        never held it, and acknowledges its retraction without storing it
+        (refused, it failed the whole push, and every later sync of the
+        device with it); the device's other records arrive, its later syncs
+        succeed, and the retraction stays listed there. The same when the
+        device sends its outbox again (as to a new server)."""
         sdir, srv, c = self.organisation()
         f = self.field(c, srv, "worker")
         slip = self.add(f, "a slip")
@@ -1130,13 +1128,13 @@ class TestRetractionBeforeFirstSync(SyncTest):
         self.assertEqual([r["record"] for r in self.jv(f, "retractions")],
                          [slip])
         db = sqlite3.connect(os.path.join(f, "vault.db"))
-        kept = db.execute("SELECT delivered FROM envelope WHERE kind = 6").fetchall()
+        sent = db.execute("SELECT delivered FROM envelope WHERE kind = 6").fetchall()
         db.close()
-        self.assertEqual(kept, [(2,)], "the retraction is kept back, never sent")
+        self.assertEqual(sent, [(1,)], "the retraction was sent and acknowledged")
         for vault in (c, f):
             self.assertEqual(self.jv(vault, "verify")["failures"], 0)
-        # The same retraction put back in the outbox, as a device that sent
-        # it would have it: the server acknowledges it, the rest arrives.
+        # The retractions put back in the outbox, as for a new server: the
+        # server acknowledges them again, the rest arrives.
         slip2 = self.add(f, "another slip")
         self.v(f, "retract", slip2, "--yes")
         db = sqlite3.connect(os.path.join(f, "vault.db"))
