@@ -12,8 +12,11 @@
  * undone), and the vault must then pass PRAGMA integrity_check and
  * fv_vault_verify and hold every acknowledged change.
  * A sync exchange through both engines (the server's database and packs
- * included) runs with FV_FAULT_OPS=sync only, for now.
- * Usage: test_faults [alloc|io|power]... (default: all three). */
+ * included) is one of the operations; a retraction and retention through
+ * them run when FV_FAULT_OPS names them (test_faults_desk), and power-sync
+ * loses power at every sync boundary of a sync (vault and server).
+ * Usage: test_faults [alloc|io|power|power-sync]... (default: the first
+ * three). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
