@@ -171,8 +171,12 @@ int fv_v_attach_init(struct attach_out *o, size_t n)
     o->padded = calloc(n ? n : 1, 1);
     if (n) /* attachment keys: locked memory, only when there are some */
         o->keys = fv_secure_alloc(n * FV_KEY_BYTES);
-    return o->info && o->counts && o->padded && (!n || o->keys) ? FV_OK
-                                                                : FV_ENOMEM;
+    if (o->info && o->counts && o->padded && (!n || o->keys))
+        return FV_OK;
+    /* The callers return at once: nothing half-made is left to them. */
+    fv_v_attach_free(o);
+    memset(o, 0, sizeof *o);
+    return FV_ENOMEM;
 }
 
 uint64_t fv_v_sources_total(const fv_record_input *in)
@@ -386,8 +390,12 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         rc = fv_v_err(v, errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno),
                   "cannot create the output file: %s", fv_errno_text(errno).text);
     unlink(tmp);
-    if (rc == FV_OK)
-        fv_fsync_dir(dir); /* the new name made durable */
+    /* The new name made durable, or the file is taken back rather than
+     * reported saved (as an export is). */
+    if (rc == FV_OK && (rc = fv_fsync_dir(dir)) != FV_OK) {
+        unlink(path);
+        rc = fv_v_err(v, rc, "cannot make the output file durable: %s", fv_strerror(rc));
+    }
     free(tmp);
     free(dir);
     return rc;

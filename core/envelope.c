@@ -64,13 +64,18 @@ static int cmp_id(const void *a, const void *b) { return memcmp(a, b, 32); }
 static int sig_structure(fv_enc *e, const unsigned char *prot, size_t prot_len,
                          const unsigned char *body, size_t body_len)
 {
+    int rc;
     fv_enc_init(e);
     fv_enc_array(e, 4);
     fv_enc_cstr(e, "Signature1");
     fv_enc_bytes(e, prot, prot_len);
     fv_enc_bytes(e, "", 0);
     fv_enc_bytes(e, body, body_len);
-    return e->err;
+    /* Out of memory halfway: the callers return at once, never reaching the
+     * fv_enc_finish that would free the writer's buffer. */
+    if ((rc = e->err))
+        fv_enc_dispose(e);
+    return rc;
 }
 
 static void encode_protected(fv_enc *e, const unsigned char *author)

@@ -79,7 +79,12 @@ static int write_new_file(fv_vault *v, const char *path,
                       "cannot create the key file: %s", fv_errno_text(errno).text);
         goto done;
     }
-    fv_fsync_dir(dir);
+    /* A name that may not survive a crash is not a recovery file: taken
+     * back, so that a retry can make it again. */
+    if ((rc = fv_fsync_dir(dir)) != FV_OK) {
+        unlink(path);
+        rc = fv_v_err(v, rc, "cannot make the key file durable: %s", fv_strerror(rc));
+    }
 done:
     if (fd >= 0)
         close(fd);

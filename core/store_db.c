@@ -133,6 +133,271 @@ int fv_db_pragma_int(fv_db *d, const char *sql, int *out)
     return rc;
 }
 
+/* ---- the VFS ------------------------------------------------------------ */
+
+/* Every database is opened through "fieldvault", a thin layer over the
+ * default VFS. SQLite's unix VFS reports a read that failed with EIO (or
+ * ERANGE, ENXIO) as SQLITE_IOERR_CORRUPTFS, which its API turns into
+ * SQLITE_CORRUPT, "database disk image is malformed": to the caller a
+ * failing disk would look like a tampered vault. The layer reports such a
+ * read as the I/O error it is (SQLITE_IOERR_READ, so FV_EIO); corruption
+ * stays what SQLite finds in bytes it did read. Everything else passes
+ * through unchanged. */
+#define FV_VFS_NAME "fieldvault"
+
+typedef struct vfs_file {
+    sqlite3_file base;  /* pMethods = &vfs_io, or NULL when not open */
+    sqlite3_file *real; /* the default VFS's file, right after this struct */
+} vfs_file;
+
+static sqlite3_vfs *vfs_real(sqlite3_vfs *v) { return v->pAppData; }
+static sqlite3_file *file_real(sqlite3_file *f) { return ((vfs_file *)f)->real; }
+
+static int io_close(sqlite3_file *f)
+{
+    sqlite3_file *r = file_real(f);
+    int rc = r->pMethods ? r->pMethods->xClose(r) : SQLITE_OK;
+    f->pMethods = NULL;
+    return rc;
+}
+
+static int io_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+{
+    sqlite3_file *r = file_real(f);
+    int rc = r->pMethods->xRead(r, buf, n, off);
+    return rc == SQLITE_IOERR_CORRUPTFS ? SQLITE_IOERR_READ : rc;
+}
+
+static int io_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xWrite(r, buf, n, off);
+}
+
+static int io_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xTruncate(r, size);
+}
+
+static int io_sync(sqlite3_file *f, int flags)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xSync(r, flags);
+}
+
+static int io_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xFileSize(r, size);
+}
+
+static int io_lock(sqlite3_file *f, int lock)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xLock(r, lock);
+}
+
+static int io_unlock(sqlite3_file *f, int lock)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xUnlock(r, lock);
+}
+
+static int io_check_lock(sqlite3_file *f, int *out)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xCheckReservedLock(r, out);
+}
+
+static int io_control(sqlite3_file *f, int op, void *arg)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xFileControl(r, op, arg);
+}
+
+static int io_sector(sqlite3_file *f)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xSectorSize(r);
+}
+
+static int io_device(sqlite3_file *f)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->xDeviceCharacteristics(r);
+}
+
+static int io_shm_map(sqlite3_file *f, int pg, int pgsz, int extend,
+                      void volatile **p)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->iVersion >= 2
+               ? r->pMethods->xShmMap(r, pg, pgsz, extend, p)
+               : SQLITE_IOERR_SHMMAP;
+}
+
+static int io_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->iVersion >= 2 ? r->pMethods->xShmLock(r, off, n, flags)
+                                      : SQLITE_IOERR_SHMLOCK;
+}
+
+static void io_shm_barrier(sqlite3_file *f)
+{
+    sqlite3_file *r = file_real(f);
+    if (r->pMethods->iVersion >= 2)
+        r->pMethods->xShmBarrier(r);
+}
+
+static int io_shm_unmap(sqlite3_file *f, int del)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->iVersion >= 2 ? r->pMethods->xShmUnmap(r, del)
+                                      : SQLITE_OK;
+}
+
+static int io_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **p)
+{
+    sqlite3_file *r = file_real(f);
+    if (r->pMethods->iVersion >= 3)
+        return r->pMethods->xFetch(r, off, n, p);
+    *p = NULL; /* no mapping: SQLite reads instead */
+    return SQLITE_OK;
+}
+
+static int io_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    sqlite3_file *r = file_real(f);
+    return r->pMethods->iVersion >= 3 ? r->pMethods->xUnfetch(r, off, p)
+                                      : SQLITE_OK;
+}
+
+static const sqlite3_io_methods vfs_io = {
+    3,           io_close,     io_read,        io_write,     io_truncate,
+    io_sync,     io_size,      io_lock,        io_unlock,    io_check_lock,
+    io_control,  io_sector,    io_device,      io_shm_map,   io_shm_lock,
+    io_shm_barrier, io_shm_unmap, io_fetch,    io_unfetch,
+};
+
+static int vfs_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f,
+                    int flags, int *out)
+{
+    vfs_file *w = (vfs_file *)f;
+    sqlite3_vfs *rv = vfs_real(v);
+    int rc;
+    w->real = (sqlite3_file *)(w + 1);
+    w->real->pMethods = NULL;
+    rc = rv->xOpen(rv, name, w->real, flags, out);
+    /* SQLite closes a file whose pMethods is set even when the open
+     * failed: ours is set exactly when the real one is. */
+    w->base.pMethods = w->real->pMethods ? &vfs_io : NULL;
+    return rc;
+}
+
+static int vfs_delete(sqlite3_vfs *v, const char *name, int dirsync)
+{
+    return vfs_real(v)->xDelete(vfs_real(v), name, dirsync);
+}
+
+static int vfs_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+    return vfs_real(v)->xAccess(vfs_real(v), name, flags, out);
+}
+
+static int vfs_fullpath(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+    return vfs_real(v)->xFullPathname(vfs_real(v), name, n, out);
+}
+
+static void *vfs_dlopen(sqlite3_vfs *v, const char *name)
+{
+    return vfs_real(v)->xDlOpen(vfs_real(v), name);
+}
+
+static void vfs_dlerror(sqlite3_vfs *v, int n, char *out)
+{
+    vfs_real(v)->xDlError(vfs_real(v), n, out);
+}
+
+static void (*vfs_dlsym(sqlite3_vfs *v, void *h, const char *sym))(void)
+{
+    return vfs_real(v)->xDlSym(vfs_real(v), h, sym);
+}
+
+static void vfs_dlclose(sqlite3_vfs *v, void *h)
+{
+    vfs_real(v)->xDlClose(vfs_real(v), h);
+}
+
+static int vfs_random(sqlite3_vfs *v, int n, char *out)
+{
+    return vfs_real(v)->xRandomness(vfs_real(v), n, out);
+}
+
+static int vfs_sleep(sqlite3_vfs *v, int us)
+{
+    return vfs_real(v)->xSleep(vfs_real(v), us);
+}
+
+static int vfs_time(sqlite3_vfs *v, double *out)
+{
+    return vfs_real(v)->xCurrentTime(vfs_real(v), out);
+}
+
+static int vfs_last_error(sqlite3_vfs *v, int n, char *out)
+{
+    return vfs_real(v)->xGetLastError(vfs_real(v), n, out);
+}
+
+static int vfs_time64(sqlite3_vfs *v, sqlite3_int64 *out)
+{
+    sqlite3_vfs *rv = vfs_real(v);
+    double d;
+    int rc;
+    if (rv->iVersion >= 2 && rv->xCurrentTimeInt64)
+        return rv->xCurrentTimeInt64(rv, out);
+    rc = rv->xCurrentTime(rv, &d);
+    *out = (sqlite3_int64)(d * 86400000.0);
+    return rc;
+}
+
+static sqlite3_vfs fv_vfs = {
+    2, 0, 0, NULL, FV_VFS_NAME, NULL,
+    vfs_open, vfs_delete, vfs_access, vfs_fullpath,
+    vfs_dlopen, vfs_dlerror, vfs_dlsym, vfs_dlclose,
+    vfs_random, vfs_sleep, vfs_time, vfs_last_error, vfs_time64,
+    NULL, NULL, NULL,
+};
+
+/* Registers the layer once per process (not as the default: other users
+ * of SQLite in the process keep theirs). Returns a SQLite code. */
+static int vfs_register(void)
+{
+    static int registered;
+    sqlite3_mutex *m;
+    int rc = sqlite3_initialize();
+    if (rc != SQLITE_OK)
+        return rc;
+    m = sqlite3_mutex_alloc(SQLITE_MUTEX_STATIC_APP1);
+    sqlite3_mutex_enter(m);
+    if (!registered) {
+        sqlite3_vfs *rv = sqlite3_vfs_find(NULL);
+        if (!rv) {
+            rc = SQLITE_ERROR;
+        } else {
+            fv_vfs.szOsFile = (int)sizeof(vfs_file) + rv->szOsFile;
+            fv_vfs.mxPathname = rv->mxPathname;
+            fv_vfs.pAppData = rv;
+            if ((rc = sqlite3_vfs_register(&fv_vfs, 0)) == SQLITE_OK)
+                registered = 1;
+        }
+    }
+    sqlite3_mutex_leave(m);
+    return rc;
+}
+
 /* ---- open and close --------------------------------------------------- */
 
 /* WAL + synchronous FULL: every commit is durable when it returns (so the
@@ -215,7 +480,8 @@ int fv_db_open(fv_db *d, const char *path, int create,
     }
     if (create)
         flags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_EXCLUSIVE;
-    rc = sqlite3_open_v2(path, &d->db, flags, NULL);
+    if ((rc = vfs_register()) == SQLITE_OK)
+        rc = sqlite3_open_v2(path, &d->db, flags, FV_VFS_NAME);
     if (rc != SQLITE_OK) {
         rc = fv_db_fail(d, rc, "open");
     } else {

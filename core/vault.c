@@ -372,7 +372,9 @@ static void destroy_stale_temp(const char *dir)
     if (!(stat(key, &k) == 0 && k.st_dev == a.st_dev && k.st_ino == a.st_ino))
         shred_fd(fd);
     unlink(tmp);
-    fv_fsync_dir(dir);
+    /* Best effort: its bytes are shredded already, and a name that comes
+     * back after a crash is destroyed by the next open. */
+    (void)fv_fsync_dir(dir);
 done:
     if (fd >= 0)
         close(fd);
@@ -401,6 +403,13 @@ static int read_key_file(fv_vault *v)
            (r < 0 && errno == EINTR))
         if (r > 0)
             n += r;
+    if (r < 0) {
+        /* The disk failed: the file may be whole, so not "damaged". */
+        int e = errno;
+        close(fd);
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the key file: %s",
+                        fv_errno_text(e).text);
+    }
     close(fd);
     if (n < 12 || memcmp(kf, KF_MAGIC, 8) != 0)
         return fv_v_err(v, FV_ECORRUPT, "the key file is not a FieldVault key file");
@@ -461,7 +470,7 @@ static int guard_open(fv_vault *v, int *fd, uint32_t *limit, uint32_t *fails)
     unsigned char g[GUARD_BYTES];
     char *path = fv_path_join(v->dir, GUARD_FILE);
     struct stat sb;
-    ssize_t n;
+    ssize_t n = 0;
 
     *fd = -1;
     *limit = *fails = 0;
@@ -475,9 +484,22 @@ static int guard_open(fv_vault *v, int *fd, uint32_t *limit, uint32_t *fails)
         return fv_v_err(v, FV_EIO, "cannot open the failed-unlock counter %s: %s",
                         GUARD_FILE, fv_errno_text(errno).text);
     }
-    if (flock(*fd, LOCK_EX) != 0 || fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        sb.st_size != GUARD_BYTES ||
-        (n = pread(*fd, g, sizeof g, 0)) != (ssize_t)sizeof g ||
+    if (flock(*fd, LOCK_EX) != 0 || fstat(*fd, &sb) != 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the failed-unlock counter %s: %s",
+                        GUARD_FILE, fv_errno_text(e).text);
+    }
+    if (S_ISREG(sb.st_mode) && sb.st_size == GUARD_BYTES &&
+        (n = pread(*fd, g, sizeof g, 0)) < 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return fv_v_err(v, fv_errno_rc(e), "cannot read the failed-unlock counter %s: %s",
+                        GUARD_FILE, fv_errno_text(e).text);
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size != GUARD_BYTES || n != (ssize_t)sizeof g ||
         memcmp(g, GUARD_MAGIC, 8) != 0 || get_le(g + 8, 4) > GUARD_MAX) {
         close(*fd);
         *fd = -1;
@@ -578,8 +600,10 @@ static int guard_set(fv_vault *v, uint32_t limit)
 done:
     if (fd >= 0)
         close(fd);
-    if (rc == FV_OK)
-        fv_fsync_dir(v->dir);
+    /* The counter's new name must survive a crash, or the wipe it arms
+     * may silently not be there: reported, the setting not promised. */
+    if (rc == FV_OK && (rc = fv_fsync_dir(v->dir)) != FV_OK)
+        rc = fv_v_err(v, rc, "cannot make %s durable: %s", GUARD_FILE, fv_strerror(rc));
     free(path);
     return rc;
 }
@@ -1026,8 +1050,10 @@ static int destroy_vault_files(const char *dir, int *found)
             *found = 1;
         if (rc != FV_OK && rc != FV_ENOTFOUND)
             failed = 1;
-        if (i == 0 && rc != FV_ENOTFOUND)
-            fv_fsync_dir(dir); /* the key's name gone, durably, first */
+        /* The key's name gone, durably, first; the rest is destroyed even
+         * when that cannot be promised, and the failure reported. */
+        if (i == 0 && rc != FV_ENOTFOUND && fv_fsync_dir(dir) != FV_OK)
+            failed = 1;
     }
     return failed ? FV_EIO : FV_OK;
 }
@@ -1076,7 +1102,8 @@ int fv_vault_panic(const char *dir)
         free(path);
     }
     destroy_decoy_tmp(dir);
-    fv_fsync_dir(dir);
+    if (fv_fsync_dir(dir) != FV_OK && rc == FV_OK)
+        rc = FV_EIO; /* the names' removal may not survive a crash */
     rmdir(dir); /* only if empty: the directory may hold the user's files */
     if (!found) {
         fv_error_set_last("no vault at %s", dir);
@@ -1339,7 +1366,8 @@ static int duress_takeover(fv_vault *v, const unsigned char *wk)
                       "cannot write the vault database: %s", fv_strerror(rc ? rc : FV_EIO));
         goto done;
     }
-    fv_fsync_dir(v->dir);
+    if ((rc = fv_fsync_dir(v->dir)) != FV_OK)
+        rc = fv_v_err(v, rc, "cannot make the vault database durable: %s", fv_strerror(rc));
 done:
     if (fd >= 0)
         close(fd);

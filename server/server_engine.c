@@ -66,6 +66,7 @@ struct fv_srv {
     const char *why;
     /* What the last batch retracted, for the log line. */
     uint64_t nretract, erased_entries, erased_chunks, late;
+    uint64_t unheld; /* retractions of records the log never held */
     /* The authors of a batch stored with no connection. */
     fv_sstore_device authors[FV_PROTO_MAX_BATCH];
     /* The chunk hashes the envelopes of a batch list (up to ~30,000 per
@@ -859,6 +860,17 @@ static int store_one(fv_srv *s, size_t i, uint64_t *head,
     if (it->kind == FV_ENV_NOTE || it->kind == FV_ENV_STATE ||
         it->kind == FV_ENV_RETRACTION) {
         rc = fv_sstore_record_origin(s->st, it->record, origin);
+        if (rc == FV_ENOTFOUND && it->kind == FV_ENV_RETRACTION) {
+            /* A record retracted before it ever left its device, or an
+             * outbox sent again to a new server: nothing here to destroy
+             * or to tell anyone. Acknowledged at seq 0 and not stored,
+             * like a late envelope, so that the device's outbox drains:
+             * refused, it would refuse the whole batch and every later
+             * push of that device. */
+            s->seqs[i] = 0;
+            s->unheld++;
+            return FV_OK;
+        }
         if (rc == FV_ENOTFOUND) {
             s->why = "an envelope is about a record the server does not hold";
             return FV_EDENIED;
@@ -905,6 +917,7 @@ static int store_items(fv_srv *s, size_t n, size_t *added)
         goto fail;
     s->why = NULL;
     s->nretract = s->erased_entries = s->erased_chunks = s->late = 0;
+    s->unheld = 0;
     for (size_t i = 0; i < n; i++) {
         rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
         if (rc == FV_ENOTFOUND)
@@ -1085,6 +1098,9 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
     if (s->late)
         slog(c, "%" PRIu64 " envelopes of retracted records not stored",
              s->late);
+    if (s->unheld)
+        slog(c, "%" PRIu64 " retractions of records never held, not stored",
+             s->unheld);
 }
 
 /* ---- PULL ------------------------------------------------------------- */

@@ -104,10 +104,11 @@ int fv_srv_invite_create(char **out, fv_sstore *st, const char *address,
  * envelope is checked (size, structure, signature, written by `author`)
  * before anything is stored (FV_ECORRUPT if one fails: nothing is stored);
  * then the batch goes to the log and the feeds in one transaction, as a
- * PUSH's does. Envelopes already in the log keep their position. A note,
- * review state or retraction about a record the log does not hold, or that
- * its author may not write (docs/PROTOCOL.md, PUSH), is FV_EDENIED, with
- * nothing of the batch stored. A retraction erases its record as a PUSH's
+ * PUSH's does. Envelopes already in the log keep their position. A note
+ * or review state about a record the log does not hold, or an envelope its
+ * author may not write (docs/PROTOCOL.md, PUSH), is FV_EDENIED, with
+ * nothing of the batch stored; a retraction of a record the log never held
+ * is acknowledged (seq 0) and not stored. A retraction erases its record as a PUSH's
  * does; an envelope of a retracted record is not stored (its seq is 0).
  *
  * With `author` NULL, each envelope's own author is used: the batch is

@@ -214,6 +214,13 @@ static int part_close(struct exporter *x)
     if (close(x->fd) != 0 && rc == FV_OK)
         rc = FV_EIO;
     x->fd = -1;
+    /* The part's new name must survive a crash too, or the export is not
+     * reported done (the caller then removes every part). */
+    if (rc == FV_OK) {
+        char *dir = fv_path_dir(x->path);
+        rc = dir ? fv_fsync_dir(dir) : FV_ENOMEM;
+        free(dir);
+    }
     return rc;
 }
 

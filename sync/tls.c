@@ -487,7 +487,7 @@ static int file_replace(const char *path, const void *data, size_t len)
     if (rc != FV_OK)
         (void)unlink(tmp);
     else
-        (void)fv_fsync_dir(dir);
+        rc = fv_fsync_dir(dir); /* the new content may not survive a crash */
 cleanup:
     if (fd >= 0)
         close(fd);

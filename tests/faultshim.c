@@ -80,6 +80,12 @@ void fs_set_root(const char *r)
 {
     snprintf(root, sizeof root, "%s", r);
     rootlen = strlen(root);
+    if (getenv("FS_TRACE")) {
+        /* backtrace()'s first call loads its unwinder, allocating for good:
+         * done now, so that a traced run's report holds no such "leak". */
+        void *bt[2];
+        backtrace(bt, 2);
+    }
 }
 
 static int under_root(const char *path)
@@ -124,8 +130,14 @@ static int io_fail(int kind, void *caller)
     if (kind == FS_SYNC) {
         Dl_info info;
         if (!(dladdr(caller, &info) && info.dli_fname &&
-              strstr(info.dli_fname, "libsqlite3")))
+              strstr(info.dli_fname, "libsqlite3"))) {
             io_injected_own_sync++;
+            if (getenv("FS_TRACE")) { /* a debugging aid: which sync */
+                void *bt[24];
+                int n = backtrace(bt, 24);
+                backtrace_symbols_fd(bt, n, 2);
+            }
+        }
     }
     errno = io_err;
     return 1;
@@ -181,6 +193,7 @@ static void atrack(void *p, size_t size, void *caller)
             atab[i].p = p;
             atab[i].size = size;
             atab[i].caller = caller;
+
             alloc_live++;
             return;
         }
@@ -215,6 +228,9 @@ long fs_alloc_live(int report)
                 sym = info.dli_sname;
             fprintf(stderr, "  leaked %zu bytes, allocated from %s (%p)\n",
                     atab[i].size, sym, atab[i].caller);
+            if (dladdr(atab[i].caller, &info) && info.dli_fname)
+                fprintf(stderr, "    (%s+%#lx)\n", info.dli_fname,
+                        (unsigned long)((char *)atab[i].caller - (char *)info.dli_fbase));
             shown++;
         }
     }

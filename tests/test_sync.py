@@ -1106,6 +1106,55 @@ class TestRevocation(SyncTest):
         self.assertFalse(self.devices(c)["admin"]["revoked"])
 
 
+class TestRetractionBeforeFirstSync(SyncTest):
+    def test_unsent_record_retracted(self):
+        """A record added and retracted before its first sync: the server
+        never held it, and acknowledges its retraction without storing it
+        (refused, it failed the whole push, and every later sync of the
+        device with it); the device's other records arrive, its later syncs
+        succeed, and the retraction stays listed there. The same when the
+        device sends its outbox again (as to a new server)."""
+        sdir, srv, c = self.organisation()
+        f = self.field(c, srv, "worker")
+        slip = self.add(f, "a slip")
+        self.v(f, "retract", slip, "--yes")
+        self.add(f, "kept")
+        self.sync(f)
+        self.add(f, "later")
+        self.sync(f)
+        self.sync(c)
+        self.assertEqual(self.titles(c), ["kept", "later"])
+        self.assertEqual(self.titles(f), ["kept", "later"])
+        self.assertEqual([r["record"] for r in self.jv(f, "retractions")],
+                         [slip])
+        db = sqlite3.connect(os.path.join(f, "vault.db"))
+        sent = db.execute("SELECT delivered FROM envelope WHERE kind = 6").fetchall()
+        db.close()
+        self.assertEqual(sent, [(1,)], "the retraction was sent and acknowledged")
+        for vault in (c, f):
+            self.assertEqual(self.jv(vault, "verify")["failures"], 0)
+        # The retractions put back in the outbox, as for a new server: the
+        # server acknowledges them again, the rest arrives.
+        slip2 = self.add(f, "another slip")
+        self.v(f, "retract", slip2, "--yes")
+        db = sqlite3.connect(os.path.join(f, "vault.db"))
+        with db:
+            n = db.execute("UPDATE envelope SET delivered = 0 WHERE kind = 6 "
+                           "AND own").rowcount
+        db.close()
+        self.assertEqual(n, 2)
+        self.add(f, "after the old retractions")
+        self.sync(f)
+        self.settle(f)
+        self.sync(c)
+        self.assertEqual(self.titles(c),
+                         ["after the old retractions", "kept", "later"])
+        for x in os.listdir(sdir):
+            if os.path.isfile(os.path.join(sdir, x)):
+                with open(os.path.join(sdir, x), "rb") as fh:
+                    self.assertNotIn(bytes.fromhex(slip2), fh.read(), x)
+
+
 # ---- cuts ------------------------------------------------------------------------
 
 class TestCuts(SyncTest):

@@ -1,8 +1,13 @@
 /* test_sync_engine.c - the device engine (sync/client.c) against the server
  * engine (server/server_engine.c), in one process with no sockets: bytes are
- * moved by hand, in random slices, and connections are cut at every byte
- * offset of a sync in both directions. After every cut both sides must be
- * consistent, and the next sync must finish the work with nothing stored
+ * moved by hand, in random slices, and connections are cut in both
+ * directions at growing offsets: every byte offset at first, then at a
+ * stride that grows with the offset (1 + offset/40 on the way up, 1 +
+ * offset/60 on the way back, 7 + offset/30 for a coordinator's pull), each
+ * cut followed by the next sync from where the last one left off, until
+ * one runs through whole. That samples every phase of the exchange, not
+ * every byte of it: the counts are printed. After every cut both sides must
+ * be consistent, and the next sync must finish the work with nothing stored
  * twice. Real vaults and a real server database on disk. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,11 +416,12 @@ int main(void)
 
     /* Cut the upload at growing offsets until a sync gets through whole:
      * every cut leaves both sides consistent, and work done stays done. */
-    size_t cuts = 0;
+    size_t cuts = 0, up_last = 0;
     for (size_t cut = 1;; cut += 1 + cut / 40) {
         fv_client_request req = {.op = FV_CLIENT_SYNC};
         o = converse(field, &req, cut, SIZE_MAX);
         cuts++;
+        up_last = cut;
         if (o.done)
             break;
         if (cut > 4u << 20) {
@@ -424,13 +430,20 @@ int main(void)
         }
     }
     CHECK(cuts > 10);
-    /* Cuts on the way back, at every offset of a sync's answer. */
+    printf("cuts on the way up: %zu, every offset to 40, then sparser, the "
+           "last at byte %zu\n", cuts, up_last);
+    /* Cuts on the way back, at growing offsets of a sync's answer. */
     add_record(field, "answered late");
+    cuts = 0;
     for (size_t cut = 0;; cut += 1 + cut / 60) {
         fv_client_request req = {.op = FV_CLIENT_SYNC};
         o = converse(field, &req, SIZE_MAX, cut);
-        if (o.done)
+        cuts++;
+        if (o.done) {
+            printf("cuts on the way back: %zu, every offset to 60, then "
+                   "sparser, the last at byte %zu\n", cuts, cut);
             break;
+        }
         if (cut > 4u << 20) {
             CHECK(0);
             break;
@@ -445,11 +458,16 @@ int main(void)
 
     /* The coordinator pulls, with cuts, and ends with every record once,
      * readable (the two early ones through their grants). */
+    cuts = 0;
     for (size_t cut = 0;; cut += 7 + cut / 30) {
         fv_client_request req = {.op = FV_CLIENT_SYNC};
         o = converse(coord, &req, SIZE_MAX, cut);
-        if (o.done)
+        cuts++;
+        if (o.done) {
+            printf("cuts of a coordinator's pull: %zu, every 7th offset at "
+                   "first, then sparser, the last at byte %zu\n", cuts, cut);
             break;
+        }
         if (cut > 4u << 20) {
             CHECK(0);
             break;
