@@ -63,8 +63,12 @@ PG_URL = None
 PG_SUBSET = ["TestFlow.test_whole_flow", "TestInvites", "TestIsolation",
              "TestIncremental", "TestConflict", "TestRevocation",
              "TestBundles.test_server_import", "TestAttachmentRoundTrip",
-             "TestIncompleteAttachment",
-             "TestServeLifecycle"]
+             "TestIncompleteAttachment", "TestServeLifecycle"]
+# (Not TestResumption: its bound on bytes sent again after each cut holds
+# when the store takes chunks as fast as the proxy forwards them, so that
+# little sits in the server's socket when the cut discards it; PostgreSQL
+# takes each chunk in a statement of its own, and on a loaded machine the
+# bound does not hold. Resumption itself is the engine's, the same.)
 _pg_dbs = [0]
 
 
