@@ -333,9 +333,16 @@ static const struct {
      "refused and the rest stored, then exit 5. With --json prints\n"
      "{\"file\", \"envelopes\", \"added\", \"chunks\", \"chunk_bytes\",\n"
      "\"chunks_added\", \"chunks_refused\", \"chunks_unlisted\"}.\n"
-     "Nothing in SDIR opens a testimony; keep it private all the same.\n"},
+     "Nothing in SDIR opens a testimony; keep it private all the same.\n"
+     "\n"
+     "init, invite and import also take --store postgresql://USER@HOST/DB\n"
+     "in place of --data SDIR: a server kept in PostgreSQL, which several\n"
+     "'serve --store' processes share (README, \"PostgreSQL\"); its TLS key,\n"
+     "certificate and receipt key are kept in the database. Exit 21 if the\n"
+     "database cannot be reached (the password is never shown).\n"},
     {"serve",
-     "usage: fieldvault serve --data SDIR [--listen HOST:PORT]\n"
+     "usage: fieldvault serve --data SDIR | --store postgresql://USER@HOST/DB\n"
+     "                        [--listen HOST:PORT]\n"
      "                        [--max-connections N] [--max-per-address N]\n"
      "                        [--max-per-device N] [--memory-mib N]\n"
      "\n"
@@ -345,6 +352,9 @@ static const struct {
      "accepts connections it prints 'listening on ADDR:PORT' on standard\n"
      "error; it logs there (connections, enrollments, counts; never content\n"
      "or client addresses). Port 443 needs root or CAP_NET_BIND_SERVICE.\n"
+     "With --store, serves the server kept in that PostgreSQL database; any\n"
+     "number of serve processes, on any machines, may serve it at once\n"
+     "(exit 21 if the database cannot be reached).\n"
      "\n"
      "  --max-connections N   connections at once (default 1024; a quarter\n"
      "                        of them may be still before HELLO, and the\n"
