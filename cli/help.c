@@ -300,6 +300,7 @@ static const struct {
      "       fieldvault server import --data SDIR FILE [--json]\n"
      "       fieldvault server csr --data SDIR [--hostname NAME] [--json]\n"
      "       fieldvault server cert --data SDIR FILE [--json]\n"
+     "       fieldvault server migrate --from SDIR --to URL [--json]\n"
      "\n"
      "server init creates a server in directory SDIR (no vault, no\n"
      "passphrase): its TLS key, its receipt key and its database. HOST:PORT\n"
@@ -339,7 +340,13 @@ static const struct {
      "in place of --data SDIR: a server kept in PostgreSQL, which several\n"
      "'serve --store' processes share (README, \"PostgreSQL\"); its TLS key,\n"
      "certificate and receipt key are kept in the database. Exit 21 if the\n"
-     "database cannot be reached (the password is never shown).\n"},
+     "database cannot be reached (the password is never shown).\n"
+     "\n"
+     "server migrate copies the server in SDIR (stopped) into a new\n"
+     "PostgreSQL store at URL: devices, invites, the log, chunks and the\n"
+     "server's keys, so devices keep their pin and sync on with 'serve\n"
+     "--store URL'. SDIR is left as it was. Exit 11 if URL already holds a\n"
+     "server. With --json prints {\"envelopes\", \"devices\", \"chunks\"}.\n"},
     {"serve",
      "usage: fieldvault serve --data SDIR | --store postgresql://USER@HOST/DB\n"
      "                        [--listen HOST:PORT]\n"

@@ -650,6 +650,65 @@ cleanup:
     return rc;
 }
 
+/* ---- server migrate ---------------------------------------------------------- */
+
+static int server_migrate(cli *c)
+{
+    cli_opt opts[] = {{"from", OPT_ONE, NULL, 0},
+                      {"to", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *from, *to, *label;
+    char lbuf[1024];
+    uint64_t env = 0, dev = 0, chunks = 0;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc))
+        goto cleanup;
+    if (opts[0].count == 0 || opts[0].values[0][0] == '\0' ||
+        opts[1].count == 0) {
+        cli_error("server migrate: --from SDIR and --to "
+                  "postgresql://USER@HOST/DB are required");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    from = opts[0].values[0];
+    to = opts[1].values[0];
+    if (strncmp(to, "postgresql://", 13) != 0 &&
+        strncmp(to, "postgres://", 11) != 0) {
+        cli_error("server migrate: --to wants a PostgreSQL URL "
+                  "(postgresql://USER@HOST/DB)");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    label = store_label(to, lbuf, sizeof lbuf);
+    int r = fv_server_migrate(from, to, &env, &dev, &chunks);
+    if (r != FV_OK) {
+        cli_error("cannot migrate %s to %s: %s", from, label,
+                  r == FV_ENOTFOUND ? "no server there"
+                  : r == FV_EEXIST  ? "a server is already there"
+                                    : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    if (c->json) {
+        fprintf(stdout, "{\"envelopes\": %llu, \"devices\": %llu, "
+                        "\"chunks\": %llu}\n", (unsigned long long)env,
+                (unsigned long long)dev, (unsigned long long)chunks);
+    } else {
+        fputs("migrated ", stdout);
+        text_puts(stdout, from);
+        fputs(" to ", stdout);
+        text_puts(stdout, label);
+        fprintf(stdout, ": %llu envelopes, %llu devices, %llu chunks (same "
+                        "pin: devices sync on)\n", (unsigned long long)env,
+                (unsigned long long)dev, (unsigned long long)chunks);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
 int cmd_server(cli *c)
 {
     static const subcommand subs[] = {{"init", server_init},
@@ -657,8 +716,10 @@ int cmd_server(cli *c)
                                       {"import", server_import},
                                       {"csr", server_csr},
                                       {"cert", server_cert},
+                                      {"migrate", server_migrate},
                                       {NULL, NULL}};
-    return run_subcommand(c, subs, "init, invite, import, csr or cert");
+    return run_subcommand(c, subs,
+                          "init, invite, import, csr, cert or migrate");
 }
 
 /* ---- serve ------------------------------------------------------------------ */

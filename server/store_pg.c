@@ -1235,3 +1235,21 @@ static const fv_sstore_ops pgs_ops = {
     .retract = pgs_retract,
     .record_readers = pgs_record_readers,
 };
+
+/* For store_pg_migrate.c: the handle's connection. */
+PGconn *fv_sstore_pg_conn(fv_sstore *base);
+PGconn *fv_sstore_pg_conn(fv_sstore *base)
+{
+    return base && base->ops == &pgs_ops ? ((pgs *)base)->conn : NULL;
+}
+
+void fv_sstore_pg_drop(fv_sstore *base)
+{
+    pgs *s = (pgs *)base;
+    if (!base || base->ops != &pgs_ops)
+        return;
+    pgs_rollback(base);
+    run_script(s, "DROP TABLE IF EXISTS meta, device, invite, log, feed, "
+                  "chunkref, chunkdata, chunk, logrec, retracted, "
+                  "schema_version");
+}

@@ -40,6 +40,8 @@
 #ifndef FV_STORE_PG_H
 #define FV_STORE_PG_H
 
+#include <stdint.h>
+
 #include "sstore.h"
 
 #define FV_SSTORE_PG_SCHEMA 1 /* schema_version this build makes */
@@ -50,5 +52,23 @@
  * newer. FV_EDATABASE if the database cannot be reached or refuses the
  * connection. */
 int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create);
+
+/* Drops the tables of a store that server init or migrate made and could
+ * not finish (the next one then starts afresh). */
+void fv_sstore_pg_drop(fv_sstore *pg);
+
+/* Copies the embedded store at `db_path` (server.db, its packs in `chunks`
+ * beside it) into the new, empty PostgreSQL store `pg` (just made by
+ * fv_sstore_pg_open with create): every table as it is, each chunk's
+ * bytes into chunkdata (a chunk whose bytes do not match its hash, left by
+ * an interrupted retraction, is left out and counted in *skipped). One
+ * transaction: all or nothing. *stats receives the counts (may be NULL):
+ * devices, envelopes, chunks. FV_ENOTFOUND, FV_ECORRUPT, FV_EVERSION,
+ * FV_EDATABASE, FV_EIO. The source must not be served meanwhile. */
+typedef struct fv_sstore_migrated {
+    uint64_t devices, envelopes, chunks, skipped;
+} fv_sstore_migrated;
+int fv_sstore_pg_import_sqlite(fv_sstore *pg, const char *db_path,
+                               fv_sstore_migrated *stats);
 
 #endif

@@ -182,6 +182,67 @@ class TestTwoServers(SyncTest):
         self.assertTrue({"tls_key", "tls_crt", "receipt_key"} <= keys, keys)
 
 
+class TestMigrate(SyncTest):
+    def test_directory_to_postgresql(self):
+        """server migrate: the devices of a directory server sync on with
+        the PostgreSQL one, same pin and identities, nothing lost."""
+        test_sync.PG_URL = None  # a directory server first
+        sdir, pin, _ = self.server_init()
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        admin = self.jfv("server", "invite", "--data", sdir, "--name",
+                         "boss")["invite"]
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.v(c, "org", "init")
+        f = self.field(c, srv, "worker")
+        gone = self.field(c, srv, "gone")
+        photo = os.urandom(700 * 1024)
+        self.write("photo.jpg", photo)
+        self.add(f, "before", "--attach", self.path("photo.jpg"))
+        self.add(f, "also before")
+        self.settle(f)  # the coordinator pulls them after the move
+        self.v(c, "org", "revoke", self.devices(c)["gone"]["id"])
+        spare = self.jfv("server", "invite", "--data", sdir, "--name",
+                         "spare", "--role", "field")["invite"]
+        srv.stop()
+
+        test_sync.PG_URL = os.environ["FV_PG_URL"]
+        url = test_sync.new_pg_store()
+        j = self.jfv("server", "migrate", "--from", sdir, "--to", url)
+        self.assertEqual(j["envelopes"], 2, j)  # the two records
+        self.assertEqual(j["devices"], 3, j)
+        self.assertEqual(j["chunks"], 3, j)  # 700 KiB: 3 chunks
+        # twice: the database holds a server now
+        self.fv("server", "migrate", "--from", sdir, "--to", url,
+                expect=test_sync.EXISTS)
+        self.fv("server", "migrate", "--from", self.path("none"), "--to",
+                test_sync.new_pg_store(), expect=test_sync.NOTFOUND)
+        # the same pin: an invite made now carries it
+        inv = self.jfv("server", "invite", "--store", url, "--name",
+                       "new")["invite"]
+        self.assertTrue(inv.startswith("fv1-"))
+        # the directory is left as it was
+        self.assertTrue(os.path.exists(os.path.join(sdir, "server.db")))
+
+        pg = self.start_server(url, srv.address)
+        # the same devices sync on: pinned key, identities, feeds, epoch
+        self.add(f, "after")
+        self.assertEqual(self.sync(f)["pushed"], 1)
+        j = self.sync(c)
+        self.assertEqual((j["added"], j["chunks_received"]), (3, 3), j)
+        self.assertEqual(self.titles(c), ["after", "also before", "before"])
+        rid = [x for x in self.jv(c, "list") if x["title"] == "before"][0]
+        self.v(c, "attachment", "get", rid["id"], "photo.jpg", "--output",
+               self.path("back.jpg"))
+        with open(self.path("back.jpg"), "rb") as fh:
+            self.assertEqual(fh.read(), photo)
+        # revoked stays revoked; an invite made before works after
+        g2 = self.make_vault("G2")
+        self.v(gone, "sync", expect=DENIED)
+        self.jv(g2, "enroll", spare, "--server", pg.address)
+        self.assertAlive(pg)
+
+
 def main():
     argv = list(sys.argv)
     if len(argv) > 1 and not argv[1].startswith("-"):
