@@ -149,6 +149,32 @@ class TestTwoServers(SyncTest):
         self.assertIn("still here", titles)
         self.assertNotIn("after revocation", titles)
 
+    def test_connection_lost_and_back(self):
+        """The database drops the server's connection (a restart, a
+        failover): the sync that meets it fails as the server's failure
+        (18), the server stays up and reconnects, the next sync works."""
+        url, _, admin = self.server_init()
+        srv = self.start_server(url)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.v(c, "org", "init")
+        f = self.field(c, srv, "worker")
+        self.add(f, "before")
+        self.sync(f)
+        killed = PgDB(url).execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND "
+            "pid <> pg_backend_pid()").fetchone()[0]
+        self.assertGreaterEqual(killed, 1)
+        self.add(f, "after")
+        r = test_sync.run(["--vault", f, "--passphrase-file", self.passfile,
+                           "--json", "sync"])
+        self.assertIn(r.returncode, (OK, test_sync.SERVER), r.stderr)
+        self.assertAlive(srv)
+        self.settle(f)
+        self.settle(c)
+        self.assertEqual(self.titles(c), ["after", "before"])
+
     def test_unreachable_database(self):
         # A port where nothing listens; a password that must not be shown.
         url = "postgresql://someone:s3cr3t-pw@127.0.0.1:9/nodb"
