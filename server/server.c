@@ -26,6 +26,9 @@
 #include "proto.h"
 #include "server_engine.h"
 #include "server_stage.h"
+#ifdef FV_HAVE_POSTGRESQL
+#include "store_pg.h"
+#endif
 #include "sstore.h"
 #include "tls.h"
 
@@ -309,6 +312,10 @@ int fv_server_init_named(const char *dir, const char *listen,
 done:
     if (st) {
         fv_sstore_rollback(st);
+#ifdef FV_HAVE_POSTGRESQL
+        if (rc && p.stage)
+            fv_sstore_pg_drop(st); /* the tables it made */
+#endif
         fv_sstore_close(st);
     }
     if (rc) {
