@@ -13,9 +13,9 @@
 #define OID_BYTEA 17
 #define OID_INT8 20
 
-/* The advisory lock every write transaction takes: "FVSV" (one store per
- * database). */
-#define WRITE_LOCK "1180063574"
+/* The advisory lock every write transaction takes: 'FVSV' (0x46565356;
+ * one store per database; store_pg_migrate.c takes it too). */
+#define WRITE_LOCK "1180062550"
 
 #define MAXP 6 /* parameters of one statement, at most */
 

@@ -288,7 +288,7 @@ int fv_sstore_pg_import_sqlite(fv_sstore *pg, const char *db_path,
     /* One read snapshot of the source, one transaction in PostgreSQL. */
     if (sqlite3_exec(m.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
         (rc = pg_exec(m.pg, "BEGIN", 0, NULL, NULL, NULL, NULL, NULL)) ||
-        (rc = pg_exec(m.pg, "SELECT pg_advisory_xact_lock(1180063574)", 0,
+        (rc = pg_exec(m.pg, "SELECT pg_advisory_xact_lock(1180062550)", 0,
                       NULL, NULL, NULL, NULL, NULL))) {
         rc = rc ? rc : FV_EIO;
         goto done;
