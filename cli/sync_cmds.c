@@ -141,6 +141,10 @@ static const char *store_label(const char *store, char *buf, size_t size)
     return buf;
 }
 
+/* What an FV_EINVAL about a PostgreSQL URL means. */
+#define PG_EINVAL "a malformed PostgreSQL URL, or a fieldvault built without " \
+                  "PostgreSQL"
+
 /* --data SDIR or --store URL (a PostgreSQL database: README,
  * "PostgreSQL"), one of them, for the server commands; *label is what
  * messages call it. */
@@ -356,7 +360,10 @@ static int server_init(cli *c)
                                  &invite);
     if (r != FV_OK) {
         invite = NULL;
-        if (r == FV_EINVAL)
+        if (r == FV_EINVAL && dir != label)
+            cli_error("cannot create a server in %s: bad --listen address "
+                      "'%s', or " PG_EINVAL, label, opts[1].values[0]);
+        else if (r == FV_EINVAL)
             cli_error("cannot create a server in %s: bad --listen address "
                       "'%s' (want HOST:PORT, or [V6ADDR]:PORT)",
                       label, opts[1].values[0]);
@@ -419,7 +426,9 @@ static int server_invite(cli *c)
     if (r != FV_OK) {
         invite = NULL;
         cli_error("cannot make an invite in %s: %s", label,
-                  r == FV_ENOTFOUND ? "no server there" : fv_strerror(r));
+                  r == FV_ENOTFOUND              ? "no server there"
+                  : r == FV_EINVAL && dir != label ? PG_EINVAL
+                                                   : fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
     }
@@ -686,6 +695,7 @@ static int server_migrate(cli *c)
         cli_error("cannot migrate %s to %s: %s", from, label,
                   r == FV_ENOTFOUND ? "no server there"
                   : r == FV_EEXIST  ? "a server is already there"
+                  : r == FV_EINVAL  ? PG_EINVAL
                                     : fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
@@ -826,6 +836,8 @@ int cmd_serve(cli *c)
             why = "no server there (create one with 'fieldvault server init')";
         else if (r == FV_ENET)
             why = "cannot listen on the address";
+        else if (r == FV_EINVAL && dir != label)
+            why = PG_EINVAL;
         cli_error("cannot serve %s: %s", label, why);
         rc = cli_exit_code(r);
         goto cleanup;
