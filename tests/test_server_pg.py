@@ -149,6 +149,41 @@ class TestTwoServers(SyncTest):
         self.assertIn("still here", titles)
         self.assertNotIn("after revocation", titles)
 
+    def test_retraction_across_servers(self):
+        """A record retracted through B is erased in the shared store (its
+        envelopes' bytes and its chunks) and leaves the coordinator, which
+        syncs through A."""
+        url, _, admin = self.server_init()
+        a = self.start_server(url)
+        b = self.start_server(url)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", a.address)
+        self.v(c, "org", "init")
+        f = self.field(c, b, "worker")
+        self.write("photo.jpg", os.urandom(600 * 1024))
+        gone = self.add(f, "withdrawn", "--attach", self.path("photo.jpg"))
+        self.add(f, "kept")
+        self.settle(f)
+        self.settle(c)
+        self.assertEqual(self.titles(c), ["kept", "withdrawn"])
+        db = PgDB(url)
+        self.assertEqual(db.execute("SELECT count(*) FROM chunk").fetchone(),
+                         (3,))
+        self.v(f, "retract", gone, "--yes")
+        self.settle(f)  # through B
+        self.settle(c)  # through A
+        self.assertEqual(self.titles(c), ["kept"])
+        self.assertEqual(db.execute(
+            "SELECT count(*) FROM chunk").fetchone(), (0,))
+        self.assertEqual(db.execute(
+            "SELECT count(*) FROM chunkdata").fetchone(), (0,))
+        self.assertEqual(db.execute(
+            "SELECT count(*) FROM retracted").fetchone(), (1,))
+        # only the retraction itself and the kept record keep their bytes
+        self.assertEqual(db.execute(
+            "SELECT count(*) FROM log WHERE length(bytes) > 0").fetchone(),
+            (2,))
+
     def test_connection_lost_and_back(self):
         """The database drops the server's connection (a restart, a
         failover): the sync that meets it fails as the server's failure
