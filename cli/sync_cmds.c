@@ -582,13 +582,14 @@ static int server_csr(cli *c)
 {
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"hostname", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     char *pem = NULL;
-    const char *dir, *hostname;
+    const char *dir, *hostname, *label;
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[2], &dir, &label, NULL, 0)) != 0)
         goto cleanup;
     hostname = opts[1].count ? opts[1].values[0] : NULL;
     if (hostname && !fv_tls_hostname_ok(hostname)) {
@@ -624,12 +625,14 @@ cleanup:
 
 static int server_cert(cli *c)
 {
-    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
-    const char *dir;
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *dir, *label;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[1], &dir, &label, NULL, 0)) != 0)
         goto cleanup;
     int r = fv_server_cert_install(dir, c->pos[0]);
     if (r != FV_OK) {

@@ -241,6 +241,18 @@ class TestTwoServers(SyncTest):
         # are the only secrets (SECURITY.md), the envelopes are opaque
         keys = {r[0] for r in db.execute("SELECT k FROM meta").fetchall()}
         self.assertTrue({"tls_key", "tls_crt", "receipt_key"} <= keys, keys)
+        # a certificate request for the shared key, and a chain that does
+        # not parse refused with the stored certificate unchanged
+        crt = db.execute("SELECT encode(v, 'hex') FROM meta "
+                         "WHERE k = 'tls_crt'").fetchone()
+        pem = self.fv("server", "csr", "--store", url, "--hostname",
+                      "vault.example.org").stdout
+        self.assertIn(b"BEGIN CERTIFICATE REQUEST", pem)
+        self.fv("server", "cert", "--store", url,
+                self.write("junk.pem", b"not a certificate\n"),
+                expect=test_sync.CORRUPT)
+        self.assertEqual(db.execute("SELECT encode(v, 'hex') FROM meta "
+                                    "WHERE k = 'tls_crt'").fetchone(), crt)
 
 
 class TestMigrate(SyncTest):
