@@ -764,8 +764,10 @@ pid_t serve_start(const char *dir, const char *log, char *addr,
         if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 ||
             dup2(fd, 2) < 0)
             _exit(126);
-        execl(bench_fieldvault, "fieldvault", "serve", "--data", dir, "--listen",
-              "127.0.0.1:0", (char *)NULL);
+        /* A PostgreSQL store (bench_pg) is --store, a directory --data. */
+        execl(bench_fieldvault, "fieldvault", "serve",
+              strncmp(dir, "postgresql://", 13) ? "--data" : "--store", dir,
+              "--listen", "127.0.0.1:0", (char *)NULL);
         _exit(127);
     }
     serve_pid = pid;

@@ -36,7 +36,9 @@ enum cli_exit {
     CLI_SERVER = 18,     /* the server failed on its side (its disk full...) */
     CLI_PARTIAL = 19,    /* export: written without the records this vault
                             cannot open (each named on stderr) */
-    CLI_PROXY = 20       /* the proxy cannot be reached, refused or failed */
+    CLI_PROXY = 20,      /* the proxy cannot be reached, refused or failed */
+    CLI_DATABASE = 21    /* the server's PostgreSQL database cannot be
+                            reached or refused the connection */
 };
 
 /* The exit code for a library result code (main.c). */

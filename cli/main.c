@@ -77,6 +77,7 @@ int cli_exit_code(int fv_result)
         {FV_EINCOMPLETE, CLI_INCOMPLETE},
         {FV_ESERVER, CLI_SERVER},
         {FV_EPROXY, CLI_PROXY},
+        {FV_EDATABASE, CLI_DATABASE},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (map[i].fv == fv_result)

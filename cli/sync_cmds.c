@@ -119,6 +119,60 @@ static int check_data(const cli_opt *o, const char **dir)
     return 0;
 }
 
+/* What messages call a store: a directory as it is; a PostgreSQL URL
+ * without its password or its parameters (which may hold one). */
+static const char *store_label(const char *store, char *buf, size_t size)
+{
+    const char *p = strstr(store, "://"), *at, *colon, *q;
+    size_t n;
+    if (!p || (strncmp(store, "postgresql://", 13) != 0 &&
+               strncmp(store, "postgres://", 11) != 0))
+        return store;
+    p += 3;
+    q = p + strcspn(p, "/?");
+    at = memchr(p, '@', (size_t)(q - p));
+    colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    n = strcspn(store, "?");
+    if (colon)
+        snprintf(buf, size, "%.*s:***%.*s", (int)(colon - store), store,
+                 (int)(n - (size_t)(at - store)), at);
+    else
+        snprintf(buf, size, "%.*s", (int)n, store);
+    return buf;
+}
+
+/* What an FV_EINVAL about a PostgreSQL URL means. */
+#define PG_EINVAL "a malformed PostgreSQL URL, or a fieldvault built without " \
+                  "PostgreSQL"
+
+/* --data SDIR or --store URL (a PostgreSQL database: README,
+ * "PostgreSQL"), one of them, for the server commands; *label is what
+ * messages call it. */
+static int check_store(const cli_opt *data, const cli_opt *store,
+                       const char **dir, const char **label, char *buf,
+                       size_t size)
+{
+    if (store->count && data->count) {
+        cli_error("give --data SDIR or --store URL, not both");
+        return CLI_USAGE;
+    }
+    if (store->count) {
+        if (strncmp(store->values[0], "postgresql://", 13) != 0 &&
+            strncmp(store->values[0], "postgres://", 11) != 0) {
+            cli_error("--store wants a PostgreSQL URL "
+                      "(postgresql://USER@HOST/DB); a directory is --data");
+            return CLI_USAGE;
+        }
+        *dir = store->values[0];
+    } else {
+        int rc = check_data(data, dir);
+        if (rc)
+            return rc;
+    }
+    *label = store_label(*dir, buf, size);
+    return 0;
+}
+
 /* The options of every command that connects: --server, --timeout and
  * --proxy. The proxy: --proxy, else FIELDVAULT_PROXY, else (NULL) the one
  * the vault remembers (config set proxy); "none" connects directly. The
@@ -277,15 +331,17 @@ static int server_init(cli *c)
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"listen", OPT_ONE, NULL, 0},
                       {"hostname", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     unsigned char pin[32];
-    char *invite = NULL;
+    char *invite = NULL, lbuf[1024];
     const char *hostname;
-    const char *dir;
+    const char *dir, *label;
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[3], &dir, &label, lbuf,
+                          sizeof lbuf)) != 0)
         goto cleanup;
     if (opts[1].count == 0) {
         cli_error("server init: --listen HOST:PORT is required (the address "
@@ -304,12 +360,16 @@ static int server_init(cli *c)
                                  &invite);
     if (r != FV_OK) {
         invite = NULL;
-        if (r == FV_EINVAL)
+        if (r == FV_EINVAL && dir != label)
+            cli_error("cannot create a server in %s: bad --listen address "
+                      "'%s', or " PG_EINVAL, label, opts[1].values[0]);
+        else if (r == FV_EINVAL)
             cli_error("cannot create a server in %s: bad --listen address "
                       "'%s' (want HOST:PORT, or [V6ADDR]:PORT)",
-                      dir, opts[1].values[0]);
+                      label, opts[1].values[0]);
         else
-            cli_error("cannot create a server in %s: %s", dir, fv_strerror(r));
+            cli_error("cannot create a server in %s: %s", label,
+                      fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
     }
@@ -325,7 +385,7 @@ static int server_init(cli *c)
         fputs("}\n", stdout);
     } else {
         fputs("created server ", stdout);
-        text_puts(stdout, dir);
+        text_puts(stdout, label);
         fputs(" for ", stdout);
         text_puts(stdout, opts[1].values[0]);
         fprintf(stdout, "\npin %s\n", hex);
@@ -347,15 +407,17 @@ static int server_invite(cli *c)
                       {"name", OPT_ONE, NULL, 0},
                       {"role", OPT_ONE, NULL, 0},
                       {"ttl", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
-    char *invite = NULL;
-    const char *dir, *name;
+    char *invite = NULL, lbuf[1024];
+    const char *dir, *name, *label;
     uint64_t ttl;
     int role;
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0 ||
+        (rc = check_store(&opts[0], &opts[4], &dir, &label, lbuf,
+                          sizeof lbuf)) != 0 ||
         (rc = check_name(&opts[1], &name)) != 0 ||
         (rc = parse_role(&opts[2], FV_ROLE_COORDINATOR, &role)) != 0 ||
         (rc = parse_ttl(&opts[3], &ttl)) != 0)
@@ -363,8 +425,10 @@ static int server_invite(cli *c)
     int r = fv_server_invite(dir, name, role, ttl, &invite);
     if (r != FV_OK) {
         invite = NULL;
-        cli_error("cannot make an invite in %s: %s", dir,
-                  r == FV_ENOTFOUND ? "no server there" : fv_strerror(r));
+        cli_error("cannot make an invite in %s: %s", label,
+                  r == FV_ENOTFOUND              ? "no server there"
+                  : r == FV_EINVAL && dir != label ? PG_EINVAL
+                                                   : fv_strerror(r));
         rc = cli_exit_code(r);
         goto cleanup;
     }
@@ -460,14 +524,17 @@ static int count_held(const fv_quarantined *q, void *payload)
 
 static int server_import(cli *c)
 {
-    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
     const char *dir, *why = NULL;
     fv_bundle_stats st;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[1], &dir, &why, NULL, 0)) != 0)
         goto cleanup;
+    why = NULL;
     int r = fv_server_import_with(dir, c->pos[0], &st, &why);
     if (r != FV_OK) {
         uint64_t kept = st.chunks - st.chunks_refused - st.chunks_unlisted;
@@ -515,13 +582,14 @@ static int server_csr(cli *c)
 {
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"hostname", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     char *pem = NULL;
-    const char *dir, *hostname;
+    const char *dir, *hostname, *label;
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[2], &dir, &label, NULL, 0)) != 0)
         goto cleanup;
     hostname = opts[1].count ? opts[1].values[0] : NULL;
     if (hostname && !fv_tls_hostname_ok(hostname)) {
@@ -557,12 +625,14 @@ cleanup:
 
 static int server_cert(cli *c)
 {
-    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0}, {NULL, 0, NULL, 0}};
-    const char *dir;
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *dir, *label;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0)
+        (rc = check_store(&opts[0], &opts[1], &dir, &label, NULL, 0)) != 0)
         goto cleanup;
     int r = fv_server_cert_install(dir, c->pos[0]);
     if (r != FV_OK) {
@@ -592,6 +662,66 @@ cleanup:
     return rc;
 }
 
+/* ---- server migrate ---------------------------------------------------------- */
+
+static int server_migrate(cli *c)
+{
+    cli_opt opts[] = {{"from", OPT_ONE, NULL, 0},
+                      {"to", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *from, *to, *label;
+    char lbuf[1024];
+    uint64_t env = 0, dev = 0, chunks = 0;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc))
+        goto cleanup;
+    if (opts[0].count == 0 || opts[0].values[0][0] == '\0' ||
+        opts[1].count == 0) {
+        cli_error("server migrate: --from SDIR and --to "
+                  "postgresql://USER@HOST/DB are required");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    from = opts[0].values[0];
+    to = opts[1].values[0];
+    if (strncmp(to, "postgresql://", 13) != 0 &&
+        strncmp(to, "postgres://", 11) != 0) {
+        cli_error("server migrate: --to wants a PostgreSQL URL "
+                  "(postgresql://USER@HOST/DB)");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    label = store_label(to, lbuf, sizeof lbuf);
+    int r = fv_server_migrate(from, to, &env, &dev, &chunks);
+    if (r != FV_OK) {
+        cli_error("cannot migrate %s to %s: %s", from, label,
+                  r == FV_ENOTFOUND ? "no server there"
+                  : r == FV_EEXIST  ? "a server is already there"
+                  : r == FV_EINVAL  ? PG_EINVAL
+                                    : fv_strerror(r));
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    if (c->json) {
+        fprintf(stdout, "{\"envelopes\": %llu, \"devices\": %llu, "
+                        "\"chunks\": %llu}\n", (unsigned long long)env,
+                (unsigned long long)dev, (unsigned long long)chunks);
+    } else {
+        fputs("migrated ", stdout);
+        text_puts(stdout, from);
+        fputs(" to ", stdout);
+        text_puts(stdout, label);
+        fprintf(stdout, ": %llu envelopes, %llu devices, %llu chunks (same "
+                        "pin: devices sync on)\n", (unsigned long long)env,
+                (unsigned long long)dev, (unsigned long long)chunks);
+    }
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
 int cmd_server(cli *c)
 {
     static const subcommand subs[] = {{"init", server_init},
@@ -599,8 +729,10 @@ int cmd_server(cli *c)
                                       {"import", server_import},
                                       {"csr", server_csr},
                                       {"cert", server_cert},
+                                      {"migrate", server_migrate},
                                       {NULL, NULL}};
-    return run_subcommand(c, subs, "init, invite, import, csr or cert");
+    return run_subcommand(c, subs,
+                          "init, invite, import, csr, cert or migrate");
 }
 
 /* ---- serve ------------------------------------------------------------------ */
@@ -662,14 +794,17 @@ int cmd_serve(cli *c)
                       {"max-per-address", OPT_ONE, NULL, 0},
                       {"max-per-device", OPT_ONE, NULL, 0},
                       {"memory-mib", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_server_options so = FV_SERVER_OPTIONS_INIT;
     struct sigaction sa, old_term, old_int, old_pipe;
-    const char *dir;
+    const char *dir, *label;
+    char lbuf[1024];
     int rc;
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
-        (rc = check_data(&opts[0], &dir)) != 0 ||
+        (rc = check_store(&opts[0], &opts[6], &dir, &label, lbuf,
+                          sizeof lbuf)) != 0 ||
         (rc = parse_limit(&opts[2], 1, 65536, &so.max_connections)) != 0 ||
         (rc = parse_limit(&opts[3], 1, 65536, &so.max_per_address)) != 0 ||
         (rc = parse_limit(&opts[4], 1, 1024, &so.max_per_device)) != 0 ||
@@ -704,7 +839,9 @@ int cmd_serve(cli *c)
             why = "no server there (create one with 'fieldvault server init')";
         else if (r == FV_ENET)
             why = "cannot listen on the address";
-        cli_error("cannot serve %s: %s", dir, why);
+        else if (r == FV_EINVAL && dir != label)
+            why = PG_EINVAL;
+        cli_error("cannot serve %s: %s", label, why);
         rc = cli_exit_code(r);
         goto cleanup;
     }

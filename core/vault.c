@@ -106,6 +106,7 @@ const char *fv_strerror(int code)
     case FV_EINCOMPLETE: return "the attachment has not fully arrived yet";
     case FV_ESERVER: return "the server failed on its side";
     case FV_EPROXY: return "the proxy cannot be reached, refused or failed";
+    case FV_EDATABASE: return "the server's database cannot be reached";
     default: return "unknown error";
     }
 }

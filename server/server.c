@@ -25,6 +25,10 @@
 #include "fieldvault.h"
 #include "proto.h"
 #include "server_engine.h"
+#include "server_stage.h"
+#ifdef FV_HAVE_POSTGRESQL
+#include "store_pg.h"
+#endif
 #include "sstore.h"
 #include "tls.h"
 
@@ -147,9 +151,11 @@ static int receipt_key_read(const char *path, unsigned char *sk)
     return rc;
 }
 
-/* The server's files, by name. */
+/* The server's files, by name. For a store named by a URL (PostgreSQL),
+ * db is the URL and the files are copies in stage (server_stage.h). */
 struct paths {
     char *key, *crt, *receipt, *db, *wal, *shm, *chunks;
+    char *stage;
 };
 
 static void paths_free(struct paths *p)
@@ -161,15 +167,27 @@ static void paths_free(struct paths *p)
     free(p->wal);
     free(p->shm);
     free(p->chunks);
+    fv_stage_close(p->stage);
 }
 
 static int paths_make(struct paths *p, const char *dir)
 {
+    int rc;
     memset(p, 0, sizeof *p);
+    if (fv_sstore_is_pg(dir)) {
+        if ((rc = fv_stage_open(dir, &p->stage)))
+            return rc;
+        if (!(p->db = strdup(dir))) {
+            paths_free(p);
+            return FV_ENOMEM;
+        }
+        dir = p->stage;
+    }
     p->key = fv_path_join(dir, KEY_FILE);
     p->crt = fv_path_join(dir, CRT_FILE);
     p->receipt = fv_path_join(dir, RECEIPT_FILE);
-    p->db = fv_path_join(dir, DB_FILE);
+    if (!p->db)
+        p->db = fv_path_join(dir, DB_FILE);
     p->wal = fv_path_join(dir, DB_FILE "-wal");
     p->shm = fv_path_join(dir, DB_FILE "-shm");
     p->chunks = fv_path_join(dir, CHUNK_DIR);
@@ -182,6 +200,10 @@ static int paths_make(struct paths *p, const char *dir)
 }
 
 /* ---- init ------------------------------------------------------------- */
+
+/* What server init keeps in a shared store (server_stage.h). */
+static const char *const stage_files[] = {KEY_FILE, CRT_FILE, RECEIPT_FILE,
+                                          NULL};
 
 /* The host name for the certificate: the operator's, else the host of
  * `listen` when it is a name (not an address), else NULL (tls.c's default). */
@@ -222,6 +244,8 @@ int fv_server_init_named(const char *dir, const char *listen,
         return FV_ECRYPTO;
     if ((rc = paths_make(&p, dir)))
         return rc;
+    if (p.stage)
+        dir = p.stage; /* the files go into the store (server_stage.h) */
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = fv_errno_rc(errno);
         goto done;
@@ -269,6 +293,7 @@ int fv_server_init_named(const char *dir, const char *listen,
         (rc = fv_sstore_meta_put(st, "epoch", epoch, sizeof epoch)) ||
         (rc = fv_sstore_meta_put(st, "receipt_pk", pk, sizeof pk)) ||
         (rc = fv_sstore_meta_put(st, "listen", listen, strlen(listen))) ||
+        (p.stage && (rc = fv_stage_save(st, p.stage, stage_files))) ||
         (rc = fv_sstore_commit(st)))
         goto done;
     fv_random(token, sizeof token);
@@ -287,11 +312,15 @@ int fv_server_init_named(const char *dir, const char *listen,
 done:
     if (st) {
         fv_sstore_rollback(st);
+#ifdef FV_HAVE_POSTGRESQL
+        if (rc && p.stage)
+            fv_sstore_pg_drop(st); /* the tables it made */
+#endif
         fv_sstore_close(st);
     }
     if (rc) {
         /* Undo a half-made server so that the next init can succeed. */
-        if (made_db) {
+        if (made_db && !p.stage) {
             unlink(p.db);
             unlink(p.wal);
             unlink(p.shm);
@@ -325,6 +354,8 @@ static int open_server_store(fv_sstore **st, const char *dir,
     int rc;
 
     *st = NULL;
+    if (p->stage)
+        dir = p->stage;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return FV_ENOTFOUND;
     if ((rc = fv_sstore_open(st, p->db, 0)))
@@ -420,6 +451,10 @@ int fv_server_cert_install(const char *dir, const char *chain_path)
         return rc;
     if (!(rc = open_server_store(&st, dir, &p, listen)))
         rc = fv_tls_cert_install(p.key, p.crt, chain_path);
+    if (!rc && p.stage) {
+        const char *const crt[] = {CRT_FILE, NULL};
+        rc = fv_stage_save(st, p.stage, crt);
+    }
     fv_sstore_close(st);
     paths_free(&p);
     return rc;

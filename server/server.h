@@ -103,6 +103,18 @@ int fv_server_import(const char *dir, const char *path, uint64_t *count,
 int fv_server_import_with(const char *dir, const char *path,
                           fv_bundle_stats *stats, const char **why);
 
+/* Moves the server in directory `from` (stopped) into the new PostgreSQL
+ * store `to` ("postgresql://..."; README, "PostgreSQL"): devices, invites,
+ * the log, feeds, receipts' key, chunks, and the TLS and receipt keys, so
+ * that devices keep their pin and identities and sync on. `from` is left
+ * as it was. *envelopes, *devices, *chunks (may be NULL) receive the
+ * counts. FV_EEXIST if `to` already holds a server, FV_ENOTFOUND if
+ * `from` holds none, FV_EDATABASE, FV_ECORRUPT, FV_EVERSION, FV_EIO;
+ * FV_EINVAL in a build without PostgreSQL. Nothing is left in `to` on
+ * failure. */
+int fv_server_migrate(const char *from, const char *to, uint64_t *envelopes,
+                      uint64_t *devices, uint64_t *chunks);
+
 /* One line per event (no newline): connections, enrollments, push counts,
  * errors. Never envelope content, key material or client addresses. */
 typedef void (*fv_server_log_fn)(const char *line, void *payload);

@@ -1606,6 +1606,10 @@ static void handle_orgkey(fv_srv_conn *c, const fv_msg *m)
 {
     fv_srv *s = c->srv;
     int rc;
+    /* Another server on the same store may have set it since. */
+    if (!s->has_org &&
+        fv_sstore_meta_get_fixed(s->st, "org", s->org, 32) == FV_OK)
+        s->has_org = 1;
     if (s->has_org) {
         if (memcmp(s->org, m->u.orgkey.org, 32) != 0) {
             conn_error(c, FV_PERR_DENIED,

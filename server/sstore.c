@@ -2,11 +2,29 @@
  * the handle's implementation. */
 #include "sstore.h"
 
+#include "store_pg.h"
 #include "store_server.h"
+
+#include <string.h>
+
+#include "fieldvault.h"
+
+int fv_sstore_is_pg(const char *path)
+{
+    return path && (strncmp(path, "postgresql://", 13) == 0 ||
+                    strncmp(path, "postgres://", 11) == 0);
+}
 
 int fv_sstore_open(fv_sstore **out, const char *path, int create)
 {
-    /* The embedded store is the only one so far. */
+    if (fv_sstore_is_pg(path)) {
+#ifdef FV_HAVE_POSTGRESQL
+        return fv_sstore_pg_open(out, path, create);
+#else
+        *out = NULL;
+        return FV_EINVAL; /* built without PostgreSQL */
+#endif
+    }
     return fv_sstore_sqlite_open(out, path, create);
 }
 

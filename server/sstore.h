@@ -10,6 +10,8 @@
  * Implementations:
  *   store_server.h  the embedded default: SQLite (server.db) and pack files
  *                   beside it (fv_sstore_sqlite_open)
+ *   store_pg.h      PostgreSQL, shared by several serve processes
+ *                   (fv_sstore_pg_open; built with FV_POSTGRESQL)
  *
  * The server holds ciphertext and public keys only: signed envelopes, the
  * devices' public keys, BLAKE2b-256 hashes of invite tokens (a leaked store
@@ -48,10 +50,15 @@ typedef struct fv_sstore {
 /* Opens the server store at `path`; with `create`, makes a new one
  * (FV_EEXIST if one is there). Without it: FV_ENOTFOUND if it is missing,
  * FV_ECORRUPT if it is not a FieldVault server store (a vault's database
- * included), FV_EVERSION if its schema is newer. Today every path names
- * the embedded store (fv_sstore_sqlite_open, store_server.h). A commit is
- * durable when it returns. */
+ * included), FV_EVERSION if its schema is newer. A path that starts with
+ * "postgresql://" or "postgres://" names a PostgreSQL store (store_pg.h;
+ * FV_EINVAL in a build without it, FV_EDATABASE if it cannot be reached);
+ * any other the embedded store (fv_sstore_sqlite_open, store_server.h). A
+ * commit is durable when it returns. */
 int fv_sstore_open(fv_sstore **out, const char *path, int create);
+/* 1 if `path` names a PostgreSQL store ("postgresql://..." or
+ * "postgres://..."), whether or not this build supports it. */
+int fv_sstore_is_pg(const char *path);
 /* Closes (the embedded store checkpoints first). NULL is harmless. */
 void fv_sstore_close(fv_sstore *s);
 /* The last failure's message; valid until the next call on the handle. */

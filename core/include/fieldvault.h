@@ -61,7 +61,8 @@ enum fv_result {
     FV_EINVITE = -22,    /* the invite is damaged, used or expired */
     FV_EINCOMPLETE = -23, /* an attachment has not fully arrived yet */
     FV_ESERVER = -24,     /* the server failed on its side (its disk full...); retry later */
-    FV_EPROXY = -25       /* the proxy cannot be reached, refused or failed */
+    FV_EPROXY = -25,      /* the proxy cannot be reached, refused or failed */
+    FV_EDATABASE = -26    /* the server's database (PostgreSQL) cannot be reached or refused */
 };
 
 /* The library's version string, FV_VERSION_STRING ("0.2.0"). Static

@@ -14,7 +14,7 @@ public class FieldVaultException extends Exception {
             ENOTFOUND = -9, ENOSPC = -10, ECANCELED = -11, ELIMIT = -12,
             EBUSY = -13, ECRYPTO = -14, EAMBIGUOUS = -15, ENET = -16, EPIN = -17,
             ETLS = -18, EEOF = -19, EPROTO = -20, EDENIED = -21, EINVITE = -22,
-            EINCOMPLETE = -23, ESERVER = -24, EPROXY = -25;
+            EINCOMPLETE = -23, ESERVER = -24, EPROXY = -25, EDATABASE = -26;
 
     private final int code;
 
@@ -52,7 +52,7 @@ public class FieldVaultException extends Exception {
         case EDENIED: return new Denied(code, message);
         case EINVITE: return new BadInvite(code, message);
         case EINCOMPLETE: return new Incomplete(code, message);
-        case ESERVER: return new ServerFailed(code, message);
+        case ESERVER: case EDATABASE: return new ServerFailed(code, message);
         default: return new FieldVaultException(code, message);
         }
     }
@@ -162,7 +162,7 @@ public class FieldVaultException extends Exception {
         private static final long serialVersionUID = 1L;
         public Incomplete(int c, String m) { super(c, m); }
     }
-    /** FV_ESERVER: the server failed on its side; retry later. */
+    /** FV_ESERVER, FV_EDATABASE: the server failed on its side (or its database); retry later. */
     public static class ServerFailed extends FieldVaultException {
         private static final long serialVersionUID = 1L;
         public ServerFailed(int c, String m) { super(c, m); }

@@ -1,0 +1,74 @@
+/*
+ * store_pg.h - the PostgreSQL server store: an implementation of sstore.h
+ * over libpq, so that several `fieldvault serve` processes, on one machine
+ * or several, share one organisation (README, "PostgreSQL"). Built with
+ * FV_POSTGRESQL (on when libpq is found); the server library only.
+ *
+ * Tables (schema version 1, made by `fieldvault server init --store URL`;
+ * every key, hash, chain and envelope is bytea, every number bigint):
+ *   schema_version(version)
+ *   meta(k, v)                             as the embedded store's, and the
+ *                                          server's TLS key and certificate
+ *                                          and receipt key (server.c), which
+ *                                          every serve process needs
+ *   device, invite, log, feed, chunkref,   as the embedded store's
+ *   logrec, retracted                      (store_server.h)
+ *   chunk(hash, data_id, len)              the chunk index
+ *   chunkdata(id, data)                    chunk bytes (attachment
+ *                                          ciphertext), one row a chunk
+ *
+ * One totally ordered log across processes: fv_sstore_begin starts a
+ * transaction and takes a transaction-scoped advisory lock (one key for the
+ * whole store), so write transactions run one at a time whichever process
+ * runs them, and each reads the log head after the previous one committed
+ * (READ COMMITTED: each statement sees what was committed before it).
+ * Nothing is cached in the handle: a device revoked, an invite used or a
+ * record retracted through one process is what the next statement of every
+ * other process sees.
+ *
+ * Chunks: fv_sstore_chunk_append inserts the bytes as a row of chunkdata
+ * in its own (autocommitted, durable) statement; the loc it returns names
+ * the row (pack 1, off = row id). fv_sstore_chunk_sync has nothing left to
+ * do. A retraction deletes the chunkdata rows just before COMMIT, and the
+ * log bytes it erases are overwritten in the same transaction;
+ * PostgreSQL keeps dead row versions until VACUUM reclaims them (SECURITY.md,
+ * "PostgreSQL").
+ *
+ * Statements are parameterised; error messages name tables, never values,
+ * and never the connection string (which may hold a password).
+ */
+#ifndef FV_STORE_PG_H
+#define FV_STORE_PG_H
+
+#include <stdint.h>
+
+#include "sstore.h"
+
+#define FV_SSTORE_PG_SCHEMA 1 /* schema_version this build makes */
+
+/* Opens the PostgreSQL store at the libpq connection URI `uri`; with
+ * `create`, makes the schema (FV_EEXIST if one is there). Without it:
+ * FV_ENOTFOUND if there is no FieldVault schema, FV_EVERSION if it is
+ * newer. FV_EDATABASE if the database cannot be reached or refuses the
+ * connection. */
+int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create);
+
+/* Drops the tables of a store that server init or migrate made and could
+ * not finish (the next one then starts afresh). */
+void fv_sstore_pg_drop(fv_sstore *pg);
+
+/* Copies the embedded store at `db_path` (server.db, its packs in `chunks`
+ * beside it) into the new, empty PostgreSQL store `pg` (just made by
+ * fv_sstore_pg_open with create): every table as it is, each chunk's
+ * bytes into chunkdata (a chunk whose bytes do not match its hash, left by
+ * an interrupted retraction, is left out and counted in *skipped). One
+ * transaction: all or nothing. *stats receives the counts (may be NULL):
+ * devices, envelopes, chunks. FV_ENOTFOUND, FV_ECORRUPT, FV_EVERSION,
+ * FV_EDATABASE, FV_EIO. The source must not be served meanwhile. */
+typedef struct fv_sstore_migrated {
+    uint64_t devices, envelopes, chunks, skipped;
+} fv_sstore_migrated;
+int fv_sstore_pg_import_sqlite(fv_sstore *pg, const char *db_path,
+                               fv_sstore_migrated *stats);
+
+#endif
