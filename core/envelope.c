@@ -120,7 +120,8 @@ int fv_env_build(unsigned char **out, size_t *out_len,
     /* Version 2: payload || 0x80 || zeros, encrypted in place, so that
      * the padding is authenticated with the payload and no plaintext copy
      * outlives the encryption. */
-    memcpy(ct, sp->payload, sp->payload_len);
+    if (sp->payload_len)
+        memcpy(ct, sp->payload, sp->payload_len);
     ct[sp->payload_len] = 0x80;
     memset(ct + sp->payload_len + 1, 0, padded - sp->payload_len - 1);
 
