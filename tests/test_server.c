@@ -4936,6 +4936,10 @@ int main(int argc, char **argv)
         test_floods();
         return check_summary("test_server floods");
     }
+    if (argc == 2 && !strcmp(argv[1], "verify")) {
+        test_run_verify(); /* alone: what the ThreadSanitizer build runs */
+        return check_summary("test_server verify");
+    }
     test_init();
     test_chunks_big(); /* early: its check of peak memory needs a low peak */
     test_enroll();
