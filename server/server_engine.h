@@ -169,8 +169,9 @@ void fv_srv_conn_free(fv_srv_conn *c);
 
 /* Consumes received bytes and handles every frame they complete. Returns
  * how many of the n bytes it took: fewer than n when it pauses (output over
- * FV_SRV_OUT_MAX, a PULL or CHUNK-GET being streamed, or the state left
- * RUNNING); the caller keeps the rest and offers it again after sending.
+ * FV_SRV_OUT_MAX, a PULL or CHUNK-GET being streamed, a PUSH waiting for
+ * its signature checks, or the state left RUNNING); the caller keeps the
+ * rest and offers it again after sending (or after the checks).
  * Before it returns, the chunks received are made durable and their
  * CHUNK-ACKs queued (as fv_srv_conn_flush). */
 size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
