@@ -2,10 +2,13 @@
  * bench_sync.c - FieldVault's sync benchmarks (run them with scripts/bench).
  *
  *   bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]
- *              [--devices N] [--fieldvault PATH] [NAME...]
+ *              [--devices N] [--fieldvault PATH] [--verify-threads N]
+ *              [NAME...]
  *
  * A NAME selects the measurements whose name starts with it; no NAME runs
- * them all. Each measurement prints one JSON object on its own line on
+ * them all. --verify-threads sets fv_server_options.verify_threads of the
+ * servers run in this process (default: the server's, one per CPU), to
+ * compare with the signatures checked on the server's loop (0). Each measurement prints one JSON object on its own line on
  * stdout, as bench_vault does:
  *
  *   {"bench": NAME, "value": X, "unit": U, "limit": Y, "ratio": X/Y}
@@ -67,6 +70,29 @@
  * sync.one.bytes (bytes; no limit): one more record on the N-record device,
  * then fv_sync: bytes_sent + bytes_received.
  *
+ * sync.push.cores (envelopes/s; target ratio >= 1.6 on two cores). Two
+ * field devices of N records each (made as sync.push's device is, on one
+ * server) push at once: each round copies the server and both vaults,
+ * starts fv_server_run in a thread (its signature threads at their
+ * default, one per CPU) and times, from a barrier releasing two threads
+ * of this process until the later of their fv_sync returns, both pushes.
+ * The log must then hold 2N envelopes. value = 2N / that time, limit =
+ * sync.push's single-core limit for the first device's N envelopes, both
+ * from the quietest round (as sync.push, the one whose limit took least
+ * time): the ratio says
+ * how far ingest scales past one core. The devices run in this process
+ * and share the same cores: stderr gives the CPU-seconds of the server
+ * (its loop and signature threads) and of the devices apart.
+ *
+ * server.small.latency (ms; no limit). On the server of sync.push.cores
+ * with its first device's N envelopes not yet pushed (100,000; --quick
+ * 10,000), a third field device syncs one new record at a time, over and
+ * over, while the first device pushes its N: the 99th percentile of those
+ * one-record fv_syncs' wall times (each a TLS handshake, a PUSH of one
+ * envelope and an empty PULL). stderr gives the same figures with the
+ * server idle, and how many syncs ran. One device's big push must not
+ * hold up another's small sync.
+ *
  * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices (500;
  * --quick 50) sync at once with a server running as its own process, the
  * Release `fieldvault serve` (--fieldvault PATH; default: `fieldvault` next
@@ -113,6 +139,7 @@
 #define SMALL_RECORDS 1000   /* the second device of sync.noop.*.1k */
 #define LOAD_RECORDS 20      /* per device in sync.load */
 #define LOG_LINES 8          /* server log lines kept for a failure message */
+#define LATENCY_IDLE 50      /* one-record syncs with the server idle */
 
 static struct {
     int quick;
@@ -121,6 +148,7 @@ static struct {
     size_t devices;
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI, for sync.load */
+    int verify_threads;     /* of the servers in this process */
     char **names;
     int nnames;
 } opt;
@@ -171,6 +199,7 @@ static void *st_main(void *arg)
     so.ready = st_ready;
     so.ready_payload = t;
     so.stop = &t->stop;
+    so.verify_threads = opt.verify_threads;
     rc = fv_server_run(t->dir, &so);
     pthread_mutex_lock(&t->mu);
     t->rc = rc;
@@ -697,6 +726,258 @@ small:
     free(device0);
 }
 
+/* ---- sync.push.cores, server.small.latency --------------------------- */
+
+struct pusher {
+    fv_vault *v;
+    const char *addr;
+    pthread_barrier_t *go;
+    pthread_t tid;
+    int rc;
+    fv_sync_result res;
+    double end;
+    double cpu; /* the thread's CPU seconds (run time) for its fv_sync */
+    char msg[200];
+};
+
+static void *pusher_main(void *arg)
+{
+    struct pusher *d = arg;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    double run0, run1, wait;
+    so.server = d->addr;
+    if (d->go)
+        pthread_barrier_wait(d->go);
+    sched_times(my_tid(), &run0, &wait);
+    d->rc = fv_sync(d->v, &so, &d->res);
+    d->end = now();
+    sched_times(my_tid(), &run1, &wait);
+    d->cpu = run1 - run0;
+    if (d->rc != FV_OK)
+        snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));
+    return NULL;
+}
+
+static void pusher_check(const struct pusher *d, size_t n, const char *what)
+{
+    if (d->rc != FV_OK)
+        die("%s: fv_sync: %s (%s)", what, fv_strerror(d->rc), d->msg);
+    if (d->res.pushed != n)
+        die("%s: fv_sync pushed %llu envelopes, expected %zu", what,
+            (unsigned long long)d->res.pushed, n);
+}
+
+/* One round of sync.push.cores on copies of the server and both devices.
+ * Returns the wall time of the two pushes at once. */
+static double cores_round(const char *server0, char *const dev0[2], size_t n)
+{
+    char *sdir = scratch_path("server-cores"), *ddir[2];
+    struct server_thread srv;
+    struct pusher d[2];
+    pthread_barrier_t go;
+    double t0, t, busy0, busy1, all0, all1, self0, self1;
+    int64_t logged, authors;
+
+    copy_tree(server0, sdir);
+    server_start(&srv, sdir);
+    memset(d, 0, sizeof d);
+    if (pthread_barrier_init(&go, NULL, 3) != 0)
+        die("cannot make a barrier");
+    for (int i = 0; i < 2; i++) {
+        ddir[i] = scratch_path("device-cores");
+        copy_tree(dev0[i], ddir[i]);
+        d[i].v = open_vault(ddir[i]);
+        d[i].addr = srv.addr;
+        d[i].go = &go;
+        if (pthread_create(&d[i].tid, NULL, pusher_main, &d[i]) != 0)
+            die("cannot start a thread");
+    }
+    machine_cpu(&busy0, &all0);
+    self0 = self_cpu();
+    pthread_barrier_wait(&go);
+    t0 = now();
+    for (int i = 0; i < 2; i++)
+        pthread_join(d[i].tid, NULL);
+    t = now() - t0;
+    self1 = self_cpu();
+    machine_cpu(&busy1, &all1);
+    pthread_barrier_destroy(&go);
+    server_stop(&srv);
+    for (int i = 0; i < 2; i++) {
+        pusher_check(&d[i], n, "sync.push.cores");
+        fv_vault_close(d[i].v);
+        rm_tree(ddir[i]);
+        free(ddir[i]);
+    }
+    server_log_count(sdir, &logged, &authors);
+    if (logged != (int64_t)(2 * n) || authors != 2)
+        die("sync.push.cores: the server's log holds %lld envelopes from "
+            "%lld devices, expected %zu from 2", (long long)logged,
+            (long long)authors, 2 * n);
+    note("sync.push.cores: two pushes of %zu envelopes at once in %.2f s "
+         "(%.0f envelopes/s; the devices finished %.2f s apart); the "
+         "machine (every process) was busy %.2f of %.2f CPU-seconds", n, t,
+         2.0 * (double)n / t, d[0].end > d[1].end ? d[0].end - d[1].end
+                                                  : d[1].end - d[0].end,
+         busy1 - busy0, all1 - all0);
+    /* This process is the two devices and the server (its loop and its
+     * signature threads); this thread only waits. */
+    note("sync.push.cores: CPU-seconds: the server %.2f (%.1f us/envelope), "
+         "the two devices %.2f (%.1f us/envelope)",
+         self1 - self0 - d[0].cpu - d[1].cpu,
+         1e6 * (self1 - self0 - d[0].cpu - d[1].cpu) / (double)(2 * n),
+         d[0].cpu + d[1].cpu, 1e6 * (d[0].cpu + d[1].cpu) / (double)(2 * n));
+    rm_tree(sdir);
+    free(sdir);
+    return t;
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* One-record syncs of `v`, one after another, until `stop` says so (or
+ * `max` were made); each one's wall time in lat[]. Returns how many. */
+static size_t small_syncs(fv_vault *v, const char *addr, size_t *next,
+                          double *lat, size_t max, const struct pusher *big)
+{
+    size_t k = 0;
+    while (k < max && (!big || big->end == 0)) {
+        fv_sync_result r;
+        double t0;
+        add_records(v, 3, (*next)++, 1);
+        t0 = now();
+        r = sync_or_die(v, addr, "fv_sync (one record)");
+        lat[k++] = 1e3 * (now() - t0);
+        if (r.pushed != 1)
+            die("server.small.latency: a one-record sync pushed %llu",
+                (unsigned long long)r.pushed);
+    }
+    return k;
+}
+
+static double percentile(double *v, size_t n, double p)
+{
+    size_t i;
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+static void bench_cores(void)
+{
+    int want_cores = wanted("sync.push.cores");
+    int want_lat = wanted("server.small.latency");
+    size_t n = opt.records, count = 0, env_bytes, tbs_bytes, next = 0;
+    char *server0 = scratch_path("server"), *admin, *dev0[3];
+    struct server_thread srv;
+    struct env_item *items = NULL;
+    fv_vault *v[3];
+    double best = -1, tv = 0, ts = -1;
+
+    admin = server_create(server0);
+    server_start(&srv, server0);
+    coordinator_setup(admin, srv.addr);
+    free(admin);
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "field %d", i + 1);
+        dev0[i] = scratch_path("device");
+        v[i] = field_device(server0, srv.addr, dev0[i], name);
+    }
+    server_stop(&srv);
+    note("sync.push.cores: adding %zu records to each of two vaults", n);
+    for (int i = 0; i < 2; i++) {
+        add_records(v[i], (unsigned)(i + 1), 0, n);
+        fv_vault_close(v[i]);
+    }
+    fv_vault_close(v[2]);
+
+    if (want_cores) {
+        items = load_items(dev0[0], &count, &env_bytes, &tbs_bytes);
+        if (count != n)
+            die("the device's vault holds %zu own envelopes, expected %zu",
+                count, n);
+        for (int r = 0; r < opt.rounds; r++) {
+            double t, t_v = 0, t_s = 0;
+            if (r % 2 == 1)
+                limit_round(items, n, &t_v, &t_s);
+            t = cores_round(server0, dev0, n);
+            if (r % 2 == 0)
+                limit_round(items, n, &t_v, &t_s);
+            note("sync.push.cores round %d: %.1f us/envelope for the two "
+                 "devices; single-core limit %.1f (verify %.1f + sqlite "
+                 "%.1f)", r + 1, 1e6 * t / (double)(2 * n),
+                 1e6 * (t_v + t_s) / (double)n, 1e6 * t_v / (double)n,
+                 1e6 * t_s / (double)n);
+            /* As sync.push: the round whose limit took least time. */
+            if (ts < 0 || t_v + t_s < tv + ts) {
+                best = t;
+                tv = t_v;
+                ts = t_s;
+            }
+        }
+        free_items(items, count);
+        report("sync.push.cores", 2.0 * (double)n / best, "envelopes/s",
+               (double)n / (tv + ts), 2);
+    }
+
+    if (want_lat) {
+        char *sdir = scratch_path("server-lat"), *ddir[2];
+        size_t max = 100000, k, kidle;
+        double *lat = xmalloc(max * sizeof *lat), idle50, idle99, p50, p99,
+               t0;
+        struct pusher big;
+
+        copy_tree(server0, sdir);
+        for (int i = 0; i < 2; i++) {
+            ddir[i] = scratch_path("device-lat");
+            copy_tree(dev0[i == 0 ? 0 : 2], ddir[i]);
+        }
+        server_start(&srv, sdir);
+        v[2] = open_vault(ddir[1]);
+        kidle = small_syncs(v[2], srv.addr, &next, lat, LATENCY_IDLE, NULL);
+        idle50 = percentile(lat, kidle, 0.5);
+        idle99 = percentile(lat, kidle, 0.99);
+        memset(&big, 0, sizeof big);
+        big.v = open_vault(ddir[0]);
+        big.addr = srv.addr;
+        t0 = now();
+        if (pthread_create(&big.tid, NULL, pusher_main, &big) != 0)
+            die("cannot start a thread");
+        k = small_syncs(v[2], srv.addr, &next, lat, max, &big);
+        pthread_join(big.tid, NULL);
+        pusher_check(&big, n, "server.small.latency");
+        p50 = percentile(lat, k, 0.5);
+        p99 = percentile(lat, k, 0.99);
+        note("server.small.latency: %zu one-record syncs during a push of "
+             "%zu envelopes (%.2f s): median %.1f ms, p99 %.1f ms, slowest "
+             "%.1f ms; with the server idle (%zu syncs): median %.1f ms, p99 "
+             "%.1f ms", k, n, big.end - t0, p50, p99, k ? lat[k - 1] : 0.0,
+             kidle, idle50, idle99);
+        if (k < 10)
+            note("server.small.latency: only %zu syncs ran during the push: "
+                 "the percentile is their slowest", k);
+        fv_vault_close(big.v);
+        fv_vault_close(v[2]);
+        server_stop(&srv);
+        report("server.small.latency", p99, "ms", 0, 1);
+        for (int i = 0; i < 2; i++) {
+            rm_tree(ddir[i]);
+            free(ddir[i]);
+        }
+        rm_tree(sdir);
+        free(sdir);
+        free(lat);
+    }
+    for (int i = 0; i < 3; i++) {
+        rm_tree(dev0[i]);
+        free(dev0[i]);
+    }
+    rm_tree(server0);
+    free(server0);
+}
+
 /* ---- sync.load ------------------------------------------------------- */
 
 static void raise_nofile(size_t want)
@@ -871,22 +1152,26 @@ static void bench_load(void)
 
 static const char usage[] =
     "usage: bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]\n"
-    "                  [--devices N] [--fieldvault PATH] [NAME...]\n"
+    "                  [--devices N] [--fieldvault PATH] [--verify-threads N]\n"
+    "                  [NAME...]\n"
     "Runs the measurements whose names start with a NAME (sync.push,\n"
-    "sync.push.socks5, sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
+    "sync.push.socks5, sync.push.cores, server.small.latency, sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
     "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
     "sync.load.server_rss; none: all) and prints one JSON line per\n"
     "measurement. --records: sync.push's records (100000; --quick 10000);\n"
     "--devices: sync.load's devices (500; --quick 50); --fieldvault: the CLI\n"
     "that sync.load runs as `serve` (default: fieldvault next to this\n"
-    "program). Scratch files go in a new directory under DIR (default\n"
-    "$TMPDIR or /tmp) and are removed afterwards.\n";
+    "program); --verify-threads: the in-process servers' signature\n"
+    "threads (default: one per CPU; 0: none). Scratch files go in a new\n"
+    "directory under DIR (default $TMPDIR or /tmp) and are removed\n"
+    "afterwards.\n";
 
 
 int main(int argc, char **argv)
 {
     static const char *const known[] = {
-        "sync.push", "sync.push.socks5", "sync.noop.bytes", "sync.noop.roundtrips",
+        "sync.push", "sync.push.socks5", "sync.push.cores",
+        "server.small.latency", "sync.noop.bytes", "sync.noop.roundtrips",
         "sync.noop.bytes.1k", "sync.noop.roundtrips.1k", "sync.one.bytes",
         "sync.load.seconds", "sync.load.ok", "sync.load.server_rss"};
     size_t records = 0, devices = 0;
@@ -894,6 +1179,7 @@ int main(int argc, char **argv)
 
     bench_prog = "bench_sync";
     opt.rounds = 3;
+    opt.verify_threads = FV_SERVER_VERIFY_AUTO;
     opt.names = xmalloc((size_t)argc * sizeof *opt.names);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -907,6 +1193,10 @@ int main(int argc, char **argv)
             records = parse_count(argv[++i], "--records");
         } else if (!strcmp(a, "--devices") && i + 1 < argc) {
             devices = parse_count(argv[++i], "--devices");
+        } else if (!strcmp(a, "--verify-threads") && i + 1 < argc) {
+            const char *v = argv[++i];
+            opt.verify_threads =
+                strcmp(v, "0") ? (int)parse_count(v, "--verify-threads") : 0;
         } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
             opt.fieldvault = argv[++i];
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -949,6 +1239,8 @@ int main(int argc, char **argv)
         wanted("sync.noop.roundtrips") || wanted("sync.noop.bytes.1k") ||
         wanted("sync.noop.roundtrips.1k") || wanted("sync.one.bytes"))
         bench_push();
+    if (wanted("sync.push.cores") || wanted("server.small.latency"))
+        bench_cores();
     if (wanted("sync.load.seconds") || wanted("sync.load.ok") ||
         wanted("sync.load.server_rss"))
         bench_load();

@@ -354,6 +354,7 @@ static const struct {
      "                        [--listen HOST:PORT]\n"
      "                        [--max-connections N] [--max-per-address N]\n"
      "                        [--max-per-device N] [--memory-mib N]\n"
+     "                        [--verify-threads N]\n"
      "\n"
      "Runs the server in SDIR until SIGTERM or Ctrl-C, then closes every\n"
      "connection and exits 0. Listens on the address given at 'server init'\n"
@@ -373,7 +374,11 @@ static const struct {
      "  --memory-mib N        frame and output buffers of all connections\n"
      "                        (64, at least 16; a device may hold a quarter,\n"
      "                        an address half: over it, the connection\n"
-     "                        holding most is closed)\n"},
+     "                        holding most is closed)\n"
+     "  --verify-threads N    threads that check the signatures of pushed\n"
+     "                        envelopes while the server goes on serving\n"
+     "                        (default: one per CPU; 0: none, the server's\n"
+     "                        own thread checks them; at most 64)\n"},
     {"enroll",
      "usage: fieldvault enroll INVITE [--server HOST:PORT] [--timeout SECONDS]\n"
      "                         [--proxy URL]\n"

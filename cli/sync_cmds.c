@@ -795,8 +795,10 @@ int cmd_serve(cli *c)
                       {"max-per-device", OPT_ONE, NULL, 0},
                       {"memory-mib", OPT_ONE, NULL, 0},
                       {"store", OPT_ONE, NULL, 0},
+                      {"verify-threads", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_server_options so = FV_SERVER_OPTIONS_INIT;
+    unsigned int threads = 0;
     struct sigaction sa, old_term, old_int, old_pipe;
     const char *dir, *label;
     char lbuf[1024];
@@ -808,8 +810,11 @@ int cmd_serve(cli *c)
         (rc = parse_limit(&opts[2], 1, 65536, &so.max_connections)) != 0 ||
         (rc = parse_limit(&opts[3], 1, 65536, &so.max_per_address)) != 0 ||
         (rc = parse_limit(&opts[4], 1, 1024, &so.max_per_device)) != 0 ||
-        (rc = parse_limit(&opts[5], 16, 65536, &so.memory_mib)) != 0)
+        (rc = parse_limit(&opts[5], 16, 65536, &so.memory_mib)) != 0 ||
+        (rc = parse_limit(&opts[7], 0, FV_SERVER_VERIFY_MAX, &threads)) != 0)
         goto cleanup;
+    if (opts[7].count)
+        so.verify_threads = (int)threads;
     so.listen = opts[1].count ? opts[1].values[0] : NULL;
     so.log = serve_log;
     so.ready = serve_ready;

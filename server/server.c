@@ -31,6 +31,7 @@
 #endif
 #include "sstore.h"
 #include "tls.h"
+#include "vpool.h"
 
 #define KEY_FILE "tls.key"
 #define CRT_FILE "tls.crt"
@@ -57,6 +58,9 @@
 #define LINGER_MS 2000           /* closing: how long input is still dropped */
 #define CERT_CHECK_MS (3600 * 1000) /* the certificate's renewal is checked */
 #define CERT_STAT_MS 2000           /* ... and its file looked at for a change */
+#define VERIFY_INLINE_MAX 4 /* a PUSH of at most this many envelopes is
+                               checked on the loop's thread: handing it to
+                               the pool would cost it more than it saves */
 
 /* fv_server_options.stop may be set from a signal handler only if this is
  * lock-free. */
@@ -475,6 +479,7 @@ struct group {
 struct sconn {
     fv_tls_conn *tls;
     fv_srv_conn *eng;
+    fv_vbatch *vb; /* its PUSH's signature checks, in the pool */
     struct group *addr, *dev; /* dev: NULL until HELLO succeeded */
     size_t held;  /* fv_srv_conn_buffered when last counted */
     unsigned long id;
@@ -511,6 +516,7 @@ struct server {
     fv_sstore *st;
     fv_srv *srv;
     fv_srv_env env;
+    fv_vpool *pool; /* NULL: signatures are checked on the loop's thread */
     struct sconn **conns;
     size_t nconns;
     struct pollfd *pfds;
@@ -628,6 +634,10 @@ static void conn_close(struct server *S, struct sconn *c, const char *why)
         c->addr->npre--;
     }
     c->addr->nconn--;
+    /* The pool's threads read the frame the engine holds: done with it
+     * first. */
+    fv_vpool_cancel(S->pool, c->vb);
+    c->vb = NULL;
     fv_srv_conn_free(c->eng);
     fv_tls_close(c->tls);
     fv_wipe(c->in, sizeof c->in);
@@ -932,6 +942,32 @@ static int conn_drain(struct sconn *c)
     return rc != FV_TLS_WANT_READ;
 }
 
+/* A PUSH that the engine just paused for its signature checks goes to the
+ * pool (or, small or without a pool, is checked here and now). */
+static void conn_verify(struct server *S, struct sconn *c)
+{
+    fv_srv_verify v;
+    if (c->vb || !fv_srv_conn_verify_jobs(c->eng, &v))
+        return;
+    if (S->pool && v.n > VERIFY_INLINE_MAX &&
+        fv_vpool_submit(S->pool, &v, c, &c->vb) == FV_OK)
+        return;
+    for (size_t i = 0; i < v.n; i++)
+        v.result[i] = fv_srv_verify_envelope(v.env[i], v.len[i]);
+    fv_srv_conn_verify_done(c->eng);
+}
+
+/* The PUSHes whose checks the pool finished are stored and answered. */
+static void verified(struct server *S)
+{
+    struct sconn *c;
+    while ((c = fv_vpool_take(S->pool)) != NULL) {
+        c->vb = NULL;
+        fv_srv_conn_verify_done(c->eng);
+        c->kick = 1; /* its receipt to send, its input to go on with */
+    }
+}
+
 /* Drives one connection as far as it goes without blocking. */
 static void conn_service(struct server *S, struct sconn *c, int64_t now)
 {
@@ -974,6 +1010,7 @@ static void conn_service(struct server *S, struct sconn *c, int64_t now)
              * costs an fdatasync) until the input runs dry, below. */
             size_t k = fv_srv_conn_recv_more(c->eng, c->in + c->in_off,
                                              c->in_len - c->in_off);
+            conn_verify(S, c);
             if (k) {
                 c->in_off += k;
                 progress = 1;
@@ -1154,7 +1191,7 @@ static void raise_fd_limit(struct server *S)
 }
 
 static int load_engine(struct server *S, const char *dir, const struct paths *p,
-                       const char *listen)
+                       const char *listen, unsigned int flags)
 {
     unsigned char epoch[FV_EPOCH_BYTES], pk[FV_SIGN_PK_BYTES], pin[32];
     unsigned char *sk = fv_secure_alloc(FV_SIGN_SK_BYTES);
@@ -1189,6 +1226,7 @@ static int load_engine(struct server *S, const char *dir, const struct paths *p,
     cfg.pin = pin;
     cfg.address = listen;
     cfg.env = &S->env;
+    cfg.flags = flags;
     rc = fv_srv_new(&S->srv, &cfg);
 done:
     fv_secure_free(sk);
@@ -1242,12 +1280,25 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     struct paths p;
     char stored[256], host[256], port[6];
     const char *listen;
+    long threads = FV_SERVER_VERIFY_AUTO;
     int rc;
 
     if (!opts)
         opts = &defaults;
-    if (!dir || opts->version != FV_SERVER_OPTIONS_VERSION)
+    if (!dir || opts->version < 1 || opts->version > FV_SERVER_OPTIONS_VERSION)
         return FV_EINVAL;
+    /* Version 1 options end before verify_threads. */
+    if (opts->version >= 2)
+        threads = opts->verify_threads;
+    if (threads < FV_SERVER_VERIFY_AUTO || threads > FV_SERVER_VERIFY_MAX)
+        return FV_EINVAL;
+    if (threads == FV_SERVER_VERIFY_AUTO) {
+        threads = sysconf(_SC_NPROCESSORS_ONLN);
+        if (threads < 1)
+            threads = 1;
+        if (threads > FV_SERVER_VERIFY_MAX)
+            threads = FV_SERVER_VERIFY_MAX;
+    }
     if (fv_crypto_init() != FV_OK)
         return FV_ECRYPTO;
     memset(&S, 0, sizeof S);
@@ -1285,10 +1336,14 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     }
     /* Invites carry the address given at init: a listen override (say,
      * port 0 in a test) is where we bind, not where devices are sent. */
-    if ((rc = load_engine(&S, dir, &p, stored)))
+    if (threads > 0 && (rc = fv_vpool_new(&S.pool, (unsigned int)threads)))
+        goto done;
+    if ((rc = load_engine(&S, dir, &p, stored,
+                          S.pool ? FV_SRV_VERIFY_DEFERRED : 0)))
         goto done;
     S.conns = calloc(S.max_conn, sizeof *S.conns);
-    S.pfds = calloc((size_t)S.max_conn + 1, sizeof *S.pfds);
+    /* The listener, the connections, the pool's descriptor. */
+    S.pfds = calloc((size_t)S.max_conn + 2, sizeof *S.pfds);
     S.ngroups = 2 * (size_t)S.max_conn + 2;
     S.groups = calloc(S.ngroups, sizeof *S.groups);
     if (!S.conns || !S.pfds || !S.groups) {
@@ -1345,12 +1400,17 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         }
         if (S.accept_resume > now && S.accept_resume < deadline)
             deadline = S.accept_resume;
+        S.pfds[n + 1].fd = S.pool ? fv_vpool_fd(S.pool) : -1;
+        S.pfds[n + 1].events = POLLIN;
+        S.pfds[n + 1].revents = 0;
         timeout = ready ? 0 : (int)(deadline > now ? deadline - now : 0);
-        if (poll(S.pfds, n + 1, timeout) < 0 && errno != EINTR) {
+        if (poll(S.pfds, n + 2, timeout) < 0 && errno != EINTR) {
             slog(&S, "poll failed");
             rc = FV_EIO;
             break;
         }
+        if (S.pfds[n + 1].revents)
+            verified(&S);
         now = mono_ms();
         S.env.now = (int64_t)time(NULL);
         if (now >= S.cert_check)
@@ -1391,6 +1451,7 @@ done:
         close(S.reserve_fd);
     free(S.groups);
     fv_tls_server_close(S.tls);
+    fv_vpool_free(S.pool);
     fv_srv_free(S.srv);
     if (S.st)
         fv_sstore_checkpoint(S.st);
@@ -1481,7 +1542,7 @@ int fv_server_import_with(const char *dir, const char *path,
     /* Opened as fv_server_run opens it; a running server's own connection
      * takes turns with this one (WAL, BEGIN IMMEDIATE, busy timeout). */
     if ((rc = open_server_store(&S.st, dir, &p, stored)) ||
-        (rc = load_engine(&S, dir, &p, stored)))
+        (rc = load_engine(&S, dir, &p, stored, 0)))
         goto done;
     im.srv = S.srv;
     rc = fv_bundle_read(path, import_batch, import_chunk, &im, why);

@@ -16,7 +16,8 @@
  * Nothing in it opens a testimony.
  *
  * fv_server_run serves devices over TLS on one thread with poll(): it
- * verifies every envelope before storing it, and bounds what a client can
+ * verifies every envelope before storing it (the signatures of a PUSH on a
+ * pool of threads, while the loop serves other connections), and bounds what a client can
  * make it spend (connections, bytes buffered, time per handshake, frame and
  * idle period). See docs/PROTOCOL.md.
  */
@@ -151,12 +152,23 @@ typedef struct fv_server_options {
                                      device a quarter, one address half;
                                      over it, the connection holding most
                                      is closed */
+    /* Version 2. */
+    int verify_threads; /* threads that check PUSH signatures (at most
+                           FV_SERVER_VERIFY_MAX); 0: none, the loop's own
+                           thread checks them; FV_SERVER_VERIFY_AUTO (the
+                           default): one per online CPU. A PUSH of a few
+                           envelopes is checked on the loop's thread. */
 } fv_server_options;
 
-#define FV_SERVER_OPTIONS_VERSION 1
+#define FV_SERVER_VERIFY_AUTO (-1)
+#define FV_SERVER_VERIFY_MAX 64
+
+/* Version 1 (no verify_threads) is accepted too: it verifies with one
+ * thread per CPU. */
+#define FV_SERVER_OPTIONS_VERSION 2
 #define FV_SERVER_OPTIONS_INIT                                              \
     {FV_SERVER_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, \
-     NULL, 0, 0, 0}
+     NULL, 0, 0, 0, FV_SERVER_VERIFY_AUTO}
 
 /* Runs the server in `dir` until *opts->stop becomes non-zero, then closes
  * every connection, checkpoints the database and returns FV_OK. The flag is
@@ -167,8 +179,9 @@ typedef struct fv_server_options {
  * be NULL for the defaults (then it runs until the process ends). Returns an
  * error only if it cannot start: FV_ENOTFOUND (no server there),
  * FV_ECORRUPT, FV_EVERSION, FV_ENET (cannot listen), FV_EINVAL, FV_EIO,
- * FV_ENOMEM. Runs on the calling thread; several servers may run in one
- * process on different directories. */
+ * FV_ENOMEM. Runs on the calling thread (plus verify_threads threads it
+ * starts and joins); several servers may run in one process on different
+ * directories. */
 int fv_server_run(const char *dir, const fv_server_options *opts);
 
 #endif

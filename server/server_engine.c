@@ -23,6 +23,7 @@ _Static_assert(FV_SRV_ENTRIES_BYTES < FV_SYNC_MAX_ENVELOPE,
 #define FEED_CACHE 32 /* feed heads remembered during one PUSH batch */
 #define KEEP_BUF_BYTES (64u << 10) /* larger idle buffers are released */
 #define STOP_READ 1
+#define SIG_UNCHECKED 1 /* push_wait.sig: not checked by the caller's threads */
 
 /* One envelope of a PUSH batch, after verification. Pointers point into the
  * frame being handled (or the caller's batch). */
@@ -36,6 +37,22 @@ struct push_item {
     size_t ref0, nref; /* the chunk hashes it lists: s->refs[ref0 ..] */
     int kind, genesis;
     unsigned char record[32]; /* its record (its own id for a genesis) */
+};
+
+/* A PUSH whose signatures the caller checks (FV_SRV_VERIFY_DEFERRED), from
+ * the frame's arrival until fv_srv_conn_verify_done. Pointers point into the
+ * frame, which stays as it is while the connection is paused for it. */
+struct push_wait {
+    size_t n;
+    const unsigned char *env[FV_PROTO_MAX_BATCH];
+    size_t len[FV_PROTO_MAX_BATCH];
+    int sig[FV_PROTO_MAX_BATCH]; /* per envelope: its check, SIG_UNCHECKED */
+    /* The checks handed out: the envelopes the log does not hold yet. */
+    size_t njobs;
+    const unsigned char *job_env[FV_PROTO_MAX_BATCH];
+    size_t job_len[FV_PROTO_MAX_BATCH];
+    int job_res[FV_PROTO_MAX_BATCH];
+    size_t job_of[FV_PROTO_MAX_BATCH];
 };
 
 struct feed_head {
@@ -54,6 +71,7 @@ struct fv_srv {
     unsigned char org[32];
     int has_org;
     char address[256];
+    unsigned int flags; /* fv_srv_config.flags */
 
     /* Scratch shared by the connections (one thread uses them all). */
     fv_msg msg;
@@ -99,6 +117,7 @@ struct fv_srv_conn {
     int perr;
     int authed;
     int out_full; /* paused since output passed FV_SRV_OUT_MAX */
+    struct push_wait *wait; /* a PUSH waiting for its signature checks */
     fv_sstore_device dev; /* the connected device, once authed */
     /* A PULL being streamed: entries (pos, head] remain. */
     int pulling;
@@ -352,6 +371,7 @@ int fv_srv_new(fv_srv **out, const fv_srv_config *cfg)
     memcpy(s->epoch, cfg->epoch, FV_EPOCH_BYTES);
     memcpy(s->pin, cfg->pin, 32);
     memcpy(s->address, cfg->address, alen + 1);
+    s->flags = cfg->flags;
     rc = fv_sstore_meta_get_fixed(s->st, "org", s->org, 32);
     if (rc == FV_OK)
         s->has_org = 1;
@@ -412,6 +432,7 @@ void fv_srv_conn_free(fv_srv_conn *c)
              short_hex(hex, c->dev.pk), c->put_count, c->put_bytes,
              c->get_count, c->get_bytes);
     free(c->pend);
+    free(c->wait);
     free(c->http);
     fv_framer_free(&c->in);
     fv_out_free(&c->out);
@@ -449,7 +470,7 @@ static void update_out_full(fv_srv_conn *c)
 
 static int paused(const fv_srv_conn *c)
 {
-    return c->pulling || c->getting || c->out_full;
+    return c->pulling || c->getting || c->out_full || c->wait;
 }
 
 int fv_srv_conn_wants_input(const fv_srv_conn *c)
@@ -702,18 +723,44 @@ static void refs_release(fv_srv *s)
     s->nrefs = s->refs_cap = 0;
 }
 
-/* Checks envelopes [0, n) of a batch before anything is stored: size,
- * structure and signature, and, if `author` is set, that `author` wrote
- * each. Fills s->items (without their device) and s->ids. Returns FV_OK, or
- * an error with *why the rejection's fixed text (FV_ECORRUPT, or FV_ENOMEM
- * while parsing). */
-static int verify_batch(fv_srv *s, const unsigned char *author,
-                        const unsigned char *const *bytes, const size_t *len,
-                        size_t n, const char **why)
+/* 1 if the log holds the envelope whose id is `id` from `author` (NULL:
+ * never): it was verified when it came. */
+static int known_from(fv_srv *s, const unsigned char *author,
+                      const unsigned char id[32], size_t len)
 {
-    fv_env env;
     unsigned char known_author[32];
     uint64_t seq;
+    return author && len <= FV_SYNC_MAX_ENVELOPE &&
+           fv_sstore_log_find_author(s->st, id, &seq, known_author) == FV_OK &&
+           memcmp(known_author, author, 32) == 0;
+}
+
+int fv_srv_verify_envelope(const unsigned char *bytes, size_t len)
+{
+    fv_env env;
+    int rc;
+    if (!bytes || len > FV_SYNC_MAX_ENVELOPE)
+        return FV_ECORRUPT;
+    rc = fv_env_parse(&env, bytes, len);
+    if (rc == FV_OK)
+        fv_env_clear(&env);
+    return rc;
+}
+
+/* Checks envelopes [0, n) of a batch before anything is stored: size,
+ * structure and signature, and, if `author` is set, that `author` wrote
+ * each. `sig` (NULL: none) holds what fv_srv_verify_envelope said of each
+ * envelope on the caller's threads (SIG_UNCHECKED where it was not asked):
+ * a failure there fails the envelope where its own check would have, and
+ * a success leaves only the checks that do not need the signature. Fills
+ * s->items (without their device) and s->ids. Returns FV_OK, or an error
+ * with *why the rejection's fixed text (FV_ECORRUPT, or FV_ENOMEM while
+ * parsing). */
+static int verify_batch(fv_srv *s, const unsigned char *author,
+                        const unsigned char *const *bytes, const size_t *len,
+                        size_t n, const int *sig, const char **why)
+{
+    fv_env env;
     int rc;
 
     *why = NULL;
@@ -724,9 +771,7 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
          * when it came: a device re-pushing after a cut connection costs a
          * hash, not a signature check. (Its id is the hash of its bytes.) */
         fv_hash(s->ids[i], bytes[i], len[i]);
-        if (author && len[i] <= FV_SYNC_MAX_ENVELOPE &&
-            fv_sstore_log_find_author(s->st, s->ids[i], &seq, known_author) == FV_OK &&
-            memcmp(known_author, author, 32) == 0) {
+        if (known_from(s, author, s->ids[i], len[i])) {
             it->bytes = bytes[i];
             it->len = len[i];
             it->nrecip = 0; /* not appended again: no feeds to compute */
@@ -737,9 +782,14 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
             it->dev = NULL;
             continue;
         }
-        rc = len[i] > FV_SYNC_MAX_ENVELOPE
-                 ? FV_ECORRUPT
-                 : fv_env_parse(&env, bytes[i], len[i]);
+        if (len[i] > FV_SYNC_MAX_ENVELOPE)
+            rc = FV_ECORRUPT;
+        else if (!sig || sig[i] == SIG_UNCHECKED)
+            rc = fv_env_parse(&env, bytes[i], len[i]);
+        else if (sig[i] != FV_OK)
+            rc = sig[i];
+        else /* these very bytes verified on the caller's thread */
+            rc = fv_env_parse_ex(&env, bytes[i], len[i], FV_ENV_SIG_KNOWN);
         if (rc) {
             *why = "an envelope failed verification";
             return rc == FV_ENOMEM ? FV_ENOMEM : FV_ECORRUPT;
@@ -995,7 +1045,7 @@ int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
             return rc;
         nauthors = 1;
     }
-    rc = verify_batch(s, author, env, len, n, &why);
+    rc = verify_batch(s, author, env, len, n, NULL, &why);
     if (rc == FV_OK)
         rc = batch_authors(s, author, n, nauthors);
     if (rc == FV_OK)
@@ -1042,11 +1092,14 @@ int fv_srv_store_chunk(fv_srv *s, const unsigned char hash[32],
     return rc;
 }
 
-static void handle_push(fv_srv_conn *c, const fv_msg *m)
+/* Stores and answers a PUSH of n envelopes whose signatures `sig` (NULL:
+ * none) checked already (verify_batch). */
+static void push_finish(fv_srv_conn *c, const unsigned char *const *env,
+                        const size_t *len, size_t n, const int *sig)
 {
     fv_srv *s = c->srv;
-    size_t n = m->u.push.n, i, added = 0;
-    unsigned char sig[FV_SIG_BYTES], *body = NULL;
+    size_t i, added = 0;
+    unsigned char rsig[FV_SIG_BYTES], *body = NULL;
     size_t body_len = 0;
     const char *why;
     char hex[9];
@@ -1055,7 +1108,7 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
     /* As fv_srv_store_batch, for the device authenticated at HELLO (a
      * revocation applies from its next connection on). Every envelope is
      * checked before anything is stored. */
-    rc = verify_batch(s, c->dev.pk, m->u.push.env, m->u.push.len, n, &why);
+    rc = verify_batch(s, c->dev.pk, env, len, n, sig, &why);
     if (rc == FV_OK) {
         for (i = 0; i < n; i++)
             s->items[i].dev = &c->dev;
@@ -1084,8 +1137,8 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
         queued(c, rc);
         return;
     }
-    fv_sign(sig, body, body_len, s->sk);
-    rc = fv_send_receipt(&c->out, body, body_len, sig);
+    fv_sign(rsig, body, body_len, s->sk);
+    rc = fv_send_receipt(&c->out, body, body_len, rsig);
     fv_enc_free_buf(body, body_len);
     if (queued(c, rc))
         return;
@@ -1101,6 +1154,74 @@ static void handle_push(fv_srv_conn *c, const fv_msg *m)
     if (s->unheld)
         slog(c, "%" PRIu64 " retractions of records never held, not stored",
              s->unheld);
+}
+
+static void handle_push(fv_srv_conn *c, const fv_msg *m)
+{
+    fv_srv *s = c->srv;
+    struct push_wait *w;
+    size_t n = m->u.push.n;
+    unsigned char id[32];
+
+    if (!(s->flags & FV_SRV_VERIFY_DEFERRED)) {
+        push_finish(c, m->u.push.env, m->u.push.len, n, NULL);
+        return;
+    }
+    /* The signatures are checked on the caller's threads: the envelopes
+     * the log does not hold from this device become jobs, and the
+     * connection pauses (its frame stays put) until they are done. */
+    if (!(w = malloc(sizeof *w))) {
+        conn_internal(c, FV_ENOMEM, "verifying a push");
+        return;
+    }
+    w->n = n;
+    w->njobs = 0;
+    for (size_t i = 0; i < n; i++) {
+        w->env[i] = m->u.push.env[i];
+        w->len[i] = m->u.push.len[i];
+        w->sig[i] = SIG_UNCHECKED;
+        if (w->len[i] > FV_SYNC_MAX_ENVELOPE)
+            continue; /* refused without a check */
+        fv_hash(id, w->env[i], w->len[i]);
+        if (known_from(s, c->dev.pk, id, w->len[i]))
+            continue;
+        w->job_env[w->njobs] = w->env[i];
+        w->job_len[w->njobs] = w->len[i];
+        w->job_res[w->njobs] = SIG_UNCHECKED;
+        w->job_of[w->njobs++] = i;
+    }
+    if (w->njobs == 0) {
+        push_finish(c, w->env, w->len, n, NULL);
+        free(w);
+        return;
+    }
+    c->wait = w;
+}
+
+int fv_srv_conn_verify_jobs(fv_srv_conn *c, fv_srv_verify *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!c || !c->wait)
+        return 0;
+    out->n = c->wait->njobs;
+    out->env = c->wait->job_env;
+    out->len = c->wait->job_len;
+    out->result = c->wait->job_res;
+    return 1;
+}
+
+void fv_srv_conn_verify_done(fv_srv_conn *c)
+{
+    struct push_wait *w;
+    if (!c || !(w = c->wait))
+        return;
+    for (size_t k = 0; k < w->njobs; k++)
+        w->sig[w->job_of[k]] = w->job_res[k];
+    c->wait = NULL;
+    if (c->state == FV_SRV_RUNNING)
+        push_finish(c, w->env, w->len, w->n, w->sig);
+    free(w);
+    update_out_full(c);
 }
 
 /* ---- PULL ------------------------------------------------------------- */

@@ -30,6 +30,17 @@
  * message is handled, before an ERROR, and when the connection is freed
  * (so a cut connection keeps every chunk that arrived whole). Memory holds
  * the frame being read and, per pending chunk, its hash and place only.
+ *
+ * Signatures. An envelope's Ed25519 check is most of what a PUSH costs the
+ * server. With FV_SRV_VERIFY_DEFERRED the engine does not check them
+ * itself: a PUSH's frame pauses its connection and hands out one job per
+ * envelope the log does not hold from that device (fv_srv_conn_verify_jobs);
+ * the caller runs fv_srv_verify_envelope on each, on any threads it likes,
+ * while it serves other connections, then calls fv_srv_conn_verify_done,
+ * which checks the rest on the engine's thread, stores the batch in order
+ * and queues the receipt exactly as an inline PUSH would (same refusals,
+ * same first failing envelope, same log). The engine itself starts no
+ * thread and does no I/O.
  */
 #ifndef FV_SERVER_ENGINE_H
 #define FV_SERVER_ENGINE_H
@@ -74,7 +85,12 @@ typedef struct fv_srv_config {
     const unsigned char *pin;        /* 32: this server's TLS key pin */
     const char *address;             /* host:port written into invites */
     fv_srv_env *env;                 /* borrowed: must outlive the fv_srv */
+    unsigned int flags;              /* FV_SRV_VERIFY_DEFERRED, or 0 */
 } fv_srv_config;
+
+/* fv_srv_config.flags: PUSH signatures are checked by the caller
+ * (fv_srv_conn_verify_jobs). */
+#define FV_SRV_VERIFY_DEFERRED 1u
 
 typedef struct fv_srv fv_srv;
 typedef struct fv_srv_conn fv_srv_conn;
@@ -154,8 +170,9 @@ void fv_srv_conn_free(fv_srv_conn *c);
 
 /* Consumes received bytes and handles every frame they complete. Returns
  * how many of the n bytes it took: fewer than n when it pauses (output over
- * FV_SRV_OUT_MAX, a PULL or CHUNK-GET being streamed, or the state left
- * RUNNING); the caller keeps the rest and offers it again after sending.
+ * FV_SRV_OUT_MAX, a PULL or CHUNK-GET being streamed, a PUSH waiting for
+ * its signature checks, or the state left RUNNING); the caller keeps the
+ * rest and offers it again after sending (or after the checks).
  * Before it returns, the chunks received are made durable and their
  * CHUNK-ACKs queued (as fv_srv_conn_flush). */
 size_t fv_srv_conn_recv(fv_srv_conn *c, const unsigned char *p, size_t n);
@@ -172,6 +189,32 @@ size_t fv_srv_conn_recv_more(fv_srv_conn *c, const unsigned char *p,
  * if it queued anything (there is output to send), else 0. A failure of
  * the store is reported to the peer (ERROR internal) and closes. */
 int fv_srv_conn_flush(fv_srv_conn *c);
+
+/* The signature checks a PUSH waits for (FV_SRV_VERIFY_DEFERRED). */
+typedef struct fv_srv_verify {
+    size_t n;                        /* envelopes to check (at least 1) */
+    const unsigned char *const *env; /* their bytes */
+    const size_t *len;
+    int *result; /* the caller stores fv_srv_verify_envelope(env[i], len[i])
+                    in result[i]; one left alone is checked by
+                    fv_srv_conn_verify_done itself */
+} fv_srv_verify;
+
+/* 1 if the connection's PUSH waits for its checks, with *out filled; else
+ * 0. Everything *out points to stays valid and unchanged, and the
+ * connection takes no input (fv_srv_conn_wants_input is 0), until
+ * fv_srv_conn_verify_done or fv_srv_conn_free: the caller must see every
+ * check it handed to another thread finished (or never started) before it
+ * calls either. Engine's thread. */
+int fv_srv_conn_verify_jobs(fv_srv_conn *c, fv_srv_verify *out);
+/* The checks of fv_srv_conn_verify_jobs are done: the PUSH is checked
+ * further, stored and answered (or refused), and the connection takes
+ * input again. Harmless if nothing waits. Engine's thread. */
+void fv_srv_conn_verify_done(fv_srv_conn *c);
+/* What an envelope's checks up to and with its signature say: FV_OK,
+ * FV_ECORRUPT (too long, malformed, or not signed by the author it names),
+ * FV_EVERSION, FV_ENOMEM. Touches nothing shared: any thread, at once. */
+int fv_srv_verify_envelope(const unsigned char *env, size_t len);
 
 /* The bytes waiting to be sent (NULL and 0 when none), valid until the next
  * call on the connection. */

@@ -13,9 +13,12 @@
 #define BATCH_BYTES (512u * 1024)  /* envelope bytes per PUSH */
 /* CHUNK-PUTs not yet acknowledged: the server acknowledges a batch with one
  * fdatasync when its input runs dry, so a deeper window means fewer syncs.
- * A cut costs only the chunk being sent: the server keeps every chunk that
- * arrived whole, and the next query finds them. */
-#define CHUNK_WINDOW 32
+ * Twice the server's durable batch (FV_SRV_CHUNK_BATCH, 8 MiB: 32 chunks
+ * of 256 KiB): while the server makes one batch durable, the next is on
+ * its way, instead of both sides waiting on each other around every
+ * fdatasync. A cut costs only the chunk being sent: the server keeps every
+ * chunk that arrived whole, and the next query finds them. */
+#define CHUNK_WINDOW 64
 #define OUT_HIGH (4u << 20)        /* queue no more chunks above this */
 
 /* One page of attachment chunks being uploaded or downloaded. */

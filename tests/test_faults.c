@@ -371,7 +371,7 @@ static int converse(fv_vault *v, const fv_client_request *req, char **invite)
 
 /* The server, a coordinator with the organisation key, and the test's
  * vault enrolled as a field device. */
-static fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL};
+static fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 static char server_db[400];
 
 /* Opens the server: its database and engine. */

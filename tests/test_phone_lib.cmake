@@ -9,7 +9,8 @@
 #      always has one) names one, the file-local functions included;
 #   3. its bytes hold a string only the server's code has.
 # A server function is fv_server_*, fv_srv_*, fv_sstore_* (the server
-# store's interface), sqls_* (its SQLite implementation) or one of the event
+# store's interface), sqls_* (its SQLite implementation), fv_vpool_* (the
+# threads that check signatures for the event loop) or one of the event
 # loop's (server/server.c).
 #
 # Inputs: -DNM=<nm> -DLIB=<libfieldvault.so or libfieldvault.a>
@@ -26,7 +27,7 @@ if(NOT EXISTS "${LIB}")
 endif()
 get_filename_component(name ${LIB} NAME)
 
-set(server_re "^(fv_server_|fv_srv_|fv_sstore_|sqls_)")
+set(server_re "^(fv_server_|fv_srv_|fv_sstore_|sqls_|fv_vpool_)")
 set(event_loop fv_server_run accept_some enforce_budgets evict_preauth preauth_victim
                conn_service conn_settle raise_fd_limit load_engine cert_tick
                open_server_store out_of_fds)

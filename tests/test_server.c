@@ -809,7 +809,7 @@ static void test_coordinator(void)
     {
         fv_srv *s2 = NULL;
         fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, h.st, h.sk, h.epoch,
-                             h.pin, ADDRESS, &h.env};
+                             h.pin, ADDRESS, &h.env, 0};
         fv_srv *keep = h.srv;
         CHECK_EQ(fv_srv_new(&s2, &cfg), FV_OK);
         h.srv = s2;
@@ -2114,6 +2114,371 @@ stop:
     pthread_mutex_destroy(&r.mu);
     pthread_cond_destroy(&r.cv);
     rm_rf(top);
+}
+
+/* ---- signatures checked on the server's threads ----------------------- */
+
+/* The engine with FV_SRV_VERIFY_DEFERRED, driven directly: a PUSH pauses
+ * its connection and hands out one check per envelope the log does not
+ * hold from the device; the results given back decide (a failure the
+ * caller reports refuses the push, a result left alone is checked by the
+ * engine itself); a connection freed while it waits leaks nothing. */
+static void test_verify_deferred(void)
+{
+    harness h;
+    device admin;
+    fv_srv *s2 = NULL;
+    fv_srv_config cfg;
+    unsigned char *env[20], ids[20][32];
+    size_t elen[20];
+    fv_srv_verify v;
+
+    harness_open(&h);
+    device_new(&admin);
+    CHECK(enroll(&h, &admin, h.admin_token));
+    memset(&cfg, 0, sizeof cfg);
+    cfg.version = FV_SRV_CONFIG_VERSION;
+    cfg.store = h.st;
+    cfg.receipt_sk = h.sk;
+    cfg.epoch = h.epoch;
+    cfg.pin = h.pin;
+    cfg.address = ADDRESS;
+    cfg.env = &h.env;
+    cfg.flags = FV_SRV_VERIFY_DEFERRED;
+    CHECK_EQ(fv_srv_new(&s2, &cfg), FV_OK);
+    if (!s2) {
+        harness_close(&h);
+        return;
+    }
+    for (int i = 0; i < 20; i++)
+        env[i] = env_to_self(&admin, &elen[i], ids[i]);
+
+    for (int round = 0; round < 4; round++) {
+        fv_srv_conn *c = NULL;
+        fv_out o;
+        buf out = {0};
+        size_t len, used;
+        const unsigned char *p;
+        uint64_t head = log_head(&h);
+        size_t first = round == 1 ? 10 : round == 3 ? 15 : 0;
+
+        CHECK_EQ(fv_srv_conn_new(&c, s2, binding_a, 900 + (unsigned long)round),
+                 FV_OK);
+        if (!c)
+            break;
+        fv_out_init(&o);
+        c_hello(&o, &admin, h.pin, binding_a, NULL);
+        /* Rounds 0 and 1: envelopes 0..9, then 10..14; 2: 0..9 again (held:
+         * no check); 3: 15..19 with a check reported failed. */
+        if (round == 0 || round == 2)
+            fv_send_push(&o, (const unsigned char *const *)env, elen, 10);
+        else
+            fv_send_push(&o, (const unsigned char *const *)env + first, elen + first,
+                         5);
+        fv_send_simple(&o, FV_MSG_BYE);
+        p = fv_out_pending(&o, &len);
+        used = fv_srv_conn_recv(c, p, len);
+        if (round == 2) {
+            /* Every envelope held: answered at once, nothing to check. */
+            CHECK_EQ(fv_srv_conn_verify_jobs(c, &v), 0);
+            CHECK_EQ(used, len);
+        } else {
+            CHECK(used < len);
+            CHECK_EQ(fv_srv_conn_wants_input(c), 0);
+            CHECK_EQ(fv_srv_conn_verify_jobs(c, &v), 1);
+            CHECK_EQ(v.n, round == 0 ? 10 : 5);
+            /* Nothing more is taken while the checks are out. */
+            CHECK_EQ(fv_srv_conn_recv(c, p + used, len - used), 0);
+            for (size_t i = 0; i < v.n && i < 10; i++) {
+                size_t k = first + i;
+                CHECK(v.len[i] == elen[k] && memcmp(v.env[i], env[k], elen[k]) == 0);
+                if (round == 0)
+                    v.result[i] = fv_srv_verify_envelope(v.env[i], v.len[i]);
+                else if (round == 3 && i == 2)
+                    v.result[i] = FV_ECORRUPT; /* said of a good envelope */
+                /* round 1: left alone, the engine checks them */
+            }
+            if (round == 1) {
+                /* A round whose connection goes while it waits: nothing
+                 * leaks, nothing is stored; then the same, answered. */
+                fv_srv_conn_free(c);
+                c = NULL;
+                CHECK_EQ(log_head(&h), head);
+                CHECK_EQ(fv_srv_conn_new(&c, s2, binding_a, 990), FV_OK);
+                if (!c)
+                    break;
+                used = fv_srv_conn_recv(c, p, len);
+                CHECK(used < len);
+                CHECK_EQ(fv_srv_conn_verify_jobs(c, &v), 1);
+            }
+            fv_srv_conn_verify_done(c);
+            CHECK_EQ(fv_srv_conn_verify_jobs(c, &v), 0);
+            if (fv_srv_conn_state(c) == FV_SRV_RUNNING)
+                used += fv_srv_conn_recv(c, p + used, len - used);
+        }
+        drain(c, &out, 1 << 20);
+        if (round == 3) {
+            CHECK(strcmp(types(&out), "16,31") == 0);
+            CHECK_EQ(last_error(&out), FV_PERR_REJECTED);
+            CHECK_EQ(log_head(&h), head);
+        } else {
+            size_t off = 0;
+            fv_msg m;
+            CHECK(strcmp(types(&out), "16,17") == 0);
+            CHECK_EQ(used, len);
+            CHECK_EQ(log_head(&h), round == 0 ? 10 : 15);
+            if (next_msg(&out, &off, &m) && next_msg(&out, &off, &m) &&
+                m.type == FV_MSG_RECEIPT) {
+                fv_receipt r;
+                CHECK_EQ(fv_receipt_decode(&r, m.u.receipt.body,
+                                           m.u.receipt.body_len), FV_OK);
+                CHECK(r.n == (round == 1 ? 5u : 10u));
+                CHECK(r.seq[0] == (round == 1 ? 11u : 1u));
+            }
+        }
+        fv_out_free(&o);
+        buf_free(&out);
+        fv_srv_conn_free(c);
+    }
+    for (int i = 0; i < 20; i++)
+        free(env[i]);
+    fv_srv_free(s2);
+    harness_close(&h);
+}
+
+#define VBATCH FV_PROTO_MAX_BATCH
+
+/* What one connection of test_run_verify got back. */
+typedef struct vreply {
+    char types[64];
+    int code;        /* the ERROR's code, or 0 */
+    char text[128];  /* and its text */
+    uint64_t first[4], last[4]; /* each receipt's first and last seq */
+    int in_order;    /* every receipt lists its PUSH's ids in order, seqs
+                        consecutive */
+    size_t receipts;
+} vreply;
+
+/* One connection to the server of `r`: HELLO from d (enrolling with
+ * token), then `npush` PUSHes of `per` envelopes each, then BYE; reads
+ * until the server closes. env[k] are the envelopes (npush * per). With
+ * `cut`, closes right after writing, reading nothing. */
+static void vconverse(run_ctx *r, const unsigned char pin[32], const device *d,
+                      const unsigned char *token, unsigned char **env,
+                      const size_t *elen, unsigned char (*ids)[32],
+                      size_t npush, size_t per, int cut, vreply *out)
+{
+    char port[16];
+    fv_tls_conn *t = NULL;
+    unsigned char binding[32];
+    fv_out o;
+    buf got = {0};
+    size_t off = 0, k = 0;
+    fv_msg m;
+
+    memset(out, 0, sizeof *out);
+    out->in_order = 1;
+    snprintf(port, sizeof port, "%d", r->port);
+    CHECK_EQ(fv_tls_connect(&t, "127.0.0.1", port, pin, 5000), FV_OK);
+    if (!t)
+        return;
+    CHECK_EQ(fv_tls_binding(t, binding), FV_OK);
+    fv_out_init(&o);
+    c_hello(&o, d, pin, binding, token);
+    for (size_t p = 0; p < npush; p++)
+        fv_send_push(&o, (const unsigned char *const *)env + p * per,
+                     elen + p * per, per);
+    fv_send_simple(&o, FV_MSG_BYE);
+    CHECK_EQ(tls_write_all(t, o.buf, o.len), FV_OK);
+    fv_out_free(&o);
+    if (cut) {
+        fv_tls_close(t);
+        return;
+    }
+    CHECK_EQ(tls_read_all(t, &got, 20000), FV_EEOF);
+    snprintf(out->types, sizeof out->types, "%s", types(&got));
+    while (next_msg(&got, &off, &m)) {
+        if (m.type == FV_MSG_ERROR) {
+            out->code = (int)m.u.error.code;
+            snprintf(out->text, sizeof out->text, "%.*s",
+                     (int)m.u.error.len, m.u.error.text);
+        } else if (m.type == FV_MSG_RECEIPT && out->receipts < 4) {
+            fv_receipt rc;
+            size_t i = out->receipts++;
+            if (fv_receipt_decode(&rc, m.u.receipt.body,
+                                  m.u.receipt.body_len) != FV_OK ||
+                rc.n != per) {
+                out->in_order = 0;
+                continue;
+            }
+            out->first[i] = rc.seq[0];
+            out->last[i] = rc.seq[rc.n - 1];
+            for (size_t j = 0; j < rc.n; j++, k++)
+                if (memcmp(rc.id[j], ids[i * per + j], 32) != 0 ||
+                    rc.seq[j] != rc.seq[0] + j)
+                    out->in_order = 0;
+        }
+    }
+    buf_free(&got);
+    fv_tls_close(t);
+}
+
+/* The server's log head, read from its directory while it runs. */
+static uint64_t dir_log_head(const char *dir)
+{
+    char db[256];
+    fv_sstore *st = NULL;
+    uint64_t head = 0;
+    unsigned char chain[32];
+    snprintf(db, sizeof db, "%s/server.db", dir);
+    CHECK_EQ(fv_sstore_open(&st, db, 0), FV_OK);
+    if (st) {
+        CHECK_EQ(fv_sstore_log_head(st, &head, chain), FV_OK);
+        fv_sstore_close(st);
+    }
+    return head;
+}
+
+/* fv_server_run with the signatures of PUSHes checked on a pool of threads
+ * (verify_threads 2) answers exactly as with none (0, on the loop's
+ * thread): a bad signature in the middle of a big push refuses the whole
+ * push with the same ERROR, the first failing envelope decides which
+ * (a bad signature before an envelope by another device, and after it),
+ * good pushes are stored in the order they came with consecutive seqs,
+ * and a connection cut while its push is being checked leaves the server
+ * serving. */
+static void test_run_verify(void)
+{
+    device admin, other;
+    size_t n = 3 * VBATCH;
+    unsigned char **env = xmalloc(n * sizeof *env), (*ids)[32];
+    size_t *elen = xmalloc(n * sizeof *elen);
+    vreply rep[2][5];
+    unsigned char *foreign, fid[32];
+    size_t flen;
+
+    ids = xmalloc(n * sizeof *ids);
+    device_new(&admin);
+    device_new(&other);
+    for (size_t i = 0; i < n; i++)
+        env[i] = env_to_self(&admin, &elen[i], ids[i]);
+    foreign = env_to_self(&other, &flen, fid);
+
+    for (int pass = 0; pass < 2; pass++) {
+        run_ctx r;
+        char top[64], *invite = NULL;
+        unsigned char pin[32];
+        fv_invite inv;
+        pthread_t th;
+        unsigned char *keep[2];
+        size_t keep_len[2];
+
+        memset(&r, 0, sizeof r);
+        pthread_mutex_init(&r.mu, NULL);
+        pthread_cond_init(&r.cv, NULL);
+        make_tmpdir(top);
+        snprintf(r.dir, sizeof r.dir, "%s/srv", top);
+        CHECK_EQ(fv_server_init(r.dir, "127.0.0.1:0", pin, &invite), FV_OK);
+        CHECK_EQ(fv_invite_decode(&inv, invite), FV_OK);
+        free(invite);
+        {
+            fv_server_options o = FV_SERVER_OPTIONS_INIT;
+            r.opts = o;
+        }
+        r.opts.verify_threads = pass == 0 ? 0 : 2;
+        r.opts.log = run_log;
+        r.opts.log_payload = &r;
+        r.opts.ready = run_ready;
+        r.opts.ready_payload = &r;
+        atomic_init(&r.stop, 0);
+        r.opts.stop = &r.stop;
+        if (pthread_create(&th, NULL, run_main, &r) != 0) {
+            CHECK(!"pthread_create");
+            break;
+        }
+        pthread_mutex_lock(&r.mu);
+        while (r.port == 0)
+            pthread_cond_wait(&r.cv, &r.mu);
+        pthread_mutex_unlock(&r.mu);
+        CHECK(r.port > 0);
+        if (r.port <= 0) {
+            pthread_join(th, NULL);
+            break;
+        }
+
+        /* A bad signature (its last byte) at 137 of 256: the first PUSH
+         * is refused whole, the second never handled. */
+        env[137][elen[137] - 1] ^= 1;
+        vconverse(&r, pin, &admin, inv.token, env, elen, ids, 2, VBATCH, 0,
+                  &rep[pass][0]);
+        env[137][elen[137] - 1] ^= 1;
+        CHECK(strcmp(rep[pass][0].types, "16,31") == 0);
+        CHECK_EQ(rep[pass][0].code, FV_PERR_REJECTED);
+        CHECK(strcmp(rep[pass][0].text, "an envelope failed verification") == 0);
+
+        /* Another device's envelope at 100 and a bad signature at 200:
+         * the first in order decides; then the other way round. */
+        keep[0] = env[100];
+        keep_len[0] = elen[100];
+        env[100] = foreign;
+        elen[100] = flen;
+        env[200][elen[200] - 1] ^= 1;
+        vconverse(&r, pin, &admin, NULL, env, elen, ids, 1, VBATCH, 0,
+                  &rep[pass][1]);
+        env[200][elen[200] - 1] ^= 1;
+        CHECK(strcmp(rep[pass][1].types, "16,31") == 0);
+        CHECK(strcmp(rep[pass][1].text,
+                     "an envelope is not signed by this device") == 0);
+        env[50][elen[50] - 1] ^= 1;
+        vconverse(&r, pin, &admin, NULL, env, elen, ids, 1, VBATCH, 0,
+                  &rep[pass][2]);
+        env[50][elen[50] - 1] ^= 1;
+        env[100] = keep[0];
+        elen[100] = keep_len[0];
+        CHECK(strcmp(rep[pass][2].text, "an envelope failed verification") == 0);
+        CHECK_EQ(dir_log_head(r.dir), 0);
+
+        /* Three good pushes on one connection: stored in order. */
+        vconverse(&r, pin, &admin, NULL, env, elen, ids, 3, VBATCH, 0,
+                  &rep[pass][3]);
+        CHECK(strcmp(rep[pass][3].types, "16,17,17,17") == 0);
+        CHECK(rep[pass][3].in_order);
+        CHECK(rep[pass][3].receipts == 3 && rep[pass][3].first[0] == 1 &&
+              rep[pass][3].last[2] == n);
+
+        /* A push of new envelopes cut before its answer, then the same
+         * again (the server was not stuck on the first). */
+        for (size_t i = 0; i < VBATCH; i++) {
+            free(env[i]);
+            env[i] = env_to_self(&admin, &elen[i], ids[i]);
+        }
+        vconverse(&r, pin, &admin, NULL, env, elen, ids, 1, VBATCH, 1,
+                  &rep[pass][4]);
+        vconverse(&r, pin, &admin, NULL, env, elen, ids, 1, VBATCH, 0,
+                  &rep[pass][4]);
+        CHECK(strcmp(rep[pass][4].types, "16,17") == 0);
+        CHECK(rep[pass][4].in_order);
+        CHECK_EQ(dir_log_head(r.dir), n + VBATCH);
+
+        atomic_store(&r.stop, 1);
+        pthread_join(th, NULL);
+        CHECK_EQ(r.rc, FV_OK);
+        pthread_mutex_destroy(&r.mu);
+        pthread_cond_destroy(&r.cv);
+        rm_rf(top);
+    }
+    /* Both ways, the same answers. */
+    for (int i = 0; i < 5; i++) {
+        CHECK(strcmp(rep[0][i].types, rep[1][i].types) == 0);
+        CHECK_EQ(rep[0][i].code, rep[1][i].code);
+        CHECK(strcmp(rep[0][i].text, rep[1][i].text) == 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(env[i]);
+    free(env);
+    free(elen);
+    free(ids);
+    free(foreign);
 }
 
 /* ---- courier bundles into the server ---------------------------------- */
@@ -4700,6 +5065,11 @@ int main(int argc, char **argv)
         test_floods();
         return check_summary("test_server floods");
     }
+    if (argc == 2 && !strcmp(argv[1], "verify")) {
+        test_verify_deferred();
+        test_run_verify(); /* alone: what the ThreadSanitizer build runs */
+        return check_summary("test_server verify");
+    }
     test_init();
     test_chunks_big(); /* early: its check of peak memory needs a low peak */
     test_enroll();
@@ -4713,6 +5083,8 @@ int main(int argc, char **argv)
     test_garbage();
     test_http_probe();
     test_run();
+    test_verify_deferred();
+    test_run_verify();
     test_bundle_import();
     test_bundle_batches();
     test_chunks();

@@ -344,7 +344,7 @@ int main(void)
     const char *tmp = getenv("TMPDIR");
     char path[400], *admin = NULL;
     unsigned char token[16];
-    fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL};
+    fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0};
     struct outcome o;
 
     snprintf(root, sizeof root, "%s/fv-test-engine-XXXXXX", tmp ? tmp : "/tmp");
