@@ -722,6 +722,96 @@ cleanup:
     return rc;
 }
 
+/* ---- server backup, server restore ------------------------------------------ */
+
+/* --output FILE (backup) or --input FILE (restore), required. */
+static int check_file(const cli_opt *o, const char *what, const char **file)
+{
+    if (o->count == 0 || o->values[0][0] == '\0') {
+        cli_error("--%s FILE is required", what);
+        return CLI_USAGE;
+    }
+    *file = o->values[0];
+    return 0;
+}
+
+static void backup_done(cli *c, const char *verb, const char *path,
+                        uint64_t files, uint64_t bytes)
+{
+    if (c->json) {
+        fprintf(stdout, "{\"files\": %llu, \"bytes\": %llu}\n",
+                (unsigned long long)files, (unsigned long long)bytes);
+        return;
+    }
+    fputs(verb, stdout);
+    text_puts(stdout, path);
+    fprintf(stdout, ": %llu files, %llu bytes\n", (unsigned long long)files,
+            (unsigned long long)bytes);
+}
+
+static int server_backup(cli *c)
+{
+    cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
+                      {"output", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *dir, *out;
+    char msg[512];
+    uint64_t files = 0, bytes = 0;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc))
+        goto cleanup;
+    if (opts[2].count) {
+        cli_error("server backup: a PostgreSQL store is backed up with "
+                  "pg_dump or pg_basebackup (README, \"Backups\")");
+        rc = CLI_USAGE;
+        goto cleanup;
+    }
+    if ((rc = check_data(&opts[0], &dir)) ||
+        (rc = check_file(&opts[1], "output", &out)))
+        goto cleanup;
+    int r = fv_server_backup(dir, out, &files, &bytes, msg, sizeof msg);
+    if (r != FV_OK) {
+        cli_error("cannot back up %s: %s", dir, msg);
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    backup_done(c, "backed up to ", out, files, bytes);
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
+static int server_restore(cli *c)
+{
+    cli_opt opts[] = {{"input", OPT_ONE, NULL, 0},
+                      {"data", OPT_ONE, NULL, 0},
+                      {NULL, 0, NULL, 0}};
+    const char *dir, *in;
+    char msg[512];
+    uint64_t files = 0, bytes = 0;
+    int rc;
+
+    if (cli_begin(c, opts, 0, 0, "", &rc))
+        goto cleanup;
+    if ((rc = check_file(&opts[0], "input", &in)) ||
+        (rc = check_data(&opts[1], &dir)))
+        goto cleanup;
+    int r = fv_server_restore(in, dir, &files, &bytes, msg, sizeof msg);
+    if (r != FV_OK) {
+        cli_error("cannot restore %s: %s", dir, msg);
+        rc = cli_exit_code(r);
+        goto cleanup;
+    }
+    backup_done(c, "restored ", dir, files, bytes);
+    rc = cli_flush_stdout();
+cleanup:
+    cli_opts_free(opts);
+    return rc;
+}
+
 int cmd_server(cli *c)
 {
     static const subcommand subs[] = {{"init", server_init},
@@ -730,9 +820,11 @@ int cmd_server(cli *c)
                                       {"csr", server_csr},
                                       {"cert", server_cert},
                                       {"migrate", server_migrate},
+                                      {"backup", server_backup},
+                                      {"restore", server_restore},
                                       {NULL, NULL}};
-    return run_subcommand(c, subs,
-                          "init, invite, import, csr, cert or migrate");
+    return run_subcommand(c, subs, "init, invite, import, csr, cert, "
+                                   "migrate, backup or restore");
 }
 
 /* ---- serve ------------------------------------------------------------------ */

@@ -116,6 +116,29 @@ int fv_server_import_with(const char *dir, const char *path,
 int fv_server_migrate(const char *from, const char *to, uint64_t *envelopes,
                       uint64_t *devices, uint64_t *chunks);
 
+/* Writes the server directory `dir` (SQLite store) into one new file at
+ * `output` (mode 0600: it holds the server's private keys), consistent
+ * while `serve` runs: the database copied at one instant and each chunk
+ * pack up to what that copy references, then the key and certificate
+ * files (docs/PROTOCOL.md, "Server backups"). The file is written under a
+ * temporary name, synced and linked into place. *files and *bytes (may be
+ * NULL) receive what it holds. FV_ENOTFOUND if no server is at `dir`,
+ * FV_EEXIST if `output` exists, FV_EBUSY, FV_ECORRUPT, FV_EIO, FV_ENOSPC.
+ * On failure a one-line reason is in msg (msg_size bytes, may be NULL) and
+ * nothing is left at `output`. */
+int fv_server_backup(const char *dir, const char *output, uint64_t *files,
+                     uint64_t *bytes, char *msg, size_t msg_size);
+
+/* Makes the server directory `dir` (missing or empty) again from the
+ * backup at `input`, checked whole (its hash, its names, its limits) as
+ * it is written into a temporary directory beside `dir` that is renamed
+ * into place only when complete and synced. FV_EEXIST if `dir` is not
+ * empty, FV_ENOTFOUND if `input` is missing, FV_ECORRUPT for a damaged or
+ * cut file, FV_EVERSION for a newer format, FV_EIO, FV_ENOSPC; on failure
+ * nothing is left at `dir` and a one-line reason is in msg. */
+int fv_server_restore(const char *input, const char *dir, uint64_t *files,
+                      uint64_t *bytes, char *msg, size_t msg_size);
+
 /* One line per event (no newline): connections, enrollments, push counts,
  * errors. Never envelope content, key material or client addresses. */
 typedef void (*fv_server_log_fn)(const char *line, void *payload);
