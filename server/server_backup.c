@@ -531,6 +531,38 @@ static int empty_or_missing(const char *dir, int *exists)
     return n ? -1 : 0;
 }
 
+/* The restored database is a server's, and whole: 0, else FV_ECORRUPT
+ * (SQLite's own checks, beyond the file's hash). */
+static int db_check(const char *dir, char *msg, size_t msize)
+{
+    char *path = fv_path_join(dir, "server.db");
+    sqlite3 *d = NULL;
+    sqlite3_stmt *q = NULL;
+    int rc = FV_ECORRUPT;
+    if (!path)
+        return FV_ENOMEM;
+    if (sqlite3_open_v2(path, &d, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(d, "PRAGMA application_id", -1, &q, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW &&
+        sqlite3_column_int64(q, 0) == 0x46565356 /* 'FVSV' */) {
+        sqlite3_finalize(q);
+        q = NULL;
+        if (sqlite3_prepare_v2(d, "PRAGMA quick_check", -1, &q, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0) &&
+            strcmp((const char *)sqlite3_column_text(q, 0), "ok") == 0)
+            rc = FV_OK;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(d);
+    free(path);
+    if (rc)
+        say(msg, msize, "the backup's server.db is not a whole server "
+                        "database (nothing restored)");
+    return rc;
+}
+
 int fv_server_restore(const char *input, const char *dir, uint64_t *files,
                       uint64_t *bytes, char *msg, size_t msg_size)
 {
@@ -672,7 +704,8 @@ int fv_server_restore(const char *input, const char *dir, uint64_t *files,
         rc = FV_ECORRUPT;
         goto bad;
     }
-    if ((rc = fv_fsync_dir(chunks)) || (rc = fv_fsync_dir(tmp)))
+    if ((rc = db_check(tmp, msg, msg_size)) || (rc = fv_fsync_dir(chunks)) ||
+        (rc = fv_fsync_dir(tmp)))
         goto cleanup;
     if (exists && rmdir(dir) != 0) {
         say(msg, msg_size, "%s: %s", dir, fv_errno_text(errno).text);

@@ -15,6 +15,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import struct
 import sys
 import threading
 import unittest
@@ -192,6 +193,9 @@ class BackupTest(test_sync.SyncTest):
         self.fv("server", "backup", "--data", sdir, "--output", b,
                 expect=EXISTS)
         self.fv("server", "backup", "--data", sdir, expect=USAGE)
+        r = self.fv("server", "backup", "--store", "postgresql://u@h/d",
+                    "--output", self.path("pg.fvb"), expect=USAGE)
+        self.assertIn(b"pg_dump", r.stderr)
         self.fv("server", "restore", "--data", self.path("x"), expect=USAGE)
         self.fv("server", "backup", "--data", self.path("none"),
                 "--output", self.path("n.fvb"), expect=8)
@@ -230,6 +234,28 @@ class BackupTest(test_sync.SyncTest):
         r = self.fv("server", "restore", "--input", p, "--data",
                     self.path("r-newer"), expect=7)
         self.assertFalse(os.path.exists(self.path("r-newer")))
+        # a well-formed file whose server.db is not a server's database
+        blob = bytearray(b"FVBACKUP\0\0\0\1")
+        for name, body in ((b"server.db", b"SQLite format 3\0" + bytes(500)),
+                           (b"receipt.key", bytes(64)),
+                           (b"tls.key", b"k"), (b"tls.crt", b"c")):
+            blob += struct.pack(">H", len(name)) + name
+            blob += struct.pack(">Q", len(body)) + body
+        blob += b"\0\0"
+        blob += hashlib.blake2b(bytes(blob), digest_size=32).digest()
+        p = self.write("notdb.fvb", bytes(blob))
+        r = self.fv("server", "restore", "--input", p, "--data",
+                    self.path("r-notdb"), expect=CORRUPT)
+        self.assertIn(b"not a whole server database", r.stderr)
+        self.assertEqual([n for n in os.listdir(self.tmp)
+                          if n.startswith("r-notdb")], [])
+        # the same layout, a name with a path in it: refused
+        bad = bytes(blob[:-32]).replace(b"tls.crt", b"../x.t")
+        bad = bad.replace(struct.pack(">H", 7) + b"../x.t",
+                          struct.pack(">H", 6) + b"../x.t")
+        bad += hashlib.blake2b(bad, digest_size=32).digest()
+        refused(bad, "dotdot")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "..", "x.t")))
         # restore refuses a directory that holds anything
         os.mkdir(self.path("busy"))
         self.write("busy/x", b"x")
