@@ -563,11 +563,12 @@ static int db_check(const char *dir, char *msg, size_t msize)
     return rc;
 }
 
-int fv_server_restore(const char *input, const char *dir, uint64_t *files,
-                      uint64_t *bytes, char *msg, size_t msg_size)
+int fv_server_restore(const char *input, const char *dir_arg,
+                      uint64_t *files, uint64_t *bytes, char *msg,
+                      size_t msg_size)
 {
     reader r = {.fd = -1};
-    char *tmp = NULL, *parent = NULL, *chunks = NULL, *path = NULL;
+    char *dir = NULL, *tmp = NULL, *parent = NULL, *chunks = NULL, *path = NULL;
     unsigned char hdr[MAGIC_LEN + 4], two[2], eight[8];
     unsigned char hash[HASH_BYTES], want[HASH_BYTES], *blk = NULL;
     uint64_t nfiles = 0, total = 0;
@@ -579,13 +580,23 @@ int fv_server_restore(const char *input, const char *dir, uint64_t *files,
     if (bytes)
         *bytes = 0;
     say(msg, msg_size, "%s", "");
-    if (!input || !dir || !*input || !*dir)
+    if (!input || !dir_arg || !*input || !*dir_arg)
         return FV_EINVAL;
     if (fv_crypto_init() != FV_OK)
         return FV_ECRYPTO;
+    /* "SDIR/" names SDIR: the temporary directory goes beside it. */
+    if (!(dir = strdup(dir_arg)))
+        return FV_ENOMEM;
+    for (size_t l = strlen(dir); l > 1 && dir[l - 1] == '/'; l--)
+        dir[l - 1] = '\0';
+    if (!strcmp(dir, "/")) {
+        free(dir);
+        return FV_EINVAL;
+    }
     if (empty_or_missing(dir, &exists) != 0) {
         say(msg, msg_size, "%s is not empty (restore makes a new server "
                            "directory)", dir);
+        free(dir);
         return FV_EEXIST;
     }
     if (!(parent = fv_path_dir(dir)) ||
@@ -749,5 +760,6 @@ cleanup:
     free(chunks);
     free(tmp);
     free(parent);
+    free(dir);
     return rc;
 }

@@ -264,7 +264,7 @@ class BackupTest(test_sync.SyncTest):
         self.assertEqual(os.listdir(self.path("busy")), ["x"])
         # into an empty directory: fine
         os.mkdir(self.path("empty"))
-        self.restore(b, "empty")
+        self.restore(b, "empty/")
         self.check_restored(sdir, self.path("empty"))
 
 
