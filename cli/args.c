@@ -9,6 +9,7 @@
 
 #include "civil.h"
 #include "cli.h"
+#include "textparse.h"
 
 /* Sets a single-valued global option, refusing a repeat. */
 static int set_once(const char **slot, const char *value, const char *name)
@@ -237,26 +238,7 @@ int cli_parse_int(const char *s, int *out)
 
 int cli_parse_device_id(const char *hex, unsigned char id[FV_ID_BYTES])
 {
-    if (strlen(hex) != 2 * FV_ID_BYTES)
-        return -1;
-    for (size_t i = 0; i < FV_ID_BYTES; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char ch = hex[2 * i + (size_t)k];
-            int d;
-            if (ch >= '0' && ch <= '9')
-                d = ch - '0';
-            else if (ch >= 'a' && ch <= 'f')
-                d = ch - 'a' + 10;
-            else if (ch >= 'A' && ch <= 'F')
-                d = ch - 'A' + 10;
-            else
-                return -1;
-            v = v * 16 + d;
-        }
-        id[i] = (unsigned char)v;
-    }
-    return 0;
+    return fv_hex_decode(id, FV_ID_BYTES, hex, strlen(hex)) == FV_OK ? 0 : -1;
 }
 
 /* Reads exactly `n` decimal digits at *s, advancing it. */

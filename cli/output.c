@@ -10,57 +10,13 @@
 #include <unistd.h>
 
 #include "civil.h"
+#include "codec.h"
 #include "cli.h"
 #include "fieldvault_sync.h"
 
-/* The length (1..4) of the valid UTF-8 sequence at p, with its code point in
- * *cp, or 0 if the bytes there are not valid UTF-8 (overlong forms,
- * surrogates and values past U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    uint32_t c;
-    size_t len;
-    uint32_t min;
-
-    if (n == 0)
-        return 0;
-    if (p[0] < 0x80) {
-        *cp = p[0];
-        return 1;
-    } else if ((p[0] & 0xe0) == 0xc0) {
-        c = p[0] & 0x1f;
-        len = 2;
-        min = 0x80;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        c = p[0] & 0x0f;
-        len = 3;
-        min = 0x800;
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        c = p[0] & 0x07;
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 static void put_hex_escape(FILE *f, const char *prefix, unsigned v, int digits)
 {
-    static const char hex[] = "0123456789abcdef";
-    fputs(prefix, f);
-    for (int i = digits - 1; i >= 0; i--)
-        fputc(hex[(v >> (4 * i)) & 0xf], f);
+    fprintf(f, "%s%0*x", prefix, digits, v);
 }
 
 void text_put(FILE *f, const char *s, size_t len, int multiline)
@@ -70,7 +26,7 @@ void text_put(FILE *f, const char *s, size_t len, int multiline)
 
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_seq(p + i, len - i, &cp);
+        size_t n = fv_utf8_seq(p + i, len - i, &cp);
         if (n == 0) {
             put_hex_escape(f, "\\x", p[i], 2);
             i++;
@@ -109,7 +65,7 @@ void json_str(FILE *f, const char *s, size_t len)
     fputc('"', f);
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_seq(p + i, len - i, &cp);
+        size_t n = fv_utf8_seq(p + i, len - i, &cp);
         if (n == 0) {
             fputs("\\ufffd", f);
             i++;

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "fieldvault_sync.h"
 #include "server.h"
+#include "textparse.h"
 #include "tls.h"
 
 #define TTL_HOURS_DEFAULT (7 * 24)
@@ -194,8 +195,10 @@ static int sync_options(fv_sync_options *so, const cli_opt *server,
         so->proxy = env;
     }
     if (server != NULL && server->count) {
-        if (server->values[0][0] == '\0' || !strchr(server->values[0], ':')) {
-            cli_error("--server: want HOST:PORT, not '%s'", server->values[0]);
+        char host[FV_ADDR_HOST_MAX + 1], port[6];
+        const char *why;
+        if (fv_addr_parse(server->values[0], 0, host, port, &why)) {
+            cli_error("--server: want HOST:PORT or [IPV6]:PORT (%s)", why);
             return CLI_USAGE;
         }
         so->server = server->values[0];

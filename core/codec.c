@@ -520,11 +520,55 @@ int fv_cbor_key_cmp(const char *a, size_t an, const char *b, size_t bn)
     return an == 0 ? 0 : memcmp(a, b, an);
 }
 
+size_t fv_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t k, more;
+    unsigned c, lo = 0x80, hi = 0xbf;
+    uint32_t v;
+
+    if (n == 0)
+        return 0;
+    c = s[0];
+    if (c < 0x80) {
+        if (cp)
+            *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        more = 1;
+        v = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        more = 2;
+        v = c & 0x0f;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates D800-DFFF */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        more = 3;
+        v = c & 0x07;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* past U+10FFFF */
+    } else {
+        return 0; /* continuation, C0/C1 overlong, or F5-FF */
+    }
+    if (more > n - 1 || s[1] < lo || s[1] > hi)
+        return 0;
+    for (k = 1; k <= more; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[k] & 0x3f);
+    }
+    if (cp)
+        *cp = v;
+    return more + 1;
+}
+
 int fv_utf8_valid(const char *p, size_t n)
 {
     const unsigned char *s = (const unsigned char *)p;
-    size_t i = 0, k, more;
-    unsigned c, lo, hi;
+    size_t i = 0, k;
     uint64_t w;
 
     while (i < n) {
@@ -536,35 +580,9 @@ int fv_utf8_valid(const char *p, size_t n)
                 continue;
             }
         }
-        c = s[i];
-        lo = 0x80;
-        hi = 0xbf;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            else if (c == 0xed)
-                hi = 0x9f; /* surrogates D800-DFFF */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            if (c == 0xf0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xf4)
-                hi = 0x8f; /* past U+10FFFF */
-        } else {
-            return 0; /* continuation, C0/C1 overlong, or F5-FF */
-        }
-        if (more > n - i - 1 || s[i + 1] < lo || s[i + 1] > hi)
+        if ((k = fv_utf8_seq(s + i, n - i, NULL)) == 0)
             return 0;
-        for (k = 2; k <= more; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-        i += more + 1;
+        i += k;
     }
     return 1;
 }

@@ -109,4 +109,11 @@ int fv_cbor_key_cmp(const char *a, size_t an, const char *b, size_t bn);
  * points past U+10FFFF), else 0. */
 int fv_utf8_valid(const char *p, size_t n);
 
+/* The length (1..4) of the one well-formed UTF-8 sequence at s[0..n), with
+ * its code point in *cp (if cp is not NULL), or 0 if the bytes there are not
+ * well-formed (overlong, surrogate, past U+10FFFF, truncated). The single
+ * UTF-8 decoder of the project: fv_utf8_valid, the CLI's and the exports'
+ * escaping, and the desk's parser all use it. */
+size_t fv_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
+
 #endif

@@ -29,6 +29,7 @@
 #include "fieldvault.h"
 #include "fileio.h"
 #include "store.h"
+#include "textparse.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
 
@@ -122,11 +123,7 @@ static int out_close(struct out *o)
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    size_t k = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2
-             : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
-    if (k == 0 || k > n || !fv_utf8_valid((const char *)s, k))
-        return 0;
-    return k;
+    return fv_utf8_seq(s, n, NULL);
 }
 
 #define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD for a byte that is not UTF-8 */
@@ -277,9 +274,9 @@ static void out_id_json(struct out *o, const unsigned char id[FV_ID_BYTES])
 
 static void out_hex(struct out *o, const unsigned char *p, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
+    char b[3];
     for (size_t i = 0; i < n; i++) {
-        char b[2] = {digits[p[i] >> 4], digits[p[i] & 15]};
+        fv_hex_encode(b, sizeof b, p + i, 1);
         out_raw(o, b, 2);
     }
 }

@@ -15,6 +15,7 @@
 #include "fieldvault.h"
 #include "record.h"
 #include "store.h"
+#include "textparse.h"
 #include "vault_internal.h"
 
 /* ---- reading envelopes ---------------------------------------------- */
@@ -842,12 +843,8 @@ int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
     memset(lo, 0x00, sizeof lo);
     memset(hi, 0xff, sizeof hi);
     for (i = 0; i < n; i++) {
-        int c = ascii_lower((unsigned char)hex[i]), d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else
+        int d = fv_hex_digit((unsigned char)hex[i]);
+        if (d < 0)
             return fv_v_err(v, FV_EINVAL, "an id is 4 to 64 hexadecimal digits");
         if (i % 2 == 0) {
             lo[i / 2] = (unsigned char)(d << 4);

@@ -21,6 +21,7 @@
 #include "fieldvault.h"
 #include "record.h"
 #include "store.h"
+#include "textparse.h"
 #include "vault_internal.h"
 
 #define KEY_FILE "vault.key"
@@ -172,12 +173,7 @@ int fv_v_serr(fv_vault *v, int rc)
 void fv_id_to_hex(char out[FV_ID_HEX_BYTES],
                   const unsigned char id[FV_ID_BYTES])
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < FV_ID_BYTES; i++) {
-        out[2 * i] = digits[id[i] >> 4];
-        out[2 * i + 1] = digits[id[i] & 15];
-    }
-    out[2 * FV_ID_BYTES] = '\0';
+    fv_hex_encode(out, FV_ID_HEX_BYTES, id, FV_ID_BYTES);
 }
 
 /* ---- files ---------------------------------------------------------- */

@@ -30,6 +30,7 @@
 #include "store_pg.h"
 #endif
 #include "sstore.h"
+#include "textparse.h"
 #include "tls.h"
 #include "vpool.h"
 
@@ -81,39 +82,11 @@ static void engine_random(void *buf, size_t n, void *payload)
     fv_random(buf, n);
 }
 
-/* Splits "host:port" or "[v6]:port" into host and port (digits, 0..65535). */
+/* Splits "host:port" or "[v6]:port" into host and port (0..65535: port 0
+ * listens on a free port). The client reads addresses with the same parser. */
 static int parse_addr(const char *s, char host[256], char port[6])
 {
-    const char *colon, *h = s;
-    size_t hlen, plen;
-    unsigned long v;
-    char *end;
-
-    if (!s)
-        return FV_EINVAL;
-    colon = strrchr(s, ':');
-    if (!colon)
-        return FV_EINVAL;
-    hlen = (size_t)(colon - s);
-    if (s[0] == '[') {
-        if (hlen < 3 || s[hlen - 1] != ']')
-            return FV_EINVAL;
-        h = s + 1;
-        hlen -= 2;
-    } else if (memchr(s, ':', hlen)) {
-        return FV_EINVAL; /* a bare IPv6 address needs brackets */
-    }
-    plen = strlen(colon + 1);
-    if (hlen == 0 || hlen > 255 || plen == 0 || plen > 5 ||
-        strspn(colon + 1, "0123456789") != plen)
-        return FV_EINVAL;
-    v = strtoul(colon + 1, &end, 10);
-    if (v > 65535)
-        return FV_EINVAL;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    memcpy(port, colon + 1, plen + 1);
-    return FV_OK;
+    return fv_addr_parse(s, FV_ADDR_PORT0, host, port, NULL);
 }
 
 /* The receipt key: 64 raw bytes, created O_EXCL mode 0600. */

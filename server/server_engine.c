@@ -14,6 +14,7 @@
 #include "envelope.h"
 #include "fieldvault.h"
 #include "proto.h"
+#include "textparse.h"
 
 _Static_assert(FV_SSTORE_NAME_MAX == FV_MAX_DEVICE_NAME, "name limits agree");
 _Static_assert(FV_SRV_ENTRIES_BYTES < FV_SYNC_MAX_ENVELOPE,
@@ -178,12 +179,7 @@ static void slog(const fv_srv_conn *c, const char *fmt, ...)
 /* The first 8 hex digits of a key: enough to tell devices apart in a log. */
 static const char *short_hex(char out[9], const unsigned char *k)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 4; i++) {
-        out[2 * i] = digits[k[i] >> 4];
-        out[2 * i + 1] = digits[k[i] & 15];
-    }
-    out[8] = '\0';
+    fv_hex_encode(out, 9, k, 4);
     return out;
 }
 

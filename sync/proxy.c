@@ -15,20 +15,10 @@
 #include <unistd.h>
 
 #include "fieldvault.h"
+#include "textparse.h"
 #include "tls.h"
 
 /* ---- URL ----------------------------------------------------------------- */
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..n) into out (cap 255): its length, or -1. */
 static int pct_decode(unsigned char *out, const char *s, size_t n)
@@ -37,14 +27,10 @@ static int pct_decode(unsigned char *out, const char *s, size_t n)
     for (i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= n)
+            unsigned char b;
+            if (i + 2 >= n || fv_hex_decode(&b, 1, s + i + 1, 2) != FV_OK)
                 return -1;
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hi < 0 ? -1 : hexval((unsigned char)s[i + 2]);
-            if (lo < 0)
-                return -1;
-            c = hi * 16 + lo;
+            c = b;
             i += 2;
         } else if (c <= 0x20 || c >= 0x7f) {
             return -1;
@@ -70,10 +56,10 @@ int fv_proxy_parse(fv_proxy *p, const char *url, const char **why)
     } schemes[] = {{"socks5h://", FV_PROXY_SOCKS5H},
                    {"socks5://", FV_PROXY_SOCKS5},
                    {"http://", FV_PROXY_HTTP}};
-    const char *rest = NULL, *at, *hp, *colon, *end;
-    const char *dummy;
+    const char *rest = NULL, *at, *hp, *end;
+    const char *dummy, *bad;
+    char hp_buf[FV_PROXY_URL_MAX + 1];
     size_t i, len, hl;
-    long port = 0;
 
     if (!why)
         why = &dummy;
@@ -130,59 +116,17 @@ int fv_proxy_parse(fv_proxy *p, const char *url, const char **why)
         p->has_auth = 1;
         rest = at + 1;
     }
-    if (rest < end && *rest == '[') {
-        const char *rb = memchr(rest, ']', (size_t)(end - rest));
-        unsigned char a6[16];
-        if (!rb || rb + 1 >= end || rb[1] != ':') {
-            *why = "the proxy address is not [IPV6]:PORT";
-            goto fail;
-        }
-        hl = (size_t)(rb - rest - 1);
-        if (hl == 0 || hl >= sizeof p->host) {
-            *why = "the proxy's IPv6 address is malformed";
-            goto fail;
-        }
-        memcpy(p->host, rest + 1, hl);
-        p->host[hl] = '\0';
-        if (inet_pton(AF_INET6, p->host, a6) != 1) {
-            *why = "the proxy's IPv6 address is malformed";
-            goto fail;
-        }
-        colon = rb + 1;
-    } else {
-        colon = NULL;
-        for (hp = rest; hp < end; hp++)
-            if (*hp == ':')
-                colon = hp;
-        if (!colon) {
-            *why = "the proxy address has no :PORT";
-            goto fail;
-        }
-        hl = (size_t)(colon - rest);
-        if (hl == 0 || hl >= sizeof p->host) {
-            *why = "the proxy host is empty or longer than 255 bytes";
-            goto fail;
-        }
-        for (i = 0; i < hl; i++)
-            if (!host_char_ok((unsigned char)rest[i])) {
-                *why = "the proxy host is not a name or an address";
-                goto fail;
-            }
-        memcpy(p->host, rest, hl);
-        p->host[hl] = '\0';
-    }
-    hl = (size_t)(end - colon - 1);
-    if (hl == 0 || hl > 5 || strspn(colon + 1, "0123456789") < hl) {
-        *why = "the proxy port is not a number from 1 to 65535";
+    hl = (size_t)(end - rest);
+    if (hl >= sizeof hp_buf) {
+        *why = "the proxy address is too long";
         goto fail;
     }
-    for (i = 0; i < hl; i++)
-        port = port * 10 + (colon[1 + i] - '0');
-    if (port < 1 || port > 65535) {
-        *why = "the proxy port is not a number from 1 to 65535";
+    memcpy(hp_buf, rest, hl);
+    hp_buf[hl] = '\0';
+    if (fv_addr_parse(hp_buf, 0, p->host, p->port, &bad)) {
+        *why = bad;
         goto fail;
     }
-    snprintf(p->port, sizeof p->port, "%ld", port);
     return FV_OK;
 fail:
     fv_proxy_wipe(p);

@@ -22,6 +22,7 @@
 #include "client.h"
 #include "proxy.h"
 #include "fieldvault_sync.h"
+#include "textparse.h"
 #include "tls.h"
 #include "vault_sync.h"
 
@@ -39,37 +40,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Splits "host:port" or "[v6]:port". */
-static int split_address(const char *addr, char *host, size_t hostcap,
-                         char *port, size_t portcap)
-{
-    const char *colon, *h = addr;
-    size_t hl;
-    if (!addr)
-        return FV_EINVAL;
-    if (*addr == '[') {
-        const char *end = strchr(addr, ']');
-        if (!end || end[1] != ':')
-            return FV_EINVAL;
-        h = addr + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon)
-            return FV_EINVAL;
-        hl = (size_t)(colon - addr);
-    }
-    if (hl == 0 || hl >= hostcap || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= portcap ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1))
-        return FV_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    snprintf(port, portcap, "%s", colon + 1);
-    return FV_OK;
 }
 
 /* The caller's options as the current version, whichever version its
@@ -325,7 +295,8 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     fv_sync_options opts;
     struct run r;
     unsigned char peer_pin[32], binding[32];
-    char host[256], port[16], why[256];
+    char host[FV_ADDR_HOST_MAX + 1], port[6], why[256];
+    const char *bad;
     fv_proxy px;
     int rc, timeout, use_proxy, lock = -1;
 
@@ -337,8 +308,11 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         return fv_vs_fail(v, FV_EINVAL, "unknown version of the sync options");
     r.o = &opts;
     timeout = r.o->timeout_ms > 0 ? r.o->timeout_ms : 30000;
-    if (split_address(address, host, sizeof host, port, sizeof port))
-        return fv_vs_fail(v, FV_EINVAL, "the server address is not host:port");
+    if (fv_addr_parse(address, 0, host, port, &bad)) {
+        snprintf(why, sizeof why, "the server address is not HOST:PORT or "
+                 "[IPV6]:PORT: %s", bad);
+        return fv_vs_fail(v, FV_EINVAL, why);
+    }
     if ((use_proxy = proxy_choose(v, opts.proxy, &px)) < 0)
         return use_proxy;
     /* A .onion name resolves nowhere but inside Tor: looked up by the

@@ -763,6 +763,14 @@ class TestFlow(SyncTest):
             ("sync", "--timeout", "0"),
             ("sync", "--timeout", "x"),
             ("sync", "--server", "nocolon"),
+            ("sync", "--server", "127.0.0.1:99999"),
+            ("sync", "--server", "127.0.0.1:0"),
+            ("sync", "--server", "127.0.0.1:65536"),
+            ("sync", "--server", "127.0.0.1:443x"),
+            ("sync", "--server", "::1"),
+            ("sync", "--server", "[::1]"),
+            ("sync", "--server", ":443"),
+            ("enroll", "fv1-x", "--server", "host:"),
             ("org", "revoke", "abcd"),
             ("org", "invite"),
         ]
@@ -771,6 +779,14 @@ class TestFlow(SyncTest):
             with self.subTest(args=args):
                 self.fv("--vault", v, "--passphrase-file", self.passfile,
                         *args, expect=USAGE)
+        # The client reads an address as the server does: one line naming
+        # what is wrong, before any vault is opened or any connection made.
+        r = self.fv("--vault", v, "--passphrase-file", self.passfile,
+                    "sync", "--server", "127.0.0.1:99999", expect=USAGE)
+        self.assertEqual(r.stderr.count(b"\n"), 1, r.stderr)
+        self.assertTrue(r.stderr.startswith(b"fieldvault: --server: "), r.stderr)
+        self.assertIn(b"1 to 65535", r.stderr)
+        self.assertFalse(os.path.exists(v))
         self.assertFalse(os.path.exists(self.path("s3")))
         self.assertFalse(os.path.exists(self.path("s4")))
         # a new invite from the server's own directory

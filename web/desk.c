@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "desk.h"
+#include "textparse.h"
 #include "fieldvault_sync.h"
 
 /* The page, generated at build time from web/page/ (embed.cmake). */
@@ -380,25 +381,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
 static int parse_listen(const char *s, struct sockaddr_storage *ss,
                         socklen_t *sl)
 {
-    const char *colon = strrchr(s, ':');
-    const char *port_s = colon ? colon + 1 : s;
-    char host[64];
+    char host[FV_ADDR_HOST_MAX + 1], port_s[6];
     int port;
     memset(ss, 0, sizeof *ss);
-    if (cli_parse_int(port_s, &port) != 0 || port > 65535)
-        return -1;
-    if (colon) {
-        size_t n = (size_t)(colon - s);
-        if (n == 0 || n >= sizeof host)
+    if (!strchr(s, ':')) {
+        if (cli_parse_int(s, &port) != 0 || port < 0 || port > 65535)
             return -1;
-        memcpy(host, s, n);
-        host[n] = '\0';
-    } else {
         strcpy(host, "127.0.0.1");
+    } else if (fv_addr_parse(s, FV_ADDR_PORT0, host, port_s, NULL) != FV_OK ||
+               cli_parse_int(port_s, &port) != 0) {
+        return -1;
     }
     if (strcmp(host, "localhost") == 0)
         strcpy(host, "127.0.0.1");
-    if (strcmp(host, "[::1]") == 0) {
+    if (strcmp(host, "::1") == 0) {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
         a6->sin6_family = AF_INET6;
         a6->sin6_addr = in6addr_loopback;

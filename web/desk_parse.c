@@ -5,20 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "desk.h"
+#include "textparse.h"
 
 /* ---- forms ---------------------------------------------------------------- */
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..n) ('+' is a space) into a new string; NULL on a
  * bad escape, a NUL byte or invalid UTF-8. */
@@ -33,13 +24,10 @@ static char *form_decode(const char *s, size_t n)
         if (ch == '+') {
             ch = ' ';
         } else if (ch == '%') {
-            if (i + 2 >= n)
+            unsigned char b;
+            if (i + 2 >= n || fv_hex_decode(&b, 1, s + i + 1, 2) != FV_OK)
                 goto bad;
-            int a = hexval((unsigned char)s[i + 1]);
-            int b = hexval((unsigned char)s[i + 2]);
-            if (a < 0 || b < 0)
-                goto bad;
-            ch = a * 16 + b;
+            ch = b;
             i += 2;
         }
         if (ch == 0)
@@ -48,29 +36,8 @@ static char *form_decode(const char *s, size_t n)
     }
     out[k] = '\0';
     /* UTF-8 only: everything a record holds is text. */
-    for (size_t i = 0; i < k;) {
-        unsigned char b0 = (unsigned char)out[i];
-        size_t len = b0 < 0x80 ? 1 : (b0 & 0xe0) == 0xc0 ? 2
-                                   : (b0 & 0xf0) == 0xe0 ? 3
-                                   : (b0 & 0xf8) == 0xf0 ? 4 : 0;
-        if (len == 0 || i + len > k || (len == 2 && b0 < 0xc2) ||
-            (len == 4 && b0 > 0xf4))
-            goto bad;
-        for (size_t j = 1; j < len; j++)
-            if (((unsigned char)out[i + j] & 0xc0) != 0x80)
-                goto bad;
-        if (len == 3) {
-            unsigned char b1 = (unsigned char)out[i + 1];
-            if ((b0 == 0xe0 && b1 < 0xa0) || (b0 == 0xed && b1 >= 0xa0))
-                goto bad;
-        }
-        if (len == 4) {
-            unsigned char b1 = (unsigned char)out[i + 1];
-            if ((b0 == 0xf0 && b1 < 0x90) || (b0 == 0xf4 && b1 >= 0x90))
-                goto bad;
-        }
-        i += len;
-    }
+    if (!fv_utf8_valid(out, k))
+        goto bad;
     return out;
 bad:
     fv_wipe(out, n + 1);
