@@ -37,6 +37,7 @@
 #include "crypto.h"
 #include "faultshim.h"
 #include "fieldvault.h"
+#include "fieldvault_sync.h"
 #include "proto.h"
 #include "server_engine.h"
 #include "store_server.h"
@@ -373,6 +374,11 @@ static int converse(fv_vault *v, const fv_client_request *req, char **invite)
  * vault enrolled as a field device. */
 static fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 static char server_db[400];
+/* Courier bundles: the second field device's vault, the coordinator's,
+ * the coordinator as it was before any import, the courier's bundle, and
+ * where an export writes. */
+static char courier_dir[320], coord_dir[400], coord_base[320], good_bundle[320], bundle_out[320];
+static unsigned char courier_id[FV_ID_BYTES]; /* the courier's record */
 
 /* Opens the server: its database and engine. */
 static int server_open(void)
@@ -396,14 +402,14 @@ static void server_close(void)
 
 static void server_setup(void)
 {
-    char path[400], cdir[400], *admin = NULL, *invite = NULL;
+    char path[400], cdir[400], cmd[800], *admin = NULL, *invite = NULL;
     unsigned char token[16], org[32];
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     fv_client_request orgreq = {.op = FV_CLIENT_ORGKEY};
     fv_client_request inv = {.op = FV_CLIENT_INVITE, .name = "worker 17",
                              .role = FV_ROLE_FIELD, .ttl = 3600};
-    fv_invite in1, in2;
-    fv_client_request enroll = {.op = FV_CLIENT_ENROLL};
+    fv_invite in1, in2, in3;
+    fv_client_request enroll = {.op = FV_CLIENT_ENROLL}, sync = {.op = FV_CLIENT_SYNC};
     fv_vault *coord = NULL, *v = NULL;
 
     snprintf(path, sizeof path, "%s/server", root);
@@ -442,9 +448,41 @@ static void server_setup(void)
     enroll.invite = &in2;
     CHECK_EQ(converse(v, &enroll, NULL), FV_OK);
     fv_vault_close(v);
+    v = NULL;
+    /* The courier: a second field device, whose records travel in a
+     * bundle to the coordinator; the coordinator's next sync certifies
+     * both devices, so its import admits the courier's envelopes. */
+    free(invite);
+    invite = NULL;
+    inv.name = "courier 3";
+    CHECK_EQ(fv_vault_open(&coord, cdir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(converse(coord, &inv, &invite), FV_OK);
+    fv_vault_close(coord);
+    coord = NULL;
+    snprintf(courier_dir, sizeof courier_dir, "%s/courier", root);
+    snprintf(coord_dir, sizeof coord_dir, "%s", cdir);
+    CHECK_EQ(fv_vault_create(&v, courier_dir, PASS, strlen(PASS), &o), FV_OK);
+    CHECK_EQ(fv_invite_decode(&in3, invite ? invite : ""), FV_OK);
+    enroll.invite = &in3;
+    CHECK_EQ(converse(v, &enroll, NULL), FV_OK);
+    CHECK_EQ(add_one(v, courier_id, "couriered", 1), FV_OK);
+    fv_vault_close(v);
+    CHECK_EQ(fv_vault_open(&coord, cdir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(converse(coord, &sync, NULL), FV_OK);
+    fv_vault_close(coord);
     free(admin);
     free(invite);
     server_close();
+    /* The coordinator as it stands, for every import to start from, and
+     * the courier's bundle. */
+    snprintf(coord_base, sizeof coord_base, "%s/coord-base", root);
+    snprintf(good_bundle, sizeof good_bundle, "%s/courier.fvb", root);
+    snprintf(bundle_out, sizeof bundle_out, "%s/export.fvb", root);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", coord_dir, coord_base);
+    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_bundle_export(v, good_bundle, NULL), FV_OK);
+    fv_vault_close(v);
 }
 
 static unsigned char synced_id[FV_ID_BYTES];
@@ -541,6 +579,100 @@ static int op_retention(struct opctx *c)
     return done(v, rc);
 }
 
+/* ---- courier bundles ---------------------------------------------------- */
+
+/* The courier exports its outbox (a record with the two-chunk attachment)
+ * to a new bundle file. */
+static int op_bundle_export(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    uint64_t n = 0;
+    int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
+    (void)c;
+    if (rc == FV_OK)
+        rc = fv_bundle_export(v, bundle_out, &n);
+    return done(v, rc);
+}
+
+/* The coordinator imports the courier's bundle (from the coordinator as
+ * it was before any import: check_after puts it back). */
+static int op_bundle_import(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    (void)c;
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, good_bundle, NULL, NULL, NULL);
+    return done(v, rc);
+}
+
+/* The coordinator back as it was before any import. */
+static void coord_reset(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", coord_dir, coord_base, coord_dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* The vault at `dir` passes integrity_check, opens and verifies; holds the
+ * courier's record, attachment bytes included, when `want` (-1 when any
+ * of it fails). Returns whether it holds the record. */
+static int dir_state(const char *dir, int want)
+{
+    char path[400];
+    fv_vault *v = NULL;
+    fv_record *r = NULL;
+    uint64_t sum = 0;
+    int rc, held;
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    if (!db_integrity_ok(path)) {
+        fprintf(stderr, "  %s: integrity_check fails\n", dir);
+        return -1;
+    }
+    if ((rc = fv_vault_open(&v, dir, PASS, strlen(PASS))) != FV_OK ||
+        (rc = fv_vault_verify(v, NULL, NULL, NULL)) != FV_OK) {
+        fprintf(stderr, "  %s does not open or verify: %s\n", dir, fv_strerror(rc));
+        fv_vault_close(v);
+        return -1;
+    }
+    rc = fv_record_get(v, &r, courier_id);
+    fv_record_free(r);
+    held = rc == FV_OK;
+    if (rc != FV_OK && rc != FV_ENOTFOUND) {
+        fprintf(stderr, "  %s: the courier's record: %s\n", dir, fv_strerror(rc));
+        held = -1;
+    } else if (held && (rc = fv_attachment_read(v, courier_id, "photo.jpg", sum_cb, &sum, NULL, NULL)) != FV_OK) {
+        /* An envelope may be in before its chunks (stored as they are
+         * read): only a whole import promises the bytes. */
+        if (want || (rc != FV_ENOTFOUND && rc != FV_EINCOMPLETE)) {
+            fprintf(stderr, "  %s: the courier's attachment: %s\n", dir, fv_strerror(rc));
+            if (want)
+                held = -1;
+        }
+    } else if (held && sum != ATTACH_BYTES) {
+        fprintf(stderr, "  %s: the courier's attachment has %llu bytes\n", dir, (unsigned long long)sum);
+        held = -1;
+    }
+    fv_vault_close(v);
+    if (want && held == 0)
+        fprintf(stderr, "  %s lacks the courier's record\n", dir);
+    return want && held == 0 ? -1 : held;
+}
+
+/* Imports `bundle` into the coordinator, untouched: it completes and
+ * brings in the courier's record whole. */
+static int import_whole(const char *bundle)
+{
+    fv_vault *v = NULL;
+    int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, bundle, NULL, NULL, NULL);
+    if (rc != FV_OK)
+        fprintf(stderr, "  the import fails: %s (%s)\n", fv_strerror(rc), v ? fv_vault_errmsg(v) : "");
+    fv_vault_close(v);
+    return rc == FV_OK && dir_state(coord_dir, 1) == 1 ? 0 : -1;
+}
+
 /* Whether the vault holds record `id` (-1: it does not open). */
 static int vault_holds(const unsigned char *id)
 {
@@ -596,7 +728,7 @@ static int server_state_ok(int acknowledged, const unsigned char *record)
 }
 
 enum check_kind { CK_SAME, CK_ADD, CK_EDIT, CK_DELETE, CK_EXPORT, CK_PASSWD, CK_SYNC,
-                  CK_RETRACT, CK_RETENTION };
+                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_IMPORT };
 
 struct op {
     const char *name;
@@ -616,6 +748,8 @@ static const struct op ops[] = {
     {"sync", op_sync, CK_SYNC, 0},
     {"retract", op_retract, CK_RETRACT, 1},
     {"retention", op_retention, CK_RETENTION, 1},
+    {"bundle-export", op_bundle_export, CK_BUNDLE_EXPORT, 1},
+    {"bundle-import", op_bundle_import, CK_BUNDLE_IMPORT, 1},
 };
 #define NOPS (sizeof ops / sizeof ops[0])
 
@@ -649,6 +783,31 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
     int found = 0, n;
     struct stat st;
 
+    if (o->check == CK_BUNDLE_EXPORT) {
+        /* The courier's vault as before; the bundle there only when the
+         * export succeeded, and then whole: it imports completely. */
+        int bad = dir_state(courier_dir, 1) < 0, exists = stat(bundle_out, &st) == 0;
+        if (exists != (rc == FV_OK)) {
+            fprintf(stderr, "  bundle export: %s, and the file %s\n", fv_strerror(rc),
+                    exists ? "is there" : "is not");
+            bad = 1;
+        }
+        if (exists && rc == FV_OK && import_whole(bundle_out) != 0)
+            bad = 1;
+        unlink(bundle_out);
+        coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_BUNDLE_IMPORT) {
+        /* The coordinator opens and verifies, holds the record when the
+         * import succeeded, and a second import, untouched, brings in
+         * everything. */
+        int held = dir_state(coord_dir, rc == FV_OK), bad = held < 0;
+        if (!bad && import_whole(good_bundle) != 0)
+            bad = 1;
+        coord_reset();
+        return bad ? -1 : 0;
+    }
     if (o->check == CK_PASSWD) {
         const char *to = pass == PASS ? PASS2 : PASS;
         n = vault_state(rc == FV_OK ? to : pass, rc == FV_OK ? NULL : to, NULL, NULL);
@@ -1402,6 +1561,9 @@ int main(int argc, char **argv)
         prepare(&c);
         CHECK_EQ(ops[i].fn(&c), FV_OK);
         unlink(outpath);
+        unlink(bundle_out);
+        if (ops[i].check == CK_BUNDLE_IMPORT)
+            coord_reset();
     }
 
     if (do_alloc)
