@@ -17,8 +17,13 @@
  * loses power at every sync boundary of a sync (vault and server).
  * The server store's packs: a failed sync of a directory that gained the
  * chunk directory or a pack fails the append and leaves nothing half made.
- * Usage: test_faults [alloc|io|power|packs|power-sync]... (default: the
- * first four). */
+ * Courier bundles (FV_FAULT_OPS=bundle-export,bundle-import): a field
+ * device's export, and the import into a coordinator that certified it;
+ * after each faulted import the coordinator verifies and a second import
+ * brings in everything; power-bundle loses power at every sync boundary
+ * of an import.
+ * Usage: test_faults [alloc|io|power|packs|power-sync|power-bundle]...
+ * (default: the first four). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -897,7 +902,14 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
 static int skip_op(const struct op *o)
 {
     const char *only = getenv("FV_FAULT_OPS");
-    return only ? !strstr(only, o->name) : o->extra;
+    size_t n = strlen(o->name);
+    if (!only)
+        return o->extra;
+    /* A name of the comma-separated list ("export" is not "bundle-export"). */
+    for (const char *p = only; (p = strstr(p, o->name)) != NULL; p++)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 0;
+    return 1;
 }
 
 /* FV_FAULT_BUDGET: at most this many runs per operation and fault (the
@@ -1502,12 +1514,75 @@ static void run_power_sync(void)
     CHECK_EQ(failures, 0);
 }
 
+/* ---- power loss during a bundle import -------------------------------------- */
+
+enum { SB_IMPORTED = 1, SB_CLOSED };
+
+/* The coordinator imports the courier's bundle, up to the crash. */
+static void power_bundle_child(struct acks *k, long crash_at)
+{
+    const char *dirs[] = {coord_dir};
+    fv_vault *v = NULL;
+
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_vault_open(&v, coord_dir, PASS, strlen(PASS)) != FV_OK)
+        _exit(2);
+    if (fv_bundle_import(v, good_bundle, NULL, NULL, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED;
+    fv_vault_close(v);
+    k->step = SB_CLOSED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* For every sync boundary of an import: after the crash the coordinator
+ * passes integrity_check, opens and verifies, holds the record whole when
+ * the import was acknowledged, and the next import completes. */
+static void run_power_bundle(void)
+{
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        coord_reset();
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_bundle_child(k, crash_at);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power bundle #%ld: the child failed (status %d, step %d)\n", crash_at, status,
+                    k->step);
+            failures++;
+        } else if (dir_state(coord_dir, k->step >= SB_IMPORTED) < 0 || import_whole(good_bundle) != 0) {
+            fprintf(stderr, "power bundle #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) { /* never reaching the end means a bug */
+            failures++;
+            break;
+        }
+    }
+    coord_reset();
+    report("power bundle", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 int main(int argc, char **argv)
 {
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2, do_packs = argc < 2,
-        do_power_sync = 0;
+        do_power_sync = 0, do_power_bundle = 0;
     unsigned char *buf;
     const char *b = getenv("FV_FAULT_BUDGET");
 
@@ -1517,6 +1592,7 @@ int main(int argc, char **argv)
         do_power |= !strcmp(argv[i], "power");
         do_packs |= !strcmp(argv[i], "packs");
         do_power_sync |= !strcmp(argv[i], "power-sync");
+        do_power_bundle |= !strcmp(argv[i], "power-bundle");
     }
     if (b)
         budget = atol(b);
@@ -1549,7 +1625,7 @@ int main(int argc, char **argv)
     CHECK_EQ(add_one(v, NULL, "second", 1), FV_OK);
     fv_vault_close(v);
     for (size_t i = 0; i < NOPS; i++)
-        if (do_power_sync || (ops[i].check >= CK_SYNC && !skip_op(&ops[i]))) {
+        if (do_power_sync || do_power_bundle || (ops[i].check >= CK_SYNC && !skip_op(&ops[i]))) {
             server_setup();
             break;
         }
@@ -1572,6 +1648,8 @@ int main(int argc, char **argv)
         run_io();
     if (do_power_sync)
         run_power_sync();
+    if (do_power_bundle)
+        run_power_bundle();
     if (do_power)
         run_power();
     if (do_packs)
