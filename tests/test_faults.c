@@ -40,6 +40,7 @@
 #include "check.h"
 #include "client.h"
 #include "crypto.h"
+#include "bundle.h"
 #include "faultshim.h"
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
@@ -384,6 +385,13 @@ static char server_db[400];
  * where an export writes. */
 static char courier_dir[320], coord_dir[400], coord_base[320], good_bundle[320], bundle_out[320];
 static unsigned char courier_id[FV_ID_BYTES]; /* the courier's record */
+/* `server import`: the server as it was before any import (the courier
+ * enrolled), a copy that each import runs on, and the chunks a whole
+ * import leaves there. */
+static char server_base[320], server_imp_db[400];
+static int server_imp_chunks;
+static void server_imp_reset(void);
+static int server_import_whole(void);
 
 /* Opens the server: its database and engine. */
 static int server_open(void)
@@ -488,6 +496,13 @@ static void server_setup(void)
     CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
     CHECK_EQ(fv_bundle_export(v, good_bundle, NULL), FV_OK);
     fv_vault_close(v);
+    snprintf(server_base, sizeof server_base, "%s/server-base", root);
+    snprintf(server_imp_db, sizeof server_imp_db, "%s/server-imp/server.db", root);
+    snprintf(cmd, sizeof cmd, "cp -a '%s/server' '%s'", root, server_base);
+    CHECK_EQ(system(cmd), 0);
+    server_imp_reset();
+    CHECK_EQ(server_import_whole(), 0);
+    server_imp_reset();
 }
 
 static unsigned char synced_id[FV_ID_BYTES];
@@ -678,6 +693,119 @@ static int import_whole(const char *bundle)
     return rc == FV_OK && dir_state(coord_dir, 1) == 1 ? 0 : -1;
 }
 
+/* The server's side of `server import` (server/server.c's importer): the
+ * bundle read into the engine, each batch stored as a PUSH is, each chunk
+ * as a CHUNK-PUT is, on a copy of the server. */
+struct srv_import {
+    int refused;
+};
+
+static int srv_import_batch(const unsigned char *const *e, const size_t *len, size_t n, void *payload)
+{
+    (void)payload;
+    return fv_srv_store_batch(srv, NULL, e, len, n, NULL, NULL);
+}
+
+static int srv_import_chunk(const unsigned char *hash, const unsigned char *data, size_t len, void *payload)
+{
+    struct srv_import *im = payload;
+    int added = 0, rc = fv_srv_store_chunk(srv, hash, data, len, &added);
+    if (rc == FV_EPROTO || rc == FV_ENOTFOUND) {
+        im->refused++;
+        return FV_OK;
+    }
+    return rc;
+}
+
+/* Runs one import into the server copy. */
+static int server_import_run(void)
+{
+    char keep[400];
+    struct srv_import im = {0};
+    const char *why = NULL;
+    int rc;
+    snprintf(keep, sizeof keep, "%s", server_db);
+    snprintf(server_db, sizeof server_db, "%s", server_imp_db);
+    if ((rc = server_open()) == FV_OK) {
+        rc = fv_bundle_read(good_bundle, srv_import_batch, srv_import_chunk, &im, &why);
+        if (rc == FV_OK && im.refused)
+            rc = FV_ECORRUPT;
+        if (rc != FV_OK)
+            snprintf(lastmsg, sizeof lastmsg, "%s (%d chunks refused)", why ? why : "", im.refused);
+        server_close();
+    }
+    snprintf(server_db, sizeof server_db, "%s", keep);
+    return rc;
+}
+
+static int op_server_import(struct opctx *c)
+{
+    (void)c;
+    return server_import_run();
+}
+
+static void server_imp_reset(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/server-imp' && cp -a '%s' '%s/server-imp'", root, server_base,
+             root);
+    CHECK_EQ(system(cmd), 0);
+}
+
+static int server_chunks_ok(void);
+static int server_chunks_seen;
+
+/* The server copy passes integrity_check, opens, every chunk it lists is
+ * whole, and it holds the courier's record when `want` (or, with `whole`,
+ * the record and all its chunks). Returns whether it holds the record, -1
+ * on any failure. */
+static int server_imp_state(int want, int whole)
+{
+    char keep[400];
+    unsigned char origin[32];
+    int rc, held = -1;
+    snprintf(keep, sizeof keep, "%s", server_db);
+    snprintf(server_db, sizeof server_db, "%s", server_imp_db);
+    if (!db_integrity_ok(server_db))
+        fprintf(stderr, "  the server's database fails integrity_check\n");
+    else if (server_chunks_ok() != 0)
+        fprintf(stderr, "  the server's chunks are not whole\n");
+    else if ((rc = server_open()) != FV_OK)
+        fprintf(stderr, "  the server does not open: %s\n", fv_strerror(rc));
+    else {
+        rc = fv_sstore_record_origin(sstore, courier_id, origin);
+        server_close();
+        held = rc == FV_OK ? 1 : rc == FV_ENOTFOUND ? 0 : -1;
+        if ((want || whole) && held == 0) {
+            fprintf(stderr, "  the server lacks the courier's record\n");
+            held = -1;
+        } else if (whole && held == 1 && server_chunks_seen != server_imp_chunks) {
+            fprintf(stderr, "  the server holds %d chunks, not %d\n", server_chunks_seen, server_imp_chunks);
+            held = -1;
+        }
+    }
+    snprintf(server_db, sizeof server_db, "%s", keep);
+    return held;
+}
+
+/* An import untouched completes and leaves the record and its chunks. */
+static int server_import_whole(void)
+{
+    int rc = server_import_run();
+    if (rc != FV_OK) {
+        fprintf(stderr, "  the server's import fails: %s (%s)\n", fv_strerror(rc), lastmsg);
+        return -1;
+    }
+    if (server_imp_chunks == 0) { /* the first whole import: its count */
+        server_imp_state(1, 0);
+        server_imp_chunks = server_chunks_seen;
+        if (server_imp_chunks < 2)
+            fprintf(stderr, "  the server holds %d chunks after an import\n", server_imp_chunks);
+        return server_imp_chunks >= 2 ? 0 : -1;
+    }
+    return server_imp_state(1, 1) == 1 ? 0 : -1;
+}
+
 /* Whether the vault holds record `id` (-1: it does not open). */
 static int vault_holds(const unsigned char *id)
 {
@@ -733,7 +861,7 @@ static int server_state_ok(int acknowledged, const unsigned char *record)
 }
 
 enum check_kind { CK_SAME, CK_ADD, CK_EDIT, CK_DELETE, CK_EXPORT, CK_PASSWD, CK_SYNC,
-                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_IMPORT };
+                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_IMPORT, CK_SERVER_IMPORT };
 
 struct op {
     const char *name;
@@ -755,6 +883,7 @@ static const struct op ops[] = {
     {"retention", op_retention, CK_RETENTION, 1},
     {"bundle-export", op_bundle_export, CK_BUNDLE_EXPORT, 1},
     {"bundle-import", op_bundle_import, CK_BUNDLE_IMPORT, 1},
+    {"server-import", op_server_import, CK_SERVER_IMPORT, 1},
 };
 #define NOPS (sizeof ops / sizeof ops[0])
 
@@ -811,6 +940,13 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
         if (!bad && import_whole(good_bundle) != 0)
             bad = 1;
         coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_SERVER_IMPORT) {
+        /* The server opens, its chunks are whole, it holds the record when
+         * the import succeeded, and a second import brings in everything. */
+        int bad = server_imp_state(rc == FV_OK, 0) < 0 || server_import_whole() != 0;
+        server_imp_reset();
         return bad ? -1 : 0;
     }
     if (o->check == CK_PASSWD) {
@@ -1414,6 +1550,7 @@ static int server_chunks_ok(void)
         if (memcmp(got, h, 32) != 0)
             bad++;
     }
+    server_chunks_seen = n;
     server_close();
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -1640,6 +1777,8 @@ int main(int argc, char **argv)
         unlink(bundle_out);
         if (ops[i].check == CK_BUNDLE_IMPORT)
             coord_reset();
+        if (ops[i].check == CK_SERVER_IMPORT)
+            server_imp_reset();
     }
 
     if (do_alloc)
