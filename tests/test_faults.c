@@ -614,6 +614,25 @@ static int op_bundle_export(struct opctx *c)
     return done(v, rc);
 }
 
+/* The same export in parts (bundle_out.001, .002: each a whole bundle,
+ * the attachment's two chunks apart). */
+static int op_bundle_parts(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
+    fv_bundle_stats st;
+    int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
+    (void)c;
+    o.max_size = 270u * 1024;
+    if (rc == FV_OK)
+        rc = fv_bundle_export_with(v, bundle_out, &o, &st);
+    if (rc == FV_OK && st.parts != 2) {
+        fprintf(stderr, "bundle-parts: %llu parts, not 2\n", (unsigned long long)st.parts);
+        rc = FV_ELIMIT;
+    }
+    return done(v, rc);
+}
+
 /* The coordinator imports the courier's bundle (from the coordinator as
  * it was before any import: check_after puts it back). */
 static int op_bundle_import(struct opctx *c)
@@ -861,7 +880,8 @@ static int server_state_ok(int acknowledged, const unsigned char *record)
 }
 
 enum check_kind { CK_SAME, CK_ADD, CK_EDIT, CK_DELETE, CK_EXPORT, CK_PASSWD, CK_SYNC,
-                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_IMPORT, CK_SERVER_IMPORT };
+                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_PARTS, CK_BUNDLE_IMPORT,
+                  CK_SERVER_IMPORT };
 
 struct op {
     const char *name;
@@ -882,6 +902,7 @@ static const struct op ops[] = {
     {"retract", op_retract, CK_RETRACT, 1},
     {"retention", op_retention, CK_RETENTION, 1},
     {"bundle-export", op_bundle_export, CK_BUNDLE_EXPORT, 1},
+    {"bundle-parts", op_bundle_parts, CK_BUNDLE_PARTS, 1},
     {"bundle-import", op_bundle_import, CK_BUNDLE_IMPORT, 1},
     {"server-import", op_server_import, CK_SERVER_IMPORT, 1},
 };
@@ -929,6 +950,38 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
         if (exists && rc == FV_OK && import_whole(bundle_out) != 0)
             bad = 1;
         unlink(bundle_out);
+        coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_BUNDLE_PARTS) {
+        /* No part of a failed export stays; after a successful one, the
+         * parts imported one after the other bring in the record whole. */
+        char part[2][400];
+        int bad = dir_state(courier_dir, 1) < 0, exist[2];
+        for (int k = 0; k < 2; k++) {
+            snprintf(part[k], sizeof part[k], "%s.%03d", bundle_out, k + 1);
+            exist[k] = stat(part[k], &st) == 0;
+            if (exist[k] != (rc == FV_OK)) {
+                fprintf(stderr, "  bundle parts: %s, and part %d %s\n", fv_strerror(rc), k + 1,
+                        exist[k] ? "is there" : "is not");
+                bad = 1;
+            }
+        }
+        if (rc == FV_OK && exist[0] && exist[1]) {
+            fv_vault *v = NULL;
+            int irc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+            if (irc == FV_OK)
+                irc = fv_bundle_import(v, part[0], NULL, NULL, NULL);
+            if (irc == FV_OK)
+                irc = fv_bundle_import(v, part[1], NULL, NULL, NULL);
+            if (irc != FV_OK)
+                fprintf(stderr, "  the parts' import fails: %s\n", fv_strerror(irc));
+            fv_vault_close(v);
+            if (irc != FV_OK || dir_state(coord_dir, 1) != 1)
+                bad = 1;
+        }
+        unlink(part[0]);
+        unlink(part[1]);
         coord_reset();
         return bad ? -1 : 0;
     }
@@ -1775,6 +1828,13 @@ int main(int argc, char **argv)
         CHECK_EQ(ops[i].fn(&c), FV_OK);
         unlink(outpath);
         unlink(bundle_out);
+        if (ops[i].check == CK_BUNDLE_PARTS) {
+            char part[400];
+            for (int k = 1; k <= 2; k++) {
+                snprintf(part, sizeof part, "%s.%03d", bundle_out, k);
+                unlink(part);
+            }
+        }
         if (ops[i].check == CK_BUNDLE_IMPORT)
             coord_reset();
         if (ops[i].check == CK_SERVER_IMPORT)
