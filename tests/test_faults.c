@@ -1726,6 +1726,96 @@ static void power_bundle_child(struct acks *k, long crash_at)
     fs_power_crash();
 }
 
+/* The courier exports to a new file in its own directory, up to the
+ * crash. */
+static void power_export_child(struct acks *k, long crash_at, const char *odir, const char *out)
+{
+    const char *dirs[] = {courier_dir, odir};
+    fv_vault *v = NULL;
+
+    fs_power_begin(dirs, 2, crash_at);
+    if (fv_vault_open(&v, courier_dir, PASS, strlen(PASS)) != FV_OK)
+        _exit(2);
+    if (fv_bundle_export(v, out, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED; /* the export acknowledged */
+    fv_vault_close(v);
+    k->step = SB_CLOSED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After a crash during an export: the courier's vault verifies; a bundle
+ * file there after an acknowledged export imports whole; any other file
+ * left either imports whole or is refused as damaged or cut short, and
+ * the coordinator still verifies. */
+static int power_export_check(const struct acks *k, const char *out)
+{
+    struct stat st;
+    fv_vault *v = NULL;
+    int rc, bad = dir_state(courier_dir, 1) < 0;
+    if (stat(out, &st) != 0) {
+        if (k->step >= SB_IMPORTED) {
+            fprintf(stderr, "  an acknowledged bundle is gone\n");
+            bad = 1;
+        }
+        return bad ? -1 : 0;
+    }
+    rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, out, NULL, NULL, NULL);
+    fv_vault_close(v);
+    if (rc == FV_OK ? dir_state(coord_dir, 1) != 1
+                    : k->step >= SB_IMPORTED || rc != FV_ECORRUPT || dir_state(coord_dir, 0) < 0) {
+        fprintf(stderr, "  the bundle left (%lld bytes) imports with %s\n", (long long)st.st_size,
+                fv_strerror(rc));
+        bad = 1;
+    }
+    coord_reset();
+    return bad ? -1 : 0;
+}
+
+static void run_power_export(void)
+{
+    char odir[400], out[480], cmd[1000];
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    snprintf(odir, sizeof odir, "%s/out", root);
+    snprintf(out, sizeof out, "%s/export.fvb", odir);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", odir, odir);
+        CHECK_EQ(system(cmd), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_export_child(k, crash_at, odir, out);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power export #%ld: the child failed (status %d, step %d)\n", crash_at, status,
+                    k->step);
+            failures++;
+        } else if (power_export_check(k, out) != 0) {
+            fprintf(stderr, "power export #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) {
+            failures++;
+            break;
+        }
+    }
+    report("power export", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 /* For every sync boundary of an import: after the crash the coordinator
  * passes integrity_check, opens and verifies, holds the record whole when
  * the import was acknowledged, and the next import completes. */
@@ -1847,8 +1937,10 @@ int main(int argc, char **argv)
         run_io();
     if (do_power_sync)
         run_power_sync();
-    if (do_power_bundle)
+    if (do_power_bundle) {
         run_power_bundle();
+        run_power_export();
+    }
     if (do_power)
         run_power();
     if (do_packs)
