@@ -17,11 +17,13 @@
  * loses power at every sync boundary of a sync (vault and server).
  * The server store's packs: a failed sync of a directory that gained the
  * chunk directory or a pack fails the append and leaves nothing half made.
- * Courier bundles (FV_FAULT_OPS=bundle-export,bundle-import): a field
- * device's export, and the import into a coordinator that certified it;
- * after each faulted import the coordinator verifies and a second import
- * brings in everything; power-bundle loses power at every sync boundary
- * of an import.
+ * Courier bundles (FV_FAULT_OPS=bundle-export,bundle-parts,bundle-import,
+ * server-import): a field device's export (whole, and in parts), the
+ * import into a coordinator that certified it, and the server's side of
+ * `server import`; after each faulted import the importer verifies and a
+ * second import brings in everything; after a faulted export no file is
+ * left. power-bundle loses power at every sync boundary of an import into
+ * the coordinator's vault and of an export.
  * Usage: test_faults [alloc|io|power|packs|power-sync|power-bundle]...
  * (default: the first four). */
 #include <errno.h>
