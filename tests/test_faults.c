@@ -387,6 +387,7 @@ static char server_db[400];
  * where an export writes. */
 static char courier_dir[320], coord_dir[400], coord_base[320], good_bundle[320], bundle_out[320];
 static unsigned char courier_id[FV_ID_BYTES]; /* the courier's record */
+static int bundle_opened; /* the bundle operation's vault opened */
 /* `server import`: the server as it was before any import (the courier
  * enrolled), a copy that each import runs on, and the chunks a whole
  * import leaves there. */
@@ -611,6 +612,7 @@ static int op_bundle_export(struct opctx *c)
     uint64_t n = 0;
     int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
     (void)c;
+    bundle_opened = rc == FV_OK;
     if (rc == FV_OK)
         rc = fv_bundle_export(v, bundle_out, &n);
     return done(v, rc);
@@ -625,6 +627,7 @@ static int op_bundle_parts(struct opctx *c)
     fv_bundle_stats st;
     int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
     (void)c;
+    bundle_opened = rc == FV_OK;
     o.max_size = 270u * 1024;
     if (rc == FV_OK)
         rc = fv_bundle_export_with(v, bundle_out, &o, &st);
@@ -642,6 +645,7 @@ static int op_bundle_import(struct opctx *c)
     fv_vault *v = NULL;
     int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
     (void)c;
+    bundle_opened = rc == FV_OK;
     if (rc == FV_OK)
         rc = fv_bundle_import(v, good_bundle, NULL, NULL, NULL);
     return done(v, rc);
@@ -940,6 +944,14 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
     int found = 0, n;
     struct stat st;
 
+    /* A failed export or import says why (the vault's message). */
+    if ((o->check == CK_BUNDLE_EXPORT || o->check == CK_BUNDLE_PARTS ||
+         o->check == CK_BUNDLE_IMPORT) && rc != FV_OK && bundle_opened && !lastmsg[0]) {
+        fprintf(stderr, "  %s: %s without a message\n", o->name, fv_strerror(rc));
+        return -1;
+    }
+    if (getenv("FV_FAULT_SHOW") && rc != FV_OK)
+        fprintf(stderr, "  %s: %s: %s\n", o->name, fv_strerror(rc), lastmsg);
     if (o->check == CK_BUNDLE_EXPORT) {
         /* The courier's vault as before; the bundle there only when the
          * export succeeded, and then whole: it imports completely. */
