@@ -838,9 +838,11 @@ void fv_sstore_chunk_set_pack_max(fv_sstore *base, uint64_t bytes)
 static int pack_fail(sqls *s, const char *what)
 {
     int e = errno;
+    /* opendir() allocates: out of memory is not a failing disk. */
     return fv_db_error(&s->d,
-                       e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC
-                                                                : FV_EIO,
+                       e == ENOMEM                                  ? FV_ENOMEM
+                       : e == ENOSPC || e == EDQUOT || e == EFBIG ? FV_ENOSPC
+                                                                    : FV_EIO,
                        "chunks: %s: %s", what, fv_errno_text(e).text);
 }
 

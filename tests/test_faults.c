@@ -17,8 +17,15 @@
  * loses power at every sync boundary of a sync (vault and server).
  * The server store's packs: a failed sync of a directory that gained the
  * chunk directory or a pack fails the append and leaves nothing half made.
- * Usage: test_faults [alloc|io|power|packs|power-sync]... (default: the
- * first four). */
+ * Courier bundles (FV_FAULT_OPS=bundle-export,bundle-parts,bundle-import,
+ * server-import): a field device's export (whole, and in parts), the
+ * import into a coordinator that certified it, and the server's side of
+ * `server import`; after each faulted import the importer verifies and a
+ * second import brings in everything; after a faulted export no file is
+ * left. power-bundle loses power at every sync boundary of an import into
+ * the coordinator's vault and of an export.
+ * Usage: test_faults [alloc|io|power|packs|power-sync|power-bundle]...
+ * (default: the first four). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -35,8 +42,10 @@
 #include "check.h"
 #include "client.h"
 #include "crypto.h"
+#include "bundle.h"
 #include "faultshim.h"
 #include "fieldvault.h"
+#include "fieldvault_sync.h"
 #include "proto.h"
 #include "server_engine.h"
 #include "store_server.h"
@@ -373,6 +382,19 @@ static int converse(fv_vault *v, const fv_client_request *req, char **invite)
  * vault enrolled as a field device. */
 static fv_srv_config cfg = {FV_SRV_CONFIG_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 static char server_db[400];
+/* Courier bundles: the second field device's vault, the coordinator's,
+ * the coordinator as it was before any import, the courier's bundle, and
+ * where an export writes. */
+static char courier_dir[320], coord_dir[400], coord_base[320], good_bundle[320], bundle_out[320];
+static unsigned char courier_id[FV_ID_BYTES]; /* the courier's record */
+static int bundle_opened; /* the bundle operation's vault opened */
+/* `server import`: the server as it was before any import (the courier
+ * enrolled), a copy that each import runs on, and the chunks a whole
+ * import leaves there. */
+static char server_base[320], server_imp_db[400];
+static int server_imp_chunks;
+static void server_imp_reset(void);
+static int server_import_whole(void);
 
 /* Opens the server: its database and engine. */
 static int server_open(void)
@@ -396,14 +418,14 @@ static void server_close(void)
 
 static void server_setup(void)
 {
-    char path[400], cdir[400], *admin = NULL, *invite = NULL;
+    char path[400], cdir[400], cmd[800], *admin = NULL, *invite = NULL;
     unsigned char token[16], org[32];
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     fv_client_request orgreq = {.op = FV_CLIENT_ORGKEY};
     fv_client_request inv = {.op = FV_CLIENT_INVITE, .name = "worker 17",
                              .role = FV_ROLE_FIELD, .ttl = 3600};
-    fv_invite in1, in2;
-    fv_client_request enroll = {.op = FV_CLIENT_ENROLL};
+    fv_invite in1, in2, in3;
+    fv_client_request enroll = {.op = FV_CLIENT_ENROLL}, sync = {.op = FV_CLIENT_SYNC};
     fv_vault *coord = NULL, *v = NULL;
 
     snprintf(path, sizeof path, "%s/server", root);
@@ -442,9 +464,48 @@ static void server_setup(void)
     enroll.invite = &in2;
     CHECK_EQ(converse(v, &enroll, NULL), FV_OK);
     fv_vault_close(v);
+    v = NULL;
+    /* The courier: a second field device, whose records travel in a
+     * bundle to the coordinator; the coordinator's next sync certifies
+     * both devices, so its import admits the courier's envelopes. */
+    free(invite);
+    invite = NULL;
+    inv.name = "courier 3";
+    CHECK_EQ(fv_vault_open(&coord, cdir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(converse(coord, &inv, &invite), FV_OK);
+    fv_vault_close(coord);
+    coord = NULL;
+    snprintf(courier_dir, sizeof courier_dir, "%s/courier", root);
+    snprintf(coord_dir, sizeof coord_dir, "%s", cdir);
+    CHECK_EQ(fv_vault_create(&v, courier_dir, PASS, strlen(PASS), &o), FV_OK);
+    CHECK_EQ(fv_invite_decode(&in3, invite ? invite : ""), FV_OK);
+    enroll.invite = &in3;
+    CHECK_EQ(converse(v, &enroll, NULL), FV_OK);
+    CHECK_EQ(add_one(v, courier_id, "couriered", 1), FV_OK);
+    fv_vault_close(v);
+    CHECK_EQ(fv_vault_open(&coord, cdir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(converse(coord, &sync, NULL), FV_OK);
+    fv_vault_close(coord);
     free(admin);
     free(invite);
     server_close();
+    /* The coordinator as it stands, for every import to start from, and
+     * the courier's bundle. */
+    snprintf(coord_base, sizeof coord_base, "%s/coord-base", root);
+    snprintf(good_bundle, sizeof good_bundle, "%s/courier.fvb", root);
+    snprintf(bundle_out, sizeof bundle_out, "%s/export.fvb", root);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", coord_dir, coord_base);
+    CHECK_EQ(system(cmd), 0);
+    CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_bundle_export(v, good_bundle, NULL), FV_OK);
+    fv_vault_close(v);
+    snprintf(server_base, sizeof server_base, "%s/server-base", root);
+    snprintf(server_imp_db, sizeof server_imp_db, "%s/server-imp/server.db", root);
+    snprintf(cmd, sizeof cmd, "cp -a '%s/server' '%s'", root, server_base);
+    CHECK_EQ(system(cmd), 0);
+    server_imp_reset();
+    CHECK_EQ(server_import_whole(), 0);
+    server_imp_reset();
 }
 
 static unsigned char synced_id[FV_ID_BYTES];
@@ -541,6 +602,235 @@ static int op_retention(struct opctx *c)
     return done(v, rc);
 }
 
+/* ---- courier bundles ---------------------------------------------------- */
+
+/* The courier exports its outbox (a record with the two-chunk attachment)
+ * to a new bundle file. */
+static int op_bundle_export(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    uint64_t n = 0;
+    int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
+    (void)c;
+    bundle_opened = rc == FV_OK;
+    if (rc == FV_OK)
+        rc = fv_bundle_export(v, bundle_out, &n);
+    return done(v, rc);
+}
+
+/* The same export in parts (bundle_out.001, .002: each a whole bundle,
+ * the attachment's two chunks apart). */
+static int op_bundle_parts(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
+    fv_bundle_stats st;
+    int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
+    (void)c;
+    bundle_opened = rc == FV_OK;
+    o.max_size = 270u * 1024;
+    if (rc == FV_OK)
+        rc = fv_bundle_export_with(v, bundle_out, &o, &st);
+    if (rc == FV_OK && st.parts != 2) {
+        fprintf(stderr, "bundle-parts: %llu parts, not 2\n", (unsigned long long)st.parts);
+        rc = FV_ELIMIT;
+    }
+    return done(v, rc);
+}
+
+/* The coordinator imports the courier's bundle (from the coordinator as
+ * it was before any import: check_after puts it back). */
+static int op_bundle_import(struct opctx *c)
+{
+    fv_vault *v = NULL;
+    int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    (void)c;
+    bundle_opened = rc == FV_OK;
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, good_bundle, NULL, NULL, NULL);
+    return done(v, rc);
+}
+
+/* The coordinator back as it was before any import. */
+static void coord_reset(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", coord_dir, coord_base, coord_dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+/* The vault at `dir` passes integrity_check, opens and verifies; holds the
+ * courier's record, attachment bytes included, when `want` (-1 when any
+ * of it fails). Returns whether it holds the record. */
+static int dir_state(const char *dir, int want)
+{
+    char path[400];
+    fv_vault *v = NULL;
+    fv_record *r = NULL;
+    uint64_t sum = 0;
+    int rc, held;
+    snprintf(path, sizeof path, "%s/vault.db", dir);
+    if (!db_integrity_ok(path)) {
+        fprintf(stderr, "  %s: integrity_check fails\n", dir);
+        return -1;
+    }
+    if ((rc = fv_vault_open(&v, dir, PASS, strlen(PASS))) != FV_OK ||
+        (rc = fv_vault_verify(v, NULL, NULL, NULL)) != FV_OK) {
+        fprintf(stderr, "  %s does not open or verify: %s\n", dir, fv_strerror(rc));
+        fv_vault_close(v);
+        return -1;
+    }
+    rc = fv_record_get(v, &r, courier_id);
+    fv_record_free(r);
+    held = rc == FV_OK;
+    if (rc != FV_OK && rc != FV_ENOTFOUND) {
+        fprintf(stderr, "  %s: the courier's record: %s\n", dir, fv_strerror(rc));
+        held = -1;
+    } else if (held && (rc = fv_attachment_read(v, courier_id, "photo.jpg", sum_cb, &sum, NULL, NULL)) != FV_OK) {
+        /* An envelope may be in before its chunks (stored as they are
+         * read): only a whole import promises the bytes. */
+        if (want || (rc != FV_ENOTFOUND && rc != FV_EINCOMPLETE)) {
+            fprintf(stderr, "  %s: the courier's attachment: %s\n", dir, fv_strerror(rc));
+            if (want)
+                held = -1;
+        }
+    } else if (held && sum != ATTACH_BYTES) {
+        fprintf(stderr, "  %s: the courier's attachment has %llu bytes\n", dir, (unsigned long long)sum);
+        held = -1;
+    }
+    fv_vault_close(v);
+    if (want && held == 0)
+        fprintf(stderr, "  %s lacks the courier's record\n", dir);
+    return want && held == 0 ? -1 : held;
+}
+
+/* Imports `bundle` into the coordinator, untouched: it completes and
+ * brings in the courier's record whole. */
+static int import_whole(const char *bundle)
+{
+    fv_vault *v = NULL;
+    int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, bundle, NULL, NULL, NULL);
+    if (rc != FV_OK)
+        fprintf(stderr, "  the import fails: %s (%s)\n", fv_strerror(rc), v ? fv_vault_errmsg(v) : "");
+    fv_vault_close(v);
+    return rc == FV_OK && dir_state(coord_dir, 1) == 1 ? 0 : -1;
+}
+
+/* The server's side of `server import` (server/server.c's importer): the
+ * bundle read into the engine, each batch stored as a PUSH is, each chunk
+ * as a CHUNK-PUT is, on a copy of the server. */
+struct srv_import {
+    int refused;
+};
+
+static int srv_import_batch(const unsigned char *const *e, const size_t *len, size_t n, void *payload)
+{
+    (void)payload;
+    return fv_srv_store_batch(srv, NULL, e, len, n, NULL, NULL);
+}
+
+static int srv_import_chunk(const unsigned char *hash, const unsigned char *data, size_t len, void *payload)
+{
+    struct srv_import *im = payload;
+    int added = 0, rc = fv_srv_store_chunk(srv, hash, data, len, &added);
+    if (rc == FV_EPROTO || rc == FV_ENOTFOUND) {
+        im->refused++;
+        return FV_OK;
+    }
+    return rc;
+}
+
+/* Runs one import into the server copy. */
+static int server_import_run(void)
+{
+    char keep[400];
+    struct srv_import im = {0};
+    const char *why = NULL;
+    int rc;
+    snprintf(keep, sizeof keep, "%s", server_db);
+    snprintf(server_db, sizeof server_db, "%s", server_imp_db);
+    if ((rc = server_open()) == FV_OK) {
+        rc = fv_bundle_read(good_bundle, srv_import_batch, srv_import_chunk, &im, &why);
+        if (rc == FV_OK && im.refused)
+            rc = FV_ECORRUPT;
+        if (rc != FV_OK)
+            snprintf(lastmsg, sizeof lastmsg, "%s (%d chunks refused)", why ? why : "", im.refused);
+        server_close();
+    }
+    snprintf(server_db, sizeof server_db, "%s", keep);
+    return rc;
+}
+
+static int op_server_import(struct opctx *c)
+{
+    (void)c;
+    return server_import_run();
+}
+
+static void server_imp_reset(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/server-imp' && cp -a '%s' '%s/server-imp'", root, server_base,
+             root);
+    CHECK_EQ(system(cmd), 0);
+}
+
+static int server_chunks_ok(void);
+static int server_chunks_seen;
+
+/* The server copy passes integrity_check, opens, every chunk it lists is
+ * whole, and it holds the courier's record when `want` (or, with `whole`,
+ * the record and all its chunks). Returns whether it holds the record, -1
+ * on any failure. */
+static int server_imp_state(int want, int whole)
+{
+    char keep[400];
+    unsigned char origin[32];
+    int rc, held = -1;
+    snprintf(keep, sizeof keep, "%s", server_db);
+    snprintf(server_db, sizeof server_db, "%s", server_imp_db);
+    if (!db_integrity_ok(server_db))
+        fprintf(stderr, "  the server's database fails integrity_check\n");
+    else if (server_chunks_ok() != 0)
+        fprintf(stderr, "  the server's chunks are not whole\n");
+    else if ((rc = server_open()) != FV_OK)
+        fprintf(stderr, "  the server does not open: %s\n", fv_strerror(rc));
+    else {
+        rc = fv_sstore_record_origin(sstore, courier_id, origin);
+        server_close();
+        held = rc == FV_OK ? 1 : rc == FV_ENOTFOUND ? 0 : -1;
+        if ((want || whole) && held == 0) {
+            fprintf(stderr, "  the server lacks the courier's record\n");
+            held = -1;
+        } else if (whole && held == 1 && server_chunks_seen != server_imp_chunks) {
+            fprintf(stderr, "  the server holds %d chunks, not %d\n", server_chunks_seen, server_imp_chunks);
+            held = -1;
+        }
+    }
+    snprintf(server_db, sizeof server_db, "%s", keep);
+    return held;
+}
+
+/* An import untouched completes and leaves the record and its chunks. */
+static int server_import_whole(void)
+{
+    int rc = server_import_run();
+    if (rc != FV_OK) {
+        fprintf(stderr, "  the server's import fails: %s (%s)\n", fv_strerror(rc), lastmsg);
+        return -1;
+    }
+    if (server_imp_chunks == 0) { /* the first whole import: its count */
+        server_imp_state(1, 0);
+        server_imp_chunks = server_chunks_seen;
+        if (server_imp_chunks < 2)
+            fprintf(stderr, "  the server holds %d chunks after an import\n", server_imp_chunks);
+        return server_imp_chunks >= 2 ? 0 : -1;
+    }
+    return server_imp_state(1, 1) == 1 ? 0 : -1;
+}
+
 /* Whether the vault holds record `id` (-1: it does not open). */
 static int vault_holds(const unsigned char *id)
 {
@@ -596,7 +886,8 @@ static int server_state_ok(int acknowledged, const unsigned char *record)
 }
 
 enum check_kind { CK_SAME, CK_ADD, CK_EDIT, CK_DELETE, CK_EXPORT, CK_PASSWD, CK_SYNC,
-                  CK_RETRACT, CK_RETENTION };
+                  CK_RETRACT, CK_RETENTION, CK_BUNDLE_EXPORT, CK_BUNDLE_PARTS, CK_BUNDLE_IMPORT,
+                  CK_SERVER_IMPORT };
 
 struct op {
     const char *name;
@@ -616,6 +907,10 @@ static const struct op ops[] = {
     {"sync", op_sync, CK_SYNC, 0},
     {"retract", op_retract, CK_RETRACT, 1},
     {"retention", op_retention, CK_RETENTION, 1},
+    {"bundle-export", op_bundle_export, CK_BUNDLE_EXPORT, 1},
+    {"bundle-parts", op_bundle_parts, CK_BUNDLE_PARTS, 1},
+    {"bundle-import", op_bundle_import, CK_BUNDLE_IMPORT, 1},
+    {"server-import", op_server_import, CK_SERVER_IMPORT, 1},
 };
 #define NOPS (sizeof ops / sizeof ops[0])
 
@@ -649,6 +944,78 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
     int found = 0, n;
     struct stat st;
 
+    /* A failed export or import says why (the vault's message). */
+    if ((o->check == CK_BUNDLE_EXPORT || o->check == CK_BUNDLE_PARTS ||
+         o->check == CK_BUNDLE_IMPORT) && rc != FV_OK && bundle_opened && !lastmsg[0]) {
+        fprintf(stderr, "  %s: %s without a message\n", o->name, fv_strerror(rc));
+        return -1;
+    }
+    if (getenv("FV_FAULT_SHOW") && rc != FV_OK)
+        fprintf(stderr, "  %s: %s: %s\n", o->name, fv_strerror(rc), lastmsg);
+    if (o->check == CK_BUNDLE_EXPORT) {
+        /* The courier's vault as before; the bundle there only when the
+         * export succeeded, and then whole: it imports completely. */
+        int bad = dir_state(courier_dir, 1) < 0, exists = stat(bundle_out, &st) == 0;
+        if (exists != (rc == FV_OK)) {
+            fprintf(stderr, "  bundle export: %s, and the file %s\n", fv_strerror(rc),
+                    exists ? "is there" : "is not");
+            bad = 1;
+        }
+        if (exists && rc == FV_OK && import_whole(bundle_out) != 0)
+            bad = 1;
+        unlink(bundle_out);
+        coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_BUNDLE_PARTS) {
+        /* No part of a failed export stays; after a successful one, the
+         * parts imported one after the other bring in the record whole. */
+        char part[2][400];
+        int bad = dir_state(courier_dir, 1) < 0, exist[2];
+        for (int k = 0; k < 2; k++) {
+            snprintf(part[k], sizeof part[k], "%s.%03d", bundle_out, k + 1);
+            exist[k] = stat(part[k], &st) == 0;
+            if (exist[k] != (rc == FV_OK)) {
+                fprintf(stderr, "  bundle parts: %s, and part %d %s\n", fv_strerror(rc), k + 1,
+                        exist[k] ? "is there" : "is not");
+                bad = 1;
+            }
+        }
+        if (rc == FV_OK && exist[0] && exist[1]) {
+            fv_vault *v = NULL;
+            int irc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+            if (irc == FV_OK)
+                irc = fv_bundle_import(v, part[0], NULL, NULL, NULL);
+            if (irc == FV_OK)
+                irc = fv_bundle_import(v, part[1], NULL, NULL, NULL);
+            if (irc != FV_OK)
+                fprintf(stderr, "  the parts' import fails: %s\n", fv_strerror(irc));
+            fv_vault_close(v);
+            if (irc != FV_OK || dir_state(coord_dir, 1) != 1)
+                bad = 1;
+        }
+        unlink(part[0]);
+        unlink(part[1]);
+        coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_BUNDLE_IMPORT) {
+        /* The coordinator opens and verifies, holds the record when the
+         * import succeeded, and a second import, untouched, brings in
+         * everything. */
+        int held = dir_state(coord_dir, rc == FV_OK), bad = held < 0;
+        if (!bad && import_whole(good_bundle) != 0)
+            bad = 1;
+        coord_reset();
+        return bad ? -1 : 0;
+    }
+    if (o->check == CK_SERVER_IMPORT) {
+        /* The server opens, its chunks are whole, it holds the record when
+         * the import succeeded, and a second import brings in everything. */
+        int bad = server_imp_state(rc == FV_OK, 0) < 0 || server_import_whole() != 0;
+        server_imp_reset();
+        return bad ? -1 : 0;
+    }
     if (o->check == CK_PASSWD) {
         const char *to = pass == PASS ? PASS2 : PASS;
         n = vault_state(rc == FV_OK ? to : pass, rc == FV_OK ? NULL : to, NULL, NULL);
@@ -738,7 +1105,14 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
 static int skip_op(const struct op *o)
 {
     const char *only = getenv("FV_FAULT_OPS");
-    return only ? !strstr(only, o->name) : o->extra;
+    size_t n = strlen(o->name);
+    if (!only)
+        return o->extra;
+    /* A name of the comma-separated list ("export" is not "bundle-export"). */
+    for (const char *p = only; (p = strstr(p, o->name)) != NULL; p++)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 0;
+    return 1;
 }
 
 /* FV_FAULT_BUDGET: at most this many runs per operation and fault (the
@@ -1243,6 +1617,7 @@ static int server_chunks_ok(void)
         if (memcmp(got, h, 32) != 0)
             bad++;
     }
+    server_chunks_seen = n;
     server_close();
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -1343,12 +1718,165 @@ static void run_power_sync(void)
     CHECK_EQ(failures, 0);
 }
 
+/* ---- power loss during a bundle import -------------------------------------- */
+
+enum { SB_IMPORTED = 1, SB_CLOSED };
+
+/* The coordinator imports the courier's bundle, up to the crash. */
+static void power_bundle_child(struct acks *k, long crash_at)
+{
+    const char *dirs[] = {coord_dir};
+    fv_vault *v = NULL;
+
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_vault_open(&v, coord_dir, PASS, strlen(PASS)) != FV_OK)
+        _exit(2);
+    if (fv_bundle_import(v, good_bundle, NULL, NULL, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED;
+    fv_vault_close(v);
+    k->step = SB_CLOSED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* The courier exports to a new file in its own directory, up to the
+ * crash. */
+static void power_export_child(struct acks *k, long crash_at, const char *odir, const char *out)
+{
+    const char *dirs[] = {courier_dir, odir};
+    fv_vault *v = NULL;
+
+    fs_power_begin(dirs, 2, crash_at);
+    if (fv_vault_open(&v, courier_dir, PASS, strlen(PASS)) != FV_OK)
+        _exit(2);
+    if (fv_bundle_export(v, out, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED; /* the export acknowledged */
+    fv_vault_close(v);
+    k->step = SB_CLOSED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After a crash during an export: the courier's vault verifies; a bundle
+ * file there after an acknowledged export imports whole; any other file
+ * left either imports whole or is refused as damaged or cut short, and
+ * the coordinator still verifies. */
+static int power_export_check(const struct acks *k, const char *out)
+{
+    struct stat st;
+    fv_vault *v = NULL;
+    int rc, bad = dir_state(courier_dir, 1) < 0;
+    if (stat(out, &st) != 0) {
+        if (k->step >= SB_IMPORTED) {
+            fprintf(stderr, "  an acknowledged bundle is gone\n");
+            bad = 1;
+        }
+        return bad ? -1 : 0;
+    }
+    rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
+    if (rc == FV_OK)
+        rc = fv_bundle_import(v, out, NULL, NULL, NULL);
+    fv_vault_close(v);
+    if (rc == FV_OK ? dir_state(coord_dir, 1) != 1
+                    : k->step >= SB_IMPORTED || rc != FV_ECORRUPT || dir_state(coord_dir, 0) < 0) {
+        fprintf(stderr, "  the bundle left (%lld bytes) imports with %s\n", (long long)st.st_size,
+                fv_strerror(rc));
+        bad = 1;
+    }
+    coord_reset();
+    return bad ? -1 : 0;
+}
+
+static void run_power_export(void)
+{
+    char odir[400], out[480], cmd[1000];
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    snprintf(odir, sizeof odir, "%s/out", root);
+    snprintf(out, sizeof out, "%s/export.fvb", odir);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", odir, odir);
+        CHECK_EQ(system(cmd), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_export_child(k, crash_at, odir, out);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power export #%ld: the child failed (status %d, step %d)\n", crash_at, status,
+                    k->step);
+            failures++;
+        } else if (power_export_check(k, out) != 0) {
+            fprintf(stderr, "power export #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) {
+            failures++;
+            break;
+        }
+    }
+    report("power export", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
+/* For every sync boundary of an import: after the crash the coordinator
+ * passes integrity_check, opens and verifies, holds the record whole when
+ * the import was acknowledged, and the next import completes. */
+static void run_power_bundle(void)
+{
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        coord_reset();
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_bundle_child(k, crash_at);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power bundle #%ld: the child failed (status %d, step %d)\n", crash_at, status,
+                    k->step);
+            failures++;
+        } else if (dir_state(coord_dir, k->step >= SB_IMPORTED) < 0 || import_whole(good_bundle) != 0) {
+            fprintf(stderr, "power bundle #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) { /* never reaching the end means a bug */
+            failures++;
+            break;
+        }
+    }
+    coord_reset();
+    report("power bundle", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 int main(int argc, char **argv)
 {
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2, do_packs = argc < 2,
-        do_power_sync = 0;
+        do_power_sync = 0, do_power_bundle = 0;
     unsigned char *buf;
     const char *b = getenv("FV_FAULT_BUDGET");
 
@@ -1358,6 +1886,7 @@ int main(int argc, char **argv)
         do_power |= !strcmp(argv[i], "power");
         do_packs |= !strcmp(argv[i], "packs");
         do_power_sync |= !strcmp(argv[i], "power-sync");
+        do_power_bundle |= !strcmp(argv[i], "power-bundle");
     }
     if (b)
         budget = atol(b);
@@ -1390,7 +1919,7 @@ int main(int argc, char **argv)
     CHECK_EQ(add_one(v, NULL, "second", 1), FV_OK);
     fv_vault_close(v);
     for (size_t i = 0; i < NOPS; i++)
-        if (do_power_sync || (ops[i].check >= CK_SYNC && !skip_op(&ops[i]))) {
+        if (do_power_sync || do_power_bundle || (ops[i].check >= CK_SYNC && !skip_op(&ops[i]))) {
             server_setup();
             break;
         }
@@ -1402,6 +1931,18 @@ int main(int argc, char **argv)
         prepare(&c);
         CHECK_EQ(ops[i].fn(&c), FV_OK);
         unlink(outpath);
+        unlink(bundle_out);
+        if (ops[i].check == CK_BUNDLE_PARTS) {
+            char part[400];
+            for (int k = 1; k <= 2; k++) {
+                snprintf(part, sizeof part, "%s.%03d", bundle_out, k);
+                unlink(part);
+            }
+        }
+        if (ops[i].check == CK_BUNDLE_IMPORT)
+            coord_reset();
+        if (ops[i].check == CK_SERVER_IMPORT)
+            server_imp_reset();
     }
 
     if (do_alloc)
@@ -1410,6 +1951,10 @@ int main(int argc, char **argv)
         run_io();
     if (do_power_sync)
         run_power_sync();
+    if (do_power_bundle) {
+        run_power_bundle();
+        run_power_export();
+    }
     if (do_power)
         run_power();
     if (do_packs)
