@@ -288,8 +288,8 @@ int fv_server_backup(const char *dir, const char *output, uint64_t *files,
     if (!(db = fv_path_join(dir, "server.db")) ||
         !(chunks = fv_path_join(dir, "chunks")) ||
         !(odir = fv_path_dir(output)) ||
-        !(tmp = malloc(strlen(output) + 16)) ||
-        !(dbtmp = malloc(strlen(output) + 16)) || !(w.buf = malloc(IO_BUF))) {
+        !(tmp = calloc(1, strlen(output) + 16)) ||
+        !(dbtmp = calloc(1, strlen(output) + 16)) || !(w.buf = malloc(IO_BUF))) {
         rc = FV_ENOMEM;
         goto cleanup;
     }
