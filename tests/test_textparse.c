@@ -185,11 +185,11 @@ static void test_addr(void)
     }
     /* A host of 255 bytes is the longest. */
     memset(big, 'a', 255);
-    strcpy(big + 255, ":443");
+    snprintf(big + 255, sizeof big - 255, ":443");
     CHECK_EQ(fv_addr_parse(big, 0, host, port, &why), FV_OK);
     CHECK_EQ(strlen(host), 255);
     memset(big, 'a', 256);
-    strcpy(big + 256, ":443");
+    snprintf(big + 256, sizeof big - 256, ":443");
     CHECK_EQ(fv_addr_parse(big, 0, host, port, &why), FV_EINVAL);
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';

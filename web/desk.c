@@ -387,13 +387,13 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss,
     if (!strchr(s, ':')) {
         if (cli_parse_int(s, &port) != 0 || port < 0 || port > 65535)
             return -1;
-        strcpy(host, "127.0.0.1");
+        snprintf(host, sizeof host, "%s", "127.0.0.1");
     } else if (fv_addr_parse(s, FV_ADDR_PORT0, host, port_s, NULL) != FV_OK ||
                cli_parse_int(port_s, &port) != 0) {
         return -1;
     }
     if (strcmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
+        snprintf(host, sizeof host, "%s", "127.0.0.1");
     if (strcmp(host, "::1") == 0) {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
         a6->sin6_family = AF_INET6;
