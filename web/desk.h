@@ -18,18 +18,18 @@
 #include <time.h>
 
 #include "fieldvault.h"
-#include "report.h"
 
 #define DESK_SECRET_HEX 65 /* 32 random bytes as hex, NUL */
 
 struct desk_index; /* desk_api.c */
+struct report_devices; /* report/report.h */
 
 typedef struct desk {
     pthread_mutex_t lock;  /* guards v, index, names */
     fv_vault *v;           /* NULL once locked (idle timeout, shutdown) */
     char *dir;
     struct desk_index *index; /* built on the first listing */
-    report_devices *names;    /* device id -> name, from the server */
+    struct report_devices *names; /* device id -> name, from the server */
     unsigned char device[FV_ID_BYTES];
 
     /* The per-launch secrets: the URL token (used once), the session

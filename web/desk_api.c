@@ -13,6 +13,7 @@
 #include "desk.h"
 #include "fieldvault_sync.h"
 #include "json_record.h"
+#include "report.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 #define PAGE_MAX 500
