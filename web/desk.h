@@ -47,6 +47,7 @@ typedef struct desk {
     int idle_seconds;         /* 0: never */
     _Atomic int64_t last_use; /* time of the last authenticated request */
     atomic_int locked;
+    atomic_int stopping;      /* shutting down: no unlock */
 
     /* Sync now, on a thread of its own. */
     atomic_int sync_running;
