@@ -166,7 +166,9 @@ int cmd_export(cli *c)
         if (fmt == REPORT_HTML) {
             /* The HTML names devices as `org devices` does; a vault that
              * cannot ask the server shows short ids. */
-            if ((devs = report_devices_fetch(v, 5000)) == NULL) {
+            fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+            so.timeout_ms = 5000;
+            if ((devs = report_devices_fetch(v, &so)) == NULL) {
                 cli_error("out of memory");
                 rc = CLI_FAIL;
                 goto cleanup;

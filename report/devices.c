@@ -12,32 +12,47 @@ static int collect_device(const fv_device_info *di, void *payload)
 {
     report_devices *t = payload;
     report_device *nd = realloc(t->d, (t->n + 1) * sizeof *nd);
-    if (nd == NULL)
+    if (nd == NULL) {
+        t->rc = FV_ENOMEM;
         return 1;
+    }
     t->d = nd;
     nd = &t->d[t->n];
     memcpy(nd->id, di->id, FV_ID_BYTES);
     nd->role = di->role;
     nd->revoked = di->revoked;
     nd->enrolled = di->enrolled;
-    if ((nd->name = strdup(di->name ? di->name : "")) == NULL)
+    if ((nd->name = strdup(di->name ? di->name : "")) == NULL) {
+        t->rc = FV_ENOMEM;
         return 1;
+    }
     t->n++;
     return 0;
 }
 
-report_devices *report_devices_fetch(fv_vault *v, int timeout_ms)
+report_devices *report_devices_fetch(fv_vault *v, const fv_sync_options *so)
 {
     report_devices *t = calloc(1, sizeof *t);
-    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    if (t == NULL || v == NULL)
-        return t;
-    so.timeout_ms = timeout_ms;
-    int rc = fv_org_devices(v, collect_device, t, &so);
-    if (rc == FV_OK)
+    if (t == NULL)
+        return NULL;
+    int rc = v ? fv_org_devices(v, collect_device, t, so) : FV_EINVAL;
+    if (t->rc == FV_ENOMEM) { /* set by collect_device */
+        report_devices_free(t);
+        return NULL;
+    }
+    t->rc = rc;
+    if (t->rc == FV_OK) {
         t->fetched = 1;
-    else
-        snprintf(t->why, sizeof t->why, "%s", fv_vault_errmsg(v));
+    } else {
+        snprintf(t->why, sizeof t->why, "%s",
+                 v ? fv_vault_errmsg(v) : fv_strerror(t->rc));
+        /* A list cut halfway is not a list: nothing of it is kept. */
+        for (size_t i = 0; i < t->n; i++)
+            free(t->d[i].name);
+        free(t->d);
+        t->d = NULL;
+        t->n = 0;
+    }
     return t;
 }
 

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "fieldvault.h"
+#include "fieldvault_sync.h"
 
 /* ---- device names ------------------------------------------------------- */
 
@@ -35,14 +36,17 @@ typedef struct report_devices {
     report_device *d;
     size_t n;
     int fetched;   /* the server answered */
+    int rc;        /* FV_OK, or why not (fv_org_devices) */
     char why[160]; /* why not, when not (no content) */
 } report_devices;
 
-/* Asks the server for the device list (fv_org_devices, at most
- * `timeout_ms`). A vault that cannot ask (not a coordinator, offline, never
- * enrolled) gets an empty table with `fetched` 0 and `why` set. NULL only
- * when out of memory. Free with report_devices_free. */
-report_devices *report_devices_fetch(fv_vault *v, int timeout_ms);
+/* Asks the server for the device list (fv_org_devices with `so`, which
+ * may be NULL for the defaults), collected whole before anything is used.
+ * A vault that cannot ask (not a coordinator, offline, never enrolled) gets
+ * an empty table with `fetched` 0, `rc` the library's result and `why` its
+ * message. NULL only when out of memory. Free with report_devices_free.
+ * The one code path for `org devices`, the desk and the HTML report. */
+report_devices *report_devices_fetch(fv_vault *v, const fv_sync_options *so);
 
 /* The name of device `id`, or NULL when the table does not know it. The
  * pointer lives as long as the table. `t` may be NULL. */

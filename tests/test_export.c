@@ -322,7 +322,7 @@ static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
     /* The vault's own device named as the server would name it, with
      * markup in the name: shown escaped in place of the id. */
     report_device dev;
-    report_devices devs = {&dev, 1, 1, ""};
+    report_devices devs = {&dev, 1, 1, FV_OK, ""};
     fv_vault_device_id(v, me);
     memset(&dev, 0, sizeof dev);
     memcpy(dev.id, me, FV_ID_BYTES);

@@ -223,7 +223,9 @@ void desk_api_warm(desk *d)
 void desk_names_refresh(desk *d)
 {
     report_devices *t;
-    if (d->v == NULL || (t = report_devices_fetch(d->v, 5000)) == NULL)
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    so.timeout_ms = 5000;
+    if (d->v == NULL || (t = report_devices_fetch(d->v, &so)) == NULL)
         return;
     report_devices_free(d->names);
     d->names = t;
