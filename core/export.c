@@ -127,14 +127,6 @@ static void out_hex(struct out *o, const unsigned char *p, size_t n)
     }
 }
 
-/* A new file `name` in directory fd `dir`, 0600. */
-static int create_at(int dir, const char *name, int *fd)
-{
-    *fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                 0600);
-    return *fd < 0 ? (errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno)) : FV_OK;
-}
-
 /* ---- the export ------------------------------------------------------------ */
 
 struct exp {
@@ -163,7 +155,7 @@ static int exp_fail(struct exp *x, int rc, const char *what)
 
 static int write_file_at(int dir, const char *name, const void *p, size_t n)
 {
-    int fd, rc = create_at(dir, name, &fd);
+    int fd, rc = fv_create_at(dir, name, &fd);
     if (rc)
         return rc;
     rc = fv_write_all(fd, p, n);
@@ -509,7 +501,7 @@ int fv_export(fv_vault *v, uint64_t *count, const fv_export_options *opt)
             goto done;
         }
     }
-    if ((rc = create_at(x.dir, "manifest.json", &fd))) {
+    if ((rc = fv_create_at(x.dir, "manifest.json", &fd))) {
         exp_fail(&x, rc, "manifest.json");
         goto done;
     }

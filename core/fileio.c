@@ -167,6 +167,13 @@ void fv_staged_abort(fv_staged *s)
     s->tmp = s->parent = NULL;
 }
 
+int fv_create_at(int dir, const char *name, int *fd)
+{
+    *fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                 0600);
+    return *fd < 0 ? (errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno)) : FV_OK;
+}
+
 static void remove_tree_at(int parent, const char *name)
 {
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -54,6 +54,10 @@ int fv_staged_commit(fv_staged *s);
 /* Closes and removes whatever is still temporary; frees. Always call it,
  * after a commit too. */
 void fv_staged_abort(fv_staged *s);
+/* A new file `name` in directory `dir` (an open directory fd), 0600,
+ * never following a link: *fd open for writing. FV_EEXIST, FV_EIO,
+ * FV_ENOSPC. */
+int fv_create_at(int dir, const char *name, int *fd);
 /* Removes a directory tree (symlinks are removed, not followed). */
 void fv_remove_tree(const char *path);
 

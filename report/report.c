@@ -72,13 +72,6 @@ static int rfile_close(rfile *r, int sync)
     return rc;
 }
 
-static int create_at(int dir, const char *name, int *fd)
-{
-    *fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                 0600);
-    return *fd < 0 ? (errno == EEXIST ? FV_EEXIST : fv_errno_rc(errno)) : FV_OK;
-}
-
 /* ---- escaping -------------------------------------------------------------- */
 
 /* HTML text or attribute value: & < > " ' escaped; NUL and other control
@@ -531,7 +524,7 @@ static int html_attachment(struct rep *x, const fv_record *r, int recdir,
     *copied = 0;
     if (a->chunks_present < a->chunks)
         return FV_OK; /* still arriving: listed, not copied */
-    if ((rc = create_at(recdir, safe, &fd)))
+    if ((rc = fv_create_at(recdir, safe, &fd)))
         return rep_fail(x, rc, "an attachment file");
     rc = fv_attachment_read(x->v, r->id, a->name, fv_write_fd_cb, &fd, NULL, NULL);
     if (rc == FV_OK && fsync(fd) != 0)
@@ -607,7 +600,7 @@ static int html_record(struct rep *x, const fv_record *r)
 
     /* The record's page. */
     snprintf(name, sizeof name, "%s.html", hex);
-    if ((rc = create_at(x->sub[0], name, &fd)))
+    if ((rc = fv_create_at(x->sub[0], name, &fd)))
         return rep_fail(x, rc, "a record page");
     if ((rc = rfile_open(&page, fd)))
         return rc;
@@ -797,7 +790,7 @@ static int html_finish(struct rep *x)
     int fd, rows, rc;
     ssize_t n;
 
-    if ((rc = create_at(x->dir, "index.html", &fd)))
+    if ((rc = fv_create_at(x->dir, "index.html", &fd)))
         return rep_fail(x, rc, "index.html");
     if ((rc = rfile_open(&ix, fd)))
         return rc;
@@ -830,7 +823,7 @@ static int html_finish(struct rep *x)
     int crc = rfile_close(&ix, 1);
     if ((rc = rc ? rc : crc))
         return rep_fail(x, rc, "index.html");
-    if ((rc = create_at(x->dir, "style.css", &fd)))
+    if ((rc = fv_create_at(x->dir, "style.css", &fd)))
         return rep_fail(x, rc, "style.css");
     rc = fv_write_all(fd, css, sizeof css - 1);
     if (rc == FV_OK && fsync(fd) != 0)
@@ -942,7 +935,7 @@ int report_export(fv_vault *v, uint64_t *count, char msg[REPORT_MSG_BYTES],
                 rc = rep_fail(&x, fv_errno_rc(errno), "the output directory");
                 goto done;
             }
-        if ((rc = create_at(x.dir, "index.rows", &fd))) {
+        if ((rc = fv_create_at(x.dir, "index.rows", &fd))) {
             rep_fail(&x, rc, "index.html");
             goto done;
         }
