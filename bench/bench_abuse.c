@@ -73,7 +73,7 @@ static void *legit_main(void *arg)
     memset(&res, 0, sizeof res);
     so.server = l->addr;
     so.timeout_ms = 60000; /* generous: the machine is loaded */
-    l->rc = fv_sync(l->v, &so, &res);
+    l->rc = fv_sync(l->v, &res, &so);
     l->pushed = res.pushed;
     return NULL;
 }

@@ -249,7 +249,7 @@ static void coordinator(const char *dir, const char *admin, const char *addr)
     fv_vault *v = create_vault(dir);
     int role = 0;
     so.server = addr;
-    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(v, &role, admin, &so), v, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d", role);
     fv_check(fv_org_init(v, &so), v, "fv_org_init");

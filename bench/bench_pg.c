@@ -40,7 +40,7 @@ static void *push_main(void *p)
     fv_sync_result res;
     so.server = d->addr;
     memset(&res, 0, sizeof res);
-    d->rc = fv_sync(d->v, &so, &res);
+    d->rc = fv_sync(d->v, &res, &so);
     d->pushed = res.pushed;
     return NULL;
 }

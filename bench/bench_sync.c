@@ -259,7 +259,7 @@ static void coordinator_setup(const char *admin, const char *addr)
     fv_vault *c = create_vault(cdir);
     int role = 0;
     so.server = addr;
-    fv_check(fv_enroll(c, admin, &so, &role), c, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(c, &role, admin, &so), c, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d, not coordinator", role);
     fv_check(fv_org_init(c, &so), c, "fv_org_init");
@@ -749,7 +749,7 @@ static void *pusher_main(void *arg)
     if (d->go)
         pthread_barrier_wait(d->go);
     sched_times(my_tid(), &run0, &wait);
-    d->rc = fv_sync(d->v, &so, &d->res);
+    d->rc = fv_sync(d->v, &d->res, &so);
     d->end = now();
     sched_times(my_tid(), &run1, &wait);
     d->cpu = run1 - run0;
@@ -1016,7 +1016,7 @@ static void *device_main(void *arg)
     so.server = d->addr;
     pthread_barrier_wait(d->go);
     d->start = now();
-    d->rc = fv_sync(d->v, &so, &d->res);
+    d->rc = fv_sync(d->v, &d->res, &so);
     d->end = now();
     if (d->rc != FV_OK)
         snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));

@@ -309,7 +309,7 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts)
     memset(out, 0, sizeof *out);
     out->f = init;
     if (state && state->count &&
-        fv_state_parse(state->values[0], &out->f.state) != FV_OK) {
+        fv_state_parse(&out->f.state, state->values[0]) != FV_OK) {
         cli_error("--state: want new, reviewed, needs-follow-up or archived, "
                   "not '%s'", state->values[0]);
         return CLI_USAGE;

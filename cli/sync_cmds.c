@@ -972,14 +972,14 @@ int cmd_enroll(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     net_begin(&prog, "enrolling", &so);
-    int r = fv_enroll(v, c->pos[0], &so, &role);
+    int r = fv_enroll(v, &role, c->pos[0], &so);
     net_end(&prog);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     unsigned char dev[FV_ID_BYTES];
-    if ((r = fv_vault_device_id(v, dev)) != FV_OK) {
+    if ((r = fv_vault_get_device_id(v, dev)) != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
@@ -1218,7 +1218,7 @@ static int org_devices(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     net_begin(&prog, NULL, &so);
-    int r = fv_org_devices(v, collect_device, &l, &so);
+    int r = fv_org_device_list(v, &so, collect_device, &l);
     net_end(&prog);
     if (l.oom) {
         cli_error("out of memory");
@@ -1586,7 +1586,7 @@ static int bundle_export(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     const char *file = c->pos[0];
-    int r = fv_bundle_export_with(v, file, &o, &st);
+    int r = fv_bundle_export(v, &st, file, &o);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
@@ -1647,7 +1647,7 @@ static int bundle_import(cli *c)
     uint64_t held_before = 0, held = 0;
     int r = fv_quarantine_list(v, count_held, &held_before);
     if (r == FV_OK)
-        r = fv_bundle_import_with(v, c->pos[0], &st);
+        r = fv_bundle_import(v, &st, c->pos[0]);
     if (r == FV_OK)
         r = fv_quarantine_list(v, count_held, &held);
     if (r != FV_OK) {

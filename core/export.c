@@ -550,7 +550,7 @@ static int json_record(struct exp *x, const fv_record *r)
     }
     out_s(o, "],\n    \"notes\": [");
     x->nitems = 0;
-    rc = fv_notes_list(x->v, r->id, json_note_cb, x);
+    rc = fv_note_list(x->v, r->id, json_note_cb, x);
     if (rc)
         return rc == FV_ECANCELED && o->err ? o->err : rc;
     out_s(o, x->nitems ? "\n    ]\n    }" : "]\n    }");
@@ -896,7 +896,7 @@ static int html_record(struct exp *x, const fv_record *r)
     if (h.n)
         out_s(&page, "</table>\n");
     h.n = 0;
-    if ((rc = fv_notes_list(x->v, r->id, html_note_cb, &h)))
+    if ((rc = fv_note_list(x->v, r->id, html_note_cb, &h)))
         goto done;
     out_s(&page, "</body>\n</html>\n");
 done:
@@ -1418,7 +1418,7 @@ int fv_export(fv_vault *v, const fv_export_options *opt, uint64_t *count)
     x.opt = opt;
     x.dir = x.sub[0] = x.sub[1] = x.sub[2] = -1;
     x.o.fd = -1;
-    fv_vault_device_id(v, x.device);
+    fv_vault_get_device_id(v, x.device);
 
     if (opt->progress) {
         /* The total, for the progress callback: a first, counting pass. */

@@ -1013,7 +1013,7 @@ done:
     return rc;
 }
 
-int fv_vault_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
+int fv_vault_get_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
 {
     memcpy(out, v->sign_pk, FV_ID_BYTES);
     return FV_OK;

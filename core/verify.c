@@ -312,8 +312,8 @@ static int receipt_cb(int64_t seq, const unsigned char *body, size_t len,
     return FV_OK;
 }
 
-int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
-                    fv_verify_report *report)
+int fv_vault_verify(fv_vault *v, fv_verify_report *report, fv_verify_fn fn,
+                    void *payload)
 {
     struct vctx c;
     int rc;

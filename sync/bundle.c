@@ -298,8 +298,8 @@ static int export_chunks(struct exporter *x, fv_bundle_stats *st)
     return rc;
 }
 
-int fv_bundle_export_with(fv_vault *v, const char *path,
-                          const fv_bundle_options *opt, fv_bundle_stats *stats)
+int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
+                     const fv_bundle_options *opt)
 {
     struct exporter x;
     fv_bundle_stats st;
@@ -363,15 +363,6 @@ int fv_bundle_export_with(fv_vault *v, const char *path,
     if (stats)
         *stats = st;
     return FV_OK;
-}
-
-int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
-{
-    fv_bundle_stats st;
-    int rc = fv_bundle_export_with(v, path, NULL, &st);
-    if (rc == FV_OK && count)
-        *count = st.envelopes;
-    return rc;
 }
 
 int fv_bundle_read(const char *path, fv_bundle_batch_fn fn,
@@ -593,8 +584,7 @@ static void import_message(char *msg, size_t cap, const char *what,
              kept == 1 ? "" : "s");
 }
 
-int fv_bundle_import_with(fv_vault *v, const char *path,
-                          fv_bundle_stats *stats)
+int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
 {
     struct vault_import x;
     const char *why = NULL;
@@ -658,19 +648,5 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
         import_message(msg, sizeof msg, what, "beside it", &x.st);
         rc = fv_vs_fail(v, FV_ECORRUPT, msg);
     }
-    return rc;
-}
-
-int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                     uint64_t *added, uint64_t *skipped)
-{
-    fv_bundle_stats st;
-    int rc = fv_bundle_import_with(v, path, &st);
-    if (count)
-        *count = st.envelopes;
-    if (added)
-        *added = st.added;
-    if (skipped)
-        *skipped = st.skipped;
     return rc;
 }

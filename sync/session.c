@@ -555,7 +555,7 @@ int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
     return FV_OK;
 }
 
-int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
+int fv_sync(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
 {
     fv_sync_session *s;
     int rc;
@@ -568,8 +568,8 @@ int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
     return rc;
 }
 
-int fv_enroll(fv_vault *v, const char *invite, const fv_sync_options *o,
-              int *role)
+int fv_enroll(fv_vault *v, int *role, const char *invite,
+              const fv_sync_options *o)
 {
     fv_invite inv;
     fv_sync_result res;
@@ -645,8 +645,8 @@ static int device_cb(const fv_devinfo *d, void *payload)
     return rc;
 }
 
-int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
-                   const fv_sync_options *o)
+int fv_org_device_list(fv_vault *v, const fv_sync_options *o,
+                       fv_device_fn fn, void *payload)
 {
     struct devices ds = {fn, payload};
     fv_client_request req = {.op = FV_CLIENT_DEVICES, .device_fn = device_cb,

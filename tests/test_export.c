@@ -491,7 +491,7 @@ static void test_verify(void)
 
     snprintf(dir, sizeof dir, "%s/verify", root);
     fv_vault *v = make_vault(dir, hostile, plain, 0);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_OK);
     CHECK_EQ(rep.envelopes, 3);
     CHECK_EQ(rep.chunks, 1);
     CHECK_EQ(rep.failures, 0);
@@ -504,7 +504,7 @@ static void test_verify(void)
     flip_blob(db, "SELECT hash, data FROM chunk", "UPDATE chunk SET data = ?1 WHERE hash = ?2",
               NULL, 0);
     CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 2);
     CHECK_EQ(s.n, 2);
     CHECK_EQ(s.env_hits, 1);
@@ -529,7 +529,7 @@ static void test_verify(void)
     memset(&s, 0, sizeof s);
     s.want = hostile;
     CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_ECORRUPT);
     CHECK_EQ(rep.envelopes, 2);
     CHECK_EQ(rep.failures, 3);
     CHECK_EQ(s.n, 3);

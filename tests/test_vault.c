@@ -117,12 +117,12 @@ static void test_lifecycle(void)
 
     o.kdf_profile = FV_KDF_TEST;
     CHECK(v != NULL);
-    CHECK_EQ(fv_vault_device_id(v, dev), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev), FV_OK);
     CHECK_EQ(fv_vault_create(&w, dir, PASS, strlen(PASS), &o), FV_EEXIST);
     CHECK(w == NULL);
     CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
     v = reopen(v, dir);
-    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev2), FV_OK);
     CHECK(memcmp(dev, dev2, FV_ID_BYTES) == 0);
     CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
     CHECK(strcmp(fv_error_last(), "wrong passphrase") == 0);
@@ -130,13 +130,13 @@ static void test_lifecycle(void)
     CHECK_EQ(fv_vault_open(&w, none, PASS, strlen(PASS)), FV_ENOVAULT);
     CHECK(strstr(fv_error_last(), "no vault at") && strstr(fv_error_last(), none));
     /* A success leaves the last failure's message in place. */
-    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev2), FV_OK);
     CHECK(strstr(fv_error_last(), "no vault at") != NULL);
     CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
     CHECK(strstr(fv_error_last(), "passphrase is empty") != NULL);
     CHECK_EQ(fv_vault_panic(none), FV_ENOVAULT);
     CHECK(strstr(fv_error_last(), none) != NULL);
-    CHECK_EQ(fv_state_parse("bogus", NULL), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(NULL, "bogus"), FV_EINVAL);
     CHECK(strcmp(fv_error_last(), "unknown review state") == 0);
     /* A handle's message is copied. */
     unsigned char zero[FV_ID_BYTES] = {0};
@@ -882,18 +882,18 @@ static void test_attachment_ranges(void)
             uint64_t want = lens[k] > size - offs[i] ? size - offs[i] : lens[k];
             part.len = 0;
             got_size = 0;
-            CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", offs[i], lens[k],
-                                              buf_write, &part, &got_size), FV_OK);
+            CHECK_EQ(fv_attachment_read_range(v, &got_size, id, "talk.opus", offs[i],
+                                              lens[k], buf_write, &part), FV_OK);
             CHECK_EQ(got_size, size);
             CHECK_EQ(part.len, want);
             CHECK(memcmp(part.p, whole.p + offs[i], (size_t)want) == 0);
         }
-    CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", size + 1, 1, buf_write,
-                                      &part, NULL), FV_EINVAL);
-    CHECK_EQ(fv_attachment_read_range(v, id, "other", 0, 1, buf_write, &part,
-                                      NULL), FV_ENOTFOUND);
-    CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", 0, 1, NULL, &part,
-                                      NULL), FV_EINVAL);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", size + 1, 1,
+                                      buf_write, &part), FV_EINVAL);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "other", 0, 1, buf_write,
+                                      &part), FV_ENOTFOUND);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", 0, 1, NULL,
+                                      &part), FV_EINVAL);
 
     /* One chunk tampered (other bytes of the same length): the ranges in
      * the others still read, and a range that touches it fails before any
@@ -905,8 +905,8 @@ static void test_attachment_ranges(void)
     int bad = -1, nbad = 0;
     for (int c = 0; c < 4; c++) {
         part.len = 0;
-        int rc = fv_attachment_read_range(v, id, "talk.opus", c * C + 3, 10,
-                                          buf_write, &part, NULL);
+        int rc = fv_attachment_read_range(v, NULL, id, "talk.opus", c * C + 3,
+                                          10, buf_write, &part);
         if (rc == FV_ECORRUPT) {
             bad = c;
             nbad++;
@@ -919,13 +919,13 @@ static void test_attachment_ranges(void)
     CHECK_EQ(nbad, 1);
     if (bad > 0) {
         part.len = 0;
-        CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", bad * C - 5, 10,
-                                          buf_write, &part, NULL), FV_ECORRUPT);
+        CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", bad * C - 5,
+                                          10, buf_write, &part), FV_ECORRUPT);
         CHECK_EQ(part.len, 5); /* the verified chunk before it, then stop */
     } else if (bad == 0) {
         part.len = 0;
-        CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", C - 5, 10,
-                                          buf_write, &part, NULL), FV_ECORRUPT);
+        CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", C - 5,
+                                          10, buf_write, &part), FV_ECORRUPT);
         CHECK_EQ(part.len, 0);
     }
 done:

@@ -272,7 +272,7 @@ void desk_names_refresh(desk *d)
         return;
     }
     so.timeout_ms = 5000;
-    int rc = fv_org_devices(d->v, collect_device, nm, &so);
+    int rc = fv_org_device_list(d->v, &so, collect_device, nm);
     if (rc == FV_OK) {
         nm->fetched = 1;
     } else {
@@ -462,7 +462,7 @@ static int api_records(desk *d, desk_req *r)
     int rc;
 
     if (state_s && *state_s) {
-        if (fv_state_parse(state_s, &state) != FV_OK)
+        if (fv_state_parse(&state, state_s) != FV_OK)
             return desk_error(r->conn, 400, "unknown state");
         filtered = 1;
     }
@@ -733,7 +733,7 @@ static int api_record(desk *d, desk_req *r)
         revs_free(&h);
         return fail(d, r, h.oom ? FV_ENOMEM : rc);
     }
-    if (fv_record_delivered(d->v, id, &delivered) != FV_OK)
+    if (fv_record_delivered(d->v, &delivered, id) != FV_OK)
         delivered = 0;
     if (desk_open_out(&o)) {
         fv_record_free(rec);
@@ -779,7 +779,7 @@ static int api_record(desk *d, desk_req *r)
     json_key(o.f, "notes");
     fputc('[', o.f);
     struct notes_out no = {o.f, 0};
-    rc = fv_notes_list(d->v, id, write_note, &no);
+    rc = fv_note_list(d->v, id, write_note, &no);
     fputs("],\n  ", o.f);
     json_key(o.f, "delivered");
     fputs(delivered ? "true,\n  " : "false,\n  ", o.f);
@@ -835,8 +835,8 @@ static ssize_t att_read(void *cls, uint64_t pos, char *buf, size_t max)
         max = (size_t)(s->len - pos);
     pthread_mutex_lock(&s->d->lock);
     if (s->d->v == NULL ||
-        fv_attachment_read_range(s->d->v, s->id, s->name, s->start + pos, max,
-                                 copy_out, &ct, NULL) != FV_OK ||
+        fv_attachment_read_range(s->d->v, NULL, s->id, s->name, s->start + pos,
+                                 max, copy_out, &ct) != FV_OK ||
         ct.len == 0)
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
     else
@@ -890,8 +890,8 @@ static int api_attachment(desk *d, desk_req *r)
     if (name == NULL)
         return desk_error(r->conn, 400, "name?");
     /* The size, and that the attachment exists and is whole. */
-    if ((rc = fv_attachment_read_range(d->v, id, name, 0, 0, copy_out, &none,
-                                       &size)) != FV_OK)
+    if ((rc = fv_attachment_read_range(d->v, &size, id, name, 0, 0, copy_out,
+                                       &none)) != FV_OK)
         return fail(d, r, rc);
     len = size;
     const char *range = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Range");
@@ -978,7 +978,7 @@ static int api_state(desk *d, desk_req *r)
     unsigned char id[FV_ID_BYTES];
     char *st = desk_form(r->body, r->body_len, "state");
     int state, rc;
-    if (st == NULL || fv_state_parse(st, &state) != FV_OK) {
+    if (st == NULL || fv_state_parse(&state, st) != FV_OK) {
         desk_free_text(st);
         return desk_error(r->conn, 400, "state: new, reviewed, needs-follow-up or archived");
     }
@@ -1306,7 +1306,7 @@ static int api_verify(desk *d, desk_req *r)
     json_key(o.f, "issues");
     fputc('[', o.f);
     struct issues_out io = {o.f, 0, by_record ? id : NULL, 0};
-    rc = fv_vault_verify(d->v, write_issue, &io, &rep);
+    rc = fv_vault_verify(d->v, &rep, write_issue, &io);
     fputs("], ", o.f);
     if (rc != FV_OK && rc != FV_ECORRUPT) {
         desk_discard(&o);

@@ -159,8 +159,8 @@ FV_API int fv_vault_passwd(fv_vault *v, const char *new_passphrase,
 FV_API int fv_vault_panic(const char *dir);
 
 /* This device's Ed25519 public key, which signs everything it writes. */
-FV_API int fv_vault_device_id(const fv_vault *v,
-                              unsigned char out[FV_ID_BYTES]);
+FV_API int fv_vault_get_device_id(const fv_vault *v,
+                                  unsigned char out[FV_ID_BYTES]);
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -345,7 +345,7 @@ enum fv_review_state {
 /* "new", "reviewed", "needs-follow-up", "archived"; NULL for another value. */
 FV_API const char *fv_state_name(int state);
 /* The inverse of fv_state_name: FV_OK and *state, or FV_EINVAL. */
-FV_API int fv_state_parse(const char *name, int *state);
+FV_API int fv_state_parse(int *state, const char *name);
 
 /* Coordinator: sets record `id`'s review state. Written as a signed envelope
  * that only coordinators can read, synced to the other coordinators; the
@@ -454,8 +454,8 @@ FV_API int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
 
 /* Calls `fn` for every note about record `id` (NULL: about every record)
  * that this vault can read, oldest first. */
-FV_API int fv_notes_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
-                         void *payload);
+FV_API int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                        void *payload);
 
 /* The record's creating device or a coordinator: writes a signed retraction
  * of record `id` (the witness withdrew consent) and destroys this vault's
@@ -476,7 +476,7 @@ typedef struct fv_retraction {
 typedef int (*fv_retraction_fn)(const fv_retraction *r, void *payload);
 
 /* Every retraction this vault holds, oldest first. */
-FV_API int fv_retractions_list(fv_vault *v, fv_retraction_fn fn, void *payload);
+FV_API int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload);
 
 /* ---- who may speak: the quarantine -------------------------------------- */
 
@@ -528,8 +528,8 @@ typedef struct fv_verify_report {
  * server receipt's signature against the envelopes it covers. `fn` (may be
  * NULL) hears of each failure; `report` (may be NULL) receives the counts.
  * FV_OK if nothing failed, FV_ECORRUPT if something did. */
-FV_API int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
-                           fv_verify_report *report);
+FV_API int fv_vault_verify(fv_vault *v, fv_verify_report *report,
+                           fv_verify_fn fn, void *payload);
 
 /* ---- export --------------------------------------------------------------- */
 
@@ -602,11 +602,11 @@ FV_API int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
  * receives the attachment's size. FV_EINVAL if `offset` is past the end
  * (an offset equal to the size passes nothing); FV_ENOTFOUND,
  * FV_EINCOMPLETE (a chunk of the range has not arrived), FV_ECORRUPT. */
-FV_API int fv_attachment_read_range(fv_vault *v,
+FV_API int fv_attachment_read_range(fv_vault *v, uint64_t *size,
                                     const unsigned char id[FV_ID_BYTES],
                                     const char *name, uint64_t offset,
                                     uint64_t length, fv_write_fn fn,
-                                    void *payload, uint64_t *size);
+                                    void *payload);
 
 /* Writes attachment `name` to file `path`, created 0600. The file appears
  * under `path` only once every byte has been verified. FV_EEXIST if `path`
@@ -634,8 +634,8 @@ FV_API int fv_vault_get_retention(fv_vault *v, int *policy);
 /* *delivered = 1 if every envelope of record `id` that this device wrote
  * has a committed server receipt and every chunk of its attachments was
  * acknowledged; 0 otherwise. */
-FV_API int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                               int *delivered);
+FV_API int fv_record_delivered(fv_vault *v, int *delivered,
+                               const unsigned char id[FV_ID_BYTES]);
 
 /* ---- roles -------------------------------------------------------------- */
 

@@ -86,8 +86,8 @@ FV_API int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials);
  * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED, FV_EPROXY. FV_EBUSY, before
  * connecting, while another sync, enroll or org request of the same vault
  * directory runs (any process or handle: a flock on DIR/sync.lock). */
-FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
-                   fv_sync_result *result);
+FV_API int fv_sync(fv_vault *v, fv_sync_result *result,
+                   const fv_sync_options *options);
 
 /* A sync as an object, for apps that run it on a worker thread and cancel
  * it from another (a "Stop" button). fv_sync() is new + run + free. */
@@ -114,8 +114,8 @@ FV_API void fv_sync_session_free(fv_sync_session *s);
 /* Redeems an invite: the vault enrolls with the server it names (or
  * options->server) and remembers it. *role (may be NULL) receives the role.
  * FV_EINVITE (damaged, used or expired), FV_EEXIST (already enrolled). */
-FV_API int fv_enroll(fv_vault *v, const char *invite,
-                     const fv_sync_options *options, int *role);
+FV_API int fv_enroll(fv_vault *v, int *role, const char *invite,
+                     const fv_sync_options *options);
 
 /* Coordinator: creates the organisation's key pair in this vault and
  * publishes its public half to the server. */
@@ -139,8 +139,8 @@ typedef struct fv_device_info {
 typedef int (*fv_device_fn)(const fv_device_info *d, void *payload);
 
 /* Coordinator: the organisation's devices. */
-FV_API int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
-                          const fv_sync_options *options);
+FV_API int fv_org_device_list(fv_vault *v, const fv_sync_options *options,
+                              fv_device_fn fn, void *payload);
 
 /* Coordinator: refuses device `id` from its next connection on. */
 FV_API int fv_org_revoke(fv_vault *v, const unsigned char id[32],
@@ -186,12 +186,8 @@ typedef struct fv_bundle_stats {
  * outbox is unchanged: only a server's receipt empties it. options (from
  * FV_BUNDLE_OPTIONS_INIT; FV_EINVAL for a version this library does not
  * know) and stats (filled on success) may be NULL. */
-FV_API int fv_bundle_export_with(fv_vault *v, const char *path,
-                                 const fv_bundle_options *options,
-                                 fv_bundle_stats *stats);
-/* As fv_bundle_export_with with the default options; *count (may be NULL)
- * receives how many envelopes. */
-FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
+FV_API int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats,
+                            const char *path, const fv_bundle_options *options);
 
 /* Reads a bundle: every envelope is verified as if it had arrived over the
  * network, then stored; every chunk is checked against its hash and a
@@ -208,11 +204,8 @@ FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
  * travel only through the server (which knows who is a coordinator): one
  * in a bundle is left out unless this device wrote it, and counted.
  * stats (may be NULL) is filled also on failure. */
-FV_API int fv_bundle_import_with(fv_vault *v, const char *path,
-                                 fv_bundle_stats *stats);
-/* As fv_bundle_import_with; count, added and skipped may be NULL. */
-FV_API int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                            uint64_t *added, uint64_t *skipped);
+FV_API int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats,
+                            const char *path);
 
 #ifdef __cplusplus
 }
