@@ -603,6 +603,7 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
     sched_times(s.pid, &srun0, &swait0);
     sched_times(0, &crun0, &cwait0);
     t0 = now();
+    u.res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     rc = fv_sync(v, &u.res, &so);
     u.t = now() - t0;
     sched_times(0, &crun1, &cwait1);
@@ -1066,7 +1067,7 @@ static double resume_run(char **server_dir)
     char *ddir;
     fv_vault *v = fresh_pair(&s, &ddir);
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     uint64_t cut = CUT_BYTES, app_sent = 0, chunks = 0;
     unsigned max_attempts = (unsigned)(2 * opt.size / cut + 10), attempts = 0;
     double t0 = now(), ratio;
@@ -1078,7 +1079,7 @@ static double resume_run(char **server_dir)
     note("attach.resume: cutting every connection after %llu client bytes "
          "(at most %u attempts)", (unsigned long long)cut, max_attempts);
     while (rc != FV_OK && attempts < max_attempts) {
-        memset(&res, 0, sizeof res);
+        res = (fv_sync_result)FV_SYNC_RESULT_INIT;
         rc = fv_sync(v, &res, &so);
         attempts++;
         app_sent += res.bytes_sent;
@@ -1127,7 +1128,7 @@ static void fetch_back(const char *server_dir)
 {
     char *cdir = scratch_path("coordinator");
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     struct hash_sink hs;
     unsigned char got[crypto_generichash_BYTES];
     struct srv s;
@@ -1139,7 +1140,6 @@ static void fetch_back(const char *server_dir)
     v = open_vault(cdir);
     so.server = s.addr;
     so.timeout_ms = SYNC_TIMEOUT_MS;
-    memset(&res, 0, sizeof res);
     t0 = now();
     fv_check(fv_sync(v, &res, &so), v, "fetch-back: coordinator fv_sync");
     t1 = now();

@@ -172,7 +172,7 @@ static void coordinator_child(const char *dir, const char *addr,
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
-    fv_sync_result sr;
+    fv_sync_result sr = FV_SYNC_RESULT_INIT;
     char *json = path_join(dir, "../export.json");
     char *csv = path_join(dir, "../export.csv");
     fv_vault *v = create_vault(dir);

@@ -184,7 +184,7 @@ static void case_sync(void *arg, struct figures *f)
 {
     struct ctx *c = arg;
     fv_vault *v = open_vault(c->device_dir);
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (1,000 records)");
     end(base, f);
@@ -198,7 +198,7 @@ static void case_attach_up(void *arg, struct figures *f)
 {
     struct ctx *c = arg;
     fv_vault *v = open_vault(c->big_dir);
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (attachment upload)");
     end(base, f);
@@ -213,7 +213,7 @@ static void case_attach_down(void *arg, struct figures *f)
     fv_vault *v = open_vault(c->coord_dir);
     struct hash_sink h;
     unsigned char got[crypto_generichash_BYTES];
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (attachment download)");
     hash_sink_init(&h);

@@ -433,7 +433,7 @@ fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
                         const char *what)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     memset(&res, 0, sizeof res);
     so.server = addr;
     so.proxy = proxy ? proxy : "none";

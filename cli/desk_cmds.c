@@ -228,7 +228,7 @@ int cmd_verify(cli *c)
 {
     cli_opt opts[] = {{NULL, 0, NULL, 0}};
     problems p = {c->json, 0};
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
     int rc, r;

@@ -531,7 +531,7 @@ static int server_import(cli *c)
                       {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     const char *dir, *why = NULL;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
@@ -1433,14 +1433,13 @@ int cmd_sync(cli *c)
                       {"proxy", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     net_progress prog;
     fv_sync_session *s = NULL;
     fv_vault *v = NULL;
     char *dir = NULL;
     int rc;
 
-    memset(&res, 0, sizeof res);
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = sync_options(&so, &opts[0], &opts[1], &opts[2])) != 0)
         goto cleanup;
@@ -1570,7 +1569,7 @@ static int bundle_export(cli *c)
     fv_vault *v = NULL;
     char *dir = NULL, size[32];
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc))
@@ -1637,7 +1636,7 @@ static int bundle_import(cli *c)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, NULL, 1, 1, "FILE", &rc))

@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     struct stream stream = {0, ATTACHMENT_BYTES};
     struct progress prog = {1, 0, 0, 0};
     fv_sync_session *session = NULL;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_vault *v = NULL;
     unsigned char id[FV_ID_BYTES];
     char hex[FV_ID_HEX_BYTES];

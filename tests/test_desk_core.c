@@ -1790,7 +1790,7 @@ static void mac_reads(struct org *o, const unsigned char a[32], int want_get,
                       int want_list, int want_verify)
 {
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     int n = 0;
     CHECK_EQ(fv_vault_open(&o->c, o->dc, PASS, strlen(PASS)), FV_OK);
     CHECK_EQ(fv_record_get(o->c, &r, a), want_get);
@@ -1915,7 +1915,7 @@ static void write_raw_desk(fv_vault *c, const unsigned char pk[32], int kind,
 static void test_verify_desk_payloads(void)
 {
     struct org o;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     unsigned char a[32], *p = NULL;
     size_t n = 0;
 
@@ -1987,7 +1987,7 @@ static void test_import_refuses_malformed(void)
     size_t nbad = 0, added = 0, skipped = 0, refused = 0, n = 0;
     fv_sync_state st;
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct raw_rev rr;
 
     org_setup(&o);
@@ -2131,7 +2131,7 @@ static void test_grant_malformed(void)
     unsigned char r[32], key[32], gid[32], mac[32];
     size_t added = 0, skipped = 0, refused = 0;
     fv_record *rec = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_store_env se;
     fv_env ge;
     int was = 0;
@@ -2242,7 +2242,7 @@ static void test_attachment_size_lie(void)
     unsigned char plain[50], ct[50 + FV_TAG_BYTES], h[1][32], ok[32], liar[32];
     uint64_t one = 1;
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct raw_rev rr;
 
     fv_vs_device(x, sp, pk); /* sealed to x twice over is fine: one key */
@@ -2307,7 +2307,7 @@ static void test_tombstone_before_sync(void)
 {
     struct org o;
     unsigned char r[32], k[32];
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
 
     org_setup(&o);
     add(o.f1, r, "a slip", "none", "deleted at once");
@@ -2413,7 +2413,7 @@ static void test_unreadable(void)
 {
     struct org o;
     struct met m;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
     unsigned char a[32], b[32], never1[32], never2[32], rnd[32], bad[32];
     unsigned char late[32], rpk[32], rsk[32], *p;

@@ -269,7 +269,7 @@ static void test_quarantine(void)
     unsigned char note[32], xdev[32];
     struct bag g, cg;
     struct qlist l;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     int64_t now = fv_v_now();
 
     CHECK_EQ(fv_vs_org_create(c, pk), FV_OK);

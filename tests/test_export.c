@@ -486,7 +486,7 @@ static void test_verify(void)
 {
     char dir[512], db[600];
     unsigned char hostile[FV_ID_BYTES], plain[FV_ID_BYTES];
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct issues s = {0, 0, hostile};
 
     snprintf(dir, sizeof dir, "%s/verify", root);

@@ -89,7 +89,7 @@ static int sum_cb(const unsigned char *buf, size_t len, void *payload)
 static int vault_state(const char *p, const char *alt, const char *title, int *found)
 {
     fv_vault *v = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct seen s = {0, title, 0};
     int rc = fv_vault_open(&v, vdir, p, strlen(p));
     if (rc == FV_EPASSPHRASE && alt)
@@ -623,7 +623,7 @@ static int op_bundle_parts(struct opctx *c)
 {
     fv_vault *v = NULL;
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
     (void)c;
     bundle_opened = rc == FV_OK;

@@ -2729,7 +2729,7 @@ static void test_bundle_import(void)
     unsigned char *data;
     size_t data_len, first;
     uint64_t count = 99, added = 99;
-    fv_bundle_stats bst;
+    fv_bundle_stats bst = FV_BUNDLE_STATS_INIT;
     bundle_ids b;
     pulled r;
     fv_client_stats stats;
@@ -3286,7 +3286,7 @@ static void *legit_main(void *arg)
 {
     legit *l = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     memset(&res, 0, sizeof res);
     so.server = l->addr;
     so.timeout_ms = 60000;

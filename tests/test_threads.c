@@ -465,7 +465,7 @@ static fv_vault *enrolled_vault(struct server *s, const char *name,
 static void test_sync_lock(struct server *s, fv_vault *coord)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     char dir[256], lock[300];
     int64_t t0;
     int fd;
@@ -503,6 +503,7 @@ static void *syncer_main(void *arg)
     struct syncer *y = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     so.server = y->addr;
+    y->res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     if (y->use_session) {
         fv_sync_session *s = NULL;
         y->rc = fv_sync_session_new(&s, y->v, &so);
@@ -548,7 +549,7 @@ static void test_two_syncs(struct server *s, fv_vault *coord)
     unsigned char ids_a[SYNC_RECORDS][FV_ID_BYTES], ids_b[SYNC_RECORDS][FV_ID_BYTES];
     struct syncer a, b;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_vault *da = enrolled_vault(s, "device-a", NULL, FV_ROLE_FIELD);
     fv_vault *db = enrolled_vault(s, "device-b", NULL, FV_ROLE_FIELD);
     int i;
@@ -609,7 +610,7 @@ struct runner {
 static void *runner_main(void *arg)
 {
     struct runner *r = arg;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     int rc = fv_sync_session_run(r->s, &res);
     pthread_mutex_lock(&r->mu);
     r->rc = rc;
@@ -904,7 +905,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
     struct runner r;
     unsigned char id[FV_ID_BYTES];
     fv_vault *v = enrolled_vault(s, "device-big", NULL, FV_ROLE_FIELD);
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     pthread_t t;
     int64_t end;
     int delivered = -1, paused;

@@ -183,6 +183,41 @@ static int hist_cb(const fv_revision *rv, void *p)
     return 0;
 }
 
+/* A caller-allocated result struct carries its size: one not set up with
+ * its _INIT macro is refused, and one larger than this library's (a newer
+ * header's) gets the fields this library knows, its tail left alone. */
+static void test_result_size(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    fv_verify_report zero;
+    struct {
+        fv_verify_report r;
+        uint64_t later;
+    } big;
+    unsigned char id[FV_ID_BYTES];
+
+    CHECK(v != NULL);
+    CHECK_EQ(add_simple(v, id, "counted", "text"), FV_OK);
+    memset(&zero, 0, sizeof zero);
+    CHECK_EQ(fv_vault_verify(v, &zero, NULL, NULL), FV_EINVAL);
+    CHECK(strstr(fv_vault_errmsg(v), "FV_VERIFY_REPORT_INIT") != NULL);
+    CHECK_EQ(zero.size, 0);
+    CHECK_EQ(zero.envelopes, 0);
+    memset(&big, 0, sizeof big);
+    big.r.size = sizeof big;
+    big.later = 77;
+    CHECK_EQ(fv_vault_verify(v, &big.r, NULL, NULL), FV_OK);
+    CHECK_EQ(big.r.size, sizeof big);
+    CHECK(big.r.envelopes >= 1);
+    CHECK_EQ(big.later, 77);
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
+    CHECK_EQ(fv_vault_verify(v, &rep, NULL, NULL), FV_OK);
+    CHECK_EQ(rep.size, sizeof rep);
+    CHECK_EQ(rep.envelopes, big.r.envelopes);
+    fv_vault_close(v);
+}
+
 static void test_records(void)
 {
     const char *dir = new_dir();
@@ -944,6 +979,7 @@ int main(void)
     }
     test_lifecycle();
     test_records();
+    test_result_size();
     test_bad_input();
     test_attachments();
     test_attachment_ranges();

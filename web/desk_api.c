@@ -1066,7 +1066,7 @@ static void *sync_main(void *arg)
 {
     desk *d = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_sync_session *s = NULL;
     int rc;
 
@@ -1287,7 +1287,7 @@ static int write_issue(const fv_verify_issue *is, void *payload)
  * check), "ok" still the vault's. */
 static int api_verify(desk *d, desk_req *r)
 {
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     unsigned char id[FV_ID_BYTES];
     int by_record = 0, rc;
     desk_out o;
@@ -1301,7 +1301,6 @@ static int api_verify(desk *d, desk_req *r)
     }
     if (desk_open_out(&o))
         return MHD_NO;
-    memset(&rep, 0, sizeof rep);
     fputc('{', o.f);
     json_key(o.f, "issues");
     fputc('[', o.f);

@@ -514,20 +514,26 @@ typedef struct fv_verify_issue {
 
 typedef int (*fv_verify_fn)(const fv_verify_issue *issue, void *payload);
 
+/* Caller-allocated: start from FV_VERIFY_REPORT_INIT, which sets size (the
+ * library fills only what size covers, so the struct can grow). */
 typedef struct fv_verify_report {
+    size_t size;        /* sizeof(fv_verify_report) */
     uint64_t envelopes; /* envelopes checked */
     uint64_t chunks;    /* attachment chunks checked */
     uint64_t receipts;  /* server receipts checked */
     uint64_t failures;  /* checks that failed (each reported to fn) */
 } fv_verify_report;
 
+#define FV_VERIFY_REPORT_INIT {sizeof(fv_verify_report), 0, 0, 0, 0}
+
 /* Re-checks everything the vault holds: every envelope's structure,
  * signature and content address, its key commitment and decryption where
  * this vault can open it, the revision links (every parent known, of the
  * same record), every stored chunk against its signed hash, and every
  * server receipt's signature against the envelopes it covers. `fn` (may be
- * NULL) hears of each failure; `report` (may be NULL) receives the counts.
- * FV_OK if nothing failed, FV_ECORRUPT if something did. */
+ * NULL) hears of each failure; `report` (may be NULL; FV_EINVAL if its
+ * size is not set) receives the counts. FV_OK if nothing failed,
+ * FV_ECORRUPT if something did. */
 FV_API int fv_vault_verify(fv_vault *v, fv_verify_report *report,
                            fv_verify_fn fn, void *payload);
 

@@ -50,7 +50,11 @@ typedef struct fv_sync_options {
 #define FV_SYNC_OPTIONS_VERSION 2
 #define FV_SYNC_OPTIONS_INIT {FV_SYNC_OPTIONS_VERSION, 0, 0, 0, 0, 0}
 
+/* Caller-allocated: start from FV_SYNC_RESULT_INIT, which sets size (the
+ * library fills only what size covers, so the struct can grow; FV_EINVAL
+ * for a size smaller than this struct at 1.0). */
 typedef struct fv_sync_result {
+    size_t size;             /* sizeof(fv_sync_result) */
     uint64_t pushed;         /* envelopes delivered (receipts committed) */
     uint64_t pulled;         /* envelopes received and verified */
     uint64_t added;          /* of those, new to this vault */
@@ -69,6 +73,9 @@ typedef struct fv_sync_result {
      * malformed (docs/FORMAT.md): not stored, not acted on. */
     uint64_t refused;
 } fv_sync_result;
+
+#define FV_SYNC_RESULT_INIT \
+    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Remembers in vault `v` the proxy its connections go through when the
  * options name none (see fv_sync_options.proxy); NULL or "none" forgets
@@ -161,8 +168,10 @@ typedef struct fv_bundle_options {
 #define FV_BUNDLE_OPTIONS_INIT {FV_BUNDLE_OPTIONS_VERSION, 0, 0}
 
 /* What an export or import did. Caller-allocated output, like
- * fv_sync_result: fields are only appended. */
+ * fv_sync_result: start from FV_BUNDLE_STATS_INIT; fields are only
+ * appended. */
 typedef struct fv_bundle_stats {
+    size_t size;              /* sizeof(fv_bundle_stats) */
     uint64_t envelopes;       /* written (once per bundle) / read */
     uint64_t added;           /* import: envelopes new to the vault */
     uint64_t skipped;         /* import: review states left out */
@@ -175,6 +184,9 @@ typedef struct fv_bundle_stats {
     uint64_t parts;           /* export: files written */
     int truncated;            /* import: the file ends before its end mark */
 } fv_bundle_stats;
+
+#define FV_BUNDLE_STATS_INIT \
+    {sizeof(fv_bundle_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Writes every envelope the server has not acknowledged to a new file at
  * `path` (FV_EEXIST if it exists), then, unless options say otherwise, the

@@ -982,12 +982,11 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cl
 JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_verify(JNIEnv *env, jclass cls, jlong h,
                                                                jobject sink)
 {
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     jcb c = {env, sink, NULL, 0, 0};
     msgsnap m;
     jlongArray out;
     (void)cls;
-    memset(&rep, 0, sizeof rep);
     snap(VAULT(h), &m);
     int rc = fv_vault_verify(VAULT(h), &rep, on_issue, &c);
     if ((*env)->ExceptionCheck(env))
@@ -1178,11 +1177,10 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_syncRun(JNIEnv *env, jcl
                                                                 jlong h)
 {
     jsync *js = (jsync *)(intptr_t)s;
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&r, 0, sizeof r);
     js->cb.env = env;
     snap(VAULT(h), &m);
     int rc = fv_sync_session_run(js->s, &r);
@@ -1236,12 +1234,11 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
                                                                      jlong max_size)
 {
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&st, 0, sizeof st);
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
     if (max_size < 0) {
@@ -1262,12 +1259,11 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
 JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleImport(JNIEnv *env, jclass cls,
                                                                      jlong h, jbyteArray jpath)
 {
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&st, 0, sizeof st);
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
     snap(VAULT(h), &m);
