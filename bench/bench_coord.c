@@ -186,7 +186,7 @@ static void coordinator_child(const char *dir, const char *addr,
     fv_check(fv_org_key_import(v, keyfile, RECOVERY, strlen(RECOVERY)), v,
              "fv_org_key_import");
 
-    memset(&sr, 0, sizeof sr);
+    sr = (fv_sync_result)FV_SYNC_RESULT_INIT;
     c0 = proc_cpu(getpid());
     t0 = now();
     fv_check(fv_sync(v, &sr, &so), v, "fv_sync (coordinator)");

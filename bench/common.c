@@ -434,7 +434,7 @@ fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res = FV_SYNC_RESULT_INIT;
-    memset(&res, 0, sizeof res);
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     so.server = addr;
     so.proxy = proxy ? proxy : "none";
     fv_check(fv_sync(v, &res, &so), v, what);

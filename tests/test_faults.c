@@ -98,7 +98,7 @@ static int vault_state(const char *p, const char *alt, const char *title, int *f
         fprintf(stderr, "  vault does not open: %s\n", fv_strerror(rc));
         return -1;
     }
-    memset(&rep, 0, sizeof rep);
+    rep = (fv_verify_report)FV_VERIFY_REPORT_INIT;
     if ((rc = fv_vault_verify(v, &rep, NULL, NULL)) != FV_OK ||
         (rc = fv_vault_list(v, seen_cb, &s)) != FV_OK) {
         fprintf(stderr, "  vault does not verify: %s (%llu failures)\n", fv_strerror(rc),

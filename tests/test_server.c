@@ -3287,7 +3287,7 @@ static void *legit_main(void *arg)
     legit *l = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_sync_result res = FV_SYNC_RESULT_INIT;
-    memset(&res, 0, sizeof res);
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     so.server = l->addr;
     so.timeout_ms = 60000;
     l->rc = fv_sync(l->v, &res, &so);

@@ -582,7 +582,7 @@ static void test_two_syncs(struct server *s, fv_vault *coord)
 
     /* The coordinator receives all of it from the server, intact. */
     so.server = s->addr;
-    memset(&res, 0, sizeof res);
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     CHECK_EQ(fv_sync(coord, &res, &so), FV_OK);
     CHECK_EQ(count_records(coord, "east-", 0), SYNC_RECORDS);
     CHECK_EQ(count_records(coord, "west-", 0), SYNC_RECORDS);
