@@ -19,7 +19,8 @@
 extern "C" {
 #endif
 
-#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md */
+#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md; the one place: the engine,
+                                 the client and the server read it */
 
 /* FV_PROTOCOL_VERSION of this library: the sync protocol it speaks. */
 FV_API int fv_protocol_version(void);
