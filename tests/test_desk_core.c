@@ -792,7 +792,10 @@ static void test_filters(struct org *o, const unsigned char a[32],
     CHECK_EQ(query(o->c, &f, &s), 3);
     f.since = now + 3600;
     CHECK_EQ(query(o->c, &f, &s), 0);
-    f.since = 0;
+    f.since = 0; /* a real bound: 1970-01-01T00:00:00Z */
+    CHECK_EQ(query(o->c, &f, &s), 3);
+    f.until = 0;
+    CHECK_EQ(query(o->c, &f, &s), 0);
     f.until = now - 3600;
     CHECK_EQ(query(o->c, &f, &s), 0);
     f.until = now + 3600;
@@ -1799,7 +1802,7 @@ static void mac_reads(struct org *o, const unsigned char a[32], int want_get,
     fv_record_free(r);
     CHECK_EQ(fv_vault_list(o->c, count_rec_cb, &n), want_list);
     CHECK_EQ(n, want_list == FV_OK ? 1 : 0);
-    memset(&rep, 0, sizeof rep);
+    rep = (fv_verify_report)FV_VERIFY_REPORT_INIT;
     CHECK_EQ(fv_vault_verify(o->c, &rep, NULL, NULL), want_verify);
     CHECK(want_verify == FV_OK ? rep.failures == 0 : rep.failures >= 1);
     fv_vault_close(o->c);

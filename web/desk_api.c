@@ -451,7 +451,7 @@ static int api_records(desk *d, desk_req *r)
                *sort_s = arg(r, "sort"), *order_s = arg(r, "order"),
                *offset_s = arg(r, "offset"), *limit_s = arg(r, "limit");
     int state = -1, offset = 0, limit = 50;
-    int64_t since = 0, until = 0;
+    int64_t since = INT64_MIN, until = INT64_MAX;
     unsigned char device[FV_ID_BYTES];
     int by_device = 0, filtered = 0;
     struct desk_index *x;
@@ -491,7 +491,8 @@ static int api_records(desk *d, desk_req *r)
     else if (sort_s && strcmp(sort_s, "state") == 0)
         sort_key = SORT_STATE;
     sort_desc = !(order_s && strcmp(order_s, "asc") == 0);
-    filtered |= tag || q || by_device || since || until;
+    filtered |= tag || q || by_device || since != INT64_MIN ||
+                until != INT64_MAX;
 
     if ((rc = index_get(d, &x)) != FV_OK)
         return fail(d, r, rc);
@@ -526,9 +527,7 @@ static int api_records(desk *d, desk_req *r)
             if (by_device && (!e->s.origin_known ||
                               memcmp(e->s.origin, device, FV_ID_BYTES) != 0))
                 continue;
-            if (since && e->s.created < since)
-                continue;
-            if (until && e->s.created > until)
+            if (e->s.created < since || e->s.created > until)
                 continue;
             if (q && (found.n == 0 ||
                       !bsearch(e->s.id, found.ids, found.n, FV_ID_BYTES, cmp_id)))

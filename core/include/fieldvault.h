@@ -362,15 +362,17 @@ typedef struct fv_filter {
     const char *tag;               /* NULL: any; else this exact tag */
     const unsigned char *origin;   /* NULL: any; else FV_ID_BYTES: created by
                                       this device */
-    int64_t since;                 /* created at or after (Unix s); 0: open */
-    int64_t until;                 /* created at or before (Unix s); 0: open */
+    int64_t since;                 /* created at or after (Unix s);
+                                      INT64_MIN: no bound */
+    int64_t until;                 /* created at or before (Unix s);
+                                      INT64_MAX: no bound */
     const char *text;              /* NULL: any; else as fv_vault_search */
     const unsigned char (*ids)[FV_ID_BYTES]; /* nids > 0: only these records */
     size_t nids;
 } fv_filter;
 
 #define FV_FILTER_VERSION 1
-#define FV_FILTER_INIT {FV_FILTER_VERSION, -1, 0, 0, 0, 0, 0, 0, 0}
+#define FV_FILTER_INIT {FV_FILTER_VERSION, -1, 0, 0, INT64_MIN, INT64_MAX, 0, 0, 0}
 
 /* Like fv_vault_list, for the records that pass `filter` (NULL: all). */
 FV_API int fv_vault_query(fv_vault *v, const fv_filter *filter,
