@@ -583,7 +583,7 @@ static void bench_export(void)
     free(items);
     sodium_memzero(sk, sizeof sk);
     for (int i = 0; i < 2; i++) {
-        free(invite[i]);
+        fv_free(invite[i]);
         free(cdir[i]);
     }
     free(sdir);

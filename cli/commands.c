@@ -1900,7 +1900,7 @@ static int config_proxy(cli *c, int set)
     }
     rc = cli_flush_stdout();
 cleanup:
-    free(shown);
+    fv_free(shown);
     fv_vault_close(v);
     free(dir);
     return rc;

@@ -1109,7 +1109,9 @@ static int org_invite(cli *c)
     }
     rc = cli_flush_stdout();
 cleanup:
-    free(invite);
+    if (invite)
+        fv_wipe(invite, strlen(invite));
+    fv_free(invite);
     fv_vault_close(v);
     free(dir);
     cli_opts_free(opts);

@@ -157,6 +157,7 @@ static void test_lifecycle(void)
     fv_record_free(r);
     fv_vault_close(v);
     fv_vault_close(NULL);
+    fv_free(NULL);
 }
 
 /* Walks a record's history: the genesis, then one child of it. */

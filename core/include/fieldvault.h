@@ -692,6 +692,12 @@ FV_API int fv_vault_clear_duress(fv_vault *v);
 FV_API void *fv_secure_alloc(size_t len);
 FV_API void fv_secure_free(void *p);
 
+/* Frees what the library hands out as plain heap memory: fv_org_invite's
+ * *invite, fv_vault_get_proxy's *url. Wipe a secret (an invite) with
+ * fv_wipe first. Not for handles or records (each has its own release
+ * function) nor for fv_secure_alloc memory. NULL is harmless. Any thread. */
+FV_API void fv_free(void *p);
+
 /* Overwrites `len` bytes at `p` with zeros in a way the compiler keeps. */
 FV_API void fv_wipe(void *p, size_t len);
 

@@ -85,7 +85,7 @@ typedef struct fv_sync_result {
 FV_API int fv_vault_set_proxy(fv_vault *v, const char *url);
 
 /* The vault's remembered proxy, as it may be shown: "socks5h://HOST:PORT",
- * without its credentials. *url is malloc'd (free() it), NULL when none is
+ * without its credentials. *url is the caller's (fv_free() it), NULL when none is
  * set; *has_credentials (may be NULL) is 1 when it holds USER:PASS. */
 FV_API int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials);
 
@@ -131,7 +131,8 @@ FV_API int fv_org_init(fv_vault *v, const fv_sync_options *options);
 
 /* Coordinator: asks the server for a single-use invite for a new device
  * called `name` with `role`, valid `ttl_seconds` (at most 30 days).
- * *invite is malloc'd: free() it. */
+ * *invite is the caller's: fv_free() it (it is a secret until used:
+ * fv_wipe it first). */
 FV_API int fv_org_invite(fv_vault *v, char **invite, const char *name,
                          int role, uint64_t ttl_seconds,
                          const fv_sync_options *options);
