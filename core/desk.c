@@ -35,6 +35,7 @@ int fv_state_parse(int *state, const char *name)
         if (strcmp(name, state_names[i]) == 0) {
             if (state)
                 *state = i;
+            fv_error_clear_last();
             return FV_OK;
         }
     fv_error_set_last("unknown review state");

@@ -138,6 +138,26 @@ static void test_lifecycle(void)
     CHECK(strstr(fv_error_last(), none) != NULL);
     CHECK_EQ(fv_state_parse(NULL, "bogus"), FV_EINVAL);
     CHECK(strcmp(fv_error_last(), "unknown review state") == 0);
+    /* A call with no handle that succeeds leaves "no error", whatever
+     * failed before it on the thread: no stale message. */
+    int st = -1;
+    CHECK_EQ(fv_state_parse(&st, "reviewed"), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    CHECK(strcmp(fv_vault_errmsg(w), "no error") == 0);
+    fv_vault_close(w);
+    w = NULL;
+    CHECK_EQ(fv_vault_panic(none), FV_ENOVAULT);
+    const char *gone = new_dir();
+    CHECK_EQ(fv_vault_create(&w, gone, PASS, strlen(PASS), &o), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    fv_vault_close(w);
+    w = NULL;
+    CHECK_EQ(fv_state_parse(NULL, "bogus"), FV_EINVAL);
+    CHECK_EQ(fv_vault_panic(gone), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
     /* A handle's message is copied. */
     unsigned char zero[FV_ID_BYTES] = {0};
     fv_record *nr = NULL;

@@ -134,17 +134,21 @@ FV_API int fv_vault_open(fv_vault **out, const char *dir,
 /* The message of the calling thread's last failure (no content, no key
  * material), for a call that leaves no handle to ask: after a failed
  * fv_vault_open, fv_vault_create or fv_vault_panic it says why ("wrong
- * passphrase", "no vault at DIR", "cannot read the key file: ..."). Every
- * message a handle records (fv_vault_errmsg) is copied here too. Kept per
- * thread until the thread's next recorded failure; a success does not clear
- * it. "no error" before any failure. Valid until the thread's next call into
- * the library. Never NULL. */
+ * passphrase", "no vault at DIR", "cannot read the key file: ..."). The
+ * calls with no handle (those three and fv_state_parse) reset it to "no
+ * error" when they succeed, so after one of them it always describes that
+ * call. Every message a handle records (fv_vault_errmsg) is copied here
+ * too; other calls leave it as it was when they succeed, so read it after
+ * a call that failed. Per thread; "no error" before any failure. Valid
+ * until the thread's next call into the library. Never NULL. */
 FV_API const char *fv_error_last(void);
 
 /* Wipes the handle's keys and closes it. NULL is harmless. */
 FV_API void fv_vault_close(fv_vault *v);
 
-/* The message of the handle's last failure (no content, no key material).
+/* The message of the handle's last failure (no content, no key material);
+ * "no error" on a handle fv_vault_open or fv_vault_create just returned.
+ * A call that succeeds leaves it as it was: read it after a failure.
  * Valid until the next call on the handle. Never NULL. */
 FV_API const char *fv_vault_errmsg(const fv_vault *v);
 
