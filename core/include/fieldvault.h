@@ -31,7 +31,7 @@ extern "C" {
 
 /* ---- versions and result codes ---------------------------------------- */
 
-#define FV_VERSION_STRING "0.2.0" /* the one place: CMake reads it */
+#define FV_VERSION_STRING "1.0.0" /* the one place: CMake reads it */
 #define FV_FORMAT_VERSION 1 /* vault and key file format (envelope bodies
                                carry their own version: docs/FORMAT.md 11) */
 
@@ -65,7 +65,7 @@ enum fv_result {
     FV_EDATABASE = -26    /* the server's database (PostgreSQL) cannot be reached or refused */
 };
 
-/* The library's version string, FV_VERSION_STRING ("0.2.0"). Static
+/* The library's version string, FV_VERSION_STRING ("1.0.0"). Static
  * storage; any thread. */
 FV_API const char *fv_version(void);
 
