@@ -5,7 +5,13 @@
  * Conventions (see docs/API.md):
  * - Every function that can fail returns FV_OK (0) or a negative FV_E... code.
  *   Codes are appended, never renumbered. fv_strerror() names a code.
- * - Out-parameters come first, callback payloads last.
+ * - Arguments: the handle first, then out-parameters, then inputs (options
+ *   last among them), then a callback with its payload last.
+ * - Names: fv_<object>_<verb>; listings fv_<object>_list; a handle's
+ *   property fv_<object>_get_<name> / fv_<object>_set_<name>.
+ * - Output structs the caller allocates start with their size: declare
+ *   them with their _INIT macro. Plain heap memory the library returns is
+ *   released with fv_free.
  * - Arguments are borrowed: the library copies what it keeps. Ownership of a
  *   returned object passes to the caller only on success.
  * - A vault handle may be used by one thread at a time; different handles
