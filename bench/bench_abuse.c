@@ -69,11 +69,10 @@ static void *legit_main(void *arg)
 {
     struct legit *l = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
-    memset(&res, 0, sizeof res);
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     so.server = l->addr;
     so.timeout_ms = 60000; /* generous: the machine is loaded */
-    l->rc = fv_sync(l->v, &so, &res);
+    l->rc = fv_sync(l->v, &res, &so);
     l->pushed = res.pushed;
     return NULL;
 }

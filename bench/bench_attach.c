@@ -338,7 +338,7 @@ static void setup(void)
     so.server = s.addr;
 
     v = create_vault(base.coordinator);
-    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(v, &role, admin, &so), v, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d, not coordinator", role);
     fv_check(fv_org_init(v, &so), v, "fv_org_init");
@@ -349,7 +349,7 @@ static void setup(void)
                                INVITE_TTL, &invite)))
         die("fv_server_invite: %s", fv_strerror(rc));
     v = create_vault(base.device);
-    fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+    fv_check(fv_enroll(v, &role, invite, &so), v, "fv_enroll");
     if (role != FV_ROLE_FIELD)
         die("a field invite gave role %d", role);
     free(invite);
@@ -603,7 +603,8 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
     sched_times(s.pid, &srun0, &swait0);
     sched_times(0, &crun0, &cwait0);
     t0 = now();
-    rc = fv_sync(v, &so, &u.res);
+    u.res = (fv_sync_result)FV_SYNC_RESULT_INIT;
+    rc = fv_sync(v, &u.res, &so);
     u.t = now() - t0;
     sched_times(0, &crun1, &cwait1);
     sched_times(s.pid, &srun1, &swait1);
@@ -1066,7 +1067,7 @@ static double resume_run(char **server_dir)
     char *ddir;
     fv_vault *v = fresh_pair(&s, &ddir);
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     uint64_t cut = CUT_BYTES, app_sent = 0, chunks = 0;
     unsigned max_attempts = (unsigned)(2 * opt.size / cut + 10), attempts = 0;
     double t0 = now(), ratio;
@@ -1078,8 +1079,8 @@ static double resume_run(char **server_dir)
     note("attach.resume: cutting every connection after %llu client bytes "
          "(at most %u attempts)", (unsigned long long)cut, max_attempts);
     while (rc != FV_OK && attempts < max_attempts) {
-        memset(&res, 0, sizeof res);
-        rc = fv_sync(v, &so, &res);
+        res = (fv_sync_result)FV_SYNC_RESULT_INIT;
+        rc = fv_sync(v, &res, &so);
         attempts++;
         app_sent += res.bytes_sent;
         if (rc == FV_OK) {
@@ -1127,7 +1128,7 @@ static void fetch_back(const char *server_dir)
 {
     char *cdir = scratch_path("coordinator");
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     struct hash_sink hs;
     unsigned char got[crypto_generichash_BYTES];
     struct srv s;
@@ -1139,9 +1140,8 @@ static void fetch_back(const char *server_dir)
     v = open_vault(cdir);
     so.server = s.addr;
     so.timeout_ms = SYNC_TIMEOUT_MS;
-    memset(&res, 0, sizeof res);
     t0 = now();
-    fv_check(fv_sync(v, &so, &res), v, "fetch-back: coordinator fv_sync");
+    fv_check(fv_sync(v, &res, &so), v, "fetch-back: coordinator fv_sync");
     t1 = now();
     srv_stop(&s);
     if (res.chunks_received != base.nchunks || res.chunks_rejected ||

@@ -14,7 +14,7 @@
  * The starting point (not timed): a server runs on 127.0.0.1 only while
  * the organisation is set up. Vault B (FV_KDF_TEST) enrolls with the admin
  * invite and creates the organisation key (fv_org_init); vault A enrolls
- * as a field device, and B certifies it (fv_org_devices, as its next sync
+ * as a field device, and B certifies it (fv_org_device_list, as its next sync
  * would), so B admits what A signs instead of keeping it apart. A then
  * holds one record with one attachment of S bytes (1 GiB; --quick 64 MiB;
  * --size), its bytes streamed from a pseudo-random generator through
@@ -142,13 +142,13 @@ static void organisation(const char *a, const char *b)
     fv_vault *v = create_vault(b);
 
     so.server = addr;
-    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(v, &role, admin, &so), v, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d, not coordinator", role);
     fv_check(fv_org_init(v, &so), v, "fv_org_init");
     fv_vault_close(field_device(server, addr, a, "courier"));
-    fv_check(fv_org_devices(v, count_device, &ndevices, &so), v,
-             "fv_org_devices");
+    fv_check(fv_org_device_list(v, &so, count_device, &ndevices), v,
+             "fv_org_device_list");
     if (ndevices != 2)
         die("the organisation lists %d devices, not 2", ndevices);
     fv_vault_close(v);

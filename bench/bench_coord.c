@@ -175,7 +175,7 @@ static void coordinator_child(const char *dir, const char *addr,
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     report_options eo;
     char msg[REPORT_MSG_BYTES];
-    fv_sync_result sr;
+    fv_sync_result sr = FV_SYNC_RESULT_INIT;
     char *json = path_join(dir, "../export.json");
     char *csv = path_join(dir, "../export.csv");
     fv_vault *v = create_vault(dir);
@@ -183,16 +183,16 @@ static void coordinator_child(const char *dir, const char *addr,
     double t0, c0;
 
     so.server = addr;
-    fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll (coordinator)");
+    fv_check(fv_enroll(v, &role, invite, &so), v, "fv_enroll (coordinator)");
     if (role != FV_ROLE_COORDINATOR)
         die("a coordinator invite gave role %d", role);
     fv_check(fv_org_key_import(v, keyfile, RECOVERY, strlen(RECOVERY)), v,
              "fv_org_key_import");
 
-    memset(&sr, 0, sizeof sr);
+    sr = (fv_sync_result)FV_SYNC_RESULT_INIT;
     c0 = proc_cpu(getpid());
     t0 = now();
-    fv_check(fv_sync(v, &so, &sr), v, "fv_sync (coordinator)");
+    fv_check(fv_sync(v, &sr, &so), v, "fv_sync (coordinator)");
     res->t_sync = now() - t0;
     res->cpu[0] = proc_cpu(getpid()) - c0;
     res->pulled = sr.pulled;
@@ -517,7 +517,7 @@ static void bench_export(void)
     /* The first coordinator: the organisation key, its file, two invites. */
     so.server = addr;
     c0 = create_vault(c0dir);
-    fv_check(fv_enroll(c0, admin, &so, &role), c0, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(c0, &role, admin, &so), c0, "fv_enroll (admin invite)");
     fv_check(fv_org_init(c0, &so), c0, "fv_org_init");
     fv_check(fv_org_key_export(c0, keyfile, RECOVERY, strlen(RECOVERY)), c0,
              "fv_org_key_export");
@@ -589,7 +589,7 @@ static void bench_export(void)
     free(items);
     sodium_memzero(sk, sizeof sk);
     for (int i = 0; i < 2; i++) {
-        free(invite[i]);
+        fv_free(invite[i]);
         free(cdir[i]);
     }
     free(sdir);

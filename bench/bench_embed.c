@@ -184,7 +184,7 @@ static void case_sync(void *arg, struct figures *f)
 {
     struct ctx *c = arg;
     fv_vault *v = open_vault(c->device_dir);
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (1,000 records)");
     end(base, f);
@@ -198,7 +198,7 @@ static void case_attach_up(void *arg, struct figures *f)
 {
     struct ctx *c = arg;
     fv_vault *v = open_vault(c->big_dir);
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (attachment upload)");
     end(base, f);
@@ -213,7 +213,7 @@ static void case_attach_down(void *arg, struct figures *f)
     fv_vault *v = open_vault(c->coord_dir);
     struct hash_sink h;
     unsigned char got[crypto_generichash_BYTES];
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     long base = begin();
     r = sync_or_die(v, c->addr, "fv_sync (attachment download)");
     hash_sink_init(&h);
@@ -249,7 +249,7 @@ static void coordinator(const char *dir, const char *admin, const char *addr)
     fv_vault *v = create_vault(dir);
     int role = 0;
     so.server = addr;
-    fv_check(fv_enroll(v, admin, &so, &role), v, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(v, &role, admin, &so), v, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d", role);
     fv_check(fv_org_init(v, &so), v, "fv_org_init");

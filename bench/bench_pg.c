@@ -37,10 +37,9 @@ static void *push_main(void *p)
 {
     struct dev *d = p;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     so.server = d->addr;
-    memset(&res, 0, sizeof res);
-    d->rc = fv_sync(d->v, &so, &res);
+    d->rc = fv_sync(d->v, &res, &so);
     d->pushed = res.pushed;
     return NULL;
 }

@@ -259,7 +259,7 @@ static void coordinator_setup(const char *admin, const char *addr)
     fv_vault *c = create_vault(cdir);
     int role = 0;
     so.server = addr;
-    fv_check(fv_enroll(c, admin, &so, &role), c, "fv_enroll (admin invite)");
+    fv_check(fv_enroll(c, &role, admin, &so), c, "fv_enroll (admin invite)");
     if (role != FV_ROLE_COORDINATOR)
         die("the admin invite gave role %d, not coordinator", role);
     fv_check(fv_org_init(c, &so), c, "fv_org_init");
@@ -486,7 +486,7 @@ static double push_round(const char *server0, const char *device0,
                          size_t n, const char *proxy)
 {
     struct server_thread srv;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_vault *v;
     double t0, t, busy0, busy1, all0, all1;
     double srun0, srun1, swait0, swait1, crun0, crun1, cwait0, cwait1;
@@ -602,7 +602,7 @@ static void bench_push(void)
     struct server_thread srv;
     struct env_item *items = NULL;
     fv_vault *v;
-    fv_sync_result a;
+    fv_sync_result a = FV_SYNC_RESULT_INIT;
     double t0, tp = 0, tv = 0, ts = -1;
 
     /* The starting point: a server with a coordinator, the organisation key
@@ -749,7 +749,8 @@ static void *pusher_main(void *arg)
     if (d->go)
         pthread_barrier_wait(d->go);
     sched_times(my_tid(), &run0, &wait);
-    d->rc = fv_sync(d->v, &so, &d->res);
+    d->res = (fv_sync_result)FV_SYNC_RESULT_INIT;
+    d->rc = fv_sync(d->v, &d->res, &so);
     d->end = now();
     sched_times(my_tid(), &run1, &wait);
     d->cpu = run1 - run0;
@@ -841,7 +842,7 @@ static size_t small_syncs(fv_vault *v, const char *addr, size_t *next,
 {
     size_t k = 0;
     while (k < max && (!big || big->end == 0)) {
-        fv_sync_result r;
+        fv_sync_result r = FV_SYNC_RESULT_INIT;
         double t0;
         add_records(v, 3, (*next)++, 1);
         t0 = now();
@@ -1016,7 +1017,8 @@ static void *device_main(void *arg)
     so.server = d->addr;
     pthread_barrier_wait(d->go);
     d->start = now();
-    d->rc = fv_sync(d->v, &so, &d->res);
+    d->res = (fv_sync_result)FV_SYNC_RESULT_INIT;
+    d->rc = fv_sync(d->v, &d->res, &so);
     d->end = now();
     if (d->rc != FV_OK)
         snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));

@@ -416,7 +416,7 @@ fv_vault *field_device(const char *server_dir, const char *addr,
     if (rc != FV_OK)
         die("fv_server_invite: %s", fv_strerror(rc));
     v = create_vault(dir);
-    fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+    fv_check(fv_enroll(v, &role, invite, &so), v, "fv_enroll");
     if (role != FV_ROLE_FIELD)
         die("a field invite gave role %d", role);
     free(invite);
@@ -433,11 +433,11 @@ fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
                         const char *what)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
-    memset(&res, 0, sizeof res);
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     so.server = addr;
     so.proxy = proxy ? proxy : "none";
-    fv_check(fv_sync(v, &so, &res), v, what);
+    fv_check(fv_sync(v, &res, &so), v, what);
     return res;
 }
 

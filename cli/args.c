@@ -309,7 +309,7 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts)
     memset(out, 0, sizeof *out);
     out->f = init;
     if (state && state->count &&
-        fv_state_parse(state->values[0], &out->f.state) != FV_OK) {
+        fv_state_parse(&out->f.state, state->values[0]) != FV_OK) {
         cli_error("--state: want new, reviewed, needs-follow-up or archived, "
                   "not '%s'", state->values[0]);
         return CLI_USAGE;
@@ -347,16 +347,8 @@ int cli_parse_filter(cli_filter *out, cli_opt *opts)
                       times[i].o->name, times[i].o->values[0]);
             return CLI_USAGE;
         }
-        /* The filter reads 0 as no bound: the first second of 1970 would
-         * turn --until into no bound, not into "nothing after it". */
-        if (*times[i].t == 0) {
-            cli_error("--%s: want a time from 1970-01-01T00:00:01Z on, not "
-                      "'%s' (leave --%s out for no bound)", times[i].o->name,
-                      times[i].o->values[0], times[i].o->name);
-            return CLI_USAGE;
-        }
     }
-    if (out->f.since && out->f.until && out->f.since > out->f.until) {
+    if (out->f.since > out->f.until) {
         cli_error("--since %s is after --until %s", since->values[0],
                   until->values[0]);
         return CLI_USAGE;

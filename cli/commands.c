@@ -442,7 +442,7 @@ int cmd_init(cli *c)
         goto cleanup;
     }
     unsigned char dev[FV_ID_BYTES];
-    if ((r = fv_vault_device_id(v, dev)) != FV_OK) {
+    if ((r = fv_vault_get_device_id(v, dev)) != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
@@ -908,7 +908,7 @@ static void history_free(history *h)
     memset(h, 0, sizeof *h);
 }
 
-/* Notes copied out of fv_notes_list; their text is wiped when freed. */
+/* Notes copied out of fv_note_list; their text is wiped when freed. */
 typedef struct notecopy {
     unsigned char id[FV_ID_BYTES];
     unsigned char record[FV_ID_BYTES];
@@ -965,7 +965,7 @@ static void notelist_free(notelist *l)
  * an exit code (message printed). */
 static int notes_load(fv_vault *v, const unsigned char *id, notelist *l)
 {
-    int r = fv_notes_list(v, id, collect_note, l);
+    int r = fv_note_list(v, id, collect_note, l);
     if (l->oom) {
         cli_error("out of memory");
         return CLI_FAIL;
@@ -1268,7 +1268,7 @@ int cmd_show(cli *c)
     if ((rc = heads_load(v, id, &h, &hr)) != 0)
         goto cleanup;
     int delivered = 0;
-    if ((r = fv_record_delivered(v, id, &delivered)) != FV_OK) {
+    if ((r = fv_record_delivered(v, &delivered, id)) != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
@@ -1345,7 +1345,7 @@ int cmd_review(cli *c)
         rc = CLI_USAGE;
         goto cleanup;
     }
-    if (fv_state_parse(opts[0].values[0], &state) != FV_OK) {
+    if (fv_state_parse(&state, opts[0].values[0]) != FV_OK) {
         cli_error("--state: want new, reviewed, needs-follow-up or archived, "
                   "not '%s'", opts[0].values[0]);
         rc = CLI_USAGE;
@@ -1619,7 +1619,7 @@ int cmd_retractions(cli *c)
         goto cleanup;
     if (l.json)
         fputs("[", stdout);
-    int r = fv_retractions_list(v, print_retraction, &l);
+    int r = fv_retraction_list(v, print_retraction, &l);
     if (l.json)
         json_list_end(stdout, l.count);
     rc = cli_flush_stdout();
@@ -1900,7 +1900,7 @@ static int config_proxy(cli *c, int set)
     }
     rc = cli_flush_stdout();
 cleanup:
-    free(shown);
+    fv_free(shown);
     fv_vault_close(v);
     free(dir);
     return rc;

@@ -266,7 +266,7 @@ int cmd_verify(cli *c)
 {
     cli_opt opts[] = {{NULL, 0, NULL, 0}};
     problems p = {c->json, 0};
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
     int rc, r;
@@ -280,7 +280,7 @@ int cmd_verify(cli *c)
         fputs("{\n  \"problems\": [", stdout);
     /* No cancel armed: verify has no progress call to see it at, and it
      * writes nothing, so Ctrl-C or SIGTERM simply end the process. */
-    r = fv_vault_verify(v, print_problem, &p, &rep);
+    r = fv_vault_verify(v, &rep, print_problem, &p);
     if (r != FV_OK && r != FV_ECORRUPT) {
         if (p.json)
             fputs("]}\n", stdout);

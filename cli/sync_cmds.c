@@ -532,7 +532,7 @@ static int server_import(cli *c)
                       {"store", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     const char *dir, *why = NULL;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc) ||
@@ -973,14 +973,14 @@ int cmd_enroll(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     net_begin(&prog, "enrolling", &so);
-    int r = fv_enroll(v, c->pos[0], &so, &role);
+    int r = fv_enroll(v, &role, c->pos[0], &so);
     net_end(&prog);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
     unsigned char dev[FV_ID_BYTES];
-    if ((r = fv_vault_device_id(v, dev)) != FV_OK) {
+    if ((r = fv_vault_get_device_id(v, dev)) != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
     }
@@ -1110,7 +1110,9 @@ static int org_invite(cli *c)
     }
     rc = cli_flush_stdout();
 cleanup:
-    free(invite);
+    if (invite)
+        fv_wipe(invite, strlen(invite));
+    fv_free(invite);
     fv_vault_close(v);
     free(dir);
     cli_opts_free(opts);
@@ -1390,14 +1392,13 @@ int cmd_sync(cli *c)
                       {"proxy", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     net_progress prog;
     fv_sync_session *s = NULL;
     fv_vault *v = NULL;
     char *dir = NULL;
     int rc;
 
-    memset(&res, 0, sizeof res);
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = sync_options(&so, &opts[0], &opts[1], &opts[2])) != 0)
         goto cleanup;
@@ -1527,7 +1528,7 @@ static int bundle_export(cli *c)
     fv_vault *v = NULL;
     char *dir = NULL, size[32];
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, opts, 1, 1, "FILE", &rc))
@@ -1543,7 +1544,7 @@ static int bundle_export(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     const char *file = c->pos[0];
-    int r = fv_bundle_export_with(v, file, &o, &st);
+    int r = fv_bundle_export(v, &st, file, &o);
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
@@ -1594,7 +1595,7 @@ static int bundle_import(cli *c)
 {
     fv_vault *v = NULL;
     char *dir = NULL;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc;
 
     if (cli_begin(c, NULL, 1, 1, "FILE", &rc))
@@ -1604,7 +1605,7 @@ static int bundle_import(cli *c)
     uint64_t held_before = 0, held = 0;
     int r = fv_quarantine_list(v, count_held, &held_before);
     if (r == FV_OK)
-        r = fv_bundle_import_with(v, c->pos[0], &st);
+        r = fv_bundle_import(v, &st, c->pos[0]);
     if (r == FV_OK)
         r = fv_quarantine_list(v, count_held, &held);
     if (r != FV_OK) {

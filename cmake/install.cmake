@@ -38,7 +38,7 @@ configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/FieldVaultConfig.cmake.i
                               ${PROJECT_BINARY_DIR}/FieldVaultConfig.cmake
                               INSTALL_DESTINATION ${FV_CMAKEDIR})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/FieldVaultConfigVersion.cmake
-                                 COMPATIBILITY SameMinorVersion)
+                                 COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/FieldVaultConfig.cmake
               ${PROJECT_BINARY_DIR}/FieldVaultConfigVersion.cmake
         DESTINATION ${FV_CMAKEDIR})

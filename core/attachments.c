@@ -310,9 +310,10 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     return rc;
 }
 
-int fv_attachment_read_range(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+int fv_attachment_read_range(fv_vault *v, uint64_t *size,
+                             const unsigned char id[FV_ID_BYTES],
                              const char *name, uint64_t offset, uint64_t length,
-                             fv_write_fn fn, void *payload, uint64_t *size)
+                             fv_write_fn fn, void *payload)
 {
     struct att_reader r;
     uint64_t end, n;

@@ -2,6 +2,7 @@
 #include "crypto.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fieldvault.h"
@@ -51,6 +52,8 @@ void *fv_secure_alloc(size_t len)
 }
 
 void fv_secure_free(void *p) { sodium_free(p); }
+
+void fv_free(void *p) { free(p); }
 
 void fv_hash(unsigned char out[FV_HASH_BYTES], const void *in, size_t n)
 {

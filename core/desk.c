@@ -29,12 +29,13 @@ const char *fv_state_name(int state)
     return state_names[state];
 }
 
-int fv_state_parse(const char *name, int *state)
+int fv_state_parse(int *state, const char *name)
 {
     for (int i = FV_STATE_NEW; name && i <= FV_STATE_ARCHIVED; i++)
         if (strcmp(name, state_names[i]) == 0) {
             if (state)
                 *state = i;
+            fv_error_clear_last();
             return FV_OK;
         }
     fv_error_set_last("unknown review state");
@@ -423,8 +424,8 @@ static int note_cb(const fv_store_env *se, void *payload)
     return w->rc = rc;
 }
 
-int fv_notes_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
-                  void *payload)
+int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                 void *payload)
 {
     struct note_walk w = {v, fn, payload, FV_OK};
     int rc;
@@ -468,7 +469,7 @@ static int retraction_cb(const fv_store_env *se, void *payload)
     return w->rc = rc;
 }
 
-int fv_retractions_list(fv_vault *v, fv_retraction_fn fn, void *payload)
+int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload)
 {
     struct retraction_walk w = {v, fn, payload, FV_OK};
     int rc;

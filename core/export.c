@@ -475,7 +475,7 @@ int fv_export(fv_vault *v, uint64_t *count, const fv_export_options *opt)
     x.opt = opt;
     x.dir = x.sub[0] = x.sub[1] = -1;
     x.o.fd = -1;
-    fv_vault_device_id(v, x.device);
+    fv_vault_get_device_id(v, x.device);
 
     rc = fv_staged_begin(&st, opt->path, 1);
     if (rc == FV_EEXIST) {

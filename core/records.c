@@ -494,7 +494,7 @@ static int filter_matches(const fv_filter *f, const fv_record *r)
         return 0;
     if (f->origin && memcmp(r->origin, f->origin, FV_ID_BYTES) != 0)
         return 0;
-    if ((f->since && r->created < f->since) || (f->until && r->created > f->until))
+    if (r->created < f->since || r->created > f->until)
         return 0;
     if (f->tag) {
         for (i = 0; i < r->ntags && strcmp(r->tags[i], f->tag); i++)
@@ -551,7 +551,8 @@ static int walk_unreadable(struct walk *w, const struct head_pick *p,
     fv_unreadable u;
     int rc;
 
-    if (f && (f->text || f->tag || f->origin || f->since || f->until))
+    if (f && (f->text || f->tag || f->origin || f->since != INT64_MIN ||
+              f->until != INT64_MAX))
         return FV_OK;
     memset(&u, 0, sizeof u);
     u.reason = p->unread;

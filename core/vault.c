@@ -114,7 +114,9 @@ const char *fv_strerror(int code)
 
 const char *fv_vault_errmsg(const fv_vault *v)
 {
-    return v ? v->msg : "no vault handle";
+    if (!v)
+        return "no vault handle";
+    return v->msg[0] ? v->msg : "no error";
 }
 
 /* The calling thread's last recorded failure (fv_error_last): a copy of
@@ -126,6 +128,11 @@ static _Thread_local char last_error[256];
 const char *fv_error_last(void)
 {
     return last_error[0] ? last_error : "no error";
+}
+
+void fv_error_clear_last(void)
+{
+    last_error[0] = '\0';
 }
 
 void fv_error_set_last(const char *fmt, ...)
@@ -901,6 +908,8 @@ int fv_vault_create(fv_vault **out, const char *dir, const char *passphrase,
     if ((rc = fv_store_begin(v->store)) || (rc = store_device_keys(v)) ||
         (rc = fv_store_commit(v->store)))
         goto fail;
+    v->msg[0] = '\0';
+    fv_error_clear_last();
     *out = v;
     return FV_OK;
 fail:
@@ -959,6 +968,10 @@ int fv_vault_open(fv_vault **out, const char *dir, const char *passphrase,
     if (rc || (rc = open_store(v, 0)) || (rc = load_device_keys(v)))
         goto fail;
     fv_secure_free(wk);
+    /* What the open met on its way (a duress takeover too) is not a
+     * failure of the call. */
+    v->msg[0] = '\0';
+    fv_error_clear_last();
     *out = v;
     return FV_OK;
 fail:
@@ -1013,7 +1026,7 @@ done:
     return rc;
 }
 
-int fv_vault_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
+int fv_vault_get_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
 {
     memcpy(out, v->sign_pk, FV_ID_BYTES);
     return FV_OK;
@@ -1108,6 +1121,8 @@ int fv_vault_panic(const char *dir)
     }
     if (rc != FV_OK)
         vault_fail(NULL, rc, "cannot destroy every file of the vault in", dir);
+    else
+        fv_error_clear_last();
     return rc;
 }
 

@@ -51,6 +51,9 @@ struct fv_vault {
 /* Records a failure message on the handle and returns rc (FV_OK passes). */
 int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Resets the thread's fv_error_last() to "no error": the success of a call
+ * with no handle (docs/API.md, "Result codes and messages"). */
+void fv_error_clear_last(void);
 /* Sets the thread's fv_error_last() message (a call with no handle). */
 void fv_error_set_last(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A store failure, with the store's message. */

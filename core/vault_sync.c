@@ -748,8 +748,8 @@ int fv_vault_get_retention(fv_vault *v, int *policy)
     return rc == FV_ENOTFOUND ? FV_OK : fv_v_serr(v, rc);
 }
 
-int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                        int *delivered)
+int fv_record_delivered(fv_vault *v, int *delivered,
+                        const unsigned char id[FV_ID_BYTES])
 {
     int rc;
     if (!v || !delivered)

@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "fieldvault.h"
 #include "record.h"
+#include "result.h"
 #include "store.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
@@ -312,16 +313,17 @@ static int receipt_cb(int64_t seq, const unsigned char *body, size_t len,
     return FV_OK;
 }
 
-int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
-                    fv_verify_report *report)
+int fv_vault_verify(fv_vault *v, fv_verify_report *report, fv_verify_fn fn,
+                    void *payload)
 {
     struct vctx c;
     int rc;
 
-    if (report)
-        memset(report, 0, sizeof *report);
     if (!v)
         return FV_EINVAL;
+    if (report && !fv_result_ok(report, FV_RESULT_MIN(fv_verify_report, failures)))
+        return fv_v_err(v, FV_EINVAL, "the fv_verify_report's size is not "
+                        "set: start from FV_VERIFY_REPORT_INIT");
     memset(&c, 0, sizeof c);
     c.v = v;
     c.fn = fn;
@@ -350,6 +352,6 @@ int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
 done:
     fv_wipe(&c.st, sizeof c.st);
     if (report)
-        *report = c.rep;
+        fv_result_put(report, &c.rep, sizeof c.rep);
     return rc;
 }

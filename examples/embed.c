@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     struct stream stream = {0, ATTACHMENT_BYTES};
     struct progress prog = {1, 0, 0, 0};
     fv_sync_session *session = NULL;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_vault *v = NULL;
     unsigned char id[FV_ID_BYTES];
     char hex[FV_ID_HEX_BYTES];
@@ -173,7 +173,7 @@ int main(int argc, char **argv)
         return 1;
 
     /* Enrolling remembers the server: later syncs need no address. */
-    rc = fv_enroll(v, invite, &so, &role);
+    rc = fv_enroll(v, &role, invite, &so);
     if (rc == FV_OK)
         printf("enrolled: %s\n", role == FV_ROLE_COORDINATOR ? "coordinator"
                                                              : "field");
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
            (unsigned long long)res.pushed, (unsigned long long)res.chunks_sent,
            (unsigned long long)res.bytes_sent, prog.calls);
 
-    rc = fv_record_delivered(v, id, &delivered);
+    rc = fv_record_delivered(v, &delivered, id);
     if (rc != FV_OK) {
         fail(v, rc, "delivered");
         goto cleanup;

@@ -35,7 +35,7 @@ report_devices *report_devices_fetch(fv_vault *v, const fv_sync_options *so)
     report_devices *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    int rc = v ? fv_org_devices(v, collect_device, t, so) : FV_EINVAL;
+    int rc = v ? fv_org_device_list(v, so, collect_device, t) : FV_EINVAL;
     if (t->rc == FV_ENOMEM) { /* set by collect_device */
         report_devices_free(t);
         return NULL;

@@ -272,7 +272,7 @@ static int json_record(struct rep *x, const fv_record *r)
     json_key(o, "notes");
     fputc('[', o);
     x->nitems = 0;
-    if ((rc = fv_notes_list(x->v, r->id, json_note_cb, x)))
+    if ((rc = fv_note_list(x->v, r->id, json_note_cb, x)))
         return rc;
     fputs(x->nitems ? "\n    ]\n    }" : "]\n    }", o);
     return FV_OK;
@@ -665,7 +665,7 @@ static int html_record(struct rep *x, const fv_record *r)
     if (h.n)
         fputs("</table>\n", o);
     h.n = 0;
-    if ((rc = fv_notes_list(x->v, r->id, html_note_cb, &h)))
+    if ((rc = fv_note_list(x->v, r->id, html_note_cb, &h)))
         goto done;
     fputs("</body>\n</html>\n", o);
 done:
@@ -953,7 +953,7 @@ int report_export(fv_vault *v, uint64_t *count, char msg[REPORT_MSG_BYTES],
     if (opt->format == REPORT_JSON) {
         unsigned char dev[FV_ID_BYTES];
         char t[32];
-        fv_vault_device_id(v, dev);
+        fv_vault_get_device_id(v, dev);
         iso_time(t, time(NULL));
         fprintf(x.o.f, "{\n  \"fieldvault_export\": %d,\n  \"format_version\": %d,\n"
                        "  \"exported_at\": \"%s\",\n  \"vault_device\": ",

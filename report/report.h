@@ -3,8 +3,8 @@
  * or html`, and the desk's exports) and what the desk and the HTML report
  * share: the organisation's device names and the attachment types a
  * browser may play or show. Written over the public API only
- * (fv_vault_query_ex, fv_record_history, fv_notes_list, fv_attachment_read,
- * fv_org_devices): nothing here reads an envelope, a key or the store, so
+ * (fv_vault_query_ex, fv_record_history, fv_note_list, fv_attachment_read,
+ * fv_org_device_list): nothing here reads an envelope, a key or the store, so
  * it is outside the library (docs/API.md, "Changes for 1.0"). The evidence
  * export, which copies signed envelopes, is fv_export in the core.
  *
@@ -36,11 +36,11 @@ typedef struct report_devices {
     report_device *d;
     size_t n;
     int fetched;   /* the server answered */
-    int rc;        /* FV_OK, or why not (fv_org_devices) */
+    int rc;        /* FV_OK, or why not (fv_org_device_list) */
     char why[160]; /* why not, when not (no content) */
 } report_devices;
 
-/* Asks the server for the device list (fv_org_devices with `so`, which
+/* Asks the server for the device list (fv_org_device_list with `so`, which
  * may be NULL for the defaults), collected whole before anything is used.
  * A vault that cannot ask (not a coordinator, offline, never enrolled) gets
  * an empty table with `fetched` 0, `rc` the library's result and `why` its

@@ -480,7 +480,7 @@ static int welcome(fv_srv_conn *c)
 {
     fv_srv *s = c->srv;
     char hex[9];
-    if (queued(c, fv_send_welcome(&c->out, FV_PROTO_VERSION, s->epoch,
+    if (queued(c, fv_send_welcome(&c->out, FV_PROTOCOL_VERSION, s->epoch,
                                   s->receipt_pk, (uint64_t)c->dev.role,
                                   s->has_org ? s->org : NULL)))
         return -1;
@@ -582,7 +582,7 @@ static void handle_hello(fv_srv_conn *c, const fv_msg *m)
     int rc;
 
     for (i = 0; i < m->u.hello.nversions; i++)
-        if (m->u.hello.versions[i] == FV_PROTO_VERSION)
+        if (m->u.hello.versions[i] == FV_PROTOCOL_VERSION)
             break;
     if (i == m->u.hello.nversions) {
         conn_error(c, FV_PERR_VERSION, "no common protocol version");

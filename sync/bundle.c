@@ -16,6 +16,7 @@
 #include "fieldvault_sync.h"
 #include "fileio.h"
 #include "proto.h"
+#include "result.h"
 #include "vault_sync.h"
 
 #define BUNDLE_MAGIC "FVBUNDL1"
@@ -298,19 +299,33 @@ static int export_chunks(struct exporter *x, fv_bundle_stats *st)
     return rc;
 }
 
-int fv_bundle_export_with(fv_vault *v, const char *path,
-                          const fv_bundle_options *opt, fv_bundle_stats *stats)
+/* A caller's fv_bundle_stats not set up with FV_BUNDLE_STATS_INIT. */
+static int stats_ok(const fv_bundle_stats *stats)
+{
+    return fv_result_ok(stats, FV_RESULT_MIN(fv_bundle_stats, truncated));
+}
+
+static int stats_fail(fv_vault *v)
+{
+    return fv_vs_fail(v, FV_EINVAL, "the fv_bundle_stats' size is not set: "
+                                    "start from FV_BUNDLE_STATS_INIT");
+}
+
+int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
+                     const fv_bundle_options *opt)
 {
     struct exporter x;
     fv_bundle_stats st;
     int rc;
 
-    if (stats)
-        memset(stats, 0, sizeof *stats);
+    memset(&st, 0, sizeof st);
     if (!v || !path || (opt && opt->version != FV_BUNDLE_OPTIONS_VERSION))
         return FV_EINVAL;
+    if (stats && !stats_ok(stats))
+        return stats_fail(v);
+    if (stats)
+        fv_result_put(stats, &st, sizeof st);
     memset(&x, 0, sizeof x);
-    memset(&st, 0, sizeof st);
     x.v = v;
     x.base = path;
     x.fd = -1;
@@ -361,17 +376,8 @@ int fv_bundle_export_with(fv_vault *v, const char *path,
     }
     free(x.path);
     if (stats)
-        *stats = st;
+        fv_result_put(stats, &st, sizeof st);
     return FV_OK;
-}
-
-int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count)
-{
-    fv_bundle_stats st;
-    int rc = fv_bundle_export_with(v, path, NULL, &st);
-    if (rc == FV_OK && count)
-        *count = st.envelopes;
-    return rc;
 }
 
 int fv_bundle_read(const char *path, fv_bundle_batch_fn fn,
@@ -593,8 +599,7 @@ static void import_message(char *msg, size_t cap, const char *what,
              kept == 1 ? "" : "s");
 }
 
-int fv_bundle_import_with(fv_vault *v, const char *path,
-                          fv_bundle_stats *stats)
+int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
 {
     struct vault_import x;
     const char *why = NULL;
@@ -603,10 +608,12 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
 
     memset(&x, 0, sizeof x);
     x.v = v;
-    if (stats)
-        memset(stats, 0, sizeof *stats);
     if (!v || !path)
         return FV_EINVAL;
+    if (stats && !stats_ok(stats))
+        return stats_fail(v);
+    if (stats)
+        fv_result_put(stats, &x.st, sizeof x.st);
     rc = fv_bundle_read_ex(path, vault_batch, vault_certs, vault_chunk, &x,
                            &why);
     /* Whatever stopped the read, the chunks verified before it are kept. */
@@ -631,7 +638,7 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
         }
     }
     if (stats)
-        *stats = x.st;
+        fv_result_put(stats, &x.st, sizeof x.st);
     /* Everything else of the bundle is imported and committed; the refused
      * envelopes and chunks make the import fail as damaged data, said
      * once. */
@@ -658,19 +665,5 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
         import_message(msg, sizeof msg, what, "beside it", &x.st);
         rc = fv_vs_fail(v, FV_ECORRUPT, msg);
     }
-    return rc;
-}
-
-int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                     uint64_t *added, uint64_t *skipped)
-{
-    fv_bundle_stats st;
-    int rc = fv_bundle_import_with(v, path, &st);
-    if (count)
-        *count = st.envelopes;
-    if (added)
-        *added = st.added;
-    if (skipped)
-        *skipped = st.skipped;
     return rc;
 }

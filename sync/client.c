@@ -444,7 +444,7 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
 static int on_welcome(fv_client *c, const fv_msg *m)
 {
     int rc = FV_OK;
-    if (m->u.welcome.version != FV_PROTO_VERSION)
+    if (m->u.welcome.version != FV_PROTOCOL_VERSION)
         return cfail(c, FV_EPROTO, "the server chose an unknown protocol version");
     c->stats.role = (int)m->u.welcome.role;
     if (c->req->op == FV_CLIENT_ENROLL) {

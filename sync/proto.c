@@ -451,7 +451,7 @@ int fv_send_hello(fv_out *o, const unsigned char device[32],
     fv_enc_array(&e, 5);
     fv_enc_uint(&e, FV_MSG_HELLO);
     fv_enc_array(&e, 1);
-    fv_enc_uint(&e, FV_PROTO_VERSION);
+    fv_enc_uint(&e, FV_PROTOCOL_VERSION);
     fv_enc_bytes(&e, device, 32);
     fv_enc_bytes(&e, sig, 64);
     enc_enroll(&e, token, box);

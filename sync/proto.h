@@ -10,8 +10,8 @@
 
 #include "codec.h"
 #include "fieldvault.h"
+#include "fieldvault_sync.h" /* FV_PROTOCOL_VERSION, the version's one home */
 
-#define FV_PROTO_VERSION 1
 #define FV_FRAME_MAX (1u << 20)
 #define FV_PROTO_MAX_BATCH 256
 #define FV_PROTO_MAX_ITEMS 4096

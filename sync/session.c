@@ -21,6 +21,7 @@
 
 #include "client.h"
 #include "proxy.h"
+#include "result.h"
 #include "fieldvault_sync.h"
 #include "textparse.h"
 #include "tls.h"
@@ -451,23 +452,27 @@ int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
 int fv_sync_session_run(fv_sync_session *s, fv_sync_result *res)
 {
     fv_client_request req = {.op = FV_CLIENT_SYNC};
-    fv_sync_result local;
+    fv_sync_result full;
     int rc;
 
     if (!s)
         return FV_EINVAL;
-    if (!res)
-        res = &local;
-    memset(res, 0, sizeof *res);
+    if (res && !fv_result_ok(res, FV_RESULT_MIN(fv_sync_result, refused)))
+        return fv_vs_fail(s->v, FV_EINVAL, "the fv_sync_result's size is not "
+                          "set: start from FV_SYNC_RESULT_INIT");
+    memset(&full, 0, sizeof full);
+    full.size = sizeof full;
     /* Drained before the flag is read: a cancel that lands in between
      * leaves its byte in the pipe, so no wake-up is lost. */
     drain_wake(s);
     if (atomic_load(&s->cancel))
         rc = fv_vs_fail(s->v, FV_ECANCELED, net_message(FV_ECANCELED));
     else
-        rc = run_enrolled(s->v, &req, &s->o, res, NULL, s);
+        rc = run_enrolled(s->v, &req, &s->o, &full, NULL, s);
     if (rc == FV_ECANCELED && atomic_exchange(&s->cancel, 0))
         drain_wake(s);
+    if (res)
+        fv_result_put(res, &full, sizeof full);
     return rc;
 }
 
@@ -555,7 +560,7 @@ int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
     return FV_OK;
 }
 
-int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
+int fv_sync(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
 {
     fv_sync_session *s;
     int rc;
@@ -568,8 +573,8 @@ int fv_sync(fv_vault *v, const fv_sync_options *o, fv_sync_result *res)
     return rc;
 }
 
-int fv_enroll(fv_vault *v, const char *invite, const fv_sync_options *o,
-              int *role)
+int fv_enroll(fv_vault *v, int *role, const char *invite,
+              const fv_sync_options *o)
 {
     fv_invite inv;
     fv_sync_result res;
@@ -645,8 +650,8 @@ static int device_cb(const fv_devinfo *d, void *payload)
     return rc;
 }
 
-int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
-                   const fv_sync_options *o)
+int fv_org_device_list(fv_vault *v, const fv_sync_options *o,
+                       fv_device_fn fn, void *payload)
 {
     struct devices ds = {fn, payload};
     fv_client_request req = {.op = FV_CLIENT_DEVICES, .device_fn = device_cb,

@@ -193,7 +193,7 @@ static void make_device(struct device *d)
     o.kdf_profile = FV_KDF_TEST;
     must(fv_vault_create(&v, path, PASSPHRASE, strlen(PASSPHRASE), &o),
          "fv_vault_create");
-    must(fv_vault_device_id(v, id), "fv_vault_device_id");
+    must(fv_vault_get_device_id(v, id), "fv_vault_get_device_id");
     fv_vault_close(v);
 
     snprintf(path, sizeof path, "%s/vault/vault.key", dir);

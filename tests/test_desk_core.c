@@ -262,7 +262,7 @@ static int notes_cb(const fv_note *n, void *payload)
 static size_t notes(fv_vault *v, const unsigned char *id, struct notes *out)
 {
     memset(out, 0, sizeof *out);
-    CHECK_EQ(fv_notes_list(v, id, notes_cb, out), FV_OK);
+    CHECK_EQ(fv_note_list(v, id, notes_cb, out), FV_OK);
     return out->n;
 }
 
@@ -402,7 +402,7 @@ static void certify_one(fv_vault *c, fv_vault *dev)
     fv_vs_devinfo d;
     size_t issued = 0, released = 0;
     memset(&d, 0, sizeof d);
-    fv_vault_device_id(dev, d.pk);
+    fv_vault_get_device_id(dev, d.pk);
     d.role = FV_ROLE_FIELD;
     d.enrolled = 1000;
     CHECK_EQ(fv_vs_certify(c, &d, 1, &issued, &released), FV_OK);
@@ -425,10 +425,10 @@ static void org_setup(struct org *o)
     CHECK_EQ(fv_org_key_import(o->c2, key, RECOVERY, strlen(RECOVERY)), FV_OK);
     CHECK_EQ(fv_vs_org_learn(o->f1, o->pk), FV_OK);
     CHECK_EQ(fv_vs_org_learn(o->f2, o->pk), FV_OK);
-    fv_vault_device_id(o->c, o->c_id);
-    fv_vault_device_id(o->c2, o->c2_id);
-    fv_vault_device_id(o->f1, o->f1_id);
-    fv_vault_device_id(o->f2, o->f2_id);
+    fv_vault_get_device_id(o->c, o->c_id);
+    fv_vault_get_device_id(o->c2, o->c2_id);
+    fv_vault_get_device_id(o->f1, o->f1_id);
+    fv_vault_get_device_id(o->f2, o->f2_id);
     org_certify(o);
 }
 
@@ -449,15 +449,15 @@ static void test_state_names(void)
     int s = -5;
     for (int i = 0; i < 4; i++) {
         CHECK(fv_state_name(i) && strcmp(fv_state_name(i), names[i]) == 0);
-        CHECK_EQ(fv_state_parse(names[i], &s), FV_OK);
+        CHECK_EQ(fv_state_parse(&s, names[i]), FV_OK);
         CHECK_EQ(s, i);
     }
     CHECK(fv_state_name(-1) == NULL);
     CHECK(fv_state_name(4) == NULL);
-    CHECK_EQ(fv_state_parse("Reviewed", &s), FV_EINVAL);
-    CHECK_EQ(fv_state_parse("", &s), FV_EINVAL);
-    CHECK_EQ(fv_state_parse("needs follow up", &s), FV_EINVAL);
-    CHECK_EQ(fv_state_parse(NULL, &s), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(&s, "Reviewed"), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(&s, ""), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(&s, "needs follow up"), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(&s, NULL), FV_EINVAL);
 }
 
 /* Payload codecs of kinds 4 and 5 (FORMAT.md 7.1). */
@@ -792,7 +792,10 @@ static void test_filters(struct org *o, const unsigned char a[32],
     CHECK_EQ(query(o->c, &f, &s), 3);
     f.since = now + 3600;
     CHECK_EQ(query(o->c, &f, &s), 0);
-    f.since = 0;
+    f.since = 0; /* a real bound: 1970-01-01T00:00:00Z */
+    CHECK_EQ(query(o->c, &f, &s), 3);
+    f.until = 0;
+    CHECK_EQ(query(o->c, &f, &s), 0);
     f.until = now - 3600;
     CHECK_EQ(query(o->c, &f, &s), 0);
     f.until = now + 3600;
@@ -1365,7 +1368,7 @@ static void test_retract(struct org *o)
         CHECK_EQ(query(o->c, &f, &q), 0);
     }
     memset(&l, 0, sizeof l);
-    CHECK_EQ(fv_retractions_list(o->c, rlist_cb, &l), FV_OK);
+    CHECK_EQ(fv_retraction_list(o->c, rlist_cb, &l), FV_OK);
     CHECK_EQ(l.n, 1);
     CHECK(memcmp(l.r[0].record, d, 32) == 0);
     CHECK(memcmp(l.r[0].author, o->f2_id, 32) == 0);
@@ -1383,7 +1386,7 @@ static void test_retract(struct org *o)
     /* Importing the same retraction twice changes nothing either. */
     carry(o->f2, o->c);
     memset(&l, 0, sizeof l);
-    CHECK_EQ(fv_retractions_list(o->c, rlist_cb, &l), FV_OK);
+    CHECK_EQ(fv_retraction_list(o->c, rlist_cb, &l), FV_OK);
     CHECK_EQ(l.n, 1);
 
     /* A coordinator may retract a field device's record; it reaches the
@@ -1417,7 +1420,7 @@ static void test_retract(struct org *o)
     CHECK_EQ(fv_record_get(o->f1, &r, x), FV_ENOTFOUND);
     CHECK(strcmp(fv_vault_errmsg(o->f1), "the record was retracted") == 0);
     memset(&l, 0, sizeof l);
-    CHECK_EQ(fv_retractions_list(o->f1, rlist_cb, &l), FV_OK);
+    CHECK_EQ(fv_retraction_list(o->f1, rlist_cb, &l), FV_OK);
     CHECK(l.n >= 1);
     /* The field device's own copy is refused after the retraction too. */
     carry(o->f1, o->c);
@@ -1567,7 +1570,7 @@ static void test_retract_unsealed(struct org *o)
         struct rlist l;
         size_t k, seen = 0;
         memset(&l, 0, sizeof l);
-        CHECK_EQ(fv_retractions_list(o->f1, rlist_cb, &l), FV_OK);
+        CHECK_EQ(fv_retraction_list(o->f1, rlist_cb, &l), FV_OK);
         for (k = 0; k < l.n; k++)
             seen += memcmp(l.r[k].record, w, 32) == 0 &&
                     memcmp(l.r[k].author, o->c_id, 32) == 0;
@@ -1790,7 +1793,7 @@ static void mac_reads(struct org *o, const unsigned char a[32], int want_get,
                       int want_list, int want_verify)
 {
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     int n = 0;
     CHECK_EQ(fv_vault_open(&o->c, o->dc, PASS, strlen(PASS)), FV_OK);
     CHECK_EQ(fv_record_get(o->c, &r, a), want_get);
@@ -1799,8 +1802,8 @@ static void mac_reads(struct org *o, const unsigned char a[32], int want_get,
     fv_record_free(r);
     CHECK_EQ(fv_vault_list(o->c, count_rec_cb, &n), want_list);
     CHECK_EQ(n, want_list == FV_OK ? 1 : 0);
-    memset(&rep, 0, sizeof rep);
-    CHECK_EQ(fv_vault_verify(o->c, NULL, NULL, &rep), want_verify);
+    rep = (fv_verify_report)FV_VERIFY_REPORT_INIT;
+    CHECK_EQ(fv_vault_verify(o->c, &rep, NULL, NULL), want_verify);
     CHECK(want_verify == FV_OK ? rep.failures == 0 : rep.failures >= 1);
     fv_vault_close(o->c);
     o->c = NULL;
@@ -1915,7 +1918,7 @@ static void write_raw_desk(fv_vault *c, const unsigned char pk[32], int kind,
 static void test_verify_desk_payloads(void)
 {
     struct org o;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     unsigned char a[32], *p = NULL;
     size_t n = 0;
 
@@ -1924,16 +1927,16 @@ static void test_verify_desk_payloads(void)
     carry(o.f1, o.c);
     CHECK_EQ(fv_record_set_state(o.c, a, FV_STATE_REVIEWED), FV_OK);
     CHECK_EQ(fv_note_add(o.c, NULL, a, "call back on Monday"), FV_OK);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_OK);
     CHECK_EQ(rep.failures, 0);
 
     CHECK_EQ(fv_note_encode(&p, &n, "not a state", 11, fv_v_now()), FV_OK);
     write_raw_desk(o.c, o.pk, FV_ENV_STATE, a, p, n);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 1);
     CHECK_EQ(fv_state_encode(&p, &n, fv_v_now(), FV_STATE_ARCHIVED), FV_OK);
     write_raw_desk(o.c, o.pk, FV_ENV_NOTE, a, p, n);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 2);
     /* Neither changed what the desk shows. */
     {
@@ -1987,7 +1990,7 @@ static void test_import_refuses_malformed(void)
     size_t nbad = 0, added = 0, skipped = 0, refused = 0, n = 0;
     fv_sync_state st;
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct raw_rev rr;
 
     org_setup(&o);
@@ -2098,7 +2101,7 @@ static void test_import_refuses_malformed(void)
     CHECK_EQ(fv_record_get(o.c, &r, g), FV_OK);
     fv_record_free(r);
     r = NULL;
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_OK);
     CHECK_EQ(rep.failures, 0);
 
     /* The server's path (a coordinator's pull) refuses the same ones. */
@@ -2131,7 +2134,7 @@ static void test_grant_malformed(void)
     unsigned char r[32], key[32], gid[32], mac[32];
     size_t added = 0, skipped = 0, refused = 0;
     fv_record *rec = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_store_env se;
     fv_env ge;
     int was = 0;
@@ -2182,7 +2185,7 @@ static void test_grant_malformed(void)
         free(bytes);
     }
     CHECK_EQ(fv_record_get(o.c, &rec, r), FV_ENOTFOUND);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_ECORRUPT);
     /* The bad grant, and the record it does not open. */
     CHECK_EQ(rep.failures, 2);
 
@@ -2197,7 +2200,7 @@ static void test_grant_malformed(void)
     CHECK_EQ(fv_record_get(o.c, &rec, r), FV_OK);
     CHECK(rec && strcmp(rec->title, "written before the organisation key") == 0);
     fv_record_free(rec);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 1); /* the stored bad grant, still */
 
     /* A well-formed grant that carries another key than its target's: not
@@ -2224,7 +2227,7 @@ static void test_grant_malformed(void)
     bag_free(&bag);
     CHECK_EQ(fv_record_get(o.c, &rec, r), FV_OK);
     fv_record_free(rec);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 2);
     fv_wipe(key, sizeof key);
     fv_vault_close(e);
@@ -2242,7 +2245,7 @@ static void test_attachment_size_lie(void)
     unsigned char plain[50], ct[50 + FV_TAG_BYTES], h[1][32], ok[32], liar[32];
     uint64_t one = 1;
     fv_record *r = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct raw_rev rr;
 
     fv_vs_device(x, sp, pk); /* sealed to x twice over is fine: one key */
@@ -2278,7 +2281,7 @@ static void test_attachment_size_lie(void)
         CHECK(r && r->nattachments == 1 && r->attachments[0].chunks_present == 1);
         fv_record_free(r);
         r = NULL;
-        CHECK_EQ(fv_vault_verify(x, NULL, NULL, &rep), FV_OK);
+        CHECK_EQ(fv_vault_verify(x, &rep, NULL, NULL), FV_OK);
 
         rr.size = 100; /* still one chunk, but not this one */
         memset(&w, 0, sizeof w);
@@ -2295,7 +2298,7 @@ static void test_attachment_size_lie(void)
     }
     CHECK_EQ(fv_record_get(x, &r, liar), FV_ECORRUPT);
     CHECK(strstr(fv_vault_errmsg(x), "size does not match") != NULL);
-    CHECK_EQ(fv_vault_verify(x, NULL, NULL, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(x, &rep, NULL, NULL), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 1);
     fv_vault_close(x);
 }
@@ -2307,7 +2310,7 @@ static void test_tombstone_before_sync(void)
 {
     struct org o;
     unsigned char r[32], k[32];
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
 
     org_setup(&o);
     add(o.f1, r, "a slip", "none", "deleted at once");
@@ -2317,9 +2320,9 @@ static void test_tombstone_before_sync(void)
     CHECK_EQ(envelope_held(o.dc, r), 0); /* the genesis never came */
     CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE record = ?1 "
                             "AND kind = 2", r), 1);
-    CHECK_EQ(fv_vault_verify(o.c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, NULL, NULL), FV_OK);
     CHECK_EQ(rep.failures, 0);
-    CHECK_EQ(fv_vault_verify(o.f1, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(o.f1, &rep, NULL, NULL), FV_OK);
     org_close(&o);
 }
 
@@ -2413,7 +2416,7 @@ static void test_unreadable(void)
 {
     struct org o;
     struct met m;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
     unsigned char a[32], b[32], never1[32], never2[32], rnd[32], bad[32];
     unsigned char late[32], rpk[32], rsk[32], *p;
@@ -2534,7 +2537,7 @@ static void test_unreadable(void)
 
     /* verify reports each record it cannot open (and the malformed one). */
     memset(&m, 0, sizeof m);
-    CHECK_EQ(fv_vault_verify(o.c, verify_count_cb, &m, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(o.c, &rep, verify_count_cb, &m), FV_ECORRUPT);
     CHECK_EQ(m.unreadable, 3);
     CHECK_EQ(met_reason(&m, never1), 1);
     CHECK_EQ(met_reason(&m, rnd), 1);

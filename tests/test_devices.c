@@ -157,7 +157,7 @@ static void certify(fv_vault *c, fv_vault *dev, int role, int revoked,
     fv_vs_devinfo d;
     size_t issued = 0, released = 0;
     memset(&d, 0, sizeof d);
-    fv_vault_device_id(dev, d.pk);
+    fv_vault_get_device_id(dev, d.pk);
     d.role = role;
     d.enrolled = 1000;
     d.revoked = revoked;
@@ -269,14 +269,14 @@ static void test_quarantine(void)
     unsigned char note[32], xdev[32];
     struct bag g, cg;
     struct qlist l;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     int64_t now = fv_v_now();
 
     CHECK_EQ(fv_vs_org_create(c, pk), FV_OK);
     CHECK_EQ(fv_vs_org_learn(f, pk), FV_OK);
     CHECK_EQ(fv_vs_org_learn(x, pk), FV_OK); /* from an invite it saw */
     CHECK_EQ(fv_vs_org_learn(r, pk), FV_OK);
-    fv_vault_device_id(x, xdev);
+    fv_vault_get_device_id(x, xdev);
     certify(c, c, FV_ROLE_COORDINATOR, 0, 0);
     certify(c, f, FV_ROLE_FIELD, 0, 0);
 
@@ -299,7 +299,7 @@ static void test_quarantine(void)
         CHECK_EQ(fv_record_get(c, &rec, xid), FV_ENOTFOUND);
         fv_record_free(rec);
     }
-    CHECK_EQ(fv_vault_verify(c, NULL, NULL, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(c, &rep, NULL, NULL), FV_OK);
     CHECK_EQ(rep.envelopes, 0);
     bag_free(&g);
 

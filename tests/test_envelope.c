@@ -2752,7 +2752,7 @@ static void test_live_vault(void)
     in.attachments = &as;
     in.nattachments = 1;
     CHECK_EQ(fv_record_add(v, rid, &in), FV_OK);
-    CHECK_EQ(fv_vault_device_id(v, dev), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev), FV_OK);
     fv_vault_close(v);
 
     /* Layout and modes. */

@@ -323,7 +323,7 @@ static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
      * markup in the name: shown escaped in place of the id. */
     report_device dev;
     report_devices devs = {&dev, 1, 1, FV_OK, ""};
-    fv_vault_device_id(v, me);
+    fv_vault_get_device_id(v, me);
     memset(&dev, 0, sizeof dev);
     memcpy(dev.id, me, FV_ID_BYTES);
     dev.name = "Amina's <phone>";
@@ -388,7 +388,7 @@ static void test_html_media(void)
     snprintf(path, sizeof path, "%s/out/media", root);
     CHECK_EQ(export_to(v, REPORT_HTML, path, NULL, &count), FV_OK);
     fv_id_to_hex(hex, id);
-    fv_vault_device_id(v, me);
+    fv_vault_get_device_id(v, me);
     fv_id_to_hex(dev, me);
     snprintf(p, sizeof p, "%s/records/%s.html", path, hex);
     page = slurp(p, NULL);
@@ -590,12 +590,12 @@ static void test_verify(void)
 {
     char dir[512], db[600];
     unsigned char hostile[FV_ID_BYTES], plain[FV_ID_BYTES];
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct issues s = {0, 0, hostile};
 
     snprintf(dir, sizeof dir, "%s/verify", root);
     fv_vault *v = make_vault(dir, hostile, plain, 0);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_OK);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_OK);
     CHECK_EQ(rep.envelopes, 3);
     CHECK_EQ(rep.chunks, 1);
     CHECK_EQ(rep.failures, 0);
@@ -608,7 +608,7 @@ static void test_verify(void)
     flip_blob(db, "SELECT hash, data FROM chunk", "UPDATE chunk SET data = ?1 WHERE hash = ?2",
               NULL, 0);
     CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_ECORRUPT);
     CHECK_EQ(rep.failures, 2);
     CHECK_EQ(s.n, 2);
     CHECK_EQ(s.env_hits, 1);
@@ -633,7 +633,7 @@ static void test_verify(void)
     memset(&s, 0, sizeof s);
     s.want = hostile;
     CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
-    CHECK_EQ(fv_vault_verify(v, issue_cb, &s, &rep), FV_ECORRUPT);
+    CHECK_EQ(fv_vault_verify(v, &rep, issue_cb, &s), FV_ECORRUPT);
     CHECK_EQ(rep.envelopes, 2);
     CHECK_EQ(rep.failures, 3);
     CHECK_EQ(s.n, 3);

@@ -90,7 +90,7 @@ static int sum_cb(const unsigned char *buf, size_t len, void *payload)
 static int vault_state(const char *p, const char *alt, const char *title, int *found)
 {
     fv_vault *v = NULL;
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     struct seen s = {0, title, 0};
     int rc = fv_vault_open(&v, vdir, p, strlen(p));
     if (rc == FV_EPASSPHRASE && alt)
@@ -99,8 +99,8 @@ static int vault_state(const char *p, const char *alt, const char *title, int *f
         fprintf(stderr, "  vault does not open: %s\n", fv_strerror(rc));
         return -1;
     }
-    memset(&rep, 0, sizeof rep);
-    if ((rc = fv_vault_verify(v, NULL, NULL, &rep)) != FV_OK ||
+    rep = (fv_verify_report)FV_VERIFY_REPORT_INIT;
+    if ((rc = fv_vault_verify(v, &rep, NULL, NULL)) != FV_OK ||
         (rc = fv_vault_list(v, seen_cb, &s)) != FV_OK) {
         fprintf(stderr, "  vault does not verify: %s (%llu failures)\n", fv_strerror(rc),
                 (unsigned long long)rep.failures);
@@ -497,7 +497,7 @@ static void server_setup(void)
     snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", coord_dir, coord_base);
     CHECK_EQ(system(cmd), 0);
     CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
-    CHECK_EQ(fv_bundle_export(v, good_bundle, NULL), FV_OK);
+    CHECK_EQ(fv_bundle_export(v, NULL, good_bundle, NULL), FV_OK);
     fv_vault_close(v);
     snprintf(server_base, sizeof server_base, "%s/server-base", root);
     snprintf(server_imp_db, sizeof server_imp_db, "%s/server-imp/server.db", root);
@@ -609,12 +609,11 @@ static int op_retention(struct opctx *c)
 static int op_bundle_export(struct opctx *c)
 {
     fv_vault *v = NULL;
-    uint64_t n = 0;
     int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
     (void)c;
     bundle_opened = rc == FV_OK;
     if (rc == FV_OK)
-        rc = fv_bundle_export(v, bundle_out, &n);
+        rc = fv_bundle_export(v, NULL, bundle_out, NULL);
     return done(v, rc);
 }
 
@@ -624,13 +623,13 @@ static int op_bundle_parts(struct opctx *c)
 {
     fv_vault *v = NULL;
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     int rc = fv_vault_open(&v, courier_dir, PASS, strlen(PASS));
     (void)c;
     bundle_opened = rc == FV_OK;
     o.max_size = 270u * 1024;
     if (rc == FV_OK)
-        rc = fv_bundle_export_with(v, bundle_out, &o, &st);
+        rc = fv_bundle_export(v, &st, bundle_out, &o);
     if (rc == FV_OK && st.parts != 2) {
         fprintf(stderr, "bundle-parts: %llu parts, not 2\n", (unsigned long long)st.parts);
         rc = FV_ELIMIT;
@@ -647,7 +646,7 @@ static int op_bundle_import(struct opctx *c)
     (void)c;
     bundle_opened = rc == FV_OK;
     if (rc == FV_OK)
-        rc = fv_bundle_import(v, good_bundle, NULL, NULL, NULL);
+        rc = fv_bundle_import(v, NULL, good_bundle);
     return done(v, rc);
 }
 
@@ -711,7 +710,7 @@ static int import_whole(const char *bundle)
     fv_vault *v = NULL;
     int rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
     if (rc == FV_OK)
-        rc = fv_bundle_import(v, bundle, NULL, NULL, NULL);
+        rc = fv_bundle_import(v, NULL, bundle);
     if (rc != FV_OK)
         fprintf(stderr, "  the import fails: %s (%s)\n", fv_strerror(rc), v ? fv_vault_errmsg(v) : "");
     fv_vault_close(v);
@@ -985,9 +984,9 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
             fv_vault *v = NULL;
             int irc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
             if (irc == FV_OK)
-                irc = fv_bundle_import(v, part[0], NULL, NULL, NULL);
+                irc = fv_bundle_import(v, NULL, part[0]);
             if (irc == FV_OK)
-                irc = fv_bundle_import(v, part[1], NULL, NULL, NULL);
+                irc = fv_bundle_import(v, NULL, part[1]);
             if (irc != FV_OK)
                 fprintf(stderr, "  the parts' import fails: %s\n", fv_strerror(irc));
             fv_vault_close(v);
@@ -1066,7 +1065,7 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
             fv_vault *v = NULL;
             int delivered = 0;
             if (fv_vault_open(&v, vdir, pass, strlen(pass)) != FV_OK ||
-                fv_record_delivered(v, synced_id, &delivered) != FV_OK || !delivered) {
+                fv_record_delivered(v, &delivered, synced_id) != FV_OK || !delivered) {
                 fprintf(stderr, "  a synced record is not delivered\n");
                 fv_vault_close(v);
                 return -1;
@@ -1577,7 +1576,7 @@ static void power_sync_child(struct acks *k, long crash_at, const char *sdir)
     if (server_open() != FV_OK || converse(v, &req, NULL) != FV_OK)
         _exit(2);
     server_close();
-    if (fv_record_delivered(v, k->a, &delivered) != FV_OK || !delivered)
+    if (fv_record_delivered(v, &delivered, k->a) != FV_OK || !delivered)
         _exit(2);
     k->step = SS_SYNCED;
     fv_vault_close(v);
@@ -1653,7 +1652,7 @@ static int power_sync_check(const struct acks *k)
         rc = converse(v, &req, NULL);
         server_close();
         if (rc == FV_OK && k->step >= SS_ADDED &&
-            (fv_record_delivered(v, k->a, &delivered) != FV_OK || !delivered))
+            (fv_record_delivered(v, &delivered, k->a) != FV_OK || !delivered))
             rc = FV_EIO;
     }
     fv_vault_close(v);
@@ -1731,7 +1730,7 @@ static void power_bundle_child(struct acks *k, long crash_at)
     fs_power_begin(dirs, 1, crash_at);
     if (fv_vault_open(&v, coord_dir, PASS, strlen(PASS)) != FV_OK)
         _exit(2);
-    if (fv_bundle_import(v, good_bundle, NULL, NULL, NULL) != FV_OK)
+    if (fv_bundle_import(v, NULL, good_bundle) != FV_OK)
         _exit(2);
     k->step = SB_IMPORTED;
     fv_vault_close(v);
@@ -1750,7 +1749,7 @@ static void power_export_child(struct acks *k, long crash_at, const char *odir, 
     fs_power_begin(dirs, 2, crash_at);
     if (fv_vault_open(&v, courier_dir, PASS, strlen(PASS)) != FV_OK)
         _exit(2);
-    if (fv_bundle_export(v, out, NULL) != FV_OK)
+    if (fv_bundle_export(v, NULL, out, NULL) != FV_OK)
         _exit(2);
     k->step = SB_IMPORTED; /* the export acknowledged */
     fv_vault_close(v);
@@ -1777,7 +1776,7 @@ static int power_export_check(const struct acks *k, const char *out)
     }
     rc = fv_vault_open(&v, coord_dir, PASS, strlen(PASS));
     if (rc == FV_OK)
-        rc = fv_bundle_import(v, out, NULL, NULL, NULL);
+        rc = fv_bundle_import(v, NULL, out);
     fv_vault_close(v);
     if (rc == FV_OK ? dir_state(coord_dir, 1) != 1
                     : k->step >= SB_IMPORTED || rc != FV_ECORRUPT || dir_state(coord_dir, 0) < 0) {

@@ -6,7 +6,7 @@
 # 2. The shared device library, libfieldvault.so, exports exactly the FV_API
 #    functions both headers declare. Nothing internal leaks, nothing declared
 #    is missing.
-# 3. Its soname is libfieldvault.so.0.
+# 3. Its soname is libfieldvault.so.1.
 #
 # Inputs: -DCC= -DCXX= -DNM= -DOBJDUMP= -DSRC=<source dir> -DWORK=<scratch dir>
 #         -DCORE_SO=<libfieldvault.so>
@@ -126,7 +126,7 @@ check_exports(${CORE_SO} "${sync_all}")
 # ---- 3. sonames -----------------------------------------------------------
 foreach(so IN ITEMS ${CORE_SO})
   get_filename_component(name ${so} NAME)
-  string(REGEX REPLACE "\\.so(\\..*)?$" ".so.0" want "${name}")
+  string(REGEX REPLACE "\\.so(\\..*)?$" ".so.1" want "${name}")
   execute_process(COMMAND ${OBJDUMP} -p ${so} OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(out MATCHES "SONAME +([^\n]+)" AND CMAKE_MATCH_1 STREQUAL want)
     message(STATUS "ok: ${name} has the soname ${want}")

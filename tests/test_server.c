@@ -2729,6 +2729,7 @@ static void test_bundle_import(void)
     unsigned char *data;
     size_t data_len, first;
     uint64_t count = 99, added = 99;
+    fv_bundle_stats bst = FV_BUNDLE_STATS_INIT;
     bundle_ids b;
     pulled r;
     fv_client_stats stats;
@@ -2749,8 +2750,8 @@ static void test_bundle_import(void)
     snprintf(good, sizeof good, "%s/stick.fvb", h.dir);
     snprintf(bad, sizeof bad, "%s/bad.fvb", h.dir);
     snprintf(other, sizeof other, "%s/stranger.fvb", h.dir);
-    CHECK_EQ(fv_bundle_export(field, good, &count), FV_OK);
-    CHECK_EQ(count, N);
+    CHECK_EQ(fv_bundle_export(field, &bst, good, NULL), FV_OK);
+    CHECK_EQ(bst.envelopes, N);
 
     /* What the bundle holds: N envelopes by the field device, one batch. */
     memset(&b, 0, sizeof b);
@@ -2801,8 +2802,8 @@ static void test_bundle_import(void)
     /* A real vault that never enrolled: its bundle is refused whole. */
     stranger = vault_new(&h, "stranger");
     vault_add(stranger, "not one of ours");
-    CHECK_EQ(fv_bundle_export(stranger, other, &count), FV_OK);
-    CHECK_EQ(count, 1);
+    CHECK_EQ(fv_bundle_export(stranger, &bst, other, NULL), FV_OK);
+    CHECK_EQ(bst.envelopes, 1);
     CHECK_EQ(fv_server_import(h.dir, other, &count, &added), FV_EDENIED);
     CHECK_EQ(count, 0);
     CHECK_EQ(log_head(&h), 0);
@@ -3285,11 +3286,11 @@ static void *legit_main(void *arg)
 {
     legit *l = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
-    memset(&res, 0, sizeof res);
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     so.server = l->addr;
     so.timeout_ms = 60000;
-    l->rc = fv_sync(l->v, &so, &res);
+    l->rc = fv_sync(l->v, &res, &so);
     l->pushed = res.pushed;
     return NULL;
 }
@@ -3420,7 +3421,7 @@ static void flood_devices(const flood_srv *s, const char *top, legit *ls,
                 FV_OK)
             exit(2);
         so.server = s->addr;
-        CHECK_EQ(fv_enroll(ls[i].v, invite, &so, NULL), FV_OK);
+        CHECK_EQ(fv_enroll(ls[i].v, NULL, invite, &so), FV_OK);
         free(invite);
         ls[i].addr = s->addr;
     }

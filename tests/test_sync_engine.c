@@ -552,7 +552,7 @@ int main(void)
         CHECK(cuts_a > 3);
         /* Resending is bounded by what was in flight at each cut. */
         CHECK(sent < total * 2 + cuts_a * (uint64_t)FV_CHUNK_BYTES * 2);
-        CHECK_EQ(fv_record_delivered(field, aid, &delivered), FV_OK);
+        CHECK_EQ(fv_record_delivered(field, &delivered, aid), FV_OK);
         CHECK_EQ(delivered, 1);
         o = sync_full(field);
         CHECK_EQ(o.stats.chunks_sent, 0); /* nothing twice */
@@ -607,7 +607,7 @@ int main(void)
         CHECK_EQ(o.stats.pulled, 1); /* the note, as its id */
         CHECK_EQ(o.stats.added, 0);
         CHECK_EQ(log_rows(), before + 1);
-        CHECK_EQ(fv_notes_list(field, NULL, count_note, &notes), FV_OK);
+        CHECK_EQ(fv_note_list(field, NULL, count_note, &notes), FV_OK);
         CHECK_EQ(notes, 0);
         /* The cursor moved over it with the right chain: the next sync
          * has nothing, and is not refused as diverged. */
@@ -645,7 +645,7 @@ int main(void)
         CHECK_EQ(o.client_status, FV_OK);
         CHECK_EQ(fv_record_get(coord, &gone, x2), FV_ENOTFOUND);
         fv_record_free(gone);
-        CHECK_EQ(fv_retractions_list(coord, find_retraction, x2), FV_ECANCELED);
+        CHECK_EQ(fv_retraction_list(coord, find_retraction, x2), FV_ECANCELED);
         o = sync_full(coord);
         CHECK_EQ(o.client_status, FV_OK);
         CHECK_EQ(o.stats.pulled, 0);

@@ -448,7 +448,7 @@ static fv_vault *enrolled_vault(struct server *s, const char *name,
         CHECK_EQ(fv_server_invite(s->dir, name, FV_ROLE_FIELD, 3600, &own), FV_OK);
         invite = own;
     }
-    CHECK_EQ(fv_enroll(v, invite, &so, &got), FV_OK);
+    CHECK_EQ(fv_enroll(v, &got, invite, &so), FV_OK);
     CHECK_EQ(got, role);
     if (role == FV_ROLE_COORDINATOR)
         CHECK_EQ(fv_org_init(v, &so), FV_OK);
@@ -465,7 +465,7 @@ static fv_vault *enrolled_vault(struct server *s, const char *name,
 static void test_sync_lock(struct server *s, fv_vault *coord)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     char dir[256], lock[300];
     int64_t t0;
     int fd;
@@ -476,12 +476,12 @@ static void test_sync_lock(struct server *s, fv_vault *coord)
     fd = open(lock, O_RDWR | O_CREAT, 0600);
     CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
     t0 = now_ms();
-    CHECK_EQ(fv_sync(coord, &so, &res), FV_EBUSY);
+    CHECK_EQ(fv_sync(coord, &res, &so), FV_EBUSY);
     CHECK(now_ms() - t0 < 1000);
     CHECK(strstr(fv_vault_errmsg(coord), "busy") != NULL);
     if (fd >= 0)
         close(fd);
-    CHECK_EQ(fv_sync(coord, &so, &res), FV_OK);
+    CHECK_EQ(fv_sync(coord, &res, &so), FV_OK);
 }
 
 /* ---- two threads syncing two vaults against one server ------------------ */
@@ -503,6 +503,7 @@ static void *syncer_main(void *arg)
     struct syncer *y = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     so.server = y->addr;
+    y->res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     if (y->use_session) {
         fv_sync_session *s = NULL;
         y->rc = fv_sync_session_new(&s, y->v, &so);
@@ -510,7 +511,7 @@ static void *syncer_main(void *arg)
             y->rc = fv_sync_session_run(s, &y->res);
         fv_sync_session_free(s);
     } else {
-        y->rc = fv_sync(y->v, &so, &y->res);
+        y->rc = fv_sync(y->v, &y->res, &so);
     }
     snprintf(y->err, sizeof y->err, "%s", fv_vault_errmsg(y->v));
     return NULL;
@@ -548,7 +549,7 @@ static void test_two_syncs(struct server *s, fv_vault *coord)
     unsigned char ids_a[SYNC_RECORDS][FV_ID_BYTES], ids_b[SYNC_RECORDS][FV_ID_BYTES];
     struct syncer a, b;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_vault *da = enrolled_vault(s, "device-a", NULL, FV_ROLE_FIELD);
     fv_vault *db = enrolled_vault(s, "device-b", NULL, FV_ROLE_FIELD);
     int i;
@@ -574,15 +575,15 @@ static void test_two_syncs(struct server *s, fv_vault *coord)
     CHECK_EQ(b.res.pushed, 0);
     for (i = 0; i < SYNC_RECORDS; i++) {
         int d1 = 0, d2 = 0;
-        CHECK_EQ(fv_record_delivered(da, ids_a[i], &d1), FV_OK);
-        CHECK_EQ(fv_record_delivered(db, ids_b[i], &d2), FV_OK);
+        CHECK_EQ(fv_record_delivered(da, &d1, ids_a[i]), FV_OK);
+        CHECK_EQ(fv_record_delivered(db, &d2, ids_b[i]), FV_OK);
         CHECK(d1 && d2);
     }
 
     /* The coordinator receives all of it from the server, intact. */
     so.server = s->addr;
-    memset(&res, 0, sizeof res);
-    CHECK_EQ(fv_sync(coord, &so, &res), FV_OK);
+    res = (fv_sync_result)FV_SYNC_RESULT_INIT;
+    CHECK_EQ(fv_sync(coord, &res, &so), FV_OK);
     CHECK_EQ(count_records(coord, "east-", 0), SYNC_RECORDS);
     CHECK_EQ(count_records(coord, "west-", 0), SYNC_RECORDS);
     for (i = 0; i < SYNC_RECORDS; i += 5) {
@@ -609,7 +610,7 @@ struct runner {
 static void *runner_main(void *arg)
 {
     struct runner *r = arg;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     int rc = fv_sync_session_run(r->s, &res);
     pthread_mutex_lock(&r->mu);
     r->rc = rc;
@@ -904,7 +905,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
     struct runner r;
     unsigned char id[FV_ID_BYTES];
     fv_vault *v = enrolled_vault(s, "device-big", NULL, FV_ROLE_FIELD);
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     pthread_t t;
     int64_t end;
     int delivered = -1, paused;
@@ -924,7 +925,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
     /* 1. The progress callback cancels. */
     p.mode = 1;
     CHECK_EQ(fv_sync_session_run(r.s, &res), FV_ECANCELED);
-    CHECK_EQ(fv_record_delivered(v, id, &delivered), FV_OK);
+    CHECK_EQ(fv_record_delivered(v, &delivered, id), FV_OK);
     CHECK_EQ(delivered, 0);
 
     /* 2. Another thread cancels while the run is under way. */
@@ -959,7 +960,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
     if (r.rc)
         fprintf(stderr, "third run: %s\n", fv_vault_errmsg(v));
     CHECK(r.res.chunks_sent > 0);
-    CHECK_EQ(fv_record_delivered(v, id, &delivered), FV_OK);
+    CHECK_EQ(fv_record_delivered(v, &delivered, id), FV_OK);
     CHECK_EQ(delivered, 1);
 
     /* 4. A cancel asked before a run stops that run at once, and only it. */
@@ -972,7 +973,7 @@ static void test_cancel_large_attachment(struct server *s, fv_vault *coord)
 
     /* The server holds every byte. */
     so.progress = NULL;
-    CHECK_EQ(fv_sync(coord, &so, &res), FV_OK);
+    CHECK_EQ(fv_sync(coord, &res, &so), FV_OK);
     CHECK_EQ(attachment_ok(coord, id, 7000, BIG_ATTACH), 0);
 
     pthread_mutex_destroy(&r.mu);

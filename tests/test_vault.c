@@ -118,12 +118,12 @@ static void test_lifecycle(void)
 
     o.kdf_profile = FV_KDF_TEST;
     CHECK(v != NULL);
-    CHECK_EQ(fv_vault_device_id(v, dev), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev), FV_OK);
     CHECK_EQ(fv_vault_create(&w, dir, PASS, strlen(PASS), &o), FV_EEXIST);
     CHECK(w == NULL);
     CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
     v = reopen(v, dir);
-    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev2), FV_OK);
     CHECK(memcmp(dev, dev2, FV_ID_BYTES) == 0);
     CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
     CHECK(strcmp(fv_error_last(), "wrong passphrase") == 0);
@@ -131,14 +131,34 @@ static void test_lifecycle(void)
     CHECK_EQ(fv_vault_open(&w, none, PASS, strlen(PASS)), FV_ENOVAULT);
     CHECK(strstr(fv_error_last(), "no vault at") && strstr(fv_error_last(), none));
     /* A success leaves the last failure's message in place. */
-    CHECK_EQ(fv_vault_device_id(v, dev2), FV_OK);
+    CHECK_EQ(fv_vault_get_device_id(v, dev2), FV_OK);
     CHECK(strstr(fv_error_last(), "no vault at") != NULL);
     CHECK_EQ(fv_vault_create(&w, new_dir(), "", 0, &o), FV_EINVAL);
     CHECK(strstr(fv_error_last(), "passphrase is empty") != NULL);
     CHECK_EQ(fv_vault_panic(none), FV_ENOVAULT);
     CHECK(strstr(fv_error_last(), none) != NULL);
-    CHECK_EQ(fv_state_parse("bogus", NULL), FV_EINVAL);
+    CHECK_EQ(fv_state_parse(NULL, "bogus"), FV_EINVAL);
     CHECK(strcmp(fv_error_last(), "unknown review state") == 0);
+    /* A call with no handle that succeeds leaves "no error", whatever
+     * failed before it on the thread: no stale message. */
+    int st = -1;
+    CHECK_EQ(fv_state_parse(&st, "reviewed"), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    CHECK_EQ(fv_vault_open(&w, dir, "wrong", 5), FV_EPASSPHRASE);
+    CHECK_EQ(fv_vault_open(&w, dir, PASS, strlen(PASS)), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    CHECK(strcmp(fv_vault_errmsg(w), "no error") == 0);
+    fv_vault_close(w);
+    w = NULL;
+    CHECK_EQ(fv_vault_panic(none), FV_ENOVAULT);
+    const char *gone = new_dir();
+    CHECK_EQ(fv_vault_create(&w, gone, PASS, strlen(PASS), &o), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
+    fv_vault_close(w);
+    w = NULL;
+    CHECK_EQ(fv_state_parse(NULL, "bogus"), FV_EINVAL);
+    CHECK_EQ(fv_vault_panic(gone), FV_OK);
+    CHECK(strcmp(fv_error_last(), "no error") == 0);
     /* A handle's message is copied. */
     unsigned char zero[FV_ID_BYTES] = {0};
     fv_record *nr = NULL;
@@ -158,6 +178,7 @@ static void test_lifecycle(void)
     fv_record_free(r);
     fv_vault_close(v);
     fv_vault_close(NULL);
+    fv_free(NULL);
 }
 
 /* Walks a record's history: the genesis, then one child of it. */
@@ -182,6 +203,41 @@ static int hist_cb(const fv_revision *rv, void *p)
     CHECK_EQ(rv->kind, FV_REVISION);
     h->n++;
     return 0;
+}
+
+/* A caller-allocated result struct carries its size: one not set up with
+ * its _INIT macro is refused, and one larger than this library's (a newer
+ * header's) gets the fields this library knows, its tail left alone. */
+static void test_result_size(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    fv_verify_report zero;
+    struct {
+        fv_verify_report r;
+        uint64_t later;
+    } big;
+    unsigned char id[FV_ID_BYTES];
+
+    CHECK(v != NULL);
+    CHECK_EQ(add_simple(v, id, "counted", "text"), FV_OK);
+    memset(&zero, 0, sizeof zero);
+    CHECK_EQ(fv_vault_verify(v, &zero, NULL, NULL), FV_EINVAL);
+    CHECK(strstr(fv_vault_errmsg(v), "FV_VERIFY_REPORT_INIT") != NULL);
+    CHECK_EQ(zero.size, 0);
+    CHECK_EQ(zero.envelopes, 0);
+    memset(&big, 0, sizeof big);
+    big.r.size = sizeof big;
+    big.later = 77;
+    CHECK_EQ(fv_vault_verify(v, &big.r, NULL, NULL), FV_OK);
+    CHECK_EQ(big.r.size, sizeof big);
+    CHECK(big.r.envelopes >= 1);
+    CHECK_EQ(big.later, 77);
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
+    CHECK_EQ(fv_vault_verify(v, &rep, NULL, NULL), FV_OK);
+    CHECK_EQ(rep.size, sizeof rep);
+    CHECK_EQ(rep.envelopes, big.r.envelopes);
+    fv_vault_close(v);
 }
 
 static void test_records(void)
@@ -883,18 +939,18 @@ static void test_attachment_ranges(void)
             uint64_t want = lens[k] > size - offs[i] ? size - offs[i] : lens[k];
             part.len = 0;
             got_size = 0;
-            CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", offs[i], lens[k],
-                                              buf_write, &part, &got_size), FV_OK);
+            CHECK_EQ(fv_attachment_read_range(v, &got_size, id, "talk.opus", offs[i],
+                                              lens[k], buf_write, &part), FV_OK);
             CHECK_EQ(got_size, size);
             CHECK_EQ(part.len, want);
             CHECK(memcmp(part.p, whole.p + offs[i], (size_t)want) == 0);
         }
-    CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", size + 1, 1, buf_write,
-                                      &part, NULL), FV_EINVAL);
-    CHECK_EQ(fv_attachment_read_range(v, id, "other", 0, 1, buf_write, &part,
-                                      NULL), FV_ENOTFOUND);
-    CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", 0, 1, NULL, &part,
-                                      NULL), FV_EINVAL);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", size + 1, 1,
+                                      buf_write, &part), FV_EINVAL);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "other", 0, 1, buf_write,
+                                      &part), FV_ENOTFOUND);
+    CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", 0, 1, NULL,
+                                      &part), FV_EINVAL);
 
     /* One chunk tampered (other bytes of the same length): the ranges in
      * the others still read, and a range that touches it fails before any
@@ -906,8 +962,8 @@ static void test_attachment_ranges(void)
     int bad = -1, nbad = 0;
     for (int c = 0; c < 4; c++) {
         part.len = 0;
-        int rc = fv_attachment_read_range(v, id, "talk.opus", c * C + 3, 10,
-                                          buf_write, &part, NULL);
+        int rc = fv_attachment_read_range(v, NULL, id, "talk.opus", c * C + 3,
+                                          10, buf_write, &part);
         if (rc == FV_ECORRUPT) {
             bad = c;
             nbad++;
@@ -920,13 +976,13 @@ static void test_attachment_ranges(void)
     CHECK_EQ(nbad, 1);
     if (bad > 0) {
         part.len = 0;
-        CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", bad * C - 5, 10,
-                                          buf_write, &part, NULL), FV_ECORRUPT);
+        CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", bad * C - 5,
+                                          10, buf_write, &part), FV_ECORRUPT);
         CHECK_EQ(part.len, 5); /* the verified chunk before it, then stop */
     } else if (bad == 0) {
         part.len = 0;
-        CHECK_EQ(fv_attachment_read_range(v, id, "talk.opus", C - 5, 10,
-                                          buf_write, &part, NULL), FV_ECORRUPT);
+        CHECK_EQ(fv_attachment_read_range(v, NULL, id, "talk.opus", C - 5,
+                                          10, buf_write, &part), FV_ECORRUPT);
         CHECK_EQ(part.len, 0);
     }
 done:
@@ -1010,6 +1066,7 @@ int main(void)
     }
     test_lifecycle();
     test_records();
+    test_result_size();
     test_bad_input();
     test_attachments();
     test_attachment_ranges();

@@ -560,7 +560,7 @@ int cmd_desk(cli *c)
     }
     if ((rc = cli_open_vault(c, &d.v, &d.dir)) != 0)
         goto cleanup;
-    fv_vault_device_id(d.v, d.device);
+    fv_vault_get_device_id(d.v, d.device);
     pthread_mutex_init(&d.lock, NULL);
     pthread_mutex_init(&d.sync_lock, NULL);
     mutex_ready = 1;

@@ -397,7 +397,7 @@ static int api_records(desk *d, desk_req *r)
                *sort_s = arg(r, "sort"), *order_s = arg(r, "order"),
                *offset_s = arg(r, "offset"), *limit_s = arg(r, "limit");
     int state = -1, offset = 0, limit = 50;
-    int64_t since = 0, until = 0;
+    int64_t since = INT64_MIN, until = INT64_MAX;
     unsigned char device[FV_ID_BYTES];
     int by_device = 0, filtered = 0;
     struct desk_index *x;
@@ -408,7 +408,7 @@ static int api_records(desk *d, desk_req *r)
     int rc;
 
     if (state_s && *state_s) {
-        if (fv_state_parse(state_s, &state) != FV_OK)
+        if (fv_state_parse(&state, state_s) != FV_OK)
             return desk_error(r->conn, 400, "unknown state");
         filtered = 1;
     }
@@ -437,7 +437,8 @@ static int api_records(desk *d, desk_req *r)
     else if (sort_s && strcmp(sort_s, "state") == 0)
         sort_key = SORT_STATE;
     sort_desc = !(order_s && strcmp(order_s, "asc") == 0);
-    filtered |= tag || q || by_device || since || until;
+    filtered |= tag || q || by_device || since != INT64_MIN ||
+                until != INT64_MAX;
 
     if ((rc = index_get(d, &x)) != FV_OK)
         return fail(d, r, rc);
@@ -472,9 +473,7 @@ static int api_records(desk *d, desk_req *r)
             if (by_device && (!e->s.origin_known ||
                               memcmp(e->s.origin, device, FV_ID_BYTES) != 0))
                 continue;
-            if (since && e->s.created < since)
-                continue;
-            if (until && e->s.created > until)
+            if (e->s.created < since || e->s.created > until)
                 continue;
             if (q && (found.n == 0 ||
                       !bsearch(e->s.id, found.ids, found.n, FV_ID_BYTES, cmp_id)))
@@ -679,7 +678,7 @@ static int api_record(desk *d, desk_req *r)
         revs_free(&h);
         return fail(d, r, h.oom ? FV_ENOMEM : rc);
     }
-    if (fv_record_delivered(d->v, id, &delivered) != FV_OK)
+    if (fv_record_delivered(d->v, &delivered, id) != FV_OK)
         delivered = 0;
     if (desk_open_out(&o)) {
         fv_record_free(rec);
@@ -725,7 +724,7 @@ static int api_record(desk *d, desk_req *r)
     json_key(o.f, "notes");
     fputc('[', o.f);
     struct notes_out no = {o.f, 0};
-    rc = fv_notes_list(d->v, id, write_note, &no);
+    rc = fv_note_list(d->v, id, write_note, &no);
     fputs("],\n  ", o.f);
     json_key(o.f, "delivered");
     fputs(delivered ? "true,\n  " : "false,\n  ", o.f);
@@ -781,8 +780,8 @@ static ssize_t att_read(void *cls, uint64_t pos, char *buf, size_t max)
         max = (size_t)(s->len - pos);
     pthread_mutex_lock(&s->d->lock);
     if (s->d->v == NULL ||
-        fv_attachment_read_range(s->d->v, s->id, s->name, s->start + pos, max,
-                                 copy_out, &ct, NULL) != FV_OK ||
+        fv_attachment_read_range(s->d->v, NULL, s->id, s->name, s->start + pos,
+                                 max, copy_out, &ct) != FV_OK ||
         ct.len == 0)
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
     else
@@ -811,8 +810,8 @@ static int api_attachment(desk *d, desk_req *r)
     if (name == NULL)
         return desk_error(r->conn, 400, "name?");
     /* The size, and that the attachment exists and is whole. */
-    if ((rc = fv_attachment_read_range(d->v, id, name, 0, 0, copy_out, &none,
-                                       &size)) != FV_OK)
+    if ((rc = fv_attachment_read_range(d->v, &size, id, name, 0, 0, copy_out,
+                                       &none)) != FV_OK)
         return fail(d, r, rc);
     len = size;
     const char *range = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Range");
@@ -899,7 +898,7 @@ static int api_state(desk *d, desk_req *r)
     unsigned char id[FV_ID_BYTES];
     char *st = desk_form(r->body, r->body_len, "state");
     int state, rc;
-    if (st == NULL || fv_state_parse(st, &state) != FV_OK) {
+    if (st == NULL || fv_state_parse(&state, st) != FV_OK) {
         desk_free_text(st);
         return desk_error(r->conn, 400, "state: new, reviewed, needs-follow-up or archived");
     }
@@ -987,7 +986,7 @@ static void *sync_main(void *arg)
 {
     desk *d = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_sync_result res;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     fv_sync_session *s = NULL;
     int rc;
 
@@ -1208,7 +1207,7 @@ static int write_issue(const fv_verify_issue *is, void *payload)
  * check), "ok" still the vault's. */
 static int api_verify(desk *d, desk_req *r)
 {
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     unsigned char id[FV_ID_BYTES];
     int by_record = 0, rc;
     desk_out o;
@@ -1222,12 +1221,11 @@ static int api_verify(desk *d, desk_req *r)
     }
     if (desk_open_out(&o))
         return MHD_NO;
-    memset(&rep, 0, sizeof rep);
     fputc('{', o.f);
     json_key(o.f, "issues");
     fputc('[', o.f);
     struct issues_out io = {o.f, 0, by_record ? id : NULL, 0};
-    rc = fv_vault_verify(d->v, write_issue, &io, &rep);
+    rc = fv_vault_verify(d->v, &rep, write_issue, &io);
     fputs("], ", o.f);
     if (rc != FV_OK && rc != FV_ECORRUPT) {
         desk_discard(&o);

@@ -5,7 +5,13 @@
  * Conventions (see docs/API.md):
  * - Every function that can fail returns FV_OK (0) or a negative FV_E... code.
  *   Codes are appended, never renumbered. fv_strerror() names a code.
- * - Out-parameters come first, callback payloads last.
+ * - Arguments: the handle first, then out-parameters, then inputs (options
+ *   last among them), then a callback with its payload last.
+ * - Names: fv_<object>_<verb>; listings fv_<object>_list; a handle's
+ *   property fv_<object>_get_<name> / fv_<object>_set_<name>.
+ * - Output structs the caller allocates start with their size: declare
+ *   them with their _INIT macro. Plain heap memory the library returns is
+ *   released with fv_free.
  * - Arguments are borrowed: the library copies what it keeps. Ownership of a
  *   returned object passes to the caller only on success.
  * - A vault handle may be used by one thread at a time; different handles
@@ -31,7 +37,7 @@ extern "C" {
 
 /* ---- versions and result codes ---------------------------------------- */
 
-#define FV_VERSION_STRING "0.2.0" /* the one place: CMake reads it */
+#define FV_VERSION_STRING "1.0.0" /* the one place: CMake reads it */
 #define FV_FORMAT_VERSION 1 /* vault and key file format (envelope bodies
                                carry their own version: docs/FORMAT.md 11) */
 
@@ -65,7 +71,7 @@ enum fv_result {
     FV_EDATABASE = -26    /* the server's database (PostgreSQL) cannot be reached or refused */
 };
 
-/* The library's version string, FV_VERSION_STRING ("0.2.0"). Static
+/* The library's version string, FV_VERSION_STRING ("1.0.0"). Static
  * storage; any thread. */
 FV_API const char *fv_version(void);
 
@@ -134,17 +140,21 @@ FV_API int fv_vault_open(fv_vault **out, const char *dir,
 /* The message of the calling thread's last failure (no content, no key
  * material), for a call that leaves no handle to ask: after a failed
  * fv_vault_open, fv_vault_create or fv_vault_panic it says why ("wrong
- * passphrase", "no vault at DIR", "cannot read the key file: ..."). Every
- * message a handle records (fv_vault_errmsg) is copied here too. Kept per
- * thread until the thread's next recorded failure; a success does not clear
- * it. "no error" before any failure. Valid until the thread's next call into
- * the library. Never NULL. */
+ * passphrase", "no vault at DIR", "cannot read the key file: ..."). The
+ * calls with no handle (those three and fv_state_parse) reset it to "no
+ * error" when they succeed, so after one of them it always describes that
+ * call. Every message a handle records (fv_vault_errmsg) is copied here
+ * too; other calls leave it as it was when they succeed, so read it after
+ * a call that failed. Per thread; "no error" before any failure. Valid
+ * until the thread's next call into the library. Never NULL. */
 FV_API const char *fv_error_last(void);
 
 /* Wipes the handle's keys and closes it. NULL is harmless. */
 FV_API void fv_vault_close(fv_vault *v);
 
-/* The message of the handle's last failure (no content, no key material).
+/* The message of the handle's last failure (no content, no key material);
+ * "no error" on a handle fv_vault_open or fv_vault_create just returned.
+ * A call that succeeds leaves it as it was: read it after a failure.
  * Valid until the next call on the handle. Never NULL. */
 FV_API const char *fv_vault_errmsg(const fv_vault *v);
 
@@ -159,8 +169,8 @@ FV_API int fv_vault_passwd(fv_vault *v, const char *new_passphrase,
 FV_API int fv_vault_panic(const char *dir);
 
 /* This device's Ed25519 public key, which signs everything it writes. */
-FV_API int fv_vault_device_id(const fv_vault *v,
-                              unsigned char out[FV_ID_BYTES]);
+FV_API int fv_vault_get_device_id(const fv_vault *v,
+                                  unsigned char out[FV_ID_BYTES]);
 
 /* ---- records ----------------------------------------------------------- */
 
@@ -345,7 +355,7 @@ enum fv_review_state {
 /* "new", "reviewed", "needs-follow-up", "archived"; NULL for another value. */
 FV_API const char *fv_state_name(int state);
 /* The inverse of fv_state_name: FV_OK and *state, or FV_EINVAL. */
-FV_API int fv_state_parse(const char *name, int *state);
+FV_API int fv_state_parse(int *state, const char *name);
 
 /* Coordinator: sets record `id`'s review state. Written as a signed envelope
  * that only coordinators can read, synced to the other coordinators; the
@@ -362,15 +372,17 @@ typedef struct fv_filter {
     const char *tag;               /* NULL: any; else this exact tag */
     const unsigned char *origin;   /* NULL: any; else FV_ID_BYTES: created by
                                       this device */
-    int64_t since;                 /* created at or after (Unix s); 0: open */
-    int64_t until;                 /* created at or before (Unix s); 0: open */
+    int64_t since;                 /* created at or after (Unix s);
+                                      INT64_MIN: no bound */
+    int64_t until;                 /* created at or before (Unix s);
+                                      INT64_MAX: no bound */
     const char *text;              /* NULL: any; else as fv_vault_search */
     const unsigned char (*ids)[FV_ID_BYTES]; /* nids > 0: only these records */
     size_t nids;
 } fv_filter;
 
 #define FV_FILTER_VERSION 1
-#define FV_FILTER_INIT {FV_FILTER_VERSION, -1, 0, 0, 0, 0, 0, 0, 0}
+#define FV_FILTER_INIT {FV_FILTER_VERSION, -1, 0, 0, INT64_MIN, INT64_MAX, 0, 0, 0}
 
 /* Like fv_vault_list, for the records that pass `filter` (NULL: all). */
 FV_API int fv_vault_query(fv_vault *v, const fv_filter *filter,
@@ -454,8 +466,8 @@ FV_API int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
 
 /* Calls `fn` for every note about record `id` (NULL: about every record)
  * that this vault can read, oldest first. */
-FV_API int fv_notes_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
-                         void *payload);
+FV_API int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                        void *payload);
 
 /* The record's creating device or a coordinator: writes a signed retraction
  * of record `id` (the witness withdrew consent) and destroys this vault's
@@ -476,7 +488,7 @@ typedef struct fv_retraction {
 typedef int (*fv_retraction_fn)(const fv_retraction *r, void *payload);
 
 /* Every retraction this vault holds, oldest first. */
-FV_API int fv_retractions_list(fv_vault *v, fv_retraction_fn fn, void *payload);
+FV_API int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload);
 
 /* ---- who may speak: the quarantine -------------------------------------- */
 
@@ -514,28 +526,34 @@ typedef struct fv_verify_issue {
 
 typedef int (*fv_verify_fn)(const fv_verify_issue *issue, void *payload);
 
+/* Caller-allocated: start from FV_VERIFY_REPORT_INIT, which sets size (the
+ * library fills only what size covers, so the struct can grow). */
 typedef struct fv_verify_report {
+    size_t size;        /* sizeof(fv_verify_report) */
     uint64_t envelopes; /* envelopes checked */
     uint64_t chunks;    /* attachment chunks checked */
     uint64_t receipts;  /* server receipts checked */
     uint64_t failures;  /* checks that failed (each reported to fn) */
 } fv_verify_report;
 
+#define FV_VERIFY_REPORT_INIT {sizeof(fv_verify_report), 0, 0, 0, 0}
+
 /* Re-checks everything the vault holds: every envelope's structure,
  * signature and content address, its key commitment and decryption where
  * this vault can open it, the revision links (every parent known, of the
  * same record), every stored chunk against its signed hash, and every
  * server receipt's signature against the envelopes it covers. `fn` (may be
- * NULL) hears of each failure; `report` (may be NULL) receives the counts.
- * FV_OK if nothing failed, FV_ECORRUPT if something did. */
-FV_API int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
-                           fv_verify_report *report);
+ * NULL) hears of each failure; `report` (may be NULL; FV_EINVAL if its
+ * size is not set) receives the counts. FV_OK if nothing failed,
+ * FV_ECORRUPT if something did. */
+FV_API int fv_vault_verify(fv_vault *v, fv_verify_report *report,
+                           fv_verify_fn fn, void *payload);
 
 /* ---- the evidence export ------------------------------------------------ */
 
 /* The plaintext reports (JSON, CSV, HTML) are not in the library: they are
  * written over the public API (fv_vault_query_ex, fv_record_history,
- * fv_notes_list, fv_attachment_read) by the `fieldvault` command's report
+ * fv_note_list, fv_attachment_read) by the `fieldvault` command's report
  * module (docs/API.md, "Changes for 1.0"). The evidence export stays here:
  * it copies the signed envelopes as stored, which only the vault reads. */
 
@@ -601,11 +619,11 @@ FV_API int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
  * receives the attachment's size. FV_EINVAL if `offset` is past the end
  * (an offset equal to the size passes nothing); FV_ENOTFOUND,
  * FV_EINCOMPLETE (a chunk of the range has not arrived), FV_ECORRUPT. */
-FV_API int fv_attachment_read_range(fv_vault *v,
+FV_API int fv_attachment_read_range(fv_vault *v, uint64_t *size,
                                     const unsigned char id[FV_ID_BYTES],
                                     const char *name, uint64_t offset,
                                     uint64_t length, fv_write_fn fn,
-                                    void *payload, uint64_t *size);
+                                    void *payload);
 
 /* Writes attachment `name` to file `path`, created 0600. The file appears
  * under `path` only once every byte has been verified. FV_EEXIST if `path`
@@ -633,8 +651,8 @@ FV_API int fv_vault_get_retention(fv_vault *v, int *policy);
 /* *delivered = 1 if every envelope of record `id` that this device wrote
  * has a committed server receipt and every chunk of its attachments was
  * acknowledged; 0 otherwise. */
-FV_API int fv_record_delivered(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                               int *delivered);
+FV_API int fv_record_delivered(fv_vault *v, int *delivered,
+                               const unsigned char id[FV_ID_BYTES]);
 
 /* ---- roles -------------------------------------------------------------- */
 
@@ -682,6 +700,12 @@ FV_API int fv_vault_clear_duress(fv_vault *v);
  * NULL when out of memory. fv_secure_free(NULL) is harmless. Any thread. */
 FV_API void *fv_secure_alloc(size_t len);
 FV_API void fv_secure_free(void *p);
+
+/* Frees what the library hands out as plain heap memory: fv_org_invite's
+ * *invite, fv_vault_get_proxy's *url. Wipe a secret (an invite) with
+ * fv_wipe first. Not for handles or records (each has its own release
+ * function) nor for fv_secure_alloc memory. NULL is harmless. Any thread. */
+FV_API void fv_free(void *p);
 
 /* Overwrites `len` bytes at `p` with zeros in a way the compiler keeps. */
 FV_API void fv_wipe(void *p, size_t len);

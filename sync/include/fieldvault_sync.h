@@ -19,7 +19,8 @@
 extern "C" {
 #endif
 
-#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md */
+#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md; the one place: the engine,
+                                 the client and the server read it */
 
 /* FV_PROTOCOL_VERSION of this library: the sync protocol it speaks. */
 FV_API int fv_protocol_version(void);
@@ -50,7 +51,11 @@ typedef struct fv_sync_options {
 #define FV_SYNC_OPTIONS_VERSION 2
 #define FV_SYNC_OPTIONS_INIT {FV_SYNC_OPTIONS_VERSION, 0, 0, 0, 0, 0}
 
+/* Caller-allocated: start from FV_SYNC_RESULT_INIT, which sets size (the
+ * library fills only what size covers, so the struct can grow; FV_EINVAL
+ * for a size smaller than this struct at 1.0). */
 typedef struct fv_sync_result {
+    size_t size;             /* sizeof(fv_sync_result) */
     uint64_t pushed;         /* envelopes delivered (receipts committed) */
     uint64_t pulled;         /* envelopes received and verified */
     uint64_t added;          /* of those, new to this vault */
@@ -70,6 +75,9 @@ typedef struct fv_sync_result {
     uint64_t refused;
 } fv_sync_result;
 
+#define FV_SYNC_RESULT_INIT \
+    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
 /* Remembers in vault `v` the proxy its connections go through when the
  * options name none (see fv_sync_options.proxy); NULL or "none" forgets
  * it. Stored sealed (it may hold a password). FV_EINVAL for a malformed
@@ -77,7 +85,7 @@ typedef struct fv_sync_result {
 FV_API int fv_vault_set_proxy(fv_vault *v, const char *url);
 
 /* The vault's remembered proxy, as it may be shown: "socks5h://HOST:PORT",
- * without its credentials. *url is malloc'd (free() it), NULL when none is
+ * without its credentials. *url is the caller's (fv_free() it), NULL when none is
  * set; *has_credentials (may be NULL) is 1 when it holds USER:PASS. */
 FV_API int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials);
 
@@ -86,8 +94,8 @@ FV_API int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials);
  * FV_EPIN, FV_ETLS, FV_EDENIED, FV_EPROTO, FV_ECANCELED, FV_EPROXY. FV_EBUSY, before
  * connecting, while another sync, enroll or org request of the same vault
  * directory runs (any process or handle: a flock on DIR/sync.lock). */
-FV_API int fv_sync(fv_vault *v, const fv_sync_options *options,
-                   fv_sync_result *result);
+FV_API int fv_sync(fv_vault *v, fv_sync_result *result,
+                   const fv_sync_options *options);
 
 /* A sync as an object, for apps that run it on a worker thread and cancel
  * it from another (a "Stop" button). fv_sync() is new + run + free. */
@@ -114,8 +122,8 @@ FV_API void fv_sync_session_free(fv_sync_session *s);
 /* Redeems an invite: the vault enrolls with the server it names (or
  * options->server) and remembers it. *role (may be NULL) receives the role.
  * FV_EINVITE (damaged, used or expired), FV_EEXIST (already enrolled). */
-FV_API int fv_enroll(fv_vault *v, const char *invite,
-                     const fv_sync_options *options, int *role);
+FV_API int fv_enroll(fv_vault *v, int *role, const char *invite,
+                     const fv_sync_options *options);
 
 /* Coordinator: creates the organisation's key pair in this vault and
  * publishes its public half to the server. */
@@ -123,7 +131,8 @@ FV_API int fv_org_init(fv_vault *v, const fv_sync_options *options);
 
 /* Coordinator: asks the server for a single-use invite for a new device
  * called `name` with `role`, valid `ttl_seconds` (at most 30 days).
- * *invite is malloc'd: free() it. */
+ * *invite is the caller's: fv_free() it (it is a secret until used:
+ * fv_wipe it first). */
 FV_API int fv_org_invite(fv_vault *v, char **invite, const char *name,
                          int role, uint64_t ttl_seconds,
                          const fv_sync_options *options);
@@ -139,8 +148,8 @@ typedef struct fv_device_info {
 typedef int (*fv_device_fn)(const fv_device_info *d, void *payload);
 
 /* Coordinator: the organisation's devices. */
-FV_API int fv_org_devices(fv_vault *v, fv_device_fn fn, void *payload,
-                          const fv_sync_options *options);
+FV_API int fv_org_device_list(fv_vault *v, const fv_sync_options *options,
+                              fv_device_fn fn, void *payload);
 
 /* Coordinator: refuses device `id` from its next connection on. */
 FV_API int fv_org_revoke(fv_vault *v, const unsigned char id[32],
@@ -161,8 +170,10 @@ typedef struct fv_bundle_options {
 #define FV_BUNDLE_OPTIONS_INIT {FV_BUNDLE_OPTIONS_VERSION, 0, 0}
 
 /* What an export or import did. Caller-allocated output, like
- * fv_sync_result: fields are only appended. */
+ * fv_sync_result: start from FV_BUNDLE_STATS_INIT; fields are only
+ * appended. */
 typedef struct fv_bundle_stats {
+    size_t size;              /* sizeof(fv_bundle_stats) */
     uint64_t envelopes;       /* written (once per bundle) / read */
     uint64_t added;           /* import: envelopes new to the vault */
     uint64_t skipped;         /* import: review states left out */
@@ -176,6 +187,9 @@ typedef struct fv_bundle_stats {
     int truncated;            /* import: the file ends before its end mark */
 } fv_bundle_stats;
 
+#define FV_BUNDLE_STATS_INIT \
+    {sizeof(fv_bundle_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
 /* Writes every envelope the server has not acknowledged to a new file at
  * `path` (FV_EEXIST if it exists), then, unless options say otherwise, the
  * attachment chunks their envelopes list that the server has not
@@ -186,12 +200,8 @@ typedef struct fv_bundle_stats {
  * outbox is unchanged: only a server's receipt empties it. options (from
  * FV_BUNDLE_OPTIONS_INIT; FV_EINVAL for a version this library does not
  * know) and stats (filled on success) may be NULL. */
-FV_API int fv_bundle_export_with(fv_vault *v, const char *path,
-                                 const fv_bundle_options *options,
-                                 fv_bundle_stats *stats);
-/* As fv_bundle_export_with with the default options; *count (may be NULL)
- * receives how many envelopes. */
-FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
+FV_API int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats,
+                            const char *path, const fv_bundle_options *options);
 
 /* Reads a bundle: every envelope is verified as if it had arrived over the
  * network, then stored; every chunk is checked against its hash and a
@@ -208,11 +218,8 @@ FV_API int fv_bundle_export(fv_vault *v, const char *path, uint64_t *count);
  * travel only through the server (which knows who is a coordinator): one
  * in a bundle is left out unless this device wrote it, and counted.
  * stats (may be NULL) is filled also on failure. */
-FV_API int fv_bundle_import_with(fv_vault *v, const char *path,
-                                 fv_bundle_stats *stats);
-/* As fv_bundle_import_with; count, added and skipped may be NULL. */
-FV_API int fv_bundle_import(fv_vault *v, const char *path, uint64_t *count,
-                            uint64_t *added, uint64_t *skipped);
+FV_API int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats,
+                            const char *path);
 
 #ifdef __cplusplus
 }

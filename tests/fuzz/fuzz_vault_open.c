@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (fv_vault_open(&v, dir, FZ_PASS, strlen(FZ_PASS)) == FV_OK) {
         (void)fv_vault_list(v, each_record, &count);
-        (void)fv_vault_verify(v, each_problem, &count, NULL);
+        (void)fv_vault_verify(v, NULL, each_problem, &count);
         fv_vault_close(v);
     }
     fz_scratch(dir, "vault", 0);

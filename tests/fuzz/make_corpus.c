@@ -525,14 +525,13 @@ int main(int argc, char **argv)
     fresh = fz_vault_copy_open("fresh", "rec-fresh");
     {
         char b[FZ_PATH_MAX];
-        uint64_t count = 0;
         snprintf(b, sizeof b, "%s/field.bundle", rec);
-        if ((rc = fv_bundle_export(field, b, &count)))
+        if ((rc = fv_bundle_export(field, NULL, b, NULL)))
             die("bundle export", rc);
         seed_file("bundle_vault", b);
         seed_file("bundle_server", b);
         snprintf(b, sizeof b, "%s/fresh.bundle", rec);
-        if ((rc = fv_bundle_export(fresh, b, &count)))
+        if ((rc = fv_bundle_export(fresh, NULL, b, NULL)))
             die("bundle export", rc);
         seed_file("bundle_vault", b);
     }

@@ -639,7 +639,7 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_deviceId(JNIEnv *env, jc
 {
     unsigned char id[FV_ID_BYTES];
     (void)cls;
-    fv_vault_device_id(VAULT(h), id);
+    fv_vault_get_device_id(VAULT(h), id);
     return bytes_out(env, id, FV_ID_BYTES);
 }
 
@@ -915,7 +915,7 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_notes(JNIEnv *env, jclass cls,
     if (jid && id_in(env, jid, id))
         return;
     snap(VAULT(h), &m);
-    int rc = fv_notes_list(VAULT(h), jid ? id : NULL, on_note, &c);
+    int rc = fv_note_list(VAULT(h), jid ? id : NULL, on_note, &c);
     if (!(*env)->ExceptionCheck(env))
         check(env, VAULT(h), &m, rc);
 }
@@ -981,14 +981,13 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cl
 JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_verify(JNIEnv *env, jclass cls, jlong h,
                                                                jobject sink)
 {
-    fv_verify_report rep;
+    fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     jcb c = {env, sink, NULL, 0, 0};
     msgsnap m;
     jlongArray out;
     (void)cls;
-    memset(&rep, 0, sizeof rep);
     snap(VAULT(h), &m);
-    int rc = fv_vault_verify(VAULT(h), on_issue, &c, &rep);
+    int rc = fv_vault_verify(VAULT(h), &rep, on_issue, &c);
     if ((*env)->ExceptionCheck(env))
         return NULL;
     if (rc != FV_ECORRUPT && check(env, VAULT(h), &m, rc) != FV_OK)
@@ -1125,7 +1124,7 @@ JNIEXPORT jint JNICALL Java_org_fieldvault_Native_enroll(JNIEnv *env, jclass cls
     if (options_in(env, &o, jserver, timeout, jproxy, &server, &proxy, &proxy_len) == 0 &&
         bytes_in(env, jinvite, &invite, &invite_len, 1) == 0) {
         snap(VAULT(h), &m);
-        check(env, VAULT(h), &m, fv_enroll(VAULT(h), invite ? invite : "", &o, &role));
+        check(env, VAULT(h), &m, fv_enroll(VAULT(h), &role, invite ? invite : "", &o));
     }
     wipe_free(invite, invite_len); /* single-use, but a secret until used */
     free(server);
@@ -1177,11 +1176,10 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_syncRun(JNIEnv *env, jcl
                                                                 jlong h)
 {
     jsync *js = (jsync *)(intptr_t)s;
-    fv_sync_result r;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&r, 0, sizeof r);
     js->cb.env = env;
     snap(VAULT(h), &m);
     int rc = fv_sync_session_run(js->s, &r);
@@ -1235,12 +1233,11 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
                                                                      jlong max_size)
 {
     fv_bundle_options o = FV_BUNDLE_OPTIONS_INIT;
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&st, 0, sizeof st);
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
     if (max_size < 0) {
@@ -1251,7 +1248,7 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
     o.no_attachments = no_att ? 1 : 0;
     o.max_size = (uint64_t)max_size;
     snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_bundle_export_with(VAULT(h), path ? path : "", &o, &st)) ==
+    if (check(env, VAULT(h), &m, fv_bundle_export(VAULT(h), &st, path ? path : "", &o)) ==
         FV_OK)
         out = stats_out(env, &st);
     free(path);
@@ -1261,16 +1258,15 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
 JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleImport(JNIEnv *env, jclass cls,
                                                                      jlong h, jbyteArray jpath)
 {
-    fv_bundle_stats st;
+    fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
     msgsnap m;
     (void)cls;
-    memset(&st, 0, sizeof st);
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
     snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_bundle_import_with(VAULT(h), path ? path : "", &st)) == FV_OK)
+    if (check(env, VAULT(h), &m, fv_bundle_import(VAULT(h), &st, path ? path : "")) == FV_OK)
         out = stats_out(env, &st);
     free(path);
     return out;

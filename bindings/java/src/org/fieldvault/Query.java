@@ -7,7 +7,7 @@ import java.util.List;
 public final class Query {
     ReviewState state;
     byte[] tag, origin, text;
-    long since = 0, until = 0;
+    long since = Long.MIN_VALUE, until = Long.MAX_VALUE;
     final List<byte[]> ids = new ArrayList<>();
 
     public static Query all() { return new Query(); }
