@@ -497,7 +497,7 @@ cleanup:
 }
 
 /* Chunks stored per transaction by an import: one fsync per 8 MiB. */
-#define CHUNKS_PER_COMMIT 32
+#define CHUNKS_PER_COMMIT 128
 
 struct vault_import {
     fv_vault *v;
@@ -599,7 +599,7 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
     struct vault_import x;
     const char *why = NULL;
     char msg[320], what[200];
-    int rc;
+    int rc, bulk;
 
     memset(&x, 0, sizeof x);
     x.v = v;
@@ -607,6 +607,9 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
         memset(stats, 0, sizeof *stats);
     if (!v || !path)
         return FV_EINVAL;
+    /* The chunks are most of a bundle's bytes: written once to the
+     * database rather than to the WAL and again at its checkpoint. */
+    bulk = fv_vs_bulk_begin(v);
     rc = fv_bundle_read_ex(path, vault_batch, vault_certs, vault_chunk, &x,
                            &why);
     /* Whatever stopped the read, the chunks verified before it are kept. */
@@ -616,6 +619,13 @@ int fv_bundle_import_with(fv_vault *v, const char *path,
             rc = crc ? crc : rc;
         if (crc)
             why = NULL; /* the store's message stands */
+    }
+    /* Back to WAL. What was committed stays committed if this fails (the
+     * next open of the vault asks for WAL again); the failure is said. */
+    if (bulk) {
+        int brc = fv_vs_bulk_end(v);
+        if (rc == FV_OK)
+            rc = brc;
     }
     x.st.truncated = why == fv_bundle_cut_short;
     if (rc && why) {
