@@ -257,6 +257,8 @@ int fv_store_begin(fv_store *s) { return fv_db_begin(&s->d); }
 int fv_store_commit(fv_store *s) { return fv_db_commit(&s->d); }
 
 void fv_store_rollback(fv_store *s) { fv_db_rollback(&s->d); }
+int fv_store_bulk_begin(fv_store *s) { return fv_db_bulk_begin(&s->d); }
+int fv_store_bulk_end(fv_store *s) { return fv_db_bulk_end(&s->d); }
 
 int fv_store_checkpoint(fv_store *s) { return fv_db_checkpoint(&s->d); }
 

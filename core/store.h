@@ -25,6 +25,9 @@ const char *fv_store_errmsg(const fv_store *s);
 int fv_store_begin(fv_store *s); /* a write transaction */
 int fv_store_commit(fv_store *s);
 void fv_store_rollback(fv_store *s); /* harmless outside a transaction */
+/* Around transactions that mostly add large rows (fv_db_bulk_begin). */
+int fv_store_bulk_begin(fv_store *s);
+int fv_store_bulk_end(fv_store *s);
 /* Truncating WAL checkpoint, so deleted pages leave the WAL too. */
 int fv_store_checkpoint(fv_store *s);
 

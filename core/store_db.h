@@ -81,6 +81,11 @@ int fv_db_begin(fv_db *d); /* BEGIN IMMEDIATE */
 int fv_db_commit(fv_db *d);
 void fv_db_rollback(fv_db *d); /* harmless outside a transaction */
 int fv_db_checkpoint(fv_db *d); /* truncating; busy is no failure */
+/* Around a run of transactions that mostly add large rows: 1 if the
+ * database left WAL for a rollback journal (store_db.c says why), 0 if it
+ * stays in WAL; fv_db_bulk_end goes back to WAL. Outside transactions. */
+int fv_db_bulk_begin(fv_db *d);
+int fv_db_bulk_end(fv_db *d);
 
 /* The meta table. *val is malloc'd (the caller frees it). FV_ENOTFOUND. */
 int fv_db_meta_get(fv_db *d, const char *key, unsigned char **val,

@@ -715,6 +715,16 @@ int fv_vs_chunks_end(fv_vault *v, int commit)
     return fv_v_serr(v, rc);
 }
 
+int fv_vs_bulk_begin(fv_vault *v)
+{
+    return fv_store_bulk_begin(v->store);
+}
+
+int fv_vs_bulk_end(fv_vault *v)
+{
+    return fv_v_serr(v, fv_store_bulk_end(v->store));
+}
+
 int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
                        const unsigned char *data, size_t len, int *got)
 {

@@ -143,6 +143,13 @@ int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
  * back. */
 int fv_vs_chunks_begin(fv_vault *v);
 int fv_vs_chunks_end(fv_vault *v, int commit);
+/* Around an import of many chunks: the new pages are written once, not to
+ * the WAL and again at the checkpoint (fv_db_bulk_begin, store_db.c).
+ * fv_vs_bulk_begin is 1 if the vault switched, 0 if not (another
+ * connection has it open: slower, no less safe); call fv_vs_bulk_end after
+ * a 1, outside a transaction. */
+int fv_vs_bulk_begin(fv_vault *v);
+int fv_vs_bulk_end(fv_vault *v);
 
 /* Applies the retention policy after a sync: with drop-after-receipt,
  * destroys the local copy of every record this device wrote whose envelopes

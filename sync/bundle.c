@@ -503,7 +503,7 @@ cleanup:
 }
 
 /* Chunks stored per transaction by an import: one fsync per 8 MiB. */
-#define CHUNKS_PER_COMMIT 32
+#define CHUNKS_PER_COMMIT 128
 
 struct vault_import {
     fv_vault *v;
@@ -604,7 +604,7 @@ int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
     struct vault_import x;
     const char *why = NULL;
     char msg[320], what[200];
-    int rc;
+    int rc, bulk;
 
     memset(&x, 0, sizeof x);
     x.v = v;
@@ -614,6 +614,9 @@ int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
         return stats_fail(v);
     if (stats)
         fv_result_put(stats, &x.st, sizeof x.st);
+    /* The chunks are most of a bundle's bytes: written once to the
+     * database rather than to the WAL and again at its checkpoint. */
+    bulk = fv_vs_bulk_begin(v);
     rc = fv_bundle_read_ex(path, vault_batch, vault_certs, vault_chunk, &x,
                            &why);
     /* Whatever stopped the read, the chunks verified before it are kept. */
@@ -623,6 +626,13 @@ int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
             rc = crc ? crc : rc;
         if (crc)
             why = NULL; /* the store's message stands */
+    }
+    /* Back to WAL. What was committed stays committed if this fails (the
+     * next open of the vault asks for WAL again); the failure is said. */
+    if (bulk) {
+        int brc = fv_vs_bulk_end(v);
+        if (rc == FV_OK)
+            rc = brc;
     }
     x.st.truncated = why == fv_bundle_cut_short;
     if (rc && why) {

@@ -2945,6 +2945,12 @@ class TestBundleAttachments(AttachmentTest):
         # the coordinator opens the photo with no sync at all
         j = self.jv(c, "bundle", "import", b)
         self.assertEqual(self.import_counts(j), (1, 1, n, n, 0, 0), j)
+        # the import wrote the chunks through a rollback journal and went
+        # back to WAL before it closed: no journal left, vault.db's header
+        # says WAL (checked before anything opens the vault again)
+        self.assertFalse(os.path.exists(os.path.join(c, "vault.db-journal")))
+        with open(os.path.join(c, "vault.db"), "rb") as fh:
+            self.assertEqual(fh.read(20)[18:20], b"\x02\x02")
         self.assertEqual(self.atts(c, rid)["photo.jpg"]["chunks_present"], n)
         self.assertEqual(self.get(c, rid, "photo.jpg"), sha256_file(photo))
         # twice: nothing added
@@ -3026,9 +3032,14 @@ class TestBundleAttachments(AttachmentTest):
                          r"hash \(beside it: 1 envelope and \d+ attachment")
         on_server = len(self.server_chunks(sdir))
 
-        # every part, last first: the photo is whole
+        # every part, last first: the photo is whole. Another connection
+        # holds the vault's database open meanwhile: the imports stay in
+        # WAL mode, which is only slower.
         total = self.atts(c, rid)["photo.jpg"]["chunks_present"]
         self.assertGreater(total, kept)
+        other = sqlite3.connect(os.path.join(c, "vault.db"))
+        self.addCleanup(other.close)
+        other.execute("SELECT count(*) FROM sqlite_master").fetchall()
         for p in reversed(parts):
             j = self.jv(c, "bundle", "import", p)
             self.assertEqual((j["chunks_refused"], j["chunks_unlisted"]),
@@ -3038,6 +3049,7 @@ class TestBundleAttachments(AttachmentTest):
                 self.assertEqual(on_server, j["chunks"] - 1)
             total += j["chunks_added"]
         self.assertEqual(total, n)
+        other.close()
         self.assertEqual(self.get(c, rid, "photo.jpg"), sha256_file(photo))
         for p in parts:
             self.assertEqual(self.jv(c, "bundle", "import", p)["chunks_added"],
