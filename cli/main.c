@@ -27,6 +27,12 @@
  *         still on their way; sync again later)
  *    18   the server failed on its side (its disk full, an internal error):
  *         nothing here is damaged or lost; sync again later
+ *    19   export written without the records this vault cannot open
+ *    20   the proxy cannot be reached, refused or failed
+ *    21   the server's PostgreSQL database cannot be reached or refused
+ *    22   sync: the server's log went back or differs from what this device
+ *         read (restored from an older backup): the device started over
+ *         with it, pushed again all it wrote, and said so
  *
  * A server that breaks the sync protocol is treated as corrupt data (5).
  */

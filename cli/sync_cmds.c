@@ -1457,6 +1457,16 @@ int cmd_sync(cli *c)
         cli_cancel_session(NULL);
     }
     net_end(&prog);
+    /* Said first, whatever follows: the server lost data or shows another
+     * log, and this device started over with it (docs/PROTOCOL.md). */
+    if (res.rollback)
+        cli_error("%s: this device read its log again from the start and "
+                  "pushed again everything it wrote",
+                  res.rollback == FV_ROLLBACK_BEHIND
+                      ? "the server's log went back or lost what it receipted "
+                        "(restored from an older backup?)"
+                      : "the server's log differs from what this device read "
+                        "(restored from an older backup, or rewritten)");
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
@@ -1468,7 +1478,7 @@ int cmd_sync(cli *c)
                 "\"bytes_received\": %llu, \"roundtrips\": %u, "
                 "\"chunks_sent\": %llu, \"chunks_received\": %llu, "
                 "\"chunks_unavailable\": %llu, \"chunks_rejected\": %llu, "
-                "\"dropped\": %zu, \"refused\": %llu}\n",
+                "\"dropped\": %zu, \"refused\": %llu, \"rollback\": %s}\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 (unsigned long long)res.bytes_sent,
@@ -1477,7 +1487,10 @@ int cmd_sync(cli *c)
                 (unsigned long long)res.chunks_received,
                 (unsigned long long)res.chunks_unavailable,
                 (unsigned long long)res.chunks_rejected, res.dropped,
-                (unsigned long long)res.refused);
+                (unsigned long long)res.refused,
+                res.rollback == FV_ROLLBACK_BEHIND     ? "\"behind\""
+                : res.rollback == FV_ROLLBACK_DIVERGED ? "\"diverged\""
+                                                       : "null");
     } else {
         char sent[32], recvd[32];
         size_format(sent, sizeof sent, res.bytes_sent);
@@ -1511,6 +1524,8 @@ int cmd_sync(cli *c)
         if (rc == CLI_OK)
             rc = CLI_CORRUPT;
     }
+    if (res.rollback && rc == CLI_OK)
+        rc = CLI_ROLLBACK;
     if (res.chunks_rejected > 0) {
         int one = res.chunks_rejected == 1;
         cli_error("%llu attachment %s failed verification and %s not stored; "

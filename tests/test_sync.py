@@ -44,10 +44,12 @@ LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)$")
 OK, FAIL, USAGE, PASSPHRASE, NOVAULT, CORRUPT, NETWORK = 0, 1, 2, 3, 4, 5, 6
 NOTFOUND, EXISTS, CANCELED = 8, 11, 12
 PIN, DENIED, INVITE, INCOMPLETE, SERVER = 14, 15, 16, 17, 18
+ROLLBACK = 22
 
 SYNC_KEYS = {"pushed", "pulled", "added", "conflicts", "bytes_sent",
              "bytes_received", "roundtrips", "chunks_sent", "chunks_received",
-             "chunks_unavailable", "chunks_rejected", "dropped", "refused"}
+             "chunks_unavailable", "chunks_rejected", "dropped", "refused",
+             "rollback"}
 CHUNK = 256 * 1024  # plaintext bytes per attachment chunk (fieldvault.h)
 DEVICE_KEYS = {"id", "name", "role", "revoked", "enrolled"}
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -508,7 +510,9 @@ class SyncTest(unittest.TestCase):
             self.assertTrue(r.stderr.startswith(b"fieldvault: "), r.stderr)
             self.assertEqual(r.stderr.count(b"\n"), 1,
                              "want one line on stderr: %r" % r.stderr)
-            self.assertEqual(r.stdout, b"", "output on a failure")
+            # exit 22 follows a sync that went through: its summary stays
+            if expect != ROLLBACK:
+                self.assertEqual(r.stdout, b"", "output on a failure")
         return r
 
     def v(self, vault, *args, **kw):
@@ -545,13 +549,16 @@ class SyncTest(unittest.TestCase):
 
     def sync(self, vault, *args, expect=OK, **kw):
         """`sync --json`; returns the counts (or the result on failure)."""
-        if expect != OK:
+        if expect not in (OK, ROLLBACK):
             return self.v(vault, "--json", "sync", *args, expect=expect, **kw)
-        j = self.jv(vault, "sync", *args, **kw)
+        j = self.jv(vault, "sync", *args, expect=expect, **kw)
         self.assertEqual(set(j), SYNC_KEYS, j)
-        for k in SYNC_KEYS:
+        for k in SYNC_KEYS - {"rollback"}:
             self.assertIsInstance(j[k], int, (k, j))
             self.assertGreaterEqual(j[k], 0, (k, j))
+        # exit 22 exactly when the server's log went back or differed
+        self.assertEqual(j["rollback"] is None, expect == OK, j)
+        self.assertIn(j["rollback"], (None, "behind", "diverged"), j)
         return j
 
     def settle(self, vault, *args):
