@@ -3111,6 +3111,9 @@ class TestPaddedLengths(AttachmentTest):
         fail."""
         sdir, srv, c = self.organisation()
         f = self.field(c, srv, "worker")
+        # one receipted push first: every PULL measured below then carries
+        # the receipt mark (docs/PROTOCOL.md), of the same length
+        self.add(f, "first")
         self.sync(f)
         rids, wire, sent, files = [], [], [], []
         for i, (nlen, alen) in enumerate(((3000, 1000), (3010, 1010),
