@@ -176,6 +176,15 @@ static int paths_make(struct paths *p, const char *dir)
     return FV_OK;
 }
 
+int fv_server_set_chunks(const char *dir)
+{
+#ifdef FV_HAVE_POSTGRESQL
+    return fv_sstore_pg_set_chunks(dir);
+#else
+    return dir ? FV_EINVAL : FV_OK;
+#endif
+}
+
 /* ---- init ------------------------------------------------------------- */
 
 /* What server init keeps in a shared store (server_stage.h). */

@@ -246,9 +246,10 @@ def wait_closed(sock, timeout):
 class Server:
     """`fieldvault serve` on 127.0.0.1, its stderr collected line by line."""
 
-    def __init__(self, sdir, listen="127.0.0.1:0", fsize=None):
+    def __init__(self, sdir, listen="127.0.0.1:0", fsize=None, args=()):
         """fsize: RLIMIT_FSIZE of the server process, in bytes (a write past
-        it fails with EFBIG, SIGXFSZ ignored): a disk that is full for it."""
+        it fails with EFBIG, SIGXFSZ ignored): a disk that is full for it.
+        args: more options of serve."""
         self.sdir = sdir
         self.stopped = False
         self.lines = []
@@ -258,7 +259,7 @@ class Server:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         self.p = subprocess.Popen(
-            [BIN, "serve", *data_opt(sdir), "--listen", listen],
+            [BIN, "serve", *data_opt(sdir), "--listen", listen, *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=clean_env(), start_new_session=True,
             preexec_fn=limit if fsize else None)
@@ -583,8 +584,8 @@ class SyncTest(unittest.TestCase):
         self.assertTrue(j["admin_invite"].startswith("fv1-"), j)
         return sdir, j["pin"], j["admin_invite"]
 
-    def start_server(self, sdir, listen="127.0.0.1:0", fsize=None):
-        s = Server(sdir, listen, fsize)
+    def start_server(self, sdir, listen="127.0.0.1:0", fsize=None, args=()):
+        s = Server(sdir, listen, fsize, args)
         self.addCleanup(s.check_and_kill)
         return s
 
