@@ -16,7 +16,7 @@
 #include "fieldvault_sync.h"
 #include "server.h"
 #include "textparse.h"
-#include "tls.h"
+#include "tls_server.h"
 
 #define TTL_HOURS_DEFAULT (7 * 24)
 #define TTL_HOURS_MAX (30 * 24)

@@ -31,7 +31,7 @@
 #endif
 #include "sstore.h"
 #include "textparse.h"
-#include "tls.h"
+#include "tls_server.h"
 #include "vpool.h"
 
 #define KEY_FILE "tls.key"

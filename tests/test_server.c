@@ -39,7 +39,7 @@
 #include "server.h"
 #include "server_engine.h"
 #include "store_server.h"
-#include "tls.h"
+#include "tls_server.h"
 #include "vault_sync.h"
 
 #define NOW 1700000000
