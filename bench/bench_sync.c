@@ -93,14 +93,19 @@
  * server idle, and how many syncs ran. One device's big push must not
  * hold up another's small sync.
  *
- * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices (500;
- * --quick 50) sync at once with a server running as its own process, the
+ * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices
+ * (--devices M: 10,000; --quick 50) sync at once with a server running as its own process, the
  * Release `fieldvault serve` (--fieldvault PATH; default: `fieldvault` next
- * to this program). Before timing, each device is invited (fv_server_invite),
+ * to this program), with --max-connections and --max-per-address 8M+64
+ * and --memory-mib M/4+64 (every device comes from 127.0.0.1 at once; at
+ * most 65536). Before timing, each device is invited (fv_server_invite),
  * its vault created (FV_KDF_TEST) and enrolled (fv_enroll) and given 20
- * records; every vault stays open, one handle per device. Then M threads,
- * released together by a barrier, each run fv_sync on their own handle: a
- * full TLS handshake and 20 envelopes pushed. seconds: wall time from the
+ * records, by four threads; every vault stays open, one handle per device.
+ * The descriptor limit is raised to 6M+256 (the hard limit too, where the
+ * process may). Then M threads (256 KiB stacks), released together by a
+ * barrier, each run fv_sync on their own handle with a 600 s timeout (a
+ * device waits its turn behind the others' handshakes): a full TLS
+ * handshake and 20 envelopes pushed. seconds: wall time from the
  * release until the last fv_sync returned; ok: how many succeeded (anything
  * but M fails the benchmark); server_rss: the server process's peak
  * resident set in KiB (VmHWM of /proc/PID/status, read right after the
@@ -138,6 +143,9 @@
 #define BATCH 256            /* envelopes per PUSH (docs/PROTOCOL.md) */
 #define SMALL_RECORDS 1000   /* the second device of sync.noop.*.1k */
 #define LOAD_RECORDS 20      /* per device in sync.load */
+#define LOAD_TIMEOUT_MS (600 * 1000) /* a sync.load device's --timeout */
+#define LOAD_STACK (256 * 1024)      /* a sync.load device thread's stack */
+#define LOAD_PREP_THREADS 4          /* threads that make the devices */
 #define LOG_LINES 8          /* server log lines kept for a failure message */
 #define LATENCY_IDLE 50      /* one-record syncs with the server idle */
 
@@ -980,17 +988,25 @@ static void bench_cores(void)
 
 /* ---- sync.load ------------------------------------------------------- */
 
+/* Raises this process's descriptor limit (which `serve`, started from it,
+ * inherits) to `want`: the hard limit too where the process may
+ * (CAP_SYS_RESOURCE), else up to the hard limit. */
 static void raise_nofile(size_t want)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
-                          ? want
-                          : rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            note("cannot raise the descriptor limit: %s", strerror(errno));
+        struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY ||
+                                          rl.rlim_max > want
+                                      ? rl.rlim_max
+                                      : want};
+        if (setrlimit(RLIMIT_NOFILE, &up) != 0) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                note("cannot raise the descriptor limit: %s",
+                     strerror(errno));
+        }
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         rl.rlim_cur < want)
@@ -1014,6 +1030,9 @@ static void *device_main(void *arg)
     struct device *d = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     so.server = d->addr;
+    /* Thousands of handshakes queue at one server: a device waits its
+     * turn (a stall, not a failure) instead of giving up after 30 s. */
+    so.timeout_ms = LOAD_TIMEOUT_MS;
     pthread_barrier_wait(d->go);
     d->start = now();
     d->rc = fv_sync(d->v, &so, &d->res);
@@ -1021,6 +1040,33 @@ static void *device_main(void *arg)
     if (d->rc != FV_OK)
         snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));
     return NULL;
+}
+
+/* The devices are made by a few threads at once (each: an invite, a
+ * vault, an enrollment over TLS, the records), taking the next index. */
+struct prep {
+    struct device *devs;
+    char **dirs;
+    size_t m, next;
+    const char *server_dir, *addr;
+    pthread_mutex_t lock;
+};
+
+static void *prep_main(void *arg)
+{
+    struct prep *p = arg;
+    for (;;) {
+        char name[32];
+        size_t i;
+        pthread_mutex_lock(&p->lock);
+        i = p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->m)
+            return NULL;
+        snprintf(name, sizeof name, "device %zu", i);
+        p->devs[i].v = field_device(p->server_dir, p->addr, p->dirs[i], name);
+        add_records(p->devs[i].v, (unsigned)(100 + i), 0, LOAD_RECORDS);
+    }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1039,6 +1085,13 @@ static void bench_load(void)
     char **dirs = calloc(m, sizeof *dirs);
     double *lat = calloc(m, sizeof *lat);
     pthread_barrier_t go;
+    pthread_attr_t attr;
+    char maxconn[24], memmib[24];
+    const char *const serve_args[] = {"--max-connections", maxconn,
+                                      "--max-per-address", maxconn,
+                                      "--memory-mib", memmib, NULL};
+    struct prep prep = {0};
+    pthread_t prep_tid[LOAD_PREP_THREADS];
     pid_t pid;
     long rss_before, hwm, maxrss;
     int64_t logged, authors;
@@ -1046,10 +1099,17 @@ static void bench_load(void)
 
     if (!devs || !dirs || !lat)
         die("out of memory");
-    /* Per device: a socket, and the vault's database, WAL and shm. */
-    raise_nofile(4 * m + 256);
+    /* Per device: a socket, the vault's database, WAL and shm, and its
+     * sync lock during the sync; the server's side of each socket. */
+    raise_nofile(6 * m + 256);
+    /* Every simulated device comes from 127.0.0.1 at the same moment:
+     * serve's per-address and pre-authentication shares (a quarter of
+     * --max-connections, half of that per address) must hold them all,
+     * and the buffers of all of them (README, "Server resources"). */
+    snprintf(maxconn, sizeof maxconn, "%zu", 8 * m + 64 < 65536 ? 8 * m + 64 : 65536);
+    snprintf(memmib, sizeof memmib, "%zu", m / 4 + 64 < 65536 ? m / 4 + 64 : 65536);
     admin = server_create(server_dir);
-    pid = serve_start(server_dir, log, addr, sizeof addr);
+    pid = serve_start_with(server_dir, log, addr, sizeof addr, serve_args);
     note("sync.load: %s serve (pid %ld) listening on %s", opt.fieldvault,
          (long)pid, addr);
     coordinator_setup(admin, addr);
@@ -1058,22 +1118,37 @@ static void bench_load(void)
     note("sync.load: preparing %zu devices of %d records", m, LOAD_RECORDS);
     t0 = now();
     for (size_t i = 0; i < m; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "device %zu", i);
         dirs[i] = scratch_path("load-device");
-        devs[i].v = field_device(server_dir, addr, dirs[i], name);
-        add_records(devs[i].v, (unsigned)(100 + i), 0, LOAD_RECORDS);
         devs[i].addr = addr;
         devs[i].go = &go;
     }
+    prep.devs = devs;
+    prep.dirs = dirs;
+    prep.m = m;
+    prep.server_dir = server_dir;
+    prep.addr = addr;
+    if (pthread_mutex_init(&prep.lock, NULL) != 0)
+        die("cannot make a mutex");
+    for (int k = 0; k < LOAD_PREP_THREADS; k++)
+        if (pthread_create(&prep_tid[k], NULL, prep_main, &prep) != 0)
+            die("cannot start a preparing thread");
+    for (int k = 0; k < LOAD_PREP_THREADS; k++)
+        pthread_join(prep_tid[k], NULL);
+    pthread_mutex_destroy(&prep.lock);
     note("sync.load: prepared in %.1f s", now() - t0);
     rss_before = status_kib(pid, "VmRSS");
 
     if (pthread_barrier_init(&go, NULL, (unsigned)m + 1) != 0)
         die("cannot make a barrier");
+    /* Small stacks: ten thousand threads of the default 8 MiB would
+     * reserve 80 GB of address space. */
+    if (pthread_attr_init(&attr) != 0 ||
+        pthread_attr_setstacksize(&attr, LOAD_STACK) != 0)
+        die("cannot set the threads' stack size");
     for (size_t i = 0; i < m; i++)
-        if (pthread_create(&devs[i].tid, NULL, device_main, &devs[i]) != 0)
+        if (pthread_create(&devs[i].tid, &attr, device_main, &devs[i]) != 0)
             die("cannot start thread %zu of %zu", i + 1, m);
+    pthread_attr_destroy(&attr);
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(pid);
     dev0 = self_cpu();
@@ -1159,7 +1234,7 @@ static const char usage[] =
     "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
     "sync.load.server_rss; none: all) and prints one JSON line per\n"
     "measurement. --records: sync.push's records (100000; --quick 10000);\n"
-    "--devices: sync.load's devices (500; --quick 50); --fieldvault: the CLI\n"
+    "--devices: sync.load's devices (10000; --quick 50); --fieldvault: the CLI\n"
     "that sync.load runs as `serve` (default: fieldvault next to this\n"
     "program); --verify-threads: the in-process servers' signature\n"
     "threads (default: one per CPU; 0: none). Scratch files go in a new\n"
@@ -1218,7 +1293,7 @@ int main(int argc, char **argv)
         }
     }
     opt.records = records ? records : opt.quick ? 10000 : 100000;
-    opt.devices = devices ? devices : opt.quick ? 50 : 500;
+    opt.devices = devices ? devices : opt.quick ? 50 : 10000;
     if (!opt.fieldvault)
         opt.fieldvault = default_fieldvault();
     bench_fieldvault = opt.fieldvault;
