@@ -40,7 +40,10 @@
 #define FV_TLS_FILE_MAX (64 * 1024) /* a key or certificate PEM file */
 #define FV_TLS_KEY_PEM_MAX 1024     /* a P-256 key in PEM is ~230 bytes */
 #define FV_TLS_CRT_PEM_MAX 4096     /* our certificate in PEM is ~600 bytes */
-#define FV_TLS_BACKLOG 128
+/* Connections the kernel queues before accept: a burst of devices waits
+ * there (the kernel caps it at net.core.somaxconn) instead of having its
+ * SYNs dropped and retried for two minutes while the loop is busy. */
+#define FV_TLS_BACKLOG 4096
 /* The certificate crosses the network in clear in TLS 1.2: it must look
  * like any self-signed one (a host name, dates like an ordinary issuer's),
  * never like FieldVault. Devices never read it; they pin the key. The
