@@ -27,9 +27,12 @@
  *         still on their way; sync again later)
  *    18   the server failed on its side (its disk full, an internal error):
  *         nothing here is damaged or lost; sync again later
- *    19   export written without the records this vault cannot open
- *    20   the proxy cannot be reached, refused or failed
- *    21   the server's PostgreSQL database cannot be reached or refused
+ *    19   export written without the records this vault cannot open (each
+ *         named on stderr)
+ *    20   the proxy cannot be reached, refused the credentials or the
+ *         connection, or broke its protocol
+ *    21   the server's PostgreSQL database cannot be reached or refused the
+ *         connection
  *    22   sync: the server's log went back or differs from what this device
  *         read (restored from an older backup): the device started over
  *         with it, pushed again all it wrote, and said so
@@ -50,47 +53,6 @@ int cmd_desk(cli *c)
     return CLI_FAIL;
 }
 #endif
-
-int cli_exit_code(int fv_result)
-{
-    static const struct {
-        int fv;
-        int code;
-    } map[] = {
-        {FV_OK, CLI_OK},
-        {FV_EINVAL, CLI_USAGE},
-        {FV_ENOMEM, CLI_FAIL},
-        {FV_EIO, CLI_IO},
-        {FV_ENOVAULT, CLI_NOVAULT},
-        {FV_EEXIST, CLI_EXISTS},
-        {FV_EPASSPHRASE, CLI_PASSPHRASE},
-        {FV_EVERSION, CLI_VERSION},
-        {FV_ECORRUPT, CLI_CORRUPT},
-        {FV_ENOTFOUND, CLI_NOTFOUND},
-        {FV_ENOSPC, CLI_NOSPACE},
-        {FV_ECANCELED, CLI_CANCELED},
-        {FV_ELIMIT, CLI_USAGE},
-        {FV_EBUSY, CLI_BUSY},
-        {FV_ECRYPTO, CLI_FAIL},
-        {FV_EAMBIGUOUS, CLI_NOTFOUND},
-        {FV_ENET, CLI_NETWORK},
-        {FV_EPIN, CLI_PIN},
-        {FV_ETLS, CLI_NETWORK},
-        {FV_EEOF, CLI_NETWORK},
-        {FV_EPROTO, CLI_CORRUPT},
-        {FV_EDENIED, CLI_DENIED},
-        {FV_EINVITE, CLI_INVITE},
-        {FV_EINCOMPLETE, CLI_INCOMPLETE},
-        {FV_ESERVER, CLI_SERVER},
-        {FV_EPROXY, CLI_PROXY},
-        {FV_EDATABASE, CLI_DATABASE},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        if (map[i].fv == fv_result)
-            return map[i].code;
-    }
-    return CLI_FAIL;
-}
 
 static const struct {
     const char *name;
