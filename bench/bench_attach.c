@@ -125,7 +125,7 @@
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
 #include "server.h"
-#include "tls.h"
+#include "tls_server.h"
 
 #define ATTACHMENT_NAME "interview.mp4"
 #define MIB (1024.0 * 1024.0)

@@ -93,15 +93,23 @@
  * server idle, and how many syncs ran. One device's big push must not
  * hold up another's small sync.
  *
- * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices (500;
- * --quick 50) sync at once with a server running as its own process, the
+ * sync.load.seconds, sync.load.ok, sync.load.server_rss. M devices
+ * (--devices M: 10,000; --quick 50) sync at once with a server running as its own process, the
  * Release `fieldvault serve` (--fieldvault PATH; default: `fieldvault` next
- * to this program). Before timing, each device is invited (fv_server_invite),
+ * to this program), with --max-connections and --max-per-address 8M+64
+ * and --memory-mib M/4+64 (every device comes from 127.0.0.1 at once; at
+ * most 65536). Before timing, each device is invited (fv_server_invite),
  * its vault created (FV_KDF_TEST) and enrolled (fv_enroll) and given 20
- * records; every vault stays open, one handle per device. Then M threads,
- * released together by a barrier, each run fv_sync on their own handle: a
- * full TLS handshake and 20 envelopes pushed. seconds: wall time from the
- * release until the last fv_sync returned; ok: how many succeeded (anything
+ * records, by four threads, and its vault closed. Then worker processes
+ * of at most 2,000 devices each (a process's descriptor limit, 20,000 on
+ * the development machine and not to be raised there, would not hold
+ * 10,000 vaults and their sockets) open the vaults and start a thread per
+ * device (256 KiB stacks); released together, each thread runs fv_sync on
+ * its own handle with a 600 s timeout (a device waits its turn behind the
+ * others' handshakes): a full TLS handshake and 20 envelopes pushed. The
+ * descriptor limit of this process, which serve inherits, is raised to
+ * M+256 (the hard limit too, where the process may). seconds: wall time from the
+ * release until the last worker process ended; ok: how many succeeded (anything
  * but M fails the benchmark); server_rss: the server process's peak
  * resident set in KiB (VmHWM of /proc/PID/status, read right after the
  * load: the peak of its start, the M enrollments and the load; stderr also
@@ -122,6 +130,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -138,6 +148,12 @@
 #define BATCH 256            /* envelopes per PUSH (docs/PROTOCOL.md) */
 #define SMALL_RECORDS 1000   /* the second device of sync.noop.*.1k */
 #define LOAD_RECORDS 20      /* per device in sync.load */
+#define LOAD_TIMEOUT_MS (600 * 1000) /* a sync.load device's --timeout */
+#define LOAD_STACK (256 * 1024)      /* a sync.load device thread's stack */
+#define LOAD_PREP_THREADS 4          /* threads that make the devices */
+/* Devices per worker process: each a vault (3 descriptors), then a socket
+ * and the vault's lock, well within a 20,000 descriptor limit. */
+#define LOAD_PER_PROC 2000
 #define LOG_LINES 8          /* server log lines kept for a failure message */
 #define LATENCY_IDLE 50      /* one-record syncs with the server idle */
 
@@ -981,17 +997,25 @@ static void bench_cores(void)
 
 /* ---- sync.load ------------------------------------------------------- */
 
+/* Raises this process's descriptor limit (which `serve`, started from it,
+ * inherits) to `want`: the hard limit too where the process may
+ * (CAP_SYS_RESOURCE), else up to the hard limit. */
 static void raise_nofile(size_t want)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
-                          ? want
-                          : rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            note("cannot raise the descriptor limit: %s", strerror(errno));
+        struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY ||
+                                          rl.rlim_max > want
+                                      ? rl.rlim_max
+                                      : want};
+        if (setrlimit(RLIMIT_NOFILE, &up) != 0) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                note("cannot raise the descriptor limit: %s",
+                     strerror(errno));
+        }
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         rl.rlim_cur < want)
@@ -999,30 +1023,130 @@ static void raise_nofile(size_t want)
              (unsigned long long)rl.rlim_cur, opt.devices, want);
 }
 
+/* What a device's sync came to, in memory the worker processes share
+ * with this one. */
+struct load_result {
+    int rc;
+    uint64_t pushed;
+    double start, end;
+    char msg[200];
+};
+
+struct load_shared {
+    atomic_size_t ready; /* worker processes with every thread waiting */
+    atomic_int go;       /* set once: the devices start */
+    struct load_result r[];
+};
+
 struct device {
     fv_vault *v;
     const char *addr;
-    pthread_barrier_t *go;
+    pthread_barrier_t *go; /* of its worker process */
     pthread_t tid;
-    int rc;
-    fv_sync_result res;
-    double start, end;
-    char msg[200];
+    struct load_result *out;
 };
 
 static void *device_main(void *arg)
 {
     struct device *d = arg;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
     so.server = d->addr;
+    /* Thousands of handshakes queue at one server: a device waits its
+     * turn (a stall, not a failure) instead of giving up after 30 s. */
+    so.timeout_ms = LOAD_TIMEOUT_MS;
     pthread_barrier_wait(d->go);
-    d->start = now();
-    d->res = (fv_sync_result)FV_SYNC_RESULT_INIT;
-    d->rc = fv_sync(d->v, &d->res, &so);
-    d->end = now();
-    if (d->rc != FV_OK)
-        snprintf(d->msg, sizeof d->msg, "%s", fv_vault_errmsg(d->v));
+    d->out->start = now();
+    d->out->rc = fv_sync(d->v, &res, &so);
+    d->out->end = now();
+    d->out->pushed = res.pushed;
+    if (d->out->rc != FV_OK)
+        snprintf(d->out->msg, sizeof d->out->msg, "%s",
+                 fv_vault_errmsg(d->v));
     return NULL;
+}
+
+/* A worker process: devices [from, to) open their vaults, start a thread
+ * each (256 KiB stacks: ten thousand threads of the default 8 MiB would
+ * reserve 80 GB of address space), wait together until the parent says
+ * go, sync, and leave their results in `sh`. Each worker has a descriptor
+ * limit of its own: a vault holds three (database, WAL, shm), a sync a
+ * socket and the vault's lock. */
+static void load_worker(struct load_shared *sh, char **dirs, size_t from,
+                        size_t to, const char *addr)
+{
+    size_t n = to - from;
+    struct device *d = calloc(n, sizeof *d);
+    pthread_barrier_t go;
+    pthread_attr_t attr;
+
+    if (!d || pthread_barrier_init(&go, NULL, (unsigned)n + 1) != 0 ||
+        pthread_attr_init(&attr) != 0 ||
+        pthread_attr_setstacksize(&attr, LOAD_STACK) != 0)
+        die("cannot set up a worker's devices");
+    for (size_t k = 0; k < n; k++) {
+        d[k].v = open_vault(dirs[from + k]);
+        d[k].addr = addr;
+        d[k].go = &go;
+        d[k].out = &sh->r[from + k];
+        if (pthread_create(&d[k].tid, &attr, device_main, &d[k]) != 0)
+            die("cannot start device thread %zu", from + k);
+    }
+    atomic_fetch_add(&sh->ready, 1);
+    while (!atomic_load(&sh->go))
+        usleep(200);
+    pthread_barrier_wait(&go);
+    for (size_t k = 0; k < n; k++)
+        pthread_join(d[k].tid, NULL);
+    for (size_t k = 0; k < n; k++)
+        fv_vault_close(d[k].v);
+    _exit(0);
+}
+
+/* The devices are made by a few threads at once (each: an invite, a
+ * vault, an enrollment over TLS, the records; the vault closed again),
+ * taking the next index. */
+struct prep {
+    char **dirs;
+    size_t m, next;
+    const char *server_dir, *addr;
+    pthread_mutex_t lock;
+};
+
+static void *prep_main(void *arg)
+{
+    struct prep *p = arg;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    so.server = p->addr;
+    so.timeout_ms = LOAD_TIMEOUT_MS;
+    for (;;) {
+        char name[32], *invite = NULL;
+        fv_vault *v;
+        size_t i;
+        int rc, role = 0;
+        pthread_mutex_lock(&p->lock);
+        i = p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->m)
+            return NULL;
+        snprintf(name, sizeof name, "device %zu", i);
+        /* One invite at a time: each opens the server's store beside the
+         * running server, and several at once would contend for its
+         * write lock. */
+        pthread_mutex_lock(&p->lock);
+        rc = fv_server_invite(p->server_dir, name, FV_ROLE_FIELD, INVITE_TTL,
+                              &invite);
+        pthread_mutex_unlock(&p->lock);
+        if (rc != FV_OK)
+            die("fv_server_invite: %s", fv_strerror(rc));
+        v = create_vault(p->dirs[i]);
+        fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+        free(invite);
+        if (role != FV_ROLE_FIELD)
+            die("a field invite gave role %d", role);
+        add_records(v, (unsigned)(100 + i), 0, LOAD_RECORDS);
+        fv_vault_close(v);
+    }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1034,24 +1158,48 @@ static int cmp_double(const void *a, const void *b)
 static void bench_load(void)
 {
     size_t m = opt.devices, ok = 0, failed_shown = 0;
+    size_t nproc = (m + LOAD_PER_PROC - 1) / LOAD_PER_PROC;
+    size_t shared_bytes = sizeof(struct load_shared) +
+                          m * sizeof(struct load_result);
     char *server_dir = scratch_path("load-server");
     char *log = scratch_path("serve.log");
     char *admin, addr[64];
-    struct device *devs = calloc(m, sizeof *devs);
     char **dirs = calloc(m, sizeof *dirs);
     double *lat = calloc(m, sizeof *lat);
-    pthread_barrier_t go;
+    pid_t *workers = calloc(nproc, sizeof *workers);
+    struct load_shared *sh;
+    char maxconn[24], memmib[24];
+    const char *const serve_args[] = {"--max-connections", maxconn,
+                                      "--max-per-address", maxconn,
+                                      "--memory-mib", memmib, NULL};
+    struct prep prep = {0};
+    pthread_t prep_tid[LOAD_PREP_THREADS];
+    struct rusage ru;
     pid_t pid;
     long rss_before, hwm, maxrss;
     int64_t logged, authors;
-    double t0, t, srv0, srv1, dev0, dev1, busy0, busy1, all0, all1;
+    double t0, t, srv0, srv1, dev1, busy0, busy1, all0, all1;
 
-    if (!devs || !dirs || !lat)
+    if (!dirs || !lat || !workers)
         die("out of memory");
-    /* Per device: a socket, and the vault's database, WAL and shm. */
-    raise_nofile(4 * m + 256);
+    sh = mmap(NULL, shared_bytes, PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        die("cannot map the shared results: %s", strerror(errno));
+    atomic_init(&sh->ready, 0);
+    atomic_init(&sh->go, 0);
+    /* The server's side of every socket, and its store. */
+    raise_nofile(m + 256);
+    /* Every simulated device comes from 127.0.0.1 at the same moment:
+     * serve's per-address and pre-authentication shares (a quarter of
+     * --max-connections, half of that per address) must hold them all,
+     * and the buffers of all of them (README, "Server resources"). */
+    snprintf(maxconn, sizeof maxconn, "%zu",
+             8 * m + 64 < 65536 ? 8 * m + 64 : 65536);
+    snprintf(memmib, sizeof memmib, "%zu",
+             m / 4 + 64 < 65536 ? m / 4 + 64 : 65536);
     admin = server_create(server_dir);
-    pid = serve_start(server_dir, log, addr, sizeof addr);
+    pid = serve_start_with(server_dir, log, addr, sizeof addr, serve_args);
     note("sync.load: %s serve (pid %ld) listening on %s", opt.fieldvault,
          (long)pid, addr);
     coordinator_setup(admin, addr);
@@ -1059,49 +1207,72 @@ static void bench_load(void)
 
     note("sync.load: preparing %zu devices of %d records", m, LOAD_RECORDS);
     t0 = now();
-    for (size_t i = 0; i < m; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "device %zu", i);
+    for (size_t i = 0; i < m; i++)
         dirs[i] = scratch_path("load-device");
-        devs[i].v = field_device(server_dir, addr, dirs[i], name);
-        add_records(devs[i].v, (unsigned)(100 + i), 0, LOAD_RECORDS);
-        devs[i].addr = addr;
-        devs[i].go = &go;
-    }
-    note("sync.load: prepared in %.1f s", now() - t0);
+    prep.dirs = dirs;
+    prep.m = m;
+    prep.server_dir = server_dir;
+    prep.addr = addr;
+    if (pthread_mutex_init(&prep.lock, NULL) != 0)
+        die("cannot make a mutex");
+    for (int k = 0; k < LOAD_PREP_THREADS; k++)
+        if (pthread_create(&prep_tid[k], NULL, prep_main, &prep) != 0)
+            die("cannot start a preparing thread");
+    for (int k = 0; k < LOAD_PREP_THREADS; k++)
+        pthread_join(prep_tid[k], NULL);
+    pthread_mutex_destroy(&prep.lock);
+    note("sync.load: prepared in %.1f s; %zu worker processes of at most "
+         "%d devices", now() - t0, nproc, LOAD_PER_PROC);
     rss_before = status_kib(pid, "VmRSS");
 
-    if (pthread_barrier_init(&go, NULL, (unsigned)m + 1) != 0)
-        die("cannot make a barrier");
-    for (size_t i = 0; i < m; i++)
-        if (pthread_create(&devs[i].tid, NULL, device_main, &devs[i]) != 0)
-            die("cannot start thread %zu of %zu", i + 1, m);
+    for (size_t w = 0; w < nproc; w++) {
+        size_t from = w * m / nproc, to = (w + 1) * m / nproc;
+        workers[w] = fork();
+        if (workers[w] < 0)
+            die("fork: %s", strerror(errno));
+        if (workers[w] == 0)
+            load_worker(sh, dirs, from, to, addr);
+    }
+    /* Every worker's threads wait at their barrier: then all go at once. */
+    while (atomic_load(&sh->ready) < nproc) {
+        int status;
+        for (size_t w = 0; w < nproc; w++)
+            if (workers[w] && waitpid(workers[w], &status, WNOHANG) ==
+                                  workers[w])
+                die("sync.load: worker %zu ended before the load", w);
+        usleep(10000);
+    }
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(pid);
-    dev0 = self_cpu();
-    pthread_barrier_wait(&go);
     t0 = now();
-    for (size_t i = 0; i < m; i++)
-        pthread_join(devs[i].tid, NULL);
+    atomic_store(&sh->go, 1);
+    for (size_t w = 0; w < nproc; w++) {
+        int status;
+        if (waitpid(workers[w], &status, 0) != workers[w] ||
+            !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            die("sync.load: worker %zu failed", w);
+    }
     t = now() - t0;
     srv1 = proc_cpu(pid);
-    dev1 = self_cpu();
     machine_cpu(&busy1, &all1);
-    pthread_barrier_destroy(&go);
+    /* The workers, all reaped (serve still runs: not counted). */
+    getrusage(RUSAGE_CHILDREN, &ru);
+    dev1 = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 
     hwm = status_kib(pid, "VmHWM");
     serve_stop(pid, log, &maxrss);
     server_log_count(server_dir, &logged, &authors);
 
     for (size_t i = 0; i < m; i++) {
-        struct device *d = &devs[i];
+        struct load_result *d = &sh->r[i];
         lat[i] = d->end - d->start;
-        if (d->rc == FV_OK && d->res.pushed == LOAD_RECORDS) {
+        if (d->rc == FV_OK && d->pushed == LOAD_RECORDS) {
             ok++;
         } else if (failed_shown++ < 10) {
             if (d->rc == FV_OK)
                 note("sync.load: device %zu pushed %llu envelopes, not %d", i,
-                     (unsigned long long)d->res.pushed, LOAD_RECORDS);
+                     (unsigned long long)d->pushed, LOAD_RECORDS);
             else
                 note("sync.load: device %zu failed after %.2f s: %s (%s)", i,
                      lat[i], fv_strerror(d->rc), d->msg);
@@ -1112,10 +1283,11 @@ static void bench_load(void)
          "fastest %.2f s, median %.2f s, slowest %.2f s", ok, m, t, lat[0],
          lat[m / 2], lat[m - 1]);
     note("sync.load: during the load the server process used %.2f "
-         "CPU-seconds (%.1f ms per device), the devices (this process) "
-         "%.2f; the machine (every process) was busy %.2f of %.2f",
-         srv1 - srv0, 1e3 * (srv1 - srv0) / (double)m, dev1 - dev0,
-         busy1 - busy0, all1 - all0);
+         "CPU-seconds (%.1f ms per device), the devices (the worker "
+         "processes, opening their vaults included) %.2f; the machine "
+         "(every process) was busy %.2f of %.2f",
+         srv1 - srv0, 1e3 * (srv1 - srv0) / (double)m, dev1, busy1 - busy0,
+         all1 - all0);
     note("sync.load: server resident set %ld KiB before the load; peak %ld "
          "KiB after it (VmHWM), %ld KiB over its whole life with the "
          "shutdown (getrusage)", rss_before, hwm, maxrss);
@@ -1137,15 +1309,15 @@ static void bench_load(void)
                "KiB", 0, 0);
 
     for (size_t i = 0; i < m; i++) {
-        fv_vault_close(devs[i].v);
         rm_tree(dirs[i]);
         free(dirs[i]);
     }
+    munmap(sh, shared_bytes);
     rm_tree(server_dir);
     unlink(log);
     free(server_dir);
     free(log);
-    free(devs);
+    free(workers);
     free(dirs);
     free(lat);
 }
@@ -1161,7 +1333,7 @@ static const char usage[] =
     "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
     "sync.load.server_rss; none: all) and prints one JSON line per\n"
     "measurement. --records: sync.push's records (100000; --quick 10000);\n"
-    "--devices: sync.load's devices (500; --quick 50); --fieldvault: the CLI\n"
+    "--devices: sync.load's devices (10000; --quick 50); --fieldvault: the CLI\n"
     "that sync.load runs as `serve` (default: fieldvault next to this\n"
     "program); --verify-threads: the in-process servers' signature\n"
     "threads (default: one per CPU; 0: none). Scratch files go in a new\n"
@@ -1220,7 +1392,7 @@ int main(int argc, char **argv)
         }
     }
     opt.records = records ? records : opt.quick ? 10000 : 100000;
-    opt.devices = devices ? devices : opt.quick ? 50 : 500;
+    opt.devices = devices ? devices : opt.quick ? 50 : 10000;
     if (!opt.fieldvault)
         opt.fieldvault = default_fieldvault();
     bench_fieldvault = opt.fieldvault;

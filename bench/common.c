@@ -754,6 +754,12 @@ void tail_file(const char *path, int lines)
 pid_t serve_start(const char *dir, const char *log, char *addr,
                          size_t addr_cap)
 {
+    return serve_start_with(dir, log, addr, addr_cap, NULL);
+}
+
+pid_t serve_start_with(const char *dir, const char *log, char *addr,
+                       size_t addr_cap, const char *const *extra)
+{
     double deadline = now() + 30;
     pid_t pid = fork();
     if (pid < 0)
@@ -764,10 +770,19 @@ pid_t serve_start(const char *dir, const char *log, char *addr,
         if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 ||
             dup2(fd, 2) < 0)
             _exit(126);
+        const char *argv[32];
+        size_t n = 0;
+        argv[n++] = "fieldvault";
+        argv[n++] = "serve";
         /* A PostgreSQL store (bench_pg) is --store, a directory --data. */
-        execl(bench_fieldvault, "fieldvault", "serve",
-              strncmp(dir, "postgresql://", 13) ? "--data" : "--store", dir,
-              "--listen", "127.0.0.1:0", (char *)NULL);
+        argv[n++] = strncmp(dir, "postgresql://", 13) ? "--data" : "--store";
+        argv[n++] = dir;
+        argv[n++] = "--listen";
+        argv[n++] = "127.0.0.1:0";
+        for (size_t i = 0; extra && extra[i] && n + 1 < sizeof argv / sizeof *argv; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        execv(bench_fieldvault, (char *const *)argv);
         _exit(127);
     }
     serve_pid = pid;

@@ -130,6 +130,9 @@ void socks_stop(pid_t pid);
  * `log`; waits for it to listen and returns its pid and address. */
 pid_t serve_start(const char *dir, const char *log, char *addr,
                   size_t addr_cap);
+/* serve_start with more options of serve after the others (NULL-ended). */
+pid_t serve_start_with(const char *dir, const char *log, char *addr,
+                       size_t addr_cap, const char *const *extra);
 /* SIGTERM; its exit status must be 0. *maxrss: its ru_maxrss (KiB). */
 void serve_stop(pid_t pid, const char *log, long *maxrss);
 /* `fieldvault` in the directory of this program. */

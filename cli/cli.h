@@ -37,8 +37,10 @@ enum cli_exit {
     CLI_PARTIAL = 19,    /* export: written without the records this vault
                             cannot open (each named on stderr) */
     CLI_PROXY = 20,      /* the proxy cannot be reached, refused or failed */
-    CLI_DATABASE = 21    /* the server's PostgreSQL database cannot be
+    CLI_DATABASE = 21,   /* the server's PostgreSQL database cannot be
                             reached or refused the connection */
+    CLI_ROLLBACK = 22    /* sync: the server's log went back or differed;
+                            the device started over with it */
 };
 
 /* The exit code for a library result code (main.c). */

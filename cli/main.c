@@ -33,6 +33,9 @@
  *         connection, or broke its protocol
  *    21   the server's PostgreSQL database cannot be reached or refused the
  *         connection
+ *    22   sync: the server's log went back or differs from what this device
+ *         read (restored from an older backup): the device started over
+ *         with it, pushed again all it wrote, and said so
  *
  * A server that breaks the sync protocol is treated as corrupt data (5).
  */

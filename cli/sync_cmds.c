@@ -17,7 +17,7 @@
 #include "report.h"
 #include "server.h"
 #include "textparse.h"
-#include "tls.h"
+#include "tls_server.h"
 
 #define TTL_HOURS_DEFAULT (7 * 24)
 #define TTL_HOURS_MAX (30 * 24)
@@ -328,6 +328,29 @@ static void net_end(net_progress *p)
     }
 }
 
+/* --chunks DIR (a PostgreSQL store's shared chunk directory: README,
+ * "PostgreSQL"), for server init and serve. */
+static int chunks_opt(const cli_opt *chunks, const char *dir,
+                      const char *label)
+{
+    if (!chunks->count)
+        return 0;
+    if (dir == label && strncmp(dir, "postgres", 8) != 0) {
+        cli_error("--chunks is for a PostgreSQL store (--store URL); a "
+                  "server directory keeps its chunks in SDIR/chunks");
+        return CLI_USAGE;
+    }
+    if (!chunks->values[0][0]) {
+        cli_error("--chunks wants a directory");
+        return CLI_USAGE;
+    }
+    if (fv_server_set_chunks(chunks->values[0])) {
+        cli_error("--chunks: " PG_EINVAL);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
 /* ---- server init, server invite --------------------------------------------- */
 
 static int server_init(cli *c)
@@ -336,6 +359,7 @@ static int server_init(cli *c)
                       {"listen", OPT_ONE, NULL, 0},
                       {"hostname", OPT_ONE, NULL, 0},
                       {"store", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     unsigned char pin[32];
     char *invite = NULL, lbuf[1024];
@@ -345,7 +369,8 @@ static int server_init(cli *c)
 
     if (cli_begin(c, opts, 0, 0, "", &rc) ||
         (rc = check_store(&opts[0], &opts[3], &dir, &label, lbuf,
-                          sizeof lbuf)) != 0)
+                          sizeof lbuf)) != 0 ||
+        (rc = chunks_opt(&opts[4], dir, label)) != 0)
         goto cleanup;
     if (opts[1].count == 0) {
         cli_error("server init: --listen HOST:PORT is required (the address "
@@ -371,6 +396,10 @@ static int server_init(cli *c)
             cli_error("cannot create a server in %s: bad --listen address "
                       "'%s' (want HOST:PORT, or [V6ADDR]:PORT)",
                       label, opts[1].values[0]);
+        else if (r == FV_EEXIST && opts[4].count)
+            cli_error("cannot create a server in %s: it holds one already, "
+                      "or the chunk directory %s is not empty", label,
+                      opts[4].values[0]);
         else
             cli_error("cannot create a server in %s: %s", label,
                       fv_strerror(r));
@@ -892,6 +921,7 @@ int cmd_serve(cli *c)
                       {"memory-mib", OPT_ONE, NULL, 0},
                       {"store", OPT_ONE, NULL, 0},
                       {"verify-threads", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     fv_server_options so = FV_SERVER_OPTIONS_INIT;
     unsigned int threads = 0;
@@ -907,7 +937,8 @@ int cmd_serve(cli *c)
         (rc = parse_limit(&opts[3], 1, 65536, &so.max_per_address)) != 0 ||
         (rc = parse_limit(&opts[4], 1, 1024, &so.max_per_device)) != 0 ||
         (rc = parse_limit(&opts[5], 16, 65536, &so.memory_mib)) != 0 ||
-        (rc = parse_limit(&opts[7], 0, FV_SERVER_VERIFY_MAX, &threads)) != 0)
+        (rc = parse_limit(&opts[7], 0, FV_SERVER_VERIFY_MAX, &threads)) != 0 ||
+        (rc = chunks_opt(&opts[8], dir, label)) != 0)
         goto cleanup;
     if (opts[7].count)
         so.verify_threads = (int)threads;
@@ -936,8 +967,17 @@ int cmd_serve(cli *c)
     sigaction(SIGPIPE, &old_pipe, NULL);
     if (r != FV_OK) {
         const char *why = fv_strerror(r);
-        if (r == FV_ENOTFOUND)
+        if (r == FV_ENOTFOUND && dir != label)
+            why = "no server there (create one with 'fieldvault server "
+                  "init'), or its chunk directory is missing (not mounted? "
+                  "--chunks DIR names it)";
+        else if (r == FV_ENOTFOUND)
             why = "no server there (create one with 'fieldvault server init')";
+        else if (r == FV_EDENIED)
+            why = "the chunk directory belongs to another server";
+        else if (r == FV_EINVAL && opts[8].count)
+            why = "--chunks is given, but this server keeps its chunks in "
+                  "PostgreSQL";
         else if (r == FV_ENET)
             why = "cannot listen on the address";
         else if (r == FV_EINVAL && dir != label)
@@ -1415,6 +1455,16 @@ int cmd_sync(cli *c)
         cli_cancel_session(NULL);
     }
     net_end(&prog);
+    /* Said first, whatever follows: the server lost data or shows another
+     * log, and this device started over with it (docs/PROTOCOL.md). */
+    if (res.rollback)
+        cli_error("%s: this device read its log again from the start and "
+                  "pushed again everything it wrote",
+                  res.rollback == FV_ROLLBACK_BEHIND
+                      ? "the server's log went back or lost what it receipted "
+                        "(restored from an older backup?)"
+                      : "the server's log differs from what this device read "
+                        "(restored from an older backup, or rewritten)");
     if (r != FV_OK) {
         rc = cli_fail(v, r, NULL);
         goto cleanup;
@@ -1426,7 +1476,7 @@ int cmd_sync(cli *c)
                 "\"bytes_received\": %llu, \"roundtrips\": %u, "
                 "\"chunks_sent\": %llu, \"chunks_received\": %llu, "
                 "\"chunks_unavailable\": %llu, \"chunks_rejected\": %llu, "
-                "\"dropped\": %zu, \"refused\": %llu}\n",
+                "\"dropped\": %zu, \"refused\": %llu, \"rollback\": %s}\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 (unsigned long long)res.bytes_sent,
@@ -1435,7 +1485,10 @@ int cmd_sync(cli *c)
                 (unsigned long long)res.chunks_received,
                 (unsigned long long)res.chunks_unavailable,
                 (unsigned long long)res.chunks_rejected, res.dropped,
-                (unsigned long long)res.refused);
+                (unsigned long long)res.refused,
+                res.rollback == FV_ROLLBACK_BEHIND     ? "\"behind\""
+                : res.rollback == FV_ROLLBACK_DIVERGED ? "\"diverged\""
+                                                       : "null");
     } else {
         char sent[32], recvd[32];
         size_format(sent, sizeof sent, res.bytes_sent);
@@ -1469,6 +1522,8 @@ int cmd_sync(cli *c)
         if (rc == CLI_OK)
             rc = CLI_CORRUPT;
     }
+    if (res.rollback && rc == CLI_OK)
+        rc = CLI_ROLLBACK;
     if (res.chunks_rejected > 0) {
         int one = res.chunks_rejected == 1;
         cli_error("%llu attachment %s failed verification and %s not stored; "

@@ -934,8 +934,17 @@ int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
 
 int fv_store_undeliver_all(fv_store *s)
 {
-    return fv_db_exec(&s->d, "UPDATE envelope SET delivered = 0 "
-                             "WHERE own AND delivered");
+    /* The chunks too: a server that lost an envelope lost its chunks. The
+     * next sync's CHUNK-QUERY finds those it still holds, which then move
+     * no bytes. */
+    int rc = fv_db_exec(&s->d, "UPDATE envelope SET delivered = 0 "
+                               "WHERE own AND delivered");
+    if (rc == FV_OK)
+        rc = fv_db_exec(&s->d, "UPDATE chunk SET delivered = 0 WHERE "
+                               "delivered AND EXISTS (SELECT 1 FROM chunkref r "
+                               "JOIN envelope e ON e.id = r.envelope WHERE "
+                               "r.hash = chunk.hash AND e.own)");
+    return rc;
 }
 
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)

@@ -150,7 +150,8 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
  * envelopes it names delivered. Call inside a transaction. */
 int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
                        const unsigned char *const *ids, size_t n);
-/* Puts every own envelope back in the outbox (a new server). */
+/* Puts every own envelope, and every chunk they list, back in the outbox
+ * (a new server, or one that lost some). Call inside a transaction. */
 int fv_store_undeliver_all(fv_store *s);
 /* Every own, unpurged envelope that is not a grant, in write order. */
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload);

@@ -26,7 +26,10 @@
 #define ST_CURSOR (ST_EPOCH + 16)
 #define ST_CHAIN (ST_CURSOR + 8)
 #define ST_ROLE (ST_CHAIN + 32)
-#define ST_BYTES (ST_ROLE + 1)
+#define ST_BYTES_V1 (ST_ROLE + 1) /* before the receipt mark */
+#define ST_RSEQ ST_BYTES_V1
+#define ST_RID (ST_RSEQ + 8)
+#define ST_BYTES (ST_RID + 32)
 
 static const unsigned char state_ad[] = "FieldVault sync state v1";
 
@@ -76,6 +79,9 @@ static void state_pack(unsigned char *b, const fv_sync_state *st)
         b[ST_CURSOR + i] = (unsigned char)(st->cursor >> (8 * i));
     memcpy(b + ST_CHAIN, st->chain, 32);
     b[ST_ROLE] = (unsigned char)st->role;
+    for (int i = 0; i < 8; i++)
+        b[ST_RSEQ + i] = (unsigned char)(st->rseq >> (8 * i));
+    memcpy(b + ST_RID, st->rid, 32);
 }
 
 static void state_unpack(fv_sync_state *st, const unsigned char *b)
@@ -90,6 +96,9 @@ static void state_unpack(fv_sync_state *st, const unsigned char *b)
         st->cursor = (st->cursor << 8) | b[ST_CURSOR + i];
     memcpy(st->chain, b + ST_CHAIN, 32);
     st->role = b[ST_ROLE];
+    for (int i = 7; i >= 0; i--)
+        st->rseq = (st->rseq << 8) | b[ST_RSEQ + i];
+    memcpy(st->rid, b + ST_RID, 32);
 }
 
 int fv_vs_state_get(fv_vault *v, fv_sync_state *st)
@@ -97,6 +106,12 @@ int fv_vs_state_get(fv_vault *v, fv_sync_state *st)
     unsigned char b[ST_BYTES];
     int rc = fv_v_meta_open(v, "sync", META_SYNC_STATE, b, sizeof b, state_ad,
                             sizeof state_ad);
+    /* A state written before the receipt mark existed: none yet. */
+    if (rc == FV_ECORRUPT) {
+        memset(b, 0, sizeof b);
+        rc = fv_v_meta_open(v, "sync", META_SYNC_STATE, b, ST_BYTES_V1,
+                            state_ad, sizeof state_ad);
+    }
     if (rc == FV_ENOTFOUND)
         return fv_v_err(v, rc, "this vault is not enrolled with a server");
     if (rc)
@@ -274,7 +289,8 @@ int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
 static const char receipt_ad[] = "FieldVault receipt at rest v1";
 #define RECEIPT_SIG_BYTES 64
 
-int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
+int fv_vs_delivered(fv_vault *v, const fv_sync_state *st,
+                    const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
                     const unsigned char *const *ids, size_t n)
 {
@@ -291,6 +307,8 @@ int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
     }
     if (rc == FV_OK && (rc = fv_store_begin(v->store)) == FV_OK) {
         rc = fv_store_delivered(v->store, sealed, slen, ids, n);
+        if (rc == FV_OK && st)
+            rc = state_put(v, st);
         if (rc == FV_OK)
             rc = fv_store_commit(v->store);
         if (rc)
@@ -351,9 +369,18 @@ int fv_vs_each_receipt(fv_vault *v, fv_vs_receipt_fn fn, void *payload)
     return rc;
 }
 
-int fv_vs_reset(fv_vault *v)
+int fv_vs_reset(fv_vault *v, const fv_sync_state *st)
 {
-    return fv_v_serr(v, fv_store_undeliver_all(v->store));
+    int rc = fv_store_begin(v->store);
+    if (rc == FV_OK)
+        rc = fv_store_undeliver_all(v->store);
+    if (rc == FV_OK)
+        rc = state_put(v, st);
+    if (rc == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    return fv_v_serr(v, rc);
 }
 
 /* ---- import ----------------------------------------------------------- */

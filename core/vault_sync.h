@@ -26,6 +26,12 @@ typedef struct fv_sync_state {
     uint64_t cursor;               /* feed position reached */
     unsigned char chain[32];       /* feed chain at the cursor */
     int role;                      /* FV_ROLE_* (sync/proto.h) */
+    /* The receipt mark: the highest log position a receipt of this device
+     * named (0: none since enrollment, a new server or a rollback), and
+     * the envelope id there. Sent in PULL, so that a server that lost it
+     * says so (docs/PROTOCOL.md, PULL). */
+    uint64_t rseq;
+    unsigned char rid[32];
 } fv_sync_state;
 
 /* The vault's sync lock: one exchange with the server (sync, enroll, the
@@ -62,8 +68,10 @@ int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
                  fv_store_outbox_fn fn, void *payload);
 
 /* Commits a server receipt (already verified by the sync engine) and marks
- * the envelopes it names delivered, in one transaction. */
-int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
+ * the envelopes it names delivered, with *st (its receipt mark moved; NULL:
+ * the state unchanged), in one transaction. */
+int fv_vs_delivered(fv_vault *v, const fv_sync_state *st,
+                    const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
                     const unsigned char *const *ids, size_t n);
 
@@ -76,8 +84,11 @@ typedef int (*fv_vs_receipt_fn)(int64_t seq, const unsigned char *body,
                                 void *payload);
 int fv_vs_each_receipt(fv_vault *v, fv_vs_receipt_fn fn, void *payload);
 
-/* A new server (another epoch): every own envelope goes back to the outbox. */
-int fv_vs_reset(fv_vault *v);
+/* A server that holds nothing of ours, or lost part of it (another epoch,
+ * or a rollback): every own envelope, and every chunk they list, goes back
+ * to the outbox, and *st (its cursor, chain and receipt mark reset by the
+ * caller) is saved, in one transaction. Receipts already held stay. */
+int fv_vs_reset(fv_vault *v, const fv_sync_state *st);
 
 /* Verifies and stores pulled envelopes in one transaction, together with
  * *st (the cursor the sync engine advanced after checking the chain). A

@@ -31,7 +31,7 @@
 #endif
 #include "sstore.h"
 #include "textparse.h"
-#include "tls.h"
+#include "tls_server.h"
 #include "vpool.h"
 
 #define KEY_FILE "tls.key"
@@ -174,6 +174,15 @@ static int paths_make(struct paths *p, const char *dir)
         return FV_ENOMEM;
     }
     return FV_OK;
+}
+
+int fv_server_set_chunks(const char *dir)
+{
+#ifdef FV_HAVE_POSTGRESQL
+    return fv_sstore_pg_set_chunks(dir);
+#else
+    return dir ? FV_EINVAL : FV_OK;
+#endif
 }
 
 /* ---- init ------------------------------------------------------------- */

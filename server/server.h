@@ -116,6 +116,14 @@ int fv_server_import_with(const char *dir, const char *path,
 int fv_server_migrate(const char *from, const char *to, uint64_t *envelopes,
                       uint64_t *devices, uint64_t *chunks);
 
+/* `--chunks DIR`: the PostgreSQL stores this process opens afterwards
+ * (fv_server_init*, fv_server_run...) keep attachment chunks as files in
+ * `dir`, which several servers may share (README, "PostgreSQL";
+ * store_pg.h, fv_sstore_pg_set_chunks). NULL: in the database. FV_EINVAL
+ * in a build without PostgreSQL, FV_ENOMEM. Process-wide: call it before
+ * the server starts. */
+int fv_server_set_chunks(const char *dir);
+
 /* Writes the server directory `dir` (SQLite store) into one new file at
  * `output` (mode 0600: it holds the server's private keys), consistent
  * while `serve` runs: the database copied at one instant and each chunk

@@ -1290,6 +1290,23 @@ static void pump(fv_srv_conn *c)
     }
 }
 
+/* The receipt mark of a PULL: 0 if the log holds the envelope at the
+ * position a receipt of ours named, 1 if not (the server was restored from
+ * an older copy, or its log was rewritten), -1 after a store failure
+ * (answered). */
+static int receipt_held(fv_srv_conn *c, const fv_msg *m)
+{
+    uint64_t seq;
+    int rc = fv_sstore_log_find(c->srv->st, m->u.pull.rid, &seq);
+    if (rc == FV_ENOTFOUND)
+        return 1;
+    if (rc) {
+        conn_internal(c, rc, "reading the log");
+        return -1;
+    }
+    return seq != m->u.pull.rseq;
+}
+
 static void handle_pull(fv_srv_conn *c, const fv_msg *m)
 {
     fv_srv *s = c->srv;
@@ -1307,6 +1324,11 @@ static void handle_pull(fv_srv_conn *c, const fv_msg *m)
     if (!m->u.pull.epoch ||
         memcmp(m->u.pull.epoch, s->epoch, FV_EPOCH_BYTES) != 0) {
         cursor = 0; /* a new or replaced server: the whole feed */
+    } else if (m->u.pull.rid && (rc = receipt_held(c, m))) {
+        if (rc > 0)
+            conn_error(c, FV_PERR_ROLLBACK,
+                       "the server lost envelopes it receipted");
+        return;
     } else if (cursor > head) {
         conn_error(c, FV_PERR_ROLLBACK, "the cursor is past the server's log");
         return;

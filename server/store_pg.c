@@ -8,6 +8,8 @@
 
 #include <libpq-fe.h>
 
+#include "chunkdir.h"
+#include "crypto.h"
 #include "fieldvault.h"
 
 #define OID_BYTEA 17
@@ -24,10 +26,25 @@ typedef struct pgs {
     PGconn *conn;
     int in_tx;
     char msg[256];
-    /* chunkdata rows to delete at the next commit. */
+    /* chunkdata rows (or chunk files) to delete at the next commit. */
     int64_t *erase;
     size_t nerase, erase_cap;
+    fv_chunkdir *cd; /* NULL: chunks in chunkdata */
+    char *made_dir;  /* the chunk directory this handle's init made */
 } pgs;
+
+/* --chunks DIR of this process (fv_sstore_pg_set_chunks). */
+static char *chunks_option;
+
+int fv_sstore_pg_set_chunks(const char *dir)
+{
+    char *copy = dir ? strdup(dir) : NULL;
+    if (dir && !copy)
+        return FV_ENOMEM;
+    free(chunks_option);
+    chunks_option = copy;
+    return FV_OK;
+}
 
 static const fv_sstore_ops pgs_ops;
 
@@ -251,6 +268,76 @@ static const char schema_sql[] =
     " id bytea NOT NULL);"
     "INSERT INTO schema_version(version) VALUES (1);";
 
+/* Version 2: chunks as files in a directory (chunkdir.h), numbered by a
+ * sequence every server draws from; chunk.data_id is that number. */
+static const char schema_dir_sql[] =
+    "CREATE SEQUENCE chunkfile;"
+    "UPDATE schema_version SET version = 2;";
+
+/* Makes the chunk directory chunks_option for a new store, inside the
+ * schema's transaction: its absolute path and its id go into meta. */
+static int chunks_create(pgs *s)
+{
+    unsigned char id[FV_CHUNKDIR_ID_BYTES];
+    char *abs = NULL;
+    params p = {0};
+    int rc;
+
+    fv_random(id, sizeof id);
+    if ((rc = fv_chunkdir_create(chunks_option, id)))
+        return pg_error(s, rc, "chunks: cannot make the directory");
+    if (!(s->made_dir = strdup(chunks_option)) ||
+        !(abs = realpath(chunks_option, NULL)))
+        rc = FV_ENOMEM;
+    if (rc == FV_OK)
+        rc = run_script(s, schema_dir_sql);
+    if (rc == FV_OK) {
+        p_bytes(&p, id, sizeof id);
+        p_bytes(&p, abs, strlen(abs));
+        rc = run(s, "INSERT INTO meta(k, v) VALUES ('chunk_dir_id', $1), "
+                    "('chunk_dir', $2)", &p, NULL, "meta");
+    }
+    if (rc == FV_OK)
+        rc = fv_chunkdir_open(&s->cd, chunks_option, id);
+    free(abs);
+    return rc;
+}
+
+/* Opens the chunk directory of a store that has one: --chunks if given,
+ * else the path init recorded. FV_EINVAL for --chunks on a store that
+ * keeps its chunks in PostgreSQL. */
+static int chunks_attach(pgs *s)
+{
+    PGresult *r = NULL, *r2 = NULL;
+    char *dir = NULL;
+    int rc = run_row(s, "SELECT v FROM meta WHERE k = 'chunk_dir_id'", NULL,
+                     &r, "meta");
+    if (rc == FV_ENOTFOUND)
+        return chunks_option ? FV_EINVAL : FV_OK;
+    if (rc)
+        return rc;
+    if (PQgetlength(r, 0, 0) != FV_CHUNKDIR_ID_BYTES)
+        rc = FV_ECORRUPT;
+    else if (!chunks_option &&
+             (rc = run_row(s, "SELECT v FROM meta WHERE k = 'chunk_dir'",
+                           NULL, &r2, "meta")) == FV_OK) {
+        int n = PQgetlength(r2, 0, 0);
+        if (!(dir = malloc((size_t)n + 1)))
+            rc = FV_ENOMEM;
+        else {
+            memcpy(dir, PQgetvalue(r2, 0, 0), (size_t)n);
+            dir[n] = '\0';
+        }
+    }
+    if (rc == FV_OK)
+        rc = fv_chunkdir_open(&s->cd, chunks_option ? chunks_option : dir,
+                              (const unsigned char *)PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQclear(r2);
+    free(dir);
+    return rc;
+}
+
 /* The schema's version: 0 if there is no schema_version table. */
 static int schema_version(pgs *s, int64_t *v)
 {
@@ -324,6 +411,7 @@ int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create)
             goto fail_tx;
         }
         if ((rc = run_script(s, schema_sql)) ||
+            (chunks_option && (rc = chunks_create(s))) ||
             (rc = run(s, "COMMIT", NULL, NULL, "schema")))
             goto fail_tx;
     } else {
@@ -337,12 +425,18 @@ int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create)
             rc = FV_EVERSION;
             goto fail;
         }
+        if ((rc = chunks_attach(s)))
+            goto fail;
     }
     *out = &s->base;
     return FV_OK;
 fail_tx:
     PQclear(PQexec(s->conn, "ROLLBACK"));
 fail:
+    fv_chunkdir_close(s->cd);
+    if (s->made_dir)
+        fv_chunkdir_remove(s->made_dir);
+    free(s->made_dir);
     PQfinish(s->conn);
     free(s);
     return rc;
@@ -357,6 +451,8 @@ static void pgs_close(fv_sstore *base)
         PQclear(PQexec(s->conn, "ROLLBACK"));
     PQfinish(s->conn);
     free(s->erase);
+    fv_chunkdir_close(s->cd);
+    free(s->made_dir);
     free(s);
 }
 
@@ -398,8 +494,11 @@ static int pgs_commit(fv_sstore *base)
     for (size_t i = 0; rc == FV_OK && i < s->nerase; i++) {
         params p = {0};
         p_int(&p, s->erase[i]);
-        rc = run(s, "DELETE FROM chunkdata WHERE id = $1", &p, NULL,
-                 "chunkdata");
+        /* A file's bytes are destroyed before the commit, as the embedded
+         * store's are (docs/PROTOCOL.md, Retraction). */
+        rc = s->cd ? fv_chunkdir_destroy(s->cd, (uint64_t)s->erase[i])
+                   : run(s, "DELETE FROM chunkdata WHERE id = $1", &p, NULL,
+                         "chunkdata");
     }
     s->nerase = 0;
     if (rc == FV_OK)
@@ -911,6 +1010,25 @@ static int pgs_chunk_append(fv_sstore *base, const unsigned char *data,
     int rc;
     if (len == 0 || len > UINT32_MAX || len > INT32_MAX)
         return FV_EINVAL;
+    if (s->cd) {
+        /* A number no server has used, then the file, durable at
+         * fv_sstore_chunk_sync; unreachable until indexed. */
+        if ((rc = run_row(s, "SELECT nextval('chunkfile')", NULL, &r,
+                          "chunkfile")))
+            return rc == FV_ENOTFOUND ? FV_EIO : rc;
+        if (!col_int(r, 0, 0, &id) || id < 1)
+            rc = pg_error(s, FV_EIO, "server database: chunkfile: no number");
+        PQclear(r);
+        if (rc == FV_OK && (rc = fv_chunkdir_write(s->cd, (uint64_t)id, data,
+                                                   len)))
+            pg_error(s, rc, "chunks: cannot write a chunk file");
+        if (rc == FV_OK) {
+            loc->pack = 2;
+            loc->off = (uint64_t)id;
+            loc->len = (uint32_t)len;
+        }
+        return rc;
+    }
     p_bytes(&p, data, len);
     /* Its own statement (outside any transaction: durable when it
      * returns); unreachable until fv_sstore_chunk_add indexes it. */
@@ -930,8 +1048,14 @@ static int pgs_chunk_append(fv_sstore *base, const unsigned char *data,
 
 static int pgs_chunk_sync(fv_sstore *base)
 {
-    (void)base; /* each append was committed, durably, on its own */
-    return FV_OK;
+    pgs *s = (pgs *)base;
+    int rc;
+    /* In PostgreSQL, each append was committed, durably, on its own. */
+    if (!s->cd)
+        return FV_OK;
+    if ((rc = fv_chunkdir_sync(s->cd)))
+        pg_error(s, rc, "chunks: cannot make the chunk files durable");
+    return rc;
 }
 
 static int pgs_chunk_discard(fv_sstore *base, const fv_sstore_chunkloc *loc)
@@ -979,7 +1103,7 @@ static int loc_row(pgs *s, const PGresult *r, int row, int col,
         id < 1 || len < 1 || len > UINT32_MAX)
         return pg_error(s, FV_ECORRUPT, "server database: a chunk's index "
                                         "is damaged");
-    loc->pack = 1;
+    loc->pack = s->cd ? 2 : 1;
     loc->off = (uint64_t)id;
     loc->len = (uint32_t)len;
     return FV_OK;
@@ -1020,6 +1144,14 @@ static int pgs_chunk_read(fv_sstore *base, const fv_sstore_chunkloc *loc,
     int rc;
     if (loc->off > INT64_MAX)
         return FV_ECORRUPT;
+    if (s->cd) {
+        if ((rc = fv_chunkdir_read(s->cd, loc->off, buf, loc->len)))
+            pg_error(s, rc, rc == FV_ECORRUPT ? "chunks: a chunk file is "
+                                                "missing or cut short"
+                                              : "chunks: cannot read a chunk "
+                                                "file");
+        return rc;
+    }
     p_int(&p, (int64_t)loc->off);
     rc = run_row(s, "SELECT data FROM chunkdata WHERE id = $1", &p, &r,
                  "chunkdata");
@@ -1251,5 +1383,10 @@ void fv_sstore_pg_drop(fv_sstore *base)
     pgs_rollback(base);
     run_script(s, "DROP TABLE IF EXISTS meta, device, invite, log, feed, "
                   "chunkref, chunkdata, chunk, logrec, retracted, "
-                  "schema_version");
+                  "schema_version; DROP SEQUENCE IF EXISTS chunkfile");
+    if (s->made_dir) {
+        fv_chunkdir_close(s->cd);
+        s->cd = NULL;
+        fv_chunkdir_remove(s->made_dir);
+    }
 }

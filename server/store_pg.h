@@ -26,6 +26,13 @@
  * record retracted through one process is what the next statement of every
  * other process sees.
  *
+ * Chunks in a directory (schema version 2, `--chunks DIR`): the sequence
+ * chunkfile numbers them, meta holds the directory's path (chunk_dir) and
+ * id (chunk_dir_id), chunk.data_id is the file's number (loc: pack 2, off
+ * = the number); fv_sstore_chunk_append writes the file and
+ * fv_sstore_chunk_sync makes the batch durable; a retraction destroys the
+ * files (zeros, then unlink) just before COMMIT. Otherwise:
+ *
  * Chunks: fv_sstore_chunk_append inserts the bytes as a row of chunkdata
  * in its own (autocommitted, durable) statement; the loc it returns names
  * the row (pack 1, off = row id). fv_sstore_chunk_sync has nothing left to
@@ -44,12 +51,28 @@
 
 #include "sstore.h"
 
-#define FV_SSTORE_PG_SCHEMA 1 /* schema_version this build makes */
+/* The newest schema_version this build reads: 1, or 2 for a store made
+ * with a chunk directory (fv_sstore_pg_set_chunks). */
+#define FV_SSTORE_PG_SCHEMA 2
+
+/* `--chunks DIR` for this process: the stores fv_sstore_pg_open opens
+ * afterwards keep their attachment chunks as files in `dir` (chunkdir.h),
+ * which several servers may share (NULL: back to the default). With
+ * `create`, the store is made so (schema version 2; `dir` created 0700 if
+ * missing, else it must be empty: FV_EEXIST; its absolute path is
+ * recorded). Without it, a store made so opens `dir` in place of the
+ * recorded path (another mount point), and a store that keeps its chunks
+ * in PostgreSQL is refused (FV_EINVAL). A process-wide setting, as the
+ * CLI's option is: call it before opening, not while stores open on other
+ * threads. FV_ENOMEM. */
+int fv_sstore_pg_set_chunks(const char *dir);
 
 /* Opens the PostgreSQL store at the libpq connection URI `uri`; with
  * `create`, makes the schema (FV_EEXIST if one is there). Without it:
  * FV_ENOTFOUND if there is no FieldVault schema, FV_EVERSION if it is
- * newer. FV_EDATABASE if the database cannot be reached or refuses the
+ * newer. A store with a chunk directory: FV_ENOTFOUND also if the
+ * directory has no marker (not made, or not mounted), FV_EDENIED if it
+ * belongs to another store. FV_EDATABASE if the database cannot be reached or refuses the
  * connection. */
 int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create);
 

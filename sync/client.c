@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "fieldvault_sync.h"
 #include "vault_sync.h"
 
 #define WINDOW 4                   /* PUSH batches in flight */
@@ -50,6 +51,7 @@ struct fv_client {
     /* A coordinator's vault that holds the organisation key certifies the
      * devices the server lists (DEVICES, pipelined before PULL). */
     int certify, certified;
+    int rollback; /* FV_ROLLBACK_* after ERROR rollback or diverged */
     int64_t last_queued; /* outbox position of the last envelope in a PUSH */
     struct batch inflight[WINDOW];
     size_t inflight_head, inflight_count;
@@ -400,7 +402,8 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
             rc = fv_send_simple(&c->out, FV_MSG_DEVICES);
         if (!rc)
             rc = fv_send_pull(&c->out, c->st.has_epoch ? c->st.epoch : NULL,
-                              c->st.cursor, c->st.chain);
+                              c->st.cursor, c->st.chain, c->st.rseq,
+                              c->st.rseq ? c->st.rid : NULL);
         break;
     case FV_CLIENT_INVITE:
         if (!rc)
@@ -465,13 +468,12 @@ static int on_welcome(fv_client *c, const fv_msg *m)
             /* A new server (or a first sync): its log starts over, and it
              * holds nothing of ours. The PULL already sent carried our old
              * epoch, so the server sends its feed from the start. */
-            if (c->st.has_epoch && (rc = vfail(c, fv_vs_reset(c->v))))
-                return rc;
+            int had = c->st.has_epoch;
             memcpy(c->st.epoch, m->u.welcome.epoch, 16);
             c->st.has_epoch = 1;
-            c->st.cursor = 0;
-            memset(c->st.chain, 0, 32);
-            if ((rc = vfail(c, fv_vs_state_put(c->v, &c->st))))
+            fv_client_forget(&c->st);
+            if ((rc = vfail(c, had ? fv_vs_reset(c->v, &c->st)
+                                   : fv_vs_state_put(c->v, &c->st))))
                 return rc;
         }
         if (c->st.role != (int)m->u.welcome.role) {
@@ -488,6 +490,7 @@ static int on_welcome(fv_client *c, const fv_msg *m)
 
 static int on_receipt(fv_client *c, const fv_msg *m)
 {
+    fv_sync_state next;
     fv_receipt r;
     struct batch *b;
     const unsigned char *ids[FV_PROTO_MAX_BATCH];
@@ -503,15 +506,24 @@ static int on_receipt(fv_client *c, const fv_msg *m)
         memcmp(r.epoch, c->st.epoch, 16) != 0 ||
         memcmp(r.device, c->device, 32) != 0 || r.n != b->n)
         return cfail(c, FV_EPROTO, "the server's receipt does not verify");
+    next = c->st;
     for (i = 0; i < r.n; i++) {
         if (memcmp(r.id[i], b->ids[i], 32) != 0)
             return cfail(c, FV_EPROTO, "the receipt names other envelopes");
         ids[i] = r.id[i];
+        /* The receipt mark: the highest position a receipt named (seq 0:
+         * a retraction not stored). */
+        if (r.seq[i] > next.rseq) {
+            next.rseq = r.seq[i];
+            memcpy(next.rid, r.id[i], 32);
+        }
     }
-    rc = vfail(c, fv_vs_delivered(c->v, m->u.receipt.body, m->u.receipt.body_len,
-                                  m->u.receipt.sig, ids, r.n));
+    rc = vfail(c, fv_vs_delivered(c->v, &next, m->u.receipt.body,
+                                  m->u.receipt.body_len, m->u.receipt.sig, ids,
+                                  r.n));
     if (rc)
         return rc;
+    c->st = next;
     c->stats.pushed += r.n;
     c->inflight_head = (c->inflight_head + 1) % WINDOW;
     c->inflight_count--;
@@ -572,6 +584,15 @@ static int on_error(fv_client *c, const fv_msg *m)
     case FV_PERR_DENIED: rc = FV_EDENIED; break;
     case FV_PERR_INVITE: rc = FV_EINVITE; break;
     case FV_PERR_BUSY: rc = FV_ENET; break;
+    /* The server's log went back, or differs from what this device read
+     * and was receipted: the caller may recover (fv_client_rollback). */
+    case FV_PERR_ROLLBACK:
+    case FV_PERR_DIVERGED:
+        c->rollback = m->u.error.code == FV_PERR_ROLLBACK
+                          ? FV_ROLLBACK_BEHIND
+                          : FV_ROLLBACK_DIVERGED;
+        rc = FV_EPROTO;
+        break;
     /* The server's own failure (a full disk...): nothing here is damaged
      * and the outbox keeps everything not yet receipted. */
     case FV_PERR_INTERNAL:
@@ -763,3 +784,13 @@ const fv_client_stats *fv_client_get_stats(const fv_client *c)
 }
 
 const char *fv_client_invite_text(const fv_client *c) { return c->invite_text; }
+
+int fv_client_rollback(const fv_client *c) { return c->rollback; }
+
+void fv_client_forget(fv_sync_state *st)
+{
+    st->cursor = 0;
+    memset(st->chain, 0, 32);
+    st->rseq = 0;
+    memset(st->rid, 0, 32);
+}

@@ -18,6 +18,7 @@
 
 #include "fieldvault.h"
 #include "proto.h"
+#include "vault_sync.h"
 
 typedef struct fv_client fv_client;
 
@@ -86,5 +87,13 @@ const char *fv_client_errmsg(const fv_client *c);
 const fv_client_stats *fv_client_get_stats(const fv_client *c);
 /* INVITE's result, valid until fv_client_free. */
 const char *fv_client_invite_text(const fv_client *c);
+/* After a failure: FV_ROLLBACK_BEHIND or FV_ROLLBACK_DIVERGED
+ * (fieldvault_sync.h) if the server said its log went back or lost what it
+ * receipted (ERROR rollback), or differs from what this device read (ERROR
+ * diverged), else 0. */
+int fv_client_rollback(const fv_client *c);
+/* Forgets the feed position and the receipt mark in *st: the next pull
+ * reads the feed from its start. */
+void fv_client_forget(fv_sync_state *st);
 
 #endif

@@ -272,8 +272,17 @@ static int dec_body(fv_msg *m, fv_dec *d, size_t fields)
         m->u.push.n = n;
         return FV_OK;
     case FV_MSG_PULL:
-        if (fields != 4 || opt_fixed(d, &m->u.pull.epoch, FV_EPOCH_BYTES) ||
+        m->u.pull.rseq = 0;
+        m->u.pull.rid = NULL;
+        if ((fields != 4 && fields != 5) ||
+            opt_fixed(d, &m->u.pull.epoch, FV_EPOCH_BYTES) ||
             fv_dec_uint(d, &m->u.pull.cursor) || key32(d, &m->u.pull.chain))
+            return FV_EPROTO;
+        /* The receipt mark: [seq, id], seq at least 1. */
+        if (fields == 5 &&
+            (fv_dec_array(d, &n) || n != 2 ||
+             fv_dec_uint(d, &m->u.pull.rseq) || m->u.pull.rseq == 0 ||
+             key32(d, &m->u.pull.rid)))
             return FV_EPROTO;
         return FV_OK;
     case FV_MSG_INVITE:
@@ -500,15 +509,22 @@ int fv_send_certs(fv_out *o, const unsigned char *const *cert,
 }
 
 int fv_send_pull(fv_out *o, const unsigned char *epoch, uint64_t cursor,
-                 const unsigned char chain[32])
+                 const unsigned char chain[32], uint64_t rseq,
+                 const unsigned char *rid)
 {
     fv_enc e;
+    int mark = rid && rseq > 0;
     fv_enc_init(&e);
-    fv_enc_array(&e, 4);
+    fv_enc_array(&e, mark ? 5 : 4);
     fv_enc_uint(&e, FV_MSG_PULL);
     enc_opt(&e, epoch, FV_EPOCH_BYTES);
     fv_enc_uint(&e, cursor);
     fv_enc_bytes(&e, chain, 32);
+    if (mark) {
+        fv_enc_array(&e, 2);
+        fv_enc_uint(&e, rseq);
+        fv_enc_bytes(&e, rid, 32);
+    }
     return fv_out_frame(o, &e);
 }
 

@@ -133,6 +133,10 @@ typedef struct fv_msg {
             const unsigned char *epoch; /* NULL if none */
             uint64_t cursor;
             const unsigned char *chain;
+            /* The receipt mark (rid NULL: none): the highest log position
+             * this device's receipts name, and the envelope there. */
+            uint64_t rseq;
+            const unsigned char *rid;
         } pull;
         struct {
             const char *name;
@@ -221,8 +225,10 @@ int fv_send_push(fv_out *o, const unsigned char *const *env, const size_t *len,
  * FV_MAX_CERT_BYTES each (docs/PROTOCOL.md, Courier bundles). */
 int fv_send_certs(fv_out *o, const unsigned char *const *cert,
                   const size_t *len, size_t n);
+/* rid NULL (or rseq 0): no receipt mark (docs/PROTOCOL.md, PULL). */
 int fv_send_pull(fv_out *o, const unsigned char *epoch, uint64_t cursor,
-                 const unsigned char chain[32]);
+                 const unsigned char chain[32], uint64_t rseq,
+                 const unsigned char *rid);
 int fv_send_invite(fv_out *o, const char *name, uint64_t role, uint64_t ttl);
 int fv_send_simple(fv_out *o, int type); /* DEVICES, BYE, OK */
 int fv_send_key(fv_out *o, int type, const unsigned char key[32]); /* REVOKE, ORGKEY */

@@ -354,7 +354,26 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         (rc = fv_tls_binding(r.tls, binding)) == FV_OK &&
         (rc = fv_client_start(r.c, peer_pin, binding)) == FV_OK)
         rc = pump(&r, timeout);
-    if (rc) {
+    if (rc && (r.res.rollback = fv_client_rollback(r.c)) != 0) {
+        /* The server lost part of its log, or shows another: everything
+         * of ours goes back to the outbox and the feed is read again from
+         * its start, under the same lock (run_enrolled runs it). */
+        fv_sync_state st;
+        char msg[300];
+        int rrc = fv_vs_state_get(v, &st);
+        if (rrc == FV_OK) {
+            fv_client_forget(&st);
+            rrc = fv_vs_reset(v, &st);
+        }
+        fv_wipe(&st, sizeof st);
+        snprintf(msg, sizeof msg, "%s%s", fv_client_errmsg(r.c),
+                 rrc ? " (and this device could not start over)" : "");
+        fv_vs_fail(v, rrc ? rrc : rc, msg);
+        if (rrc) {
+            rc = rrc;
+            r.res.rollback = 0;
+        }
+    } else if (rc) {
         if (fv_client_status(r.c))
             fv_vs_fail(v, rc, fv_client_errmsg(r.c));
         else
@@ -396,8 +415,21 @@ static int run_enrolled(fv_vault *v, const fv_client_request *req,
     int rc = fv_vs_state_get(v, &st);
     if (rc)
         return rc;
-    rc = run_request(v, req, o, o && o->server ? o->server : st.server, st.pin,
-                     res, invite_text, s);
+    const char *address = o && o->server ? o->server : st.server;
+    fv_sync_result local;
+
+    if (!res)
+        res = &local;
+    rc = run_request(v, req, o, address, st.pin, res, invite_text, s);
+    /* A rollback: the vault has started over (run_request); sync again at
+     * once, once, and say so in the result. A server that refuses the
+     * fresh start too gets its error. */
+    if (rc && res->rollback && req->op == FV_CLIENT_SYNC) {
+        int why = res->rollback;
+        rc = run_request(v, req, o, address, st.pin, res, invite_text, s);
+        if (rc == FV_OK || !res->rollback)
+            res->rollback = why;
+    }
     fv_wipe(&st, sizeof st);
     return rc;
 }

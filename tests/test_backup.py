@@ -4,8 +4,9 @@
 while `serve` runs and devices push; `server restore` into a new directory
 served again (same pin: devices sync on, every chunk the database lists is
 in its pack and matches its hash); a restore from an older backup after
-more pushes (devices that synced past it stop with the protocol's
-`rollback` error and keep everything they hold); damaged, cut and
+more pushes (every device that was receipted or pulled past it notices,
+exit 22, pushes again what the server lost and reads its feed anew, until
+the server holds every envelope and chunk again); damaged, cut and
 lengthened backup files refused with nothing made. The helpers (servers,
 vaults, organisations) are test_sync.py's.
 
@@ -22,7 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_sync  # noqa: E402
-from test_sync import OK, USAGE, CORRUPT, EXISTS  # noqa: E402
+from test_sync import OK, USAGE, CORRUPT, EXISTS, ROLLBACK  # noqa: E402
 
 
 class BackupTest(test_sync.SyncTest):
@@ -79,6 +80,23 @@ class BackupTest(test_sync.SyncTest):
             return db.execute("SELECT COUNT(*) FROM log").fetchone()[0]
         finally:
             db.close()
+
+    def log_ids(self, sdir):
+        return self.db_set(sdir, "SELECT id FROM log")
+
+    def chunk_hashes(self, sdir):
+        return self.db_set(sdir, "SELECT hash FROM chunk")
+
+    def db_set(self, sdir, sql):
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(sdir,
+                                                              "server.db"),
+                             uri=True)
+        try:
+            rows = [bytes(r[0]) for r in db.execute(sql)]
+        finally:
+            db.close()
+        self.assertEqual(len(rows), len(set(rows)), "each once")
+        return set(rows)
 
     def test_backup_while_pushing_restore_and_rollback(self):
         sdir, srv, c = self.organisation()
@@ -160,29 +178,47 @@ class BackupTest(test_sync.SyncTest):
         self.assertAlive(srv2)
         srv2.stop()
 
-        # restored from the older backup: the coordinator, whose cursor is
-        # past that log, is told of the rollback and stops, keeping all
+        # Restored from the older backup, after every device was receipted
+        # (or pulled) past it. Each device notices on its first sync (exit
+        # 22, one line), puts everything it wrote back in its outbox, reads
+        # its feed again from the start, and pushes what the server lost;
+        # nothing on any device is lost or doubled.
         srv3 = self.start_server(older)
-        before = self.jv(c, "list")
-        r = self.sync(c, "--server", srv3.address, expect=CORRUPT)
-        self.assertIn(b"past the server's log", r.stderr)
-        self.assertEqual(self.jv(c, "list"), before)
-        self.assertIn(newer, set(x["id"] for x in before))
-        for rid in first + later:
-            self.assertIn(rid, set(x["id"] for x in before))
-        # and again: the device does not accept the older log
-        r = self.sync(c, "--server", srv3.address, expect=CORRUPT)
-        self.assertIn(b"past the server's log", r.stderr)
-        # A field device whose own feed did not pass the older log's head
-        # (nothing was addressed to it) does not notice today: it syncs,
-        # and does not push again what was receipted (README, "Backups").
-        j = self.sync(f, "--server", srv3.address)
-        self.assertEqual((j["pushed"], j["pulled"]), (0, 0), j)
+        self.assertLess(older_head, self.log_head(sdir))
+        before = {v: self.jv(v, "list") for v in (f, g, c)}
+        # F's feed never passed the older log's head (nothing was addressed
+        # to it): its receipt mark is what tells.
+        r = self.v(f, "sync", "--server", srv3.address, expect=ROLLBACK)
+        self.assertIn(b"the server's log went back or lost what it "
+                      b"receipted", r.stderr)
+        self.assertIn(b"pushed again everything it wrote", r.stderr)
+        # the server lost G's attachments too: their chunks go up again
+        j = self.sync(g, "--server", srv3.address, expect=ROLLBACK)
+        self.assertEqual(j["rollback"], "behind", j)
+        self.assertGreater(j["chunks_sent"], 0, j)
+        # C's cursor is past the log, or the re-pushed envelopes now sit
+        # at its position in another order: behind or diverged, as may be
+        j = self.sync(c, "--server", srv3.address, expect=ROLLBACK)
+        self.assertEqual(j["added"], 0, "C held everything already: %r" % j)
+        # then every device syncs as usual again, with nothing left to push
+        for v in (f, g, c):
+            for j in self.settle(v, "--server", srv3.address):
+                self.assertIsNone(j["rollback"], j)
+            self.assertEqual(j["pushed"], 0, j)
+            self.assertEqual(self.jv(v, "list"), before[v])
+        self.assertAlive(srv3)
         srv3.stop()
-        self.assertEqual(self.log_head(older), older_head)
-        # the field device keeps every record it made, receipted or not
-        mine = set(x["id"] for x in self.jv(f, "list"))
+        # the restored server holds again every envelope and chunk the
+        # newest server (restored from the full backup) held, each once
+        self.assertEqual(self.log_ids(older), self.log_ids(restored))
+        self.assertEqual(self.chunk_hashes(older),
+                         self.chunk_hashes(restored))
+        self.check_restored(sdir, older)
+        # and the coordinator has every record, with the photo whole
+        mine = set(x["id"] for x in self.jv(c, "list"))
         self.assertTrue(set(first + later + [newer]) <= mine)
+        s = self.jv(c, "show", first[3])
+        self.assertEqual([a["size"] for a in s["attachments"]], [len(photo)])
 
     def test_damaged_backups_refused(self):
         sdir, pin, admin = self.server_init()

@@ -10,8 +10,13 @@
 #   3. its bytes hold a string only the server's code has.
 # A server function is fv_server_*, fv_srv_*, fv_sstore_* (the server
 # store's interface), sqls_* (its SQLite implementation), fv_vpool_* (the
-# threads that check signatures for the event loop) or one of the event
-# loop's (server/server.c).
+# threads that check signatures for the event loop), one of the event
+# loop's (server/server.c), or the server's side of TLS
+# (server/tls_server.c): listening and accepting (fv_tls_listen,
+# fv_tls_accept, fv_tls_server_*), its identity and certificates
+# (fv_tls_identity_*, fv_tls_cert_*, fv_tls_csr, fv_tls_hostname_ok and
+# the file-local functions that issue certificates), ending a connection
+# after an ERROR (fv_tls_shutdown, fv_tls_discard).
 #
 # Inputs: -DNM=<nm> -DLIB=<libfieldvault.so or libfieldvault.a>
 cmake_minimum_required(VERSION 3.18)
@@ -27,10 +32,14 @@ if(NOT EXISTS "${LIB}")
 endif()
 get_filename_component(name ${LIB} NAME)
 
-set(server_re "^(fv_server_|fv_srv_|fv_sstore_|sqls_|fv_vpool_)")
+set(server_re "^(fv_server_|fv_srv_|fv_sstore_|sqls_|fv_vpool_|fv_tls_server_|fv_tls_identity_|fv_tls_cert_)")
 set(event_loop fv_server_run accept_some enforce_budgets evict_preauth preauth_victim
                conn_service conn_settle raise_fd_limit load_engine cert_tick
-               open_server_store out_of_fds)
+               open_server_store out_of_fds
+               fv_tls_listen fv_tls_accept fv_tls_csr fv_tls_hostname_ok
+               fv_tls_shutdown fv_tls_discard cert_issue san_der cert_cn
+               cert_self_issued identity_load identity_unref default_hostname
+               file_replace x509_time)
 
 # Names defined in `lib` by `nm ${ARGN}`, into `var`; `ok` is FALSE when nm
 # found no symbol table.
@@ -94,7 +103,7 @@ else()
 endif()
 
 # ---- 3. strings only the server's code has -------------------------------------
-file(STRINGS ${LIB} strs REGEX "fieldvault serve: |pack-%06u|cannot open a pack|server\\.db")
+file(STRINGS ${LIB} strs REGEX "fieldvault serve: |pack-%06u|cannot open a pack|server\\.db|localhost\\.localdomain")
 if(strs)
   string(REPLACE ";" " | " strs "${strs}")
   fail("${name} holds the server's strings: ${strs}")

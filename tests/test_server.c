@@ -39,7 +39,7 @@
 #include "server.h"
 #include "server_engine.h"
 #include "store_server.h"
-#include "tls.h"
+#include "tls_server.h"
 #include "vault_sync.h"
 
 #define NOW 1700000000
@@ -1080,9 +1080,12 @@ static int has_id(const pulled *r, const unsigned char id[32])
     return 0;
 }
 
-/* HELLO + PULL(epoch, cursor, chain) + BYE as d; the result in r. */
-static void do_pull(harness *h, const device *d, const unsigned char *epoch,
-                    uint64_t cursor, const unsigned char chain[32], pulled *r)
+/* HELLO + PULL(epoch, cursor, chain, receipt mark rseq/rid) + BYE as d;
+ * the result in r. */
+static void do_pull_mark(harness *h, const device *d,
+                         const unsigned char *epoch, uint64_t cursor,
+                         const unsigned char chain[32], uint64_t rseq,
+                         const unsigned char *rid, pulled *r)
 {
     fv_out o;
     buf out = {0};
@@ -1091,7 +1094,7 @@ static void do_pull(harness *h, const device *d, const unsigned char *epoch,
     static const unsigned char zero[32];
     fv_out_init(&o);
     c_hello(&o, d, h->pin, binding_a, NULL);
-    fv_send_pull(&o, epoch, cursor, chain);
+    fv_send_pull(&o, epoch, cursor, chain, rseq, rid);
     fv_send_simple(&o, FV_MSG_BYE);
     session(h, binding_a, &o, &out);
     memset(r, 0, sizeof *r);
@@ -1101,6 +1104,12 @@ static void do_pull(harness *h, const device *d, const unsigned char *epoch,
     }
     fv_out_free(&o);
     buf_free(&out);
+}
+
+static void do_pull(harness *h, const device *d, const unsigned char *epoch,
+                    uint64_t cursor, const unsigned char chain[32], pulled *r)
+{
+    do_pull_mark(h, d, epoch, cursor, chain, 0, NULL, r);
 }
 
 static void push_envs(harness *h, const device *d, unsigned char **env,
@@ -1231,6 +1240,24 @@ static void test_pull(void)
     do_pull(&h, &admin, h.epoch, 9, chain, &r2);
     CHECK_EQ(r2.error, FV_PERR_ROLLBACK);
 
+    /* The receipt mark: the log holds that envelope at that position, or
+     * the server lost what it receipted (a restore from an older copy)
+     * and says rollback, whatever the cursor. Another epoch ignores it. */
+    do_pull_mark(&h, &a, h.epoch, 0, zero, 3, r.id[2], &r2);
+    CHECK(r2.done && r2.chains_ok && r2.n == 2 && r2.error == 0);
+    do_pull_mark(&h, &admin, h.epoch, 8, chain, 8, r.id[7], &r2);
+    CHECK(r2.done && r2.n == 0 && r2.error == 0);
+    do_pull_mark(&h, &a, h.epoch, 0, zero, 4, r.id[2], &r2);
+    CHECK_EQ(r2.error, FV_PERR_ROLLBACK);
+    do_pull_mark(&h, &admin, h.epoch, 8, chain, 9, r.id[7], &r2);
+    CHECK_EQ(r2.error, FV_PERR_ROLLBACK);
+    fv_random(wrong, 32);
+    do_pull_mark(&h, &admin, h.epoch, 8, chain, 8, wrong, &r2);
+    CHECK_EQ(r2.error, FV_PERR_ROLLBACK);
+    fv_random(other_epoch, 16);
+    do_pull_mark(&h, &a, other_epoch, 0, zero, 5, wrong, &r2);
+    CHECK(r2.done && r2.chains_ok && r2.n == 2);
+
     for (int i = 0; i < 8; i++)
         free(env[i]);
     harness_close(&h);
@@ -1279,7 +1306,7 @@ static void test_pull_stream(void)
     /* PULL, then more requests behind it, and a client that reads slowly. */
     fv_out_init(&o);
     c_hello(&o, &admin, h.pin, binding_a, NULL);
-    fv_send_pull(&o, NULL, 0, zero);
+    fv_send_pull(&o, NULL, 0, zero, 0, NULL);
     fv_send_simple(&o, FV_MSG_DEVICES);
     fv_send_simple(&o, FV_MSG_BYE);
     CHECK_EQ(fv_srv_conn_new(&c, h.srv, binding_a, 1), FV_OK);
@@ -1431,7 +1458,7 @@ static void test_prefixes(void)
     fv_out_init(&o);
     c_hello(&o, &admin, h.pin, binding_a, NULL);
     fv_send_push(&o, (const unsigned char *const *)env, len, 2);
-    fv_send_pull(&o, NULL, 0, zero);
+    fv_send_pull(&o, NULL, 0, zero, 0, NULL);
     fv_send_simple(&o, FV_MSG_BYE);
     p = fv_out_pending(&o, &n);
     while (off < n) { /* the frame ends */
@@ -1727,7 +1754,7 @@ static void test_garbage(void)
                              1);
                 break;
             case 1:
-                fv_send_pull(&req, h.epoch, 0, zero);
+                fv_send_pull(&req, h.epoch, 0, zero, 0, NULL);
                 break;
             case 2:
                 fv_send_invite(&req, "n", 1, 60);
@@ -1976,7 +2003,7 @@ static void test_run(void)
         for (int i = 0; i < 3; i++)
             env[i] = env_to_self(&admin, &elen[i], ids[i]);
         fv_send_push(&o, (const unsigned char *const *)env, elen, 3);
-        fv_send_pull(&o, NULL, 0, zero);
+        fv_send_pull(&o, NULL, 0, zero, 0, NULL);
         fv_send_simple(&o, FV_MSG_BYE);
         CHECK_EQ(tls_write_all(good, o.buf, o.len), FV_OK);
         CHECK_EQ(tls_read_all(good, &got, 5000), FV_EEOF);
@@ -3038,7 +3065,7 @@ static void test_bundle_batches(void)
                 fv_send_simple(&o, FV_MSG_BYE);
                 fv_send_simple(&o, FV_MSG_BYE);
             } else if (t == 1) {
-                fv_send_pull(&o, NULL, 0, zero);
+                fv_send_pull(&o, NULL, 0, zero, 0, NULL);
                 fv_send_simple(&o, FV_MSG_BYE);
             } else if (t == 2) {
                 CHECK_EQ(fv_send_certs(&o, certs, &cert_len, 1), FV_OK);

@@ -15,6 +15,7 @@ Helpers from test_sync.py."""
 import hashlib
 import os
 import re
+import stat
 import struct
 import subprocess
 import sys
@@ -183,6 +184,122 @@ class TestTwoServers(SyncTest):
         self.assertEqual(db.execute(
             "SELECT count(*) FROM log WHERE length(bytes) > 0").fetchone(),
             (2,))
+
+    def test_shared_chunk_directory(self):
+        """server init --chunks DIR: two serve processes on one database
+        and one chunk directory (one given --chunks, the other finding it
+        where init recorded it); attachments pushed through both at once
+        are files in DIR, none in the database, read back exactly through
+        either; a retraction destroys its files; wrong directories and
+        misuse refused."""
+        url = test_sync.new_pg_store()
+        chunks = self.path("chunks")
+        j = self.jfv("server", "init", "--store", url, "--listen",
+                     "127.0.0.1:9", "--chunks", chunks)
+        admin = j["admin_invite"]
+        self.assertEqual(stat.S_IMODE(os.stat(chunks).st_mode), 0o700)
+        a = self.start_server(url, args=["--chunks", chunks])
+        b = self.start_server(url)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", a.address)
+        self.v(c, "org", "init")
+        f = [self.field(c, srv, "worker %d" % i)
+             for i, srv in enumerate((a, b))]
+        photos, rids = [], []
+        for i, v in enumerate(f):
+            photos.append(os.urandom(600 * 1024 + i))  # three chunks each
+            self.write("p%d.bin" % i, photos[i])
+            rids.append(self.add(v, "photo %d" % i, "--attach",
+                                 self.path("p%d.bin" % i)))
+        errors = []
+
+        def push(vault, srv):
+            r = test_sync.run(["--vault", vault, "--passphrase-file",
+                               self.passfile, "--json", "sync", "--server",
+                               srv.address], timeout=300)
+            if r.returncode != OK:
+                errors.append((r.returncode, r.stderr))
+        ts = [threading.Thread(target=push, args=(v, srv))
+              for v, srv in zip(f, (a, b))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(errors, [])
+        self.settle(c, "--server", b.address)
+        for i, rid in enumerate(rids):
+            out = self.path("out%d" % i)
+            self.v(c, "attachment", "get", rid, "p%d.bin" % i, "--output",
+                   out)
+            with open(out, "rb") as fh:
+                self.assertEqual(fh.read(), photos[i])
+
+        db = PgDB(url)
+        self.assertEqual(db.execute(
+            "SELECT version FROM schema_version").fetchall(), [(2,)])
+        self.assertEqual(db.execute(
+            "SELECT count(*) FROM chunkdata").fetchone(), (0,))
+        hashes = {bytes.fromhex(r[0]) for r in db.execute(
+            "SELECT encode(hash, 'hex') FROM chunk").fetchall()}
+        self.assertEqual(len(hashes), 6)
+        self.assertEqual(self.chunk_files(chunks), hashes)
+
+        # retracted through B: its three files destroyed, in the index too
+        self.v(f[1], "retract", rids[1], "--yes")
+        self.settle(f[1], "--server", b.address)
+        self.settle(c, "--server", a.address)
+        left = {bytes.fromhex(r[0]) for r in db.execute(
+            "SELECT encode(hash, 'hex') FROM chunk").fetchall()}
+        self.assertEqual(len(left), 3)
+        self.assertEqual(self.chunk_files(chunks), left)
+        for srv in (a, b):
+            self.assertAlive(srv)
+
+        # the wrong directory: empty (not mounted), another store's
+        empty = self.path("empty")
+        os.mkdir(empty)
+        r = self.fv("serve", "--store", url, "--chunks", empty,
+                    expect=test_sync.NOTFOUND)
+        self.assertIn(b"chunk directory is missing", r.stderr)
+        url2 = test_sync.new_pg_store()
+        other = self.path("other")
+        self.jfv("server", "init", "--store", url2, "--listen",
+                 "127.0.0.1:9", "--chunks", other)
+        r = self.fv("serve", "--store", url, "--chunks", other,
+                    expect=DENIED)
+        self.assertIn(b"belongs to another server", r.stderr)
+        # --chunks for a store that keeps its chunks in the database, for a
+        # directory server, and a directory that is not empty
+        url3 = test_sync.new_pg_store()
+        self.jfv("server", "init", "--store", url3, "--listen",
+                 "127.0.0.1:9")
+        self.fv("serve", "--store", url3, "--chunks", chunks,
+                expect=test_sync.USAGE)
+        self.fv("server", "init", "--data", self.path("d"), "--listen",
+                "127.0.0.1:9", "--chunks", self.path("c2"),
+                expect=test_sync.USAGE)
+        r = self.fv("server", "init", "--store", test_sync.new_pg_store(),
+                    "--listen", "127.0.0.1:9", "--chunks", chunks,
+                    expect=test_sync.EXISTS)
+        self.assertIn(b"not empty", r.stderr)
+
+    def chunk_files(self, chunks):
+        """The BLAKE2b-256 of every chunk file in DIR (each in its DIR/xx
+        named by its number), checking each file's mode."""
+        found = set()
+        for sub in sorted(os.listdir(chunks)):
+            if sub == "FIELDVAULT-CHUNKS":
+                continue
+            self.assertRegex(sub, r"^[0-9a-f]{2}$")
+            for name in os.listdir(os.path.join(chunks, sub)):
+                self.assertRegex(name, r"^[0-9a-f]{16}$")
+                self.assertEqual(int(name, 16) & 0xff, int(sub, 16))
+                p = os.path.join(chunks, sub, name)
+                self.assertEqual(stat.S_IMODE(os.stat(p).st_mode), 0o600)
+                with open(p, "rb") as fh:
+                    found.add(hashlib.blake2b(fh.read(),
+                                              digest_size=32).digest())
+        return found
 
     def test_connection_lost_and_back(self):
         """The database drops the server's connection (a restart, a

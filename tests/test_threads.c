@@ -31,7 +31,7 @@
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
 #include "server.h"
-#include "tls.h"
+#include "tls_server.h"
 
 static char root[128];
 static const char PASS[] = "threads pass";

@@ -40,7 +40,7 @@
 #include "check.h"
 #include "crypto.h"
 #include "fieldvault.h"
-#include "tls.h"
+#include "tls_server.h"
 
 #define MAX_SLOTS 16
 #define ECHO_BYTES 65536

@@ -73,10 +73,22 @@ typedef struct fv_sync_result {
     /* Appended: envelopes pulled whose content this vault opened and found
      * malformed (docs/FORMAT.md): not stored, not acted on. */
     uint64_t refused;
+    /* Appended: FV_ROLLBACK_BEHIND or FV_ROLLBACK_DIVERGED if the server's
+     * log went back or differed from what this vault had read or been
+     * receipted (a server restored from an older backup): the vault put
+     * everything it wrote back in its outbox and read its feed again from
+     * the start, in this call (docs/PROTOCOL.md, PULL); else 0. */
+    int rollback;
 } fv_sync_result;
 
+/* fv_sync_result.rollback */
+enum fv_rollback {
+    FV_ROLLBACK_BEHIND = 1,  /* the log is shorter, or lost what it receipted */
+    FV_ROLLBACK_DIVERGED = 2 /* the log differs at this vault's position */
+};
+
 #define FV_SYNC_RESULT_INIT \
-    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Remembers in vault `v` the proxy its connections go through when the
  * options name none (see fv_sync_options.proxy); NULL or "none" forgets

@@ -13,7 +13,7 @@
 #include "codec.h"
 #include "crypto.h"
 #include "fileio.h"
-#include "tls.h"
+#include "tls_server.h"
 #include "vault_internal.h"
 
 #ifndef FV_FUZZ_FIXTURE
