@@ -62,10 +62,13 @@ int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
                  fv_store_outbox_fn fn, void *payload);
 
 /* Commits a server receipt (already verified by the sync engine) and marks
- * the envelopes it names delivered, in one transaction. */
+ * the envelopes it names delivered, in one transaction; those whose
+ * `refused` entry is not 0 (NULL: none) are marked refused: out of the
+ * outbox, never counted as delivered. */
 int fv_vs_delivered(fv_vault *v, const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
-                    const unsigned char *const *ids, size_t n);
+                    const unsigned char *const *ids,
+                    const unsigned char *refused, size_t n);
 
 /* Every stored server receipt, oldest first, opened: `body` and `sig` (64
  * bytes) are valid during the call; both NULL for a stored receipt that

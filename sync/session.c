@@ -370,6 +370,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         r.res.chunks_unavailable = s->chunks_unavailable;
         r.res.chunks_rejected = s->chunks_rejected;
         r.res.refused = s->refused;
+        r.res.rejected = s->rejected;
         if (req->op == FV_CLIENT_SYNC)
             rc = fv_vs_apply_retention(v, &r.res.dropped);
         if (invite_text && fv_client_invite_text(r.c)) {

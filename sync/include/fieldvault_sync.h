@@ -68,6 +68,10 @@ typedef struct fv_sync_result {
     /* Appended: envelopes pulled whose content this vault opened and found
      * malformed (docs/FORMAT.md): not stored, not acted on. */
     uint64_t refused;
+    /* Appended: envelopes of this vault the server refused (its receipt
+     * names each with a reason, docs/PROTOCOL.md): kept here, not sent
+     * again. */
+    uint64_t rejected;
 } fv_sync_result;
 
 /* Remembers in vault `v` the proxy its connections go through when the
