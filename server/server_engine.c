@@ -916,33 +916,38 @@ static int store_one(fv_srv *s, size_t i, uint64_t *head,
     uint64_t rseq;
     int rc;
 
-    if (!it->genesis) {
-        rc = fv_sstore_retracted(s->st, it->record, &rseq, rid);
-        if (rc == FV_OK) {
-            struct retract_ctx x = {s, rauthor, rseq, rid};
-            s->seqs[i] = 0;
-            s->late++;
-            if (it->dev->role != FV_ROLE_FIELD)
-                return FV_OK;
-            rc = fv_sstore_log_find_author(s->st, rid, &rseq, rauthor);
-            return rc ? rc : retraction_to(it->dev->pk, &x);
-        }
-        if (rc != FV_ENOTFOUND)
-            return rc;
+    /* A genesis too: a record retracted before the server held it (its
+     * retraction at log position 0, below) may arrive later, by courier. */
+    rc = fv_sstore_retracted(s->st, it->genesis ? s->ids[i] : it->record,
+                             &rseq, rid);
+    if (rc == FV_OK) {
+        struct retract_ctx x = {s, rauthor, rseq, rid};
+        s->seqs[i] = 0;
+        s->late++;
+        /* Nothing to tell when the retraction is not in the log. */
+        if (it->dev->role != FV_ROLE_FIELD || rseq == 0)
+            return FV_OK;
+        rc = fv_sstore_log_find_author(s->st, rid, &rseq, rauthor);
+        return rc ? rc : retraction_to(it->dev->pk, &x);
     }
+    if (rc != FV_ENOTFOUND)
+        return rc;
     if (it->kind == FV_ENV_NOTE || it->kind == FV_ENV_STATE ||
         it->kind == FV_ENV_RETRACTION) {
         rc = fv_sstore_record_origin(s->st, it->record, origin);
         if (rc == FV_ENOTFOUND && it->kind == FV_ENV_RETRACTION) {
             /* A record retracted before it ever left its device, or an
-             * outbox sent again to a new server: nothing here to destroy
-             * or to tell anyone. Acknowledged at seq 0 and not stored,
-             * like a late envelope, so that the device's outbox drains:
-             * refused, it would refuse the whole batch and every later
-             * push of that device. */
+             * outbox sent again to a new server: nothing here to tell
+             * anyone. Acknowledged at seq 0 and not stored, like a late
+             * envelope, so that the device's outbox drains. Its id alone
+             * is remembered (retracted at log position 0), so that a copy
+             * of the record arriving later (a courier bundle made before
+             * the retraction) is not stored either; a key grant of it the
+             * log holds is erased. */
             s->seqs[i] = 0;
             s->unheld++;
-            return FV_OK;
+            return fv_sstore_retract(s->st, it->record, 0, s->ids[i], NULL,
+                                     NULL);
         }
         if (rc == FV_ENOTFOUND) {
             s->why = "an envelope is about a record the server does not hold";

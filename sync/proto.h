@@ -77,8 +77,7 @@ enum fv_proto_refusal {
     FV_REFUSE_INVALID = 1,   /* failed verification (size, structure, sig) */
     FV_REFUSE_AUTHOR = 2,    /* not signed by the connected device */
     FV_REFUSE_UNHELD = 3,    /* about a record the server does not hold */
-    FV_REFUSE_DENIED = 4,    /* not its author's to write (role) */
-    FV_REFUSE_RETRACTED = 5  /* of a record retracted before it arrived */
+    FV_REFUSE_DENIED = 4     /* not its author's to write (role) */
 };
 
 /* Roles (FV_ROLE_FIELD, FV_ROLE_COORDINATOR) are in fieldvault.h. */
