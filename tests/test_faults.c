@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -49,6 +50,7 @@
 #include "proto.h"
 #include "server_engine.h"
 #include "store_server.h"
+#include "tls.h"
 #include "vault_sync.h"
 
 static char root[256];
@@ -1323,6 +1325,7 @@ struct acks {
     long syncs; /* all syncs of the sequence, when it ran to its end */
     int step;   /* steps acknowledged */
     unsigned char a[FV_ID_BYTES], b[FV_ID_BYTES];
+    unsigned char pin[32]; /* the TLS identity's, once acknowledged */
 };
 
 enum { ST_OPEN = 1, ST_ADD_A, ST_EDIT_A, ST_ADD_B, ST_DELETE_B, ST_PASSWD, ST_ADD_C, ST_CLOSE };
@@ -1718,6 +1721,119 @@ static void run_power_sync(void)
     CHECK_EQ(failures, 0);
 }
 
+/* ---- power loss while the server's TLS identity is written ------------------ */
+
+enum { SI_CREATED = 1, SI_RENEWED };
+
+/* 340 days on: a certificate made now has less than 30 days left. */
+#define TLS_LATER (340 * 86400LL)
+
+/* The server's TLS identity made (the key, then its self-signed
+ * certificate, as `server init` does) and its certificate renewed, up to
+ * the crash. */
+static void power_tls_child(struct acks *k, long crash_at, const char *dir, const char *key,
+                            const char *crt)
+{
+    const char *dirs[] = {dir};
+    int renewed = 0;
+
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_tls_identity_create_named(key, crt, "fault.example", k->pin) != FV_OK)
+        _exit(2);
+    k->step = SI_CREATED;
+    if (fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL) + TLS_LATER, &renewed) != FV_OK ||
+        !renewed)
+        _exit(2);
+    k->step = SI_RENEWED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After the crash: an acknowledged identity is there with the pin devices
+ * learned (the key and a certificate for it); an acknowledged renewal is
+ * durable (the certificate needs no renewal 340 days on). An identity not
+ * acknowledged may be missing or partial, but a certificate that parses is
+ * never for another key. */
+static int power_tls_check(const struct acks *k, const char *key, const char *crt)
+{
+    unsigned char got[32];
+    int renewed = -1, rc;
+
+    if (k->step < SI_CREATED) {
+        if (fv_tls_identity_pin(crt, got) != FV_OK)
+            return 0; /* nothing whole: `server init` had not answered */
+        rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL), &renewed);
+        if (rc == FV_ECORRUPT || rc == FV_EPIN) {
+            fprintf(stderr, "  the certificate is not for the key: %s\n", fv_strerror(rc));
+            return -1;
+        }
+        return 0;
+    }
+    if (fv_tls_identity_pin(crt, got) != FV_OK || memcmp(got, k->pin, 32) != 0) {
+        fprintf(stderr, "  the acknowledged identity's pin is lost or changed\n");
+        return -1;
+    }
+    if ((rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL), &renewed)) != FV_OK) {
+        fprintf(stderr, "  the acknowledged identity does not load: %s\n", fv_strerror(rc));
+        return -1;
+    }
+    if (k->step >= SI_RENEWED) {
+        rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL) + TLS_LATER, &renewed);
+        if (rc != FV_OK || renewed) {
+            fprintf(stderr, "  the acknowledged renewal is lost (%s)\n", fv_strerror(rc));
+            return -1;
+        }
+    }
+    if (fv_tls_identity_pin(crt, got) != FV_OK || memcmp(got, k->pin, 32) != 0) {
+        fprintf(stderr, "  the pin changed\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void run_power_tls(void)
+{
+    char dir[300], key[400], crt[400], cmd[700];
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    snprintf(dir, sizeof dir, "%s/ptls", root);
+    snprintf(key, sizeof key, "%s/tls.key", dir);
+    snprintf(crt, sizeof crt, "%s/tls.crt", dir);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", dir, dir);
+        CHECK_EQ(system(cmd), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_tls_child(k, crash_at, dir, key, crt);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power tls #%ld: the child failed (status %d, step %d)\n", crash_at, status,
+                    k->step);
+            failures++;
+        } else if (power_tls_check(k, key, crt) != 0) {
+            fprintf(stderr, "power tls #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 200) {
+            failures++;
+            break;
+        }
+    }
+    munmap(k, sizeof *k);
+    report("power tls", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 /* ---- power loss during a bundle import -------------------------------------- */
 
 enum { SB_IMPORTED = 1, SB_CLOSED };
@@ -1876,7 +1992,7 @@ int main(int argc, char **argv)
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2, do_packs = argc < 2,
-        do_power_sync = 0, do_power_bundle = 0;
+        do_power_sync = 0, do_power_bundle = 0, do_power_tls = 0;
     unsigned char *buf;
     const char *b = getenv("FV_FAULT_BUDGET");
 
@@ -1887,6 +2003,7 @@ int main(int argc, char **argv)
         do_packs |= !strcmp(argv[i], "packs");
         do_power_sync |= !strcmp(argv[i], "power-sync");
         do_power_bundle |= !strcmp(argv[i], "power-bundle");
+        do_power_tls |= !strcmp(argv[i], "power-tls");
     }
     if (b)
         budget = atol(b);
@@ -1955,6 +2072,8 @@ int main(int argc, char **argv)
         run_power_bundle();
         run_power_export();
     }
+    if (do_power_tls)
+        run_power_tls();
     if (do_power)
         run_power();
     if (do_packs)
