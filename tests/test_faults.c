@@ -48,6 +48,7 @@
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
 #include "proto.h"
+#include "server.h"
 #include "server_engine.h"
 #include "store_server.h"
 #include "tls.h"
@@ -1838,6 +1839,120 @@ static void run_power_tls(void)
 
 enum { SB_IMPORTED = 1, SB_CLOSED };
 
+/* ---- power loss during `server import` ---------------------------------------- */
+
+/* Whether the server in directory `dir` holds the courier's record (1, 0;
+ * -1 if its database fails integrity_check or does not open). */
+static int psrv_holds(const char *dir)
+{
+    char db[400];
+    unsigned char origin[32];
+    fv_sstore *st = NULL;
+    int rc;
+    snprintf(db, sizeof db, "%s/server.db", dir);
+    if (!db_integrity_ok(db) || fv_sstore_open(&st, db, 0) != FV_OK)
+        return -1;
+    rc = fv_sstore_record_origin(st, courier_id, origin);
+    fv_sstore_close(st);
+    return rc == FV_OK ? 1 : rc == FV_ENOTFOUND ? 0 : -1;
+}
+
+/* `server import` of the courier's bundle into a real server directory
+ * (its database, keys and identity loaded as `serve` loads them), up to the
+ * crash. */
+static void power_srvimp_child(struct acks *k, long crash_at, const char *dir)
+{
+    const char *dirs[] = {dir};
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_server_import_with(dir, good_bundle, NULL, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After the crash: the database passes integrity_check, an acknowledged
+ * import's record is there, and the next import, untouched, loads the
+ * directory and its keys and completes with the record there. */
+static int power_srvimp_check(const struct acks *k, const char *dir)
+{
+    const char *why = NULL;
+    int held = psrv_holds(dir), rc;
+    if (held < 0 || (k->step >= SB_IMPORTED && held != 1)) {
+        fprintf(stderr, "  the server is damaged or lost the import (%d)\n", held);
+        return -1;
+    }
+    if ((rc = fv_server_import_with(dir, good_bundle, NULL, &why)) != FV_OK) {
+        fprintf(stderr, "  the next import fails: %s (%s)\n", fv_strerror(rc), why ? why : "");
+        return -1;
+    }
+    return psrv_holds(dir) == 1 ? 0 : -1;
+}
+
+static void run_power_server_import(void)
+{
+    char base[300], dir[300], db[400], cmd[1400], *invite = NULL;
+    unsigned char tpin[32], sp[32], box[32];
+    long points = 0, failures = 0;
+    fv_sstore *st = NULL;
+    fv_sstore_device d;
+    fv_vault *v = NULL;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    /* A real server (`server init`) where the courier is enrolled. */
+    snprintf(base, sizeof base, "%s/psrv-base", root);
+    snprintf(dir, sizeof dir, "%s/psrv", root);
+    CHECK_EQ(fv_server_init(base, "127.0.0.1:1", tpin, &invite), FV_OK);
+    free(invite);
+    CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
+    fv_vs_device(v, sp, box);
+    fv_vault_close(v);
+    memset(&d, 0, sizeof d);
+    memcpy(d.pk, sp, 32);
+    memcpy(d.box, box, 32);
+    memcpy(d.name, "courier", 8);
+    d.name_len = 7;
+    d.role = FV_ROLE_FIELD;
+    d.enrolled = (int64_t)time(NULL);
+    snprintf(db, sizeof db, "%s/server.db", base);
+    CHECK_EQ(fv_sstore_open(&st, db, 0), FV_OK);
+    CHECK_EQ(fv_sstore_device_add(st, &d), FV_OK);
+    fv_sstore_close(st);
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", dir, base, dir);
+        CHECK_EQ(system(cmd), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            power_srvimp_child(k, crash_at, dir);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "power server import #%ld: the child failed (status %d, step %d)\n",
+                    crash_at, status, k->step);
+            failures++;
+        } else if (power_srvimp_check(k, dir) != 0) {
+            fprintf(stderr, "power server import #%ld: lost power after step %d\n", crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) {
+            failures++;
+            break;
+        }
+    }
+    munmap(k, sizeof *k);
+    report("power server import", points, failures);
+    CHECK_EQ(failures, 0);
+}
+
+
 /* The coordinator imports the courier's bundle, up to the crash. */
 static void power_bundle_child(struct acks *k, long crash_at)
 {
@@ -2071,6 +2186,7 @@ int main(int argc, char **argv)
     if (do_power_bundle) {
         run_power_bundle();
         run_power_export();
+        run_power_server_import();
     }
     if (do_power_tls)
         run_power_tls();
