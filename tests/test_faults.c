@@ -1722,6 +1722,51 @@ static void run_power_sync(void)
     CHECK_EQ(failures, 0);
 }
 
+/* Runs `child` in a fork for every sync boundary (crash_at 1, 2, ... until
+ * one past its last sync), each after the shell command `reset`, and
+ * `check` after each crash; reports the points as `what`. */
+static void power_points(const char *what, const char *reset,
+                         void (*child)(struct acks *k, long crash_at, void *ctx),
+                         int (*check)(const struct acks *k, void *ctx), void *ctx)
+{
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    if (k == MAP_FAILED)
+        return;
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        CHECK_EQ(system(reset), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            child(k, crash_at, ctx);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "%s #%ld: the child failed (status %d, step %d)\n", what, crash_at, status,
+                    k->step);
+            failures++;
+        } else if (check(k, ctx) != 0) {
+            fprintf(stderr, "%s #%ld: lost power after step %d\n", what, crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) { /* never reaching the end means a bug */
+            failures++;
+            break;
+        }
+    }
+    munmap(k, sizeof *k);
+    report(what, points, failures);
+    CHECK_EQ(failures, 0);
+}
+
 /* ---- power loss while the server's TLS identity is written ------------------ */
 
 enum { SI_CREATED = 1, SI_RENEWED };
@@ -1792,47 +1837,32 @@ static int power_tls_check(const struct acks *k, const char *key, const char *cr
     return 0;
 }
 
+struct tls_files {
+    const char *dir, *key, *crt;
+};
+
+static void tls_child(struct acks *k, long crash_at, void *ctx)
+{
+    const struct tls_files *x = ctx;
+    power_tls_child(k, crash_at, x->dir, x->key, x->crt);
+}
+
+static int tls_check(const struct acks *k, void *ctx)
+{
+    const struct tls_files *x = ctx;
+    return power_tls_check(k, x->key, x->crt);
+}
+
 static void run_power_tls(void)
 {
     char dir[300], key[400], crt[400], cmd[700];
-    long points = 0, failures = 0;
-    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct tls_files x = {dir, key, crt};
 
-    CHECK(k != MAP_FAILED);
     snprintf(dir, sizeof dir, "%s/ptls", root);
     snprintf(key, sizeof key, "%s/tls.key", dir);
     snprintf(crt, sizeof crt, "%s/tls.crt", dir);
-    for (long crash_at = 1;; crash_at++) {
-        pid_t pid;
-        int status = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", dir, dir);
-        CHECK_EQ(system(cmd), 0);
-        memset(k, 0, sizeof *k);
-        k->syncs = -1;
-        fflush(NULL);
-        if ((pid = fork()) == 0)
-            power_tls_child(k, crash_at, dir, key, crt);
-        CHECK(pid > 0);
-        waitpid(pid, &status, 0);
-        points++;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
-            fprintf(stderr, "power tls #%ld: the child failed (status %d, step %d)\n", crash_at, status,
-                    k->step);
-            failures++;
-        } else if (power_tls_check(k, key, crt) != 0) {
-            fprintf(stderr, "power tls #%ld: lost power after step %d\n", crash_at, k->step);
-            failures++;
-        }
-        if (k->syncs >= 0 && k->syncs < crash_at)
-            break;
-        if (crash_at > 200) {
-            failures++;
-            break;
-        }
-    }
-    munmap(k, sizeof *k);
-    report("power tls", points, failures);
-    CHECK_EQ(failures, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", dir, dir);
+    power_points("power tls", cmd, tls_child, tls_check, &x);
 }
 
 /* ---- power loss during a bundle import -------------------------------------- */
@@ -1860,9 +1890,9 @@ static int psrv_holds(const char *dir)
 /* `server import` of the courier's bundle into a real server directory
  * (its database, keys and identity loaded as `serve` loads them), up to the
  * crash. */
-static void power_srvimp_child(struct acks *k, long crash_at, const char *dir)
+static void power_srvimp_child(struct acks *k, long crash_at, void *ctx)
 {
-    const char *dirs[] = {dir};
+    const char *dirs[] = {ctx}, *dir = ctx;
     fs_power_begin(dirs, 1, crash_at);
     if (fv_server_import_with(dir, good_bundle, NULL, NULL) != FV_OK)
         _exit(2);
@@ -1874,8 +1904,9 @@ static void power_srvimp_child(struct acks *k, long crash_at, const char *dir)
 /* After the crash: the database passes integrity_check, an acknowledged
  * import's record is there, and the next import, untouched, loads the
  * directory and its keys and completes with the record there. */
-static int power_srvimp_check(const struct acks *k, const char *dir)
+static int power_srvimp_check(const struct acks *k, void *ctx)
 {
+    const char *dir = ctx;
     const char *why = NULL;
     int held = psrv_holds(dir), rc;
     if (held < 0 || (k->step >= SB_IMPORTED && held != 1)) {
@@ -1893,13 +1924,10 @@ static void run_power_server_import(void)
 {
     char base[300], dir[300], db[400], cmd[1400], *invite = NULL;
     unsigned char tpin[32], sp[32], box[32];
-    long points = 0, failures = 0;
     fv_sstore *st = NULL;
     fv_sstore_device d;
     fv_vault *v = NULL;
-    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-    CHECK(k != MAP_FAILED);
     /* A real server (`server init`) where the courier is enrolled. */
     snprintf(base, sizeof base, "%s/psrv-base", root);
     snprintf(dir, sizeof dir, "%s/psrv", root);
@@ -1919,37 +1947,8 @@ static void run_power_server_import(void)
     CHECK_EQ(fv_sstore_open(&st, db, 0), FV_OK);
     CHECK_EQ(fv_sstore_device_add(st, &d), FV_OK);
     fv_sstore_close(st);
-    for (long crash_at = 1;; crash_at++) {
-        pid_t pid;
-        int status = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", dir, base, dir);
-        CHECK_EQ(system(cmd), 0);
-        memset(k, 0, sizeof *k);
-        k->syncs = -1;
-        fflush(NULL);
-        if ((pid = fork()) == 0)
-            power_srvimp_child(k, crash_at, dir);
-        CHECK(pid > 0);
-        waitpid(pid, &status, 0);
-        points++;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
-            fprintf(stderr, "power server import #%ld: the child failed (status %d, step %d)\n",
-                    crash_at, status, k->step);
-            failures++;
-        } else if (power_srvimp_check(k, dir) != 0) {
-            fprintf(stderr, "power server import #%ld: lost power after step %d\n", crash_at, k->step);
-            failures++;
-        }
-        if (k->syncs >= 0 && k->syncs < crash_at)
-            break;
-        if (crash_at > 2000) {
-            failures++;
-            break;
-        }
-    }
-    munmap(k, sizeof *k);
-    report("power server import", points, failures);
-    CHECK_EQ(failures, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", dir, base, dir);
+    power_points("power server import", cmd, power_srvimp_child, power_srvimp_check, dir);
 }
 
 
