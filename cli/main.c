@@ -27,6 +27,12 @@
  *         still on their way; sync again later)
  *    18   the server failed on its side (its disk full, an internal error):
  *         nothing here is damaged or lost; sync again later
+ *    19   export written without the records this vault cannot open (each
+ *         named on stderr)
+ *    20   the proxy cannot be reached, refused the credentials or the
+ *         connection, or broke its protocol
+ *    21   the server's PostgreSQL database cannot be reached or refused the
+ *         connection
  *
  * A server that breaks the sync protocol is treated as corrupt data (5).
  */

@@ -423,6 +423,40 @@ static int create_new(fv_db *d, const char *path)
     return rc;
 }
 
+/* Upgrades the file from schema `version` to the current one in one
+ * transaction. The version is read again under the write lock: another
+ * process may have upgraded the file meanwhile. */
+static int migrate(fv_db *d, int version)
+{
+    const fv_db_schema *sc = d->schema;
+    char stamp[48];
+    int rc;
+
+    if ((rc = fv_db_exec(d, durable_sql)) || (rc = fv_db_begin(d)))
+        return rc;
+    rc = fv_db_pragma_int(d, "PRAGMA user_version", &version);
+    if (!rc && version > sc->user_version)
+        rc = fv_db_error(d, FV_EVERSION, "schema %d is newer", version);
+    for (; !rc && version < sc->user_version; version++) {
+        const char *step = version >= 1 ? sc->migrations[version - 1] : NULL;
+        if (!step)
+            rc = fv_db_error(d, FV_ECORRUPT, "schema %d is unknown", version);
+        /* A step this file's tables cannot take (SQLITE_ERROR) says the
+         * file is not what its version claims; I/O and memory failures
+         * stay what they are. */
+        else if ((rc = fv_db_exec(d, step)) &&
+                 (sqlite3_errcode(d->db) & 0xff) == SQLITE_ERROR)
+            rc = fv_db_error(d, FV_ECORRUPT,
+                             "schema %d cannot be upgraded", version);
+    }
+    snprintf(stamp, sizeof stamp, "PRAGMA user_version = %d", sc->user_version);
+    if (!rc && !(rc = fv_db_exec(d, stamp)))
+        rc = fv_db_commit(d);
+    if (rc)
+        fv_db_rollback(d);
+    return rc;
+}
+
 static int open_existing(fv_db *d)
 {
     const fv_db_schema *sc = d->schema;
@@ -439,8 +473,12 @@ static int open_existing(fv_db *d)
                            (unsigned)appid, (unsigned)sc->application_id);
     if (version > sc->user_version)
         return fv_db_error(d, FV_EVERSION, "schema %d is newer", version);
-    if (version != sc->user_version)
-        return fv_db_error(d, FV_ECORRUPT, "schema %d is unknown", version);
+    if (version < sc->user_version) {
+        if (version < 1 || !sc->migrations)
+            return fv_db_error(d, FV_ECORRUPT, "schema %d is unknown", version);
+        if ((rc = migrate(d, version)))
+            return rc;
+    }
     if ((rc = fv_db_exec(d, durable_sql)))
         return rc;
     /* Every statement must compile against this file's schema: a database

@@ -21,6 +21,13 @@ typedef struct fv_db_schema {
     const char *label;      /* in messages: "database", "server database" */
     const char *create_sql; /* the tables, made in one transaction */
     int user_version;       /* a newer one is FV_EVERSION, another FV_ECORRUPT */
+    /* migrations[v - 1] turns schema v into v + 1, for every v from 1 to
+     * user_version - 1 (the array holds user_version - 1 entries, or is
+     * NULL: no older schema is read). An older file is upgraded at open,
+     * every step in one transaction, so that it is either wholly the old
+     * schema or wholly the new one. A NULL entry: v cannot be upgraded
+     * (FV_ECORRUPT, as an unknown schema). */
+    const char *const *migrations;
     int application_id;     /* another one is FV_ECORRUPT (0: not checked) */
     const char *pragmas;    /* per connection, beside the common ones; or NULL */
     int missing_rc;         /* a missing file, when not creating */

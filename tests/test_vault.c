@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "fieldvault.h"
+#include "store_db.h"
 
 static char root[256];
 static int seq;
@@ -934,6 +935,71 @@ done:
     fv_vault_close(v);
 }
 
+/* Schema upgrades (store_db.c): an older file is upgraded at open in one
+ * transaction; a failing step leaves it wholly at its old version; a newer
+ * file is FV_EVERSION; an older one without a path is refused. */
+static int has_column(fv_db *d, const char *sql)
+{
+    int n = -1;
+    return fv_db_pragma_int(d, sql, &n) == FV_OK ? n : -1;
+}
+
+static void test_schema_migrations(void)
+{
+    static const char create_v1[] =
+        "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+        "CREATE TABLE t(a INTEGER);"
+        "INSERT INTO t(a) VALUES (7);";
+    static const char *const steps[] = {
+        "ALTER TABLE t ADD COLUMN b INTEGER NOT NULL DEFAULT 1;",
+        "CREATE TABLE u(x); INSERT INTO u(x) SELECT a + b FROM t;",
+    };
+    static const char *const broken[] = {
+        "ALTER TABLE t ADD COLUMN b INTEGER NOT NULL DEFAULT 1;",
+        "CREATE TABLE u(x); INSERT INTO nowhere VALUES (1);",
+    };
+    static const char *const gap[] = {NULL, "CREATE TABLE u(x);"};
+    fv_db_schema v1 = {.label = "test database", .create_sql = create_v1,
+                       .user_version = 1, .application_id = 0x46565458,
+                       .missing_rc = FV_ENOVAULT,
+                       .constraint_rc = FV_ECORRUPT};
+    fv_db_schema v3 = v1;
+    fv_db d;
+    char path[600];
+    int version = 0;
+
+    v3.user_version = 3;
+    snprintf(path, sizeof path, "%s/schema.db", root);
+    CHECK_EQ(fv_db_open(&d, path, 1, &v1), FV_OK);
+    fv_db_close(&d);
+
+    /* No path from version 1: refused, as before migrations existed. */
+    CHECK_EQ(fv_db_open(&d, path, 0, &v3), FV_ECORRUPT);
+    /* A step that fails: nothing of the upgrade stays. */
+    v3.migrations = broken;
+    CHECK_EQ(fv_db_open(&d, path, 0, &v3), FV_ECORRUPT);
+    v3.migrations = gap;
+    CHECK_EQ(fv_db_open(&d, path, 0, &v3), FV_ECORRUPT);
+    CHECK_EQ(fv_db_open(&d, path, 0, &v1), FV_OK);
+    CHECK_EQ(has_column(&d, "SELECT count(*) FROM pragma_table_info('t') WHERE name = 'b'"), 0);
+    CHECK_EQ(has_column(&d, "SELECT count(*) FROM sqlite_schema WHERE name = 'u'"), 0);
+    fv_db_close(&d);
+
+    /* The whole path: 1 -> 2 -> 3, the data carried along. */
+    v3.migrations = steps;
+    CHECK_EQ(fv_db_open(&d, path, 0, &v3), FV_OK);
+    CHECK_EQ(fv_db_pragma_int(&d, "PRAGMA user_version", &version), FV_OK);
+    CHECK_EQ(version, 3);
+    CHECK_EQ(has_column(&d, "SELECT x FROM u"), 8);
+    fv_db_close(&d);
+    /* Opened again: nothing left to do. */
+    CHECK_EQ(fv_db_open(&d, path, 0, &v3), FV_OK);
+    CHECK_EQ(has_column(&d, "SELECT count(*) FROM u"), 1);
+    fv_db_close(&d);
+    /* Version 1 code meets the upgraded file: newer. */
+    CHECK_EQ(fv_db_open(&d, path, 0, &v1), FV_EVERSION);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -952,6 +1018,7 @@ int main(void)
     test_panic_every_copy();
     test_stale_temp_key();
     test_no_plaintext();
+    test_schema_migrations();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0)
