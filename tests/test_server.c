@@ -4892,6 +4892,39 @@ static void test_desk(void)
              FV_EDENIED);
     CHECK_EQ(log_head(&h), 4);
 
+    /* A record retracted before the server held it: the retraction is
+     * acknowledged at 0 and its id remembered (nothing else), so that the
+     * record arriving later (a courier bundle made before the retraction,
+     * or a push) is acknowledged at 0 and not stored either. */
+    {
+        unsigned char gid[32], rid[32], *ge, *re, got[32];
+        size_t glen, rlen;
+        uint64_t s1[1] = {9}, rseq = 9;
+        ge = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                        NULL, 0, &glen, gid);
+        re = make_about(&a, FV_ENV_RETRACTION, gid, SEAL(a.box, org, org), 2,
+                        NULL, 0, &rlen, rid);
+        CHECK_EQ(push_try(&h, &a, &re, &rlen, 1, s1), 0);
+        CHECK_EQ(s1[0], 0);
+        CHECK_EQ(fv_sstore_retracted(h.st, gid, &rseq, got), FV_OK);
+        CHECK_EQ(rseq, 0);
+        CHECK(memcmp(got, rid, 32) == 0);
+        s1[0] = 9;
+        CHECK_EQ(fv_srv_store_batch(h.srv, NULL,
+                                    (const unsigned char *const *)&ge, &glen,
+                                    1, s1, NULL),
+                 FV_OK);
+        CHECK_EQ(s1[0], 0);
+        s1[0] = 9;
+        CHECK_EQ(push_try(&h, &a, &ge, &glen, 1, s1), 0);
+        CHECK_EQ(s1[0], 0);
+        CHECK_EQ(fv_sstore_log_find(h.st, gid, &seq), FV_ENOTFOUND);
+        CHECK_EQ(fv_sstore_record_origin(h.st, gid, got), FV_ENOTFOUND);
+        CHECK_EQ(log_head(&h), 4);
+        free(ge);
+        free(re);
+    }
+
     /* Accepted: the coordinator's review state (sealed to coordinators
      * only) and note (sealed to a as well) and a revision it seals to b;
      * a's own note; a new record and a note about it in one batch; the
