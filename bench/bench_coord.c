@@ -30,13 +30,14 @@
  * (fv_org_key_import), then
  *   - pull + decrypt: one fv_sync that pulls every record from the server,
  *     then one fv_vault_list that verifies, opens and decodes every record;
- *   - fv_export of every record to a JSON file, then to a CSV file.
+ *   - report_export (report/, the `export` command's writer) of every
+ *     record to a JSON file, then to a CSV file.
  * It runs once when the server holds a tenth of the records (N/10) and
  * once, with another new vault, when it holds all N.
  *
  *   coord.export.pull  records/s: N / (fv_sync + fv_vault_list) of the N run
- *   coord.export.json  records/s: N / fv_export (JSON)
- *   coord.export.csv   records/s: N / fv_export (CSV)
+ *   coord.export.json  records/s: N / report_export (JSON)
+ *   coord.export.csv   records/s: N / report_export (CSV)
  *       each beside the same limit: the N record envelopes read from the
  *       coordinator's vault file before timing, then, with libsodium alone,
  *       per envelope: its Ed25519 signature verified over its COSE
@@ -75,6 +76,7 @@
 #include "common.h"
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
+#include "report.h"
 #include "server.h"
 
 #define RECOVERY "the organisation's recovery passphrase"
@@ -171,7 +173,8 @@ static void coordinator_child(const char *dir, const char *addr,
                               struct coord_result *res)
 {
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
+    report_options eo;
+    char msg[REPORT_MSG_BYTES];
     fv_sync_result sr;
     char *json = path_join(dir, "../export.json");
     char *csv = path_join(dir, "../export.csv");
@@ -201,19 +204,22 @@ static void coordinator_child(const char *dir, const char *addr,
     res->cpu[1] = proc_cpu(getpid()) - c0;
     res->hwm[1] = status_kib(getpid(), "VmHWM");
 
-    eo.format = FV_EXPORT_JSON;
+    memset(&eo, 0, sizeof eo);
+    eo.format = REPORT_JSON;
     eo.path = json;
     c0 = proc_cpu(getpid());
     t0 = now();
-    fv_check(fv_export(v, &eo, &res->json), v, "fv_export (JSON)");
+    if (report_export(v, &res->json, msg, &eo) != FV_OK)
+        die("report_export (JSON): %s", msg);
     res->t_json = now() - t0;
     res->cpu[2] = proc_cpu(getpid()) - c0;
     res->hwm[2] = status_kib(getpid(), "VmHWM");
-    eo.format = FV_EXPORT_CSV;
+    eo.format = REPORT_CSV;
     eo.path = csv;
     c0 = proc_cpu(getpid());
     t0 = now();
-    fv_check(fv_export(v, &eo, &res->csv), v, "fv_export (CSV)");
+    if (report_export(v, &res->csv, msg, &eo) != FV_OK)
+        die("report_export (CSV): %s", msg);
     res->t_csv = now() - t0;
     res->cpu[3] = proc_cpu(getpid()) - c0;
     res->hwm[3] = status_kib(getpid(), "VmHWM");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "report.h"
 
 /* ---- export ------------------------------------------------------------------ */
 
@@ -40,15 +41,17 @@ static int export_progress(uint64_t done, uint64_t total, void *payload)
     return 0;
 }
 
+#define FORMAT_EVIDENCE 4 /* fv_export; the others are report_export's */
+
 static int parse_format(const char *s, int *format)
 {
     static const struct {
         const char *name;
         int format;
-    } formats[] = {{"json", FV_EXPORT_JSON},
-                   {"csv", FV_EXPORT_CSV},
-                   {"html", FV_EXPORT_HTML},
-                   {"evidence", FV_EXPORT_EVIDENCE}};
+    } formats[] = {{"json", REPORT_JSON},
+                   {"csv", REPORT_CSV},
+                   {"html", REPORT_HTML},
+                   {"evidence", FORMAT_EVIDENCE}};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
         if (strcmp(s, formats[i].name) == 0) {
             *format = formats[i].format;
@@ -87,6 +90,10 @@ int cmd_export(cli *c)
     cli_opt *output = cli_opt_get(opts, "output");
     cli_opt *record = cli_opt_get(opts, "record");
     fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
+    report_options ro;
+    report_devices *devs = NULL;
+    char msg[REPORT_MSG_BYTES];
+    int fmt = 0;
     cli_filter sel;
     record_progress prog;
     unsigned char (*ids)[FV_ID_BYTES] = NULL;
@@ -98,15 +105,14 @@ int cmd_export(cli *c)
 
     if (cli_begin(c, opts, 0, 0, "", &rc))
         goto cleanup;
-    if (format->count == 0 || parse_format(format->values[0], &eo.format) != 0) {
+    if (format->count == 0 || parse_format(format->values[0], &fmt) != 0) {
         cli_error("export: --format json, csv, html or evidence is required");
         rc = CLI_USAGE;
         goto cleanup;
     }
     if (output->count == 0 || output->values[0][0] == '\0') {
         cli_error("export: --output PATH is required (a new %s)",
-                  eo.format == FV_EXPORT_HTML || eo.format == FV_EXPORT_EVIDENCE
-                      ? "directory" : "file");
+                  fmt == REPORT_HTML || fmt == FORMAT_EVIDENCE ? "directory" : "file");
         rc = CLI_USAGE;
         goto cleanup;
     }
@@ -146,12 +152,43 @@ int cmd_export(cli *c)
     eo.unreadable = export_unreadable;
     eo.unreadable_payload = &lo;
     cli_cancel_arm();
-    r = fv_export(v, &eo, &count);
+    if (fmt == FORMAT_EVIDENCE) {
+        r = fv_export(v, &count, &eo);
+    } else {
+        memset(&ro, 0, sizeof ro);
+        ro.format = fmt;
+        ro.path = eo.path;
+        ro.filter = eo.filter;
+        ro.progress = eo.progress;
+        ro.progress_payload = eo.progress_payload;
+        ro.unreadable = eo.unreadable;
+        ro.unreadable_payload = eo.unreadable_payload;
+        if (fmt == REPORT_HTML) {
+            /* The HTML names devices as `org devices` does; a vault that
+             * cannot ask the server shows short ids. */
+            fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+            so.timeout_ms = 5000;
+            if ((devs = report_devices_fetch(v, &so)) == NULL) {
+                cli_error("out of memory");
+                rc = CLI_FAIL;
+                goto cleanup;
+            }
+            if (!devs->fetched)
+                cli_error("export: device names unknown (%s): ids shown", devs->why);
+            ro.devices = devs;
+        }
+        r = report_export(v, &count, msg, &ro);
+    }
     cli_cancel_disarm();
     if (prog.drawn)
         fputs("\n", stderr);
     if (r != FV_OK) {
-        rc = cli_fail(v, r, "export");
+        if (fmt == FORMAT_EVIDENCE)
+            rc = cli_fail(v, r, "export");
+        else {
+            cli_error("export: %s", msg);
+            rc = cli_exit_code(r);
+        }
         goto cleanup;
     }
     if (c->json) {
@@ -177,6 +214,7 @@ int cmd_export(cli *c)
     if (rc == 0 && lo.n)
         rc = CLI_PARTIAL;
 cleanup:
+    report_devices_free(devs);
     fv_vault_close(v);
     free(dir);
     free(ids);

@@ -209,6 +209,48 @@ void cli_error(const char *fmt, ...)
     fflush(stderr);
 }
 
+/* The exit code table is in main.c's comment and the README. */
+int cli_exit_code(int fv_result)
+{
+    static const struct {
+        int fv;
+        int code;
+    } map[] = {
+        {FV_OK, CLI_OK},
+        {FV_EINVAL, CLI_USAGE},
+        {FV_ENOMEM, CLI_FAIL},
+        {FV_EIO, CLI_IO},
+        {FV_ENOVAULT, CLI_NOVAULT},
+        {FV_EEXIST, CLI_EXISTS},
+        {FV_EPASSPHRASE, CLI_PASSPHRASE},
+        {FV_EVERSION, CLI_VERSION},
+        {FV_ECORRUPT, CLI_CORRUPT},
+        {FV_ENOTFOUND, CLI_NOTFOUND},
+        {FV_ENOSPC, CLI_NOSPACE},
+        {FV_ECANCELED, CLI_CANCELED},
+        {FV_ELIMIT, CLI_USAGE},
+        {FV_EBUSY, CLI_BUSY},
+        {FV_ECRYPTO, CLI_FAIL},
+        {FV_EAMBIGUOUS, CLI_NOTFOUND},
+        {FV_ENET, CLI_NETWORK},
+        {FV_EPIN, CLI_PIN},
+        {FV_ETLS, CLI_NETWORK},
+        {FV_EEOF, CLI_NETWORK},
+        {FV_EPROTO, CLI_CORRUPT},
+        {FV_EDENIED, CLI_DENIED},
+        {FV_EINVITE, CLI_INVITE},
+        {FV_EINCOMPLETE, CLI_INCOMPLETE},
+        {FV_ESERVER, CLI_SERVER},
+        {FV_EPROXY, CLI_PROXY},
+        {FV_EDATABASE, CLI_DATABASE},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (map[i].fv == fv_result)
+            return map[i].code;
+    }
+    return CLI_FAIL;
+}
+
 int cli_fail(const fv_vault *v, int rc, const char *context)
 {
     const char *msg = v ? fv_vault_errmsg(v) : fv_strerror(rc);

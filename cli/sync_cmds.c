@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "fieldvault_sync.h"
+#include "report.h"
 #include "server.h"
 #include "textparse.h"
 #include "tls.h"
@@ -1116,60 +1117,16 @@ cleanup:
     return rc;
 }
 
-/* The device list, collected whole before anything is printed, so that a
- * connection cut halfway prints no partial document. */
-typedef struct devcopy {
-    unsigned char id[FV_ID_BYTES];
-    char *name;
-    int role;
-    int revoked;
-    int64_t enrolled;
-} devcopy;
-
-typedef struct devlist {
-    devcopy *d;
-    size_t n;
-    size_t cap;
-    int oom;
-} devlist;
-
-static int collect_device(const fv_device_info *d, void *payload)
-{
-    devlist *l = payload;
-    devcopy *p = cli_grow(l->d, &l->cap, l->n, sizeof *p, 16);
-    if (p == NULL) {
-        l->oom = 1;
-        return 1;
-    }
-    l->d = p;
-    devcopy *x = &l->d[l->n];
-    memcpy(x->id, d->id, FV_ID_BYTES);
-    x->role = d->role;
-    x->revoked = d->revoked;
-    x->enrolled = d->enrolled;
-    if ((x->name = strdup(d->name ? d->name : "")) == NULL) {
-        l->oom = 1;
-        return 1;
-    }
-    l->n++;
-    return 0;
-}
-
-static void devlist_free(devlist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->d[i].name);
-    free(l->d);
-    memset(l, 0, sizeof *l);
-}
-
-static void print_devices(const devlist *l, int json)
+/* The device list is collected whole (report_devices_fetch) before
+ * anything is printed, so that a connection cut halfway prints no partial
+ * document. */
+static void print_devices(const report_devices *l, int json)
 {
     FILE *o = stdout;
     if (json)
         fputs("[", o);
     for (size_t i = 0; i < l->n; i++) {
-        const devcopy *d = &l->d[i];
+        const report_device *d = &l->d[i];
         if (json) {
             json_list_item(o, i);
             json_key(o, "id");
@@ -1210,7 +1167,7 @@ static int org_devices(cli *c)
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
     fv_vault *v = NULL;
     char *dir = NULL;
-    devlist l = {NULL, 0, 0, 0};
+    report_devices *l = NULL;
     int rc;
 
     if (org_begin(c, opts, 0, 0, "", &so, &rc))
@@ -1218,21 +1175,21 @@ static int org_devices(cli *c)
     if ((rc = cli_open_vault(c, &v, &dir)) != 0)
         goto cleanup;
     net_begin(&prog, NULL, &so);
-    int r = fv_org_devices(v, collect_device, &l, &so);
+    l = report_devices_fetch(v, &so);
     net_end(&prog);
-    if (l.oom) {
+    if (l == NULL) {
         cli_error("out of memory");
         rc = CLI_FAIL;
         goto cleanup;
     }
-    if (r != FV_OK) {
-        rc = cli_fail(v, r, NULL);
+    if (l->rc != FV_OK) {
+        rc = cli_fail(v, l->rc, NULL);
         goto cleanup;
     }
-    print_devices(&l, c->json);
+    print_devices(l, c->json);
     rc = cli_flush_stdout();
 cleanup:
-    devlist_free(&l);
+    report_devices_free(l);
     fv_vault_close(v);
     free(dir);
     cli_opts_free(opts);

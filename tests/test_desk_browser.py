@@ -285,6 +285,32 @@ class TestDeskInBrowser(SyncTest):
                 self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n")
         srv.stop()
 
+    def test_unlock_after_idle(self):
+        v = self.make_vault("V")
+        self.add(v, "still here after the lock")
+        desk = Desk(self, v, "--idle", "2")
+        b = Browser(self, self.tmp)
+        b.go(desk.url)
+        b.wait(self.rows() + " === 1", what="the list")
+        time.sleep(3.5)
+        # the next request finds the vault locked: the page asks for the
+        # passphrase, and nothing else replaces the form meanwhile
+        b.js("location.hash = '#/?limit=50&sort=title'; true")
+        b.wait("document.getElementById('unlock-pass') !== null", what="the unlock form")
+        b.js("document.getElementById('unlock-pass').value = 'wrong';"
+             "document.querySelector('#unlock button').click(); true")
+        b.wait("document.querySelector('[role=alert]').textContent.includes('wrong passphrase')",
+               what="a wrong passphrase refused")
+        self.assertEqual(b.js("document.getElementById('unlock-pass').value"), "")
+        with open(self.passfile, "rb") as fh:
+            pw = fh.read().rstrip(b"\n").decode()
+        b.js("document.getElementById('unlock-pass').value = %s;"
+             "document.querySelector('#unlock button').click(); true" % json.dumps(pw))
+        b.wait(self.rows() + " === 1", what="the list again")
+        self.assertEqual(b.js("document.getElementById('unlock-pass')"), None)
+        b.close()
+        desk.stop()
+
 
 if __name__ == "__main__":
     if not os.path.exists(CHROMIUM) or websocket is None:

@@ -2417,7 +2417,7 @@ static void test_unreadable(void)
     fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
     unsigned char a[32], b[32], never1[32], never2[32], rnd[32], bad[32];
     unsigned char late[32], rpk[32], rsk[32], *p;
-    const char *dn = new_path("never"), *out = new_path("export.json");
+    const char *dn = new_path("never"), *out = new_path("evidence");
     const char *dk = new_path("keyless"), *key = new_path("orgkey");
     fv_vault *never, *keyless;
     uint64_t count = 0;
@@ -2508,21 +2508,28 @@ static void test_unreadable(void)
         CHECK(strstr(fv_vault_errmsg(o.c), "malformed") != NULL);
     }
 
-    /* Export writes the readable records and names the rest; without a
-     * caller to hear of them (version 1 options) it writes nothing. */
-    eo.format = FV_EXPORT_JSON;
+    /* The evidence export writes the readable records and names the rest;
+     * without a caller to hear of them it writes nothing. An options struct
+     * of an earlier layout (version 2) is refused. */
     eo.path = out;
     eo.unreadable = met_bad;
     eo.unreadable_payload = &m;
     memset(&m, 0, sizeof m);
-    CHECK_EQ(fv_export(o.c, &eo, &count), FV_OK);
+    CHECK_EQ(fv_export(o.c, &count, &eo), FV_OK);
     CHECK_EQ(count, 2);
     CHECK_EQ(m.unreadable, 4);
     CHECK(access(out, F_OK) == 0);
-    CHECK(file_has(out, (const unsigned char *)"the last readable one", 21));
-    eo.version = 1;
-    eo.path = new_path("export.json");
-    CHECK_EQ(fv_export(o.c, &eo, &count), FV_ENOTFOUND);
+    {
+        char manifest[600];
+        snprintf(manifest, sizeof manifest, "%s/manifest.json", out);
+        CHECK(file_has(manifest, (const unsigned char *)"\"record_count\": 2", 17));
+    }
+    eo.unreadable = NULL;
+    eo.path = new_path("evidence2");
+    CHECK_EQ(fv_export(o.c, &count, &eo), FV_ENOTFOUND);
+    CHECK(access(eo.path, F_OK) != 0);
+    eo.version = 2;
+    CHECK_EQ(fv_export(o.c, &count, &eo), FV_EINVAL);
     CHECK(access(eo.path, F_OK) != 0);
 
     /* verify reports each record it cannot open (and the malformed one). */

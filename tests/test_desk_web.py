@@ -266,12 +266,43 @@ class TestSecurity(DeskWebTest):
         self.addCleanup(s.close)
         self.v(v, "desk", "--no-open", "--listen",
                "127.0.0.1:%d" % s.getsockname()[1], expect=6)
-        # the idle lock
+        # the idle lock, and the page's passphrase form opening it again
+        self.v(v, "config", "set", "wipe-after", "3")
         d = self.desk(v, "--idle", "2")
         self.assertEqual(d.records()["total"], 0)
         time.sleep(3.5)
         j = d.get("/api/records", status=423)
         self.assertIn("locked", j["error"])
+        # locked: the page and the CSRF token are served, nothing else
+        s = d.get("/api/session")
+        self.assertEqual(s, {"locked": True, "csrf": d.csrf})
+        r, _ = d.request("GET", "/")
+        self.assertEqual(r.status, 200)
+        d.post("/api/state", {"id": "00" * 32, "state": "reviewed"}, status=423)
+        # the unlock is a POST like any other: cookie, CSRF token, Origin
+        pw = open(self.passfile, "rb").read().rstrip(b"\n").decode()
+        for kw, want in (({"csrf": "0" * 64}, 403), ({"origin": "http://evil.example"}, 403),
+                         ({"cookie": False}, 401), ({"origin": False}, 403)):
+            r, _ = d.request("POST", "/api/unlock", {"passphrase": pw}, **kw)
+            self.assertEqual(r.status, want, kw)
+        d.post("/api/unlock", {}, status=400)
+        # a wrong passphrase is refused and counted as any unlock is
+        j = d.post("/api/unlock", {"passphrase": "wrong"}, status=403)
+        self.assertIn("wrong passphrase", j["error"])
+        self.assertEqual(d.post("/api/unlock", {"passphrase": pw}), {"unlocked": True})
+        self.assertEqual(d.records()["total"], 0)
+        d.post("/api/unlock", {"passphrase": pw}, status=409)
+        self.assertIn(b"unlocked again", d.stderr())
+        self.assertNotIn(pw.encode(), d.stderr())
+        # locked again; wipe-after counts the desk's wrong tries: the third
+        # destroys the vault, after which nothing opens it
+        time.sleep(3.5)
+        d.get("/api/records", status=423)
+        for _ in range(2):
+            d.post("/api/unlock", {"passphrase": "wrong"}, status=403)
+        d.post("/api/unlock", {"passphrase": "wrong"}, status=403)
+        d.post("/api/unlock", {"passphrase": pw}, status=410)
+        self.assertFalse(os.path.exists(os.path.join(v, "vault.key")))
         d.stop()
 
     def test_hostile_requests(self):
@@ -512,6 +543,19 @@ class TestCoordinator(DeskWebTest):
                          ["crossing at night (coordinator)",
                           "crossing at night (field)"])
         self.assertEqual(rec["names"][fid], "ヨンヒ field phone")
+        # the static HTML export names the author as the desk does
+        html = self.path("report")
+        self.assertEqual(d.post("/api/export", {"format": "html", "path": html})["exported"], 1)
+        with open(os.path.join(html, "records", rid + ".html"), encoding="utf-8") as fh:
+            page = fh.read()
+        self.assertIn('<span title="%s">ヨンヒ field phone</span>' % fid, page)
+        with open(os.path.join(html, "index.html"), encoding="utf-8") as fh:
+            self.assertIn("ヨンヒ field phone", fh.read())
+        # and so does the command, which asks the server itself
+        html2 = self.path("report2")
+        self.v(c, "export", "--format", "html", "--output", html2)
+        with open(os.path.join(html2, "records", rid + ".html"), encoding="utf-8") as fh:
+            self.assertIn("ヨンヒ field phone", fh.read())
         # merge from the desk
         d.post("/api/merge", {"id": rid, "title": "crossing at night (merged)",
                               "narrative": "both accounts agree"})

@@ -1,9 +1,11 @@
-/* test_export.c - fv_export and fv_vault_verify on a real vault holding
- * hostile records: every format written and read back (JSON checked by a
- * small strict syntax reader here), output that appears only when complete
- * (cancel, failing writer, existing path), streaming (output flows before
- * the last record is visited), and verify catching tampered envelopes and
- * chunks written straight into the SQLite file. */
+/* test_export.c - the exports on a real vault holding hostile records: the
+ * reports of report/ (report_export: JSON, CSV, HTML) and the core's
+ * evidence export (fv_export), every format written and read back (JSON
+ * checked by a small strict syntax reader here), device names and players
+ * in the HTML, output that appears only when complete (cancel, existing
+ * path, an options struct of an earlier layout), streaming (output flows
+ * before the last record is visited), and verify catching tampered
+ * envelopes and chunks written straight into the SQLite file. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -15,6 +17,7 @@
 
 #include "check.h"
 #include "fieldvault.h"
+#include "report.h"
 
 static char root[256];
 static const char PASS[] = "export test passphrase";
@@ -22,29 +25,6 @@ static const char TITLE[] = "=HYPERLINK(\"x\") <script>alert(1)</script> 증언,
 static const char NARR[] = "line one, \"quoted\"\nline two <b>\t탈북\n=1+1";
 static const char ATT[] = "..evil<x>\".png";
 static const unsigned char PNG[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 1, 2, 3};
-
-/* ---- a growing buffer, the write callback's target ---------------------- */
-
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    int fail; /* make the writer fail */
-} buf;
-
-static int buf_write(const unsigned char *p, size_t n, void *payload)
-{
-    buf *b = payload;
-    if (b->fail)
-        return 1;
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, p, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return 0;
-}
 
 /* ---- a strict JSON syntax check ----------------------------------------- */
 
@@ -225,80 +205,111 @@ static char *slurp(const char *path, size_t *len)
     return p;
 }
 
+/* The reports through report_export, the evidence through fv_export. */
+#define EVIDENCE 4
+
+static int export_with(fv_vault *v, int format, const char *path,
+                       const fv_filter *filter, uint64_t *count,
+                       const report_devices *devs)
+{
+    if (format == EVIDENCE) {
+        fv_export_options o = FV_EXPORT_OPTIONS_INIT;
+        o.path = path;
+        o.filter = filter;
+        return fv_export(v, count, &o);
+    }
+    report_options ro;
+    char msg[REPORT_MSG_BYTES];
+    memset(&ro, 0, sizeof ro);
+    ro.format = format;
+    ro.path = path;
+    ro.filter = filter;
+    ro.devices = devs;
+    int rc = report_export(v, count, msg, &ro);
+    CHECK((rc == FV_OK) == (msg[0] == '\0'));
+    return rc;
+}
+
 static int export_to(fv_vault *v, int format, const char *path,
                      const fv_filter *filter, uint64_t *count)
 {
-    fv_export_options o = FV_EXPORT_OPTIONS_INIT;
-    o.format = format;
-    o.path = path;
-    o.filter = filter;
-    return fv_export(v, &o, count);
+    return export_with(v, format, path, filter, count, NULL);
 }
 
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_json_and_csv(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
 {
-    fv_export_options o = FV_EXPORT_OPTIONS_INIT;
-    buf b = {0};
     uint64_t count = 0;
-    char hex[FV_ID_HEX_BYTES];
+    char hex[FV_ID_HEX_BYTES], path[600];
+    char *p;
+    size_t n;
 
-    o.format = FV_EXPORT_JSON;
-    o.write = buf_write;
-    o.write_payload = &b;
-    CHECK_EQ(fv_export(v, &o, &count), FV_OK);
+    snprintf(path, sizeof path, "%s/out/all.json", root);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, NULL, &count), FV_OK);
     CHECK_EQ(count, 2);
-    CHECK(b.p && json_ok(b.p));
-    CHECK(strstr(b.p, "\"record_count\": 2") != NULL);
-    CHECK(strstr(b.p, "\"title\": \"=HYPERLINK(\\\"x\\\") <script>alert(1)</script> 증언, \\\"q\\\"\"") != NULL);
-    CHECK(strstr(b.p, "\"narrative\": \"line one, \\\"quoted\\\"\\nline two <b>\\t탈북\\n=1+1\"") != NULL);
-    CHECK(strstr(b.p, "\"multi\": \"a\\nb\\\\c\"") != NULL);
-    CHECK(strstr(b.p, "\"name\": \"..evil<x>\\\".png\"") != NULL);
-    CHECK(strstr(b.p, "\"state\": \"new\"") != NULL);
+    p = slurp(path, NULL);
+    CHECK(p && json_ok(p));
+    CHECK(strstr(p, "\"fieldvault_export\": 2") != NULL);
+    CHECK(strstr(p, "\"record_count\": 2") != NULL);
+    CHECK(strstr(p, "\"title\": \"=HYPERLINK(\\\"x\\\") <script>alert(1)</script> 증언, \\\"q\\\"\"") != NULL);
+    CHECK(strstr(p, "\"narrative\": \"line one, \\\"quoted\\\"\\nline two <b>\\t탈북\\n=1+1\"") != NULL);
+    CHECK(strstr(p, "\"multi\": \"a\\nb\\\\c\"") != NULL);
+    CHECK(strstr(p, "\"name\": \"..evil<x>\\\".png\"") != NULL);
+    CHECK(strstr(p, "\"state\": \"new\"") != NULL);
+    /* show --json's members: revisions (the edited record has two), heads,
+     * notes. */
+    CHECK(strstr(p, "\"revisions\": [") != NULL && strstr(p, "\"heads\": [\"") != NULL);
+    CHECK(strstr(p, "\"kind\": \"revision\"") != NULL && strstr(p, "\"notes\": []") != NULL);
     fv_id_to_hex(hex, hostile);
-    CHECK(strstr(b.p, hex) != NULL);
+    CHECK(strstr(p, hex) != NULL);
+    free(p);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, NULL, &count), FV_EEXIST);
     /* Only the selected records. */
     fv_filter f = FV_FILTER_INIT;
     f.tag = "plain-no-such-tag";
-    b.n = 0;
-    CHECK_EQ(fv_export(v, (o.filter = &f, &o), &count), FV_OK);
+    snprintf(path, sizeof path, "%s/out/none.json", root);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, &f, &count), FV_OK);
     CHECK_EQ(count, 0);
-    CHECK(json_ok(b.p) && strstr(b.p, "\"records\": []") != NULL);
+    p = slurp(path, NULL);
+    CHECK(p && json_ok(p) && strstr(p, "\"records\": []") != NULL);
+    free(p);
     f.tag = NULL;
     f.ids = (const unsigned char(*)[FV_ID_BYTES])hostile;
     f.nids = 1;
-    b.n = 0;
-    CHECK_EQ(fv_export(v, &o, &count), FV_OK);
+    snprintf(path, sizeof path, "%s/out/one.json", root);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, &f, &count), FV_OK);
     CHECK_EQ(count, 1);
-    CHECK(json_ok(b.p) && strstr(b.p, "plain") == NULL);
-    /* A writer that fails: FV_EIO. */
-    b.fail = 1;
-    CHECK_EQ(fv_export(v, &o, &count), FV_EIO);
-    b.fail = 0;
+    p = slurp(path, NULL);
+    CHECK(p && json_ok(p) && strstr(p, "plain") == NULL);
+    free(p);
+    /* A directory that cannot be written: FV_EIO, nothing left. */
+    snprintf(path, sizeof path, "%s/out/missing/x.json", root);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, NULL, &count), FV_EIO);
 
     /* CSV: header and two rows (CRLF outside quotes), formulas defused. */
-    o.format = FV_EXPORT_CSV;
-    o.filter = NULL;
-    b.n = 0;
-    CHECK_EQ(fv_export(v, &o, &count), FV_OK);
+    snprintf(path, sizeof path, "%s/out/all.csv", root);
+    CHECK_EQ(export_to(v, REPORT_CSV, path, NULL, &count), FV_OK);
     CHECK_EQ(count, 2);
+    p = slurp(path, &n);
+    CHECK(p != NULL);
     int rows = 0, quoted = 0;
-    for (size_t i = 0; i < b.n; i++) {
-        if (b.p[i] == '"')
+    for (size_t i = 0; p && i < n; i++) {
+        if (p[i] == '"')
             quoted = !quoted;
-        else if (!quoted && b.p[i] == '\r' && b.p[i + 1] == '\n')
+        else if (!quoted && p[i] == '\r' && p[i + 1] == '\n')
             rows++;
     }
     CHECK_EQ(rows, 3);
     CHECK(!quoted);
-    CHECK(strstr(b.p, ",\"'=HYPERLINK(\"\"x\"\") <script>") != NULL);
+    CHECK(p && memcmp(p, "\xef\xbb\xbf", 3) == 0);
+    CHECK(p && strstr(p, ",\"'=HYPERLINK(\"\"x\"\") <script>") != NULL);
     /* Tags and fields in canonical order (shorter first), one a line. */
-    CHECK(strstr(b.p, ",\"a,b\n@risk\n탈북\",") != NULL);
-    CHECK(strstr(b.p, ",\"multi=a\\nb\\\\c\nplace=Seoul, \"\"north\"\"\nformula==1+1\",") != NULL);
-    CHECK(strstr(b.p, ",\"=") == NULL && strstr(b.p, ",\"+") == NULL &&
-          strstr(b.p, ",\"@") == NULL);
-    free(b.p);
+    CHECK(p && strstr(p, ",\"a,b\n@risk\n탈북\",") != NULL);
+    CHECK(p && strstr(p, ",\"multi=a\\nb\\\\c\nplace=Seoul, \"\"north\"\"\nformula==1+1\",") != NULL);
+    CHECK(p && strstr(p, ",\"=") == NULL && strstr(p, ",\"+") == NULL &&
+          strstr(p, ",\"@") == NULL);
+    free(p);
 }
 
 static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
@@ -307,11 +318,20 @@ static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
     uint64_t count;
     char *page;
     size_t n;
+    unsigned char me[FV_ID_BYTES];
+    /* The vault's own device named as the server would name it, with
+     * markup in the name: shown escaped in place of the id. */
+    report_device dev;
+    report_devices devs = {&dev, 1, 1, FV_OK, ""};
+    fv_vault_device_id(v, me);
+    memset(&dev, 0, sizeof dev);
+    memcpy(dev.id, me, FV_ID_BYTES);
+    dev.name = "Amina's <phone>";
 
     snprintf(path, sizeof path, "%s/out/report", root);
-    CHECK_EQ(export_to(v, FV_EXPORT_HTML, path, NULL, &count), FV_OK);
+    CHECK_EQ(export_with(v, REPORT_HTML, path, NULL, &count, &devs), FV_OK);
     CHECK_EQ(count, 2);
-    CHECK_EQ(export_to(v, FV_EXPORT_HTML, path, NULL, &count), FV_EEXIST);
+    CHECK_EQ(export_to(v, REPORT_HTML, path, NULL, &count), FV_EEXIST);
     fv_id_to_hex(hex, hostile);
     snprintf(p, sizeof p, "%s/records/%s.html", path, hex);
     page = slurp(p, NULL);
@@ -323,6 +343,8 @@ static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
         CHECK(strstr(page, "//") == NULL);
         CHECK(strstr(page, "..evil&lt;x&gt;&quot;.png") != NULL);
         CHECK(strstr(page, "<img src=\"../files/") != NULL);
+        CHECK(strstr(page, "Amina&#39;s &lt;phone&gt;") != NULL);
+        CHECK(strstr(page, "<phone>") == NULL);
     }
     free(page);
     /* The attachment under a sanitized name: exact bytes. */
@@ -334,10 +356,52 @@ static void test_html(fv_vault *v, const unsigned char hostile[FV_ID_BYTES])
     page = slurp(p, NULL);
     CHECK(page && strstr(page, "<svg") && strstr(page, "탈북") &&
           !strstr(page, "<script") && !strstr(page, "url("));
+    CHECK(page && strstr(page, "Amina&#39;s &lt;phone&gt;"));
     free(page);
     snprintf(p, sizeof p, "%s/records", path);
     CHECK_EQ(count_entries(p), 2);
     CHECK_EQ(count_entries(path), 4); /* index.html style.css records files */
+}
+
+/* Audio and video play in the page, as in the desk; without names the
+ * device is its short id. */
+static void test_html_media(void)
+{
+    char dir[512], path[600], p[700], hex[FV_ID_HEX_BYTES], dev[FV_ID_HEX_BYTES];
+    unsigned char id[FV_ID_BYTES], me[FV_ID_BYTES];
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    struct src a = {PNG, sizeof PNG, 0}, b = {PNG, sizeof PNG, 0};
+    fv_attachment_source att[] = {{"voice.ogg", NULL, src_read, &a},
+                                  {"clip.webm", NULL, src_read, &b}};
+    fv_vault *v = NULL;
+    uint64_t count;
+    char *page;
+
+    snprintf(dir, sizeof dir, "%s/media", root);
+    co.kdf_profile = FV_KDF_TEST;
+    CHECK_EQ(fv_vault_create(&v, dir, PASS, strlen(PASS), &co), FV_OK);
+    in.title = "recorded";
+    in.attachments = att;
+    in.nattachments = 2;
+    CHECK_EQ(fv_record_add(v, id, &in), FV_OK);
+    snprintf(path, sizeof path, "%s/out/media", root);
+    CHECK_EQ(export_to(v, REPORT_HTML, path, NULL, &count), FV_OK);
+    fv_id_to_hex(hex, id);
+    fv_vault_device_id(v, me);
+    fv_id_to_hex(dev, me);
+    snprintf(p, sizeof p, "%s/records/%s.html", path, hex);
+    page = slurp(p, NULL);
+    char want[400];
+    snprintf(want, sizeof want, "<audio controls preload=\"metadata\" src=\"../files/%s/0-voice.ogg\"", hex);
+    CHECK(page && strstr(page, want));
+    snprintf(want, sizeof want, "<video controls preload=\"metadata\" src=\"../files/%s/1-clip.webm\"", hex);
+    CHECK(page && strstr(page, want));
+    snprintf(want, sizeof want, "<span class=\"id\" title=\"%s\">%.12s</span>", dev, dev);
+    CHECK(page && strstr(page, want));
+    CHECK(page && !strstr(page, "<script"));
+    free(page);
+    fv_vault_close(v);
 }
 
 static void test_evidence(fv_vault *v)
@@ -347,7 +411,7 @@ static void test_evidence(fv_vault *v)
     char *m;
 
     snprintf(path, sizeof path, "%s/out/evidence", root);
-    CHECK_EQ(export_to(v, FV_EXPORT_EVIDENCE, path, NULL, &count), FV_OK);
+    CHECK_EQ(export_to(v, EVIDENCE, path, NULL, &count), FV_OK);
     CHECK_EQ(count, 2);
     snprintf(p, sizeof p, "%s/envelopes", path);
     CHECK_EQ(count_entries(p), 3);
@@ -363,40 +427,75 @@ static void test_evidence(fv_vault *v)
     m = slurp(p, NULL);
     CHECK(m && strstr(m, "BLAKE2b-256") && strstr(m, "verify_evidence.py"));
     free(m);
+    /* An options struct of an earlier layout is refused, nothing written. */
+    fv_export_options o = FV_EXPORT_OPTIONS_INIT;
+    snprintf(path, sizeof path, "%s/out/evidence-v2", root);
+    o.version = 2;
+    o.path = path;
+    CHECK_EQ(fv_export(v, &count, &o), FV_EINVAL);
+    CHECK(access(path, F_OK) != 0);
 }
 
 struct cancel {
     uint64_t at;
-    buf *b;
-    size_t bytes_at_half;
+    const char *dir;     /* where the temporary is growing */
+    long long bytes_at_half;
 };
+
+/* The size of the temporary output in c->dir. */
+static long long temp_size(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    long long size = -1;
+    char p[800];
+    struct stat sb;
+    while (d && (de = readdir(d)) != NULL)
+        if (strstr(de->d_name, ".fvtmp-")) {
+            snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+            if (stat(p, &sb) == 0)
+                size = (long long)sb.st_size;
+        }
+    if (d)
+        closedir(d);
+    return size;
+}
 
 static int cancel_cb(uint64_t done, uint64_t total, void *payload)
 {
     struct cancel *c = payload;
-    if (c->b && done == total / 2)
-        c->bytes_at_half = c->b->n;
+    if (c->dir && done == total / 2)
+        c->bytes_at_half = temp_size(c->dir);
     return c->at && done >= c->at;
 }
 
 /* A canceled export leaves nothing behind, in any format. */
 static void test_atomic(fv_vault *v)
 {
-    static const int formats[] = {FV_EXPORT_JSON, FV_EXPORT_CSV, FV_EXPORT_HTML,
-                                  FV_EXPORT_EVIDENCE};
-    char dir[512], path[600];
+    static const int formats[] = {REPORT_JSON, REPORT_CSV, REPORT_HTML, EVIDENCE};
+    char dir[512], path[600], msg[REPORT_MSG_BYTES];
     struct cancel c = {1, NULL, 0};
 
     snprintf(dir, sizeof dir, "%s/atomic", root);
     CHECK_EQ(mkdir(dir, 0700), 0);
     for (size_t i = 0; i < 4; i++) {
-        fv_export_options o = FV_EXPORT_OPTIONS_INIT;
         snprintf(path, sizeof path, "%s/out%zu", dir, i);
-        o.format = formats[i];
-        o.path = path;
-        o.progress = cancel_cb;
-        o.progress_payload = &c;
-        CHECK_EQ(fv_export(v, &o, NULL), FV_ECANCELED);
+        if (formats[i] == EVIDENCE) {
+            fv_export_options o = FV_EXPORT_OPTIONS_INIT;
+            o.path = path;
+            o.progress = cancel_cb;
+            o.progress_payload = &c;
+            CHECK_EQ(fv_export(v, NULL, &o), FV_ECANCELED);
+        } else {
+            report_options ro;
+            memset(&ro, 0, sizeof ro);
+            ro.format = formats[i];
+            ro.path = path;
+            ro.progress = cancel_cb;
+            ro.progress_payload = &c;
+            CHECK_EQ(report_export(v, NULL, msg, &ro), FV_ECANCELED);
+            CHECK(strcmp(msg, "canceled") == 0);
+        }
         CHECK_EQ(count_entries(dir), 0);
     }
     /* A file in the way: FV_EEXIST, and it is left alone. */
@@ -404,7 +503,7 @@ static void test_atomic(fv_vault *v)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     CHECK(fd >= 0 && write(fd, "x", 1) == 1);
     close(fd);
-    CHECK_EQ(export_to(v, FV_EXPORT_JSON, path, NULL, NULL), FV_EEXIST);
+    CHECK_EQ(export_to(v, REPORT_JSON, path, NULL, NULL), FV_EEXIST);
     CHECK_EQ(count_entries(dir), 1);
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && sb.st_size == 1);
@@ -413,25 +512,30 @@ static void test_atomic(fv_vault *v)
 /* Output flows while records are still being visited. */
 static void test_streaming(void)
 {
-    char dir[512];
+    char dir[512], out[512], path[600], msg[REPORT_MSG_BYTES];
     unsigned char a[FV_ID_BYTES], b2[FV_ID_BYTES];
-    buf b = {0};
-    struct cancel c = {0, &b, 0};
-    fv_export_options o = FV_EXPORT_OPTIONS_INIT;
+    report_options ro;
     uint64_t count;
+    struct stat sb;
 
     snprintf(dir, sizeof dir, "%s/bulk", root);
+    snprintf(out, sizeof out, "%s/bulk-out", root);
+    CHECK_EQ(mkdir(out, 0700), 0);
+    struct cancel c = {0, out, 0};
     fv_vault *v = make_vault(dir, a, b2, 150);
-    o.format = FV_EXPORT_JSON;
-    o.write = buf_write;
-    o.write_payload = &b;
-    o.progress = cancel_cb;
-    o.progress_payload = &c;
-    CHECK_EQ(fv_export(v, &o, &count), FV_OK);
+    snprintf(path, sizeof path, "%s/bulk.json", out);
+    memset(&ro, 0, sizeof ro);
+    ro.format = REPORT_JSON;
+    ro.path = path;
+    ro.progress = cancel_cb;
+    ro.progress_payload = &c;
+    CHECK_EQ(report_export(v, &count, msg, &ro), FV_OK);
     CHECK_EQ(count, 152);
-    CHECK(c.bytes_at_half > 0 && c.bytes_at_half < b.n);
-    CHECK(json_ok(b.p));
-    free(b.p);
+    CHECK(stat(path, &sb) == 0);
+    CHECK(c.bytes_at_half > 0 && c.bytes_at_half < (long long)sb.st_size);
+    char *p = slurp(path, NULL);
+    CHECK(p && json_ok(p));
+    free(p);
     fv_vault_close(v);
 }
 
@@ -512,7 +616,7 @@ static void test_verify(void)
     /* An export refuses a vault with a tampered record: nothing written. */
     char out[600];
     snprintf(out, sizeof out, "%s/tampered.json", root);
-    CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
+    CHECK_EQ(export_to(v, REPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
     CHECK(access(out, F_OK) != 0);
     fv_vault_close(v);
 
@@ -533,7 +637,7 @@ static void test_verify(void)
     CHECK_EQ(rep.envelopes, 2);
     CHECK_EQ(rep.failures, 3);
     CHECK_EQ(s.n, 3);
-    CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
+    CHECK_EQ(export_to(v, REPORT_JSON, out, NULL, NULL), FV_ECORRUPT);
     CHECK(access(out, F_OK) != 0);
     fv_vault_close(v);
 }
@@ -554,13 +658,13 @@ static void test_evidence_bad_chunk(void)
               NULL, 0);
     CHECK_EQ(fv_vault_open(&v, dir, PASS, strlen(PASS)), FV_OK);
     snprintf(out, sizeof out, "%s/badchunk-evidence", root);
-    CHECK_EQ(export_to(v, FV_EXPORT_EVIDENCE, out, NULL, &count), FV_ECORRUPT);
+    CHECK_EQ(export_to(v, EVIDENCE, out, NULL, &count), FV_ECORRUPT);
     CHECK_EQ(count, 0);
     CHECK(access(out, F_OK) != 0);
     CHECK(strstr(fv_vault_errmsg(v), "verify") != NULL);
     /* The envelopes themselves are sound: a JSON export still works. */
     snprintf(out, sizeof out, "%s/badchunk.json", root);
-    CHECK_EQ(export_to(v, FV_EXPORT_JSON, out, NULL, &count), FV_OK);
+    CHECK_EQ(export_to(v, REPORT_JSON, out, NULL, &count), FV_OK);
     CHECK_EQ(count, 2);
     fv_vault_close(v);
 }
@@ -579,6 +683,7 @@ int main(void)
     fv_vault *v = make_vault(dir, hostile, plain, 0);
     test_json_and_csv(v, hostile);
     test_html(v, hostile);
+    test_html_media();
     test_evidence(v);
     test_atomic(v);
     fv_vault_close(v);

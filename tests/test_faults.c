@@ -47,6 +47,7 @@
 #include "faultshim.h"
 #include "fieldvault.h"
 #include "fieldvault_sync.h"
+#include "fileio.h"
 #include "proto.h"
 #include "server.h"
 #include "server_engine.h"
@@ -248,10 +249,9 @@ static int op_export(struct opctx *c)
     uint64_t n = 0;
     int rc = fv_vault_open(&v, vdir, pass, strlen(pass));
     (void)c;
-    o.format = FV_EXPORT_JSON;
     o.path = outpath;
     if (rc == FV_OK)
-        rc = fv_export(v, &o, &n);
+        rc = fv_export(v, &n, &o);
     return done(v, rc);
 }
 
@@ -934,7 +934,7 @@ static void prepare(struct opctx *c)
         CHECK_EQ(fv_vault_set_retention(v, FV_RETENTION_KEEP), FV_OK);
     }
     fv_vault_close(v);
-    unlink(outpath);
+    fv_remove_tree(outpath);
 }
 
 /* After a run that returned rc: the vault opens, verifies and holds what
@@ -1094,10 +1094,10 @@ static int check_after(const struct op *o, struct opctx *c, int rc)
     case CK_EDIT:
         return n == c->n && (rc != FV_OK || found) ? 0 : -1;
     case CK_EXPORT:
-        /* The file appears only when complete, so only on success. */
+        /* The directory appears only when complete, so only on success. */
         if ((stat(outpath, &st) == 0) != (rc == FV_OK))
             return -1;
-        unlink(outpath);
+        fv_remove_tree(outpath);
         return n == c->n ? 0 : -1;
     default:
         return n == c->n ? 0 : -1;
@@ -2127,7 +2127,7 @@ int main(int argc, char **argv)
     fs_set_root(root);
     snprintf(vdir, sizeof vdir, "%s/vault", root);
     snprintf(attach, sizeof attach, "%s/photo.jpg", root);
-    snprintf(outpath, sizeof outpath, "%s/export.json", root);
+    snprintf(outpath, sizeof outpath, "%s/evidence", root);
 
     /* The attachment: two chunks of pseudo-random bytes. */
     buf = malloc(ATTACH_BYTES);
@@ -2161,7 +2161,7 @@ int main(int argc, char **argv)
         memset(&c, 0, sizeof c);
         prepare(&c);
         CHECK_EQ(ops[i].fn(&c), FV_OK);
-        unlink(outpath);
+        fv_remove_tree(outpath);
         unlink(bundle_out);
         if (ops[i].check == CK_BUNDLE_PARTS) {
             char part[400];

@@ -284,6 +284,67 @@ static int token_exchange(desk *d, struct MHD_Connection *c, const char *given)
     return ret;
 }
 
+/* While locked: {"locked": true, "csrf"} for the unlock form. */
+static int locked_session(desk *d, struct MHD_Connection *c)
+{
+    desk_out o;
+    if (desk_open_out(&o))
+        return MHD_NO;
+    fputc('{', o.f);
+    json_key(o.f, "locked");
+    fputs("true, ", o.f);
+    json_key(o.f, "csrf");
+    json_strz(o.f, d->csrf);
+    fputs("}\n", o.f);
+    return desk_send(c, MHD_HTTP_OK, "application/json; charset=utf-8", &o);
+}
+
+/* POST /api/unlock passphrase=P (cookie, CSRF token and Origin checked as
+ * for every POST): opens the vault again after the idle lock. The
+ * passphrase is wiped as soon as the open returns; a wrong one counts
+ * toward the vault's wipe-after setting exactly as any other unlock does
+ * (fv_vault_open counts it), and after the vault was destroyed every try
+ * gets 410. */
+static int unlock(desk *d, struct MHD_Connection *c, struct conn_ctx *x)
+{
+    char *pass = desk_form(x->body, x->len, "passphrase");
+    fv_vault *v = NULL;
+    int rc = FV_EINVAL;
+    if (x->body)
+        fv_wipe(x->body, x->cap); /* the form, percent-encoded */
+    if (pass == NULL || pass[0] == '\0') {
+        desk_free_text(pass);
+        return desk_error(c, MHD_HTTP_BAD_REQUEST, "passphrase?");
+    }
+    pthread_mutex_lock(&d->lock);
+    if (atomic_load(&d->stopping) || d->v != NULL) {
+        pthread_mutex_unlock(&d->lock);
+        desk_free_text(pass);
+        return desk_error(c, MHD_HTTP_CONFLICT, "the vault is not locked");
+    }
+    rc = fv_vault_open(&v, d->dir, pass, strlen(pass));
+    desk_free_text(pass);
+    if (rc == FV_OK) {
+        d->v = v;
+        atomic_store(&d->last_use, now_s());
+        atomic_store(&d->locked, 0);
+        desk_names_refresh(d);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc == FV_EPASSPHRASE)
+        return desk_error(c, MHD_HTTP_FORBIDDEN, "wrong passphrase");
+    if (rc == FV_ENOVAULT)
+        return desk_error(c, MHD_HTTP_GONE, "no vault any more");
+    if (rc != FV_OK)
+        return desk_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, fv_error_last());
+    fprintf(stderr, "fieldvault: desk: the vault is unlocked again\n");
+    desk_out o;
+    if (desk_open_out(&o))
+        return MHD_NO;
+    fputs("{\"unlocked\": true}\n", o.f);
+    return desk_send(c, MHD_HTTP_OK, "application/json; charset=utf-8", &o);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
                               const char *url, const char *method,
                               const char *version, const char *upload,
@@ -358,10 +419,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
         return desk_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request too large");
 
     /* Authenticated: this is use, and the idle clock starts again. */
-    if (atomic_load(&d->locked))
+    if (atomic_load(&d->locked)) {
+        /* Locked after being idle: the page (which holds no record) and
+         * the CSRF token are still served, so that the passphrase form can
+         * unlock the vault again without a new launch. */
+        if (strcmp(url, "/api/unlock") == 0 && strcmp(method, "POST") == 0)
+            return (enum MHD_Result)unlock(d, c, x);
+        if (strcmp(url, "/api/session") == 0 && strcmp(method, "POST") != 0)
+            return locked_session(d, c);
+        const struct desk_asset *a = asset_for(url);
+        if (a != NULL && strcmp(method, "POST") != 0)
+            return send_bytes(c, MHD_HTTP_OK, a->type, a->data, a->len, 0);
         return desk_error(c, MHD_HTTP_LOCKED,
-                          "the vault was locked after being idle: start "
-                          "`fieldvault desk` again");
+                          "the vault is locked: unlock it with its passphrase");
+    }
+    if (strcmp(url, "/api/unlock") == 0)
+        return desk_error(c, MHD_HTTP_CONFLICT, "the vault is not locked");
     atomic_store(&d->last_use, now_s());
     if (strncmp(url, "/api/", 5) == 0) {
         desk_req r = {c, method, url, x->body, x->len};
@@ -579,7 +652,10 @@ cleanup:
         /* No request passes the gate from here on, and none starts a sync
          * (desk_api checks `locked` under the lock). A running sync is
          * cancelled first: it holds the vault, and requests wait for it. */
+        atomic_store(&d.stopping, 1);
+        pthread_mutex_lock(&d.lock);
         atomic_store(&d.locked, 1);
+        pthread_mutex_unlock(&d.lock);
         if (d.warm_started)
             pthread_join(d.warm_thread, NULL); /* its walk stops at `locked` */
         pthread_mutex_lock(&d.sync_lock);

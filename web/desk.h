@@ -22,14 +22,14 @@
 #define DESK_SECRET_HEX 65 /* 32 random bytes as hex, NUL */
 
 struct desk_index; /* desk_api.c */
-struct desk_names; /* desk_api.c */
+struct report_devices; /* report/report.h */
 
 typedef struct desk {
     pthread_mutex_t lock;  /* guards v, index, names */
     fv_vault *v;           /* NULL once locked (idle timeout, shutdown) */
     char *dir;
     struct desk_index *index; /* built on the first listing */
-    struct desk_names *names; /* device id -> name, from the server */
+    struct report_devices *names; /* device id -> name, from the server */
     unsigned char device[FV_ID_BYTES];
 
     /* The per-launch secrets: the URL token (used once), the session
@@ -47,6 +47,7 @@ typedef struct desk {
     int idle_seconds;         /* 0: never */
     _Atomic int64_t last_use; /* time of the last authenticated request */
     atomic_int locked;
+    atomic_int stopping;      /* shutting down: no unlock */
 
     /* Sync now, on a thread of its own. */
     atomic_int sync_running;

@@ -13,6 +13,7 @@
 #include "desk.h"
 #include "fieldvault_sync.h"
 #include "json_record.h"
+#include "report.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
 #define PAGE_MAX 500
@@ -33,21 +34,6 @@ struct desk_index {
     int oom;
     atomic_int *stop; /* the desk is locking: the walk ends */
     int failed; /* records that failed verification, or none: 0 */
-};
-
-struct device_name {
-    unsigned char id[FV_ID_BYTES];
-    char *name;
-    int role;
-    int revoked;
-    int64_t enrolled;
-};
-
-struct desk_names {
-    struct device_name *d;
-    size_t n;
-    int fetched;   /* the server answered */
-    char why[160]; /* why not, when not */
 };
 
 static void entry_clear(struct entry *e)
@@ -150,21 +136,11 @@ static void index_free(struct desk_index *x)
     free(x);
 }
 
-static void names_free(struct desk_names *nm)
-{
-    if (nm == NULL)
-        return;
-    for (size_t i = 0; i < nm->n; i++)
-        free(nm->d[i].name);
-    free(nm->d);
-    free(nm);
-}
-
 void desk_api_clear(desk *d)
 {
     index_free(d->index);
     d->index = NULL;
-    names_free(d->names);
+    report_devices_free(d->names);
     d->names = NULL;
 }
 
@@ -244,50 +220,20 @@ void desk_api_warm(desk *d)
 
 /* ---- device names ------------------------------------------------------ */
 
-static int collect_device(const fv_device_info *di, void *payload)
-{
-    struct desk_names *nm = payload;
-    struct device_name *nd = realloc(nm->d, (nm->n + 1) * sizeof *nd);
-    if (nd == NULL)
-        return 1;
-    nm->d = nd;
-    nd = &nm->d[nm->n];
-    memcpy(nd->id, di->id, FV_ID_BYTES);
-    nd->name = dup_text(di->name);
-    nd->role = di->role;
-    nd->revoked = di->revoked;
-    nd->enrolled = di->enrolled;
-    if (nd->name == NULL)
-        return 1;
-    nm->n++;
-    return 0;
-}
-
 void desk_names_refresh(desk *d)
 {
-    struct desk_names *nm = calloc(1, sizeof *nm);
+    report_devices *t;
     fv_sync_options so = FV_SYNC_OPTIONS_INIT;
-    if (nm == NULL || d->v == NULL) {
-        free(nm);
-        return;
-    }
     so.timeout_ms = 5000;
-    int rc = fv_org_devices(d->v, collect_device, nm, &so);
-    if (rc == FV_OK) {
-        nm->fetched = 1;
-    } else {
-        snprintf(nm->why, sizeof nm->why, "%s", fv_vault_errmsg(d->v));
-    }
-    names_free(d->names);
-    d->names = nm;
+    if (d->v == NULL || (t = report_devices_fetch(d->v, &so)) == NULL)
+        return;
+    report_devices_free(d->names);
+    d->names = t;
 }
 
 static const char *name_of(const desk *d, const unsigned char id[FV_ID_BYTES])
 {
-    for (size_t i = 0; d->names && i < d->names->n; i++)
-        if (memcmp(d->names->d[i].id, id, FV_ID_BYTES) == 0)
-            return d->names->d[i].name;
-    return NULL;
+    return report_device_name(d->names, id);
 }
 
 /* "names": {"HEX": "name", ...}: every device name known, for the page to
@@ -852,31 +798,6 @@ static void att_free(void *cls)
     free(s);
 }
 
-/* The type a browser may render inline; anything else is a download. */
-static const char *media_type(const char *name, int *inline_ok)
-{
-    static const struct {
-        const char *ext, *type;
-    } types[] = {
-        {".mp3", "audio/mpeg"}, {".m4a", "audio/mp4"}, {".aac", "audio/aac"},
-        {".ogg", "audio/ogg"},  {".oga", "audio/ogg"}, {".opus", "audio/ogg"},
-        {".wav", "audio/wav"},  {".flac", "audio/flac"}, {".weba", "audio/webm"},
-        {".mp4", "video/mp4"},  {".m4v", "video/mp4"}, {".webm", "video/webm"},
-        {".ogv", "video/ogg"},  {".mov", "video/quicktime"},
-        {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"}, {".png", "image/png"},
-        {".gif", "image/gif"},  {".webp", "image/webp"},
-    };
-    const char *dot = strrchr(name, '.');
-    *inline_ok = 0;
-    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
-        if (strcasecmp(dot, types[i].ext) == 0) {
-            *inline_ok = 1;
-            return types[i].type;
-        }
-    /* Never text/html, image/svg+xml or anything a browser would run. */
-    return "application/octet-stream";
-}
-
 static int api_attachment(desk *d, desk_req *r)
 {
     unsigned char id[FV_ID_BYTES];
@@ -930,7 +851,7 @@ static int api_attachment(desk *d, desk_req *r)
         return MHD_NO;
     }
     desk_headers(rs, 1);
-    MHD_add_response_header(rs, "Content-Type", media_type(name, &inline_ok));
+    MHD_add_response_header(rs, "Content-Type", report_media_type(name, &inline_ok));
     MHD_add_response_header(rs, "Accept-Ranges", "bytes");
     if (!inline_ok)
         MHD_add_response_header(rs, "Content-Disposition", "attachment");
@@ -1177,7 +1098,7 @@ static int api_devices(desk *d, desk_req *r)
     json_key(o.f, "devices");
     fputc('[', o.f);
     for (size_t i = 0; d->names && i < d->names->n; i++) {
-        const struct device_name *nd = &d->names->d[i];
+        const report_device *nd = &d->names->d[i];
         fputs(i ? ",\n" : "\n", o.f);
         fputc('{', o.f);
         json_key(o.f, "id");
@@ -1329,39 +1250,51 @@ static int api_verify(desk *d, desk_req *r)
     return ok_json(r, &o);
 }
 
+/* POST /api/export format=F path=P: the CLI's exports; the HTML names
+ * devices from the names the desk holds. */
 static int api_export(desk *d, desk_req *r)
 {
     static const struct {
         const char *name;
         int format;
-    } formats[] = {{"json", FV_EXPORT_JSON},
-                   {"csv", FV_EXPORT_CSV},
-                   {"html", FV_EXPORT_HTML},
-                   {"evidence", FV_EXPORT_EVIDENCE}};
+    } formats[] = {{"json", REPORT_JSON},
+                   {"csv", REPORT_CSV},
+                   {"html", REPORT_HTML},
+                   {"evidence", 0}};
     char *fmt = desk_form(r->body, r->body_len, "format");
     char *path = desk_form(r->body, r->body_len, "path");
-    fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
+    char msg[REPORT_MSG_BYTES] = "";
     uint64_t count = 0;
-    int rc = FV_EINVAL;
+    int rc = FV_EINVAL, format = -1;
     desk_out o;
     for (size_t i = 0; fmt && i < sizeof formats / sizeof formats[0]; i++)
         if (strcmp(fmt, formats[i].name) == 0)
-            eo.format = formats[i].format;
-    /* An absolute path: the desk's working directory is no one's choice. */
-    if (eo.format && path && path[0] == '/') {
-        eo.path = path;
-        rc = fv_export(d->v, &eo, &count);
-    }
+            format = formats[i].format;
     desk_free_text(fmt);
-    if (rc != FV_OK) {
-        int usage = eo.path == NULL;
+    /* An absolute path: the desk's working directory is no one's choice. */
+    if (format < 0 || path == NULL || path[0] != '/') {
         desk_free_text(path);
-        return usage ? desk_error(r->conn, 400,
-                                  "format: json, csv, html or evidence; path: "
-                                  "an absolute path that does not exist yet")
-                     : fail(d, r, rc);
+        return desk_error(r->conn, 400,
+                          "format: json, csv, html or evidence; path: "
+                          "an absolute path that does not exist yet");
+    }
+    if (format == 0) {
+        fv_export_options eo = FV_EXPORT_OPTIONS_INIT;
+        eo.path = path;
+        rc = fv_export(d->v, &count, &eo);
+        if (rc != FV_OK)
+            snprintf(msg, sizeof msg, "%s", fv_vault_errmsg(d->v));
+    } else {
+        report_options ro;
+        memset(&ro, 0, sizeof ro);
+        ro.format = format;
+        ro.path = path;
+        ro.devices = d->names;
+        rc = report_export(d->v, &count, msg, &ro);
     }
     desk_free_text(path);
+    if (rc != FV_OK)
+        return desk_error(r->conn, http_status(rc), msg);
     if (desk_open_out(&o))
         return MHD_NO;
     fputc('{', o.f);

@@ -531,45 +531,44 @@ typedef struct fv_verify_report {
 FV_API int fv_vault_verify(fv_vault *v, fv_verify_fn fn, void *payload,
                            fv_verify_report *report);
 
-/* ---- export --------------------------------------------------------------- */
+/* ---- the evidence export ------------------------------------------------ */
 
-enum fv_export_format {
-    FV_EXPORT_JSON = 1,    /* everything: fields, history, authors, states,
-                              notes, attachment manifests */
-    FV_EXPORT_CSV = 2,     /* one row per record, for spreadsheets */
-    FV_EXPORT_HTML = 3,    /* a directory: self-contained static report */
-    FV_EXPORT_EVIDENCE = 4 /* a directory: the original signed envelopes and
-                              chunks, a manifest, how to verify them */
-};
+/* The plaintext reports (JSON, CSV, HTML) are not in the library: they are
+ * written over the public API (fv_vault_query_ex, fv_record_history,
+ * fv_notes_list, fv_attachment_read) by the `fieldvault` command's report
+ * module (docs/API.md, "Changes for 1.0"). The evidence export stays here:
+ * it copies the signed envelopes as stored, which only the vault reads. */
 
 typedef struct fv_export_options {
     unsigned int version;     /* FV_EXPORT_OPTIONS_VERSION */
-    int format;               /* enum fv_export_format */
-    const char *path;         /* a new file (JSON, CSV) or a new directory
-                                 (HTML, evidence): FV_EEXIST if it exists */
+    const char *path;         /* a new directory: FV_EEXIST if it exists */
     const fv_filter *filter;  /* NULL: every record */
-    fv_write_fn write;        /* JSON, CSV: with path NULL, the output goes
-                                 here instead */
-    void *write_payload;
     fv_progress_fn progress;  /* records done, records in all */
     void *progress_payload;
-    /* Version 2: each record this vault cannot open (fv_vault_query_ex)
-     * goes here, and the export is written without it. NULL (or a version 1
-     * caller): such a record fails the export (FV_ENOTFOUND, nothing
-     * written). */
+    /* Each record this vault cannot open (fv_vault_query_ex) goes here, and
+     * the export is written without it. NULL: such a record fails the
+     * export (FV_ENOTFOUND, nothing written). */
     fv_unreadable_fn unreadable;
     void *unreadable_payload;
 } fv_export_options;
 
-#define FV_EXPORT_OPTIONS_VERSION 2 /* 1 is still accepted: no unreadable */
-#define FV_EXPORT_OPTIONS_INIT {FV_EXPORT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+/* 3: versions 1 and 2 (with a format and a write callback) are refused. */
+#define FV_EXPORT_OPTIONS_VERSION 3
+#define FV_EXPORT_OPTIONS_INIT {FV_EXPORT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0}
 
-/* Writes the records that pass the filter in the chosen format, streaming:
- * memory does not grow with the number of records. A file or directory
- * appears under `path` only when complete. *count (may be NULL) receives the
- * number of records written (not those given to `unreadable`). */
-FV_API int fv_export(fv_vault *v, const fv_export_options *options,
-                     uint64_t *count);
+/* Writes the evidence export of the records that pass the filter into a
+ * new directory (docs/EXPORT.md, "Evidence"): every envelope of each
+ * record exactly as stored, the attachment chunks they list, the server
+ * receipts that cover them and a manifest. Nothing in it is decrypted.
+ * Streaming: memory does not grow with the number of records. The
+ * directory appears under `path` only when complete. *count (may be NULL)
+ * receives the number of records written (not those given to
+ * `unreadable`). FV_EEXIST, FV_EINVAL (no path, another options version),
+ * FV_ECORRUPT (a record, envelope or chunk failed verification: nothing
+ * written), FV_ENOTFOUND (a record this vault cannot open, `unreadable`
+ * NULL), FV_ECANCELED, FV_EIO, FV_ENOSPC, FV_ENOMEM. */
+FV_API int fv_export(fv_vault *v, uint64_t *count,
+                     const fv_export_options *options);
 
 /* ---- organisation key custody ------------------------------------------- */
 

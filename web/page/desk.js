@@ -3,7 +3,7 @@
  * never parsed as HTML: a testimony is untrusted input. */
 'use strict';
 
-const S = { csrf: '', device: '', names: {}, query: new URLSearchParams('limit=50') };
+const S = { csrf: '', device: '', names: {}, locked: false, query: new URLSearchParams('limit=50') };
 const STATES = ['new', 'reviewed', 'needs-follow-up', 'archived'];
 
 function el(tag, attrs, ...kids) {
@@ -30,6 +30,7 @@ function status(msg, bad) {
 async function api(path, params) {
   const r = await fetch(path + (params ? '?' + params : ''), { credentials: 'same-origin', cache: 'no-store' });
   const j = await r.json().catch(() => ({ error: 'HTTP ' + r.status }));
+  if (r.status === 423) unlockView();
   if (!r.ok) throw new Error(j.error || ('HTTP ' + r.status));
   return j;
 }
@@ -41,8 +42,40 @@ async function post(path, fields) {
     headers: { 'X-CSRF-Token': S.csrf, 'Content-Type': 'application/x-www-form-urlencoded' }
   });
   const j = await r.json().catch(() => ({ error: 'HTTP ' + r.status }));
+  if (r.status === 423) unlockView();
   if (!r.ok) throw new Error(j.error || ('HTTP ' + r.status));
   return j;
+}
+
+/* The vault was locked after being idle: its passphrase opens it again
+ * (a wrong one counts toward the vault's wipe-after setting, as at the
+ * command line). The field is emptied as soon as the request is sent. */
+function unlockView() {
+  if (S.locked) return;
+  const pass = el('input', { type: 'password', id: 'unlock-pass', autocomplete: 'off', required: true });
+  const msg = el('p', { role: 'alert' });
+  const form = el('form', { id: 'unlock', on: { submit: async ev => {
+    ev.preventDefault();
+    const p = pass.value;
+    pass.value = '';
+    try {
+      await post('/api/unlock', { passphrase: p });
+      S.locked = false;
+      status('Unlocked');
+      route();
+    } catch (e) {
+      msg.className = 'error';
+      msg.textContent = e.message;
+      pass.focus();
+    }
+  } } },
+    el('label', { for: 'unlock-pass', text: 'Passphrase ' }), pass, ' ',
+    el('button', { type: 'submit', text: 'Unlock' }));
+  main().replaceChildren(el('h2', { text: 'The vault is locked' }),
+       el('p', { text: 'It was locked after being idle. Enter its passphrase to open it again.' }),
+       form, msg);
+  S.locked = true;
+  pass.focus();
 }
 
 function who(id) {
@@ -60,6 +93,7 @@ function day(t) { return t ? t.replace('T', ' ').replace(/:\d\dZ$/, '') : ''; }
 function main() { return document.getElementById('main'); }
 
 function show(...nodes) {
+  if (S.locked) return; /* the unlock form stays until the vault opens */
   const m = main();
   m.replaceChildren(...nodes);
 }
@@ -360,6 +394,10 @@ async function start() {
   try {
     const s = await api('/api/session');
     S.csrf = s.csrf; S.device = s.device; S.names = s.names || {};
+    if (s.locked) {
+      window.addEventListener('hashchange', route);
+      return unlockView();
+    }
   } catch (e) {
     show(el('p', { class: 'error', text: e.message }));
     return;

@@ -945,7 +945,7 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_retract(JNIEnv *env, jclass cl
 }
 
 JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cls, jlong h,
-                                                          jint format, jbyteArray jpath,
+                                                          jbyteArray jpath,
                                                           jint state, jbyteArray jtag,
                                                           jbyteArray jorigin, jlong since,
                                                           jlong until, jbyteArray jtext,
@@ -965,11 +965,10 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cl
         if (!path) {
             throw_inval(env, "no export path");
         } else {
-            o.format = format;
             o.path = path;
             o.filter = &f;
             snap(VAULT(h), &m);
-            check(env, VAULT(h), &m, fv_export(VAULT(h), &o, &count));
+            check(env, VAULT(h), &m, fv_export(VAULT(h), &count, &o));
         }
     }
     free(path);

@@ -65,7 +65,7 @@ final class Native {
     static native void notes(long v, byte[] id, Sink sink) throws FieldVaultException;
     static native void setState(long v, byte[] id, int state) throws FieldVaultException;
     static native void retract(long v, byte[] id) throws FieldVaultException;
-    static native long export(long v, int format, byte[] path, int state, byte[] tag, byte[] origin,
+    static native long export(long v, byte[] path, int state, byte[] tag, byte[] origin,
                               long since, long until, byte[] text, byte[][] ids)
             throws FieldVaultException;
     /** {envelopes, chunks, receipts, failures}; issues go to sink. */

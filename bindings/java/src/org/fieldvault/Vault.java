@@ -347,13 +347,18 @@ public final class Vault implements AutoCloseable {
         }
     }
 
-    /** Exports the records passing {@code q} (null: all) to a new {@code path}; returns how many. */
-    public long export(ExportFormat format, File path, Query q) throws FieldVaultException {
+    /**
+     * Writes the evidence export (the signed envelopes and encrypted chunks, a manifest) of the
+     * records passing {@code q} (null: all) into a new directory {@code path}; returns how many.
+     * The plaintext reports (JSON, CSV, HTML) are not in the library: an app builds its own from
+     * {@link #forEach}.
+     */
+    public long exportEvidence(File path, Query q) throws FieldVaultException {
         if (q == null)
             q = Query.all();
         long v = enter();
         try {
-            return Native.export(v, format.code, Utf8.path(path), q.stateCode(), q.tag, q.origin,
+            return Native.export(v, Utf8.path(path), q.stateCode(), q.tag, q.origin,
                                  q.since, q.until, q.text, q.idArray());
         } finally {
             leave();

@@ -472,13 +472,13 @@ public final class JavaTests {
         AtomicBoolean seen = new AtomicBoolean();
         v.forEach(null, r -> !seen.getAndSet(true)); // stopping is not an error
         // Export, then retract.
-        File json = dir("export.json");
-        check(v.export(org.fieldvault.ExportFormat.JSON, json, null) == 1, "one record exported");
-        check(new String(Files.readAllBytes(json.toPath()), StandardCharsets.UTF_8).contains("\"one\""),
-              "the JSON export holds the title");
-        expect(FieldVaultException.Exists.class,
-               () -> v.export(org.fieldvault.ExportFormat.JSON, json, null));
-        check(v.export(org.fieldvault.ExportFormat.CSV, dir("export.csv"), Query.all().tag("none")) == 0,
+        File ev = dir("evidence");
+        check(v.exportEvidence(ev, null) == 1, "one record exported");
+        check(new String(Files.readAllBytes(new File(ev, "manifest.json").toPath()),
+                         StandardCharsets.UTF_8).contains("\"record_count\": 1"),
+              "the evidence manifest counts the record");
+        expect(FieldVaultException.Exists.class, () -> v.exportEvidence(ev, null));
+        check(v.exportEvidence(dir("evidence2"), Query.all().tag("none")) == 0,
               "a filter that passes nothing");
         try (RecordInput in = new RecordInput().title("withdrawn")) {
             byte[] w = v.add(in);
