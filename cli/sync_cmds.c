@@ -1476,7 +1476,7 @@ int cmd_sync(cli *c)
                 "\"bytes_received\": %llu, \"roundtrips\": %u, "
                 "\"chunks_sent\": %llu, \"chunks_received\": %llu, "
                 "\"chunks_unavailable\": %llu, \"chunks_rejected\": %llu, "
-                "\"dropped\": %zu, \"refused\": %llu, \"rollback\": %s}\n",
+                "\"dropped\": %zu, \"refused\": %llu, \"rejected\": %llu, \"rollback\": %s}\n",
                 (unsigned long long)res.pushed, (unsigned long long)res.pulled,
                 (unsigned long long)res.added, res.conflicts,
                 (unsigned long long)res.bytes_sent,
@@ -1486,6 +1486,7 @@ int cmd_sync(cli *c)
                 (unsigned long long)res.chunks_unavailable,
                 (unsigned long long)res.chunks_rejected, res.dropped,
                 (unsigned long long)res.refused,
+                (unsigned long long)res.rejected,
                 res.rollback == FV_ROLLBACK_BEHIND     ? "\"behind\""
                 : res.rollback == FV_ROLLBACK_DIVERGED ? "\"diverged\""
                                                        : "null");
@@ -1519,6 +1520,18 @@ int cmd_sync(cli *c)
                   (unsigned long long)res.refused,
                   one ? "envelope" : "envelopes", one ? "was" : "were",
                   one ? "its" : "their", one ? "was" : "were");
+        if (rc == CLI_OK)
+            rc = CLI_CORRUPT;
+    }
+    /* Envelopes of this vault the server refused (PROTOCOL.md, PUSH and
+     * RECEIPT): kept here, not sent again, the rest delivered. */
+    if (res.rejected > 0) {
+        int one = res.rejected == 1;
+        cli_error("%llu %s of this vault %s refused by the server and %s "
+                  "not sent again (the server log says why)",
+                  (unsigned long long)res.rejected,
+                  one ? "envelope" : "envelopes", one ? "was" : "were",
+                  one ? "is" : "are");
         if (rc == CLI_OK)
             rc = CLI_CORRUPT;
     }

@@ -142,9 +142,12 @@ int fv_staged_commit(fv_staged *s)
     }
     s->made = 0;
     if ((rc = fv_fsync_dir(s->parent)) != FV_OK) {
-        /* The name may not survive a crash: a file is taken back rather
-         * than reported done (a directory stays, complete). */
-        if (!s->is_dir)
+        /* The name may not survive a crash: taken back rather than
+         * reported done, a directory as a file (what failed is not left
+         * behind to refuse the next attempt as existing). */
+        if (s->is_dir)
+            fv_remove_tree(s->path);
+        else
             unlink(s->path);
     }
     return rc;

@@ -92,7 +92,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_OUTBOX] = "SELECT seq, id, bytes FROM envelope WHERE own AND NOT delivered "
                   "AND seq > ?1 AND bytes IS NOT NULL AND (kind = 3) = ?3 "
                   "ORDER BY seq LIMIT ?2",
-    [ST_DELIVERED] = "UPDATE envelope SET delivered = 1 WHERE id = ?1",
+    [ST_DELIVERED] = "UPDATE envelope SET delivered = ?2 WHERE id = ?1",
     [ST_RECEIPT_INSERT] = "INSERT INTO receipt(sealed) VALUES (?1)",
     [ST_ENV_RECORD] = "SELECT record FROM envelope WHERE id = ?1",
     [ST_CONFLICT_SET] = "INSERT OR IGNORE INTO conflict(record) SELECT ?1 "
@@ -109,7 +109,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "INDEXED BY chunk_outbox WHERE NOT c.delivered "
                         "AND c.hash > ?1 AND EXISTS (SELECT 1 FROM chunkref r "
                         "JOIN envelope e ON e.id = r.envelope WHERE "
-                        "r.hash = c.hash AND e.own AND e.delivered) "
+                        "r.hash = c.hash AND e.own AND e.delivered = 1) "
                         "ORDER BY c.hash LIMIT ?2",
     /* As the outbox, whether or not the envelopes' receipts are in: what a
      * courier bundle carries. */
@@ -143,7 +143,8 @@ static const char schema_sql[] =
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
     /* seq: local arrival order. bytes: NULL once a delete destroyed it. */
     /* own: written by this device; delivered: the server's receipt for it is
-     * committed (the outbox is own AND NOT delivered). mac: keyed BLAKE2b of
+     * committed (the outbox is own AND NOT delivered): 1 stored, 2 refused
+     * by the server (out of the outbox, never counted delivered). mac: keyed BLAKE2b of
      * bytes, stored once their signature was verified (docs/FORMAT.md 10). */
     "CREATE TABLE envelope(seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
     " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB,"
@@ -915,7 +916,8 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
 }
 
 int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
-                       const unsigned char *const *ids, size_t n)
+                       const unsigned char *const *ids,
+                       const unsigned char *refused, size_t n)
 {
     sqlite3_stmt *st = fv_db_stmt(&s->d, ST_RECEIPT_INSERT);
     int rc;
@@ -925,8 +927,10 @@ int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
         return rc;
     for (size_t i = 0; i < n && rc == FV_OK; i++) {
         st = fv_db_stmt(&s->d, ST_DELIVERED);
-        if (st)
+        if (st) {
             bind_id(st, 1, ids[i]);
+            sqlite3_bind_int(st, 2, refused && refused[i] ? 2 : 1);
+        }
         rc = fv_db_step_done(&s->d, st, "delivered");
     }
     return rc;
@@ -973,7 +977,7 @@ int fv_store_conflicts(fv_store *s, size_t *count)
  * its receipt and every chunk those envelopes list was acknowledged. */
 #define RECORD_DELIVERED(r)                                                   \
     "NOT EXISTS (SELECT 1 FROM envelope x WHERE x.record = " r " AND x.own "  \
-    "AND NOT x.delivered AND x.bytes IS NOT NULL) AND NOT EXISTS (SELECT 1 "  \
+    "AND x.delivered <> 1 AND x.bytes IS NOT NULL) AND NOT EXISTS (SELECT 1 "\
     "FROM chunkref cr JOIN envelope y ON y.id = cr.envelope LEFT JOIN chunk " \
     "c ON c.hash = cr.hash WHERE y.record = " r " AND y.own AND "            \
     "(c.hash IS NULL OR NOT c.delivered))"

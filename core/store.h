@@ -147,9 +147,11 @@ int fv_store_outbox(fv_store *s, int64_t after, size_t max,
                     fv_store_outbox_fn fn, void *payload);
 
 /* Stores a receipt (sealed by the vault: vault_sync.c) and marks the
- * envelopes it names delivered. Call inside a transaction. */
+ * envelopes it names delivered (envelope.delivered 1), or refused (2) where
+ * `refused` (NULL: none) is not 0. Call inside a transaction. */
 int fv_store_delivered(fv_store *s, const unsigned char *sealed, size_t len,
-                       const unsigned char *const *ids, size_t n);
+                       const unsigned char *const *ids,
+                       const unsigned char *refused, size_t n);
 /* Puts every own envelope, and every chunk they list, back in the outbox
  * (a new server, or one that lost some). Call inside a transaction. */
 int fv_store_undeliver_all(fv_store *s);

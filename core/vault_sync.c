@@ -292,7 +292,8 @@ static const char receipt_ad[] = "FieldVault receipt at rest v1";
 int fv_vs_delivered(fv_vault *v, const fv_sync_state *st,
                     const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
-                    const unsigned char *const *ids, size_t n)
+                    const unsigned char *const *ids,
+                    const unsigned char *refused, size_t n)
 {
     size_t plen = body_len + RECEIPT_SIG_BYTES;
     size_t slen = FV_NONCE_BYTES + plen + FV_TAG_BYTES;
@@ -306,7 +307,7 @@ int fv_vs_delivered(fv_vault *v, const fv_sync_state *st,
                               (const unsigned char *)receipt_ad, sizeof receipt_ad - 1);
     }
     if (rc == FV_OK && (rc = fv_store_begin(v->store)) == FV_OK) {
-        rc = fv_store_delivered(v->store, sealed, slen, ids, n);
+        rc = fv_store_delivered(v->store, sealed, slen, ids, refused, n);
         if (rc == FV_OK && st)
             rc = state_put(v, st);
         if (rc == FV_OK)

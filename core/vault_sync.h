@@ -69,11 +69,14 @@ int fv_vs_outbox(fv_vault *v, int64_t after, size_t max,
 
 /* Commits a server receipt (already verified by the sync engine) and marks
  * the envelopes it names delivered, with *st (its receipt mark moved; NULL:
- * the state unchanged), in one transaction. */
+ * the state unchanged), in one transaction; those whose `refused` entry is
+ * not 0 (NULL: none) are marked refused: out of the outbox, never counted
+ * as delivered. */
 int fv_vs_delivered(fv_vault *v, const fv_sync_state *st,
                     const unsigned char *body, size_t body_len,
                     const unsigned char sig[64],
-                    const unsigned char *const *ids, size_t n);
+                    const unsigned char *const *ids,
+                    const unsigned char *refused, size_t n);
 
 /* Every stored server receipt, oldest first, opened: `body` and `sig` (64
  * bytes) are valid during the call; both NULL for a stored receipt that

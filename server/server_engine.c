@@ -81,8 +81,15 @@ struct fv_srv {
     uint64_t seqs[FV_PROTO_MAX_BATCH];
     struct feed_head feeds[FEED_CACHE];
     size_t nfeeds;
-    /* Why store_items refused a batch (FV_EDENIED): fixed text. */
+    /* Why store_items refused a batch (FV_EDENIED): fixed text, and the
+     * refusal reason (enum fv_proto_refusal). */
     const char *why;
+    unsigned char why_code;
+    /* Protocol 2 refuses envelopes one by one (per_envelope set for the
+     * batch): refused[i] holds item i's reason, 0 for accepted. */
+    int per_envelope;
+    unsigned char refused[FV_PROTO_MAX_BATCH];
+    uint64_t nrefused;
     /* What the last batch retracted, for the log line. */
     uint64_t nretract, erased_entries, erased_chunks, late;
     uint64_t unheld; /* retractions of records the log never held */
@@ -139,6 +146,7 @@ struct fv_srv_conn {
     unsigned char *http;
     size_t http_len;
     int http_started;
+    unsigned version; /* the protocol version WELCOME chose */
 };
 
 struct chunk_pend {
@@ -480,7 +488,7 @@ static int welcome(fv_srv_conn *c)
 {
     fv_srv *s = c->srv;
     char hex[9];
-    if (queued(c, fv_send_welcome(&c->out, FV_PROTOCOL_VERSION, s->epoch,
+    if (queued(c, fv_send_welcome(&c->out, c->version, s->epoch,
                                   s->receipt_pk, (uint64_t)c->dev.role,
                                   s->has_org ? s->org : NULL)))
         return -1;
@@ -581,10 +589,14 @@ static void handle_hello(fv_srv_conn *c, const fv_msg *m)
     size_t tbs_len = 0, i;
     int rc;
 
+    /* The highest version both speak. */
+    c->version = 0;
     for (i = 0; i < m->u.hello.nversions; i++)
-        if (m->u.hello.versions[i] == FV_PROTOCOL_VERSION)
-            break;
-    if (i == m->u.hello.nversions) {
+        if (m->u.hello.versions[i] >= FV_PROTO_MIN_VERSION &&
+            m->u.hello.versions[i] <= FV_PROTOCOL_VERSION &&
+            m->u.hello.versions[i] > c->version)
+            c->version = (unsigned)m->u.hello.versions[i];
+    if (c->version == 0) {
         conn_error(c, FV_PERR_VERSION, "no common protocol version");
         return;
     }
@@ -761,6 +773,7 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
 
     *why = NULL;
     s->nrefs = 0;
+    memset(s->refused, 0, n);
     for (size_t i = 0; i < n; i++) {
         struct push_item *it = &s->items[i];
         /* An envelope the log already holds from this author was verified
@@ -786,14 +799,28 @@ static int verify_batch(fv_srv *s, const unsigned char *author,
             rc = sig[i];
         else /* these very bytes verified on the caller's thread */
             rc = fv_env_parse_ex(&env, bytes[i], len[i], FV_ENV_SIG_KNOWN);
-        if (rc) {
+        if (rc == FV_ENOMEM) {
             *why = "an envelope failed verification";
-            return rc == FV_ENOMEM ? FV_ENOMEM : FV_ECORRUPT;
+            return rc;
         }
-        if (author && memcmp(env.author, author, 32) != 0) {
+        if (rc == FV_OK && author && memcmp(env.author, author, 32) != 0) {
             fv_env_clear(&env);
-            *why = "an envelope is not signed by this device";
-            return FV_ECORRUPT;
+            rc = FV_EDENIED;
+        }
+        if (rc) {
+            *why = rc == FV_EDENIED ? "an envelope is not signed by this device"
+                                    : "an envelope failed verification";
+            if (!s->per_envelope)
+                return FV_ECORRUPT;
+            /* Refused alone: the rest of the batch goes on. */
+            s->refused[i] = rc == FV_EDENIED ? FV_REFUSE_AUTHOR
+                                             : FV_REFUSE_INVALID;
+            it->bytes = bytes[i];
+            it->len = len[i];
+            it->nrecip = it->nref = 0;
+            it->kind = it->genesis = 0;
+            it->dev = NULL;
+            continue;
         }
         /* The chunks it lists, recorded with its log position when it is
          * appended (the permission checks of CHUNK-PUT and -GET). */
@@ -889,36 +916,42 @@ static int store_one(fv_srv *s, size_t i, uint64_t *head,
     uint64_t rseq;
     int rc;
 
-    if (!it->genesis) {
-        rc = fv_sstore_retracted(s->st, it->record, &rseq, rid);
-        if (rc == FV_OK) {
-            struct retract_ctx x = {s, rauthor, rseq, rid};
-            s->seqs[i] = 0;
-            s->late++;
-            if (it->dev->role != FV_ROLE_FIELD)
-                return FV_OK;
-            rc = fv_sstore_log_find_author(s->st, rid, &rseq, rauthor);
-            return rc ? rc : retraction_to(it->dev->pk, &x);
-        }
-        if (rc != FV_ENOTFOUND)
-            return rc;
+    /* A genesis too: a record retracted before the server held it (its
+     * retraction at log position 0, below) may arrive later, by courier. */
+    rc = fv_sstore_retracted(s->st, it->genesis ? s->ids[i] : it->record,
+                             &rseq, rid);
+    if (rc == FV_OK) {
+        struct retract_ctx x = {s, rauthor, rseq, rid};
+        s->seqs[i] = 0;
+        s->late++;
+        /* Nothing to tell when the retraction is not in the log. */
+        if (it->dev->role != FV_ROLE_FIELD || rseq == 0)
+            return FV_OK;
+        rc = fv_sstore_log_find_author(s->st, rid, &rseq, rauthor);
+        return rc ? rc : retraction_to(it->dev->pk, &x);
     }
+    if (rc != FV_ENOTFOUND)
+        return rc;
     if (it->kind == FV_ENV_NOTE || it->kind == FV_ENV_STATE ||
         it->kind == FV_ENV_RETRACTION) {
         rc = fv_sstore_record_origin(s->st, it->record, origin);
         if (rc == FV_ENOTFOUND && it->kind == FV_ENV_RETRACTION) {
             /* A record retracted before it ever left its device, or an
-             * outbox sent again to a new server: nothing here to destroy
-             * or to tell anyone. Acknowledged at seq 0 and not stored,
-             * like a late envelope, so that the device's outbox drains:
-             * refused, it would refuse the whole batch and every later
-             * push of that device. */
+             * outbox sent again to a new server: nothing here to tell
+             * anyone. Acknowledged at seq 0 and not stored, like a late
+             * envelope, so that the device's outbox drains. Its id alone
+             * is remembered (retracted at log position 0), so that a copy
+             * of the record arriving later (a courier bundle made before
+             * the retraction) is not stored either; a key grant of it the
+             * log holds is erased. */
             s->seqs[i] = 0;
             s->unheld++;
-            return FV_OK;
+            return fv_sstore_retract(s->st, it->record, 0, s->ids[i], NULL,
+                                     NULL);
         }
         if (rc == FV_ENOTFOUND) {
             s->why = "an envelope is about a record the server does not hold";
+            s->why_code = FV_REFUSE_UNHELD;
             return FV_EDENIED;
         }
         if (rc)
@@ -929,6 +962,7 @@ static int store_one(fv_srv *s, size_t i, uint64_t *head,
                          ? "only a coordinator sets a review state"
                          : "only a coordinator or the record's creator may "
                            "write that";
+            s->why_code = FV_REFUSE_DENIED;
             return FV_EDENIED;
         }
     }
@@ -963,11 +997,23 @@ static int store_items(fv_srv *s, size_t n, size_t *added)
         goto fail;
     s->why = NULL;
     s->nretract = s->erased_entries = s->erased_chunks = s->late = 0;
-    s->unheld = 0;
+    s->unheld = s->nrefused = 0;
     for (size_t i = 0; i < n; i++) {
+        if (s->refused[i]) {
+            s->seqs[i] = 0;
+            s->nrefused++;
+            continue;
+        }
         rc = fv_sstore_log_find(s->st, s->ids[i], &s->seqs[i]);
         if (rc == FV_ENOTFOUND)
             rc = store_one(s, i, &head, chain, added);
+        if (rc == FV_EDENIED && s->per_envelope) {
+            /* Nothing of it was written: refused alone. */
+            s->refused[i] = s->why_code;
+            s->seqs[i] = 0;
+            s->nrefused++;
+            rc = FV_OK;
+        }
         if (rc)
             goto fail;
     }
@@ -1041,6 +1087,7 @@ int fv_srv_store_batch(fv_srv *s, const unsigned char *author,
             return rc;
         nauthors = 1;
     }
+    s->per_envelope = 0; /* a bundle's batch stands or falls whole */
     rc = verify_batch(s, author, env, len, n, NULL, &why);
     if (rc == FV_OK)
         rc = batch_authors(s, author, n, nauthors);
@@ -1103,7 +1150,10 @@ static void push_finish(fv_srv_conn *c, const unsigned char *const *env,
 
     /* As fv_srv_store_batch, for the device authenticated at HELLO (a
      * revocation applies from its next connection on). Every envelope is
-     * checked before anything is stored. */
+     * checked before anything is stored. Under protocol 1 one failing
+     * envelope fails the batch; from 2 on it is refused alone, in the
+     * receipt. */
+    s->per_envelope = c->version >= 2;
     rc = verify_batch(s, c->dev.pk, env, len, n, sig, &why);
     if (rc == FV_OK) {
         for (i = 0; i < n; i++)
@@ -1128,7 +1178,8 @@ static void push_finish(fv_srv_conn *c, const unsigned char *const *env,
     }
 
     rc = fv_receipt_body(&body, &body_len, s->epoch, c->dev.pk, s->env->now,
-                         (const unsigned char(*)[32])s->ids, s->seqs, n);
+                         (const unsigned char(*)[32])s->ids, s->seqs,
+                         c->version >= 2 ? s->refused : NULL, n);
     if (rc) {
         queued(c, rc);
         return;
@@ -1150,6 +1201,9 @@ static void push_finish(fv_srv_conn *c, const unsigned char *const *env,
     if (s->unheld)
         slog(c, "%" PRIu64 " retractions of records never held, not stored",
              s->unheld);
+    if (s->nrefused)
+        slog(c, "%" PRIu64 " envelopes refused (%s)", s->nrefused,
+             why ? why : s->why);
 }
 
 static void handle_push(fv_srv_conn *c, const fv_msg *m)

@@ -283,10 +283,13 @@ int fv_sstore_logrec_add(fv_sstore *s, uint64_t seq,
 int fv_sstore_record_origin(fv_sstore *s, const unsigned char record[32],
                             unsigned char origin[32]);
 /* FV_OK if `record` was retracted, with the retraction's log position and
- * envelope id (either may be NULL), else FV_ENOTFOUND. */
+ * envelope id (either may be NULL), else FV_ENOTFOUND. Position 0: the
+ * record was retracted before the server held it (the retraction is not in
+ * the log, its id alone is kept: fv_sstore_retract with seq 0). */
 int fv_sstore_retracted(fv_sstore *s, const unsigned char record[32],
                         uint64_t *seq, unsigned char *id);
 /* Retracts `record` by log entry `seq` (envelope `id`): as described above.
+ * `seq` 0: a retraction the log does not hold, of a record it never held. 
  * Call inside a transaction, after the retraction's own entry is filed.
  * *entries and *chunks (may be NULL) receive how many envelopes were
  * erased and how many chunks will be destroyed. FV_EEXIST if the record is

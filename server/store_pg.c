@@ -1231,7 +1231,7 @@ static int pgs_retracted(fv_sstore *base, const unsigned char record[32],
     if ((rc = run_row(s, "SELECT seq, id FROM retracted WHERE record = $1", &p,
                       &r, "retracted")))
         return rc;
-    if (!col_int(r, 0, 0, &v) || v < 1 || !col_key(r, 0, 1, id ? id : tmp))
+    if (!col_int(r, 0, 0, &v) || v < 0 || !col_key(r, 0, 1, id ? id : tmp))
         rc = pg_error(s, FV_ECORRUPT, "server database: a retraction is "
                                       "damaged");
     else if (seq)

@@ -1173,7 +1173,7 @@ static int sqls_retracted(fv_sstore *base, const unsigned char record[32],
     if ((rc = fv_db_step_row(&s->d, st, "retracted")))
         return rc;
     v = sqlite3_column_int64(st, 0);
-    if (v < 1 || !col_key(st, 1, id ? id : tmp))
+    if (v < 0 || !col_key(st, 1, id ? id : tmp))
         rc = fv_db_error(&s->d, FV_ECORRUPT, "a retraction is damaged");
     else if (seq)
         *seq = (uint64_t)v;

@@ -300,6 +300,15 @@ cleanup:
     return rc;
 }
 
+/* Makes the directory entry of `path` durable (fsync of its directory). */
+static int sync_parent(const char *path)
+{
+    char *dir = fv_path_dir(path);
+    int rc = dir ? fv_fsync_dir(dir) : FV_ENOMEM;
+    free(dir);
+    return rc;
+}
+
 /* Replaces `path` with `len` bytes at once: a temp file beside it, fsync,
  * rename, fsync of the directory. A crash leaves the old file or the new. */
 static int file_replace(const char *path, const void *data, size_t len)
@@ -429,6 +438,13 @@ int fv_tls_identity_create_named(const char *key_path, const char *cert_path,
     if (close(crt_fd) != 0 && rc == FV_OK)
         rc = FV_EIO;
     crt_fd = -1;
+    /* The new names durable too: without it a power loss after we
+     * answered could take both files, and with them the pin devices
+     * learned. */
+    if (rc == FV_OK)
+        rc = sync_parent(key_path);
+    if (rc == FV_OK)
+        rc = sync_parent(cert_path);
     if (rc != FV_OK)
         goto cleanup;
 

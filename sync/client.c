@@ -48,6 +48,7 @@ struct fv_client {
     int status;
     char msg[256];
     int started, welcomed, pull_done, answered, bye_sent, outbox_done;
+    unsigned version; /* the protocol version WELCOME chose */
     /* A coordinator's vault that holds the organisation key certifies the
      * devices the server lists (DEVICES, pipelined before PULL). */
     int certify, certified;
@@ -447,8 +448,10 @@ int fv_client_start(fv_client *c, const unsigned char pin[32],
 static int on_welcome(fv_client *c, const fv_msg *m)
 {
     int rc = FV_OK;
-    if (m->u.welcome.version != FV_PROTOCOL_VERSION)
+    if (m->u.welcome.version < FV_PROTO_MIN_VERSION ||
+        m->u.welcome.version > FV_PROTOCOL_VERSION)
         return cfail(c, FV_EPROTO, "the server chose an unknown protocol version");
+    c->version = (unsigned)m->u.welcome.version;
     c->stats.role = (int)m->u.welcome.role;
     if (c->req->op == FV_CLIENT_ENROLL) {
         memcpy(c->st.server_key, m->u.welcome.server, 32);
@@ -506,6 +509,10 @@ static int on_receipt(fv_client *c, const fv_msg *m)
         memcmp(r.epoch, c->st.epoch, 16) != 0 ||
         memcmp(r.device, c->device, 32) != 0 || r.n != b->n)
         return cfail(c, FV_EPROTO, "the server's receipt does not verify");
+    /* Version 1 refuses a whole batch with ERROR, never an envelope. */
+    if (r.nrefused && c->version < 2)
+        return cfail(c, FV_EPROTO, "the server's receipt refuses an envelope "
+                                   "under protocol version 1");
     next = c->st;
     for (i = 0; i < r.n; i++) {
         if (memcmp(r.id[i], b->ids[i], 32) != 0)
@@ -520,11 +527,12 @@ static int on_receipt(fv_client *c, const fv_msg *m)
     }
     rc = vfail(c, fv_vs_delivered(c->v, &next, m->u.receipt.body,
                                   m->u.receipt.body_len, m->u.receipt.sig, ids,
-                                  r.n));
+                                  r.refused, r.n));
     if (rc)
         return rc;
     c->st = next;
-    c->stats.pushed += r.n;
+    c->stats.pushed += r.n - r.nrefused;
+    c->stats.rejected += r.nrefused;
     c->inflight_head = (c->inflight_head + 1) % WINDOW;
     c->inflight_count--;
     fill_window(c);

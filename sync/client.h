@@ -61,6 +61,7 @@ typedef struct fv_client_stats {
     uint64_t frames_received;    /* whole frames from the server */
     uint64_t certified; /* device certificates this vault signed */
     uint64_t released;  /* envelopes they let out of the quarantine */
+    uint64_t rejected;  /* own envelopes the server's receipts refused */
 } fv_client_stats;
 
 /* `req` and everything it points to must outlive the engine. */

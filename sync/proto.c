@@ -455,12 +455,22 @@ int fv_send_hello(fv_out *o, const unsigned char device[32],
                   const unsigned char sig[64], const unsigned char *token,
                   const unsigned char *box)
 {
+    return fv_send_hello_upto(o, FV_PROTOCOL_VERSION, device, sig, token, box);
+}
+
+int fv_send_hello_upto(fv_out *o, unsigned max, const unsigned char device[32],
+                       const unsigned char sig[64], const unsigned char *token,
+                       const unsigned char *box)
+{
     fv_enc e;
+    if (max < FV_PROTO_MIN_VERSION || max > FV_PROTOCOL_VERSION)
+        return FV_EINVAL;
     fv_enc_init(&e);
     fv_enc_array(&e, 5);
     fv_enc_uint(&e, FV_MSG_HELLO);
-    fv_enc_array(&e, 1);
-    fv_enc_uint(&e, FV_PROTOCOL_VERSION);
+    fv_enc_array(&e, max - FV_PROTO_MIN_VERSION + 1);
+    for (unsigned v = FV_PROTO_MIN_VERSION; v <= max; v++)
+        fv_enc_uint(&e, v);
     fv_enc_bytes(&e, device, 32);
     fv_enc_bytes(&e, sig, 64);
     enc_enroll(&e, token, box);
@@ -713,7 +723,7 @@ int fv_receipt_body(unsigned char **out, size_t *len,
                     const unsigned char epoch[FV_EPOCH_BYTES],
                     const unsigned char device[32], int64_t time,
                     const unsigned char (*ids)[32], const uint64_t *seqs,
-                    size_t n)
+                    const unsigned char *refused, size_t n)
 {
     fv_enc e;
     fv_enc_init(&e);
@@ -724,9 +734,12 @@ int fv_receipt_body(unsigned char **out, size_t *len,
     fv_enc_int(&e, time);
     fv_enc_array(&e, n);
     for (size_t i = 0; i < n; i++) {
-        fv_enc_array(&e, 2);
+        int r = refused && refused[i];
+        fv_enc_array(&e, r ? 3 : 2);
         fv_enc_bytes(&e, ids[i], 32);
-        fv_enc_uint(&e, seqs[i]);
+        fv_enc_uint(&e, r ? 0 : seqs[i]);
+        if (r)
+            fv_enc_uint(&e, refused[i]);
     }
     return fv_enc_finish(&e, out, len);
 }
@@ -743,10 +756,16 @@ int fv_receipt_decode(fv_receipt *r, const unsigned char *p, size_t n)
         fv_dec_int(&d, &r->time) || fv_dec_array(&d, &count) || count == 0 ||
         count > FV_PROTO_MAX_BATCH)
         return FV_EPROTO;
-    for (size_t i = 0; i < count; i++)
-        if (fv_dec_array(&d, &two) || two != 2 || key32(&d, &r->id[i]) ||
-            fv_dec_uint(&d, &r->seq[i]))
+    for (size_t i = 0; i < count; i++) {
+        uint64_t why = 0;
+        if (fv_dec_array(&d, &two) || (two != 2 && two != 3) ||
+            key32(&d, &r->id[i]) || fv_dec_uint(&d, &r->seq[i]) ||
+            (two == 3 && (fv_dec_uint(&d, &why) || why == 0 || why > 255 ||
+                          r->seq[i] != 0)))
             return FV_EPROTO;
+        r->refused[i] = (unsigned char)why;
+        r->nrefused += why != 0;
+    }
     r->n = count;
     return fv_dec_finish(&d) ? FV_EPROTO : FV_OK;
 }

@@ -12,6 +12,11 @@
 #include "fieldvault.h"
 #include "fieldvault_sync.h" /* FV_PROTOCOL_VERSION, the version's one home */
 
+/* The oldest protocol version this build speaks; it speaks every one from
+ * here up to FV_PROTOCOL_VERSION (fieldvault_sync.h). Version 2: a PUSH's
+ * receipt refuses envelopes one by one (docs/PROTOCOL.md, PUSH and
+ * RECEIPT). */
+#define FV_PROTO_MIN_VERSION 1
 #define FV_FRAME_MAX (1u << 20)
 #define FV_PROTO_MAX_BATCH 256
 #define FV_PROTO_MAX_ITEMS 4096
@@ -65,6 +70,15 @@ enum fv_proto_error {
     FV_PERR_BUSY = 8,
     FV_PERR_INTERNAL = 9,
     FV_PERR_FULL = 10 /* the server's storage is full */
+};
+
+/* Why a version-2 receipt refuses an envelope (docs/PROTOCOL.md). Appended,
+ * never renumbered; a device takes an unknown reason as a refusal. */
+enum fv_proto_refusal {
+    FV_REFUSE_INVALID = 1,   /* failed verification (size, structure, sig) */
+    FV_REFUSE_AUTHOR = 2,    /* not signed by the connected device */
+    FV_REFUSE_UNHELD = 3,    /* about a record the server does not hold */
+    FV_REFUSE_DENIED = 4     /* not its author's to write (role) */
 };
 
 /* Roles (FV_ROLE_FIELD, FV_ROLE_COORDINATOR) are in fieldvault.h. */
@@ -219,6 +233,11 @@ int fv_devlist_next(fv_msg *m, fv_devinfo *d);
 int fv_send_hello(fv_out *o, const unsigned char device[32],
                   const unsigned char sig[64], const unsigned char *token,
                   const unsigned char *box);
+/* As fv_send_hello, offering versions FV_PROTO_MIN_VERSION to `max` only:
+ * how an older peer speaks (tests). */
+int fv_send_hello_upto(fv_out *o, unsigned max, const unsigned char device[32],
+                       const unsigned char sig[64], const unsigned char *token,
+                       const unsigned char *box);
 int fv_send_push(fv_out *o, const unsigned char *const *env, const size_t *len,
                  size_t n);
 /* CERTS: 1 to FV_PROTO_MAX_BATCH device certificates of at most
@@ -261,18 +280,22 @@ int fv_hello_tbs(unsigned char **out, size_t *len, const unsigned char pin[32],
                  const unsigned char binding[32], const unsigned char device[32],
                  const unsigned char *token, const unsigned char *box);
 
-/* Receipt bodies. Encoding: ids and seqs of n entries. */
+/* Receipt bodies. Encoding: ids and seqs of n entries; `refused` (NULL:
+ * none, as version 1 requires) holds each entry's refusal reason, 0 for an
+ * envelope accepted (a refused one is written [id, 0, reason]). */
 int fv_receipt_body(unsigned char **out, size_t *len,
                     const unsigned char epoch[FV_EPOCH_BYTES],
                     const unsigned char device[32], int64_t time,
                     const unsigned char (*ids)[32], const uint64_t *seqs,
-                    size_t n);
+                    const unsigned char *refused, size_t n);
 typedef struct fv_receipt {
     const unsigned char *epoch, *device;
     int64_t time;
     size_t n;
     const unsigned char *id[FV_PROTO_MAX_BATCH];
     uint64_t seq[FV_PROTO_MAX_BATCH];
+    unsigned char refused[FV_PROTO_MAX_BATCH]; /* reason, 0: accepted */
+    size_t nrefused;
 } fv_receipt;
 int fv_receipt_decode(fv_receipt *r, const unsigned char *p, size_t n);
 

@@ -390,6 +390,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         r.res.chunks_unavailable = s->chunks_unavailable;
         r.res.chunks_rejected = s->chunks_rejected;
         r.res.refused = s->refused;
+        r.res.rejected = s->rejected;
         if (req->op == FV_CLIENT_SYNC)
             rc = fv_vs_apply_retention(v, &r.res.dropped);
         if (invite_text && fv_client_invite_text(r.c)) {
@@ -489,7 +490,7 @@ int fv_sync_session_run(fv_sync_session *s, fv_sync_result *res)
 
     if (!s)
         return FV_EINVAL;
-    if (res && !fv_result_ok(res, FV_RESULT_MIN(fv_sync_result, refused)))
+    if (res && !fv_result_ok(res, FV_RESULT_MIN(fv_sync_result, rejected)))
         return fv_vs_fail(s->v, FV_EINVAL, "the fv_sync_result's size is not "
                           "set: start from FV_SYNC_RESULT_INIT");
     memset(&full, 0, sizeof full);

@@ -16,7 +16,14 @@
  *
  * writes into SRC's outbox one validly signed envelope of body version 3,
  * one above the newest this build reads (the body {1: 3}: a later version
- * may shape the rest as it likes), as a newer FieldVault would. Exit 0, or 1 if anything failed. */
+ * may shape the rest as it likes), as a newer FieldVault would.
+ *
+ *     forge_bundle --orphan-note SRC PASSFILE
+ *
+ * writes into SRC's outbox a note about a record no device ever made (a
+ * random id): well formed and signed, but one the server refuses (it does
+ * not hold the record, docs/PROTOCOL.md, PUSH and RECEIPT). Exit 0, or 1 if
+ * anything failed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +117,34 @@ static int forge_newer(fv_vault *v)
     return rc;
 }
 
+/* A note about a random record id, sealed to v alone, in v's outbox. */
+static int forge_orphan_note(fv_vault *v)
+{
+    static const unsigned char payload[] = "about nothing this server holds";
+    unsigned char ghost[32], self[1][32], sp[32], id[32];
+    fv_v_write w;
+    int rc;
+    fv_random(ghost, sizeof ghost);
+    fv_vs_device(v, sp, self[0]);
+    memset(&w, 0, sizeof w);
+    w.kind = FV_ENV_NOTE;
+    w.record = ghost;
+    w.parents = (const unsigned char(*)[FV_ID_BYTES])ghost;
+    w.nparents = 1;
+    w.payload = payload;
+    w.payload_len = sizeof payload;
+    w.recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])self;
+    w.nrecipients = 1;
+    if ((rc = fv_store_begin(v->store)) == FV_OK &&
+        (rc = fv_v_write_envelope(v, id, &w)) == FV_OK)
+        rc = fv_store_commit(v->store);
+    if (rc)
+        fv_store_rollback(v->store);
+    else
+        say("orphan-note", id);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const unsigned char indef[] = {0xbf, 0x64, 't', 'i', 'm', 'e', 0x01, 0xff};
@@ -124,18 +159,23 @@ int main(int argc, char **argv)
     unsigned char rec[32], dpk[32], sp[32], key[32], id[32];
     struct raw_rev rr;
 
-    if (argc == 4 && strcmp(argv[1], "--newer") == 0) {
+    if (argc == 4 && (strcmp(argv[1], "--newer") == 0 ||
+                      strcmp(argv[1], "--orphan-note") == 0)) {
         int rc = 1;
         if (read_pass(argv[3], pass, sizeof pass, &plen) == 0 &&
             fv_vault_open(&src, argv[2], pass, plen) == FV_OK) {
-            rc = forge_newer(src) == FV_OK ? 0 : 1;
+            rc = (argv[1][2] == 'n' ? forge_newer(src)
+                                    : forge_orphan_note(src)) == FV_OK
+                     ? 0
+                     : 1;
             fv_vault_close(src);
         }
         return rc;
     }
     if (argc != 5) {
         fprintf(stderr, "usage: forge_bundle SRC DEST PASSFILE RECORD\n"
-                        "       forge_bundle --newer SRC PASSFILE\n");
+                        "       forge_bundle --newer SRC PASSFILE\n"
+                        "       forge_bundle --orphan-note SRC PASSFILE\n");
         return 2;
     }
     if (read_pass(argv[3], pass, sizeof pass, &plen) ||

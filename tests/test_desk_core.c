@@ -1702,7 +1702,7 @@ static void test_retention(struct org *o)
             idp[i] = out.id[i];
         if (out.n)
             CHECK_EQ(fv_vs_delivered(o->f1, NULL, (const unsigned char *)"r", 1, sig,
-                                     idp, out.n), FV_OK);
+                                     idp, NULL, out.n), FV_OK);
     } while (out.n == 16);
     CHECK_EQ(fv_vs_apply_retention(o->f1, &dropped), FV_OK);
     CHECK(dropped >= 1);

@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -48,8 +49,10 @@
 #include "fieldvault_sync.h"
 #include "fileio.h"
 #include "proto.h"
+#include "server.h"
 #include "server_engine.h"
 #include "store_server.h"
+#include "tls.h"
 #include "vault_sync.h"
 
 static char root[256];
@@ -1322,6 +1325,7 @@ struct acks {
     long syncs; /* all syncs of the sequence, when it ran to its end */
     int step;   /* steps acknowledged */
     unsigned char a[FV_ID_BYTES], b[FV_ID_BYTES];
+    unsigned char pin[32]; /* the TLS identity's, once acknowledged */
 };
 
 enum { ST_OPEN = 1, ST_ADD_A, ST_EDIT_A, ST_ADD_B, ST_DELETE_B, ST_PASSWD, ST_ADD_C, ST_CLOSE };
@@ -1717,9 +1721,235 @@ static void run_power_sync(void)
     CHECK_EQ(failures, 0);
 }
 
+/* Runs `child` in a fork for every sync boundary (crash_at 1, 2, ... until
+ * one past its last sync), each after the shell command `reset`, and
+ * `check` after each crash; reports the points as `what`. */
+static void power_points(const char *what, const char *reset,
+                         void (*child)(struct acks *k, long crash_at, void *ctx),
+                         int (*check)(const struct acks *k, void *ctx), void *ctx)
+{
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    if (k == MAP_FAILED)
+        return;
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        CHECK_EQ(system(reset), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            child(k, crash_at, ctx);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "%s #%ld: the child failed (status %d, step %d)\n", what, crash_at, status,
+                    k->step);
+            failures++;
+        } else if (check(k, ctx) != 0) {
+            fprintf(stderr, "%s #%ld: lost power after step %d\n", what, crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) { /* never reaching the end means a bug */
+            failures++;
+            break;
+        }
+    }
+    munmap(k, sizeof *k);
+    report(what, points, failures);
+    CHECK_EQ(failures, 0);
+}
+
+/* ---- power loss while the server's TLS identity is written ------------------ */
+
+enum { SI_CREATED = 1, SI_RENEWED };
+
+/* 340 days on: a certificate made now has less than 30 days left. */
+#define TLS_LATER (340 * 86400LL)
+
+/* The server's TLS identity made (the key, then its self-signed
+ * certificate, as `server init` does) and its certificate renewed, up to
+ * the crash. */
+static void power_tls_child(struct acks *k, long crash_at, const char *dir, const char *key,
+                            const char *crt)
+{
+    const char *dirs[] = {dir};
+    int renewed = 0;
+
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_tls_identity_create_named(key, crt, "fault.example", k->pin) != FV_OK)
+        _exit(2);
+    k->step = SI_CREATED;
+    if (fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL) + TLS_LATER, &renewed) != FV_OK ||
+        !renewed)
+        _exit(2);
+    k->step = SI_RENEWED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After the crash: an acknowledged identity is there with the pin devices
+ * learned (the key and a certificate for it); an acknowledged renewal is
+ * durable (the certificate needs no renewal 340 days on). An identity not
+ * acknowledged may be missing or partial, but a certificate that parses is
+ * never for another key. */
+static int power_tls_check(const struct acks *k, const char *key, const char *crt)
+{
+    unsigned char got[32];
+    int renewed = -1, rc;
+
+    if (k->step < SI_CREATED) {
+        if (fv_tls_identity_pin(crt, got) != FV_OK)
+            return 0; /* nothing whole: `server init` had not answered */
+        rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL), &renewed);
+        if (rc == FV_ECORRUPT || rc == FV_EPIN) {
+            fprintf(stderr, "  the certificate is not for the key: %s\n", fv_strerror(rc));
+            return -1;
+        }
+        return 0;
+    }
+    if (fv_tls_identity_pin(crt, got) != FV_OK || memcmp(got, k->pin, 32) != 0) {
+        fprintf(stderr, "  the acknowledged identity's pin is lost or changed\n");
+        return -1;
+    }
+    if ((rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL), &renewed)) != FV_OK) {
+        fprintf(stderr, "  the acknowledged identity does not load: %s\n", fv_strerror(rc));
+        return -1;
+    }
+    if (k->step >= SI_RENEWED) {
+        rc = fv_tls_cert_renew(key, crt, NULL, (int64_t)time(NULL) + TLS_LATER, &renewed);
+        if (rc != FV_OK || renewed) {
+            fprintf(stderr, "  the acknowledged renewal is lost (%s)\n", fv_strerror(rc));
+            return -1;
+        }
+    }
+    if (fv_tls_identity_pin(crt, got) != FV_OK || memcmp(got, k->pin, 32) != 0) {
+        fprintf(stderr, "  the pin changed\n");
+        return -1;
+    }
+    return 0;
+}
+
+struct tls_files {
+    const char *dir, *key, *crt;
+};
+
+static void tls_child(struct acks *k, long crash_at, void *ctx)
+{
+    const struct tls_files *x = ctx;
+    power_tls_child(k, crash_at, x->dir, x->key, x->crt);
+}
+
+static int tls_check(const struct acks *k, void *ctx)
+{
+    const struct tls_files *x = ctx;
+    return power_tls_check(k, x->key, x->crt);
+}
+
+static void run_power_tls(void)
+{
+    char dir[300], key[400], crt[400], cmd[700];
+    struct tls_files x = {dir, key, crt};
+
+    snprintf(dir, sizeof dir, "%s/ptls", root);
+    snprintf(key, sizeof key, "%s/tls.key", dir);
+    snprintf(crt, sizeof crt, "%s/tls.crt", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", dir, dir);
+    power_points("power tls", cmd, tls_child, tls_check, &x);
+}
+
 /* ---- power loss during a bundle import -------------------------------------- */
 
 enum { SB_IMPORTED = 1, SB_CLOSED };
+
+/* ---- power loss during `server import` ---------------------------------------- */
+
+/* Whether the server in directory `dir` holds the courier's record (1, 0;
+ * -1 if its database fails integrity_check or does not open). */
+static int psrv_holds(const char *dir)
+{
+    char db[400];
+    unsigned char origin[32];
+    fv_sstore *st = NULL;
+    int rc;
+    snprintf(db, sizeof db, "%s/server.db", dir);
+    if (!db_integrity_ok(db) || fv_sstore_open(&st, db, 0) != FV_OK)
+        return -1;
+    rc = fv_sstore_record_origin(st, courier_id, origin);
+    fv_sstore_close(st);
+    return rc == FV_OK ? 1 : rc == FV_ENOTFOUND ? 0 : -1;
+}
+
+/* `server import` of the courier's bundle into a real server directory
+ * (its database, keys and identity loaded as `serve` loads them), up to the
+ * crash. */
+static void power_srvimp_child(struct acks *k, long crash_at, void *ctx)
+{
+    const char *dirs[] = {ctx}, *dir = ctx;
+    fs_power_begin(dirs, 1, crash_at);
+    if (fv_server_import_with(dir, good_bundle, NULL, NULL) != FV_OK)
+        _exit(2);
+    k->step = SB_IMPORTED;
+    k->syncs = fs_power_syncs();
+    fs_power_crash();
+}
+
+/* After the crash: the database passes integrity_check, an acknowledged
+ * import's record is there, and the next import, untouched, loads the
+ * directory and its keys and completes with the record there. */
+static int power_srvimp_check(const struct acks *k, void *ctx)
+{
+    const char *dir = ctx;
+    const char *why = NULL;
+    int held = psrv_holds(dir), rc;
+    if (held < 0 || (k->step >= SB_IMPORTED && held != 1)) {
+        fprintf(stderr, "  the server is damaged or lost the import (%d)\n", held);
+        return -1;
+    }
+    if ((rc = fv_server_import_with(dir, good_bundle, NULL, &why)) != FV_OK) {
+        fprintf(stderr, "  the next import fails: %s (%s)\n", fv_strerror(rc), why ? why : "");
+        return -1;
+    }
+    return psrv_holds(dir) == 1 ? 0 : -1;
+}
+
+static void run_power_server_import(void)
+{
+    char base[300], dir[300], db[400], cmd[1400], *invite = NULL;
+    unsigned char tpin[32], sp[32], box[32];
+    fv_sstore *st = NULL;
+    fv_sstore_device d;
+    fv_vault *v = NULL;
+
+    /* A real server (`server init`) where the courier is enrolled. */
+    snprintf(base, sizeof base, "%s/psrv-base", root);
+    snprintf(dir, sizeof dir, "%s/psrv", root);
+    CHECK_EQ(fv_server_init(base, "127.0.0.1:1", tpin, &invite), FV_OK);
+    free(invite);
+    CHECK_EQ(fv_vault_open(&v, courier_dir, PASS, strlen(PASS)), FV_OK);
+    fv_vs_device(v, sp, box);
+    fv_vault_close(v);
+    memset(&d, 0, sizeof d);
+    memcpy(d.pk, sp, 32);
+    memcpy(d.box, box, 32);
+    memcpy(d.name, "courier", 8);
+    d.name_len = 7;
+    d.role = FV_ROLE_FIELD;
+    d.enrolled = (int64_t)time(NULL);
+    snprintf(db, sizeof db, "%s/server.db", base);
+    CHECK_EQ(fv_sstore_open(&st, db, 0), FV_OK);
+    CHECK_EQ(fv_sstore_device_add(st, &d), FV_OK);
+    fv_sstore_close(st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", dir, base, dir);
+    power_points("power server import", cmd, power_srvimp_child, power_srvimp_check, dir);
+}
+
 
 /* The coordinator imports the courier's bundle, up to the crash. */
 static void power_bundle_child(struct acks *k, long crash_at)
@@ -1875,7 +2105,7 @@ int main(int argc, char **argv)
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
     int do_alloc = argc < 2, do_io = argc < 2, do_power = argc < 2, do_packs = argc < 2,
-        do_power_sync = 0, do_power_bundle = 0;
+        do_power_sync = 0, do_power_bundle = 0, do_power_tls = 0;
     unsigned char *buf;
     const char *b = getenv("FV_FAULT_BUDGET");
 
@@ -1886,6 +2116,7 @@ int main(int argc, char **argv)
         do_packs |= !strcmp(argv[i], "packs");
         do_power_sync |= !strcmp(argv[i], "power-sync");
         do_power_bundle |= !strcmp(argv[i], "power-bundle");
+        do_power_tls |= !strcmp(argv[i], "power-tls");
     }
     if (b)
         budget = atol(b);
@@ -1953,7 +2184,10 @@ int main(int argc, char **argv)
     if (do_power_bundle) {
         run_power_bundle();
         run_power_export();
+        run_power_server_import();
     }
+    if (do_power_tls)
+        run_power_tls();
     if (do_power)
         run_power();
     if (do_packs)

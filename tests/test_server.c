@@ -229,6 +229,9 @@ static void device_new(device *d)
 
 static const unsigned char binding_a[32] = {1, 2, 3, 4};
 
+/* The highest protocol version c_hello offers: 1 plays an older device. */
+static unsigned hello_max = FV_PROTOCOL_VERSION;
+
 /* HELLO from d, over `binding` and `pin`; enrolling with `token` if given. */
 static void c_hello(fv_out *o, const device *d, const unsigned char pin[32],
                     const unsigned char binding[32], const unsigned char *token)
@@ -240,7 +243,9 @@ static void c_hello(fv_out *o, const device *d, const unsigned char pin[32],
         exit(2);
     fv_sign(sig, tbs, len, d->sk);
     fv_enc_free_buf(tbs, len);
-    CHECK_EQ(fv_send_hello(o, d->pk, sig, token, token ? d->box : NULL), FV_OK);
+    CHECK_EQ(fv_send_hello_upto(o, hello_max, d->pk, sig, token,
+                                token ? d->box : NULL),
+             FV_OK);
 }
 
 /* An envelope by d, sealed to `recips` (n of them), with a payload of
@@ -529,7 +534,7 @@ static void test_enroll(void)
     c_hello(&o, &admin, h.pin, binding_a, h.admin_token);
     CHECK_EQ(session(&h, binding_a, &o, &out), FV_SRV_RUNNING);
     CHECK(next_msg(&out, &off, &m) && m.type == FV_MSG_WELCOME);
-    CHECK_EQ(m.u.welcome.version, 1);
+    CHECK_EQ(m.u.welcome.version, FV_PROTOCOL_VERSION);
     CHECK_EQ(m.u.welcome.role, FV_ROLE_COORDINATOR);
     CHECK(memcmp(m.u.welcome.epoch, h.epoch, 16) == 0);
     CHECK(memcmp(m.u.welcome.server, h.pk, 32) == 0);
@@ -678,7 +683,7 @@ static void test_hello_checks(void)
         fv_enc_array(&e, 5);
         fv_enc_uint(&e, FV_MSG_HELLO);
         fv_enc_array(&e, 2);
-        fv_enc_uint(&e, t == 0 ? 2 : 3);
+        fv_enc_uint(&e, t == 0 ? 4 : 3);
         fv_enc_uint(&e, t == 0 ? 3 : 1);
         fv_enc_bytes(&e, admin.pk, 32);
         fv_enc_bytes(&e, sig, 64);
@@ -963,15 +968,19 @@ static void test_push(void)
         unsigned char bid[32], *by_other = env_to_self(&other, &blen, bid);
         unsigned char *flipped = xmalloc(len[0]);
         uint64_t seq;
-        for (int t = 0; t < 4; t++) {
+        /* Protocol 1: one bad envelope fails its batch (ERROR, nothing
+         * stored). Protocol 2: it is refused alone in the receipt, with its
+         * reason, the good one stored, and the connection goes on. */
+        for (int t = 0; t < 8; t++) {
             const unsigned char *e2[2] = {env[N + 1], NULL};
             size_t l2[2] = {len[N + 1], 0};
-            if (t == 0) { /* signed by another device */
+            hello_max = t < 4 ? 1 : 2;
+            if (t % 4 == 0) { /* signed by another device */
                 e2[1] = by_other;
                 l2[1] = blen;
-            } else if (t <= 2) { /* one byte flipped: in the body, at the end */
+            } else if (t % 4 <= 2) { /* a byte flipped: in the body, at the end */
                 memcpy(flipped, env[0], len[0]);
-                flipped[t == 1 ? len[0] / 2 : len[0] - 1] ^= 0x40;
+                flipped[t % 4 == 1 ? len[0] / 2 : len[0] - 1] ^= 0x40;
                 e2[1] = flipped;
                 l2[1] = len[0];
             } else { /* cut short */
@@ -982,16 +991,40 @@ static void test_push(void)
             c_hello(&o, &admin, h.pin, binding_a, NULL);
             fv_send_push(&o, e2, l2, 2);
             fv_send_simple(&o, FV_MSG_DEVICES);
+            if (t >= 4) {
+                size_t at = 0;
+                fv_msg rm;
+                fv_receipt r;
+                unsigned char bad_id[32];
+                session(&h, binding_a, &o, &out);
+                CHECK(strcmp(types(&out), "16,17,21") == 0);
+                CHECK(next_msg(&out, &at, &rm) && next_msg(&out, &at, &rm));
+                CHECK_EQ(fv_receipt_decode(&r, rm.u.receipt.body,
+                                           rm.u.receipt.body_len),
+                         FV_OK);
+                fv_hash(bad_id, e2[1], l2[1]);
+                CHECK(r.n == 2 && memcmp(r.id[0], ids[N + 1], 32) == 0 &&
+                      memcmp(r.id[1], bad_id, 32) == 0);
+                CHECK_EQ(r.seq[0], N + 2);
+                CHECK_EQ(r.refused[0], 0);
+                CHECK_EQ(r.seq[1], 0);
+                CHECK_EQ(r.refused[1], t == 4 ? FV_REFUSE_AUTHOR
+                                              : FV_REFUSE_INVALID);
+                CHECK_EQ(r.nrefused, 1);
+                CHECK_EQ(log_head(&h), N + 2);
+                continue;
+            }
             CHECK_EQ(session(&h, binding_a, &o, &out), FV_SRV_CLOSING);
             CHECK(strcmp(types(&out), "16,31") == 0);
             CHECK_EQ(last_error(&out), FV_PERR_REJECTED);
             CHECK_EQ(fv_sstore_log_find(h.st, ids[N + 1], &seq), FV_ENOTFOUND);
             CHECK_EQ(log_head(&h), N + 1);
         }
+        hello_max = FV_PROTOCOL_VERSION;
         free(by_other);
         free(flipped);
     }
-    /* The good one alone is then accepted. */
+    /* The good one alone, pushed again, keeps its number. */
     o.len = o.start = 0;
     c_hello(&o, &admin, h.pin, binding_a, NULL);
     fv_send_push(&o, (const unsigned char *const *)&env[N + 1], &len[N + 1], 1);
@@ -2159,6 +2192,7 @@ static void test_verify_deferred(void)
     unsigned char *env[20], ids[20][32];
     size_t elen[20];
     fv_srv_verify v;
+    hello_max = 1; /* protocol 1: one bad envelope fails its batch */
 
     harness_open(&h);
     device_new(&admin);
@@ -2383,6 +2417,7 @@ static void test_run_verify(void)
     vreply rep[2][5];
     unsigned char *foreign, fid[32];
     size_t flen;
+    hello_max = 1; /* protocol 1: one bad envelope fails its batch */
 
     ids = xmalloc(n * sizeof *ids);
     device_new(&admin);
@@ -4621,6 +4656,9 @@ static unsigned char *make_about(const device *d, int kind,
 
 /* Pushes env[0..n) as d: 0 on a RECEIPT for all of them (their seqs into
  * seqs, may be NULL), else the ERROR code (-1 if neither came). */
+/* What push_try returns for a receipt refusing an envelope (protocol 2). */
+#define REFUSED(reason) (64 + (reason))
+
 static int push_try(harness *h, const device *d, unsigned char **env,
                     size_t *len, size_t n, uint64_t *seqs)
 {
@@ -4643,6 +4681,9 @@ static int push_try(harness *h, const device *d, unsigned char **env,
             res = 0;
             for (size_t i = 0; seqs && i < n; i++)
                 seqs[i] = r.seq[i];
+            for (size_t i = 0; i < n && res == 0; i++)
+                if (r.refused[i])
+                    res = REFUSED(r.refused[i]);
         } else if (m.type == FV_MSG_ERROR) {
             res = (int)m.u.error.code;
         }
@@ -4847,17 +4888,25 @@ static void test_desk(void)
                          ids[P5]);
     env[N2] = make_about(&a, FV_ENV_NOTE, ids[G1], SEAL(a.box, org, org), 2,
                          NULL, 0, &len[N2], ids[N2]);
-    CHECK_EQ(push_try(&h, &a, &env[P1], &len[P1], 1, NULL), FV_PERR_REJECTED);
-    CHECK_EQ(push_try(&h, &b, &env[P2], &len[P2], 1, NULL), FV_PERR_REJECTED);
-    CHECK_EQ(push_try(&h, &b, &env[P3], &len[P3], 1, NULL), FV_PERR_REJECTED);
-    CHECK_EQ(push_try(&h, &a, &env[P4], &len[P4], 1, NULL), FV_PERR_REJECTED);
-    CHECK_EQ(push_try(&h, &admin, &env[P5], &len[P5], 1, NULL),
-             FV_PERR_REJECTED);
+    /* Protocol 1 fails the batch; protocol 2 refuses the envelope in the
+     * receipt, with its reason. */
+    for (unsigned v = 1; v <= 2; v++) {
+        int deny = v == 1 ? FV_PERR_REJECTED : REFUSED(FV_REFUSE_DENIED);
+        int unheld = v == 1 ? FV_PERR_REJECTED : REFUSED(FV_REFUSE_UNHELD);
+        hello_max = v;
+        CHECK_EQ(push_try(&h, &a, &env[P1], &len[P1], 1, NULL), deny);
+        CHECK_EQ(push_try(&h, &b, &env[P2], &len[P2], 1, NULL), deny);
+        CHECK_EQ(push_try(&h, &b, &env[P3], &len[P3], 1, NULL), deny);
+        CHECK_EQ(push_try(&h, &a, &env[P4], &len[P4], 1, NULL), unheld);
+        CHECK_EQ(push_try(&h, &admin, &env[P5], &len[P5], 1, NULL), unheld);
+    }
+    hello_max = 1;
     {
         unsigned char *two[2] = {env[N2], env[P1]};
         size_t l2[2] = {len[N2], len[P1]};
         CHECK_EQ(push_try(&h, &a, two, l2, 2, NULL), FV_PERR_REJECTED);
     }
+    hello_max = FV_PROTOCOL_VERSION;
     CHECK_EQ(log_head(&h), 4);
     CHECK_EQ(fv_sstore_log_find(h.st, ids[N2], &seq), FV_ENOTFOUND);
     /* A courier bundle is held to the same rules. */
@@ -4870,6 +4919,39 @@ static void test_desk(void)
                                 &len[P2], 1, NULL, NULL),
              FV_EDENIED);
     CHECK_EQ(log_head(&h), 4);
+
+    /* A record retracted before the server held it: the retraction is
+     * acknowledged at 0 and its id remembered (nothing else), so that the
+     * record arriving later (a courier bundle made before the retraction,
+     * or a push) is acknowledged at 0 and not stored either. */
+    {
+        unsigned char gid[32], rid[32], *ge, *re, got[32];
+        size_t glen, rlen;
+        uint64_t s1[1] = {9}, rseq = 9;
+        ge = make_about(&a, FV_ENV_REVISION, NULL, SEAL(a.box, org, org), 2,
+                        NULL, 0, &glen, gid);
+        re = make_about(&a, FV_ENV_RETRACTION, gid, SEAL(a.box, org, org), 2,
+                        NULL, 0, &rlen, rid);
+        CHECK_EQ(push_try(&h, &a, &re, &rlen, 1, s1), 0);
+        CHECK_EQ(s1[0], 0);
+        CHECK_EQ(fv_sstore_retracted(h.st, gid, &rseq, got), FV_OK);
+        CHECK_EQ(rseq, 0);
+        CHECK(memcmp(got, rid, 32) == 0);
+        s1[0] = 9;
+        CHECK_EQ(fv_srv_store_batch(h.srv, NULL,
+                                    (const unsigned char *const *)&ge, &glen,
+                                    1, s1, NULL),
+                 FV_OK);
+        CHECK_EQ(s1[0], 0);
+        s1[0] = 9;
+        CHECK_EQ(push_try(&h, &a, &ge, &glen, 1, s1), 0);
+        CHECK_EQ(s1[0], 0);
+        CHECK_EQ(fv_sstore_log_find(h.st, gid, &seq), FV_ENOTFOUND);
+        CHECK_EQ(fv_sstore_record_origin(h.st, gid, got), FV_ENOTFOUND);
+        CHECK_EQ(log_head(&h), 4);
+        free(ge);
+        free(re);
+    }
 
     /* Accepted: the coordinator's review state (sealed to coordinators
      * only) and note (sealed to a as well) and a revision it seals to b;
@@ -5113,6 +5195,7 @@ int main(int argc, char **argv)
     test_run();
     test_verify_deferred();
     test_run_verify();
+    hello_max = FV_PROTOCOL_VERSION; /* the two above play protocol 1 */
     test_bundle_import();
     test_bundle_batches();
     test_chunks();

@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "server_engine.h"
 #include "store_server.h"
+#include "vault_internal.h"
 #include "vault_sync.h"
 
 static char root[256];
@@ -736,6 +737,55 @@ int main(void)
         CHECK(tally[0] >= 300);
         fv_vault_close(field3);
         free(audit);
+    }
+
+    /* One envelope the server refuses (a note about a record it will never
+     * hold) among good ones: the receipt refuses it alone (protocol 2),
+     * the rest is delivered, the device counts it, marks it refused and
+     * never sends it again, and later syncs go on. */
+    {
+        unsigned char ghost[32], nid[32], yid[32], sp[32], self[1][32];
+        static const unsigned char payload[] = "not read by the server";
+        fv_record_input in = FV_RECORD_INPUT_INIT;
+        fv_v_write w;
+        fv_record *got = NULL;
+        int delivered = -1;
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        fv_random(ghost, sizeof ghost);
+        memset(&w, 0, sizeof w);
+        w.kind = FV_ENV_NOTE;
+        w.record = ghost;
+        w.parents = (const unsigned char(*)[FV_ID_BYTES])ghost;
+        w.nparents = 1;
+        w.payload = payload;
+        w.payload_len = sizeof payload;
+        fv_vs_device(field, sp, self[0]);
+        w.recipients = (const unsigned char(*)[FV_BOX_PK_BYTES])self;
+        w.nrecipients = 1;
+        CHECK_EQ(fv_store_begin(field->store), FV_OK);
+        CHECK_EQ(fv_v_write_envelope(field, nid, &w), FV_OK);
+        CHECK_EQ(fv_store_commit(field->store), FV_OK);
+        in.title = "after a refused note";
+        CHECK_EQ(fv_record_add(field, yid, &in), FV_OK);
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK(o.done);
+        CHECK_EQ(o.stats.rejected, 1);
+        CHECK_EQ(o.stats.pushed, 1);
+        CHECK_EQ(fv_store_record_delivered(field->store, yid, &delivered),
+                 FV_OK);
+        CHECK_EQ(delivered, 1);
+        /* Not in the outbox any more: nothing to send, nothing refused. */
+        o = sync_full(field);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(o.stats.pushed, 0);
+        CHECK_EQ(o.stats.rejected, 0);
+        CHECK_EQ(o.c2s < 4096, 1);
+        o = sync_full(coord);
+        CHECK_EQ(o.client_status, FV_OK);
+        CHECK_EQ(fv_record_get(coord, &got, yid), FV_OK);
+        fv_record_free(got);
     }
 
     fv_vault_close(coord);

@@ -19,10 +19,11 @@
 extern "C" {
 #endif
 
-#define FV_PROTOCOL_VERSION 1 /* docs/PROTOCOL.md; the one place: the engine,
+#define FV_PROTOCOL_VERSION 2 /* docs/PROTOCOL.md; the one place: the engine,
                                  the client and the server read it */
 
-/* FV_PROTOCOL_VERSION of this library: the sync protocol it speaks. */
+/* FV_PROTOCOL_VERSION of this library: the newest sync protocol it speaks
+ * (it speaks every version from 1 up to it). */
 FV_API int fv_protocol_version(void);
 
 typedef struct fv_sync_options {
@@ -79,6 +80,10 @@ typedef struct fv_sync_result {
      * everything it wrote back in its outbox and read its feed again from
      * the start, in this call (docs/PROTOCOL.md, PULL); else 0. */
     int rollback;
+    /* Appended: envelopes of this vault the server refused (its receipt
+     * names each with a reason, docs/PROTOCOL.md): kept here, not sent
+     * again. */
+    uint64_t rejected;
 } fv_sync_result;
 
 /* fv_sync_result.rollback */
@@ -88,7 +93,7 @@ enum fv_rollback {
 };
 
 #define FV_SYNC_RESULT_INIT \
-    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+    {sizeof(fv_sync_result), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Remembers in vault `v` the proxy its connections go through when the
  * options name none (see fv_sync_options.proxy); NULL or "none" forgets
