@@ -1140,7 +1140,7 @@ static void *prep_main(void *arg)
         if (rc != FV_OK)
             die("fv_server_invite: %s", fv_strerror(rc));
         v = create_vault(p->dirs[i]);
-        fv_check(fv_enroll(v, invite, &so, &role), v, "fv_enroll");
+        fv_check(fv_enroll(v, &role, invite, &so), v, "fv_enroll");
         free(invite);
         if (role != FV_ROLE_FIELD)
             die("a field invite gave role %d", role);

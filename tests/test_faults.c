@@ -53,6 +53,7 @@
 #include "server_engine.h"
 #include "store_server.h"
 #include "tls.h"
+#include "tls_server.h"
 #include "vault_sync.h"
 
 static char root[256];
