@@ -1186,13 +1186,13 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_syncRun(JNIEnv *env, jcl
     js->cb.env = NULL;
     if ((*env)->ExceptionCheck(env) || check(env, VAULT(h), &m, rc) != FV_OK)
         return NULL;
-    jlong n[14] = {(jlong)r.pushed, (jlong)r.pulled, (jlong)r.added, (jlong)r.conflicts,
+    jlong n[16] = {(jlong)r.pushed, (jlong)r.pulled, (jlong)r.added, (jlong)r.conflicts,
                    (jlong)r.role, (jlong)r.bytes_sent, (jlong)r.bytes_received,
                    (jlong)r.roundtrips, (jlong)r.chunks_sent, (jlong)r.chunks_received,
                    (jlong)r.chunks_unavailable, (jlong)r.chunks_rejected, (jlong)r.dropped,
-                   (jlong)r.refused};
-    if ((out = (*env)->NewLongArray(env, 14)))
-        (*env)->SetLongArrayRegion(env, out, 0, 14, n);
+                   (jlong)r.refused, (jlong)r.rejected, (jlong)r.rollback};
+    if ((out = (*env)->NewLongArray(env, 16)))
+        (*env)->SetLongArrayRegion(env, out, 0, 16, n);
     return out;
 }
 

@@ -346,6 +346,9 @@ public final class JavaTests {
         s.close();
         SyncResult again = v.sync(null);
         check(again.pushed == 0 && again.chunksSent == 0, "nothing left after the resume");
+        check(done.rejected == 0 && done.rollback == 0 && again.rejected == 0
+                  && again.rollback == 0 && again.roundtrips > 0,
+              "no refusal, no rollback: " + again.rejected + ", " + again.rollback);
         check(v.verify().ok(), "verify after sync");
 
         // The coordinator receives both records, the attachment's bytes whole.
