@@ -134,9 +134,13 @@ static int state_put(fv_vault *v, const fv_sync_state *st)
     return rc;
 }
 
-int fv_vs_state_put(fv_vault *v, const fv_sync_state *st)
+/* Saves *st in one transaction; with `undeliver`, every own envelope and
+ * its chunks go back to the outbox in the same one. */
+static int state_commit(fv_vault *v, const fv_sync_state *st, int undeliver)
 {
     int rc = fv_store_begin(v->store);
+    if (rc == FV_OK && undeliver)
+        rc = fv_store_undeliver_all(v->store);
     if (rc == FV_OK)
         rc = state_put(v, st);
     if (rc == FV_OK)
@@ -144,6 +148,11 @@ int fv_vs_state_put(fv_vault *v, const fv_sync_state *st)
     if (rc)
         fv_store_rollback(v->store);
     return fv_v_serr(v, rc);
+}
+
+int fv_vs_state_put(fv_vault *v, const fv_sync_state *st)
+{
+    return state_commit(v, st, 0);
 }
 
 void fv_vs_device(const fv_vault *v, unsigned char sign_pk[32],
@@ -372,16 +381,7 @@ int fv_vs_each_receipt(fv_vault *v, fv_vs_receipt_fn fn, void *payload)
 
 int fv_vs_reset(fv_vault *v, const fv_sync_state *st)
 {
-    int rc = fv_store_begin(v->store);
-    if (rc == FV_OK)
-        rc = fv_store_undeliver_all(v->store);
-    if (rc == FV_OK)
-        rc = state_put(v, st);
-    if (rc == FV_OK)
-        rc = fv_store_commit(v->store);
-    if (rc)
-        fv_store_rollback(v->store);
-    return fv_v_serr(v, rc);
+    return state_commit(v, st, 1);
 }
 
 /* ---- import ----------------------------------------------------------- */
