@@ -20,7 +20,9 @@
  * fdatasync. A cut costs only the chunk being sent: the server keeps every
  * chunk that arrived whole, and the next query finds them. */
 #define CHUNK_WINDOW 64
-#define OUT_HIGH (4u << 20)        /* queue no more chunks above this */
+/* The next chunk is queued once less than this (a TLS record) is left to
+ * send: the socket's buffer keeps the link busy meanwhile. */
+#define OUT_LOW (16u * 1024)
 
 /* One page of attachment chunks being uploaded or downloaded. */
 struct chunk_page {
@@ -64,7 +66,6 @@ struct fv_client {
     unsigned char up_after[32], down_after[32]; /* paging cursors */
     struct chunk_page *page;
     size_t unacked; /* CHUNK-PUTs sent, not yet acknowledged */
-    unsigned char *chunkbuf;
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -133,7 +134,6 @@ void fv_client_free(fv_client *c)
     fv_framer_free(&c->in);
     free(c->invite_text);
     free(c->page);
-    free(c->chunkbuf);
     fv_wipe(&c->st, sizeof c->st);
     free(c);
 }
@@ -257,26 +257,52 @@ static void next_page(fv_client *c, int upload)
     pg->out = 1;
 }
 
-/* Queues CHUNK-PUTs of the current page while few are unacknowledged. */
+/* A chunk read from the vault straight into the output queue. */
+struct chunk_fill {
+    fv_vault *v;
+    const unsigned char *hash;
+    int vault_rc; /* the vault's error, with its message */
+};
+
+static int fill_chunk(void *arg, unsigned char *dst, size_t len)
+{
+    struct chunk_fill *f = arg;
+    size_t got = 0;
+    f->vault_rc = fv_vs_chunk_get(f->v, f->hash, dst, len, &got);
+    if (f->vault_rc)
+        return f->vault_rc;
+    return got == len ? FV_OK : FV_ECORRUPT;
+}
+
+/* Queues CHUNK-PUTs of the current page while few are unacknowledged and
+ * less than a TLS record waits to be sent: the queue then never holds
+ * much to move down when it is reused. */
 static void send_chunks(fv_client *c)
 {
     struct chunk_page *pg = c->page;
     while (c->status == FV_OK && pg->next < pg->ntodo &&
-           c->unacked < CHUNK_WINDOW && fv_out_size(&c->out) < OUT_HIGH) {
-        size_t i = pg->todo[pg->next++], len;
-        int rc = fv_vs_chunk_get(c->v, pg->hash[i], c->chunkbuf,
-                                 FV_SYNC_MAX_CHUNK, &len);
-        if (rc) {
-            vfail(c, rc);
+           c->unacked < CHUNK_WINDOW && fv_out_size(&c->out) < OUT_LOW) {
+        size_t i = pg->todo[pg->next++];
+        struct chunk_fill f = {c->v, pg->hash[i], FV_OK};
+        int rc;
+        if (pg->len[i] == 0 || pg->len[i] > FV_SYNC_MAX_CHUNK) {
+            cfail(c, FV_ECORRUPT, "a stored chunk has an impossible length");
             return;
         }
-        if ((rc = fv_send_chunk(&c->out, FV_MSG_CHUNK_PUT, pg->hash[i],
-                                c->chunkbuf, len))) {
-            cfail(c, rc, "cannot queue a chunk");
+        rc = fv_send_chunk_fill(&c->out, FV_MSG_CHUNK_PUT, pg->hash[i],
+                                (size_t)pg->len[i], fill_chunk, &f);
+        if (f.vault_rc) {
+            vfail(c, f.vault_rc);
+            return;
+        }
+        if (rc) {
+            cfail(c, rc, rc == FV_ECORRUPT
+                             ? "a stored chunk is not as long as its row says"
+                             : "cannot queue a chunk");
             return;
         }
         c->unacked++;
-        c->stats.chunk_bytes_sent += len;
+        c->stats.chunk_bytes_sent += pg->len[i];
     }
 }
 
@@ -287,8 +313,7 @@ static void chunk_step(fv_client *c)
         return;
     if (!c->page) {
         c->page = malloc(sizeof *c->page);
-        c->chunkbuf = malloc(FV_SYNC_MAX_CHUNK);
-        if (!c->page || !c->chunkbuf) {
+        if (!c->page) {
             cfail(c, FV_ENOMEM, "out of memory");
             return;
         }

@@ -57,7 +57,12 @@ int fv_out_raw(fv_out *o, const void *p, size_t n)
     return FV_OK;
 }
 
-int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
+/* Appends the length prefix and the writer's bytes of a frame whose body
+ * ends with tail_len more bytes, and reserves room for those: *tail is
+ * where they go. The frame counts as queued only once the caller adds
+ * tail_len to o->len; *start is where it begins. Disposes the writer. */
+static int frame_open(fv_out *o, fv_enc *e, size_t tail_len, unsigned char **tail,
+                      size_t *start)
 {
     size_t n;
     if (e->err) {
@@ -73,15 +78,44 @@ int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
         fv_enc_dispose(e);
         return FV_ENOMEM;
     }
+    *start = o->len;
     o->buf[o->len] = (unsigned char)(n >> 24);
     o->buf[o->len + 1] = (unsigned char)(n >> 16);
     o->buf[o->len + 2] = (unsigned char)(n >> 8);
     o->buf[o->len + 3] = (unsigned char)n;
     memcpy(o->buf + o->len + 4, e->buf, e->len);
-    if (tail_len)
-        memcpy(o->buf + o->len + 4 + e->len, tail, tail_len);
-    o->len += 4 + n;
+    o->len += 4 + e->len;
+    *tail = o->buf + o->len;
     fv_enc_dispose(e);
+    return FV_OK;
+}
+
+int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len)
+{
+    unsigned char *at;
+    size_t start;
+    int rc = frame_open(o, e, tail_len, &at, &start);
+    if (rc == FV_OK && tail_len) {
+        memcpy(at, tail, tail_len);
+        o->len += tail_len;
+    }
+    return rc;
+}
+
+int fv_out_frame_fill(fv_out *o, fv_enc *e, size_t tail_len,
+                      int (*fill)(void *arg, unsigned char *dst, size_t len),
+                      void *arg)
+{
+    unsigned char *at;
+    size_t start;
+    int rc = frame_open(o, e, tail_len, &at, &start);
+    if (rc != FV_OK)
+        return rc;
+    if ((rc = fill(arg, at, tail_len)) != FV_OK) {
+        o->len = start; /* nothing of the frame stays queued */
+        return rc;
+    }
+    o->len += tail_len;
     return FV_OK;
 }
 
@@ -703,6 +737,20 @@ int fv_send_chunk(fv_out *o, int type, const unsigned char hash[32],
     /* The chunk (ciphertext) goes into the queue once, not via the writer. */
     fv_enc_bytes_head(&e, len);
     return fv_out_frame_tail(o, &e, data, len);
+}
+
+int fv_send_chunk_fill(fv_out *o, int type, const unsigned char hash[32],
+                       size_t len,
+                       int (*fill)(void *arg, unsigned char *dst, size_t len),
+                       void *arg)
+{
+    fv_enc e;
+    fv_enc_init(&e);
+    fv_enc_array(&e, 3);
+    fv_enc_uint(&e, (uint64_t)type);
+    fv_enc_bytes(&e, hash, 32);
+    fv_enc_bytes_head(&e, len);
+    return fv_out_frame_fill(o, &e, len, fill, arg);
 }
 
 int fv_send_have(fv_out *o, const unsigned char *bits, size_t nbits)

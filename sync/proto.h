@@ -100,6 +100,12 @@ int fv_out_frame(fv_out *o, fv_enc *e);
 /* Appends one frame made of the writer's bytes followed by `tail` (copied
  * once, straight into the queue). */
 int fv_out_frame_tail(fv_out *o, fv_enc *e, const void *tail, size_t tail_len);
+/* The same with the tail written in place by fill(arg, dst, tail_len)
+ * (for example read from storage straight into the queue). A fill that
+ * fails (returns an FV_E code) leaves nothing of the frame queued. */
+int fv_out_frame_fill(fv_out *o, fv_enc *e, size_t tail_len,
+                      int (*fill)(void *arg, unsigned char *dst, size_t len),
+                      void *arg);
 /* Appends bytes as they are, outside any frame (the server's answer to an
  * HTTP probe). FV_ENOMEM, FV_ELIMIT over FV_FRAME_MAX. */
 int fv_out_raw(fv_out *o, const void *p, size_t n);
@@ -272,6 +278,11 @@ int fv_send_hashes(fv_out *o, int type, const unsigned char *const *hash,
 /* CHUNK-PUT, or CHUNK (data NULL: the server does not hold it). */
 int fv_send_chunk(fv_out *o, int type, const unsigned char hash[32],
                   const unsigned char *data, size_t len);
+/* CHUNK-PUT or CHUNK of len bytes that fill writes into the queue. */
+int fv_send_chunk_fill(fv_out *o, int type, const unsigned char hash[32],
+                       size_t len,
+                       int (*fill)(void *arg, unsigned char *dst, size_t len),
+                       void *arg);
 int fv_send_have(fv_out *o, const unsigned char *bits, size_t nbits);
 
 /* The bytes a device signs in HELLO (docs/PROTOCOL.md, hello-tbs). *out is
