@@ -3,7 +3,7 @@
  * scripts/bench).
  *
  *   bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB] [--verify]
- *                [--fieldvault PATH] [NAME...]
+ *                [--fieldvault PATH] [--socks microsocks|dante] [NAME...]
  *
  * A NAME selects the measurements whose name starts with it; no NAME runs
  * them all. Each measurement prints one JSON object on its own line on
@@ -58,7 +58,10 @@
  * proxy, microsocks started by this program on a free 127.0.0.1 port
  * (socks5h://): the proxy's cost on the upload. value = S / the fastest
  * proxied upload, limit = S / the fastest direct upload of the same
- * process and run.
+ * process and run. microsocks relays through a 1 KiB buffer: a poll, a
+ * read and a write per KiB whatever the device writes. --socks dante
+ * runs danted (dante-server, 64 KiB reads) instead; stderr names the
+ * proxy and the CPU-seconds per GiB it used.
  *
  * attach.server.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
  * below 1 meets the target). The server process's peak resident set
@@ -142,11 +145,13 @@ static struct {
     uint64_t size;          /* attachment bytes */
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI: `serve`, and `sync` for client.rss */
+    const char *socks;      /* attach.upload.socks5's proxy: microsocks, dante */
     const char **names;
     int nnames;
 } opt;
 
 static pid_t other_pid; /* the limit's receiver or a CLI sync, killed at exit */
+static pid_t proxy_pid; /* attach.upload.socks5's SOCKS5 server */
 static uint64_t uncut_sent; /* fv_sync's bytes_sent for an uncut upload */
 
 /* Runs at exit before common.c's cleanup (registered after it). */
@@ -165,6 +170,26 @@ static double mib(uint64_t bytes)
 }
 
 /* ---- scratch files -------------------------------------------------- */
+
+/* CPU-seconds of a process and its children (danted relays in a child;
+ * microsocks in threads, which proc_cpu counts). */
+static double tree_cpu(pid_t pid)
+{
+    char path[80];
+    double t = proc_cpu(pid);
+    long child;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", (long)pid, (long)pid);
+    if ((f = fopen(path, "r"))) {
+        while (fscanf(f, "%ld", &child) == 1) {
+            double c = proc_cpu((pid_t)child);
+            if (c > 0)
+                t += c;
+        }
+        fclose(f);
+    }
+    return t;
+}
 
 static void write_text(const char *path, const char *text)
 {
@@ -571,6 +596,7 @@ struct upload {
     long server_hwm;     /* KiB */
     long self_growth;    /* KiB, -1 if unknown */
     double cpu_server, cpu_client; /* CPU-seconds during the fv_sync */
+    double cpu_proxy;    /* the SOCKS5 server's, through a proxy */
     double t_close;      /* the fv_vault_close after it (not timed) */
     long minflt;         /* this process's minor page faults during it */
     fv_sync_result res;
@@ -585,7 +611,7 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
     struct srv s;
     char *ddir;
     fv_vault *v = fresh_pair(&s, &ddir);
-    double t0, srv0, srv1, cli0, cli1, busy0, busy1, all0, all1;
+    double t0, srv0, srv1, cli0, cli1, busy0, busy1, all0, all1, px0 = 0;
     double srun0, srun1, swait0, swait1, crun0, crun1, cwait0, cwait1;
     long rss0;
     int rc, can_reset;
@@ -599,6 +625,8 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
     machine_cpu(&busy0, &all0);
     srv0 = proc_cpu(s.pid);
     cli0 = self_cpu();
+    if (proxy)
+        px0 = tree_cpu(proxy_pid);
     u.minflt = self_minflt();
     sched_times(s.pid, &srun0, &swait0);
     sched_times(0, &crun0, &cwait0);
@@ -606,6 +634,8 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
     u.res = (fv_sync_result)FV_SYNC_RESULT_INIT;
     rc = fv_sync(v, &u.res, &so);
     u.t = now() - t0;
+    if (proxy)
+        u.cpu_proxy = tree_cpu(proxy_pid) - px0;
     sched_times(0, &crun1, &cwait1);
     sched_times(s.pid, &srun1, &swait1);
     cli1 = self_cpu();
@@ -650,6 +680,12 @@ static struct upload upload_round(int r, char **server_dir, const char *proxy)
          srun1 - srun0, swait1 - swait0,
          u.t - (srun1 - srun0) - (swait1 - swait0), crun1 - crun0,
          cwait1 - cwait0, u.t - (crun1 - crun0) - (cwait1 - cwait0));
+    if (proxy)
+        note("attach.upload.socks5 round %d: the proxy (%s) used %.2f "
+             "CPU-seconds, %.2f per GiB; server %.2f and device %.2f per GiB",
+             r + 1, opt.socks, u.cpu_proxy, u.cpu_proxy * 1024 / mib(opt.size),
+             u.cpu_server * 1024 / mib(opt.size),
+             u.cpu_client * 1024 / mib(opt.size));
     rm_tree(ddir);
     free(ddir);
     *server_dir = strdup(s.dir);
@@ -1176,14 +1212,16 @@ static void fetch_back(const char *server_dir)
 
 static const char usage[] =
     "usage: bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB]\n"
-    "                    [--verify] [--fieldvault PATH] [NAME...]\n"
+    "                    [--verify] [--fieldvault PATH] [--socks microsocks|dante]\n"
+    "                    [NAME...]\n"
     "Runs the measurements whose names start with a NAME (attach.upload,\n"
     "attach.upload.socks5, attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
     "and prints one JSON line per measurement. --size: the attachment in\n"
     "MiB (1024; --quick 128); --rounds: attach.upload's rounds (2;\n"
     "--quick 3); --verify: read the attachment back through a coordinator\n"
     "after the last upload (always with --quick); --fieldvault: the CLI\n"
-    "run as `serve` and `sync` (default: fieldvault next to this program).\n"
+    "run as `serve` and `sync` (default: fieldvault next to this program);\n"
+    "--socks: the SOCKS5 server of attach.upload.socks5 (microsocks).\n"
     "Scratch files go in a new directory under DIR (default $TMPDIR or\n"
     "/tmp) and are removed afterwards.\n";
 
@@ -1201,6 +1239,7 @@ int main(int argc, char **argv)
     double t_start, t_setup, t_up, t_cli, t_resume;
 
     opt.rounds = 0;
+    opt.socks = "microsocks";
     opt.names = xmalloc((size_t)argc * sizeof *opt.names);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1216,6 +1255,13 @@ int main(int argc, char **argv)
             size_mib = parse_count(argv[++i], "--size");
         } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
             opt.fieldvault = argv[++i];
+        } else if (!strcmp(a, "--socks") && i + 1 < argc) {
+            opt.socks = argv[++i];
+            if (strcmp(opt.socks, "microsocks") && strcmp(opt.socks, "dante")) {
+                fprintf(stderr, "bench_attach: --socks: microsocks or dante\n%s",
+                        usage);
+                return 2;
+            }
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
@@ -1274,7 +1320,10 @@ int main(int argc, char **argv)
         int rounds = want_up || want_socks ? opt.rounds : 1;
         double tu = 0, tl = -1, td = -1, ts = -1;
         char socks_url[64];
-        pid_t socks = want_socks ? socks_start(socks_url, sizeof socks_url) : 0;
+        pid_t socks = want_socks ? socks_start_with(opt.socks, socks_url,
+                                                    sizeof socks_url)
+                                 : 0;
+        proxy_pid = socks;
         if (want_up)
             limit_setup();
         for (int r = 0; r < rounds; r++) {

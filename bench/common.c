@@ -443,14 +443,43 @@ fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
 
 pid_t socks_start(char *url, size_t cap)
 {
+    return socks_start_with("microsocks", url, cap);
+}
+
+/* danted's configuration in the scratch directory: SOCKS5 without
+ * authentication on 127.0.0.1:port, CONNECT to anywhere from loopback. */
+static char *dante_conf(const char *port)
+{
+    char *path = scratch_path("danted.conf");
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "logoutput: /dev/null\n"
+               "internal: 127.0.0.1 port = %s\n"
+               "external: 127.0.0.1\n"
+               "clientmethod: none\n"
+               "socksmethod: none\n"
+               "%s"
+               "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }\n"
+               "socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }\n",
+            port, geteuid() == 0 ? "user.unprivileged: nobody\n" : "");
+    if (fclose(f) != 0)
+        die("cannot write %s", path);
+    return path;
+}
+
+pid_t socks_start_with(const char *kind, char *url, size_t cap)
+{
     struct sockaddr_in a;
     socklen_t alen = sizeof a;
     double deadline = now() + 10;
-    char port[8];
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char port[8], *conf = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), dante = strcmp(kind, "dante") == 0;
     pid_t pid;
 
-    /* A free port: bound, read back, released for microsocks to take. */
+    if (!dante && strcmp(kind, "microsocks") != 0)
+        die("unknown SOCKS5 server %s (microsocks or dante)", kind);
+    /* A free port: bound, read back, released for the proxy to take. */
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -460,6 +489,9 @@ pid_t socks_start(char *url, size_t cap)
     close(fd);
     snprintf(port, sizeof port, "%u", (unsigned)ntohs(a.sin_port));
     snprintf(url, cap, "socks5h://127.0.0.1:%s", port);
+    if (dante)
+        conf = dante_conf(port);
+    fflush(NULL);
     pid = fork();
     if (pid < 0)
         die("fork: %s", strerror(errno));
@@ -467,10 +499,16 @@ pid_t socks_start(char *url, size_t cap)
         int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 || dup2(nul, 2) < 0)
             _exit(126);
-        execlp("microsocks", "microsocks", "-i", "127.0.0.1", "-p", port,
-               (char *)NULL);
+        /* danted stays in the foreground without -D; /usr/sbin is not on
+         * every user's PATH. */
+        if (dante)
+            execl("/usr/sbin/danted", "danted", "-f", conf, (char *)NULL);
+        else
+            execlp("microsocks", "microsocks", "-i", "127.0.0.1", "-p", port,
+                   (char *)NULL);
         _exit(127);
     }
+    free(conf);
     socks_pid = pid;
     for (;;) {
         int status, ok;
@@ -482,10 +520,11 @@ pid_t socks_start(char *url, size_t cap)
             return pid;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             socks_pid = 0;
-            die("microsocks did not start (scripts/deps installs it)");
+            die("%s did not start (scripts/deps installs it)",
+                dante ? "danted" : "microsocks");
         }
         if (now() > deadline)
-            die("microsocks did not listen within 10 s");
+            die("%s did not listen within 10 s", dante ? "danted" : "microsocks");
         usleep(20000);
     }
 }
