@@ -1682,6 +1682,63 @@ static void test_http_probe(void)
     harness_close(&h);
 }
 
+/* fv_send_chunk_fill: the chunk written in place is the frame
+ * fv_send_chunk makes of the same bytes; a fill that fails leaves the
+ * queue as it was, the frames before it whole. */
+static int fill_pattern(void *arg, unsigned char *dst, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dst[i] = (unsigned char)(i * 7 + 3);
+    return arg ? *(int *)arg : FV_OK;
+}
+
+static void test_chunk_fill(void)
+{
+    static unsigned char data[300000];
+    unsigned char hash[32];
+    fv_out a, b;
+    buf got = {0};
+    size_t off = 0, la, lb, before;
+    const unsigned char *pa, *pb;
+    fv_msg m;
+    int fail = FV_ECORRUPT;
+
+    memset(hash, 0x5a, sizeof hash);
+    fill_pattern(NULL, data, sizeof data);
+    fv_out_init(&a);
+    fv_out_init(&b);
+    CHECK_EQ(fv_send_chunk(&a, FV_MSG_CHUNK_PUT, hash, data, sizeof data), FV_OK);
+    CHECK_EQ(fv_send_chunk_fill(&b, FV_MSG_CHUNK_PUT, hash, sizeof data,
+                                fill_pattern, NULL), FV_OK);
+    pa = fv_out_pending(&a, &la);
+    pb = fv_out_pending(&b, &lb);
+    CHECK(la == lb && memcmp(pa, pb, la) == 0);
+    /* Sent in part, then a failing fill: nothing of it is queued. */
+    fv_out_ack(&b, 1000);
+    before = fv_out_size(&b);
+    CHECK_EQ(fv_send_chunk_fill(&b, FV_MSG_CHUNK_PUT, hash, sizeof data,
+                                fill_pattern, &fail), FV_ECORRUPT);
+    CHECK_EQ(fv_out_size(&b), before);
+    CHECK_EQ(fv_send_chunk_fill(&b, FV_MSG_CHUNK_PUT, hash, FV_FRAME_MAX,
+                                fill_pattern, NULL), FV_ELIMIT);
+    CHECK_EQ(fv_out_size(&b), before);
+    pb = fv_out_pending(&b, &lb);
+    CHECK(lb == la - 1000 && memcmp(pb, pa + 1000, lb) == 0);
+    /* And a whole frame after it decodes as the chunk. */
+    CHECK_EQ(fv_send_chunk_fill(&b, FV_MSG_CHUNK_PUT, hash, 1000,
+                                fill_pattern, NULL), FV_OK);
+    pb = fv_out_pending(&b, &lb);
+    buf_add(&got, pb + (la - 1000), lb - (la - 1000));
+    CHECK(next_msg(&got, &off, &m));
+    CHECK_EQ(m.type, FV_MSG_CHUNK_PUT);
+    CHECK(m.u.chunk.len == 1000 && memcmp(m.u.chunk.data, data, 1000) == 0);
+    CHECK(memcmp(m.u.chunk.hash, hash, 32) == 0);
+    CHECK_EQ(off, got.len);
+    buf_free(&got);
+    fv_out_free(&a);
+    fv_out_free(&b);
+}
+
 static void test_garbage(void)
 {
     harness h;
@@ -5191,6 +5248,7 @@ int main(int argc, char **argv)
     test_pull_stream();
     test_backpressure();
     test_prefixes();
+    test_chunk_fill();
     test_garbage();
     test_http_probe();
     test_run();
