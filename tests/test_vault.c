@@ -1249,6 +1249,13 @@ static void test_own_messages(void)
         CHECK_EQ(fv_vault_get_retention(v, &policy), FV_OK);
         CHECK(strcmp(fv_vault_errmsg(v), "no error") == 0);
     }
+    /* A failure that has nothing more to say names the call and its code. */
+    CHECK_EQ(fv_vault_list(v, NULL, NULL), FV_EINVAL);
+    CHECK(strcmp(fv_vault_errmsg(v), "fv_vault_list: invalid argument") == 0);
+    /* One that has keeps its own words. */
+    fv_record *none = NULL;
+    CHECK_EQ(fv_record_get(v, &none, nobody), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(v), "no such record") == 0);
     /* A call with no handle names itself in fv_error_last(). */
     CHECK_EQ(fv_record_resolve(v, id, "not hex, stale"), FV_EINVAL);
     CHECK_EQ(fv_record_add(NULL, NULL, NULL), FV_EINVAL);
