@@ -801,7 +801,7 @@ static int backup_pg(const char *url, const char *output, uint64_t *files,
             : rc == FV_EINVAL  ? "a malformed URL, or --chunks for a store "
                                  "that keeps its chunks in the database"
             : rc == FV_EVERSION ? "the database is of a newer FieldVault"
-            : rc == FV_EDATABASE ? "cannot reach the database"
+            : rc == FV_EDATABASE ? "the database cannot be reached"
                                  : fv_strerror(rc));
         goto cleanup;
     }
@@ -852,7 +852,7 @@ static int restore_pg(const char *input, const char *url, uint64_t *files,
         say(msg, msize, "%s",
             rc == FV_EEXIST ? "the database is not empty (restore makes a "
                               "new server in an empty database)"
-            : rc == FV_EDATABASE ? "cannot reach the database, or it "
+            : rc == FV_EDATABASE ? "the database cannot be reached, or it "
                                    "refused the restore (nothing restored)"
             : rc == FV_ECORRUPT ? "the backup's server does not read whole "
                                   "(nothing restored)"
