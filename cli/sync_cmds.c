@@ -701,6 +701,7 @@ static int server_migrate(cli *c)
 {
     cli_opt opts[] = {{"from", OPT_ONE, NULL, 0},
                       {"to", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     const char *from, *to, *label;
     char lbuf[1024];
@@ -726,11 +727,14 @@ static int server_migrate(cli *c)
         goto cleanup;
     }
     label = store_label(to, lbuf, sizeof lbuf);
+    if ((rc = chunks_opt(&opts[2], to, label)))
+        goto cleanup;
     int r = fv_server_migrate(from, to, &env, &dev, &chunks);
     if (r != FV_OK) {
         cli_error("cannot migrate %s to %s: %s", from, label,
                   r == FV_ENOTFOUND ? "no server there"
-                  : r == FV_EEXIST  ? "a server is already there"
+                  : r == FV_EEXIST  ? "the database is not empty, or the "
+                                      "chunk directory holds files"
                   : r == FV_EINVAL  ? PG_EINVAL
                                     : fv_strerror(r));
         rc = cli_exit_code(r);
