@@ -871,44 +871,50 @@ cleanup:
 }
 #endif
 
+/* For a PostgreSQL store: the outputs cleared, and FV_OK if this build
+ * has PostgreSQL (else FV_EINVAL, said in msg). */
+static int pg_start(const char *file, uint64_t *files, uint64_t *bytes,
+                    char *msg, size_t msg_size)
+{
+    if (files)
+        *files = 0;
+    if (bytes)
+        *bytes = 0;
+    say(msg, msg_size, "%s", "");
+    if (!file || !*file)
+        return FV_EINVAL;
+#ifdef FV_HAVE_POSTGRESQL
+    return FV_OK;
+#else
+    say(msg, msg_size, "this build has no PostgreSQL support");
+    return FV_EINVAL;
+#endif
+}
+
 int fv_server_backup(const char *dir, const char *output, uint64_t *files,
                      uint64_t *bytes, char *msg, size_t msg_size)
 {
-    if (dir && fv_sstore_is_pg(dir)) {
-        if (files)
-            *files = 0;
-        if (bytes)
-            *bytes = 0;
-        say(msg, msg_size, "%s", "");
-        if (!output || !*output)
-            return FV_EINVAL;
+    int rc;
+    if (!dir || !fv_sstore_is_pg(dir))
+        return backup_dir(dir, output, files, bytes, msg, msg_size);
+    if ((rc = pg_start(output, files, bytes, msg, msg_size)))
+        return rc;
 #ifdef FV_HAVE_POSTGRESQL
-        return backup_pg(dir, output, files, bytes, msg, msg_size);
-#else
-        say(msg, msg_size, "this build has no PostgreSQL support");
-        return FV_EINVAL;
+    rc = backup_pg(dir, output, files, bytes, msg, msg_size);
 #endif
-    }
-    return backup_dir(dir, output, files, bytes, msg, msg_size);
+    return rc;
 }
 
 int fv_server_restore(const char *input, const char *dir, uint64_t *files,
                       uint64_t *bytes, char *msg, size_t msg_size)
 {
-    if (dir && fv_sstore_is_pg(dir)) {
-        if (files)
-            *files = 0;
-        if (bytes)
-            *bytes = 0;
-        say(msg, msg_size, "%s", "");
-        if (!input || !*input)
-            return FV_EINVAL;
+    int rc;
+    if (!dir || !fv_sstore_is_pg(dir))
+        return restore_dir(input, dir, files, bytes, msg, msg_size);
+    if ((rc = pg_start(input, files, bytes, msg, msg_size)))
+        return rc;
 #ifdef FV_HAVE_POSTGRESQL
-        return restore_pg(input, dir, files, bytes, msg, msg_size);
-#else
-        say(msg, msg_size, "this build has no PostgreSQL support");
-        return FV_EINVAL;
+    rc = restore_pg(input, dir, files, bytes, msg, msg_size);
 #endif
-    }
-    return restore_dir(input, dir, files, bytes, msg, msg_size);
+    return rc;
 }

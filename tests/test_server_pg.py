@@ -655,6 +655,15 @@ class TestPgBackup(SyncTest):
         self.assertEqual((j["added"], j["chunks_received"]), (1, 2), j)
         self.assertIn(rid, set(x["id"] for x in self.jv(c, "list")))
         self.assertAlive(pg)
+        # migrate into a chunk directory: the chunks land as files
+        url2 = test_sync.new_pg_store()
+        d = self.path("mchunks")
+        j = self.jfv("server", "migrate", "--from", sdir, "--to", url2,
+                     "--chunks", d)
+        self.assertEqual(j["chunks"], 2, j)
+        self.assertEqual(sum(len(n) for _, _, n in os.walk(d)), 3)
+        self.assertEqual(PgDB(url2).execute(
+            "SELECT count(*) FROM chunkdata").fetchone(), (0,))
 
     def test_hostile_backups_refused(self):
         url, _, _ = self.server_init()
