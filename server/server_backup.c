@@ -834,6 +834,27 @@ static int restore_pg(const char *input, const char *url, uint64_t *files,
 
     if (!tmpdir || tmpdir[0] != '/')
         tmpdir = "/tmp";
+    /* Before unpacking what may be a large file: a database that cannot
+     * be reached, or that holds a server, is said at once (the migration
+     * checks again, in its transaction). */
+    {
+        fv_sstore *pg = NULL;
+        rc = fv_sstore_open(&pg, url, 0);
+        fv_sstore_close(pg);
+        if (rc == FV_OK || rc == FV_EVERSION || rc == FV_EDENIED)
+            rc = FV_EEXIST;
+        else if (rc == FV_ENOTFOUND)
+            rc = FV_OK;
+        if (rc) {
+            say(msg, msize, "%s",
+                rc == FV_EEXIST ? "the database is not empty (restore makes "
+                                  "a new server in an empty database)"
+                : rc == FV_EDATABASE ? "the database cannot be reached"
+                : rc == FV_EINVAL    ? "a malformed URL"
+                                     : fv_strerror(rc));
+            return rc;
+        }
+    }
     if (!(prefix = fv_path_join(tmpdir, "fieldvault-restore-")))
         return FV_ENOMEM;
     if ((rc = stage_dir(prefix, &stage))) {
