@@ -828,7 +828,7 @@ static int restore_pg(const char *input, const char *url, uint64_t *files,
                       uint64_t *bytes, char *msg, size_t msize)
 {
     const char *tmpdir = getenv("TMPDIR");
-    char *prefix = NULL, *stage = NULL, *sdir = NULL;
+    char *prefix = NULL, *stage = NULL;
     uint64_t env = 0, dev = 0, chunks = 0;
     int rc;
 
@@ -850,7 +850,8 @@ static int restore_pg(const char *input, const char *url, uint64_t *files,
                 rc == FV_EEXIST ? "the database is not empty (restore makes "
                                   "a new server in an empty database)"
                 : rc == FV_EDATABASE ? "the database cannot be reached"
-                : rc == FV_EINVAL    ? "a malformed URL"
+                : rc == FV_EINVAL    ? "a malformed URL, or a database that "
+                                       "holds a server"
                                      : fv_strerror(rc));
             return rc;
         }
@@ -862,13 +863,11 @@ static int restore_pg(const char *input, const char *url, uint64_t *files,
             fv_strerror(rc));
         goto cleanup;
     }
-    if (!(sdir = fv_path_join(stage, "server"))) {
-        rc = FV_ENOMEM;
+    /* Into the (empty) private directory itself: the key files are then
+     * where fv_stage_close overwrites them. */
+    if ((rc = restore_dir(input, stage, files, bytes, msg, msize)))
         goto cleanup;
-    }
-    if ((rc = restore_dir(input, sdir, files, bytes, msg, msize)))
-        goto cleanup;
-    rc = fv_server_migrate(sdir, url, &env, &dev, &chunks);
+    rc = fv_server_migrate(stage, url, &env, &dev, &chunks);
     if (rc)
         say(msg, msize, "%s",
             rc == FV_EEXIST ? "the database is not empty (restore makes a "
@@ -886,7 +885,6 @@ cleanup:
     if (rc && bytes)
         *bytes = 0;
     fv_stage_close(stage);
-    free(sdir);
     free(prefix);
     return rc;
 }
