@@ -433,6 +433,35 @@ class TestMigrate(SyncTest):
         self.assertAlive(pg)
 
 
+def parse_backup(data):
+    """A backup file's entries (docs/PROTOCOL.md, "Server backups"), its
+    hash checked: [(name, bytes)]."""
+    assert data[:12] == b"FVBACKUP\0\0\0\1"
+    assert hashlib.blake2b(data[:-32], digest_size=32).digest() == \
+        data[-32:]
+    pos, out = 12, []
+    while True:
+        (nl,) = struct.unpack(">H", data[pos:pos + 2])
+        pos += 2
+        if nl == 0:
+            return out
+        name = data[pos:pos + nl].decode()
+        (size,) = struct.unpack(">Q", data[pos + nl:pos + nl + 8])
+        pos += nl + 8
+        out.append((name, data[pos:pos + size]))
+        pos += size
+
+
+def build_backup(entries):
+    blob = bytearray(b"FVBACKUP\0\0\0\1")
+    for name, val in entries:
+        blob += struct.pack(">H", len(name)) + name.encode()
+        blob += struct.pack(">Q", len(val)) + val
+    blob += b"\0\0"
+    return bytes(blob) + hashlib.blake2b(bytes(blob),
+                                         digest_size=32).digest()
+
+
 class TestPgBackup(SyncTest):
     """server backup/restore --store (README, "Backups"): a PostgreSQL
     store backed up while serve runs and devices push, into the same file
@@ -643,6 +672,24 @@ class TestPgBackup(SyncTest):
         b = self.path("dir.fvb")
         self.jfv("server", "backup", "--data", sdir, "--output", b)
         test_sync.PG_URL = os.environ["FV_PG_URL"]
+        # Well-hashed, but its certificate file empty: found only at the
+        # end of the migration, after the tables and the chunk files were
+        # written; the transaction rolls back, the chunk directory goes.
+        with open(b, "rb") as fh:
+            entries = parse_backup(fh.read())
+        self.assertEqual([n for n, _ in entries if n.startswith("chunks/")],
+                         ["chunks/pack-000001"])
+        bad = self.write("empty-crt.fvb", build_backup(
+            [(n, b"" if n == "tls.crt" else v) for n, v in entries]))
+        target = test_sync.new_pg_store()
+        d = self.path("rolled-back-chunks")
+        self.fv("server", "restore", "--input", bad, "--store", target,
+                "--chunks", d, expect=test_sync.CORRUPT)
+        self.assertEqual(PgDB(target).execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE n.nspname = 'public'")
+            .fetchone(), (0,))
+        self.assertFalse(os.path.exists(d))
         url = self.restore(b)
         for name, key in (("tls.crt", "tls_crt"), ("tls.key", "tls_key"),
                           ("receipt.key", "receipt_key")):
@@ -708,14 +755,10 @@ class TestPgBackup(SyncTest):
             body = fh.read()
         refused(body, "vault", why=cut)
         refused(os.urandom(8192), "noise", why=cut)
-        blob = bytearray(b"FVBACKUP\0\0\0\1")
-        for name, val in ((b"server.db", body), (b"receipt.key", bytes(64)),
-                          (b"tls.key", b"k"), (b"tls.crt", b"c")):
-            blob += struct.pack(">H", len(name)) + name
-            blob += struct.pack(">Q", len(val)) + val
-        blob += b"\0\0"
-        blob += hashlib.blake2b(bytes(blob), digest_size=32).digest()
-        refused(bytes(blob), "notdb", why=rb"not a whole server database")
+        blob = build_backup([("server.db", body),
+                             ("receipt.key", bytes(64)), ("tls.key", b"k"),
+                             ("tls.crt", b"c")])
+        refused(blob, "notdb", why=rb"not a whole server database")
         # and the good file still restores into that same database
         self.jfv("server", "restore", "--input", b, "--store", target)
         self.assertGreater(self.tables(target), 0)
