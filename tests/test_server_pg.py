@@ -372,6 +372,65 @@ class TestTwoServers(SyncTest):
                                     "WHERE k = 'tls_crt'").fetchone(), crt)
 
 
+class TestSharedCertificate(SyncTest):
+    """The server's files in a shared store: a running serve keeps no copy
+    of its key in files, and a CA's certificate installed with --store is
+    presented by every running serve process within seconds."""
+
+    handshake = test_sync.TestOrdinaryService.handshake
+    make_ca = test_sync.TestOrdinaryService.make_ca
+    ca_sign = test_sync.TestOrdinaryService.ca_sign
+
+    def setUp(self):
+        super().setUp()
+        test_sync.PG_URL = os.environ["FV_PG_URL"]
+
+    def staged(self, tmp):
+        return [n for n in os.listdir(tmp)
+                if n.startswith("fieldvault-server-")]
+
+    def test_ca_certificate_reaches_running_servers(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        tmp = self.path("tmp")
+        os.mkdir(tmp, 0o700)
+        old = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = tmp
+        self.addCleanup(lambda: os.environ.__setitem__("TMPDIR", old)
+                        if old is not None else os.environ.pop("TMPDIR"))
+        url, pin, admin = self.server_init()
+        a = self.start_server(url)
+        b = self.start_server(url)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", a.address)
+        # Serving, neither process holds its key in a file.
+        self.assertEqual(self.staged(tmp), [])
+        csr = x509.load_pem_x509_csr(self.fv(
+            "server", "csr", "--store", url, "--hostname",
+            "vault.example.org").stdout)
+        ca = self.make_ca()
+        self.write("ca.pem", ca[1].public_bytes(
+            serialization.Encoding.PEM))
+        self.write("chain.pem", self.ca_sign(ca, csr.public_key(),
+                                             "vault.example.org"))
+        marks = [srv.mark() for srv in (a, b)]
+        self.fv("server", "cert", "--store", url, self.path("chain.pem"))
+        for srv, mark in zip((a, b), marks):
+            self.assertIsNotNone(srv.wait_for(
+                re.compile("certificate loaded"), timeout=20, start=mark))
+            s = self.handshake(srv.port, cafile=self.path("ca.pem"))
+            self.assertEqual(s.getpeercert()["subject"],
+                             ((("commonName", "vault.example.org"),),))
+            s.close()
+        # Devices, which check only the pin, sync on through both.
+        self.add(c, "through a CA's certificate")
+        self.settle(c)
+        self.settle(c, "--server", b.address)
+        self.assertEqual(self.staged(tmp), [])
+        for srv in (a, b):
+            self.assertAlive(srv)
+
+
 class TestMigrate(SyncTest):
     def test_directory_to_postgresql(self):
         """server migrate: the devices of a directory server sync on with
