@@ -229,9 +229,17 @@ class BackupTest(test_sync.SyncTest):
         self.fv("server", "backup", "--data", sdir, "--output", b,
                 expect=EXISTS)
         self.fv("server", "backup", "--data", sdir, expect=USAGE)
-        r = self.fv("server", "backup", "--store", "postgresql://u@h/d",
-                    "--output", self.path("pg.fvb"), expect=USAGE)
-        self.assertIn(b"pg_dump", r.stderr)
+        # --data or --store (PostgreSQL: test_server_pg), not both
+        self.fv("server", "backup", "--store", "postgresql://u@h/d",
+                "--data", sdir, "--output", self.path("pg.fvb"),
+                expect=USAGE)
+        self.fv("server", "restore", "--input", b, "--store",
+                "postgresql://u@h/d", "--data", self.path("pg"),
+                expect=USAGE)
+        self.fv("server", "backup", "--data", sdir, "--chunks",
+                self.path("c"), "--output", self.path("pg.fvb"),
+                expect=USAGE)
+        self.assertFalse(os.path.exists(self.path("pg.fvb")))
         self.fv("server", "restore", "--data", self.path("x"), expect=USAGE)
         self.fv("server", "backup", "--data", self.path("none"),
                 "--output", self.path("n.fvb"), expect=8)
