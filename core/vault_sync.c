@@ -823,7 +823,7 @@ int fv_vs_apply_retention(fv_vault *v, size_t *dropped)
     int policy, rc;
 
     *dropped = 0;
-    if ((rc = fv_vault_get_retention(v, &policy)) || policy != FV_RETENTION_DROP_AFTER_RECEIPT)
+    if ((rc = vault_get_retention(v, &policy)) || policy != FV_RETENTION_DROP_AFTER_RECEIPT)
         return rc;
     rc = fv_store_delivered_records(v->store, collect_delivered, &d);
     if (rc == FV_OK)
