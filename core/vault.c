@@ -156,6 +156,7 @@ int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* The frame of every public call on a handle (call.h). */
 void fv_call_begin(fv_vault *v)
 {
     if (v)
