@@ -594,35 +594,9 @@ class TestPgBackup(SyncTest):
         self.settle(c)
 
         # backups while G pushes records with attachments
-        stop = threading.Event()
-        done = threading.Semaphore(0)
-        errors = []
-
-        def pusher():
-            i = 0
-            try:
-                while not stop.is_set() and i < 30:
-                    self.write("g%d.bin" % i, os.urandom(70 * 1024))
-                    self.add(g, "during %d" % i, "--attach",
-                             self.path("g%d.bin" % i))
-                    self.sync(g)
-                    done.release()
-                    i += 1
-            except Exception as e:  # reported below, in this thread
-                errors.append(e)
-                done.release()
-        t = threading.Thread(target=pusher)
-        t.start()
-        during = []
-        try:
-            for k in range(3):
-                self.assertTrue(done.acquire(timeout=120))
-                during.append(self.backup(url, "during-%d.fvb" % k,
-                                          "--chunks", chunks))
-        finally:
-            stop.set()
-            t.join(300)
-        self.assertFalse(errors, errors)
+        during = self.while_pushing(
+            g, 30, 3, lambda k: self.backup(url, "during-%d.fvb" % k,
+                                            "--chunks", chunks))
         # each is the store at one instant: restored, its log whole, every
         # chunk it indexes present and matching its hash
         heads = []
