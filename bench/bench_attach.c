@@ -31,7 +31,7 @@
  * copies fsync'd before timing, so no write-back of the copy competes with
  * the transfer) and starts `fieldvault serve` on the copy.
  *
- * attach.upload (MiB/s; target ratio >= 0.5). Each of --rounds (2; --quick
+ * attach.upload (MiB/s; target ratio >= 0.8). Each of --rounds (2; --quick
  * 3: two rounds of 1 GiB keep a full run near 2.5 minutes) rounds
  * times one fv_sync of the device in this process over loopback TLS: it
  * pushes the record's envelope (small) and uploads the S bytes as chunks.
