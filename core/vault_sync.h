@@ -109,6 +109,18 @@ int fv_vs_reset(fv_vault *v, const fv_sync_state *st);
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added, size_t *refused);
+/* Checks one pulled envelope's structure and signature, the first thing
+ * fv_vs_import does with it: FV_OK, or the code its parse fails with
+ * (FV_ECORRUPT, FV_EVERSION, FV_ENOMEM). Touches no vault: any thread may
+ * call it, for several envelopes at once (the sync's worker pool). */
+int fv_vs_check(const unsigned char *env, size_t len);
+/* fv_vs_import with checked[i] what fv_vs_check said of env[i] (NULL: each
+ * is checked here): an envelope whose check failed fails the batch as its
+ * own check would have, and one that passed is not verified again. */
+int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
+                         const unsigned char *const *env, const size_t *len,
+                         const int *checked, size_t n, size_t *added,
+                         size_t *refused);
 /* A courier bundle's batch: no server checked who wrote what, and a vault
  * cannot tell a coordinator's key from a field device's, so a review state
  * (kind 5) is not stored unless this device wrote it; *skipped counts those

@@ -65,6 +65,8 @@ struct fv_client {
     struct chunk_page *page;
     size_t unacked; /* CHUNK-PUTs sent, not yet acknowledged */
     unsigned char *chunkbuf;
+    fv_client_check_fn check; /* NULL: pulled envelopes checked in import */
+    void *check_payload;
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -546,7 +548,7 @@ static int on_entries(fv_client *c, const fv_msg *m)
     unsigned char id[32];
     const unsigned char *env[FV_PROTO_MAX_BATCH];
     size_t len[FV_PROTO_MAX_BATCH], n = 0, added = 0, refused = 0;
-    int rc;
+    int rc, checked[FV_PROTO_MAX_BATCH];
 
     for (size_t i = 0; i < m->u.entries.n; i++) {
         unsigned char want[32];
@@ -567,7 +569,13 @@ static int on_entries(fv_client *c, const fv_msg *m)
         next.cursor = m->u.entries.seq[i];
         memcpy(next.chain, want, 32);
     }
-    rc = vfail(c, fv_vs_import(c->v, &next, env, len, n, &added, &refused));
+    /* The chain holds: the signatures are checked (on the caller's
+     * threads, if it gave a checker) before anything is stored. */
+    if (c->check && n)
+        c->check(env, len, checked, n, c->check_payload);
+    rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len,
+                                       c->check && n ? checked : NULL, n,
+                                       &added, &refused));
     if (rc)
         return rc;
     c->st = next;
@@ -575,6 +583,12 @@ static int on_entries(fv_client *c, const fv_msg *m)
     c->stats.added += added;
     c->stats.refused += refused;
     return FV_OK;
+}
+
+void fv_client_set_checker(fv_client *c, fv_client_check_fn fn, void *payload)
+{
+    c->check = fn;
+    c->check_payload = payload;
 }
 
 static int on_error(fv_client *c, const fv_msg *m)
