@@ -423,11 +423,20 @@ static int courier_may_retract(fv_vault *v, const fv_env *e)
  * FV_OK also when the vault cannot open it (nothing to check), FV_ECORRUPT
  * when a validly signed envelope holds content that does not decrypt under
  * its committed key or breaks its format. */
-static int payload_valid(fv_vault *v, const fv_env *e)
+static int payload_valid(fv_vault *v, const fv_env *e,
+                         const fv_vs_checked *checked)
 {
     unsigned char *plain = NULL;
     size_t n = 0;
-    int rc = fv_v_open_payload(v, e, &plain, &n);
+    int rc;
+
+    /* The content key fv_vs_check unsealed, if it could. */
+    if (checked && checked->key_rc == FV_OK)
+        rc = fv_env_decrypt(e, checked->key, &plain, &n);
+    else if (checked && checked->key_rc == FV_ECORRUPT)
+        rc = FV_ECORRUPT;
+    else
+        rc = fv_v_open_payload(v, e, &plain, &n);
 
     if (rc == FV_ENOTFOUND)
         return FV_OK;
@@ -443,7 +452,8 @@ static int payload_valid(fv_vault *v, const fv_env *e)
  * *refused the envelopes whose content breaks FORMAT.md (neither stored
  * nor acted on; the rest of the batch goes on). */
 static int import_one(fv_vault *v, int role, int courier,
-                      const unsigned char *bytes, size_t len, const int *checked,
+                      const unsigned char *bytes, size_t len,
+                      const fv_vs_checked *checked,
                       size_t *added, size_t *skipped, size_t *refused,
                       int *retracted)
 {
@@ -452,11 +462,11 @@ static int import_one(fv_vault *v, int role, int courier,
     unsigned char mac[FV_HASH_BYTES];
     int rc, own, was_added = 0;
 
-    /* `checked`: what fv_vs_check said of these bytes on another thread;
+    /* `checked`: what fv_vs_check found of these bytes on another thread;
      * its success leaves only the parse, which needs no signature check. */
     if (!checked)
         rc = fv_env_parse(&e, bytes, len);
-    else if ((rc = *checked) == FV_OK)
+    else if ((rc = checked->rc) == FV_OK)
         rc = fv_env_parse_ex(&e, bytes, len, FV_ENV_SIG_KNOWN);
     if (rc == FV_EVERSION)
         return fv_v_err(v, rc, "%s holds an envelope made by a newer FieldVault: "
@@ -503,7 +513,7 @@ static int import_one(fv_vault *v, int role, int courier,
     /* Nothing is stored or done (a retraction destroys a record) on a
      * payload this vault can read before it has been checked. A bad one is
      * refused alone: one forged envelope must not hold back the others. */
-    rc = payload_valid(v, &e);
+    rc = payload_valid(v, &e, checked);
     if (rc == FV_ECORRUPT) {
         fv_env_clear(&e);
         (*refused)++;
@@ -550,8 +560,8 @@ static int import_one(fv_vault *v, int role, int courier,
 
 static int import_batch(fv_vault *v, const fv_sync_state *st,
                         const unsigned char *const *env, const size_t *len,
-                        const int *checked, size_t n, size_t *added,
-                        size_t *skipped, size_t *refused)
+                        const fv_vs_checked *checked, size_t n,
+                        size_t *added, size_t *skipped, size_t *refused)
 {
     int rc = fv_store_begin(v->store), retracted = 0;
     *added = 0;
@@ -584,19 +594,29 @@ int fv_v_import_released(fv_vault *v, const unsigned char *bytes, size_t len,
                       added, &skipped, &refused, retracted);
 }
 
-int fv_vs_check(const unsigned char *env, size_t len)
+void fv_vs_check(const fv_vault *v, const unsigned char *env, size_t len,
+                 fv_vs_checked *out)
 {
     fv_env e;
-    int rc = fv_env_parse(&e, env, len);
-    if (rc == FV_OK)
-        fv_env_clear(&e);
-    return rc;
+
+    out->key_rc = FV_ENOTFOUND;
+    if ((out->rc = fv_env_parse(&e, env, len)) != FV_OK)
+        return;
+    /* As fv_v_open_payload tries them: the device's key, then the
+     * organisation's (a seal to the device that does not open is not
+     * tried further). Key grants need the store: import looks for them. */
+    out->key_rc = fv_env_unseal(&e, v->box_pk, v->sec->box_sk, out->key);
+    if (out->key_rc == FV_ENOTFOUND && v->has_org_sk)
+        out->key_rc = fv_env_unseal(&e, v->org_pk, v->sec->org_sk, out->key);
+    if (out->key_rc != FV_OK)
+        fv_wipe(out->key, sizeof out->key);
+    fv_env_clear(&e);
 }
 
 int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
                          const unsigned char *const *env, const size_t *len,
-                         const int *checked, size_t n, size_t *added,
-                         size_t *refused)
+                         const fv_vs_checked *checked, size_t n,
+                         size_t *added, size_t *refused)
 {
     size_t skipped;
     return import_batch(v, st, env, len, checked, n, added, &skipped, refused);

@@ -109,18 +109,31 @@ int fv_vs_reset(fv_vault *v, const fv_sync_state *st);
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added, size_t *refused);
-/* Checks one pulled envelope's structure and signature, the first thing
- * fv_vs_import does with it: FV_OK, or the code its parse fails with
- * (FV_ECORRUPT, FV_EVERSION, FV_ENOMEM). Touches no vault: any thread may
- * call it, for several envelopes at once (the sync's worker pool). */
-int fv_vs_check(const unsigned char *env, size_t len);
-/* fv_vs_import with checked[i] what fv_vs_check said of env[i] (NULL: each
- * is checked here): an envelope whose check failed fails the batch as its
- * own check would have, and one that passed is not verified again. */
+/* What fv_vs_check found of one pulled envelope. Holds a content key:
+ * keep it in fv_secure_alloc memory and wipe it once imported. */
+typedef struct fv_vs_checked {
+    int rc;     /* FV_OK, or the code its parse fails with (FV_ECORRUPT,
+                   FV_EVERSION, FV_ENOMEM) */
+    int key_rc; /* rc FV_OK: FV_OK (key is its content key, unsealed with
+                   the device's or the organisation's key), FV_ECORRUPT
+                   (its seal to one of them does not open) or FV_ENOTFOUND
+                   (sealed to neither: import looks for a key grant) */
+    unsigned char key[32];
+} fv_vs_checked;
+/* The costly part of importing one pulled envelope, done ahead: its
+ * structure and signature checked, its content key unsealed. Reads only
+ * the vault's keys: several threads may call it at once, while the
+ * thread that owns the vault does nothing else with it (the sync's worker
+ * pool, sync/session.c). */
+void fv_vs_check(const fv_vault *v, const unsigned char *env, size_t len,
+                 fv_vs_checked *out);
+/* fv_vs_import with checked[i] what fv_vs_check found of env[i] (NULL:
+ * each is checked here): an envelope whose check failed fails the batch as
+ * its own check would have, and the work done is not done again. */
 int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
                          const unsigned char *const *env, const size_t *len,
-                         const int *checked, size_t n, size_t *added,
-                         size_t *refused);
+                         const fv_vs_checked *checked, size_t n,
+                         size_t *added, size_t *refused);
 /* A courier bundle's batch: no server checked who wrote what, and a vault
  * cannot tell a coordinator's key from a field device's, so a review state
  * (kind 5) is not stored unless this device wrote it; *skipped counts those

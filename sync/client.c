@@ -65,8 +65,9 @@ struct fv_client {
     struct chunk_page *page;
     size_t unacked; /* CHUNK-PUTs sent, not yet acknowledged */
     unsigned char *chunkbuf;
-    fv_client_check_fn check; /* NULL: pulled envelopes checked in import */
+    fv_client_check_fn check; /* NULL: pulled envelopes checked here */
     void *check_payload;
+    fv_vs_checked *checked; /* FV_PROTO_MAX_BATCH, fv_secure_alloc (keys) */
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -136,6 +137,7 @@ void fv_client_free(fv_client *c)
     free(c->invite_text);
     free(c->page);
     free(c->chunkbuf);
+    fv_secure_free(c->checked);
     fv_wipe(&c->st, sizeof c->st);
     free(c);
 }
@@ -548,7 +550,7 @@ static int on_entries(fv_client *c, const fv_msg *m)
     unsigned char id[32];
     const unsigned char *env[FV_PROTO_MAX_BATCH];
     size_t len[FV_PROTO_MAX_BATCH], n = 0, added = 0, refused = 0;
-    int rc, checked[FV_PROTO_MAX_BATCH];
+    int rc;
 
     for (size_t i = 0; i < m->u.entries.n; i++) {
         unsigned char want[32];
@@ -569,13 +571,19 @@ static int on_entries(fv_client *c, const fv_msg *m)
         next.cursor = m->u.entries.seq[i];
         memcpy(next.chain, want, 32);
     }
-    /* The chain holds: the signatures are checked (on the caller's
-     * threads, if it gave a checker) before anything is stored. */
-    if (c->check && n)
-        c->check(env, len, checked, n, c->check_payload);
-    rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len,
-                                       c->check && n ? checked : NULL, n,
+    /* The chain holds: signatures and content keys are checked (on the
+     * caller's threads, if it gave a checker) before anything is stored. */
+    if (n && !c->checked &&
+        !(c->checked = fv_secure_alloc(FV_PROTO_MAX_BATCH * sizeof *c->checked)))
+        return cfail(c, FV_ENOMEM, "out of memory");
+    if (n && c->check)
+        c->check(c->v, env, len, c->checked, n, c->check_payload);
+    else
+        for (size_t i = 0; i < n; i++)
+            fv_vs_check(c->v, env[i], len[i], &c->checked[i]);
+    rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len, c->checked, n,
                                        &added, &refused));
+    fv_wipe(c->checked, n * sizeof *c->checked);
     if (rc)
         return rc;
     c->st = next;

@@ -101,27 +101,29 @@ struct run {
 #define CHECK_SLICE 16 /* envelopes a thread takes at once (about a ms) */
 
 struct checks {
+    const fv_vault *v;
     const unsigned char *const *env;
     const size_t *len;
-    int *result;
+    fv_vs_checked *out;
 };
 
 static void check_slice(void *ctx, size_t from, size_t to)
 {
     struct checks *k = ctx;
     for (size_t i = from; i < to; i++)
-        k->result[i] = fv_vs_check(k->env[i], k->len[i]);
+        fv_vs_check(k->v, k->env[i], k->len[i], &k->out[i]);
 }
 
 /* The engine's checker (fv_client_set_checker): the pool's threads and
  * this one share the batch. The pool starts with the first batch worth it,
  * so a sync with nothing to pull starts no thread; without one (one core,
  * or no thread could start) this thread checks alone. */
-static void run_checks(const unsigned char *const *env, const size_t *len,
-                       int *result, size_t n, void *payload)
+static void run_checks(const fv_vault *v, const unsigned char *const *env,
+                       const size_t *len, fv_vs_checked *out, size_t n,
+                       void *payload)
 {
     struct run *r = payload;
-    struct checks k = {env, len, result};
+    struct checks k = {v, env, len, out};
     if (!r->pool && !r->no_pool && n > 1) {
         unsigned int t = fv_wpool_threads();
         if (!t || fv_wpool_new(&r->pool, t, 0) != FV_OK)
