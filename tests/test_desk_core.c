@@ -21,6 +21,7 @@
 #include "record.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
+#include "wpool.h"
 #include "forge.h"
 
 static char root[256];
@@ -1461,6 +1462,39 @@ static void test_retract(struct org *o)
     }
 }
 
+/* fv_vs_check on the sync's worker pool, as sync/session.c runs it. */
+struct pool_checks {
+    const fv_vault *v;
+    const struct bag *b;
+    fv_vs_checked *out;
+};
+
+static void pool_check_fn(void *ctx, size_t from, size_t to)
+{
+    struct pool_checks *k = ctx;
+    for (size_t i = from; i < to; i++)
+        fv_vs_check(k->v, k->b->env[i], k->b->len[i], &k->out[i]);
+}
+
+/* A pulled batch imported the way a sync does: checked on three threads
+ * and the caller's in slices of three, then applied in order. */
+static int import_pooled(fv_vault *to, const fv_sync_state *st,
+                         const struct bag *b, size_t *added, size_t *refused)
+{
+    fv_wpool *p = NULL;
+    fv_vs_checked *chk = fv_secure_alloc(b->n * sizeof *chk);
+    struct pool_checks k = {to, b, chk};
+    int rc;
+    CHECK(chk != NULL);
+    CHECK_EQ(fv_wpool_new(&p, 3, 0), FV_OK);
+    CHECK_EQ(fv_wpool_run(p, pool_check_fn, &k, b->n, 3), FV_OK);
+    fv_wpool_free(p);
+    rc = fv_vs_import_checked(to, st, (const unsigned char *const *)b->env,
+                              b->len, chk, b->n, added, refused);
+    fv_secure_free(chk);
+    return rc;
+}
+
 /* Envelopes as the server's feed delivers them to field device `to` (the
  * chain already checked by the sync engine). */
 static int feed(fv_vault *to, unsigned char *const *env, const size_t *len,
@@ -2115,6 +2149,52 @@ static void test_import_refuses_malformed(void)
     CHECK_EQ(fv_record_get(o.c2, &r, a), FV_OK);
     fv_record_free(r);
     r = NULL;
+
+    /* The same batch checked on the worker pool: each forged one refused
+     * alone again (never stored), the good ones already held. */
+    CHECK_EQ(import_pooled(o.c2, &st, &bag, &added, &refused), FV_OK);
+    CHECK_EQ(refused, nbad);
+    CHECK_EQ(added, 0);
+    for (size_t i = 0; i < nbad; i++)
+        CHECK_EQ(envelope_held(o.dc2, bad[i]), 0);
+    CHECK_EQ(fv_record_get(o.c2, &r, g), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    /* A signature that does not verify fails the batch on the pool as it
+     * does inline: FV_EPROTO, nothing of it stored. Then, whole, the new
+     * record comes in beside the refusals. */
+    {
+        unsigned char g2[32];
+        struct bag b2;
+        size_t at = SIZE_MAX;
+        add(o.f1, g2, "written after the pool's first batch", "border",
+            "imported");
+        memset(&b2, 0, sizeof b2);
+        bag_fill(&b2, o.f1);
+        for (size_t i = 0; i < b2.n; i++) {
+            fv_env e;
+            if (fv_env_parse(&e, b2.env[i], b2.len[i]) == FV_OK) {
+                if (memcmp(e.id, g2, 32) == 0)
+                    at = i;
+                fv_env_clear(&e);
+            }
+        }
+        CHECK(at != SIZE_MAX);
+        if (at != SIZE_MAX) {
+            b2.env[at][b2.len[at] - 1] ^= 1;
+            CHECK_EQ(import_pooled(o.c2, &st, &b2, &added, &refused), FV_EPROTO);
+            CHECK_EQ(fv_record_get(o.c2, &r, g2), FV_ENOTFOUND);
+            b2.env[at][b2.len[at] - 1] ^= 1;
+        }
+        CHECK_EQ(import_pooled(o.c2, &st, &b2, &added, &refused), FV_OK);
+        CHECK_EQ(refused, nbad);
+        CHECK_EQ(added, 1);
+        CHECK_EQ(fv_record_get(o.c2, &r, g2), FV_OK);
+        CHECK(r && strcmp(r->title, "written after the pool's first batch") == 0);
+        fv_record_free(r);
+        r = NULL;
+        bag_free(&b2);
+    }
     bag_free(&bag);
     fv_wipe(key, sizeof key);
     org_close(&o);
