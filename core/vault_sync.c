@@ -430,13 +430,14 @@ static int payload_valid(fv_vault *v, const fv_env *e,
     size_t n = 0;
     int rc;
 
-    /* The content key fv_vs_check unsealed, if it could. */
-    if (checked && checked->key_rc == FV_OK)
+    /* The content key fv_vs_check unsealed, if it could; else a key
+     * grant, as any open looks for one. */
+    if (checked->key_rc == FV_OK)
         rc = fv_env_decrypt(e, checked->key, &plain, &n);
-    else if (checked && checked->key_rc == FV_ECORRUPT)
+    else if (checked->key_rc == FV_ECORRUPT)
         rc = FV_ECORRUPT;
     else
-        rc = fv_v_open_payload(v, e, &plain, &n);
+        rc = fv_v_open_payload(v, e, NULL, &plain, &n);
 
     if (rc == FV_ENOTFOUND)
         return FV_OK;
@@ -451,22 +452,19 @@ static int payload_valid(fv_vault *v, const fv_env *e,
  * not from the server; *skipped counts the review states it leaves out,
  * *refused the envelopes whose content breaks FORMAT.md (neither stored
  * nor acted on; the rest of the batch goes on). */
-static int import_one(fv_vault *v, int role, int courier,
-                      const unsigned char *bytes, size_t len,
-                      const fv_vs_checked *checked,
-                      size_t *added, size_t *skipped, size_t *refused,
-                      int *retracted)
+static int import_checked(fv_vault *v, int role, int courier,
+                          const unsigned char *bytes, size_t len,
+                          const fv_vs_checked *checked, size_t *added,
+                          size_t *skipped, size_t *refused, int *retracted)
 {
     fv_store_env se;
     fv_env e;
-    unsigned char mac[FV_HASH_BYTES];
+    unsigned char mac[FV_HASH_BYTES], wrapped[FV_STORE_CKEY_BYTES];
     int rc, own, was_added = 0;
 
-    /* `checked`: what fv_vs_check found of these bytes on another thread;
-     * its success leaves only the parse, which needs no signature check. */
-    if (!checked)
-        rc = fv_env_parse(&e, bytes, len);
-    else if ((rc = checked->rc) == FV_OK)
+    /* `checked`: what fv_vs_check found of these bytes; its success leaves
+     * only the parse, which needs no signature check. */
+    if ((rc = checked->rc) == FV_OK)
         rc = fv_env_parse_ex(&e, bytes, len, FV_ENV_SIG_KNOWN);
     if (rc == FV_EVERSION)
         return fv_v_err(v, rc, "%s holds an envelope made by a newer FieldVault: "
@@ -537,6 +535,12 @@ static int import_one(fv_vault *v, int role, int courier,
     se.len = len;
     fv_v_env_mac(v, mac, bytes, len); /* its signature was verified above */
     se.mac = mac;
+    /* The content key that opened it above, kept wrapped: reading the
+     * record later costs no X25519 again. */
+    if (checked->key_rc == FV_OK) {
+        fv_v_ckey_wrap(v, wrapped, e.id, checked->key);
+        se.ckey = wrapped;
+    }
     se.own = 0; /* what came from the server needs no pushing */
     se.grant = e.kind == FV_ENV_GRANT;
     rc = fv_store_env_put(v->store, &se,
@@ -555,6 +559,24 @@ static int import_one(fv_vault *v, int role, int courier,
     }
     fv_env_clear(&e);
     *added += (size_t)was_added;
+    return rc;
+}
+
+/* import_checked, with the checks run here when `checked` is NULL. */
+static int import_one(fv_vault *v, int role, int courier,
+                      const unsigned char *bytes, size_t len,
+                      const fv_vs_checked *checked, size_t *added,
+                      size_t *skipped, size_t *refused, int *retracted)
+{
+    fv_vs_checked here;
+    int rc;
+    if (checked)
+        return import_checked(v, role, courier, bytes, len, checked, added,
+                              skipped, refused, retracted);
+    fv_vs_check(v, bytes, len, &here);
+    rc = import_checked(v, role, courier, bytes, len, &here, added, skipped,
+                        refused, retracted);
+    fv_wipe(&here, sizeof here);
     return rc;
 }
 

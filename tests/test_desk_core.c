@@ -1920,6 +1920,109 @@ out:
     org_close(&o);
 }
 
+/* Sets row `id`'s ckey (NULL: SQL NULL). */
+static void ckey_set(const char *dir, const unsigned char id[FV_ID_BYTES],
+                     const unsigned char *ckey, size_t n)
+{
+    char p[400];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR;
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "UPDATE envelope SET ckey = ?2 WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, id, FV_ID_BYTES, SQLITE_STATIC);
+        if (ckey)
+            sqlite3_bind_blob(st, 2, ckey, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    CHECK_EQ(rc, SQLITE_DONE);
+    CHECK_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+}
+
+/* An imported envelope keeps its content key wrapped (envelope.ckey), and
+ * reads open with it; a wrapped key that is garbage, another row's, or a
+ * well wrapped key that is not the envelope's committed one costs the full
+ * open, nothing more. A schema 1 file gains the column when opened. */
+static void test_ckeys(void)
+{
+    struct org o;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char a[32], rev[32], junk[FV_STORE_CKEY_BYTES], key[32];
+    unsigned char *ck, *other;
+    size_t n = 0, m = 0;
+
+    org_setup(&o);
+    add(o.f1, a, "first", "detention", "the first account");
+    in.title = "edited";
+    in.narrative = "the second account";
+    in.narrative_len = strlen(in.narrative);
+    CHECK_EQ(fv_record_edit(o.f1, rev, a, &in), FV_OK);
+    carry(o.f1, o.c);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE kind = 1", NULL), 2);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE kind = 1 "
+                            "AND length(ckey) = 48", NULL), 2);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    ck = env_col(o.dc, "ckey", rev, &n);
+    other = env_col(o.dc, "ckey", a, &m);
+    CHECK(ck && n == FV_STORE_CKEY_BYTES && other && m == FV_STORE_CKEY_BYTES);
+    if (!ck || !other || n != FV_STORE_CKEY_BYTES || m != FV_STORE_CKEY_BYTES)
+        goto out;
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+
+    fv_random(junk, sizeof junk);
+    ckey_set(o.dc, rev, junk, sizeof junk);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, junk, 7);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, other, m); /* bound to the other id */
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    fv_random(key, sizeof key);
+    fv_v_ckey_wrap(o.c, junk, rev, key); /* opens, but not the committed key */
+    fv_vault_close(o.c);
+    o.c = NULL;
+    ckey_set(o.dc, rev, junk, sizeof junk);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, ck, n);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+
+    /* Schema 1, as an older build wrote it: upgraded at open, read alike,
+     * and the next import keeps keys again. */
+    {
+        char p[400];
+        sqlite3 *db;
+        snprintf(p, sizeof p, "%s/vault.db", o.dc);
+        CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+        CHECK_EQ(sqlite3_exec(db, "ALTER TABLE envelope DROP COLUMN ckey; "
+                                  "PRAGMA user_version = 1", NULL, NULL, NULL),
+                 SQLITE_OK);
+        sqlite3_close(db);
+    }
+    CHECK_EQ(db_count(o.dc, "PRAGMA user_version", NULL), 1);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    CHECK_EQ(db_count(o.dc, "PRAGMA user_version", NULL), 2);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE ckey IS NULL",
+                      NULL), db_count(o.dc, "SELECT count(*) FROM envelope", NULL));
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    add(o.f1, a, "second", "detention", "another account");
+    carry(o.f1, o.c);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE length(ckey) = 48",
+                      NULL), 1);
+out:
+    free(ck);
+    free(other);
+    fv_wipe(key, sizeof key);
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    org_close(&o);
+}
+
 /* Writes, in coordinator `c`, an envelope of `kind` about record `id`
  * whose (well sealed, signed) payload is `payload`: what a buggy or hostile
  * writer could put in a vault. */
@@ -2831,6 +2934,7 @@ int main(void)
     test_conflict_shown_alike(&o);
     org_close(&o);
     test_env_macs();
+    test_ckeys();
     test_verify_desk_payloads();
     test_import_refuses_malformed();
     test_grant_malformed();
