@@ -676,8 +676,9 @@ int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
     return rc;
 }
 
-/* Destroys the ciphertext of the record's envelopes but `keep`: all of
- * them, or (drop) only its revisions, tombstones and grants. */
+/* Destroys the ciphertext and the wrapped content keys of the record's
+ * envelopes but `keep`: all of them, or (drop) only its revisions,
+ * tombstones and grants. */
 static int purge(fv_store *s, const unsigned char record[32],
                  const unsigned char keep[32], int drop)
 {
@@ -685,7 +686,8 @@ static int purge(fv_store *s, const unsigned char record[32],
     static const char *const sql[] = {
         "DELETE FROM chunkref WHERE envelope IN (SELECT id FROM envelope "
         "WHERE record = ?1 AND id <> ?2" KINDS ")",
-        "UPDATE envelope SET bytes = NULL WHERE record = ?1 AND id <> ?2" KINDS,
+        "UPDATE envelope SET bytes = NULL, ckey = NULL WHERE record = ?1 "
+        "AND id <> ?2" KINDS,
         "DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunkref r "
         "WHERE r.hash = chunk.hash)",
     };

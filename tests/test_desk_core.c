@@ -2015,6 +2015,18 @@ static void test_ckeys(void)
     o.c = NULL;
     CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE length(ckey) = 48",
                       NULL), 1);
+    /* Destroying a record's ciphertext destroys its wrapped keys with it
+     * (crypto-shredding: SECURITY.md). */
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_store_begin(o.c->store), FV_OK);
+    CHECK_EQ(fv_store_drop_record(o.c->store, a), FV_OK);
+    CHECK_EQ(fv_store_commit(o.c->store), FV_OK);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE bytes IS NULL",
+                      NULL), 1);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE ckey IS NOT NULL",
+                      NULL), 0);
 out:
     free(ck);
     free(other);
