@@ -43,6 +43,7 @@ enum stmt_id {
     ST_NOTES_OF,
     ST_CHUNK_LEN,
     ST_CHUNK_UNSENT,
+    ST_DEVICE_GET,
     ST_COUNT
 };
 
@@ -119,6 +120,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "JOIN envelope e ON e.id = r.envelope WHERE "
                         "r.hash = c.hash AND e.own) "
                         "ORDER BY c.hash LIMIT ?2",
+    /* A certified device (store_devices.c's table): asked once per
+     * envelope a coordinator imports, hence cached here. */
+    [ST_DEVICE_GET] = "SELECT role, enrolled, revoked FROM device WHERE pk = ?1",
     /* Chunks that stored envelopes list and this vault does not hold. */
     [ST_CHUNK_MISSING] = "SELECT DISTINCT r.hash FROM chunkref r WHERE "
                          "r.hash > ?1 AND NOT EXISTS (SELECT 1 FROM chunk c "
@@ -1136,6 +1140,25 @@ int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload)
         r = fv_db_fail(&s->d, rc, "receipts");
     sqlite3_finalize(st);
     return r;
+}
+
+int fv_store_device_get(fv_store *s, const unsigned char pk[32],
+                        fv_store_device *d)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_DEVICE_GET);
+    int rc;
+    if (st)
+        sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
+    if ((rc = fv_db_step_row(&s->d, st, "device")))
+        return rc;
+    memset(d, 0, sizeof *d);
+    memcpy(d->pk, pk, 32);
+    d->role = sqlite3_column_int(st, 0);
+    d->enrolled = sqlite3_column_int64(st, 1);
+    d->has_revoked = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    d->revoked = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    return FV_OK;
 }
 
 int fv_store_env_record(fv_store *s, const unsigned char id[32],
