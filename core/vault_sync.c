@@ -430,15 +430,13 @@ static int payload_valid(fv_vault *v, const fv_env *e,
     size_t n = 0;
     int rc;
 
-    /* The content key fv_vs_check unsealed, if it could; else a key
-     * grant, as any open looks for one. */
+    /* What fv_vs_check found with the key it unsealed; else a key grant,
+     * as any open looks for one. */
     if (checked->key_rc == FV_OK)
-        rc = fv_env_decrypt(e, checked->key, &plain, &n);
-    else if (checked->key_rc == FV_ECORRUPT)
-        rc = FV_ECORRUPT;
-    else
-        rc = fv_v_open_payload(v, e, NULL, &plain, &n);
-
+        return checked->payload_rc;
+    if (checked->key_rc == FV_ECORRUPT)
+        return FV_ECORRUPT;
+    rc = fv_v_open_payload(v, e, NULL, &plain, &n);
     if (rc == FV_ENOTFOUND)
         return FV_OK;
     if (rc == FV_OK)
@@ -630,8 +628,16 @@ void fv_vs_check(const fv_vault *v, const unsigned char *env, size_t len,
     out->key_rc = fv_env_unseal(&e, v->box_pk, v->sec->box_sk, out->key);
     if (out->key_rc == FV_ENOTFOUND && v->has_org_sk)
         out->key_rc = fv_env_unseal(&e, v->org_pk, v->sec->org_sk, out->key);
-    if (out->key_rc != FV_OK)
+    if (out->key_rc == FV_OK) {
+        unsigned char *plain = NULL;
+        size_t n = 0;
+        out->payload_rc = fv_env_decrypt(&e, out->key, &plain, &n);
+        if (out->payload_rc == FV_OK)
+            out->payload_rc = fv_payload_check(&e, plain, n);
+        fv_env_free_plain(plain, n);
+    } else {
         fv_wipe(out->key, sizeof out->key);
+    }
     fv_env_clear(&e);
 }
 

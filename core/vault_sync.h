@@ -118,10 +118,14 @@ typedef struct fv_vs_checked {
                    the device's or the organisation's key), FV_ECORRUPT
                    (its seal to one of them does not open) or FV_ENOTFOUND
                    (sealed to neither: import looks for a key grant) */
+    int payload_rc; /* key_rc FV_OK: the payload decrypted with key and
+                       checked against FORMAT.md (fv_payload_check): FV_OK,
+                       FV_ECORRUPT or FV_ENOMEM */
     unsigned char key[32];
 } fv_vs_checked;
 /* The costly part of importing one pulled envelope, done ahead: its
- * structure and signature checked, its content key unsealed. Reads only
+ * structure and signature checked, its content key unsealed, its payload
+ * decrypted and checked (the plaintext is not kept). Reads only
  * the vault's keys: several threads may call it at once, while the
  * thread that owns the vault does nothing else with it (the sync's worker
  * pool, sync/session.c). */
