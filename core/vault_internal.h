@@ -37,6 +37,9 @@ struct secrets {
 struct fv_vault {
     char *dir;
     fv_store *store;
+    /* A pull's transaction held across batches (fv_vs_pull_hold), and
+     * whether a retraction in it destroyed a record. */
+    int pull_held, pull_retracted;
     struct secrets *sec; /* fv_secure_alloc */
     unsigned char sign_pk[FV_SIGN_PK_BYTES];
     unsigned char box_pk[FV_BOX_PK_BYTES];

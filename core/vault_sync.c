@@ -583,7 +583,8 @@ static int import_batch(fv_vault *v, const fv_sync_state *st,
                         const fv_vs_checked *checked, size_t n,
                         size_t *added, size_t *skipped, size_t *refused)
 {
-    int rc = fv_store_begin(v->store), retracted = 0;
+    int held = v->pull_held, rc = held ? FV_OK : fv_store_begin(v->store);
+    int retracted = 0;
     *added = 0;
     *skipped = 0;
     *refused = 0;
@@ -595,6 +596,11 @@ static int import_batch(fv_vault *v, const fv_sync_state *st,
                         skipped, refused, &retracted);
     if (rc == FV_OK && st)
         rc = state_put(v, st);
+    if (held) {
+        /* fv_vs_pull_flush commits, or fv_vs_pull_drop rolls back. */
+        v->pull_retracted |= retracted;
+        return rc;
+    }
     if (rc == FV_OK)
         rc = fv_v_serr(v, fv_store_commit(v->store));
     if (rc)
@@ -655,6 +661,42 @@ int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  size_t *added, size_t *refused)
 {
     return fv_vs_import_checked(v, st, env, len, NULL, n, added, refused);
+}
+
+int fv_vs_pull_hold(fv_vault *v)
+{
+    int rc;
+    if (v->pull_held)
+        return fv_v_err(v, FV_EINVAL, "a pull transaction is already held");
+    if ((rc = fv_store_begin(v->store)))
+        return fv_v_serr(v, rc);
+    v->pull_held = 1;
+    v->pull_retracted = 0;
+    return FV_OK;
+}
+
+int fv_vs_pull_flush(fv_vault *v)
+{
+    int rc;
+    if (!v->pull_held)
+        return FV_OK;
+    v->pull_held = 0;
+    if ((rc = fv_v_serr(v, fv_store_commit(v->store)))) {
+        fv_store_rollback(v->store);
+        return rc;
+    }
+    /* As import_batch: SQLite's WAL holds the deleted pages until a
+     * truncating checkpoint. */
+    return v->pull_retracted ? fv_v_serr(v, fv_store_checkpoint(v->store))
+                             : FV_OK;
+}
+
+void fv_vs_pull_drop(fv_vault *v)
+{
+    if (!v->pull_held)
+        return;
+    v->pull_held = 0;
+    fv_store_rollback(v->store);
 }
 
 int fv_vs_import_bundle(fv_vault *v, const unsigned char *const *env,

@@ -138,6 +138,18 @@ int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
                          const unsigned char *const *env, const size_t *len,
                          const fv_vs_checked *checked, size_t n,
                          size_t *added, size_t *refused);
+/* A pull's batches in one transaction: after fv_vs_pull_hold, each
+ * fv_vs_import_checked (or fv_vs_import) joins the transaction instead of
+ * committing its own, until fv_vs_pull_flush commits them all (with the
+ * last cursor they stored) or fv_vs_pull_drop rolls them back (the next
+ * pull reads them again). Nothing else may use the vault's store meanwhile.
+ * A failed import leaves the transaction for fv_vs_pull_drop. Fewer, larger
+ * commits write each random-keyed index page once per several batches
+ * rather than once per batch. fv_vs_pull_drop with nothing held is
+ * harmless. */
+int fv_vs_pull_hold(fv_vault *v);
+int fv_vs_pull_flush(fv_vault *v);
+void fv_vs_pull_drop(fv_vault *v);
 /* A courier bundle's batch: no server checked who wrote what, and a vault
  * cannot tell a coordinator's key from a field device's, so a review state
  * (kind 5) is not stored unless this device wrote it; *skipped counts those

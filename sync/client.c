@@ -21,6 +21,11 @@
  * chunk that arrived whole, and the next query finds them. */
 #define CHUNK_WINDOW 64
 #define OUT_HIGH (4u << 20)        /* queue no more chunks above this */
+/* Pulled entries stored in one transaction (fv_vs_pull_hold): each commit
+ * rewrites the index pages its random ids touched, so eight batches of 256
+ * per commit write each page about once where eight commits would write it
+ * up to eight times. A cut loses at most this many (read again next time). */
+#define HOLD_ENTRIES 2048
 
 /* One page of attachment chunks being uploaded or downloaded. */
 struct chunk_page {
@@ -68,6 +73,7 @@ struct fv_client {
     fv_client_check_fn check; /* NULL: pulled envelopes checked here */
     void *check_payload;
     fv_vs_checked *checked; /* FV_PROTO_MAX_BATCH, fv_secure_alloc (keys) */
+    size_t held; /* entries stored in the held pull transaction */
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -78,6 +84,12 @@ static int cfail(fv_client *c, int rc, const char *fmt, ...)
     va_list ap;
     if (c->status != FV_OK)
         return c->status;
+    /* What the held pull transaction stored goes back: the vault is the
+     * caller's again at once (it may start over: session.c). */
+    if (c->held) {
+        fv_vs_pull_drop(c->v);
+        c->held = 0;
+    }
     va_start(ap, fmt);
     vsnprintf(c->msg, sizeof c->msg, fmt, ap);
     va_end(ap);
@@ -132,6 +144,8 @@ void fv_client_free(fv_client *c)
 {
     if (!c)
         return;
+    if (c->held)
+        fv_vs_pull_drop(c->v); /* cut mid-feed: read again next time */
     fv_out_free(&c->out);
     fv_framer_free(&c->in);
     free(c->invite_text);
@@ -544,6 +558,15 @@ static int on_receipt(fv_client *c, const fv_msg *m)
     return c->status;
 }
 
+/* Commits the held pull transaction, if any. */
+static int hold_flush(fv_client *c)
+{
+    if (!c->held)
+        return FV_OK;
+    c->held = 0;
+    return vfail(c, fv_vs_pull_flush(c->v));
+}
+
 static int on_entries(fv_client *c, const fv_msg *m)
 {
     fv_sync_state next = c->st;
@@ -581,9 +604,14 @@ static int on_entries(fv_client *c, const fv_msg *m)
     else
         for (size_t i = 0; i < n; i++)
             fv_vs_check(c->v, env[i], len[i], &c->checked[i]);
+    if (!c->held && (rc = vfail(c, fv_vs_pull_hold(c->v))))
+        return rc;
     rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len, c->checked, n,
                                        &added, &refused));
     fv_wipe(c->checked, n * sizeof *c->checked);
+    c->held += m->u.entries.n;
+    if (rc == FV_OK && c->held >= HOLD_ENTRIES)
+        rc = hold_flush(c);
     if (rc)
         return rc;
     c->st = next;
@@ -667,8 +695,14 @@ static int certify(fv_client *c, const fv_msg *m)
 
 static int on_message(fv_client *c, const fv_msg *m)
 {
+    int frc;
     if (!c->welcomed && m->type != FV_MSG_WELCOME && m->type != FV_MSG_ERROR)
         return cfail(c, FV_EPROTO, "the server did not answer HELLO first");
+    /* Only ENTRIES join the held pull transaction: the feed's end
+     * (PULLED), a receipt or anything else finds what came before
+     * committed. */
+    if (m->type != FV_MSG_ENTRIES && (frc = hold_flush(c)))
+        return frc;
     switch (m->type) {
     case FV_MSG_WELCOME:
         return c->welcomed ? cfail(c, FV_EPROTO, "a second WELCOME")
