@@ -73,7 +73,8 @@ struct fv_client {
     fv_client_check_fn check; /* NULL: pulled envelopes checked here */
     void *check_payload;
     fv_vs_checked *checked; /* FV_PROTO_MAX_BATCH, fv_secure_alloc (keys) */
-    size_t held; /* entries stored in the held pull transaction */
+    int holding; /* a pull transaction is held (fv_vs_pull_hold) */
+    size_t held; /* entries stored in it */
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -86,8 +87,9 @@ static int cfail(fv_client *c, int rc, const char *fmt, ...)
         return c->status;
     /* What the held pull transaction stored goes back: the vault is the
      * caller's again at once (it may start over: session.c). */
-    if (c->held) {
+    if (c->holding) {
         fv_vs_pull_drop(c->v);
+        c->holding = 0;
         c->held = 0;
     }
     va_start(ap, fmt);
@@ -144,7 +146,7 @@ void fv_client_free(fv_client *c)
 {
     if (!c)
         return;
-    if (c->held)
+    if (c->holding)
         fv_vs_pull_drop(c->v); /* cut mid-feed: read again next time */
     fv_out_free(&c->out);
     fv_framer_free(&c->in);
@@ -561,8 +563,9 @@ static int on_receipt(fv_client *c, const fv_msg *m)
 /* Commits the held pull transaction, if any. */
 static int hold_flush(fv_client *c)
 {
-    if (!c->held)
+    if (!c->holding)
         return FV_OK;
+    c->holding = 0;
     c->held = 0;
     return vfail(c, fv_vs_pull_flush(c->v));
 }
@@ -604,15 +607,18 @@ static int on_entries(fv_client *c, const fv_msg *m)
     else
         for (size_t i = 0; i < n; i++)
             fv_vs_check(c->v, env[i], len[i], &c->checked[i]);
-    if (!c->held && (rc = vfail(c, fv_vs_pull_hold(c->v))))
-        return rc;
+    if (!c->holding) {
+        if ((rc = vfail(c, fv_vs_pull_hold(c->v))))
+            return rc;
+        c->holding = 1;
+    }
     rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len, c->checked, n,
                                        &added, &refused));
     fv_wipe(c->checked, n * sizeof *c->checked);
-    c->held += m->u.entries.n;
-    if (rc == FV_OK && c->held >= HOLD_ENTRIES)
-        rc = hold_flush(c);
     if (rc)
+        return rc; /* cfail rolled the held entries back */
+    c->held += m->u.entries.n;
+    if (c->held >= HOLD_ENTRIES && (rc = hold_flush(c)))
         return rc;
     c->st = next;
     c->stats.pulled += m->u.entries.n;
