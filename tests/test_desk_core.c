@@ -2315,6 +2315,67 @@ static void test_import_refuses_malformed(void)
     org_close(&o);
 }
 
+/* A pull's held transaction (fv_vs_pull_hold): batches joined to it are
+ * stored, with the last cursor, only when it is flushed; dropped, nothing
+ * of them stays and the cursor is where it was. */
+static void test_pull_hold(void)
+{
+    struct org o;
+    struct bag bag, first, second;
+    fv_sync_state st, got;
+    size_t added = 0, refused = 0, half;
+    unsigned char ids[6][32];
+
+    org_setup(&o);
+    for (int i = 0; i < 6; i++)
+        add(o.f1, ids[i], "held", "border", "in a held pull");
+    bag_fill(&bag, o.f1);
+    CHECK(bag.n >= 6);
+    half = bag.n / 2;
+    memset(&first, 0, sizeof first);
+    memset(&second, 0, sizeof second);
+    for (size_t i = 0; i < bag.n; i++) {
+        struct bag *b = i < half ? &first : &second;
+        b->env[b->n] = bag.env[i];
+        b->len[b->n++] = bag.len[i];
+    }
+    memset(&st, 0, sizeof st);
+    st.role = FV_ROLE_COORDINATOR;
+
+    /* Dropped: nothing of either batch, the cursor unmoved. */
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_OK);
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_EINVAL); /* one at a time */
+    st.cursor = 100;
+    CHECK_EQ(import_pooled(o.c2, &st, &first, &added, &refused), FV_OK);
+    CHECK_EQ(added, first.n);
+    st.cursor = 200;
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    fv_vs_pull_drop(o.c2);
+    fv_vs_pull_drop(o.c2); /* nothing held: harmless */
+    CHECK_EQ(fv_vs_pull_flush(o.c2), FV_OK);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(envelope_held(o.dc2, ids[i]), 0);
+    CHECK_EQ(fv_vs_state_get(o.c2, &got) == FV_OK ? got.cursor : 0, 0);
+
+    /* Flushed: both, with the second batch's cursor. */
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_OK);
+    st.cursor = 100;
+    CHECK_EQ(import_pooled(o.c2, &st, &first, &added, &refused), FV_OK);
+    st.cursor = 200;
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    CHECK_EQ(added, second.n);
+    CHECK_EQ(fv_vs_pull_flush(o.c2), FV_OK);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(envelope_held(o.dc2, ids[i]), 1);
+    CHECK_EQ(fv_vs_state_get(o.c2, &got), FV_OK);
+    CHECK_EQ(got.cursor, 200);
+    /* Without a hold each batch commits alone again. */
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    CHECK_EQ(added, 0);
+    bag_free(&bag);
+    org_close(&o);
+}
+
 /* A key grant whose payload breaks FORMAT.md 7 opens nothing: refused on
  * import, and, stored by an older build, not used to read its target and
  * reported by verify. A good grant then opens the record. */
@@ -2947,6 +3008,7 @@ int main(void)
     org_close(&o);
     test_env_macs();
     test_ckeys();
+    test_pull_hold();
     test_verify_desk_payloads();
     test_import_refuses_malformed();
     test_grant_malformed();
