@@ -1031,7 +1031,7 @@ static int pgs_chunk_append(fv_sstore *base, const unsigned char *data,
     pgs *s = (pgs *)base;
     PGresult *r;
     params p = {0};
-    int64_t id;
+    int64_t id = 0;
     int rc;
     if (len == 0 || len > UINT32_MAX || len > INT32_MAX)
         return FV_EINVAL;
@@ -1309,7 +1309,7 @@ static int pgs_retract(fv_sstore *base, const unsigned char record[32],
         return rc;
     rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-        fv_sstore_chunkloc loc;
+        fv_sstore_chunkloc loc = {0};
         if ((rc = loc_row(s, r, i, 0, &loc)) ||
             (rc = pgs_chunk_discard(base, &loc))) {
             s->nerase = n0;
