@@ -145,7 +145,7 @@ int fv_v_desk_index(fv_vault *v, const fv_env *e)
 
     if (e->kind != FV_ENV_NOTE && e->kind != FV_ENV_STATE)
         return FV_OK;
-    rc = fv_v_open_payload(v, e, &plain, &plain_len);
+    rc = fv_v_open_payload(v, e, NULL, &plain, &plain_len);
     if (rc == FV_ENOTFOUND || rc == FV_ECORRUPT)
         return FV_OK; /* not for this vault, or unreadable: not indexed */
     if (rc)
@@ -421,7 +421,7 @@ static int note_cb(const fv_store_env *se, void *payload)
     if ((rc = fv_v_parse_stored(w->v, &e, se)))
         return w->rc = rc;
     memset(&n, 0, sizeof n);
-    rc = fv_v_open_payload(w->v, &e, &plain, &plain_len);
+    rc = fv_v_open_payload(w->v, &e, se, &plain, &plain_len);
     if (rc == FV_OK)
         rc = fv_note_decode(&text, &len, &n.time, plain, plain_len);
     fv_env_free_plain(plain, plain_len);
@@ -481,7 +481,7 @@ static int retraction_cb(const fv_store_env *se, void *payload)
     memcpy(r.record, e.record, FV_ID_BYTES);
     memcpy(r.author, e.author, FV_ID_BYTES);
     /* The time is inside the payload: 0 where this vault cannot open it. */
-    if (fv_v_open_payload(w->v, &e, &plain, &plain_len) == FV_OK &&
+    if (fv_v_open_payload(w->v, &e, se, &plain, &plain_len) == FV_OK &&
         fv_tombstone_decode(&r.time, plain, plain_len) != FV_OK)
         r.time = 0;
     fv_env_free_plain(plain, plain_len);

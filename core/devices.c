@@ -168,7 +168,7 @@ static int env_time(fv_vault *v, const fv_env *e, int64_t *t)
 {
     unsigned char *plain = NULL;
     size_t plain_len = 0, n, i;
-    int rc = fv_v_open_payload(v, e, &plain, &plain_len), found = 0;
+    int rc = fv_v_open_payload(v, e, NULL, &plain, &plain_len), found = 0;
     fv_dec d;
 
     if (rc)

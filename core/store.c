@@ -43,6 +43,7 @@ enum stmt_id {
     ST_NOTES_OF,
     ST_CHUNK_LEN,
     ST_CHUNK_UNSENT,
+    ST_DEVICE_GET,
     ST_COUNT
 };
 
@@ -52,9 +53,9 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_ENV_INSERT] = "INSERT OR IGNORE INTO envelope(id, record, kind, bytes, "
-                      "own, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      "own, mac, ckey) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_ENV_GET] = "SELECT e.id, e.record, e.kind, e.bytes, "
-                   "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq), e.mac "
+                   "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq), e.mac, e.ckey "
                    "FROM envelope e WHERE e.id = ?1",
     [ST_EDGE_INSERT] = "INSERT OR IGNORE INTO edge(parent, child) VALUES (?1, ?2)",
     [ST_EDGE_HAS_CHILD] = "SELECT 1 FROM edge WHERE parent = ?1 LIMIT 1",
@@ -69,10 +70,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "VALUES (?1, ?2, ?3)",
     [ST_CHUNK_GET] = "SELECT data FROM chunk WHERE hash = ?1",
     /* Records in the order their first envelope arrived. */
-    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac "
+    [ST_EACH_HEAD] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac, e.ckey "
                      "FROM head h INDEXED BY head_order "
                      "JOIN envelope e ON e.seq = h.eseq ORDER BY h.rseq, h.eseq",
-    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac "
+    [ST_RECORD_HEADS] = "SELECT e.id, e.record, e.kind, e.bytes, 1, e.mac, e.ckey "
                         "FROM envelope e JOIN head h ON h.eseq = e.seq "
                         "WHERE e.record = ?1 ORDER BY e.seq",
     /* A record's revisions and tombstones; its key grants, notes, review
@@ -80,7 +81,7 @@ static const char *const stmt_sql[ST_COUNT] = {
      * in it. */
     [ST_RECORD_ENVS] = "SELECT e.id, e.record, e.kind, e.bytes, "
                        "EXISTS(SELECT 1 FROM head h WHERE h.eseq = e.seq), "
-                       "e.mac FROM envelope e WHERE e.record = ?1 "
+                       "e.mac, e.ckey FROM envelope e WHERE e.record = ?1 "
                        "AND e.kind IN (1, 2) ORDER BY e.seq",
     [ST_RECORDS_BETWEEN] = "SELECT DISTINCT record FROM envelope "
                            "WHERE record BETWEEN ?1 AND ?2 LIMIT ?3",
@@ -119,6 +120,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "JOIN envelope e ON e.id = r.envelope WHERE "
                         "r.hash = c.hash AND e.own) "
                         "ORDER BY c.hash LIMIT ?2",
+    /* A certified device (store_devices.c's table): asked once per
+     * envelope a coordinator imports, hence cached here. */
+    [ST_DEVICE_GET] = "SELECT role, enrolled, revoked FROM device WHERE pk = ?1",
     /* Chunks that stored envelopes list and this vault does not hold. */
     [ST_CHUNK_MISSING] = "SELECT DISTINCT r.hash FROM chunkref r WHERE "
                          "r.hash > ?1 AND NOT EXISTS (SELECT 1 FROM chunk c "
@@ -134,7 +138,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_NOTE_COUNT] = "SELECT count(*) FROM note WHERE record = ?1",
     [ST_RETRACTED] = "SELECT 1 FROM envelope WHERE record = ?1 AND kind = 6 "
                      "LIMIT 1",
-    [ST_NOTES_OF] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac "
+    [ST_NOTES_OF] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac, e.ckey "
                     "FROM note n JOIN envelope e ON e.id = n.id "
                     "WHERE n.record = ?1 AND e.bytes IS NOT NULL ORDER BY e.seq",
 };
@@ -145,11 +149,13 @@ static const char schema_sql[] =
     /* own: written by this device; delivered: the server's receipt for it is
      * committed (the outbox is own AND NOT delivered): 1 stored, 2 refused
      * by the server (out of the outbox, never counted delivered). mac: keyed BLAKE2b of
-     * bytes, stored once their signature was verified (docs/FORMAT.md 10). */
+     * bytes, stored once their signature was verified (docs/FORMAT.md 10).
+     * ckey: its content key wrapped under a vault subkey, so that reading
+     * it again costs no X25519 (schema 2; NULL: none). */
     "CREATE TABLE envelope(seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,"
     " record BLOB NOT NULL, kind INTEGER NOT NULL, bytes BLOB,"
     " own INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
-    " mac BLOB);"
+    " mac BLOB, ckey BLOB);"
     "CREATE INDEX envelope_record ON envelope(record, seq);"
     "CREATE INDEX envelope_outbox ON envelope(seq) WHERE own AND NOT delivered;"
     /* A key grant names the envelope whose key it carries (docs/FORMAT.md). */
@@ -198,10 +204,16 @@ static const char schema_sql[] =
     " arrived INTEGER NOT NULL, bytes BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX quarantine_author ON quarantine(author);";
 
+/* Schema 1 to 2: the wrapped content keys (envelope.ckey). */
+static const char *const migrations[] = {
+    "ALTER TABLE envelope ADD COLUMN ckey BLOB;",
+};
+
 static const fv_db_schema vault_schema = {
     .label = "database",
     .create_sql = schema_sql,
-    .user_version = 1,
+    .user_version = 2,
+    .migrations = migrations,
     /* 'FVVT': tells a vault's database from a server's ('FVSV'). */
     .application_id = 0x46565654,
     /* secure_delete: freed pages are zeroed, so a deleted record's
@@ -300,6 +312,10 @@ int fv_store_env_put(fv_store *s, const fv_store_env *e,
             sqlite3_bind_blob(st, 6, e->mac, 32, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 6);
+        if (e->ckey)
+            sqlite3_bind_blob(st, 7, e->ckey, FV_STORE_CKEY_BYTES, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 7);
     }
     if ((rc = fv_db_step_done(&s->d, st, "envelope")))
         return rc;
@@ -403,6 +419,10 @@ static void row_env(sqlite3_stmt *st, fv_store_env *e)
     e->mac = sqlite3_column_count(st) > 5 && sqlite3_column_bytes(st, 5) == 32
                  ? sqlite3_column_blob(st, 5)
                  : NULL;
+    e->ckey = sqlite3_column_count(st) > 6 &&
+                      sqlite3_column_bytes(st, 6) == FV_STORE_CKEY_BYTES
+                  ? sqlite3_column_blob(st, 6)
+                  : NULL;
 }
 
 static int row_valid(sqlite3_stmt *st)
@@ -660,8 +680,9 @@ int fv_store_chunk_get(fv_store *s, const unsigned char hash[32],
     return rc;
 }
 
-/* Destroys the ciphertext of the record's envelopes but `keep`: all of
- * them, or (drop) only its revisions, tombstones and grants. */
+/* Destroys the ciphertext and the wrapped content keys of the record's
+ * envelopes but `keep`: all of them, or (drop) only its revisions,
+ * tombstones and grants. */
 static int purge(fv_store *s, const unsigned char record[32],
                  const unsigned char keep[32], int drop)
 {
@@ -669,7 +690,8 @@ static int purge(fv_store *s, const unsigned char record[32],
     static const char *const sql[] = {
         "DELETE FROM chunkref WHERE envelope IN (SELECT id FROM envelope "
         "WHERE record = ?1 AND id <> ?2" KINDS ")",
-        "UPDATE envelope SET bytes = NULL WHERE record = ?1 AND id <> ?2" KINDS,
+        "UPDATE envelope SET bytes = NULL, ckey = NULL WHERE record = ?1 "
+        "AND id <> ?2" KINDS,
         "DELETE FROM chunk WHERE NOT EXISTS (SELECT 1 FROM chunkref r "
         "WHERE r.hash = chunk.hash)",
     };
@@ -760,7 +782,7 @@ int fv_store_note_count(fv_store *s, const unsigned char record[32],
 int fv_store_notes(fv_store *s, const unsigned char *record,
                    fv_store_env_fn fn, void *payload)
 {
-    static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac "
+    static const char all[] = "SELECT e.id, e.record, e.kind, e.bytes, 0, e.mac, e.ckey "
                               "FROM note n JOIN envelope e ON e.id = n.id "
                               "WHERE e.bytes IS NOT NULL ORDER BY e.seq";
     sqlite3_stmt *st;
@@ -782,7 +804,7 @@ int fv_store_retracted(fv_store *s, const unsigned char record[32])
 int fv_store_each_kind(fv_store *s, int kind, fv_store_env_fn fn,
                        void *payload)
 {
-    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac FROM envelope "
+    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac, ckey FROM envelope "
                               "WHERE kind = ?1 AND bytes IS NOT NULL "
                               "ORDER BY seq";
     sqlite3_stmt *st;
@@ -953,7 +975,7 @@ int fv_store_undeliver_all(fv_store *s)
 
 int fv_store_own_envelopes(fv_store *s, fv_store_env_fn fn, void *payload)
 {
-    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac FROM envelope "
+    static const char sql[] = "SELECT id, record, kind, bytes, 0, mac, ckey FROM envelope "
                               "WHERE own AND bytes IS NOT NULL AND kind <> 3 "
                               "ORDER BY seq";
     sqlite3_stmt *st;
@@ -1052,7 +1074,7 @@ int fv_store_each_envelope(fv_store *s, fv_store_env_fn fn, void *payload)
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
                               "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
-                              "e.seq), e.mac FROM envelope e "
+                              "e.seq), e.mac, e.ckey FROM envelope e "
                               "ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
@@ -1068,7 +1090,7 @@ int fv_store_record_all_envs(fv_store *s, const unsigned char record[32],
 {
     static const char sql[] = "SELECT e.id, e.record, e.kind, e.bytes, "
                               "EXISTS(SELECT 1 FROM head h WHERE h.eseq = "
-                              "e.seq), e.mac FROM envelope e "
+                              "e.seq), e.mac, e.ckey FROM envelope e "
                               "WHERE e.record = ?1 ORDER BY e.seq";
     sqlite3_stmt *st;
     int rc = fv_db_prepare(&s->d, sql, &st, "envelopes");
@@ -1118,6 +1140,25 @@ int fv_store_each_receipt(fv_store *s, fv_store_receipt_fn fn, void *payload)
         r = fv_db_fail(&s->d, rc, "receipts");
     sqlite3_finalize(st);
     return r;
+}
+
+int fv_store_device_get(fv_store *s, const unsigned char pk[32],
+                        fv_store_device *d)
+{
+    sqlite3_stmt *st = fv_db_stmt(&s->d, ST_DEVICE_GET);
+    int rc;
+    if (st)
+        sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
+    if ((rc = fv_db_step_row(&s->d, st, "device")))
+        return rc;
+    memset(d, 0, sizeof *d);
+    memcpy(d->pk, pk, 32);
+    d->role = sqlite3_column_int(st, 0);
+    d->enrolled = sqlite3_column_int64(st, 1);
+    d->has_revoked = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    d->revoked = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    return FV_OK;
 }
 
 int fv_store_env_record(fv_store *s, const unsigned char id[32],

@@ -37,6 +37,8 @@ int fv_store_meta_get(fv_store *s, const char *key, unsigned char **val,
 int fv_store_meta_put(fv_store *s, const char *key, const void *val,
                       size_t len);
 
+#define FV_STORE_CKEY_BYTES 48 /* a 32-byte key and its 16-byte tag */
+
 typedef struct fv_store_env {
     const unsigned char *id;     /* 32 bytes */
     const unsigned char *record; /* 32 bytes */
@@ -49,6 +51,9 @@ typedef struct fv_store_env {
     /* 32 bytes: the vault's keyed MAC of bytes, stored once their signature
      * was verified; NULL if none (docs/FORMAT.md 10). */
     const unsigned char *mac;
+    /* FV_STORE_CKEY_BYTES: the content key wrapped for this vault
+     * (fv_v_ckey_wrap, docs/FORMAT.md 10); NULL if none. */
+    const unsigned char *ckey;
 } fv_store_env;
 
 /* Stores an envelope with its parent links and the chunk hashes it refers

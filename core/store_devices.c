@@ -8,29 +8,7 @@
 #include "store.h"
 #include "store_db.h"
 
-int fv_store_device_get(fv_store *s, const unsigned char pk[32],
-                        fv_store_device *d)
-{
-    static const char sql[] =
-        "SELECT role, enrolled, revoked FROM device WHERE pk = ?1";
-    fv_db *db = fv_store_db(s);
-    sqlite3_stmt *st;
-    int rc = fv_db_prepare(db, sql, &st, "device");
-    if (rc)
-        return rc;
-    sqlite3_bind_blob(st, 1, pk, 32, SQLITE_STATIC);
-    rc = fv_db_step_row(db, st, "device");
-    if (rc == FV_OK) {
-        memset(d, 0, sizeof *d);
-        memcpy(d->pk, pk, 32);
-        d->role = sqlite3_column_int(st, 0);
-        d->enrolled = sqlite3_column_int64(st, 1);
-        d->has_revoked = sqlite3_column_type(st, 2) != SQLITE_NULL;
-        d->revoked = sqlite3_column_int64(st, 2);
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
+/* fv_store_device_get is in store.c, with the cached statements. */
 
 int fv_store_device_put(fv_store *s, const fv_store_device *d)
 {

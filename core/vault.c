@@ -58,6 +58,8 @@ _Static_assert(KF_BYTES == FV_V_KEYFILE_BYTES, "key file size");
 /* 3 is the sync state (vault_sync.c); 4 keys the envelope MACs; 5 seals
  * the server receipts (vault_sync.c); 6 seals the proxy URL (vault_sync.c). */
 #define META_ENV_MAC 4
+/* 7 wraps the content keys in envelope.ckey (records.c). */
+#define META_CKEY 7
 /* 6 seals the decoy database under the decoy's vault key. */
 #define META_DECOY 6
 #define DEVKEY_SECRET_BYTES (FV_SIGN_SK_BYTES + FV_BOX_SK_BYTES)
@@ -852,6 +854,8 @@ static int vault_new(fv_vault **out, const char *dir)
 static void derive_mac_key(fv_vault *v)
 {
     fv_kdf_derive(v->sec->env_mac_key, FV_KEY_BYTES, META_ENV_MAC, META_KEY_CTX,
+                  v->sec->vault_key);
+    fv_kdf_derive(v->sec->ckey_key, FV_KEY_BYTES, META_CKEY, META_KEY_CTX,
                   v->sec->vault_key);
 }
 

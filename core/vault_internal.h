@@ -30,11 +30,17 @@ struct secrets {
     /* Subkey 4 of the vault key: MACs of envelopes whose signature this
      * vault verified (docs/FORMAT.md 4 and 10). */
     unsigned char env_mac_key[FV_KEY_BYTES];
+    /* Subkey 7: wraps the content keys kept beside the envelopes
+     * (envelope.ckey, docs/FORMAT.md 4 and 10). */
+    unsigned char ckey_key[FV_KEY_BYTES];
 };
 
 struct fv_vault {
     char *dir;
     fv_store *store;
+    /* A pull's transaction held across batches (fv_vs_pull_hold), and
+     * whether a retraction in it destroyed a record. */
+    int pull_held, pull_retracted;
     struct secrets *sec; /* fv_secure_alloc */
     unsigned char sign_pk[FV_SIGN_PK_BYTES];
     unsigned char box_pk[FV_BOX_PK_BYTES];
@@ -93,9 +99,17 @@ int fv_v_env_parse(const fv_vault *v, fv_env *e, const unsigned char *bytes,
                    size_t len, const unsigned char *mac);
 
 /* Decrypts an envelope's payload with whatever key this vault holds for it:
- * its own X25519 key, the organisation's, or a key grant. */
-int fv_v_open_payload(fv_vault *v, const fv_env *e, unsigned char **plain,
-                      size_t *plain_len);
+ * the content key stored wrapped beside it (se->ckey, when se is given and
+ * it opens and matches the envelope's key commitment), else its own X25519
+ * key, the organisation's, or a key grant. */
+int fv_v_open_payload(fv_vault *v, const fv_env *e, const fv_store_env *se,
+                      unsigned char **plain, size_t *plain_len);
+/* The content key of envelope `id` wrapped for this vault, for
+ * envelope.ckey: XChaCha20-Poly1305 under subkey 7 of the vault key, the
+ * first 24 bytes of the id as nonce (one key per id), the id as AAD. */
+void fv_v_ckey_wrap(const fv_vault *v, unsigned char out[FV_STORE_CKEY_BYTES],
+                    const unsigned char id[FV_ID_BYTES],
+                    const unsigned char key[FV_KEY_BYTES]);
 
 /* The recipients of a new envelope: this device, the organisation (when its
  * key is known), and `extra` (the recipients of the revision it builds on). */

@@ -423,12 +423,20 @@ static int courier_may_retract(fv_vault *v, const fv_env *e)
  * FV_OK also when the vault cannot open it (nothing to check), FV_ECORRUPT
  * when a validly signed envelope holds content that does not decrypt under
  * its committed key or breaks its format. */
-static int payload_valid(fv_vault *v, const fv_env *e)
+static int payload_valid(fv_vault *v, const fv_env *e,
+                         const fv_vs_checked *checked)
 {
     unsigned char *plain = NULL;
     size_t n = 0;
-    int rc = fv_v_open_payload(v, e, &plain, &n);
+    int rc;
 
+    /* What fv_vs_check found with the key it unsealed; else a key grant,
+     * as any open looks for one. */
+    if (checked->key_rc == FV_OK)
+        return checked->payload_rc;
+    if (checked->key_rc == FV_ECORRUPT)
+        return FV_ECORRUPT;
+    rc = fv_v_open_payload(v, e, NULL, &plain, &n);
     if (rc == FV_ENOTFOUND)
         return FV_OK;
     if (rc == FV_OK)
@@ -442,16 +450,20 @@ static int payload_valid(fv_vault *v, const fv_env *e)
  * not from the server; *skipped counts the review states it leaves out,
  * *refused the envelopes whose content breaks FORMAT.md (neither stored
  * nor acted on; the rest of the batch goes on). */
-static int import_one(fv_vault *v, int role, int courier,
-                      const unsigned char *bytes, size_t len, size_t *added,
-                      size_t *skipped, size_t *refused, int *retracted)
+static int import_checked(fv_vault *v, int role, int courier,
+                          const unsigned char *bytes, size_t len,
+                          const fv_vs_checked *checked, size_t *added,
+                          size_t *skipped, size_t *refused, int *retracted)
 {
     fv_store_env se;
     fv_env e;
-    unsigned char mac[FV_HASH_BYTES];
+    unsigned char mac[FV_HASH_BYTES], wrapped[FV_STORE_CKEY_BYTES];
     int rc, own, was_added = 0;
 
-    rc = fv_env_parse(&e, bytes, len);
+    /* `checked`: what fv_vs_check found of these bytes; its success leaves
+     * only the parse, which needs no signature check. */
+    if ((rc = checked->rc) == FV_OK)
+        rc = fv_env_parse_ex(&e, bytes, len, FV_ENV_SIG_KNOWN);
     if (rc == FV_EVERSION)
         return fv_v_err(v, rc, "%s holds an envelope made by a newer FieldVault: "
                                "update this program to read it",
@@ -497,7 +509,7 @@ static int import_one(fv_vault *v, int role, int courier,
     /* Nothing is stored or done (a retraction destroys a record) on a
      * payload this vault can read before it has been checked. A bad one is
      * refused alone: one forged envelope must not hold back the others. */
-    rc = payload_valid(v, &e);
+    rc = payload_valid(v, &e, checked);
     if (rc == FV_ECORRUPT) {
         fv_env_clear(&e);
         (*refused)++;
@@ -521,6 +533,12 @@ static int import_one(fv_vault *v, int role, int courier,
     se.len = len;
     fv_v_env_mac(v, mac, bytes, len); /* its signature was verified above */
     se.mac = mac;
+    /* The content key that opened it above, kept wrapped: reading the
+     * record later costs no X25519 again. */
+    if (checked->key_rc == FV_OK) {
+        fv_v_ckey_wrap(v, wrapped, e.id, checked->key);
+        se.ckey = wrapped;
+    }
     se.own = 0; /* what came from the server needs no pushing */
     se.grant = e.kind == FV_ENV_GRANT;
     rc = fv_store_env_put(v->store, &se,
@@ -542,12 +560,31 @@ static int import_one(fv_vault *v, int role, int courier,
     return rc;
 }
 
+/* import_checked, with the checks run here when `checked` is NULL. */
+static int import_one(fv_vault *v, int role, int courier,
+                      const unsigned char *bytes, size_t len,
+                      const fv_vs_checked *checked, size_t *added,
+                      size_t *skipped, size_t *refused, int *retracted)
+{
+    fv_vs_checked here;
+    int rc;
+    if (checked)
+        return import_checked(v, role, courier, bytes, len, checked, added,
+                              skipped, refused, retracted);
+    fv_vs_check(v, bytes, len, &here);
+    rc = import_checked(v, role, courier, bytes, len, &here, added, skipped,
+                        refused, retracted);
+    fv_wipe(&here, sizeof here);
+    return rc;
+}
+
 static int import_batch(fv_vault *v, const fv_sync_state *st,
                         const unsigned char *const *env, const size_t *len,
-                        size_t n, size_t *added, size_t *skipped,
-                        size_t *refused)
+                        const fv_vs_checked *checked, size_t n,
+                        size_t *added, size_t *skipped, size_t *refused)
 {
-    int rc = fv_store_begin(v->store), retracted = 0;
+    int held = v->pull_held, rc = held ? FV_OK : fv_store_begin(v->store);
+    int retracted = 0;
     *added = 0;
     *skipped = 0;
     *refused = 0;
@@ -555,9 +592,15 @@ static int import_batch(fv_vault *v, const fv_sync_state *st,
         return fv_v_serr(v, rc);
     for (size_t i = 0; i < n && rc == FV_OK; i++)
         rc = import_one(v, st ? st->role : FV_ROLE_COORDINATOR, st == NULL,
-                        env[i], len[i], added, skipped, refused, &retracted);
+                        env[i], len[i], checked ? &checked[i] : NULL, added,
+                        skipped, refused, &retracted);
     if (rc == FV_OK && st)
         rc = state_put(v, st);
+    if (held) {
+        /* fv_vs_pull_flush commits, or fv_vs_pull_drop rolls back. */
+        v->pull_retracted |= retracted;
+        return rc;
+    }
     if (rc == FV_OK)
         rc = fv_v_serr(v, fv_store_commit(v->store));
     if (rc)
@@ -573,23 +616,94 @@ int fv_v_import_released(fv_vault *v, const unsigned char *bytes, size_t len,
 {
     size_t skipped = 0, refused = 0;
     /* Its recipients were checked when it first arrived. */
-    return import_one(v, FV_ROLE_COORDINATOR, courier, bytes, len, added,
-                      &skipped, &refused, retracted);
+    return import_one(v, FV_ROLE_COORDINATOR, courier, bytes, len, NULL,
+                      added, &skipped, &refused, retracted);
+}
+
+void fv_vs_check(const fv_vault *v, const unsigned char *env, size_t len,
+                 fv_vs_checked *out)
+{
+    fv_env e;
+
+    out->key_rc = FV_ENOTFOUND;
+    if ((out->rc = fv_env_parse(&e, env, len)) != FV_OK)
+        return;
+    /* As fv_v_open_payload tries them: the device's key, then the
+     * organisation's (a seal to the device that does not open is not
+     * tried further). Key grants need the store: import looks for them. */
+    out->key_rc = fv_env_unseal(&e, v->box_pk, v->sec->box_sk, out->key);
+    if (out->key_rc == FV_ENOTFOUND && v->has_org_sk)
+        out->key_rc = fv_env_unseal(&e, v->org_pk, v->sec->org_sk, out->key);
+    if (out->key_rc == FV_OK) {
+        unsigned char *plain = NULL;
+        size_t n = 0;
+        out->payload_rc = fv_env_decrypt(&e, out->key, &plain, &n);
+        if (out->payload_rc == FV_OK)
+            out->payload_rc = fv_payload_check(&e, plain, n);
+        fv_env_free_plain(plain, n);
+    } else {
+        fv_wipe(out->key, sizeof out->key);
+    }
+    fv_env_clear(&e);
+}
+
+int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
+                         const unsigned char *const *env, const size_t *len,
+                         const fv_vs_checked *checked, size_t n,
+                         size_t *added, size_t *refused)
+{
+    size_t skipped;
+    return import_batch(v, st, env, len, checked, n, added, &skipped, refused);
 }
 
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added, size_t *refused)
 {
-    size_t skipped;
-    return import_batch(v, st, env, len, n, added, &skipped, refused);
+    return fv_vs_import_checked(v, st, env, len, NULL, n, added, refused);
+}
+
+int fv_vs_pull_hold(fv_vault *v)
+{
+    int rc;
+    if (v->pull_held)
+        return fv_v_err(v, FV_EINVAL, "a pull transaction is already held");
+    if ((rc = fv_store_begin(v->store)))
+        return fv_v_serr(v, rc);
+    v->pull_held = 1;
+    v->pull_retracted = 0;
+    return FV_OK;
+}
+
+int fv_vs_pull_flush(fv_vault *v)
+{
+    int rc;
+    if (!v->pull_held)
+        return FV_OK;
+    v->pull_held = 0;
+    if ((rc = fv_v_serr(v, fv_store_commit(v->store)))) {
+        fv_store_rollback(v->store);
+        return rc;
+    }
+    /* As import_batch: SQLite's WAL holds the deleted pages until a
+     * truncating checkpoint. */
+    return v->pull_retracted ? fv_v_serr(v, fv_store_checkpoint(v->store))
+                             : FV_OK;
+}
+
+void fv_vs_pull_drop(fv_vault *v)
+{
+    if (!v->pull_held)
+        return;
+    v->pull_held = 0;
+    fv_store_rollback(v->store);
 }
 
 int fv_vs_import_bundle(fv_vault *v, const unsigned char *const *env,
                         const size_t *len, size_t n, size_t *added,
                         size_t *skipped, size_t *refused)
 {
-    return import_batch(v, NULL, env, len, n, added, skipped, refused);
+    return import_batch(v, NULL, env, len, NULL, n, added, skipped, refused);
 }
 
 int fv_vs_conflicts(fv_vault *v, size_t *count)

@@ -109,6 +109,47 @@ int fv_vs_reset(fv_vault *v, const fv_sync_state *st);
 int fv_vs_import(fv_vault *v, const fv_sync_state *st,
                  const unsigned char *const *env, const size_t *len, size_t n,
                  size_t *added, size_t *refused);
+/* What fv_vs_check found of one pulled envelope. Holds a content key:
+ * keep it in fv_secure_alloc memory and wipe it once imported. */
+typedef struct fv_vs_checked {
+    int rc;     /* FV_OK, or the code its parse fails with (FV_ECORRUPT,
+                   FV_EVERSION, FV_ENOMEM) */
+    int key_rc; /* rc FV_OK: FV_OK (key is its content key, unsealed with
+                   the device's or the organisation's key), FV_ECORRUPT
+                   (its seal to one of them does not open) or FV_ENOTFOUND
+                   (sealed to neither: import looks for a key grant) */
+    int payload_rc; /* key_rc FV_OK: the payload decrypted with key and
+                       checked against FORMAT.md (fv_payload_check): FV_OK,
+                       FV_ECORRUPT or FV_ENOMEM */
+    unsigned char key[32];
+} fv_vs_checked;
+/* The costly part of importing one pulled envelope, done ahead: its
+ * structure and signature checked, its content key unsealed, its payload
+ * decrypted and checked (the plaintext is not kept). Reads only
+ * the vault's keys: several threads may call it at once, while the
+ * thread that owns the vault does nothing else with it (the sync's worker
+ * pool, sync/session.c). */
+void fv_vs_check(const fv_vault *v, const unsigned char *env, size_t len,
+                 fv_vs_checked *out);
+/* fv_vs_import with checked[i] what fv_vs_check found of env[i] (NULL:
+ * each is checked here): an envelope whose check failed fails the batch as
+ * its own check would have, and the work done is not done again. */
+int fv_vs_import_checked(fv_vault *v, const fv_sync_state *st,
+                         const unsigned char *const *env, const size_t *len,
+                         const fv_vs_checked *checked, size_t n,
+                         size_t *added, size_t *refused);
+/* A pull's batches in one transaction: after fv_vs_pull_hold, each
+ * fv_vs_import_checked (or fv_vs_import) joins the transaction instead of
+ * committing its own, until fv_vs_pull_flush commits them all (with the
+ * last cursor they stored) or fv_vs_pull_drop rolls them back (the next
+ * pull reads them again). Nothing else may use the vault's store meanwhile.
+ * A failed import leaves the transaction for fv_vs_pull_drop. Fewer, larger
+ * commits write each random-keyed index page once per several batches
+ * rather than once per batch. fv_vs_pull_drop with nothing held is
+ * harmless. */
+int fv_vs_pull_hold(fv_vault *v);
+int fv_vs_pull_flush(fv_vault *v);
+void fv_vs_pull_drop(fv_vault *v);
 /* A courier bundle's batch: no server checked who wrote what, and a vault
  * cannot tell a coordinator's key from a field device's, so a review state
  * (kind 5) is not stored unless this device wrote it; *skipped counts those

@@ -117,7 +117,7 @@ static int check_payload(struct vctx *c, const fv_env *e)
     unsigned char *plain = NULL;
     size_t n = 0;
     fv_rec *r = NULL;
-    int rc = fv_v_open_payload(c->v, e, &plain, &n);
+    int rc = fv_v_open_payload(c->v, e, NULL, &plain, &n);
 
     if (rc == FV_ENOTFOUND && e->kind == FV_ENV_REVISION) {
         /* A record revision this vault cannot open is reported: a reader

@@ -4,7 +4,9 @@
  * does not hold up other devices' syncs. The engine hands out the checks
  * (fv_srv_conn_verify_jobs, server_engine.h); this pool runs them and tells
  * the loop, through a descriptor it polls, when a PUSH's checks are all
- * done. Server side only: nothing a phone links starts a thread.
+ * done. The threads are the device library's worker pool (core/wpool.h,
+ * the one that also checks a device's pulled envelopes); this file only
+ * makes PUSH checks its jobs.
  *
  * A PUSH's checks are cut into slices of a few envelopes; the threads take
  * slices round-robin across the PUSHes waiting, so a small one is not

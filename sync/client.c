@@ -23,6 +23,11 @@
 /* The next chunk is queued once less than this (a TLS record) is left to
  * send: the socket's buffer keeps the link busy meanwhile. */
 #define OUT_LOW (16u * 1024)
+/* Pulled entries stored in one transaction (fv_vs_pull_hold): each commit
+ * rewrites the index pages its random ids touched, so eight batches of 256
+ * per commit write each page about once where eight commits would write it
+ * up to eight times. A cut loses at most this many (read again next time). */
+#define HOLD_ENTRIES 2048
 
 /* One page of attachment chunks being uploaded or downloaded. */
 struct chunk_page {
@@ -66,6 +71,11 @@ struct fv_client {
     unsigned char up_after[32], down_after[32]; /* paging cursors */
     struct chunk_page *page;
     size_t unacked; /* CHUNK-PUTs sent, not yet acknowledged */
+    fv_client_check_fn check; /* NULL: pulled envelopes checked here */
+    void *check_payload;
+    fv_vs_checked *checked; /* FV_PROTO_MAX_BATCH, fv_secure_alloc (keys) */
+    int holding; /* a pull transaction is held (fv_vs_pull_hold) */
+    size_t held; /* entries stored in it */
 };
 
 static int cfail(fv_client *c, int rc, const char *fmt, ...)
@@ -76,6 +86,13 @@ static int cfail(fv_client *c, int rc, const char *fmt, ...)
     va_list ap;
     if (c->status != FV_OK)
         return c->status;
+    /* What the held pull transaction stored goes back: the vault is the
+     * caller's again at once (it may start over: session.c). */
+    if (c->holding) {
+        fv_vs_pull_drop(c->v);
+        c->holding = 0;
+        c->held = 0;
+    }
     va_start(ap, fmt);
     vsnprintf(c->msg, sizeof c->msg, fmt, ap);
     va_end(ap);
@@ -130,10 +147,13 @@ void fv_client_free(fv_client *c)
 {
     if (!c)
         return;
+    if (c->holding)
+        fv_vs_pull_drop(c->v); /* cut mid-feed: read again next time */
     fv_out_free(&c->out);
     fv_framer_free(&c->in);
     free(c->invite_text);
     free(c->page);
+    fv_secure_free(c->checked);
     fv_wipe(&c->st, sizeof c->st);
     free(c);
 }
@@ -565,6 +585,16 @@ static int on_receipt(fv_client *c, const fv_msg *m)
     return c->status;
 }
 
+/* Commits the held pull transaction, if any. */
+static int hold_flush(fv_client *c)
+{
+    if (!c->holding)
+        return FV_OK;
+    c->holding = 0;
+    c->held = 0;
+    return vfail(c, fv_vs_pull_flush(c->v));
+}
+
 static int on_entries(fv_client *c, const fv_msg *m)
 {
     fv_sync_state next = c->st;
@@ -592,14 +622,40 @@ static int on_entries(fv_client *c, const fv_msg *m)
         next.cursor = m->u.entries.seq[i];
         memcpy(next.chain, want, 32);
     }
-    rc = vfail(c, fv_vs_import(c->v, &next, env, len, n, &added, &refused));
+    /* The chain holds: signatures and content keys are checked (on the
+     * caller's threads, if it gave a checker) before anything is stored. */
+    if (n && !c->checked &&
+        !(c->checked = fv_secure_alloc(FV_PROTO_MAX_BATCH * sizeof *c->checked)))
+        return cfail(c, FV_ENOMEM, "out of memory");
+    if (n && c->check)
+        c->check(c->v, env, len, c->checked, n, c->check_payload);
+    else
+        for (size_t i = 0; i < n; i++)
+            fv_vs_check(c->v, env[i], len[i], &c->checked[i]);
+    if (!c->holding) {
+        if ((rc = vfail(c, fv_vs_pull_hold(c->v))))
+            return rc;
+        c->holding = 1;
+    }
+    rc = vfail(c, fv_vs_import_checked(c->v, &next, env, len, c->checked, n,
+                                       &added, &refused));
+    fv_wipe(c->checked, n * sizeof *c->checked);
     if (rc)
+        return rc; /* cfail rolled the held entries back */
+    c->held += m->u.entries.n;
+    if (c->held >= HOLD_ENTRIES && (rc = hold_flush(c)))
         return rc;
     c->st = next;
     c->stats.pulled += m->u.entries.n;
     c->stats.added += added;
     c->stats.refused += refused;
     return FV_OK;
+}
+
+void fv_client_set_checker(fv_client *c, fv_client_check_fn fn, void *payload)
+{
+    c->check = fn;
+    c->check_payload = payload;
 }
 
 static int on_error(fv_client *c, const fv_msg *m)
@@ -670,8 +726,14 @@ static int certify(fv_client *c, const fv_msg *m)
 
 static int on_message(fv_client *c, const fv_msg *m)
 {
+    int frc;
     if (!c->welcomed && m->type != FV_MSG_WELCOME && m->type != FV_MSG_ERROR)
         return cfail(c, FV_EPROTO, "the server did not answer HELLO first");
+    /* Only ENTRIES join the held pull transaction: the feed's end
+     * (PULLED), a receipt or anything else finds what came before
+     * committed. */
+    if (m->type != FV_MSG_ENTRIES && (frc = hold_flush(c)))
+        return frc;
     switch (m->type) {
     case FV_MSG_WELCOME:
         return c->welcomed ? cfail(c, FV_EPROTO, "a second WELCOME")

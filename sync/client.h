@@ -64,6 +64,13 @@ typedef struct fv_client_stats {
     uint64_t rejected;  /* own envelopes the server's receipts refused */
 } fv_client_stats;
 
+/* Runs fv_vs_check(v, env[i], len[i], &out[i]) (vault_sync.h) for every
+ * i < n, on whatever threads it likes, and returns once all are done. */
+typedef void (*fv_client_check_fn)(const fv_vault *v,
+                                   const unsigned char *const *env,
+                                   const size_t *len, fv_vs_checked *out,
+                                   size_t n, void *payload);
+
 /* `req` and everything it points to must outlive the engine. */
 int fv_client_new(fv_client **out, fv_vault *v, const fv_client_request *req);
 void fv_client_free(fv_client *c);
@@ -73,6 +80,12 @@ void fv_client_free(fv_client *c);
  * this vault or invite pins, before producing any byte. */
 int fv_client_start(fv_client *c, const unsigned char pin[32],
                     const unsigned char binding[32]);
+
+/* Hands the checks of each batch of pulled envelopes (signatures, content
+ * keys) to fn (sync/session.c runs them on a worker pool); the engine
+ * applies the results in the log's order, as it would its own. Without it
+ * (or fn NULL) the engine checks them itself, on the calling thread. */
+void fv_client_set_checker(fv_client *c, fv_client_check_fn fn, void *payload);
 
 /* Consumes received bytes. Returns the sticky status. */
 int fv_client_recv(fv_client *c, const unsigned char *p, size_t n);

@@ -27,6 +27,7 @@
 #include "textparse.h"
 #include "tls.h"
 #include "vault_sync.h"
+#include "wpool.h"
 
 #define READ_CHUNK (64 * 1024)
 /* Progress that resets the stall timer: a whole frame from the server, or
@@ -94,7 +95,46 @@ struct run {
     fv_tls_conn *tls;
     const fv_sync_options *o;
     fv_sync_result res;
+    fv_wpool *pool; /* checks pulled signatures; started at the first batch */
+    int no_pool;    /* one core, or the pool could not start */
 };
+
+/* ---- the checks of pulled envelopes, on the worker pool --------------- */
+
+#define CHECK_SLICE 16 /* envelopes a thread takes at once (about a ms) */
+
+struct checks {
+    const fv_vault *v;
+    const unsigned char *const *env;
+    const size_t *len;
+    fv_vs_checked *out;
+};
+
+static void check_slice(void *ctx, size_t from, size_t to)
+{
+    struct checks *k = ctx;
+    for (size_t i = from; i < to; i++)
+        fv_vs_check(k->v, k->env[i], k->len[i], &k->out[i]);
+}
+
+/* The engine's checker (fv_client_set_checker): the pool's threads and
+ * this one share the batch. The pool starts with the first batch worth it,
+ * so a sync with nothing to pull starts no thread; without one (one core,
+ * or no thread could start) this thread checks alone. */
+static void run_checks(const fv_vault *v, const unsigned char *const *env,
+                       const size_t *len, fv_vs_checked *out, size_t n,
+                       void *payload)
+{
+    struct run *r = payload;
+    struct checks k = {v, env, len, out};
+    if (!r->pool && !r->no_pool && n > 1) {
+        unsigned int t = fv_wpool_threads();
+        if (!t || fv_wpool_new(&r->pool, t, 0) != FV_OK)
+            r->no_pool = 1;
+    }
+    if (fv_wpool_run(r->pool, check_slice, &k, n, CHECK_SLICE) != FV_OK)
+        check_slice(&k, 0, n);
+}
 
 static int progress(struct run *r)
 {
@@ -359,6 +399,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
         return rc;
     }
     fv_proxy_wipe(&px);
+    fv_client_set_checker(r.c, run_checks, &r);
     if ((rc = fv_tls_peer_pin(r.tls, peer_pin)) == FV_OK &&
         (rc = fv_tls_binding(r.tls, binding)) == FV_OK &&
         (rc = fv_client_start(r.c, peer_pin, binding)) == FV_OK)
@@ -410,6 +451,7 @@ static int run_request(fv_vault *v, const fv_client_request *req,
     }
     fv_tls_close(r.tls);
     fv_client_free(r.c);
+    fv_wpool_free(r.pool);
     fv_vs_unlock(lock);
     if (res)
         *res = r.res;

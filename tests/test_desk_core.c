@@ -21,6 +21,7 @@
 #include "record.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
+#include "wpool.h"
 #include "forge.h"
 
 static char root[256];
@@ -1461,6 +1462,39 @@ static void test_retract(struct org *o)
     }
 }
 
+/* fv_vs_check on the sync's worker pool, as sync/session.c runs it. */
+struct pool_checks {
+    const fv_vault *v;
+    const struct bag *b;
+    fv_vs_checked *out;
+};
+
+static void pool_check_fn(void *ctx, size_t from, size_t to)
+{
+    struct pool_checks *k = ctx;
+    for (size_t i = from; i < to; i++)
+        fv_vs_check(k->v, k->b->env[i], k->b->len[i], &k->out[i]);
+}
+
+/* A pulled batch imported the way a sync does: checked on three threads
+ * and the caller's in slices of three, then applied in order. */
+static int import_pooled(fv_vault *to, const fv_sync_state *st,
+                         const struct bag *b, size_t *added, size_t *refused)
+{
+    fv_wpool *p = NULL;
+    fv_vs_checked *chk = fv_secure_alloc(b->n * sizeof *chk);
+    struct pool_checks k = {to, b, chk};
+    int rc;
+    CHECK(chk != NULL);
+    CHECK_EQ(fv_wpool_new(&p, 3, 0), FV_OK);
+    CHECK_EQ(fv_wpool_run(p, pool_check_fn, &k, b->n, 3), FV_OK);
+    fv_wpool_free(p);
+    rc = fv_vs_import_checked(to, st, (const unsigned char *const *)b->env,
+                              b->len, chk, b->n, added, refused);
+    fv_secure_free(chk);
+    return rc;
+}
+
 /* Envelopes as the server's feed delivers them to field device `to` (the
  * chain already checked by the sync engine). */
 static int feed(fv_vault *to, unsigned char *const *env, const size_t *len,
@@ -1886,6 +1920,121 @@ out:
     org_close(&o);
 }
 
+/* Sets row `id`'s ckey (NULL: SQL NULL). */
+static void ckey_set(const char *dir, const unsigned char id[FV_ID_BYTES],
+                     const unsigned char *ckey, size_t n)
+{
+    char p[400];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR;
+    snprintf(p, sizeof p, "%s/vault.db", dir);
+    CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "UPDATE envelope SET ckey = ?2 WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, id, FV_ID_BYTES, SQLITE_STATIC);
+        if (ckey)
+            sqlite3_bind_blob(st, 2, ckey, (int)n, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    CHECK_EQ(rc, SQLITE_DONE);
+    CHECK_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+}
+
+/* An imported envelope keeps its content key wrapped (envelope.ckey), and
+ * reads open with it; a wrapped key that is garbage, another row's, or a
+ * well wrapped key that is not the envelope's committed one costs the full
+ * open, nothing more. A schema 1 file gains the column when opened. */
+static void test_ckeys(void)
+{
+    struct org o;
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    unsigned char a[32], rev[32], junk[FV_STORE_CKEY_BYTES], key[32];
+    unsigned char *ck, *other;
+    size_t n = 0, m = 0;
+
+    org_setup(&o);
+    add(o.f1, a, "first", "detention", "the first account");
+    in.title = "edited";
+    in.narrative = "the second account";
+    in.narrative_len = strlen(in.narrative);
+    CHECK_EQ(fv_record_edit(o.f1, rev, a, &in), FV_OK);
+    carry(o.f1, o.c);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE kind = 1", NULL), 2);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE kind = 1 "
+                            "AND length(ckey) = 48", NULL), 2);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    ck = env_col(o.dc, "ckey", rev, &n);
+    other = env_col(o.dc, "ckey", a, &m);
+    CHECK(ck && n == FV_STORE_CKEY_BYTES && other && m == FV_STORE_CKEY_BYTES);
+    if (!ck || !other || n != FV_STORE_CKEY_BYTES || m != FV_STORE_CKEY_BYTES)
+        goto out;
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+
+    fv_random(junk, sizeof junk);
+    ckey_set(o.dc, rev, junk, sizeof junk);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, junk, 7);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, other, m); /* bound to the other id */
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    fv_random(key, sizeof key);
+    fv_v_ckey_wrap(o.c, junk, rev, key); /* opens, but not the committed key */
+    fv_vault_close(o.c);
+    o.c = NULL;
+    ckey_set(o.dc, rev, junk, sizeof junk);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    ckey_set(o.dc, rev, ck, n);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+
+    /* Schema 1, as an older build wrote it: upgraded at open, read alike,
+     * and the next import keeps keys again. */
+    {
+        char p[400];
+        sqlite3 *db;
+        snprintf(p, sizeof p, "%s/vault.db", o.dc);
+        CHECK_EQ(sqlite3_open(p, &db), SQLITE_OK);
+        CHECK_EQ(sqlite3_exec(db, "ALTER TABLE envelope DROP COLUMN ckey; "
+                                  "PRAGMA user_version = 1", NULL, NULL, NULL),
+                 SQLITE_OK);
+        sqlite3_close(db);
+    }
+    CHECK_EQ(db_count(o.dc, "PRAGMA user_version", NULL), 1);
+    mac_reads(&o, a, FV_OK, FV_OK, FV_OK);
+    CHECK_EQ(db_count(o.dc, "PRAGMA user_version", NULL), 2);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE ckey IS NULL",
+                      NULL), db_count(o.dc, "SELECT count(*) FROM envelope", NULL));
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    add(o.f1, a, "second", "detention", "another account");
+    carry(o.f1, o.c);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE length(ckey) = 48",
+                      NULL), 1);
+    /* Destroying a record's ciphertext destroys its wrapped keys with it
+     * (crypto-shredding: SECURITY.md). */
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    CHECK_EQ(fv_store_begin(o.c->store), FV_OK);
+    CHECK_EQ(fv_store_drop_record(o.c->store, a), FV_OK);
+    CHECK_EQ(fv_store_commit(o.c->store), FV_OK);
+    fv_vault_close(o.c);
+    o.c = NULL;
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE bytes IS NULL",
+                      NULL), 1);
+    CHECK_EQ(db_count(o.dc, "SELECT count(*) FROM envelope WHERE ckey IS NOT NULL",
+                      NULL), 0);
+out:
+    free(ck);
+    free(other);
+    fv_wipe(key, sizeof key);
+    CHECK_EQ(fv_vault_open(&o.c, o.dc, PASS, strlen(PASS)), FV_OK);
+    org_close(&o);
+}
+
 /* Writes, in coordinator `c`, an envelope of `kind` about record `id`
  * whose (well sealed, signed) payload is `payload`: what a buggy or hostile
  * writer could put in a vault. */
@@ -2115,8 +2264,115 @@ static void test_import_refuses_malformed(void)
     CHECK_EQ(fv_record_get(o.c2, &r, a), FV_OK);
     fv_record_free(r);
     r = NULL;
+
+    /* The same batch checked on the worker pool: each forged one refused
+     * alone again (never stored), the good ones already held. */
+    CHECK_EQ(import_pooled(o.c2, &st, &bag, &added, &refused), FV_OK);
+    CHECK_EQ(refused, nbad);
+    CHECK_EQ(added, 0);
+    for (size_t i = 0; i < nbad; i++)
+        CHECK_EQ(envelope_held(o.dc2, bad[i]), 0);
+    CHECK_EQ(fv_record_get(o.c2, &r, g), FV_OK);
+    fv_record_free(r);
+    r = NULL;
+    /* A signature that does not verify fails the batch on the pool as it
+     * does inline: FV_EPROTO, nothing of it stored. Then, whole, the new
+     * record comes in beside the refusals. */
+    {
+        unsigned char g2[32];
+        struct bag b2;
+        size_t at = SIZE_MAX;
+        add(o.f1, g2, "written after the pool's first batch", "border",
+            "imported");
+        memset(&b2, 0, sizeof b2);
+        bag_fill(&b2, o.f1);
+        for (size_t i = 0; i < b2.n; i++) {
+            fv_env e;
+            if (fv_env_parse(&e, b2.env[i], b2.len[i]) == FV_OK) {
+                if (memcmp(e.id, g2, 32) == 0)
+                    at = i;
+                fv_env_clear(&e);
+            }
+        }
+        CHECK(at != SIZE_MAX);
+        if (at != SIZE_MAX) {
+            b2.env[at][b2.len[at] - 1] ^= 1;
+            CHECK_EQ(import_pooled(o.c2, &st, &b2, &added, &refused), FV_EPROTO);
+            CHECK_EQ(fv_record_get(o.c2, &r, g2), FV_ENOTFOUND);
+            b2.env[at][b2.len[at] - 1] ^= 1;
+        }
+        CHECK_EQ(import_pooled(o.c2, &st, &b2, &added, &refused), FV_OK);
+        CHECK_EQ(refused, nbad);
+        CHECK_EQ(added, 1);
+        CHECK_EQ(fv_record_get(o.c2, &r, g2), FV_OK);
+        CHECK(r && strcmp(r->title, "written after the pool's first batch") == 0);
+        fv_record_free(r);
+        r = NULL;
+        bag_free(&b2);
+    }
     bag_free(&bag);
     fv_wipe(key, sizeof key);
+    org_close(&o);
+}
+
+/* A pull's held transaction (fv_vs_pull_hold): batches joined to it are
+ * stored, with the last cursor, only when it is flushed; dropped, nothing
+ * of them stays and the cursor is where it was. */
+static void test_pull_hold(void)
+{
+    struct org o;
+    struct bag bag, first, second;
+    fv_sync_state st, got;
+    size_t added = 0, refused = 0, half;
+    unsigned char ids[6][32];
+
+    org_setup(&o);
+    for (int i = 0; i < 6; i++)
+        add(o.f1, ids[i], "held", "border", "in a held pull");
+    bag_fill(&bag, o.f1);
+    CHECK(bag.n >= 6);
+    half = bag.n / 2;
+    memset(&first, 0, sizeof first);
+    memset(&second, 0, sizeof second);
+    for (size_t i = 0; i < bag.n; i++) {
+        struct bag *b = i < half ? &first : &second;
+        b->env[b->n] = bag.env[i];
+        b->len[b->n++] = bag.len[i];
+    }
+    memset(&st, 0, sizeof st);
+    st.role = FV_ROLE_COORDINATOR;
+
+    /* Dropped: nothing of either batch, the cursor unmoved. */
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_OK);
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_EINVAL); /* one at a time */
+    st.cursor = 100;
+    CHECK_EQ(import_pooled(o.c2, &st, &first, &added, &refused), FV_OK);
+    CHECK_EQ(added, first.n);
+    st.cursor = 200;
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    fv_vs_pull_drop(o.c2);
+    fv_vs_pull_drop(o.c2); /* nothing held: harmless */
+    CHECK_EQ(fv_vs_pull_flush(o.c2), FV_OK);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(envelope_held(o.dc2, ids[i]), 0);
+    CHECK_EQ(fv_vs_state_get(o.c2, &got) == FV_OK ? got.cursor : 0, 0);
+
+    /* Flushed: both, with the second batch's cursor. */
+    CHECK_EQ(fv_vs_pull_hold(o.c2), FV_OK);
+    st.cursor = 100;
+    CHECK_EQ(import_pooled(o.c2, &st, &first, &added, &refused), FV_OK);
+    st.cursor = 200;
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    CHECK_EQ(added, second.n);
+    CHECK_EQ(fv_vs_pull_flush(o.c2), FV_OK);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ(envelope_held(o.dc2, ids[i]), 1);
+    CHECK_EQ(fv_vs_state_get(o.c2, &got), FV_OK);
+    CHECK_EQ(got.cursor, 200);
+    /* Without a hold each batch commits alone again. */
+    CHECK_EQ(import_pooled(o.c2, &st, &second, &added, &refused), FV_OK);
+    CHECK_EQ(added, 0);
+    bag_free(&bag);
     org_close(&o);
 }
 
@@ -2751,6 +3007,8 @@ int main(void)
     test_conflict_shown_alike(&o);
     org_close(&o);
     test_env_macs();
+    test_ckeys();
+    test_pull_hold();
     test_verify_desk_payloads();
     test_import_refuses_malformed();
     test_grant_malformed();

@@ -8,7 +8,9 @@
  * one runs through whole. That samples every phase of the exchange, not
  * every byte of it: the counts are printed. After every cut both sides must
  * be consistent, and the next sync must finish the work with nothing stored
- * twice. Real vaults and a real server database on disk. */
+ * twice. Every other connection checks its pulled envelopes on a worker
+ * pool (core/wpool.c), as a sync does. Real vaults and a real server
+ * database on disk. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,7 @@
 #include "store_server.h"
 #include "vault_internal.h"
 #include "vault_sync.h"
+#include "wpool.h"
 
 static char root[256];
 static const char PASS[] = "pw";
@@ -75,6 +78,34 @@ struct outcome {
     char *invite;
 };
 
+/* Every other connection hands its pulled envelopes' checks to a worker
+ * pool, as sync/session.c does; the others check them in the engine. */
+static fv_wpool *pool;
+static unsigned long conversations;
+
+struct pool_checks {
+    const fv_vault *v;
+    const unsigned char *const *env;
+    const size_t *len;
+    fv_vs_checked *out;
+};
+
+static void pool_check_fn(void *ctx, size_t from, size_t to)
+{
+    struct pool_checks *k = ctx;
+    for (size_t i = from; i < to; i++)
+        fv_vs_check(k->v, k->env[i], k->len[i], &k->out[i]);
+}
+
+static void pool_checker(const fv_vault *v, const unsigned char *const *envs,
+                         const size_t *len, fv_vs_checked *out, size_t n,
+                         void *payload)
+{
+    struct pool_checks k = {v, envs, len, out};
+    (void)payload;
+    CHECK_EQ(fv_wpool_run(pool, pool_check_fn, &k, n, 5), FV_OK);
+}
+
 /* Runs one connection between a vault and the server. It is cut (both
  * engines dropped, as when the network goes) once `cut_c2s` bytes went to
  * the server or `cut_s2c` came back; SIZE_MAX means never. */
@@ -94,6 +125,8 @@ static struct outcome converse(fv_vault *v, const fv_client_request *req,
     o.client_status = fv_client_new(&c, v, req);
     if (o.client_status)
         return o;
+    if (conversations++ % 2)
+        fv_client_set_checker(c, pool_checker, NULL);
     CHECK_EQ(fv_srv_conn_new(&sc, srv, binding, 1), FV_OK);
     fv_client_start(c, pin, binding);
     while (fv_client_status(c) == FV_OK && !fv_client_done(c) && rounds++ < 100000) {
@@ -365,6 +398,7 @@ int main(void)
     cfg.address = "127.0.0.1:1";
     cfg.env = &env;
     CHECK_EQ(fv_srv_new(&srv, &cfg), FV_OK);
+    CHECK_EQ(fv_wpool_new(&pool, 2, 0), FV_OK);
     fv_random(token, sizeof token);
     CHECK_EQ(fv_srv_invite_create(&admin, sstore, cfg.address, pin, NULL, "admin",
                                   5, FV_ROLE_COORDINATOR, env.now + 3600, token),
@@ -807,6 +841,7 @@ int main(void)
     fv_vault_close(field);
     fv_vault_close(field2);
     fv_srv_free(srv);
+    fv_wpool_free(pool);
     fv_sstore_close(sstore);
     free(admin);
     {
