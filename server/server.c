@@ -663,25 +663,41 @@ static int waits_on_us(struct sconn *c, int64_t now)
     return 0;
 }
 
-/* Which pre-auth connection goes first to make room: one that never sent
- * a byte (a socket held open, not a client in its handshake), then the one
- * silent longest, if silent for EVICT_GRACE_MS; never one waiting on us (a
- * client in its handshake on a busy server). NULL if none may go. `g`:
- * only those of that address (NULL: any). */
+/* How readily pre-auth connection c gives way to a new one: 0 never sent
+ * a byte (a socket held open, not a client in its handshake), 1 refused
+ * and closing, 2 silent for EVICT_GRACE_MS; -1 not at all (a client at
+ * work, or waiting on us on a busy server). */
+static int evict_rank(struct sconn *c, int64_t now)
+{
+    if (!c->heard)
+        return 0;
+    if (c->t_linger)
+        return 1;
+    if (now - c->t_last >= EVICT_GRACE_MS)
+        return 2;
+    return -1;
+}
+
+/* Which pre-auth connection goes first to make room: the lowest
+ * evict_rank, then the one silent longest; never one waiting on us. NULL
+ * if none may go. `g`: only those of that address (NULL: any). */
 static struct sconn *preauth_victim(struct server *S, const struct group *g,
                                     int64_t now)
 {
     struct sconn *v = NULL;
+    int vr = 0;
     for (size_t i = 0; i < S->nconns; i++) {
         struct sconn *c = S->conns[i];
+        int r;
         if (c->dead || c->dev || (g && c->addr != g) ||
-            (c->heard && now - c->t_last < EVICT_GRACE_MS))
+            (r = evict_rank(c, now)) < 0)
             continue;
-        if (v && !((!c->heard && v->heard) ||
-                   (c->heard == v->heard && c->t_last < v->t_last)))
+        if (v && (r > vr || (r == vr && c->t_last >= v->t_last)))
             continue;
-        if (!waits_on_us(c, now))
+        if (!waits_on_us(c, now)) {
             v = c;
+            vr = r;
+        }
     }
     return v;
 }
