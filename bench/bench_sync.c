@@ -1023,6 +1023,35 @@ static void raise_nofile(size_t want)
              (unsigned long long)rl.rlim_cur, opt.devices, want);
 }
 
+/* The kernel settings the load meets, read (never changed) and said
+ * before and after it: the listen queue's cap, the SYN queue, the SYN
+ * retries of a connect. */
+static void note_sysctls(const char *when)
+{
+    static const char *const names[] = {"net/core/somaxconn",
+                                        "net/ipv4/tcp_max_syn_backlog",
+                                        "net/ipv4/tcp_syn_retries",
+                                        "net/ipv4/tcp_abort_on_overflow"};
+    char line[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[64], v[32] = "?";
+        FILE *f;
+        snprintf(path, sizeof path, "/proc/sys/%s", names[i]);
+        if ((f = fopen(path, "r")) != NULL) {
+            if (!fgets(v, sizeof v, f))
+                strcpy(v, "?");
+            fclose(f);
+        }
+        v[strcspn(v, "\n")] = '\0';
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s %s",
+                                strrchr(names[i], '/') + 1, v);
+        if (len >= sizeof line)
+            break;
+    }
+    note("sync.load: kernel %s:%s", when, line);
+}
+
 /* What a device's sync came to, in memory the worker processes share
  * with this one. */
 struct load_result {
@@ -1224,6 +1253,7 @@ static void bench_load(void)
     note("sync.load: prepared in %.1f s; %zu worker processes of at most "
          "%d devices", now() - t0, nproc, LOAD_PER_PROC);
     rss_before = status_kib(pid, "VmRSS");
+    note_sysctls("before the load");
 
     for (size_t w = 0; w < nproc; w++) {
         size_t from = w * m / nproc, to = (w + 1) * m / nproc;
@@ -1261,6 +1291,7 @@ static void bench_load(void)
            (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 
     hwm = status_kib(pid, "VmHWM");
+    note_sysctls("after it");
     serve_stop(pid, log, &maxrss);
     server_log_count(server_dir, &logged, &authors);
 

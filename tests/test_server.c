@@ -3180,6 +3180,129 @@ static void test_bundle_batches(void)
     harness_close(&h);
 }
 
+/* ---- a device connecting to a server that is away ---------------------- */
+
+/* A free port on 127.0.0.1 (bound, read, closed: free again). */
+static int free_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static void *late_server_main(void *arg)
+{
+    usleep(1500000); /* the device's first tries find nobody */
+    return run_main(arg);
+}
+
+static void *cancel_later_main(void *arg)
+{
+    usleep(700000);
+    fv_sync_session_cancel(arg);
+    return NULL;
+}
+
+/* fv_sync tries again while the server is away (connection refused),
+ * inside its timeout, and gives up at the timeout or on a cancel. */
+static void test_connect_retry(void)
+{
+    run_ctx r;
+    char top[64], vdir[96], listen[32], *invite = NULL;
+    unsigned char pin[32];
+    fv_create_options co = FV_CREATE_OPTIONS_INIT;
+    fv_sync_options so = FV_SYNC_OPTIONS_INIT;
+    fv_sync_result res = FV_SYNC_RESULT_INIT;
+    fv_sync_session *sess = NULL;
+    fv_vault *v = NULL;
+    pthread_t th, canceller;
+    int port = free_port();
+
+    CHECK(port > 0);
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    make_tmpdir(top);
+    snprintf(r.dir, sizeof r.dir, "%s/srv", top);
+    snprintf(vdir, sizeof vdir, "%s/dev", top);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    CHECK_EQ(fv_server_init(r.dir, listen, pin, &invite), FV_OK);
+    free(invite);
+    invite = NULL;
+    {
+        fv_server_options o = FV_SERVER_OPTIONS_INIT;
+        r.opts = o;
+    }
+    r.opts.log = run_log;
+    r.opts.log_payload = &r;
+    r.opts.ready = run_ready;
+    r.opts.ready_payload = &r;
+    r.opts.stop = &r.stop;
+    atomic_init(&r.stop, 0);
+    co.kdf_profile = FV_KDF_TEST;
+    so.server = listen;
+    so.timeout_ms = 20000;
+
+    /* Enrolled while the server runs; then it stops. */
+    if (pthread_create(&th, NULL, run_main, &r) != 0)
+        exit(2);
+    pthread_mutex_lock(&r.mu);
+    while (r.port == 0)
+        pthread_cond_wait(&r.cv, &r.mu);
+    pthread_mutex_unlock(&r.mu);
+    CHECK_EQ(r.port, port);
+    CHECK_EQ(fv_vault_create(&v, vdir, "pw", 2, &co), FV_OK);
+    CHECK_EQ(fv_server_invite(r.dir, "late", FV_ROLE_FIELD, 3600, &invite),
+             FV_OK);
+    CHECK_EQ(fv_enroll(v, NULL, invite, &so), FV_OK);
+    free(invite);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    CHECK_EQ(r.rc, FV_OK);
+
+    /* The server comes back 1.5 s after the sync began: it goes through. */
+    r.port = 0;
+    atomic_store(&r.stop, 0);
+    if (pthread_create(&th, NULL, late_server_main, &r) != 0)
+        exit(2);
+    vault_add(v, "written while the server was away");
+    CHECK_EQ(fv_sync(v, &res, &so), FV_OK);
+    CHECK_EQ(res.pushed, 1);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    CHECK_EQ(r.rc, FV_OK);
+
+    /* Nobody there: the tries end with the timeout, as a network
+     * failure. */
+    vault_add(v, "for nobody");
+    so.timeout_ms = 1500;
+    CHECK_EQ(fv_sync(v, &res, &so), FV_ENET);
+
+    /* ... or with a cancel, in a wait between tries. */
+    so.timeout_ms = 60000;
+    CHECK_EQ(fv_sync_session_new(&sess, v, &so), FV_OK);
+    if (sess) {
+        if (pthread_create(&canceller, NULL, cancel_later_main, sess) != 0)
+            exit(2);
+        CHECK_EQ(fv_sync_session_run(sess, &res), FV_ECANCELED);
+        pthread_join(canceller, NULL);
+        fv_sync_session_free(sess);
+    }
+    fv_vault_close(v);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+    rm_rf(top);
+}
+
 /* ---- floods: what one device or one address can make it spend --------- */
 
 /* The server runs in a child process, so that its peak resident set
@@ -5232,6 +5355,7 @@ int main(int argc, char **argv)
     test_garbage();
     test_http_probe();
     test_run();
+    test_connect_retry();
     test_verify_deferred();
     test_run_verify();
     hello_max = FV_PROTOCOL_VERSION; /* the two above play protocol 1 */
