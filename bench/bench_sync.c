@@ -104,9 +104,13 @@
  * of at most 2,000 devices each (a process's descriptor limit, 20,000 on
  * the development machine and not to be raised there, would not hold
  * 10,000 vaults and their sockets) open the vaults and start a thread per
- * device (256 KiB stacks); released together, each thread runs fv_sync on
- * its own handle with a 600 s timeout (a device waits its turn behind the
- * others' handshakes): a full TLS handshake and 20 envelopes pushed. The
+ * device (256 KiB stacks); released together (the arrival: one instant
+ * burst of M connects, no ramp), each thread runs fv_sync on its own
+ * handle with a 600 s timeout (a device waits its turn behind the others'
+ * handshakes, and tries connecting again as fv_sync does when it is turned
+ * away: beyond the pre-auth share of one address, 8,192 at 65536
+ * connections, or when the kernel's SYN retries give up): a full TLS
+ * handshake and 20 envelopes pushed. The
  * descriptor limit of this process, which serve inherits, is raised to
  * M+256 (the hard limit too, where the process may). seconds: wall time from the
  * release until the last worker process ended; ok: how many succeeded (anything
