@@ -1056,6 +1056,34 @@ static void note_sysctls(const char *when)
     note("sync.load: kernel %s:%s", when, line);
 }
 
+/* What serve's log says of the load: connections refused beyond the
+ * caps (summed from "refused N connections"), closed to make room, closed
+ * at the handshake deadline, bursts out of descriptors. */
+static void note_serve_log(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    unsigned long refused = 0, evicted = 0, hs_deadline = 0, fds = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        const char *p;
+        if ((p = strstr(line, "refused ")) != NULL &&
+            strstr(line, " connections (limits"))
+            refused += strtoul(p + 8, NULL, 10);
+        if ((p = strstr(line, "closed ")) != NULL &&
+            strstr(line, "to make room"))
+            evicted += strtoul(p + 7, NULL, 10);
+        hs_deadline += strstr(line, "(handshake deadline)") != NULL;
+        fds += strstr(line, "too many open files") != NULL;
+    }
+    fclose(f);
+    note("sync.load: serve's log: %lu connections refused beyond the caps "
+         "(each device tries again), %lu closed before HELLO to make room, "
+         "%lu at the handshake deadline, %lu bursts out of descriptors",
+         refused, evicted, hs_deadline, fds);
+}
+
 /* What a device's sync came to, in memory the worker processes share
  * with this one. */
 struct load_result {
@@ -1297,6 +1325,7 @@ static void bench_load(void)
     hwm = status_kib(pid, "VmHWM");
     note_sysctls("after it");
     serve_stop(pid, log, &maxrss);
+    note_serve_log(log);
     server_log_count(server_dir, &logged, &authors);
 
     for (size_t i = 0; i < m; i++) {
