@@ -666,15 +666,18 @@ static int waits_on_us(struct sconn *c, int64_t now)
 
 /* How readily pre-auth connection c gives way to a new one: 0 never sent
  * a byte (a socket held open, not a client in its handshake), 1 refused
- * and closing, 2 silent for EVICT_GRACE_MS; -1 not at all (a client at
- * work, or waiting on us on a busy server). */
+ * and closing, 2 silent in its TLS handshake for EVICT_GRACE_MS; -1 not
+ * at all (a client at work, or waiting on us on a busy server, or one
+ * past its handshake, which cost its peer an ECDHE and has until the
+ * handshake deadline to say HELLO: a device on a busy machine can take
+ * seconds to). */
 static int evict_rank(struct sconn *c, int64_t now)
 {
     if (!c->heard)
         return 0;
     if (c->t_linger)
         return 1;
-    if (now - c->t_last >= EVICT_GRACE_MS)
+    if (c->phase == PH_HANDSHAKE && now - c->t_last >= EVICT_GRACE_MS)
         return 2;
     return -1;
 }
