@@ -1887,6 +1887,20 @@ static void *run_main(void *arg)
     return NULL;
 }
 
+/* r's server options: the defaults, its log and ready callbacks, its stop
+ * flag (cleared). */
+static void run_opts_init(run_ctx *r)
+{
+    fv_server_options o = FV_SERVER_OPTIONS_INIT;
+    r->opts = o;
+    r->opts.log = run_log;
+    r->opts.log_payload = r;
+    r->opts.ready = run_ready;
+    r->opts.ready_payload = r;
+    atomic_init(&r->stop, 0);
+    r->opts.stop = &r->stop;
+}
+
 static int tcp_connect(int port)
 {
     struct sockaddr_in sa;
@@ -3238,16 +3252,7 @@ static void test_connect_retry(void)
     CHECK_EQ(fv_server_init(r.dir, listen, pin, &invite), FV_OK);
     free(invite);
     invite = NULL;
-    {
-        fv_server_options o = FV_SERVER_OPTIONS_INIT;
-        r.opts = o;
-    }
-    r.opts.log = run_log;
-    r.opts.log_payload = &r;
-    r.opts.ready = run_ready;
-    r.opts.ready_payload = &r;
-    r.opts.stop = &r.stop;
-    atomic_init(&r.stop, 0);
+    run_opts_init(&r);
     co.kdf_profile = FV_KDF_TEST;
     so.server = listen;
     so.timeout_ms = 20000;
@@ -4632,16 +4637,7 @@ static void test_run_chunks(void)
                            &count, 1, (const unsigned char(*)[32])hs, &elen,
                            id);
     }
-    {
-        fv_server_options o = FV_SERVER_OPTIONS_INIT;
-        r.opts = o;
-    }
-    r.opts.log = run_log;
-    r.opts.log_payload = &r;
-    r.opts.ready = run_ready;
-    r.opts.ready_payload = &r;
-    atomic_init(&r.stop, 0);
-    r.opts.stop = &r.stop;
+    run_opts_init(&r);
     if (pthread_create(&th, NULL, run_main, &r) != 0) {
         CHECK(!"pthread_create");
         goto out;
