@@ -61,46 +61,6 @@ static double mib(uint64_t bytes)
     return (double)bytes / (1024.0 * 1024.0);
 }
 
-/* Runs the CLI with args in a child, stdout to `out`: its wall time and
- * peak resident set (KiB). Dies unless it exits 0. */
-static double run_cli(const char *const *args, const char *out, long *rss)
-{
-    char *err = path_join(scratch, "cli.err");
-    struct rusage ru;
-    double t0;
-    int status;
-    pid_t pid;
-
-    fflush(NULL);
-    t0 = now();
-    pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fo < 0 || fe < 0 || nul < 0 || dup2(nul, 0) < 0 ||
-            dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-            _exit(126);
-        execv(bench_fieldvault, (char *const *)args);
-        _exit(127);
-    }
-    if (wait4(pid, &status, 0, &ru) != pid)
-        die("waiting for fieldvault: %s", strerror(errno));
-    t0 = now() - t0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        note("fieldvault %s %s ended with status %d:", args[5], args[6],
-             status);
-        tail_file(err, 10);
-        die("fieldvault %s %s failed", args[5], args[6]);
-    }
-    *rss = ru.ru_maxrss;
-    unlink(err);
-    free(err);
-    return t0;
-}
-
 /* The first line of a file (the CLI's JSON answer), into line. */
 static void first_line(const char *path, char *line, size_t cap)
 {

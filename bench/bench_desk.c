@@ -55,35 +55,6 @@ static const char usage[] =
     "  NAME: desk.list.first, desk.list.filtered, desk.list.page (a prefix; "
     "none: all)\n";
 
-/* Runs the CLI with args in a child, stdout to `out`: its wall time. Dies
- * unless it exits 0. */
-static double run_cli(const char *const *args, const char *out)
-{
-    double t0;
-    int status;
-    pid_t pid;
-
-    fflush(NULL);
-    t0 = now();
-    pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fo < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fo, 1) < 0)
-            _exit(126);
-        execv(bench_fieldvault, (char *const *)args);
-        _exit(127);
-    }
-    if (waitpid(pid, &status, 0) != pid)
-        die("waiting for fieldvault: %s", strerror(errno));
-    t0 = now() - t0;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die("fieldvault %s ended with status %d", args[5], status);
-    return t0;
-}
-
 /* An HTTP/1.1 exchange with the desk: the status, the whole answer in
  * *resp (malloc'd), its length. */
 static int http(unsigned port, const char *path, const char *cookie,
@@ -223,8 +194,8 @@ int main(int argc, char **argv)
                          pass, "list", "--json", NULL};
     const char *tagged[] = {"fieldvault", "--vault", dir, "--passphrase-file",
                             pass, "list", "--json", "--tag", "region-c", NULL};
-    double t_list = run_cli(all, out);
-    double t_list_tag = run_cli(tagged, out);
+    double t_list = run_cli(all, out, NULL);
+    double t_list_tag = run_cli(tagged, out, NULL);
     note("fieldvault list --json: %.2f s; with --tag: %.2f s", t_list, t_list_tag);
 
     /* The desk, as a child; its first line says where. */

@@ -857,6 +857,47 @@ const char *default_fieldvault(void)
     return path;
 }
 
+double run_cli(const char *const *args, const char *out, long *rss)
+{
+    char *err = path_join(scratch, "cli.err");
+    struct rusage ru;
+    double t0;
+    int status;
+    pid_t pid;
+
+    fflush(NULL);
+    t0 = now();
+    pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fo < 0 || fe < 0 || nul < 0 || dup2(nul, 0) < 0 ||
+            dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(126);
+        execv(bench_fieldvault, (char *const *)args);
+        _exit(127);
+    }
+    if (wait4(pid, &status, 0, &ru) != pid)
+        die("waiting for fieldvault: %s", strerror(errno));
+    t0 = now() - t0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char cmd[512] = "";
+        for (size_t i = 1, n = 0; args[i] && n < sizeof cmd; i++)
+            n += (size_t)snprintf(cmd + n, sizeof cmd - n, " %s", args[i]);
+        note("fieldvault%s ended with status %d:", cmd, status);
+        tail_file(err, 10);
+        die("fieldvault failed");
+    }
+    if (rss)
+        *rss = ru.ru_maxrss;
+    unlink(err);
+    free(err);
+    return t0;
+}
+
 size_t parse_count(const char *s, const char *what)
 {
     char *end;

@@ -138,6 +138,11 @@ void serve_stop(pid_t pid, const char *log, long *maxrss);
 /* `fieldvault` in the directory of this program. */
 const char *default_fieldvault(void);
 void tail_file(const char *path, int lines);
+/* Runs bench_fieldvault with args (args[0] its name) in a child, stdin
+ * from /dev/null, stdout to `out`: its wall time, and its peak resident
+ * set in *rss (KiB) unless rss is NULL. Dies, with the end of its stderr,
+ * unless it exits 0. */
+double run_cli(const char *const *args, const char *out, long *rss);
 
 /* ---- SQLite and /proc -------------------------------------------------- */
 

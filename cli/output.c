@@ -253,8 +253,10 @@ int cli_exit_code(int fv_result)
 
 int cli_fail(const fv_vault *v, int rc, const char *context)
 {
+    /* The handle's message is the last call's: "no error" when the
+     * failure is the CLI's own, after calls that succeeded. */
     const char *msg = v ? fv_vault_errmsg(v) : fv_strerror(rc);
-    if (msg == NULL || *msg == '\0')
+    if (msg == NULL || *msg == '\0' || strcmp(msg, "no error") == 0)
         msg = fv_strerror(rc);
     if (context != NULL)
         cli_error("%s: %s", context, msg);

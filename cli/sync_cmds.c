@@ -701,6 +701,7 @@ static int server_migrate(cli *c)
 {
     cli_opt opts[] = {{"from", OPT_ONE, NULL, 0},
                       {"to", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
     const char *from, *to, *label;
     char lbuf[1024];
@@ -726,11 +727,14 @@ static int server_migrate(cli *c)
         goto cleanup;
     }
     label = store_label(to, lbuf, sizeof lbuf);
+    if ((rc = chunks_opt(&opts[2], to, label)))
+        goto cleanup;
     int r = fv_server_migrate(from, to, &env, &dev, &chunks);
     if (r != FV_OK) {
         cli_error("cannot migrate %s to %s: %s", from, label,
                   r == FV_ENOTFOUND ? "no server there"
-                  : r == FV_EEXIST  ? "a server is already there"
+                  : r == FV_EEXIST  ? "the database is not empty, or the "
+                                      "chunk directory holds files"
                   : r == FV_EINVAL  ? PG_EINVAL
                                     : fv_strerror(r));
         rc = cli_exit_code(r);
@@ -787,26 +791,23 @@ static int server_backup(cli *c)
     cli_opt opts[] = {{"data", OPT_ONE, NULL, 0},
                       {"output", OPT_ONE, NULL, 0},
                       {"store", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
-    const char *dir, *out;
-    char msg[512];
+    const char *dir, *out, *label;
+    char msg[512], lbuf[1024];
     uint64_t files = 0, bytes = 0;
     int rc;
 
-    if (cli_begin(c, opts, 0, 0, "", &rc))
-        goto cleanup;
-    if (opts[2].count) {
-        cli_error("server backup: a PostgreSQL store is backed up with "
-                  "pg_dump or pg_basebackup (README, \"Backups\")");
-        rc = CLI_USAGE;
-        goto cleanup;
-    }
-    if ((rc = check_data(&opts[0], &dir)) ||
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
+        (rc = check_store(&opts[0], &opts[2], &dir, &label, lbuf,
+                          sizeof lbuf)) ||
+        (rc = chunks_opt(&opts[3], dir, label)) ||
         (rc = check_file(&opts[1], "output", &out)))
         goto cleanup;
     int r = fv_server_backup(dir, out, &files, &bytes, msg, sizeof msg);
     if (r != FV_OK) {
-        cli_error("cannot back up %s: %s", dir, msg);
+        cli_error("cannot back up %s: %s", label,
+                  r == FV_EINVAL && dir != label && !msg[0] ? PG_EINVAL : msg);
         rc = cli_exit_code(r);
         goto cleanup;
     }
@@ -821,24 +822,28 @@ static int server_restore(cli *c)
 {
     cli_opt opts[] = {{"input", OPT_ONE, NULL, 0},
                       {"data", OPT_ONE, NULL, 0},
+                      {"store", OPT_ONE, NULL, 0},
+                      {"chunks", OPT_ONE, NULL, 0},
                       {NULL, 0, NULL, 0}};
-    const char *dir, *in;
-    char msg[512];
+    const char *dir, *in, *label;
+    char msg[512], lbuf[1024];
     uint64_t files = 0, bytes = 0;
     int rc;
 
-    if (cli_begin(c, opts, 0, 0, "", &rc))
-        goto cleanup;
-    if ((rc = check_file(&opts[0], "input", &in)) ||
-        (rc = check_data(&opts[1], &dir)))
+    if (cli_begin(c, opts, 0, 0, "", &rc) ||
+        (rc = check_file(&opts[0], "input", &in)) ||
+        (rc = check_store(&opts[1], &opts[2], &dir, &label, lbuf,
+                          sizeof lbuf)) ||
+        (rc = chunks_opt(&opts[3], dir, label)))
         goto cleanup;
     int r = fv_server_restore(in, dir, &files, &bytes, msg, sizeof msg);
     if (r != FV_OK) {
-        cli_error("cannot restore %s: %s", dir, msg);
+        cli_error("cannot restore %s: %s", label,
+                  r == FV_EINVAL && dir != label && !msg[0] ? PG_EINVAL : msg);
         rc = cli_exit_code(r);
         goto cleanup;
     }
-    backup_done(c, "restored ", dir, files, bytes);
+    backup_done(c, "restored ", label, files, bytes);
     rc = cli_flush_stdout();
 cleanup:
     cli_opts_free(opts);

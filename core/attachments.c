@@ -284,9 +284,9 @@ static int reader_chunk(fv_vault *v, struct att_reader *r, uint64_t c,
     return FV_OK;
 }
 
-int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                       const char *name, fv_write_fn fn, void *payload,
-                       fv_progress_fn progress, void *progress_payload)
+static int attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                           const char *name, fv_write_fn fn, void *payload,
+                           fv_progress_fn progress, void *progress_payload)
 {
     struct att_reader r;
     uint64_t done = 0, n;
@@ -310,10 +310,17 @@ int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     return rc;
 }
 
-int fv_attachment_read_range(fv_vault *v, uint64_t *size,
-                             const unsigned char id[FV_ID_BYTES],
-                             const char *name, uint64_t offset, uint64_t length,
-                             fv_write_fn fn, void *payload)
+int fv_attachment_read(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                       const char *name, fv_write_fn fn, void *payload,
+                       fv_progress_fn progress, void *progress_payload)
+{
+    return FV_CALL(v, attachment_read(v, id, name, fn, payload, progress, progress_payload));
+}
+
+static int attachment_read_range(fv_vault *v, uint64_t *size,
+                                 const unsigned char id[FV_ID_BYTES],
+                                 const char *name, uint64_t offset, uint64_t length,
+                                 fv_write_fn fn, void *payload)
 {
     struct att_reader r;
     uint64_t end, n;
@@ -350,9 +357,17 @@ done:
     return rc;
 }
 
-int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                       const char *name, const char *path,
-                       fv_progress_fn progress, void *progress_payload)
+int fv_attachment_read_range(fv_vault *v, uint64_t *size,
+                             const unsigned char id[FV_ID_BYTES],
+                             const char *name, uint64_t offset, uint64_t length,
+                             fv_write_fn fn, void *payload)
+{
+    return FV_CALL(v, attachment_read_range(v, size, id, name, offset, length, fn, payload));
+}
+
+static int attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                           const char *name, const char *path,
+                           fv_progress_fn progress, void *progress_payload)
 {
     char *tmp, *dir;
     size_t n;
@@ -380,7 +395,7 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
         free(dir);
         return rc;
     }
-    rc = fv_attachment_read(v, id, name, fv_write_fd_cb, &fd, progress, progress_payload);
+    rc = attachment_read(v, id, name, fv_write_fd_cb, &fd, progress, progress_payload);
     if (rc == FV_OK && fsync(fd) != 0)
         rc = fv_v_err(v, fv_errno_rc(errno), "cannot write the output file: %s",
                   fv_errno_text(errno).text);
@@ -400,5 +415,12 @@ int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     free(tmp);
     free(dir);
     return rc;
+}
+
+int fv_attachment_save(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                       const char *name, const char *path,
+                       fv_progress_fn progress, void *progress_payload)
+{
+    return FV_CALL(v, attachment_save(v, id, name, path, progress, progress_payload));
 }
 

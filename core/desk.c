@@ -290,8 +290,8 @@ static int record_live(fv_vault *v, const unsigned char id[FV_ID_BYTES])
     return rc;
 }
 
-int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                        int state)
+static int record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                            int state)
 {
     unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
     unsigned char *payload = NULL;
@@ -332,8 +332,14 @@ int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
                       payload, payload_len);
 }
 
-int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
-                const unsigned char id[FV_ID_BYTES], const char *text)
+int fv_record_set_state(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                        int state)
+{
+    return FV_CALL(v, record_set_state(v, id, state));
+}
+
+static int note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                    const unsigned char id[FV_ID_BYTES], const char *text)
 {
     unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
     unsigned char *payload = NULL;
@@ -359,7 +365,13 @@ int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
                       payload, payload_len);
 }
 
-int fv_record_retract(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+int fv_note_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                const unsigned char id[FV_ID_BYTES], const char *text)
+{
+    return FV_CALL(v, note_add(v, out_id, id, text));
+}
+
+static int record_retract(fv_vault *v, const unsigned char id[FV_ID_BYTES])
 {
     unsigned char recips[FV_ENV_MAX_RECIPIENTS][FV_BOX_PK_BYTES];
     unsigned char *payload = NULL;
@@ -380,6 +392,11 @@ int fv_record_retract(fv_vault *v, const unsigned char id[FV_ID_BYTES])
     return write_desk(v, NULL, FV_ENV_RETRACTION, id,
                       (const unsigned char(*)[FV_BOX_PK_BYTES])recips, n,
                       payload, payload_len);
+}
+
+int fv_record_retract(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+{
+    return FV_CALL(v, record_retract(v, id));
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -424,8 +441,8 @@ static int note_cb(const fv_store_env *se, void *payload)
     return w->rc = rc;
 }
 
-int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
-                 void *payload)
+static int note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                     void *payload)
 {
     struct note_walk w = {v, fn, payload, FV_OK};
     int rc;
@@ -433,6 +450,12 @@ int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
         return FV_EINVAL;
     rc = fv_store_notes(v->store, id, note_cb, &w);
     return w.rc ? w.rc : fv_v_serr(v, rc);
+}
+
+int fv_note_list(fv_vault *v, const unsigned char *id, fv_note_fn fn,
+                 void *payload)
+{
+    return FV_CALL(v, note_list(v, id, fn, payload));
 }
 
 struct retraction_walk {
@@ -469,7 +492,7 @@ static int retraction_cb(const fv_store_env *se, void *payload)
     return w->rc = rc;
 }
 
-int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload)
+static int retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload)
 {
     struct retraction_walk w = {v, fn, payload, FV_OK};
     int rc;
@@ -477,4 +500,9 @@ int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload)
         return FV_EINVAL;
     rc = fv_store_each_kind(v->store, FV_ENV_RETRACTION, retraction_cb, &w);
     return w.rc ? w.rc : fv_v_serr(v, rc);
+}
+
+int fv_retraction_list(fv_vault *v, fv_retraction_fn fn, void *payload)
+{
+    return FV_CALL(v, retraction_list(v, fn, payload));
 }

@@ -473,7 +473,7 @@ static int list_one(const fv_store_quarantined *q, void *payload)
     return l->rc = l->fn(&out, l->payload);
 }
 
-int fv_quarantine_list(fv_vault *v, fv_quarantine_fn fn, void *payload)
+static int quarantine_list(fv_vault *v, fv_quarantine_fn fn, void *payload)
 {
     struct listing l = {v, fn, payload, FV_OK};
     int rc;
@@ -483,4 +483,9 @@ int fv_quarantine_list(fv_vault *v, fv_quarantine_fn fn, void *payload)
     if (l.rc)
         return l.rc;
     return rc ? fv_v_serr(v, rc) : FV_OK;
+}
+
+int fv_quarantine_list(fv_vault *v, fv_quarantine_fn fn, void *payload)
+{
+    return FV_CALL(v, quarantine_list(v, fn, payload));
 }

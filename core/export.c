@@ -453,7 +453,7 @@ static int record_cb(const fv_record *r, void *payload)
     return rc != FV_OK;
 }
 
-int fv_export(fv_vault *v, uint64_t *count, const fv_export_options *opt)
+static int export_records(fv_vault *v, uint64_t *count, const fv_export_options *opt)
 {
     static const char *const subs[] = {"envelopes", "chunks"};
     struct exp x;
@@ -553,4 +553,9 @@ done:
     if (rc == FV_OK && count)
         *count = x.done;
     return rc;
+}
+
+int fv_export(fv_vault *v, uint64_t *count, const fv_export_options *opt)
+{
+    return FV_CALL(v, export_records(v, count, opt));
 }

@@ -95,8 +95,8 @@ done:
     return rc;
 }
 
-int fv_org_key_export(fv_vault *v, const char *path, const char *recovery,
-                      size_t recovery_len)
+static int org_key_export(fv_vault *v, const char *path, const char *recovery,
+                          size_t recovery_len)
 {
     unsigned char file[OK_BYTES];
     unsigned char *key = NULL, *pair = NULL;
@@ -137,6 +137,12 @@ done:
     fv_secure_free(key);
     fv_secure_free(pair);
     return rc;
+}
+
+int fv_org_key_export(fv_vault *v, const char *path, const char *recovery,
+                      size_t recovery_len)
+{
+    return FV_CALL(v, org_key_export(v, path, recovery, recovery_len));
 }
 
 /* Reads the whole file into `file` (OK_BYTES) and checks everything that
@@ -229,8 +235,8 @@ static int adopt(fv_vault *v, const unsigned char *pk, const unsigned char *sk)
     return rc;
 }
 
-int fv_org_key_import(fv_vault *v, const char *path, const char *recovery,
-                      size_t recovery_len)
+static int org_key_import(fv_vault *v, const char *path, const char *recovery,
+                          size_t recovery_len)
 {
     unsigned char file[OK_BYTES], probe[16], sealed[16 + FV_SEAL_BYTES];
     unsigned char *key = NULL, *pair = NULL;
@@ -271,4 +277,10 @@ done:
     fv_secure_free(key);
     fv_secure_free(pair);
     return rc;
+}
+
+int fv_org_key_import(fv_vault *v, const char *path, const char *recovery,
+                      size_t recovery_len)
+{
+    return FV_CALL(v, org_key_import(v, path, recovery, recovery_len));
 }

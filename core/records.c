@@ -354,7 +354,7 @@ int fv_v_newest_head(fv_vault *v, struct head_pick *p,
     return rc;
 }
 
-int fv_record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYTES])
+static int record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYTES])
 {
     struct head_pick p;
     int rc;
@@ -367,6 +367,11 @@ int fv_record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYT
     return FV_OK;
 }
 
+int fv_record_get(fv_vault *v, fv_record **out, const unsigned char id[FV_ID_BYTES])
+{
+    return FV_CALL(v, record_get(v, out, id));
+}
+
 static int count_cb(const fv_store_env *se, void *payload)
 {
     (void)se;
@@ -374,9 +379,9 @@ static int count_cb(const fv_store_env *se, void *payload)
     return 0;
 }
 
-int fv_record_get_revision(fv_vault *v, fv_record **out,
-                           const unsigned char id[FV_ID_BYTES],
-                           const unsigned char rev[FV_ID_BYTES])
+static int record_get_revision(fv_vault *v, fv_record **out,
+                               const unsigned char id[FV_ID_BYTES],
+                               const unsigned char rev[FV_ID_BYTES])
 {
     unsigned char rec[FV_ID_BYTES], *bytes = NULL;
     size_t len = 0, nheads = 0;
@@ -433,6 +438,13 @@ int fv_record_get_revision(fv_vault *v, fv_record **out,
     }
     *out = &r->pub;
     return FV_OK;
+}
+
+int fv_record_get_revision(fv_vault *v, fv_record **out,
+                           const unsigned char id[FV_ID_BYTES],
+                           const unsigned char rev[FV_ID_BYTES])
+{
+    return FV_CALL(v, record_get_revision(v, out, id, rev));
 }
 
 void fv_record_free(fv_record *r)
@@ -706,8 +718,8 @@ static int walk(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
     return FV_OK;
 }
 
-int fv_vault_query_ex(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
-                      fv_unreadable_fn unreadable, void *payload)
+static int vault_query_ex(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                          fv_unreadable_fn unreadable, void *payload)
 {
     if (!v || !fn)
         return FV_EINVAL;
@@ -718,25 +730,48 @@ int fv_vault_query_ex(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
     return walk(v, filter, fn, unreadable, payload);
 }
 
+int fv_vault_query_ex(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                      fv_unreadable_fn unreadable, void *payload)
+{
+    return FV_CALL(v, vault_query_ex(v, filter, fn, unreadable, payload));
+}
+
+static int vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
+                       void *payload)
+{
+    return vault_query_ex(v, filter, fn, NULL, payload);
+}
+
 int fv_vault_query(fv_vault *v, const fv_filter *filter, fv_record_fn fn,
                    void *payload)
 {
-    return fv_vault_query_ex(v, filter, fn, NULL, payload);
+    return FV_CALL(v, vault_query(v, filter, fn, payload));
+}
+
+static int vault_list(fv_vault *v, fv_record_fn fn, void *payload)
+{
+    return vault_query(v, NULL, fn, payload);
 }
 
 int fv_vault_list(fv_vault *v, fv_record_fn fn, void *payload)
 {
-    return fv_vault_query(v, NULL, fn, payload);
+    return FV_CALL(v, vault_list(v, fn, payload));
 }
 
-int fv_vault_search(fv_vault *v, const char *text, fv_record_fn fn,
-                    void *payload)
+static int vault_search(fv_vault *v, const char *text, fv_record_fn fn,
+                        void *payload)
 {
     fv_filter f = FV_FILTER_INIT;
     if (!text)
         return FV_EINVAL;
     f.text = text;
-    return fv_vault_query(v, &f, fn, payload);
+    return vault_query(v, &f, fn, payload);
+}
+
+int fv_vault_search(fv_vault *v, const char *text, fv_record_fn fn,
+                    void *payload)
+{
+    return FV_CALL(v, vault_search(v, text, fn, payload));
 }
 
 /* ---- history -------------------------------------------------------- */
@@ -796,8 +831,8 @@ static int history_cb(const fv_store_env *se, void *payload)
     return h->rc = rc;
 }
 
-int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
-                      fv_revision_fn fn, void *payload)
+static int record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                          fv_revision_fn fn, void *payload)
 {
     struct history h = {v, fn, payload, FV_OK, 0};
     int rc, genesis;
@@ -832,8 +867,14 @@ int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
     return FV_OK;
 }
 
-int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
-                      const char *hex)
+int fv_record_history(fv_vault *v, const unsigned char id[FV_ID_BYTES],
+                      fv_revision_fn fn, void *payload)
+{
+    return FV_CALL(v, record_history(v, id, fn, payload));
+}
+
+static int record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
+                          const char *hex)
 {
     unsigned char lo[FV_ID_BYTES], hi[FV_ID_BYTES], found[2][FV_ID_BYTES];
     size_t n, count, i;
@@ -864,6 +905,12 @@ int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
         return fv_v_err(v, FV_EAMBIGUOUS, "more than one record id starts with %s", hex);
     memcpy(out, found[0], FV_ID_BYTES);
     return FV_OK;
+}
+
+int fv_record_resolve(fv_vault *v, unsigned char out[FV_ID_BYTES],
+                      const char *hex)
+{
+    return FV_CALL(v, record_resolve(v, out, hex));
 }
 
 int fv_v_write_envelope(fv_vault *v, unsigned char id_out[FV_ID_BYTES],
@@ -1046,8 +1093,8 @@ done:
     return rc;
 }
 
-int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
-                  const fv_record_input *in)
+static int record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                      const fv_record_input *in)
 {
     fv_record r;
     fv_field *fields = NULL;
@@ -1088,6 +1135,12 @@ done:
     free(fields);
     free(tags);
     return rc;
+}
+
+int fv_record_add(fv_vault *v, unsigned char out_id[FV_ID_BYTES],
+                  const fv_record_input *in)
+{
+    return FV_CALL(v, record_add(v, out_id, in));
 }
 
 struct head_ids {
@@ -1226,21 +1279,35 @@ done:
     return rc;
 }
 
+static int record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                       const unsigned char id[FV_ID_BYTES],
+                       const fv_record_input *in)
+{
+    return edit_record(v, out_rev, id, in, 0);
+}
+
 int fv_record_edit(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                    const unsigned char id[FV_ID_BYTES],
                    const fv_record_input *in)
 {
-    return edit_record(v, out_rev, id, in, 0);
+    return FV_CALL(v, record_edit(v, out_rev, id, in));
+}
+
+static int record_merge(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
+                        const unsigned char id[FV_ID_BYTES],
+                        const fv_record_input *in)
+{
+    return edit_record(v, out_rev, id, in, 1);
 }
 
 int fv_record_merge(fv_vault *v, unsigned char out_rev[FV_ID_BYTES],
                     const unsigned char id[FV_ID_BYTES],
                     const fv_record_input *in)
 {
-    return edit_record(v, out_rev, id, in, 1);
+    return FV_CALL(v, record_merge(v, out_rev, id, in));
 }
 
-int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+static int record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])
 {
     struct head_ids heads;
     unsigned char *payload = NULL, tomb[FV_ID_BYTES];
@@ -1292,5 +1359,10 @@ rollback:
     fv_store_rollback(v->store);
     fv_enc_free_buf(payload, payload_len);
     return rc;
+}
+
+int fv_record_delete(fv_vault *v, const unsigned char id[FV_ID_BYTES])
+{
+    return FV_CALL(v, record_delete(v, id));
 }
 

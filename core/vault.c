@@ -156,6 +156,26 @@ int fv_v_err(fv_vault *v, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* The frame of every public call on a handle (call.h). */
+void fv_call_begin(fv_vault *v)
+{
+    if (v)
+        v->msg[0] = '\0';
+}
+
+int fv_call_end(fv_vault *v, int rc, const char *fn)
+{
+    if (!v) {
+        if (rc != FV_OK)
+            fv_error_set_last("%s: %s (no vault handle)", fn, fv_strerror(rc));
+    } else if (rc == FV_OK) {
+        v->msg[0] = '\0';
+    } else if (!v->msg[0]) {
+        fv_v_err(v, rc, "%s: %s", fn, fv_strerror(rc));
+    }
+    return rc;
+}
+
 /* A failed open or create: its handle is about to be freed, so its message
  * (or, when the failure recorded none, the code's name) stays behind as the
  * thread's last error. Returns rc. */
@@ -612,7 +632,7 @@ done:
     return rc;
 }
 
-int fv_vault_set_wipe_after(fv_vault *v, unsigned int failures)
+static int vault_set_wipe_after(fv_vault *v, unsigned int failures)
 {
     if (!v)
         return FV_EINVAL;
@@ -621,7 +641,12 @@ int fv_vault_set_wipe_after(fv_vault *v, unsigned int failures)
     return guard_set(v, failures);
 }
 
-int fv_vault_get_wipe_after(fv_vault *v, unsigned int *failures)
+int fv_vault_set_wipe_after(fv_vault *v, unsigned int failures)
+{
+    return FV_CALL(v, vault_set_wipe_after(v, failures));
+}
+
+static int vault_get_wipe_after(fv_vault *v, unsigned int *failures)
 {
     uint32_t limit, fails;
     int fd, rc;
@@ -633,6 +658,11 @@ int fv_vault_get_wipe_after(fv_vault *v, unsigned int *failures)
         close(fd);
     *failures = rc == FV_OK ? limit : 0;
     return rc;
+}
+
+int fv_vault_get_wipe_after(fv_vault *v, unsigned int *failures)
+{
+    return FV_CALL(v, vault_get_wipe_after(v, failures));
 }
 
 /* ---- secrets in the meta table -------------------------------------- */
@@ -994,7 +1024,7 @@ void fv_vault_close(fv_vault *v)
 
 /* A new passphrase rewraps slot 0 under the same salt (the duress slot,
  * wrapped under a key made with that salt, stays valid) with a new nonce. */
-int fv_vault_passwd(fv_vault *v, const char *pass, size_t passlen)
+static int vault_passwd(fv_vault *v, const char *pass, size_t passlen)
 {
     unsigned char kf[KF_BYTES];
     unsigned char *wk = fv_secure_alloc(FV_KEY_BYTES), *probe = fv_secure_alloc(FV_KEY_BYTES);
@@ -1024,6 +1054,11 @@ done:
     fv_secure_free(wk);
     fv_secure_free(probe);
     return rc;
+}
+
+int fv_vault_passwd(fv_vault *v, const char *pass, size_t passlen)
+{
+    return FV_CALL(v, vault_passwd(v, pass, passlen));
 }
 
 int fv_vault_get_device_id(const fv_vault *v, unsigned char out[FV_ID_BYTES])
@@ -1209,8 +1244,8 @@ static int decoy_copy_cb(const fv_record *r, void *payload)
     return fv_record_add(payload, NULL, &in) != FV_OK;
 }
 
-int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
-                        size_t duress_passphrase_len, const fv_duress_options *opts)
+static int vault_set_duress(fv_vault *v, const char *duress_passphrase,
+                            size_t duress_passphrase_len, const fv_duress_options *opts)
 {
     fv_duress_options defaults = FV_DURESS_OPTIONS_INIT;
     fv_create_options copts = FV_CREATE_OPTIONS_INIT;
@@ -1313,7 +1348,13 @@ done:
     return rc;
 }
 
-int fv_vault_clear_duress(fv_vault *v)
+int fv_vault_set_duress(fv_vault *v, const char *duress_passphrase,
+                        size_t duress_passphrase_len, const fv_duress_options *opts)
+{
+    return FV_CALL(v, vault_set_duress(v, duress_passphrase, duress_passphrase_len, opts));
+}
+
+static int vault_clear_duress(fv_vault *v)
 {
     unsigned char kf[KF_BYTES];
     int rc;
@@ -1327,6 +1368,11 @@ int fv_vault_clear_duress(fv_vault *v)
     if (rc == FV_OK)
         rc = fv_v_serr(v, fv_store_meta_put(v->store, DECOY_ROW, "", 0));
     return rc;
+}
+
+int fv_vault_clear_duress(fv_vault *v)
+{
+    return FV_CALL(v, vault_clear_duress(v));
 }
 
 /* The duress passphrase opened slot 1: v->sec->vault_key is the decoy's key.

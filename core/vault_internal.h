@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "call.h"
 #include "crypto.h"
 #include "envelope.h"
 #include "fieldvault.h"

@@ -762,7 +762,7 @@ int fv_vs_chunk_import(fv_vault *v, const unsigned char hash[32],
 
 /* ---- retention -------------------------------------------------------- */
 
-int fv_vault_set_retention(fv_vault *v, int policy)
+static int vault_set_retention(fv_vault *v, int policy)
 {
     unsigned char b = (unsigned char)policy;
     if (!v || (policy != FV_RETENTION_KEEP &&
@@ -771,7 +771,7 @@ int fv_vault_set_retention(fv_vault *v, int policy)
     return fv_v_serr(v, fv_store_meta_put(v->store, "retention", &b, 1));
 }
 
-int fv_vault_get_retention(fv_vault *v, int *policy)
+static int vault_get_retention(fv_vault *v, int *policy)
 {
     unsigned char *val = NULL;
     size_t len;
@@ -786,8 +786,8 @@ int fv_vault_get_retention(fv_vault *v, int *policy)
     return rc == FV_ENOTFOUND ? FV_OK : fv_v_serr(v, rc);
 }
 
-int fv_record_delivered(fv_vault *v, int *delivered,
-                        const unsigned char id[FV_ID_BYTES])
+static int record_delivered(fv_vault *v, int *delivered,
+                            const unsigned char id[FV_ID_BYTES])
 {
     int rc;
     if (!v || !delivered)
@@ -823,7 +823,7 @@ int fv_vs_apply_retention(fv_vault *v, size_t *dropped)
     int policy, rc;
 
     *dropped = 0;
-    if ((rc = fv_vault_get_retention(v, &policy)) || policy != FV_RETENTION_DROP_AFTER_RECEIPT)
+    if ((rc = vault_get_retention(v, &policy)) || policy != FV_RETENTION_DROP_AFTER_RECEIPT)
         return rc;
     rc = fv_store_delivered_records(v->store, collect_delivered, &d);
     if (rc == FV_OK)
@@ -846,4 +846,22 @@ int fv_vs_apply_retention(fv_vault *v, size_t *dropped)
 int fv_vs_pending_upload(fv_vault *v, uint64_t *bytes)
 {
     return fv_v_serr(v, fv_store_pending_upload(v->store, bytes));
+}
+
+/* ---- the public calls (call.h: each leaves its own message) ---- */
+
+int fv_vault_set_retention(fv_vault *v, int policy)
+{
+    return FV_CALL(v, vault_set_retention(v, policy));
+}
+
+int fv_vault_get_retention(fv_vault *v, int *policy)
+{
+    return FV_CALL(v, vault_get_retention(v, policy));
+}
+
+int fv_record_delivered(fv_vault *v, int *delivered,
+                        const unsigned char id[FV_ID_BYTES])
+{
+    return FV_CALL(v, record_delivered(v, delivered, id));
 }

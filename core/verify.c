@@ -313,8 +313,8 @@ static int receipt_cb(int64_t seq, const unsigned char *body, size_t len,
     return FV_OK;
 }
 
-int fv_vault_verify(fv_vault *v, fv_verify_report *report, fv_verify_fn fn,
-                    void *payload)
+static int vault_verify(fv_vault *v, fv_verify_report *report, fv_verify_fn fn,
+                        void *payload)
 {
     struct vctx c;
     int rc;
@@ -354,4 +354,10 @@ done:
     if (report)
         fv_result_put(report, &c.rep, sizeof c.rep);
     return rc;
+}
+
+int fv_vault_verify(fv_vault *v, fv_verify_report *report, fv_verify_fn fn,
+                    void *payload)
+{
+    return FV_CALL(v, vault_verify(v, report, fn, payload));
 }

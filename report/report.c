@@ -1007,9 +1007,15 @@ done:
     }
     free(x.tags);
     free(x.months);
-    if (rc != FV_OK && !msg[0])
+    if (rc != FV_OK && !msg[0]) {
+        /* The library's message when a call of its failed last; after a
+         * success it says "no error" (docs/API.md), and the code speaks. */
+        const char *lib = fv_vault_errmsg(v);
         snprintf(msg, REPORT_MSG_BYTES, "%s",
-                 x.canceled ? "canceled" : fv_vault_errmsg(v));
+                 x.canceled                      ? "canceled"
+                 : strcmp(lib, "no error") != 0 ? lib
+                                                 : fv_strerror(rc));
+    }
     if (rc == FV_OK && count)
         *count = x.done;
     return rc;

@@ -524,6 +524,9 @@ struct server {
     int64_t cert_stat;      /* when to look for a changed file again */
     struct stat cert_sb;    /* the certificate file as last loaded */
     char *cert_host;        /* for a renewal that needs a new name */
+    /* A shared store (server_stage.h): the digest of its certificate as
+     * last loaded, the store's meta standing in for the file. */
+    unsigned char cert_digest[FV_HASH_BYTES];
 };
 
 static void default_log(const char *line, void *payload)
@@ -1300,39 +1303,82 @@ done:
     return rc;
 }
 
-/* Makes the listener present the certificate file when it changed
- * (renewed by cert_tick, or installed by `server cert` while the server
- * runs): one stat() every CERT_STAT_MS. A file that fails to load is
- * logged, the certificate in use stays, and it is not retried until it
+/* The digest of the certificate in a shared store's meta. */
+static int cert_stored_digest(struct server *S, unsigned char out[FV_HASH_BYTES])
+{
+    unsigned char *v = NULL;
+    size_t len = 0;
+    int rc = fv_sstore_meta_get(S->st, "tls_crt", &v, &len);
+    if (rc == FV_OK)
+        fv_hash(out, v, len);
+    free(v);
+    return rc;
+}
+
+/* Makes the listener present the certificate when it changed (renewed by
+ * cert_tick, or installed by `server cert` while the server runs): one
+ * look every CERT_STAT_MS, at the file's stat() or, for a shared store
+ * whose files are not staged, at its meta. A certificate that fails to
+ * load is logged, the one in use stays, and it is not retried until it
  * changes again. */
 static void cert_reload(struct server *S, const struct paths *p, int64_t now)
 {
+    unsigned char digest[FV_HASH_BYTES];
+    struct paths q;
     struct stat sb;
     int rc;
 
     S->cert_stat = now + CERT_STAT_MS;
-    if (!S->tls || stat(p->crt, &sb) != 0)
+    if (!S->tls)
         return;
-    if (sb.st_ino == S->cert_sb.st_ino && sb.st_size == S->cert_sb.st_size &&
-        sb.st_mtim.tv_sec == S->cert_sb.st_mtim.tv_sec &&
-        sb.st_mtim.tv_nsec == S->cert_sb.st_mtim.tv_nsec)
-        return;
-    if ((rc = fv_tls_server_reload(S->tls, p->key, p->crt)))
+    if (fv_sstore_is_pg(p->db) && !p->stage) {
+        if (cert_stored_digest(S, digest) != FV_OK ||
+            fv_ct_equal(digest, S->cert_digest, sizeof digest))
+            return;
+        memcpy(S->cert_digest, digest, sizeof digest);
+        if ((rc = paths_make(&q, p->db)) == FV_OK) {
+            rc = fv_tls_server_reload(S->tls, q.key, q.crt);
+            paths_free(&q);
+        }
+    } else {
+        if (stat(p->crt, &sb) != 0)
+            return;
+        if (sb.st_ino == S->cert_sb.st_ino &&
+            sb.st_size == S->cert_sb.st_size &&
+            sb.st_mtim.tv_sec == S->cert_sb.st_mtim.tv_sec &&
+            sb.st_mtim.tv_nsec == S->cert_sb.st_mtim.tv_nsec)
+            return;
+        S->cert_sb = sb;
+        rc = fv_tls_server_reload(S->tls, p->key, p->crt);
+    }
+    if (rc)
         slog(S, "cannot load the new certificate: %s", fv_strerror(rc));
     else
         slog(S, "certificate loaded");
-    S->cert_sb = sb;
 }
 
-/* Re-issues the self-signed certificate when it nears its end (hourly).
- * A failure is logged; the certificate in use stays. */
+/* Re-issues the self-signed certificate when it nears its end (hourly),
+ * into the shared store too when there is one (staging its files for the
+ * moment it takes). A failure is logged; the certificate in use stays. */
 static void cert_tick(struct server *S, const struct paths *p, int64_t now)
 {
-    int renewed = 0;
-    int rc = fv_tls_cert_renew(p->key, p->crt, S->cert_host,
-                               (int64_t)time(NULL), &renewed);
+    static const char *const crt[] = {CRT_FILE, NULL};
+    const struct paths *use = p;
+    struct paths q;
+    int renewed = 0, rc = FV_OK;
 
     S->cert_check = now + CERT_CHECK_MS;
+    if (fv_sstore_is_pg(p->db) && !p->stage) {
+        rc = paths_make(&q, p->db);
+        use = &q;
+    }
+    if (rc == FV_OK)
+        rc = fv_tls_cert_renew(use->key, use->crt, S->cert_host,
+                               (int64_t)time(NULL), &renewed);
+    if (rc == FV_OK && renewed && use->stage)
+        rc = fv_stage_save(S->st, use->stage, crt);
+    if (use == &q)
+        paths_free(&q);
     if (rc)
         slog(S, "cannot renew the certificate: %s", fv_strerror(rc));
     else if (renewed)
@@ -1439,6 +1485,14 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
     if ((rc = fv_tls_listen(&S.tls, host, port, p.key, p.crt))) {
         slog(&S, "cannot listen on %s: %s", listen, fv_strerror(rc));
         goto done;
+    }
+    if (p.stage) {
+        /* The key and certificate are loaded: the staged copies go now,
+         * and cert_reload watches the store's meta instead. */
+        if (cert_stored_digest(&S, S.cert_digest) != FV_OK)
+            memset(S.cert_digest, 0, sizeof S.cert_digest);
+        fv_stage_close(p.stage);
+        p.stage = NULL;
     }
     if (!opts->ready) /* the ready callback reports it otherwise */
         slog(&S, "listening on %s port %d", host, fv_tls_server_port(S.tls));

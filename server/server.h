@@ -106,13 +106,14 @@ int fv_server_import_with(const char *dir, const char *path,
 
 /* Moves the server in directory `from` (stopped) into the new PostgreSQL
  * store `to` ("postgresql://..."; README, "PostgreSQL"): devices, invites,
- * the log, feeds, receipts' key, chunks, and the TLS and receipt keys, so
+ * the log, feeds, receipts' key, chunks (into the chunk directory of
+ * fv_server_set_chunks if one is set), and the TLS and receipt keys, so
  * that devices keep their pin and identities and sync on. `from` is left
  * as it was. *envelopes, *devices, *chunks (may be NULL) receive the
- * counts. FV_EEXIST if `to` already holds a server, FV_ENOTFOUND if
- * `from` holds none, FV_EDATABASE, FV_ECORRUPT, FV_EVERSION, FV_EIO;
- * FV_EINVAL in a build without PostgreSQL. Nothing is left in `to` on
- * failure. */
+ * counts. FV_EEXIST if `to` holds any table (or the chunk directory any
+ * file), FV_ENOTFOUND if `from` holds no server, FV_EDATABASE,
+ * FV_ECORRUPT, FV_EVERSION, FV_EIO; FV_EINVAL in a build without
+ * PostgreSQL. One transaction: nothing is left in `to` on failure. */
 int fv_server_migrate(const char *from, const char *to, uint64_t *envelopes,
                       uint64_t *devices, uint64_t *chunks);
 
@@ -133,7 +134,13 @@ int fv_server_set_chunks(const char *dir);
  * NULL) receive what it holds. FV_ENOTFOUND if no server is at `dir`,
  * FV_EEXIST if `output` exists, FV_EBUSY, FV_ECORRUPT, FV_EIO, FV_ENOSPC.
  * On failure a one-line reason is in msg (msg_size bytes, may be NULL) and
- * nothing is left at `output`. */
+ * nothing is left at `output`.
+ *
+ * `dir` may name a PostgreSQL store ("postgresql://..."; its chunk
+ * directory as fv_server_set_chunks says): read in one REPEATABLE READ
+ * snapshot while serve processes write, written as the same file, staged
+ * as a server directory beside `output` (as much room again) and removed.
+ * FV_EDATABASE; FV_EINVAL in a build without PostgreSQL. */
 int fv_server_backup(const char *dir, const char *output, uint64_t *files,
                      uint64_t *bytes, char *msg, size_t msg_size);
 
@@ -143,7 +150,14 @@ int fv_server_backup(const char *dir, const char *output, uint64_t *files,
  * into place only when complete and synced. FV_EEXIST if `dir` is not
  * empty, FV_ENOTFOUND if `input` is missing, FV_ECORRUPT for a damaged or
  * cut file, FV_EVERSION for a newer format, FV_EIO, FV_ENOSPC; on failure
- * nothing is left at `dir` and a one-line reason is in msg. */
+ * nothing is left at `dir` and a one-line reason is in msg.
+ *
+ * `dir` may name an empty PostgreSQL database: the file is restored and
+ * checked whole in a private directory under $TMPDIR first, then moved in
+ * as by fv_server_migrate (one transaction; the chunk directory of
+ * fv_server_set_chunks, if set, made and filled), and the directory wiped
+ * and removed. FV_EEXIST if the database holds any table or the chunk
+ * directory any file, FV_EDATABASE. */
 int fv_server_restore(const char *input, const char *dir, uint64_t *files,
                       uint64_t *bytes, char *msg, size_t msg_size);
 

@@ -1,7 +1,10 @@
-/* server_backup.c - one file holding a whole server directory, made while
- * `serve` runs, and a server directory made again from it
- * (fv_server_backup, fv_server_restore: server.h; the file's layout is
- * docs/PROTOCOL.md, "Server backups"). */
+/* server_backup.c - one file holding a whole server, made while `serve`
+ * runs, and a server made again from it (fv_server_backup,
+ * fv_server_restore: server.h; the file's layout is docs/PROTOCOL.md,
+ * "Server backups"). A PostgreSQL store goes through the same file: its
+ * backup is written as the embedded store's directory would be (staged
+ * beside the output), and restoring one into PostgreSQL restores the
+ * directory privately, then migrates it in one transaction. */
 #include "server.h"
 
 #include <dirent.h>
@@ -20,6 +23,11 @@
 #include "fieldvault.h"
 #include "crypto.h"
 #include "fileio.h"
+#include "server_stage.h"
+#include "sstore.h"
+#ifdef FV_HAVE_POSTGRESQL
+#include "store_pg.h"
+#endif
 
 #define MAGIC "FVBACKUP"
 #define MAGIC_LEN 8
@@ -261,8 +269,8 @@ cleanup:
     return rc;
 }
 
-int fv_server_backup(const char *dir, const char *output, uint64_t *files,
-                     uint64_t *bytes, char *msg, size_t msg_size)
+static int backup_dir(const char *dir, const char *output, uint64_t *files,
+                      uint64_t *bytes, char *msg, size_t msg_size)
 {
     static const char *const required[] = {"receipt.key", "tls.key",
                                            "tls.crt", NULL};
@@ -488,32 +496,6 @@ static int r_get(reader *r, void *out, size_t n, int hash)
     return FV_OK;
 }
 
-/* Removes what a failed restore made in tmp (only names it may hold). */
-static void remove_tree(const char *tmp)
-{
-    char *ch = fv_path_join(tmp, "chunks");
-    const char *dirs[2] = {ch, tmp};
-    for (int i = 0; i < 2; i++) {
-        DIR *dh;
-        struct dirent *de;
-        if (!dirs[i] || !(dh = opendir(dirs[i])))
-            continue;
-        while ((de = readdir(dh))) {
-            char *p;
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-                !strcmp(de->d_name, "chunks"))
-                continue;
-            if ((p = fv_path_join(dirs[i], de->d_name))) {
-                unlink(p);
-                free(p);
-            }
-        }
-        closedir(dh);
-        rmdir(dirs[i]);
-    }
-    free(ch);
-}
-
 /* An empty directory or nothing at dir: 0 (*exists set), else -1. */
 static int empty_or_missing(const char *dir, int *exists)
 {
@@ -563,9 +545,9 @@ static int db_check(const char *dir, char *msg, size_t msize)
     return rc;
 }
 
-int fv_server_restore(const char *input, const char *dir_arg,
-                      uint64_t *files, uint64_t *bytes, char *msg,
-                      size_t msg_size)
+static int restore_dir(const char *input, const char *dir_arg,
+                       uint64_t *files, uint64_t *bytes, char *msg,
+                       size_t msg_size)
 {
     reader r = {.fd = -1};
     char *dir = NULL, *tmp = NULL, *parent = NULL, *chunks = NULL, *path = NULL;
@@ -741,7 +723,7 @@ cleanup:
     if (r.fd >= 0)
         close(r.fd);
     if (made)
-        remove_tree(tmp);
+        fv_remove_tree(tmp);
     if (rc == FV_OK) {
         if (files)
             *files = nfiles;
@@ -761,5 +743,197 @@ cleanup:
     free(tmp);
     free(parent);
     free(dir);
+    return rc;
+}
+
+/* ---- PostgreSQL ------------------------------------------------------- */
+
+#ifdef FV_HAVE_POSTGRESQL
+/* A private directory (0700) at prefix + "XXXXXX": *out, malloc'd. */
+static int stage_dir(const char *prefix, char **out)
+{
+    size_t n = strlen(prefix) + 8;
+    char *d = malloc(n);
+    int rc;
+    *out = NULL;
+    if (!d)
+        return FV_ENOMEM;
+    snprintf(d, n, "%sXXXXXX", prefix);
+    if (!mkdtemp(d)) {
+        rc = fv_errno_rc(errno);
+        free(d);
+        return rc;
+    }
+    *out = d;
+    return FV_OK;
+}
+
+/* The store at `url` written as a server directory in a private directory
+ * beside `output` (the disk the backup goes to), then that directory
+ * written as the backup, then the directory wiped and removed. */
+static int backup_pg(const char *url, const char *output, uint64_t *files,
+                     uint64_t *bytes, char *msg, size_t msize)
+{
+    fv_sstore *pg = NULL;
+    fv_sstore_migrated n;
+    struct stat sb;
+    char *prefix = NULL, *stage = NULL;
+    int rc;
+
+    if (lstat(output, &sb) == 0) {
+        say(msg, msize, "%s already exists", output);
+        return FV_EEXIST;
+    }
+    if (!(prefix = malloc(strlen(output) + 16)))
+        return FV_ENOMEM;
+    snprintf(prefix, strlen(output) + 16, "%s.stage-", output);
+    if ((rc = stage_dir(prefix, &stage))) {
+        say(msg, msize, "cannot create a directory beside %s: %s", output,
+            fv_strerror(rc));
+        goto cleanup;
+    }
+    if ((rc = fv_sstore_open(&pg, url, 0))) {
+        say(msg, msize, "%s",
+            rc == FV_ENOTFOUND ? "no server in that database (or its chunk "
+                                 "directory is not there)"
+            : rc == FV_EDENIED ? "the chunk directory belongs to another "
+                                 "server"
+            : rc == FV_EINVAL  ? "a malformed URL, or --chunks for a store "
+                                 "that keeps its chunks in the database"
+            : rc == FV_EVERSION ? "the database is of a newer FieldVault"
+            : rc == FV_EDATABASE ? "the database cannot be reached"
+                                 : fv_strerror(rc));
+        goto cleanup;
+    }
+    if ((rc = fv_sstore_pg_export_sqlite(pg, stage, &n))) {
+        say(msg, msize, "cannot read the store: %s",
+            fv_sstore_errmsg(pg)[0] ? fv_sstore_errmsg(pg) : fv_strerror(rc));
+        goto cleanup;
+    }
+    fv_sstore_close(pg);
+    pg = NULL;
+    rc = backup_dir(stage, output, files, bytes, msg, msize);
+cleanup:
+    fv_sstore_close(pg);
+    fv_stage_close(stage);
+    free(prefix);
+    return rc;
+}
+
+/* The file restored as a server directory in a private directory under
+ * $TMPDIR (checked whole there: nothing reaches the database before its
+ * hash is), then migrated into the empty database at `url` in one
+ * transaction, then the directory wiped and removed. */
+static int restore_pg(const char *input, const char *url, uint64_t *files,
+                      uint64_t *bytes, char *msg, size_t msize)
+{
+    const char *tmpdir = getenv("TMPDIR");
+    char *prefix = NULL, *stage = NULL;
+    uint64_t env = 0, dev = 0, chunks = 0;
+    int rc;
+
+    if (!tmpdir || tmpdir[0] != '/')
+        tmpdir = "/tmp";
+    /* Before unpacking what may be a large file: a database that cannot
+     * be reached, or that holds a server, is said at once (the migration
+     * checks again, in its transaction). */
+    {
+        fv_sstore *pg = NULL;
+        rc = fv_sstore_open(&pg, url, 0);
+        fv_sstore_close(pg);
+        if (rc == FV_OK || rc == FV_EVERSION || rc == FV_EDENIED)
+            rc = FV_EEXIST;
+        else if (rc == FV_ENOTFOUND)
+            rc = FV_OK;
+        if (rc) {
+            say(msg, msize, "%s",
+                rc == FV_EEXIST ? "the database is not empty (restore makes "
+                                  "a new server in an empty database)"
+                : rc == FV_EDATABASE ? "the database cannot be reached"
+                : rc == FV_EINVAL    ? "a malformed URL, or a database that "
+                                       "holds a server"
+                                     : fv_strerror(rc));
+            return rc;
+        }
+    }
+    if (!(prefix = fv_path_join(tmpdir, "fieldvault-restore-")))
+        return FV_ENOMEM;
+    if ((rc = stage_dir(prefix, &stage))) {
+        say(msg, msize, "cannot create a directory in %s: %s", tmpdir,
+            fv_strerror(rc));
+        goto cleanup;
+    }
+    /* Into the (empty) private directory itself: the key files are then
+     * where fv_stage_close overwrites them. */
+    if ((rc = restore_dir(input, stage, files, bytes, msg, msize)))
+        goto cleanup;
+    rc = fv_server_migrate(stage, url, &env, &dev, &chunks);
+    if (rc)
+        say(msg, msize, "%s",
+            rc == FV_EEXIST ? "the database is not empty (restore makes a "
+                              "new server in an empty database)"
+            : rc == FV_EDATABASE ? "the database cannot be reached, or it "
+                                   "refused the restore (nothing restored)"
+            : rc == FV_ECORRUPT ? "the backup's server does not read whole "
+                                  "(nothing restored)"
+            : rc == FV_EVERSION ? "the backup's server is of a newer "
+                                  "FieldVault"
+                                : fv_strerror(rc));
+cleanup:
+    if (rc && files)
+        *files = 0;
+    if (rc && bytes)
+        *bytes = 0;
+    fv_stage_close(stage);
+    free(prefix);
+    return rc;
+}
+#endif
+
+/* For a PostgreSQL store: the outputs cleared, and FV_OK if this build
+ * has PostgreSQL (else FV_EINVAL, said in msg). */
+static int pg_start(const char *file, uint64_t *files, uint64_t *bytes,
+                    char *msg, size_t msg_size)
+{
+    if (files)
+        *files = 0;
+    if (bytes)
+        *bytes = 0;
+    say(msg, msg_size, "%s", "");
+    if (!file || !*file)
+        return FV_EINVAL;
+#ifdef FV_HAVE_POSTGRESQL
+    return FV_OK;
+#else
+    say(msg, msg_size, "this build has no PostgreSQL support");
+    return FV_EINVAL;
+#endif
+}
+
+int fv_server_backup(const char *dir, const char *output, uint64_t *files,
+                     uint64_t *bytes, char *msg, size_t msg_size)
+{
+    int rc;
+    if (!dir || !fv_sstore_is_pg(dir))
+        return backup_dir(dir, output, files, bytes, msg, msg_size);
+    if ((rc = pg_start(output, files, bytes, msg, msg_size)))
+        return rc;
+#ifdef FV_HAVE_POSTGRESQL
+    rc = backup_pg(dir, output, files, bytes, msg, msg_size);
+#endif
+    return rc;
+}
+
+int fv_server_restore(const char *input, const char *dir, uint64_t *files,
+                      uint64_t *bytes, char *msg, size_t msg_size)
+{
+    int rc;
+    if (!dir || !fv_sstore_is_pg(dir))
+        return restore_dir(input, dir, files, bytes, msg, msg_size);
+    if ((rc = pg_start(input, files, bytes, msg, msg_size)))
+        return rc;
+#ifdef FV_HAVE_POSTGRESQL
+    rc = restore_pg(input, dir, files, bytes, msg, msg_size);
+#endif
     return rc;
 }

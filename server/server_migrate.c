@@ -42,13 +42,16 @@ int fv_server_migrate(const char *from, const char *to, uint64_t *envelopes,
         free(db);
         return FV_ENOTFOUND;
     }
-    if ((rc = fv_sstore_open(&pg, to, 1))) {
+    if ((rc = fv_sstore_open(&pg, to, FV_SSTORE_PG_CREATE_TX))) {
         free(db);
         return rc;
     }
+    /* Schema, tables, chunks and keys: one transaction. */
     rc = fv_sstore_pg_import_sqlite(pg, db, &n);
     if (rc == FV_OK)
         rc = fv_stage_save(pg, from, files);
+    if (rc == FV_OK)
+        rc = fv_sstore_commit(pg);
     if (rc == FV_ENOTFOUND)
         rc = FV_ECORRUPT; /* a server directory without its keys */
     if (rc)

@@ -186,15 +186,11 @@ void fv_stage_close(char *dir)
     if (!dir)
         return;
     for (size_t i = 0; i < NFILES; i++) {
-        char *path = fv_path_join(dir, files[i].file);
-        if (!path)
-            continue;
-        if (files[i].key)
+        char *path = files[i].key ? fv_path_join(dir, files[i].file) : NULL;
+        if (path)
             wipe_file(path);
-        else
-            rmdir(path);
         free(path);
     }
-    rmdir(dir);
+    fv_remove_tree(dir); /* what else was put there (a backup's staging) */
     free(dir);
 }

@@ -22,8 +22,8 @@ int fv_stage_open(const char *url, char **dir);
  * "tls.key", "tls.crt", "receipt.key") into the store's meta. */
 int fv_stage_save(fv_sstore *st, const char *dir, const char *const *names);
 
-/* Overwrites and removes the files of `dir`, and it; frees dir. NULL is
- * harmless. */
+/* Overwrites the server's files in `dir` and removes them, and whatever
+ * else is in it, and it; frees dir. NULL is harmless. */
 void fv_stage_close(char *dir);
 
 #endif

@@ -31,6 +31,8 @@ typedef struct pgs {
     size_t nerase, erase_cap;
     fv_chunkdir *cd; /* NULL: chunks in chunkdata */
     char *made_dir;  /* the chunk directory this handle's init made */
+    int64_t made_max; /* the highest chunk file it wrote there */
+    int create_tx;    /* made with FV_SSTORE_PG_CREATE_TX */
 } pgs;
 
 /* --chunks DIR of this process (fv_sstore_pg_set_chunks). */
@@ -367,6 +369,25 @@ static int schema_version(pgs *s, int64_t *v)
     return rc;
 }
 
+/* FV_OK if the database's schema holds no table, sequence or view (a
+ * restore or a migration fills only an empty database), else FV_EEXIST. */
+static int schema_empty(pgs *s)
+{
+    PGresult *r;
+    int64_t n = 0;
+    int rc = run_row(s, "SELECT count(*)::bigint FROM pg_class c JOIN "
+                        "pg_namespace n ON n.oid = c.relnamespace WHERE "
+                        "n.nspname = current_schema() AND c.relkind IN "
+                        "('r', 'p', 'S', 'v', 'm', 'f')",
+                     NULL, &r, "schema");
+    if (rc)
+        return rc;
+    if (!col_int(r, 0, 0, &n))
+        rc = pg_error(s, FV_EIO, "server database: cannot list tables");
+    PQclear(r);
+    return rc ? rc : n ? FV_EEXIST : FV_OK;
+}
+
 int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create)
 {
     pgs *s;
@@ -406,13 +427,17 @@ int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create)
                       NULL, "schema")) ||
             (rc = schema_version(s, &ver)))
             goto fail_tx;
-        if (ver) {
-            rc = FV_EEXIST;
+        if (ver || (create == FV_SSTORE_PG_CREATE_TX &&
+                    (rc = schema_empty(s)))) {
+            rc = rc ? rc : FV_EEXIST;
             goto fail_tx;
         }
         if ((rc = run_script(s, schema_sql)) ||
-            (chunks_option && (rc = chunks_create(s))) ||
-            (rc = run(s, "COMMIT", NULL, NULL, "schema")))
+            (chunks_option && (rc = chunks_create(s))))
+            goto fail_tx;
+        if (create == FV_SSTORE_PG_CREATE_TX)
+            s->in_tx = s->create_tx = 1; /* the caller fills it, commits */
+        else if ((rc = run(s, "COMMIT", NULL, NULL, "schema")))
             goto fail_tx;
     } else {
         if ((rc = schema_version(s, &ver)))
@@ -1006,7 +1031,7 @@ static int pgs_chunk_append(fv_sstore *base, const unsigned char *data,
     pgs *s = (pgs *)base;
     PGresult *r;
     params p = {0};
-    int64_t id;
+    int64_t id = 0;
     int rc;
     if (len == 0 || len > UINT32_MAX || len > INT32_MAX)
         return FV_EINVAL;
@@ -1022,6 +1047,8 @@ static int pgs_chunk_append(fv_sstore *base, const unsigned char *data,
         if (rc == FV_OK && (rc = fv_chunkdir_write(s->cd, (uint64_t)id, data,
                                                    len)))
             pg_error(s, rc, "chunks: cannot write a chunk file");
+        if (rc == FV_OK && s->made_dir && id > s->made_max)
+            s->made_max = id;
         if (rc == FV_OK) {
             loc->pack = 2;
             loc->off = (uint64_t)id;
@@ -1282,7 +1309,7 @@ static int pgs_retract(fv_sstore *base, const unsigned char record[32],
         return rc;
     rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-        fv_sstore_chunkloc loc;
+        fv_sstore_chunkloc loc = {0};
         if ((rc = loc_row(s, r, i, 0, &loc)) ||
             (rc = pgs_chunk_discard(base, &loc))) {
             s->nerase = n0;
@@ -1381,10 +1408,18 @@ void fv_sstore_pg_drop(fv_sstore *base)
     if (!base || base->ops != &pgs_ops)
         return;
     pgs_rollback(base);
-    run_script(s, "DROP TABLE IF EXISTS meta, device, invite, log, feed, "
-                  "chunkref, chunkdata, chunk, logrec, retracted, "
-                  "schema_version; DROP SEQUENCE IF EXISTS chunkfile");
+    /* A schema made in the caller's transaction went with the rollback
+     * (and what is there now is another's). */
+    if (!s->create_tx)
+        run_script(s, "DROP TABLE IF EXISTS meta, device, invite, log, "
+                      "feed, chunkref, chunkdata, chunk, logrec, retracted, "
+                      "schema_version; DROP SEQUENCE IF EXISTS chunkfile");
     if (s->made_dir) {
+        /* The files this handle wrote into the directory it made (a
+         * restore or a migration undone): numbers 1.. of its new
+         * sequence, which no other server could see. */
+        for (int64_t n = 1; s->cd && n <= s->made_max; n++)
+            fv_chunkdir_destroy(s->cd, (uint64_t)n);
         fv_chunkdir_close(s->cd);
         s->cd = NULL;
         fv_chunkdir_remove(s->made_dir);

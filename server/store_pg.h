@@ -67,6 +67,13 @@
  * threads. FV_ENOMEM. */
 int fv_sstore_pg_set_chunks(const char *dir);
 
+/* `create` for fv_sstore_pg_open (and fv_sstore_open): make the schema
+ * in a database that holds no table at all (else FV_EEXIST), and leave
+ * its transaction open, the write lock held, for the caller to fill the
+ * store and then fv_sstore_commit it, or fv_sstore_pg_drop it: a restore
+ * or a migration is one transaction. */
+#define FV_SSTORE_PG_CREATE_TX 2
+
 /* Opens the PostgreSQL store at the libpq connection URI `uri`; with
  * `create`, makes the schema (FV_EEXIST if one is there). Without it:
  * FV_ENOTFOUND if there is no FieldVault schema, FV_EVERSION if it is
@@ -76,22 +83,39 @@ int fv_sstore_pg_set_chunks(const char *dir);
  * connection. */
 int fv_sstore_pg_open(fv_sstore **out, const char *uri, int create);
 
-/* Drops the tables of a store that server init or migrate made and could
- * not finish (the next one then starts afresh). */
+/* Undoes a store that server init made and could not finish (its tables
+ * dropped: the next one then starts afresh), or rolls back one made with
+ * FV_SSTORE_PG_CREATE_TX; either way the chunk directory it made goes,
+ * with the chunk files it wrote there. */
 void fv_sstore_pg_drop(fv_sstore *pg);
 
 /* Copies the embedded store at `db_path` (server.db, its packs in `chunks`
- * beside it) into the new, empty PostgreSQL store `pg` (just made by
- * fv_sstore_pg_open with create): every table as it is, each chunk's
- * bytes into chunkdata (a chunk whose bytes do not match its hash, left by
- * an interrupted retraction, is left out and counted in *skipped). One
- * transaction: all or nothing. *stats receives the counts (may be NULL):
- * devices, envelopes, chunks. FV_ENOTFOUND, FV_ECORRUPT, FV_EVERSION,
- * FV_EDATABASE, FV_EIO. The source must not be served meanwhile. */
+ * beside it) into the new, empty PostgreSQL store `pg`, made by
+ * fv_sstore_pg_open with FV_SSTORE_PG_CREATE_TX and still in that
+ * transaction (the caller commits): every table as it is, each chunk's
+ * bytes stored as the store keeps chunks (chunkdata, or its chunk
+ * directory; a chunk whose bytes do not match its hash, left by an
+ * interrupted retraction, is left out and counted in *skipped). *stats
+ * receives the counts (may be NULL): devices, envelopes, chunks.
+ * FV_ENOTFOUND, FV_ECORRUPT, FV_EVERSION, FV_EDATABASE, FV_EIO. The source
+ * must not be served meanwhile. */
 typedef struct fv_sstore_migrated {
     uint64_t devices, envelopes, chunks, skipped;
 } fv_sstore_migrated;
 int fv_sstore_pg_import_sqlite(fv_sstore *pg, const char *db_path,
+                               fv_sstore_migrated *stats);
+
+/* The reverse, for a backup: writes the PostgreSQL store `pg` (opened,
+ * not in a transaction) as a new server directory `dir` (which must
+ * exist, empty) of the embedded store: server.db, chunks/pack-NNNNNN, and
+ * the server's files that the store keeps in meta (tls.key, tls.crt,
+ * receipt.key; server_stage.h), all 0600. Everything is read in one
+ * REPEATABLE READ, READ ONLY transaction, so the copy is the store at one
+ * instant while `serve` processes go on writing; a chunk that a
+ * retraction committed since destroyed (in the chunk directory) is left
+ * out and counted in *skipped. *stats as above (may be NULL). FV_ECORRUPT,
+ * FV_EDATABASE, FV_EIO, FV_ENOSPC, FV_ENOMEM. */
+int fv_sstore_pg_export_sqlite(fv_sstore *pg, const char *dir,
                                fv_sstore_migrated *stats);
 
 #endif

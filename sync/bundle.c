@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "call.h"
 #include "fieldvault_sync.h"
 #include "fileio.h"
 #include "proto.h"
@@ -311,8 +312,8 @@ static int stats_fail(fv_vault *v)
                                     "start from FV_BUNDLE_STATS_INIT");
 }
 
-int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
-                     const fv_bundle_options *opt)
+static int bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
+                         const fv_bundle_options *opt)
 {
     struct exporter x;
     fv_bundle_stats st;
@@ -378,6 +379,12 @@ int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
     if (stats)
         fv_result_put(stats, &st, sizeof st);
     return FV_OK;
+}
+
+int fv_bundle_export(fv_vault *v, fv_bundle_stats *stats, const char *path,
+                     const fv_bundle_options *opt)
+{
+    return FV_CALL(v, bundle_export(v, stats, path, opt));
 }
 
 int fv_bundle_read(const char *path, fv_bundle_batch_fn fn,
@@ -599,7 +606,7 @@ static void import_message(char *msg, size_t cap, const char *what,
              kept == 1 ? "" : "s");
 }
 
-int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
+static int bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
 {
     struct vault_import x;
     const char *why = NULL;
@@ -676,4 +683,9 @@ int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
         rc = fv_vs_fail(v, FV_ECORRUPT, msg);
     }
     return rc;
+}
+
+int fv_bundle_import(fv_vault *v, fv_bundle_stats *stats, const char *path)
+{
+    return FV_CALL(v, bundle_import(v, stats, path));
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "call.h"
 #include "client.h"
 #include "crypto.h"
 #include "proxy.h"
@@ -483,8 +484,8 @@ static int run_enrolled(fv_vault *v, const fv_client_request *req,
     return rc;
 }
 
-int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
-                        const fv_sync_options *o)
+static int sync_session_new(fv_sync_session **out, fv_vault *v,
+                            const fv_sync_options *o)
 {
     fv_sync_options opts;
     fv_sync_session *s;
@@ -530,7 +531,7 @@ int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
     return FV_OK;
 }
 
-int fv_sync_session_run(fv_sync_session *s, fv_sync_result *res)
+static int sync_session_run(fv_sync_session *s, fv_sync_result *res)
 {
     fv_client_request req = {.op = FV_CLIENT_SYNC};
     fv_sync_result full;
@@ -589,7 +590,7 @@ void fv_sync_session_free(fv_sync_session *s)
     free(s);
 }
 
-int fv_vault_set_proxy(fv_vault *v, const char *url)
+static int vault_set_proxy(fv_vault *v, const char *url)
 {
     fv_proxy p;
     const char *why = "";
@@ -609,7 +610,7 @@ int fv_vault_set_proxy(fv_vault *v, const char *url)
     return fv_vs_proxy_put(v, url);
 }
 
-int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
+static int vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
 {
     char stored[FV_VS_PROXY_BYTES], name[300];
     fv_proxy p;
@@ -641,7 +642,7 @@ int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
     return FV_OK;
 }
 
-int fv_sync(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
+static int sync_once(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
 {
     fv_sync_session *s;
     int rc;
@@ -654,8 +655,8 @@ int fv_sync(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
     return rc;
 }
 
-int fv_enroll(fv_vault *v, int *role, const char *invite,
-              const fv_sync_options *o)
+static int enroll_device(fv_vault *v, int *role, const char *invite,
+                         const fv_sync_options *o)
 {
     fv_invite inv;
     fv_sync_result res;
@@ -676,7 +677,7 @@ int fv_enroll(fv_vault *v, int *role, const char *invite,
     return rc;
 }
 
-int fv_org_init(fv_vault *v, const fv_sync_options *o)
+static int org_init(fv_vault *v, const fv_sync_options *o)
 {
     fv_client_request req = {.op = FV_CLIENT_ORGKEY};
     fv_sync_state st;
@@ -698,8 +699,8 @@ int fv_org_init(fv_vault *v, const fv_sync_options *o)
     return run_enrolled(v, &req, o, NULL, NULL, NULL);
 }
 
-int fv_org_invite(fv_vault *v, char **invite, const char *name, int role,
-                  uint64_t ttl, const fv_sync_options *o)
+static int org_invite(fv_vault *v, char **invite, const char *name, int role,
+                      uint64_t ttl, const fv_sync_options *o)
 {
     fv_client_request req = {.op = FV_CLIENT_INVITE, .name = name,
                              .role = role, .ttl = ttl};
@@ -731,8 +732,8 @@ static int device_cb(const fv_devinfo *d, void *payload)
     return rc;
 }
 
-int fv_org_device_list(fv_vault *v, const fv_sync_options *o,
-                       fv_device_fn fn, void *payload)
+static int org_device_list(fv_vault *v, const fv_sync_options *o,
+                           fv_device_fn fn, void *payload)
 {
     struct devices ds = {fn, payload};
     fv_client_request req = {.op = FV_CLIENT_DEVICES, .device_fn = device_cb,
@@ -742,11 +743,68 @@ int fv_org_device_list(fv_vault *v, const fv_sync_options *o,
     return run_enrolled(v, &req, o, NULL, NULL, NULL);
 }
 
-int fv_org_revoke(fv_vault *v, const unsigned char id[32],
-                  const fv_sync_options *o)
+static int org_revoke(fv_vault *v, const unsigned char id[32],
+                      const fv_sync_options *o)
 {
     fv_client_request req = {.op = FV_CLIENT_REVOKE, .device = id};
     if (!v || !id)
         return FV_EINVAL;
     return run_enrolled(v, &req, o, NULL, NULL, NULL);
+}
+
+/* ---- the public calls (call.h: each leaves its own message) ---- */
+
+int fv_vault_set_proxy(fv_vault *v, const char *url)
+{
+    return FV_CALL(v, vault_set_proxy(v, url));
+}
+
+int fv_vault_get_proxy(fv_vault *v, char **url, int *has_credentials)
+{
+    return FV_CALL(v, vault_get_proxy(v, url, has_credentials));
+}
+
+int fv_sync(fv_vault *v, fv_sync_result *res, const fv_sync_options *o)
+{
+    return FV_CALL(v, sync_once(v, res, o));
+}
+
+int fv_sync_session_new(fv_sync_session **out, fv_vault *v,
+                        const fv_sync_options *o)
+{
+    return FV_CALL(v, sync_session_new(out, v, o));
+}
+
+int fv_sync_session_run(fv_sync_session *s, fv_sync_result *res)
+{
+    return FV_CALL(s ? s->v : NULL, sync_session_run(s, res));
+}
+
+int fv_enroll(fv_vault *v, int *role, const char *invite,
+              const fv_sync_options *o)
+{
+    return FV_CALL(v, enroll_device(v, role, invite, o));
+}
+
+int fv_org_init(fv_vault *v, const fv_sync_options *o)
+{
+    return FV_CALL(v, org_init(v, o));
+}
+
+int fv_org_invite(fv_vault *v, char **invite, const char *name, int role,
+                  uint64_t ttl, const fv_sync_options *o)
+{
+    return FV_CALL(v, org_invite(v, invite, name, role, ttl, o));
+}
+
+int fv_org_device_list(fv_vault *v, const fv_sync_options *o,
+                       fv_device_fn fn, void *payload)
+{
+    return FV_CALL(v, org_device_list(v, o, fn, payload));
+}
+
+int fv_org_revoke(fv_vault *v, const unsigned char id[32],
+                  const fv_sync_options *o)
+{
+    return FV_CALL(v, org_revoke(v, id, o));
 }

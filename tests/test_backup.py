@@ -18,7 +18,6 @@ import sqlite3
 import stat
 import struct
 import sys
-import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -111,35 +110,9 @@ class BackupTest(test_sync.SyncTest):
         self.settle(c)
 
         # backups while G pushes records and an attachment, over and over
-        stop = threading.Event()
-        done = threading.Semaphore(0)
-        errors = []
-
-        def pusher():
-            i = 0
-            try:
-                while not stop.is_set() and i < 40:
-                    self.write("g%d.bin" % i, os.urandom(70 * 1024))
-                    self.add(g, "during %d" % i, "--attach",
-                             self.path("g%d.bin" % i))
-                    self.sync(g)
-                    done.release()
-                    i += 1
-            except Exception as e:  # reported below, in this thread
-                errors.append(e)
-                done.release()
-        t = threading.Thread(target=pusher)
-        t.start()
-        old, heads = [], []
-        try:
-            for k in range(4):
-                # while G's next push runs (the first after a push or two)
-                self.assertTrue(done.acquire(timeout=120))
-                old.append(self.backup(sdir, "during-%d.fvb" % k))
-        finally:
-            stop.set()
-            t.join(300)
-        self.assertFalse(errors, errors)
+        heads = []
+        old = self.while_pushing(
+            g, 40, 4, lambda k: self.backup(sdir, "during-%d.fvb" % k))
         for k, b in enumerate(old):
             r = self.restore(b, "check-%d" % k)
             self.check_restored(sdir, r)
@@ -229,9 +202,17 @@ class BackupTest(test_sync.SyncTest):
         self.fv("server", "backup", "--data", sdir, "--output", b,
                 expect=EXISTS)
         self.fv("server", "backup", "--data", sdir, expect=USAGE)
-        r = self.fv("server", "backup", "--store", "postgresql://u@h/d",
-                    "--output", self.path("pg.fvb"), expect=USAGE)
-        self.assertIn(b"pg_dump", r.stderr)
+        # --data or --store (PostgreSQL: test_server_pg), not both
+        self.fv("server", "backup", "--store", "postgresql://u@h/d",
+                "--data", sdir, "--output", self.path("pg.fvb"),
+                expect=USAGE)
+        self.fv("server", "restore", "--input", b, "--store",
+                "postgresql://u@h/d", "--data", self.path("pg"),
+                expect=USAGE)
+        self.fv("server", "backup", "--data", sdir, "--chunks",
+                self.path("c"), "--output", self.path("pg.fvb"),
+                expect=USAGE)
+        self.assertFalse(os.path.exists(self.path("pg.fvb")))
         self.fv("server", "restore", "--data", self.path("x"), expect=USAGE)
         self.fv("server", "backup", "--data", self.path("none"),
                 "--output", self.path("n.fvb"), expect=8)

@@ -1433,35 +1433,69 @@ static int power_check(const struct acks *k)
     return bad ? -1 : 0;
 }
 
-static int copy_file(const char *from, const char *to)
+/* Runs `child` in a fork for every sync boundary (crash_at 1, 2, ... until
+ * one past its last sync), each after the shell command `reset`, and
+ * `check` after each crash; reports the points as `what`. */
+static void power_points(const char *what, const char *reset,
+                         void (*child)(struct acks *k, long crash_at, void *ctx),
+                         int (*check)(const struct acks *k, void *ctx), void *ctx)
 {
-    char buf[65536];
-    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
-    ssize_t n;
-    if (in < 0)
-        return -1;
-    out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)n) != n)
-            goto done;
-    rc = out >= 0 ? 0 : -1;
-done:
-    close(in);
-    if (out >= 0)
-        close(out);
-    return rc;
+    long points = 0, failures = 0;
+    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    CHECK(k != MAP_FAILED);
+    if (k == MAP_FAILED)
+        return;
+    for (long crash_at = 1;; crash_at++) {
+        pid_t pid;
+        int status = 0;
+        CHECK_EQ(system(reset), 0);
+        memset(k, 0, sizeof *k);
+        k->syncs = -1;
+        fflush(NULL);
+        if ((pid = fork()) == 0)
+            child(k, crash_at, ctx);
+        CHECK(pid > 0);
+        waitpid(pid, &status, 0);
+        points++;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
+            fprintf(stderr, "%s #%ld: the child failed (status %d, step %d)\n", what, crash_at, status,
+                    k->step);
+            failures++;
+        } else if (check(k, ctx) != 0) {
+            fprintf(stderr, "%s #%ld: lost power after step %d\n", what, crash_at, k->step);
+            failures++;
+        }
+        if (k->syncs >= 0 && k->syncs < crash_at)
+            break;
+        if (crash_at > 2000) { /* never reaching the end means a bug */
+            failures++;
+            break;
+        }
+    }
+    munmap(k, sizeof *k);
+    report(what, points, failures);
+    CHECK_EQ(failures, 0);
+}
+
+static void power_vault_child(struct acks *k, long crash_at, void *ctx)
+{
+    (void)ctx;
+    power_child(k, crash_at);
+}
+
+static int power_vault_check(const struct acks *k, void *ctx)
+{
+    (void)ctx;
+    return power_check(k);
 }
 
 static void run_power(void)
 {
-    static const char *const files[] = {"vault.db", "vault.key"};
-    char base[320], cmd[800];
-    long points = 0, failures = 0;
-    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char base[320], cmd[2048];
     fv_vault *v = NULL;
     fv_create_options o = FV_CREATE_OPTIONS_INIT;
 
-    CHECK(k != MAP_FAILED);
     /* The starting vault: one record, closed (so its WAL is checkpointed
      * away and the two files are all of it). */
     snprintf(base, sizeof base, "%s/power-base", root);
@@ -1470,38 +1504,10 @@ static void run_power(void)
     CHECK_EQ(fv_vault_create(&v, base, PASS, strlen(PASS), &o), FV_OK);
     CHECK_EQ(add_one(v, NULL, "before", 0), FV_OK);
     fv_vault_close(v);
-
-    for (long crash_at = 1;; crash_at++) {
-        pid_t pid;
-        int status = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 700 '%s'", vdir, vdir);
-        CHECK_EQ(system(cmd), 0);
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-            char from[400], to[400];
-            snprintf(from, sizeof from, "%s/%s", base, files[i]);
-            snprintf(to, sizeof to, "%s/%s", vdir, files[i]);
-            CHECK_EQ(copy_file(from, to), 0);
-        }
-        memset(k, 0, sizeof *k);
-        k->syncs = -1;
-        fflush(NULL);
-        if ((pid = fork()) == 0)
-            power_child(k, crash_at);
-        CHECK(pid > 0);
-        waitpid(pid, &status, 0);
-        points++;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
-            fprintf(stderr, "power #%ld: the child failed (status %d, step %d)\n", crash_at, status, k->step);
-            failures++;
-        } else if (power_check(k) != 0) {
-            fprintf(stderr, "power #%ld: lost power after step %d\n", crash_at, k->step);
-            failures++;
-        }
-        if (k->syncs >= 0 && k->syncs < crash_at)
-            break; /* this run lost power after its last sync */
-    }
-    report("power", points, failures);
-    CHECK_EQ(failures, 0);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && mkdir -m 700 '%s' && cp '%s/vault.db' "
+             "'%s/vault.key' '%s/'", vdir, vdir, base, base, vdir);
+    power_points("power", cmd, power_vault_child, power_vault_check, NULL);
 }
 
 /* ---- the server's packs ------------------------------------------------------- */
@@ -1668,14 +1674,22 @@ static int power_sync_check(const struct acks *k)
     return server_chunks_ok();
 }
 
+static void psync_child(struct acks *k, long crash_at, void *ctx)
+{
+    power_sync_child(k, crash_at, ctx);
+}
+
+static int psync_check(const struct acks *k, void *ctx)
+{
+    (void)ctx;
+    return power_sync_check(k);
+}
+
 static void run_power_sync(void)
 {
     char base[300], sdir[300], cmd[2400];
     char main_vdir[320], main_sdb[400];
-    long points = 0, failures = 0;
-    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-    CHECK(k != MAP_FAILED);
     /* The starting state: the test's vault and server, closed, copied. */
     snprintf(main_vdir, sizeof main_vdir, "%s", vdir);
     snprintf(main_sdb, sizeof main_sdb, "%s", server_db);
@@ -1687,85 +1701,13 @@ static void run_power_sync(void)
     snprintf(vdir, sizeof vdir, "%s/psync/vault", root);
     snprintf(sdir, sizeof sdir, "%s/psync/server", root);
     snprintf(server_db, sizeof server_db, "%s/server.db", sdir);
-    for (long crash_at = 1;; crash_at++) {
-        pid_t pid;
-        int status = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s/psync' && mkdir -m 700 '%s/psync' && cp -a '%s/vault' '%s' && "
-                 "cp -a '%s/server' '%s'", root, root, base, vdir, base, sdir);
-        CHECK_EQ(system(cmd), 0);
-        memset(k, 0, sizeof *k);
-        k->syncs = -1;
-        fflush(NULL);
-        if ((pid = fork()) == 0)
-            power_sync_child(k, crash_at, sdir);
-        CHECK(pid > 0);
-        waitpid(pid, &status, 0);
-        points++;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
-            fprintf(stderr, "power sync #%ld: the child failed (status %d, step %d)\n", crash_at, status,
-                    k->step);
-            failures++;
-        } else if (power_sync_check(k) != 0) {
-            fprintf(stderr, "power sync #%ld: lost power after step %d\n", crash_at, k->step);
-            failures++;
-        }
-        if (k->syncs >= 0 && k->syncs < crash_at)
-            break;
-        if (crash_at > 2000) { /* never reaching the end means a bug */
-            failures++;
-            break;
-        }
-    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/psync' && mkdir -m 700 '%s/psync' && cp -a '%s/vault' '%s' && "
+             "cp -a '%s/server' '%s'", root, root, base, vdir, base, sdir);
+    power_points("power sync", cmd, psync_child, psync_check, sdir);
     snprintf(vdir, sizeof vdir, "%s", main_vdir);
     snprintf(server_db, sizeof server_db, "%s", main_sdb);
-    report("power sync", points, failures);
-    CHECK_EQ(failures, 0);
 }
 
-/* Runs `child` in a fork for every sync boundary (crash_at 1, 2, ... until
- * one past its last sync), each after the shell command `reset`, and
- * `check` after each crash; reports the points as `what`. */
-static void power_points(const char *what, const char *reset,
-                         void (*child)(struct acks *k, long crash_at, void *ctx),
-                         int (*check)(const struct acks *k, void *ctx), void *ctx)
-{
-    long points = 0, failures = 0;
-    struct acks *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-    CHECK(k != MAP_FAILED);
-    if (k == MAP_FAILED)
-        return;
-    for (long crash_at = 1;; crash_at++) {
-        pid_t pid;
-        int status = 0;
-        CHECK_EQ(system(reset), 0);
-        memset(k, 0, sizeof *k);
-        k->syncs = -1;
-        fflush(NULL);
-        if ((pid = fork()) == 0)
-            child(k, crash_at, ctx);
-        CHECK(pid > 0);
-        waitpid(pid, &status, 0);
-        points++;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 99) {
-            fprintf(stderr, "%s #%ld: the child failed (status %d, step %d)\n", what, crash_at, status,
-                    k->step);
-            failures++;
-        } else if (check(k, ctx) != 0) {
-            fprintf(stderr, "%s #%ld: lost power after step %d\n", what, crash_at, k->step);
-            failures++;
-        }
-        if (k->syncs >= 0 && k->syncs < crash_at)
-            break;
-        if (crash_at > 2000) { /* never reaching the end means a bug */
-            failures++;
-            break;
-        }
-    }
-    munmap(k, sizeof *k);
-    report(what, points, failures);
-    CHECK_EQ(failures, 0);
-}
 
 /* ---- power loss while the server's TLS identity is written ------------------ */
 

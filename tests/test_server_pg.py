@@ -24,7 +24,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_sync  # noqa: E402
-from test_sync import DENIED, OK, SyncTest, PgDB  # noqa: E402
+from test_sync import DENIED, OK, ROLLBACK, SyncTest, PgDB  # noqa: E402
 
 DATABASE = 21  # exit code: the server's database cannot be reached
 VERSION = 7    # exit code: data of a newer format
@@ -372,6 +372,65 @@ class TestTwoServers(SyncTest):
                                     "WHERE k = 'tls_crt'").fetchone(), crt)
 
 
+class TestSharedCertificate(SyncTest):
+    """The server's files in a shared store: a running serve keeps no copy
+    of its key in files, and a CA's certificate installed with --store is
+    presented by every running serve process within seconds."""
+
+    handshake = test_sync.TestOrdinaryService.handshake
+    make_ca = test_sync.TestOrdinaryService.make_ca
+    ca_sign = test_sync.TestOrdinaryService.ca_sign
+
+    def setUp(self):
+        super().setUp()
+        test_sync.PG_URL = os.environ["FV_PG_URL"]
+
+    def staged(self, tmp):
+        return [n for n in os.listdir(tmp)
+                if n.startswith("fieldvault-server-")]
+
+    def test_ca_certificate_reaches_running_servers(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        tmp = self.path("tmp")
+        os.mkdir(tmp, 0o700)
+        old = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = tmp
+        self.addCleanup(lambda: os.environ.__setitem__("TMPDIR", old)
+                        if old is not None else os.environ.pop("TMPDIR"))
+        url, pin, admin = self.server_init()
+        a = self.start_server(url)
+        b = self.start_server(url)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", a.address)
+        # Serving, neither process holds its key in a file.
+        self.assertEqual(self.staged(tmp), [])
+        csr = x509.load_pem_x509_csr(self.fv(
+            "server", "csr", "--store", url, "--hostname",
+            "vault.example.org").stdout)
+        ca = self.make_ca()
+        self.write("ca.pem", ca[1].public_bytes(
+            serialization.Encoding.PEM))
+        self.write("chain.pem", self.ca_sign(ca, csr.public_key(),
+                                             "vault.example.org"))
+        marks = [srv.mark() for srv in (a, b)]
+        self.fv("server", "cert", "--store", url, self.path("chain.pem"))
+        for srv, mark in zip((a, b), marks):
+            self.assertIsNotNone(srv.wait_for(
+                re.compile("certificate loaded"), timeout=20, start=mark))
+            s = self.handshake(srv.port, cafile=self.path("ca.pem"))
+            self.assertEqual(s.getpeercert()["subject"],
+                             ((("commonName", "vault.example.org"),),))
+            s.close()
+        # Devices, which check only the pin, sync on through both.
+        self.add(c, "through a CA's certificate")
+        self.settle(c)
+        self.settle(c, "--server", b.address)
+        self.assertEqual(self.staged(tmp), [])
+        for srv in (a, b):
+            self.assertAlive(srv)
+
+
 class TestMigrate(SyncTest):
     def test_directory_to_postgresql(self):
         """server migrate: the devices of a directory server sync on with
@@ -431,6 +490,348 @@ class TestMigrate(SyncTest):
         self.v(gone, "sync", expect=DENIED)
         self.jv(g2, "enroll", spare, "--server", pg.address)
         self.assertAlive(pg)
+
+
+def parse_backup(data):
+    """A backup file's entries (docs/PROTOCOL.md, "Server backups"), its
+    hash checked: [(name, bytes)]."""
+    assert data[:12] == b"FVBACKUP\0\0\0\1"
+    assert hashlib.blake2b(data[:-32], digest_size=32).digest() == \
+        data[-32:]
+    pos, out = 12, []
+    while True:
+        (nl,) = struct.unpack(">H", data[pos:pos + 2])
+        pos += 2
+        if nl == 0:
+            return out
+        name = data[pos:pos + nl].decode()
+        (size,) = struct.unpack(">Q", data[pos + nl:pos + nl + 8])
+        pos += nl + 8
+        out.append((name, data[pos:pos + size]))
+        pos += size
+
+
+def build_backup(entries):
+    blob = bytearray(b"FVBACKUP\0\0\0\1")
+    for name, val in entries:
+        blob += struct.pack(">H", len(name)) + name.encode()
+        blob += struct.pack(">Q", len(val)) + val
+    blob += b"\0\0"
+    return bytes(blob) + hashlib.blake2b(bytes(blob),
+                                         digest_size=32).digest()
+
+
+class TestPgBackup(SyncTest):
+    """server backup/restore --store (README, "Backups"): a PostgreSQL
+    store backed up while serve runs and devices push, into the same file
+    format as a server directory's; restored into an empty database (and a
+    fresh chunk directory), into a server directory, and a directory's
+    backup into PostgreSQL; devices sync on with the same pin; a restore
+    from an older backup is noticed (exit 22) and healed by re-pushes;
+    hostile files refused with nothing made."""
+
+    def setUp(self):
+        super().setUp()
+        test_sync.PG_URL = os.environ["FV_PG_URL"]
+
+    def backup(self, url, name, *args):
+        out = self.path(name)
+        j = self.jfv("server", "backup", "--store", url, "--output", out,
+                     *args)
+        self.assertEqual(set(j), {"files", "bytes"}, j)
+        self.assertEqual(stat.S_IMODE(os.stat(out).st_mode), 0o600)
+        return out
+
+    def restore(self, backup, *args):
+        url = test_sync.new_pg_store()
+        j = self.jfv("server", "restore", "--input", backup, "--store", url,
+                     *args)
+        self.assertEqual(set(j), {"files", "bytes"}, j)
+        return url
+
+    def check_log(self, url):
+        """The log 1..n with its chain intact; every chunk indexed whole
+        (in the database); returns (n, set of ids)."""
+        db = PgDB(url)
+        rows = db.execute("SELECT seq, encode(id, 'hex'), "
+                          "encode(chain, 'hex') FROM log ORDER BY seq")\
+            .fetchall()
+        self.assertEqual([r[0] for r in rows], list(range(1, len(rows) + 1)))
+        chain = bytes(32)
+        for seq, idh, ch in rows:
+            chain = hashlib.blake2b(chain + struct.pack(">Q", seq) +
+                                    bytes.fromhex(idh),
+                                    digest_size=32).digest()
+            self.assertEqual(chain.hex(), ch, "chain broken at %d" % seq)
+        return len(rows), set(r[1] for r in rows)
+
+    def tables(self, url):
+        return PgDB(url).execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE n.nspname = 'public' AND "
+            "c.relkind IN ('r', 'S')").fetchone()[0]
+
+    def test_backup_restore_and_rollback(self):
+        chunks = self.path("chunks")
+        # the store made with a shared chunk directory: its backup reads
+        # the chunk files the snapshot indexes
+        url = test_sync.new_pg_store()
+        j = self.jfv("server", "init", "--store", url, "--listen",
+                     "127.0.0.1:9", "--chunks", chunks)
+        admin = j["admin_invite"]
+        srv = self.start_server(url, args=["--chunks", chunks])
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.v(c, "org", "init")
+        f = self.field(c, srv, "F")
+        g = self.field(c, srv, "G")
+        photo = os.urandom(600 * 1024)  # three chunks
+        self.write("photo.bin", photo)
+        first = [self.add(f, "before %d" % i) for i in range(2)]
+        first.append(self.add(f, "photo", "--attach",
+                              self.path("photo.bin")))
+        self.settle(f)
+        self.settle(c)
+
+        # backups while G pushes records with attachments
+        during = self.while_pushing(
+            g, 30, 3, lambda k: self.backup(url, "during-%d.fvb" % k,
+                                            "--chunks", chunks))
+        # each is the store at one instant: restored, its log whole, every
+        # chunk it indexes present and matching its hash
+        heads = []
+        for k, b in enumerate(during):
+            u = self.restore(b)
+            heads.append(self.check_log(u)[0])
+            rows = PgDB(u).execute(
+                "SELECT encode(c.hash, 'hex'), encode(d.data, 'hex') FROM "
+                "chunk c JOIN chunkdata d ON d.id = c.data_id").fetchall()
+            self.assertEqual(len(rows), PgDB(u).execute(
+                "SELECT count(*) FROM chunk").fetchone()[0])
+            self.assertGreaterEqual(len(rows), 3)
+            for h, data in rows:
+                self.assertEqual(hashlib.blake2b(
+                    bytes.fromhex(data), digest_size=32).hexdigest(), h)
+        self.assertEqual(heads, sorted(heads))
+        self.assertGreater(heads[-1], heads[0], "the backups saw pushes")
+        older = self.restore(during[0])
+        older_head = self.check_log(older)[0]
+
+        later = [self.add(f, "after the backups %d" % i) for i in range(2)]
+        self.settle(f)
+        self.settle(g)
+        self.settle(c)
+        full = self.backup(url, "full.fvb", "--chunks", chunks)
+        srv.stop()
+
+        # into an empty database and a fresh chunk directory: every device
+        # syncs on, same pin and identities, nothing to pull
+        chunks2 = self.path("chunks2")
+        restored = self.restore(full, "--chunks", chunks2)
+        n_full, ids_full = self.check_log(restored)
+        self.assertGreater(n_full, older_head)
+        self.assertEqual(PgDB(restored).execute(
+            "SELECT count(*) FROM chunk").fetchone()[0],
+            sum(len(files) for _, _, files in os.walk(chunks2)) - 1)
+        srv2 = self.start_server(restored, args=["--chunks", chunks2])
+        for v in (f, g, c):
+            j = self.sync(v, "--server", srv2.address)
+            self.assertEqual(j["pulled"], 0, j)
+        # the log and the chunk numbering continue
+        self.write("new.bin", os.urandom(300 * 1024))
+        newer = self.add(f, "on the restored server", "--attach",
+                         self.path("new.bin"))
+        j = self.sync(f, "--server", srv2.address)
+        self.assertGreaterEqual(j["pushed"], 1, j)
+        j = self.sync(c, "--server", srv2.address)
+        self.assertGreaterEqual(j["added"], 1, j)
+        self.assertEqual(self.check_log(restored)[0], n_full + 1)
+        self.v(c, "attachment", "get", first[2], "photo.bin", "--output",
+               self.path("back.bin"))
+        with open(self.path("back.bin"), "rb") as fh:
+            self.assertEqual(fh.read(), photo)
+        self.assertAlive(srv2)
+        srv2.stop()
+
+        # the same file into a server directory: one format for both
+        sdir = self.path("as-dir")
+        self.jfv("server", "restore", "--input", full, "--data", sdir)
+        srv3 = self.start_server(sdir)
+        j = self.sync(g, "--server", srv3.address)
+        self.assertEqual(j["pulled"], 0, j)
+        self.assertAlive(srv3)
+        srv3.stop()
+
+        # restored from the older backup: each device notices once (exit
+        # 22), pushes again what the server lost, then syncs as usual
+        srv4 = self.start_server(older)
+        before = {v: self.jv(v, "list") for v in (f, g, c)}
+        r = self.v(f, "sync", "--server", srv4.address, expect=ROLLBACK)
+        self.assertIn(b"the server's log went back or lost what it "
+                      b"receipted", r.stderr)
+        j = self.sync(g, "--server", srv4.address, expect=ROLLBACK)
+        self.assertEqual(j["rollback"], "behind", j)
+        self.assertGreater(j["chunks_sent"], 0, j)
+        j = self.sync(c, "--server", srv4.address, expect=ROLLBACK)
+        self.assertEqual(j["added"], 0, j)
+        for v in (f, g, c):
+            for j in self.settle(v, "--server", srv4.address):
+                self.assertIsNone(j["rollback"], j)
+            self.assertEqual(j["pushed"], 0, j)
+            self.assertEqual(self.jv(v, "list"), before[v])
+        self.assertAlive(srv4)
+        srv4.stop()
+        # every envelope the newest server held is back, each once
+        _, ids_older = self.check_log(older)
+        self.assertLessEqual(ids_full, ids_older)
+        mine = set(x["id"] for x in self.jv(c, "list"))
+        self.assertTrue(set(first + later + [newer]) <= mine)
+
+    def test_directory_backup_into_postgresql(self):
+        """A server directory's backup restored into PostgreSQL (a second
+        path for migrate): same keys, same pin."""
+        test_sync.PG_URL = None
+        sdir, pin, admin = self.server_init()
+        srv = self.start_server(sdir)
+        c = self.make_vault("C")
+        self.jv(c, "enroll", admin, "--server", srv.address)
+        self.v(c, "org", "init")
+        f = self.field(c, srv, "F")
+        self.write("p.bin", os.urandom(300 * 1024))
+        rid = self.add(f, "from the directory", "--attach",
+                       self.path("p.bin"))
+        self.settle(f)
+        srv.stop()
+        b = self.path("dir.fvb")
+        self.jfv("server", "backup", "--data", sdir, "--output", b)
+        test_sync.PG_URL = os.environ["FV_PG_URL"]
+        # Well-hashed, but its certificate file empty: found only at the
+        # end of the migration, after the tables and the chunk files were
+        # written; the transaction rolls back, the chunk directory goes.
+        with open(b, "rb") as fh:
+            entries = parse_backup(fh.read())
+        self.assertEqual([n for n, _ in entries if n.startswith("chunks/")],
+                         ["chunks/pack-000001"])
+        bad = self.write("empty-crt.fvb", build_backup(
+            [(n, b"" if n == "tls.crt" else v) for n, v in entries]))
+        target = test_sync.new_pg_store()
+        d = self.path("rolled-back-chunks")
+        self.fv("server", "restore", "--input", bad, "--store", target,
+                "--chunks", d, expect=test_sync.CORRUPT)
+        self.assertEqual(PgDB(target).execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE n.nspname = 'public'")
+            .fetchone(), (0,))
+        self.assertFalse(os.path.exists(d))
+        url = self.restore(b)
+        for name, key in (("tls.crt", "tls_crt"), ("tls.key", "tls_key"),
+                          ("receipt.key", "receipt_key")):
+            with open(os.path.join(sdir, name), "rb") as fh:
+                self.assertEqual(PgDB(url).execute(
+                    "SELECT encode(v, 'hex') FROM meta WHERE k = ?",
+                    (key,)).fetchone()[0], fh.read().hex(), name)
+        pg = self.start_server(url)
+        j = self.sync(c, "--server", pg.address)
+        self.assertEqual((j["added"], j["chunks_received"]), (1, 2), j)
+        self.assertIn(rid, set(x["id"] for x in self.jv(c, "list")))
+        self.assertAlive(pg)
+        # migrate into a chunk directory: the chunks land as files
+        url2 = test_sync.new_pg_store()
+        d = self.path("mchunks")
+        j = self.jfv("server", "migrate", "--from", sdir, "--to", url2,
+                     "--chunks", d)
+        self.assertEqual(j["chunks"], 2, j)
+        self.assertEqual(sum(len(n) for _, _, n in os.walk(d)), 3)
+        self.assertEqual(PgDB(url2).execute(
+            "SELECT count(*) FROM chunkdata").fetchone(), (0,))
+
+    def test_hostile_backups_refused(self):
+        url, _, _ = self.server_init()
+        b = self.backup(url, "b.fvb")
+        with open(b, "rb") as fh:
+            data = fh.read()
+        tmp = os.environ.get("TMPDIR", "/tmp")
+        staged = lambda: [n for n in os.listdir(tmp)  # noqa: E731
+                          if n.startswith("fieldvault-restore-")]
+        self.assertEqual(staged(), [])
+        target = test_sync.new_pg_store()
+
+        def refused(blob, tag, code=test_sync.CORRUPT, why=None):
+            p = self.write("bad-%s.fvb" % tag, blob)
+            r = self.fv("server", "restore", "--input", p, "--store",
+                        target, "--chunks", self.path("c-" + tag),
+                        expect=code)
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            if why:
+                self.assertRegex(r.stderr, why)
+            self.assertEqual(self.tables(target), 0, "half-made: " + tag)
+            self.assertFalse(os.path.exists(self.path("c-" + tag)), tag)
+            self.assertEqual(staged(), [], tag)
+        cut = rb"damaged or cut short|is not a FieldVault server backup"
+        for n in (0, 5, 12, 13, 40, len(data) // 2, len(data) - 33,
+                  len(data) - 1):
+            refused(data[:n], "cut%d" % n, why=cut)
+        for pos in (5, 14, 20, len(data) // 2, len(data) - 1):
+            d = bytearray(data)
+            d[pos] ^= 0x40
+            refused(bytes(d), "flip%d" % pos, why=cut)
+        refused(data + b"\0", "long", why=cut)
+        d = bytearray(data)
+        d[11] = 2
+        refused(bytes(d), "newer", code=VERSION, why=rb"newer")
+        # wrong kinds: a vault's database, noise, a well-formed file whose
+        # server.db is a vault's
+        v = self.make_vault("V")
+        vdb = [os.path.join(v, n) for n in os.listdir(v) if n.endswith(".db")]
+        self.assertEqual(len(vdb), 1, os.listdir(v))
+        with open(vdb[0], "rb") as fh:
+            body = fh.read()
+        refused(body, "vault", why=cut)
+        refused(os.urandom(8192), "noise", why=cut)
+        blob = build_backup([("server.db", body),
+                             ("receipt.key", bytes(64)), ("tls.key", b"k"),
+                             ("tls.crt", b"c")])
+        refused(blob, "notdb", why=rb"not a whole server database")
+        # and the good file still restores into that same database
+        self.jfv("server", "restore", "--input", b, "--store", target)
+        self.assertGreater(self.tables(target), 0)
+        # a database that holds anything is refused, as is a second restore
+        r = self.fv("server", "restore", "--input", b, "--store", target,
+                    expect=test_sync.EXISTS)
+        self.assertIn(b"not empty", r.stderr)
+        other = test_sync.new_pg_store()
+        PgDB(other).execute("CREATE TABLE mine(x int)")
+        self.fv("server", "restore", "--input", b, "--store", other,
+                expect=test_sync.EXISTS)
+        self.assertEqual(self.tables(other), 1)
+        # a chunk directory that holds anything: refused, nothing made
+        os.mkdir(self.path("busy"))
+        self.write("busy/x", b"x")
+        empty = test_sync.new_pg_store()
+        self.fv("server", "restore", "--input", b, "--store", empty,
+                "--chunks", self.path("busy"), expect=test_sync.EXISTS)
+        self.assertEqual(self.tables(empty), 0)
+        self.assertEqual(os.listdir(self.path("busy")), ["x"])
+        # no backup over a file; no server; an unreachable database
+        self.fv("server", "backup", "--store", url, "--output", b,
+                expect=test_sync.EXISTS)
+        self.fv("server", "backup", "--store", empty, "--output",
+                self.path("none.fvb"), expect=test_sync.NOTFOUND)
+        self.assertFalse(os.path.exists(self.path("none.fvb")))
+        bad = "postgresql://someone:s3cr3t-pw@127.0.0.1:9/nodb"
+        for args in (["backup", "--store", bad, "--output",
+                      self.path("x.fvb")],
+                     ["restore", "--input", b, "--store", bad]):
+            r = self.fv("server", *args, expect=DATABASE)
+            self.assertNotIn(b"s3cr3t", r.stderr)
+            self.assertIn(b"cannot be reached", r.stderr)
+        self.assertEqual([n for n in os.listdir(self.tmp)
+                          if ".stage-" in n], [])
+        self.assertEqual(staged(), [])
+        # --chunks for a store that keeps its chunks in the database
+        self.fv("server", "backup", "--store", url, "--chunks",
+                self.path("nochunks"), "--output", self.path("y.fvb"),
+                expect=test_sync.USAGE)
 
 
 def main():

@@ -573,6 +573,40 @@ class SyncTest(unittest.TestCase):
                 return out
         self.fail("sync does not settle: %r" % out)
 
+    def while_pushing(self, vault, pushes, rounds, take):
+        """take(k) for k in 0..rounds-1, each while `vault` adds a record
+        with a 70 KiB attachment and syncs, over and over (at most `pushes`
+        times; the first take after a push or two): what take returned."""
+        stop = threading.Event()
+        done = threading.Semaphore(0)
+        errors = []
+
+        def pusher():
+            i = 0
+            try:
+                while not stop.is_set() and i < pushes:
+                    self.write("p%d.bin" % i, os.urandom(70 * 1024))
+                    self.add(vault, "during %d" % i, "--attach",
+                             self.path("p%d.bin" % i))
+                    self.sync(vault)
+                    done.release()
+                    i += 1
+            except Exception as e:  # reported below, in this thread
+                errors.append(e)
+                done.release()
+        t = threading.Thread(target=pusher)
+        t.start()
+        got = []
+        try:
+            for k in range(rounds):
+                self.assertTrue(done.acquire(timeout=120))
+                got.append(take(k))
+        finally:
+            stop.set()
+            t.join(300)
+        self.assertFalse(errors, errors)
+        return got
+
     # -- servers and organisations
 
     def server_init(self, name="server", listen="127.0.0.1:9"):

@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "fieldvault.h"
+#include "fieldvault_sync.h"
 #include "store_db.h"
 
 static char root[256];
@@ -1056,6 +1057,213 @@ static void test_schema_migrations(void)
     CHECK_EQ(fv_db_open(&d, path, 0, &v1), FV_EVERSION);
 }
 
+/* ---- each failing call leaves its own message --------------------------- */
+
+static int any_record(const fv_record *r, void *p) { (void)r; (void)p; return 0; }
+static int any_revision(const fv_revision *r, void *p) { (void)r; (void)p; return 0; }
+static int any_bytes(const unsigned char *b, size_t n, void *p) { (void)b; (void)n; (void)p; return 0; }
+static const unsigned char nobody[FV_ID_BYTES] = {0};
+static char own_dir[320];
+
+/* One failing call each, on a vault that is not enrolled and holds no
+ * organisation key. */
+static int f_passwd(fv_vault *v) { return fv_vault_passwd(v, "", 0); }
+static int f_get_wipe(fv_vault *v) { return fv_vault_get_wipe_after(v, NULL); }
+static int f_set_duress(fv_vault *v) { return fv_vault_set_duress(v, PASS, strlen(PASS), NULL); }
+static int f_add(fv_vault *v) { return fv_record_add(v, NULL, NULL); }
+static int f_edit(fv_vault *v)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    return fv_record_edit(v, NULL, nobody, &in);
+}
+static int f_delete(fv_vault *v) { return fv_record_delete(v, nobody); }
+static int f_resolve(fv_vault *v)
+{
+    unsigned char id[FV_ID_BYTES];
+    return fv_record_resolve(v, id, NULL);
+}
+static int f_get(fv_vault *v)
+{
+    fv_record *r = NULL;
+    return fv_record_get(v, &r, nobody);
+}
+static int f_get_revision(fv_vault *v)
+{
+    fv_record *r = NULL;
+    return fv_record_get_revision(v, &r, nobody, nobody);
+}
+static int f_list(fv_vault *v) { return fv_vault_list(v, NULL, NULL); }
+static int f_search(fv_vault *v) { return fv_vault_search(v, NULL, any_record, NULL); }
+static int f_history(fv_vault *v) { return fv_record_history(v, nobody, any_revision, NULL); }
+static int f_merge(fv_vault *v)
+{
+    fv_record_input in = FV_RECORD_INPUT_INIT;
+    return fv_record_merge(v, NULL, nobody, &in);
+}
+static int f_set_state(fv_vault *v) { return fv_record_set_state(v, nobody, 99); }
+static int f_query(fv_vault *v) { return fv_vault_query(v, NULL, NULL, NULL); }
+static int f_query_ex(fv_vault *v) { return fv_vault_query_ex(v, NULL, NULL, NULL, NULL); }
+static int f_note_add(fv_vault *v)
+{
+    unsigned char id[FV_ID_BYTES];
+    return fv_note_add(v, id, nobody, "a note");
+}
+static int f_note_list(fv_vault *v) { return fv_note_list(v, NULL, NULL, NULL); }
+static int f_retract(fv_vault *v) { return fv_record_retract(v, nobody); }
+static int f_retractions(fv_vault *v) { return fv_retraction_list(v, NULL, NULL); }
+static int f_quarantine(fv_vault *v) { return fv_quarantine_list(v, NULL, NULL); }
+static int f_verify(fv_vault *v)
+{
+    fv_verify_report zero;
+    memset(&zero, 0, sizeof zero); /* not from FV_VERIFY_REPORT_INIT */
+    return fv_vault_verify(v, &zero, NULL, NULL);
+}
+static int f_export(fv_vault *v)
+{
+    uint64_t n;
+    return fv_export(v, &n, NULL);
+}
+static int f_org_key_export(fv_vault *v)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/org.key", own_dir);
+    return fv_org_key_export(v, path, "recovery", 8);
+}
+static int f_org_key_import(fv_vault *v)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/missing.key", own_dir);
+    return fv_org_key_import(v, path, "recovery", 8);
+}
+static int f_att_read(fv_vault *v) { return fv_attachment_read(v, nobody, "a", any_bytes, NULL, NULL, NULL); }
+static int f_att_range(fv_vault *v)
+{
+    return fv_attachment_read_range(v, NULL, nobody, "a", 0, 1, any_bytes, NULL);
+}
+static int f_att_save(fv_vault *v)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/saved.bin", own_dir);
+    return fv_attachment_save(v, nobody, "a", path, NULL, NULL);
+}
+static int f_set_retention(fv_vault *v) { return fv_vault_set_retention(v, 99); }
+static int f_get_retention(fv_vault *v) { return fv_vault_get_retention(v, NULL); }
+static int f_delivered(fv_vault *v) { return fv_record_delivered(v, NULL, nobody); }
+static int f_set_proxy(fv_vault *v) { return fv_vault_set_proxy(v, "gopher://nowhere"); }
+static int f_get_proxy(fv_vault *v) { return fv_vault_get_proxy(v, NULL, NULL); }
+static int f_sync(fv_vault *v)
+{
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
+    return fv_sync(v, &r, NULL);
+}
+static int f_session_new(fv_vault *v) { return fv_sync_session_new(NULL, v, NULL); }
+static int f_session_run(fv_vault *v)
+{
+    fv_sync_session *s = NULL;
+    fv_sync_result r = FV_SYNC_RESULT_INIT;
+    int rc = fv_sync_session_new(&s, v, NULL);
+    CHECK_EQ(rc, FV_OK);
+    if (rc == FV_OK)
+        rc = fv_sync_session_run(s, &r);
+    fv_sync_session_free(s);
+    return rc;
+}
+static int f_enroll(fv_vault *v) { return fv_enroll(v, NULL, NULL, NULL); }
+static int f_org_init(fv_vault *v) { return fv_org_init(v, NULL); }
+static int f_org_invite(fv_vault *v)
+{
+    char *inv = NULL;
+    return fv_org_invite(v, &inv, NULL, FV_ROLE_FIELD, 60, NULL);
+}
+static int f_org_devices(fv_vault *v) { return fv_org_device_list(v, NULL, NULL, NULL); }
+static int f_org_revoke(fv_vault *v) { return fv_org_revoke(v, NULL, NULL); }
+static int f_bundle_export(fv_vault *v) { return fv_bundle_export(v, NULL, NULL, NULL); }
+static int f_bundle_import(fv_vault *v)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/missing.bundle", own_dir);
+    return fv_bundle_import(v, NULL, path);
+}
+
+static const struct own_case {
+    const char *name;
+    int (*call)(fv_vault *v);
+} own_cases[] = {
+    {"fv_vault_passwd", f_passwd}, {"fv_vault_get_wipe_after", f_get_wipe},
+    {"fv_vault_set_duress", f_set_duress}, {"fv_record_add", f_add},
+    {"fv_record_edit", f_edit}, {"fv_record_delete", f_delete},
+    {"fv_record_resolve", f_resolve}, {"fv_record_get", f_get},
+    {"fv_record_get_revision", f_get_revision}, {"fv_vault_list", f_list},
+    {"fv_vault_search", f_search}, {"fv_record_history", f_history},
+    {"fv_record_merge", f_merge}, {"fv_record_set_state", f_set_state},
+    {"fv_vault_query", f_query}, {"fv_vault_query_ex", f_query_ex},
+    {"fv_note_add", f_note_add}, {"fv_note_list", f_note_list},
+    {"fv_record_retract", f_retract}, {"fv_retraction_list", f_retractions},
+    {"fv_quarantine_list", f_quarantine}, {"fv_vault_verify", f_verify},
+    {"fv_export", f_export}, {"fv_org_key_export", f_org_key_export},
+    {"fv_org_key_import", f_org_key_import}, {"fv_attachment_read", f_att_read},
+    {"fv_attachment_read_range", f_att_range}, {"fv_attachment_save", f_att_save},
+    {"fv_vault_set_retention", f_set_retention}, {"fv_vault_get_retention", f_get_retention},
+    {"fv_record_delivered", f_delivered}, {"fv_vault_set_proxy", f_set_proxy},
+    {"fv_vault_get_proxy", f_get_proxy}, {"fv_sync", f_sync},
+    {"fv_sync_session_new", f_session_new}, {"fv_sync_session_run", f_session_run},
+    {"fv_enroll", f_enroll}, {"fv_org_init", f_org_init},
+    {"fv_org_invite", f_org_invite}, {"fv_org_device_list", f_org_devices},
+    {"fv_org_revoke", f_org_revoke}, {"fv_bundle_export", f_bundle_export},
+    {"fv_bundle_import", f_bundle_import},
+};
+
+/* Every public call on a handle that can fail, made to fail right after an
+ * earlier call failed with a distinctive message: its message is its own
+ * (not the earlier one, not "no error"), fv_error_last() holds it too, and
+ * the next call that succeeds leaves "no error". Then with no handle: the
+ * message names the call. */
+static void test_own_messages(void)
+{
+    const char *dir = new_dir();
+    fv_vault *v = create(dir);
+    unsigned char id[FV_ID_BYTES];
+    char stale[256];
+    int policy;
+
+    snprintf(own_dir, sizeof own_dir, "%s", dir);
+    CHECK_EQ(add_simple(v, id, "present", "text"), FV_OK);
+    for (size_t i = 0; i < sizeof own_cases / sizeof own_cases[0]; i++) {
+        const struct own_case *c = &own_cases[i];
+        /* The earlier failure: resolve's own message, or set_proxy's for
+         * resolve itself. */
+        if (c->call == f_resolve)
+            CHECK_EQ(fv_vault_set_proxy(v, "ftp://stale"), FV_EINVAL);
+        else
+            CHECK_EQ(fv_record_resolve(v, id, "not hex, stale"), FV_EINVAL);
+        snprintf(stale, sizeof stale, "%s", fv_vault_errmsg(v));
+        CHECK(strcmp(stale, "no error") != 0);
+        int rc = c->call(v);
+        const char *m = fv_vault_errmsg(v);
+        if (rc == FV_OK || strcmp(m, stale) == 0 || strcmp(m, "no error") == 0 ||
+            strcmp(fv_error_last(), m) != 0) {
+            fprintf(stderr, "%s: returned %d with the message \"%s\" (before: \"%s\")\n",
+                    c->name, rc, m, stale);
+            CHECK(0);
+        }
+        CHECK_EQ(fv_vault_get_retention(v, &policy), FV_OK);
+        CHECK(strcmp(fv_vault_errmsg(v), "no error") == 0);
+    }
+    /* A failure that has nothing more to say names the call and its code. */
+    CHECK_EQ(fv_vault_list(v, NULL, NULL), FV_EINVAL);
+    CHECK(strcmp(fv_vault_errmsg(v), "fv_vault_list: invalid argument") == 0);
+    /* One that has keeps its own words. */
+    fv_record *none = NULL;
+    CHECK_EQ(fv_record_get(v, &none, nobody), FV_ENOTFOUND);
+    CHECK(strcmp(fv_vault_errmsg(v), "no such record") == 0);
+    /* A call with no handle names itself in fv_error_last(). */
+    CHECK_EQ(fv_record_resolve(v, id, "not hex, stale"), FV_EINVAL);
+    CHECK_EQ(fv_record_add(NULL, NULL, NULL), FV_EINVAL);
+    CHECK(strstr(fv_error_last(), "fv_record_add") != NULL);
+    CHECK(strstr(fv_error_last(), fv_strerror(FV_EINVAL)) != NULL);
+    fv_vault_close(v);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -1076,6 +1284,7 @@ int main(void)
     test_stale_temp_key();
     test_no_plaintext();
     test_schema_migrations();
+    test_own_messages();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0)

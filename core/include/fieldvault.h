@@ -152,10 +152,12 @@ FV_API const char *fv_error_last(void);
 /* Wipes the handle's keys and closes it. NULL is harmless. */
 FV_API void fv_vault_close(fv_vault *v);
 
-/* The message of the handle's last failure (no content, no key material);
- * "no error" on a handle fv_vault_open or fv_vault_create just returned.
- * A call that succeeds leaves it as it was: read it after a failure.
- * Valid until the next call on the handle. Never NULL. */
+/* The message of the last call on the handle (no content, no key
+ * material): right after a call that failed, that call's own (what it
+ * recorded, or its name and fv_strerror of its code); right after a call
+ * that succeeded, and on a handle fv_vault_open or fv_vault_create just
+ * returned, "no error". Read it right after the call that failed. Valid
+ * until the next call on the handle. Never NULL. */
 FV_API const char *fv_vault_errmsg(const fv_vault *v);
 
 /* Rewraps the vault key under a new passphrase; records are not re-encrypted.

@@ -109,29 +109,12 @@ static void throw_code(JNIEnv *env, int rc, const char *msg)
         (*env)->Throw(env, (jthrowable)e);
 }
 
-/* The handle's message before a call, to tell a fresh message from a stale
- * one: a call that fails without recording one leaves the last. */
-typedef struct msgsnap {
-    char text[256];
-} msgsnap;
-
-static void snap(const fv_vault *v, msgsnap *m)
+/* Throws for rc (if it is a failure) and returns it. The handle's message
+ * is the failed call's own (docs/API.md, "Result codes and messages"). */
+static int check(JNIEnv *env, const fv_vault *v, int rc)
 {
-    const char *t = fv_vault_errmsg(v);
-    size_t n = strlen(t);
-    if (n >= sizeof m->text)
-        n = sizeof m->text - 1;
-    memcpy(m->text, t, n);
-    m->text[n] = '\0';
-}
-
-/* Throws for rc (if it is a failure) and returns it. */
-static int check(JNIEnv *env, const fv_vault *v, const msgsnap *before, int rc)
-{
-    if (rc != FV_OK) {
-        const char *m = fv_vault_errmsg(v);
-        throw_code(env, rc, (m[0] && strcmp(m, before->text) != 0) ? m : fv_strerror(rc));
-    }
+    if (rc != FV_OK)
+        throw_code(env, rc, fv_vault_errmsg(v));
     return rc;
 }
 
@@ -626,12 +609,10 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_passwd(JNIEnv *env, jclass cls
 {
     char *pass;
     size_t len;
-    msgsnap m;
     (void)cls;
     if (pass_in(env, pc, pb, &pass, &len))
         return;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_vault_passwd(VAULT(h), pass, len));
+    check(env, VAULT(h), fv_vault_passwd(VAULT(h), pass, len));
     fv_secure_free(pass);
 }
 
@@ -662,7 +643,6 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_write(
     size_t *path_lens = NULL;
     jcb pcb = {env, progress, NULL, 0, 0};
     jbyteArray result = NULL;
-    msgsnap m;
     int rc;
     (void)cls;
 
@@ -737,7 +717,6 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_write(
         in.progress = on_progress;
         in.progress_payload = &pcb;
     }
-    snap(v, &m);
     if (mode == 0)
         rc = fv_record_add(v, out, &in);
     else if (mode == 1)
@@ -746,7 +725,7 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_write(
         rc = fv_record_merge(v, out, id, &in);
     if ((*env)->ExceptionCheck(env))
         goto done;
-    if (check(env, v, &m, rc) == FV_OK)
+    if (check(env, v, rc) == FV_OK)
         result = bytes_out(env, out, FV_ID_BYTES);
 done:
     for (size_t i = 0; i < na; i++) {
@@ -779,12 +758,10 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_delete(JNIEnv *env, jclass cls
                                                          jbyteArray jid)
 {
     unsigned char id[FV_ID_BYTES];
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id))
         return;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_record_delete(VAULT(h), id));
+    check(env, VAULT(h), fv_record_delete(VAULT(h), id));
 }
 
 JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_resolve(JNIEnv *env, jclass cls, jlong h,
@@ -793,12 +770,10 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_resolve(JNIEnv *env, jcl
     unsigned char id[FV_ID_BYTES];
     char *hex = NULL;
     jbyteArray out = NULL;
-    msgsnap m;
     (void)cls;
     if (bytes_in(env, jhex, &hex, NULL, 1))
         return NULL;
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_record_resolve(VAULT(h), id, hex ? hex : "")) == FV_OK)
+    if (check(env, VAULT(h), fv_record_resolve(VAULT(h), id, hex ? hex : "")) == FV_OK)
         out = bytes_out(env, id, FV_ID_BYTES);
     free(hex);
     return out;
@@ -810,12 +785,10 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_get(JNIEnv *env, jclass cls, j
     unsigned char id[FV_ID_BYTES];
     fv_record *r = NULL;
     jcb c = {env, sink, NULL, 0, 0};
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id))
         return;
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_record_get(VAULT(h), &r, id)) == FV_OK)
+    if (check(env, VAULT(h), fv_record_get(VAULT(h), &r, id)) == FV_OK)
         on_record(r, &c);
     fv_record_free(r);
 }
@@ -873,14 +846,12 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_query(JNIEnv *env, jclass cls,
     size_t text_len = 0;
     unsigned char origin[FV_ID_BYTES], (*ids)[FV_ID_BYTES];
     jcb c = {env, sink, NULL, 0, 0};
-    msgsnap m;
     (void)cls;
     if (filter_in(env, &f, state, jtag, jorigin, since, until, jtext, jids, &tag, &text,
                   &text_len, origin, &ids) == 0) {
-        snap(VAULT(h), &m);
         int rc = fv_vault_query(VAULT(h), &f, on_record, &c);
         if (!(*env)->ExceptionCheck(env))
-            check(env, VAULT(h), &m, rc);
+            check(env, VAULT(h), rc);
     }
     free(tag);
     wipe_free(text, text_len);
@@ -894,12 +865,10 @@ JNIEXPORT jbyteArray JNICALL Java_org_fieldvault_Native_noteAdd(JNIEnv *env, jcl
     char *text = NULL;
     size_t len = 0;
     jbyteArray r = NULL;
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id) || bytes_in(env, jtext, &text, &len, 1))
         return NULL;
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_note_add(VAULT(h), out, id, text ? text : "")) == FV_OK)
+    if (check(env, VAULT(h), fv_note_add(VAULT(h), out, id, text ? text : "")) == FV_OK)
         r = bytes_out(env, out, FV_ID_BYTES);
     wipe_free(text, len);
     return r;
@@ -910,38 +879,32 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_notes(JNIEnv *env, jclass cls,
 {
     unsigned char id[FV_ID_BYTES];
     jcb c = {env, sink, NULL, 0, 0};
-    msgsnap m;
     (void)cls;
     if (jid && id_in(env, jid, id))
         return;
-    snap(VAULT(h), &m);
     int rc = fv_note_list(VAULT(h), jid ? id : NULL, on_note, &c);
     if (!(*env)->ExceptionCheck(env))
-        check(env, VAULT(h), &m, rc);
+        check(env, VAULT(h), rc);
 }
 
 JNIEXPORT void JNICALL Java_org_fieldvault_Native_setState(JNIEnv *env, jclass cls, jlong h,
                                                            jbyteArray jid, jint state)
 {
     unsigned char id[FV_ID_BYTES];
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id))
         return;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_record_set_state(VAULT(h), id, state));
+    check(env, VAULT(h), fv_record_set_state(VAULT(h), id, state));
 }
 
 JNIEXPORT void JNICALL Java_org_fieldvault_Native_retract(JNIEnv *env, jclass cls, jlong h,
                                                           jbyteArray jid)
 {
     unsigned char id[FV_ID_BYTES];
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id))
         return;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_record_retract(VAULT(h), id));
+    check(env, VAULT(h), fv_record_retract(VAULT(h), id));
 }
 
 JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cls, jlong h,
@@ -957,7 +920,6 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cl
     size_t text_len = 0;
     unsigned char origin[FV_ID_BYTES], (*ids)[FV_ID_BYTES] = NULL;
     uint64_t count = 0;
-    msgsnap m;
     (void)cls;
     if (filter_in(env, &f, state, jtag, jorigin, since, until, jtext, jids, &tag, &text,
                   &text_len, origin, &ids) == 0 &&
@@ -967,8 +929,7 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_export(JNIEnv *env, jclass cl
         } else {
             o.path = path;
             o.filter = &f;
-            snap(VAULT(h), &m);
-            check(env, VAULT(h), &m, fv_export(VAULT(h), &count, &o));
+            check(env, VAULT(h), fv_export(VAULT(h), &count, &o));
         }
     }
     free(path);
@@ -983,14 +944,12 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_verify(JNIEnv *env, jcla
 {
     fv_verify_report rep = FV_VERIFY_REPORT_INIT;
     jcb c = {env, sink, NULL, 0, 0};
-    msgsnap m;
     jlongArray out;
     (void)cls;
-    snap(VAULT(h), &m);
     int rc = fv_vault_verify(VAULT(h), &rep, on_issue, &c);
     if ((*env)->ExceptionCheck(env))
         return NULL;
-    if (rc != FV_ECORRUPT && check(env, VAULT(h), &m, rc) != FV_OK)
+    if (rc != FV_ECORRUPT && check(env, VAULT(h), rc) != FV_OK)
         return NULL; /* a failed check is a report, not an exception */
     jlong n[4] = {(jlong)rep.envelopes, (jlong)rep.chunks, (jlong)rep.receipts,
                   (jlong)rep.failures};
@@ -1007,15 +966,13 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_attachmentRead(JNIEnv *env, jc
     char *name = NULL;
     size_t name_len = 0;
     jcb c = {env, sink, NULL, 0, 0};
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id) || bytes_in(env, jname, &name, &name_len, 1))
         return;
-    snap(VAULT(h), &m);
     int rc = fv_attachment_read(VAULT(h), id, name ? name : "", on_write, &c, NULL, NULL);
     jcb_done(&c);
     if (!(*env)->ExceptionCheck(env))
-        check(env, VAULT(h), &m, rc);
+        check(env, VAULT(h), rc);
     wipe_free(name, name_len);
 }
 
@@ -1026,13 +983,11 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_attachmentSave(JNIEnv *env, jc
     unsigned char id[FV_ID_BYTES];
     char *name = NULL, *path = NULL;
     size_t name_len = 0;
-    msgsnap m;
     (void)cls;
     if (id_in(env, jid, id) || bytes_in(env, jname, &name, &name_len, 1) ||
         bytes_in(env, jpath, &path, NULL, 1))
         goto done;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m,
+    check(env, VAULT(h),
           fv_attachment_save(VAULT(h), id, name ? name : "", path ? path : "", NULL, NULL));
 done:
     wipe_free(name, name_len);
@@ -1042,23 +997,19 @@ done:
 JNIEXPORT void JNICALL Java_org_fieldvault_Native_setWipeAfter(JNIEnv *env, jclass cls, jlong h,
                                                                jint n)
 {
-    msgsnap m;
     (void)cls;
     if (n < 0) {
         throw_inval(env, "wipe-after: a count of failures, 0 for off");
         return;
     }
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_vault_set_wipe_after(VAULT(h), (unsigned)n));
+    check(env, VAULT(h), fv_vault_set_wipe_after(VAULT(h), (unsigned)n));
 }
 
 JNIEXPORT jint JNICALL Java_org_fieldvault_Native_getWipeAfter(JNIEnv *env, jclass cls, jlong h)
 {
     unsigned n = 0;
-    msgsnap m;
     (void)cls;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_vault_get_wipe_after(VAULT(h), &n));
+    check(env, VAULT(h), fv_vault_get_wipe_after(VAULT(h), &n));
     return (jint)n;
 }
 
@@ -1069,22 +1020,18 @@ JNIEXPORT void JNICALL Java_org_fieldvault_Native_setDuress(JNIEnv *env, jclass 
     fv_duress_options o = FV_DURESS_OPTIONS_INIT;
     char *pass;
     size_t len;
-    msgsnap m;
     (void)cls;
     if (pass_in(env, pc, pb, &pass, &len))
         return;
     o.decoy_from = VAULT(decoy);
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_vault_set_duress(VAULT(h), pass, len, &o));
+    check(env, VAULT(h), fv_vault_set_duress(VAULT(h), pass, len, &o));
     fv_secure_free(pass);
 }
 
 JNIEXPORT void JNICALL Java_org_fieldvault_Native_clearDuress(JNIEnv *env, jclass cls, jlong h)
 {
-    msgsnap m;
     (void)cls;
-    snap(VAULT(h), &m);
-    check(env, VAULT(h), &m, fv_vault_clear_duress(VAULT(h)));
+    check(env, VAULT(h), fv_vault_clear_duress(VAULT(h)));
 }
 
 /* ---- sync ------------------------------------------------------------ */
@@ -1119,12 +1066,10 @@ JNIEXPORT jint JNICALL Java_org_fieldvault_Native_enroll(JNIEnv *env, jclass cls
     char *invite = NULL, *server, *proxy;
     size_t invite_len = 0, proxy_len = 0;
     int role = 0;
-    msgsnap m;
     (void)cls;
     if (options_in(env, &o, jserver, timeout, jproxy, &server, &proxy, &proxy_len) == 0 &&
         bytes_in(env, jinvite, &invite, &invite_len, 1) == 0) {
-        snap(VAULT(h), &m);
-        check(env, VAULT(h), &m, fv_enroll(VAULT(h), &role, invite ? invite : "", &o));
+        check(env, VAULT(h), fv_enroll(VAULT(h), &role, invite ? invite : "", &o));
     }
     wipe_free(invite, invite_len); /* single-use, but a secret until used */
     free(server);
@@ -1140,7 +1085,6 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_syncNew(JNIEnv *env, jclass c
     char *server, *proxy;
     size_t proxy_len = 0;
     jsync *js = NULL;
-    msgsnap m;
     (void)cls;
     if (options_in(env, &o, jserver, timeout, jproxy, &server, &proxy, &proxy_len))
         goto done;
@@ -1159,8 +1103,7 @@ JNIEXPORT jlong JNICALL Java_org_fieldvault_Native_syncNew(JNIEnv *env, jclass c
         o.progress = on_progress;
         o.progress_payload = &js->cb;
     }
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_sync_session_new(&js->s, VAULT(h), &o)) != FV_OK) {
+    if (check(env, VAULT(h), fv_sync_session_new(&js->s, VAULT(h), &o)) != FV_OK) {
         if (js->sink)
             (*env)->DeleteGlobalRef(env, js->sink);
         free(js);
@@ -1178,13 +1121,11 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_syncRun(JNIEnv *env, jcl
     jsync *js = (jsync *)(intptr_t)s;
     fv_sync_result r = FV_SYNC_RESULT_INIT;
     jlongArray out = NULL;
-    msgsnap m;
     (void)cls;
     js->cb.env = env;
-    snap(VAULT(h), &m);
     int rc = fv_sync_session_run(js->s, &r);
     js->cb.env = NULL;
-    if ((*env)->ExceptionCheck(env) || check(env, VAULT(h), &m, rc) != FV_OK)
+    if ((*env)->ExceptionCheck(env) || check(env, VAULT(h), rc) != FV_OK)
         return NULL;
     jlong n[16] = {(jlong)r.pushed, (jlong)r.pulled, (jlong)r.added, (jlong)r.conflicts,
                    (jlong)r.role, (jlong)r.bytes_sent, (jlong)r.bytes_received,
@@ -1236,7 +1177,6 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
     fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
-    msgsnap m;
     (void)cls;
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
@@ -1247,8 +1187,7 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleExport(JNIEnv *env
     }
     o.no_attachments = no_att ? 1 : 0;
     o.max_size = (uint64_t)max_size;
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_bundle_export(VAULT(h), &st, path ? path : "", &o)) ==
+    if (check(env, VAULT(h), fv_bundle_export(VAULT(h), &st, path ? path : "", &o)) ==
         FV_OK)
         out = stats_out(env, &st);
     free(path);
@@ -1261,12 +1200,10 @@ JNIEXPORT jlongArray JNICALL Java_org_fieldvault_Native_bundleImport(JNIEnv *env
     fv_bundle_stats st = FV_BUNDLE_STATS_INIT;
     char *path = NULL;
     jlongArray out = NULL;
-    msgsnap m;
     (void)cls;
     if (bytes_in(env, jpath, &path, NULL, 1))
         return NULL;
-    snap(VAULT(h), &m);
-    if (check(env, VAULT(h), &m, fv_bundle_import(VAULT(h), &st, path ? path : "")) == FV_OK)
+    if (check(env, VAULT(h), fv_bundle_import(VAULT(h), &st, path ? path : "")) == FV_OK)
         out = stats_out(env, &st);
     free(path);
     return out;

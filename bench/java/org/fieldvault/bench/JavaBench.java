@@ -18,7 +18,8 @@ import org.fieldvault.Vault;
  * durable on return. Commands on stdin, one answer line on stdout each
  * (the wall time and this thread's CPU time, native calls included):
  *
- *   warm K R   a separate vault: K adds, R listings (the JIT's warm-up)
+ *   warm K R D a separate vault in directory D: K adds, R listings (the
+ *              JIT's warm-up)
  *   add K      K more records in the timed vault: "t SECONDS CPU_SECONDS"
  *   list R     R listings of the timed vault: "t SECONDS CPU_SECONDS"
  *   quit
@@ -88,7 +89,7 @@ public final class JavaBench {
                 long t = System.nanoTime(), cpu = threads.getCurrentThreadCpuTime();
                 switch (w[0]) {
                 case "warm":
-                    try (Vault warm = create(new File(dir, "warm"))) {
+                    try (Vault warm = create(new File(w[3]))) {
                         for (int i = 0; i < Integer.parseInt(w[1]); i++)
                             add(warm, i);
                         list(warm, Integer.parseInt(w[2]));

@@ -437,6 +437,12 @@ public final class JavaTests {
         expect(FieldVaultException.InvalidArgument.class,
                () -> v.add(new RecordInput().title("a\0b")));
         expect(FieldVaultException.NotFound.class, () -> v.sync(null)); // not enrolled
+        // Each exception carries its own call's message, never an earlier one's.
+        String idMessage = expect(FieldVaultException.InvalidArgument.class, () -> v.resolve("zz")).getMessage();
+        e = expect(FieldVaultException.NotFound.class, () -> v.sync(null));
+        check(!e.getMessage().equals(idMessage), "sync's own message, not resolve's: " + e.getMessage());
+        e = expect(FieldVaultException.NotFound.class, () -> v.get(zero));
+        check(!e.getMessage().equals(idMessage), "get's own message: " + e.getMessage());
         expect(FieldVaultException.BadInvite.class, () -> v.enroll("fv1-garbage", null));
         expect(FieldVaultException.Denied.class, () -> v.setState(zero, org.fieldvault.ReviewState.REVIEWED));
         expect(FieldVaultException.InvalidArgument.class, () -> v.setWipeAfter(2000000));
