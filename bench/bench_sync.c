@@ -104,9 +104,13 @@
  * of at most 2,000 devices each (a process's descriptor limit, 20,000 on
  * the development machine and not to be raised there, would not hold
  * 10,000 vaults and their sockets) open the vaults and start a thread per
- * device (256 KiB stacks); released together, each thread runs fv_sync on
- * its own handle with a 600 s timeout (a device waits its turn behind the
- * others' handshakes): a full TLS handshake and 20 envelopes pushed. The
+ * device (256 KiB stacks); released together (the arrival: one instant
+ * burst of M connects, no ramp), each thread runs fv_sync on its own
+ * handle with a 600 s timeout (a device waits its turn behind the others'
+ * handshakes, and tries connecting again as fv_sync does when it is turned
+ * away: beyond the pre-auth share of one address, 8,192 at 65536
+ * connections, or when the kernel's SYN retries give up): a full TLS
+ * handshake and 20 envelopes pushed. The
  * descriptor limit of this process, which serve inherits, is raised to
  * M+256 (the hard limit too, where the process may). seconds: wall time from the
  * release until the last worker process ended; ok: how many succeeded (anything
@@ -1023,6 +1027,63 @@ static void raise_nofile(size_t want)
              (unsigned long long)rl.rlim_cur, opt.devices, want);
 }
 
+/* The kernel settings the load meets, read (never changed) and said
+ * before and after it: the listen queue's cap, the SYN queue, the SYN
+ * retries of a connect. */
+static void note_sysctls(const char *when)
+{
+    static const char *const names[] = {"net/core/somaxconn",
+                                        "net/ipv4/tcp_max_syn_backlog",
+                                        "net/ipv4/tcp_syn_retries",
+                                        "net/ipv4/tcp_abort_on_overflow"};
+    char line[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[64], v[32] = "?";
+        FILE *f;
+        snprintf(path, sizeof path, "/proc/sys/%s", names[i]);
+        if ((f = fopen(path, "r")) != NULL) {
+            if (!fgets(v, sizeof v, f))
+                strcpy(v, "?");
+            fclose(f);
+        }
+        v[strcspn(v, "\n")] = '\0';
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s %s",
+                                strrchr(names[i], '/') + 1, v);
+        if (len >= sizeof line)
+            break;
+    }
+    note("sync.load: kernel %s:%s", when, line);
+}
+
+/* What serve's log says of the load: connections refused beyond the
+ * caps (summed from "refused N connections"), closed to make room, closed
+ * at the handshake deadline, bursts out of descriptors. */
+static void note_serve_log(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    unsigned long refused = 0, evicted = 0, hs_deadline = 0, fds = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        const char *p;
+        if ((p = strstr(line, "refused ")) != NULL &&
+            strstr(line, " connections (limits"))
+            refused += strtoul(p + 8, NULL, 10);
+        if ((p = strstr(line, "closed ")) != NULL &&
+            strstr(line, "to make room"))
+            evicted += strtoul(p + 7, NULL, 10);
+        hs_deadline += strstr(line, "(handshake deadline)") != NULL;
+        fds += strstr(line, "too many open files") != NULL;
+    }
+    fclose(f);
+    note("sync.load: serve's log: %lu connections refused beyond the caps "
+         "(each device tries again), %lu closed before HELLO to make room, "
+         "%lu at the handshake deadline, %lu bursts out of descriptors",
+         refused, evicted, hs_deadline, fds);
+}
+
 /* What a device's sync came to, in memory the worker processes share
  * with this one. */
 struct load_result {
@@ -1224,6 +1285,7 @@ static void bench_load(void)
     note("sync.load: prepared in %.1f s; %zu worker processes of at most "
          "%d devices", now() - t0, nproc, LOAD_PER_PROC);
     rss_before = status_kib(pid, "VmRSS");
+    note_sysctls("before the load");
 
     for (size_t w = 0; w < nproc; w++) {
         size_t from = w * m / nproc, to = (w + 1) * m / nproc;
@@ -1261,7 +1323,9 @@ static void bench_load(void)
            (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 
     hwm = status_kib(pid, "VmHWM");
+    note_sysctls("after it");
     serve_stop(pid, log, &maxrss);
+    note_serve_log(log);
     server_log_count(server_dir, &logged, &authors);
 
     for (size_t i = 0; i < m; i++) {

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,21 @@
 #define TICK_MS 200           /* the stop flag is checked this often */
 #define IO_BYTES 16384        /* per connection: one TLS record each way */
 #define ROUNDS_PER_WAKE 8     /* read-handle-write rounds per connection */
-#define ACCEPTS_PER_WAKE 64
+/* The listen queue is drained each wake (the kernel holds at most
+ * net.core.somaxconn connections in it, 4096 on Debian 12): a burst of
+ * devices beyond it would otherwise lose SYNs until the kernel's retries
+ * give up. */
+#define ACCEPTS_PER_WAKE 4096
+/* TLS handshake steps (each an ECDHE key or a signature: the costly part
+ * of a connection) per wake, oldest connection first; the rest wait their
+ * turn without their handshake deadline running, and accepting and the
+ * connections already past their handshake come back between turns. */
+#define HANDSHAKES_PER_WAKE 16
+/* A pre-auth connection that has spoken is evicted to make room only once
+ * its peer has been silent this long (one that never sent a byte: at
+ * once). Otherwise new connections wait in the listen queue. */
+#define EVICT_GRACE_MS 2000
+#define ACCEPT_PAUSE_MS 100 /* re-check when nothing could make room */
 #define DRAIN_BYTES (256u << 10) /* read and dropped per turn while closing */
 #define LINGER_MS 2000           /* closing: how long input is still dropped */
 #define CERT_CHECK_MS (3600 * 1000) /* the certificate's renewal is checked */
@@ -473,6 +488,7 @@ struct sconn {
     int r_want;   /* ... of the last read, 0 if it returned data */
     int w_want;   /* ... of the pending write */
     int64_t t_start, t_last, t_frame;
+    int64_t t_defer;  /* waiting for a handshake turn since (0: not) */
     int64_t t_linger; /* closing after an ERROR: input dropped until then */
     size_t in_off, in_len; /* bytes read, not yet taken by the engine */
     size_t w_off, w_len;   /* bytes taken from the engine, not yet written */
@@ -627,21 +643,68 @@ static void conn_close(struct server *S, struct sconn *c, const char *why)
     fv_tls_close(c->tls);
     fv_wipe(c->in, sizeof c->in);
     free(c);
+    S->accept_resume = 0; /* a descriptor and a slot are free again */
 }
 
-/* Which pre-auth connection goes first to make room: one that never sent
- * a byte (a socket held open, not a client in its handshake), then the one
- * silent longest. `g`: only those of that address (NULL: any). */
-static struct sconn *preauth_victim(struct server *S, const struct group *g)
+/* Whether bytes from c's peer wait in its socket, unread. */
+static int has_input(const struct sconn *c)
+{
+    int avail = 0;
+    return ioctl(fv_tls_fd(c->tls), FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* Whether c's peer is waiting on us: bytes it sent not yet read (its
+ * ClientHello, its key exchange), or a handshake turn to come. */
+static int waits_on_us(struct sconn *c, int64_t now)
+{
+    if (c->t_defer)
+        return 1;
+    if (has_input(c)) {
+        c->heard = 1;
+        c->t_last = now;
+        return 1;
+    }
+    return 0;
+}
+
+/* How readily pre-auth connection c gives way to a new one: 0 never sent
+ * a byte (a socket held open, not a client in its handshake), 1 refused
+ * and closing, 2 silent in its TLS handshake for EVICT_GRACE_MS; -1 not
+ * at all (a client at work, or waiting on us on a busy server, or one
+ * past its handshake, which cost its peer an ECDHE and has until the
+ * handshake deadline to say HELLO: a device on a busy machine can take
+ * seconds to). */
+static int evict_rank(struct sconn *c, int64_t now)
+{
+    if (!c->heard)
+        return 0;
+    if (c->t_linger)
+        return 1;
+    if (c->phase == PH_HANDSHAKE && now - c->t_last >= EVICT_GRACE_MS)
+        return 2;
+    return -1;
+}
+
+/* Which pre-auth connection goes first to make room: the lowest
+ * evict_rank, then the one silent longest; never one waiting on us. NULL
+ * if none may go. `g`: only those of that address (NULL: any). */
+static struct sconn *preauth_victim(struct server *S, const struct group *g,
+                                    int64_t now)
 {
     struct sconn *v = NULL;
+    int vr = 0;
     for (size_t i = 0; i < S->nconns; i++) {
         struct sconn *c = S->conns[i];
-        if (c->dead || c->dev || (g && c->addr != g))
+        int r;
+        if (c->dead || c->dev || (g && c->addr != g) ||
+            (r = evict_rank(c, now)) < 0)
             continue;
-        if (!v || (!c->heard && v->heard) ||
-            (c->heard == v->heard && c->t_last < v->t_last))
+        if (v && (r > vr || (r == vr && c->t_last >= v->t_last)))
+            continue;
+        if (!waits_on_us(c, now)) {
             v = c;
+            vr = r;
+        }
     }
     return v;
 }
@@ -651,9 +714,10 @@ static struct sconn *preauth_victim(struct server *S, const struct group *g)
  * server a slot each, never the ability to accept a client that is
  * actually talking. Called between services only (it moves S->conns).
  * Returns 1 if one was closed. */
-static int evict_preauth(struct server *S, const struct group *g)
+static int evict_preauth(struct server *S, const struct group *g,
+                         int64_t now)
 {
-    struct sconn *v = preauth_victim(S, g);
+    struct sconn *v = preauth_victim(S, g, now);
     size_t i;
     if (!v)
         return 0;
@@ -762,22 +826,26 @@ static void log_evictions(struct server *S, int64_t now, int force)
 }
 
 /* Out of descriptors (EMFILE/ENFILE): said once per burst, as what it is.
- * An idle pre-auth connection makes room if there is one; otherwise the
- * reserve descriptor accepts the connection and closes it, so that the
- * listen queue drains and the clients waiting in it learn at once instead
- * of timing out. Returns 1 if accepting may go on. */
+ * An idle pre-auth connection makes room if there is one. Otherwise, while
+ * connections of ours are at work (clients in their handshake, synced
+ * devices), the new ones wait in the listen queue until one of them ends:
+ * closing them unserved would turn away a client that is merely early.
+ * With none (the descriptors are taken by something else), the reserve
+ * descriptor accepts the connection and closes it, so that the clients
+ * waiting in the queue learn at once instead of timing out. Returns 1 if
+ * accepting may go on. */
 static int out_of_fds(struct server *S, int64_t now)
 {
     S->fd_short_at = now;
     if (!S->fd_short) {
         slog(S, "cannot accept: too many open files (%zu connections "
-             "open): closing idle connections, or new ones, until "
+             "open): closing idle connections, or waiting, until "
              "descriptors free up", S->nconns);
         S->fd_short = 1;
     }
-    if (evict_preauth(S, NULL))
+    if (evict_preauth(S, NULL, now))
         return 1;
-    if (S->reserve_fd >= 0) {
+    if (S->nconns == 0 && S->reserve_fd >= 0) {
         int fd;
         close(S->reserve_fd);
         fd = accept(fv_tls_server_fd(S->tls), NULL, NULL);
@@ -789,7 +857,8 @@ static int out_of_fds(struct server *S, int64_t now)
         if (fd >= 0 && S->reserve_fd >= 0)
             return 1;
     }
-    S->accept_resume = now + 100; /* wait instead of spinning */
+    /* Until a connection closes (conn_close), or a while. */
+    S->accept_resume = now + ACCEPT_PAUSE_MS;
     return 0;
 }
 
@@ -801,7 +870,15 @@ static void accept_some(struct server *S, int64_t now)
         struct sconn *c;
         struct group *g;
         unsigned char key[33];
-        int rc = fv_tls_accept(S->tls, &t);
+        int rc;
+        /* Full, and every pre-auth connection at work: the next ones wait
+         * in the listen queue until a connection closes. */
+        if ((S->npre >= S->max_pre || S->nconns >= S->max_conn) &&
+            !preauth_victim(S, NULL, now)) {
+            S->accept_resume = now + ACCEPT_PAUSE_MS;
+            break;
+        }
+        rc = fv_tls_accept(S->tls, &t);
         if (rc == FV_ENOTFOUND)
             break;
         if (rc == FV_ELIMIT) {
@@ -813,7 +890,7 @@ static void accept_some(struct server *S, int64_t now)
             /* Out of memory: the listener stays readable, so wait a little
              * instead of spinning. */
             slog(S, "cannot accept: %s", fv_strerror(rc));
-            S->accept_resume = now + 100;
+            S->accept_resume = now + ACCEPT_PAUSE_MS;
             break;
         }
         if (S->fd_short && now - S->fd_short_at >= 1000) {
@@ -825,18 +902,24 @@ static void accept_some(struct server *S, int64_t now)
         }
         addr_key(fv_tls_fd(t), key);
         g = group_get(S, key);
-        /* Room first from this address's own pre-auth connections, then
-         * from everyone's: idle sockets give way to the new connection. */
+        /* Room from this address's own pre-auth connections: its idle
+         * sockets give way to the new connection; with none idle, the new
+         * one is refused (its share is used up). */
         if (g && (g->npre >= S->pre_per_addr || g->nconn >= S->per_addr))
-            evict_preauth(S, g);
+            evict_preauth(S, g, now);
         if (g && (S->npre >= S->max_pre || S->nconns >= S->max_conn))
-            evict_preauth(S, NULL);
-        if (!g || g->nconn >= S->per_addr || S->nconns >= S->max_conn ||
-            !(c = calloc(1, sizeof *c))) {
+            evict_preauth(S, NULL, now);
+        if (!g || g->nconn >= S->per_addr || g->npre >= S->pre_per_addr ||
+            S->nconns >= S->max_conn ||
+            !(c = malloc(sizeof *c))) {
             fv_tls_close(t);
             refused++;
             continue;
         }
+        /* The two buffers are left untouched until used: a server holding
+         * thousands of handshakes does not pay 32 KiB of memory for
+         * each. */
+        memset(c, 0, offsetof(struct sconn, in));
         c->tls = t;
         c->addr = g;
         g->nconn++;
@@ -1111,6 +1194,8 @@ static int64_t conn_deadline(const struct server *S, const struct sconn *c,
 {
     int64_t d = c->t_last + S->idle_ms;
     *why = "idle";
+    if (c->t_defer)
+        return INT64_MAX; /* waiting on us, not on the peer */
     if (c->t_linger) {
         *why = "done";
         return c->t_linger;
@@ -1418,6 +1503,7 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
         int64_t now = mono_ms(), deadline = now + TICK_MS;
         size_t n = S.nconns, i;
         int timeout, ready = 0;
+        unsigned hs_turns;
 
         S.pfds[0].fd = now >= S.accept_resume ? fv_tls_server_fd(S.tls) : -1;
         S.pfds[0].events = POLLIN;
@@ -1453,29 +1539,38 @@ int fv_server_run(const char *dir, const fv_server_options *opts)
             cert_tick(&S, &p, now);
         else if (now >= S.cert_stat)
             cert_reload(&S, &p, now);
+        hs_turns = HANDSHAKES_PER_WAKE;
         for (i = 0; i < n; i++) {
             struct sconn *c = S.conns[i];
-            if (!c->dead && (S.pfds[i + 1].revents || conn_ready(c))) {
-                conn_service(&S, c, now);
-                conn_settle(&S, c);
-            }
-        }
-        /* Reap before accepting, so that the dead do not count against
-         * the limit. */
-        reap(&S, now);
-        if (S.pfds[0].revents & POLLIN) {
-            unsigned long before = S.next_id;
-            accept_some(&S, now);
-            /* The new ones (eviction may have moved them down). */
-            for (i = 0; i < S.nconns; i++) {
-                struct sconn *c = S.conns[i];
-                if (c->id > before && !c->dead) {
-                    conn_service(&S, c, now);
-                    conn_settle(&S, c);
+            if (c->dead || !(S.pfds[i + 1].revents || conn_ready(c)))
+                continue;
+            if (c->phase == PH_HANDSHAKE && has_input(c)) {
+                /* A step with the peer's bytes at hand (the costly kind:
+                 * without, it only finds nothing to read). Oldest first
+                 * (conns is in accepting order): a device half-way
+                 * through its handshake finishes before new ones start. */
+                if (!hs_turns) {
+                    if (!c->t_defer)
+                        c->t_defer = now;
+                    c->kick = 1;
+                    continue;
+                }
+                hs_turns--;
+                if (c->t_defer) {
+                    /* The wait was ours: the peer's clocks resume. */
+                    c->t_start += now - c->t_defer;
+                    c->t_last += now - c->t_defer;
+                    c->t_defer = 0;
                 }
             }
-            reap(&S, now);
+            conn_service(&S, c, now);
+            conn_settle(&S, c);
         }
+        /* Reap before accepting, so that the dead do not count against
+         * the limit. The new ones are served from the next wake on. */
+        reap(&S, now);
+        if (S.pfds[0].revents & POLLIN)
+            accept_some(&S, now);
         log_evictions(&S, now, 0);
     }
     log_evictions(&S, 0, 1);

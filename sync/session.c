@@ -21,6 +21,7 @@
 
 #include "call.h"
 #include "client.h"
+#include "crypto.h"
 #include "proxy.h"
 #include "result.h"
 #include "fieldvault_sync.h"
@@ -336,6 +337,54 @@ static int connect_fail(fv_vault *v, int rc, const fv_proxy *p, int use,
     return fv_vs_fail(v, rc, msg);
 }
 
+#define CONNECT_BACKOFF_MS 250       /* the first wait before trying again */
+#define CONNECT_BACKOFF_MAX_MS 8000  /* the waits double up to this */
+
+/* Connects (TCP, the proxy if any, TLS) as fv_tls_connect_proxy does, and
+ * tries again when that fails as a flaky link or a busy server fails
+ * (FV_ENET: refused, unreachable, timed out, cut during the handshake):
+ * after a wait that doubles from CONNECT_BACKOFF_MS up to
+ * CONNECT_BACKOFF_MAX_MS, each drawn at random between half and all of it
+ * so that devices turned away together do not come back together, for as
+ * long as `timeout_ms` from the first try allows. Nothing of the request
+ * is sent before the handshake ends, so a try repeats nothing. A cancel
+ * (fv_sync_session_cancel, or the progress callback) ends the wait with
+ * FV_ECANCELED; a pin, TLS or proxy failure is returned at once. */
+static int connect_retry(struct run *r, const char *host, const char *port,
+                         const unsigned char pin[32], int timeout_ms,
+                         const fv_proxy *px, char *why, size_t whycap)
+{
+    int64_t deadline = now_ms() + timeout_ms, left = timeout_ms;
+    unsigned int backoff = CONNECT_BACKOFF_MS;
+    int wake = r->s ? r->s->wake[0] : -1;
+    for (;;) {
+        uint32_t rnd;
+        int64_t until;
+        int rc = fv_tls_connect_proxy(&r->tls, host, port, pin, (int)left,
+                                      wake, px, why, whycap);
+        if (rc != FV_ENET)
+            return rc;
+        fv_random(&rnd, sizeof rnd);
+        until = now_ms() + backoff / 2 + rnd % (backoff / 2 + 1);
+        /* A try needs time of its own: not one that would start at the
+         * deadline. */
+        if (until + CONNECT_BACKOFF_MS >= deadline)
+            return rc;
+        while (now_ms() < until) {
+            struct pollfd p = {wake, POLLIN, 0};
+            int64_t wait = until - now_ms();
+            if (poll(&p, wake >= 0 ? 1 : 0, wait > 0 ? (int)wait : 0) > 0 &&
+                !stop_asked(r))
+                drain_wake(r->s); /* stale: its request was used up */
+            if (stop_asked(r) || progress(r))
+                return FV_ECANCELED;
+        }
+        if (backoff < CONNECT_BACKOFF_MAX_MS)
+            backoff *= 2;
+        left = deadline - now_ms();
+    }
+}
+
 /* One connection: connect, run the request, close. */
 static int run_request(fv_vault *v, const fv_client_request *req,
                        const fv_sync_options *o, const char *address,
@@ -388,9 +437,8 @@ static int run_request(fv_vault *v, const fv_client_request *req,
                    ? fv_vs_fail(v, rc, "this vault is already enrolled")
                    : rc;
     }
-    rc = fv_tls_connect_proxy(&r.tls, host, port, pin, timeout,
-                              sess ? sess->wake[0] : -1,
-                              use_proxy ? &px : NULL, why, sizeof why);
+    rc = connect_retry(&r, host, port, pin, timeout, use_proxy ? &px : NULL,
+                       why, sizeof why);
     if (rc) {
         fv_client_free(r.c);
         fv_vs_unlock(lock);

@@ -29,7 +29,10 @@ FV_API int fv_protocol_version(void);
 typedef struct fv_sync_options {
     unsigned int version;   /* FV_SYNC_OPTIONS_VERSION */
     const char *server;     /* "host:port" instead of the enrolled address */
-    int timeout_ms;         /* connect + handshake deadline, then the
+    int timeout_ms;         /* connect + handshake deadline (a refused,
+                               timed-out or cut connect is tried again
+                               within it, after waits doubling from
+                               0.25 s to 8 s, jittered), then the
                                longest stretch without progress (a whole
                                frame, or 4 KiB moved); 0 = 30 s */
     /* Called as the sync moves: bytes of envelopes and attachment chunks
