@@ -39,8 +39,6 @@
 static struct {
     int quick;
     const char *base, *fieldvault;
-    const char **names;
-    int nnames;
     int frames, sockets;
 } opt;
 
@@ -345,40 +343,14 @@ int main(int argc, char **argv)
         "sync.abuse.sockets.ok"};
     struct sigaction sa;
 
-    bench_prog = "bench_abuse";
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(s, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(s, "--fieldvault") && i + 1 < argc) {
-            opt.fieldvault = argv[++i];
-        } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (s[0] == '-') {
-            fprintf(stderr, "bench_abuse: unknown option %s\n%s", s, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], s, strlen(s)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_abuse: no measurement is named %s\n%s",
-                        s, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = s;
-        }
-    }
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_abuse", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            NULL);
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
+    opt.fieldvault = bench_fieldvault;
     opt.frames = opt.quick ? 200 : 1000;
     opt.sockets = opt.quick ? 1000 : 2000;
-    if (!opt.fieldvault)
-        opt.fieldvault = default_fieldvault();
-    bench_fieldvault = opt.fieldvault;
-    bench_select((const char *const *)opt.names, opt.nnames);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
@@ -387,6 +359,5 @@ int main(int argc, char **argv)
     make_scratch(opt.base);
     note("FieldVault %s; scratch %s", fv_version(), scratch);
     bench_abuse();
-    free(opt.names);
     return 0;
 }

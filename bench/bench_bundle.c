@@ -122,10 +122,9 @@ static void organisation(const char *a, const char *b)
 int main(int argc, char **argv)
 {
     static const char *const known[] = {"bundle.attach", "bundle.attach.rss"};
-    const char **names = xmalloc((size_t)argc * sizeof *names);
-    const char *base_dir = NULL;
-    size_t size_mib = 0, nnames = 0;
-    int quick = 0;
+    size_t size_mib = 0;
+    const struct bench_flag flags[] = {{"--size", &size_mib, NULL},
+                                       {NULL, NULL, NULL}};
     fv_record_input in = FV_RECORD_INPUT_INIT;
     fv_attachment_source src;
     unsigned char record[FV_ID_BYTES];
@@ -137,45 +136,15 @@ int main(int argc, char **argv)
     fv_vault *v;
     FILE *pf;
 
-    bench_fieldvault = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--quick")) {
-            quick = 1;
-        } else if (!strcmp(s, "--dir") && i + 1 < argc) {
-            base_dir = argv[++i];
-        } else if (!strcmp(s, "--size") && i + 1 < argc) {
-            size_mib = parse_count(argv[++i], "--size");
-        } else if (!strcmp(s, "--fieldvault") && i + 1 < argc) {
-            bench_fieldvault = argv[++i];
-        } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (s[0] == '-') {
-            fprintf(stderr, "bench_bundle: unknown option %s\n%s", s, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], s, strlen(s)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_bundle: no measurement is named %s\n%s",
-                        s, usage);
-                return 2;
-            }
-            names[nnames++] = s;
-        }
-    }
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_bundle", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
     if (!size_mib)
-        size_mib = quick ? 64 : 1024;
+        size_mib = cl.quick ? 64 : 1024;
     if (size_mib > 7 * 1024)
         die("--size: at most 7168 MiB (one record's chunk list)");
     size = (uint64_t)size_mib << 20;
-    bench_prog = "bench_bundle";
-    if (!bench_fieldvault)
-        bench_fieldvault = default_fieldvault();
-    bench_select(names, (int)nnames);
-    make_scratch(base_dir);
+    make_scratch(cl.dir);
 
     /* The starting point. */
     a = scratch_path("a");
@@ -246,6 +215,5 @@ int main(int argc, char **argv)
     free(file);
     free(copy);
     free(out);
-    free(names);
     return 0;
 }

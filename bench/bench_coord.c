@@ -89,8 +89,6 @@ static struct {
     size_t devices;
     const char *base;
     const char *fieldvault;
-    const char **names;
-    int nnames;
 } opt;
 
 /* ---- the field devices ------------------------------------------------ */
@@ -618,45 +616,19 @@ int main(int argc, char **argv)
 
     if (argc == 7 && !strcmp(argv[1], "--coordinator-run"))
         return coordinator_main(argv);
-    bench_prog = "bench_coord";
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(a, "--records") && i + 1 < argc) {
-            records = parse_count(argv[++i], "--records");
-        } else if (!strcmp(a, "--devices") && i + 1 < argc) {
-            devices = parse_count(argv[++i], "--devices");
-        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
-            opt.fieldvault = argv[++i];
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "bench_coord: unknown option %s\n%s", a, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], a, strlen(a)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_coord: no measurement is named %s\n%s",
-                        a, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = argv[i];
-        }
-    }
+    const struct bench_flag flags[] = {{"--records", &records, NULL},
+                                       {"--devices", &devices, NULL},
+                                       {NULL, NULL, NULL}};
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_coord", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
+    opt.fieldvault = bench_fieldvault;
     opt.records = records ? records : opt.quick ? 10000 : 100000;
     opt.devices = devices ? devices : opt.quick ? 20 : 100;
     if (opt.devices > opt.records)
         die("want at least as many records as devices");
-    opt.fieldvault = opt.fieldvault ? opt.fieldvault : default_fieldvault();
-    bench_fieldvault = opt.fieldvault;
-    bench_select(opt.names, opt.nnames);
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
@@ -667,6 +639,5 @@ int main(int argc, char **argv)
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
          sqlite3_libversion(), sodium_version_string(), scratch);
     bench_export();
-    free(opt.names);
     return 0;
 }

@@ -128,51 +128,20 @@ int main(int argc, char **argv)
 {
     static const char *const known[] = {"desk.list.first", "desk.list.filtered",
                                         "desk.list.page"};
-    const char **names = xmalloc((size_t)argc * sizeof *names);
-    const char *base_dir = NULL;
-    size_t nrec = 0, nnames = 0;
-    int quick = 0;
+    size_t nrec = 0;
+    const struct bench_flag flags[] = {{"--records", &nrec, NULL},
+                                       {NULL, NULL, NULL}};
     char *dir, *pass, *out, line[512], cookie[128], path[256];
     unsigned long long total;
     unsigned port;
     FILE *pf;
 
-    bench_fieldvault = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--quick")) {
-            quick = 1;
-        } else if (!strcmp(s, "--dir") && i + 1 < argc) {
-            base_dir = argv[++i];
-        } else if (!strcmp(s, "--records") && i + 1 < argc) {
-            nrec = parse_count(argv[++i], "--records");
-        } else if (!strcmp(s, "--fieldvault") && i + 1 < argc) {
-            bench_fieldvault = argv[++i];
-        } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (s[0] == '-') {
-            fprintf(stderr, "bench_desk: unknown option %s\n%s", s, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], s, strlen(s)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_desk: no measurement is named %s\n%s",
-                        s, usage);
-                return 2;
-            }
-            names[nnames++] = s;
-        }
-    }
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_desk", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
     if (!nrec)
-        nrec = quick ? 10000 : 100000;
-    bench_prog = "bench_desk";
-    if (!bench_fieldvault)
-        bench_fieldvault = default_fieldvault();
-    bench_select(names, (int)nnames);
-    make_scratch(base_dir);
+        nrec = cl.quick ? 10000 : 100000;
+    make_scratch(cl.dir);
     signal(SIGPIPE, SIG_IGN);
 
     dir = scratch_path("vault");
@@ -239,11 +208,11 @@ int main(int argc, char **argv)
     if (!sc)
         die("no cookie from the desk");
     sc += strlen("Set-Cookie: ");
-    size_t cl = strcspn(sc, ";\r\n");
-    if (cl >= sizeof cookie)
+    size_t clen = strcspn(sc, ";\r\n");
+    if (clen >= sizeof cookie)
         die("a cookie too long");
-    memcpy(cookie, sc, cl);
-    cookie[cl] = '\0';
+    memcpy(cookie, sc, clen);
+    cookie[clen] = '\0';
     free(resp);
 
     double t_req = timed_get(port, "/api/records?limit=50", cookie, &total);
@@ -280,6 +249,5 @@ int main(int argc, char **argv)
     free(dir);
     free(pass);
     free(out);
-    free(names);
     return 0;
 }

@@ -86,9 +86,6 @@ static const char usage[] =
 static struct {
     int quick;
     const char *base;
-    const char *fieldvault;
-    const char **names;
-    int nnames;
 } opt;
 
 #define SYNC_RECORDS 1000
@@ -578,36 +575,11 @@ int main(int argc, char **argv)
         "embed.java.add", "embed.java.list"};
     struct sigaction sa;
 
-    bench_prog = "bench_embed";
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
-            opt.fieldvault = argv[++i];
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "bench_embed: unknown option %s\n%s", a, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], a, strlen(a)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_embed: no measurement is named %s\n%s",
-                        a, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = argv[i];
-        }
-    }
-    bench_fieldvault = opt.fieldvault ? opt.fieldvault : default_fieldvault();
-    bench_select(opt.names, opt.nnames);
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_embed", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            NULL);
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
@@ -618,6 +590,5 @@ int main(int argc, char **argv)
     note("FieldVault %s, SQLite %s, libsodium %s; scratch %s", fv_version(),
          sqlite3_libversion(), sodium_version_string(), scratch);
     run();
-    free(opt.names);
     return 0;
 }

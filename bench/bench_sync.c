@@ -169,8 +169,6 @@ static struct {
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI, for sync.load */
     int verify_threads;     /* of the servers in this process */
-    char **names;
-    int nnames;
 } opt;
 
 /* ---- a server in a thread of this process --------------------------- */
@@ -1412,55 +1410,28 @@ int main(int argc, char **argv)
         "server.small.latency", "sync.noop.bytes", "sync.noop.roundtrips",
         "sync.noop.bytes.1k", "sync.noop.roundtrips.1k", "sync.one.bytes",
         "sync.load.seconds", "sync.load.ok", "sync.load.server_rss"};
-    size_t records = 0, devices = 0;
+    size_t records = 0, devices = 0, rounds = 3;
+    const char *threads = NULL;
+    const struct bench_flag flags[] = {{"--rounds", &rounds, NULL},
+                                       {"--records", &records, NULL},
+                                       {"--devices", &devices, NULL},
+                                       {"--verify-threads", NULL, &threads},
+                                       {NULL, NULL, NULL}};
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_sync", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
     struct sigaction sa;
 
-    bench_prog = "bench_sync";
-    opt.rounds = 3;
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
+    opt.fieldvault = bench_fieldvault;
+    opt.rounds = (int)rounds;
     opt.verify_threads = FV_SERVER_VERIFY_AUTO;
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
-            opt.rounds = (int)parse_count(argv[++i], "--rounds");
-        } else if (!strcmp(a, "--records") && i + 1 < argc) {
-            records = parse_count(argv[++i], "--records");
-        } else if (!strcmp(a, "--devices") && i + 1 < argc) {
-            devices = parse_count(argv[++i], "--devices");
-        } else if (!strcmp(a, "--verify-threads") && i + 1 < argc) {
-            const char *v = argv[++i];
-            opt.verify_threads =
-                strcmp(v, "0") ? (int)parse_count(v, "--verify-threads") : 0;
-        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
-            opt.fieldvault = argv[++i];
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "bench_sync: unknown option %s\n%s", a, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], a, strlen(a)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_sync: no measurement is named %s\n%s",
-                        a, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = argv[i];
-        }
-    }
+    if (threads)
+        opt.verify_threads =
+            strcmp(threads, "0") ? (int)parse_count(threads, "--verify-threads") : 0;
     opt.records = records ? records : opt.quick ? 10000 : 100000;
     opt.devices = devices ? devices : opt.quick ? 50 : 10000;
-    if (!opt.fieldvault)
-        opt.fieldvault = default_fieldvault();
-    bench_fieldvault = opt.fieldvault;
-    bench_select((const char *const *)opt.names, opt.nnames);
 
     /* A peer that closes first must not end the benchmark. */
     memset(&sa, 0, sizeof sa);
@@ -1482,6 +1453,5 @@ int main(int argc, char **argv)
     if (wanted("sync.load.seconds") || wanted("sync.load.ok") ||
         wanted("sync.load.server_rss"))
         bench_load();
-    free(opt.names);
     return 0;
 }

@@ -96,8 +96,6 @@ static struct {
     size_t add_records;
     size_t list_records;
     const char *base; /* where the scratch directory goes */
-    const char **names;
-    int nnames;
 } opt;
 
 /* ---- test records --------------------------------------------------- */
@@ -756,44 +754,20 @@ int main(int argc, char **argv)
     static const char *const known[] = {"vault.add", "vault.list",
                                         "vault.list.memory", "vault.unlock",
                                         "vault.unlock.duress"};
-    size_t add_n = 0, list_n = 0;
+    size_t add_n = 0, list_n = 0, rounds = 3;
 
-    opt.rounds = 3;
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
-            opt.rounds = (int)parse_count(argv[++i], "--rounds");
-        } else if (!strcmp(a, "--add-records") && i + 1 < argc) {
-            add_n = parse_count(argv[++i], "--add-records");
-        } else if (!strcmp(a, "--list-records") && i + 1 < argc) {
-            list_n = parse_count(argv[++i], "--list-records");
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "bench_vault: unknown option %s\n%s", a, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], a, strlen(a)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_vault: no measurement is named %s\n%s",
-                        a, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = argv[i];
-        }
-    }
+    const struct bench_flag flags[] = {{"--rounds", &rounds, NULL},
+                                       {"--add-records", &add_n, NULL},
+                                       {"--list-records", &list_n, NULL},
+                                       {NULL, NULL, NULL}};
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_vault", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
+    opt.rounds = (int)rounds;
     opt.add_records = add_n ? add_n : opt.quick ? 300 : 2000;
     opt.list_records = list_n ? list_n : opt.quick ? 2000 : 10000;
-    bench_prog = "bench_vault";
-    bench_select(opt.names, opt.nnames);
 
     if (sodium_init() < 0)
         die("libsodium failed to start");
@@ -809,6 +783,5 @@ int main(int argc, char **argv)
         bench_unlock();
     if (wanted("vault.unlock.duress"))
         bench_unlock_duress();
-    free(opt.names);
     return 0;
 }

@@ -111,6 +111,60 @@ int wanted(const char *name)
     return 0;
 }
 
+struct bench_cmdline bench_cmdline(int argc, char **argv, const char *prog,
+                                   const char *usage,
+                                   const char *const *known, size_t nknown,
+                                   const struct bench_flag *flags)
+{
+    struct bench_cmdline c = {0, NULL};
+    const char **sel = xmalloc((size_t)argc * sizeof *sel);
+    int nsel = 0;
+
+    bench_prog = prog;
+    bench_fieldvault = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const struct bench_flag *f = NULL;
+        for (size_t k = 0; flags && flags[k].name && !f; k++)
+            if (!strcmp(a, flags[k].name))
+                f = &flags[k];
+        if (!strcmp(a, "--quick")) {
+            c.quick = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            exit(0);
+        } else if (a[0] == '-' && i + 1 < argc &&
+                   (f || !strcmp(a, "--dir") || !strcmp(a, "--fieldvault"))) {
+            const char *v = argv[++i];
+            if (!f && !strcmp(a, "--dir"))
+                c.dir = v;
+            else if (!f)
+                bench_fieldvault = v;
+            else if (f->count)
+                *f->count = parse_count(v, a);
+            else
+                *f->text = v;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "%s: unknown option %s\n%s", prog, a, usage);
+            exit(2);
+        } else {
+            int hit = 0;
+            for (size_t k = 0; k < nknown; k++)
+                hit |= strncmp(known[k], a, strlen(a)) == 0;
+            if (!hit) {
+                fprintf(stderr, "%s: no measurement is named %s\n%s", prog,
+                        a, usage);
+                exit(2);
+            }
+            sel[nsel++] = a;
+        }
+    }
+    if (!bench_fieldvault)
+        bench_fieldvault = default_fieldvault();
+    bench_select(sel, nsel); /* kept for the program's life */
+    return c;
+}
+
 double now(void)
 {
     struct timespec ts;

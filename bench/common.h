@@ -41,6 +41,31 @@ void report(const char *name, double value, const char *unit, double limit,
 void bench_select(const char *const *names, int n);
 int wanted(const char *name);
 
+/* One option of a benchmark's own, "--NAME VALUE": a count (parse_count)
+ * into *count, or else the text into *text. */
+struct bench_flag {
+    const char *name;
+    size_t *count;
+    const char **text;
+};
+
+/* What every benchmark's command line holds beside its own options. */
+struct bench_cmdline {
+    int quick;       /* --quick: sizes shrunk for CI */
+    const char *dir; /* --dir DIR: where scratch goes (NULL: $TMPDIR) */
+};
+
+/* Reads the command line the benchmarks share, after setting bench_prog to
+ * `prog`: --quick, --dir DIR, --fieldvault PATH (bench_fieldvault; else
+ * default_fieldvault()), -h or --help (`usage` on stdout, exit 0), the
+ * options of `flags` (ended by a NULL name; NULL for none), and NAMEs,
+ * each the start of one of the `nknown` names in `known`, which it selects
+ * (bench_select). Anything else: a line and `usage` on stderr, exit 2. */
+struct bench_cmdline bench_cmdline(int argc, char **argv, const char *prog,
+                                   const char *usage,
+                                   const char *const *known, size_t nknown,
+                                   const struct bench_flag *flags);
+
 double now(void); /* CLOCK_MONOTONIC, seconds */
 /* A command-line count, 1..10,000,000; dies with `what` otherwise. */
 size_t parse_count(const char *s, const char *what);
