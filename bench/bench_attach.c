@@ -146,8 +146,6 @@ static struct {
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI: `serve`, and `sync` for client.rss */
     const char *socks;      /* attach.upload.socks5's proxy: microsocks, dante */
-    const char **names;
-    int nnames;
 } opt;
 
 static pid_t other_pid; /* the limit's receiver or a CLI sync, killed at exit */
@@ -1231,69 +1229,38 @@ int main(int argc, char **argv)
                                         "attach.client.rss",
                                         "attach.server.rss",
                                         "attach.resume.ratio"};
-    size_t size_mib = 0;
+    size_t size_mib = 0, nrounds = 0;
+    const struct bench_flag flags[] = {
+        {.name = "--verify", .on = &opt.verify},
+        {.name = "--rounds", .count = &nrounds},
+        {.name = "--size", .count = &size_mib},
+        {.name = "--socks", .text = &opt.socks},
+        {.name = NULL}};
     struct sigaction sa;
     char *last_server = NULL;
     long server_hwm = -1;
     int want_up, want_socks, want_srss, want_crss, want_resume, fetch;
     double t_start, t_setup, t_up, t_cli, t_resume;
 
-    opt.rounds = 0;
     opt.socks = "microsocks";
-    opt.names = xmalloc((size_t)argc * sizeof *opt.names);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--quick")) {
-            opt.quick = 1;
-        } else if (!strcmp(a, "--verify")) {
-            opt.verify = 1;
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) {
-            opt.base = argv[++i];
-        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
-            opt.rounds = (int)parse_count(argv[++i], "--rounds");
-        } else if (!strcmp(a, "--size") && i + 1 < argc) {
-            size_mib = parse_count(argv[++i], "--size");
-        } else if (!strcmp(a, "--fieldvault") && i + 1 < argc) {
-            opt.fieldvault = argv[++i];
-        } else if (!strcmp(a, "--socks") && i + 1 < argc) {
-            opt.socks = argv[++i];
-            if (strcmp(opt.socks, "microsocks") && strcmp(opt.socks, "dante")) {
-                fprintf(stderr, "bench_attach: --socks: microsocks or dante\n%s",
-                        usage);
-                return 2;
-            }
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "bench_attach: unknown option %s\n%s", a, usage);
-            return 2;
-        } else {
-            int hit = 0;
-            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-                hit |= strncmp(known[k], a, strlen(a)) == 0;
-            if (!hit) {
-                fprintf(stderr, "bench_attach: no measurement is named %s\n%s",
-                        a, usage);
-                return 2;
-            }
-            opt.names[opt.nnames++] = argv[i];
-        }
+    struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_attach", usage,
+                                            known, sizeof known / sizeof known[0],
+                                            flags);
+    opt.quick = cl.quick;
+    opt.base = cl.dir;
+    opt.fieldvault = bench_fieldvault;
+    if (strcmp(opt.socks, "microsocks") && strcmp(opt.socks, "dante")) {
+        fprintf(stderr, "bench_attach: --socks: microsocks or dante\n%s", usage);
+        return 2;
     }
     if (!size_mib)
         size_mib = opt.quick ? 128 : 1024;
     /* Two rounds of 1 GiB (each an upload and a limit) keep a full run
      * near 2.5 minutes on a shared 2-core machine. */
-    if (!opt.rounds)
-        opt.rounds = opt.quick ? 3 : 2;
+    opt.rounds = nrounds ? (int)nrounds : opt.quick ? 3 : 2;
     if (size_mib > 7 * 1024)
         die("--size: at most 7168 MiB (one record's chunk list)");
     opt.size = (uint64_t)size_mib << 20;
-    if (!opt.fieldvault)
-        opt.fieldvault = default_fieldvault();
-    bench_prog = "bench_attach";
-    bench_fieldvault = opt.fieldvault;
-    bench_select(opt.names, opt.nnames);
     want_up = wanted("attach.upload");
     want_socks = wanted("attach.upload.socks5");
     want_srss = wanted("attach.server.rss");
@@ -1414,6 +1381,5 @@ int main(int argc, char **argv)
          "client.rss upload %.0f s, resume %.0f s, fetch-back %.0f s; "
          "total %.0f s", t_setup - t_start, t_up - t_setup, t_cli - t_up,
          t_resume - t_cli, now() - t_resume, now() - t_start);
-    free(opt.names);
     return 0;
 }

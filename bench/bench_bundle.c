@@ -123,8 +123,8 @@ int main(int argc, char **argv)
 {
     static const char *const known[] = {"bundle.attach", "bundle.attach.rss"};
     size_t size_mib = 0;
-    const struct bench_flag flags[] = {{"--size", &size_mib, NULL},
-                                       {NULL, NULL, NULL}};
+    const struct bench_flag flags[] = {{.name = "--size", .count = &size_mib},
+                                       {.name = NULL}};
     fv_record_input in = FV_RECORD_INPUT_INIT;
     fv_attachment_source src;
     unsigned char record[FV_ID_BYTES];

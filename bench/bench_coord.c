@@ -616,9 +616,9 @@ int main(int argc, char **argv)
 
     if (argc == 7 && !strcmp(argv[1], "--coordinator-run"))
         return coordinator_main(argv);
-    const struct bench_flag flags[] = {{"--records", &records, NULL},
-                                       {"--devices", &devices, NULL},
-                                       {NULL, NULL, NULL}};
+    const struct bench_flag flags[] = {{.name = "--records", .count = &records},
+                                       {.name = "--devices", .count = &devices},
+                                       {.name = NULL}};
     struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_coord", usage,
                                             known, sizeof known / sizeof known[0],
                                             flags);

@@ -129,8 +129,8 @@ int main(int argc, char **argv)
     static const char *const known[] = {"desk.list.first", "desk.list.filtered",
                                         "desk.list.page"};
     size_t nrec = 0;
-    const struct bench_flag flags[] = {{"--records", &nrec, NULL},
-                                       {NULL, NULL, NULL}};
+    const struct bench_flag flags[] = {{.name = "--records", .count = &nrec},
+                                       {.name = NULL}};
     char *dir, *pass, *out, line[512], cookie[128], path[256];
     unsigned long long total;
     unsigned port;

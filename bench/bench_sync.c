@@ -1412,11 +1412,11 @@ int main(int argc, char **argv)
         "sync.load.seconds", "sync.load.ok", "sync.load.server_rss"};
     size_t records = 0, devices = 0, rounds = 3;
     const char *threads = NULL;
-    const struct bench_flag flags[] = {{"--rounds", &rounds, NULL},
-                                       {"--records", &records, NULL},
-                                       {"--devices", &devices, NULL},
-                                       {"--verify-threads", NULL, &threads},
-                                       {NULL, NULL, NULL}};
+    const struct bench_flag flags[] = {{.name = "--rounds", .count = &rounds},
+                                       {.name = "--records", .count = &records},
+                                       {.name = "--devices", .count = &devices},
+                                       {.name = "--verify-threads", .text = &threads},
+                                       {.name = NULL}};
     struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_sync", usage,
                                             known, sizeof known / sizeof known[0],
                                             flags);

@@ -756,10 +756,10 @@ int main(int argc, char **argv)
                                         "vault.unlock.duress"};
     size_t add_n = 0, list_n = 0, rounds = 3;
 
-    const struct bench_flag flags[] = {{"--rounds", &rounds, NULL},
-                                       {"--add-records", &add_n, NULL},
-                                       {"--list-records", &list_n, NULL},
-                                       {NULL, NULL, NULL}};
+    const struct bench_flag flags[] = {{.name = "--rounds", .count = &rounds},
+                                       {.name = "--add-records", .count = &add_n},
+                                       {.name = "--list-records", .count = &list_n},
+                                       {.name = NULL}};
     struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_vault", usage,
                                             known, sizeof known / sizeof known[0],
                                             flags);

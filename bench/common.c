@@ -130,6 +130,8 @@ struct bench_cmdline bench_cmdline(int argc, char **argv, const char *prog,
                 f = &flags[k];
         if (!strcmp(a, "--quick")) {
             c.quick = 1;
+        } else if (f && f->on) {
+            *f->on = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             exit(0);

@@ -41,12 +41,14 @@ void report(const char *name, double value, const char *unit, double limit,
 void bench_select(const char *const *names, int n);
 int wanted(const char *name);
 
-/* One option of a benchmark's own, "--NAME VALUE": a count (parse_count)
- * into *count, or else the text into *text. */
+/* One option of a benchmark's own: "--NAME VALUE", a count (parse_count)
+ * into *count or the text into *text; or the switch "--NAME", which sets
+ * *on to 1. */
 struct bench_flag {
     const char *name;
     size_t *count;
     const char **text;
+    int *on;
 };
 
 /* What every benchmark's command line holds beside its own options. */
@@ -58,7 +60,7 @@ struct bench_cmdline {
 /* Reads the command line the benchmarks share, after setting bench_prog to
  * `prog`: --quick, --dir DIR, --fieldvault PATH (bench_fieldvault; else
  * default_fieldvault()), -h or --help (`usage` on stdout, exit 0), the
- * options of `flags` (ended by a NULL name; NULL for none), and NAMEs,
+ * options of `flags` (ended by one without a name; NULL for none), and NAMEs,
  * each the start of one of the `nknown` names in `known`, which it selects
  * (bench_select). Anything else: a line and `usage` on stderr, exit 2. */
 struct bench_cmdline bench_cmdline(int argc, char **argv, const char *prog,
