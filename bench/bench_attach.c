@@ -3,7 +3,7 @@
  * scripts/bench).
  *
  *   bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB] [--verify]
- *                [--fieldvault PATH] [--socks microsocks|dante] [NAME...]
+ *                [--fieldvault PATH] [--socks dante|microsocks] [NAME...]
  *
  * A NAME selects the measurements whose name starts with it; no NAME runs
  * them all. Each measurement prints one JSON object on its own line on
@@ -55,13 +55,14 @@
  *
  * attach.upload.socks5 (MiB/s; target ratio >= 0.9). Each round of
  * attach.upload also runs the same upload (fresh copies) through a SOCKS5
- * proxy, microsocks started by this program on a free 127.0.0.1 port
- * (socks5h://): the proxy's cost on the upload. value = S / the fastest
- * proxied upload, limit = S / the fastest direct upload of the same
- * process and run. microsocks relays through a 1 KiB buffer: a poll, a
- * read and a write per KiB whatever the device writes. --socks dante
- * runs danted (dante-server, 64 KiB reads) instead; stderr names the
- * proxy and the CPU-seconds per GiB it used.
+ * proxy started by this program on a free 127.0.0.1 port (socks5h://):
+ * the proxy's cost on the upload. value = S / the fastest proxied upload,
+ * limit = S / the fastest direct upload of the same process and run. The
+ * proxy is danted (dante-server, which relays 64 KiB at a time); --socks
+ * microsocks runs microsocks instead, which relays through a 1 KiB buffer
+ * (a poll, a read and a write per KiB, whatever the device writes), so
+ * that its own copying, not the device's, sets the figure. stderr names
+ * the proxy and the CPU-seconds per GiB it used.
  *
  * attach.server.rss (KiB; "limit" 65536 = 64 MiB, ratio = value / limit:
  * below 1 meets the target). The server process's peak resident set
@@ -145,7 +146,7 @@ static struct {
     uint64_t size;          /* attachment bytes */
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI: `serve`, and `sync` for client.rss */
-    const char *socks;      /* attach.upload.socks5's proxy: microsocks, dante */
+    const char *socks;      /* attach.upload.socks5's proxy: dante, microsocks */
 } opt;
 
 static pid_t other_pid; /* the limit's receiver or a CLI sync, killed at exit */
@@ -1210,7 +1211,7 @@ static void fetch_back(const char *server_dir)
 
 static const char usage[] =
     "usage: bench_attach [--quick] [--dir DIR] [--rounds N] [--size MIB]\n"
-    "                    [--verify] [--fieldvault PATH] [--socks microsocks|dante]\n"
+    "                    [--verify] [--fieldvault PATH] [--socks dante|microsocks]\n"
     "                    [NAME...]\n"
     "Runs the measurements whose names start with a NAME (attach.upload,\n"
     "attach.upload.socks5, attach.client.rss, attach.server.rss, attach.resume.ratio; none: all)\n"
@@ -1219,7 +1220,7 @@ static const char usage[] =
     "--quick 3); --verify: read the attachment back through a coordinator\n"
     "after the last upload (always with --quick); --fieldvault: the CLI\n"
     "run as `serve` and `sync` (default: fieldvault next to this program);\n"
-    "--socks: the SOCKS5 server of attach.upload.socks5 (microsocks).\n"
+    "--socks: the SOCKS5 server of attach.upload.socks5 (dante).\n"
     "Scratch files go in a new directory under DIR (default $TMPDIR or\n"
     "/tmp) and are removed afterwards.\n";
 
@@ -1242,7 +1243,7 @@ int main(int argc, char **argv)
     int want_up, want_socks, want_srss, want_crss, want_resume, fetch;
     double t_start, t_setup, t_up, t_cli, t_resume;
 
-    opt.socks = "microsocks";
+    opt.socks = "dante";
     struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_attach", usage,
                                             known, sizeof known / sizeof known[0],
                                             flags);
@@ -1250,7 +1251,7 @@ int main(int argc, char **argv)
     opt.base = cl.dir;
     opt.fieldvault = bench_fieldvault;
     if (strcmp(opt.socks, "microsocks") && strcmp(opt.socks, "dante")) {
-        fprintf(stderr, "bench_attach: --socks: microsocks or dante\n%s", usage);
+        fprintf(stderr, "bench_attach: --socks: " SOCKS_KINDS "\n%s", usage);
         return 2;
     }
     if (!size_mib)
@@ -1287,7 +1288,7 @@ int main(int argc, char **argv)
         int rounds = want_up || want_socks ? opt.rounds : 1;
         double tu = 0, tl = -1, td = -1, ts = -1;
         char socks_url[64];
-        pid_t socks = want_socks ? socks_start_with(opt.socks, socks_url,
+        pid_t socks = want_socks ? socks_start(opt.socks, socks_url,
                                                     sizeof socks_url)
                                  : 0;
         proxy_pid = socks;

@@ -52,9 +52,10 @@
  *
  * sync.push.socks5 (envelopes/s; target ratio >= 0.9). Each round of
  * sync.push also runs the same push (fresh copies of the same server and
- * device) through a SOCKS5 proxy, microsocks started by this program on a
- * free 127.0.0.1 port (socks5h://, so the server's name goes to the
- * proxy): the proxy's cost on the sync. value = N / the fastest proxied
+ * device) through a SOCKS5 proxy started by this program on a free
+ * 127.0.0.1 port (socks5h://, so the server's name goes to the proxy),
+ * danted, or microsocks with --socks microsocks: the proxy's cost on the
+ * sync. value = N / the fastest proxied
  * sync, limit = N / the fastest direct sync of the same process and run.
  *
  * sync.noop.bytes, sync.noop.roundtrips (bytes, round trips; no limit). On
@@ -169,6 +170,7 @@ static struct {
     const char *base;       /* where the scratch directory goes */
     const char *fieldvault; /* the CLI, for sync.load */
     int verify_threads;     /* of the servers in this process */
+    const char *socks;      /* sync.push.socks5's proxy (socks_start) */
 } opt;
 
 /* ---- a server in a thread of this process --------------------------- */
@@ -612,7 +614,7 @@ static void bench_push(void)
     size_t n = opt.records, count = 0, env_bytes, tbs_bytes;
     int rounds = want_push || want_socks ? opt.rounds : 1;
     char socks_url[64];
-    pid_t socks = want_socks ? socks_start(socks_url, sizeof socks_url) : 0;
+    pid_t socks = want_socks ? socks_start(opt.socks, socks_url, sizeof socks_url) : 0;
     double td_min = -1, ts_min = -1;
     char *server0 = scratch_path("server"), *admin;
     char *device0 = scratch_path("device");
@@ -1389,7 +1391,7 @@ static void bench_load(void)
 static const char usage[] =
     "usage: bench_sync [--quick] [--dir DIR] [--rounds N] [--records N]\n"
     "                  [--devices N] [--fieldvault PATH] [--verify-threads N]\n"
-    "                  [NAME...]\n"
+    "                  [--socks dante|microsocks] [NAME...]\n"
     "Runs the measurements whose names start with a NAME (sync.push,\n"
     "sync.push.socks5, sync.push.cores, server.small.latency, sync.noop.bytes, sync.noop.roundtrips, sync.noop.bytes.1k,\n"
     "sync.noop.roundtrips.1k, sync.one.bytes, sync.load.seconds, sync.load.ok,\n"
@@ -1398,7 +1400,8 @@ static const char usage[] =
     "--devices: sync.load's devices (10000; --quick 50); --fieldvault: the CLI\n"
     "that sync.load runs as `serve` (default: fieldvault next to this\n"
     "program); --verify-threads: the in-process servers' signature\n"
-    "threads (default: one per CPU; 0: none). Scratch files go in a new\n"
+    "threads (default: one per CPU; 0: none); --socks: the SOCKS5 server of\n"
+    "sync.push.socks5 (dante). Scratch files go in a new\n"
     "directory under DIR (default $TMPDIR or /tmp) and are removed\n"
     "afterwards.\n";
 
@@ -1416,6 +1419,7 @@ int main(int argc, char **argv)
                                        {.name = "--records", .count = &records},
                                        {.name = "--devices", .count = &devices},
                                        {.name = "--verify-threads", .text = &threads},
+                                       {.name = "--socks", .text = &opt.socks},
                                        {.name = NULL}};
     struct bench_cmdline cl = bench_cmdline(argc, argv, "bench_sync", usage,
                                             known, sizeof known / sizeof known[0],
@@ -1427,6 +1431,12 @@ int main(int argc, char **argv)
     opt.fieldvault = bench_fieldvault;
     opt.rounds = (int)rounds;
     opt.verify_threads = FV_SERVER_VERIFY_AUTO;
+    if (!opt.socks)
+        opt.socks = "dante";
+    if (strcmp(opt.socks, "dante") && strcmp(opt.socks, "microsocks")) {
+        fprintf(stderr, "bench_sync: --socks: " SOCKS_KINDS "\n%s", usage);
+        return 2;
+    }
     if (threads)
         opt.verify_threads =
             strcmp(threads, "0") ? (int)parse_count(threads, "--verify-threads") : 0;

@@ -497,10 +497,6 @@ fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
     return res;
 }
 
-pid_t socks_start(char *url, size_t cap)
-{
-    return socks_start_with("microsocks", url, cap);
-}
 
 /* danted's configuration in the scratch directory: SOCKS5 without
  * authentication on 127.0.0.1:port, CONNECT to anywhere from loopback. */
@@ -524,7 +520,7 @@ static char *dante_conf(const char *port)
     return path;
 }
 
-pid_t socks_start_with(const char *kind, char *url, size_t cap)
+pid_t socks_start(const char *kind, char *url, size_t cap)
 {
     struct sockaddr_in a;
     socklen_t alen = sizeof a;
@@ -534,7 +530,7 @@ pid_t socks_start_with(const char *kind, char *url, size_t cap)
     pid_t pid;
 
     if (!dante && strcmp(kind, "microsocks") != 0)
-        die("unknown SOCKS5 server %s (microsocks or dante)", kind);
+        die("unknown SOCKS5 server %s (" SOCKS_KINDS ")", kind);
     /* A free port: bound, read back, released for the proxy to take. */
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;

@@ -148,12 +148,12 @@ fv_sync_result sync_or_die(fv_vault *v, const char *addr, const char *what);
 /* fv_sync through `proxy` (a fv_sync_options.proxy URL; NULL: direct). */
 fv_sync_result sync_via(fv_vault *v, const char *addr, const char *proxy,
                         const char *what);
-/* microsocks (SOCKS5, no auth) on a free 127.0.0.1 port, as a child killed
- * at exit: its pid; `url` receives "socks5h://127.0.0.1:PORT". */
-pid_t socks_start(char *url, size_t cap);
-/* The same with the SOCKS5 server `kind`: "microsocks", or "dante"
- * (danted from dante-server, configured in the scratch directory). */
-pid_t socks_start_with(const char *kind, char *url, size_t cap);
+/* The SOCKS5 server `kind` (no auth) on a free 127.0.0.1 port, as a child
+ * killed at exit: "dante" (danted from dante-server, configured in the
+ * scratch directory) or "microsocks". Its pid; `url` receives
+ * "socks5h://127.0.0.1:PORT". Dies for another kind. */
+#define SOCKS_KINDS "dante or microsocks"
+pid_t socks_start(const char *kind, char *url, size_t cap);
 void socks_stop(pid_t pid);
 
 /* `bench_fieldvault serve --data DIR --listen 127.0.0.1:0`, its stderr to
