@@ -1044,7 +1044,7 @@ static void note_sysctls(const char *when)
         snprintf(path, sizeof path, "/proc/sys/%s", names[i]);
         if ((f = fopen(path, "r")) != NULL) {
             if (!fgets(v, sizeof v, f))
-                strcpy(v, "?");
+                snprintf(v, sizeof v, "?");
             fclose(f);
         }
         v[strcspn(v, "\n")] = '\0';
